@@ -1,0 +1,2 @@
+//! The `burrow` binary (being built).
+fn main() {}

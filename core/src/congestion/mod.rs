@@ -1,0 +1,1 @@
+//! Congestion control behind a trait, and RTT estimation.

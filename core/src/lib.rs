@@ -1,0 +1,83 @@
+//! # burrow-core: the whole burrow protocol, sans-IO
+//!
+//! This crate holds every protocol decision burrow makes, as plain state machines. It opens no
+//! sockets, reads no clock, starts no threads, runs no async code and asks the OS for no
+//! randomness. Time and a random seed come in as arguments; datagrams to send, events for the
+//! application and the next deadline come out as values. The runtime crates (tokio, smol, mio),
+//! the simulator and the tests all drive the same [`Endpoint`] the same way.
+//!
+//! ## The run loop (the contract every driver follows)
+//!
+//! ```text
+//! let mut ep = Endpoint::new(config, seed, now, unix_now);
+//! loop {
+//!     // 1. Drain output until both queues are empty.
+//!     while let Some(t) = ep.poll_transmit() { send t.payload to t.dst (with t.ttl if set) }
+//!     while let Some(e) = ep.poll_event()    { act on e (e.g. deliver data, log a close) }
+//!     // 2. Sleep until a datagram arrives, the application has a command, or the deadline.
+//!     let deadline = ep.poll_timeout();      // Option<(Instant, Timer)>
+//!     wait_for(socket, app_commands, deadline);
+//!     // 3. Read the clock once, make exactly one call with it, and go back to 1.
+//!     let now = Instant::now();
+//!     match what_woke_us {
+//!         Datagram(from, bytes) => ep.handle_input(now, from, &bytes),
+//!         Deadline               => ep.handle_timeout(now),
+//!         Command(c)             => c.apply(&mut ep, now), // connect, send, close, ...
+//!     }
+//! }
+//! ```
+//!
+//! Rules that keep this simple and deterministic:
+//!
+//! - After **any** `handle_*` call or command, drain [`Endpoint::poll_transmit`] and
+//!   [`Endpoint::poll_event`] until both return `None` before reading
+//!   [`Endpoint::poll_timeout`] (the "single mutation" invariant). Until then the deadline may be
+//!   stale.
+//! - `now` never goes backwards between calls. `poll_timeout` never returns a deadline at or
+//!   before the last `now` unless output is queued; calling `handle_timeout` early is harmless.
+//! - Bytes from the network never produce an error or a panic: malformed, unauthenticated,
+//!   replayed or unexpected packets are dropped and counted in [`Endpoint::stats`]. Commands
+//!   return small error enums that say what the caller can do next; conditions that end a
+//!   session arrive as [`Event::SessionClosed`] with a [`CloseReason`].
+//! - Given the same configuration, seed, inputs and instants, an endpoint produces the same
+//!   outputs byte for byte. The simulator relies on it.
+//! - [`Transmit::ttl`] asks the driver to send that one datagram with a limited IP TTL; the core
+//!   never touches socket options.
+//!
+//! ## Layers, bottom up
+//!
+//! - [`wire`]: the hand-encoded data-plane header (also the AEAD associated data) and the
+//!   versioned postcard bodies of control messages.
+//! - [`crypto`]: static keys, `Noise_IK_25519_ChaChaPoly_BLAKE2s`, transport AEAD with an explicit
+//!   64-bit counter, the sliding replay window, and stateless handshake cookies.
+//! - [`session`]: one encrypted session per peer: handshake retries, rekeying, keepalives and the
+//!   idle timeout.
+//! - [`stream`] and [`congestion`]: reliable, ordered, multiplexed streams with loss recovery,
+//!   congestion control and flow control.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod congestion;
+pub mod crypto;
+pub mod endpoint;
+pub mod error;
+pub mod event;
+pub mod session;
+pub mod stream;
+pub mod timer;
+pub mod transmit;
+pub mod wire;
+
+mod rng;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+
+pub use crypto::{PublicKey, SecretKey};
+
+
+
+pub use timer::Timer;
+pub use transmit::Transmit;

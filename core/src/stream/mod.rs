@@ -1,0 +1,1 @@
+//! Reliable, ordered, multiplexed byte streams inside an encrypted session.

@@ -1,0 +1,1 @@
+//! Deterministic network and NAT simulator (being built).

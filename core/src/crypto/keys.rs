@@ -59,7 +59,9 @@ pub enum KeyParseError {
 impl fmt::Display for KeyParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotBase64 => f.write_str("key is not valid base64 (expected 44 characters as printed by `burrow keygen`)"),
+            Self::NotBase64 => f.write_str(
+                "key is not valid base64 (expected 44 characters as printed by `burrow keygen`)",
+            ),
             Self::WrongLength(n) => write!(f, "key decodes to {n} bytes; an X25519 key has 32"),
         }
     }
@@ -72,7 +74,9 @@ fn decode_key(text: &str) -> Result<[u8; KEY_LEN], KeyParseError> {
         .decode(text.trim())
         .map_err(|_| KeyParseError::NotBase64)?;
     let len = bytes.len();
-    bytes.try_into().map_err(|_| KeyParseError::WrongLength(len))
+    bytes
+        .try_into()
+        .map_err(|_| KeyParseError::WrongLength(len))
 }
 
 impl FromStr for PublicKey {
@@ -145,8 +149,14 @@ mod tests {
 
     #[test]
     fn bad_key_text_is_a_clear_error() {
-        assert_eq!("not a key!".parse::<PublicKey>(), Err(KeyParseError::NotBase64));
-        assert_eq!("AAAA".parse::<PublicKey>(), Err(KeyParseError::WrongLength(3)));
+        assert_eq!(
+            "not a key!".parse::<PublicKey>(),
+            Err(KeyParseError::NotBase64)
+        );
+        assert_eq!(
+            "AAAA".parse::<PublicKey>(),
+            Err(KeyParseError::WrongLength(3))
+        );
         assert!(!format!("{:?}", SecretKey::from_bytes([1; 32])).contains("AQEB"));
     }
 
@@ -154,6 +164,9 @@ mod tests {
     fn diffie_hellman_agrees() {
         let a = SecretKey::from_bytes([1; 32]);
         let b = SecretKey::from_bytes([2; 32]);
-        assert_eq!(a.diffie_hellman(&b.public_key()), b.diffie_hellman(&a.public_key()));
+        assert_eq!(
+            a.diffie_hellman(&b.public_key()),
+            b.diffie_hellman(&a.public_key())
+        );
     }
 }

@@ -2,5 +2,13 @@
 //! handshake cookies.
 
 pub mod keys;
+pub mod noise;
+
+#[cfg(test)]
+mod interop_tests;
 
 pub use keys::{KeyParseError, PublicKey, SecretKey};
+pub use noise::{
+    AeadError, CipherState, HandshakeError, InitiatorHandshake, ResponderHandshake, TAG_LEN,
+    TransportKeys,
+};

@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod noise;
+pub mod replay;
 
 #[cfg(test)]
 mod interop_tests;
@@ -12,3 +13,4 @@ pub use noise::{
     AeadError, CipherState, HandshakeError, InitiatorHandshake, ResponderHandshake, TAG_LEN,
     TransportKeys,
 };
+pub use replay::{REPLAY_WINDOW, ReplayWindow};

@@ -211,12 +211,8 @@ pub fn initiate(
     es.zeroize();
     state.encrypt_and_hash(local.public_key().as_bytes(), out);
 
-    // Zero exactly when `es` was (both are multiples of the cofactor times `remote`).
-    let mut ss = if poisoned {
-        es
-    } else {
-        local.diffie_hellman(remote)
-    };
+    // Zero exactly when `es` was; then the chaining key already holds our secret from above.
+    let mut ss = local.diffie_hellman(remote);
     state.mix_key(&ss);
     ss.zeroize();
     state.encrypt_and_hash(payload, out);

@@ -1,1 +1,92 @@
-//! (being written)
+//! Endpoint configuration.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::crypto::{PublicKey, SecretKey};
+
+/// Which peers may complete a handshake with us as responder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerPolicy {
+    /// Any key that completes the handshake (a rendezvous server; authorisation happens above,
+    /// with tokens).
+    AnyKey,
+    /// Only these keys, plus any key this endpoint itself connects to.
+    Only(BTreeSet<PublicKey>),
+}
+
+/// Session timing and rekeying limits.
+///
+/// The defaults follow WireGuard's proven figures where they exist (rekey every two minutes,
+/// keys unusable after three), with a shorter keepalive because burrow must hold NAT bindings
+/// open and many consumer NATs forget UDP flows after 30 seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// First handshake retransmission delay; doubles per attempt up to `handshake_retry_max`.
+    pub handshake_retry: Duration,
+    /// Longest delay between two handshake attempts.
+    pub handshake_retry_max: Duration,
+    /// Give up on a handshake (and close the session) after this long without a response.
+    pub handshake_timeout: Duration,
+    /// Send a keepalive when nothing was sent for this long on an established session.
+    pub keepalive_interval: Duration,
+    /// Close a session when nothing was received for this long.
+    pub idle_timeout: Duration,
+    /// Start a new handshake when the current keys are this old.
+    pub rekey_after_time: Duration,
+    /// Never use keys older than this; they are erased.
+    pub reject_after_time: Duration,
+    /// Start a new handshake after sending this many packets with one key.
+    pub rekey_after_packets: u64,
+    /// Never send more than this many packets with one key.
+    pub reject_after_packets: u64,
+    /// Initiations per second above which the responder demands a cookie (mac2) before
+    /// spending a Diffie-Hellman on an initiation.
+    pub handshake_load_threshold: u32,
+    /// Datagrams queued per peer while its handshake is in progress; more are refused.
+    pub max_queued_datagrams: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            handshake_retry: Duration::from_millis(1000),
+            handshake_retry_max: Duration::from_secs(8),
+            handshake_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(50),
+            rekey_after_time: Duration::from_secs(120),
+            reject_after_time: Duration::from_secs(180),
+            rekey_after_packets: 1 << 60,
+            reject_after_packets: u64::MAX - (1 << 13),
+            handshake_load_threshold: 1000,
+            max_queued_datagrams: 256,
+        }
+    }
+}
+
+/// Everything an [`crate::Endpoint`] needs besides time and a seed.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our static key: our identity.
+    pub secret_key: SecretKey,
+    /// Who may connect to us.
+    pub peers: PeerPolicy,
+    /// Session timing.
+    pub session: SessionConfig,
+    /// Largest UDP payload we send. 1200 bytes fits every IPv6 path and nearly every IPv4
+    /// path, including tunnels.
+    pub max_udp_payload: usize,
+}
+
+impl Config {
+    /// A configuration with default timing that accepts any peer key.
+    pub fn new(secret_key: SecretKey) -> Self {
+        Self {
+            secret_key,
+            peers: PeerPolicy::AnyKey,
+            session: SessionConfig::default(),
+            max_udp_payload: 1200,
+        }
+    }
+}

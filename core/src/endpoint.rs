@@ -1,1 +1,428 @@
-//! (being written)
+//! [`Endpoint`]: the one type a driver talks to.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, PeerPolicy};
+use crate::crypto::PublicKey;
+use crate::crypto::cookie::CookieChecker;
+use crate::crypto::noise;
+use crate::error::{ConnectError, SendError};
+use crate::event::{Event, PeerId};
+use crate::rng::SeededRng;
+use crate::session::handshake::{HandshakePayload, PROLOGUE};
+use crate::session::{Context, Identity, Indices, Output, PeerIds, Session};
+use crate::stats::Stats;
+use crate::timer::Timer;
+use crate::transmit::Transmit;
+use crate::wire::control::CloseCode;
+use crate::wire::header::{self, MAC_LEN};
+use crate::wire::{Packet, stun};
+
+/// Counts initiations per second to decide when to demand cookies.
+struct LoadMeter {
+    window_start: Instant,
+    count: u32,
+}
+
+impl LoadMeter {
+    /// Counts one initiation and says whether we are over `threshold` this second.
+    fn count(&mut self, now: Instant, threshold: u32) -> bool {
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count > threshold
+    }
+}
+
+/// A burrow endpoint: one UDP socket's worth of protocol state. See the crate docs for the run
+/// loop every driver follows.
+pub struct Endpoint {
+    config: Config,
+    identity: Identity,
+    public_key: PublicKey,
+    rng: SeededRng,
+    indices: Indices,
+    ids: PeerIds,
+    out: Output,
+    sessions: BTreeMap<PublicKey, Session>,
+    cookies: CookieChecker,
+    load: LoadMeter,
+    /// Reused for decrypting transport packets.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("public_key", &self.public_key)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Creates an endpoint.
+    ///
+    /// `seed` seeds the endpoint's CSPRNG (ephemeral keys, session indices, cookie secrets):
+    /// drivers take it from the OS, tests and the simulator from a fixed value. `now` is the
+    /// driver's monotonic clock and `unix_now` the wall-clock time since the Unix epoch at the
+    /// same moment; the core derives handshake timestamps from the two.
+    pub fn new(config: Config, seed: [u8; 32], now: Instant, unix_now: Duration) -> Self {
+        let mut rng = SeededRng::new(seed);
+        let public_key = config.secret_key.public_key();
+        let identity = Identity {
+            secret: config.secret_key.clone(),
+            instance: rng.u64(),
+            epoch: now,
+            unix_at_epoch: unix_now,
+        };
+        Self {
+            cookies: CookieChecker::new(&public_key),
+            public_key,
+            identity,
+            rng,
+            config,
+            indices: Indices::default(),
+            ids: PeerIds::default(),
+            out: Output::default(),
+            sessions: BTreeMap::new(),
+            load: LoadMeter {
+                window_start: now,
+                count: 0,
+            },
+            scratch: Vec::with_capacity(2048),
+        }
+    }
+
+    /// Our static public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// Counters of what the endpoint did and dropped.
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
+    }
+
+    /// Splits the endpoint into the sessions and the context they write into.
+    fn parts(&mut self) -> (Context<'_>, &mut BTreeMap<PublicKey, Session>) {
+        let ctx = Context {
+            config: &self.config,
+            identity: &self.identity,
+            rng: &mut self.rng,
+            indices: &mut self.indices,
+            ids: &mut self.ids,
+            out: &mut self.out,
+        };
+        (ctx, &mut self.sessions)
+    }
+
+    /// Forgets sessions that ended during the last call.
+    fn reap(&mut self) {
+        self.sessions.retain(|_, s| !s.closed);
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    /// Feeds one datagram received on the endpoint's socket from `from`.
+    ///
+    /// Call it for every datagram, then drain `poll_transmit` and `poll_event`. Whatever the
+    /// bytes, this never fails or panics: what is not acted on is counted in [`Self::stats`].
+    pub fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.out.stats.datagrams_in += 1;
+        self.out.stats.bytes_in += bytes.len() as u64;
+        if stun::is_stun(bytes) {
+            self.out.stats.stun_received += 1;
+            return;
+        }
+        let Ok(packet) = Packet::parse(bytes) else {
+            self.out.stats.dropped_malformed += 1;
+            return;
+        };
+        match packet {
+            Packet::Initiation {
+                sender,
+                noise,
+                mac1_input,
+                mac1,
+                mac2,
+            } => {
+                let mac2_input = &bytes[..mac1_input.len() + MAC_LEN];
+                self.on_initiation(
+                    now,
+                    from,
+                    sender,
+                    noise,
+                    (mac1_input, mac1),
+                    (mac2_input, mac2),
+                );
+            }
+            Packet::Response {
+                sender,
+                receiver,
+                noise,
+                mac1_input,
+                mac1,
+                ..
+            } => {
+                if !self.cookies.verify_mac1(mac1_input, mac1) {
+                    self.out.stats.dropped_bad_mac += 1;
+                    return;
+                }
+                let (mut ctx, sessions) = self.parts();
+                match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+                    Some(s) if s.owns_pending(receiver) => {
+                        s.on_response(&mut ctx, now, from, sender, noise)
+                    }
+                    _ => ctx.out.stats.dropped_unexpected += 1,
+                }
+            }
+            Packet::CookieReply {
+                receiver,
+                nonce,
+                sealed,
+            } => {
+                let (mut ctx, sessions) = self.parts();
+                match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+                    Some(s) if s.owns_pending(receiver) => {
+                        s.on_cookie_reply(&mut ctx, now, nonce, sealed)
+                    }
+                    _ => ctx.out.stats.dropped_unexpected += 1,
+                }
+            }
+            Packet::Transport {
+                header,
+                receiver,
+                counter,
+                sealed,
+            } => {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let (mut ctx, sessions) = self.parts();
+                match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+                    Some(s) => s.on_transport(
+                        &mut ctx,
+                        now,
+                        from,
+                        receiver,
+                        header,
+                        counter,
+                        sealed,
+                        &mut scratch,
+                    ),
+                    None => ctx.out.stats.dropped_unknown_index += 1,
+                }
+                self.scratch = scratch;
+            }
+        }
+        self.reap();
+    }
+
+    fn on_initiation(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        sender: u32,
+        noise_msg: &[u8],
+        (mac1_input, mac1): (&[u8], &[u8; MAC_LEN]),
+        (mac2_input, mac2): (&[u8], &[u8; MAC_LEN]),
+    ) {
+        if !self.cookies.verify_mac1(mac1_input, mac1) {
+            self.out.stats.dropped_bad_mac += 1;
+            return;
+        }
+        let under_load = self
+            .load
+            .count(now, self.config.session.handshake_load_threshold);
+        if under_load && !self.cookies.verify_mac2(now, from, mac2_input, mac2) {
+            // Answer with a cookie, which costs no Diffie-Hellman, instead of a response.
+            let nonce = self.rng.bytes();
+            let rng = &mut self.rng;
+            let reply = self
+                .cookies
+                .seal_reply(now, || rng.bytes(), from, mac1, nonce);
+            let packet = header::cookie_reply(sender, &reply);
+            let stats = &mut self.out.stats;
+            stats.dropped_no_cookie += 1;
+            stats.cookies_sent += 1;
+            stats.datagrams_out += 1;
+            stats.bytes_out += packet.len() as u64;
+            self.out.transmits.push_back(Transmit {
+                dst: from,
+                ttl: None,
+                payload: packet.into(),
+            });
+            return;
+        }
+        let Ok(responder) = noise::respond(&self.config.secret_key, PROLOGUE, noise_msg) else {
+            self.out.stats.dropped_handshake += 1;
+            return;
+        };
+        let Some(payload) = HandshakePayload::decode(responder.payload()) else {
+            self.out.stats.dropped_handshake += 1;
+            return;
+        };
+        let key = responder.remote_static();
+        let admitted = match &self.config.peers {
+            PeerPolicy::AnyKey => true,
+            PeerPolicy::Only(keys) => keys.contains(&key) || self.sessions.contains_key(&key),
+        };
+        if !admitted || key == self.public_key {
+            self.out.stats.dropped_unknown_peer += 1;
+            self.out
+                .events
+                .push_back(Event::PeerRejected { key, addr: from });
+            return;
+        }
+        let public_key = self.public_key;
+        let (mut ctx, sessions) = self.parts();
+        if let Some(session) = sessions.get_mut(&key) {
+            if !session.yields_to_initiation(&public_key) {
+                // Simultaneous initiation and our key is larger: the peer answers ours instead.
+                ctx.out.stats.dropped_unexpected += 1;
+                return;
+            }
+            if session.admit_initiation(&mut ctx, &payload) {
+                session.respond(&mut ctx, now, from, responder, sender);
+            }
+            return;
+        }
+        let mut session = Session::new(ctx.ids.assign(key), key, from, now);
+        if session.admit_initiation(&mut ctx, &payload) {
+            session.respond(&mut ctx, now, from, responder, sender);
+            sessions.insert(key, session);
+        } else {
+            ctx.ids.release(session.id);
+        }
+    }
+
+    /// Acts on every deadline that has passed by `now`.
+    ///
+    /// Call it when the deadline from [`Self::poll_timeout`] is reached (calling it earlier is
+    /// harmless), then drain `poll_transmit` and `poll_event`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let (mut ctx, sessions) = self.parts();
+        for session in sessions.values_mut() {
+            if session
+                .poll_timeout(&ctx.config.session)
+                .is_some_and(|(at, _)| at <= now)
+            {
+                session.handle_timeout(&mut ctx, now);
+            }
+        }
+        self.reap();
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    /// The next datagram to send, if any. Drain it until `None` after every call that takes
+    /// `now`.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next event for the application, if any. Drain it until `None` after every call that
+    /// takes `now`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] should next be called, and why; `None` when nothing is
+    /// pending. Read it after draining the output queues.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        let cfg = &self.config.session;
+        self.sessions
+            .values()
+            .filter_map(|s| s.poll_timeout(cfg))
+            .min()
+    }
+
+    // ----- commands ----------------------------------------------------------------------
+
+    /// Starts (or reuses) a session with the peer whose static key is `key`, reached at `addr`.
+    ///
+    /// Returns the peer's handle at once; [`Event::Connected`] follows when the handshake
+    /// completes, or [`Event::SessionClosed`] with
+    /// [`crate::CloseReason::HandshakeTimeout`] if it never does.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        key: PublicKey,
+        addr: SocketAddr,
+    ) -> Result<PeerId, ConnectError> {
+        if key == self.public_key {
+            return Err(ConnectError::OwnKey);
+        }
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.entry(key).or_insert_with(|| {
+            let id = ctx.ids.assign(key);
+            Session::new(id, key, addr, now)
+        });
+        session.announced = true;
+        if !session.is_connected() {
+            session.addr = addr;
+            session.start_handshake(&mut ctx, now);
+        }
+        Ok(session.id)
+    }
+
+    /// Sends one unreliable datagram to `peer` (queued while its handshake runs).
+    pub fn send_datagram(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        let key = self.ids.key(peer).ok_or(SendError::UnknownPeer)?;
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.get_mut(&key).ok_or(SendError::UnknownPeer)?;
+        session.send_datagram(&mut ctx, now, data)
+    }
+
+    /// The largest datagram [`Self::send_datagram`] accepts.
+    pub fn max_datagram_size(&self) -> usize {
+        self.config
+            .max_udp_payload
+            .saturating_sub(crate::session::DATAGRAM_OVERHEAD)
+    }
+
+    /// Closes the session with `peer`, telling it so. [`Event::SessionClosed`] follows.
+    /// Unknown handles are ignored.
+    pub fn close(&mut self, now: Instant, peer: PeerId) {
+        let Some(key) = self.ids.key(peer) else {
+            return;
+        };
+        let (mut ctx, sessions) = self.parts();
+        if let Some(session) = sessions.get_mut(&key) {
+            session.close(&mut ctx, now, CloseCode::Normal);
+        }
+        self.reap();
+    }
+
+    /// The address packets to `peer` go to, if the handle is live.
+    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
+        self.ids
+            .key(peer)
+            .and_then(|k| self.sessions.get(&k))
+            .map(|s| s.addr)
+    }
+
+    /// Whether the session with `peer` has completed a handshake.
+    pub fn is_connected(&self, peer: PeerId) -> bool {
+        self.ids
+            .key(peer)
+            .and_then(|k| self.sessions.get(&k))
+            .is_some_and(Session::is_connected)
+    }
+
+    /// Number of sessions (connected, handshaking, or awaiting confirmation).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+}

@@ -1,1 +1,83 @@
-//! (being written)
+//! Errors of commands, and the reasons a session ends.
+
+use std::fmt;
+
+use crate::wire::control::CloseCode;
+
+/// Why a session ended, in [`crate::Event::SessionClosed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// No valid handshake response arrived in time: the peer is unreachable, is not running,
+    /// or does not have the static key we expected.
+    HandshakeTimeout,
+    /// Nothing was heard from the peer for the idle timeout.
+    IdleTimeout,
+    /// The application closed the session.
+    Local,
+    /// The peer closed the session.
+    Peer(CloseCode),
+    /// The peer's endpoint restarted and lost the session's state; a new session with a new
+    /// [`crate::PeerId`] follows at once.
+    PeerRestarted,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::HandshakeTimeout => f.write_str(
+                "handshake timed out: the peer is unreachable, not running, or its public key is not the one configured",
+            ),
+            Self::IdleTimeout => f.write_str("nothing heard from the peer for the idle timeout"),
+            Self::Local => f.write_str("closed locally"),
+            Self::Peer(code) => write!(f, "closed by the peer ({code:?})"),
+            Self::PeerRestarted => f.write_str("the peer restarted; its new session replaces this one"),
+        }
+    }
+}
+
+/// Why [`crate::Endpoint::connect`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The key is our own.
+    OwnKey,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OwnKey => f.write_str("cannot connect to our own public key"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Why a datagram could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No session with that peer handle (never existed, or closed).
+    UnknownPeer,
+    /// Larger than one packet can carry; the limit is given.
+    TooLarge {
+        /// The largest datagram that fits.
+        max: usize,
+    },
+    /// The handshake is still running and the queue for this peer is full; wait for
+    /// [`crate::Event::Connected`].
+    QueueFull,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownPeer => f.write_str("no session with that peer"),
+            Self::TooLarge { max } => write!(f, "datagram too large (at most {max} bytes fit)"),
+            Self::QueueFull => f.write_str("handshake in progress and the send queue is full"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}

@@ -1,1 +1,67 @@
-//! (being written)
+//! What the core tells the application.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::crypto::PublicKey;
+use crate::error::CloseReason;
+
+/// An endpoint-local handle for one peer (one static key). Never reused within an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub u64);
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer#{}", self.0)
+    }
+}
+
+/// Something the application must learn about, from [`crate::Endpoint::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A handshake completed and the session can carry data. Comes once per session; after
+    /// a rekey there is no new event.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// Its static key, now authenticated.
+        key: PublicKey,
+        /// Where its packets come from.
+        addr: SocketAddr,
+    },
+    /// An authenticated packet arrived from a new address: the peer's NAT rebound or it moved.
+    /// Further packets go to the new address.
+    PathChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Its new address.
+        addr: SocketAddr,
+    },
+    /// An application datagram from a peer.
+    Datagram {
+        /// The sender.
+        peer: PeerId,
+        /// The bytes, as sent.
+        data: Bytes,
+    },
+    /// A handshake came from a key our [`crate::config::PeerPolicy`] does not admit; nothing
+    /// was answered and nothing will be delivered from it.
+    PeerRejected {
+        /// The key that was refused (authenticated by the handshake).
+        key: PublicKey,
+        /// Where the handshake came from.
+        addr: SocketAddr,
+    },
+    /// A session ended; the peer handle is forgotten after this event.
+    SessionClosed {
+        /// The peer.
+        peer: PeerId,
+        /// Its static key.
+        key: PublicKey,
+        /// Why it ended.
+        reason: CloseReason,
+    },
+}

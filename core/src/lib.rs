@@ -64,6 +64,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod session;
+pub mod stats;
 pub mod stream;
 pub mod timer;
 pub mod transmit;
@@ -74,10 +75,11 @@ mod rng;
 #[cfg(test)]
 pub(crate) mod tests;
 
-
+pub use config::Config;
 pub use crypto::{PublicKey, SecretKey};
-
-
-
+pub use endpoint::Endpoint;
+pub use error::{CloseReason, ConnectError, SendError};
+pub use event::{Event, PeerId};
+pub use stats::Stats;
 pub use timer::Timer;
 pub use transmit::Transmit;

@@ -26,10 +26,4 @@ impl SeededRng {
     pub(crate) fn u64(&mut self) -> u64 {
         self.0.next_u64()
     }
-
-    /// A new, independent generator for a sub-machine, so that its draws do not shift the
-    /// parent's sequence.
-    pub(crate) fn fork(&mut self) -> Self {
-        Self::new(self.bytes())
-    }
 }

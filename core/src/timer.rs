@@ -55,7 +55,10 @@ impl TimerTable {
 
     /// The deadline for `timer`, if set.
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.slots.iter().find(|(t, _)| *t == timer).map(|(_, at)| *at)
+        self.slots
+            .iter()
+            .find(|(t, _)| *t == timer)
+            .map(|(_, at)| *at)
     }
 
     /// Whether `timer` is set and due at `now`.
@@ -90,9 +93,15 @@ mod tests {
         assert_eq!(table.next(), None);
         table.set(Timer::Idle, t0 + Duration::from_secs(30));
         table.set(Timer::KeepAlive, t0 + Duration::from_secs(10));
-        assert_eq!(table.next(), Some((t0 + Duration::from_secs(10), Timer::KeepAlive)));
+        assert_eq!(
+            table.next(),
+            Some((t0 + Duration::from_secs(10), Timer::KeepAlive))
+        );
         table.set(Timer::KeepAlive, t0 + Duration::from_secs(40));
-        assert_eq!(table.next(), Some((t0 + Duration::from_secs(30), Timer::Idle)));
+        assert_eq!(
+            table.next(),
+            Some((t0 + Duration::from_secs(30), Timer::Idle))
+        );
         assert!(!table.take_due(Timer::Idle, t0));
         assert!(table.take_due(Timer::Idle, t0 + Duration::from_secs(30)));
         assert_eq!(table.get(Timer::Idle), None);

@@ -225,7 +225,9 @@ pub fn initiate(
     }
 }
 
-/// The initiator between sending message 1 and reading message 2.
+/// The initiator between sending message 1 and reading message 2. Cloning it lets a caller try
+/// a response without consuming the handshake, so a forged response cannot cancel it.
+#[derive(Clone)]
 pub struct InitiatorHandshake {
     state: SymmetricState,
     local: SecretKey,
@@ -426,6 +428,7 @@ fn hkdf2(chaining_key: &[u8; HASH_LEN], ikm: &[u8]) -> ([u8; HASH_LEN], [u8; HAS
 }
 
 /// Noise's `SymmetricState` (with its `CipherState` inlined as `k` and `n`).
+#[derive(Clone)]
 struct SymmetricState {
     ck: [u8; HASH_LEN],
     h: [u8; HASH_LEN],

@@ -1,1 +1,108 @@
-//! (being written)
+//! One encrypted session per peer: handshakes and their retries, key generations, rekeying,
+//! keepalives, the idle timeout and path changes.
+//!
+//! A [`Session`] is driven by the [`crate::Endpoint`], which parses datagrams, finds the
+//! session by its index and hands it what concerns it. Sessions write their output into the
+//! shared [`Context`].
+
+pub(crate) mod handshake;
+pub(crate) mod keypair;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::crypto::{PublicKey, SecretKey};
+use crate::event::{Event, PeerId};
+use crate::rng::SeededRng;
+use crate::stats::Stats;
+use crate::transmit::Transmit;
+
+pub(crate) use state::{DATAGRAM_OVERHEAD, Session};
+
+/// What this endpoint is: its key, its per-process instance and its clocks.
+pub(crate) struct Identity {
+    pub(crate) secret: SecretKey,
+    pub(crate) instance: u64,
+    /// The `now` given to `Endpoint::new`.
+    pub(crate) epoch: Instant,
+    /// Wall-clock time at `epoch`.
+    pub(crate) unix_at_epoch: Duration,
+}
+
+impl Identity {
+    /// Wall-clock nanoseconds since the Unix epoch at `now`.
+    pub(crate) fn unix_nanos(&self, now: Instant) -> u64 {
+        let t = self.unix_at_epoch + now.saturating_duration_since(self.epoch);
+        u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Output queues and counters shared by all sessions.
+#[derive(Default)]
+pub(crate) struct Output {
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) stats: Stats,
+}
+
+/// Which session (by peer key) owns which of our indices.
+#[derive(Default)]
+pub(crate) struct Indices(BTreeMap<u32, PublicKey>);
+
+impl Indices {
+    /// Picks a fresh random nonzero index for `peer`.
+    pub(crate) fn allocate(&mut self, rng: &mut SeededRng, peer: PublicKey) -> u32 {
+        loop {
+            let index = rng.u32();
+            if index != 0 && !self.0.contains_key(&index) {
+                self.0.insert(index, peer);
+                return index;
+            }
+        }
+    }
+
+    pub(crate) fn free(&mut self, index: u32) {
+        self.0.remove(&index);
+    }
+
+    pub(crate) fn get(&self, index: u32) -> Option<PublicKey> {
+        self.0.get(&index).copied()
+    }
+}
+
+/// The application's handles for sessions. A handle names one session of one peer: when the
+/// peer restarts, its new session gets a new handle.
+#[derive(Default)]
+pub(crate) struct PeerIds {
+    next: u64,
+    map: BTreeMap<PeerId, PublicKey>,
+}
+
+impl PeerIds {
+    pub(crate) fn assign(&mut self, key: PublicKey) -> PeerId {
+        let id = PeerId(self.next);
+        self.next += 1;
+        self.map.insert(id, key);
+        id
+    }
+
+    pub(crate) fn release(&mut self, id: PeerId) {
+        self.map.remove(&id);
+    }
+
+    pub(crate) fn key(&self, id: PeerId) -> Option<PublicKey> {
+        self.map.get(&id).copied()
+    }
+}
+
+/// Everything a session may touch besides itself.
+pub(crate) struct Context<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) identity: &'a Identity,
+    pub(crate) rng: &'a mut SeededRng,
+    pub(crate) indices: &'a mut Indices,
+    pub(crate) ids: &'a mut PeerIds,
+    pub(crate) out: &'a mut Output,
+}

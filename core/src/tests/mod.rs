@@ -13,3 +13,5 @@ use std::time::Instant;
 pub(crate) fn origin() -> Instant {
     Instant::now()
 }
+
+mod session;

@@ -1,0 +1,182 @@
+//! Seal + open of 1200-byte packets through burrow's session layer, as a ratio to the bare
+//! chacha20poly1305 crate in the same run, and full Noise IK handshakes per second.
+//!
+//! Run: `cargo bench -p burrow-core --bench session` (add `-- --quick` for a short run).
+//! Prints a table; figures are medians over interleaved rounds, so both sides of a ratio see
+//! the same machine noise.
+
+// A benchmark measures wall time; the clock rule of core/clippy.toml is for the library.
+#![allow(clippy::disallowed_methods)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use burrow_core::{Config, Endpoint, Event, PeerId, SecretKey};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+
+const PACKET: usize = 1200;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("literal address")
+}
+
+/// Moves every datagram between the two endpoints until both are quiet.
+fn pump(now: Instant, a: &mut Endpoint, b: &mut Endpoint) {
+    loop {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit() {
+            b.handle_input(now, addr("10.0.0.1:1"), &t.payload);
+            moved = true;
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_input(now, addr("10.0.0.2:2"), &t.payload);
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+fn connected_pair(now: Instant, seed: u8) -> (Endpoint, Endpoint, PeerId) {
+    let unix = Duration::from_secs(1_800_000_000);
+    let mut a = Endpoint::new(
+        Config::new(SecretKey::from_bytes([1; 32])),
+        [seed; 32],
+        now,
+        unix,
+    );
+    let mut b = Endpoint::new(
+        Config::new(SecretKey::from_bytes([2; 32])),
+        [seed ^ 0xFF; 32],
+        now,
+        unix,
+    );
+    let peer = a
+        .connect(now, b.public_key(), addr("10.0.0.2:2"))
+        .expect("distinct keys");
+    pump(now, &mut a, &mut b);
+    while a.poll_event().is_some() {}
+    while b.poll_event().is_some() {}
+    assert!(a.is_connected(peer), "handshake completed");
+    (a, b, peer)
+}
+
+/// Seconds to push `n` datagrams that fill 1200-byte packets from A to B, through the whole
+/// session layer: framing, sealing, parsing, replay check, opening, event delivery.
+fn session_round(n: usize) -> f64 {
+    let now = burrow_now();
+    let (mut a, mut b, peer) = connected_pair(now, 7);
+    let body = vec![0x5A; a.max_datagram_size()];
+    let from = addr("10.0.0.1:1");
+    let start = Instant::now();
+    for _ in 0..n {
+        a.send_datagram(now, peer, &body).expect("session is up");
+        let t = a.poll_transmit().expect("one packet");
+        debug_assert_eq!(t.payload.len(), PACKET);
+        b.handle_input(now, from, &t.payload);
+        match b.poll_event() {
+            Some(Event::Datagram { data, .. }) => assert_eq!(data.len(), body.len()),
+            other => panic!("expected the datagram, got {other:?}"),
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Seconds for the bare crate to seal and open `n` packets of the same ciphertext size with a
+/// 16-byte associated data, in place, with no framing at all.
+fn bare_round(n: usize) -> f64 {
+    let cipher = ChaCha20Poly1305::new(&[3u8; 32].into());
+    let ad = [0u8; 16];
+    let mut buf = vec![0x5Au8; PACKET - 16 - 16];
+    let start = Instant::now();
+    for i in 0..n as u64 {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&i.to_le_bytes());
+        let nonce = Nonce::from(nonce);
+        let tag = cipher
+            .encrypt_inout_detached(&nonce, &ad, buf.as_mut_slice().into())
+            .expect("seal");
+        cipher
+            .decrypt_inout_detached(&nonce, &ad, buf.as_mut_slice().into(), &tag)
+            .expect("open");
+    }
+    std::hint::black_box(&buf);
+    start.elapsed().as_secs_f64()
+}
+
+/// Seconds for `n` complete handshakes between fresh endpoints.
+fn handshake_round(n: usize) -> f64 {
+    let now = burrow_now();
+    let start = Instant::now();
+    for i in 0..n {
+        let (a, _, _) = connected_pair(now, i as u8);
+        std::hint::black_box(a);
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn dh_round(n: usize) -> f64 {
+    let a = x25519_dalek::StaticSecret::from([1u8; 32]);
+    let b = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([2u8; 32]));
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(a.diffie_hellman(std::hint::black_box(&b)));
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The bench's own clock origin: the endpoints run on a frozen virtual instant.
+fn burrow_now() -> Instant {
+    Instant::now()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (rounds, n, hs) = if quick {
+        (3, 20_000, 200)
+    } else {
+        (7, 100_000, 1_000)
+    };
+    let mut bare = Vec::new();
+    let mut session = Vec::new();
+    let mut handshakes = Vec::new();
+    let mut dh = Vec::new();
+    for _ in 0..rounds {
+        bare.push(bare_round(n));
+        session.push(session_round(n));
+        handshakes.push(handshake_round(hs));
+        dh.push(dh_round(hs * 10));
+    }
+    let bytes = (n * PACKET) as f64;
+    let (bare, session) = (median(bare), median(session));
+    let (handshakes, dh) = (median(handshakes), median(dh));
+    println!(
+        "burrow session bench: {n} packets of {PACKET} bytes, seal+open, median of {rounds} interleaved rounds"
+    );
+    println!("| path | packets/s | MB/s | ns/packet |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, secs) in [
+        ("bare chacha20poly1305 (in place)", bare),
+        ("burrow session layer", session),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} |",
+            n as f64 / secs,
+            bytes / secs / 1e6,
+            secs / n as f64 * 1e9
+        );
+    }
+    println!("ratio session / bare: {:.3} (goal >= 0.9)", bare / session);
+    println!(
+        "handshakes: {:.0}/s (Noise IK, both sides, one core); x25519 DH alone: {:.0}/s",
+        hs as f64 / handshakes,
+        (hs * 10) as f64 / dh
+    );
+}

@@ -1,0 +1,620 @@
+//! The per-peer session state machine.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Context;
+use super::handshake::{self, HandshakePayload};
+use super::keypair::{Keypair, OpenError};
+use crate::config::SessionConfig;
+use crate::crypto::cookie::CookieJar;
+use crate::crypto::noise::{InitiatorHandshake, ResponderHandshake};
+use crate::crypto::{PublicKey, SecretKey};
+use crate::error::{CloseReason, SendError};
+use crate::event::{Event, PeerId};
+use crate::timer::Timer;
+use crate::transmit::Transmit;
+use crate::wire::control::{CloseCode, Control};
+use crate::wire::header::{COOKIE_NONCE_LEN, MAC_LEN, SEALED_COOKIE_LEN};
+use crate::wire::payload::{Payload, PayloadKind};
+
+/// Our handshake in flight.
+struct Pending {
+    state: InitiatorHandshake,
+    local_index: u32,
+    mac1: [u8; MAC_LEN],
+    /// When the first attempt of this handshake went out.
+    started: Instant,
+    next_attempt: Instant,
+    attempts: u32,
+}
+
+/// Which key generation a transport packet was sealed with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Current,
+    Previous,
+    Next,
+}
+
+/// One peer's session: key generations, our handshake in flight, and the timers that follow
+/// from them. Every deadline is derived from this state in [`Session::poll_timeout`].
+pub(crate) struct Session {
+    /// The application's handle for this session.
+    pub(crate) id: PeerId,
+    /// The peer's static key.
+    pub(crate) key: PublicKey,
+    /// Where packets to the peer go: the last address an authenticated packet came from.
+    pub(crate) addr: SocketAddr,
+    /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
+    cookies: CookieJar,
+    pending: Option<Pending>,
+    current: Option<Keypair>,
+    previous: Option<Keypair>,
+    /// Keys we made as responder, unused until the initiator's first packet confirms them.
+    next: Option<Keypair>,
+    /// Creation time, then the time of the last authenticated packet from the peer.
+    last_received: Instant,
+    last_sent: Instant,
+    /// Timestamp of the newest initiation accepted from this peer.
+    last_init_timestamp: u64,
+    /// The peer's endpoint instance, once a handshake told us.
+    peer_instance: Option<u64>,
+    connected: bool,
+    /// Whether the application knows this session's handle (it called connect, or saw
+    /// `Connected`); only then does it hear `SessionClosed`.
+    pub(crate) announced: bool,
+    queue: VecDeque<Bytes>,
+    /// Set once the session has ended; the endpoint then removes it.
+    pub(crate) closed: bool,
+}
+
+fn retry_delay(base: Duration, max: Duration, attempts: u32) -> Duration {
+    base.saturating_mul(1u32 << attempts.min(16)).min(max)
+}
+
+impl Session {
+    pub(crate) fn new(id: PeerId, key: PublicKey, addr: SocketAddr, now: Instant) -> Self {
+        Self {
+            id,
+            key,
+            addr,
+            cookies: CookieJar::new(&key),
+            pending: None,
+            current: None,
+            previous: None,
+            next: None,
+            last_received: now,
+            last_sent: now,
+            last_init_timestamp: 0,
+            peer_instance: None,
+            connected: false,
+            announced: false,
+            queue: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    /// Whether a handshake has completed and data can flow.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    // ----- handshakes -------------------------------------------------------------------
+
+    /// Starts a handshake unless one is already in flight.
+    pub(crate) fn start_handshake(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if self.pending.is_none() {
+            self.send_initiation(ctx, now, now, 0);
+        }
+    }
+
+    fn send_initiation(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        started: Instant,
+        attempts: u32,
+    ) {
+        if let Some(old) = self.pending.take() {
+            ctx.indices.free(old.local_index);
+        }
+        let local_index = ctx.indices.allocate(ctx.rng, self.key);
+        let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
+        let payload = HandshakePayload {
+            timestamp: ctx.identity.unix_nanos(now),
+            instance: ctx.identity.instance,
+        };
+        let init = handshake::initiation(
+            now,
+            &ctx.identity.secret,
+            &self.key,
+            &ephemeral,
+            local_index,
+            payload,
+            &self.cookies,
+        );
+        let session = &ctx.config.session;
+        let delay = retry_delay(
+            session.handshake_retry,
+            session.handshake_retry_max,
+            attempts,
+        );
+        self.pending = Some(Pending {
+            state: init.state,
+            local_index,
+            mac1: init.mac1,
+            started,
+            next_attempt: now + delay,
+            attempts: attempts + 1,
+        });
+        self.transmit(ctx, now, Bytes::from(init.packet));
+    }
+
+    /// Whether we have a handshake in flight whose index is `index`.
+    pub(crate) fn owns_pending(&self, index: u32) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| p.local_index == index)
+    }
+
+    /// Tie-break for simultaneous initiation: while our own handshake is in flight, the side
+    /// with the larger static key ignores the peer's initiation and the other side answers it.
+    pub(crate) fn yields_to_initiation(&self, local: &PublicKey) -> bool {
+        self.pending.is_none() || *local < self.key
+    }
+
+    /// Checks an initiation's payload against replay and restart. Returns false to drop it.
+    pub(crate) fn admit_initiation(
+        &mut self,
+        ctx: &mut Context<'_>,
+        payload: &HandshakePayload,
+    ) -> bool {
+        if payload.timestamp <= self.last_init_timestamp {
+            ctx.out.stats.dropped_handshake_replay += 1;
+            return false;
+        }
+        self.last_init_timestamp = payload.timestamp;
+        self.note_instance(ctx, payload.instance);
+        true
+    }
+
+    /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
+    pub(crate) fn respond(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: SocketAddr,
+        responder: ResponderHandshake,
+        remote_index: u32,
+    ) {
+        if let Some(pending) = self.pending.take() {
+            ctx.indices.free(pending.local_index);
+        }
+        let local_index = ctx.indices.allocate(ctx.rng, self.key);
+        let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
+        let payload = HandshakePayload {
+            timestamp: ctx.identity.unix_nanos(now),
+            instance: ctx.identity.instance,
+        };
+        let (packet, keys) = handshake::response(
+            now,
+            responder,
+            &ephemeral,
+            local_index,
+            remote_index,
+            payload,
+            &self.cookies,
+        );
+        let keypair = Keypair::new(keys, local_index, remote_index, false, now);
+        if let Some(old) = self.next.replace(keypair) {
+            ctx.indices.free(old.local_index);
+        }
+        ctx.out.stats.handshakes_completed += 1;
+        self.addr = from;
+        self.last_received = now;
+        self.transmit(ctx, now, Bytes::from(packet));
+    }
+
+    /// Handles the response to our handshake in flight.
+    pub(crate) fn on_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: SocketAddr,
+        remote_index: u32,
+        noise: &[u8],
+    ) {
+        let Some(pending) = self.pending.as_ref() else {
+            ctx.out.stats.dropped_unexpected += 1;
+            return;
+        };
+        let mut payload = Vec::new();
+        // Read with a copy of the state: a forged response (mac1 is keyed by our public key,
+        // which anyone may know) must not cancel the real handshake.
+        let Ok(keys) = pending.state.clone().read_response(noise, &mut payload) else {
+            ctx.out.stats.dropped_handshake += 1;
+            return;
+        };
+        let Some(payload) = HandshakePayload::decode(&payload) else {
+            ctx.out.stats.dropped_handshake += 1;
+            return;
+        };
+        let pending = self.pending.take().expect("checked above");
+        self.note_instance(ctx, payload.instance);
+        ctx.out.stats.handshakes_completed += 1;
+        let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
+        self.install_current(ctx, keypair);
+        if self.addr != from {
+            self.addr = from;
+        }
+        self.last_received = now;
+        self.established(ctx, now);
+        if self.queue.is_empty() {
+            // Confirms the new keys to the responder, which may not send until it hears us.
+            self.send_payload(ctx, now, &[]);
+        }
+        self.flush_queue(ctx, now);
+    }
+
+    /// Takes a cookie reply for our handshake in flight; the next attempt carries mac2.
+    pub(crate) fn on_cookie_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        nonce: &[u8; COOKIE_NONCE_LEN],
+        sealed: &[u8; SEALED_COOKIE_LEN],
+    ) {
+        let Some(pending) = &self.pending else {
+            ctx.out.stats.dropped_unexpected += 1;
+            return;
+        };
+        let mut reply = [0u8; COOKIE_NONCE_LEN + SEALED_COOKIE_LEN];
+        reply[..COOKIE_NONCE_LEN].copy_from_slice(nonce);
+        reply[COOKIE_NONCE_LEN..].copy_from_slice(sealed);
+        if self.cookies.open_reply(now, &reply, &pending.mac1).is_err() {
+            ctx.out.stats.dropped_unexpected += 1;
+        }
+    }
+
+    /// A handshake told us the peer's instance; a different one than before means the peer
+    /// restarted, so this session ends and a new one (new handle) takes its place.
+    fn note_instance(&mut self, ctx: &mut Context<'_>, instance: u64) {
+        match self.peer_instance.replace(instance) {
+            Some(old) if old != instance && self.connected => {
+                ctx.out.events.push_back(Event::SessionClosed {
+                    peer: self.id,
+                    key: self.key,
+                    reason: CloseReason::PeerRestarted,
+                });
+                ctx.ids.release(self.id);
+                self.id = ctx.ids.assign(self.key);
+                self.connected = false;
+                self.announced = false;
+                self.queue.clear();
+                // The old keys belong to the peer's previous life; it cannot use them.
+                for old in [self.current.take(), self.previous.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    ctx.indices.free(old.local_index);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn install_current(&mut self, ctx: &mut Context<'_>, keypair: Keypair) {
+        if let Some(old) = self.previous.take() {
+            ctx.indices.free(old.local_index);
+        }
+        self.previous = self.current.replace(keypair);
+    }
+
+    fn established(&mut self, ctx: &mut Context<'_>, _now: Instant) {
+        if !self.connected {
+            self.connected = true;
+            self.announced = true;
+            ctx.out.events.push_back(Event::Connected {
+                peer: self.id,
+                key: self.key,
+                addr: self.addr,
+            });
+        }
+    }
+
+    // ----- transport --------------------------------------------------------------------
+
+    /// Handles a transport packet for one of this session's indices.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_transport(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: SocketAddr,
+        local_index: u32,
+        header: &[u8; crate::wire::header::TRANSPORT_HEADER_LEN],
+        counter: u64,
+        sealed: &[u8],
+        scratch: &mut Vec<u8>,
+    ) {
+        let slot = if self
+            .current
+            .as_ref()
+            .is_some_and(|k| k.local_index == local_index)
+        {
+            Slot::Current
+        } else if self
+            .next
+            .as_ref()
+            .is_some_and(|k| k.local_index == local_index)
+        {
+            Slot::Next
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|k| k.local_index == local_index)
+        {
+            Slot::Previous
+        } else {
+            // Our pending handshake's index: no keys yet.
+            ctx.out.stats.dropped_unknown_index += 1;
+            return;
+        };
+        let keypair = match slot {
+            Slot::Current => self.current.as_mut(),
+            Slot::Previous => self.previous.as_mut(),
+            Slot::Next => self.next.as_mut(),
+        }
+        .expect("slot was just found");
+        let newest = keypair.highest_received().is_none_or(|h| counter > h);
+        let reject_after = ctx.config.session.reject_after_packets;
+        match keypair.open(header, counter, sealed, scratch, reject_after) {
+            Ok(()) => {}
+            Err(OpenError::Replay) => return ctx.out.stats.dropped_replay += 1,
+            Err(OpenError::Auth) => return ctx.out.stats.dropped_auth += 1,
+            Err(OpenError::Expired) => return ctx.out.stats.dropped_expired += 1,
+        }
+        self.last_received = now;
+        if slot == Slot::Next {
+            let confirmed = self.next.take().expect("slot was just found");
+            self.install_current(ctx, confirmed);
+            self.established(ctx, now);
+            self.flush_queue(ctx, now);
+        }
+        if newest && from != self.addr {
+            self.addr = from;
+            ctx.out.events.push_back(Event::PathChanged {
+                peer: self.id,
+                addr: from,
+            });
+        }
+        match Payload::parse(scratch) {
+            Ok(Payload::KeepAlive) => {}
+            Ok(Payload::Datagram(data)) => ctx.out.events.push_back(Event::Datagram {
+                peer: self.id,
+                data: Bytes::copy_from_slice(data),
+            }),
+            Ok(Payload::Control(body)) => match Control::decode(body) {
+                Ok(Control::Close { code }) => self.end(ctx, CloseReason::Peer(code)),
+                Err(_) => ctx.out.stats.dropped_bad_payload += 1,
+            },
+            // The stream layer is not wired in yet; its frames are counted, not acted on.
+            Ok(Payload::Stream(_)) | Err(_) => ctx.out.stats.dropped_bad_payload += 1,
+        }
+    }
+
+    /// Sends (or queues, while no keys are ready) one application datagram.
+    pub(crate) fn send_datagram(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        let max = ctx.config.max_udp_payload.saturating_sub(DATAGRAM_OVERHEAD);
+        if data.len() > max {
+            return Err(SendError::TooLarge { max });
+        }
+        if self.can_send(ctx) && self.queue.is_empty() {
+            self.send_payload(ctx, now, &[&[PayloadKind::Datagram as u8], data]);
+            return Ok(());
+        }
+        if self.queue.len() >= ctx.config.session.max_queued_datagrams {
+            return Err(SendError::QueueFull);
+        }
+        self.queue.push_back(Bytes::copy_from_slice(data));
+        self.start_handshake(ctx, now);
+        Ok(())
+    }
+
+    fn can_send(&self, ctx: &Context<'_>) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|k| k.sent() < ctx.config.session.reject_after_packets)
+    }
+
+    fn flush_queue(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        while self.can_send(ctx) {
+            let Some(data) = self.queue.pop_front() else {
+                break;
+            };
+            self.send_payload(ctx, now, &[&[PayloadKind::Datagram as u8], &data]);
+        }
+    }
+
+    /// Seals a plaintext with the current keys and queues it; starts a rekey when the keys have
+    /// carried enough packets.
+    fn send_payload(&mut self, ctx: &mut Context<'_>, now: Instant, parts: &[&[u8]]) {
+        let session = &ctx.config.session;
+        let Some(keypair) = self.current.as_mut() else {
+            return;
+        };
+        let Some(packet) = keypair.seal(parts, session.reject_after_packets) else {
+            return;
+        };
+        let rekey = keypair.sent() >= session.rekey_after_packets;
+        self.transmit(ctx, now, packet);
+        if rekey {
+            self.start_handshake(ctx, now);
+        }
+    }
+
+    fn transmit(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
+        self.last_sent = now;
+        ctx.out.stats.datagrams_out += 1;
+        ctx.out.stats.bytes_out += payload.len() as u64;
+        ctx.out.transmits.push_back(Transmit {
+            dst: self.addr,
+            ttl: None,
+            payload,
+        });
+    }
+
+    // ----- closing ------------------------------------------------------------------------
+
+    /// Closes the session at the application's request, telling the peer if we can.
+    pub(crate) fn close(&mut self, ctx: &mut Context<'_>, now: Instant, code: CloseCode) {
+        if self.can_send(ctx) {
+            let mut body = vec![PayloadKind::Control as u8];
+            Control::Close { code }.encode(&mut body);
+            self.send_payload(ctx, now, &[&body]);
+        }
+        self.end(ctx, CloseReason::Local);
+    }
+
+    fn end(&mut self, ctx: &mut Context<'_>, reason: CloseReason) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if self.announced {
+            ctx.out.events.push_back(Event::SessionClosed {
+                peer: self.id,
+                key: self.key,
+                reason,
+            });
+        }
+        ctx.ids.release(self.id);
+        let indices = [
+            self.pending.take().map(|p| p.local_index),
+            self.current.take().map(|k| k.local_index),
+            self.previous.take().map(|k| k.local_index),
+            self.next.take().map(|k| k.local_index),
+        ];
+        for index in indices.into_iter().flatten() {
+            ctx.indices.free(index);
+        }
+    }
+
+    // ----- timers -------------------------------------------------------------------------
+
+    /// The next deadline of this session, derived from its state.
+    pub(crate) fn poll_timeout(&self, cfg: &SessionConfig) -> Option<(Instant, Timer)> {
+        if self.closed {
+            return None;
+        }
+        let mut next: Option<(Instant, Timer)> = None;
+        let mut consider = |at: Instant, timer: Timer| {
+            if next.is_none_or(|(n, _)| at < n) {
+                next = Some((at, timer));
+            }
+        };
+        match &self.pending {
+            Some(p) => consider(
+                p.next_attempt.min(p.started + cfg.handshake_timeout),
+                Timer::Handshake,
+            ),
+            None => {
+                if let Some(current) = &self.current {
+                    consider(current.created + self.rekey_age(cfg), Timer::Rekey);
+                }
+                if self.connected {
+                    consider(
+                        self.last_received + cfg.keepalive_interval + cfg.handshake_retry_max,
+                        Timer::Rekey,
+                    );
+                }
+            }
+        }
+        if self.current.is_some() {
+            consider(self.last_sent + cfg.keepalive_interval, Timer::KeepAlive);
+        }
+        if self.connected {
+            consider(self.last_received + cfg.idle_timeout, Timer::Idle);
+        }
+        for keypair in [&self.current, &self.previous].into_iter().flatten() {
+            consider(keypair.created + cfg.reject_after_time, Timer::KeyExpiry);
+        }
+        if let Some(next_keys) = &self.next {
+            consider(next_keys.created + cfg.handshake_timeout, Timer::KeyExpiry);
+        }
+        next
+    }
+
+    /// Age of the current keys at which we start a new handshake: the initiator of the current
+    /// keys goes first; the responder waits a keepalive interval longer so both rarely start at
+    /// once.
+    fn rekey_age(&self, cfg: &SessionConfig) -> Duration {
+        match &self.current {
+            Some(k) if !k.initiator => cfg.rekey_after_time + cfg.keepalive_interval,
+            _ => cfg.rekey_after_time,
+        }
+    }
+
+    /// Acts on every deadline that is due at `now`.
+    pub(crate) fn handle_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        let cfg = ctx.config.session.clone();
+        // Keys past their hard age are erased first, so nothing below uses them.
+        let limits = [
+            (&mut self.current, cfg.reject_after_time),
+            (&mut self.previous, cfg.reject_after_time),
+            // Keys the initiator never confirmed: its first packet should have come long ago.
+            (&mut self.next, cfg.handshake_timeout),
+        ];
+        for (slot, lifetime) in limits {
+            if slot.as_ref().is_some_and(|k| now >= k.created + lifetime) {
+                let old = slot.take().expect("checked above");
+                ctx.indices.free(old.local_index);
+            }
+        }
+        if self.connected && now >= self.last_received + cfg.idle_timeout {
+            return self.end(ctx, CloseReason::IdleTimeout);
+        }
+        if let Some(p) = &self.pending {
+            if now >= p.started + cfg.handshake_timeout {
+                return self.end(ctx, CloseReason::HandshakeTimeout);
+            }
+            if now >= p.next_attempt {
+                let (started, attempts) = (p.started, p.attempts);
+                self.send_initiation(ctx, now, started, attempts);
+            }
+        } else {
+            let old_keys = self
+                .current
+                .as_ref()
+                .is_some_and(|k| now >= k.created + self.rekey_age(&cfg));
+            // Silence past a keepalive interval means the peer lost our session (it restarted)
+            // or the path broke: a fresh handshake finds out.
+            let silent = self.connected
+                && now >= self.last_received + cfg.keepalive_interval + cfg.handshake_retry_max;
+            let no_keys = self.current.is_none() && (self.connected || !self.queue.is_empty());
+            if old_keys || silent || no_keys {
+                self.start_handshake(ctx, now);
+            } else if self.current.is_none() && self.next.is_none() {
+                // Nothing left: an answered initiation that was never confirmed, or a peer
+                // that restarted and went away. Forget it.
+                return self.end(ctx, CloseReason::HandshakeTimeout);
+            }
+        }
+        if self.current.is_some() && now >= self.last_sent + cfg.keepalive_interval {
+            self.send_payload(ctx, now, &[]);
+        }
+    }
+}
+
+/// Transport header, tag and payload-kind byte around an application datagram.
+pub(crate) const DATAGRAM_OVERHEAD: usize =
+    crate::wire::header::TRANSPORT_HEADER_LEN + crate::crypto::noise::TAG_LEN + 1;

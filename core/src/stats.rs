@@ -1,0 +1,48 @@
+//! Counters of everything an endpoint did and refused.
+
+/// Counters since the endpoint started, from [`crate::Endpoint::stats`].
+///
+/// Every datagram that `handle_input` does not act on lands in exactly one `dropped_*` counter,
+/// so bad input is visible without ever being an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams handed to `handle_input`.
+    pub datagrams_in: u64,
+    /// Bytes handed to `handle_input`.
+    pub bytes_in: u64,
+    /// Datagrams produced by `poll_transmit`.
+    pub datagrams_out: u64,
+    /// Bytes produced by `poll_transmit`.
+    pub bytes_out: u64,
+    /// Handshakes completed (as initiator or responder, including rekeys).
+    pub handshakes_completed: u64,
+    /// Cookie replies sent because we were under load.
+    pub cookies_sent: u64,
+    /// STUN messages received on the port.
+    pub stun_received: u64,
+    /// Not a burrow packet, unsupported version, or too short for its kind.
+    pub dropped_malformed: u64,
+    /// A handshake message whose mac1 does not verify (not meant for our key, or corrupted).
+    pub dropped_bad_mac: u64,
+    /// An initiation without a valid cookie while we are under load.
+    pub dropped_no_cookie: u64,
+    /// A handshake message that failed Noise processing.
+    pub dropped_handshake: u64,
+    /// An initiation not newer than the last accepted from that key (a replay).
+    pub dropped_handshake_replay: u64,
+    /// An initiation from a key our policy does not admit.
+    pub dropped_unknown_peer: u64,
+    /// A response or cookie for a handshake we do not have (late or forged).
+    pub dropped_unexpected: u64,
+    /// A transport packet for a session index we do not know.
+    pub dropped_unknown_index: u64,
+    /// A transport packet whose counter was seen before or is below the replay window.
+    pub dropped_replay: u64,
+    /// A transport packet that failed authentication.
+    pub dropped_auth: u64,
+    /// A transport packet under keys past their limits.
+    pub dropped_expired: u64,
+    /// An authenticated packet whose plaintext does not decode.
+    pub dropped_bad_payload: u64,
+}

@@ -77,6 +77,9 @@ pub struct Config {
     /// Largest UDP payload we send. 1200 bytes fits every IPv6 path and nearly every IPv4
     /// path, including tunnels.
     pub max_udp_payload: usize,
+    /// Answer STUN Binding requests on our port, as a rendezvous server does, so that any
+    /// standard STUN client can learn its public address from us.
+    pub answer_stun: bool,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
             peers: PeerPolicy::AnyKey,
             session: SessionConfig::default(),
             max_udp_payload: 1200,
+            answer_stun: false,
         }
     }
 }

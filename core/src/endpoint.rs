@@ -14,11 +14,13 @@ use crate::rng::SeededRng;
 use crate::session::handshake::{HandshakePayload, PROLOGUE};
 use crate::session::{Context, Identity, Indices, Output, PeerIds, Session};
 use crate::stats::Stats;
+use crate::stun::StunClient;
 use crate::timer::Timer;
 use crate::transmit::Transmit;
+use crate::wire::Packet;
 use crate::wire::control::CloseCode;
 use crate::wire::header::{self, MAC_LEN};
-use crate::wire::{Packet, stun};
+use crate::wire::stun::{self, StunMessage};
 
 /// Counts initiations per second to decide when to demand cookies.
 struct LoadMeter {
@@ -51,6 +53,7 @@ pub struct Endpoint {
     sessions: BTreeMap<PublicKey, Session>,
     cookies: CookieChecker,
     load: LoadMeter,
+    stun: StunClient,
     /// Reused for decrypting transport packets.
     scratch: Vec<u8>,
 }
@@ -94,6 +97,7 @@ impl Endpoint {
                 window_start: now,
                 count: 0,
             },
+            stun: StunClient::default(),
             scratch: Vec::with_capacity(2048),
         }
     }
@@ -137,6 +141,7 @@ impl Endpoint {
         self.out.stats.bytes_in += bytes.len() as u64;
         if stun::is_stun(bytes) {
             self.out.stats.stun_received += 1;
+            self.on_stun(from, bytes);
             return;
         }
         let Ok(packet) = Packet::parse(bytes) else {
@@ -299,6 +304,50 @@ impl Endpoint {
         }
     }
 
+    fn on_stun(&mut self, from: SocketAddr, bytes: &[u8]) {
+        let Ok(message) = StunMessage::parse(bytes) else {
+            self.out.stats.dropped_malformed += 1;
+            return;
+        };
+        if let StunMessage::BindingSuccess {
+            transaction,
+            mapped,
+        } = &message
+        {
+            match self.stun.on_response(from, transaction, *mapped) {
+                Some(outcome) => self.out.events.push_back(Event::Stun(outcome)),
+                None => self.out.stats.dropped_unexpected += 1,
+            }
+        } else if let Some(reply) =
+            crate::stun::answer(&message, from).filter(|_| self.config.answer_stun)
+        {
+            self.out.send(Transmit {
+                dst: from,
+                ttl: None,
+                payload: reply.into(),
+            });
+        }
+    }
+
+    fn poll_stun(&mut self, now: Instant) {
+        let out = &mut self.out;
+        let mut outcomes = Vec::new();
+        self.stun.poll_due(
+            now,
+            |dst, payload| {
+                out.send(Transmit {
+                    dst,
+                    ttl: None,
+                    payload: payload.into(),
+                })
+            },
+            |outcome| outcomes.push(outcome),
+        );
+        self.out
+            .events
+            .extend(outcomes.into_iter().map(Event::Stun));
+    }
+
     /// Acts on every deadline that has passed by `now`.
     ///
     /// Call it when the deadline from [`Self::poll_timeout`] is reached (calling it earlier is
@@ -314,6 +363,7 @@ impl Endpoint {
             }
         }
         self.reap();
+        self.poll_stun(now);
     }
 
     // ----- output ------------------------------------------------------------------------
@@ -337,9 +387,11 @@ impl Endpoint {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
         let cfg = &self.config.session;
+        let stun = self.stun.next_deadline().map(|at| (at, Timer::Stun));
         self.sessions
             .values()
             .filter_map(|s| s.poll_timeout(cfg))
+            .chain(stun)
             .min()
     }
 
@@ -419,6 +471,15 @@ impl Endpoint {
             .key(peer)
             .and_then(|k| self.sessions.get(&k))
             .is_some_and(Session::is_connected)
+    }
+
+    /// Asks the STUN server at `server` for our server-reflexive address; any RFC 5389 / 8489
+    /// server will do, a burrow server included. [`Event::Stun`] brings the outcome, after
+    /// retransmissions if needed (at most 9.5 s).
+    pub fn stun_probe(&mut self, now: Instant, server: SocketAddr) {
+        let transaction = self.rng.bytes();
+        self.stun.probe(now, server, transaction);
+        self.poll_stun(now);
     }
 
     /// Number of sessions (connected, handshaking, or awaiting confirmation).

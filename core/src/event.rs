@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::crypto::PublicKey;
 use crate::error::CloseReason;
+use crate::stun::ProbeOutcome;
 
 /// An endpoint-local handle for one peer (one static key). Never reused within an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +56,8 @@ pub enum Event {
         /// Where the handshake came from.
         addr: SocketAddr,
     },
+    /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.
+    Stun(ProbeOutcome),
     /// A session ended; the peer handle is forgotten after this event.
     SessionClosed {
         /// The peer.

@@ -66,6 +66,7 @@ pub mod event;
 pub mod session;
 pub mod stats;
 pub mod stream;
+pub mod stun;
 pub mod timer;
 pub mod transmit;
 pub mod wire;

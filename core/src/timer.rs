@@ -31,6 +31,8 @@ pub enum Timer {
     LeaseExpiry,
     /// Send the next hole-punching probe.
     PunchProbe,
+    /// Retransmit a STUN Binding request, or give up on it.
+    Stun,
 }
 
 /// A fixed table of optional deadlines, one slot per [`Timer`] kind, for one sub-machine.

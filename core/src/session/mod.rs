@@ -47,6 +47,15 @@ pub(crate) struct Output {
     pub(crate) stats: Stats,
 }
 
+impl Output {
+    /// Queues a datagram and counts it.
+    pub(crate) fn send(&mut self, transmit: Transmit) {
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += transmit.payload.len() as u64;
+        self.transmits.push_back(transmit);
+    }
+}
+
 /// Which session (by peer key) owns which of our indices.
 #[derive(Default)]
 pub(crate) struct Indices(BTreeMap<u32, PublicKey>);

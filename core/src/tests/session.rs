@@ -450,3 +450,36 @@ proptest! {
         prop_assert_eq!(pair.b_events.len(), events_before);
     }
 }
+
+#[test]
+fn stun_probes_learn_the_address_a_server_sees() {
+    let mut b_config = Config::new(key(2));
+    b_config.answer_stun = true;
+    let mut pair = Pair::with_configs(Config::new(key(1)), b_config);
+    let seen_as: std::net::SocketAddr = "198.51.100.20:4000".parse().unwrap();
+    pair.a_addr = seen_as;
+    let (now, b_addr) = (pair.now, pair.b_addr);
+    pair.a.stun_probe(now, b_addr);
+    pair.run_for(Duration::from_secs(1));
+    let outcome = crate::stun::ProbeOutcome::Mapped {
+        server: b_addr,
+        mapped: seen_as,
+    };
+    assert_eq!(pair.a_events, vec![Event::Stun(outcome)]);
+    assert_eq!(pair.a.poll_timeout(), None, "the probe is finished");
+}
+
+#[test]
+fn stun_probes_to_a_silent_server_time_out() {
+    let mut pair = Pair::new(); // B does not answer STUN
+    let (now, b_addr) = (pair.now, pair.b_addr);
+    pair.a.stun_probe(now, b_addr);
+    pair.run_for(Duration::from_secs(20));
+    assert_eq!(
+        pair.a_events,
+        vec![Event::Stun(crate::stun::ProbeOutcome::TimedOut {
+            server: b_addr
+        })]
+    );
+    assert_eq!(pair.b.stats().stun_received, 5);
+}

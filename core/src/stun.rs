@@ -1,0 +1,174 @@
+//! STUN roles of an endpoint: answering Binding requests (servers) and asking any standard
+//! STUN server for our server-reflexive address (daemons).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::wire::stun::{StunMessage, TransactionId};
+
+/// First retransmission timeout (RFC 8489 section 6.2.1 recommends 500 ms).
+const INITIAL_RTO: Duration = Duration::from_millis(500);
+/// Requests sent per probe before giving up (RFC 8489's Rc is 7; burrow's gathering cannot
+/// wait 40 s, so it sends five and waits four RTOs for the last: 9.5 s in all).
+const MAX_REQUESTS: u32 = 5;
+
+/// What came of a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The server saw us at `mapped`.
+    Mapped {
+        /// The STUN server asked.
+        server: SocketAddr,
+        /// Our address as it saw it.
+        mapped: SocketAddr,
+    },
+    /// No answer after every retransmission.
+    TimedOut {
+        /// The STUN server asked.
+        server: SocketAddr,
+    },
+}
+
+struct Probe {
+    server: SocketAddr,
+    next_send: Instant,
+    sent: u32,
+}
+
+/// Outstanding Binding requests, with RFC 8489 retransmission.
+#[derive(Default)]
+pub(crate) struct StunClient {
+    probes: BTreeMap<TransactionId, Probe>,
+}
+
+impl StunClient {
+    /// Starts a probe; the first request is due at once.
+    pub(crate) fn probe(&mut self, now: Instant, server: SocketAddr, transaction: TransactionId) {
+        self.probes.insert(
+            transaction,
+            Probe {
+                server,
+                next_send: now,
+                sent: 0,
+            },
+        );
+    }
+
+    /// Requests due at `now` (first sends and retransmissions), and probes that gave up.
+    pub(crate) fn poll_due(
+        &mut self,
+        now: Instant,
+        mut send: impl FnMut(SocketAddr, Vec<u8>),
+        mut outcome: impl FnMut(ProbeOutcome),
+    ) {
+        self.probes.retain(|transaction, probe| {
+            if probe.next_send > now {
+                return true;
+            }
+            if probe.sent == MAX_REQUESTS {
+                outcome(ProbeOutcome::TimedOut {
+                    server: probe.server,
+                });
+                return false;
+            }
+            send(
+                probe.server,
+                StunMessage::BindingRequest {
+                    transaction: *transaction,
+                }
+                .encode(),
+            );
+            probe.sent += 1;
+            let wait = if probe.sent == MAX_REQUESTS {
+                4
+            } else {
+                1 << (probe.sent - 1)
+            };
+            probe.next_send = now + INITIAL_RTO * wait;
+            true
+        });
+    }
+
+    /// Matches a success response to its probe.
+    pub(crate) fn on_response(
+        &mut self,
+        from: SocketAddr,
+        transaction: &TransactionId,
+        mapped: Option<SocketAddr>,
+    ) -> Option<ProbeOutcome> {
+        let probe = self.probes.get(transaction)?;
+        if probe.server != from {
+            return None;
+        }
+        let mapped = mapped?;
+        self.probes.remove(transaction);
+        Some(ProbeOutcome::Mapped {
+            server: from,
+            mapped,
+        })
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.probes.values().map(|p| p.next_send).min()
+    }
+}
+
+/// The answer a STUN server gives a Binding request from `from`, if it is one.
+pub(crate) fn answer(request: &StunMessage, from: SocketAddr) -> Option<Vec<u8>> {
+    match request {
+        StunMessage::BindingRequest { transaction } => Some(
+            StunMessage::BindingSuccess {
+                transaction: *transaction,
+                mapped: Some(from),
+            }
+            .encode(),
+        ),
+        StunMessage::BindingSuccess { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_retransmit_with_backoff_then_give_up() {
+        let t0 = crate::tests::origin();
+        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let mut client = StunClient::default();
+        client.probe(t0, server, [1; 12]);
+        let mut sends = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut now = t0;
+        while let Some(at) = client.next_deadline() {
+            now = at;
+            client.poll_due(
+                now,
+                |dst, _| sends.push((now - t0, dst)),
+                |o| outcomes.push(o),
+            );
+        }
+        let times: Vec<u64> = sends.iter().map(|(t, _)| t.as_millis() as u64).collect();
+        assert_eq!(times, vec![0, 500, 1500, 3500, 7500]);
+        assert_eq!(outcomes, vec![ProbeOutcome::TimedOut { server }]);
+        assert_eq!(now - t0, Duration::from_millis(9_500));
+    }
+
+    #[test]
+    fn a_response_from_elsewhere_or_for_another_transaction_is_ignored() {
+        let t0 = crate::tests::origin();
+        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let other: SocketAddr = "192.0.2.9:3478".parse().unwrap();
+        let mapped: SocketAddr = "203.0.113.5:6000".parse().unwrap();
+        let mut client = StunClient::default();
+        client.probe(t0, server, [1; 12]);
+        assert_eq!(client.on_response(other, &[1; 12], Some(mapped)), None);
+        assert_eq!(client.on_response(server, &[2; 12], Some(mapped)), None);
+        assert_eq!(
+            client.on_response(server, &[1; 12], Some(mapped)),
+            Some(ProbeOutcome::Mapped { server, mapped })
+        );
+        assert_eq!(client.next_deadline(), None);
+    }
+}

@@ -1,1 +1,4 @@
-//! Cross-crate test suites live in `tests/tests/`; this library holds their shared helpers.
+//! Shared helpers of burrow's cross-crate suites (the suites themselves are in `tests/`).
+
+pub mod blocking;
+pub mod tools;

@@ -60,24 +60,40 @@ impl Keypair {
         self.next_counter
     }
 
-    /// Seals `kind_and_body` (the plaintext: kind byte and body, or nothing for a keepalive)
-    /// into a whole transport packet. `None` once `reject_after` packets were sent.
-    pub(crate) fn seal(&mut self, plaintext: &[&[u8]], reject_after: u64) -> Option<Bytes> {
+    /// Seals a plaintext made of `parts` (kind byte and body, or nothing for a keepalive) into
+    /// a whole transport packet. `None` once `reject_after` packets were sent.
+    pub(crate) fn seal(&mut self, parts: &[&[u8]], reject_after: u64) -> Option<Bytes> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.seal_with(len, reject_after, |buf| {
+            let mut at = 0;
+            for part in parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            Some(len)
+        })
+    }
+
+    /// Seals a plaintext that `fill` writes straight into the packet buffer (at most
+    /// `max_plaintext` bytes), so the stream layer's frames are never copied. `fill` returns the
+    /// plaintext's length, or `None` to send nothing, which uses no counter.
+    pub(crate) fn seal_with(
+        &mut self,
+        max_plaintext: usize,
+        reject_after: u64,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<Bytes> {
         if self.next_counter >= reject_after {
             return None;
         }
+        let mut buf = BytesMut::zeroed(TRANSPORT_HEADER_LEN + max_plaintext + TAG_LEN);
+        let len = fill(&mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + max_plaintext])?;
         let counter = self.next_counter;
         self.next_counter += 1;
         let header = transport_header(self.remote_index, counter);
-        let len: usize = plaintext.iter().map(|p| p.len()).sum();
-        let mut buf = BytesMut::with_capacity(TRANSPORT_HEADER_LEN + len + TAG_LEN);
-        buf.put_slice(&header);
-        for part in plaintext {
-            buf.put_slice(part);
-        }
-        let tag = self
-            .send
-            .seal_in_place(counter, &header, &mut buf[TRANSPORT_HEADER_LEN..]);
+        buf[..TRANSPORT_HEADER_LEN].copy_from_slice(&header);
+        buf.truncate(TRANSPORT_HEADER_LEN + len);
+        let tag = self.send.seal_in_place(counter, &header, &mut buf[TRANSPORT_HEADER_LEN..]);
         buf.put_slice(&tag);
         Some(buf.freeze())
     }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::link::{GilbertElliott, LinkConfig};
 use crate::nat::{NatConfig, Unsolicited};
 use crate::scenario::{Sim, SimConfig, SimError};
-use crate::toy::ScriptedNode;
 use crate::topology::{Attachment, Network, Uplink};
+use crate::toy::ScriptedNode;
 use crate::trace::TraceMode;
 
 /// A named, seed-parameterised scenario.
@@ -90,7 +90,8 @@ fn echo(cfg: &SimConfig) -> Sim {
     let mut sim = Sim::with_config(net, cfg.clone());
     sim.add_node(server, 7, ScriptedNode::new().echo());
     let dst = sim.network().host_addr(server, 7);
-    let node = ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(50), 5, dst, 32);
+    let node =
+        ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(50), 5, dst, 32);
     sim.add_node(client, 40000, node);
     sim
 }
@@ -109,7 +110,8 @@ fn nat_echo(cfg: &SimConfig) -> Sim {
     let mut sim = Sim::with_config(net, cfg.clone());
     sim.add_node(server, 7, ScriptedNode::new().echo());
     let dst = sim.network().host_addr(server, 7);
-    let node = ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(50), 5, dst, 32);
+    let node =
+        ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(50), 5, dst, 32);
     sim.add_node(client, 40000, node);
     sim
 }
@@ -134,7 +136,8 @@ fn lossy(cfg: &SimConfig) -> Sim {
     let mut sim = Sim::with_config(net, cfg.clone());
     sim.add_node(server, 7, ScriptedNode::new().echo());
     let dst = sim.network().host_addr(server, 7);
-    let node = ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(10), 100, dst, 200);
+    let node =
+        ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(10), 100, dst, 200);
     sim.add_node(client, 40000, node);
     sim
 }
@@ -153,7 +156,11 @@ fn clash(cfg: &SimConfig) -> Sim {
     let nat_addr = SocketAddr::new(ip(203, 0, 113, 1), 5000);
     let peer_addr = sim.network().host_addr(peer, 6000);
     // The peer's punch arrives first and creates a local conntrack entry 5000 <-> peer:6000 ...
-    sim.add_node(peer, 6000, ScriptedNode::new().send_at(Duration::ZERO, nat_addr, b"early punch"));
+    sim.add_node(
+        peer,
+        6000,
+        ScriptedNode::new().send_at(Duration::ZERO, nat_addr, b"early punch"),
+    );
     // ... so the host's own punch, from 5000, has to leave from another port.
     let node = ScriptedNode::new().send_at(Duration::from_millis(100), peer_addr, b"late punch");
     sim.add_node(host, 5000, node);
@@ -178,7 +185,11 @@ fn ttl(cfg: &SimConfig) -> Sim {
     let mut sim = Sim::with_config(net, cfg.clone());
     let prober_addr = sim.network().host_addr(prober, 7);
     let mapped = SocketAddr::new(ip(203, 0, 113, 1), 5000);
-    sim.add_node(host, 5000, ScriptedNode::new().send_at(Duration::ZERO, prober_addr, b"open"));
+    sim.add_node(
+        host,
+        5000,
+        ScriptedNode::new().send_at(Duration::ZERO, prober_addr, b"open"),
+    );
     let s = Duration::from_secs;
     let node = ScriptedNode::new()
         .send_at_ttl(s(1), mapped, Some(2), b"ttl 2")
@@ -204,7 +215,8 @@ pub fn speed_sim(seed: u64) -> Sim {
     let mut sim = Sim::new(net, seed);
     sim.add_node(server, 7, ScriptedNode::new().echo());
     let dst = sim.network().host_addr(server, 7);
-    let node = ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(1), 100, dst, 64);
+    let node =
+        ScriptedNode::new().send_series(Duration::ZERO, Duration::from_millis(1), 100, dst, 64);
     sim.add_node(client, 40000, node);
     sim
 }

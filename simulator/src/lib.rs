@@ -14,7 +14,7 @@
 //! - [`trace`]: the deterministic text trace and its hash.
 //! - [`demo`]: named scenarios and the speed benchmark used by the `burrow-sim` binary.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use burrow_sim::{NatConfig, Network, Sim, toy::ScriptedNode};
 //!
@@ -48,7 +48,7 @@ pub mod trace;
 
 pub use clock::origin;
 pub use link::{GilbertElliott, LinkConfig, LinkDrop};
-pub use nat::{FlowInfo, Filtering, Mapping, NatBox, NatConfig, PortAllocation, Unsolicited};
+pub use nat::{Filtering, FlowInfo, Mapping, NatBox, NatConfig, PortAllocation, Unsolicited};
 pub use net::NetStats;
 pub use node::Node;
 pub use scenario::{NodeId, Sim, SimConfig, SimError, SimErrorKind};

@@ -588,3 +588,75 @@ impl NatBox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::SeedableRng;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn port_exhaustion_returns_none() {
+        let cfg = NatConfig::symmetric().with_port_range(40000, 40001);
+        let mut nat = NatBox::new(cfg);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let int = sa("10.0.0.2:5000");
+        let a = nat
+            .outbound(S(0), int, sa("1.1.1.1:1"), &mut rng)
+            .unwrap()
+            .0;
+        let b = nat
+            .outbound(S(0), int, sa("1.1.1.1:2"), &mut rng)
+            .unwrap()
+            .0;
+        assert_ne!(a, b);
+        assert!(nat.outbound(S(0), int, sa("1.1.1.1:3"), &mut rng).is_none());
+        // After the bindings expire the ports are free again.
+        assert!(
+            nat.outbound(S(121), int, sa("1.1.1.1:3"), &mut rng)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn expiry_purges_mappings_and_flows() {
+        let mut nat = NatBox::new(NatConfig::linux());
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (int, r) = (sa("10.0.0.2:5000"), sa("1.1.1.1:1"));
+        nat.outbound(S(0), int, r, &mut rng).unwrap();
+        assert_eq!(
+            nat.inbound(S(1), sa("9.9.9.9:9"), 7000, true),
+            Inbound::Local { created: true }
+        );
+        assert_eq!(nat.flows(S(1)).len(), 2);
+        // The local entry (30 s) goes first, the binding (120 s) later.
+        assert_eq!(nat.flows(S(31)).len(), 1);
+        assert_eq!(nat.inbound(S(100), r, 5000, true), Inbound::Forward(int));
+        assert_eq!(nat.mappings(S(219)), vec![(int, 5000)]);
+        assert_eq!(
+            nat.inbound(S(221), r, 5000, true),
+            Inbound::Drop("no mapping")
+        );
+        assert!(nat.flows.is_empty() && nat.mappings.is_empty() && nat.ports.is_empty());
+    }
+
+    #[test]
+    fn ttl_expiry_changes_no_state() {
+        let mut nat = NatBox::new(NatConfig::full_cone());
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let int = sa("10.0.0.2:5000");
+        nat.outbound(S(0), int, sa("1.1.1.1:1"), &mut rng).unwrap();
+        // Would be admitted (full cone) but dies here: no new flow.
+        assert_eq!(
+            nat.inbound(S(1), sa("2.2.2.2:2"), 5000, false),
+            Inbound::TtlExpired
+        );
+        assert_eq!(nat.flows(S(1)).len(), 1);
+    }
+}

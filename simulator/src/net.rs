@@ -8,8 +8,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use burrow_core::Transmit;
+use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
@@ -59,7 +59,11 @@ pub(crate) enum Ev {
     /// A datagram reaches a stop.
     Arrive(Stop, Packet),
     /// A datagram reaches the start of a rate-limited link.
-    Link { link: usize, stop: Stop, pkt: Packet },
+    Link {
+        link: usize,
+        stop: Stop,
+        pkt: Packet,
+    },
 }
 
 /// Counters over a whole run.
@@ -336,14 +340,28 @@ impl World {
         if hairpin && !nat.state.config().hairpinning {
             self.stats.dropped += 1;
             self.stats.nat_drops += 1;
-            tr!(self, "drop", pkt, "NAT {}: hairpinning disabled", self.net.nat_name(n));
+            tr!(
+                self,
+                "drop",
+                pkt,
+                "NAT {}: hairpinning disabled",
+                self.net.nat_name(n)
+            );
             return;
         }
-        let Some((port, kind)) = nat.state.outbound(self.now, pkt.src, pkt.dst, &mut self.rng)
+        let Some((port, kind)) = nat
+            .state
+            .outbound(self.now, pkt.src, pkt.dst, &mut self.rng)
         else {
             self.stats.dropped += 1;
             self.stats.nat_drops += 1;
-            tr!(self, "drop", pkt, "NAT {}: no free port", self.net.nat_name(n));
+            tr!(
+                self,
+                "drop",
+                pkt,
+                "NAT {}: no free port",
+                self.net.nat_name(n)
+            );
             return;
         };
         let new_src = SocketAddr::new(ext_ip, port);
@@ -425,16 +443,9 @@ impl World {
             }
         }
     }
-
 }
 
-fn tr_drop_link(
-    w: &mut World,
-    pkt: &Packet,
-    why: crate::link::LinkDrop,
-    stop: Stop,
-    which: &str,
-) {
+fn tr_drop_link(w: &mut World, pkt: &Packet, why: crate::link::LinkDrop, stop: Stop, which: &str) {
     w.stats.dropped += 1;
     tr!(
         w,

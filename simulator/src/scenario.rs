@@ -1,6 +1,6 @@
 //! The simulation runner: nodes on hosts, the event loop, run bounds and errors.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use burrow_sim::{NatConfig, Network, Sim, toy::ScriptedNode};
 //!
@@ -220,7 +220,10 @@ impl Sim {
     pub fn add_node<T: Node + 'static>(&mut self, host: HostId, port: u16, node: T) -> NodeId {
         let id = NodeId(self.nodes.len() as u32);
         if let Some(prev) = self.bindings.insert((host, port), id) {
-            panic!("{}:{port} is already bound by {prev:?}", self.w.net.host_name(host));
+            panic!(
+                "{}:{port} is already bound by {prev:?}",
+                self.w.net.host_name(host)
+            );
         }
         let name = format!("{}:{port}", self.w.net.host_name(host));
         self.nodes.push(Slot {
@@ -376,7 +379,13 @@ impl Sim {
         let Some(&id) = self.bindings.get(&(host, pkt.dst.port())) else {
             w.stats.dropped += 1;
             w.stats.unreachable += 1;
-            tr!(w, "drop", pkt, "port unreachable on host {}", w.net.host_name(host));
+            tr!(
+                w,
+                "drop",
+                pkt,
+                "port unreachable on host {}",
+                w.net.host_name(host)
+            );
             return;
         };
         w.stats.delivered += 1;

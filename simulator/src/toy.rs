@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use burrow_core::Transmit;
+use bytes::Bytes;
 
 use crate::clock::origin;
 use crate::node::Node;

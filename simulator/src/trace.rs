@@ -157,10 +157,20 @@ mod tests {
         let mut full = Trace::new(TraceMode::Full);
         let mut hash = Trace::new(TraceMode::Hash);
         for t in [&mut full, &mut hash] {
-            t.record(Duration::from_nanos(1_500), "drop", a, b, 3, format_args!("x"));
+            t.record(
+                Duration::from_nanos(1_500),
+                "drop",
+                a,
+                b,
+                3,
+                format_args!("x"),
+            );
         }
         assert_eq!(full.hash(), hash.hash());
         assert_eq!(full.hash(), fnv1a64(full.text().as_bytes()));
-        assert_eq!(full.text(), "0.000001500 drop    10.0.0.1:1 > 10.0.0.2:2 len=3 x\n");
+        assert_eq!(
+            full.text(),
+            "0.000001500 drop    10.0.0.1:1 > 10.0.0.2:2 len=3 x\n"
+        );
     }
 }

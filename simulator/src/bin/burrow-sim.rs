@@ -75,7 +75,11 @@ type Command = fn(&Args) -> Result<(), String>;
 
 /// `(name, usage, handler)`; `args.positional[0]` is the subcommand itself.
 const COMMANDS: &[(&str, &str, Command)] = &[
-    ("list", "list                          named scenarios", cmd_list),
+    (
+        "list",
+        "list                          named scenarios",
+        cmd_list,
+    ),
     (
         "trace",
         "trace <scenario> [--seed N] [--hash]  print a scenario's trace (or its hash)",

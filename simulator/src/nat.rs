@@ -639,11 +639,13 @@ mod tests {
         assert_eq!(nat.flows(S(31)).len(), 1);
         assert_eq!(nat.inbound(S(100), r, 5000, true), Inbound::Forward(int));
         assert_eq!(nat.mappings(S(219)), vec![(int, 5000)]);
+        // Binding gone: a Linux box now takes the packet to its own stack.
         assert_eq!(
             nat.inbound(S(221), r, 5000, true),
-            Inbound::Drop("no mapping")
+            Inbound::Local { created: true }
         );
-        assert!(nat.flows.is_empty() && nat.mappings.is_empty() && nat.ports.is_empty());
+        assert!(nat.mappings.is_empty() && nat.ports.is_empty() && nat.by_int.is_empty());
+        assert_eq!(nat.flows(S(221))[0].internal, None);
     }
 
     #[test]

@@ -70,27 +70,28 @@ impl Clock {
     }
 }
 
-struct Entry<T> {
+#[derive(Clone, Copy)]
+struct Entry {
     at: Duration,
     seq: u64,
-    item: T,
+    slot: u32,
 }
 
-impl<T> PartialEq for Entry<T> {
+impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl<T> Eq for Entry<T> {}
+impl Eq for Entry {}
 
-impl<T> PartialOrd for Entry<T> {
+impl PartialOrd for Entry {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for Entry<T> {
+impl Ord for Entry {
     // Reversed so that `BinaryHeap` (a max-heap) pops the earliest `(at, seq)` first.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
@@ -99,8 +100,13 @@ impl<T> Ord for Entry<T> {
 
 /// A priority queue of events keyed by `(at, seq)`: earliest time first, then insertion order, so
 /// events at the same instant run in the order they were scheduled.
+///
+/// The heap holds small `(at, seq, slot)` keys; the events themselves sit in a slab whose slots
+/// are reused, so sifting never moves datagrams around and a steady run does not allocate.
 pub struct EventQueue<T> {
-    heap: BinaryHeap<Entry<T>>,
+    heap: BinaryHeap<Entry>,
+    slab: Vec<Option<T>>,
+    free: Vec<u32>,
     seq: u64,
 }
 
@@ -115,6 +121,8 @@ impl<T> EventQueue<T> {
     pub fn new() -> Self {
         Self {
             heap: BinaryHeap::with_capacity(64),
+            slab: Vec::with_capacity(64),
+            free: Vec::with_capacity(64),
             seq: 0,
         }
     }
@@ -123,12 +131,27 @@ impl<T> EventQueue<T> {
     pub fn push(&mut self, at: Duration, item: T) {
         let seq = self.seq;
         self.seq += 1;
-        self.heap.push(Entry { at, seq, item });
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(item);
+                i
+            }
+            None => {
+                self.slab.push(Some(item));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Entry { at, seq, slot });
     }
 
     /// Removes and returns the earliest event.
     pub fn pop(&mut self) -> Option<(Duration, T)> {
-        self.heap.pop().map(|e| (e.at, e.item))
+        let e = self.heap.pop()?;
+        self.free.push(e.slot);
+        let item = self.slab[e.slot as usize]
+            .take()
+            .expect("every queued slot holds an event");
+        Some((e.at, item))
     }
 
     /// The time of the earliest event.

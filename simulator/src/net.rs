@@ -394,6 +394,10 @@ impl World {
     }
 
     /// A packet from the external side: inbound translation, filtering, or the box's own stack.
+    ///
+    /// Only forwarded packets cost a hop: a packet the box's own stack accepts (the Linux local
+    /// conntrack entry) is addressed to the box and is not subject to the TTL check, so a probe
+    /// whose TTL is 1 on arrival still creates the entry; a TTL-limited punch must die before.
     fn nat_from_outside(&mut self, n: NatId, mut pkt: Packet) {
         let nat = &mut self.net.nats[n.0 as usize];
         match nat

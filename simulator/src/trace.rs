@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Times are durations since the simulation origin with nanosecond precision, so the text
-//! depends only on (scenario, seed). The hash is 64-bit FNV-1a over the bytes of every line, with
+//! depends only on (scenario, seed). Lines are written when the simulator decides something, in
+//! event order: a drop on a link or by TTL along a path carries the time the datagram entered that
+//! path, not the (later) time it would have reached the dropping router. The hash is 64-bit FNV-1a over the bytes of every line, with
 //! no per-process keys.
 
 use std::fmt::{self, Write as _};

@@ -1,0 +1,196 @@
+//! `burrow-sim`: run simulator scenarios from the command line.
+//!
+//! ```text
+//! burrow-sim list
+//! burrow-sim trace <scenario> [--seed N] [--hash]
+//! burrow-sim speed [--count N]
+//! ```
+//!
+//! Subcommands live in [`COMMANDS`]; adding one is a table entry plus a function taking the
+//! parsed [`Args`].
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burrow_sim::TraceMode;
+use burrow_sim::demo;
+
+/// Parsed command line: positional arguments and `--flag [value]` options.
+struct Args {
+    positional: Vec<String>,
+    options: BTreeMap<String, Option<String>>,
+}
+
+impl Args {
+    /// Flags that take no value.
+    const SWITCHES: &'static [&'static str] = &["--hash", "--help"];
+
+    fn parse(raw: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut positional = Vec::new();
+        let mut options = BTreeMap::new();
+        let mut it = raw.into_iter();
+        while let Some(arg) = it.next() {
+            if let Some(flag) = arg.strip_prefix("--") {
+                let (name, value) = match flag.split_once('=') {
+                    Some((n, v)) => (format!("--{n}"), Some(v.to_owned())),
+                    None if Self::SWITCHES.contains(&arg.as_str()) => (arg.clone(), None),
+                    None => {
+                        let v = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+                        (arg.clone(), Some(v))
+                    }
+                };
+                options.insert(name, value);
+            } else {
+                positional.push(arg);
+            }
+        }
+        Ok(Self {
+            positional,
+            options,
+        })
+    }
+
+    fn positional(&self, i: usize, what: &str) -> Result<&str, String> {
+        self.positional
+            .get(i)
+            .map(String::as_str)
+            .ok_or_else(|| format!("missing {what}"))
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.options.contains_key(name)
+    }
+
+    fn u64_or(&self, name: &str, default: u64) -> Result<u64, String> {
+        match self.options.get(name) {
+            None => Ok(default),
+            Some(None) => Err(format!("{name} needs a value")),
+            Some(Some(v)) => v.parse().map_err(|_| format!("{name}: not a number: {v}")),
+        }
+    }
+}
+
+type Command = fn(&Args) -> Result<(), String>;
+
+/// `(name, usage, handler)`; `args.positional[0]` is the subcommand itself.
+const COMMANDS: &[(&str, &str, Command)] = &[
+    (
+        "list",
+        "list                          named scenarios",
+        cmd_list,
+    ),
+    (
+        "trace",
+        "trace <scenario> [--seed N] [--hash]  print a scenario's trace (or its hash)",
+        cmd_trace,
+    ),
+    (
+        "speed",
+        "speed [--count N]             run N two-node scenarios of 200 datagrams, report rate",
+        cmd_speed,
+    ),
+];
+
+fn usage() -> String {
+    let mut s = String::from("usage: burrow-sim <command> [options]\n\ncommands:\n");
+    for (_, u, _) in COMMANDS {
+        s.push_str("  ");
+        s.push_str(u);
+        s.push('\n');
+    }
+    s
+}
+
+fn cmd_list(_: &Args) -> Result<(), String> {
+    for s in demo::SCENARIOS {
+        println!("{:<10} {}", s.name, s.about);
+    }
+    Ok(())
+}
+
+fn cmd_trace(args: &Args) -> Result<(), String> {
+    let name = args.positional(1, "scenario name (see `burrow-sim list`)")?;
+    let scenario = demo::find(name).ok_or_else(|| format!("unknown scenario {name}"))?;
+    let seed = args.u64_or("--seed", 0)?;
+    let mode = if args.flag("--hash") {
+        TraceMode::Hash
+    } else {
+        TraceMode::Full
+    };
+    let sim = scenario.run(seed, mode).map_err(|e| e.to_string())?;
+    let trace = sim.trace();
+    if mode == TraceMode::Full {
+        print!("{}", trace.text());
+    }
+    let st = sim.stats();
+    println!(
+        "# scenario={name} seed={seed} lines={} hash={:016x} sent={} delivered={} dropped={} events={}",
+        trace.lines(),
+        trace.hash(),
+        st.sent,
+        st.delivered,
+        st.dropped,
+        sim.events()
+    );
+    Ok(())
+}
+
+/// CPU time of this thread in nanoseconds, from `/proc/thread-self/schedstat` when available.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+fn cmd_speed(args: &Args) -> Result<(), String> {
+    let count = args.u64_or("--count", 5000)?;
+    // Warm up allocator and caches.
+    demo::speed_batch(count.min(50)).map_err(|e| e.to_string())?;
+    let (wall0, cpu0) = (Instant::now(), thread_cpu_ns());
+    let t = demo::speed_batch(count).map_err(|e| e.to_string())?;
+    let wall = wall0.elapsed().as_secs_f64();
+    let cpu = match (cpu0, thread_cpu_ns()) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+        _ => wall,
+    };
+    println!(
+        "{} scenarios, {} datagrams delivered, {} events in {:.3} s CPU ({:.3} s wall)",
+        t.scenarios, t.delivered, t.events, cpu, wall
+    );
+    println!(
+        "{:.0} scenarios/CPU-s, {:.0} datagrams/CPU-s, {:.0} events/CPU-s",
+        t.scenarios as f64 / cpu,
+        t.delivered as f64 / cpu,
+        t.events as f64 / cpu
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("burrow-sim: {e}\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    let Some(cmd) = args.positional.first() else {
+        eprint!("{}", usage());
+        return ExitCode::from(2);
+    };
+    if args.flag("--help") || cmd == "help" {
+        print!("{}", usage());
+        return ExitCode::SUCCESS;
+    }
+    let Some((_, _, run)) = COMMANDS.iter().find(|(name, _, _)| name == cmd) else {
+        eprintln!("burrow-sim: unknown command {cmd}\n\n{}", usage());
+        return ExitCode::from(2);
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("burrow-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The interface between the simulator and the protocol code it runs.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use burrow_core::Transmit;
+
+/// A sans-IO protocol node bound to one UDP address (host IP + port) in the simulation.
+///
+/// It is the core's run-loop contract reduced to what the network sees: after every call into the
+/// node the simulator drains [`Node::poll_transmit`] until it returns `None`, then reads
+/// [`Node::poll_timeout`]. Real endpoints and the rendezvous server implement it through a thin
+/// wrapper; application commands go through [`crate::Sim::with_node`] or
+/// [`crate::Sim::schedule`].
+pub trait Node {
+    /// A datagram from `from` arrived at virtual time `now`.
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]);
+    /// The deadline returned by [`Node::poll_timeout`] has passed; `now` is the virtual time.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next datagram to send, if any.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// When the node next wants [`Node::handle_timeout`], if ever.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+/// `Node` plus downcasting, implemented for every `'static` node.
+pub(crate) trait AnyNode: Node {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Node + Any> AnyNode for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

@@ -93,7 +93,9 @@ impl Keypair {
         let header = transport_header(self.remote_index, counter);
         buf[..TRANSPORT_HEADER_LEN].copy_from_slice(&header);
         buf.truncate(TRANSPORT_HEADER_LEN + len);
-        let tag = self.send.seal_in_place(counter, &header, &mut buf[TRANSPORT_HEADER_LEN..]);
+        let tag = self
+            .send
+            .seal_in_place(counter, &header, &mut buf[TRANSPORT_HEADER_LEN..]);
         buf.put_slice(&tag);
         Some(buf.freeze())
     }

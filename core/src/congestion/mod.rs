@@ -26,7 +26,14 @@ pub trait Controller: Debug + Send {
 
     /// A packet sent at `sent` with `bytes` was acknowledged. `app_limited` is true when the
     /// sender was not using its whole window, in which case the window should not grow.
-    fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool, rtt: &RttEstimator);
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        rtt: &RttEstimator,
+    );
 
     /// Packets were declared lost; `largest_lost_sent` is when the newest of them was sent.
     /// `persistent` reports persistent congestion (RFC 9002 §7.6).

@@ -21,7 +21,13 @@ impl NewReno {
     /// window `min(10 * max_datagram, max(14720, 2 * max_datagram))`.
     pub fn new(max_datagram: u64) -> Self {
         let window = (10 * max_datagram).min((2 * max_datagram).max(14_720));
-        Self { max_datagram, window, ssthresh: u64::MAX, recovery_start: None, acked_in_ca: 0 }
+        Self {
+            max_datagram,
+            window,
+            ssthresh: u64::MAX,
+            recovery_start: None,
+            acked_in_ca: 0,
+        }
     }
 
     /// The minimum window, `2 * max_datagram` (RFC 9002 `kMinimumWindow`).
@@ -40,7 +46,14 @@ impl NewReno {
 }
 
 impl Controller for NewReno {
-    fn on_ack(&mut self, _now: Instant, sent: Instant, bytes: u64, app_limited: bool, _rtt: &RttEstimator) {
+    fn on_ack(
+        &mut self,
+        _now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        _rtt: &RttEstimator,
+    ) {
         if app_limited || self.in_recovery(sent) {
             return;
         }

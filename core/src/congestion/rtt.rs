@@ -18,7 +18,13 @@ pub struct RttEstimator {
 impl RttEstimator {
     /// An estimator that reports `initial` until the first sample (RFC 9002 §6.2.2: 333 ms).
     pub fn new(initial: Duration) -> Self {
-        Self { latest: initial, smoothed: initial, var: initial / 2, min: initial, has_sample: false }
+        Self {
+            latest: initial,
+            smoothed: initial,
+            var: initial / 2,
+            min: initial,
+            has_sample: false,
+        }
     }
 
     /// Takes one RTT sample (`rtt`, measured from send to ack receipt) with the peer's reported
@@ -33,7 +39,11 @@ impl RttEstimator {
             return;
         }
         self.min = self.min.min(rtt);
-        let adjusted = if rtt >= self.min + ack_delay { rtt - ack_delay } else { rtt };
+        let adjusted = if rtt >= self.min + ack_delay {
+            rtt - ack_delay
+        } else {
+            rtt
+        };
         let diff = self.smoothed.abs_diff(adjusted);
         self.var = (self.var * 3 + diff) / 4;
         self.smoothed = (self.smoothed * 7 + adjusted) / 8;
@@ -91,7 +101,10 @@ mod tests {
         // PTO before any sample: 333 + 4 * 166.5 = 999 ms (RFC 9002 §6.2.2: about 1 s).
         assert_eq!(r.pto_base(), 999 * MS);
         r.update(10 * MS, 100 * MS);
-        assert_eq!((r.get(), r.var(), r.min(), r.latest()), (100 * MS, 50 * MS, 100 * MS, 100 * MS));
+        assert_eq!(
+            (r.get(), r.var(), r.min(), r.latest()),
+            (100 * MS, 50 * MS, 100 * MS, 100 * MS)
+        );
     }
 
     #[test]

@@ -28,7 +28,13 @@ pub(crate) struct AckState {
 
 impl AckState {
     /// Registers packet `pn`; returns false for a duplicate, which must not be processed.
-    pub(crate) fn on_packet(&mut self, now: Instant, pn: u64, eliciting: bool, max_ack_delay: Duration) -> bool {
+    pub(crate) fn on_packet(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        eliciting: bool,
+        max_ack_delay: Duration,
+    ) -> bool {
         if pn < self.floor || self.received.contains(pn) {
             return false;
         }
@@ -76,7 +82,9 @@ impl AckState {
     /// Writes an ACK frame; returns the largest packet number it acknowledges.
     pub(crate) fn write(&mut self, now: Instant, w: &mut Writer<'_>) -> Option<u64> {
         let largest = self.received.last()?.end - 1;
-        let delay = self.largest_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let delay = self
+            .largest_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         if !encode_ack(w, self.received.as_slice(), delay_us) {
             return None;
@@ -91,7 +99,10 @@ impl AckState {
     /// The peer received an ACK of ours that covered up to `largest`: older ranges need not be
     /// reported again (RFC 9000 §13.2.4).
     pub(crate) fn on_ack_acked(&mut self, largest: u64) {
-        let keep_from = self.received.as_slice().partition_point(|&(_, end)| end <= largest);
+        let keep_from = self
+            .received
+            .as_slice()
+            .partition_point(|&(_, end)| end <= largest);
         if keep_from > 0 {
             let end = self.received.as_slice()[keep_from - 1].1;
             self.received.remove(0..end);
@@ -150,7 +161,9 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         a.write(t0 + DELAY, &mut w);
         let n = w.len();
-        let Ok(Frame::Ack(ack)) = Frame::decode(&mut Reader::new(&buf[..n])) else { panic!() };
+        let Ok(Frame::Ack(ack)) = Frame::decode(&mut Reader::new(&buf[..n])) else {
+            panic!()
+        };
         assert_eq!(ack.ranges().collect::<Vec<_>>(), [(3, 3), (0, 0)]);
         assert_eq!(ack.delay_us, 25_000);
     }
@@ -165,7 +178,10 @@ mod tests {
         assert_eq!(a.range_count(), 4);
         a.on_ack_acked(4);
         assert_eq!(a.range_count(), 2);
-        assert!(!a.on_packet(t0, 1, true, DELAY), "below the floor counts as duplicate");
+        assert!(
+            !a.on_packet(t0, 1, true, DELAY),
+            "below the floor counts as duplicate"
+        );
         assert!(a.on_packet(t0, 5, true, DELAY));
     }
 

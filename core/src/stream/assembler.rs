@@ -73,7 +73,8 @@ impl Assembler {
         out[..from_a].copy_from_slice(&a[..from_a]);
         out[from_a..n].copy_from_slice(&b[..n - from_a]);
         self.buf.drain(..n);
-        self.received.remove(self.read_offset..self.read_offset + n as u64);
+        self.received
+            .remove(self.read_offset..self.read_offset + n as u64);
         self.read_offset += n as u64;
         n
     }

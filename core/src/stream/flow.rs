@@ -14,7 +14,11 @@ impl RecvCredit {
     /// Credit that starts at `initial` (what the peer assumes before any update) and grows to
     /// `window` past what was consumed.
     pub(crate) fn new(initial: u64, window: u64) -> Self {
-        Self { window: window.max(initial), max: initial, consumed: 0 }
+        Self {
+            window: window.max(initial),
+            max: initial,
+            consumed: 0,
+        }
     }
 
     /// Whether `end` (an offset or a total) stays within the advertised limit.

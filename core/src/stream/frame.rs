@@ -136,7 +136,6 @@ impl<'a> Writer<'a> {
         self.pos += n;
         &mut self.buf[start..self.pos]
     }
-
 }
 
 pub(crate) const PADDING: u64 = 0x00;
@@ -187,11 +186,20 @@ impl<'a> AckFrame<'a> {
         for _ in 0..count {
             let gap = r.varint()?;
             let len = r.varint()?;
-            let hi = smallest.checked_sub(gap).and_then(|v| v.checked_sub(2)).ok_or(Malformed)?;
+            let hi = smallest
+                .checked_sub(gap)
+                .and_then(|v| v.checked_sub(2))
+                .ok_or(Malformed)?;
             smallest = hi.checked_sub(len).ok_or(Malformed)?;
         }
         let raw = &start[..start.len() - r.buf.len()];
-        Ok(Self { largest, delay_us, first_range, count, raw })
+        Ok(Self {
+            largest,
+            delay_us,
+            first_range,
+            count,
+            raw,
+        })
     }
 }
 
@@ -274,7 +282,13 @@ pub(crate) fn encode_ack(w: &mut Writer<'_>, ranges: &[(u64, u64)], delay_us: u6
 }
 
 /// Writes a STREAM frame header; the caller then writes exactly `len` data bytes.
-pub(crate) fn encode_stream_header(w: &mut Writer<'_>, id: u64, offset: u64, len: usize, fin: bool) {
+pub(crate) fn encode_stream_header(
+    w: &mut Writer<'_>,
+    id: u64,
+    offset: u64,
+    len: usize,
+    fin: bool,
+) {
     let mut ty = STREAM | STREAM_LEN;
     if offset > 0 {
         ty |= STREAM_OFF;
@@ -304,7 +318,12 @@ pub(crate) enum Frame<'a> {
     /// The receiver asks the sender to stop sending on a stream.
     StopSending { id: u64, code: u64 },
     /// Stream data at an offset, possibly with FIN.
-    Stream { id: u64, offset: u64, data: &'a [u8], fin: bool },
+    Stream {
+        id: u64,
+        offset: u64,
+        data: &'a [u8],
+        fin: bool,
+    },
     /// Connection-level flow-control limit.
     MaxData(u64),
     /// Stream-level flow-control limit.
@@ -337,7 +356,10 @@ impl<'a> Frame<'a> {
                 code: r.varint()?,
                 final_size: r.varint()?,
             },
-            STOP_SENDING => Frame::StopSending { id: r.varint()?, code: r.varint()? },
+            STOP_SENDING => Frame::StopSending {
+                id: r.varint()?,
+                code: r.varint()?,
+            },
             0x08..=0x0f => {
                 let id = r.varint()?;
                 let offset = if ty & STREAM_OFF != 0 { r.varint()? } else { 0 };
@@ -347,16 +369,30 @@ impl<'a> Frame<'a> {
                 } else {
                     r.rest()
                 };
-                if offset.checked_add(data.len() as u64).is_none_or(|end| end > VARINT_MAX) {
+                if offset
+                    .checked_add(data.len() as u64)
+                    .is_none_or(|end| end > VARINT_MAX)
+                {
                     return Err(Malformed);
                 }
-                Frame::Stream { id, offset, data, fin: ty & STREAM_FIN != 0 }
+                Frame::Stream {
+                    id,
+                    offset,
+                    data,
+                    fin: ty & STREAM_FIN != 0,
+                }
             }
             MAX_DATA => Frame::MaxData(r.varint()?),
-            MAX_STREAM_DATA => Frame::MaxStreamData { id: r.varint()?, max: r.varint()? },
+            MAX_STREAM_DATA => Frame::MaxStreamData {
+                id: r.varint()?,
+                max: r.varint()?,
+            },
             MAX_STREAMS => Frame::MaxStreams(r.varint()?),
             DATA_BLOCKED => Frame::DataBlocked(r.varint()?),
-            STREAM_DATA_BLOCKED => Frame::StreamDataBlocked { id: r.varint()?, limit: r.varint()? },
+            STREAM_DATA_BLOCKED => Frame::StreamDataBlocked {
+                id: r.varint()?,
+                limit: r.varint()?,
+            },
             DATAGRAM => {
                 let len = r.varint()?;
                 Frame::Datagram(r.bytes(len)?)
@@ -386,7 +422,11 @@ impl<'a> Frame<'a> {
                     s.varint(a.count);
                     s.varint(a.first_range);
                 }
-                Frame::ResetStream { id, code, final_size } => {
+                Frame::ResetStream {
+                    id,
+                    code,
+                    final_size,
+                } => {
                     s.varint(RESET_STREAM);
                     s.varint(id);
                     s.varint(code);
@@ -397,7 +437,12 @@ impl<'a> Frame<'a> {
                     s.varint(id);
                     s.varint(code);
                 }
-                Frame::Stream { id, offset, data, fin } => {
+                Frame::Stream {
+                    id,
+                    offset,
+                    data,
+                    fin,
+                } => {
                     encode_stream_header(&mut s, id, offset, data.len(), fin);
                 }
                 Frame::MaxData(v) => {
@@ -476,7 +521,10 @@ mod tests {
         }
         // RFC 9000 Appendix A.1 examples.
         let cases: [(&[u8], u64); 4] = [
-            (&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c], 151_288_809_941_952_652),
+            (
+                &[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c],
+                151_288_809_941_952_652,
+            ),
             (&[0x9d, 0x7f, 0x3e, 0x7d], 494_878_333),
             (&[0x7b, 0xbd], 15_293),
             (&[0x25], 37),
@@ -494,7 +542,9 @@ mod tests {
         assert!(encode_ack(&mut w, ranges, 1234));
         let n = w.len();
         let mut r = Reader::new(&buf[..n]);
-        let Frame::Ack(ack) = Frame::decode(&mut r).unwrap() else { panic!("not an ack") };
+        let Frame::Ack(ack) = Frame::decode(&mut r).unwrap() else {
+            panic!("not an ack")
+        };
         assert!(r.is_empty());
         assert_eq!(ack.delay_us, 1234);
         // Back to ascending half-open ranges.
@@ -529,7 +579,15 @@ mod tests {
     fn stream_frame_without_len_takes_the_rest() {
         let bytes = [0x0d, 0x04, 0x10, b'h', b'i'];
         let f = Frame::decode(&mut Reader::new(&bytes)).unwrap();
-        assert_eq!(f, Frame::Stream { id: 4, offset: 16, data: b"hi", fin: true });
+        assert_eq!(
+            f,
+            Frame::Stream {
+                id: 4,
+                offset: 16,
+                data: b"hi",
+                fin: true
+            }
+        );
         let bytes = [0x0f, 0x04, 0x10, 0x05, b'h'];
         assert_eq!(Frame::decode(&mut Reader::new(&bytes)), Err(Malformed));
     }
@@ -539,15 +597,31 @@ mod tests {
     }
 
     fn frame_strategy() -> impl Strategy<Value = (u8, u64, u64, u64, Vec<u8>, bool)> {
-        (0u8..11, varint(), varint(), 0..(1u64 << 40), proptest::collection::vec(any::<u8>(), 0..50), any::<bool>())
+        (
+            0u8..11,
+            varint(),
+            varint(),
+            0..(1u64 << 40),
+            proptest::collection::vec(any::<u8>(), 0..50),
+            any::<bool>(),
+        )
     }
 
     fn build<'a>(kind: u8, a: u64, b: u64, c: u64, data: &'a [u8], fin: bool) -> Frame<'a> {
         match kind {
             0 => Frame::Ping,
-            1 => Frame::ResetStream { id: a, code: b, final_size: c },
+            1 => Frame::ResetStream {
+                id: a,
+                code: b,
+                final_size: c,
+            },
             2 => Frame::StopSending { id: a, code: b },
-            3 => Frame::Stream { id: a, offset: c, data, fin },
+            3 => Frame::Stream {
+                id: a,
+                offset: c,
+                data,
+                fin,
+            },
             4 => Frame::MaxData(a),
             5 => Frame::MaxStreamData { id: a, max: b },
             6 => Frame::MaxStreams(a),

@@ -31,7 +31,10 @@ impl Mux {
             self.stats.packets_malformed += 1;
             return;
         };
-        if !self.acks.on_packet(now, pn, eliciting, self.config.max_ack_delay) {
+        if !self
+            .acks
+            .on_packet(now, pn, eliciting, self.config.max_ack_delay)
+        {
             self.stats.packets_duplicate += 1;
             return;
         }
@@ -49,19 +52,34 @@ impl Mux {
             Frame::Padding | Frame::Ping => {}
             Frame::Ack(ack) => {
                 let mut out = std::mem::take(&mut self.scratch);
-                if self.recovery.on_ack(now, &ack, self.app_limited, &mut out).is_err() {
+                if self
+                    .recovery
+                    .on_ack(now, &ack, self.app_limited, &mut out)
+                    .is_err()
+                {
                     self.stats.frames_invalid += 1;
                 }
                 self.scratch = out;
                 self.process_outcomes();
             }
-            Frame::Stream { id, offset, data, fin } => self.on_stream(StreamId(id), offset, data, fin),
-            Frame::ResetStream { id, code, final_size } => {
+            Frame::Stream {
+                id,
+                offset,
+                data,
+                fin,
+            } => self.on_stream(StreamId(id), offset, data, fin),
+            Frame::ResetStream {
+                id,
+                code,
+                final_size,
+            } => {
                 let id = StreamId(id);
                 if !self.accept_stream(id) {
                     return;
                 }
-                let Some(s) = self.streams.get_mut(&id) else { return };
+                let Some(s) = self.streams.get_mut(&id) else {
+                    return;
+                };
                 match s.recv.on_reset(code, final_size) {
                     Err(_) => self.stats.frames_invalid += 1,
                     Ok((grew, unread, notify)) => {
@@ -80,7 +98,9 @@ impl Mux {
                 if !self.accept_stream(id) {
                     return;
                 }
-                let Some(s) = self.streams.get_mut(&id) else { return };
+                let Some(s) = self.streams.get_mut(&id) else {
+                    return;
+                };
                 if s.stopped_by_peer.is_some() || s.send.is_finished() {
                     return;
                 }
@@ -121,7 +141,9 @@ impl Mux {
                 }
             }
             Frame::StreamDataBlocked { .. } => {}
-            Frame::Datagram(data) => self.events.push_back(StreamEvent::Datagram(Bytes::copy_from_slice(data))),
+            Frame::Datagram(data) => self
+                .events
+                .push_back(StreamEvent::Datagram(Bytes::copy_from_slice(data))),
         }
     }
 
@@ -129,7 +151,9 @@ impl Mux {
         if !self.accept_stream(id) {
             return;
         }
-        let Some(s) = self.streams.get_mut(&id) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         let r = &mut s.recv;
         match r.on_data(offset, data, fin) {
             Err(_) => self.stats.frames_invalid += 1,
@@ -186,8 +210,15 @@ impl Mux {
         let mut out = std::mem::take(&mut self.scratch);
         for (frame, acked) in out.drain(..) {
             match frame {
-                SentFrame::Stream { id, offset, len, fin } => {
-                    let Some(s) = self.streams.get_mut(&id) else { continue };
+                SentFrame::Stream {
+                    id,
+                    offset,
+                    len,
+                    fin,
+                } => {
+                    let Some(s) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
                     if acked {
                         if s.send.on_ack(offset, u64::from(len), fin) && s.send.want_writable {
                             s.send.want_writable = false;
@@ -204,7 +235,9 @@ impl Mux {
                     }
                 }
                 SentFrame::ResetStream(id) => {
-                    let Some(s) = self.streams.get_mut(&id) else { continue };
+                    let Some(s) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
                     if acked {
                         s.send.reset_acked = true;
                         self.maybe_remove(id);
@@ -213,13 +246,17 @@ impl Mux {
                     }
                 }
                 SentFrame::StopSending(id) => {
-                    let Some(s) = self.streams.get_mut(&id) else { continue };
+                    let Some(s) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
                     if !acked && !s.recv.is_done() && !self.ctrl.contains(&Ctrl::StopSending(id)) {
                         self.ctrl.push_back(Ctrl::StopSending(id));
                     }
                 }
                 SentFrame::MaxStreamData(id) => {
-                    let Some(s) = self.streams.get_mut(&id) else { continue };
+                    let Some(s) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
                     if !acked && s.recv.expects_data() && !s.recv.max_data_queued {
                         s.recv.max_data_queued = true;
                         self.ctrl.push_back(Ctrl::MaxStreamData(id));

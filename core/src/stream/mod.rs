@@ -28,6 +28,6 @@ mod tests;
 
 pub use mux::Mux;
 pub use types::{
-    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
-    WriteError,
+    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
+    StreamId, WriteError,
 };

@@ -13,7 +13,8 @@ use super::recv::{RecvState, RecvStream};
 use super::send::SendStream;
 use super::types::{INITIAL_CONNECTION_WINDOW, INITIAL_MAX_STREAMS, INITIAL_STREAM_WINDOW};
 use super::{
-    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId, WriteError,
+    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
+    StreamId, WriteError,
 };
 use crate::congestion::{Controller, NewReno, Pacer};
 use crate::timer::Timer;
@@ -86,8 +87,14 @@ impl Mux {
     }
 
     /// Like [`Mux::new`] with another congestion controller.
-    pub fn with_controller(config: StreamConfig, role: Role, now: Instant, cc: Box<dyn Controller>) -> Self {
-        let mut conn_recv = RecvCredit::new(INITIAL_CONNECTION_WINDOW, config.connection_receive_window);
+    pub fn with_controller(
+        config: StreamConfig,
+        role: Role,
+        now: Instant,
+        cc: Box<dyn Controller>,
+    ) -> Self {
+        let mut conn_recv =
+            RecvCredit::new(INITIAL_CONNECTION_WINDOW, config.connection_receive_window);
         let max_data_pending = conn_recv.should_update();
         if max_data_pending {
             conn_recv.update();
@@ -229,7 +236,9 @@ impl Mux {
     /// Abandons our send direction: unsent and unacknowledged data is dropped and the peer
     /// gets RESET_STREAM with `code`. Does nothing on unknown or completed streams.
     pub fn reset(&mut self, id: StreamId, code: u64) {
-        let Some(s) = self.streams.get_mut(&id) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         if s.send.is_finished() {
             return;
         }
@@ -242,8 +251,12 @@ impl Mux {
     /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING with `code`)
     /// to reset its send direction. Does nothing on unknown or already closed directions.
     pub fn stop_sending(&mut self, id: StreamId, code: u64) {
-        let Some(s) = self.streams.get_mut(&id) else { return };
-        let Some(discarded) = s.recv.stop(code) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let Some(discarded) = s.recv.stop(code) else {
+            return;
+        };
         self.ctrl.push_back(Ctrl::StopSending(id));
         self.consume_conn(discarded);
         self.maybe_remove(id);
@@ -266,7 +279,9 @@ impl Mux {
 
     /// The largest datagram [`Mux::send_datagram`] accepts.
     pub fn max_datagram_size(&self) -> usize {
-        self.config.max_packet_size.saturating_sub(DATAGRAM_OVERHEAD)
+        self.config
+            .max_packet_size
+            .saturating_sub(DATAGRAM_OVERHEAD)
     }
 
     /// Queues an ack-eliciting PING (the session's keepalive); the peer's ACK also refreshes
@@ -321,7 +336,9 @@ impl Mux {
 
     /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.
     pub fn is_idle(&self) -> bool {
-        self.recovery.eliciting_in_flight() == 0 && !self.has_pending_eliciting() && !self.acks.owes_ack()
+        self.recovery.eliciting_in_flight() == 0
+            && !self.has_pending_eliciting()
+            && !self.acks.owes_ack()
     }
 
     /// Counters and gauges.
@@ -350,7 +367,11 @@ impl Mux {
         streams
             + self.send_queue.capacity() * size_of::<StreamId>()
             + self.ctrl.capacity() * size_of::<Ctrl>()
-            + self.datagrams.iter().map(|d| d.len() + size_of::<Bytes>()).sum::<usize>()
+            + self
+                .datagrams
+                .iter()
+                .map(|d| d.len() + size_of::<Bytes>())
+                .sum::<usize>()
             + self.events.capacity() * size_of::<StreamEvent>()
             + self.scratch.capacity() * size_of::<Outcome>()
             + self.acks.heap_size()
@@ -378,14 +399,18 @@ impl Mux {
     /// Forgets a stream once both directions are done; a closed peer stream lets the peer
     /// open another.
     pub(super) fn maybe_remove(&mut self, id: StreamId) {
-        let done = self.streams.get(&id).is_some_and(|s| s.send.is_done() && s.recv.is_done());
+        let done = self
+            .streams
+            .get(&id)
+            .is_some_and(|s| s.send.is_done() && s.recv.is_done());
         if !done {
             return;
         }
         self.streams.remove(&id);
         if id.initiator() != self.role {
             self.remote_closed += 1;
-            self.local_max_streams = self.remote_closed + self.config.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
+            self.local_max_streams =
+                self.remote_closed + self.config.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
             self.max_streams_pending = true;
         }
     }
@@ -402,8 +427,10 @@ impl Mux {
             return true;
         }
         let credit = self.conn_send.available();
-        self.send_queue
-            .iter()
-            .any(|id| self.streams.get(id).is_some_and(|s| s.send.has_pending(credit)))
+        self.send_queue.iter().any(|id| {
+            self.streams
+                .get(id)
+                .is_some_and(|s| s.send.has_pending(credit))
+        })
     }
 }

@@ -28,7 +28,7 @@ impl Mux {
             let window = self.recovery.cc.window();
             if self.probes > 0 {
                 eliciting_ok = true;
-            } else if self.recovery.bytes_in_flight + size as u64 > window {
+            } else if self.recovery.bytes_in_flight >= window {
                 self.app_limited = false;
             } else if self.config.pacing {
                 let mtu = self.config.max_packet_size as u64;
@@ -108,23 +108,34 @@ impl Mux {
                     Some(s) if !s.send.reset_acked => match s.send.reset {
                         Some(code) => {
                             let final_size = s.send.sent_end();
-                            (Frame::ResetStream { id: id.0, code, final_size }, Some(SentFrame::ResetStream(id)))
+                            (
+                                Frame::ResetStream {
+                                    id: id.0,
+                                    code,
+                                    final_size,
+                                },
+                                Some(SentFrame::ResetStream(id)),
+                            )
                         }
                         None => continue,
                     },
                     _ => continue,
                 },
                 Ctrl::StopSending(id) => match self.streams.get(&id).map(|s| s.recv.state) {
-                    Some(RecvState::Stopped(code)) => {
-                        (Frame::StopSending { id: id.0, code }, Some(SentFrame::StopSending(id)))
-                    }
+                    Some(RecvState::Stopped(code)) => (
+                        Frame::StopSending { id: id.0, code },
+                        Some(SentFrame::StopSending(id)),
+                    ),
                     _ => continue,
                 },
                 Ctrl::MaxStreamData(id) => match self.streams.get_mut(&id) {
                     Some(s) if s.recv.expects_data() => {
                         s.recv.max_data_queued = false;
                         let max = s.recv.credit.max;
-                        (Frame::MaxStreamData { id: id.0, max }, Some(SentFrame::MaxStreamData(id)))
+                        (
+                            Frame::MaxStreamData { id: id.0, max },
+                            Some(SentFrame::MaxStreamData(id)),
+                        )
                     }
                     Some(s) => {
                         s.recv.max_data_queued = false;
@@ -133,7 +144,13 @@ impl Mux {
                     None => continue,
                 },
                 Ctrl::StreamDataBlocked(id) => match self.streams.get(&id) {
-                    Some(s) => (Frame::StreamDataBlocked { id: id.0, limit: s.send.credit.max }, None),
+                    Some(s) => (
+                        Frame::StreamDataBlocked {
+                            id: id.0,
+                            limit: s.send.credit.max,
+                        },
+                        None,
+                    ),
                     None => continue,
                 },
             };
@@ -173,23 +190,33 @@ impl Mux {
         let mut visits = self.send_queue.len();
         while visits > 0 && w.remaining() > 8 {
             visits -= 1;
-            let Some(id) = self.send_queue.pop_front() else { break };
-            let Some(s) = self.streams.get_mut(&id) else { continue };
+            let Some(id) = self.send_queue.pop_front() else {
+                break;
+            };
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
             s.queued = false;
             let credit = self.conn_send.available();
             if !s.send.has_pending(credit) {
-                if s.send.blocked_by_stream_credit() && s.send.blocked_reported != Some(s.send.credit.max) {
+                if s.send.blocked_by_stream_credit()
+                    && s.send.blocked_reported != Some(s.send.credit.max)
+                {
                     s.send.blocked_reported = Some(s.send.credit.max);
                     self.ctrl.push_back(Ctrl::StreamDataBlocked(id));
                 }
-                if credit == 0 && s.send.wants_conn_credit() && self.data_blocked_reported != Some(self.conn_send.max) {
+                if credit == 0
+                    && s.send.wants_conn_credit()
+                    && self.data_blocked_reported != Some(self.conn_send.max)
+                {
                     self.data_blocked_reported = Some(self.conn_send.max);
                     self.data_blocked_pending = true;
                 }
                 continue;
             }
             let room = w.remaining();
-            let header = 1 + varint_size(id.0) + varint_size(s.send.end()) + varint_size(room as u64);
+            let header =
+                1 + varint_size(id.0) + varint_size(s.send.end()) + varint_size(room as u64);
             if room < header {
                 s.queued = true;
                 self.send_queue.push_front(id);
@@ -205,7 +232,12 @@ impl Mux {
                     self.stats.stream_bytes_retransmitted += c.len as u64;
                 }
                 let len = c.len as u32;
-                self.recovery.push_frame(SentFrame::Stream { id, offset: c.offset, len, fin: c.fin });
+                self.recovery.push_frame(SentFrame::Stream {
+                    id,
+                    offset: c.offset,
+                    len,
+                    fin: c.fin,
+                });
                 wrote = true;
             }
             if s.send.has_pending(self.conn_send.available()) {

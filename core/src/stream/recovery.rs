@@ -22,13 +22,20 @@ const MAX_PTO_BACKOFF: u32 = 10;
 /// What a sent packet carried that may need acting on when it is acknowledged or lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SentFrame {
-    Stream { id: StreamId, offset: u64, len: u32, fin: bool },
+    Stream {
+        id: StreamId,
+        offset: u64,
+        len: u32,
+        fin: bool,
+    },
     ResetStream(StreamId),
     StopSending(StreamId),
     MaxStreamData(StreamId),
     MaxData,
     MaxStreams,
-    Ack { largest: u64 },
+    Ack {
+        largest: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +94,11 @@ pub(crate) struct Recovery {
 }
 
 impl Recovery {
-    pub(crate) fn new(initial_rtt: Duration, max_ack_delay: Duration, cc: Box<dyn Controller>) -> Self {
+    pub(crate) fn new(
+        initial_rtt: Duration,
+        max_ack_delay: Duration,
+        cc: Box<dyn Controller>,
+    ) -> Self {
         Self {
             sent: VecDeque::new(),
             first_pn: 0,
@@ -121,11 +132,24 @@ impl Recovery {
     /// Records the packet just built; frames pushed since the last packet belong to it.
     /// Packets that are not ack-eliciting are not tracked for loss.
     pub(crate) fn on_sent(&mut self, now: Instant, size: usize, ack_eliciting: bool) {
-        let first_frame = self.sent.back().map_or(self.first_frame, |p| p.first_frame + u64::from(p.frame_count));
+        let first_frame = self.sent.back().map_or(self.first_frame, |p| {
+            p.first_frame + u64::from(p.frame_count)
+        });
         let frame_count = (self.first_frame + self.frames.len() as u64 - first_frame) as u16;
         let size = size.min(usize::from(u16::MAX)) as u16;
-        let state = if ack_eliciting { State::Unacked } else { State::Acked };
-        self.sent.push_back(SentPacket { time: now, size, ack_eliciting, state, first_frame, frame_count });
+        let state = if ack_eliciting {
+            State::Unacked
+        } else {
+            State::Acked
+        };
+        self.sent.push_back(SentPacket {
+            time: now,
+            size,
+            ack_eliciting,
+            state,
+            first_frame,
+            frame_count,
+        });
         if ack_eliciting {
             self.bytes_in_flight += u64::from(size);
             self.eliciting_in_flight += 1;
@@ -147,11 +171,15 @@ impl Recovery {
         if ack.largest >= self.next_pn() {
             return Err(InvalidAck);
         }
-        self.largest_acked = Some(self.largest_acked.map_or(ack.largest, |l| l.max(ack.largest)));
+        self.largest_acked = Some(
+            self.largest_acked
+                .map_or(ack.largest, |l| l.max(ack.largest)),
+        );
         if let Some(p) = self.packet(ack.largest) {
             if p.state == State::Unacked && p.ack_eliciting {
                 let delay = Duration::from_micros(ack.delay_us).min(self.max_ack_delay);
-                self.rtt.update(delay, now.saturating_duration_since(p.time));
+                self.rtt
+                    .update(delay, now.saturating_duration_since(p.time));
                 self.first_rtt_sample.get_or_insert(now);
             }
         }
@@ -169,7 +197,8 @@ impl Recovery {
                 newly = true;
                 self.bytes_in_flight -= u64::from(p.size);
                 self.eliciting_in_flight -= 1;
-                self.cc.on_ack(now, p.time, u64::from(p.size), app_limited, &self.rtt);
+                self.cc
+                    .on_ack(now, p.time, u64::from(p.size), app_limited, &self.rtt);
                 self.emit(p, true, out);
             }
         }
@@ -183,7 +212,8 @@ impl Recovery {
     }
 
     fn packet(&self, pn: u64) -> Option<&SentPacket> {
-        self.sent.get(usize::try_from(pn.checked_sub(self.first_pn)?).ok()?)
+        self.sent
+            .get(usize::try_from(pn.checked_sub(self.first_pn)?).ok()?)
     }
 
     fn emit(&self, p: SentPacket, acked: bool, out: &mut Vec<Outcome>) {
@@ -194,16 +224,21 @@ impl Recovery {
     }
 
     fn detect_lost(&mut self, now: Instant, out: &mut Vec<Outcome>) {
-        let Some(largest) = self.largest_acked else { return };
+        let Some(largest) = self.largest_acked else {
+            return;
+        };
         self.loss_time = None;
         let loss_delay = self.rtt.loss_delay();
-        let pc_duration = (self.rtt.pto_base() + self.max_ack_delay) * PERSISTENT_CONGESTION_THRESHOLD;
+        let pc_duration =
+            (self.rtt.pto_base() + self.max_ack_delay) * PERSISTENT_CONGESTION_THRESHOLD;
         let mut largest_lost_time = None;
         let mut persistent = false;
         // Start of the current run of lost ack-eliciting packets with no acknowledged one
         // between them.
         let mut run_start: Option<Instant> = None;
-        let end = (largest + 1).saturating_sub(self.first_pn).min(self.sent.len() as u64) as usize;
+        let end = (largest + 1)
+            .saturating_sub(self.first_pn)
+            .min(self.sent.len() as u64) as usize;
         for i in 0..end {
             let p = self.sent[i];
             match p.state {
@@ -292,7 +327,12 @@ impl Recovery {
             self.sent.pop_front();
             self.first_pn += 1;
         }
-        let keep_from = self.sent.front().map_or(self.first_frame + self.frames.len() as u64, |p| p.first_frame);
+        let keep_from = self
+            .sent
+            .front()
+            .map_or(self.first_frame + self.frames.len() as u64, |p| {
+                p.first_frame
+            });
         let drop = (keep_from - self.first_frame) as usize;
         self.frames.drain(..drop);
         self.first_frame = keep_from;
@@ -300,7 +340,8 @@ impl Recovery {
 
     /// Heap bytes held.
     pub(crate) fn heap_size(&self) -> usize {
-        self.sent.capacity() * size_of::<SentPacket>() + self.frames.capacity() * size_of::<SentFrame>()
+        self.sent.capacity() * size_of::<SentPacket>()
+            + self.frames.capacity() * size_of::<SentFrame>()
     }
 }
 
@@ -321,12 +362,19 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         assert!(encode_ack(&mut w, ranges, 0));
         let n = w.len();
-        let Ok(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else { panic!() };
+        let Ok(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else {
+            panic!()
+        };
         r.on_ack(now, &a, false, out).unwrap()
     }
 
     fn send(r: &mut Recovery, now: Instant, id: u64) {
-        r.push_frame(SentFrame::Stream { id: StreamId(id), offset: 0, len: 10, fin: false });
+        r.push_frame(SentFrame::Stream {
+            id: StreamId(id),
+            offset: 0,
+            len: 10,
+            fin: false,
+        });
         r.on_sent(now, 1000, true);
     }
 
@@ -342,7 +390,15 @@ mod tests {
         // Ack 1..=3: packet 0 is 3 behind the largest acked, so lost.
         assert!(ack(&mut r, t0 + 50 * MS, &[(1, 4)], &mut out));
         assert_eq!(r.lost_packets, 1);
-        assert!(out.contains(&(SentFrame::Stream { id: StreamId(0), offset: 0, len: 10, fin: false }, false)));
+        assert!(out.contains(&(
+            SentFrame::Stream {
+                id: StreamId(0),
+                offset: 0,
+                len: 10,
+                fin: false
+            },
+            false
+        )));
         assert_eq!(out.iter().filter(|o| o.1).count(), 3);
         assert_eq!(r.bytes_in_flight, 1000);
         // Slow start took the window from 10000 to 13000 with three acks, then the loss halved it.
@@ -414,7 +470,9 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         encode_ack(&mut w, &[(0, 5)], 0);
         let n = w.len();
-        let Ok(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else { panic!() };
+        let Ok(Frame::Ack(a)) = Frame::decode(&mut Reader::new(&buf[..n])) else {
+            panic!()
+        };
         assert_eq!(r.on_ack(t0, &a, false, &mut Vec::new()), Err(InvalidAck));
         for pn in 1..100 {
             send(&mut r, t0, pn);

@@ -54,7 +54,12 @@ impl RecvStream {
 
     /// Takes a STREAM frame; returns how many bytes past the previous highest offset it
     /// reached (for connection-level credit) or a violation.
-    pub(crate) fn on_data(&mut self, offset: u64, data: &[u8], fin: bool) -> Result<u64, Violation> {
+    pub(crate) fn on_data(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<u64, Violation> {
         let end = offset + data.len() as u64;
         if !self.credit.allows(end) {
             return Err(Violation);
@@ -87,7 +92,11 @@ impl RecvStream {
 
     /// Takes a RESET_STREAM; returns (bytes past the previous highest offset, bytes that were
     /// never read and now count as consumed) and whether this reset is news to the application.
-    pub(crate) fn on_reset(&mut self, code: u64, final_size: u64) -> Result<(u64, u64, bool), Violation> {
+    pub(crate) fn on_reset(
+        &mut self,
+        code: u64,
+        final_size: u64,
+    ) -> Result<(u64, u64, bool), Violation> {
         if final_size < self.highest || self.final_size.is_some_and(|s| s != final_size) {
             return Err(Violation);
         }
@@ -167,8 +176,16 @@ mod tests {
         assert_eq!(r.on_data(2, b"cdef", false), Ok(2));
         assert_eq!(r.on_data(8, b"xyz", false), Err(Violation));
         assert_eq!(r.on_data(6, b"gh", true), Ok(2));
-        assert_eq!(r.on_data(8, b"i", false), Err(Violation), "past the final size");
-        assert_eq!(r.on_data(0, b"ab", true), Err(Violation), "a second, different final size");
+        assert_eq!(
+            r.on_data(8, b"i", false),
+            Err(Violation),
+            "past the final size"
+        );
+        assert_eq!(
+            r.on_data(0, b"ab", true),
+            Err(Violation),
+            "a second, different final size"
+        );
         let mut out = [0u8; 16];
         assert_eq!(r.asm.read(&mut out), 8);
         assert!(r.at_fin() && r.is_readable());

@@ -138,9 +138,16 @@ impl SendStream {
                 let fin = self.fin && r.end == end && self.unsent == end;
                 self.fin_lost &= !fin;
                 self.fin_sent |= fin;
-                return Some(Chunk { offset: r.start, len: (r.end - r.start) as usize, fin, new: false });
+                return Some(Chunk {
+                    offset: r.start,
+                    len: (r.end - r.start) as usize,
+                    fin,
+                    new: false,
+                });
             }
-            let limit = end.min(self.credit.max).min(self.unsent.saturating_add(conn_credit));
+            let limit = end
+                .min(self.credit.max)
+                .min(self.unsent.saturating_add(conn_credit));
             let limit = limit.min(self.unsent + max_len as u64);
             if limit > self.unsent {
                 let offset = self.unsent;
@@ -148,13 +155,23 @@ impl SendStream {
                 let fin = self.fin && limit == end;
                 self.fin_sent |= fin;
                 self.fin_lost &= !fin;
-                return Some(Chunk { offset, len: (limit - offset) as usize, fin, new: true });
+                return Some(Chunk {
+                    offset,
+                    len: (limit - offset) as usize,
+                    fin,
+                    new: true,
+                });
             }
         }
         if self.fin && self.unsent == end && (!self.fin_sent || self.fin_lost) {
             self.fin_sent = true;
             self.fin_lost = false;
-            return Some(Chunk { offset: end, len: 0, fin: true, new: false });
+            return Some(Chunk {
+                offset: end,
+                len: 0,
+                fin: true,
+                new: false,
+            });
         }
         None
     }
@@ -193,7 +210,9 @@ impl SendStream {
         }
         self.retransmit.remove(start..end);
         self.acked.insert(start..end);
-        let Some(first) = self.acked.first() else { return false };
+        let Some(first) = self.acked.first() else {
+            return false;
+        };
         if first.start > self.base {
             return false;
         }
@@ -288,7 +307,10 @@ mod tests {
         assert!(c.fin && !a.fin && !b.fin);
         assert!(!s.has_pending(1000));
         s.on_lost(a.offset, a.len as u64, false);
-        assert!(!s.on_ack(b.offset, b.len as u64, false), "a hole at the front frees nothing");
+        assert!(
+            !s.on_ack(b.offset, b.len as u64, false),
+            "a hole at the front frees nothing"
+        );
         s.on_lost(c.offset, c.len as u64, true);
         let r = s.next_chunk(100, 0).unwrap();
         assert_eq!((r.offset, r.len, r.fin, r.new), (0, 4, false, false));

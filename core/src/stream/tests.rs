@@ -25,7 +25,12 @@ struct LinkConfig {
 
 impl LinkConfig {
     fn clean(delay: Duration) -> Self {
-        Self { delay, loss_ppm: 0, dup_ppm: 0, jitter: Duration::ZERO }
+        Self {
+            delay,
+            loss_ppm: 0,
+            dup_ppm: 0,
+            jitter: Duration::ZERO,
+        }
     }
 }
 
@@ -61,7 +66,14 @@ struct Side {
 
 impl Side {
     fn new(mux: Mux) -> Self {
-        Self { mux, streams: BTreeMap::new(), reading: true, datagrams: Vec::new(), drop_next: 0, dup_next: 0 }
+        Self {
+            mux,
+            streams: BTreeMap::new(),
+            reading: true,
+            datagrams: Vec::new(),
+            drop_next: 0,
+            dup_next: 0,
+        }
     }
 
     fn ids(&self) -> Vec<StreamId> {
@@ -79,7 +91,12 @@ impl Side {
             match self.mux.read(id, &mut buf) {
                 Ok(ReadOutcome::Data(n)) => {
                     for (i, b) in buf[..n].iter().enumerate() {
-                        assert_eq!(*b, pattern(id, log.read + i as u64), "{id} byte {}", log.read + i as u64);
+                        assert_eq!(
+                            *b,
+                            pattern(id, log.read + i as u64),
+                            "{id} byte {}",
+                            log.read + i as u64
+                        );
                     }
                     log.read += n as u64;
                 }
@@ -106,7 +123,10 @@ impl Side {
         while let Some(ev) = self.mux.poll_event() {
             match ev {
                 StreamEvent::Opened(id) => {
-                    assert!(self.streams.insert(id, StreamLog::default()).is_none(), "{id} opened twice");
+                    assert!(
+                        self.streams.insert(id, StreamLog::default()).is_none(),
+                        "{id} opened twice"
+                    );
                 }
                 StreamEvent::Readable(id) => {
                     if self.reading {
@@ -115,17 +135,26 @@ impl Side {
                 }
                 StreamEvent::Writable(_) => {}
                 StreamEvent::Finished(id) => {
-                    let log = self.streams.get_mut(&id).expect("finished an unknown stream");
+                    let log = self
+                        .streams
+                        .get_mut(&id)
+                        .expect("finished an unknown stream");
                     assert!(log.finished && !log.our_fin_acked);
                     log.our_fin_acked = true;
                 }
                 StreamEvent::Reset { id, code } => {
-                    let log = self.streams.get_mut(&id).expect("reset of an unknown stream");
+                    let log = self
+                        .streams
+                        .get_mut(&id)
+                        .expect("reset of an unknown stream");
                     assert!(log.reset_seen.is_none() && !log.fin_read);
                     log.reset_seen = Some(code);
                 }
                 StreamEvent::StopSending { id, .. } => {
-                    self.streams.get_mut(&id).expect("stop of an unknown stream").stop_seen = true;
+                    self.streams
+                        .get_mut(&id)
+                        .expect("stop of an unknown stream")
+                        .stop_seen = true;
                 }
                 StreamEvent::Datagram(d) => self.datagrams.push(d.to_vec()),
             }
@@ -134,7 +163,9 @@ impl Side {
 
     fn write(&mut self, id: StreamId, len: usize) -> usize {
         let log = self.streams.entry(id).or_default();
-        let data: Vec<u8> = (0..len as u64).map(|i| pattern(id, log.written + i)).collect();
+        let data: Vec<u8> = (0..len as u64)
+            .map(|i| pattern(id, log.written + i))
+            .collect();
         match self.mux.write(id, &data) {
             Ok(n) => {
                 log.written += n as u64;
@@ -198,7 +229,11 @@ impl Pair {
                 continue;
             }
             let jitter_ns = self.link.jitter.as_nanos() as u64;
-            let jitter = if jitter_ns > 0 { self.rng.next_u64() % jitter_ns } else { 0 };
+            let jitter = if jitter_ns > 0 {
+                self.rng.next_u64() % jitter_ns
+            } else {
+                0
+            };
             let at = self.now + self.link.delay + Duration::from_nanos(jitter);
             self.seq += 1;
             self.wire.insert((at, self.seq), (to, payload.to_vec()));
@@ -213,7 +248,7 @@ impl Pair {
                 let mut buf = std::mem::take(&mut self.buf);
                 let mut guard = 0;
                 while let Some(n) = self.sides[i].mux.poll_packet(self.now, &mut buf) {
-                    self.send(1 - i, &buf[..n].to_vec());
+                    self.send(1 - i, &buf[..n]);
                     guard += 1;
                     assert!(guard < 100_000, "poll_packet never stops");
                 }
@@ -224,7 +259,11 @@ impl Pair {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let timers = self.sides.iter().filter_map(|s| s.mux.poll_timeout()).map(|(t, _)| t);
+        let timers = self
+            .sides
+            .iter()
+            .filter_map(|s| s.mux.poll_timeout())
+            .map(|(t, _)| t);
         timers.chain(self.wire.keys().next().map(|k| k.0)).min()
     }
 
@@ -232,14 +271,19 @@ impl Pair {
     /// beyond `limit`. Returns false if nothing happened before `limit`.
     fn step(&mut self, limit: Instant) -> bool {
         self.flush();
-        let Some(at) = self.next_deadline() else { return false };
+        let Some(at) = self.next_deadline() else {
+            return false;
+        };
         if at > limit {
             self.now = limit;
             return false;
         }
         for s in &self.sides {
             if let Some((t, _)) = s.mux.poll_timeout() {
-                assert!(t >= self.now || t == at, "a deadline in the past without output");
+                assert!(
+                    t >= self.now || t == at,
+                    "a deadline in the past without output"
+                );
             }
         }
         self.now = self.now.max(at);
@@ -289,7 +333,11 @@ impl Pair {
             if self.wire.is_empty() && self.sides.iter().all(|s| s.mux.is_idle()) {
                 return;
             }
-            assert!(self.now < deadline, "not idle after {max:?}: {:?}", self.debug_state());
+            assert!(
+                self.now < deadline,
+                "not idle after {max:?}: {:?}",
+                self.debug_state()
+            );
             let limit = self.now + 100 * MS;
             while self.step(limit) {}
         }
@@ -299,7 +347,14 @@ impl Pair {
         let s: Vec<_> = self
             .sides
             .iter()
-            .map(|s| format!("timeout {:?} idle {} stats {:?}", s.mux.poll_timeout(), s.mux.is_idle(), s.mux.stats()))
+            .map(|s| {
+                format!(
+                    "timeout {:?} idle {} stats {:?}",
+                    s.mux.poll_timeout(),
+                    s.mux.is_idle(),
+                    s.mux.stats()
+                )
+            })
             .collect();
         s.join("\n")
     }
@@ -323,9 +378,15 @@ fn check_delivery(pair: &Pair) {
             let rl = pair.sides[r].streams.get(id).cloned().unwrap_or_default();
             if wl.reset_sent || wl.stop_seen || rl.stopped {
                 assert!(rl.read <= wl.written, "{id}: read more than written");
-                assert!(rl.reset_seen.is_some() || rl.fin_read || rl.stopped, "{id}: reset not seen: {wl:?} {rl:?}");
+                assert!(
+                    rl.reset_seen.is_some() || rl.fin_read || rl.stopped,
+                    "{id}: reset not seen: {wl:?} {rl:?}"
+                );
             } else {
-                assert_eq!(rl.read, wl.written, "{id}: bytes read != written ({wl:?} / {rl:?})");
+                assert_eq!(
+                    rl.read, wl.written,
+                    "{id}: bytes read != written ({wl:?} / {rl:?})"
+                );
                 assert_eq!(rl.fin_read, wl.finished, "{id}: FIN");
                 assert_eq!(wl.our_fin_acked, wl.finished, "{id}: Finished event");
             }
@@ -371,7 +432,11 @@ fn pick(side: &Side, i: usize) -> Option<StreamId> {
 }
 
 fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
-    let config = StreamConfig { stream_receive_window: 64 * 1024, stream_send_buffer: 96 * 1024, ..Default::default() };
+    let config = StreamConfig {
+        stream_receive_window: 64 * 1024,
+        stream_send_buffer: 96 * 1024,
+        ..Default::default()
+    };
     let mut pair = Pair::new(config, link, seed);
     for op in ops {
         match *op {
@@ -443,11 +508,17 @@ fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
 
 /// Stream ids whose state on each side survived a full close.
 fn leftover(pair: &Pair) -> [usize; 2] {
-    [pair.sides[0].mux.stats().open_streams, pair.sides[1].mux.stats().open_streams]
+    [
+        pair.sides[0].mux.stats().open_streams,
+        pair.sides[1].mux.stats().open_streams,
+    ]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_operations_deliver_every_byte_once(
@@ -516,7 +587,12 @@ proptest! {
 
 #[test]
 fn bulk_transfer_over_a_lossy_link_completes_and_goes_idle() {
-    let link = LinkConfig { delay: 25 * MS, loss_ppm: 50_000, dup_ppm: 10_000, jitter: 5 * MS };
+    let link = LinkConfig {
+        delay: 25 * MS,
+        loss_ppm: 50_000,
+        dup_ppm: 10_000,
+        jitter: 5 * MS,
+    };
     let mut pair = Pair::new(StreamConfig::default(), link, 7);
     let id = pair.sides[0].mux.open().unwrap();
     pair.sides[0].streams.insert(id, StreamLog::default());
@@ -580,7 +656,11 @@ fn half_close_keeps_the_other_direction_working() {
 
 #[test]
 fn a_slow_reader_bounds_the_senders_memory() {
-    let config = StreamConfig { stream_receive_window: 256 * 1024, stream_send_buffer: 128 * 1024, ..Default::default() };
+    let config = StreamConfig {
+        stream_receive_window: 256 * 1024,
+        stream_send_buffer: 128 * 1024,
+        ..Default::default()
+    };
     let mut pair = Pair::new(config, LinkConfig::clean(10 * MS), 3);
     pair.sides[1].reading = false;
     let id = pair.sides[0].mux.open().unwrap();
@@ -594,10 +674,24 @@ fn a_slow_reader_bounds_the_senders_memory() {
     }
     assert!(blocked, "write must return Blocked");
     let written = pair.sides[0].streams[&id].written;
-    assert!(written <= 256 * 1024 + 128 * 1024, "sender accepted {written} bytes");
-    assert!(pair.sides[0].mux.heap_size() < 600 * 1024, "sender heap {}", pair.sides[0].mux.heap_size());
-    assert!(pair.sides[1].mux.heap_size() < 600 * 1024, "receiver heap {}", pair.sides[1].mux.heap_size());
-    assert!(pair.sides[0].mux.is_idle(), "blocked on flow control with nothing in flight");
+    assert!(
+        written <= 256 * 1024 + 128 * 1024,
+        "sender accepted {written} bytes"
+    );
+    assert!(
+        pair.sides[0].mux.heap_size() < 600 * 1024,
+        "sender heap {}",
+        pair.sides[0].mux.heap_size()
+    );
+    assert!(
+        pair.sides[1].mux.heap_size() < 600 * 1024,
+        "receiver heap {}",
+        pair.sides[1].mux.heap_size()
+    );
+    assert!(
+        pair.sides[0].mux.is_idle(),
+        "blocked on flow control with nothing in flight"
+    );
     // The reader resumes: Writable fires and the rest flows.
     pair.sides[1].reading = true;
     pair.sides[1].read_all(id);
@@ -607,7 +701,12 @@ fn a_slow_reader_bounds_the_senders_memory() {
 
 #[test]
 fn datagrams_arrive_unreliably_and_are_not_retransmitted() {
-    let link = LinkConfig { delay: 10 * MS, loss_ppm: 500_000, dup_ppm: 0, jitter: Duration::ZERO };
+    let link = LinkConfig {
+        delay: 10 * MS,
+        loss_ppm: 500_000,
+        dup_ppm: 0,
+        jitter: Duration::ZERO,
+    };
     let mut pair = Pair::new(StreamConfig::default(), link, 4);
     for i in 0..20u8 {
         pair.sides[0].mux.send_datagram(&[i; 100]).unwrap();
@@ -617,7 +716,10 @@ fn datagrams_arrive_unreliably_and_are_not_retransmitted() {
     let got = pair.sides[1].datagrams.len();
     assert!(got > 0 && got < 20, "got {got} of 20 at 50% loss");
     let big = vec![0u8; 2000];
-    assert!(matches!(pair.sides[0].mux.send_datagram(&big), Err(DatagramError::TooLarge(_))));
+    assert!(matches!(
+        pair.sides[0].mux.send_datagram(&big),
+        Err(DatagramError::TooLarge(_))
+    ));
 }
 
 #[test]
@@ -631,7 +733,10 @@ fn empty_payload_is_a_keepalive_and_ping_elicits_an_ack() {
     pair.sides[0].mux.ping();
     assert!(!pair.sides[0].mux.is_idle());
     pair.flush();
-    assert_eq!(pair.sides[0].mux.poll_timeout().map(|t| t.1), Some(Timer::Retransmit));
+    assert_eq!(
+        pair.sides[0].mux.poll_timeout().map(|t| t.1),
+        Some(Timer::Retransmit)
+    );
     pair.settle(Duration::from_secs(5));
     assert!(pair.sides[0].mux.stats().rtt >= 20 * MS);
 }
@@ -661,7 +766,13 @@ fn peer_violations_are_counted_not_fatal() {
     w.varint(0);
     // Data past the initial stream window on a peer stream, and a frame for a stream of ours
     // that we never opened.
-    frame::Frame::Stream { id: 1, offset: 10 * 1024 * 1024, data: b"x", fin: false }.encode(&mut w);
+    frame::Frame::Stream {
+        id: 1,
+        offset: 10 * 1024 * 1024,
+        data: b"x",
+        fin: false,
+    }
+    .encode(&mut w);
     frame::Frame::MaxStreamData { id: 8, max: 5 }.encode(&mut w);
     let n = w.len();
     mux.handle_packet(now, &packet[..n]);
@@ -685,12 +796,21 @@ fn print_memory_figures() {
     }
     let n = mux.stats().open_streams;
     let per_stream = (size_of::<Mux>() + mux.heap_size() - empty) / n;
-    println!("Mux with no streams: {} B (size_of {} B); per open idle stream: {per_stream} B", empty, size_of::<Mux>());
+    println!(
+        "Mux with no streams: {} B (size_of {} B); per open idle stream: {per_stream} B",
+        empty,
+        size_of::<Mux>()
+    );
     assert!(per_stream < 2048);
 }
 
 fn regression(ops: &[Op], loss_ppm: u32, dup_ppm: u32, jitter_ms: u32, seed: u64) {
-    let link = LinkConfig { delay: 20 * MS, loss_ppm, dup_ppm, jitter: jitter_ms * MS };
+    let link = LinkConfig {
+        delay: 20 * MS,
+        loss_ppm,
+        dup_ppm,
+        jitter: jitter_ms * MS,
+    };
     let pair = run_ops(ops, link, seed);
     assert_eq!(leftover(&pair), [0, 0], "closed streams are forgotten");
 }
@@ -705,5 +825,17 @@ fn regression_streams_the_peer_never_wrote_on_are_closed() {
 #[test]
 fn regression_stop_sending_on_a_finished_stream_with_a_stalled_reader() {
     use Op::*;
-    regression(&[Stall(1, true), Open(0), Finish(0, 0), StopSending(0, 0), Advance(88)], 0, 0, 0, 82_331_853);
+    regression(
+        &[
+            Stall(1, true),
+            Open(0),
+            Finish(0, 0),
+            StopSending(0, 0),
+            Advance(88),
+        ],
+        0,
+        0,
+        0,
+        82_331_853,
+    );
 }

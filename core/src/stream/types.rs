@@ -44,7 +44,11 @@ impl StreamId {
 
     /// Which end opened the stream.
     pub fn initiator(self) -> Role {
-        if self.0 & 1 == 0 { Role::Initiator } else { Role::Responder }
+        if self.0 & 1 == 0 {
+            Role::Initiator
+        } else {
+            Role::Responder
+        }
     }
 
     /// The stream's position among those its initiator opened (0 for the first).

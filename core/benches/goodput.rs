@@ -9,8 +9,12 @@
 //! charged the session's 32 bytes (header + AEAD tag) and 28 bytes of IPv4 + UDP on the wire.
 //! Time is virtual; a run depends only on the loss rate and seed.
 #![allow(clippy::print_stdout, missing_docs)]
+// Only for the counting allocator below, which measures heap allocations per packet.
+#![allow(unsafe_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use burrow_core::stream::{Mux, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};
@@ -28,6 +32,34 @@ fn measure(loss_per_million: u64) -> Duration {
         Duration::from_secs(200)
     }
 }
+
+/// Counts heap allocations (including reallocations) so the bench can report them per packet.
+struct CountingAlloc;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// One direction of the bottleneck: a FIFO queue drained at `RATE_BPS`, then propagation.
 struct Link {
@@ -99,6 +131,7 @@ struct Outcome {
     cpu: Duration,
     ptos: u64,
     reductions: u64,
+    allocs_per_packet: f64,
 }
 
 fn config() -> StreamConfig {
@@ -130,6 +163,8 @@ fn run(loss_per_million: u64, seed: u64) -> Outcome {
     let mut writable = true;
     let mut received = 0u64;
     let mut received_at_warmup = None;
+    let mut allocs_at_warmup = 0;
+    let mut packets_at_warmup = 0;
     let end = t0 + WARMUP + measure(loss_per_million);
     loop {
         if writable {
@@ -160,6 +195,8 @@ fn run(loss_per_million: u64, seed: u64) -> Outcome {
         }
         if received_at_warmup.is_none() && now >= t0 + WARMUP {
             received_at_warmup = Some(received);
+            allocs_at_warmup = ALLOCATIONS.load(Ordering::Relaxed);
+            packets_at_warmup = a.stats().packets_sent + b.stats().packets_sent;
         }
         let next = [
             a.poll_timeout().map(|t| t.0),
@@ -194,6 +231,8 @@ fn run(loss_per_million: u64, seed: u64) -> Outcome {
     }
     let measured = received - received_at_warmup.unwrap_or(0);
     let stats = a.stats();
+    let packets = stats.packets_sent + b.stats().packets_sent - packets_at_warmup;
+    let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_at_warmup;
     Outcome {
         goodput_mbps: measured as f64 * 8.0 / measure(loss_per_million).as_secs_f64() / 1e6,
         lost: stats.packets_lost,
@@ -203,6 +242,7 @@ fn run(loss_per_million: u64, seed: u64) -> Outcome {
         cpu: cpu_start.elapsed(),
         ptos: stats.ptos,
         reductions: stats.congestion_events,
+        allocs_per_packet: allocs as f64 / packets.max(1) as f64,
     }
 }
 
@@ -237,12 +277,21 @@ fn main() {
         measure(0).as_secs(),
         WARMUP.as_secs()
     );
-    println!();
     println!(
-        "| loss  | goodput Mbit/s | % of link | Mathis NewReno Mbit/s | vs Mathis | lost pkts | queue drops | retx MB | srtt ms | loss events | PTOs | CPU s |"
+        "% of link counts wire bytes: the ceiling for stream bytes is {:.1}% ({} data bytes per {} wire bytes)",
+        (PAYLOAD - 12) as f64 / (PAYLOAD as u64 + WIRE_OVERHEAD) as f64 * 100.0,
+        PAYLOAD - 12,
+        PAYLOAD as u64 + WIRE_OVERHEAD
     );
     println!(
-        "| ----- | -------------- | --------- | --------------------- | --------- | --------- | ----------- | ------- | ------- | ----------- | ---- | ----- |"
+        "allocs/pkt: heap allocations in the whole process per packet sent, after the warm-up"
+    );
+    println!();
+    println!(
+        "| loss  | goodput Mbit/s | % of link | Mathis NewReno Mbit/s | vs Mathis | lost pkts | queue drops | retx MB | srtt ms | loss events | PTOs | allocs/pkt | CPU s |"
+    );
+    println!(
+        "| ----- | -------------- | --------- | --------------------- | --------- | --------- | ----------- | ------- | ------- | ----------- | ---- | ---------- | ----- |"
     );
     let mss = (PAYLOAD - 12) as f64; // stream bytes per packet after pn and frame headers
     let rates: &[u64] = if quick {
@@ -269,7 +318,7 @@ fn main() {
             format!("{mathis:.2}")
         };
         println!(
-            "| {:>4.1}% | {:>14.2} | {:>8.1}% | {:>21} | {:>9} | {:>9} | {:>11} | {:>7.2} | {:>7.1} | {:>11} | {:>4} | {:>5.2} |",
+            "| {:>4.1}% | {:>14.2} | {:>8.1}% | {:>21} | {:>9} | {:>9} | {:>11} | {:>7.2} | {:>7.1} | {:>11} | {:>4} | {:>10.4} | {:>5.2} |",
             p * 100.0,
             o.goodput_mbps,
             o.goodput_mbps / (RATE_BPS as f64 / 1e6) * 100.0,
@@ -281,6 +330,7 @@ fn main() {
             o.rtt.as_secs_f64() * 1e3,
             o.reductions,
             o.ptos,
+            o.allocs_per_packet,
             o.cpu.as_secs_f64(),
         );
     }

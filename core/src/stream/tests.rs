@@ -308,7 +308,10 @@ impl Pair {
             // endless wake-ups at the same instant.
             if fired[i] {
                 if let Some((t, timer)) = s.mux.poll_timeout() {
-                    assert!(t > self.now, "{timer:?} still due after handle_timeout and draining");
+                    assert!(
+                        t > self.now,
+                        "{timer:?} still due after handle_timeout and draining"
+                    );
                 }
             }
         }

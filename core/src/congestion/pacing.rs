@@ -1,0 +1,134 @@
+//! Pacing (RFC 9002 §7.7): spread a window of packets over a round trip instead of sending it
+//! in one burst, with a token bucket that allows a small burst.
+
+use std::time::{Duration, Instant};
+
+/// Pacing gain over `window / srtt` (RFC 9002 suggests N = 1.25), as a fraction.
+const GAIN_NUM: u64 = 5;
+const GAIN_DEN: u64 = 4;
+/// The bucket holds what the pacing rate sends in this interval, within the bounds below.
+const BURST_INTERVAL: Duration = Duration::from_millis(2);
+const MIN_BURST_PACKETS: u64 = 10;
+const MAX_BURST_PACKETS: u64 = 64;
+
+/// A token bucket refilled at `1.25 * window / srtt` bytes per second.
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    tokens: u64,
+    last: Instant,
+}
+
+impl Pacer {
+    /// A pacer with a full bucket at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            tokens: u64::MAX,
+            last: now,
+        }
+    }
+
+    /// Bytes per second the pacer releases for this window and RTT.
+    pub fn rate(window: u64, srtt: Duration) -> u64 {
+        let nanos = srtt.as_nanos().max(1);
+        let rate = u128::from(window) * u128::from(GAIN_NUM) * 1_000_000_000
+            / (u128::from(GAIN_DEN) * nanos);
+        u64::try_from(rate).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// The bucket size for this window, RTT and packet size.
+    pub fn capacity(window: u64, srtt: Duration, mtu: u64) -> u64 {
+        let burst =
+            u128::from(Self::rate(window, srtt)) * BURST_INTERVAL.as_nanos() / 1_000_000_000;
+        let burst = u64::try_from(burst).unwrap_or(u64::MAX);
+        burst
+            .clamp(MIN_BURST_PACKETS * mtu, MAX_BURST_PACKETS * mtu)
+            .min(window.max(mtu))
+    }
+
+    /// When a packet of `bytes` may leave: `None` means now, `Some(t)` means not before `t`.
+    pub fn delay(
+        &mut self,
+        now: Instant,
+        bytes: u64,
+        mtu: u64,
+        window: u64,
+        srtt: Duration,
+    ) -> Option<Instant> {
+        let rate = Self::rate(window, srtt);
+        let cap = Self::capacity(window, srtt, mtu);
+        let elapsed = now.saturating_duration_since(self.last);
+        let refill = u128::from(rate) * elapsed.as_nanos() / 1_000_000_000;
+        self.tokens = u64::try_from(refill)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.tokens)
+            .min(cap);
+        self.last = now;
+        if self.tokens >= bytes {
+            return None;
+        }
+        let missing = bytes - self.tokens;
+        let nanos = (u128::from(missing) * 1_000_000_000).div_ceil(u128::from(rate));
+        Some(now + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+    }
+
+    /// A packet of `bytes` left now; call after [`Pacer::delay`] returned `None`.
+    pub fn on_sent(&mut self, bytes: u64) {
+        self.tokens = self.tokens.saturating_sub(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_five_quarters_of_window_per_rtt() {
+        // 100 kB per 100 ms => 1 MB/s, times 1.25.
+        assert_eq!(Pacer::rate(100_000, Duration::from_millis(100)), 1_250_000);
+    }
+
+    #[test]
+    fn packets_are_spaced_after_the_burst() {
+        let t0 = crate::tests::origin();
+        let (mtu, window, srtt) = (1000, 1_000_000, Duration::from_millis(100));
+        // Rate 12.5 MB/s: a 2 ms burst is 25000 bytes, within 10..=64 packets.
+        assert_eq!(Pacer::capacity(window, srtt, mtu), 25_000);
+        // A small window's burst is at least 10 packets, but never more than the window.
+        assert_eq!(Pacer::capacity(20_000, srtt, mtu), 10_000);
+        assert_eq!(Pacer::capacity(5_000, srtt, mtu), 5_000);
+        let mut p = Pacer::new(t0);
+        let mut now = t0;
+        let mut sent_times = Vec::new();
+        for _ in 0..30 {
+            if let Some(at) = p.delay(now, mtu, mtu, window, srtt) {
+                assert!(at > now);
+                now = at;
+                assert_eq!(p.delay(now, mtu, mtu, window, srtt), None);
+            }
+            p.on_sent(mtu);
+            sent_times.push(now - t0);
+        }
+        // The burst of 25 packets goes at once, then one per 80 us (1000 B at 12.5 MB/s).
+        assert!(sent_times[..25].iter().all(|t| t.is_zero()));
+        assert_eq!(sent_times[25], Duration::from_micros(80));
+        for w in sent_times[25..].windows(2) {
+            assert_eq!(w[1] - w[0], Duration::from_micros(80));
+        }
+    }
+
+    #[test]
+    fn idle_time_refills_at_most_one_burst() {
+        let t0 = crate::tests::origin();
+        let mut p = Pacer::new(t0);
+        let (mtu, window, srtt) = (1000, 1_000_000, Duration::from_millis(10));
+        let cap = Pacer::capacity(window, srtt, mtu);
+        assert_eq!(cap, 64_000);
+        let later = t0 + Duration::from_secs(10);
+        let mut n = 0;
+        while p.delay(later, mtu, mtu, window, srtt).is_none() {
+            p.on_sent(mtu);
+            n += 1;
+        }
+        assert_eq!(n, 64);
+    }
+}

@@ -1,0 +1,436 @@
+//! [`Mux`]: the stream layer's state and its application-facing commands. Packet input lives
+//! in `incoming.rs`, packet output in `outgoing.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::ack::AckState;
+use super::flow::{RecvCredit, SendCredit};
+use super::recovery::{Outcome, Recovery, TimeoutAction};
+use super::recv::{RecvState, RecvStream};
+use super::send::SendStream;
+use super::types::{INITIAL_CONNECTION_WINDOW, INITIAL_MAX_STREAMS, INITIAL_STREAM_WINDOW};
+use super::{
+    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
+    StreamId, WriteError,
+};
+use crate::congestion::{Controller, NewReno, Pacer};
+use crate::timer::Timer;
+
+/// Bytes a DATAGRAM frame needs besides its data in the worst case, plus the packet number.
+pub(super) const DATAGRAM_OVERHEAD: usize = 1 + 2 + 8;
+
+/// One stream: both directions and whether it waits in the send queue.
+#[derive(Debug)]
+pub(super) struct Stream {
+    pub(super) send: SendStream,
+    pub(super) recv: RecvStream,
+    pub(super) queued: bool,
+    /// The peer's STOP_SENDING code, once received.
+    pub(super) stopped_by_peer: Option<u64>,
+}
+
+/// A control frame waiting to be sent; its content is read from the stream when written, so a
+/// retransmission carries current values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ctrl {
+    ResetStream(StreamId),
+    StopSending(StreamId),
+    MaxStreamData(StreamId),
+    StreamDataBlocked(StreamId),
+}
+
+/// The reliable, multiplexed stream layer of one session (see the [module docs](super)).
+#[derive(Debug)]
+pub struct Mux {
+    pub(super) config: StreamConfig,
+    pub(super) role: Role,
+    pub(super) streams: BTreeMap<StreamId, Stream>,
+    /// Streams we opened so far, and how many the peer allows.
+    pub(super) next_local: u64,
+    pub(super) peer_max_streams: u64,
+    /// Streams the peer opened so far, how many of those are closed, and the limit we grant.
+    pub(super) next_remote: u64,
+    pub(super) remote_closed: u64,
+    pub(super) local_max_streams: u64,
+    pub(super) max_streams_pending: bool,
+    pub(super) send_queue: VecDeque<StreamId>,
+    pub(super) ctrl: VecDeque<Ctrl>,
+    pub(super) conn_send: SendCredit,
+    pub(super) conn_recv: RecvCredit,
+    /// Sum over streams of the highest offset received.
+    pub(super) conn_received: u64,
+    pub(super) max_data_pending: bool,
+    pub(super) data_blocked_pending: bool,
+    pub(super) data_blocked_reported: Option<u64>,
+    pub(super) datagrams: VecDeque<Bytes>,
+    pub(super) events: VecDeque<StreamEvent>,
+    pub(super) acks: AckState,
+    pub(super) recovery: Recovery,
+    pub(super) pacer: Pacer,
+    pub(super) pacing_until: Option<Instant>,
+    pub(super) probes: u8,
+    pub(super) ping_pending: bool,
+    pub(super) app_limited: bool,
+    /// Reused buffer for the outcomes of acknowledged and lost packets.
+    pub(super) scratch: Vec<Outcome>,
+    pub(super) stats: MuxStats,
+}
+
+impl Mux {
+    /// A stream layer for a freshly established session, with NewReno congestion control.
+    pub fn new(config: StreamConfig, role: Role, now: Instant) -> Self {
+        let cc = Box::new(NewReno::new(config.max_packet_size as u64));
+        Self::with_controller(config, role, now, cc)
+    }
+
+    /// Like [`Mux::new`] with another congestion controller.
+    pub fn with_controller(
+        config: StreamConfig,
+        role: Role,
+        now: Instant,
+        cc: Box<dyn Controller>,
+    ) -> Self {
+        let mut conn_recv =
+            RecvCredit::new(INITIAL_CONNECTION_WINDOW, config.connection_receive_window);
+        let max_data_pending = conn_recv.should_update();
+        if max_data_pending {
+            conn_recv.update();
+        }
+        let local_max_streams = config.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
+        Self {
+            role,
+            streams: BTreeMap::new(),
+            next_local: 0,
+            peer_max_streams: INITIAL_MAX_STREAMS,
+            next_remote: 0,
+            remote_closed: 0,
+            local_max_streams,
+            max_streams_pending: local_max_streams > INITIAL_MAX_STREAMS,
+            send_queue: VecDeque::new(),
+            ctrl: VecDeque::new(),
+            conn_send: SendCredit::new(INITIAL_CONNECTION_WINDOW),
+            conn_recv,
+            conn_received: 0,
+            max_data_pending,
+            data_blocked_pending: false,
+            data_blocked_reported: None,
+            datagrams: VecDeque::new(),
+            events: VecDeque::new(),
+            acks: AckState::default(),
+            recovery: Recovery::new(config.initial_rtt, config.max_ack_delay, cc),
+            pacer: Pacer::new(now),
+            pacing_until: None,
+            probes: 0,
+            ping_pending: false,
+            app_limited: true,
+            scratch: Vec::new(),
+            stats: MuxStats::default(),
+            config,
+        }
+    }
+
+    pub(super) fn new_stream(&mut self, id: StreamId) {
+        let mut recv = RecvStream::new(INITIAL_STREAM_WINDOW, self.config.stream_receive_window);
+        let mut queued_update = false;
+        if recv.credit.should_update() {
+            recv.credit.update();
+            recv.max_data_queued = true;
+            queued_update = true;
+        }
+        let stream = Stream {
+            send: SendStream::new(INITIAL_STREAM_WINDOW),
+            recv,
+            queued: false,
+            stopped_by_peer: None,
+        };
+        self.streams.insert(id, stream);
+        if queued_update {
+            self.ctrl.push_back(Ctrl::MaxStreamData(id));
+        }
+    }
+
+    /// Opens a bidirectional stream. Nothing is sent until data, FIN or a window update is.
+    pub fn open(&mut self) -> Result<StreamId, OpenError> {
+        if self.next_local >= self.peer_max_streams {
+            return Err(OpenError::Limit);
+        }
+        let id = StreamId::new(self.role, self.next_local);
+        self.next_local += 1;
+        self.new_stream(id);
+        Ok(id)
+    }
+
+    /// Queues as much of `data` as the stream's send buffer takes and returns how much.
+    /// `Err(WriteError::Blocked)` means nothing fit: wait for [`StreamEvent::Writable`].
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        let limit = self.config.stream_send_buffer;
+        let s = self.streams.get_mut(&id).ok_or(WriteError::UnknownStream)?;
+        if let Some(code) = s.stopped_by_peer {
+            return Err(WriteError::Stopped(code));
+        }
+        if !s.send.is_open() {
+            return Err(WriteError::Closed);
+        }
+        let n = s.send.write(data, limit);
+        if n == 0 && !data.is_empty() {
+            s.send.want_writable = true;
+            return Err(WriteError::Blocked);
+        }
+        self.queue(id);
+        Ok(n)
+    }
+
+    /// Reads stream data in order into `buf`.
+    pub fn read(&mut self, id: StreamId, buf: &mut [u8]) -> Result<ReadOutcome, ReadError> {
+        let s = self.streams.get_mut(&id).ok_or(ReadError::UnknownStream)?;
+        let r = &mut s.recv;
+        match r.state {
+            RecvState::Reset(code) => return Err(ReadError::Reset(code)),
+            RecvState::Stopped(_) => return Err(ReadError::Stopped),
+            RecvState::Finished => return Ok(ReadOutcome::Finished),
+            RecvState::Open => {}
+        }
+        let n = r.asm.read(buf);
+        if n > 0 {
+            self.stats.stream_bytes_read += n as u64;
+            r.credit.consume(n as u64);
+            if r.expects_data() && r.credit.should_update() {
+                r.credit.update();
+                if !r.max_data_queued {
+                    r.max_data_queued = true;
+                    self.ctrl.push_back(Ctrl::MaxStreamData(id));
+                }
+            }
+            if !r.is_readable() {
+                r.readable_notified = false;
+            }
+            self.consume_conn(n as u64);
+            return Ok(ReadOutcome::Data(n));
+        }
+        if r.at_fin() {
+            r.state = RecvState::Finished;
+            self.maybe_remove(id);
+            return Ok(ReadOutcome::Finished);
+        }
+        r.readable_notified = false;
+        Ok(ReadOutcome::Blocked)
+    }
+
+    /// Sends FIN after the data written so far: a TCP half-close; reading continues.
+    pub fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
+        let s = self.streams.get_mut(&id).ok_or(WriteError::UnknownStream)?;
+        if let Some(code) = s.stopped_by_peer {
+            return Err(WriteError::Stopped(code));
+        }
+        if !s.send.is_open() {
+            return Err(WriteError::Closed);
+        }
+        s.send.finish();
+        self.queue(id);
+        Ok(())
+    }
+
+    /// Abandons our send direction: unsent and unacknowledged data is dropped and the peer
+    /// gets RESET_STREAM with `code`. Does nothing on unknown or completed streams.
+    pub fn reset(&mut self, id: StreamId, code: u64) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if s.send.is_finished() {
+            return;
+        }
+        if s.send.reset(code) {
+            s.send.want_writable = false;
+            self.ctrl.push_back(Ctrl::ResetStream(id));
+        }
+    }
+
+    /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING with `code`)
+    /// to reset its send direction. Does nothing on unknown or already closed directions.
+    pub fn stop_sending(&mut self, id: StreamId, code: u64) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let Some(discarded) = s.recv.stop(code) else {
+            return;
+        };
+        self.ctrl.push_back(Ctrl::StopSending(id));
+        self.consume_conn(discarded);
+        self.maybe_remove(id);
+    }
+
+    /// Queues an unreliable datagram. It is sent once when the congestion window allows, never
+    /// retransmitted, and the oldest queued datagram is dropped if the queue is full.
+    pub fn send_datagram(&mut self, data: &[u8]) -> Result<(), DatagramError> {
+        let max = self.max_datagram_size();
+        if data.len() > max {
+            return Err(DatagramError::TooLarge(max));
+        }
+        if self.datagrams.len() >= self.config.datagram_queue.max(1) {
+            self.datagrams.pop_front();
+            self.stats.datagrams_dropped += 1;
+        }
+        self.datagrams.push_back(Bytes::copy_from_slice(data));
+        Ok(())
+    }
+
+    /// The largest datagram [`Mux::send_datagram`] accepts.
+    pub fn max_datagram_size(&self) -> usize {
+        self.config
+            .max_packet_size
+            .saturating_sub(DATAGRAM_OVERHEAD)
+    }
+
+    /// Queues an ack-eliciting PING (the session's keepalive); the peer's ACK also refreshes
+    /// the RTT estimate.
+    pub fn ping(&mut self) {
+        self.ping_pending = true;
+    }
+
+    /// The next event for the application, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<StreamEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Mux::handle_timeout`] next and why: a delayed ACK ([`Timer::Ack`]), loss
+    /// detection or probe ([`Timer::Retransmit`]), or the pacer ([`Timer::Pacing`]). `None`
+    /// when nothing is in flight and nothing waits.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
+        let ack = self.acks.deadline().map(|t| (t, Timer::Ack));
+        let rto = self.recovery.deadline().map(|t| (t, Timer::Retransmit));
+        let pace = self.pacing_until.map(|t| (t, Timer::Pacing));
+        [ack, rto, pace].into_iter().flatten().min()
+    }
+
+    /// Runs due timers: loss detection, probe timeouts. Call at or after the
+    /// [`Mux::poll_timeout`] deadline, then drain [`Mux::poll_packet`]; calling early is
+    /// harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.pacing_until.is_some_and(|t| t <= now) {
+            self.pacing_until = None;
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        match self.recovery.on_timeout(now, &mut out) {
+            TimeoutAction::Nothing => {}
+            TimeoutAction::Lost => {}
+            TimeoutAction::Probe => {
+                self.stats.ptos += 1;
+                self.probes = 2;
+                if !self.has_pending_eliciting() {
+                    // Resend the oldest packet's frames as the probe (RFC 9002 §6.2.4).
+                    self.recovery.oldest_unacked(&mut out);
+                }
+            }
+        }
+        self.scratch = out;
+        self.process_outcomes();
+        if self.probes > 0 && !self.has_pending_eliciting() {
+            self.ping_pending = true;
+        }
+    }
+
+    /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.
+    pub fn is_idle(&self) -> bool {
+        self.recovery.eliciting_in_flight() == 0
+            && !self.has_pending_eliciting()
+            && !self.acks.owes_ack()
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> MuxStats {
+        let mut s = self.stats;
+        s.packets_lost = self.recovery.lost_packets;
+        s.congestion_events = self.recovery.congestion_events;
+        s.rtt = self.recovery.rtt.get();
+        s.min_rtt = self.recovery.rtt.min();
+        s.cwnd = self.recovery.cc.window();
+        s.bytes_in_flight = self.recovery.bytes_in_flight;
+        s.open_streams = self.streams.len();
+        s
+    }
+
+    /// An estimate of the heap memory this Mux holds (buffers, maps, queues), for capacity
+    /// planning; `size_of::<Mux>()` is the rest.
+    pub fn heap_size(&self) -> usize {
+        // A BTreeMap leaf holds up to 11 entries; count a node share per entry.
+        let per_entry = size_of::<StreamId>() + size_of::<Stream>() + 8;
+        let streams: usize = self
+            .streams
+            .values()
+            .map(|s| per_entry + s.send.heap_size() + s.recv.heap_size())
+            .sum();
+        streams
+            + self.send_queue.capacity() * size_of::<StreamId>()
+            + self.ctrl.capacity() * size_of::<Ctrl>()
+            + self
+                .datagrams
+                .iter()
+                .map(|d| d.len() + size_of::<Bytes>())
+                .sum::<usize>()
+            + self.events.capacity() * size_of::<StreamEvent>()
+            + self.scratch.capacity() * size_of::<Outcome>()
+            + self.acks.heap_size()
+            + self.recovery.heap_size()
+            + size_of_val(&*self.recovery.cc)
+    }
+
+    pub(super) fn queue(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            if !s.queued {
+                s.queued = true;
+                self.send_queue.push_back(id);
+            }
+        }
+    }
+
+    pub(super) fn consume_conn(&mut self, n: u64) {
+        self.conn_recv.consume(n);
+        if self.conn_recv.should_update() {
+            self.conn_recv.update();
+            self.max_data_pending = true;
+        }
+    }
+
+    /// Forgets a stream once both directions are done; a closed peer stream lets the peer
+    /// open another.
+    pub(super) fn maybe_remove(&mut self, id: StreamId) {
+        let done = self
+            .streams
+            .get(&id)
+            .is_some_and(|s| s.send.is_done() && s.recv.is_done());
+        if !done {
+            return;
+        }
+        self.streams.remove(&id);
+        if id.initiator() != self.role {
+            self.remote_closed += 1;
+            self.local_max_streams =
+                self.remote_closed + self.config.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
+            self.max_streams_pending = true;
+        }
+    }
+
+    /// Whether anything ack-eliciting waits to be sent.
+    pub(super) fn has_pending_eliciting(&self) -> bool {
+        if self.ping_pending
+            || self.max_data_pending
+            || self.max_streams_pending
+            || self.data_blocked_pending
+            || !self.ctrl.is_empty()
+            || !self.datagrams.is_empty()
+        {
+            return true;
+        }
+        let credit = self.conn_send.available();
+        self.send_queue.iter().any(|id| {
+            self.streams
+                .get(id)
+                .is_some_and(|s| s.send.has_pending(credit))
+        })
+    }
+}

@@ -1,0 +1,361 @@
+//! The send half of a stream: a byte ring of unacknowledged data, what is still unsent, what
+//! must be retransmitted, FIN and RESET state.
+
+use std::collections::VecDeque;
+
+use super::flow::SendCredit;
+use super::ranges::RangeSet;
+
+/// A piece of stream data chosen for the next STREAM frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
+    pub(crate) fin: bool,
+    /// First transmission (counts against connection credit) rather than a retransmission.
+    pub(crate) new: bool,
+}
+
+/// The send direction of one stream.
+#[derive(Debug)]
+pub(crate) struct SendStream {
+    /// Bytes from `base` (the lowest unacknowledged offset) to the write offset.
+    buf: VecDeque<u8>,
+    base: u64,
+    /// The next offset never sent.
+    unsent: u64,
+    /// Sent ranges declared lost and not acknowledged since.
+    retransmit: RangeSet,
+    /// Acknowledged ranges above `base`.
+    acked: RangeSet,
+    /// The peer's stream flow-control limit.
+    pub(crate) credit: SendCredit,
+    fin: bool,
+    fin_sent: bool,
+    fin_lost: bool,
+    fin_acked: bool,
+    /// Set once we reset the stream: the code, and whether the peer acknowledged it.
+    pub(crate) reset: Option<u64>,
+    pub(crate) reset_acked: bool,
+    /// The application saw `WriteError::Blocked` and wants a `Writable` event.
+    pub(crate) want_writable: bool,
+    /// The limit at which we last reported STREAM_DATA_BLOCKED.
+    pub(crate) blocked_reported: Option<u64>,
+    /// `Finished` was reported to the application.
+    pub(crate) finished_reported: bool,
+}
+
+impl SendStream {
+    pub(crate) fn new(peer_limit: u64) -> Self {
+        Self {
+            buf: VecDeque::new(),
+            base: 0,
+            unsent: 0,
+            retransmit: RangeSet::default(),
+            acked: RangeSet::default(),
+            credit: SendCredit::new(peer_limit),
+            fin: false,
+            fin_sent: false,
+            fin_lost: false,
+            fin_acked: false,
+            reset: None,
+            reset_acked: false,
+            want_writable: false,
+            blocked_reported: None,
+            finished_reported: false,
+        }
+    }
+
+    /// The offset after the last byte written.
+    pub(crate) fn end(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// The highest offset ever sent (the final size a RESET reports).
+    pub(crate) fn sent_end(&self) -> u64 {
+        self.unsent
+    }
+
+    /// Whether the application may still write or finish.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.fin && self.reset.is_none()
+    }
+
+    /// Appends as much of `data` as fits in a buffer of `limit` bytes; returns how much.
+    pub(crate) fn write(&mut self, data: &[u8], limit: u64) -> usize {
+        let room = limit.saturating_sub(self.buf.len() as u64);
+        let n = (data.len() as u64).min(room) as usize;
+        self.buf.extend(&data[..n]);
+        n
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.fin = true;
+    }
+
+    /// Abandons the data and records `code`; returns false if already reset.
+    pub(crate) fn reset(&mut self, code: u64) -> bool {
+        if self.reset.is_some() {
+            return false;
+        }
+        self.reset = Some(code);
+        self.buf = VecDeque::new();
+        self.base = self.unsent;
+        self.retransmit = RangeSet::default();
+        self.acked = RangeSet::default();
+        true
+    }
+
+    /// Whether new data waits only for stream credit.
+    pub(crate) fn blocked_by_stream_credit(&self) -> bool {
+        self.reset.is_none() && self.unsent < self.end() && self.unsent >= self.credit.max
+    }
+
+    /// Whether a STREAM frame could be sent now given `conn_credit` bytes of connection credit.
+    pub(crate) fn has_pending(&self, conn_credit: u64) -> bool {
+        if self.reset.is_some() {
+            return false;
+        }
+        let new_data = self.unsent < self.end() && self.unsent < self.credit.max && conn_credit > 0;
+        let fin = self.fin && self.unsent == self.end() && (!self.fin_sent || self.fin_lost);
+        !self.retransmit.is_empty() || new_data || fin
+    }
+
+    /// Whether new data waits for connection credit.
+    pub(crate) fn wants_conn_credit(&self) -> bool {
+        self.reset.is_none() && self.unsent < self.end() && self.unsent < self.credit.max
+    }
+
+    /// Picks the next chunk of at most `max_len` bytes: retransmissions first, then new data
+    /// within stream credit and `conn_credit`.
+    pub(crate) fn next_chunk(&mut self, max_len: usize, conn_credit: u64) -> Option<Chunk> {
+        if self.reset.is_some() {
+            return None;
+        }
+        let end = self.end();
+        if max_len > 0 {
+            if let Some(r) = self.retransmit.pop_front(max_len as u64) {
+                let fin = self.fin && r.end == end && self.unsent == end;
+                self.fin_lost &= !fin;
+                self.fin_sent |= fin;
+                return Some(Chunk {
+                    offset: r.start,
+                    len: (r.end - r.start) as usize,
+                    fin,
+                    new: false,
+                });
+            }
+            let limit = end
+                .min(self.credit.max)
+                .min(self.unsent.saturating_add(conn_credit));
+            let limit = limit.min(self.unsent + max_len as u64);
+            if limit > self.unsent {
+                let offset = self.unsent;
+                self.unsent = limit;
+                let fin = self.fin && limit == end;
+                self.fin_sent |= fin;
+                self.fin_lost &= !fin;
+                return Some(Chunk {
+                    offset,
+                    len: (limit - offset) as usize,
+                    fin,
+                    new: true,
+                });
+            }
+        }
+        if self.fin && self.unsent == end && (!self.fin_sent || self.fin_lost) {
+            self.fin_sent = true;
+            self.fin_lost = false;
+            return Some(Chunk {
+                offset: end,
+                len: 0,
+                fin: true,
+                new: false,
+            });
+        }
+        None
+    }
+
+    /// Copies the bytes at `offset..offset + out.len()` (all unacknowledged) into `out`.
+    pub(crate) fn copy(&self, offset: u64, out: &mut [u8]) {
+        let start = (offset - self.base) as usize;
+        let (a, b) = self.buf.as_slices();
+        let mut done = 0;
+        if start < a.len() {
+            let n = (a.len() - start).min(out.len());
+            out[..n].copy_from_slice(&a[start..start + n]);
+            done = n;
+        }
+        if done < out.len() {
+            let from = start + done - a.len();
+            let n = out.len() - done;
+            out[done..].copy_from_slice(&b[from..from + n]);
+        }
+    }
+
+    /// The peer acknowledged `offset..offset + len` (and FIN); returns true if buffer space was
+    /// freed.
+    pub(crate) fn on_ack(&mut self, offset: u64, len: u64, fin: bool) -> bool {
+        if fin {
+            self.fin_acked = true;
+            self.fin_lost = false;
+        }
+        if self.reset.is_some() {
+            return false;
+        }
+        let start = offset.max(self.base);
+        let end = offset + len;
+        if start >= end {
+            return false;
+        }
+        self.retransmit.remove(start..end);
+        self.acked.insert(start..end);
+        let Some(first) = self.acked.first() else {
+            return false;
+        };
+        if first.start > self.base {
+            return false;
+        }
+        let freed = (first.end - self.base) as usize;
+        self.buf.drain(..freed);
+        self.base = first.end;
+        self.acked.remove(first);
+        true
+    }
+
+    /// `offset..offset + len` (and FIN) may not have arrived: send it again unless acknowledged.
+    pub(crate) fn on_lost(&mut self, offset: u64, len: u64, fin: bool) {
+        if self.reset.is_some() {
+            return;
+        }
+        if fin && !self.fin_acked {
+            self.fin_lost = true;
+        }
+        let start = offset.max(self.base);
+        let end = offset + len;
+        if start >= end {
+            return;
+        }
+        self.retransmit.insert(start..end);
+        for &(a, b) in self.acked.as_slice() {
+            if a < end && b > start {
+                self.retransmit.remove(a..b);
+            }
+        }
+    }
+
+    /// Every byte and the FIN were acknowledged, or the RESET was.
+    pub(crate) fn is_done(&self) -> bool {
+        if self.reset.is_some() {
+            return self.reset_acked;
+        }
+        self.fin && self.fin_acked && self.buf.is_empty()
+    }
+
+    /// All data and the FIN were acknowledged (not a reset).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.reset.is_none() && self.is_done()
+    }
+
+    /// Bytes buffered (written, not yet acknowledged).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> u64 {
+        self.buf.len() as u64
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn heap_size(&self) -> usize {
+        self.buf.capacity() + self.retransmit.heap_size() + self.acked.heap_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(s: &SendStream, c: Chunk) -> Vec<u8> {
+        let mut out = vec![0; c.len];
+        s.copy(c.offset, &mut out);
+        out
+    }
+
+    #[test]
+    fn chunks_respect_stream_and_connection_credit() {
+        let mut s = SendStream::new(5);
+        assert_eq!(s.write(b"hello world", 8), 8);
+        let c = s.next_chunk(100, 3).unwrap();
+        assert_eq!((c.offset, c.len, c.new), (0, 3, true));
+        assert_eq!(data(&s, c), b"hel");
+        let c = s.next_chunk(100, 100).unwrap();
+        assert_eq!((c.offset, c.len), (3, 2));
+        assert!(s.blocked_by_stream_credit());
+        assert_eq!(s.next_chunk(100, 100), None);
+        s.credit.raise(100);
+        let c = s.next_chunk(100, 100).unwrap();
+        assert_eq!((c.offset, c.len, c.fin), (5, 3, false));
+        assert_eq!(data(&s, c), b" wo");
+    }
+
+    #[test]
+    fn lost_data_is_resent_before_new_data_and_acks_free_the_buffer() {
+        let mut s = SendStream::new(1000);
+        s.write(b"abcdefghij", 100);
+        s.finish();
+        let a = s.next_chunk(4, 1000).unwrap();
+        let b = s.next_chunk(4, 1000).unwrap();
+        let c = s.next_chunk(4, 1000).unwrap();
+        assert!(c.fin && !a.fin && !b.fin);
+        assert!(!s.has_pending(1000));
+        s.on_lost(a.offset, a.len as u64, false);
+        assert!(
+            !s.on_ack(b.offset, b.len as u64, false),
+            "a hole at the front frees nothing"
+        );
+        s.on_lost(c.offset, c.len as u64, true);
+        let r = s.next_chunk(100, 0).unwrap();
+        assert_eq!((r.offset, r.len, r.fin, r.new), (0, 4, false, false));
+        let r2 = s.next_chunk(100, 0).unwrap();
+        assert_eq!((r2.offset, r2.len, r2.fin), (8, 2, true));
+        assert_eq!(s.next_chunk(100, 0), None);
+        assert!(s.on_ack(0, 4, false));
+        assert_eq!(s.buffered(), 2);
+        assert!(!s.is_done());
+        assert!(s.on_ack(8, 2, true));
+        assert!(s.is_done() && s.is_finished());
+    }
+
+    #[test]
+    fn a_lost_bare_fin_is_resent_alone() {
+        let mut s = SendStream::new(1000);
+        s.write(b"ab", 100);
+        let _ = s.next_chunk(100, 100).unwrap();
+        s.finish();
+        let f = s.next_chunk(100, 100).unwrap();
+        assert_eq!((f.offset, f.len, f.fin), (2, 0, true));
+        s.on_lost(2, 0, true);
+        assert!(s.has_pending(0));
+        let f = s.next_chunk(0, 0).unwrap();
+        assert_eq!((f.offset, f.len, f.fin), (2, 0, true));
+    }
+
+    #[test]
+    fn reset_drops_data_and_completes_when_acknowledged() {
+        let mut s = SendStream::new(1000);
+        s.write(b"abcdef", 100);
+        let _ = s.next_chunk(3, 100);
+        assert!(s.reset(7));
+        assert!(!s.reset(8));
+        assert_eq!(s.sent_end(), 3);
+        assert!(!s.has_pending(100));
+        assert!(!s.is_done());
+        s.reset_acked = true;
+        assert!(s.is_done() && !s.is_finished());
+    }
+
+    #[test]
+    fn write_is_bounded_by_the_buffer_limit() {
+        let mut s = SendStream::new(0);
+        assert_eq!(s.write(&[0; 100], 64), 64);
+        assert_eq!(s.write(&[0; 100], 64), 0);
+    }
+}

@@ -1,0 +1,856 @@
+//! Two [`Mux`]es joined by a virtual link with delay, random loss, duplication and
+//! reordering, on virtual time; and the property tests that drive them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use super::*;
+use crate::timer::Timer;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Link impairments, per direction. Probabilities are in parts per million.
+#[derive(Clone, Copy, Debug)]
+struct LinkConfig {
+    delay: Duration,
+    loss_ppm: u32,
+    dup_ppm: u32,
+    /// Extra random delay up to this much for reordering.
+    jitter: Duration,
+}
+
+impl LinkConfig {
+    fn clean(delay: Duration) -> Self {
+        Self {
+            delay,
+            loss_ppm: 0,
+            dup_ppm: 0,
+            jitter: Duration::ZERO,
+        }
+    }
+}
+
+/// What one side's application has seen of one stream.
+#[derive(Clone, Debug, Default)]
+struct StreamLog {
+    written: u64,
+    finished: bool,
+    reset_sent: bool,
+    read: u64,
+    fin_read: bool,
+    reset_seen: Option<u64>,
+    our_fin_acked: bool,
+    stop_seen: bool,
+    /// We called `stop_sending` as the reader.
+    stopped: bool,
+}
+
+/// The byte at `offset` of stream `id` in the test pattern.
+fn pattern(id: StreamId, offset: u64) -> u8 {
+    (id.0.wrapping_mul(31).wrapping_add(offset) % 251) as u8
+}
+
+struct Side {
+    mux: Mux,
+    streams: BTreeMap<StreamId, StreamLog>,
+    /// Read automatically on `Readable` (false models a stalled reader).
+    reading: bool,
+    datagrams: Vec<Vec<u8>>,
+    drop_next: u32,
+    dup_next: u32,
+}
+
+impl Side {
+    fn new(mux: Mux) -> Self {
+        Self {
+            mux,
+            streams: BTreeMap::new(),
+            reading: true,
+            datagrams: Vec::new(),
+            drop_next: 0,
+            dup_next: 0,
+        }
+    }
+
+    fn ids(&self) -> Vec<StreamId> {
+        self.streams.keys().copied().collect()
+    }
+
+    fn read_all(&mut self, id: StreamId) {
+        self.read_all_inner(id, false);
+    }
+
+    fn read_all_inner(&mut self, id: StreamId, may_be_gone: bool) {
+        let mut buf = [0u8; 3000];
+        loop {
+            let log = self.streams.entry(id).or_default();
+            match self.mux.read(id, &mut buf) {
+                Ok(ReadOutcome::Data(n)) => {
+                    for (i, b) in buf[..n].iter().enumerate() {
+                        assert_eq!(
+                            *b,
+                            pattern(id, log.read + i as u64),
+                            "{id} byte {}",
+                            log.read + i as u64
+                        );
+                    }
+                    log.read += n as u64;
+                }
+                Ok(ReadOutcome::Finished) => {
+                    log.fin_read = true;
+                    return;
+                }
+                Ok(ReadOutcome::Blocked) => return,
+                Err(ReadError::Reset(code)) => {
+                    assert_eq!(log.reset_seen, Some(code));
+                    return;
+                }
+                Err(ReadError::Stopped) => {
+                    assert!(log.stopped);
+                    return;
+                }
+                Err(ReadError::UnknownStream) if may_be_gone => return,
+                Err(e) => panic!("read {id}: {e}"),
+            }
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(ev) = self.mux.poll_event() {
+            match ev {
+                StreamEvent::Opened(id) => {
+                    assert!(
+                        self.streams.insert(id, StreamLog::default()).is_none(),
+                        "{id} opened twice"
+                    );
+                }
+                StreamEvent::Readable(id) => {
+                    if self.reading {
+                        self.read_all(id);
+                    }
+                }
+                StreamEvent::Writable(_) => {}
+                StreamEvent::Finished(id) => {
+                    let log = self
+                        .streams
+                        .get_mut(&id)
+                        .expect("finished an unknown stream");
+                    assert!(log.finished && !log.our_fin_acked);
+                    log.our_fin_acked = true;
+                }
+                StreamEvent::Reset { id, code } => {
+                    let log = self
+                        .streams
+                        .get_mut(&id)
+                        .expect("reset of an unknown stream");
+                    assert!(log.reset_seen.is_none() && !log.fin_read);
+                    log.reset_seen = Some(code);
+                }
+                StreamEvent::StopSending { id, .. } => {
+                    self.streams
+                        .get_mut(&id)
+                        .expect("stop of an unknown stream")
+                        .stop_seen = true;
+                }
+                StreamEvent::Datagram(d) => self.datagrams.push(d.to_vec()),
+            }
+        }
+    }
+
+    fn write(&mut self, id: StreamId, len: usize) -> usize {
+        let log = self.streams.entry(id).or_default();
+        let data: Vec<u8> = (0..len as u64)
+            .map(|i| pattern(id, log.written + i))
+            .collect();
+        match self.mux.write(id, &data) {
+            Ok(n) => {
+                log.written += n as u64;
+                n
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Two sides and the packets between them.
+struct Pair {
+    now: Instant,
+    sides: [Side; 2],
+    link: LinkConfig,
+    /// (deliver at, sequence) -> (destination side, payload)
+    wire: BTreeMap<(Instant, u64), (usize, Vec<u8>)>,
+    seq: u64,
+    rng: ChaCha8Rng,
+    buf: Vec<u8>,
+    delivered: u64,
+}
+
+impl Pair {
+    fn new(config: StreamConfig, link: LinkConfig, seed: u64) -> Self {
+        let now = crate::tests::origin();
+        let a = Mux::new(config.clone(), Role::Initiator, now);
+        let b = Mux::new(config, Role::Responder, now);
+        Self {
+            now,
+            sides: [Side::new(a), Side::new(b)],
+            link,
+            wire: BTreeMap::new(),
+            seq: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            buf: vec![0; 1168],
+            delivered: 0,
+        }
+    }
+
+    fn chance(&mut self, ppm: u32) -> bool {
+        ppm > 0 && self.rng.next_u32() % 1_000_000 < ppm
+    }
+
+    fn send(&mut self, to: usize, payload: &[u8]) {
+        let from = 1 - to;
+        if self.sides[from].drop_next > 0 {
+            self.sides[from].drop_next -= 1;
+            return;
+        }
+        let copies = if self.sides[from].dup_next > 0 {
+            self.sides[from].dup_next -= 1;
+            2
+        } else if self.chance(self.link.dup_ppm) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if self.chance(self.link.loss_ppm) {
+                continue;
+            }
+            let jitter_ns = self.link.jitter.as_nanos() as u64;
+            let jitter = if jitter_ns > 0 {
+                self.rng.next_u64() % jitter_ns
+            } else {
+                0
+            };
+            let at = self.now + self.link.delay + Duration::from_nanos(jitter);
+            self.seq += 1;
+            self.wire.insert((at, self.seq), (to, payload.to_vec()));
+        }
+    }
+
+    /// Drains packets and events of both sides (the run-loop contract).
+    fn flush(&mut self) {
+        for _ in 0..2 {
+            for i in 0..2 {
+                self.sides[i].drain_events();
+                let mut buf = std::mem::take(&mut self.buf);
+                let mut guard = 0;
+                while let Some(n) = self.sides[i].mux.poll_packet(self.now, &mut buf) {
+                    self.send(1 - i, &buf[..n]);
+                    guard += 1;
+                    assert!(guard < 100_000, "poll_packet never stops");
+                }
+                self.buf = buf;
+                self.sides[i].drain_events();
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let timers = self
+            .sides
+            .iter()
+            .filter_map(|s| s.mux.poll_timeout())
+            .map(|(t, _)| t);
+        timers.chain(self.wire.keys().next().map(|k| k.0)).min()
+    }
+
+    /// One step: deliver the next packet or fire the next timer, whichever is first, but not
+    /// beyond `limit`. Returns false if nothing happened before `limit`.
+    fn step(&mut self, limit: Instant) -> bool {
+        self.flush();
+        let Some(at) = self.next_deadline() else {
+            return false;
+        };
+        if at > limit {
+            self.now = limit;
+            return false;
+        }
+        for s in &self.sides {
+            if let Some((t, _)) = s.mux.poll_timeout() {
+                assert!(
+                    t >= self.now || t == at,
+                    "a deadline in the past without output"
+                );
+            }
+        }
+        self.now = self.now.max(at);
+        if let Some(((t, _), _)) = self.wire.first_key_value() {
+            if *t <= self.now {
+                let (_, (to, payload)) = self.wire.pop_first().expect("checked above");
+                self.delivered += 1;
+                self.sides[to].mux.handle_packet(self.now, &payload);
+                return true;
+            }
+        }
+        let mut fired = [false; 2];
+        for (i, s) in self.sides.iter_mut().enumerate() {
+            if s.mux.poll_timeout().is_some_and(|(t, _)| t <= self.now) {
+                s.mux.handle_timeout(self.now);
+                fired[i] = true;
+            }
+        }
+        self.flush();
+        for (i, s) in self.sides.iter().enumerate() {
+            // A timer that fired and whose output was drained must move into the future: no
+            // endless wake-ups at the same instant.
+            if fired[i] {
+                if let Some((t, timer)) = s.mux.poll_timeout() {
+                    assert!(
+                        t > self.now,
+                        "{timer:?} still due after handle_timeout and draining"
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let limit = self.now + d;
+        let mut steps = 0u64;
+        while self.step(limit) {
+            steps += 1;
+            assert!(steps < 2_000_000, "too many steps");
+        }
+        self.flush();
+    }
+
+    /// Runs with a clean link until both sides are idle; panics if that takes longer than
+    /// `max` of virtual time.
+    fn settle(&mut self, max: Duration) {
+        self.link = LinkConfig::clean(self.link.delay);
+        for s in &mut self.sides {
+            s.drop_next = 0;
+            s.dup_next = 0;
+            s.reading = true;
+        }
+        let deadline = self.now + max;
+        loop {
+            for i in 0..2 {
+                for id in self.sides[i].ids() {
+                    self.sides[i].read_all_if_open(id);
+                }
+            }
+            self.flush();
+            if self.wire.is_empty() && self.sides.iter().all(|s| s.mux.is_idle()) {
+                return;
+            }
+            assert!(
+                self.now < deadline,
+                "not idle after {max:?}: {:?}",
+                self.debug_state()
+            );
+            let limit = self.now + 100 * MS;
+            while self.step(limit) {}
+        }
+    }
+
+    fn debug_state(&self) -> String {
+        let s: Vec<_> = self
+            .sides
+            .iter()
+            .map(|s| {
+                format!(
+                    "timeout {:?} idle {} stats {:?}",
+                    s.mux.poll_timeout(),
+                    s.mux.is_idle(),
+                    s.mux.stats()
+                )
+            })
+            .collect();
+        s.join("\n")
+    }
+}
+
+impl Side {
+    fn read_all_if_open(&mut self, id: StreamId) {
+        let log = self.streams.entry(id).or_default();
+        if !log.fin_read && log.reset_seen.is_none() && !log.stopped {
+            self.read_all_inner(id, true);
+        }
+    }
+}
+
+/// After settling: every byte written was read exactly once, in order, on the right stream
+/// (checked as it was read); FIN and RESET were seen.
+fn check_delivery(pair: &Pair) {
+    for w in 0..2 {
+        let r = 1 - w;
+        for (id, wl) in &pair.sides[w].streams {
+            let rl = pair.sides[r].streams.get(id).cloned().unwrap_or_default();
+            if wl.reset_sent || wl.stop_seen || rl.stopped {
+                assert!(rl.read <= wl.written, "{id}: read more than written");
+                assert!(
+                    rl.reset_seen.is_some() || rl.fin_read || rl.stopped,
+                    "{id}: reset not seen: {wl:?} {rl:?}"
+                );
+            } else {
+                assert_eq!(
+                    rl.read, wl.written,
+                    "{id}: bytes read != written ({wl:?} / {rl:?})"
+                );
+                assert_eq!(rl.fin_read, wl.finished, "{id}: FIN");
+                assert_eq!(wl.our_fin_acked, wl.finished, "{id}: Finished event");
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Open(usize),
+    Write(usize, usize, u16),
+    Finish(usize, usize),
+    Reset(usize, usize, u8),
+    StopSending(usize, usize),
+    Datagram(usize, u16),
+    Ping(usize),
+    DropNext(usize, u8),
+    Duplicate(usize),
+    Stall(usize, bool),
+    Advance(u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let side = 0usize..2;
+    prop_oneof![
+        2 => side.clone().prop_map(Op::Open),
+        8 => (side.clone(), any::<usize>(), 1u16..60_000).prop_map(|(s, i, n)| Op::Write(s, i, n)),
+        2 => (side.clone(), any::<usize>()).prop_map(|(s, i)| Op::Finish(s, i)),
+        1 => (side.clone(), any::<usize>(), any::<u8>()).prop_map(|(s, i, c)| Op::Reset(s, i, c)),
+        1 => (side.clone(), any::<usize>()).prop_map(|(s, i)| Op::StopSending(s, i)),
+        1 => (side.clone(), 0u16..1200).prop_map(|(s, n)| Op::Datagram(s, n)),
+        1 => side.clone().prop_map(Op::Ping),
+        2 => (side.clone(), 1u8..5).prop_map(|(s, n)| Op::DropNext(s, n)),
+        1 => side.clone().prop_map(Op::Duplicate),
+        1 => (side.clone(), any::<bool>()).prop_map(|(s, b)| Op::Stall(s, b)),
+        4 => (1u16..3000).prop_map(Op::Advance),
+    ]
+}
+
+fn pick(side: &Side, i: usize) -> Option<StreamId> {
+    let ids = side.ids();
+    (!ids.is_empty()).then(|| ids[i % ids.len()])
+}
+
+fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
+    let config = StreamConfig {
+        stream_receive_window: 64 * 1024,
+        stream_send_buffer: 96 * 1024,
+        ..Default::default()
+    };
+    let mut pair = Pair::new(config, link, seed);
+    for op in ops {
+        match *op {
+            Op::Open(s) => {
+                if let Ok(id) = pair.sides[s].mux.open() {
+                    pair.sides[s].streams.insert(id, StreamLog::default());
+                }
+            }
+            Op::Write(s, i, n) => {
+                if let Some(id) = pick(&pair.sides[s], i) {
+                    pair.sides[s].write(id, n as usize);
+                }
+            }
+            Op::Finish(s, i) => {
+                if let Some(id) = pick(&pair.sides[s], i) {
+                    if pair.sides[s].mux.finish(id).is_ok() {
+                        pair.sides[s].streams.get_mut(&id).expect("picked").finished = true;
+                    }
+                }
+            }
+            Op::Reset(s, i, code) => {
+                if let Some(id) = pick(&pair.sides[s], i) {
+                    let log = pair.sides[s].streams.get_mut(&id).expect("picked");
+                    if !log.our_fin_acked && !log.reset_sent {
+                        pair.sides[s].mux.reset(id, u64::from(code));
+                        log.reset_sent = true;
+                    }
+                }
+            }
+            Op::StopSending(s, i) => {
+                if let Some(id) = pick(&pair.sides[s], i) {
+                    pair.sides[s].mux.stop_sending(id, 77);
+                    // The reader gives up on this stream: the check treats it like a reset.
+                    pair.sides[s].streams.get_mut(&id).expect("picked").stopped = true;
+                }
+            }
+            Op::Datagram(s, n) => {
+                let _ = pair.sides[s].mux.send_datagram(&vec![7; n as usize]);
+            }
+            Op::Ping(s) => pair.sides[s].mux.ping(),
+            Op::DropNext(s, n) => pair.sides[s].drop_next += u32::from(n),
+            Op::Duplicate(s) => pair.sides[s].dup_next += 1,
+            Op::Stall(s, stalled) => pair.sides[s].reading = !stalled,
+            Op::Advance(ms) => pair.advance(u32::from(ms) * MS),
+        }
+        pair.flush();
+    }
+    pair.settle(Duration::from_secs(600));
+    check_delivery(&pair);
+    // Close everything that is still open (twice: closing reveals streams the peer never
+    // wrote on), then nothing may remain.
+    for _ in 0..2 {
+        for s in 0..2 {
+            for id in pair.sides[s].ids() {
+                let log = pair.sides[s].streams.get_mut(&id).expect("listed");
+                if pair.sides[s].mux.finish(id).is_ok() {
+                    log.finished = true;
+                }
+            }
+        }
+        pair.settle(Duration::from_secs(600));
+    }
+    check_delivery(&pair);
+    for s in &pair.sides {
+        assert_eq!(s.mux.poll_timeout(), None, "an idle mux keeps a timer");
+    }
+    pair
+}
+
+/// Stream ids whose state on each side survived a full close.
+fn leftover(pair: &Pair) -> [usize; 2] {
+    [
+        pair.sides[0].mux.stats().open_streams,
+        pair.sides[1].mux.stats().open_streams,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn random_operations_deliver_every_byte_once(
+        ops in proptest::collection::vec(op(), 1..120),
+        loss_ppm in prop_oneof![Just(0u32), 0u32..300_000],
+        dup_ppm in 0u32..50_000,
+        jitter_ms in 0u32..30,
+        seed in any::<u64>(),
+    ) {
+        let link = LinkConfig { delay: 20 * MS, loss_ppm, dup_ppm, jitter: jitter_ms * MS };
+        let pair = run_ops(&ops, link, seed);
+        prop_assert_eq!(leftover(&pair), [0, 0], "closed streams are forgotten");
+    }
+
+    #[test]
+    fn arbitrary_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let now = crate::tests::origin();
+        let mut mux = Mux::new(StreamConfig::default(), Role::Responder, now);
+        mux.handle_packet(now, &bytes);
+        let mut buf = [0u8; 1168];
+        while mux.poll_packet(now, &mut buf).is_some() {}
+        while mux.poll_event().is_some() {}
+        mux.handle_timeout(now + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn well_formed_frames_with_arbitrary_values_never_panic(
+        frames in proptest::collection::vec((0u8..12, any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 1..8),
+    ) {
+        let now = crate::tests::origin();
+        let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, now);
+        let _ = mux.open();
+        let mut buf = [0u8; 1168];
+        let _ = mux.poll_packet(now, &mut buf);
+        let mut packet = [0u8; 1000];
+        let mut w = frame::Writer::new(&mut packet);
+        w.varint(0);
+        let data = [1u8; 40];
+        for (kind, a, b, c, fin) in frames {
+            let (a, b, c) = (a & frame::VARINT_MAX, b & frame::VARINT_MAX, c % (1 << 40));
+            let f = match kind {
+                0 => frame::Frame::Stream { id: a % 64, offset: c, data: &data, fin },
+                1 => frame::Frame::ResetStream { id: a % 64, code: b, final_size: c },
+                2 => frame::Frame::StopSending { id: a % 64, code: b },
+                3 => frame::Frame::MaxData(a),
+                4 => frame::Frame::MaxStreamData { id: a % 64, max: b },
+                5 => frame::Frame::MaxStreams(a),
+                6 => frame::Frame::DataBlocked(a),
+                7 => frame::Frame::StreamDataBlocked { id: a % 64, limit: b },
+                8 => frame::Frame::Datagram(&data),
+                9 => frame::Frame::Stream { id: a, offset: frame::VARINT_MAX - 40, data: &data, fin },
+                10 => {
+                    frame::encode_ack(&mut w, &[(0, 1), (b % 100 + 3, b % 100 + 5 + c % 7)], a);
+                    continue;
+                }
+                _ => frame::Frame::Ping,
+            };
+            f.encode(&mut w);
+        }
+        let n = w.len();
+        mux.handle_packet(now, &packet[..n]);
+        while mux.poll_packet(now, &mut buf).is_some() {}
+        while mux.poll_event().is_some() {}
+    }
+}
+
+#[test]
+fn bulk_transfer_over_a_lossy_link_completes_and_goes_idle() {
+    let link = LinkConfig {
+        delay: 25 * MS,
+        loss_ppm: 50_000,
+        dup_ppm: 10_000,
+        jitter: 5 * MS,
+    };
+    let mut pair = Pair::new(StreamConfig::default(), link, 7);
+    let id = pair.sides[0].mux.open().unwrap();
+    pair.sides[0].streams.insert(id, StreamLog::default());
+    let total = 3_000_000u64;
+    while pair.sides[0].streams[&id].written < total {
+        let left = total - pair.sides[0].streams[&id].written;
+        pair.sides[0].write(id, left.min(64 * 1024) as usize);
+        pair.advance(5 * MS);
+    }
+    pair.sides[0].mux.finish(id).unwrap();
+    pair.sides[0].streams.get_mut(&id).unwrap().finished = true;
+    pair.settle(Duration::from_secs(300));
+    check_delivery(&pair);
+    assert_eq!(pair.sides[1].streams[&id].read, total);
+    assert!(pair.sides[0].mux.stats().packets_lost > 0);
+}
+
+#[test]
+fn both_sides_open_at_once_without_collisions() {
+    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 1);
+    let mut ids = Vec::new();
+    for s in 0..2 {
+        for _ in 0..3 {
+            let id = pair.sides[s].mux.open().unwrap();
+            pair.sides[s].streams.insert(id, StreamLog::default());
+            pair.sides[s].write(id, 100);
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    pair.settle(Duration::from_secs(10));
+    check_delivery(&pair);
+    assert_eq!(pair.sides[0].streams.len(), 6);
+    assert_eq!(pair.sides[1].streams.len(), 6);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_working() {
+    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 2);
+    let id = pair.sides[0].mux.open().unwrap();
+    pair.sides[0].streams.insert(id, StreamLog::default());
+    pair.sides[0].write(id, 1000);
+    pair.sides[0].mux.finish(id).unwrap();
+    pair.sides[0].streams.get_mut(&id).unwrap().finished = true;
+    pair.advance(200 * MS);
+    assert!(pair.sides[1].streams[&id].fin_read);
+    assert!(pair.sides[0].streams[&id].our_fin_acked);
+    // The responder still writes on the half-closed stream and the initiator reads it.
+    assert_eq!(pair.sides[1].write(id, 5000), 5000);
+    pair.advance(200 * MS);
+    assert_eq!(pair.sides[0].streams[&id].read, 5000);
+    assert_eq!(pair.sides[1].mux.stats().open_streams, 1);
+    pair.sides[1].mux.finish(id).unwrap();
+    pair.sides[1].streams.get_mut(&id).unwrap().finished = true;
+    pair.settle(Duration::from_secs(10));
+    check_delivery(&pair);
+    assert_eq!(leftover(&pair), [0, 0], "closed streams are forgotten");
+}
+
+#[test]
+fn a_slow_reader_bounds_the_senders_memory() {
+    let config = StreamConfig {
+        stream_receive_window: 256 * 1024,
+        stream_send_buffer: 128 * 1024,
+        ..Default::default()
+    };
+    let mut pair = Pair::new(config, LinkConfig::clean(10 * MS), 3);
+    pair.sides[1].reading = false;
+    let id = pair.sides[0].mux.open().unwrap();
+    pair.sides[0].streams.insert(id, StreamLog::default());
+    let mut blocked = false;
+    for _ in 0..200 {
+        if pair.sides[0].write(id, 64 * 1024) == 0 {
+            blocked = true;
+        }
+        pair.advance(20 * MS);
+    }
+    assert!(blocked, "write must return Blocked");
+    let written = pair.sides[0].streams[&id].written;
+    assert!(
+        written <= 256 * 1024 + 128 * 1024,
+        "sender accepted {written} bytes"
+    );
+    assert!(
+        pair.sides[0].mux.heap_size() < 600 * 1024,
+        "sender heap {}",
+        pair.sides[0].mux.heap_size()
+    );
+    assert!(
+        pair.sides[1].mux.heap_size() < 600 * 1024,
+        "receiver heap {}",
+        pair.sides[1].mux.heap_size()
+    );
+    assert!(
+        pair.sides[0].mux.is_idle(),
+        "blocked on flow control with nothing in flight"
+    );
+    // The reader resumes: Writable fires and the rest flows.
+    pair.sides[1].reading = true;
+    pair.sides[1].read_all(id);
+    pair.advance(200 * MS);
+    assert!(pair.sides[1].streams[&id].read >= written);
+}
+
+#[test]
+fn datagrams_arrive_unreliably_and_are_not_retransmitted() {
+    let link = LinkConfig {
+        delay: 10 * MS,
+        loss_ppm: 500_000,
+        dup_ppm: 0,
+        jitter: Duration::ZERO,
+    };
+    let mut pair = Pair::new(StreamConfig::default(), link, 4);
+    for i in 0..20u8 {
+        pair.sides[0].mux.send_datagram(&[i; 100]).unwrap();
+        pair.advance(5 * MS);
+    }
+    pair.settle(Duration::from_secs(10));
+    let got = pair.sides[1].datagrams.len();
+    assert!(got > 0 && got < 20, "got {got} of 20 at 50% loss");
+    let big = vec![0u8; 2000];
+    assert!(matches!(
+        pair.sides[0].mux.send_datagram(&big),
+        Err(DatagramError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn empty_payload_is_a_keepalive_and_ping_elicits_an_ack() {
+    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 5);
+    pair.settle(Duration::from_secs(5));
+    let now = pair.now;
+    pair.sides[0].mux.handle_packet(now, &[]);
+    assert_eq!(pair.sides[0].mux.stats().keepalives_received, 1);
+    assert!(pair.sides[0].mux.is_idle());
+    pair.sides[0].mux.ping();
+    assert!(!pair.sides[0].mux.is_idle());
+    pair.flush();
+    assert_eq!(
+        pair.sides[0].mux.poll_timeout().map(|t| t.1),
+        Some(Timer::Retransmit)
+    );
+    pair.settle(Duration::from_secs(5));
+    assert!(pair.sides[0].mux.stats().rtt >= 20 * MS);
+}
+
+#[test]
+fn tail_loss_is_recovered_by_the_probe_timeout() {
+    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 6);
+    pair.settle(Duration::from_secs(5));
+    let id = pair.sides[0].mux.open().unwrap();
+    pair.sides[0].streams.insert(id, StreamLog::default());
+    pair.sides[0].write(id, 500);
+    pair.sides[0].mux.finish(id).unwrap();
+    pair.sides[0].streams.get_mut(&id).unwrap().finished = true;
+    pair.sides[0].drop_next = 1;
+    pair.advance(Duration::from_secs(2));
+    pair.settle(Duration::from_secs(10));
+    check_delivery(&pair);
+    assert!(pair.sides[0].mux.stats().ptos >= 1);
+}
+
+#[test]
+fn peer_violations_are_counted_not_fatal() {
+    let now = crate::tests::origin();
+    let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, now);
+    let mut packet = [0u8; 200];
+    let mut w = frame::Writer::new(&mut packet);
+    w.varint(0);
+    // Data past the initial stream window on a peer stream, and a frame for a stream of ours
+    // that we never opened.
+    frame::Frame::Stream {
+        id: 1,
+        offset: 10 * 1024 * 1024,
+        data: b"x",
+        fin: false,
+    }
+    .encode(&mut w);
+    frame::Frame::MaxStreamData { id: 8, max: 5 }.encode(&mut w);
+    let n = w.len();
+    mux.handle_packet(now, &packet[..n]);
+    assert_eq!(mux.stats().frames_invalid, 2);
+    mux.handle_packet(now, &[0x00, 0xff]);
+    assert_eq!(mux.stats().packets_malformed, 1);
+    mux.handle_packet(now, &packet[..n]);
+    assert_eq!(mux.stats().packets_duplicate, 1);
+}
+
+#[test]
+fn print_memory_figures() {
+    let now = crate::tests::origin();
+    let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, now);
+    let empty = size_of::<Mux>() + mux.heap_size();
+    for _ in 0..100 {
+        mux.open().unwrap_or_else(|_| panic!("limit"));
+        if mux.stats().open_streams == 16 {
+            break;
+        }
+    }
+    let n = mux.stats().open_streams;
+    let per_stream = (size_of::<Mux>() + mux.heap_size() - empty) / n;
+    println!(
+        "Mux with no streams: {} B (size_of {} B); per open idle stream: {per_stream} B",
+        empty,
+        size_of::<Mux>()
+    );
+    assert!(per_stream < 2048);
+}
+
+fn regression(ops: &[Op], loss_ppm: u32, dup_ppm: u32, jitter_ms: u32, seed: u64) {
+    let link = LinkConfig {
+        delay: 20 * MS,
+        loss_ppm,
+        dup_ppm,
+        jitter: jitter_ms * MS,
+    };
+    let pair = run_ops(ops, link, seed);
+    assert_eq!(leftover(&pair), [0, 0], "closed streams are forgotten");
+}
+
+/// Closing only the side that opened left the peer's half open (harness: close twice).
+#[test]
+fn regression_streams_the_peer_never_wrote_on_are_closed() {
+    regression(&[Op::Open(0), Op::Open(0)], 0, 0, 0, 0);
+}
+
+/// A stalled reader with a FIN pending and STOP_SENDING from the other side.
+#[test]
+fn regression_stop_sending_on_a_finished_stream_with_a_stalled_reader() {
+    use Op::*;
+    regression(
+        &[
+            Stall(1, true),
+            Open(0),
+            Finish(0, 0),
+            StopSending(0, 0),
+            Advance(88),
+        ],
+        0,
+        0,
+        0,
+        82_331_853,
+    );
+}

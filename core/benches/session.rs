@@ -106,6 +106,61 @@ fn bare_round(n: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// Seconds to move `total` bytes over one stream between two endpoints on a perfect in-memory
+/// link: encryption, the session, ACKs, congestion control, pacing and flow control all
+/// included. Virtual time follows the wall clock so pacing and RTT see real durations.
+fn stream_round(total: usize) -> f64 {
+    let start_now = burrow_now();
+    let (mut a, mut b, peer) = connected_pair(start_now, 9);
+    let b_peer = PeerId(0);
+    let chunk = vec![0xA5u8; 256 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut written, mut read) = (0usize, 0usize);
+    let stream = a.open_stream(start_now, peer).expect("open");
+    let (a_addr, b_addr) = (addr("10.0.0.1:1"), addr("10.0.0.2:2"));
+    let start = Instant::now();
+    while read < total {
+        let now = Instant::now();
+        while written < total {
+            let end = (total - written).min(chunk.len());
+            match a.stream_write(now, peer, stream, &chunk[..end]) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit() {
+            b.handle_input(now, a_addr, &t.payload);
+            moved = true;
+        }
+        while b.poll_event().is_some() {}
+        loop {
+            match b.stream_read(now, b_peer, stream, &mut buf) {
+                Ok(burrow_core::ReadOutcome::Data(n)) => read += n,
+                _ => break,
+            }
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_input(now, b_addr, &t.payload);
+            moved = true;
+        }
+        while a.poll_event().is_some() {}
+        if !moved {
+            if let Some((at, _)) = a.poll_timeout() {
+                if at <= Instant::now() {
+                    a.handle_timeout(Instant::now());
+                }
+            }
+            if let Some((at, _)) = b.poll_timeout() {
+                if at <= Instant::now() {
+                    b.handle_timeout(Instant::now());
+                }
+            }
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
 /// Seconds for `n` complete handshakes between fresh endpoints.
 fn handshake_round(n: usize) -> f64 {
     let now = burrow_now();
@@ -148,9 +203,12 @@ fn main() {
     let mut session = Vec::new();
     let mut handshakes = Vec::new();
     let mut dh = Vec::new();
+    let mut streams = Vec::new();
+    let stream_bytes = if quick { 16 << 20 } else { 64 << 20 };
     for _ in 0..rounds {
         bare.push(bare_round(n));
         session.push(session_round(n));
+        streams.push(stream_round(stream_bytes));
         handshakes.push(handshake_round(hs));
         dh.push(dh_round(hs * 10));
     }
@@ -174,6 +232,15 @@ fn main() {
         );
     }
     println!("ratio session / bare: {:.3} (goal >= 0.9)", bare / session);
+    let stream = median(streams);
+    let bare_rate = bytes / bare;
+    let stream_rate = stream_bytes as f64 / stream;
+    println!(
+        "one stream, {} MiB in memory, encrypted, acked, congestion-controlled: {:.0} MB/s; ratio to bare seal+open: {:.3} (goal >= 0.6)",
+        stream_bytes >> 20,
+        stream_rate / 1e6,
+        stream_rate / bare_rate
+    );
     println!(
         "handshakes: {:.0}/s (Noise IK, both sides, one core); x25519 DH alone: {:.0}/s",
         hs as f64 / handshakes,

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::crypto::{PublicKey, SecretKey};
+use crate::stream::StreamConfig;
 
 /// Which peers may complete a handshake with us as responder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +75,9 @@ pub struct Config {
     pub peers: PeerPolicy,
     /// Session timing.
     pub session: SessionConfig,
+    /// Streams: windows, buffers, congestion control. Its `max_packet_size` is derived from
+    /// `max_udp_payload`.
+    pub stream: StreamConfig,
     /// Largest UDP payload we send. 1200 bytes fits every IPv6 path and nearly every IPv4
     /// path, including tunnels.
     pub max_udp_payload: usize,
@@ -89,6 +93,7 @@ impl Config {
             secret_key,
             peers: PeerPolicy::AnyKey,
             session: SessionConfig::default(),
+            stream: StreamConfig::default(),
             max_udp_payload: 1200,
             answer_stun: false,
         }

@@ -8,12 +8,13 @@ use crate::config::{Config, PeerPolicy};
 use crate::crypto::PublicKey;
 use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
-use crate::error::{ConnectError, SendError};
+use crate::error::{ConnectError, SendError, StreamError};
 use crate::event::{Event, PeerId};
 use crate::rng::SeededRng;
 use crate::session::handshake::{HandshakePayload, PROLOGUE};
 use crate::session::{Context, Identity, Indices, Output, PeerIds, Session};
 use crate::stats::Stats;
+use crate::stream::{MuxStats, ReadOutcome, StreamId};
 use crate::stun::StunClient;
 use crate::timer::Timer;
 use crate::transmit::Transmit;
@@ -290,13 +291,14 @@ impl Endpoint {
                 ctx.out.stats.dropped_unexpected += 1;
                 return;
             }
-            if session.admit_initiation(&mut ctx, &payload) {
+            if session.admit_initiation(&mut ctx, now, &payload) {
                 session.respond(&mut ctx, now, from, responder, sender);
             }
             return;
         }
-        let mut session = Session::new(ctx.ids.assign(key), key, from, now);
-        if session.admit_initiation(&mut ctx, &payload) {
+        let id = ctx.ids.assign(key);
+        let mut session = Session::new(&ctx, id, key, from, now);
+        if session.admit_initiation(&mut ctx, now, &payload) {
             session.respond(&mut ctx, now, from, responder, sender);
             sessions.insert(key, session);
         } else {
@@ -414,7 +416,7 @@ impl Endpoint {
         let (mut ctx, sessions) = self.parts();
         let session = sessions.entry(key).or_insert_with(|| {
             let id = ctx.ids.assign(key);
-            Session::new(id, key, addr, now)
+            Session::new(&ctx, id, key, addr, now)
         });
         session.announced = true;
         if !session.is_connected() {
@@ -455,6 +457,98 @@ impl Endpoint {
             session.close(&mut ctx, now, CloseCode::Normal);
         }
         self.reap();
+    }
+
+    /// Runs `f` on the session of `peer` with its context, then sends whatever its stream layer
+    /// has ready.
+    fn with_session<R>(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        f: impl FnOnce(&mut Session, &mut Context<'_>) -> Result<R, StreamError>,
+    ) -> Result<R, StreamError> {
+        let key = self.ids.key(peer).ok_or(StreamError::UnknownPeer)?;
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.get_mut(&key).ok_or(StreamError::UnknownPeer)?;
+        let result = f(session, &mut ctx);
+        session.flush_mux(&mut ctx, now);
+        result
+    }
+
+    /// Opens a bidirectional stream to `peer`. Streams may be opened and written while the
+    /// handshake runs; their data leaves once the session is up.
+    pub fn open_stream(&mut self, now: Instant, peer: PeerId) -> Result<StreamId, StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.mux.open()?))
+    }
+
+    /// Writes as much of `data` as flow control and the send buffer allow, returning how much
+    /// was taken. [`StreamError::Blocked`] when nothing fits: wait for
+    /// [`Event::StreamWritable`].
+    pub fn stream_write(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        data: &[u8],
+    ) -> Result<usize, StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.mux.write(stream, data)?))
+    }
+
+    /// Reads received bytes in order into `buf`. Reading frees flow-control credit, which may
+    /// send a window update, hence `now`.
+    pub fn stream_read(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        buf: &mut [u8],
+    ) -> Result<ReadOutcome, StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.mux.read(stream, buf)?))
+    }
+
+    /// Finishes our sending side (TCP half-close): the peer reads to the end, then `Finished`;
+    /// its own direction stays open.
+    pub fn stream_finish(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+    ) -> Result<(), StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.mux.finish(stream)?))
+    }
+
+    /// Abandons our sending side with `code` (TCP reset); unsent data is dropped.
+    pub fn stream_reset(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        code: u64,
+    ) -> Result<(), StreamError> {
+        self.with_session(now, peer, |s, _| {
+            s.mux.reset(stream, code);
+            Ok(())
+        })
+    }
+
+    /// Asks the peer to stop sending on `stream` with `code`; we discard what still arrives.
+    pub fn stream_stop(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        code: u64,
+    ) -> Result<(), StreamError> {
+        self.with_session(now, peer, |s, _| {
+            s.mux.stop_sending(stream, code);
+            Ok(())
+        })
+    }
+
+    /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
+    pub fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
+        let key = self.ids.key(peer)?;
+        self.sessions.get(&key).map(|s| s.mux.stats())
     }
 
     /// The address packets to `peer` go to, if the handle is live.

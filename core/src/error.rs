@@ -81,3 +81,72 @@ impl fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {}
+
+/// Why a stream command failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// No session with that peer handle (never existed, or closed).
+    UnknownPeer,
+    /// No such stream: never opened, or already finished in both directions and forgotten.
+    UnknownStream,
+    /// The send buffer or the peer's flow-control credit is full; wait for
+    /// [`crate::Event::StreamWritable`].
+    Blocked,
+    /// Writing after `stream_finish` or `stream_reset`.
+    Closed,
+    /// The peer asked us to stop sending (write), or we stopped reading (read); the code is the
+    /// peer's.
+    Stopped(u64),
+    /// The peer reset the stream with this code; data not yet read is gone.
+    Reset(u64),
+    /// The peer allows no more concurrent streams now.
+    Limit,
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownPeer => f.write_str("no session with that peer"),
+            Self::UnknownStream => f.write_str("unknown stream"),
+            Self::Blocked => f.write_str("send buffer full; wait for StreamWritable"),
+            Self::Closed => f.write_str("stream already finished or reset"),
+            Self::Stopped(code) => write!(f, "sending stopped (code {code})"),
+            Self::Reset(code) => write!(f, "the peer reset the stream (code {code})"),
+            Self::Limit => f.write_str("the peer allows no more streams now"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+impl From<crate::stream::WriteError> for StreamError {
+    fn from(e: crate::stream::WriteError) -> Self {
+        use crate::stream::WriteError;
+        match e {
+            WriteError::Blocked => Self::Blocked,
+            WriteError::Closed => Self::Closed,
+            WriteError::Stopped(code) => Self::Stopped(code),
+            WriteError::UnknownStream => Self::UnknownStream,
+        }
+    }
+}
+
+impl From<crate::stream::ReadError> for StreamError {
+    fn from(e: crate::stream::ReadError) -> Self {
+        use crate::stream::ReadError;
+        match e {
+            ReadError::Reset(code) => Self::Reset(code),
+            ReadError::Stopped => Self::Stopped(0),
+            ReadError::UnknownStream => Self::UnknownStream,
+        }
+    }
+}
+
+impl From<crate::stream::OpenError> for StreamError {
+    fn from(e: crate::stream::OpenError) -> Self {
+        match e {
+            crate::stream::OpenError::Limit => Self::Limit,
+        }
+    }
+}

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::crypto::PublicKey;
 use crate::error::CloseReason;
+use crate::stream::StreamId;
 use crate::stun::ProbeOutcome;
 
 /// An endpoint-local handle for one peer (one static key). Never reused within an endpoint.
@@ -55,6 +56,52 @@ pub enum Event {
         key: PublicKey,
         /// Where the handshake came from.
         addr: SocketAddr,
+    },
+    /// The peer opened a stream; read it when [`Event::StreamReadable`] comes.
+    StreamOpened {
+        /// The peer.
+        peer: PeerId,
+        /// The new stream.
+        stream: StreamId,
+    },
+    /// A stream has data (or its end) to read. Edge-triggered: read until `Blocked`.
+    StreamReadable {
+        /// The peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// A stream that returned [`crate::StreamError::Blocked`] accepts writes again.
+    StreamWritable {
+        /// The peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// Everything we wrote on the stream, and our finish, was acknowledged.
+    StreamFinished {
+        /// The peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamId,
+    },
+    /// The peer reset its sending side of the stream.
+    StreamReset {
+        /// The peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamId,
+        /// The peer's code.
+        code: u64,
+    },
+    /// The peer asked us to stop sending on the stream.
+    StreamStopped {
+        /// The peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamId,
+        /// The peer's code.
+        code: u64,
     },
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.
     Stun(ProbeOutcome),

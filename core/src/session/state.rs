@@ -15,6 +15,7 @@ use crate::crypto::noise::{InitiatorHandshake, ResponderHandshake};
 use crate::crypto::{PublicKey, SecretKey};
 use crate::error::{CloseReason, SendError};
 use crate::event::{Event, PeerId};
+use crate::stream::{Mux, Role, StreamEvent};
 use crate::timer::Timer;
 use crate::transmit::Transmit;
 use crate::wire::control::{CloseCode, Control};
@@ -68,6 +69,9 @@ pub(crate) struct Session {
     /// `Connected`); only then does it hear `SessionClosed`.
     pub(crate) announced: bool,
     queue: VecDeque<Bytes>,
+    /// The streams of this session. It exists from the start so streams can be opened and
+    /// written while the handshake runs; its packets go out once keys exist.
+    pub(crate) mux: Mux,
     /// Set once the session has ended; the endpoint then removes it.
     pub(crate) closed: bool,
 }
@@ -77,8 +81,15 @@ fn retry_delay(base: Duration, max: Duration, attempts: u32) -> Duration {
 }
 
 impl Session {
-    pub(crate) fn new(id: PeerId, key: PublicKey, addr: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn new(
+        ctx: &Context<'_>,
+        id: PeerId,
+        key: PublicKey,
+        addr: SocketAddr,
+        now: Instant,
+    ) -> Self {
         Self {
+            mux: new_mux(ctx, &key, now),
             id,
             key,
             addr,
@@ -171,6 +182,7 @@ impl Session {
     pub(crate) fn admit_initiation(
         &mut self,
         ctx: &mut Context<'_>,
+        now: Instant,
         payload: &HandshakePayload,
     ) -> bool {
         if payload.timestamp <= self.last_init_timestamp {
@@ -178,7 +190,7 @@ impl Session {
             return false;
         }
         self.last_init_timestamp = payload.timestamp;
-        self.note_instance(ctx, payload.instance);
+        self.note_instance(ctx, now, payload.instance);
         true
     }
 
@@ -244,7 +256,7 @@ impl Session {
             return;
         };
         let pending = self.pending.take().expect("checked above");
-        self.note_instance(ctx, payload.instance);
+        self.note_instance(ctx, now, payload.instance);
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
         self.install_current(ctx, keypair);
@@ -253,11 +265,12 @@ impl Session {
         }
         self.last_received = now;
         self.established(ctx, now);
-        if self.queue.is_empty() {
+        self.flush_queue(ctx, now);
+        self.flush_mux(ctx, now);
+        if self.current.as_ref().is_some_and(|k| k.sent() == 0) {
             // Confirms the new keys to the responder, which may not send until it hears us.
             self.send_payload(ctx, now, &[]);
         }
-        self.flush_queue(ctx, now);
     }
 
     /// Takes a cookie reply for our handshake in flight; the next attempt carries mac2.
@@ -282,7 +295,7 @@ impl Session {
 
     /// A handshake told us the peer's instance; a different one than before means the peer
     /// restarted, so this session ends and a new one (new handle) takes its place.
-    fn note_instance(&mut self, ctx: &mut Context<'_>, instance: u64) {
+    fn note_instance(&mut self, ctx: &mut Context<'_>, now: Instant, instance: u64) {
         match self.peer_instance.replace(instance) {
             Some(old) if old != instance && self.connected => {
                 ctx.out.events.push_back(Event::SessionClosed {
@@ -295,6 +308,7 @@ impl Session {
                 self.connected = false;
                 self.announced = false;
                 self.queue.clear();
+                self.mux = new_mux(ctx, &self.key, now);
                 // The old keys belong to the peer's previous life; it cannot use them.
                 for old in [self.current.take(), self.previous.take()]
                     .into_iter()
@@ -385,6 +399,7 @@ impl Session {
             self.established(ctx, now);
             self.flush_queue(ctx, now);
         }
+        // (the stream layer is flushed after the payload below is handled)
         if newest && from != self.addr {
             self.addr = from;
             ctx.out.events.push_back(Event::PathChanged {
@@ -402,9 +417,10 @@ impl Session {
                 Ok(Control::Close { code }) => self.end(ctx, CloseReason::Peer(code)),
                 Err(_) => ctx.out.stats.dropped_bad_payload += 1,
             },
-            // The stream layer is not wired in yet; its frames are counted, not acted on.
-            Ok(Payload::Stream(_)) | Err(_) => ctx.out.stats.dropped_bad_payload += 1,
+            Ok(Payload::Stream(frames)) => self.mux.handle_packet(now, frames),
+            Err(_) => ctx.out.stats.dropped_bad_payload += 1,
         }
+        self.flush_mux(ctx, now);
     }
 
     /// Sends (or queues, while no keys are ready) one application datagram.
@@ -471,6 +487,52 @@ impl Session {
             ttl: None,
             payload,
         });
+    }
+
+    // ----- streams ------------------------------------------------------------------------
+
+    /// Sends every packet the stream layer has ready (as congestion control and pacing allow)
+    /// and passes its events on. Called after anything that may give it work.
+    pub(crate) fn flush_mux(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        let reject_after = ctx.config.session.reject_after_packets;
+        let max_plaintext = 1 + self.mux_packet_size(ctx);
+        while let Some(keypair) = self.current.as_mut() {
+            let mux = &mut self.mux;
+            let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {
+                buf[0] = PayloadKind::Stream as u8;
+                mux.poll_packet(now, &mut buf[1..]).map(|n| n + 1)
+            });
+            let Some(packet) = packet else { break };
+            let rekey = keypair.sent() >= ctx.config.session.rekey_after_packets;
+            self.transmit(ctx, now, packet);
+            if rekey {
+                self.start_handshake(ctx, now);
+            }
+        }
+        while let Some(event) = self.mux.poll_event() {
+            let peer = self.id;
+            ctx.out.events.push_back(match event {
+                StreamEvent::Opened(stream) => Event::StreamOpened { peer, stream },
+                StreamEvent::Readable(stream) => Event::StreamReadable { peer, stream },
+                StreamEvent::Writable(stream) => Event::StreamWritable { peer, stream },
+                StreamEvent::Finished(stream) => Event::StreamFinished { peer, stream },
+                StreamEvent::Reset { id, code } => Event::StreamReset {
+                    peer,
+                    stream: id,
+                    code,
+                },
+                StreamEvent::StopSending { id, code } => Event::StreamStopped {
+                    peer,
+                    stream: id,
+                    code,
+                },
+                StreamEvent::Datagram(data) => Event::Datagram { peer, data },
+            });
+        }
+    }
+
+    fn mux_packet_size(&self, ctx: &Context<'_>) -> usize {
+        ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD)
     }
 
     // ----- closing ------------------------------------------------------------------------
@@ -551,6 +613,12 @@ impl Session {
         if let Some(next_keys) = &self.next {
             consider(next_keys.created + cfg.handshake_timeout, Timer::KeyExpiry);
         }
+        // The stream layer's timers only matter once its packets can go out.
+        if self.current.is_some() {
+            if let Some((at, timer)) = self.mux.poll_timeout() {
+                consider(at, timer);
+            }
+        }
         next
     }
 
@@ -609,6 +677,12 @@ impl Session {
                 return self.end(ctx, CloseReason::HandshakeTimeout);
             }
         }
+        if self.current.is_some() {
+            if self.mux.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                self.mux.handle_timeout(now);
+            }
+            self.flush_mux(ctx, now);
+        }
         if self.current.is_some() && now >= self.last_sent + cfg.keepalive_interval {
             self.send_payload(ctx, now, &[]);
         }
@@ -618,3 +692,20 @@ impl Session {
 /// Transport header, tag and payload-kind byte around an application datagram.
 pub(crate) const DATAGRAM_OVERHEAD: usize =
     crate::wire::header::TRANSPORT_HEADER_LEN + crate::crypto::noise::TAG_LEN + 1;
+
+/// The same around a stream-layer packet.
+pub(crate) const STREAM_OVERHEAD: usize = DATAGRAM_OVERHEAD;
+
+/// A fresh stream layer for the session with `peer`. Stream-id parity comes from comparing
+/// static keys, so it is the same on both sides whoever initiated a handshake, and survives
+/// rekeys.
+fn new_mux(ctx: &Context<'_>, peer: &PublicKey, now: Instant) -> Mux {
+    let mut config = ctx.config.stream.clone();
+    config.max_packet_size = ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD);
+    let role = if ctx.identity.secret.public_key() < *peer {
+        Role::Initiator
+    } else {
+        Role::Responder
+    };
+    Mux::new(config, role, now)
+}

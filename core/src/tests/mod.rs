@@ -15,3 +15,4 @@ pub(crate) fn origin() -> Instant {
 }
 
 mod session;
+mod streams;

@@ -1,0 +1,289 @@
+//! Streams through whole endpoints: encryption, the session and the stream layer together.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use super::pair::{Pair, Side};
+use crate::error::{CloseReason, StreamError};
+use crate::event::{Event, PeerId};
+use crate::stream::{ReadOutcome, StreamId};
+
+/// Everything B has read per stream, and which streams it saw finish.
+#[derive(Default)]
+struct Sink {
+    data: BTreeMap<StreamId, Vec<u8>>,
+    finished: Vec<StreamId>,
+}
+
+fn drain(pair: &mut Pair, side: Side, peer: PeerId, sink: &mut Sink) {
+    let events = match side {
+        Side::A => &pair.a_events,
+        Side::B => &pair.b_events,
+    };
+    let streams: Vec<StreamId> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamOpened { stream, .. } => Some(*stream),
+            _ => None,
+        })
+        .collect();
+    let now = pair.now;
+    let mut buf = vec![0u8; 64 * 1024];
+    for stream in streams {
+        if sink.finished.contains(&stream) {
+            continue;
+        }
+        loop {
+            match pair.endpoint(side).stream_read(now, peer, stream, &mut buf) {
+                Ok(ReadOutcome::Data(n)) => sink
+                    .data
+                    .entry(stream)
+                    .or_default()
+                    .extend_from_slice(&buf[..n]),
+                Ok(ReadOutcome::Finished) => {
+                    sink.finished.push(stream);
+                    break;
+                }
+                Ok(ReadOutcome::Blocked) | Err(StreamError::UnknownStream) => break,
+                Err(e) => panic!("read {stream}: {e}"),
+            }
+        }
+    }
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut data = vec![0u8; len];
+    rng.fill_bytes(&mut data);
+    data
+}
+
+/// Writes `data` on `stream` as flow control allows, running the pair meanwhile and draining
+/// B; finishes the stream at the end.
+fn send_all(
+    pair: &mut Pair,
+    a_peer: PeerId,
+    b_peer: PeerId,
+    stream: StreamId,
+    data: &[u8],
+    sink: &mut Sink,
+) {
+    let mut written = 0;
+    for _ in 0..100_000 {
+        let now = pair.now;
+        match pair.a.stream_write(now, a_peer, stream, &data[written..]) {
+            Ok(n) => written += n,
+            Err(StreamError::Blocked) => {}
+            Err(e) => panic!("write: {e}"),
+        }
+        if written == data.len() {
+            let now = pair.now;
+            pair.a.stream_finish(now, a_peer, stream).unwrap();
+            return;
+        }
+        pair.run_for(Duration::from_millis(5));
+        drain(pair, Side::B, b_peer, sink);
+    }
+    panic!("wrote only {written} of {} bytes", data.len());
+}
+
+fn settle(pair: &mut Pair, b_peer: PeerId, sink: &mut Sink, stream: StreamId) {
+    for _ in 0..20_000 {
+        if sink.finished.contains(&stream) {
+            return;
+        }
+        pair.run_for(Duration::from_millis(5));
+        drain(pair, Side::B, b_peer, sink);
+    }
+    panic!("stream never finished at the reader");
+}
+
+#[test]
+fn a_stream_carries_bytes_in_order_and_its_end() {
+    let mut pair = Pair::new();
+    let (a_peer, b_peer) = pair.connect();
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let data = pattern(1, 3 << 20);
+    let mut sink = Sink::default();
+    send_all(&mut pair, a_peer, b_peer, stream, &data, &mut sink);
+    settle(&mut pair, b_peer, &mut sink, stream);
+    assert!(sink.data[&stream] == data, "bytes differ");
+    pair.run_for(Duration::from_millis(200));
+    assert!(pair.a_events.contains(&Event::StreamFinished {
+        peer: a_peer,
+        stream
+    }));
+}
+
+#[test]
+fn a_stream_survives_heavy_loss_duplication_and_reordering() {
+    let mut pair = Pair::new();
+    let (a_peer, b_peer) = pair.connect();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    pair.filter = Some(Box::new(move |_, _| rng.next_u32() % 100 >= 20));
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let data = pattern(2, 256 << 10);
+    let mut sink = Sink::default();
+    send_all(&mut pair, a_peer, b_peer, stream, &data, &mut sink);
+    settle(&mut pair, b_peer, &mut sink, stream);
+    assert!(sink.data[&stream] == data, "bytes differ under 20% loss");
+}
+
+#[test]
+fn streams_opened_during_the_handshake_flow_once_it_completes() {
+    let mut pair = Pair::new();
+    let (b_key, b_addr, now) = (pair.b.public_key(), pair.b_addr, pair.now);
+    let a_peer = pair.a.connect(now, b_key, b_addr).unwrap();
+    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    pair.a
+        .stream_write(now, a_peer, stream, b"early bytes")
+        .unwrap();
+    pair.a.stream_finish(now, a_peer, stream).unwrap();
+    pair.run_for(Duration::from_millis(200));
+    let b_peer = pair
+        .b_events
+        .iter()
+        .find_map(|e| match e {
+            Event::Connected { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .unwrap();
+    let mut sink = Sink::default();
+    drain(&mut pair, Side::B, b_peer, &mut sink);
+    assert_eq!(sink.data[&stream], b"early bytes");
+    assert_eq!(sink.finished, vec![stream]);
+}
+
+#[test]
+fn half_close_keeps_the_other_direction_open() {
+    let mut pair = Pair::new();
+    let (a_peer, b_peer) = pair.connect();
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    pair.a
+        .stream_write(now, a_peer, stream, b"request")
+        .unwrap();
+    pair.a.stream_finish(now, a_peer, stream).unwrap();
+    pair.run_for(Duration::from_millis(50));
+    let mut at_b = Sink::default();
+    drain(&mut pair, Side::B, b_peer, &mut at_b);
+    assert_eq!(at_b.finished, vec![stream], "B saw A's end");
+    // B answers on the same stream after A's half-close, then closes its side.
+    let now = pair.now;
+    pair.b
+        .stream_write(now, b_peer, stream, b"response")
+        .unwrap();
+    pair.b.stream_finish(now, b_peer, stream).unwrap();
+    pair.run_for(Duration::from_millis(50));
+    let mut buf = [0u8; 64];
+    let now = pair.now;
+    assert_eq!(
+        pair.a.stream_read(now, a_peer, stream, &mut buf),
+        Ok(ReadOutcome::Data(8))
+    );
+    assert_eq!(&buf[..8], b"response");
+    assert_eq!(
+        pair.a.stream_read(now, a_peer, stream, &mut buf),
+        Ok(ReadOutcome::Finished)
+    );
+}
+
+#[test]
+fn a_hundred_concurrent_streams_each_deliver_their_own_bytes() {
+    let mut pair = Pair::new();
+    let (a_peer, b_peer) = pair.connect();
+    let mut streams = Vec::new();
+    for i in 0..100u64 {
+        let now = pair.now;
+        let stream = loop {
+            match pair.a.open_stream(now, a_peer) {
+                Ok(s) => break s,
+                Err(StreamError::Limit) => pair.run_for(Duration::from_millis(20)),
+                Err(e) => panic!("open: {e}"),
+            }
+        };
+        let now = pair.now;
+        let data = pattern(100 + i, 10_000);
+        assert_eq!(
+            pair.a.stream_write(now, a_peer, stream, &data),
+            Ok(data.len())
+        );
+        pair.a.stream_finish(now, a_peer, stream).unwrap();
+        streams.push((stream, data));
+    }
+    let mut sink = Sink::default();
+    for _ in 0..200 {
+        pair.run_for(Duration::from_millis(10));
+        drain(&mut pair, Side::B, b_peer, &mut sink);
+    }
+    assert_eq!(sink.finished.len(), 100);
+    for (stream, data) in streams {
+        assert!(sink.data[&stream] == data, "{stream} differs");
+    }
+}
+
+#[test]
+fn a_reset_reaches_the_reader_and_closing_the_session_ends_everything() {
+    let mut pair = Pair::new();
+    let (a_peer, b_peer) = pair.connect();
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    pair.a
+        .stream_write(now, a_peer, stream, b"partial")
+        .unwrap();
+    pair.run_for(Duration::from_millis(50));
+    let now = pair.now;
+    pair.a.stream_reset(now, a_peer, stream, 42).unwrap();
+    pair.run_for(Duration::from_millis(50));
+    assert!(pair.b_events.contains(&Event::StreamReset {
+        peer: b_peer,
+        stream,
+        code: 42
+    }));
+    let now = pair.now;
+    pair.a.close(now, a_peer);
+    pair.run_for(Duration::from_millis(50));
+    assert!(pair.b_events.iter().any(|e| matches!(
+        e,
+        Event::SessionClosed {
+            reason: CloseReason::Peer(_),
+            ..
+        }
+    )));
+    assert_eq!(
+        pair.b.stream_write(pair.now, b_peer, stream, b"x"),
+        Err(StreamError::UnknownPeer)
+    );
+}
+
+#[test]
+fn an_idle_session_with_finished_streams_has_only_keepalive_timers() {
+    let mut pair = Pair::new();
+    let (a_peer, b_peer) = pair.connect();
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    pair.a.stream_write(now, a_peer, stream, b"x").unwrap();
+    pair.a.stream_finish(now, a_peer, stream).unwrap();
+    pair.run_for(Duration::from_millis(100));
+    let mut sink = Sink::default();
+    drain(&mut pair, Side::B, b_peer, &mut sink);
+    let now = pair.now;
+    pair.b.stream_finish(now, b_peer, stream).unwrap();
+    pair.run_for(Duration::from_secs(2));
+    let now = pair.now;
+    assert_eq!(
+        pair.a.stream_read(now, a_peer, stream, &mut [0; 8]),
+        Ok(ReadOutcome::Finished)
+    );
+    pair.run_for(Duration::from_secs(2));
+    let before = pair.a.stats().datagrams_out;
+    pair.run_for(Duration::from_secs(60));
+    let sent = pair.a.stats().datagrams_out - before;
+    assert!(sent <= 6, "A sent {sent} datagrams in an idle minute");
+    assert_eq!(pair.a.stream_stats(a_peer).unwrap().open_streams, 0);
+}

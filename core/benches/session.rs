@@ -134,11 +134,10 @@ fn stream_round(total: usize) -> f64 {
             moved = true;
         }
         while b.poll_event().is_some() {}
-        loop {
-            match b.stream_read(now, b_peer, stream, &mut buf) {
-                Ok(burrow_core::ReadOutcome::Data(n)) => read += n,
-                _ => break,
-            }
+        while let Ok(burrow_core::ReadOutcome::Data(n)) =
+            b.stream_read(now, b_peer, stream, &mut buf)
+        {
+            read += n;
         }
         while let Some(t) = b.poll_transmit() {
             a.handle_input(now, b_addr, &t.payload);

@@ -12,6 +12,8 @@
 //! - [`topology`]: sites, hosts, nested NATs, uplinks with router hop counts.
 //! - [`scenario`]: [`Sim`], the runner: nodes, stepping, bounded runs, livelock detection.
 //! - [`trace`]: the deterministic text trace and its hash.
+//! - [`endpoint`]: [`EndpointNode`], a real `burrow_core::Endpoint` as a node, and the [`Sim`]
+//!   helpers for its commands.
 //! - [`demo`]: named scenarios and the speed benchmark used by the `burrow-sim` binary.
 //!
 //! ```
@@ -37,6 +39,7 @@
 
 pub mod clock;
 pub mod demo;
+pub mod endpoint;
 pub mod link;
 pub mod nat;
 mod net;
@@ -47,6 +50,7 @@ pub mod toy;
 pub mod trace;
 
 pub use clock::origin;
+pub use endpoint::EndpointNode;
 pub use link::{GilbertElliott, LinkConfig, LinkDrop};
 pub use nat::{Filtering, FlowInfo, Mapping, NatBox, NatConfig, PortAllocation, Unsolicited};
 pub use net::NetStats;

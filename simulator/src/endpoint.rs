@@ -353,7 +353,12 @@ impl Sim {
     }
 
     /// `Endpoint::send_datagram` on node `id`.
-    pub fn send_datagram(&mut self, id: NodeId, peer: PeerId, data: &[u8]) -> Result<(), SendError> {
+    pub fn send_datagram(
+        &mut self,
+        id: NodeId,
+        peer: PeerId,
+        data: &[u8],
+    ) -> Result<(), SendError> {
         self.endpoint_command(id, |ep, now| ep.send_datagram(now, peer, data))
     }
 

@@ -14,6 +14,7 @@
 //! - [`trace`]: the deterministic text trace and its hash.
 //! - [`endpoint`]: [`EndpointNode`], a real `burrow_core::Endpoint` as a node, and the [`Sim`]
 //!   helpers for its commands.
+//! - [`showcase`]: the `burrow-sim demo` run: a public server and two daemons behind NATs.
 //! - [`demo`]: named scenarios and the speed benchmark used by the `burrow-sim` binary.
 //!
 //! ```
@@ -45,6 +46,7 @@ pub mod nat;
 mod net;
 mod node;
 pub mod scenario;
+pub mod showcase;
 pub mod topology;
 pub mod toy;
 pub mod trace;

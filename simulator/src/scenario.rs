@@ -314,16 +314,17 @@ impl Sim {
         let now = self.w.now;
         let s = &self.nodes[id.0 as usize];
         let (host, port) = (s.host, s.port);
+        if self.w.trace.enabled() {
+            let trace = &mut self.w.trace;
+            let node = &mut self.nodes[id.0 as usize].node;
+            node.drain_notes(&mut |line| trace.note(now, line));
+        }
         let mut sent = false;
         while let Some(t) = self.nodes[id.0 as usize].node.poll_transmit() {
             sent = true;
             self.w.inject(host, port, t);
         }
         let s = &mut self.nodes[id.0 as usize];
-        if self.w.trace.enabled() {
-            let trace = &mut self.w.trace;
-            s.node.drain_notes(&mut |line| trace.note(now, line));
-        }
         let deadline = s.node.poll_timeout().map(|i| self.clock.since_origin(i));
         if from_timer {
             if !sent && deadline.is_some_and(|d| d <= now) {

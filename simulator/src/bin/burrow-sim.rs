@@ -1,6 +1,7 @@
 //! `burrow-sim`: run simulator scenarios from the command line.
 //!
 //! ```text
+//! burrow-sim demo [--seed N] [--trace]
 //! burrow-sim list
 //! burrow-sim trace <scenario> [--seed N] [--hash]
 //! burrow-sim speed [--count N]
@@ -24,7 +25,7 @@ struct Args {
 
 impl Args {
     /// Flags that take no value.
-    const SWITCHES: &'static [&'static str] = &["--hash", "--help"];
+    const SWITCHES: &'static [&'static str] = &["--hash", "--help", "--trace"];
 
     fn parse(raw: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut positional = Vec::new();
@@ -76,6 +77,11 @@ type Command = fn(&Args) -> Result<(), String>;
 /// `(name, usage, handler)`; `args.positional[0]` is the subcommand itself.
 const COMMANDS: &[(&str, &str, Command)] = &[
     (
+        "demo",
+        "demo [--seed N] [--trace]     a server and two NATed daemons: STUN, handshake, datagrams",
+        cmd_demo,
+    ),
+    (
         "list",
         "list                          named scenarios",
         cmd_list,
@@ -100,6 +106,25 @@ fn usage() -> String {
         s.push('\n');
     }
     s
+}
+
+fn cmd_demo(args: &Args) -> Result<(), String> {
+    let seed = args.u64_or("--seed", 0)?;
+    let report = burrow_sim::showcase::run(seed, args.flag("--trace"));
+    if let Some(trace) = &report.trace {
+        println!("packet trace:");
+        print!("{trace}");
+        println!();
+    }
+    print!("{}", report.text);
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "demo failed with seed {seed}: {}",
+            report.failures.join("; ")
+        ))
+    }
 }
 
 fn cmd_list(_: &Args) -> Result<(), String> {

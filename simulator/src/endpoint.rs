@@ -31,6 +31,7 @@
 //! # Ok::<(), burrow_sim::SimError>(())
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -94,6 +95,10 @@ pub struct EndpointNode {
     noted: usize,
     echo: bool,
     echo_failures: u64,
+    /// Timer calls that produced nothing and left a deadline at or before `now`.
+    stalls: u64,
+    /// The endpoint's transmits, drained after every call.
+    out: VecDeque<Transmit>,
     /// Virtual time of the latest call.
     now: Instant,
 }
@@ -120,6 +125,8 @@ impl EndpointNode {
             noted: 0,
             echo: false,
             echo_failures: 0,
+            stalls: 0,
+            out: VecDeque::new(),
             now,
         }
     }
@@ -200,6 +207,13 @@ impl EndpointNode {
         self.echo_failures
     }
 
+    /// Timer calls after which the endpoint had nothing to send or report yet asked to be woken
+    /// at or before the same instant again: breaches of the core's `poll_timeout` contract
+    /// (the simulator fails the run as a livelock only after many in a row).
+    pub fn stalls(&self) -> u64 {
+        self.stalls
+    }
+
     /// Runs a command on the endpoint at virtual time `now` and logs the events it produced.
     /// Use it inside [`Sim::with_node`], which then drains the endpoint's transmits.
     pub fn command<R>(&mut self, now: Instant, f: impl FnOnce(&mut Endpoint, Instant) -> R) -> R {
@@ -210,9 +224,10 @@ impl EndpointNode {
     }
 
     /// Drains `poll_event`, logging each event and acting as the application where it is
-    /// configured to (echo).
-    fn collect(&mut self) {
+    /// configured to (echo), then drains `poll_transmit`. Returns whether there was any output.
+    fn collect(&mut self) -> bool {
         let at = self.now.saturating_duration_since(origin());
+        let before = (self.events.len(), self.out.len());
         while let Some(event) = self.ep.poll_event() {
             if let (true, Event::Datagram { peer, data }) = (self.echo, &event) {
                 if self.ep.send_datagram(self.now, *peer, data).is_err() {
@@ -221,6 +236,9 @@ impl EndpointNode {
             }
             self.events.push(Logged { at, event });
         }
+        self.out
+            .extend(std::iter::from_fn(|| self.ep.poll_transmit()));
+        (self.events.len(), self.out.len()) != before
     }
 }
 
@@ -234,11 +252,13 @@ impl Node for EndpointNode {
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         self.ep.handle_timeout(now);
-        self.collect();
+        if !self.collect() && self.ep.poll_timeout().is_some_and(|(at, _)| at <= now) {
+            self.stalls += 1;
+        }
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.ep.poll_transmit()
+        self.out.pop_front()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -244,3 +244,63 @@ pub fn speed_batch(count: u64) -> Result<SpeedTotals, SimError> {
     }
     Ok(t)
 }
+
+/// Datagrams the daemon sends in an endpoint benchmark scenario.
+pub const ENDPOINT_SPEED_DATAGRAMS: u32 = 100;
+
+/// The endpoint benchmark scenario: a real daemon endpoint behind a Linux NAT connects to a real
+/// public server endpoint (Noise IK) and sends it [`ENDPOINT_SPEED_DATAGRAMS`] datagrams of 64
+/// bytes, one per millisecond from the start (the first ones wait for the handshake). Returns
+/// the simulation and the server's node.
+pub fn endpoint_speed_sim(seed: u64) -> (Sim, crate::NodeId) {
+    use crate::endpoint::secret_key;
+    use burrow_core::Config;
+
+    let mut net = Network::new();
+    let srv_host = net.add_public_host("server", SERVER);
+    let (_, home) = net.add_natted_host(
+        "daemon",
+        None,
+        ip(203, 0, 113, 1),
+        NatConfig::linux(),
+        ip(192, 168, 1, 2),
+    );
+    let mut sim = Sim::new(net, seed);
+    let server_key = secret_key(seed, "server");
+    let key = server_key.public_key();
+    let server = sim.add_endpoint(srv_host, 7000, "server", Config::new(server_key));
+    let daemon = sim.add_endpoint(
+        home,
+        40000,
+        "daemon",
+        Config::new(secret_key(seed, "daemon")),
+    );
+    let addr = sim.node_addr(server);
+    let peer = sim
+        .connect(daemon, key, addr)
+        .expect("the server's key is not the daemon's own");
+    for i in 0..ENDPOINT_SPEED_DATAGRAMS {
+        sim.schedule(Duration::from_millis(u64::from(i)), move |sim| {
+            // The queue holds 256 datagrams, more than the handshake can hold back.
+            let _ = sim.send_datagram(daemon, peer, &[i as u8; 64]);
+        });
+    }
+    (sim, server)
+}
+
+/// Runs `count` endpoint benchmark scenarios (seeds `0..count`), each until the server has
+/// every datagram.
+pub fn endpoint_speed_batch(count: u64) -> Result<SpeedTotals, SimError> {
+    let mut t = SpeedTotals::default();
+    let want = ENDPOINT_SPEED_DATAGRAMS as usize;
+    for seed in 0..count {
+        let (mut sim, server) = endpoint_speed_sim(seed);
+        sim.run_until(Duration::from_secs(10), |s| {
+            s.endpoint(server).datagram_count() == want
+        })?;
+        t.scenarios += 1;
+        t.delivered += sim.stats().delivered;
+        t.events += sim.events();
+    }
+    Ok(t)
+}

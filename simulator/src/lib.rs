@@ -12,6 +12,9 @@
 //! - [`topology`]: sites, hosts, nested NATs, uplinks with router hop counts.
 //! - [`scenario`]: [`Sim`], the runner: nodes, stepping, bounded runs, livelock detection.
 //! - [`trace`]: the deterministic text trace and its hash.
+//! - [`endpoint`]: [`EndpointNode`], a real `burrow_core::Endpoint` as a node, and the [`Sim`]
+//!   helpers for its commands.
+//! - [`showcase`]: the `burrow-sim demo` run: a public server and two daemons behind NATs.
 //! - [`demo`]: named scenarios and the speed benchmark used by the `burrow-sim` binary.
 //!
 //! ```
@@ -37,16 +40,19 @@
 
 pub mod clock;
 pub mod demo;
+pub mod endpoint;
 pub mod link;
 pub mod nat;
 mod net;
 mod node;
 pub mod scenario;
+pub mod showcase;
 pub mod topology;
 pub mod toy;
 pub mod trace;
 
 pub use clock::origin;
+pub use endpoint::EndpointNode;
 pub use link::{GilbertElliott, LinkConfig, LinkDrop};
 pub use nat::{Filtering, FlowInfo, Mapping, NatBox, NatConfig, PortAllocation, Unsolicited};
 pub use net::NetStats;

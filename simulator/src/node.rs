@@ -1,6 +1,7 @@
 //! The interface between the simulator and the protocol code it runs.
 
 use std::any::Any;
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -22,6 +23,14 @@ pub trait Node {
     fn poll_transmit(&mut self) -> Option<Transmit>;
     /// When the node next wants [`Node::handle_timeout`], if ever.
     fn poll_timeout(&self) -> Option<Instant>;
+    /// Hands lines about what the node did since the last call (for instance the events a real
+    /// endpoint reported) to `sink`, which adds them to the trace at the current virtual time.
+    ///
+    /// Called after every call into the node, only while a trace is being recorded, so nodes
+    /// should format nothing until asked. The default reports nothing.
+    fn drain_notes(&mut self, sink: &mut dyn FnMut(fmt::Arguments<'_>)) {
+        let _ = sink;
+    }
 }
 
 /// `Node` plus downcasting, implemented for every `'static` node.

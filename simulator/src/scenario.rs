@@ -284,6 +284,16 @@ impl Sim {
         r
     }
 
+    /// Replaces the node `id` with `node` on the same address (a process restart: the old
+    /// node's state is gone), then drains the new node's initial output and reads its deadline.
+    pub fn replace_node<T: Node + 'static>(&mut self, id: NodeId, node: T) {
+        let s = &mut self.nodes[id.0 as usize];
+        s.node = Box::new(node);
+        s.scheduled = None;
+        s.spins = 0;
+        let _ = self.after_call(id, false);
+    }
+
     /// Runs `f` at virtual time `at` (or now, if `at` has passed), in event order.
     pub fn schedule(&mut self, at: Duration, f: impl FnOnce(&mut Sim) + 'static) {
         self.actions.push(Some(Box::new(f)));
@@ -304,6 +314,11 @@ impl Sim {
         let now = self.w.now;
         let s = &self.nodes[id.0 as usize];
         let (host, port) = (s.host, s.port);
+        if self.w.trace.enabled() {
+            let trace = &mut self.w.trace;
+            let node = &mut self.nodes[id.0 as usize].node;
+            node.drain_notes(&mut |line| trace.note(now, line));
+        }
         let mut sent = false;
         while let Some(t) = self.nodes[id.0 as usize].node.poll_transmit() {
             sent = true;

@@ -1,9 +1,10 @@
 //! `burrow-sim`: run simulator scenarios from the command line.
 //!
 //! ```text
+//! burrow-sim demo [--seed N] [--trace]
 //! burrow-sim list
 //! burrow-sim trace <scenario> [--seed N] [--hash]
-//! burrow-sim speed [--count N]
+//! burrow-sim speed [--count N] [--endpoint-count M]
 //! ```
 //!
 //! Subcommands live in [`COMMANDS`]; adding one is a table entry plus a function taking the
@@ -24,7 +25,7 @@ struct Args {
 
 impl Args {
     /// Flags that take no value.
-    const SWITCHES: &'static [&'static str] = &["--hash", "--help"];
+    const SWITCHES: &'static [&'static str] = &["--hash", "--help", "--trace"];
 
     fn parse(raw: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut positional = Vec::new();
@@ -76,6 +77,11 @@ type Command = fn(&Args) -> Result<(), String>;
 /// `(name, usage, handler)`; `args.positional[0]` is the subcommand itself.
 const COMMANDS: &[(&str, &str, Command)] = &[
     (
+        "demo",
+        "demo [--seed N] [--trace]     a server and two NATed daemons: STUN, handshake, datagrams",
+        cmd_demo,
+    ),
+    (
         "list",
         "list                          named scenarios",
         cmd_list,
@@ -87,7 +93,7 @@ const COMMANDS: &[(&str, &str, Command)] = &[
     ),
     (
         "speed",
-        "speed [--count N]             run N two-node scenarios of 200 datagrams, report rate",
+        "speed [--count N] [--endpoint-count M]  rate of N toy scenarios (200 datagrams) and M\n                                endpoint scenarios (handshake + 100 datagrams)",
         cmd_speed,
     ),
 ];
@@ -100,6 +106,25 @@ fn usage() -> String {
         s.push('\n');
     }
     s
+}
+
+fn cmd_demo(args: &Args) -> Result<(), String> {
+    let seed = args.u64_or("--seed", 0)?;
+    let report = burrow_sim::showcase::run(seed, args.flag("--trace"));
+    if let Some(trace) = &report.trace {
+        println!("packet trace:");
+        print!("{trace}");
+        println!();
+    }
+    print!("{}", report.text);
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "demo failed with seed {seed}: {}",
+            report.failures.join("; ")
+        ))
+    }
 }
 
 fn cmd_list(_: &Args) -> Result<(), String> {
@@ -142,28 +167,39 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-fn cmd_speed(args: &Args) -> Result<(), String> {
-    let count = args.u64_or("--count", 5000)?;
+/// Runs `batch(count)` after a warm-up and prints its rates per CPU-second.
+fn measure(
+    what: &str,
+    count: u64,
+    batch: fn(u64) -> Result<demo::SpeedTotals, burrow_sim::SimError>,
+) -> Result<(), String> {
     // Warm up allocator and caches.
-    demo::speed_batch(count.min(50)).map_err(|e| e.to_string())?;
+    batch(count.min(50)).map_err(|e| e.to_string())?;
     let (wall0, cpu0) = (Instant::now(), thread_cpu_ns());
-    let t = demo::speed_batch(count).map_err(|e| e.to_string())?;
+    let t = batch(count).map_err(|e| e.to_string())?;
     let wall = wall0.elapsed().as_secs_f64();
     let cpu = match (cpu0, thread_cpu_ns()) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => wall,
     };
     println!(
-        "{} scenarios, {} datagrams delivered, {} events in {:.3} s CPU ({:.3} s wall)",
+        "{what}: {} scenarios, {} datagrams delivered, {} events in {:.3} s CPU ({:.3} s wall)",
         t.scenarios, t.delivered, t.events, cpu, wall
     );
     println!(
-        "{:.0} scenarios/CPU-s, {:.0} datagrams/CPU-s, {:.0} events/CPU-s",
+        "{what}: {:.0} scenarios/CPU-s, {:.0} datagrams/CPU-s, {:.0} events/CPU-s",
         t.scenarios as f64 / cpu,
         t.delivered as f64 / cpu,
         t.events as f64 / cpu
     );
     Ok(())
+}
+
+fn cmd_speed(args: &Args) -> Result<(), String> {
+    let count = args.u64_or("--count", 5000)?;
+    let endpoints = args.u64_or("--endpoint-count", 1000)?;
+    measure("toy nodes", count, demo::speed_batch)?;
+    measure("endpoints", endpoints, demo::endpoint_speed_batch)
 }
 
 fn main() -> ExitCode {

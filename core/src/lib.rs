@@ -63,6 +63,7 @@ pub mod crypto;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod rendezvous;
 pub mod session;
 pub mod stats;
 pub mod stream;

@@ -1,0 +1,600 @@
+//! [`Client`]: a daemon's side of the rendezvous protocol.
+//!
+//! It registers (with retries), renews the lease, re-registers when the lease is lost or the
+//! server restarted, and runs `Lookup` and `ConnectPeer` requests to completion or to a clear
+//! failure. Messages go to the server over the session the caller keeps with it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::messages::{
+    ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, MAX_SERVICES, MAX_TOKEN_LEN, PunchRole,
+    ServerMessage,
+};
+use super::name::ServiceName;
+use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
+use crate::crypto::PublicKey;
+
+/// How long a refused or unanswered registration waits before it is tried again.
+pub const REGISTER_RETRY: Duration = Duration::from_secs(30);
+/// Extra time a waiting `ConnectPeer` allows beyond the server's announced wait.
+const WAIT_GRACE: Duration = GIVE_UP_AFTER;
+/// How long an introduction id is remembered to drop duplicates (the server stops
+/// retransmitting after [`GIVE_UP_AFTER`]).
+const SEEN_FOR: Duration = Duration::from_secs(60);
+/// Most introduction ids remembered.
+const SEEN_MAX: usize = 256;
+
+/// A daemon's rendezvous settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The access token (at most [`MAX_TOKEN_LEN`] bytes).
+    pub token: String,
+    /// Names this daemon publishes as a destination (at most [`MAX_SERVICES`], no duplicates).
+    pub services: Vec<ServiceName>,
+    /// Local addresses a peer on the same network can use; only the first
+    /// [`MAX_HOST_CANDIDATES`] are announced.
+    pub host_candidates: Vec<SocketAddr>,
+    /// How often to renew the lease; `None` for a third of the lease the server announces.
+    /// Never more than that third, whatever is set here.
+    pub renew_every: Option<Duration>,
+}
+
+impl ClientConfig {
+    /// A configuration with `token`, no services, no host candidates and default renewal.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            services: Vec::new(),
+            host_candidates: Vec::new(),
+            renew_every: None,
+        }
+    }
+}
+
+/// Why a [`ClientConfig`] was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The token is longer than [`MAX_TOKEN_LEN`] bytes.
+    TokenTooLong,
+    /// More than [`MAX_SERVICES`] services.
+    TooManyServices,
+    /// A service is listed twice.
+    DuplicateService(ServiceName),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TokenTooLong => write!(f, "the token is longer than {MAX_TOKEN_LEN} bytes"),
+            Self::TooManyServices => {
+                write!(f, "a daemon publishes at most {MAX_SERVICES} services")
+            }
+            Self::DuplicateService(name) => write!(f, "service {name} is listed twice"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the rendezvous client tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The server accepted our registration.
+    Registered {
+        /// Our address as the server sees it.
+        reflexive: SocketAddr,
+        /// The lease the server grants.
+        lease: Duration,
+    },
+    /// The server refused our registration, or never answered. It is tried again after
+    /// [`REGISTER_RETRY`]; a refusal usually needs a config change.
+    RegistrationFailed {
+        /// Why.
+        code: ErrorCode,
+        /// Detail from the server, or a local explanation.
+        detail: String,
+    },
+    /// Go and punch to `peer`.
+    Introduced {
+        /// The `lookup`/`connect_peer` request this answers; `None` when a source looked up
+        /// one of our services.
+        request: Option<u64>,
+        /// The other side's static key.
+        peer: PublicKey,
+        /// The service, in client/server mode.
+        service: Option<ServiceName>,
+        /// Where to reach it: its server-reflexive address first, then its host candidates.
+        candidates: Vec<SocketAddr>,
+        /// Our part in the punch.
+        role: PunchRole,
+    },
+    /// A `lookup` or `connect_peer` request failed; [`ErrorCode::NoAnswer`] when the server
+    /// never answered.
+    RequestFailed {
+        /// The request id.
+        request: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Detail for logs.
+        detail: String,
+    },
+    /// Our registration is gone (the server said the lease expired, or renewals went
+    /// unanswered until it would have). The client is already registering again.
+    LeaseLost,
+}
+
+/// Where the registration stands.
+#[derive(Clone, Debug)]
+enum State {
+    /// Not started, or the session to the server is down.
+    Idle,
+    /// A `Register` is in flight.
+    Registering { request: u64, retry: Retry },
+    /// Registration was refused or unanswered; try again at `at`.
+    Backoff { at: Instant },
+    /// Registered.
+    Registered {
+        reflexive: SocketAddr,
+        lease: Duration,
+        /// Our conservative estimate of the server's lease end.
+        lease_end: Instant,
+        renew_at: Instant,
+        /// A `Renew` in flight.
+        renewing: Option<(u64, Retry)>,
+    },
+}
+
+/// A `Lookup` or `ConnectPeer` in progress.
+#[derive(Clone, Debug)]
+struct Request {
+    msg: ClientMessage,
+    /// `None` while unsent (not registered yet, or the session went down).
+    retry: Option<Retry>,
+    give_up: Instant,
+}
+
+/// A daemon's rendezvous state machine. Same verbs as the endpoint: after every call that
+/// takes `now`, drain `poll_message` and `poll_event`, then read `poll_timeout`.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    next_request: u64,
+    state: State,
+    requests: BTreeMap<u64, Request>,
+    /// Introduction ids already reported, with when they were first seen.
+    seen: BTreeMap<u64, Instant>,
+    messages: VecDeque<ClientMessage>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Client {
+    /// Creates a client; nothing is sent until [`Self::start`].
+    ///
+    /// `seed` is a random value (from the endpoint's CSPRNG) that request ids start from, so a
+    /// restarted daemon's ids do not collide with the answers the server remembers from its
+    /// previous run.
+    pub fn new(mut config: ClientConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        let _ = now;
+        if config.token.len() > MAX_TOKEN_LEN {
+            return Err(ConfigError::TokenTooLong);
+        }
+        if config.services.len() > MAX_SERVICES {
+            return Err(ConfigError::TooManyServices);
+        }
+        for (i, name) in config.services.iter().enumerate() {
+            if config.services[..i].contains(name) {
+                return Err(ConfigError::DuplicateService(name.clone()));
+            }
+        }
+        config.host_candidates.truncate(MAX_HOST_CANDIDATES);
+        Ok(Self {
+            config,
+            next_request: seed,
+            state: State::Idle,
+            requests: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            messages: VecDeque::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// Whether the server has confirmed our registration.
+    pub fn is_registered(&self) -> bool {
+        matches!(self.state, State::Registered { .. })
+    }
+
+    /// Our server-reflexive address, once registered.
+    pub fn reflexive(&self) -> Option<SocketAddr> {
+        match self.state {
+            State::Registered { reflexive, .. } => Some(reflexive),
+            _ => None,
+        }
+    }
+
+    /// Number of `lookup`/`connect_peer` requests in progress.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    fn request_id(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        id
+    }
+
+    // ----- commands ----------------------------------------------------------------------
+
+    /// Registers with the server. Call it when the session to the server is up (again): a
+    /// restarted server is registered with afresh, and waiting requests are sent again.
+    pub fn start(&mut self, now: Instant) {
+        self.seen.clear();
+        self.register(now);
+    }
+
+    /// Notes that the session to the server closed. Requests stay pending (their deadlines keep
+    /// running) until [`Self::start`] is called again.
+    pub fn session_lost(&mut self, now: Instant) {
+        let _ = now;
+        self.state = State::Idle;
+        self.pause_requests();
+    }
+
+    /// Unregisters (best effort) and stops; pending requests are dropped without events.
+    pub fn stop(&mut self, now: Instant) {
+        let _ = now;
+        if self.is_registered() {
+            self.messages.push_back(ClientMessage::Unregister);
+        }
+        self.state = State::Idle;
+        self.requests.clear();
+    }
+
+    /// Client/server mode: asks for the daemon that publishes `name`. Returns the request id
+    /// that [`ClientEvent::Introduced`] or [`ClientEvent::RequestFailed`] will carry.
+    pub fn lookup(&mut self, now: Instant, name: ServiceName) -> u64 {
+        let request = self.request_id();
+        self.add_request(now, ClientMessage::Lookup { request, name })
+    }
+
+    /// Peer mode: asks to be introduced to `peer`, which must ask for us too. Returns the
+    /// request id that [`ClientEvent::Introduced`] or [`ClientEvent::RequestFailed`] will
+    /// carry.
+    pub fn connect_peer(&mut self, now: Instant, peer: PublicKey) -> u64 {
+        let request = self.request_id();
+        self.add_request(now, ClientMessage::ConnectPeer { request, peer })
+    }
+
+    fn add_request(&mut self, now: Instant, msg: ClientMessage) -> u64 {
+        let request = request_of(&msg);
+        let mut req = Request {
+            msg,
+            retry: None,
+            give_up: now + GIVE_UP_AFTER,
+        };
+        if self.is_registered() {
+            self.messages.push_back(req.msg.clone());
+            req.retry = Some(Retry::new(now));
+        }
+        self.requests.insert(request, req);
+        request
+    }
+
+    fn register(&mut self, now: Instant) {
+        let request = self.request_id();
+        self.state = State::Registering {
+            request,
+            retry: Retry::new(now),
+        };
+        self.pause_requests();
+        self.send_register(request);
+    }
+
+    fn send_register(&mut self, request: u64) {
+        self.messages.push_back(ClientMessage::Register {
+            request,
+            token: self.config.token.clone(),
+            services: self.config.services.clone(),
+            host_candidates: self.config.host_candidates.clone(),
+        });
+    }
+
+    fn pause_requests(&mut self) {
+        for req in self.requests.values_mut() {
+            req.retry = None;
+        }
+    }
+
+    fn lease_lost(&mut self, now: Instant) {
+        self.events.push_back(ClientEvent::LeaseLost);
+        self.register(now);
+    }
+
+    fn renew_interval(&self, lease: Duration) -> Duration {
+        let third = lease / 3;
+        self.config
+            .renew_every
+            .map_or(third, |d| d.min(third))
+            .max(Duration::from_millis(100))
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    /// Feeds one message from the server. Call it for every decoded message, then drain
+    /// `poll_message` and `poll_event`. Unexpected or stale messages are ignored.
+    pub fn handle_message(&mut self, now: Instant, msg: ServerMessage) {
+        match msg {
+            ServerMessage::Registered {
+                request,
+                lease_secs,
+                reflexive,
+            } => {
+                let State::Registering { request: r, retry } = self.state else {
+                    return;
+                };
+                if r != request {
+                    return;
+                }
+                let lease = Duration::from_secs(u64::from(lease_secs.max(1)));
+                self.state = State::Registered {
+                    reflexive,
+                    lease,
+                    // The server counted from when it received one of our copies; the first
+                    // went out no earlier.
+                    lease_end: retry.first + lease,
+                    renew_at: now + self.renew_interval(lease),
+                    renewing: None,
+                };
+                self.events
+                    .push_back(ClientEvent::Registered { reflexive, lease });
+                for req in self.requests.values_mut() {
+                    if req.retry.is_none() {
+                        self.messages.push_back(req.msg.clone());
+                        req.retry = Some(Retry::new(now));
+                    }
+                }
+            }
+            ServerMessage::Renewed {
+                request,
+                lease_secs,
+            } => {
+                let interval = self.renew_interval(Duration::from_secs(u64::from(lease_secs)));
+                let State::Registered {
+                    lease,
+                    lease_end,
+                    renew_at,
+                    renewing,
+                    ..
+                } = &mut self.state
+                else {
+                    return;
+                };
+                let Some((r, retry)) = *renewing else {
+                    return;
+                };
+                if r == request {
+                    *lease = Duration::from_secs(u64::from(lease_secs.max(1)));
+                    *lease_end = retry.first + *lease;
+                    *renew_at = now + interval;
+                    *renewing = None;
+                }
+            }
+            ServerMessage::Waiting { request, wait_secs } => {
+                if let Some(req) = self.requests.get_mut(&request) {
+                    let until = now + Duration::from_secs(u64::from(wait_secs)) + WAIT_GRACE;
+                    req.give_up = req.give_up.max(until);
+                }
+            }
+            ServerMessage::Error {
+                request,
+                code,
+                detail,
+            } => self.on_error(now, request, code, detail),
+            ServerMessage::Introduce {
+                id,
+                request,
+                peer,
+                service,
+                candidates,
+                role,
+            } => {
+                // Acknowledge every copy: the previous acknowledgement may have been lost.
+                self.messages.push_back(ClientMessage::Ack { id });
+                if self.seen.contains_key(&id) {
+                    return;
+                }
+                if self.seen.len() >= SEEN_MAX {
+                    self.seen.pop_first();
+                }
+                self.seen.insert(id, now);
+                if let Some(r) = request {
+                    self.requests.remove(&r);
+                }
+                self.events.push_back(ClientEvent::Introduced {
+                    request,
+                    peer,
+                    service,
+                    candidates,
+                    role,
+                });
+            }
+            ServerMessage::LeaseExpired => {
+                if self.is_registered() {
+                    self.lease_lost(now);
+                }
+            }
+        }
+    }
+
+    fn on_error(&mut self, now: Instant, request: u64, code: ErrorCode, detail: String) {
+        match &self.state {
+            State::Registering { request: r, .. } if *r == request => {
+                self.events
+                    .push_back(ClientEvent::RegistrationFailed { code, detail });
+                self.state = State::Backoff {
+                    at: now + REGISTER_RETRY,
+                };
+                return;
+            }
+            State::Registered {
+                renewing: Some((r, _)),
+                ..
+            } if *r == request => {
+                self.lease_lost(now);
+                return;
+            }
+            _ => {}
+        }
+        if !self.requests.contains_key(&request) {
+            return;
+        }
+        if code == ErrorCode::NotRegistered {
+            // The server forgot us (restart, or our lease ran out unnoticed): register again
+            // and re-send the request once registered.
+            if self.is_registered() {
+                self.lease_lost(now);
+            }
+            return;
+        }
+        self.requests.remove(&request);
+        self.events.push_back(ClientEvent::RequestFailed {
+            request,
+            code,
+            detail,
+        });
+    }
+
+    /// Acts on every deadline that has passed by `now`: retransmissions, renewal, lease loss
+    /// and request timeouts. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Idle => {}
+            State::Backoff { at } => {
+                if *at <= now {
+                    self.register(now);
+                }
+            }
+            State::Registering { request, retry } => {
+                if retry.give_up() <= now {
+                    self.events.push_back(ClientEvent::RegistrationFailed {
+                        code: ErrorCode::NoAnswer,
+                        detail: format!(
+                            "no answer to registration within {} s",
+                            GIVE_UP_AFTER.as_secs()
+                        ),
+                    });
+                    self.state = State::Backoff {
+                        at: now + RETRY_MAX,
+                    };
+                } else if retry.is_due(now) {
+                    retry.backoff(now);
+                    let request = *request;
+                    self.send_register(request);
+                }
+            }
+            State::Registered {
+                lease_end,
+                renew_at,
+                renewing,
+                ..
+            } => {
+                if *lease_end <= now {
+                    self.lease_lost(now);
+                } else if let Some((request, retry)) = renewing {
+                    if retry.is_due(now) {
+                        retry.backoff(now);
+                        let request = *request;
+                        self.messages.push_back(ClientMessage::Renew { request });
+                    }
+                } else if *renew_at <= now {
+                    let request = self.next_request;
+                    self.next_request = self.next_request.wrapping_add(1);
+                    *renewing = Some((request, Retry::new(now)));
+                    self.messages.push_back(ClientMessage::Renew { request });
+                }
+            }
+        }
+        let registered = self.is_registered();
+        let mut failed = Vec::new();
+        for (&request, req) in &mut self.requests {
+            if req.give_up <= now {
+                failed.push(request);
+            } else if let Some(retry) = req.retry.as_mut().filter(|r| registered && r.is_due(now)) {
+                retry.backoff(now);
+                self.messages.push_back(req.msg.clone());
+            }
+        }
+        for request in failed {
+            let was_sent = self
+                .requests
+                .remove(&request)
+                .is_some_and(|r| r.retry.is_some());
+            let detail = if was_sent {
+                "the rendezvous server did not answer in time"
+            } else {
+                "not registered with the rendezvous server in time"
+            };
+            self.events.push_back(ClientEvent::RequestFailed {
+                request,
+                code: ErrorCode::NoAnswer,
+                detail: detail.into(),
+            });
+        }
+        self.seen
+            .retain(|_, at| now.saturating_duration_since(*at) < SEEN_FOR);
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    /// The next message for the server. Drain it until `None` after every call that takes
+    /// `now`; send each over the session to the server (losing some is fine).
+    #[must_use]
+    pub fn poll_message(&mut self) -> Option<ClientMessage> {
+        self.messages.pop_front()
+    }
+
+    /// The next event. Drain it until `None` after every call that takes `now`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] should next be called; `None` when nothing is pending.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let state = match &self.state {
+            State::Idle => None,
+            State::Backoff { at } => Some(*at),
+            State::Registering { retry, .. } => Some(retry.next.min(retry.give_up())),
+            State::Registered {
+                lease_end,
+                renew_at,
+                renewing,
+                ..
+            } => Some(match renewing {
+                Some((_, retry)) => retry.next.min(*lease_end),
+                None => (*renew_at).min(*lease_end),
+            }),
+        };
+        let registered = self.is_registered();
+        let requests = self.requests.values().map(|r| match &r.retry {
+            Some(retry) if registered => retry.next.min(r.give_up),
+            _ => r.give_up,
+        });
+        state.into_iter().chain(requests).min()
+    }
+}
+
+fn request_of(msg: &ClientMessage) -> u64 {
+    match msg {
+        ClientMessage::Register { request, .. }
+        | ClientMessage::Renew { request }
+        | ClientMessage::Lookup { request, .. }
+        | ClientMessage::ConnectPeer { request, .. } => *request,
+        ClientMessage::Unregister | ClientMessage::Ack { .. } => 0,
+    }
+}

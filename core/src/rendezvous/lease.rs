@@ -1,0 +1,278 @@
+//! The server's table of registrations: who is registered, from where, publishing which names,
+//! until when, and how much of each token's allowance is in use.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::messages::{ErrorCode, ServerMessage};
+use super::name::ServiceName;
+use crate::crypto::PublicKey;
+
+/// How many final answers a registration remembers, to answer retransmitted requests
+/// identically.
+const ANSWERS_KEPT: usize = 32;
+
+/// Limits that apply to all registrations made with one token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenLimits {
+    /// Most service names published at once, over all of the token's registrations.
+    pub max_services: usize,
+    /// Most daemons (keys) registered at once with the token.
+    pub max_registrations: usize,
+}
+
+/// One daemon's registration, as the server holds it.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    key: PublicKey,
+    addr: SocketAddr,
+    token: String,
+    services: Vec<ServiceName>,
+    host_candidates: Vec<SocketAddr>,
+    since: Instant,
+    expires: Instant,
+    /// Final answers to `Lookup` and `ConnectPeer` requests, newest last.
+    answers: VecDeque<(u64, ServerMessage)>,
+}
+
+impl Registration {
+    /// The daemon's static key.
+    pub fn key(&self) -> PublicKey {
+        self.key
+    }
+
+    /// Its server-reflexive address: where its latest message came from.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The token it registered with.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The services it publishes.
+    pub fn services(&self) -> &[ServiceName] {
+        &self.services
+    }
+
+    /// The host candidates it announced.
+    pub fn host_candidates(&self) -> &[SocketAddr] {
+        &self.host_candidates
+    }
+
+    /// When it first registered (re-registering keeps this).
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    /// When its lease runs out unless renewed.
+    pub fn expires(&self) -> Instant {
+        self.expires
+    }
+
+    /// Candidates to give a peer: the reflexive address first, then the host candidates.
+    pub(crate) fn candidates(&self) -> Vec<SocketAddr> {
+        let mut out = Vec::with_capacity(1 + self.host_candidates.len());
+        out.push(self.addr);
+        out.extend(self.host_candidates.iter().filter(|a| **a != self.addr));
+        out
+    }
+
+    /// The remembered final answer to `request`, if any.
+    pub(crate) fn answer(&self, request: u64) -> Option<&ServerMessage> {
+        self.answers
+            .iter()
+            .find(|(r, _)| *r == request)
+            .map(|(_, m)| m)
+    }
+
+    /// Remembers the final answer to `request`.
+    pub(crate) fn remember(&mut self, request: u64, msg: ServerMessage) {
+        if self.answers.len() == ANSWERS_KEPT {
+            self.answers.pop_front();
+        }
+        self.answers.push_back((request, msg));
+    }
+}
+
+/// What one token is using.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    registrations: usize,
+    services: usize,
+}
+
+/// A `Register` the registry is asked to apply.
+pub(crate) struct NewRegistration {
+    pub(crate) key: PublicKey,
+    pub(crate) addr: SocketAddr,
+    pub(crate) token: String,
+    pub(crate) services: Vec<ServiceName>,
+    pub(crate) host_candidates: Vec<SocketAddr>,
+    pub(crate) expires: Instant,
+}
+
+/// All registrations, indexed by key, by service name and by expiry.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    by_key: BTreeMap<PublicKey, Registration>,
+    names: BTreeMap<ServiceName, PublicKey>,
+    expiries: BTreeSet<(Instant, PublicKey)>,
+    usage: BTreeMap<String, Usage>,
+}
+
+impl Registry {
+    pub(crate) fn get(&self, key: &PublicKey) -> Option<&Registration> {
+        self.by_key.get(key)
+    }
+
+    /// Mutable access for the answer cache; the indexed fields stay private to this module.
+    pub(crate) fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Registration> {
+        self.by_key.get_mut(key)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Registration> {
+        self.by_key.values()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// The key that publishes `name`.
+    pub(crate) fn owner(&self, name: &ServiceName) -> Option<PublicKey> {
+        self.names.get(name).copied()
+    }
+
+    /// Checks that `new` may be applied, without changing anything. `limits` are the token's
+    /// (`None`: unlimited); `max_total` bounds the number of registrations on the server.
+    pub(crate) fn check(
+        &self,
+        new: &NewRegistration,
+        limits: Option<&TokenLimits>,
+        max_total: usize,
+    ) -> Result<(), (ErrorCode, String)> {
+        for (i, name) in new.services.iter().enumerate() {
+            if new.services[..i].contains(name) {
+                return Err((ErrorCode::Malformed, format!("{name} is listed twice")));
+            }
+            if self.owner(name).is_some_and(|k| k != new.key) {
+                return Err((
+                    ErrorCode::NameTaken,
+                    format!("{name} is already published by another daemon"),
+                ));
+            }
+        }
+        let old = self.by_key.get(&new.key);
+        if old.is_none() && self.by_key.len() >= max_total {
+            return Err((ErrorCode::TooMany, "the server is full".into()));
+        }
+        let Some(limits) = limits else {
+            return Ok(());
+        };
+        let usage = self.usage.get(&new.token).copied().unwrap_or_default();
+        // What this key already counts against the same token.
+        let (old_regs, old_services) = match old {
+            Some(r) if r.token == new.token => (1, r.services.len()),
+            _ => (0, 0),
+        };
+        if usage.registrations - old_regs + 1 > limits.max_registrations {
+            return Err((
+                ErrorCode::TooMany,
+                format!(
+                    "the token allows {} registered daemons at once",
+                    limits.max_registrations
+                ),
+            ));
+        }
+        if usage.services - old_services + new.services.len() > limits.max_services {
+            return Err((
+                ErrorCode::TooMany,
+                format!("the token allows {} services at once", limits.max_services),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a registration (after [`Self::check`]). Returns whether it is new.
+    pub(crate) fn upsert(&mut self, now: Instant, new: NewRegistration) -> bool {
+        let (is_new, since, answers) = match self.remove(&new.key) {
+            Some(old) => (false, old.since, old.answers),
+            None => (true, now, VecDeque::new()),
+        };
+        let usage = self.usage.entry(new.token.clone()).or_default();
+        usage.registrations += 1;
+        usage.services += new.services.len();
+        for name in &new.services {
+            self.names.insert(name.clone(), new.key);
+        }
+        self.expiries.insert((new.expires, new.key));
+        self.by_key.insert(
+            new.key,
+            Registration {
+                key: new.key,
+                addr: new.addr,
+                token: new.token,
+                services: new.services,
+                host_candidates: new.host_candidates,
+                since,
+                expires: new.expires,
+                answers,
+            },
+        );
+        is_new
+    }
+
+    /// Moves `key`'s lease end to `until`.
+    pub(crate) fn renew(&mut self, key: &PublicKey, until: Instant) {
+        if let Some(reg) = self.by_key.get_mut(key) {
+            self.expiries.remove(&(reg.expires, *key));
+            reg.expires = until;
+            self.expiries.insert((until, *key));
+        }
+    }
+
+    /// Notes where `key`'s latest message came from; returns whether it moved.
+    pub(crate) fn set_addr(&mut self, key: &PublicKey, addr: SocketAddr) -> bool {
+        match self.by_key.get_mut(key) {
+            Some(reg) if reg.addr != addr => {
+                reg.addr = addr;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `key`'s registration and its names.
+    pub(crate) fn remove(&mut self, key: &PublicKey) -> Option<Registration> {
+        let reg = self.by_key.remove(key)?;
+        self.expiries.remove(&(reg.expires, *key));
+        for name in &reg.services {
+            self.names.remove(name);
+        }
+        if let Some(usage) = self.usage.get_mut(&reg.token) {
+            usage.registrations -= 1;
+            usage.services -= reg.services.len();
+            if usage.registrations == 0 {
+                self.usage.remove(&reg.token);
+            }
+        }
+        Some(reg)
+    }
+
+    /// The earliest lease end.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Removes and returns one registration whose lease has ended by `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Registration> {
+        let &(at, key) = self.expiries.first()?;
+        if at > now {
+            return None;
+        }
+        self.remove(&key)
+    }
+}

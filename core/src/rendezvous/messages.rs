@@ -1,0 +1,581 @@
+//! The rendezvous control messages: what a daemon sends the server ([`ClientMessage`]) and what
+//! the server answers or pushes ([`ServerMessage`]).
+//!
+//! Messages travel inside the encrypted session between a daemon and the server, so the sender
+//! is authenticated by its static key; the wire layer puts a version byte in front of the
+//! postcard body. Delivery is unreliable, like STUN: the client retransmits requests until it
+//! gets an answer, the server answers duplicates identically, and an `Introduce` (which the
+//! server may push without being asked) is acknowledged with [`ClientMessage::Ack`] and
+//! retransmitted by the server until it is.
+//!
+//! Every list and string is bounded, and the bounds are checked while decoding, so any message
+//! encodes to at most [`MAX_MESSAGE_LEN`] bytes and a hostile one cannot make the decoder
+//! allocate more than the datagram it came in.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::name::ServiceName;
+use crate::crypto::PublicKey;
+
+/// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits).
+pub const MAX_MESSAGE_LEN: usize = 1000;
+/// Longest token, in bytes.
+pub const MAX_TOKEN_LEN: usize = 64;
+/// Most services one registration publishes.
+pub const MAX_SERVICES: usize = 5;
+/// Most host (LAN) candidates a daemon announces.
+pub const MAX_HOST_CANDIDATES: usize = 8;
+/// Most candidates in an introduction: the server-reflexive address, then the host candidates.
+pub const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
+/// Longest error detail, in bytes.
+pub const MAX_DETAIL_LEN: usize = 200;
+
+/// What a daemon asks the rendezvous server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// Creates or refreshes this key's registration: publishes `services` (replacing what an
+    /// earlier `Register` published) and starts a lease. Answered by `Registered` or `Error`.
+    Register {
+        /// The request id, echoed in the answer.
+        request: u64,
+        /// The access token.
+        #[serde(deserialize_with = "bounded_token")]
+        token: String,
+        /// Names this daemon serves as a destination (client/server mode).
+        #[serde(deserialize_with = "bounded_services")]
+        services: Vec<ServiceName>,
+        /// The daemon's own (LAN) addresses, tried by a peer on the same network.
+        #[serde(deserialize_with = "bounded_hosts")]
+        host_candidates: Vec<SocketAddr>,
+    },
+    /// Extends the lease. Answered by `Renewed`, or `Error { NotRegistered }`.
+    Renew {
+        /// The request id.
+        request: u64,
+    },
+    /// Ends the registration now (the daemon is shutting down). Not answered.
+    Unregister,
+    /// Client/server mode: a source asks for the daemon serving `name`. Answered by
+    /// `Introduce` (also pushed to the destination) or `Error { UnknownService }`.
+    Lookup {
+        /// The request id.
+        request: u64,
+        /// The service.
+        name: ServiceName,
+    },
+    /// Peer mode: asks to be introduced to `peer`, which must ask for us too. Answered by
+    /// `Waiting` until it does, then `Introduce`; or `Error` if it never does.
+    ConnectPeer {
+        /// The request id.
+        request: u64,
+        /// The peer's static key.
+        #[serde(with = "key_bytes")]
+        peer: PublicKey,
+    },
+    /// Acknowledges the `Introduce` with this id, so the server stops retransmitting it.
+    Ack {
+        /// The introduction id.
+        id: u64,
+    },
+}
+
+/// What the rendezvous server answers or pushes to a daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The registration is live for `lease_secs` from the server's receipt of the request.
+    Registered {
+        /// The `Register`'s request id.
+        request: u64,
+        /// Lease length in seconds.
+        lease_secs: u32,
+        /// The daemon's address as the server sees it (server-reflexive).
+        reflexive: SocketAddr,
+    },
+    /// The lease was extended by `lease_secs`.
+    Renewed {
+        /// The `Renew`'s request id.
+        request: u64,
+        /// Lease length in seconds.
+        lease_secs: u32,
+    },
+    /// A `ConnectPeer` was recorded; the peer has not asked yet. The server waits for it up to
+    /// `wait_secs` more; the client keeps re-sending the request slowly until an outcome.
+    Waiting {
+        /// The `ConnectPeer`'s request id.
+        request: u64,
+        /// How much longer the server waits, in seconds.
+        wait_secs: u32,
+    },
+    /// The request failed.
+    Error {
+        /// The failed request's id.
+        request: u64,
+        /// What went wrong.
+        code: ErrorCode,
+        /// Human-readable detail, for logs.
+        #[serde(deserialize_with = "bounded_detail")]
+        detail: String,
+    },
+    /// Go and punch: `peer` is reachable at `candidates`. Both sides get one. Acknowledge it
+    /// with `Ack { id }`.
+    Introduce {
+        /// The introduction id, unique per server run; duplicates carry the same id.
+        id: u64,
+        /// Our request this answers (`Lookup` or `ConnectPeer`); `None` for the destination of
+        /// a `Lookup`, which did not ask.
+        request: Option<u64>,
+        /// The other side's static key.
+        #[serde(with = "key_bytes")]
+        peer: PublicKey,
+        /// The service looked up (client/server mode), `None` in peer mode.
+        service: Option<ServiceName>,
+        /// Where to reach the peer: its server-reflexive address first, then its host
+        /// candidates.
+        #[serde(deserialize_with = "bounded_candidates")]
+        candidates: Vec<SocketAddr>,
+        /// Our part in the punch.
+        role: PunchRole,
+    },
+    /// The registration's lease ran out and it was removed: register again.
+    LeaseExpired,
+}
+
+/// Why the server refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The token is not accepted by this server.
+    BadToken,
+    /// No live registration publishes that service name.
+    UnknownService,
+    /// Another daemon (another key) already publishes that name.
+    NameTaken,
+    /// This key has no live registration: register first (the server may have restarted).
+    NotRegistered,
+    /// The peer we waited for lost its registration (lease expired or unregistered).
+    LeaseExpired,
+    /// The peer did not ask for us within the server's wait time.
+    PeerTimeout,
+    /// A limit of the token or the server was reached.
+    TooMany,
+    /// The request makes no sense (e.g. asking for ourselves, a name listed twice).
+    Malformed,
+    /// Produced locally by the client, never sent: the server did not answer in time.
+    NoAnswer,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BadToken => "the rendezvous server refused the token; check the token in the config",
+            Self::UnknownService => "no daemon publishes that service; check the name and that its daemon runs",
+            Self::NameTaken => "another daemon already publishes that service name; pick another name or stop the other daemon",
+            Self::NotRegistered => "not registered with the rendezvous server (it may have restarted); registering again",
+            Self::LeaseExpired => "the peer's registration expired before it could be introduced",
+            Self::PeerTimeout => "the peer did not ask for us in time; start the connection on both sides",
+            Self::TooMany => "a limit of the token or the rendezvous server was reached",
+            Self::Malformed => "the request was refused as malformed",
+            Self::NoAnswer => "the rendezvous server did not answer in time; check it is reachable",
+        })
+    }
+}
+
+/// Which side of a hole punch a daemon plays. The roles are assigned by the server so that the
+/// two sides never disagree: the asker of a `Lookup` is the initiator; in peer mode, the side
+/// with the smaller static key is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PunchRole {
+    /// Starts the handshake once a path works.
+    Initiator,
+    /// Answers it.
+    Responder,
+}
+
+impl PunchRole {
+    /// The other role.
+    pub fn opposite(self) -> Self {
+        match self {
+            Self::Initiator => Self::Responder,
+            Self::Responder => Self::Initiator,
+        }
+    }
+}
+
+/// Why bytes did not decode as a rendezvous message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Not a valid encoding, a bound was exceeded, or bytes were left over.
+    Malformed,
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("malformed rendezvous message")
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, MessageError> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((msg, [])) => Ok(msg),
+        _ => Err(MessageError::Malformed),
+    }
+}
+
+impl ClientMessage {
+    /// The postcard body (no version byte; the wire layer adds it).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("rendezvous messages always serialize")
+    }
+
+    /// Decodes a postcard body, checking every bound; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        decode(bytes)
+    }
+}
+
+impl ServerMessage {
+    /// The postcard body (no version byte; the wire layer adds it).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("rendezvous messages always serialize")
+    }
+
+    /// Decodes a postcard body, checking every bound; trailing bytes are refused.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        decode(bytes)
+    }
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+// ----- bounded decoding --------------------------------------------------------------------
+
+fn bounded_string<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<String, D::Error> {
+    struct Visitor(usize);
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a string of at most {} bytes", self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            if v.len() > self.0 {
+                return Err(E::invalid_length(v.len(), &self));
+            }
+            Ok(v.to_owned())
+        }
+    }
+    d.deserialize_str(Visitor(max))
+}
+
+fn bounded_vec<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Visitor<T>(usize, std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {} items", self.0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            if let Some(n) = seq.size_hint().filter(|&n| n > self.0) {
+                return Err(serde::de::Error::invalid_length(n, &self));
+            }
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.0));
+            while let Some(item) = seq.next_element()? {
+                if out.len() == self.0 {
+                    return Err(serde::de::Error::invalid_length(out.len() + 1, &self));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Visitor(max, std::marker::PhantomData))
+}
+
+fn bounded_token<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    bounded_string(d, MAX_TOKEN_LEN)
+}
+
+fn bounded_detail<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    bounded_string(d, MAX_DETAIL_LEN)
+}
+
+fn bounded_services<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ServiceName>, D::Error> {
+    bounded_vec(d, MAX_SERVICES)
+}
+
+fn bounded_hosts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    bounded_vec(d, MAX_HOST_CANDIDATES)
+}
+
+fn bounded_candidates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    bounded_vec(d, MAX_CANDIDATES)
+}
+
+/// Public keys travel as their 32 raw bytes.
+mod key_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::crypto::PublicKey;
+    use crate::crypto::keys::KEY_LEN;
+
+    pub(super) fn serialize<S: Serializer>(key: &PublicKey, s: S) -> Result<S::Ok, S::Error> {
+        key.as_bytes().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
+        <[u8; KEY_LEN]>::deserialize(d).map(PublicKey::from_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+
+    fn longest_name(i: usize) -> ServiceName {
+        let mut text = format!("/{i}");
+        while text.len() < super::super::name::MAX_NAME_LEN {
+            text.push('x');
+        }
+        ServiceName::parse(&text).unwrap()
+    }
+
+    fn v6() -> SocketAddr {
+        // serde carries neither flow info nor scope id (both are local to the sender's host).
+        SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::LOCALHOST, u16::MAX, 0, 0))
+    }
+
+    fn largest_messages() -> (ClientMessage, ServerMessage, ServerMessage) {
+        let register = ClientMessage::Register {
+            request: u64::MAX,
+            token: "t".repeat(MAX_TOKEN_LEN),
+            services: (0..MAX_SERVICES).map(longest_name).collect(),
+            host_candidates: vec![v6(); MAX_HOST_CANDIDATES],
+        };
+        let introduce = ServerMessage::Introduce {
+            id: u64::MAX,
+            request: Some(u64::MAX),
+            peer: PublicKey::from_bytes([0xff; 32]),
+            service: Some(longest_name(0)),
+            candidates: vec![v6(); MAX_CANDIDATES],
+            role: PunchRole::Responder,
+        };
+        let error = ServerMessage::Error {
+            request: u64::MAX,
+            code: ErrorCode::NoAnswer,
+            detail: "é".repeat(MAX_DETAIL_LEN / 2),
+        };
+        (register, introduce, error)
+    }
+
+    #[test]
+    fn largest_messages_fit_and_round_trip() {
+        let (register, introduce, error) = largest_messages();
+        let bytes = register.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "register: {}", bytes.len());
+        assert_eq!(ClientMessage::decode(&bytes), Ok(register));
+        for msg in [introduce, error] {
+            let bytes = msg.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN, "{msg:?}: {}", bytes.len());
+            assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        }
+    }
+
+    #[test]
+    fn over_limit_lists_and_strings_are_refused() {
+        let ok = ClientMessage::Register {
+            request: 1,
+            token: "t".repeat(MAX_TOKEN_LEN + 1),
+            services: vec![],
+            host_candidates: vec![],
+        };
+        assert_eq!(
+            ClientMessage::decode(&ok.encode()),
+            Err(MessageError::Malformed)
+        );
+        let hosts = ClientMessage::Register {
+            request: 1,
+            token: String::new(),
+            services: vec![],
+            host_candidates: vec![(Ipv4Addr::LOCALHOST, 1).into(); MAX_HOST_CANDIDATES + 1],
+        };
+        assert_eq!(
+            ClientMessage::decode(&hosts.encode()),
+            Err(MessageError::Malformed)
+        );
+        let services = ClientMessage::Register {
+            request: 1,
+            token: String::new(),
+            services: (0..=MAX_SERVICES).map(longest_name).collect(),
+            host_candidates: vec![],
+        };
+        assert_eq!(
+            ClientMessage::decode(&services.encode()),
+            Err(MessageError::Malformed)
+        );
+        let mut trailing = ClientMessage::Unregister.encode();
+        trailing.push(0);
+        assert_eq!(
+            ClientMessage::decode(&trailing),
+            Err(MessageError::Malformed)
+        );
+        // A list length far beyond the datagram must not allocate or panic.
+        assert!(ClientMessage::decode(&[0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo".into(), 2), "h");
+        assert_eq!(truncate("hello".into(), 10), "hello");
+    }
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| (Ipv4Addr::from(ip), p).into()),
+            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, p)| (Ipv6Addr::from(ip), p).into()),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = ServiceName> {
+        "(/[a-z0-9._-]{1,12}){1,4}".prop_filter_map("valid", |s| ServiceName::parse(&s).ok())
+    }
+
+    fn client_message() -> impl Strategy<Value = ClientMessage> {
+        prop_oneof![
+            (
+                any::<u64>(),
+                "[a-z]{0,64}",
+                proptest::collection::vec(name(), 0..=MAX_SERVICES),
+                proptest::collection::vec(addr(), 0..=MAX_HOST_CANDIDATES)
+            )
+                .prop_map(|(request, token, services, host_candidates)| {
+                    ClientMessage::Register {
+                        request,
+                        token,
+                        services,
+                        host_candidates,
+                    }
+                }),
+            any::<u64>().prop_map(|request| ClientMessage::Renew { request }),
+            Just(ClientMessage::Unregister),
+            (any::<u64>(), name())
+                .prop_map(|(request, name)| ClientMessage::Lookup { request, name }),
+            (any::<u64>(), any::<[u8; 32]>()).prop_map(|(request, k)| ClientMessage::ConnectPeer {
+                request,
+                peer: PublicKey::from_bytes(k)
+            }),
+            any::<u64>().prop_map(|id| ClientMessage::Ack { id }),
+        ]
+    }
+
+    fn server_message() -> impl Strategy<Value = ServerMessage> {
+        prop_oneof![
+            (any::<u64>(), any::<u32>(), addr()).prop_map(|(request, lease_secs, reflexive)| {
+                ServerMessage::Registered {
+                    request,
+                    lease_secs,
+                    reflexive,
+                }
+            }),
+            (any::<u64>(), any::<u32>()).prop_map(|(request, lease_secs)| ServerMessage::Renewed {
+                request,
+                lease_secs
+            }),
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(request, wait_secs)| ServerMessage::Waiting { request, wait_secs }),
+            (any::<u64>(), 0..9u8, "\\PC{0,50}").prop_map(|(request, c, detail)| {
+                let code = [
+                    ErrorCode::BadToken,
+                    ErrorCode::UnknownService,
+                    ErrorCode::NameTaken,
+                    ErrorCode::NotRegistered,
+                    ErrorCode::LeaseExpired,
+                    ErrorCode::PeerTimeout,
+                    ErrorCode::TooMany,
+                    ErrorCode::Malformed,
+                    ErrorCode::NoAnswer,
+                ][usize::from(c)];
+                ServerMessage::Error {
+                    request,
+                    code,
+                    detail,
+                }
+            }),
+            (
+                any::<u64>(),
+                any::<Option<u64>>(),
+                any::<[u8; 32]>(),
+                proptest::option::of(name()),
+                proptest::collection::vec(addr(), 0..=MAX_CANDIDATES),
+                any::<bool>()
+            )
+                .prop_map(|(id, request, k, service, candidates, init)| {
+                    ServerMessage::Introduce {
+                        id,
+                        request,
+                        peer: PublicKey::from_bytes(k),
+                        service,
+                        candidates,
+                        role: if init {
+                            PunchRole::Initiator
+                        } else {
+                            PunchRole::Responder
+                        },
+                    }
+                }),
+            Just(ServerMessage::LeaseExpired),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = ClientMessage::decode(&bytes);
+            let _ = ServerMessage::decode(&bytes);
+        }
+
+        #[test]
+        fn client_messages_round_trip(msg in client_message()) {
+            let bytes = msg.encode();
+            prop_assert!(bytes.len() <= MAX_MESSAGE_LEN);
+            prop_assert_eq!(ClientMessage::decode(&bytes), Ok(msg));
+        }
+
+        #[test]
+        fn server_messages_round_trip(msg in server_message()) {
+            let bytes = msg.encode();
+            prop_assert!(bytes.len() <= MAX_MESSAGE_LEN);
+            prop_assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        }
+
+        #[test]
+        fn mutated_messages_never_panic(msg in client_message(), flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+            let mut bytes = msg.encode();
+            for (at, v) in flips {
+                let n = bytes.len();
+                bytes[at % n] = v;
+            }
+            let _ = ClientMessage::decode(&bytes);
+            let _ = ServerMessage::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Rendezvous: registration, leases, service lookup and introductions.
+//!
+//! Two sans-IO state machines share one message set ([`messages`]):
+//!
+//! - [`Server`] runs in `burrow server`. Daemons register with a token and get their
+//!   server-reflexive address back; a registration lives for a lease (90 s by default) after
+//!   its last `Register` or `Renew`. In **client/server mode** a destination publishes named
+//!   services ([`ServiceName`], e.g. `/toronto/mysql`) and a source's `Lookup` introduces both
+//!   sides at once (an unknown name is an immediate error). In **peer mode** both sides name
+//!   each other's key with `ConnectPeer`; the first waits until the other asks, its lease ends
+//!   or the wait times out.
+//! - [`Client`] runs in each daemon: it registers, renews, re-registers after a lost lease or a
+//!   server restart, and drives requests to an introduction or a clear failure.
+//!
+//! Messages ride the encrypted session between daemon and server, which authenticates the
+//! daemon's key and tells the server its address. Delivery is unreliable, like STUN: the client
+//! retransmits requests (500 ms doubling to 4 s, given up after 10 s), the server answers
+//! duplicates identically without repeating side effects, and introductions are acknowledged
+//! and retransmitted by the server until they are.
+//!
+//! Both machines use the endpoint's verbs: `handle_message`/`handle_timeout` in,
+//! `poll_message`/`poll_event`/`poll_timeout` out, with the same drain-then-read-the-deadline
+//! contract as [`crate::Endpoint`].
+
+pub mod client;
+pub mod lease;
+pub mod messages;
+pub mod name;
+pub mod retry;
+pub mod server;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{Client, ClientConfig, ClientEvent, ConfigError};
+pub use lease::{Registration, TokenLimits};
+pub use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
+pub use name::{NameError, ServiceName};
+pub use server::{Server, ServerConfig, ServerEvent, TokenPolicy};

@@ -1,0 +1,568 @@
+//! [`Server`]: the rendezvous server's state machine.
+//!
+//! It keeps leases, answers lookups, pairs peer-mode requests and introduces daemons to each
+//! other. It sees daemons only as authenticated static keys and the addresses their packets
+//! come from; the caller carries [`ServerMessage`]s to them over their sessions.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::lease::{NewRegistration, Registration, Registry, TokenLimits};
+use super::messages::{
+    ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
+};
+use super::name::ServiceName;
+use super::retry::Retry;
+use crate::crypto::PublicKey;
+
+/// Most `ConnectPeer` requests one daemon may have waiting at once.
+pub const MAX_WAITERS_PER_KEY: usize = 16;
+/// Most unacknowledged introductions queued for one daemon.
+pub const MAX_PUSHES_PER_KEY: usize = 64;
+
+/// Which tokens the server accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// Any token, without limits (tests, private servers).
+    AnyToken,
+    /// Only these tokens, each with its limits.
+    Only(BTreeMap<String, TokenLimits>),
+}
+
+/// The rendezvous server's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// How long a registration lives after its last `Register` or `Renew`.
+    pub lease: Duration,
+    /// Which tokens are accepted.
+    pub tokens: TokenPolicy,
+    /// How long a `ConnectPeer` waits for the other side to ask too.
+    pub peer_wait: Duration,
+    /// Most registrations the server holds at once, whatever the token.
+    pub max_registrations: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(90),
+            tokens: TokenPolicy::AnyToken,
+            peer_wait: Duration::from_secs(90),
+            max_registrations: 100_000,
+        }
+    }
+}
+
+/// What the server did, for logs, status and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A daemon registered (or re-registered, replacing its services).
+    Registered {
+        /// The daemon.
+        key: PublicKey,
+        /// Its server-reflexive address.
+        addr: SocketAddr,
+        /// What it publishes.
+        services: Vec<ServiceName>,
+        /// False when it replaced a live registration.
+        new: bool,
+    },
+    /// A registered daemon's packets now come from another address (NAT rebinding).
+    AddressChanged {
+        /// The daemon.
+        key: PublicKey,
+        /// The new address.
+        addr: SocketAddr,
+    },
+    /// A lease ran out; the registration and its names are gone.
+    Expired {
+        /// The daemon.
+        key: PublicKey,
+    },
+    /// A daemon unregistered.
+    Unregistered {
+        /// The daemon.
+        key: PublicKey,
+    },
+    /// A peer-mode request is waiting for the other side.
+    Waiting {
+        /// The asker.
+        key: PublicKey,
+        /// Whom it waits for.
+        peer: PublicKey,
+    },
+    /// Two daemons were introduced.
+    Introduced {
+        /// The one whose request completed the pairing (the `Lookup`'s source).
+        asker: PublicKey,
+        /// The other one.
+        target: PublicKey,
+        /// The service, in client/server mode.
+        service: Option<ServiceName>,
+    },
+    /// A request was refused or failed.
+    RequestFailed {
+        /// The asker.
+        key: PublicKey,
+        /// Its request id.
+        request: u64,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
+    IntroductionUnacked {
+        /// The daemon.
+        key: PublicKey,
+        /// The introduction id.
+        id: u64,
+    },
+}
+
+/// A `ConnectPeer` waiting for the other side.
+#[derive(Clone, Copy, Debug)]
+struct Waiter {
+    request: u64,
+    deadline: Instant,
+}
+
+/// An introduction retransmitted until acknowledged.
+#[derive(Clone, Debug)]
+struct Push {
+    to: PublicKey,
+    msg: ServerMessage,
+    retry: Retry,
+}
+
+/// The rendezvous server. See the crate docs for the run loop; the verbs are the same.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    registry: Registry,
+    /// Peer-mode waits, keyed by (asker, peer it waits for).
+    waiters: BTreeMap<(PublicKey, PublicKey), Waiter>,
+    /// Unacknowledged introductions by id.
+    pushes: BTreeMap<u64, Push>,
+    next_id: u64,
+    messages: VecDeque<(PublicKey, ServerMessage)>,
+    events: VecDeque<ServerEvent>,
+}
+
+fn secs(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+impl Server {
+    /// Creates a server with no registrations. `now` is the driver's clock at creation.
+    pub fn new(config: ServerConfig, now: Instant) -> Self {
+        let _ = now;
+        Self {
+            config,
+            registry: Registry::default(),
+            waiters: BTreeMap::new(),
+            pushes: BTreeMap::new(),
+            next_id: 1,
+            messages: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Every live registration, ordered by key.
+    pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
+        self.registry.iter()
+    }
+
+    /// `key`'s registration, if live.
+    pub fn registration(&self, key: &PublicKey) -> Option<&Registration> {
+        self.registry.get(key)
+    }
+
+    /// Number of live registrations.
+    pub fn registration_count(&self) -> usize {
+        self.registry.len()
+    }
+
+    // ----- input -------------------------------------------------------------------------
+
+    /// Feeds one message from the daemon with static key `from`, whose packet came from
+    /// `addr`. Call it for every decoded message, then drain `poll_message` and `poll_event`.
+    /// Whatever the message, this never fails or panics.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        addr: SocketAddr,
+        msg: ClientMessage,
+    ) {
+        if !matches!(msg, ClientMessage::Register { .. }) && self.registry.set_addr(&from, addr) {
+            self.events
+                .push_back(ServerEvent::AddressChanged { key: from, addr });
+        }
+        match msg {
+            ClientMessage::Register {
+                request,
+                token,
+                services,
+                host_candidates,
+            } => {
+                let new = NewRegistration {
+                    key: from,
+                    addr,
+                    token,
+                    services,
+                    host_candidates,
+                    expires: now + self.config.lease,
+                };
+                self.on_register(now, request, new);
+            }
+            ClientMessage::Ack { id } => {
+                if self.pushes.get(&id).is_some_and(|p| p.to == from) {
+                    self.pushes.remove(&id);
+                }
+            }
+            ClientMessage::Unregister => {
+                if self.registry.remove(&from).is_some() {
+                    self.events
+                        .push_back(ServerEvent::Unregistered { key: from });
+                    self.forget(&from, "the peer unregistered");
+                }
+            }
+            ClientMessage::Renew { request } => {
+                if self.registry.get(&from).is_none() {
+                    return self.not_registered(from, request);
+                }
+                self.registry.renew(&from, now + self.config.lease);
+                let lease_secs = secs(self.config.lease);
+                self.send(
+                    from,
+                    ServerMessage::Renewed {
+                        request,
+                        lease_secs,
+                    },
+                );
+            }
+            ClientMessage::Lookup { request, name } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                if self.registry.get(&from).is_none() {
+                    return self.not_registered(from, request);
+                }
+                self.on_lookup(now, from, request, name);
+            }
+            ClientMessage::ConnectPeer { request, peer } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                if self.registry.get(&from).is_none() {
+                    return self.not_registered(from, request);
+                }
+                self.on_connect_peer(now, from, request, peer);
+            }
+        }
+    }
+
+    fn on_register(&mut self, now: Instant, request: u64, new: NewRegistration) {
+        let key = new.key;
+        let limits = match &self.config.tokens {
+            TokenPolicy::AnyToken => None,
+            TokenPolicy::Only(tokens) => match tokens.get(&new.token) {
+                Some(limits) => Some(limits),
+                None => {
+                    let detail = "the server does not accept this token".to_string();
+                    return self.error(key, request, ErrorCode::BadToken, detail);
+                }
+            },
+        };
+        if let Err((code, detail)) =
+            self.registry
+                .check(&new, limits, self.config.max_registrations)
+        {
+            return self.error(key, request, code, detail);
+        }
+        let (addr, services) = (new.addr, new.services.clone());
+        let is_new = self.registry.upsert(now, new);
+        self.events.push_back(ServerEvent::Registered {
+            key,
+            addr,
+            services,
+            new: is_new,
+        });
+        let lease_secs = secs(self.config.lease);
+        self.send(
+            key,
+            ServerMessage::Registered {
+                request,
+                lease_secs,
+                reflexive: addr,
+            },
+        );
+    }
+
+    fn on_lookup(&mut self, now: Instant, from: PublicKey, request: u64, name: ServiceName) {
+        let Some(target) = self.registry.owner(&name) else {
+            let detail = format!("no daemon publishes {name}");
+            return self.fail(from, request, ErrorCode::UnknownService, detail);
+        };
+        if target == from {
+            let detail = format!("{name} is published by the asking daemon itself");
+            return self.fail(from, request, ErrorCode::Malformed, detail);
+        }
+        if self.pushes.values().filter(|p| p.to == target).count() >= MAX_PUSHES_PER_KEY {
+            let detail = format!("too many introductions pending for {name}; try again");
+            return self.fail(from, request, ErrorCode::TooMany, detail);
+        }
+        let a = Side {
+            key: from,
+            request: Some(request),
+            role: PunchRole::Initiator,
+        };
+        self.introduce(now, a, target, None, Some(name));
+    }
+
+    fn on_connect_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
+        if peer == from {
+            let detail = "cannot connect to our own key".to_string();
+            return self.fail(from, request, ErrorCode::Malformed, detail);
+        }
+        if let Some(w) = self.waiters.get_mut(&(from, peer)) {
+            // A retransmission, or the daemon asking again with a new id: still waiting.
+            w.request = request;
+            let wait_secs = secs(w.deadline.saturating_duration_since(now));
+            return self.send(from, ServerMessage::Waiting { request, wait_secs });
+        }
+        if let Some(w) = self.waiters.remove(&(peer, from)) {
+            // The peer asked for us first: introduce both. The smaller key initiates.
+            let a = Side {
+                key: from,
+                request: Some(request),
+                role: if from < peer {
+                    PunchRole::Initiator
+                } else {
+                    PunchRole::Responder
+                },
+            };
+            return self.introduce(now, a, peer, Some(w.request), None);
+        }
+        if self.waiters.keys().filter(|(k, _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
+            let detail = format!("at most {MAX_WAITERS_PER_KEY} peer requests may wait at once");
+            return self.fail(from, request, ErrorCode::TooMany, detail);
+        }
+        let deadline = now + self.config.peer_wait;
+        self.waiters
+            .insert((from, peer), Waiter { request, deadline });
+        self.events
+            .push_back(ServerEvent::Waiting { key: from, peer });
+        let wait_secs = secs(self.config.peer_wait);
+        self.send(from, ServerMessage::Waiting { request, wait_secs });
+    }
+
+    /// Introduces `a` (whose request completed the pairing) and `b` to each other.
+    fn introduce(
+        &mut self,
+        now: Instant,
+        a: Side,
+        b: PublicKey,
+        b_request: Option<u64>,
+        service: Option<ServiceName>,
+    ) {
+        let (Some(reg_a), Some(reg_b)) = (self.registry.get(&a.key), self.registry.get(&b)) else {
+            // Both are registered: callers check the asker, waiters die with their keys, and
+            // a name's owner is registered. Fail cleanly rather than panic if that ever breaks.
+            if let Some(request) = a.request {
+                let detail = "the peer is not registered".to_string();
+                self.fail(a.key, request, ErrorCode::LeaseExpired, detail);
+            }
+            return;
+        };
+        let (cands_a, cands_b) = (reg_a.candidates(), reg_b.candidates());
+        let sides = [
+            (a.key, a.request, b, cands_b, a.role),
+            (b, b_request, a.key, cands_a, a.role.opposite()),
+        ];
+        for (to, request, peer, candidates, role) in sides {
+            let id = self.next_id;
+            self.next_id += 1;
+            let msg = ServerMessage::Introduce {
+                id,
+                request,
+                peer,
+                service: service.clone(),
+                candidates,
+                role,
+            };
+            if let (Some(request), Some(reg)) = (request, self.registry.get_mut(&to)) {
+                reg.remember(request, msg.clone());
+            }
+            self.pushes.insert(
+                id,
+                Push {
+                    to,
+                    msg: msg.clone(),
+                    retry: Retry::new(now),
+                },
+            );
+            self.send(to, msg);
+        }
+        self.events.push_back(ServerEvent::Introduced {
+            asker: a.key,
+            target: b,
+            service,
+        });
+    }
+
+    /// Answers a retransmitted request from the remembered answer; returns whether it did.
+    fn repeat_answer(&mut self, from: PublicKey, request: u64) -> bool {
+        let Some(msg) = self
+            .registry
+            .get(&from)
+            .and_then(|r| r.answer(request))
+            .cloned()
+        else {
+            return false;
+        };
+        self.send(from, msg);
+        true
+    }
+
+    fn not_registered(&mut self, key: PublicKey, request: u64) {
+        let detail = "this daemon is not registered (the lease expired or the server restarted)";
+        self.error(key, request, ErrorCode::NotRegistered, detail.into());
+    }
+
+    /// Sends an error that is not remembered (it has no side effect to protect).
+    fn error(&mut self, key: PublicKey, request: u64, code: ErrorCode, detail: String) {
+        self.events
+            .push_back(ServerEvent::RequestFailed { key, request, code });
+        let detail = truncate(detail, MAX_DETAIL_LEN);
+        self.send(
+            key,
+            ServerMessage::Error {
+                request,
+                code,
+                detail,
+            },
+        );
+    }
+
+    /// Sends a final error and remembers it, so that retransmissions get the same answer.
+    fn fail(&mut self, key: PublicKey, request: u64, code: ErrorCode, detail: String) {
+        self.events
+            .push_back(ServerEvent::RequestFailed { key, request, code });
+        let msg = ServerMessage::Error {
+            request,
+            code,
+            detail: truncate(detail, MAX_DETAIL_LEN),
+        };
+        if let Some(reg) = self.registry.get_mut(&key) {
+            reg.remember(request, msg.clone());
+        }
+        self.send(key, msg);
+    }
+
+    fn send(&mut self, to: PublicKey, msg: ServerMessage) {
+        self.messages.push_back((to, msg));
+    }
+
+    /// Cleans up after `key`'s registration ended: its own waits and pushes go, and whoever
+    /// waited for it fails now.
+    fn forget(&mut self, key: &PublicKey, why: &str) {
+        self.pushes.retain(|_, p| p.to != *key);
+        self.waiters.retain(|(asker, _), _| asker != key);
+        let failed: Vec<_> = self
+            .waiters
+            .iter()
+            .filter(|((_, peer), _)| peer == key)
+            .map(|(&(asker, _), w)| (asker, w.request))
+            .collect();
+        for (asker, request) in failed {
+            self.waiters.remove(&(asker, *key));
+            let detail = format!("{why} before asking for this daemon");
+            self.fail(asker, request, ErrorCode::LeaseExpired, detail);
+        }
+    }
+
+    /// Acts on every deadline that has passed by `now`: lease expiry, peer-wait timeouts and
+    /// introduction retransmissions. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(reg) = self.registry.pop_expired(now) {
+            let key = reg.key();
+            self.events.push_back(ServerEvent::Expired { key });
+            // Best effort: the daemon may be gone, which is why the lease ran out.
+            self.send(key, ServerMessage::LeaseExpired);
+            self.forget(&key, "the peer's lease expired");
+        }
+        let timed_out: Vec<_> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(&k, w)| (k, w.request))
+            .collect();
+        for ((asker, peer), request) in timed_out {
+            self.waiters.remove(&(asker, peer));
+            let detail = format!(
+                "the peer did not ask for this daemon within {} s",
+                self.config.peer_wait.as_secs()
+            );
+            self.fail(asker, request, ErrorCode::PeerTimeout, detail);
+        }
+        let mut resend = Vec::new();
+        self.pushes.retain(|&id, p| {
+            if p.retry.give_up() <= now {
+                self.events
+                    .push_back(ServerEvent::IntroductionUnacked { key: p.to, id });
+                return false;
+            }
+            if p.retry.is_due(now) {
+                p.retry.backoff(now);
+                resend.push((p.to, p.msg.clone()));
+            }
+            true
+        });
+        self.messages.extend(resend);
+    }
+
+    // ----- output ------------------------------------------------------------------------
+
+    /// The next message to send, with the key of the daemon it goes to. Drain it until `None`
+    /// after every `handle_*` call. Delivery may fail; the protocol copes.
+    #[must_use]
+    pub fn poll_message(&mut self) -> Option<(PublicKey, ServerMessage)> {
+        self.messages.pop_front()
+    }
+
+    /// The next event, for logs and status. Drain it until `None` after every `handle_*` call.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] should next be called; `None` when nothing is pending.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let waits = self.waiters.values().map(|w| w.deadline);
+        let pushes = self
+            .pushes
+            .values()
+            .map(|p| p.retry.next.min(p.retry.give_up()));
+        self.registry
+            .next_expiry()
+            .into_iter()
+            .chain(waits)
+            .chain(pushes)
+            .min()
+    }
+}
+
+/// The side of an introduction whose request completed it.
+struct Side {
+    key: PublicKey,
+    request: Option<u64>,
+    role: PunchRole,
+}

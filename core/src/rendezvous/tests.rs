@@ -1,0 +1,716 @@
+//! One [`Server`] and several [`Client`]s wired in memory on a virtual clock, with seeded loss
+//! and duplication. Every message goes through its encoding, as it would on the wire.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::crypto::PublicKey;
+use crate::rng::SeededRng;
+
+const LATENCY: Duration = Duration::from_millis(20);
+const LEASE: Duration = Duration::from_secs(90);
+
+enum Flight {
+    ToServer(usize, Vec<u8>),
+    ToClient(usize, Vec<u8>),
+}
+
+struct Node {
+    key: PublicKey,
+    addr: SocketAddr,
+    client: Client,
+    events: Vec<(Instant, ClientEvent)>,
+    /// Whether the session to the server is up; messages to or from an offline node are lost.
+    online: bool,
+}
+
+struct Harness {
+    origin: Instant,
+    now: Instant,
+    server: Server,
+    server_events: Vec<(Instant, ServerEvent)>,
+    nodes: Vec<Node>,
+    rng: SeededRng,
+    /// Loss and duplication probabilities, per 1000 messages.
+    loss: u32,
+    dup: u32,
+    flights: BTreeMap<(Instant, u64), Flight>,
+    seq: u64,
+}
+
+fn key(i: usize) -> PublicKey {
+    PublicKey::from_bytes([i as u8 + 1; 32])
+}
+
+fn name(text: &str) -> ServiceName {
+    text.parse().unwrap()
+}
+
+fn lan(i: usize) -> SocketAddr {
+    (Ipv4Addr::new(192, 168, 1, i as u8 + 10), 7000).into()
+}
+
+impl Harness {
+    fn new(config: ServerConfig) -> Self {
+        let origin = crate::tests::origin();
+        Self {
+            origin,
+            now: origin,
+            server: Server::new(config, origin),
+            server_events: Vec::new(),
+            nodes: Vec::new(),
+            rng: SeededRng::new([7; 32]),
+            loss: 0,
+            dup: 0,
+            flights: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    fn impair(&mut self, seed: u8, loss: u32, dup: u32) {
+        self.rng = SeededRng::new([seed; 32]);
+        self.loss = loss;
+        self.dup = dup;
+    }
+
+    /// Adds a started daemon with the token "t", `services` and one LAN candidate.
+    fn add(&mut self, services: &[&str]) -> usize {
+        let mut config = ClientConfig::new("t");
+        config.services = services.iter().map(|s| name(s)).collect();
+        self.add_with(config)
+    }
+
+    fn add_with(&mut self, mut config: ClientConfig) -> usize {
+        let i = self.nodes.len();
+        config.host_candidates.push(lan(i));
+        let client = Client::new(config, 1000 * i as u64, self.now).unwrap();
+        self.nodes.push(Node {
+            key: key(i),
+            addr: (Ipv4Addr::new(203, 0, 113, i as u8 + 1), 4000 + i as u16).into(),
+            client,
+            events: Vec::new(),
+            online: true,
+        });
+        self.with(i, |c, now| c.start(now));
+        i
+    }
+
+    /// Runs a command on client `i` at the current time, then drains.
+    fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Client, Instant) -> R) -> R {
+        let now = self.now;
+        let r = f(&mut self.nodes[i].client, now);
+        self.drain();
+        r
+    }
+
+    fn post(&mut self, flight: impl Fn() -> Flight) {
+        if self.rng.u32() % 1000 < self.loss {
+            return;
+        }
+        let copies = if self.rng.u32() % 1000 < self.dup {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            self.seq += 1;
+            self.flights
+                .insert((self.now + LATENCY, self.seq), flight());
+        }
+    }
+
+    fn drain(&mut self) {
+        let now = self.now;
+        for i in 0..self.nodes.len() {
+            while let Some(msg) = self.nodes[i].client.poll_message() {
+                if self.nodes[i].online {
+                    let bytes = msg.encode();
+                    self.post(|| Flight::ToServer(i, bytes.clone()));
+                }
+            }
+            while let Some(e) = self.nodes[i].client.poll_event() {
+                self.nodes[i].events.push((now, e));
+            }
+        }
+        while let Some((to, msg)) = self.server.poll_message() {
+            let bytes = msg.encode();
+            if let Some(i) = self.nodes.iter().position(|n| n.key == to) {
+                self.post(|| Flight::ToClient(i, bytes.clone()));
+            }
+        }
+        while let Some(e) = self.server.poll_event() {
+            self.server_events.push((now, e));
+        }
+    }
+
+    fn deliver(&mut self, flight: Flight) {
+        match flight {
+            Flight::ToServer(i, bytes) => {
+                let node = &self.nodes[i];
+                if node.online {
+                    let msg = ClientMessage::decode(&bytes).unwrap();
+                    self.server
+                        .handle_message(self.now, node.key, node.addr, msg);
+                }
+            }
+            Flight::ToClient(i, bytes) => {
+                if self.nodes[i].online {
+                    let msg = ServerMessage::decode(&bytes).unwrap();
+                    self.nodes[i].client.handle_message(self.now, msg);
+                }
+            }
+        }
+        // Each input makes replies of its own; drain them so they leave at this instant too.
+        self.drain();
+    }
+
+    /// Runs the network for `d` of virtual time.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..1_000_000 {
+            let next_flight = self.flights.keys().next().map(|k| k.0);
+            let timers = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.client.poll_timeout())
+                .chain(self.server.poll_timeout());
+            let Some(next) = next_flight.into_iter().chain(timers).min() else {
+                self.now = end;
+                return;
+            };
+            if next > end {
+                self.now = end;
+                return;
+            }
+            self.now = self.now.max(next);
+            if next_flight.is_some_and(|t| t <= self.now) {
+                if let Some((_, flight)) = self.flights.pop_first() {
+                    self.deliver(flight);
+                }
+                continue;
+            }
+            let now = self.now;
+            if self.server.poll_timeout().is_some_and(|t| t <= now) {
+                self.server.handle_timeout(now);
+                self.drain();
+                let after = self.server.poll_timeout();
+                assert!(after.is_none_or(|t| t > now), "server deadline stuck");
+            }
+            for i in 0..self.nodes.len() {
+                if self.nodes[i]
+                    .client
+                    .poll_timeout()
+                    .is_some_and(|t| t <= now)
+                {
+                    self.nodes[i].client.handle_timeout(now);
+                    self.drain();
+                    let after = self.nodes[i].client.poll_timeout();
+                    assert!(after.is_none_or(|t| t > now), "client {i} deadline stuck");
+                }
+            }
+        }
+        panic!("no progress: the run did not reach its end");
+    }
+
+    fn events(&self, i: usize) -> Vec<ClientEvent> {
+        self.nodes[i]
+            .events
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    fn introductions(&self, i: usize) -> Vec<ClientEvent> {
+        self.events(i)
+            .into_iter()
+            .filter(|e| matches!(e, ClientEvent::Introduced { .. }))
+            .collect()
+    }
+
+    fn failures(&self, i: usize) -> Vec<(Duration, u64, ErrorCode)> {
+        self.nodes[i]
+            .events
+            .iter()
+            .filter_map(|(at, e)| match e {
+                ClientEvent::RequestFailed { request, code, .. } => {
+                    Some((*at - self.origin, *request, *code))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count_server(&self, f: impl Fn(&ServerEvent) -> bool) -> usize {
+        self.server_events.iter().filter(|(_, e)| f(e)).count()
+    }
+
+    fn set_online(&mut self, i: usize, online: bool) {
+        self.nodes[i].online = online;
+        if online {
+            self.with(i, |c, now| c.start(now));
+        } else {
+            self.with(i, |c, now| c.session_lost(now));
+        }
+    }
+}
+
+fn introduced(
+    e: &ClientEvent,
+) -> (
+    Option<u64>,
+    PublicKey,
+    Option<ServiceName>,
+    Vec<SocketAddr>,
+    PunchRole,
+) {
+    match e {
+        ClientEvent::Introduced {
+            request,
+            peer,
+            service,
+            candidates,
+            role,
+        } => (*request, *peer, service.clone(), candidates.clone(), *role),
+        other => panic!("not an introduction: {other:?}"),
+    }
+}
+
+#[test]
+fn register_reports_the_reflexive_address() {
+    let mut h = Harness::new(ServerConfig::default());
+    let a = h.add(&["/toronto/mysql"]);
+    h.run(Duration::from_secs(1));
+    assert_eq!(
+        h.events(a),
+        [ClientEvent::Registered {
+            reflexive: h.nodes[a].addr,
+            lease: LEASE
+        }]
+    );
+    assert_eq!(h.nodes[a].client.reflexive(), Some(h.nodes[a].addr));
+    let reg = h.server.registration(&key(a)).unwrap();
+    assert_eq!(reg.services(), [name("/toronto/mysql")]);
+    assert_eq!(reg.host_candidates(), [lan(a)]);
+    assert_eq!(h.server.registrations().count(), 1);
+}
+
+#[test]
+fn renewals_keep_a_registration_for_ten_minutes() {
+    let mut h = Harness::new(ServerConfig::default());
+    let a = h.add(&["/a"]);
+    h.run(Duration::from_secs(600));
+    assert!(h.server.registration(&key(a)).is_some());
+    assert!(h.nodes[a].client.is_registered());
+    assert_eq!(
+        h.count_server(|e| matches!(e, ServerEvent::Expired { .. })),
+        0
+    );
+    assert_eq!(h.events(a).len(), 1, "{:?}", h.events(a));
+}
+
+#[test]
+fn a_silent_daemon_expires_at_the_lease_and_its_waiter_fails() {
+    let mut h = Harness::new(ServerConfig::default());
+    let a = h.add(&[]);
+    let b = h.add(&["/b"]);
+    h.run(Duration::from_secs(50));
+    // b renewed at ~30 s; its lease ends at ~120 s.
+    let b_expires = h.server.registration(&key(b)).unwrap().expires() - h.origin;
+    assert!(b_expires > Duration::from_secs(119) && b_expires < Duration::from_secs(121));
+    h.set_online(b, false);
+    let request = h.with(a, |c, now| c.connect_peer(now, key(b)));
+    h.run(Duration::from_secs(100));
+    let failures = h.failures(a);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (at, r, code) = failures[0];
+    assert_eq!((r, code), (request, ErrorCode::LeaseExpired));
+    assert!(
+        at >= b_expires && at < b_expires + Duration::from_secs(1),
+        "{at:?}"
+    );
+    let expired: Vec<_> = h
+        .server_events
+        .iter()
+        .filter(|(_, e)| *e == ServerEvent::Expired { key: key(b) })
+        .map(|(t, _)| *t - h.origin)
+        .collect();
+    assert_eq!(expired, [b_expires]);
+    assert!(h.server.registration(&key(b)).is_none());
+    // b's name is free again.
+    let c = h.add(&["/b"]);
+    h.run(Duration::from_secs(1));
+    assert!(h.nodes[c].client.is_registered());
+}
+
+#[test]
+fn an_unknown_service_fails_at_once() {
+    let mut h = Harness::new(ServerConfig::default());
+    let a = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    let request = h.with(a, |c, now| c.lookup(now, name("/nope")));
+    h.run(Duration::from_millis(100));
+    assert_eq!(
+        h.failures(a),
+        [(
+            Duration::from_millis(1040),
+            request,
+            ErrorCode::UnknownService
+        )]
+    );
+    assert_eq!(h.nodes[a].client.pending_requests(), 0);
+}
+
+fn limited(tokens: &[(&str, usize, usize)]) -> ServerConfig {
+    ServerConfig {
+        tokens: TokenPolicy::Only(
+            tokens
+                .iter()
+                .map(|&(t, services, regs)| {
+                    let limits = TokenLimits {
+                        max_services: services,
+                        max_registrations: regs,
+                    };
+                    (t.to_string(), limits)
+                })
+                .collect(),
+        ),
+        ..ServerConfig::default()
+    }
+}
+
+fn registration_failures(h: &Harness, i: usize) -> Vec<ErrorCode> {
+    h.events(i)
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::RegistrationFailed { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_wrong_token_is_refused() {
+    let mut h = Harness::new(limited(&[("good", 10, 10)]));
+    let a = h.add_with(ClientConfig::new("bad"));
+    let b = h.add_with(ClientConfig::new("good"));
+    h.run(Duration::from_secs(1));
+    assert_eq!(registration_failures(&h, a), [ErrorCode::BadToken]);
+    assert!(!h.nodes[a].client.is_registered());
+    assert!(h.nodes[b].client.is_registered());
+    // A refused client tries again later rather than hammering the server.
+    h.run(Duration::from_secs(40));
+    assert_eq!(
+        registration_failures(&h, a),
+        [ErrorCode::BadToken, ErrorCode::BadToken]
+    );
+}
+
+#[test]
+fn token_limits_are_enforced() {
+    let mut h = Harness::new(limited(&[("t", 2, 1)]));
+    let a = h.add(&["/a", "/b"]);
+    let b = h.add(&[]);
+    let c = h.add_with({
+        let mut config = ClientConfig::new("t");
+        config.services = vec![name("/c")];
+        config
+    });
+    h.run(Duration::from_secs(1));
+    assert!(h.nodes[a].client.is_registered());
+    assert_eq!(registration_failures(&h, b), [ErrorCode::TooMany]);
+    assert_eq!(registration_failures(&h, c), [ErrorCode::TooMany]);
+}
+
+#[test]
+fn a_name_held_by_another_key_is_refused() {
+    let mut h = Harness::new(ServerConfig::default());
+    let a = h.add(&["/toronto/mysql"]);
+    h.run(Duration::from_secs(1));
+    let b = h.add(&["/toronto/mysql", "/other"]);
+    h.run(Duration::from_secs(1));
+    assert_eq!(registration_failures(&h, b), [ErrorCode::NameTaken]);
+    // Refusal is atomic: /other was not published either.
+    let other = h.with(a, |c, now| c.lookup(now, name("/other")));
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.failures(a)[0].1, other);
+    assert_eq!(h.failures(a)[0].2, ErrorCode::UnknownService);
+    // The owner itself may register the name again (a re-register).
+    h.with(a, |c, now| c.start(now));
+    h.run(Duration::from_secs(1));
+    assert_eq!(registration_failures(&h, a), []);
+}
+
+#[test]
+fn client_server_introduction_reaches_both_sides() {
+    let mut h = Harness::new(ServerConfig::default());
+    let dest = h.add(&["/toronto/mysql"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    let request = h.with(src, |c, now| c.lookup(now, name("/toronto/mysql")));
+    h.run(Duration::from_secs(1));
+    let svc = Some(name("/toronto/mysql"));
+    let src_intro = h.introductions(src);
+    assert_eq!(src_intro.len(), 1);
+    assert_eq!(
+        introduced(&src_intro[0]),
+        (
+            Some(request),
+            key(dest),
+            svc.clone(),
+            vec![h.nodes[dest].addr, lan(dest)],
+            PunchRole::Initiator
+        )
+    );
+    let dest_intro = h.introductions(dest);
+    assert_eq!(dest_intro.len(), 1);
+    assert_eq!(
+        introduced(&dest_intro[0]),
+        (
+            None,
+            key(src),
+            svc,
+            vec![h.nodes[src].addr, lan(src)],
+            PunchRole::Responder
+        )
+    );
+    assert_eq!(h.nodes[src].client.pending_requests(), 0);
+    // Both acknowledged: the server stops retransmitting.
+    assert_eq!(
+        h.server.poll_timeout(),
+        h.server.registrations().map(|r| r.expires()).min()
+    );
+}
+
+#[test]
+fn peer_mode_introduces_when_both_ask_in_either_order() {
+    for first_is_a in [true, false] {
+        let mut h = Harness::new(ServerConfig::default());
+        let a = h.add(&[]);
+        let b = h.add(&[]);
+        h.run(Duration::from_secs(1));
+        let (first, second) = if first_is_a { (a, b) } else { (b, a) };
+        let r1 = h.with(first, |c, now| c.connect_peer(now, key(second)));
+        h.run(Duration::from_secs(20));
+        assert_eq!(h.introductions(first), []);
+        assert!(h.failures(first).is_empty());
+        let r2 = h.with(second, |c, now| c.connect_peer(now, key(first)));
+        h.run(Duration::from_secs(1));
+        for (me, other, request) in [(first, second, r1), (second, first, r2)] {
+            let intro = h.introductions(me);
+            assert_eq!(intro.len(), 1, "{first_is_a}");
+            let role = if key(me) < key(other) {
+                PunchRole::Initiator
+            } else {
+                PunchRole::Responder
+            };
+            assert_eq!(
+                introduced(&intro[0]),
+                (
+                    Some(request),
+                    key(other),
+                    None,
+                    vec![h.nodes[other].addr, lan(other)],
+                    role
+                )
+            );
+        }
+        assert_eq!(
+            h.count_server(|e| matches!(e, ServerEvent::Introduced { .. })),
+            1
+        );
+    }
+}
+
+#[test]
+fn peer_mode_times_out_when_only_one_side_asks() {
+    let mut h = Harness::new(ServerConfig {
+        peer_wait: Duration::from_secs(30),
+        ..ServerConfig::default()
+    });
+    let a = h.add(&[]);
+    let b = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    let request = h.with(a, |c, now| c.connect_peer(now, key(b)));
+    h.run(Duration::from_secs(60));
+    let failures = h.failures(a);
+    assert_eq!(failures.len(), 1);
+    let (at, r, code) = failures[0];
+    assert_eq!((r, code), (request, ErrorCode::PeerTimeout));
+    assert!(
+        at >= Duration::from_secs(31) && at < Duration::from_secs(32),
+        "{at:?}"
+    );
+    assert_eq!(h.introductions(b), []);
+    // An unregistered peer is waited for too, and times out the same way.
+    let c_key = key(9);
+    let request = h.with(a, |c, now| c.connect_peer(now, c_key));
+    h.run(Duration::from_secs(60));
+    assert_eq!(h.failures(a)[1].1, request);
+    assert_eq!(h.failures(a)[1].2, ErrorCode::PeerTimeout);
+}
+
+#[test]
+fn retransmitted_requests_do_not_introduce_twice() {
+    let mut h = Harness::new(ServerConfig::default());
+    h.impair(3, 0, 1000); // every message arrives twice
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    let p = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    h.with(p, |c, now| c.connect_peer(now, key(src)));
+    h.with(src, |c, now| c.connect_peer(now, key(p)));
+    h.run(Duration::from_secs(15));
+    assert_eq!(h.introductions(src).len(), 2);
+    assert_eq!(h.introductions(dest).len(), 1);
+    assert_eq!(h.introductions(p).len(), 1);
+    assert_eq!(
+        h.count_server(|e| matches!(e, ServerEvent::Introduced { .. })),
+        2
+    );
+}
+
+#[test]
+fn the_server_answers_a_duplicate_identically_without_side_effects() {
+    let t0 = crate::tests::origin();
+    let mut server = Server::new(ServerConfig::default(), t0);
+    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, 1).into();
+    for (k, svc) in [(key(0), vec![name("/svc")]), (key(1), vec![])] {
+        let msg = ClientMessage::Register {
+            request: 1,
+            token: "t".into(),
+            services: svc,
+            host_candidates: vec![],
+        };
+        server.handle_message(t0, k, addr, msg);
+    }
+    while server.poll_message().is_some() {}
+    let lookup = ClientMessage::Lookup {
+        request: 7,
+        name: name("/svc"),
+    };
+    server.handle_message(t0, key(1), addr, lookup.clone());
+    let first: Vec<_> = std::iter::from_fn(|| server.poll_message()).collect();
+    assert_eq!(first.len(), 2, "one introduction to each side");
+    server.handle_message(t0 + Duration::from_millis(1), key(1), addr, lookup);
+    let again: Vec<_> = std::iter::from_fn(|| server.poll_message()).collect();
+    assert_eq!(
+        again,
+        [first.iter().find(|(k, _)| *k == key(1)).unwrap().clone()]
+    );
+    // Requests from a key that never registered are refused.
+    server.handle_message(t0, key(5), addr, ClientMessage::Renew { request: 3 });
+    match server.poll_message() {
+        Some((
+            k,
+            ServerMessage::Error {
+                request: 3, code, ..
+            },
+        )) => {
+            assert_eq!((k, code), (key(5), ErrorCode::NotRegistered))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn clients_register_again_after_a_server_restart() {
+    let mut h = Harness::new(ServerConfig::default());
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(5));
+    h.server = Server::new(ServerConfig::default(), h.now);
+    for i in [dest, src] {
+        h.set_online(i, false);
+        h.set_online(i, true);
+    }
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.server.registrations().count(), 2);
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.introductions(src).len(), 1);
+    assert_eq!(h.introductions(dest).len(), 1);
+}
+
+#[test]
+fn a_restart_nobody_noticed_heals_on_the_next_request() {
+    let mut h = Harness::new(ServerConfig::default());
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(5));
+    h.server = Server::new(ServerConfig::default(), h.now);
+    // src's lookup meets NotRegistered, so it registers again and repeats the lookup; dest
+    // finds out at its next renewal (30 s) and is then found.
+    let r = h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    // Two round trips more than a plain lookup: NotRegistered, then Register/Registered.
+    let failures = h.failures(src);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        (failures[0].1, failures[0].2),
+        (r, ErrorCode::UnknownService)
+    );
+    assert_eq!(failures[0].0, Duration::from_millis(5120));
+    h.run(Duration::from_secs(30));
+    assert!(h.events(dest).contains(&ClientEvent::LeaseLost));
+    assert!(h.nodes[dest].client.is_registered());
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.introductions(src).len(), 1);
+}
+
+#[test]
+fn renewals_unanswered_until_the_lease_ends_lose_it() {
+    let mut h = Harness::new(ServerConfig::default());
+    let a = h.add(&["/a"]);
+    h.run(Duration::from_secs(1));
+    h.impair(1, 1000, 0);
+    h.run(Duration::from_secs(95));
+    assert!(h.events(a).contains(&ClientEvent::LeaseLost));
+    assert!(!h.nodes[a].client.is_registered());
+    h.impair(1, 0, 0);
+    h.run(Duration::from_secs(40));
+    assert!(h.nodes[a].client.is_registered());
+    assert!(h.server.registration(&key(a)).is_some());
+}
+
+#[test]
+fn the_reflexive_address_follows_nat_rebinding() {
+    let mut h = Harness::new(ServerConfig::default());
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    let moved: SocketAddr = (Ipv4Addr::new(198, 51, 100, 9), 5555).into();
+    h.nodes[dest].addr = moved;
+    h.run(Duration::from_secs(31));
+    assert_eq!(h.server.registration(&key(dest)).unwrap().addr(), moved);
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    assert_eq!(introduced(&h.introductions(src)[0]).3[0], moved);
+}
+
+#[test]
+fn every_lookup_completes_through_thirty_percent_loss() {
+    for seed in 1..=20 {
+        let mut h = Harness::new(ServerConfig::default());
+        h.impair(seed, 300, 50);
+        let dest = h.add(&["/svc"]);
+        let src = h.add(&[]);
+        h.run(Duration::from_secs(15));
+        let mut requests = Vec::new();
+        for _ in 0..10 {
+            requests.push(h.with(src, |c, now| c.lookup(now, name("/svc"))));
+            h.run(Duration::from_secs(20));
+        }
+        let answered: Vec<_> = h
+            .introductions(src)
+            .iter()
+            .map(|e| introduced(e).0.unwrap())
+            .collect();
+        assert_eq!(answered, requests, "seed {seed}: {:?}", h.failures(src));
+        assert_eq!(h.introductions(dest).len(), 10, "seed {seed}");
+    }
+}

@@ -116,7 +116,9 @@ fn stream_round(total: usize) -> f64 {
     let chunk = vec![0xA5u8; 256 * 1024];
     let mut buf = vec![0u8; 256 * 1024];
     let (mut written, mut read) = (0usize, 0usize);
-    let stream = a.open_stream(start_now, peer).expect("open");
+    let service: burrow_core::rendezvous::ServiceName = "/bench/sink".parse().expect("valid name");
+    b.expose(service.clone(), "sink");
+    let stream = a.open_stream(start_now, peer, &service).expect("open");
     let (a_addr, b_addr) = (addr("10.0.0.1:1"), addr("10.0.0.2:2"));
     let start = Instant::now();
     while read < total {

@@ -46,6 +46,16 @@ pub struct SessionConfig {
     pub handshake_load_threshold: u32,
     /// Datagrams queued per peer while its handshake is in progress; more are refused.
     pub max_queued_datagrams: usize,
+    /// Hole punching: how long the first TTL-limited probes lead the first full-TTL
+    /// initiation, so the peer's own probes have opened its NAT before ours arrive.
+    pub punch_lead: Duration,
+    /// Hole punching: first retry interval (doubles up to `handshake_retry_max`).
+    pub punch_retry: Duration,
+    /// Hole punching: the TTL of the first probes. 2 passes one NAT and dies at the next
+    /// router; each retry raises it by one, up to `punch_ttl_ceiling`.
+    pub punch_ttl_start: u8,
+    /// Hole punching: the highest probe TTL (plexus' default of 7).
+    pub punch_ttl_ceiling: u8,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +72,10 @@ impl Default for SessionConfig {
             reject_after_packets: u64::MAX - (1 << 13),
             handshake_load_threshold: 1000,
             max_queued_datagrams: 256,
+            punch_lead: Duration::from_millis(100),
+            punch_retry: Duration::from_millis(250),
+            punch_ttl_start: 2,
+            punch_ttl_ceiling: 7,
         }
     }
 }

@@ -10,7 +10,9 @@ use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
 use crate::error::{ConnectError, SendError, StreamError};
 use crate::event::{Event, PeerId};
+use crate::rendezvous::ServiceName;
 use crate::rng::SeededRng;
+use crate::service::Exposed;
 use crate::session::handshake::{HandshakePayload, PROLOGUE};
 use crate::session::{Context, Identity, Indices, Output, PeerIds, Session};
 use crate::stats::Stats;
@@ -55,6 +57,7 @@ pub struct Endpoint {
     cookies: CookieChecker,
     load: LoadMeter,
     stun: StunClient,
+    exposed: Exposed,
     /// Reused for decrypting transport packets.
     scratch: Vec<u8>,
 }
@@ -99,6 +102,7 @@ impl Endpoint {
                 count: 0,
             },
             stun: StunClient::default(),
+            exposed: Exposed::default(),
             scratch: Vec::with_capacity(2048),
         }
     }
@@ -121,6 +125,7 @@ impl Endpoint {
             rng: &mut self.rng,
             indices: &mut self.indices,
             ids: &mut self.ids,
+            exposed: &self.exposed,
             out: &mut self.out,
         };
         (ctx, &mut self.sessions)
@@ -150,6 +155,7 @@ impl Endpoint {
             return;
         };
         match packet {
+            Packet::Probe => self.out.stats.probes_received += 1,
             Packet::Initiation {
                 sender,
                 noise,
@@ -426,6 +432,36 @@ impl Endpoint {
         Ok(session.id)
     }
 
+    /// Punches a direct path to the peer whose static key is `key`, toward each of its
+    /// `candidates` (from the rendezvous server: reflexive address first, then host
+    /// addresses). The peer does the same toward us at about the same time; whichever
+    /// handshake gets through first makes the session, on the path it came by. Outcome as for
+    /// [`Self::connect`].
+    pub fn punch(
+        &mut self,
+        now: Instant,
+        key: PublicKey,
+        candidates: Vec<SocketAddr>,
+    ) -> Result<PeerId, ConnectError> {
+        if key == self.public_key {
+            return Err(ConnectError::OwnKey);
+        }
+        let Some(&first) = candidates.first() else {
+            return Err(ConnectError::NoCandidates);
+        };
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.entry(key).or_insert_with(|| {
+            let id = ctx.ids.assign(key);
+            Session::new(&ctx, id, key, first, now)
+        });
+        session.announced = true;
+        session.set_candidates(candidates);
+        if !session.is_connected() {
+            session.start_handshake(&mut ctx, now);
+        }
+        Ok(session.id)
+    }
+
     /// Sends one unreliable datagram to `peer` (queued while its handshake runs).
     pub fn send_datagram(
         &mut self,
@@ -475,10 +511,36 @@ impl Endpoint {
         result
     }
 
-    /// Opens a bidirectional stream to `peer`. Streams may be opened and written while the
-    /// handshake runs; their data leaves once the session is up.
-    pub fn open_stream(&mut self, now: Instant, peer: PeerId) -> Result<StreamId, StreamError> {
-        self.with_session(now, peer, |s, _| Ok(s.mux.open()?))
+    /// Exposes `service` to peers: their streams for it arrive as [`Event::IncomingStream`]
+    /// carrying `target` (for example `127.0.0.1:22`), which the driver connects to. Exposing
+    /// a name again replaces its target.
+    pub fn expose(&mut self, service: ServiceName, target: impl Into<String>) {
+        self.exposed.insert(service, target.into());
+    }
+
+    /// Stops exposing `service`; later streams for it are refused. Returns whether it was
+    /// exposed.
+    pub fn unexpose(&mut self, service: &ServiceName) -> bool {
+        self.exposed.remove(service)
+    }
+
+    /// Opens a bidirectional stream to `service` at `peer`. Streams may be opened and written
+    /// while the handshake runs; their data leaves once the session is up. A peer that does not
+    /// expose the service resets the stream with [`crate::service::UNKNOWN_SERVICE`].
+    pub fn open_stream(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        service: &ServiceName,
+    ) -> Result<StreamId, StreamError> {
+        self.with_session(now, peer, |s, _| {
+            let stream = s.mux.open()?;
+            let header = crate::service::header(service);
+            let written = s.mux.write(stream, &header)?;
+            // A new stream's credit (64 KiB) always takes the header (at most 130 bytes).
+            debug_assert_eq!(written, header.len());
+            Ok(stream)
+        })
     }
 
     /// Writes as much of `data` as flow control and the send buffer allow, returning how much

@@ -42,12 +42,15 @@ impl fmt::Display for CloseReason {
 pub enum ConnectError {
     /// The key is our own.
     OwnKey,
+    /// No address to try.
+    NoCandidates,
 }
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::OwnKey => f.write_str("cannot connect to our own public key"),
+            Self::NoCandidates => f.write_str("no candidate address to reach the peer at"),
         }
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::crypto::PublicKey;
 use crate::error::CloseReason;
+use crate::rendezvous::ServiceName;
 use crate::stream::StreamId;
 use crate::stun::ProbeOutcome;
 
@@ -57,12 +58,17 @@ pub enum Event {
         /// Where the handshake came from.
         addr: SocketAddr,
     },
-    /// The peer opened a stream; read it when [`Event::StreamReadable`] comes.
-    StreamOpened {
+    /// The peer opened a stream to a service we expose: connect it to `target` and pipe the
+    /// two together. [`Event::StreamReadable`] follows.
+    IncomingStream {
         /// The peer.
         peer: PeerId,
         /// The new stream.
         stream: StreamId,
+        /// The service it asked for.
+        service: ServiceName,
+        /// The local target given to [`crate::Endpoint::expose`] for it.
+        target: String,
     },
     /// A stream has data (or its end) to read. Edge-triggered: read until `Blocked`.
     StreamReadable {

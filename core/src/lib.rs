@@ -64,6 +64,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod rendezvous;
+pub mod service;
 pub mod session;
 pub mod stats;
 pub mod stream;

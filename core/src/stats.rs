@@ -19,6 +19,8 @@ pub struct Stats {
     pub handshakes_completed: u64,
     /// Cookie replies sent because we were under load.
     pub cookies_sent: u64,
+    /// Hole-punching probes that reached us (their TTL was larger than needed).
+    pub probes_received: u64,
     /// STUN messages received on the port.
     pub stun_received: u64,
     /// Not a burrow packet, unsupported version, or too short for its kind.
@@ -45,4 +47,6 @@ pub struct Stats {
     pub dropped_expired: u64,
     /// An authenticated packet whose plaintext does not decode.
     pub dropped_bad_payload: u64,
+    /// Incoming streams refused: a service we do not expose, or a header that does not parse.
+    pub streams_refused: u64,
 }

@@ -523,8 +523,8 @@ fn demo_is_deterministic_and_succeeds() {
     assert_eq!(a.trace, b.trace);
 }
 
-/// Known core bug (ignored until fixed): a liveness handshake that times out closes a session
-/// whose peer is alive.
+/// Regression (fixed in session/state.rs `handle_timeout`): a liveness handshake that timed out
+/// closed a session whose peer was alive.
 ///
 /// Seed 23, port-restricted cone with a 30 s binding timeout refreshed by outbound packets only,
 /// 20 ms ± 5 ms and 20 % loss each way on the daemon's uplink, idle session. One lost daemon
@@ -535,7 +535,6 @@ fn demo_is_deterministic_and_succeeds() {
 /// the daemon again as a new peer at 202.4 s. The daemon never notices. Expected: a failed
 /// liveness/rekey handshake closes nothing while the peer is heard from within the idle timeout.
 #[test]
-#[ignore = "core bug: a timed-out liveness handshake ends a live session (state.rs handle_timeout)"]
 fn regression_timed_out_liveness_handshake_closes_a_live_session() {
     let nat = NatConfig::port_restricted_cone()
         .with_binding_timeout(Duration::from_secs(30))
@@ -548,7 +547,7 @@ fn regression_timed_out_liveness_handshake_closes_a_live_session() {
     assert_eq!(s.closes(srv), vec![], "seed 23: server");
 }
 
-/// Known core bug (ignored until fixed): when the first packet from a rebound NAT port is a
+/// Regression (fixed in session/state.rs `move_to`): when the first packet from a rebound NAT port is a
 /// handshake initiation (a rekey), the responder moves the session to the new address without
 /// `Event::PathChanged` (state.rs `respond` sets `addr` silently), so the application's view of
 /// the peer's address is stale.
@@ -556,7 +555,6 @@ fn regression_timed_out_liveness_handshake_closes_a_live_session() {
 /// Seeds 0..3, port-restricted cone with random ports, no loss: connect at 0, clear the NAT at
 /// 119.9 s, just before the daemon's rekey at about 120 s.
 #[test]
-#[ignore = "core bug: a path change seen through a handshake initiation raises no PathChanged"]
 fn regression_rebinding_seen_through_a_rekey_has_no_path_changed() {
     for seed in 0..3 {
         let nat = NatConfig::port_restricted_cone().with_port_allocation(PortAllocation::Random);

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::crypto::{PublicKey, SecretKey};
 use crate::event::{Event, PeerId};
 use crate::rng::SeededRng;
+use crate::service::Exposed;
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
@@ -113,5 +114,6 @@ pub(crate) struct Context<'a> {
     pub(crate) rng: &'a mut SeededRng,
     pub(crate) indices: &'a mut Indices,
     pub(crate) ids: &'a mut PeerIds,
+    pub(crate) exposed: &'a Exposed,
     pub(crate) out: &'a mut Output,
 }

@@ -1,6 +1,6 @@
 //! The per-peer session state machine.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ use crate::crypto::noise::{InitiatorHandshake, ResponderHandshake};
 use crate::crypto::{PublicKey, SecretKey};
 use crate::error::{CloseReason, SendError};
 use crate::event::{Event, PeerId};
-use crate::stream::{Mux, Role, StreamEvent};
+use crate::service::{BAD_HEADER, HeaderReader, HeaderState, UNKNOWN_SERVICE};
+use crate::stream::{Mux, ReadOutcome, Role, StreamEvent, StreamId};
 use crate::timer::Timer;
 use crate::transmit::Transmit;
 use crate::wire::control::{CloseCode, Control};
@@ -69,11 +70,24 @@ pub(crate) struct Session {
     /// `Connected`); only then does it hear `SessionClosed`.
     pub(crate) announced: bool,
     queue: VecDeque<Bytes>,
+    /// Addresses to punch toward until connected (empty: just `addr`).
+    candidates: Vec<SocketAddr>,
+    /// The probe TTL of the latest punching attempt; after success, the one that worked.
+    pub(crate) punch_ttl: u8,
+    /// Incoming streams whose service header is still being read.
+    headers: BTreeMap<StreamId, HeaderReader>,
     /// The streams of this session. It exists from the start so streams can be opened and
     /// written while the handshake runs; its packets go out once keys exist.
     pub(crate) mux: Mux,
     /// Set once the session has ended; the endpoint then removes it.
     pub(crate) closed: bool,
+}
+
+/// Silence after which a connected session starts a handshake to find out whether the peer
+/// lost our session (it restarted) or the path broke. Two keepalive intervals and a retry, so
+/// that one lost keepalive does not cost a handshake.
+fn silence_limit(cfg: &SessionConfig) -> Duration {
+    cfg.keepalive_interval * 2 + cfg.handshake_retry
 }
 
 fn retry_delay(base: Duration, max: Duration, attempts: u32) -> Duration {
@@ -90,6 +104,9 @@ impl Session {
     ) -> Self {
         Self {
             mux: new_mux(ctx, &key, now),
+            headers: BTreeMap::new(),
+            candidates: Vec::new(),
+            punch_ttl: 0,
             id,
             key,
             addr,
@@ -148,12 +165,17 @@ impl Session {
             payload,
             &self.cookies,
         );
-        let session = &ctx.config.session;
-        let delay = retry_delay(
-            session.handshake_retry,
-            session.handshake_retry_max,
-            attempts,
-        );
+        let cfg = &ctx.config.session;
+        let punching = !self.connected && !self.candidates.is_empty();
+        let delay = match (punching, attempts) {
+            (true, 0) => cfg.punch_lead,
+            (true, n) => retry_delay(cfg.punch_retry, cfg.handshake_retry_max, n - 1),
+            (false, n) => retry_delay(cfg.handshake_retry, cfg.handshake_retry_max, n),
+        };
+        let ttl = u8::try_from(attempts)
+            .unwrap_or(u8::MAX)
+            .saturating_add(cfg.punch_ttl_start)
+            .min(cfg.punch_ttl_ceiling);
         self.pending = Some(Pending {
             state: init.state,
             local_index,
@@ -162,7 +184,34 @@ impl Session {
             next_attempt: now + delay,
             attempts: attempts + 1,
         });
-        self.transmit(ctx, now, Bytes::from(init.packet));
+        if !punching {
+            return self.transmit(ctx, now, Bytes::from(init.packet));
+        }
+        // Punching: TTL-limited probes open our own NAT toward every candidate without reaching
+        // the peer's NAT (where an unsolicited packet could claim the port our peer's packets
+        // need); from the second attempt on, the initiation itself goes to every candidate at
+        // full TTL. The TTL climbs one hop per attempt, so nested NATs are crossed too.
+        let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
+        let packet = Bytes::from(init.packet);
+        for dst in self.candidates.clone() {
+            self.transmit_to(ctx, now, dst, Some(ttl), probe.clone());
+            if attempts > 0 {
+                self.transmit_to(ctx, now, dst, None, packet.clone());
+            }
+        }
+        self.punch_ttl = ttl;
+    }
+
+    /// Tells the session where the peer may be reached (its reflexive and host addresses from
+    /// the rendezvous server). Until connected, handshakes punch toward all of them; the first
+    /// to answer becomes the path.
+    pub(crate) fn set_candidates(&mut self, candidates: Vec<SocketAddr>) {
+        if let Some(first) = candidates.first() {
+            if !self.connected {
+                self.addr = *first;
+            }
+        }
+        self.candidates = candidates;
     }
 
     /// Whether we have a handshake in flight whose index is `index`.
@@ -226,7 +275,7 @@ impl Session {
             ctx.indices.free(old.local_index);
         }
         ctx.out.stats.handshakes_completed += 1;
-        self.addr = from;
+        self.move_to(ctx, from);
         self.last_received = now;
         self.transmit(ctx, now, Bytes::from(packet));
     }
@@ -260,9 +309,7 @@ impl Session {
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
         self.install_current(ctx, keypair);
-        if self.addr != from {
-            self.addr = from;
-        }
+        self.move_to(ctx, from);
         self.last_received = now;
         self.established(ctx, now);
         self.flush_queue(ctx, now);
@@ -309,6 +356,7 @@ impl Session {
                 self.announced = false;
                 self.queue.clear();
                 self.mux = new_mux(ctx, &self.key, now);
+                self.headers.clear();
                 // The old keys belong to the peer's previous life; it cannot use them.
                 for old in [self.current.take(), self.previous.take()]
                     .into_iter()
@@ -318,6 +366,20 @@ impl Session {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sends to `addr` from now on: an authenticated packet came from there. A connected
+    /// session tells the application.
+    fn move_to(&mut self, ctx: &mut Context<'_>, addr: SocketAddr) {
+        if addr != self.addr {
+            self.addr = addr;
+            if self.connected {
+                ctx.out.events.push_back(Event::PathChanged {
+                    peer: self.id,
+                    addr,
+                });
+            }
         }
     }
 
@@ -400,12 +462,8 @@ impl Session {
             self.flush_queue(ctx, now);
         }
         // (the stream layer is flushed after the payload below is handled)
-        if newest && from != self.addr {
-            self.addr = from;
-            ctx.out.events.push_back(Event::PathChanged {
-                peer: self.id,
-                addr: from,
-            });
+        if newest {
+            self.move_to(ctx, from);
         }
         match Payload::parse(scratch) {
             Ok(Payload::KeepAlive) => {}
@@ -479,14 +537,20 @@ impl Session {
     }
 
     fn transmit(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
+        let dst = self.addr;
+        self.transmit_to(ctx, now, dst, None, payload);
+    }
+
+    fn transmit_to(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        dst: SocketAddr,
+        ttl: Option<u8>,
+        payload: Bytes,
+    ) {
         self.last_sent = now;
-        ctx.out.stats.datagrams_out += 1;
-        ctx.out.stats.bytes_out += payload.len() as u64;
-        ctx.out.transmits.push_back(Transmit {
-            dst: self.addr,
-            ttl: None,
-            payload,
-        });
+        ctx.out.send(Transmit { dst, ttl, payload });
     }
 
     // ----- streams ------------------------------------------------------------------------
@@ -494,6 +558,14 @@ impl Session {
     /// Sends every packet the stream layer has ready (as congestion control and pacing allow)
     /// and passes its events on. Called after anything that may give it work.
     pub(crate) fn flush_mux(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        self.send_mux_packets(ctx, now);
+        // Reading a header may free credit and queue a window update: send again until quiet.
+        while self.pass_mux_events(ctx) {
+            self.send_mux_packets(ctx, now);
+        }
+    }
+
+    fn send_mux_packets(&mut self, ctx: &mut Context<'_>, now: Instant) {
         let reject_after = ctx.config.session.reject_after_packets;
         let max_plaintext = 1 + self.mux_packet_size(ctx);
         while let Some(keypair) = self.current.as_mut() {
@@ -509,10 +581,30 @@ impl Session {
                 self.start_handshake(ctx, now);
             }
         }
+    }
+
+    /// Passes the stream layer's events on; returns whether there were any.
+    fn pass_mux_events(&mut self, ctx: &mut Context<'_>) -> bool {
+        let mut any = false;
         while let Some(event) = self.mux.poll_event() {
+            any = true;
             let peer = self.id;
-            ctx.out.events.push_back(match event {
-                StreamEvent::Opened(stream) => Event::StreamOpened { peer, stream },
+            let event = match event {
+                StreamEvent::Opened(stream) => {
+                    self.headers.insert(stream, HeaderReader::default());
+                    continue;
+                }
+                StreamEvent::Readable(stream) if self.headers.contains_key(&stream) => {
+                    match self.read_header(ctx, stream) {
+                        Some(event) => event,
+                        None => continue,
+                    }
+                }
+                StreamEvent::Reset { id, .. } | StreamEvent::StopSending { id, .. }
+                    if self.headers.remove(&id).is_some() =>
+                {
+                    continue;
+                }
                 StreamEvent::Readable(stream) => Event::StreamReadable { peer, stream },
                 StreamEvent::Writable(stream) => Event::StreamWritable { peer, stream },
                 StreamEvent::Finished(stream) => Event::StreamFinished { peer, stream },
@@ -527,7 +619,57 @@ impl Session {
                     code,
                 },
                 StreamEvent::Datagram(data) => Event::Datagram { peer, data },
-            });
+            };
+            ctx.out.events.push_back(event);
+        }
+        any
+    }
+
+    /// Reads what has arrived of an incoming stream's service header. Once it is complete, the
+    /// stream is announced if we expose that service and refused otherwise.
+    fn read_header(&mut self, ctx: &mut Context<'_>, stream: StreamId) -> Option<Event> {
+        let reader = self.headers.get_mut(&stream)?;
+        let mut buf = [0u8; 256];
+        let state = loop {
+            let state = reader.state();
+            let HeaderState::Need(n) = state else {
+                break state;
+            };
+            match self.mux.read(stream, &mut buf[..n]) {
+                Ok(ReadOutcome::Data(k)) => reader.push(&buf[..k]),
+                Ok(ReadOutcome::Blocked) => return None,
+                Ok(ReadOutcome::Finished) | Err(_) => break HeaderState::Bad,
+            }
+        };
+        self.headers.remove(&stream);
+        let refuse = |mux: &mut Mux, code| {
+            mux.reset(stream, code);
+            mux.stop_sending(stream, code);
+        };
+        match state {
+            HeaderState::Done(service) => match ctx.exposed.target(&service) {
+                Some(target) => {
+                    let (peer, target) = (self.id, target.to_string());
+                    ctx.out.events.push_back(Event::IncomingStream {
+                        peer,
+                        stream,
+                        service,
+                        target,
+                    });
+                    // The header consumed the readable edge; data may already wait behind it.
+                    Some(Event::StreamReadable { peer, stream })
+                }
+                None => {
+                    ctx.out.stats.streams_refused += 1;
+                    refuse(&mut self.mux, UNKNOWN_SERVICE);
+                    None
+                }
+            },
+            HeaderState::Bad | HeaderState::Need(_) => {
+                ctx.out.stats.streams_refused += 1;
+                refuse(&mut self.mux, BAD_HEADER);
+                None
+            }
         }
     }
 
@@ -594,10 +736,7 @@ impl Session {
                     consider(current.created + self.rekey_age(cfg), Timer::Rekey);
                 }
                 if self.connected {
-                    consider(
-                        self.last_received + cfg.keepalive_interval + cfg.handshake_retry_max,
-                        Timer::Rekey,
-                    );
+                    consider(self.last_received + silence_limit(cfg), Timer::Rekey);
                 }
             }
         }
@@ -653,9 +792,16 @@ impl Session {
         }
         if let Some(p) = &self.pending {
             if now >= p.started + cfg.handshake_timeout {
-                return self.end(ctx, CloseReason::HandshakeTimeout);
-            }
-            if now >= p.next_attempt {
+                // (Reaching here, the peer was heard within the idle timeout.)
+                if !(self.connected && self.current.is_some()) {
+                    return self.end(ctx, CloseReason::HandshakeTimeout);
+                }
+                // A rekey or liveness handshake failed while the peer is still heard on the
+                // current keys: keep the session and try again later (rekey, silence or key
+                // expiry will start the next one).
+                let p = self.pending.take().expect("matched above");
+                ctx.indices.free(p.local_index);
+            } else if now >= p.next_attempt {
                 let (started, attempts) = (p.started, p.attempts);
                 self.send_initiation(ctx, now, started, attempts);
             }
@@ -664,10 +810,7 @@ impl Session {
                 .current
                 .as_ref()
                 .is_some_and(|k| now >= k.created + self.rekey_age(&cfg));
-            // Silence past a keepalive interval means the peer lost our session (it restarted)
-            // or the path broke: a fresh handshake finds out.
-            let silent = self.connected
-                && now >= self.last_received + cfg.keepalive_interval + cfg.handshake_retry_max;
+            let silent = self.connected && now >= self.last_received + silence_limit(&cfg);
             let no_keys = self.current.is_none() && (self.connected || !self.queue.is_empty());
             if old_keys || silent || no_keys {
                 self.start_handshake(ctx, now);

@@ -9,6 +9,7 @@ use rand_core::{Rng, SeedableRng};
 use super::pair::{Pair, Side};
 use crate::error::{CloseReason, StreamError};
 use crate::event::{Event, PeerId};
+use crate::rendezvous::ServiceName;
 use crate::stream::{ReadOutcome, StreamId};
 
 /// Everything B has read per stream, and which streams it saw finish.
@@ -26,7 +27,7 @@ fn drain(pair: &mut Pair, side: Side, peer: PeerId, sink: &mut Sink) {
     let streams: Vec<StreamId> = events
         .iter()
         .filter_map(|e| match e {
-            Event::StreamOpened { stream, .. } => Some(*stream),
+            Event::IncomingStream { stream, .. } => Some(*stream),
             _ => None,
         })
         .collect();
@@ -52,6 +53,19 @@ fn drain(pair: &mut Pair, side: Side, peer: PeerId, sink: &mut Sink) {
             }
         }
     }
+}
+
+/// The service every test stream is for; B exposes it (see [`pair`]).
+fn svc() -> ServiceName {
+    ServiceName::parse("/test/sink").unwrap()
+}
+
+/// A connected pair where B exposes [`svc`].
+fn pair() -> (Pair, PeerId, PeerId) {
+    let mut pair = Pair::new();
+    pair.b.expose(svc(), "127.0.0.1:9");
+    let (a, b) = pair.connect();
+    (pair, a, b)
 }
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -103,10 +117,9 @@ fn settle(pair: &mut Pair, b_peer: PeerId, sink: &mut Sink, stream: StreamId) {
 
 #[test]
 fn a_stream_carries_bytes_in_order_and_its_end() {
-    let mut pair = Pair::new();
-    let (a_peer, b_peer) = pair.connect();
+    let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
     let data = pattern(1, 3 << 20);
     let mut sink = Sink::default();
     send_all(&mut pair, a_peer, b_peer, stream, &data, &mut sink);
@@ -121,12 +134,11 @@ fn a_stream_carries_bytes_in_order_and_its_end() {
 
 #[test]
 fn a_stream_survives_heavy_loss_duplication_and_reordering() {
-    let mut pair = Pair::new();
-    let (a_peer, b_peer) = pair.connect();
+    let (mut pair, a_peer, b_peer) = pair();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     pair.filter = Some(Box::new(move |_, _| rng.next_u32() % 100 >= 20));
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
     let data = pattern(2, 256 << 10);
     let mut sink = Sink::default();
     send_all(&mut pair, a_peer, b_peer, stream, &data, &mut sink);
@@ -137,9 +149,10 @@ fn a_stream_survives_heavy_loss_duplication_and_reordering() {
 #[test]
 fn streams_opened_during_the_handshake_flow_once_it_completes() {
     let mut pair = Pair::new();
+    pair.b.expose(svc(), "127.0.0.1:9");
     let (b_key, b_addr, now) = (pair.b.public_key(), pair.b_addr, pair.now);
     let a_peer = pair.a.connect(now, b_key, b_addr).unwrap();
-    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
     pair.a
         .stream_write(now, a_peer, stream, b"early bytes")
         .unwrap();
@@ -161,10 +174,9 @@ fn streams_opened_during_the_handshake_flow_once_it_completes() {
 
 #[test]
 fn half_close_keeps_the_other_direction_open() {
-    let mut pair = Pair::new();
-    let (a_peer, b_peer) = pair.connect();
+    let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
     pair.a
         .stream_write(now, a_peer, stream, b"request")
         .unwrap();
@@ -195,13 +207,12 @@ fn half_close_keeps_the_other_direction_open() {
 
 #[test]
 fn a_hundred_concurrent_streams_each_deliver_their_own_bytes() {
-    let mut pair = Pair::new();
-    let (a_peer, b_peer) = pair.connect();
+    let (mut pair, a_peer, b_peer) = pair();
     let mut streams = Vec::new();
     for i in 0..100u64 {
         let now = pair.now;
         let stream = loop {
-            match pair.a.open_stream(now, a_peer) {
+            match pair.a.open_stream(now, a_peer, &svc()) {
                 Ok(s) => break s,
                 Err(StreamError::Limit) => pair.run_for(Duration::from_millis(20)),
                 Err(e) => panic!("open: {e}"),
@@ -229,10 +240,9 @@ fn a_hundred_concurrent_streams_each_deliver_their_own_bytes() {
 
 #[test]
 fn a_reset_reaches_the_reader_and_closing_the_session_ends_everything() {
-    let mut pair = Pair::new();
-    let (a_peer, b_peer) = pair.connect();
+    let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
     pair.a
         .stream_write(now, a_peer, stream, b"partial")
         .unwrap();
@@ -263,10 +273,9 @@ fn a_reset_reaches_the_reader_and_closing_the_session_ends_everything() {
 
 #[test]
 fn an_idle_session_with_finished_streams_has_only_keepalive_timers() {
-    let mut pair = Pair::new();
-    let (a_peer, b_peer) = pair.connect();
+    let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer).unwrap();
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
     pair.a.stream_write(now, a_peer, stream, b"x").unwrap();
     pair.a.stream_finish(now, a_peer, stream).unwrap();
     pair.run_for(Duration::from_millis(100));
@@ -286,4 +295,47 @@ fn an_idle_session_with_finished_streams_has_only_keepalive_timers() {
     let sent = pair.a.stats().datagrams_out - before;
     assert!(sent <= 6, "A sent {sent} datagrams in an idle minute");
     assert_eq!(pair.a.stream_stats(a_peer).unwrap().open_streams, 0);
+}
+
+#[test]
+fn a_stream_for_a_service_the_peer_does_not_expose_is_refused() {
+    let (mut pair, a_peer, b_peer) = pair();
+    let other = ServiceName::parse("/not/here").unwrap();
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer, &other).unwrap();
+    pair.a.stream_write(now, a_peer, stream, b"hello?").unwrap();
+    pair.run_for(Duration::from_millis(100));
+    let code = crate::service::UNKNOWN_SERVICE;
+    assert!(
+        pair.a_events.contains(&Event::StreamReset {
+            peer: a_peer,
+            stream,
+            code
+        }),
+        "{:?}",
+        pair.a_events
+    );
+    assert!(
+        !pair
+            .b_events
+            .iter()
+            .any(|e| matches!(e, Event::IncomingStream { .. }))
+    );
+    assert_eq!(pair.b.stats().streams_refused, 1);
+    let _ = b_peer;
+}
+
+#[test]
+fn incoming_streams_carry_the_service_and_its_target() {
+    let (mut pair, a_peer, b_peer) = pair();
+    let now = pair.now;
+    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
+    pair.run_for(Duration::from_millis(100));
+    let expected = Event::IncomingStream {
+        peer: b_peer,
+        stream,
+        service: svc(),
+        target: "127.0.0.1:9".into(),
+    };
+    assert!(pair.b_events.contains(&expected), "{:?}", pair.b_events);
 }

@@ -17,6 +17,7 @@
 //! Response   (2):  sender u32 | receiver u32 | noise message 2 (e, payload) | mac1 [16] | mac2 [16]
 //! Cookie     (3):  receiver u32 | nonce [24] | sealed cookie [32]
 //! Transport  (4):  receiver u32 | counter u64 | ciphertext | tag [16]
+//! Probe      (5):  anything (ignored): a TTL-limited hole-punching packet
 //! ```
 //!
 //! `sender` and `receiver` are the random session indices each side picks, so that a packet finds
@@ -60,6 +61,10 @@ pub enum PacketKind {
     CookieReply = 3,
     /// An encrypted transport packet.
     Transport = 4,
+    /// A hole-punching probe: sent with a small TTL to open our own NAT's mapping toward a
+    /// peer candidate, and meant to die before reaching the peer. Carries nothing; a receiver
+    /// counts and drops it.
+    Probe = 5,
 }
 
 /// Why bytes are not a burrow packet. Never returned to a caller of `handle_input`; the endpoint
@@ -147,6 +152,8 @@ pub enum Packet<'a> {
         /// Ciphertext followed by the 16-byte tag.
         sealed: &'a [u8],
     },
+    /// A hole-punching probe.
+    Probe,
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -228,6 +235,7 @@ impl<'a> Packet<'a> {
                     sealed: &bytes[TRANSPORT_HEADER_LEN..],
                 })
             }
+            5 => Ok(Packet::Probe),
             other => Err(WireError::UnknownKind(other)),
         }
     }
@@ -239,6 +247,7 @@ impl<'a> Packet<'a> {
             Packet::Response { .. } => PacketKind::Response,
             Packet::CookieReply { .. } => PacketKind::CookieReply,
             Packet::Transport { .. } => PacketKind::Transport,
+            Packet::Probe => PacketKind::Probe,
         }
     }
 }
@@ -271,6 +280,15 @@ pub fn begin_response(sender: u32, receiver: u32, out: &mut Vec<u8>) {
     emit_prefix(PacketKind::Response, out);
     out.extend_from_slice(&sender.to_be_bytes());
     out.extend_from_slice(&receiver.to_be_bytes());
+}
+
+/// A whole probe packet: the prefix and eight zero bytes, so that it is not mistaken for
+/// anything shorter.
+pub fn probe() -> [u8; PREFIX_LEN + 8] {
+    let mut out = [0u8; PREFIX_LEN + 8];
+    out[0] = MAGIC | VERSION;
+    out[1] = PacketKind::Probe as u8;
+    out
 }
 
 /// A whole cookie reply.

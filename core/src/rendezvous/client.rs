@@ -5,13 +5,13 @@
 //! failure. Messages go to the server over the session the caller keeps with it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::config::{ClientConfig, ConfigError};
+use super::events::ClientEvent;
 use super::messages::{
-    ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, MAX_SERVICES, MAX_TOKEN_LEN, PunchRole,
-    ServerMessage,
+    ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, MAX_SERVICES, MAX_TOKEN_LEN, ServerMessage,
 };
 use super::name::ServiceName;
 use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
@@ -26,107 +26,6 @@ const WAIT_GRACE: Duration = GIVE_UP_AFTER;
 const SEEN_FOR: Duration = Duration::from_secs(60);
 /// Most introduction ids remembered.
 const SEEN_MAX: usize = 256;
-
-/// A daemon's rendezvous settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientConfig {
-    /// The access token (at most [`MAX_TOKEN_LEN`] bytes).
-    pub token: String,
-    /// Names this daemon publishes as a destination (at most [`MAX_SERVICES`], no duplicates).
-    pub services: Vec<ServiceName>,
-    /// Local addresses a peer on the same network can use; only the first
-    /// [`MAX_HOST_CANDIDATES`] are announced.
-    pub host_candidates: Vec<SocketAddr>,
-    /// How often to renew the lease; `None` for a third of the lease the server announces.
-    /// Never more than that third, whatever is set here.
-    pub renew_every: Option<Duration>,
-}
-
-impl ClientConfig {
-    /// A configuration with `token`, no services, no host candidates and default renewal.
-    pub fn new(token: impl Into<String>) -> Self {
-        Self {
-            token: token.into(),
-            services: Vec::new(),
-            host_candidates: Vec::new(),
-            renew_every: None,
-        }
-    }
-}
-
-/// Why a [`ClientConfig`] was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The token is longer than [`MAX_TOKEN_LEN`] bytes.
-    TokenTooLong,
-    /// More than [`MAX_SERVICES`] services.
-    TooManyServices,
-    /// A service is listed twice.
-    DuplicateService(ServiceName),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TokenTooLong => write!(f, "the token is longer than {MAX_TOKEN_LEN} bytes"),
-            Self::TooManyServices => {
-                write!(f, "a daemon publishes at most {MAX_SERVICES} services")
-            }
-            Self::DuplicateService(name) => write!(f, "service {name} is listed twice"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// What the rendezvous client tells its owner.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// The server accepted our registration.
-    Registered {
-        /// Our address as the server sees it.
-        reflexive: SocketAddr,
-        /// The lease the server grants.
-        lease: Duration,
-    },
-    /// The server refused our registration, or never answered. It is tried again after
-    /// [`REGISTER_RETRY`]; a refusal usually needs a config change.
-    RegistrationFailed {
-        /// Why.
-        code: ErrorCode,
-        /// Detail from the server, or a local explanation.
-        detail: String,
-    },
-    /// Go and punch to `peer`.
-    Introduced {
-        /// The `lookup`/`connect_peer` request this answers; `None` when a source looked up
-        /// one of our services.
-        request: Option<u64>,
-        /// The other side's static key.
-        peer: PublicKey,
-        /// The service, in client/server mode.
-        service: Option<ServiceName>,
-        /// Where to reach it: its server-reflexive address first, then its host candidates.
-        candidates: Vec<SocketAddr>,
-        /// Our part in the punch.
-        role: PunchRole,
-    },
-    /// A `lookup` or `connect_peer` request failed; [`ErrorCode::NoAnswer`] when the server
-    /// never answered.
-    RequestFailed {
-        /// The request id.
-        request: u64,
-        /// Why.
-        code: ErrorCode,
-        /// Detail for logs.
-        detail: String,
-    },
-    /// Our registration is gone (the server said the lease expired, or renewals went
-    /// unanswered until it would have). The client is already registering again.
-    LeaseLost,
-}
 
 /// Where the registration stands.
 #[derive(Clone, Debug)]
@@ -263,8 +162,14 @@ impl Client {
 
     /// Peer mode: asks to be introduced to `peer`, which must ask for us too. Returns the
     /// request id that [`ClientEvent::Introduced`] or [`ClientEvent::RequestFailed`] will
-    /// carry.
+    /// carry; asking again while a request for the same peer is pending returns its id.
     pub fn connect_peer(&mut self, now: Instant, peer: PublicKey) -> u64 {
+        let pending = self.requests.iter().find(
+            |(_, r)| matches!(r.msg, ClientMessage::ConnectPeer { peer: p, .. } if p == peer),
+        );
+        if let Some((&request, _)) = pending {
+            return request;
+        }
         let request = self.request_id();
         self.add_request(now, ClientMessage::ConnectPeer { request, peer })
     }
@@ -311,6 +216,9 @@ impl Client {
 
     fn lease_lost(&mut self, now: Instant) {
         self.events.push_back(ClientEvent::LeaseLost);
+        // The server dropped its introductions for us with the registration, and a restarted
+        // server numbers introductions from 1 again: old ids mean nothing any more.
+        self.seen.clear();
         self.register(now);
     }
 

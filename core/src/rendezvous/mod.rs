@@ -23,6 +23,8 @@
 //! contract as [`crate::Endpoint`].
 
 pub mod client;
+pub mod config;
+pub mod events;
 pub mod lease;
 pub mod messages;
 pub mod name;
@@ -32,8 +34,10 @@ pub mod server;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, ClientConfig, ClientEvent, ConfigError};
+pub use client::Client;
+pub use config::{ClientConfig, ConfigError, ServerConfig, TokenPolicy};
+pub use events::{ClientEvent, ServerEvent};
 pub use lease::{Registration, TokenLimits};
 pub use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
 pub use name::{NameError, ServiceName};
-pub use server::{Server, ServerConfig, ServerEvent, TokenPolicy};
+pub use server::Server;

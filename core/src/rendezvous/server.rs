@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::lease::{NewRegistration, Registration, Registry, TokenLimits};
+use super::config::{ServerConfig, TokenPolicy};
+use super::events::ServerEvent;
+use super::lease::{NewRegistration, Registration, Registry};
 use super::messages::{
     ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
 };
@@ -20,105 +22,6 @@ use crate::crypto::PublicKey;
 pub const MAX_WAITERS_PER_KEY: usize = 16;
 /// Most unacknowledged introductions queued for one daemon.
 pub const MAX_PUSHES_PER_KEY: usize = 64;
-
-/// Which tokens the server accepts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenPolicy {
-    /// Any token, without limits (tests, private servers).
-    AnyToken,
-    /// Only these tokens, each with its limits.
-    Only(BTreeMap<String, TokenLimits>),
-}
-
-/// The rendezvous server's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// How long a registration lives after its last `Register` or `Renew`.
-    pub lease: Duration,
-    /// Which tokens are accepted.
-    pub tokens: TokenPolicy,
-    /// How long a `ConnectPeer` waits for the other side to ask too.
-    pub peer_wait: Duration,
-    /// Most registrations the server holds at once, whatever the token.
-    pub max_registrations: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(90),
-            tokens: TokenPolicy::AnyToken,
-            peer_wait: Duration::from_secs(90),
-            max_registrations: 100_000,
-        }
-    }
-}
-
-/// What the server did, for logs, status and tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ServerEvent {
-    /// A daemon registered (or re-registered, replacing its services).
-    Registered {
-        /// The daemon.
-        key: PublicKey,
-        /// Its server-reflexive address.
-        addr: SocketAddr,
-        /// What it publishes.
-        services: Vec<ServiceName>,
-        /// False when it replaced a live registration.
-        new: bool,
-    },
-    /// A registered daemon's packets now come from another address (NAT rebinding).
-    AddressChanged {
-        /// The daemon.
-        key: PublicKey,
-        /// The new address.
-        addr: SocketAddr,
-    },
-    /// A lease ran out; the registration and its names are gone.
-    Expired {
-        /// The daemon.
-        key: PublicKey,
-    },
-    /// A daemon unregistered.
-    Unregistered {
-        /// The daemon.
-        key: PublicKey,
-    },
-    /// A peer-mode request is waiting for the other side.
-    Waiting {
-        /// The asker.
-        key: PublicKey,
-        /// Whom it waits for.
-        peer: PublicKey,
-    },
-    /// Two daemons were introduced.
-    Introduced {
-        /// The one whose request completed the pairing (the `Lookup`'s source).
-        asker: PublicKey,
-        /// The other one.
-        target: PublicKey,
-        /// The service, in client/server mode.
-        service: Option<ServiceName>,
-    },
-    /// A request was refused or failed.
-    RequestFailed {
-        /// The asker.
-        key: PublicKey,
-        /// Its request id.
-        request: u64,
-        /// Why.
-        code: ErrorCode,
-    },
-    /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
-    IntroductionUnacked {
-        /// The daemon.
-        key: PublicKey,
-        /// The introduction id.
-        id: u64,
-    },
-}
 
 /// A `ConnectPeer` waiting for the other side.
 #[derive(Clone, Copy, Debug)]

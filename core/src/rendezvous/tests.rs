@@ -492,7 +492,10 @@ fn peer_mode_introduces_when_both_ask_in_either_order() {
         h.run(Duration::from_secs(1));
         let (first, second) = if first_is_a { (a, b) } else { (b, a) };
         let r1 = h.with(first, |c, now| c.connect_peer(now, key(second)));
-        h.run(Duration::from_secs(20));
+        h.run(Duration::from_secs(10));
+        // Asking again while waiting is the same request.
+        assert_eq!(h.with(first, |c, now| c.connect_peer(now, key(second))), r1);
+        h.run(Duration::from_secs(10));
         assert_eq!(h.introductions(first), []);
         assert!(h.failures(first).is_empty());
         let r2 = h.with(second, |c, now| c.connect_peer(now, key(first)));
@@ -660,6 +663,24 @@ fn a_restart_nobody_noticed_heals_on_the_next_request() {
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
     assert_eq!(h.introductions(src).len(), 1);
+    assert_eq!(h.introductions(dest).len(), 1);
+}
+
+#[test]
+fn introduction_ids_of_a_restarted_server_are_not_taken_for_duplicates() {
+    let mut h = Harness::new(ServerConfig::default());
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    // The new server numbers introductions from 1 again; nobody called session_lost.
+    h.server = Server::new(ServerConfig::default(), h.now);
+    h.run(Duration::from_secs(31));
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.introductions(src).len(), 2);
+    assert_eq!(h.introductions(dest).len(), 2);
 }
 
 #[test]

@@ -1,0 +1,96 @@
+//! Settings of the rendezvous [`super::Server`] and [`super::Client`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::lease::TokenLimits;
+use super::messages::{MAX_SERVICES, MAX_TOKEN_LEN};
+use super::name::ServiceName;
+
+/// Which tokens the server accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// Any token, without limits (tests, private servers).
+    AnyToken,
+    /// Only these tokens, each with its limits.
+    Only(BTreeMap<String, TokenLimits>),
+}
+
+/// The rendezvous server's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// How long a registration lives after its last `Register` or `Renew`.
+    pub lease: Duration,
+    /// Which tokens are accepted.
+    pub tokens: TokenPolicy,
+    /// How long a `ConnectPeer` waits for the other side to ask too.
+    pub peer_wait: Duration,
+    /// Most registrations the server holds at once, whatever the token.
+    pub max_registrations: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(90),
+            tokens: TokenPolicy::AnyToken,
+            peer_wait: Duration::from_secs(90),
+            max_registrations: 100_000,
+        }
+    }
+}
+
+/// A daemon's rendezvous settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The access token (at most [`MAX_TOKEN_LEN`] bytes).
+    pub token: String,
+    /// Names this daemon publishes as a destination (at most [`MAX_SERVICES`], no duplicates).
+    pub services: Vec<ServiceName>,
+    /// Local addresses a peer on the same network can use; only the first
+    /// [`MAX_HOST_CANDIDATES`](super::messages::MAX_HOST_CANDIDATES) are announced.
+    pub host_candidates: Vec<SocketAddr>,
+    /// How often to renew the lease; `None` for a third of the lease the server announces.
+    /// Never more than that third, whatever is set here.
+    pub renew_every: Option<Duration>,
+}
+
+impl ClientConfig {
+    /// A configuration with `token`, no services, no host candidates and default renewal.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            services: Vec::new(),
+            host_candidates: Vec::new(),
+            renew_every: None,
+        }
+    }
+}
+
+/// Why a [`ClientConfig`] was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The token is longer than [`MAX_TOKEN_LEN`] bytes.
+    TokenTooLong,
+    /// More than [`MAX_SERVICES`] services.
+    TooManyServices,
+    /// A service is listed twice.
+    DuplicateService(ServiceName),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TokenTooLong => write!(f, "the token is longer than {MAX_TOKEN_LEN} bytes"),
+            Self::TooManyServices => {
+                write!(f, "a daemon publishes at most {MAX_SERVICES} services")
+            }
+            Self::DuplicateService(name) => write!(f, "service {name} is listed twice"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

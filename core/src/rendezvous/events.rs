@@ -1,0 +1,122 @@
+//! What the rendezvous [`super::Server`] and [`super::Client`] report.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::messages::{ErrorCode, PunchRole};
+use super::name::ServiceName;
+use crate::crypto::PublicKey;
+
+/// What the rendezvous client tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// The server accepted our registration.
+    Registered {
+        /// Our address as the server sees it.
+        reflexive: SocketAddr,
+        /// The lease the server grants.
+        lease: Duration,
+    },
+    /// The server refused our registration, or never answered. It is tried again after
+    /// [`super::client::REGISTER_RETRY`]; a refusal usually needs a config change.
+    RegistrationFailed {
+        /// Why.
+        code: ErrorCode,
+        /// Detail from the server, or a local explanation.
+        detail: String,
+    },
+    /// Go and punch to `peer`.
+    Introduced {
+        /// The `lookup`/`connect_peer` request this answers; `None` when a source looked up
+        /// one of our services.
+        request: Option<u64>,
+        /// The other side's static key.
+        peer: PublicKey,
+        /// The service, in client/server mode.
+        service: Option<ServiceName>,
+        /// Where to reach it: its server-reflexive address first, then its host candidates.
+        candidates: Vec<SocketAddr>,
+        /// Our part in the punch.
+        role: PunchRole,
+    },
+    /// A `lookup` or `connect_peer` request failed; [`ErrorCode::NoAnswer`] when the server
+    /// never answered.
+    RequestFailed {
+        /// The request id.
+        request: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Detail for logs.
+        detail: String,
+    },
+    /// Our registration is gone (the server said the lease expired, or renewals went
+    /// unanswered until it would have). The client is already registering again.
+    LeaseLost,
+}
+
+/// What the server did, for logs, status and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A daemon registered (or re-registered, replacing its services).
+    Registered {
+        /// The daemon.
+        key: PublicKey,
+        /// Its server-reflexive address.
+        addr: SocketAddr,
+        /// What it publishes.
+        services: Vec<ServiceName>,
+        /// False when it replaced a live registration.
+        new: bool,
+    },
+    /// A registered daemon's packets now come from another address (NAT rebinding).
+    AddressChanged {
+        /// The daemon.
+        key: PublicKey,
+        /// The new address.
+        addr: SocketAddr,
+    },
+    /// A lease ran out; the registration and its names are gone.
+    Expired {
+        /// The daemon.
+        key: PublicKey,
+    },
+    /// A daemon unregistered.
+    Unregistered {
+        /// The daemon.
+        key: PublicKey,
+    },
+    /// A peer-mode request is waiting for the other side.
+    Waiting {
+        /// The asker.
+        key: PublicKey,
+        /// Whom it waits for.
+        peer: PublicKey,
+    },
+    /// Two daemons were introduced.
+    Introduced {
+        /// The one whose request completed the pairing (the `Lookup`'s source).
+        asker: PublicKey,
+        /// The other one.
+        target: PublicKey,
+        /// The service, in client/server mode.
+        service: Option<ServiceName>,
+    },
+    /// A request was refused or failed.
+    RequestFailed {
+        /// The asker.
+        key: PublicKey,
+        /// Its request id.
+        request: u64,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
+    IntroductionUnacked {
+        /// The daemon.
+        key: PublicKey,
+        /// The introduction id.
+        id: u64,
+    },
+}

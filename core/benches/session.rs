@@ -117,7 +117,8 @@ fn stream_round(total: usize) -> f64 {
     let mut buf = vec![0u8; 256 * 1024];
     let (mut written, mut read) = (0usize, 0usize);
     let service: burrow_core::rendezvous::ServiceName = "/bench/sink".parse().expect("valid name");
-    b.expose(service.clone(), "sink");
+    b.expose(start_now, service.clone(), "sink")
+        .expect("no rendezvous to refuse it");
     let stream = a.open_stream(start_now, peer, &service).expect("open");
     let (a_addr, b_addr) = (addr("10.0.0.1:1"), addr("10.0.0.2:2"));
     let start = Instant::now();

@@ -1,9 +1,11 @@
 //! Endpoint configuration.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::crypto::{PublicKey, SecretKey};
+use crate::rendezvous::ServerConfig;
 use crate::stream::StreamConfig;
 
 /// Which peers may complete a handshake with us as responder.
@@ -80,6 +82,19 @@ impl Default for SessionConfig {
     }
 }
 
+/// Where a daemon registers and looks services up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RendezvousConfig {
+    /// The server's static public key, pinned: a server with another key is never trusted.
+    pub server_key: PublicKey,
+    /// The server's UDP address.
+    pub server_addr: SocketAddr,
+    /// Our access token.
+    pub token: String,
+    /// Local addresses peers on our own network may reach us at (LAN short-cut).
+    pub host_candidates: Vec<SocketAddr>,
+}
+
 /// Everything an [`crate::Endpoint`] needs besides time and a seed.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -98,6 +113,11 @@ pub struct Config {
     /// Answer STUN Binding requests on our port, as a rendezvous server does, so that any
     /// standard STUN client can learn its public address from us.
     pub answer_stun: bool,
+    /// Be a daemon registered with this rendezvous server: the endpoint keeps a session to it,
+    /// publishes what it exposes, and resolves `connect_service` through it.
+    pub rendezvous: Option<RendezvousConfig>,
+    /// Be a rendezvous server with this configuration.
+    pub server: Option<ServerConfig>,
 }
 
 impl Config {
@@ -110,6 +130,25 @@ impl Config {
             stream: StreamConfig::default(),
             max_udp_payload: 1200,
             answer_stun: false,
+            rendezvous: None,
+            server: None,
+        }
+    }
+
+    /// A rendezvous server's configuration: any peer key, STUN answered, `server` settings.
+    pub fn server(secret_key: SecretKey, server: ServerConfig) -> Self {
+        Self {
+            answer_stun: true,
+            server: Some(server),
+            ..Self::new(secret_key)
+        }
+    }
+
+    /// A daemon's configuration, registered with `rendezvous`.
+    pub fn daemon(secret_key: SecretKey, rendezvous: RendezvousConfig) -> Self {
+        Self {
+            rendezvous: Some(rendezvous),
+            ..Self::new(secret_key)
         }
     }
 }

@@ -153,3 +153,27 @@ impl From<crate::stream::OpenError> for StreamError {
         }
     }
 }
+
+/// Why a service command was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// This endpoint has no rendezvous server configured ([`crate::config::Config::rendezvous`]).
+    NoRendezvous,
+    /// The rendezvous server would refuse this registration; the text says why (for example
+    /// too many services for one daemon).
+    Invalid(String),
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRendezvous => {
+                f.write_str("no rendezvous server configured; add one to the daemon's config")
+            }
+            Self::Invalid(why) => write!(f, "cannot register: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ServiceError {}

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::crypto::PublicKey;
 use crate::error::CloseReason;
-use crate::rendezvous::ServiceName;
+use crate::rendezvous::{ServerEvent, ServiceName};
 use crate::stream::StreamId;
 use crate::stun::ProbeOutcome;
 
@@ -109,6 +109,35 @@ pub enum Event {
         /// The peer's code.
         code: u64,
     },
+    /// The rendezvous server registered us; `reflexive` is our address as it sees it.
+    Registered {
+        /// Our server-reflexive address.
+        reflexive: SocketAddr,
+    },
+    /// The rendezvous server refused our registration (a bad token, a name another daemon
+    /// holds, too many services); the reason says which. The daemon retries later.
+    RegistrationFailed {
+        /// What the server said.
+        reason: String,
+    },
+    /// A session to the daemon exposing `service` is up: open streams to it on `peer`. May
+    /// come again with a new `peer` after the old session ended and the service was found
+    /// again.
+    ServiceReady {
+        /// The service asked for with [`crate::Endpoint::connect_service`].
+        service: ServiceName,
+        /// The session to its daemon.
+        peer: PeerId,
+    },
+    /// The rendezvous server could not give us `service` (unknown name, no answer, ...).
+    ServiceFailed {
+        /// The service asked for.
+        service: ServiceName,
+        /// Why, as the server (or the client's own timeout) said.
+        reason: String,
+    },
+    /// What the rendezvous server role did (registrations, expiries, introductions).
+    Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.
     Stun(ProbeOutcome),
     /// A session ended; the peer handle is forgotten after this event.

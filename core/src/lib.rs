@@ -81,7 +81,7 @@ pub(crate) mod tests;
 pub use config::Config;
 pub use crypto::{PublicKey, SecretKey};
 pub use endpoint::Endpoint;
-pub use error::{CloseReason, ConnectError, SendError, StreamError};
+pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError};
 pub use event::{Event, PeerId};
 pub use stats::Stats;
 pub use stream::{ReadOutcome, StreamId};

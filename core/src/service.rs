@@ -84,6 +84,10 @@ impl Exposed {
     pub(crate) fn target(&self, name: &ServiceName) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &ServiceName> {
+        self.0.keys()
+    }
 }
 
 #[cfg(test)]

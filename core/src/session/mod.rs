@@ -8,6 +8,7 @@
 pub(crate) mod handshake;
 pub(crate) mod keypair;
 mod state;
+mod streams;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -40,11 +41,24 @@ impl Identity {
     }
 }
 
+/// What sessions tell the endpoint itself (beside the application's events), so that the
+/// rendezvous roles can follow the sessions they ride on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    /// A session with this key completed its first handshake.
+    Up(PublicKey),
+    /// The session with this key ended.
+    Down(PublicKey, crate::error::CloseReason),
+    /// A rendezvous message body (version byte first) arrived from this key.
+    Rendezvous(PublicKey, Vec<u8>),
+}
+
 /// Output queues and counters shared by all sessions.
 #[derive(Default)]
 pub(crate) struct Output {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
+    pub(crate) notes: VecDeque<Note>,
     pub(crate) stats: Stats,
 }
 

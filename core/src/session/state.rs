@@ -6,17 +6,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::Context;
 use super::handshake::{self, HandshakePayload};
 use super::keypair::{Keypair, OpenError};
+use super::streams::new_mux;
+use super::{Context, Note};
 use crate::config::SessionConfig;
 use crate::crypto::cookie::CookieJar;
 use crate::crypto::noise::{InitiatorHandshake, ResponderHandshake};
 use crate::crypto::{PublicKey, SecretKey};
 use crate::error::{CloseReason, SendError};
 use crate::event::{Event, PeerId};
-use crate::service::{BAD_HEADER, HeaderReader, HeaderState, UNKNOWN_SERVICE};
-use crate::stream::{Mux, ReadOutcome, Role, StreamEvent, StreamId};
+use crate::service::HeaderReader;
+use crate::stream::{Mux, StreamId};
 use crate::timer::Timer;
 use crate::transmit::Transmit;
 use crate::wire::control::{CloseCode, Control};
@@ -54,7 +55,7 @@ pub(crate) struct Session {
     /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
     cookies: CookieJar,
     pending: Option<Pending>,
-    current: Option<Keypair>,
+    pub(super) current: Option<Keypair>,
     previous: Option<Keypair>,
     /// Keys we made as responder, unused until the initiator's first packet confirms them.
     next: Option<Keypair>,
@@ -75,7 +76,7 @@ pub(crate) struct Session {
     /// The probe TTL of the latest punching attempt; after success, the one that worked.
     pub(crate) punch_ttl: u8,
     /// Incoming streams whose service header is still being read.
-    headers: BTreeMap<StreamId, HeaderReader>,
+    pub(super) headers: BTreeMap<StreamId, HeaderReader>,
     /// The streams of this session. It exists from the start so streams can be opened and
     /// written while the handshake runs; its packets go out once keys exist.
     pub(crate) mux: Mux,
@@ -350,6 +351,9 @@ impl Session {
                     key: self.key,
                     reason: CloseReason::PeerRestarted,
                 });
+                ctx.out
+                    .notes
+                    .push_back(Note::Down(self.key, CloseReason::PeerRestarted));
                 ctx.ids.release(self.id);
                 self.id = ctx.ids.assign(self.key);
                 self.connected = false;
@@ -394,6 +398,7 @@ impl Session {
         if !self.connected {
             self.connected = true;
             self.announced = true;
+            ctx.out.notes.push_back(Note::Up(self.key));
             ctx.out.events.push_back(Event::Connected {
                 peer: self.id,
                 key: self.key,
@@ -476,6 +481,10 @@ impl Session {
                 Err(_) => ctx.out.stats.dropped_bad_payload += 1,
             },
             Ok(Payload::Stream(frames)) => self.mux.handle_packet(now, frames),
+            Ok(Payload::Rendezvous(body)) => ctx
+                .out
+                .notes
+                .push_back(Note::Rendezvous(self.key, body.to_vec())),
             Err(_) => ctx.out.stats.dropped_bad_payload += 1,
         }
         self.flush_mux(ctx, now);
@@ -536,7 +545,7 @@ impl Session {
         }
     }
 
-    fn transmit(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
+    pub(super) fn transmit(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
         let dst = self.addr;
         self.transmit_to(ctx, now, dst, None, payload);
     }
@@ -553,128 +562,19 @@ impl Session {
         ctx.out.send(Transmit { dst, ttl, payload });
     }
 
-    // ----- streams ------------------------------------------------------------------------
-
-    /// Sends every packet the stream layer has ready (as congestion control and pacing allow)
-    /// and passes its events on. Called after anything that may give it work.
-    pub(crate) fn flush_mux(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        self.send_mux_packets(ctx, now);
-        // Reading a header may free credit and queue a window update: send again until quiet.
-        while self.pass_mux_events(ctx) {
-            self.send_mux_packets(ctx, now);
+    /// Sends a rendezvous message body; false (and nothing sent) while the session has no
+    /// keys. Rendezvous messages are retried by the layer that sends them.
+    pub(crate) fn send_rendezvous(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        body: &[u8],
+    ) -> bool {
+        if !self.can_send(ctx) {
+            return false;
         }
-    }
-
-    fn send_mux_packets(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        let reject_after = ctx.config.session.reject_after_packets;
-        let max_plaintext = 1 + self.mux_packet_size(ctx);
-        while let Some(keypair) = self.current.as_mut() {
-            let mux = &mut self.mux;
-            let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {
-                buf[0] = PayloadKind::Stream as u8;
-                mux.poll_packet(now, &mut buf[1..]).map(|n| n + 1)
-            });
-            let Some(packet) = packet else { break };
-            let rekey = keypair.sent() >= ctx.config.session.rekey_after_packets;
-            self.transmit(ctx, now, packet);
-            if rekey {
-                self.start_handshake(ctx, now);
-            }
-        }
-    }
-
-    /// Passes the stream layer's events on; returns whether there were any.
-    fn pass_mux_events(&mut self, ctx: &mut Context<'_>) -> bool {
-        let mut any = false;
-        while let Some(event) = self.mux.poll_event() {
-            any = true;
-            let peer = self.id;
-            let event = match event {
-                StreamEvent::Opened(stream) => {
-                    self.headers.insert(stream, HeaderReader::default());
-                    continue;
-                }
-                StreamEvent::Readable(stream) if self.headers.contains_key(&stream) => {
-                    match self.read_header(ctx, stream) {
-                        Some(event) => event,
-                        None => continue,
-                    }
-                }
-                StreamEvent::Reset { id, .. } | StreamEvent::StopSending { id, .. }
-                    if self.headers.remove(&id).is_some() =>
-                {
-                    continue;
-                }
-                StreamEvent::Readable(stream) => Event::StreamReadable { peer, stream },
-                StreamEvent::Writable(stream) => Event::StreamWritable { peer, stream },
-                StreamEvent::Finished(stream) => Event::StreamFinished { peer, stream },
-                StreamEvent::Reset { id, code } => Event::StreamReset {
-                    peer,
-                    stream: id,
-                    code,
-                },
-                StreamEvent::StopSending { id, code } => Event::StreamStopped {
-                    peer,
-                    stream: id,
-                    code,
-                },
-                StreamEvent::Datagram(data) => Event::Datagram { peer, data },
-            };
-            ctx.out.events.push_back(event);
-        }
-        any
-    }
-
-    /// Reads what has arrived of an incoming stream's service header. Once it is complete, the
-    /// stream is announced if we expose that service and refused otherwise.
-    fn read_header(&mut self, ctx: &mut Context<'_>, stream: StreamId) -> Option<Event> {
-        let reader = self.headers.get_mut(&stream)?;
-        let mut buf = [0u8; 256];
-        let state = loop {
-            let state = reader.state();
-            let HeaderState::Need(n) = state else {
-                break state;
-            };
-            match self.mux.read(stream, &mut buf[..n]) {
-                Ok(ReadOutcome::Data(k)) => reader.push(&buf[..k]),
-                Ok(ReadOutcome::Blocked) => return None,
-                Ok(ReadOutcome::Finished) | Err(_) => break HeaderState::Bad,
-            }
-        };
-        self.headers.remove(&stream);
-        let refuse = |mux: &mut Mux, code| {
-            mux.reset(stream, code);
-            mux.stop_sending(stream, code);
-        };
-        match state {
-            HeaderState::Done(service) => match ctx.exposed.target(&service) {
-                Some(target) => {
-                    let (peer, target) = (self.id, target.to_string());
-                    ctx.out.events.push_back(Event::IncomingStream {
-                        peer,
-                        stream,
-                        service,
-                        target,
-                    });
-                    // The header consumed the readable edge; data may already wait behind it.
-                    Some(Event::StreamReadable { peer, stream })
-                }
-                None => {
-                    ctx.out.stats.streams_refused += 1;
-                    refuse(&mut self.mux, UNKNOWN_SERVICE);
-                    None
-                }
-            },
-            HeaderState::Bad | HeaderState::Need(_) => {
-                ctx.out.stats.streams_refused += 1;
-                refuse(&mut self.mux, BAD_HEADER);
-                None
-            }
-        }
-    }
-
-    fn mux_packet_size(&self, ctx: &Context<'_>) -> usize {
-        ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD)
+        self.send_payload(ctx, now, &[&[PayloadKind::Rendezvous as u8], body]);
+        true
     }
 
     // ----- closing ------------------------------------------------------------------------
@@ -694,6 +594,7 @@ impl Session {
             return;
         }
         self.closed = true;
+        ctx.out.notes.push_back(Note::Down(self.key, reason));
         if self.announced {
             ctx.out.events.push_back(Event::SessionClosed {
                 peer: self.id,
@@ -838,17 +739,3 @@ pub(crate) const DATAGRAM_OVERHEAD: usize =
 
 /// The same around a stream-layer packet.
 pub(crate) const STREAM_OVERHEAD: usize = DATAGRAM_OVERHEAD;
-
-/// A fresh stream layer for the session with `peer`. Stream-id parity comes from comparing
-/// static keys, so it is the same on both sides whoever initiated a handshake, and survives
-/// rekeys.
-fn new_mux(ctx: &Context<'_>, peer: &PublicKey, now: Instant) -> Mux {
-    let mut config = ctx.config.stream.clone();
-    config.max_packet_size = ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD);
-    let role = if ctx.identity.secret.public_key() < *peer {
-        Role::Initiator
-    } else {
-        Role::Responder
-    };
-    Mux::new(config, role, now)
-}

@@ -63,7 +63,8 @@ fn svc() -> ServiceName {
 /// A connected pair where B exposes [`svc`].
 fn pair() -> (Pair, PeerId, PeerId) {
     let mut pair = Pair::new();
-    pair.b.expose(svc(), "127.0.0.1:9");
+    let now = pair.now;
+    pair.b.expose(now, svc(), "127.0.0.1:9").unwrap();
     let (a, b) = pair.connect();
     (pair, a, b)
 }
@@ -149,7 +150,8 @@ fn a_stream_survives_heavy_loss_duplication_and_reordering() {
 #[test]
 fn streams_opened_during_the_handshake_flow_once_it_completes() {
     let mut pair = Pair::new();
-    pair.b.expose(svc(), "127.0.0.1:9");
+    let now = pair.now;
+    pair.b.expose(now, svc(), "127.0.0.1:9").unwrap();
     let (b_key, b_addr, now) = (pair.b.public_key(), pair.b_addr, pair.now);
     let a_peer = pair.a.connect(now, b_key, b_addr).unwrap();
     let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();

@@ -5,6 +5,7 @@
 //! 0x00 | stream frames       the stream layer's packet (see crate::stream)
 //! 0x01 | control message     version byte + postcard body (see super::control)
 //! 0x02 | bytes               one unreliable datagram for the application
+//! 0x03 | version | postcard   a rendezvous message (see crate::rendezvous::messages)
 //! ```
 
 use super::WireError;
@@ -19,6 +20,8 @@ pub enum PayloadKind {
     Control = 1,
     /// An application datagram.
     Datagram = 2,
+    /// A rendezvous message between a daemon and its server.
+    Rendezvous = 3,
 }
 
 /// A decoded transport plaintext.
@@ -32,6 +35,8 @@ pub enum Payload<'a> {
     Control(&'a [u8]),
     /// An application datagram.
     Datagram(&'a [u8]),
+    /// A rendezvous message body (version byte first).
+    Rendezvous(&'a [u8]),
 }
 
 impl<'a> Payload<'a> {
@@ -42,6 +47,7 @@ impl<'a> Payload<'a> {
             Some((0, rest)) => Ok(Payload::Stream(rest)),
             Some((1, rest)) => Ok(Payload::Control(rest)),
             Some((2, rest)) => Ok(Payload::Datagram(rest)),
+            Some((3, rest)) => Ok(Payload::Rendezvous(rest)),
             Some((&k, _)) => Err(WireError::UnknownKind(k)),
         }
     }
@@ -57,6 +63,7 @@ mod tests {
         assert_eq!(Payload::parse(&[0, 1]), Ok(Payload::Stream(&[1])));
         assert_eq!(Payload::parse(&[1, 2]), Ok(Payload::Control(&[2])));
         assert_eq!(Payload::parse(&[2]), Ok(Payload::Datagram(&[])));
-        assert_eq!(Payload::parse(&[3]), Err(WireError::UnknownKind(3)));
+        assert_eq!(Payload::parse(&[3, 1]), Ok(Payload::Rendezvous(&[1])));
+        assert_eq!(Payload::parse(&[4]), Err(WireError::UnknownKind(4)));
     }
 }

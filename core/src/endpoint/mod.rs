@@ -1,5 +1,7 @@
 //! [`Endpoint`]: the one type a driver talks to.
 
+mod rendezvous;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -8,9 +10,9 @@ use crate::config::{Config, PeerPolicy};
 use crate::crypto::PublicKey;
 use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
-use crate::error::{ConnectError, SendError, StreamError};
+use crate::error::{ConnectError, SendError, ServiceError, StreamError};
 use crate::event::{Event, PeerId};
-use crate::rendezvous::ServiceName;
+use crate::rendezvous::{Server, ServiceName};
 use crate::rng::SeededRng;
 use crate::service::Exposed;
 use crate::session::handshake::{HandshakePayload, PROLOGUE};
@@ -58,6 +60,10 @@ pub struct Endpoint {
     load: LoadMeter,
     stun: StunClient,
     exposed: Exposed,
+    /// The daemon role: registration and lookups with a rendezvous server.
+    daemon: Option<rendezvous::Daemon>,
+    /// The rendezvous server role.
+    server: Option<Server>,
     /// Reused for decrypting transport packets.
     scratch: Vec<u8>,
 }
@@ -81,6 +87,11 @@ impl Endpoint {
     pub fn new(config: Config, seed: [u8; 32], now: Instant, unix_now: Duration) -> Self {
         let mut rng = SeededRng::new(seed);
         let public_key = config.secret_key.public_key();
+        let daemon = config
+            .rendezvous
+            .clone()
+            .map(|r| rendezvous::Daemon::new(r, rng.u64(), now));
+        let server = config.server.clone().map(|c| Server::new(c, now));
         let identity = Identity {
             secret: config.secret_key.clone(),
             instance: rng.u64(),
@@ -103,6 +114,8 @@ impl Endpoint {
             },
             stun: StunClient::default(),
             exposed: Exposed::default(),
+            daemon,
+            server,
             scratch: Vec::with_capacity(2048),
         }
     }
@@ -231,6 +244,7 @@ impl Endpoint {
             }
         }
         self.reap();
+        self.after(now);
     }
 
     fn on_initiation(
@@ -372,6 +386,8 @@ impl Endpoint {
         }
         self.reap();
         self.poll_stun(now);
+        self.rendezvous_timeout(now);
+        self.after(now);
     }
 
     // ----- output ------------------------------------------------------------------------
@@ -396,10 +412,21 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
         let cfg = &self.config.session;
         let stun = self.stun.next_deadline().map(|at| (at, Timer::Stun));
+        let daemon = self
+            .daemon
+            .as_ref()
+            .and_then(rendezvous::Daemon::poll_timeout);
+        let server = self
+            .server
+            .as_ref()
+            .and_then(Server::poll_timeout)
+            .map(|at| (at, Timer::LeaseExpiry));
         self.sessions
             .values()
             .filter_map(|s| s.poll_timeout(cfg))
             .chain(stun)
+            .chain(daemon)
+            .chain(server)
             .min()
     }
 
@@ -493,6 +520,7 @@ impl Endpoint {
             session.close(&mut ctx, now, CloseCode::Normal);
         }
         self.reap();
+        self.after(now);
     }
 
     /// Runs `f` on the session of `peer` with its context, then sends whatever its stream layer
@@ -513,15 +541,34 @@ impl Endpoint {
 
     /// Exposes `service` to peers: their streams for it arrive as [`Event::IncomingStream`]
     /// carrying `target` (for example `127.0.0.1:22`), which the driver connects to. Exposing
-    /// a name again replaces its target.
-    pub fn expose(&mut self, service: ServiceName, target: impl Into<String>) {
+    /// a name again replaces its target. A daemon publishes the name with its rendezvous
+    /// server, which refuses more than a few names per daemon.
+    pub fn expose(
+        &mut self,
+        now: Instant,
+        service: ServiceName,
+        target: impl Into<String>,
+    ) -> Result<(), ServiceError> {
+        if let Some(daemon) = &self.daemon {
+            let mut names: Vec<ServiceName> = self.exposed.names().cloned().collect();
+            if !names.contains(&service) {
+                names.push(service.clone());
+            }
+            rendezvous::check(&daemon.config, names, now).map_err(ServiceError::Invalid)?;
+        }
         self.exposed.insert(service, target.into());
+        self.republish(now);
+        Ok(())
     }
 
     /// Stops exposing `service`; later streams for it are refused. Returns whether it was
     /// exposed.
-    pub fn unexpose(&mut self, service: &ServiceName) -> bool {
-        self.exposed.remove(service)
+    pub fn unexpose(&mut self, now: Instant, service: &ServiceName) -> bool {
+        let was = self.exposed.remove(service);
+        if was {
+            self.republish(now);
+        }
+        was
     }
 
     /// Opens a bidirectional stream to `service` at `peer`. Streams may be opened and written

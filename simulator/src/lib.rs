@@ -50,6 +50,7 @@ pub mod showcase;
 pub mod topology;
 pub mod toy;
 pub mod trace;
+pub mod traversal;
 
 pub use clock::origin;
 pub use endpoint::EndpointNode;

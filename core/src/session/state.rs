@@ -84,6 +84,10 @@ pub(crate) struct Session {
     pub(crate) closed: bool,
 }
 
+/// Attempts after which the larger key answers the peer's initiation anyway (the first
+/// punching attempt only sends probes, so this is after two unanswered initiations).
+const YIELD_AFTER_ATTEMPTS: u32 = 3;
+
 /// Silence after which a connected session starts a handshake to find out whether the peer
 /// lost our session (it restarted) or the path broke. Two keepalive intervals and a retry, so
 /// that one lost keepalive does not cost a handshake.
@@ -223,9 +227,14 @@ impl Session {
     }
 
     /// Tie-break for simultaneous initiation: while our own handshake is in flight, the side
-    /// with the larger static key ignores the peer's initiation and the other side answers it.
+    /// with the larger static key ignores the peer's initiation and the other side answers
+    /// ours. Only for our first attempts, though: if ours keep going unanswered (a symmetric
+    /// NAT in front of the peer drops them while the peer's get through to us), we answer
+    /// theirs after all.
     pub(crate) fn yields_to_initiation(&self, local: &PublicKey) -> bool {
-        self.pending.is_none() || *local < self.key
+        self.pending
+            .as_ref()
+            .is_none_or(|p| *local < self.key || p.attempts >= YIELD_AFTER_ATTEMPTS)
     }
 
     /// Checks an initiation's payload against replay and restart. Returns false to drop it.

@@ -82,6 +82,11 @@ const COMMANDS: &[(&str, &str, Command)] = &[
         cmd_demo,
     ),
     (
+        "matrix",
+        "matrix [--seeds N] [--loss P]  NAT traversal matrix: every NAT pair, direct or not, time to\n                                first byte (exit 1 if a pair differs from what RFC 4787 permits)",
+        cmd_matrix,
+    ),
+    (
         "list",
         "list                          named scenarios",
         cmd_list,
@@ -123,6 +128,58 @@ fn cmd_demo(args: &Args) -> Result<(), String> {
         Err(format!(
             "demo failed with seed {seed}: {}",
             report.failures.join("; ")
+        ))
+    }
+}
+
+fn cmd_matrix(args: &Args) -> Result<(), String> {
+    use burrow_sim::traversal::{Outcome, Profile, matrix};
+    let seeds: Vec<u64> = (0..args.u64_or("--seeds", 3)?).collect();
+    let loss_percent = args.u64_or("--loss", 0)?;
+    let loss = loss_percent as f64 / 100.0;
+    let start = Instant::now();
+    let results = matrix(&Profile::all(), &seeds, loss);
+    let cpu = start.elapsed();
+    println!(
+        "NAT traversal matrix: {} seeds per pair, {loss_percent}% loss per uplink, peer RTT 60 ms",
+        seeds.len()
+    );
+    println!(
+        "{:<16} {:<16} outcome (time from the connect request to the first tunnelled byte)",
+        "A", "B"
+    );
+    for r in results.iter().filter(|r| r.seed == 0) {
+        println!("{r}");
+    }
+    let direct: Vec<f64> = results
+        .iter()
+        .filter_map(|r| match r.outcome {
+            Outcome::Direct(t) => Some(t.as_secs_f64() / r.rtt.as_secs_f64()),
+            _ => None,
+        })
+        .collect();
+    let mut sorted = direct.clone();
+    sorted.sort_by(f64::total_cmp);
+    if let Some(median) = sorted.get(sorted.len() / 2) {
+        println!(
+            "direct pairs: {} of {} runs; median time to first byte {median:.2} RTT",
+            direct.len(),
+            results.len()
+        );
+    }
+    println!("{} runs in {:.2} s CPU", results.len(), cpu.as_secs_f64());
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|r| !r.as_expected())
+        .map(|r| format!("{} x {} seed {}", r.a, r.b, r.seed))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} runs differ from the expected outcome: {}",
+            wrong.len(),
+            wrong.join(", ")
         ))
     }
 }

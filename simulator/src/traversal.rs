@@ -1,0 +1,410 @@
+//! The NAT traversal matrix: two daemons behind NATs of every kind, one rendezvous server, and
+//! for each pair whether they got a direct path, how long the first tunnelled byte took, and
+//! whether that matches what RFC 4787 permits.
+//!
+//! Each run: a public server; daemon A exposes `/matrix/echo` and daemon B asks for it one
+//! second in (both registered by then); B opens a stream and writes one byte as soon as the
+//! service is ready. "First byte" is the time from B's request to A reading that byte.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use burrow_core::config::RendezvousConfig;
+use burrow_core::rendezvous::{ServerConfig, ServiceName};
+use burrow_core::{Config, Event, ReadOutcome};
+
+use crate::endpoint::secret_key;
+use crate::link::LinkConfig;
+use crate::nat::{Filtering, Mapping, NatConfig, Unsolicited};
+use crate::scenario::{NodeId, Sim, SimConfig};
+use crate::topology::{Network, Uplink};
+use crate::trace::TraceMode;
+
+const SERVER_PORT: u16 = 7000;
+const DAEMON_PORT: u16 = 40000;
+const SERVICE: &str = "/matrix/echo";
+/// One-way latency of each site's uplink; the peer-to-peer RTT is four of these.
+const UPLINK_DELAY: Duration = Duration::from_millis(15);
+/// When B asks for the service.
+const ASK_AT: Duration = Duration::from_secs(1);
+
+/// A kind of site: one NAT, or a home NAT behind a carrier-grade NAT.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Short name for the matrix.
+    pub name: &'static str,
+    /// The NATs from the host outwards.
+    pub nats: Vec<NatConfig>,
+}
+
+impl Profile {
+    /// The profiles of the matrix: every RFC 4787 mapping/filtering combination that occurs in
+    /// practice, the Linux conntrack clash, and a carrier-grade NAT.
+    pub fn all() -> Vec<Profile> {
+        let p = |name, nats| Profile { name, nats };
+        vec![
+            p("full-cone", vec![NatConfig::full_cone()]),
+            p("restricted", vec![NatConfig::restricted_cone()]),
+            p("port-restricted", vec![NatConfig::port_restricted_cone()]),
+            p(
+                "linux-drop",
+                vec![NatConfig {
+                    unsolicited: Unsolicited::Drop,
+                    ..NatConfig::linux()
+                }],
+            ),
+            p("linux-clash", vec![NatConfig::linux()]),
+            p(
+                "addr-dependent",
+                vec![NatConfig::new(
+                    Mapping::AddressDependent,
+                    Filtering::AddressDependent,
+                )],
+            ),
+            p("symmetric", vec![NatConfig::symmetric()]),
+            p(
+                "cgn",
+                vec![NatConfig::linux(), NatConfig::restricted_cone()],
+            ),
+        ]
+    }
+
+    /// Whether every NAT maps endpoint-independently (one external port for all peers).
+    fn mapping_independent(&self) -> bool {
+        self.nats
+            .iter()
+            .all(|n| n.mapping == Mapping::EndpointIndependent)
+    }
+
+    /// Whether the outermost filtering lets in a peer's packets from a port we never sent to.
+    fn filtering_open_to_other_ports(&self) -> bool {
+        self.nats
+            .iter()
+            .all(|n| n.filtering != Filtering::AddressAndPortDependent)
+    }
+}
+
+/// What RFC 4787 allows for a pair: a direct path needs both mappings endpoint-independent, or
+/// one side's filtering to accept the other side's unpredictable port.
+pub fn direct_possible(a: &Profile, b: &Profile) -> bool {
+    match (a.mapping_independent(), b.mapping_independent()) {
+        (true, true) => true,
+        (true, false) => a.filtering_open_to_other_ports(),
+        (false, true) => b.filtering_open_to_other_ports(),
+        (false, false) => false,
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A direct path carried the first byte after this long.
+    Direct(Duration),
+    /// Nothing got through; the text says how far it got.
+    Fail(String),
+}
+
+/// One cell of the matrix.
+#[derive(Clone, Debug)]
+pub struct PairResult {
+    /// A's profile name.
+    pub a: &'static str,
+    /// B's profile name.
+    pub b: &'static str,
+    /// The seed.
+    pub seed: u64,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Whether RFC 4787 permits a direct path here.
+    pub direct_possible: bool,
+    /// The peer-to-peer round-trip time of the topology.
+    pub rtt: Duration,
+}
+
+impl PairResult {
+    /// Whether the outcome is the one expected: direct where possible. (Where it is not
+    /// possible the relay will carry the traffic; until then such pairs fail.)
+    pub fn as_expected(&self) -> bool {
+        matches!(self.outcome, Outcome::Direct(_)) == self.direct_possible
+    }
+}
+
+impl fmt::Display for PairResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let outcome = match &self.outcome {
+            Outcome::Direct(t) => format!(
+                "direct  {:>6.1} ms ({:.1} RTT)",
+                t.as_secs_f64() * 1e3,
+                t.as_secs_f64() / self.rtt.as_secs_f64()
+            ),
+            Outcome::Fail(why) => format!("fail    {why}"),
+        };
+        let mark = if self.as_expected() {
+            ""
+        } else {
+            "  << unexpected"
+        };
+        write!(f, "{:<16} {:<16} {outcome}{mark}", self.a, self.b)
+    }
+}
+
+/// Knobs of a run besides the two profiles.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Random loss on every uplink, each way.
+    pub loss: f64,
+    /// Force every punching probe to this TTL (instead of the adaptive 2..=7 climb), to show
+    /// what TTL-limited first probes are for.
+    pub probe_ttl: Option<u8>,
+    /// A 2 ms uplink at A and a 30 ms LAN at B, so A's first packets reach B's NAT before B's
+    /// own have left it.
+    pub skewed: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            loss: 0.0,
+            probe_ttl: None,
+            skewed: false,
+        }
+    }
+}
+
+/// Runs one pair with one seed and link `loss` on every uplink.
+pub fn run_pair(a: &Profile, b: &Profile, seed: u64, loss: f64) -> PairResult {
+    run_pair_with(
+        a,
+        b,
+        seed,
+        RunOptions {
+            loss,
+            ..RunOptions::default()
+        },
+    )
+}
+
+/// Runs one pair with one seed and `options`.
+pub fn run_pair_with(a: &Profile, b: &Profile, seed: u64, options: RunOptions) -> PairResult {
+    let loss = options.loss;
+    let mut net = Network::new();
+    let server_host = net.add_public_host("server", [198, 51, 100, 1]);
+    let link = LinkConfig::new(UPLINK_DELAY)
+        .jitter(Duration::from_millis(1))
+        .loss(loss);
+    let mut site =
+        |name: &str, ip: [u8; 4], profile: &Profile, uplink: LinkConfig, lan_delay: Duration| {
+            let mut behind = None;
+            let mut outer = None;
+            for (i, nat) in profile.nats.iter().enumerate().rev() {
+                let ext = [ip[0], ip[1], ip[2], ip[3] + i as u8];
+                let id = net.add_nat(&format!("{name}-nat{i}"), behind, ext, nat.clone());
+                if behind.is_none() {
+                    outer = Some(id);
+                } else {
+                    net.set_nat_uplink(
+                        id,
+                        Uplink::new(2, LinkConfig::new(Duration::from_millis(2))),
+                    );
+                }
+                behind = Some(id);
+            }
+            net.set_nat_uplink(outer.expect("a profile has a NAT"), Uplink::new(4, uplink));
+            let lan = net.add_site(&format!("{name}-lan"), behind);
+            net.set_site_lan(lan, LinkConfig::new(lan_delay));
+            net.add_host(lan, name, [192, 168, 1, 2])
+        };
+    // Skewed: A is close to the core and B sits behind a slow LAN, so A's packets reach B's NAT
+    // before B's own first packet has left it (the situation that triggers the clash).
+    let (a_up, b_lan) = if options.skewed {
+        (
+            LinkConfig::new(Duration::from_millis(2)).loss(loss),
+            Duration::from_millis(30),
+        )
+    } else {
+        (link.clone(), Duration::from_micros(200))
+    };
+    let a_host = site("a", [203, 0, 113, 10], a, a_up, Duration::from_micros(200));
+    let b_host = site("b", [198, 18, 0, 10], b, link, b_lan);
+    let labels = (a.name, b.name, direct_possible(a, b));
+    run_on(net, [server_host, a_host, b_host], seed, options, labels)
+}
+
+/// Two daemons on one LAN behind one NAT without hairpinning: only their host candidates can
+/// connect them, and they must.
+pub fn run_same_nat(seed: u64, options: RunOptions) -> PairResult {
+    let mut net = Network::new();
+    let server_host = net.add_public_host("server", [198, 51, 100, 1]);
+    let link = LinkConfig::new(UPLINK_DELAY)
+        .jitter(Duration::from_millis(1))
+        .loss(options.loss);
+    let nat = net.add_nat(
+        "office-nat",
+        None,
+        [203, 0, 113, 10],
+        NatConfig::linux().with_hairpinning(false),
+    );
+    net.set_nat_uplink(nat, Uplink::new(4, link));
+    let lan = net.add_site("office", Some(nat));
+    let a_host = net.add_host(lan, "a", [192, 168, 1, 2]);
+    let b_host = net.add_host(lan, "b", [192, 168, 1, 3]);
+    run_on(
+        net,
+        [server_host, a_host, b_host],
+        seed,
+        options,
+        ("same-nat", "same-nat", true),
+    )
+}
+
+/// The common part of every run: server, daemons, service, first byte.
+fn run_on(
+    net: Network,
+    [server_host, a_host, b_host]: [crate::topology::HostId; 3],
+    seed: u64,
+    options: RunOptions,
+    (a_name, b_name, possible): (&'static str, &'static str, bool),
+) -> PairResult {
+    let mut sim = Sim::with_config(net, SimConfig::new(seed).trace(TraceMode::Off));
+    let server_secret = secret_key(seed, "server");
+    let server = sim.add_endpoint(
+        server_host,
+        SERVER_PORT,
+        "server",
+        Config::server(server_secret.clone(), ServerConfig::default()),
+    );
+    let server_addr = sim.node_addr(server);
+    let daemon = |name: &str, host_addr: SocketAddr| {
+        let rendezvous = RendezvousConfig {
+            server_key: server_secret.public_key(),
+            server_addr,
+            token: "matrix".into(),
+            host_candidates: vec![host_addr],
+        };
+        let mut config = Config::daemon(secret_key(seed, name), rendezvous);
+        if let Some(ttl) = options.probe_ttl {
+            config.session.punch_ttl_start = ttl;
+            config.session.punch_ttl_ceiling = ttl;
+        }
+        config
+    };
+    let a_addr = sim.network().host_addr(a_host, DAEMON_PORT);
+    let b_addr = sim.network().host_addr(b_host, DAEMON_PORT);
+    let node_a = sim.add_endpoint(a_host, DAEMON_PORT, "a", daemon("a", a_addr));
+    let node_b = sim.add_endpoint(b_host, DAEMON_PORT, "b", daemon("b", b_addr));
+    let service: ServiceName = SERVICE.parse().expect("valid name");
+    let rtt = UPLINK_DELAY * 4;
+    let result = |outcome| PairResult {
+        a: a_name,
+        b: b_name,
+        seed,
+        outcome,
+        direct_possible: possible,
+        rtt,
+    };
+    let svc = service.clone();
+    let _ = sim.endpoint_command(node_a, |ep, now| ep.expose(now, svc, "127.0.0.1:7"));
+    if let Err(e) = sim.run_until_time(ASK_AT) {
+        return result(Outcome::Fail(format!("sim: {e}")));
+    }
+    let svc = service.clone();
+    let _ = sim.endpoint_command(node_b, |ep, now| ep.connect_service(now, svc));
+    let ready = wait_for(&mut sim, node_b, Duration::from_secs(30), |e| match e {
+        Event::ServiceReady { peer, .. } => Some(*peer),
+        _ => None,
+    });
+    let Some(peer) = ready else {
+        let why = failure(&sim, node_b);
+        return result(Outcome::Fail(why));
+    };
+    let svc = service.clone();
+    let opened = sim.endpoint_command(node_b, |ep, now| {
+        let stream = ep.open_stream(now, peer, &svc)?;
+        ep.stream_write(now, peer, stream, b"!")
+    });
+    if let Err(e) = opened {
+        return result(Outcome::Fail(format!("open: {e}")));
+    }
+    let incoming = wait_for(&mut sim, node_a, Duration::from_secs(10), |e| match e {
+        Event::IncomingStream { peer, stream, .. } => Some((*peer, *stream)),
+        _ => None,
+    });
+    let Some((a_peer, stream)) = incoming else {
+        return result(Outcome::Fail("service ready, but no stream arrived".into()));
+    };
+    // The byte may come in a later packet than the header: read at each readable edge.
+    let deadline = sim.now() + Duration::from_secs(10);
+    let mut first_byte = None;
+    while first_byte.is_none() && sim.now() < deadline {
+        let read = sim.endpoint_command(node_a, |ep, now| {
+            ep.stream_read(now, a_peer, stream, &mut [0u8; 8])
+        });
+        match read {
+            Ok(ReadOutcome::Data(_)) => first_byte = Some(sim.now()),
+            Ok(ReadOutcome::Blocked) => {
+                let left = deadline - sim.now();
+                let readable = wait_for(&mut sim, node_a, left, |e| match e {
+                    Event::StreamReadable { stream: s, .. } if *s == stream => Some(()),
+                    _ => None,
+                });
+                if readable.is_none() {
+                    break;
+                }
+            }
+            other => return result(Outcome::Fail(format!("read: {other:?}"))),
+        }
+    }
+    let Some(at) = first_byte else {
+        return result(Outcome::Fail(
+            "the stream arrived but its byte did not".into(),
+        ));
+    };
+    if sim.endpoint(node_b).endpoint().peer_addr(peer) == Some(server_addr) {
+        return result(Outcome::Fail("path goes through the server".into()));
+    }
+    result(Outcome::Direct(at - ASK_AT))
+}
+
+/// Runs until `pick` finds something in `node`'s events (new ones only), or `limit` of
+/// virtual time passes.
+fn wait_for<T>(
+    sim: &mut Sim,
+    node: NodeId,
+    limit: Duration,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Option<T> {
+    let seen = sim.endpoint(node).events().len();
+    let deadline = sim.now() + limit;
+    let mut found = None;
+    let _ = sim.run_until(deadline, |s| {
+        found = s.endpoint(node).events()[seen..]
+            .iter()
+            .find_map(|l| pick(&l.event));
+        found.is_some()
+    });
+    found
+}
+
+fn failure(sim: &Sim, node: NodeId) -> String {
+    let events = sim.endpoint(node).events();
+    let last = events.iter().rev().find_map(|l| match &l.event {
+        Event::ServiceFailed { reason, .. } => Some(format!("service failed: {reason}")),
+        Event::SessionClosed { reason, .. } => Some(format!("session closed: {reason}")),
+        _ => None,
+    });
+    last.unwrap_or_else(|| "no path within 30 s".into())
+}
+
+/// Runs every ordered pair of `profiles` with each seed.
+pub fn matrix(profiles: &[Profile], seeds: &[u64], loss: f64) -> Vec<PairResult> {
+    let mut out = Vec::new();
+    for (i, a) in profiles.iter().enumerate() {
+        for b in &profiles[i..] {
+            for &seed in seeds {
+                out.push(run_pair(a, b, seed, loss));
+            }
+        }
+    }
+    out
+}

@@ -689,4 +689,11 @@ impl Endpoint {
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
+
+    /// Number of session indices allocated: at most four per session (pending, current,
+    /// previous, next), none once every session has ended.
+    #[cfg(test)]
+    pub(crate) fn index_count(&self) -> usize {
+        self.indices.len()
+    }
 }

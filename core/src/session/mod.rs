@@ -94,6 +94,12 @@ impl Indices {
     pub(crate) fn get(&self, index: u32) -> Option<PublicKey> {
         self.0.get(&index).copied()
     }
+
+    /// How many indices are allocated (tests check that ended sessions free theirs).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// The application's handles for sessions. A handle names one session of one peer: when the

@@ -201,7 +201,9 @@ impl Endpoint {
                 let (mut ctx, sessions) = self.parts();
                 match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
                     Some(s) if s.owns_pending(receiver) => {
-                        s.on_response(&mut ctx, now, from, sender, noise)
+                        s.on_response(&mut ctx, now, from, sender, noise);
+                        let key = s.key;
+                        self.catch_up(now, key);
                     }
                     _ => ctx.out.stats.dropped_unexpected += 1,
                 }
@@ -227,20 +229,29 @@ impl Endpoint {
             } => {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let (mut ctx, sessions) = self.parts();
-                match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
-                    Some(s) => s.on_transport(
-                        &mut ctx,
-                        now,
-                        from,
-                        receiver,
-                        header,
-                        counter,
-                        sealed,
-                        &mut scratch,
-                    ),
-                    None => ctx.out.stats.dropped_unknown_index += 1,
-                }
+                let touched = match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+                    Some(s) => {
+                        s.on_transport(
+                            &mut ctx,
+                            now,
+                            from,
+                            receiver,
+                            header,
+                            counter,
+                            sealed,
+                            &mut scratch,
+                        );
+                        Some(s.key)
+                    }
+                    None => {
+                        ctx.out.stats.dropped_unknown_index += 1;
+                        None
+                    }
+                };
                 self.scratch = scratch;
+                if let Some(key) = touched {
+                    self.catch_up(now, key);
+                }
             }
         }
         self.reap();
@@ -313,6 +324,7 @@ impl Endpoint {
             }
             if session.admit_initiation(&mut ctx, now, &payload) {
                 session.respond(&mut ctx, now, from, responder, sender);
+                self.catch_up(now, key);
             }
             return;
         }
@@ -323,6 +335,24 @@ impl Endpoint {
             sessions.insert(key, session);
         } else {
             ctx.ids.release(session.id);
+        }
+    }
+
+    /// Acts on the timers of the session with `key` that are due at `now`.
+    ///
+    /// Input can make a deadline due at once: keys confirmed long after they were made carry
+    /// an old `last_sent`, so their keepalive is overdue. Handling it here keeps the contract
+    /// that `poll_timeout` never returns a deadline at or before the last `now`.
+    fn catch_up(&mut self, now: Instant, key: PublicKey) {
+        let (mut ctx, sessions) = self.parts();
+        if let Some(session) = sessions.get_mut(&key) {
+            if !session.closed
+                && session
+                    .poll_timeout(&ctx.config.session)
+                    .is_some_and(|(at, _)| at <= now)
+            {
+                session.handle_timeout(&mut ctx, now);
+            }
         }
     }
 

@@ -27,6 +27,9 @@ use crate::wire::control::CloseCode;
 use crate::wire::header::{self, MAC_LEN};
 use crate::wire::stun::{self, StunMessage};
 
+/// How many ended sessions' handshake timestamps an endpoint remembers (about 40 bytes each).
+const REPLAY_FLOOR_KEYS: usize = 4096;
+
 /// Counts initiations per second to decide when to demand cookies.
 struct LoadMeter {
     window_start: Instant,
@@ -56,6 +59,10 @@ pub struct Endpoint {
     ids: PeerIds,
     out: Output,
     sessions: BTreeMap<PublicKey, Session>,
+    /// Newest handshake timestamp of each peer whose session ended (at most
+    /// [`REPLAY_FLOOR_KEYS`]): a session's own replay check ends with it, and without this
+    /// an old initiation replayed to a new session would be answered.
+    replay_floor: BTreeMap<PublicKey, u64>,
     cookies: CookieChecker,
     load: LoadMeter,
     stun: StunClient,
@@ -108,6 +115,7 @@ impl Endpoint {
             ids: PeerIds::default(),
             out: Output::default(),
             sessions: BTreeMap::new(),
+            replay_floor: BTreeMap::new(),
             load: LoadMeter {
                 window_start: now,
                 count: 0,
@@ -144,9 +152,27 @@ impl Endpoint {
         (ctx, &mut self.sessions)
     }
 
-    /// Forgets sessions that ended during the last call.
+    /// Forgets sessions that ended during the last call, remembering how new their peers'
+    /// last handshakes were.
     fn reap(&mut self) {
-        self.sessions.retain(|_, s| !s.closed);
+        let floor = &mut self.replay_floor;
+        self.sessions.retain(|key, s| {
+            if s.closed && s.handshake_timestamp() > 0 {
+                let t = floor.entry(*key).or_default();
+                *t = (*t).max(s.handshake_timestamp());
+            }
+            !s.closed
+        });
+        while self.replay_floor.len() > REPLAY_FLOOR_KEYS {
+            // Forget the peer heard from longest ago.
+            let oldest = self
+                .replay_floor
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k)
+                .expect("not empty");
+            self.replay_floor.remove(&oldest);
+        }
     }
 
     // ----- input -------------------------------------------------------------------------
@@ -303,6 +329,15 @@ impl Endpoint {
             return;
         };
         let key = responder.remote_static();
+        if self
+            .replay_floor
+            .get(&key)
+            .is_some_and(|t| payload.timestamp <= *t)
+        {
+            // A replay of an initiation from before this peer's last session ended.
+            self.out.stats.dropped_handshake_replay += 1;
+            return;
+        }
         let admitted = match &self.config.peers {
             PeerPolicy::AnyKey => true,
             PeerPolicy::Only(keys) => keys.contains(&key) || self.sessions.contains_key(&key),

@@ -62,7 +62,8 @@ pub(crate) struct Session {
     /// Creation time, then the time of the last authenticated packet from the peer.
     last_received: Instant,
     last_sent: Instant,
-    /// Timestamp of the newest initiation accepted from this peer.
+    /// Newest handshake timestamp from this peer: of an initiation we accepted or a response
+    /// we took. Initiations not newer are replays (or from a previous life of the peer).
     last_init_timestamp: u64,
     /// The peer's endpoint instance, once a handshake told us.
     peer_instance: Option<u64>,
@@ -129,6 +130,12 @@ impl Session {
             queue: VecDeque::new(),
             closed: false,
         }
+    }
+
+    /// The newest handshake timestamp heard from the peer (0 if none): initiations not newer
+    /// than it are replays.
+    pub(crate) fn handshake_timestamp(&self) -> u64 {
+        self.last_init_timestamp
     }
 
     /// Whether a handshake has completed and data can flow.
@@ -285,9 +292,16 @@ impl Session {
             ctx.indices.free(old.local_index);
         }
         ctx.out.stats.handshakes_completed += 1;
-        self.move_to(ctx, from);
-        self.last_received = now;
-        self.transmit(ctx, now, Bytes::from(packet));
+        if self.connected {
+            // An initiation proves nothing fresh (it may be a replay that the timestamp check
+            // cannot catch): answer where it came from, but only the initiator's first
+            // transport packet under the new keys may move the path or count as hearing it.
+            self.transmit_to(ctx, now, from, None, Bytes::from(packet));
+        } else {
+            self.move_to(ctx, from);
+            self.last_received = now;
+            self.transmit(ctx, now, Bytes::from(packet));
+        }
     }
 
     /// Handles the response to our handshake in flight.
@@ -315,6 +329,10 @@ impl Session {
             return;
         };
         let pending = self.pending.take().expect("checked above");
+        // Every initiation the peer made before this response is older than it: without this,
+        // a session we initiated would accept any old initiation (replayed, or delayed from
+        // the peer's previous instance) and tear itself down.
+        self.last_init_timestamp = self.last_init_timestamp.max(payload.timestamp);
         self.note_instance(ctx, now, payload.instance);
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
@@ -486,6 +504,15 @@ impl Session {
                 data: Bytes::copy_from_slice(data),
             }),
             Ok(Payload::Control(body)) => match Control::decode(body) {
+                // Sealed with keys older than a handshake the peer started since: an earlier
+                // session of the peer's ended (it closed, then connected again, which we took
+                // as a rekey). The peer is live under the newer keys; this close is stale.
+                Ok(Control::Close { .. })
+                    if slot == Slot::Previous
+                        && self.current.as_ref().is_some_and(|k| !k.initiator) =>
+                {
+                    ctx.out.stats.dropped_unexpected += 1;
+                }
                 Ok(Control::Close { code }) => self.end(ctx, CloseReason::Peer(code)),
                 Err(_) => ctx.out.stats.dropped_bad_payload += 1,
             },
@@ -545,6 +572,8 @@ impl Session {
             return;
         };
         let Some(packet) = keypair.seal(parts, session.reject_after_packets) else {
+            // The keys are used up: only new ones can carry anything.
+            self.start_handshake(ctx, now);
             return;
         };
         let rekey = keypair.sent() >= session.rekey_after_packets;
@@ -650,7 +679,12 @@ impl Session {
                 }
             }
         }
-        if self.current.is_some() {
+        // Only keys that can still seal have a keepalive; used-up keys wait for the rekey.
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|k| k.sent() < cfg.reject_after_packets)
+        {
             consider(self.last_sent + cfg.keepalive_interval, Timer::KeepAlive);
         }
         if self.connected {
@@ -736,7 +770,12 @@ impl Session {
             }
             self.flush_mux(ctx, now);
         }
-        if self.current.is_some() && now >= self.last_sent + cfg.keepalive_interval {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|k| k.sent() < cfg.reject_after_packets)
+            && now >= self.last_sent + cfg.keepalive_interval
+        {
             self.send_payload(ctx, now, &[]);
         }
     }

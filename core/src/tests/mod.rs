@@ -14,5 +14,6 @@ pub(crate) fn origin() -> Instant {
     Instant::now()
 }
 
+mod adversarial;
 mod session;
 mod streams;

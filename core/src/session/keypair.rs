@@ -15,7 +15,7 @@ pub(crate) enum OpenError {
     Replay,
     /// The tag did not verify.
     Auth,
-    /// The keys are past their hard limits.
+    /// An authentic packet, but its counter is past the keys' hard limit.
     Expired,
 }
 
@@ -110,9 +110,6 @@ impl Keypair {
         scratch: &mut Vec<u8>,
         reject_after: u64,
     ) -> Result<(), OpenError> {
-        if counter >= reject_after {
-            return Err(OpenError::Expired);
-        }
         if !self.replay.check(counter) {
             return Err(OpenError::Replay);
         }
@@ -123,6 +120,11 @@ impl Keypair {
         self.recv
             .open_in_place(counter, header, scratch, tag)
             .map_err(|_| OpenError::Auth)?;
+        // Checked after the tag, so that `Expired` says the peer really is still sending under
+        // keys we consider used up (and a rekey is due), not that someone forged a counter.
+        if counter >= reject_after {
+            return Err(OpenError::Expired);
+        }
         // Only an authenticated packet may move the window, or forgeries could push it.
         if !self.replay.accept(counter) {
             return Err(OpenError::Replay);

@@ -484,7 +484,11 @@ impl Session {
             Ok(()) => {}
             Err(OpenError::Replay) => return ctx.out.stats.dropped_replay += 1,
             Err(OpenError::Auth) => return ctx.out.stats.dropped_auth += 1,
-            Err(OpenError::Expired) => return ctx.out.stats.dropped_expired += 1,
+            Err(OpenError::Expired) => {
+                // The peer is still on keys we will no longer take: both need new ones.
+                ctx.out.stats.dropped_expired += 1;
+                return self.start_handshake(ctx, now);
+            }
         }
         self.last_received = now;
         if slot == Slot::Next {

@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use burrow_core::forward::{Action, ConnId, Forwarder, ListenerId};
 use burrow_core::rendezvous::ServiceName;
+use burrow_core::stun::ProbeOutcome;
 use burrow_core::{Endpoint, Event};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Command;
@@ -43,6 +45,8 @@ struct Loop {
     seen: Seen,
     exposed: Vec<(ServiceName, String)>,
     listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    /// STUN probes asked for by handles, waiting for their outcome.
+    probes: Vec<(SocketAddr, oneshot::Sender<Option<SocketAddr>>)>,
 }
 
 /// Runs until shut down (or every handle is dropped).
@@ -71,6 +75,7 @@ pub(crate) async fn run(parts: Parts) {
         seen: Seen::default(),
         exposed,
         listen_addrs,
+        probes: Vec::new(),
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut now = Instant::now();
@@ -110,6 +115,11 @@ pub(crate) async fn run(parts: Parts) {
                 Some(Command::Status(reply)) => {
                     now = Instant::now();
                     let _ = reply.send(state.status());
+                }
+                Some(Command::StunProbe(server, reply)) => {
+                    now = Instant::now();
+                    state.ep.stun_probe(now, server);
+                    state.probes.push((server, reply));
                 }
                 Some(Command::Shutdown) | None => break,
             },
@@ -249,6 +259,19 @@ impl Loop {
             }
             Event::PeerRejected { key, addr } => {
                 tracing::warn!(%addr, key = %key, "handshake from a key we do not admit")
+            }
+            Event::Stun(outcome) => {
+                let (server, mapped) = match outcome {
+                    ProbeOutcome::Mapped { server, mapped } => (*server, Some(*mapped)),
+                    ProbeOutcome::TimedOut { server } => (*server, None),
+                };
+                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.probes)
+                    .into_iter()
+                    .partition(|(s, _)| *s == server);
+                self.probes = waiting;
+                for (_, reply) in done {
+                    let _ = reply.send(mapped);
+                }
             }
             Event::Rendezvous(e) => tracing::info!("rendezvous: {e:?}"),
             other => tracing::trace!("{other:?}"),

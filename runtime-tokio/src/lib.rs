@@ -154,6 +154,7 @@ impl std::error::Error for Stopped {}
 /// Requests from a [`NodeHandle`] to its task.
 pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
+    StunProbe(SocketAddr, oneshot::Sender<Option<SocketAddr>>),
     Shutdown,
 }
 
@@ -256,12 +257,14 @@ impl NodeHandle {
 
     /// A snapshot of sessions, services and connections.
     pub async fn status(&self) -> Result<Status, Stopped> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Status(tx))
-            .await
-            .map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
+        self.control().status().await
+    }
+
+    /// A cloneable handle for status and probes, for tasks such as a control socket.
+    pub fn control(&self) -> NodeControl {
+        NodeControl {
+            commands: self.commands.clone(),
+        }
     }
 
     /// Waits until the node's task ends (it runs until [`Self::shutdown`]).
@@ -279,5 +282,35 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let _ = self.commands.send(Command::Shutdown).await;
         let _ = self.task.await;
+    }
+}
+
+/// Asks a running node for its status or a STUN probe; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeControl {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeControl {
+    /// A snapshot of sessions, services and connections.
+    pub async fn status(&self) -> Result<Status, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Status(tx))
+            .await
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+    /// Asks the STUN server at `server` (a burrow server answers STUN) for our reflexive
+    /// address: `Some(mapped)` if it answered, `None` after the core's retransmissions (at most
+    /// 9.5 s). Tells "the server is down or filtered" from "it is up but our handshake fails"
+    /// (a wrong pinned key).
+    pub async fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::StunProbe(server, tx))
+            .await
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
     }
 }

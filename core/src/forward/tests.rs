@@ -492,3 +492,56 @@ fn many_connections_past_the_stream_limit() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// A connection reset while its target is still connecting is closed at once; the late
+/// connect report is ignored and starts nothing.
+#[test]
+fn reset_while_connecting_ignores_the_late_connect() {
+    let (mut net, listener) = Net::new(ForwardConfig::default());
+    let client = net.accept(listener);
+    net.read(B, client, b"early");
+    let server = net.incoming(0);
+    net.with(B, |f, ep, now| {
+        f.handle_conn_error(now, ep, client, "reset")
+    });
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.local(A, server).closed, Some(true));
+    let before = net.local(A, server).actions.len();
+    // The runtime's connect completes after the Close: nothing more may be asked of it.
+    net.with(A, |f, ep, now| f.handle_connected(now, ep, server));
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.local(A, server).actions.len(), before);
+    assert_eq!(net.nodes[A].fwd.conns().count(), 0);
+}
+
+/// Bytes written by the exposing side before the client's first byte arrive, and a stop from
+/// the remote reader resets the local writer.
+#[test]
+fn server_speaks_first_then_remote_stop_resets() {
+    let (mut net, listener) = Net::new(ForwardConfig::default());
+    let client = net.accept(listener);
+    let server = net.incoming(0);
+    net.with(A, |f, ep, now| f.handle_connected(now, ep, server));
+    net.read(A, server, b"SSH-2.0-banner\r\n");
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.local(B, client).received, b"SSH-2.0-banner\r\n");
+    // B's side stops reading the stream (as a core user could); A's conn must be reset.
+    let (peer, stream) = net.nodes[B]
+        .fwd
+        .conns()
+        .find_map(|c| c.stream)
+        .expect("bound");
+    net.with(B, |_, ep, now| {
+        ep.stream_stop(now, peer, stream, 7).expect("live")
+    });
+    net.run_for(Duration::from_millis(100));
+    let s = net.local(A, server);
+    assert_eq!(s.closed, Some(true));
+    let Some(Action::Close { reason, .. }) = s.actions.last() else {
+        panic!("closed")
+    };
+    assert!(
+        reason.as_deref().unwrap_or("").contains("0x7"),
+        "{reason:?}"
+    );
+}

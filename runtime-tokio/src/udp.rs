@@ -53,3 +53,32 @@ impl Sender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A datagram with a TTL is sent, and the socket's own TTL is back afterwards.
+    #[tokio::test]
+    async fn ttl_applies_to_one_datagram_and_is_restored() {
+        let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let default = SockRef::from(&a).ttl_v4().unwrap();
+        let sender = Sender::new(&a);
+        let t = Transmit {
+            dst: b.local_addr().unwrap(),
+            ttl: Some(3),
+            payload: bytes::Bytes::from_static(b"probe"),
+        };
+        sender.send(&a, &t).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"probe");
+        assert_eq!(from, a.local_addr().unwrap());
+        assert_eq!(SockRef::from(&a).ttl_v4().unwrap(), default);
+        assert_ne!(
+            default, 3,
+            "the test needs a default TTL other than the probe's"
+        );
+    }
+}

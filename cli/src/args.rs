@@ -93,7 +93,8 @@ pub enum Command {
     Expose {
         /// The service name, a path such as `/home/ssh`.
         name: String,
-        /// The local TCP address connections go to, such as 127.0.0.1:22.
+        /// Where connections go locally: a TCP address such as 127.0.0.1:22, or a unix socket
+        /// as unix:/run/app.sock.
         target: String,
         #[command(flatten)]
         common: DaemonArgs,

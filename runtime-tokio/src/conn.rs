@@ -1,5 +1,5 @@
-//! Local TCP sockets: listeners, outgoing connects, and one reader and one writer task per
-//! connection. The tasks only move bytes; every decision is the forwarder's, and they report
+//! Local sockets: TCP listeners, outgoing connects to TCP or unix-socket targets, and one
+//! reader and one writer task per connection. The tasks only move bytes; every decision is the forwarder's, and they report
 //! back to the event loop as [`Local`] messages.
 
 use std::io;
@@ -9,9 +9,9 @@ use std::time::Duration;
 use burrow_core::forward::{ConnId, ListenerId};
 use bytes::Bytes;
 use socket2::SockRef;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
@@ -22,12 +22,19 @@ const READ_BUF: usize = 32 * 1024;
 #[derive(Debug)]
 pub(crate) enum Local {
     Accepted(ListenerId, TcpStream),
-    Connected(ConnId, TcpStream),
+    Connected(ConnId, LocalStream),
     ConnectFailed(ConnId, io::Error),
     Read(ConnId, Bytes),
     Eof(ConnId),
     Written(ConnId, usize),
     Failed(ConnId, io::Error),
+}
+
+/// A connected local socket.
+#[derive(Debug)]
+pub(crate) enum LocalStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
 /// What the writer task of a connection is told.
@@ -102,10 +109,17 @@ pub(crate) fn spawn_accept(
     })
 }
 
-/// Connects `conn` to `target` (`host:port`) and reports the outcome.
+/// Connects `conn` to `target` (`host:port`, or `unix:PATH` for a unix socket) and reports
+/// the outcome.
 pub(crate) fn spawn_connect(conn: ConnId, target: String, to_loop: UnboundedSender<Local>) {
     tokio::spawn(async move {
-        let msg = match TcpStream::connect(target.as_str()).await {
+        let connected = match target.strip_prefix("unix:") {
+            Some(path) => UnixStream::connect(path).await.map(LocalStream::Unix),
+            None => TcpStream::connect(target.as_str())
+                .await
+                .map(LocalStream::Tcp),
+        };
+        let msg = match connected {
             Ok(stream) => Local::Connected(conn, stream),
             Err(e) => Local::ConnectFailed(conn, e),
         };
@@ -116,22 +130,52 @@ pub(crate) fn spawn_connect(conn: ConnId, target: String, to_loop: UnboundedSend
 /// Starts the reader and writer tasks of a connected socket.
 pub(crate) fn start(
     conn: ConnId,
-    stream: TcpStream,
+    stream: LocalStream,
     to_loop: &UnboundedSender<Local>,
 ) -> ConnTasks {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
     let (reads, read_rx) = unbounded_channel();
     let (writes, write_rx) = unbounded_channel();
-    let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone()));
-    tokio::spawn(write_task(conn, wr, write_rx, reader, to_loop.clone()));
+    match stream {
+        LocalStream::Tcp(stream) => {
+            let _ = stream.set_nodelay(true);
+            let (rd, wr) = stream.into_split();
+            let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone()));
+            tokio::spawn(write_task(
+                conn,
+                wr,
+                write_rx,
+                reader,
+                reset_tcp,
+                to_loop.clone(),
+            ));
+        }
+        LocalStream::Unix(stream) => {
+            let (rd, wr) = stream.into_split();
+            let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone()));
+            tokio::spawn(write_task(
+                conn,
+                wr,
+                write_rx,
+                reader,
+                drop,
+                to_loop.clone(),
+            ));
+        }
+    }
     ConnTasks { reads, writes }
 }
 
+/// Drops a TCP socket with a reset, which tells the local application the connection
+/// failed, as TCP would. (A unix socket has no reset: it is just dropped.)
+fn reset_tcp(wr: OwnedWriteHalf) {
+    let _ = SockRef::from(wr.as_ref()).set_linger(Some(Duration::ZERO));
+    wr.forget();
+}
+
 /// Reads once per credit; ends at end of file, on an error, or when the credits stop.
-async fn read_task(
+async fn read_task<R: AsyncRead + Unpin>(
     conn: ConnId,
-    mut rd: OwnedReadHalf,
+    mut rd: R,
     mut credits: UnboundedReceiver<()>,
     to_loop: UnboundedSender<Local>,
 ) {
@@ -150,11 +194,12 @@ async fn read_task(
 
 /// Writes in order; reports each write; shuts down or closes when told. Ends the reader when
 /// the connection closes.
-async fn write_task(
+async fn write_task<W: AsyncWrite + Unpin>(
     conn: ConnId,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     mut cmds: UnboundedReceiver<WriteCmd>,
     reader: JoinHandle<()>,
+    reset: fn(W),
     to_loop: UnboundedSender<Local>,
 ) {
     let mut abort = true;
@@ -181,8 +226,6 @@ async fn write_task(
     }
     reader.abort();
     if abort {
-        // A reset tells the local application the connection failed, as TCP would.
-        let _ = SockRef::from(wr.as_ref()).set_linger(Some(Duration::ZERO));
-        wr.forget();
+        reset(wr);
     }
 }

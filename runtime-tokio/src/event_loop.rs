@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Command;
-use crate::conn::{self, ConnTasks, Local};
+use crate::conn::{self, ConnTasks, Local, LocalStream};
 use crate::status::{self, Seen};
 use crate::udp;
 
@@ -174,7 +174,7 @@ impl Loop {
         match report {
             Local::Accepted(listener, stream) => {
                 if let Some(id) = fwd.handle_accept(now, ep, listener) {
-                    let tasks = conn::start(id, stream, &self.to_loop);
+                    let tasks = conn::start(id, LocalStream::Tcp(stream), &self.to_loop);
                     self.conns.insert(id, tasks);
                 }
             }

@@ -40,7 +40,8 @@ pub struct NodeConfig {
     pub endpoint: Config,
     /// The UDP address to bind; port 0 picks one.
     pub bind: SocketAddr,
-    /// Services to expose: name and local target (`host:port`).
+    /// Services to expose: name and local target (`host:port`, or `unix:PATH` for a unix
+    /// socket).
     pub expose: Vec<(ServiceName, String)>,
     /// Services to reach: name and the local TCP address to listen on for it (port 0 picks
     /// one; [`NodeHandle::listeners`] tells which).

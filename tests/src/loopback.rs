@@ -25,7 +25,8 @@ impl Tunnel {
     /// Starts the server and the two daemons: A exposes each `(name, target)`, B listens on a
     /// random loopback port for each name. Returns once both daemons are registered (within
     /// ten seconds, or panics).
-    pub async fn start(services: &[(&str, SocketAddr)]) -> Self {
+    /// A target is `host:port` or `unix:PATH`.
+    pub async fn start(services: &[(&str, String)]) -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let server_key = SecretKey::from_bytes([7; 32]);
         let server = Node::spawn(NodeConfig::new(
@@ -44,10 +45,7 @@ impl Tunnel {
             Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
             loopback,
         );
-        a.expose = services
-            .iter()
-            .map(|(n, t)| (name(n), t.to_string()))
-            .collect();
+        a.expose = services.iter().map(|(n, t)| (name(n), t.clone())).collect();
         let mut b = NodeConfig::new(
             Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
             loopback,
@@ -132,4 +130,20 @@ where
         }
     });
     addr
+}
+
+/// A unix-socket echo service at `path`: echoes until end of file, then half-closes.
+pub fn unix_echo_service(path: &std::path::Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = stream.split();
+                tokio::io::copy(&mut rd, &mut wr).await?;
+                wr.shutdown().await
+            });
+        }
+    });
+    Ok(())
 }

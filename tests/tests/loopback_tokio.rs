@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use burrow_tests::loopback::{Tunnel, echo_service, reply_after_eof_service};
+use burrow_tests::loopback::{Tunnel, echo_service, reply_after_eof_service, unix_echo_service};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,7 +29,7 @@ fn noise(len: usize, mut state: u64) -> Vec<u8> {
 async fn sixty_four_mib_echo_matches_sha256() {
     tokio::time::timeout(LIMIT, async {
         let echo = echo_service().await;
-        let tunnel = Tunnel::start(&[("/e2e/echo", echo)]).await;
+        let tunnel = Tunnel::start(&[("/e2e/echo", echo.to_string())]).await;
         let stream = TcpStream::connect(tunnel.listen_addr("/e2e/echo"))
             .await
             .expect("connect to the local listener");
@@ -66,7 +66,7 @@ async fn sixty_four_mib_echo_matches_sha256() {
 async fn hundred_concurrent_connections() {
     tokio::time::timeout(LIMIT, async {
         let echo = echo_service().await;
-        let tunnel = Tunnel::start(&[("/e2e/echo", echo)]).await;
+        let tunnel = Tunnel::start(&[("/e2e/echo", echo.to_string())]).await;
         let addr = tunnel.listen_addr("/e2e/echo");
         let clients: Vec<_> = (0..100u64)
             .map(|i| {
@@ -101,7 +101,7 @@ async fn hundred_concurrent_connections() {
 async fn half_close_client_still_receives_the_reply() {
     tokio::time::timeout(LIMIT, async {
         let service = reply_after_eof_service().await;
-        let tunnel = Tunnel::start(&[("/e2e/reply", service)]).await;
+        let tunnel = Tunnel::start(&[("/e2e/reply", service.to_string())]).await;
         let mut s = TcpStream::connect(tunnel.listen_addr("/e2e/reply"))
             .await
             .expect("connect");
@@ -136,7 +136,7 @@ async fn unreachable_target_resets_the_client() {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("bound")
         };
-        let tunnel = Tunnel::start(&[("/e2e/nothing", closed)]).await;
+        let tunnel = Tunnel::start(&[("/e2e/nothing", closed.to_string())]).await;
         let mut s = TcpStream::connect(tunnel.listen_addr("/e2e/nothing"))
             .await
             .expect("the local listener accepts");
@@ -149,6 +149,36 @@ async fn unreachable_target_resets_the_client() {
             "the client sees a reset, not a clean end: {got:?}"
         );
         tunnel.shutdown().await;
+    })
+    .await
+    .expect("within the time limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_target() {
+    tokio::time::timeout(LIMIT, async {
+        let path = std::env::temp_dir().join(format!("burrow-e2e-{}.sock", std::process::id()));
+        unix_echo_service(&path).expect("bind the unix socket");
+        let target = format!("unix:{}", path.display());
+        let tunnel = Tunnel::start(&[("/e2e/unix", target)]).await;
+        let mut s = TcpStream::connect(tunnel.listen_addr("/e2e/unix"))
+            .await
+            .expect("connect");
+        let data = noise(1 << 20, 7);
+        let (mut rd, mut wr) = s.split();
+        let write = async {
+            wr.write_all(&data).await.expect("write");
+            wr.shutdown().await.expect("half-close");
+        };
+        let mut back = Vec::new();
+        let ((), got) = tokio::join!(write, rd.read_to_end(&mut back));
+        got.expect("read");
+        assert!(
+            back == data,
+            "1 MiB through a TCP listener to a unix-socket target"
+        );
+        tunnel.shutdown().await;
+        let _ = std::fs::remove_file(&path);
     })
     .await
     .expect("within the time limit");

@@ -325,6 +325,12 @@ impl NatBox {
             .collect()
     }
 
+    /// Changes how the box treats packets from now on, keeping its mappings and flows (an
+    /// operator's policy change, not a reboot).
+    pub fn set_config(&mut self, cfg: NatConfig) {
+        self.cfg = cfg;
+    }
+
     /// Drops every mapping and flow (a NAT reboot).
     pub fn clear(&mut self) {
         *self = Self::new(self.cfg.clone());

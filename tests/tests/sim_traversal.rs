@@ -1,13 +1,18 @@
-//! NAT traversal in the simulator, asserted: every NAT pair connects directly wherever RFC 4787
-//! permits it (the rest will ride the relay), the Linux conntrack clash is defeated by
-//! TTL-limited first probes, and two daemons behind one NAT find each other on their LAN.
+//! NAT traversal in the simulator, asserted: every NAT pair gets a working path, direct
+//! wherever RFC 4787 permits one and through the relay elsewhere (within the configured
+//! fallback bound); the Linux conntrack clash is defeated by TTL-limited first probes, and two
+//! daemons behind one NAT find each other on their LAN.
 
+use std::time::Duration;
+
+use burrow_core::config::SessionConfig;
 use burrow_sim::traversal::{Outcome, Profile, RunOptions, run_pair_with, run_same_nat};
 
 fn check_matrix(loss: f64, seeds: &[u64]) {
     let profiles = Profile::all();
     let mut wrong = Vec::new();
     let mut direct_rtts = Vec::new();
+    let mut relayed = Vec::new();
     for (i, a) in profiles.iter().enumerate() {
         for b in &profiles[i..] {
             for &seed in seeds {
@@ -23,8 +28,10 @@ fn check_matrix(loss: f64, seeds: &[u64]) {
                 if !r.as_expected() {
                     wrong.push(format!("{r} (seed {seed})"));
                 }
-                if let Outcome::Direct(t) = r.outcome {
-                    direct_rtts.push(t.as_secs_f64() / r.rtt.as_secs_f64());
+                match r.outcome {
+                    Outcome::Direct(t) => direct_rtts.push(t.as_secs_f64() / r.rtt.as_secs_f64()),
+                    Outcome::Relay { first_byte, .. } => relayed.push((first_byte, r.to_string())),
+                    Outcome::Fail(_) => {}
                 }
             }
         }
@@ -35,6 +42,13 @@ fn check_matrix(loss: f64, seeds: &[u64]) {
         wrong.len(),
         wrong.join("\n")
     );
+    // The relay takes over once punching has had `relay_after`; the first byte follows within
+    // a few relay round trips, loss permitting.
+    let bound =
+        SessionConfig::default().relay_after + Duration::from_secs(if loss == 0.0 { 1 } else { 4 });
+    for (t, r) in &relayed {
+        assert!(*t <= bound, "relay fallback too slow: {r}");
+    }
     direct_rtts.sort_by(f64::total_cmp);
     let median = direct_rtts[direct_rtts.len() / 2];
     println!(

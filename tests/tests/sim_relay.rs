@@ -392,3 +392,21 @@ fn the_relay_rate_limit_slows_a_transfer_without_breaking_it() {
     assert!(took >= Duration::from_millis(3800), "took {took:?}");
     w.assert_no_stalls();
 }
+
+/// Regression: packets for a relayed peer wait in the endpoint until wrapped for the relay,
+/// and a stream write (a command, not an input) once left them there until the next datagram
+/// arrived, costing a relay round trip.
+#[test]
+fn a_write_on_a_relayed_session_leaves_at_once() {
+    let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
+    let mut w = World::new(11, &setup);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    let before = w.stats(w.b).relayed_out;
+    w.sim
+        .endpoint_command(w.b, |ep, now| {
+            let stream = ep.open_stream(now, peer, &service())?;
+            ep.stream_write(now, peer, stream, b"!")
+        })
+        .expect("write");
+    assert!(w.stats(w.b).relayed_out > before, "the write left at once");
+}

@@ -104,3 +104,18 @@ fn two_daemons_behind_one_nat_without_hairpin_connect_over_their_lan() {
         assert!(matches!(r.outcome, Outcome::Direct(_)), "seed {seed}: {r}");
     }
 }
+
+/// Regression (cone-random pair, seed 3, 2% loss): both daemons' early initiations were lost,
+/// so the larger key answered the smaller's initiation (its own attempts having gone
+/// unanswered) while the smaller answered the larger's. Each abandoned its own handshake and
+/// dropped the other's answer; neither session came up, and no relay could help. The larger
+/// key now keeps its handshake in flight until the session is up.
+#[test]
+fn regression_both_sides_answering_each_other_still_connects() {
+    let random = Profile::all()
+        .into_iter()
+        .find(|p| p.name == "cone-random")
+        .unwrap();
+    let r = burrow_sim::traversal::run_pair(&random, &random, 3, 0.02);
+    assert!(matches!(r.outcome, Outcome::Direct(_)), "{r}");
+}

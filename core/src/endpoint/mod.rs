@@ -380,7 +380,7 @@ impl Endpoint {
                 return;
             }
             if session.admit_initiation(&mut ctx, now, &payload) {
-                session.respond(&mut ctx, now, from, responder, sender);
+                session.respond(&mut ctx, now, from, responder, sender, &public_key);
                 self.catch_up(now, key);
             }
             return;
@@ -392,7 +392,7 @@ impl Endpoint {
             session.relay = Some(relay);
         }
         if session.admit_initiation(&mut ctx, now, &payload) {
-            session.respond(&mut ctx, now, from, responder, sender);
+            session.respond(&mut ctx, now, from, responder, sender, &public_key);
             sessions.insert(key, session);
         } else {
             ctx.ids.release(session.id);
@@ -607,7 +607,9 @@ impl Endpoint {
         if !session.is_connected() {
             session.start_handshake(&mut ctx, now);
         }
-        Ok(session.id)
+        let id = session.id;
+        self.send_relayed(now);
+        Ok(id)
     }
 
     /// Sends one unreliable datagram to `peer` (queued while its handshake runs).
@@ -620,7 +622,9 @@ impl Endpoint {
         let key = self.ids.key(peer).ok_or(SendError::UnknownPeer)?;
         let (mut ctx, sessions) = self.parts();
         let session = sessions.get_mut(&key).ok_or(SendError::UnknownPeer)?;
-        session.send_datagram(&mut ctx, now, data)
+        let result = session.send_datagram(&mut ctx, now, data);
+        self.send_relayed(now);
+        result
     }
 
     /// The largest datagram [`Self::send_datagram`] accepts.
@@ -663,6 +667,8 @@ impl Endpoint {
         let session = sessions.get_mut(&key).ok_or(StreamError::UnknownPeer)?;
         let result = f(session, &mut ctx);
         session.flush_mux(&mut ctx, now);
+        // Packets for a relayed peer wait in the endpoint until wrapped for the relay.
+        self.send_relayed(now);
         result
     }
 

@@ -205,7 +205,14 @@ impl Session {
             .unwrap_or(u8::MAX)
             .saturating_add(cfg.punch_ttl_start)
             .min(cfg.punch_ttl_ceiling);
-        // The relay joins in at `relay_from`, not at the next doubling of the retry delay.
+        // The relay joins in at `relay_from`, not at the next doubling of the retry delay, and
+        // from then on it is a known path: retry at the plain handshake interval, not at the
+        // punching backoff's.
+        let delay = if self.relay_due(now, attempts) {
+            delay.min(cfg.handshake_retry)
+        } else {
+            delay
+        };
         let relay_from = self.relay_from.filter(|at| *at > now);
         let next_attempt = relay_from.map_or(now + delay, |at| at.min(now + delay));
         self.pending = Some(Pending {
@@ -289,6 +296,12 @@ impl Session {
     }
 
     /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
+    ///
+    /// Our own handshake in flight is normally abandoned. But the larger key answers only
+    /// after its own attempts went unanswered (see [`Self::yields_to_initiation`]), and then
+    /// the smaller key may have answered ours too, abandoning its own: were we to abandon
+    /// ours as well, each side would drop the other's answer and neither would complete. So
+    /// the larger key keeps its handshake in flight until the session is up.
     pub(crate) fn respond(
         &mut self,
         ctx: &mut Context<'_>,
@@ -296,9 +309,13 @@ impl Session {
         from: Path,
         responder: ResponderHandshake,
         remote_index: u32,
+        local: &PublicKey,
     ) {
-        if let Some(pending) = self.pending.take() {
-            ctx.indices.free(pending.local_index);
+        let keep_ours = !self.connected && *local > self.key;
+        if !keep_ours {
+            if let Some(pending) = self.pending.take() {
+                ctx.indices.free(pending.local_index);
+            }
         }
         let local_index = ctx.indices.allocate(ctx.rng, self.key);
         let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
@@ -522,6 +539,13 @@ impl Session {
         self.last_received = now;
         if slot == Slot::Next {
             let confirmed = self.next.take().expect("slot was just found");
+            if !self.connected {
+                // Up on the keys we answered with: a handshake of ours still in flight (see
+                // `respond`) is moot.
+                if let Some(pending) = self.pending.take() {
+                    ctx.indices.free(pending.local_index);
+                }
+            }
             self.install_current(ctx, confirmed);
             self.established(ctx, now);
             self.flush_queue(ctx, now);

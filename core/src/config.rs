@@ -68,7 +68,9 @@ pub struct SessionConfig {
     /// While relayed: the first interval between rounds of direct-path challenges; it doubles
     /// up to `path_probe_max`.
     pub path_probe_min: Duration,
-    /// While relayed: the longest interval between rounds of direct-path challenges.
+    /// While relayed: the longest interval between rounds of direct-path challenges. Above
+    /// 30 s, so that conntrack entries a failed round left on a Linux NAT (they live 30 s
+    /// unless refreshed) expire before the next round.
     pub path_probe_max: Duration,
 }
 
@@ -93,7 +95,7 @@ impl Default for SessionConfig {
             relay_after: Duration::from_secs(2),
             path_timeout: Duration::from_secs(3),
             path_probe_min: Duration::from_secs(1),
-            path_probe_max: Duration::from_secs(30),
+            path_probe_max: Duration::from_secs(60),
         }
     }
 }

@@ -137,7 +137,7 @@ pub enum Outcome {
 
 /// How long a relayed run keeps going after its first byte to see whether the session finds
 /// a direct path.
-pub const UPGRADE_WAIT: Duration = Duration::from_secs(40);
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(120);
 
 impl Outcome {
     /// The time to the first tunnelled byte, on whichever path carried it.

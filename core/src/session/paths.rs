@@ -12,6 +12,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::Context;
 use super::state::{DATAGRAM_OVERHEAD, STREAM_OVERHEAD, Session};
 use crate::config::SessionConfig;
@@ -26,13 +28,26 @@ pub(crate) const RELAY_OVERHEAD: usize =
     TRANSPORT_HEADER_LEN + crate::crypto::noise::TAG_LEN + RELAY_PREFIX_LEN;
 
 /// The search for a direct path while relayed.
+///
+/// Each round is a small punch: TTL-limited probes to the peer's candidates open our own NAT
+/// toward them without reaching the peer's NAT, and `punch_lead` later the challenges follow at
+/// full TTL. Both sides start their rounds when the session moved to the relay, which happens
+/// on both within one relay trip, and use the same intervals, so their rounds line up and
+/// each side's NAT is open before the other's challenge arrives. Were a challenge to reach a
+/// Linux NAT first, it would leave a conntrack entry that remaps our own packets to that peer
+/// (the clash); the intervals grow past the 30 s in which such entries expire unless
+/// refreshed, so one left over from failed punching does not block every later round.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Probing {
     /// The nonce of the latest round of challenges.
     nonce: Option<u64>,
-    /// When the next round goes out (`None`: not probing).
+    /// When the next step goes out (`None`: not probing).
     next: Option<Instant>,
-    /// The delay after the next round.
+    /// Whether the next step is a round's challenges (after its probes went out).
+    challenge_next: bool,
+    /// Rounds sent so far: the probes' TTL climbs one hop a round.
+    rounds: u8,
+    /// The delay from the start of the next round to the one after.
     interval: Duration,
 }
 
@@ -61,13 +76,20 @@ impl Session {
 
     /// Starts or stops the search for a direct path after the path changed.
     pub(super) fn on_path_change(&mut self, ctx: &Context<'_>, now: Instant) {
-        let search = self.path.is_relay() && self.direct_allowed && !self.candidates.is_empty();
+        // Rounds start once the session is up, which happens on both sides within one relay
+        // trip, so that their rounds line up.
+        let search = self.connected
+            && self.path.is_relay()
+            && self.direct_allowed
+            && !self.candidates.is_empty();
         // The first round waits one interval: punching has only just failed (or the direct
         // path only just died).
         let first = ctx.config.session.path_probe_min;
         self.probing = Probing {
             nonce: None,
             next: search.then_some(now + first),
+            challenge_next: false,
+            rounds: 0,
             interval: first * 2,
         };
     }
@@ -136,10 +158,27 @@ impl Session {
             self.send_payload_on(ctx, now, &[], None);
             return;
         }
+        let cfg = &ctx.config.session;
+        if !self.probing.challenge_next {
+            let ttl = cfg
+                .punch_ttl_start
+                .saturating_add(self.probing.rounds)
+                .min(cfg.punch_ttl_ceiling);
+            self.probing.rounds = self.probing.rounds.saturating_add(1);
+            self.probing.challenge_next = true;
+            self.probing.next = Some(now + cfg.punch_lead);
+            let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
+            for dst in self.candidates.clone() {
+                self.transmit_to(ctx, now, dst, Some(ttl), probe.clone());
+            }
+            return;
+        }
         let nonce = ctx.rng.u64();
+        let interval = self.probing.interval;
         self.probing.nonce = Some(nonce);
-        self.probing.next = Some(now + self.probing.interval);
-        self.probing.interval = (self.probing.interval * 2).min(ctx.config.session.path_probe_max);
+        self.probing.challenge_next = false;
+        self.probing.next = Some(now + interval.saturating_sub(cfg.punch_lead));
+        self.probing.interval = (interval * 2).min(cfg.path_probe_max);
         let kind = [PayloadKind::PathChallenge as u8];
         for dst in self.candidates.clone() {
             self.send_payload_on(

@@ -467,9 +467,10 @@ impl Session {
         self.previous = self.current.replace(keypair);
     }
 
-    fn established(&mut self, ctx: &mut Context<'_>, _now: Instant) {
+    fn established(&mut self, ctx: &mut Context<'_>, now: Instant) {
         if !self.connected {
             self.connected = true;
+            self.on_path_change(ctx, now);
             self.announced = true;
             ctx.out.notes.push_back(Note::Up(self.key));
             ctx.out.events.push_back(Event::Connected {

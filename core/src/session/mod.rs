@@ -1,9 +1,9 @@
 //! One encrypted session per peer: handshakes and their retries, key generations, rekeying,
 //! keepalives, the idle timeout and path changes.
 //!
-//! A [`Session`] is driven by the [`crate::Endpoint`], which parses datagrams, finds the
+//! A `Session` is driven by the [`crate::Endpoint`], which parses datagrams, finds the
 //! session by its index and hands it what concerns it. Sessions write their output into the
-//! shared [`Context`].
+//! shared `Context`.
 
 pub(crate) mod handshake;
 pub(crate) mod keypair;

@@ -95,7 +95,24 @@ fn nonce(rest: &[u8]) -> Result<u64, WireError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_plaintexts_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            let _ = Payload::parse(&bytes);
+        }
+
+        #[test]
+        fn relay_payloads_split_anywhere_after_the_key(key in any::<[u8; 32]>(), packet in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut body = vec![PayloadKind::Relay as u8];
+            body.extend(key);
+            body.extend(&packet);
+            prop_assert_eq!(Payload::parse(&body), Ok(Payload::Relay { peer: key, packet: &packet }));
+        }
+    }
 
     #[test]
     fn kinds_split_off_the_first_byte() {

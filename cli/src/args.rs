@@ -73,6 +73,7 @@ pub enum Command {
     ///   server_key = "BASE64 key printed by `burrow server`"
     ///   token = "secret"
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
+    ///   route = "any"                   # any, direct or relay
     ///
     ///   [[expose]]
     ///   name = "/home/ssh"
@@ -146,4 +147,7 @@ pub struct DaemonArgs {
     /// Local UDP address to bind (default 0.0.0.0:0).
     #[arg(long, value_name = "ADDR")]
     pub udp: Option<SocketAddr>,
+    /// Which paths to peers may be used: any (direct, else the relay), direct or relay.
+    #[arg(long, value_name = "POLICY")]
+    pub route: Option<String>,
 }

@@ -3,8 +3,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use burrow_core::PublicKey;
 use burrow_core::rendezvous::ServiceName;
+use burrow_core::{PublicKey, RoutePolicy};
 use serde::Deserialize;
 
 use crate::args::{DaemonArgs, LogFormat};
@@ -19,6 +19,7 @@ pub struct File {
     pub key_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub udp: Option<String>,
+    pub route: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     #[serde(default)]
@@ -50,6 +51,7 @@ pub struct Settings {
     pub key_file: PathBuf,
     pub state_dir: PathBuf,
     pub udp: SocketAddr,
+    pub route: RoutePolicy,
     pub expose: Vec<(ServiceName, String)>,
     pub connect: Vec<(ServiceName, SocketAddr)>,
 }
@@ -135,6 +137,17 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             .map_err(|_| format!("{}: `{text}` is not IP:PORT", origin(source, "udp", "udp")))?,
         (None, None) => "0.0.0.0:0".parse().expect("literal"),
     };
+    let route = match args.route.or(file.route).as_deref() {
+        None | Some("any") => RoutePolicy::Any,
+        Some("direct") => RoutePolicy::Direct,
+        Some("relay") => RoutePolicy::Relay,
+        Some(other) => {
+            return Err(format!(
+                "{}: `{other}` is not one of any, direct, relay",
+                origin(source, "route", "route")
+            ));
+        }
+    };
     let mut expose = Vec::new();
     for (i, e) in file.expose.into_iter().enumerate() {
         let name =
@@ -158,6 +171,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         key_file,
         state_dir,
         udp,
+        route,
         expose,
         connect,
     })

@@ -121,10 +121,10 @@ pub fn render(s: &Status) -> String {
             "{:<5} {:<23} {:<11} {:<10} {:<11} {:<11} {:<8} {}",
             p.peer,
             p.addr.map_or("-".into(), |a| a.to_string()),
-            if p.connected {
-                "connected"
-            } else {
-                "handshake"
+            match (p.connected, p.relayed) {
+                (false, _) => "handshake",
+                (true, false) => "direct",
+                (true, true) => "relayed",
             },
             p.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
             bytes(p.bytes_sent),

@@ -32,12 +32,7 @@ pub async fn run() -> Result<(), String> {
         server.public_key()
     );
 
-    let rendezvous = RendezvousConfig {
-        server_key: server_key.public_key(),
-        server_addr: server.udp_addr(),
-        token: "demo".into(),
-        host_candidates: Vec::new(),
-    };
+    let rendezvous = RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "demo");
     let service = config::service(SERVICE)?;
     let mut a = NodeConfig::new(
         Config::daemon(keys::generate()?, rendezvous.clone()),

@@ -37,12 +37,9 @@ pub async fn server(listen: SocketAddr, key: &Path, tokens: Vec<String>) -> Resu
 /// `burrow daemon`, `burrow expose` and `burrow connect`.
 pub async fn daemon(settings: Settings) -> Result<(), String> {
     let key = keys::read_or_create(&settings.key_file)?;
-    let rendezvous = RendezvousConfig {
-        server_key: settings.server_key,
-        server_addr: settings.server,
-        token: settings.token.clone(),
-        host_candidates: Vec::new(),
-    };
+    let mut rendezvous =
+        RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
+    rendezvous.route = settings.route;
     let mut config = NodeConfig::new(Config::daemon(key, rendezvous), settings.udp);
     config.expose = settings.expose;
     config.connect = settings.connect;

@@ -189,7 +189,7 @@ fn expose_and_connect_processes_carry_a_line_and_report_status() {
         .expect("status");
     let human = String::from_utf8(human.stdout).expect("utf-8");
     assert!(human.contains("/cli/echo"), "{human}");
-    assert!(human.contains("connected"), "{human}");
+    assert!(human.contains("direct"), "{human}");
 }
 
 #[test]

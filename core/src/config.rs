@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::crypto::{PublicKey, SecretKey};
+use crate::path::RoutePolicy;
 use crate::rendezvous::ServerConfig;
 use crate::stream::StreamConfig;
 
@@ -58,6 +59,19 @@ pub struct SessionConfig {
     pub punch_ttl_start: u8,
     /// Hole punching: the highest probe TTL (plexus' default of 7).
     pub punch_ttl_ceiling: u8,
+    /// Relay fallback: how long punching may try alone before handshakes also go through the
+    /// relay (when the route policy allows it).
+    pub relay_after: Duration,
+    /// Relay fallback: a direct path that has answered nothing for this long while data is
+    /// waiting for acknowledgement is given up for the relay.
+    pub path_timeout: Duration,
+    /// While relayed: the first interval between rounds of direct-path challenges; it doubles
+    /// up to `path_probe_max`.
+    pub path_probe_min: Duration,
+    /// While relayed: the longest interval between rounds of direct-path challenges. Above
+    /// 30 s, so that conntrack entries a failed round left on a Linux NAT (they live 30 s
+    /// unless refreshed) expire before the next round.
+    pub path_probe_max: Duration,
 }
 
 impl Default for SessionConfig {
@@ -78,6 +92,10 @@ impl Default for SessionConfig {
             punch_retry: Duration::from_millis(250),
             punch_ttl_start: 2,
             punch_ttl_ceiling: 7,
+            relay_after: Duration::from_secs(2),
+            path_timeout: Duration::from_secs(3),
+            path_probe_min: Duration::from_secs(1),
+            path_probe_max: Duration::from_secs(60),
         }
     }
 }
@@ -93,6 +111,22 @@ pub struct RendezvousConfig {
     pub token: String,
     /// Local addresses peers on our own network may reach us at (LAN short-cut).
     pub host_candidates: Vec<SocketAddr>,
+    /// Which paths sessions to introduced peers may take; the server relays.
+    pub route: RoutePolicy,
+}
+
+impl RendezvousConfig {
+    /// Registration with the server at `server_addr` holding `server_key`, with `token`, no
+    /// host candidates and the default route policy.
+    pub fn new(server_key: PublicKey, server_addr: SocketAddr, token: impl Into<String>) -> Self {
+        Self {
+            server_key,
+            server_addr,
+            token: token.into(),
+            host_candidates: Vec::new(),
+            route: RoutePolicy::Any,
+        }
+    }
 }
 
 /// Everything an [`crate::Endpoint`] needs besides time and a seed.

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::crypto::PublicKey;
 use crate::error::CloseReason;
+use crate::path::Path;
 use crate::rendezvous::{ServerEvent, ServiceName};
 use crate::stream::StreamId;
 use crate::stun::ProbeOutcome;
@@ -32,16 +33,17 @@ pub enum Event {
         peer: PeerId,
         /// Its static key, now authenticated.
         key: PublicKey,
-        /// Where its packets come from.
-        addr: SocketAddr,
+        /// How its packets come: from its address, or through the relay.
+        path: Path,
     },
-    /// An authenticated packet arrived from a new address: the peer's NAT rebound or it moved.
-    /// Further packets go to the new address.
+    /// The session moved to another path: the peer's NAT rebound or it moved, a relayed
+    /// session found a direct path, or a silent direct path was given up for the relay.
+    /// Further packets take the new path.
     PathChanged {
         /// The peer.
         peer: PeerId,
-        /// Its new address.
-        addr: SocketAddr,
+        /// The new path.
+        path: Path,
     },
     /// An application datagram from a peer.
     Datagram {

@@ -54,6 +54,14 @@
 //!   idle timeout.
 //! - [`stream`] and [`congestion`]: reliable, ordered, multiplexed streams with loss recovery,
 //!   congestion control and flow control.
+//! - [`rendezvous`]: registration with a token, leases, service lookup and introductions, the
+//!   server's registry, and its relay policy (who may relay to whom, per-token rate limits).
+//! - [`path`]: how a session's packets travel. Introduced daemons punch a direct path
+//!   (TTL-limited probes first); when punching has not succeeded within
+//!   [`config::SessionConfig::relay_after`] their handshakes also go through the server, which
+//!   forwards packets sealed with the daemons' own keys and cannot read them. A relayed session
+//!   keeps looking for a direct path and moves to it once proven both ways; a direct path that
+//!   goes silent falls back to the relay. [`RoutePolicy`] restricts a daemon to either.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -64,6 +72,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod forward;
+pub mod path;
 pub mod rendezvous;
 pub mod service;
 pub mod session;
@@ -84,6 +93,7 @@ pub use crypto::{PublicKey, SecretKey};
 pub use endpoint::Endpoint;
 pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError};
 pub use event::{Event, PeerId};
+pub use path::{Path, RoutePolicy};
 pub use stats::Stats;
 pub use stream::{ReadOutcome, StreamId};
 pub use timer::Timer;

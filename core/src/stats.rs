@@ -49,4 +49,26 @@ pub struct Stats {
     pub dropped_bad_payload: u64,
     /// Incoming streams refused: a service we do not expose, or a header that does not parse.
     pub streams_refused: u64,
+    /// A packet for a session whose route policy forbids the path it came by (a relay-only
+    /// session's direct packets, or relayed packets for a direct-only session).
+    pub dropped_route_policy: u64,
+    /// Packets of ours wrapped for the relay.
+    pub relayed_out: u64,
+    /// Relayed packets for us that arrived from the relay.
+    pub relayed_in: u64,
+    /// Packets for the relay dropped because our session with it was down.
+    pub relay_unavailable: u64,
+    /// Times a silent direct path was given up for the relay.
+    pub relay_fallbacks: u64,
+    /// Times a relayed session moved to a direct path its challenges proved.
+    pub direct_upgrades: u64,
+    /// Server: packets forwarded between two daemons.
+    pub relay_forwarded: u64,
+    /// Server: bytes forwarded between two daemons.
+    pub relay_forwarded_bytes: u64,
+    /// Server: relay packets refused (an unregistered sender or destination, or no session to
+    /// the destination).
+    pub relay_refused: u64,
+    /// Server: relay packets dropped over their token's rate limit.
+    pub relay_limited: u64,
 }

@@ -33,6 +33,9 @@ pub enum Timer {
     PunchProbe,
     /// Retransmit a STUN Binding request, or give up on it.
     Stun,
+    /// Challenge the peer's candidates for a direct path while relayed, or give up a silent
+    /// direct path for the relay.
+    PathCheck,
 }
 
 /// A fixed table of optional deadlines, one slot per [`Timer`] kind, for one sub-machine.

@@ -230,11 +230,11 @@ impl Loop {
     /// Logs an event and remembers what status needs.
     fn event(&mut self, event: &Event) {
         match event {
-            Event::Connected { peer, key, addr } => {
-                tracing::info!(%peer, %addr, key = %key, "session up");
+            Event::Connected { peer, key, path } => {
+                tracing::info!(%peer, %path, key = %key, "session up");
                 self.seen.peers.insert(*peer, *key);
             }
-            Event::PathChanged { peer, addr } => tracing::info!(%peer, %addr, "path changed"),
+            Event::PathChanged { peer, path } => tracing::info!(%peer, %path, "path changed"),
             Event::SessionClosed { peer, reason, .. } => {
                 tracing::info!(%peer, "session closed: {reason}");
                 self.seen.peers.remove(peer);

@@ -37,8 +37,10 @@ pub struct PeerInfo {
     pub peer: u64,
     /// Its public key (base64).
     pub key: String,
-    /// Where its packets go.
+    /// Where its packets go: its own address, or the relay's.
     pub addr: Option<SocketAddr>,
+    /// Whether packets go through the relay.
+    pub relayed: bool,
     /// Whether the handshake completed.
     pub connected: bool,
     /// Smoothed round-trip time in milliseconds, once measured.
@@ -112,7 +114,8 @@ pub(crate) fn snapshot(
             PeerInfo {
                 peer: peer.0,
                 key: key.to_string(),
-                addr: ep.peer_addr(peer),
+                addr: ep.peer_path(peer).map(|p| p.addr()),
+                relayed: ep.peer_path(peer).is_some_and(|p| p.is_relay()),
                 connected,
                 rtt_ms: stats
                     .as_ref()

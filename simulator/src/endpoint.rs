@@ -284,10 +284,10 @@ pub fn short_key(key: &PublicKey) -> String {
 impl fmt::Display for ShowEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Event::Connected { peer, key, addr } => {
-                write!(f, "connected {peer} key={} at {addr}", short_key(key))
+            Event::Connected { peer, key, path } => {
+                write!(f, "connected {peer} key={} {path}", short_key(key))
             }
-            Event::PathChanged { peer, addr } => write!(f, "path changed {peer} now at {addr}"),
+            Event::PathChanged { peer, path } => write!(f, "path changed {peer} now {path}"),
             Event::Datagram { peer, data } => write!(f, "datagram from {peer} len={}", data.len()),
             Event::PeerRejected { key, addr } => {
                 write!(f, "rejected key={} from {addr}", short_key(key))

@@ -84,6 +84,10 @@ pub struct NatConfig {
     pub port_allocation: PortAllocation,
     /// Idle time after which a mapping or flow is removed (RFC 4787 REQ-5: at least 2 min).
     pub binding_timeout: Duration,
+    /// Idle time after which an outbound flow that never saw a reply is removed, if shorter
+    /// than `binding_timeout` (Linux: `nf_conntrack_udp_timeout`, 30 s, against
+    /// `nf_conntrack_udp_timeout_stream`, 120 s, once a reply was seen).
+    pub unreplied_timeout: Option<Duration>,
     /// Whether inbound packets refresh the mapping and flow (outbound always does).
     pub refresh_on_inbound: bool,
     /// Whether a host may reach another host behind this NAT through its external address.
@@ -105,6 +109,7 @@ impl Default for NatConfig {
             filtering: Filtering::AddressAndPortDependent,
             port_allocation: PortAllocation::Preserving,
             binding_timeout: Duration::from_secs(120),
+            unreplied_timeout: None,
             refresh_on_inbound: true,
             hairpinning: false,
             unsolicited: Unsolicited::Drop,
@@ -158,6 +163,7 @@ impl NatConfig {
     pub fn linux() -> Self {
         Self {
             unsolicited: Unsolicited::Conntrack,
+            unreplied_timeout: Some(Duration::from_secs(30)),
             ..Self::port_restricted_cone()
         }
     }
@@ -221,6 +227,8 @@ struct Flow {
     /// another port because of a tuple clash.
     mapping: Option<MapKey>,
     last: Duration,
+    /// Whether a packet came back on this flow (or it was opened from outside).
+    replied: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -325,17 +333,19 @@ impl NatBox {
             .collect()
     }
 
+    /// Changes how the box treats packets from now on, keeping its mappings and flows (an
+    /// operator's policy change, not a reboot).
+    pub fn set_config(&mut self, cfg: NatConfig) {
+        self.cfg = cfg;
+    }
+
     /// Drops every mapping and flow (a NAT reboot).
     pub fn clear(&mut self) {
         *self = Self::new(self.cfg.clone());
     }
 
     fn flow_timeout(&self, f: &Flow) -> Duration {
-        if f.int.is_some() {
-            self.cfg.binding_timeout
-        } else {
-            self.cfg.local_entry_timeout
-        }
+        flow_timeout(&self.cfg, f)
     }
 
     fn flow_alive(&self, port: u16, f: &Flow, now: Duration) -> bool {
@@ -366,7 +376,7 @@ impl NatBox {
             return;
         }
         let bt = self.cfg.binding_timeout;
-        let lt = self.cfg.local_entry_timeout;
+        let cfg = self.cfg.clone();
         let mut next = Duration::MAX;
         self.mappings.retain(|_, m| {
             let exp = m.last + bt;
@@ -377,7 +387,7 @@ impl NatBox {
         });
         let mappings = &self.mappings;
         self.flows.retain(|&(port, _), f| {
-            let exp = f.last + if f.int.is_some() { bt } else { lt };
+            let exp = f.last + flow_timeout(&cfg, f);
             let alive = exp > now
                 && f.mapping
                     .is_none_or(|k| mappings.get(&k).is_some_and(|m| m.port == port));
@@ -401,6 +411,7 @@ impl NatBox {
         self.next_purge = next;
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_flow(
         &mut self,
         port: u16,
@@ -408,17 +419,17 @@ impl NatBox {
         int: SocketAddr,
         mapping: Option<MapKey>,
         now: Duration,
+        replied: bool,
     ) {
-        self.flows.insert(
-            (port, remote),
-            Flow {
-                int: Some(int),
-                mapping,
-                last: now,
-            },
-        );
+        let flow = Flow {
+            int: Some(int),
+            mapping,
+            last: now,
+            replied,
+        };
+        self.expire_at(now + self.flow_timeout(&flow));
+        self.flows.insert((port, remote), flow);
         self.by_int.insert((int, remote), port);
-        self.expire_at(now + self.cfg.binding_timeout);
     }
 
     /// Translates an outbound packet `int -> remote`; returns the external port, or `None` if
@@ -432,13 +443,15 @@ impl NatBox {
     ) -> Option<(u16, OutKind)> {
         self.purge(now);
         if let Some(&port) = self.by_int.get(&(int, remote)) {
+            let mut expiry = self.cfg.binding_timeout;
             if let Some(f) = self.flows.get_mut(&(port, remote)) {
                 f.last = now;
+                expiry = flow_timeout(&self.cfg, f);
                 if let Some(m) = f.mapping.and_then(|k| self.mappings.get_mut(&k)) {
                     m.last = now;
                 }
             }
-            self.expire_at(now + self.cfg.binding_timeout);
+            self.expire_at(now + expiry);
             return Some((port, OutKind::Existing));
         }
         let key = self.key(int, remote);
@@ -446,14 +459,14 @@ impl NatBox {
             let port = m.port;
             if !self.flows.contains_key(&(port, remote)) {
                 m.last = now;
-                self.insert_flow(port, remote, int, Some(key), now);
+                self.insert_flow(port, remote, int, Some(key), now, false);
                 return Some((port, OutKind::Reused));
             }
             // The reply tuple (port, remote) belongs to someone else (typically a local conntrack
             // entry): this flow needs a unique tuple, hence another port.
             let other = self.allocate(int, remote, rng)?;
             self.ports.insert(other, PortUse::Flow);
-            self.insert_flow(other, remote, int, None, now);
+            self.insert_flow(other, remote, int, None, now, false);
             return Some((other, OutKind::Clash { wanted: port }));
         }
         let port = self.allocate(int, remote, rng)?;
@@ -467,7 +480,7 @@ impl NatBox {
         };
         self.mappings.insert(key, MappingEntry { port, last: now });
         self.ports.insert(port, PortUse::Mapping(key));
-        self.insert_flow(port, remote, int, Some(key), now);
+        self.insert_flow(port, remote, int, Some(key), now, false);
         Some((port, kind))
     }
 
@@ -530,6 +543,7 @@ impl NatBox {
             if !can_forward {
                 return Inbound::TtlExpired;
             }
+            f.replied = true;
             if refresh {
                 f.last = now;
                 if let Some(m) = f.mapping.and_then(|k| self.mappings.get_mut(&k)) {
@@ -561,7 +575,7 @@ impl NatBox {
                 if !can_forward {
                     return Inbound::TtlExpired;
                 }
-                self.insert_flow(port, remote, key.int, Some(key), now);
+                self.insert_flow(port, remote, key.int, Some(key), now, true);
                 if refresh {
                     if let Some(m) = self.mappings.get_mut(&key) {
                         m.last = now;
@@ -580,12 +594,24 @@ impl NatBox {
                         int: None,
                         mapping: None,
                         last: now,
+                        replied: false,
                     },
                 );
                 self.expire_at(now + self.cfg.local_entry_timeout);
                 Inbound::Local { created: true }
             }
         }
+    }
+}
+
+/// How long `f` lives without traffic under `cfg`.
+fn flow_timeout(cfg: &NatConfig, f: &Flow) -> Duration {
+    match (f.int, f.replied) {
+        (None, _) => cfg.local_entry_timeout,
+        (Some(_), true) => cfg.binding_timeout,
+        (Some(_), false) => cfg
+            .unreplied_timeout
+            .map_or(cfg.binding_timeout, |t| t.min(cfg.binding_timeout)),
     }
 }
 
@@ -630,6 +656,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let (int, r) = (sa("10.0.0.2:5000"), sa("1.1.1.1:1"));
         nat.outbound(S(0), int, r, &mut rng).unwrap();
+        // Answered, so the flow lives 120 s, not the 30 s of an unreplied one.
+        assert_eq!(nat.inbound(S(0), r, 5000, true), Inbound::Forward(int));
         assert_eq!(
             nat.inbound(S(1), sa("9.9.9.9:9"), 7000, true),
             Inbound::Local { created: true }

@@ -244,7 +244,8 @@ impl Demo {
                     self.log(l.at, name, "STUN: no answer; connecting anyway".to_owned());
                     self.connect(i);
                 }
-                Event::Connected { peer, addr, .. } => {
+                Event::Connected { peer, path, .. } => {
+                    let addr = path.addr();
                     let took = l.at - self.daemons[i].connect_at.unwrap_or_default();
                     self.daemons[i].handshake = Some(took);
                     self.log(
@@ -285,8 +286,9 @@ impl Demo {
         self.server_cursor += events.len();
         for l in events {
             let line = match &l.event {
-                Event::Connected { peer, key, addr } => {
+                Event::Connected { peer, key, path } => {
                     let who = self.who(key);
+                    let addr = path.addr();
                     format!(
                         "accepted {who} as {peer} (key {}) from {addr}",
                         short_key(key)

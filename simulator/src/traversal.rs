@@ -1,10 +1,11 @@
-//! The NAT traversal matrix: two daemons behind NATs of every kind, one rendezvous server, and
-//! for each pair whether they got a direct path, how long the first tunnelled byte took, and
-//! whether that matches what RFC 4787 permits.
+//! The NAT traversal matrix: two daemons behind NATs of every kind, one rendezvous server (which
+//! relays), and for each pair whether they got a direct path or the relay, how long the first
+//! tunnelled byte took, and whether that matches what RFC 4787 permits.
 //!
 //! Each run: a public server; daemon A exposes `/matrix/echo` and daemon B asks for it one
-//! second in (both registered by then); B opens a stream and writes one byte as soon as the
-//! service is ready. "First byte" is the time from B's request to A reading that byte.
+//! second in, or once both are registered if loss delayed that; B opens a stream and writes
+//! one byte as soon as the service is ready. "First byte" is the time from B's request to A
+//! reading that byte.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,11 +13,11 @@ use std::time::Duration;
 
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::{ServerConfig, ServiceName};
-use burrow_core::{Config, Event, ReadOutcome};
+use burrow_core::{Config, Event, Path, ReadOutcome};
 
 use crate::endpoint::secret_key;
 use crate::link::LinkConfig;
-use crate::nat::{Filtering, Mapping, NatConfig, Unsolicited};
+use crate::nat::{Filtering, Mapping, NatConfig, PortAllocation, Unsolicited};
 use crate::scenario::{NodeId, Sim, SimConfig};
 use crate::topology::{Network, Uplink};
 use crate::trace::TraceMode;
@@ -26,7 +27,8 @@ const DAEMON_PORT: u16 = 40000;
 const SERVICE: &str = "/matrix/echo";
 /// One-way latency of each site's uplink; the peer-to-peer RTT is four of these.
 const UPLINK_DELAY: Duration = Duration::from_millis(15);
-/// When B asks for the service.
+/// When B asks for the service at the earliest (both daemons registered, normally; with loss
+/// a registration may take longer, and B waits for both).
 const ASK_AT: Duration = Duration::from_secs(1);
 
 /// A kind of site: one NAT, or a home NAT behind a carrier-grade NAT.
@@ -40,13 +42,28 @@ pub struct Profile {
 
 impl Profile {
     /// The profiles of the matrix: every RFC 4787 mapping/filtering combination that occurs in
-    /// practice, the Linux conntrack clash, and a carrier-grade NAT.
+    /// practice, each port allocation (preserving, sequential, random) with both an
+    /// endpoint-independent and an endpoint-dependent mapping, the Linux conntrack clash, and
+    /// a carrier-grade NAT.
     pub fn all() -> Vec<Profile> {
         let p = |name, nats| Profile { name, nats };
         vec![
             p("full-cone", vec![NatConfig::full_cone()]),
             p("restricted", vec![NatConfig::restricted_cone()]),
             p("port-restricted", vec![NatConfig::port_restricted_cone()]),
+            p(
+                "cone-sequential",
+                vec![
+                    NatConfig::port_restricted_cone()
+                        .with_port_allocation(PortAllocation::Sequential),
+                ],
+            ),
+            p(
+                "cone-random",
+                vec![
+                    NatConfig::port_restricted_cone().with_port_allocation(PortAllocation::Random),
+                ],
+            ),
             p(
                 "linux-drop",
                 vec![NatConfig {
@@ -63,6 +80,10 @@ impl Profile {
                 )],
             ),
             p("symmetric", vec![NatConfig::symmetric()]),
+            p(
+                "symmetric-seq",
+                vec![NatConfig::symmetric().with_port_allocation(PortAllocation::Sequential)],
+            ),
             p(
                 "cgn",
                 vec![NatConfig::linux(), NatConfig::restricted_cone()],
@@ -101,8 +122,44 @@ pub fn direct_possible(a: &Profile, b: &Profile) -> bool {
 pub enum Outcome {
     /// A direct path carried the first byte after this long.
     Direct(Duration),
+    /// The relay carried the first byte after `first_byte`; where a direct path exists the
+    /// session moved to it `upgraded` after the connect request.
+    Relay {
+        /// From the connect request to the first byte.
+        first_byte: Duration,
+        /// From the connect request to the move to a direct path, if it came within
+        /// [`UPGRADE_WAIT`] of the first byte.
+        upgraded: Option<Duration>,
+    },
     /// Nothing got through; the text says how far it got.
     Fail(String),
+}
+
+/// How long a relayed run keeps going after its first byte to see whether the session finds
+/// a direct path.
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(120);
+
+impl Outcome {
+    /// The time to the first tunnelled byte, on whichever path carried it.
+    pub fn first_byte(&self) -> Option<Duration> {
+        match self {
+            Outcome::Direct(t) => Some(*t),
+            Outcome::Relay { first_byte, .. } => Some(*first_byte),
+            Outcome::Fail(_) => None,
+        }
+    }
+
+    /// Whether the session ended up on a direct path.
+    pub fn ends_direct(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Direct(_)
+                | Outcome::Relay {
+                    upgraded: Some(_),
+                    ..
+                }
+        )
+    }
 }
 
 /// One cell of the matrix.
@@ -123,10 +180,11 @@ pub struct PairResult {
 }
 
 impl PairResult {
-    /// Whether the outcome is the one expected: direct where possible. (Where it is not
-    /// possible the relay will carry the traffic; until then such pairs fail.)
+    /// Whether the outcome is the one expected: a working path always, ending direct exactly
+    /// where RFC 4787 permits it and relayed elsewhere.
     pub fn as_expected(&self) -> bool {
-        matches!(self.outcome, Outcome::Direct(_)) == self.direct_possible
+        !matches!(self.outcome, Outcome::Fail(_))
+            && self.outcome.ends_direct() == self.direct_possible
     }
 }
 
@@ -138,6 +196,20 @@ impl fmt::Display for PairResult {
                 t.as_secs_f64() * 1e3,
                 t.as_secs_f64() / self.rtt.as_secs_f64()
             ),
+            Outcome::Relay {
+                first_byte,
+                upgraded,
+            } => {
+                let then = match upgraded {
+                    Some(u) => format!(", direct after {:.1} s", u.as_secs_f64()),
+                    None => String::new(),
+                };
+                format!(
+                    "relay   {:>6.1} ms ({:.1} RTT){then}",
+                    first_byte.as_secs_f64() * 1e3,
+                    first_byte.as_secs_f64() / self.rtt.as_secs_f64()
+                )
+            }
             Outcome::Fail(why) => format!("fail    {why}"),
         };
         let mark = if self.as_expected() {
@@ -281,6 +353,7 @@ fn run_on(
             server_addr,
             token: "matrix".into(),
             host_candidates: vec![host_addr],
+            route: Default::default(),
         };
         let mut config = Config::daemon(secret_key(seed, name), rendezvous);
         if let Some(ttl) = options.probe_ttl {
@@ -308,6 +381,16 @@ fn run_on(
     if let Err(e) = sim.run_until_time(ASK_AT) {
         return result(Outcome::Fail(format!("sim: {e}")));
     }
+    let registered = |s: &Sim, n| {
+        s.endpoint(n)
+            .events()
+            .iter()
+            .any(|l| matches!(l.event, Event::Registered { .. }))
+    };
+    let _ = sim.run_until(ASK_AT + Duration::from_secs(30), |s| {
+        registered(s, node_a) && registered(s, node_b)
+    });
+    let asked = sim.now();
     let svc = service.clone();
     let _ = sim.endpoint_command(node_b, |ep, now| ep.connect_service(now, svc));
     let ready = wait_for(&mut sim, node_b, Duration::from_secs(30), |e| match e {
@@ -360,10 +443,29 @@ fn run_on(
             "the stream arrived but its byte did not".into(),
         ));
     };
-    if sim.endpoint(node_b).endpoint().peer_addr(peer) == Some(server_addr) {
-        return result(Outcome::Fail("path goes through the server".into()));
+    let first_byte = at - asked;
+    let path = |sim: &Sim| sim.endpoint(node_b).endpoint().peer_path(peer);
+    match path(&sim) {
+        Some(Path::Direct(addr)) if addr == server_addr => result(Outcome::Fail(
+            "a direct path to the server's address".into(),
+        )),
+        Some(Path::Direct(_)) => result(Outcome::Direct(first_byte)),
+        Some(Path::Relay(_)) => {
+            // Keep going: the daemons look for a direct path while relayed.
+            let mut upgraded = None;
+            let _ = sim.run_until(sim.now() + UPGRADE_WAIT, |s| {
+                if matches!(path(s), Some(Path::Direct(_))) {
+                    upgraded = Some(s.now() - asked);
+                }
+                upgraded.is_some()
+            });
+            result(Outcome::Relay {
+                first_byte,
+                upgraded,
+            })
+        }
+        None => result(Outcome::Fail("the session ended".into())),
     }
-    result(Outcome::Direct(at - ASK_AT))
 }
 
 /// Runs until `pick` finds something in `node`'s events (new ones only), or `limit` of
@@ -396,7 +498,8 @@ fn failure(sim: &Sim, node: NodeId) -> String {
     last.unwrap_or_else(|| "no path within 30 s".into())
 }
 
-/// Runs every ordered pair of `profiles` with each seed.
+/// Runs every unordered pair of `profiles` with each seed, then two daemons behind one NAT
+/// without hairpinning.
 pub fn matrix(profiles: &[Profile], seeds: &[u64], loss: f64) -> Vec<PairResult> {
     let mut out = Vec::new();
     for (i, a) in profiles.iter().enumerate() {
@@ -405,6 +508,13 @@ pub fn matrix(profiles: &[Profile], seeds: &[u64], loss: f64) -> Vec<PairResult>
                 out.push(run_pair(a, b, seed, loss));
             }
         }
+    }
+    for &seed in seeds {
+        let options = RunOptions {
+            loss,
+            ..RunOptions::default()
+        };
+        out.push(run_same_nat(seed, options));
     }
     out
 }

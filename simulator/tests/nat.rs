@@ -594,3 +594,32 @@ fn node_trait_is_object_safe() {
     fn takes(_: &mut dyn Node) {}
     takes(&mut ScriptedNode::new());
 }
+
+/// The host sends once to S1 at 0 s; S1 sends to the host's mapped port at each of `from_s1`
+/// seconds. Returns how many of S1's packets reached the host.
+fn unreplied_run(from_s1: &[u64]) -> usize {
+    let cfg = NatConfig::linux().with_unsolicited(Unsolicited::Drop);
+    let mut l = lab(cfg);
+    let mut s = ScriptedNode::new();
+    for &t in from_s1 {
+        s = s.send_at(secs(t), addr(NAT_IP, 5000), b"from s1");
+    }
+    l.node(l.s1, 6000, s);
+    let h = l.node(
+        l.host,
+        5000,
+        ScriptedNode::new().send_at(ms(0), addr(S1, 6000), b"open"),
+    );
+    l.run(secs(100));
+    l.sim.node::<ScriptedNode>(h).received().len()
+}
+
+#[test]
+fn linux_forgets_an_unreplied_flow_after_30_s_and_a_replied_one_after_120_s() {
+    // Never answered: the flow is gone after 30 s (nf_conntrack_udp_timeout).
+    assert_eq!(unreplied_run(&[31]), 0);
+    assert_eq!(unreplied_run(&[29]), 1);
+    // Answered at 1 s: the flow now lives 120 s from its last packet
+    // (nf_conntrack_udp_timeout_stream), so 40 s later S1 still gets in.
+    assert_eq!(unreplied_run(&[1, 41]), 2);
+}

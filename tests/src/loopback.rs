@@ -34,12 +34,8 @@ impl Tunnel {
             loopback,
         ))
         .expect("server starts");
-        let rendezvous = RendezvousConfig {
-            server_key: server_key.public_key(),
-            server_addr: server.udp_addr(),
-            token: "loopback".into(),
-            host_candidates: Vec::new(),
-        };
+        let rendezvous =
+            RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "loopback");
         let name = |s: &str| -> ServiceName { s.parse().expect("valid name") };
         let mut a = NodeConfig::new(
             Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),

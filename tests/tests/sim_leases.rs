@@ -60,6 +60,7 @@ fn daemon_config(seed: u64, name: &str, w: (&SecretKey, SocketAddr), host: Socke
         server_addr: w.1,
         token: TOKEN.into(),
         host_candidates: vec![host],
+        route: Default::default(),
     };
     Config::daemon(secret_key(seed, name), rendezvous)
 }

@@ -143,7 +143,7 @@ impl Setup {
             .events()
             .iter()
             .filter_map(|l| match l.event {
-                Event::PathChanged { addr, .. } => Some(addr),
+                Event::PathChanged { path, .. } => Some(path.addr()),
                 _ => None,
             })
             .collect()

@@ -1,5 +1,6 @@
 //! [`Endpoint`]: the one type a driver talks to.
 
+mod relay;
 mod rendezvous;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
 use crate::error::{ConnectError, SendError, ServiceError, StreamError};
 use crate::event::{Event, PeerId};
+use crate::path::{Path, RoutePolicy};
 use crate::rendezvous::{Server, ServiceName};
 use crate::rng::SeededRng;
 use crate::service::Exposed;
@@ -189,6 +191,14 @@ impl Endpoint {
             self.on_stun(from, bytes);
             return;
         }
+        self.handle_packet(now, Path::Direct(from), bytes);
+        self.reap();
+        self.after(now);
+    }
+
+    /// Acts on one burrow packet that came by `from`: straight from the network, or out of
+    /// the relay. Callers reap ended sessions and run [`Self::after`].
+    fn handle_packet(&mut self, now: Instant, from: Path, bytes: &[u8]) {
         let Ok(packet) = Packet::parse(bytes) else {
             self.out.stats.dropped_malformed += 1;
             return;
@@ -226,6 +236,7 @@ impl Endpoint {
                 }
                 let (mut ctx, sessions) = self.parts();
                 match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+                    Some(s) if !s.path_allowed(from) => ctx.out.stats.dropped_route_policy += 1,
                     Some(s) if s.owns_pending(receiver) => {
                         s.on_response(&mut ctx, now, from, sender, noise);
                         let key = s.key;
@@ -256,6 +267,10 @@ impl Endpoint {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let (mut ctx, sessions) = self.parts();
                 let touched = match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+                    Some(s) if !s.path_allowed(from) => {
+                        ctx.out.stats.dropped_route_policy += 1;
+                        None
+                    }
                     Some(s) => {
                         s.on_transport(
                             &mut ctx,
@@ -280,14 +295,12 @@ impl Endpoint {
                 }
             }
         }
-        self.reap();
-        self.after(now);
     }
 
     fn on_initiation(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: Path,
         sender: u32,
         noise_msg: &[u8],
         (mac1_input, mac1): (&[u8], &[u8; MAC_LEN]),
@@ -300,7 +313,11 @@ impl Endpoint {
         let under_load = self
             .load
             .count(now, self.config.session.handshake_load_threshold);
-        if under_load && !self.cookies.verify_mac2(now, from, mac2_input, mac2) {
+        // A relayed initiation needs no cookie: the relay authenticated its sender and
+        // limits its rate, and a cookie reply could not be addressed through it.
+        if let (true, Path::Direct(from)) = (under_load, from)
+            && !self.cookies.verify_mac2(now, from, mac2_input, mac2)
+        {
             // Answer with a cookie, which costs no Diffie-Hellman, instead of a response.
             let nonce = self.rng.bytes();
             let rng = &mut self.rng;
@@ -344,29 +361,38 @@ impl Endpoint {
         };
         if !admitted || key == self.public_key {
             self.out.stats.dropped_unknown_peer += 1;
-            self.out
-                .events
-                .push_back(Event::PeerRejected { key, addr: from });
+            self.out.events.push_back(Event::PeerRejected {
+                key,
+                addr: from.addr(),
+            });
             return;
         }
         let public_key = self.public_key;
         let (mut ctx, sessions) = self.parts();
         if let Some(session) = sessions.get_mut(&key) {
-            if !session.yields_to_initiation(&public_key) {
+            if !session.path_allowed(from) {
+                ctx.out.stats.dropped_route_policy += 1;
+                return;
+            }
+            if !session.yields_to_initiation(&public_key, from) {
                 // Simultaneous initiation and our key is larger: the peer answers ours instead.
                 ctx.out.stats.dropped_unexpected += 1;
                 return;
             }
             if session.admit_initiation(&mut ctx, now, &payload) {
-                session.respond(&mut ctx, now, from, responder, sender);
+                session.respond(&mut ctx, now, from, responder, sender, &public_key);
                 self.catch_up(now, key);
             }
             return;
         }
         let id = ctx.ids.assign(key);
         let mut session = Session::new(&ctx, id, key, from, now);
+        if let Path::Relay(relay) = from {
+            // Came through our server's relay before it introduced the peer to us.
+            session.relay = Some(relay);
+        }
         if session.admit_initiation(&mut ctx, now, &payload) {
-            session.respond(&mut ctx, now, from, responder, sender);
+            session.respond(&mut ctx, now, from, responder, sender, &public_key);
             sessions.insert(key, session);
         } else {
             ctx.ids.release(session.id);
@@ -514,11 +540,11 @@ impl Endpoint {
         let (mut ctx, sessions) = self.parts();
         let session = sessions.entry(key).or_insert_with(|| {
             let id = ctx.ids.assign(key);
-            Session::new(&ctx, id, key, addr, now)
+            Session::new(&ctx, id, key, Path::Direct(addr), now)
         });
         session.announced = true;
         if !session.is_connected() {
-            session.addr = addr;
+            session.path = Path::Direct(addr);
             session.start_handshake(&mut ctx, now);
         }
         Ok(session.id)
@@ -535,23 +561,55 @@ impl Endpoint {
         key: PublicKey,
         candidates: Vec<SocketAddr>,
     ) -> Result<PeerId, ConnectError> {
+        self.punch_with(now, key, candidates, None)
+    }
+
+    /// [`Self::punch`], with `relay` (the rendezvous server's address and our route policy)
+    /// when the relay may carry the session.
+    pub(crate) fn punch_with(
+        &mut self,
+        now: Instant,
+        key: PublicKey,
+        candidates: Vec<SocketAddr>,
+        relay: Option<(SocketAddr, RoutePolicy)>,
+    ) -> Result<PeerId, ConnectError> {
         if key == self.public_key {
             return Err(ConnectError::OwnKey);
         }
-        let Some(&first) = candidates.first() else {
-            return Err(ConnectError::NoCandidates);
+        let direct_allowed = relay.is_none_or(|(_, route)| route.allows_direct());
+        let first = match (candidates.first(), relay) {
+            (Some(&first), _) if direct_allowed => Path::Direct(first),
+            (_, Some((server, _))) => Path::Relay(server),
+            (_, None) => return Err(ConnectError::NoCandidates),
         };
+        let relay_after = self.config.session.relay_after;
         let (mut ctx, sessions) = self.parts();
         let session = sessions.entry(key).or_insert_with(|| {
             let id = ctx.ids.assign(key);
             Session::new(&ctx, id, key, first, now)
         });
         session.announced = true;
-        session.set_candidates(candidates);
+        if let Some((server, _)) = relay.filter(|(_, r)| r.allows_relay()) {
+            session.relay = Some(server);
+            session.direct_allowed = direct_allowed;
+            if !session.is_connected() {
+                let wait = if direct_allowed {
+                    relay_after
+                } else {
+                    Duration::ZERO
+                };
+                session.relay_from = Some(now + wait);
+            }
+        }
+        if direct_allowed {
+            session.set_candidates(candidates);
+        }
         if !session.is_connected() {
             session.start_handshake(&mut ctx, now);
         }
-        Ok(session.id)
+        let id = session.id;
+        self.send_relayed(now);
+        Ok(id)
     }
 
     /// Sends one unreliable datagram to `peer` (queued while its handshake runs).
@@ -564,14 +622,22 @@ impl Endpoint {
         let key = self.ids.key(peer).ok_or(SendError::UnknownPeer)?;
         let (mut ctx, sessions) = self.parts();
         let session = sessions.get_mut(&key).ok_or(SendError::UnknownPeer)?;
-        session.send_datagram(&mut ctx, now, data)
+        let result = session.send_datagram(&mut ctx, now, data);
+        self.send_relayed(now);
+        result
     }
 
     /// The largest datagram [`Self::send_datagram`] accepts.
     pub fn max_datagram_size(&self) -> usize {
+        // A daemon's sessions may be relayed, which costs the relay's wrapping.
+        let relay = if self.daemon.is_some() {
+            crate::session::RELAY_OVERHEAD
+        } else {
+            0
+        };
         self.config
             .max_udp_payload
-            .saturating_sub(crate::session::DATAGRAM_OVERHEAD)
+            .saturating_sub(crate::session::DATAGRAM_OVERHEAD + relay)
     }
 
     /// Closes the session with `peer`, telling it so. [`Event::SessionClosed`] follows.
@@ -601,6 +667,8 @@ impl Endpoint {
         let session = sessions.get_mut(&key).ok_or(StreamError::UnknownPeer)?;
         let result = f(session, &mut ctx);
         session.flush_mux(&mut ctx, now);
+        // Packets for a relayed peer wait in the endpoint until wrapped for the relay.
+        self.send_relayed(now);
         result
     }
 
@@ -730,7 +798,15 @@ impl Endpoint {
         self.ids
             .key(peer)
             .and_then(|k| self.sessions.get(&k))
-            .map(|s| s.addr)
+            .map(|s| s.path.addr())
+    }
+
+    /// The path packets to `peer` take, if the handle is live.
+    pub fn peer_path(&self, peer: PeerId) -> Option<Path> {
+        self.ids
+            .key(peer)
+            .and_then(|k| self.sessions.get(&k))
+            .map(|s| s.path)
     }
 
     /// Whether the session with `peer` has completed a handshake.

@@ -104,6 +104,7 @@ impl Endpoint {
                 self.on_note(now, note);
             }
             self.pump_rendezvous(now);
+            self.send_relayed(now);
             if self.out.notes.is_empty() {
                 break;
             }
@@ -127,6 +128,7 @@ impl Endpoint {
             }
             Note::Down(key, reason) => self.on_peer_down(now, key, reason),
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),
+            Note::Relay { via, peer, packet } => self.on_relay(now, via, peer, &packet),
         }
     }
 
@@ -142,7 +144,7 @@ impl Endpoint {
             }
             return;
         }
-        let addr = self.sessions.get(&key).map(|s| s.addr);
+        let addr = self.sessions.get(&key).map(|s| s.path.addr());
         match (self.server.as_mut(), ClientMessage::decode(encoded), addr) {
             (Some(server), Ok(msg), Some(addr)) => server.handle_message(now, key, addr, msg),
             _ => self.out.stats.dropped_bad_payload += 1,
@@ -218,7 +220,8 @@ impl Endpoint {
                 }
                 // Both sides punch toward each other; the session's tie-break picks one
                 // handshake if both get through.
-                if self.punch(now, peer, candidates).is_ok()
+                let relay = Some((daemon.config.server_addr, daemon.config.route));
+                if self.punch_with(now, peer, candidates, relay).is_ok()
                     && self.sessions.get(&peer).is_some_and(|s| s.is_connected())
                 {
                     self.announce_ready(peer);

@@ -60,12 +60,7 @@ impl Net {
         let unix = Duration::from_secs(1_800_000_000);
         let addr = |i: usize| -> SocketAddr { format!("10.0.0.{}:4000", i + 1).parse().unwrap() };
         let server_key = SecretKey::from_bytes([9; 32]);
-        let rendezvous = RendezvousConfig {
-            server_key: server_key.public_key(),
-            server_addr: addr(SERVER),
-            token: "t".into(),
-            host_candidates: Vec::new(),
-        };
+        let rendezvous = RendezvousConfig::new(server_key.public_key(), addr(SERVER), "t");
         let configs = [
             Config::server(server_key, ServerConfig::default()),
             Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::lease::TokenLimits;
 use super::messages::{MAX_SERVICES, MAX_TOKEN_LEN};
 use super::name::ServiceName;
+use super::relay::RelayLimits;
 
 /// Which tokens the server accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     pub peer_wait: Duration,
     /// Most registrations the server holds at once, whatever the token.
     pub max_registrations: usize,
+    /// How much each token may relay.
+    pub relay: RelayLimits,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             tokens: TokenPolicy::AnyToken,
             peer_wait: Duration::from_secs(90),
             max_registrations: 100_000,
+            relay: RelayLimits::default(),
         }
     }
 }

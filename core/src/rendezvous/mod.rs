@@ -28,6 +28,7 @@ pub mod events;
 pub mod lease;
 pub mod messages;
 pub mod name;
+pub mod relay;
 pub mod retry;
 pub mod server;
 
@@ -40,4 +41,5 @@ pub use events::{ClientEvent, ServerEvent};
 pub use lease::{Registration, TokenLimits};
 pub use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
 pub use name::{NameError, ServiceName};
+pub use relay::{RelayLimits, RelayRefusal};
 pub use server::Server;

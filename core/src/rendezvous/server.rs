@@ -15,6 +15,7 @@ use super::messages::{
     ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
 };
 use super::name::ServiceName;
+use super::relay::{RelayBudget, RelayRefusal};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
 
@@ -50,6 +51,7 @@ pub struct Server {
     next_id: u64,
     messages: VecDeque<(PublicKey, ServerMessage)>,
     events: VecDeque<ServerEvent>,
+    relay: RelayBudget,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -68,6 +70,7 @@ impl Server {
             next_id: 1,
             messages: VecDeque::new(),
             events: VecDeque::new(),
+            relay: RelayBudget::default(),
         }
     }
 
@@ -89,6 +92,28 @@ impl Server {
     /// Number of live registrations.
     pub fn registration_count(&self) -> usize {
         self.registry.len()
+    }
+
+    /// Decides whether to relay `len` bytes from daemon `from` to daemon `to`: both must be
+    /// registered, and `from`'s token must have the bytes in its budget.
+    pub fn relay(
+        &mut self,
+        now: Instant,
+        from: &PublicKey,
+        to: &PublicKey,
+        len: usize,
+    ) -> Result<(), RelayRefusal> {
+        let (Some(sender), Some(_)) = (self.registry.get(from), self.registry.get(to)) else {
+            return Err(RelayRefusal::NotRegistered);
+        };
+        if self
+            .relay
+            .take(self.config.relay, sender.token(), now, len as u64)
+        {
+            Ok(())
+        } else {
+            Err(RelayRefusal::RateLimited)
+        }
     }
 
     // ----- input -------------------------------------------------------------------------
@@ -401,6 +426,9 @@ impl Server {
             self.send(key, ServerMessage::LeaseExpired);
             self.forget(&key, "the peer's lease expired");
         }
+        let registry = &self.registry;
+        self.relay
+            .retain(|token| registry.iter().any(|r| r.token() == token));
         let timed_out: Vec<_> = self
             .waiters
             .iter()

@@ -1,12 +1,13 @@
 //! One encrypted session per peer: handshakes and their retries, key generations, rekeying,
 //! keepalives, the idle timeout and path changes.
 //!
-//! A [`Session`] is driven by the [`crate::Endpoint`], which parses datagrams, finds the
+//! A `Session` is driven by the [`crate::Endpoint`], which parses datagrams, finds the
 //! session by its index and hands it what concerns it. Sessions write their output into the
-//! shared [`Context`].
+//! shared `Context`.
 
 pub(crate) mod handshake;
 pub(crate) mod keypair;
+mod paths;
 mod state;
 mod streams;
 
@@ -21,6 +22,7 @@ use crate::service::Exposed;
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
+pub(crate) use paths::RELAY_OVERHEAD;
 pub(crate) use state::{DATAGRAM_OVERHEAD, Session};
 
 /// What this endpoint is: its key, its per-process instance and its clocks.
@@ -51,6 +53,16 @@ pub(crate) enum Note {
     Down(PublicKey, crate::error::CloseReason),
     /// A rendezvous message body (version byte first) arrived from this key.
     Rendezvous(PublicKey, Vec<u8>),
+    /// A relay payload arrived on the session with `via`: a daemon's packet for `peer` (we
+    /// are the server) or from `peer` (we are a daemon and `via` is our server).
+    Relay {
+        /// The session it came on.
+        via: PublicKey,
+        /// The other daemon.
+        peer: PublicKey,
+        /// The daemons' packet.
+        packet: Vec<u8>,
+    },
 }
 
 /// Output queues and counters shared by all sessions.
@@ -59,6 +71,8 @@ pub(crate) struct Output {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) notes: VecDeque<Note>,
+    /// Packets for the relay to carry to a peer (its key), not yet wrapped.
+    pub(crate) relayed: VecDeque<(PublicKey, bytes::Bytes)>,
     pub(crate) stats: Stats,
 }
 

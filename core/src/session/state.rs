@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::handshake::{self, HandshakePayload};
 use super::keypair::{Keypair, OpenError};
+use super::paths::Probing;
 use super::streams::new_mux;
 use super::{Context, Note};
 use crate::config::SessionConfig;
@@ -16,6 +17,7 @@ use crate::crypto::noise::{InitiatorHandshake, ResponderHandshake};
 use crate::crypto::{PublicKey, SecretKey};
 use crate::error::{CloseReason, SendError};
 use crate::event::{Event, PeerId};
+use crate::path::Path;
 use crate::service::HeaderReader;
 use crate::stream::{Mux, StreamId};
 use crate::timer::Timer;
@@ -50,8 +52,18 @@ pub(crate) struct Session {
     pub(crate) id: PeerId,
     /// The peer's static key.
     pub(crate) key: PublicKey,
-    /// Where packets to the peer go: the last address an authenticated packet came from.
-    pub(crate) addr: SocketAddr,
+    /// How packets to the peer go: the path the last authenticated packet came by (path
+    /// challenges aside), or where we first try to reach it.
+    pub(crate) path: Path,
+    /// The relay that may carry this session (our rendezvous server's address) when the
+    /// route policy allows; `None` keeps the session direct.
+    pub(crate) relay: Option<SocketAddr>,
+    /// Whether direct paths may be tried (false under the relay-only route policy).
+    pub(crate) direct_allowed: bool,
+    /// While punching: from when our handshakes also go through the relay.
+    pub(crate) relay_from: Option<Instant>,
+    /// While relayed: the challenges that look for a direct path.
+    pub(super) probing: Probing,
     /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
     cookies: CookieJar,
     pending: Option<Pending>,
@@ -60,20 +72,21 @@ pub(crate) struct Session {
     /// Keys we made as responder, unused until the initiator's first packet confirms them.
     next: Option<Keypair>,
     /// Creation time, then the time of the last authenticated packet from the peer.
-    last_received: Instant,
+    pub(super) last_received: Instant,
     last_sent: Instant,
     /// Newest handshake timestamp from this peer: of an initiation we accepted or a response
     /// we took. Initiations not newer are replays (or from a previous life of the peer).
     last_init_timestamp: u64,
     /// The peer's endpoint instance, once a handshake told us.
     peer_instance: Option<u64>,
-    connected: bool,
+    pub(super) connected: bool,
     /// Whether the application knows this session's handle (it called connect, or saw
     /// `Connected`); only then does it hear `SessionClosed`.
     pub(crate) announced: bool,
     queue: VecDeque<Bytes>,
-    /// Addresses to punch toward until connected (empty: just `addr`).
-    candidates: Vec<SocketAddr>,
+    /// Addresses to punch toward until connected (empty: just `path`), and to probe for a
+    /// direct path while relayed.
+    pub(super) candidates: Vec<SocketAddr>,
     /// The probe TTL of the latest punching attempt; after success, the one that worked.
     pub(crate) punch_ttl: u8,
     /// Incoming streams whose service header is still being read.
@@ -105,17 +118,21 @@ impl Session {
         ctx: &Context<'_>,
         id: PeerId,
         key: PublicKey,
-        addr: SocketAddr,
+        path: Path,
         now: Instant,
     ) -> Self {
         Self {
+            relay: None,
+            direct_allowed: true,
+            relay_from: None,
+            probing: Probing::default(),
             mux: new_mux(ctx, &key, now),
             headers: BTreeMap::new(),
             candidates: Vec::new(),
             punch_ttl: 0,
             id,
             key,
-            addr,
+            path,
             cookies: CookieJar::new(&key),
             pending: None,
             current: None,
@@ -188,23 +205,39 @@ impl Session {
             .unwrap_or(u8::MAX)
             .saturating_add(cfg.punch_ttl_start)
             .min(cfg.punch_ttl_ceiling);
+        // The relay joins in at `relay_from`, not at the next doubling of the retry delay, and
+        // from then on it is a known path: retry at the plain handshake interval, not at the
+        // punching backoff's.
+        let delay = if self.relay_due(now, attempts) {
+            delay.min(cfg.handshake_retry)
+        } else {
+            delay
+        };
+        let relay_from = self.relay_from.filter(|at| *at > now);
+        let next_attempt = relay_from.map_or(now + delay, |at| at.min(now + delay));
         self.pending = Some(Pending {
             state: init.state,
             local_index,
             mac1: init.mac1,
             started,
-            next_attempt: now + delay,
+            next_attempt,
             attempts: attempts + 1,
         });
+        let packet = Bytes::from(init.packet);
+        if self.path.is_relay() || self.relay_due(now, attempts) {
+            self.transmit_relay(ctx, now, packet.clone());
+        }
         if !punching {
-            return self.transmit(ctx, now, Bytes::from(init.packet));
+            if !self.path.is_relay() {
+                self.transmit(ctx, now, packet);
+            }
+            return;
         }
         // Punching: TTL-limited probes open our own NAT toward every candidate without reaching
         // the peer's NAT (where an unsolicited packet could claim the port our peer's packets
         // need); from the second attempt on, the initiation itself goes to every candidate at
         // full TTL. The TTL climbs one hop per attempt, so nested NATs are crossed too.
         let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
-        let packet = Bytes::from(init.packet);
         for dst in self.candidates.clone() {
             self.transmit_to(ctx, now, dst, Some(ttl), probe.clone());
             if attempts > 0 {
@@ -219,8 +252,8 @@ impl Session {
     /// to answer becomes the path.
     pub(crate) fn set_candidates(&mut self, candidates: Vec<SocketAddr>) {
         if let Some(first) = candidates.first() {
-            if !self.connected {
-                self.addr = *first;
+            if !self.connected && !self.path.is_relay() {
+                self.path = Path::Direct(*first);
             }
         }
         self.candidates = candidates;
@@ -237,11 +270,13 @@ impl Session {
     /// with the larger static key ignores the peer's initiation and the other side answers
     /// ours. Only for our first attempts, though: if ours keep going unanswered (a symmetric
     /// NAT in front of the peer drops them while the peer's get through to us), we answer
-    /// theirs after all.
-    pub(crate) fn yields_to_initiation(&self, local: &PublicKey) -> bool {
-        self.pending
-            .as_ref()
-            .is_none_or(|p| *local < self.key || p.attempts >= YIELD_AFTER_ATTEMPTS)
+    /// theirs after all. Through the relay both sides' initiations arrive, so there the rule
+    /// stays strict: were both to answer, each would drop the other's answer (its own
+    /// handshake gone) and neither session would complete.
+    pub(crate) fn yields_to_initiation(&self, local: &PublicKey, from: Path) -> bool {
+        self.pending.as_ref().is_none_or(|p| {
+            *local < self.key || (p.attempts >= YIELD_AFTER_ATTEMPTS && !from.is_relay())
+        })
     }
 
     /// Checks an initiation's payload against replay and restart. Returns false to drop it.
@@ -261,16 +296,26 @@ impl Session {
     }
 
     /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
+    ///
+    /// Our own handshake in flight is normally abandoned. But the larger key answers only
+    /// after its own attempts went unanswered (see [`Self::yields_to_initiation`]), and then
+    /// the smaller key may have answered ours too, abandoning its own: were we to abandon
+    /// ours as well, each side would drop the other's answer and neither would complete. So
+    /// the larger key keeps its handshake in flight until the session is up.
     pub(crate) fn respond(
         &mut self,
         ctx: &mut Context<'_>,
         now: Instant,
-        from: SocketAddr,
+        from: Path,
         responder: ResponderHandshake,
         remote_index: u32,
+        local: &PublicKey,
     ) {
-        if let Some(pending) = self.pending.take() {
-            ctx.indices.free(pending.local_index);
+        let keep_ours = !self.connected && *local > self.key;
+        if !keep_ours {
+            if let Some(pending) = self.pending.take() {
+                ctx.indices.free(pending.local_index);
+            }
         }
         let local_index = ctx.indices.allocate(ctx.rng, self.key);
         let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
@@ -296,9 +341,9 @@ impl Session {
             // An initiation proves nothing fresh (it may be a replay that the timestamp check
             // cannot catch): answer where it came from, but only the initiator's first
             // transport packet under the new keys may move the path or count as hearing it.
-            self.transmit_to(ctx, now, from, None, Bytes::from(packet));
+            self.send_on(ctx, now, from, Bytes::from(packet));
         } else {
-            self.move_to(ctx, from);
+            self.move_to(ctx, now, from);
             self.last_received = now;
             self.transmit(ctx, now, Bytes::from(packet));
         }
@@ -309,7 +354,7 @@ impl Session {
         &mut self,
         ctx: &mut Context<'_>,
         now: Instant,
-        from: SocketAddr,
+        from: Path,
         remote_index: u32,
         noise: &[u8],
     ) {
@@ -337,7 +382,7 @@ impl Session {
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
         self.install_current(ctx, keypair);
-        self.move_to(ctx, from);
+        self.move_to(ctx, now, from);
         self.last_received = now;
         self.established(ctx, now);
         self.flush_queue(ctx, now);
@@ -400,15 +445,16 @@ impl Session {
         }
     }
 
-    /// Sends to `addr` from now on: an authenticated packet came from there. A connected
-    /// session tells the application.
-    fn move_to(&mut self, ctx: &mut Context<'_>, addr: SocketAddr) {
-        if addr != self.addr {
-            self.addr = addr;
+    /// Sends on `path` from now on: an authenticated packet came by it. A connected session
+    /// tells the application.
+    pub(super) fn move_to(&mut self, ctx: &mut Context<'_>, now: Instant, path: Path) {
+        if path != self.path {
+            self.path = path;
+            self.on_path_change(ctx, now);
             if self.connected {
                 ctx.out.events.push_back(Event::PathChanged {
                     peer: self.id,
-                    addr,
+                    path,
                 });
             }
         }
@@ -421,15 +467,16 @@ impl Session {
         self.previous = self.current.replace(keypair);
     }
 
-    fn established(&mut self, ctx: &mut Context<'_>, _now: Instant) {
+    fn established(&mut self, ctx: &mut Context<'_>, now: Instant) {
         if !self.connected {
             self.connected = true;
+            self.on_path_change(ctx, now);
             self.announced = true;
             ctx.out.notes.push_back(Note::Up(self.key));
             ctx.out.events.push_back(Event::Connected {
                 peer: self.id,
                 key: self.key,
-                addr: self.addr,
+                path: self.path,
             });
         }
     }
@@ -442,7 +489,7 @@ impl Session {
         &mut self,
         ctx: &mut Context<'_>,
         now: Instant,
-        from: SocketAddr,
+        from: Path,
         local_index: u32,
         header: &[u8; crate::wire::header::TRANSPORT_HEADER_LEN],
         counter: u64,
@@ -493,15 +540,28 @@ impl Session {
         self.last_received = now;
         if slot == Slot::Next {
             let confirmed = self.next.take().expect("slot was just found");
+            if !self.connected {
+                // Up on the keys we answered with: a handshake of ours still in flight (see
+                // `respond`) is moot.
+                if let Some(pending) = self.pending.take() {
+                    ctx.indices.free(pending.local_index);
+                }
+            }
             self.install_current(ctx, confirmed);
             self.established(ctx, now);
             self.flush_queue(ctx, now);
         }
         // (the stream layer is flushed after the payload below is handled)
-        if newest {
-            self.move_to(ctx, from);
+        let payload = Payload::parse(scratch);
+        // Path challenges and their answers probe a path without choosing it.
+        let probing = matches!(
+            payload,
+            Ok(Payload::PathChallenge(_) | Payload::PathResponse(_))
+        );
+        if newest && !probing {
+            self.move_to(ctx, now, from);
         }
-        match Payload::parse(scratch) {
+        match payload {
             Ok(Payload::KeepAlive) => {}
             Ok(Payload::Datagram(data)) => ctx.out.events.push_back(Event::Datagram {
                 peer: self.id,
@@ -525,6 +585,13 @@ impl Session {
                 .out
                 .notes
                 .push_back(Note::Rendezvous(self.key, body.to_vec())),
+            Ok(Payload::Relay { peer, packet }) => ctx.out.notes.push_back(Note::Relay {
+                via: self.key,
+                peer: PublicKey::from_bytes(peer),
+                packet: packet.to_vec(),
+            }),
+            Ok(Payload::PathChallenge(nonce)) => self.answer_challenge(ctx, now, from, nonce),
+            Ok(Payload::PathResponse(nonce)) => self.on_path_response(ctx, now, from, nonce),
             Err(_) => ctx.out.stats.dropped_bad_payload += 1,
         }
         self.flush_mux(ctx, now);
@@ -537,7 +604,7 @@ impl Session {
         now: Instant,
         data: &[u8],
     ) -> Result<(), SendError> {
-        let max = ctx.config.max_udp_payload.saturating_sub(DATAGRAM_OVERHEAD);
+        let max = self.max_datagram(ctx);
         if data.len() > max {
             return Err(SendError::TooLarge { max });
         }
@@ -571,6 +638,17 @@ impl Session {
     /// Seals a plaintext with the current keys and queues it; starts a rekey when the keys have
     /// carried enough packets.
     fn send_payload(&mut self, ctx: &mut Context<'_>, now: Instant, parts: &[&[u8]]) {
+        self.send_payload_on(ctx, now, parts, None);
+    }
+
+    /// [`Self::send_payload`] on `path` (`None`: the session's path).
+    pub(super) fn send_payload_on(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        parts: &[&[u8]],
+        path: Option<Path>,
+    ) {
         let session = &ctx.config.session;
         let Some(keypair) = self.current.as_mut() else {
             return;
@@ -581,18 +659,40 @@ impl Session {
             return;
         };
         let rekey = keypair.sent() >= session.rekey_after_packets;
-        self.transmit(ctx, now, packet);
+        let path = path.unwrap_or(self.path);
+        self.send_on(ctx, now, path, packet);
         if rekey {
             self.start_handshake(ctx, now);
         }
     }
 
+    /// Sends a packet on the session's path.
     pub(super) fn transmit(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
-        let dst = self.addr;
-        self.transmit_to(ctx, now, dst, None, payload);
+        self.send_on(ctx, now, self.path, payload);
     }
 
-    fn transmit_to(
+    /// Sends a packet on `path`: straight to its address, or to the relay.
+    pub(super) fn send_on(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        path: Path,
+        payload: Bytes,
+    ) {
+        match path {
+            Path::Direct(dst) => self.transmit_to(ctx, now, dst, None, payload),
+            Path::Relay(_) => self.transmit_relay(ctx, now, payload),
+        }
+    }
+
+    /// Hands a packet to the endpoint, which wraps it in our session with the relay.
+    pub(super) fn transmit_relay(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
+        self.last_sent = now;
+        ctx.out.relayed.push_back((self.key, payload));
+    }
+
+    /// Sends one datagram straight to `dst`, with `ttl` if set.
+    pub(super) fn transmit_to(
         &mut self,
         ctx: &mut Context<'_>,
         now: Instant,
@@ -616,6 +716,23 @@ impl Session {
             return false;
         }
         self.send_payload(ctx, now, &[&[PayloadKind::Rendezvous as u8], body]);
+        true
+    }
+
+    /// Wraps a packet of two daemons for the other side of the relay (`peer`: the destination
+    /// when we are a daemon, the source when we are the server). False while we have no keys.
+    pub(crate) fn send_relay(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        peer: &PublicKey,
+        packet: &[u8],
+    ) -> bool {
+        if !self.can_send(ctx) {
+            return false;
+        }
+        let kind = [PayloadKind::Relay as u8];
+        self.send_payload(ctx, now, &[&kind, peer.as_bytes(), packet]);
         true
     }
 
@@ -694,6 +811,9 @@ impl Session {
         if self.connected {
             consider(self.last_received + cfg.idle_timeout, Timer::Idle);
         }
+        if let Some((at, timer)) = self.path_deadline(cfg) {
+            consider(at, timer);
+        }
         for keypair in [&self.current, &self.previous].into_iter().flatten() {
             consider(keypair.created + cfg.reject_after_time, Timer::KeyExpiry);
         }
@@ -768,6 +888,7 @@ impl Session {
                 return self.end(ctx, CloseReason::HandshakeTimeout);
             }
         }
+        self.path_timeout(ctx, now);
         if self.current.is_some() {
             if self.mux.poll_timeout().is_some_and(|(at, _)| at <= now) {
                 self.mux.handle_timeout(now);

@@ -129,10 +129,6 @@ impl Session {
             }
         }
     }
-
-    fn mux_packet_size(&self, ctx: &Context<'_>) -> usize {
-        ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD)
-    }
 }
 
 /// A fresh stream layer for the session with `peer`. Stream-id parity comes from comparing

@@ -334,6 +334,12 @@ impl Mux {
         }
     }
 
+    /// Since when the peer owes us an answer: the send time of the oldest ack-eliciting packet
+    /// in flight (`None` when nothing is owed).
+    pub fn awaiting_ack_since(&self) -> Option<Instant> {
+        self.recovery.oldest_eliciting_sent()
+    }
+
     /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.
     pub fn is_idle(&self) -> bool {
         self.recovery.eliciting_in_flight() == 0

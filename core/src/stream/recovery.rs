@@ -317,6 +317,17 @@ impl Recovery {
         }
     }
 
+    /// When the oldest ack-eliciting packet still in flight was sent.
+    pub(crate) fn oldest_eliciting_sent(&self) -> Option<Instant> {
+        if self.eliciting_in_flight == 0 {
+            return None;
+        }
+        self.sent
+            .iter()
+            .find(|p| p.state == State::Unacked && p.ack_eliciting)
+            .map(|p| p.time)
+    }
+
     /// Ack-eliciting packets in flight.
     pub(crate) fn eliciting_in_flight(&self) -> u64 {
         self.eliciting_in_flight

@@ -398,7 +398,7 @@ fn a_nat_rebinding_moves_the_session_to_the_new_address() {
     assert!(
         pair.a_events
             .iter()
-            .any(|e| matches!(e, Event::PathChanged { addr, .. } if *addr == rebound))
+            .any(|e| matches!(e, Event::PathChanged { path, .. } if path.addr() == rebound))
     );
     assert_eq!(pair.a.peer_addr(a_peer), Some(rebound));
 }

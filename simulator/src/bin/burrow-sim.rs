@@ -167,6 +167,30 @@ fn cmd_matrix(args: &Args) -> Result<(), String> {
             results.len()
         );
     }
+    let mut relayed: Vec<f64> = results
+        .iter()
+        .filter_map(|r| match r.outcome {
+            Outcome::Relay { first_byte, .. } => Some(first_byte.as_secs_f64() * 1e3),
+            _ => None,
+        })
+        .collect();
+    relayed.sort_by(f64::total_cmp);
+    if let Some(median) = relayed.get(relayed.len() / 2) {
+        println!(
+            "relayed pairs: {} of {} runs; median time to first byte {median:.0} ms \
+             (relay fallback after {} s of punching)",
+            relayed.len(),
+            results.len(),
+            burrow_core::config::SessionConfig::default()
+                .relay_after
+                .as_secs_f64()
+        );
+    }
+    let failed = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Fail(_)))
+        .count();
+    println!("failed: {failed} of {} runs", results.len());
     println!("{} runs in {:.2} s CPU", results.len(), cpu.as_secs_f64());
     let wrong: Vec<String> = results
         .iter()

@@ -1,0 +1,77 @@
+//! The relay, seen from the endpoint: a daemon wraps packets for relayed peers in its session
+//! with the server and unwraps what the server forwards; a server forwards between two
+//! registered daemons.
+
+use std::time::Instant;
+
+use super::Endpoint;
+use crate::crypto::PublicKey;
+use crate::path::Path;
+
+impl Endpoint {
+    /// Wraps every packet sessions queued for the relay in our session with the server.
+    pub(super) fn send_relayed(&mut self, now: Instant) {
+        let server_key = self.daemon.as_ref().map(|d| d.config.server_key);
+        let (mut ctx, sessions) = self.parts();
+        while let Some((peer, packet)) = ctx.out.relayed.pop_front() {
+            let sent = server_key
+                .and_then(|k| sessions.get_mut(&k))
+                .is_some_and(|s| s.send_relay(&mut ctx, now, &peer, &packet));
+            if sent {
+                ctx.out.stats.relayed_out += 1;
+            } else {
+                // The server session is down; the session's own retries and loss recovery
+                // send again once it is back.
+                ctx.out.stats.relay_unavailable += 1;
+            }
+        }
+    }
+
+    /// A relay payload came on the session with `via`.
+    pub(super) fn on_relay(
+        &mut self,
+        now: Instant,
+        via: PublicKey,
+        peer: PublicKey,
+        packet: &[u8],
+    ) {
+        let server = self
+            .daemon
+            .as_ref()
+            .filter(|d| d.config.server_key == via)
+            .map(|d| d.config.server_addr);
+        if let Some(server_addr) = server {
+            // From our server: another daemon's packet. It authenticates itself (or is dropped
+            // like any other bad packet); the relay's word on who sent it counts for nothing.
+            self.out.stats.relayed_in += 1;
+            self.handle_packet(now, Path::Relay(server_addr), packet);
+            self.reap();
+            return;
+        }
+        let Some(relay) = self.server.as_mut() else {
+            self.out.stats.dropped_bad_payload += 1;
+            return;
+        };
+        match relay.relay(now, &via, &peer, packet.len()) {
+            Ok(()) => {}
+            Err(crate::rendezvous::RelayRefusal::NotRegistered) => {
+                self.out.stats.relay_refused += 1;
+                return;
+            }
+            Err(crate::rendezvous::RelayRefusal::RateLimited) => {
+                self.out.stats.relay_limited += 1;
+                return;
+            }
+        }
+        let (mut ctx, sessions) = self.parts();
+        let forwarded = sessions
+            .get_mut(&peer)
+            .is_some_and(|s| s.send_relay(&mut ctx, now, &via, packet));
+        if forwarded {
+            ctx.out.stats.relay_forwarded += 1;
+            ctx.out.stats.relay_forwarded_bytes += packet.len() as u64;
+        } else {
+            ctx.out.stats.relay_refused += 1;
+        }
+    }
+}

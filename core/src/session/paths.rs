@@ -1,0 +1,217 @@
+//! Which path a session uses: relay fallback, direct-path challenges while relayed, and the
+//! packet sizes each path allows.
+//!
+//! A session introduced by the rendezvous server may use the server as a relay. While punching
+//! it uses the relay from [`crate::config::SessionConfig::relay_after`] on; once relayed it
+//! sends rounds of path challenges to the peer's candidates (backing off), and the first
+//! challenge answered from a direct address proves that path both ways: our challenge got in,
+//! the answer got out. A direct path that answers nothing for
+//! [`crate::config::SessionConfig::path_timeout`] while data waits for acknowledgement is given
+//! up for the relay. Either side's move shows the other the way: every authenticated packet
+//! (other than a challenge or its answer) moves the receiver onto the path it came by.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Context;
+use super::state::{DATAGRAM_OVERHEAD, STREAM_OVERHEAD, Session};
+use crate::config::SessionConfig;
+use crate::path::Path;
+use crate::timer::Timer;
+use crate::wire::header::TRANSPORT_HEADER_LEN;
+use crate::wire::payload::{PayloadKind, RELAY_PREFIX_LEN};
+
+/// What a relayed packet costs on top of the daemons' own packet: the header, tag and relay
+/// prefix of the session with the relay.
+pub(crate) const RELAY_OVERHEAD: usize =
+    TRANSPORT_HEADER_LEN + crate::crypto::noise::TAG_LEN + RELAY_PREFIX_LEN;
+
+/// The search for a direct path while relayed.
+///
+/// Each round is a small punch: TTL-limited probes to the peer's candidates open our own NAT
+/// toward them without reaching the peer's NAT, and `punch_lead` later the challenges follow at
+/// full TTL. Both sides start their rounds when the session moved to the relay, which happens
+/// on both within one relay trip, and use the same intervals, so their rounds line up and
+/// each side's NAT is open before the other's challenge arrives. Were a challenge to reach a
+/// Linux NAT first, it would leave a conntrack entry that remaps our own packets to that peer
+/// (the clash); the intervals grow past the 30 s in which such entries expire unless
+/// refreshed, so one left over from failed punching does not block every later round.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Probing {
+    /// The nonce of the latest round of challenges.
+    nonce: Option<u64>,
+    /// When the next step goes out (`None`: not probing).
+    next: Option<Instant>,
+    /// Whether the next step is a round's challenges (after its probes went out).
+    challenge_next: bool,
+    /// Rounds sent so far: the probes' TTL climbs one hop a round.
+    rounds: u8,
+    /// The delay from the start of the next round to the one after.
+    interval: Duration,
+}
+
+impl Session {
+    /// Whether this handshake attempt should also go through the relay.
+    pub(super) fn relay_due(&self, now: Instant, attempts: u32) -> bool {
+        if self.relay.is_none() || self.path.is_relay() {
+            return false;
+        }
+        if self.connected {
+            // A liveness or rekey handshake on a direct path whose first attempt went
+            // unanswered: the path may have died.
+            attempts >= 1
+        } else {
+            self.relay_from.is_some_and(|at| now >= at)
+        }
+    }
+
+    /// Whether packets that came by `from` may be taken: the route policy's word.
+    pub(crate) fn path_allowed(&self, from: Path) -> bool {
+        match from {
+            Path::Direct(_) => self.direct_allowed,
+            Path::Relay(_) => self.relay.is_some() || self.path.is_relay(),
+        }
+    }
+
+    /// Starts or stops the search for a direct path after the path changed.
+    pub(super) fn on_path_change(&mut self, ctx: &Context<'_>, now: Instant) {
+        // Rounds start once the session is up, which happens on both sides within one relay
+        // trip, so that their rounds line up.
+        let search = self.connected
+            && self.path.is_relay()
+            && self.direct_allowed
+            && !self.candidates.is_empty();
+        // The first round waits one interval: punching has only just failed (or the direct
+        // path only just died).
+        let first = ctx.config.session.path_probe_min;
+        self.probing = Probing {
+            nonce: None,
+            next: search.then_some(now + first),
+            challenge_next: false,
+            rounds: 0,
+            interval: first * 2,
+        };
+    }
+
+    /// Answers a path challenge on the path it came by.
+    pub(super) fn answer_challenge(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        nonce: u64,
+    ) {
+        let kind = [PayloadKind::PathResponse as u8];
+        self.send_payload_on(ctx, now, &[&kind, &nonce.to_le_bytes()], Some(from));
+    }
+
+    /// Takes the answer to one of our challenges: a direct path that works both ways.
+    pub(super) fn on_path_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        nonce: u64,
+    ) {
+        let current = self.probing.nonce == Some(nonce);
+        if !current || from.is_relay() || !self.path.is_relay() {
+            ctx.out.stats.dropped_unexpected += 1;
+            return;
+        }
+        ctx.out.stats.direct_upgrades += 1;
+        self.move_to(ctx, now, from);
+        // Show the peer the way at once, rather than at the next stream packet.
+        self.send_payload_on(ctx, now, &[], None);
+    }
+
+    /// The next path deadline: a round of challenges while relayed, or the moment a silent
+    /// direct path is given up.
+    pub(super) fn path_deadline(&self, cfg: &SessionConfig) -> Option<(Instant, Timer)> {
+        if !self.connected || self.current.is_none() {
+            return None;
+        }
+        if self.path.is_relay() {
+            return self.probing.next.map(|at| (at, Timer::PathCheck));
+        }
+        // Silence counts from the later of the last packet heard and the oldest one still
+        // unanswered: an idle session that starts sending has not been waiting all along.
+        let since = self.mux.awaiting_ack_since()?.max(self.last_received);
+        self.relay
+            .is_some()
+            .then(|| (since + cfg.path_timeout, Timer::PathCheck))
+    }
+
+    /// Acts on the path deadline if it is due.
+    pub(super) fn path_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        let Some((at, _)) = self.path_deadline(&ctx.config.session) else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        if let Path::Direct(_) = self.path {
+            let relay = self.relay.expect("path_deadline checked it");
+            ctx.out.stats.relay_fallbacks += 1;
+            self.move_to(ctx, now, Path::Relay(relay));
+            // Show the peer the way; lost stream packets follow by loss detection.
+            self.send_payload_on(ctx, now, &[], None);
+            return;
+        }
+        let cfg = &ctx.config.session;
+        if !self.probing.challenge_next {
+            let ttl = cfg
+                .punch_ttl_start
+                .saturating_add(self.probing.rounds)
+                .min(cfg.punch_ttl_ceiling);
+            self.probing.rounds = self.probing.rounds.saturating_add(1);
+            self.probing.challenge_next = true;
+            self.probing.next = Some(now + cfg.punch_lead);
+            let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
+            for dst in self.candidates.clone() {
+                self.transmit_to(ctx, now, dst, Some(ttl), probe.clone());
+            }
+            return;
+        }
+        let nonce = ctx.rng.u64();
+        let interval = self.probing.interval;
+        self.probing.nonce = Some(nonce);
+        self.probing.challenge_next = false;
+        self.probing.next = Some(now + interval.saturating_sub(cfg.punch_lead));
+        self.probing.interval = (interval * 2).min(cfg.path_probe_max);
+        let kind = [PayloadKind::PathChallenge as u8];
+        for dst in self.candidates.clone() {
+            self.send_payload_on(
+                ctx,
+                now,
+                &[&kind, &nonce.to_le_bytes()],
+                Some(Path::Direct(dst)),
+            );
+        }
+    }
+
+    /// The largest application datagram: room is kept for the relay's wrapping whenever the
+    /// session may be relayed, so a datagram accepted now fits later too.
+    pub(super) fn max_datagram(&self, ctx: &Context<'_>) -> usize {
+        let relay = if self.relay.is_some() || self.path.is_relay() {
+            RELAY_OVERHEAD
+        } else {
+            0
+        };
+        ctx.config
+            .max_udp_payload
+            .saturating_sub(DATAGRAM_OVERHEAD + relay)
+    }
+
+    /// The largest stream-layer packet on the current path.
+    pub(super) fn mux_packet_size(&self, ctx: &Context<'_>) -> usize {
+        let relay = if self.path.is_relay() {
+            RELAY_OVERHEAD
+        } else {
+            0
+        };
+        ctx.config
+            .max_udp_payload
+            .saturating_sub(STREAM_OVERHEAD + relay)
+    }
+}

@@ -1,4 +1,5 @@
 //! Shared helpers of burrow's cross-crate suites (the suites themselves are in `tests/`).
 
 pub mod blocking;
+pub mod netns;
 pub mod tools;

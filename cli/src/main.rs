@@ -1,2 +1,129 @@
-//! The `burrow` binary (being built).
-fn main() {}
+//! The `burrow` binary: argument parsing, config, and running the tokio runtime. No protocol
+//! logic lives here.
+
+mod args;
+mod config;
+mod control;
+mod demo;
+mod keys;
+mod logging;
+mod run;
+
+use clap::Parser;
+
+use args::{Cli, Command, DaemonArgs, LogFormat};
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        eprintln!("burrow: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), String> {
+    let level = cli.log_level.clone();
+    let format = cli.log_format;
+    match cli.command {
+        Command::Keygen { out, force } => {
+            let key = keys::generate()?;
+            match out {
+                Some(path) => {
+                    keys::write(&path, &key, force)?;
+                    eprintln!("wrote secret key to {}", path.display());
+                }
+                None => println!("{}", key.to_base64()),
+            }
+            eprintln!("public key: {}", key.public_key());
+            Ok(())
+        }
+        Command::Pubkey { key } => {
+            println!("{}", keys::read(&key)?.public_key());
+            Ok(())
+        }
+        Command::Status { state_dir, json } => {
+            let dir = state_dir.unwrap_or_else(config::default_state_dir);
+            let (raw, status) = runtime()?.block_on(control::status(&dir))?;
+            if json {
+                println!("{raw}");
+            } else {
+                print!("{}", control::render(&status));
+            }
+            Ok(())
+        }
+        Command::Server {
+            listen,
+            key,
+            tokens,
+        } => {
+            init_logs(level, format, None, None)?;
+            runtime()?.block_on(run::server(listen, &key, tokens))
+        }
+        Command::Daemon { config, common } => {
+            let file = config::load(&config)?;
+            let (file_level, file_format) = (file.log_level.clone(), file.log_format);
+            let settings = config::settings(file, common, &config.display().to_string())?;
+            init_logs(level, format, file_level, file_format)?;
+            runtime()?.block_on(run::daemon(settings))
+        }
+        Command::Expose {
+            name,
+            target,
+            common,
+        } => {
+            let file = config::File {
+                expose: vec![config::Expose { name, target }],
+                ..config::File::default()
+            };
+            quick(file, common, level, format)
+        }
+        Command::Connect {
+            name,
+            listen,
+            common,
+        } => {
+            let file = config::File {
+                connect: vec![config::Connect {
+                    name,
+                    listen: listen.to_string(),
+                }],
+                ..config::File::default()
+            };
+            quick(file, common, level, format)
+        }
+        Command::Demo => {
+            init_logs(level.or(Some("warn".into())), format, None, None)?;
+            runtime()?.block_on(demo::run())
+        }
+    }
+}
+
+/// `burrow expose` / `burrow connect`: a daemon from flags alone.
+fn quick(
+    file: config::File,
+    common: DaemonArgs,
+    level: Option<String>,
+    format: Option<LogFormat>,
+) -> Result<(), String> {
+    let settings = config::settings(file, common, "")?;
+    init_logs(level, format, None, None)?;
+    runtime()?.block_on(run::daemon(settings))
+}
+
+fn init_logs(
+    flag_level: Option<String>,
+    flag_format: Option<LogFormat>,
+    file_level: Option<String>,
+    file_format: Option<LogFormat>,
+) -> Result<(), String> {
+    let level = flag_level.or(file_level).unwrap_or_else(|| "info".into());
+    logging::init(&level, flag_format.or(file_format).unwrap_or_default())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}

@@ -63,6 +63,7 @@ pub mod crypto;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod forward;
 pub mod path;
 pub mod rendezvous;
 pub mod service;

@@ -1,0 +1,148 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// burrow: reach TCP services on machines behind NAT, through an encrypted tunnel over UDP.
+///
+/// A public rendezvous server (`burrow server`) introduces daemons; one daemon exposes a local
+/// service under a name (`/home/ssh`), another asks for that name and gets a local port that
+/// reaches it over a direct, hole-punched UDP path.
+#[derive(Debug, Parser)]
+#[command(name = "burrow", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter such as
+    /// `burrow_tokio=debug`). Overrides `log_level` in the config file.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format on stderr. Overrides `log_format` in the config file.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a static key (a daemon's or a server's identity) and print its public key.
+    Keygen {
+        /// Write the secret key to this file (mode 0600) instead of printing it.
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key of a key file (what daemons pin with --server-key).
+    Pubkey {
+        /// The secret key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Run a rendezvous server on a public UDP address.
+    Server {
+        /// UDP address to listen on.
+        #[arg(long, default_value = "0.0.0.0:7000", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// The server's secret key file (create it with `burrow keygen --out FILE`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// A token daemons must present; repeat for several. Without any, every token is
+        /// accepted.
+        #[arg(long = "token", value_name = "TOKEN")]
+        tokens: Vec<String>,
+    },
+    /// Run a daemon from a TOML config file; flags override the file.
+    ///
+    /// Example config:
+    ///
+    ///   server = "203.0.113.7:7000"
+    ///   server_key = "BASE64 key printed by `burrow server`"
+    ///   token = "secret"
+    ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
+    ///
+    ///   [[expose]]
+    ///   name = "/home/ssh"
+    ///   target = "127.0.0.1:22"
+    ///
+    ///   [[connect]]
+    ///   name = "/office/db"
+    ///   listen = "127.0.0.1:5432"
+    #[command(verbatim_doc_comment)]
+    Daemon {
+        /// The TOML config file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        common: DaemonArgs,
+    },
+    /// Expose one local service under NAME (a daemon with a single [[expose]]).
+    Expose {
+        /// The service name, a path such as `/home/ssh`.
+        name: String,
+        /// The local TCP address connections go to, such as 127.0.0.1:22.
+        target: String,
+        #[command(flatten)]
+        common: DaemonArgs,
+    },
+    /// Reach the service NAME on a local port (a daemon with a single [[connect]]).
+    Connect {
+        /// The service name, as exposed.
+        name: String,
+        /// Local TCP address to listen on; port 0 picks one and prints it.
+        listen: SocketAddr,
+        #[command(flatten)]
+        common: DaemonArgs,
+    },
+    /// Show a running daemon's sessions, services and connections.
+    Status {
+        /// The daemon's state directory, where its control socket is (default as for
+        /// `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a server, two daemons and an echo service on loopback, send a line through the
+    /// tunnel and check that it comes back.
+    Demo,
+}
+
+/// Settings every daemon form shares; each overrides the config file.
+#[derive(Debug, Args, Default)]
+pub struct DaemonArgs {
+    /// The rendezvous server's UDP address (HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    pub server: Option<String>,
+    /// The server's public key, as `burrow server` printed it (pinned: no other is trusted).
+    #[arg(long, value_name = "KEY")]
+    pub server_key: Option<String>,
+    /// The access token the server expects.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// This daemon's secret key file (default: `key` in the state directory, created if
+    /// missing).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Directory for the key and the control socket (default: $BURROW_STATE_DIR,
+    /// $XDG_STATE_HOME/burrow or ~/.local/state/burrow).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Local UDP address to bind (default 0.0.0.0:0).
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Option<SocketAddr>,
+}

@@ -1,0 +1,242 @@
+//! The daemon's TOML config, merged with flags into one checked [`Settings`].
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use burrow_core::PublicKey;
+use burrow_core::rendezvous::ServiceName;
+use serde::Deserialize;
+
+use crate::args::{DaemonArgs, LogFormat};
+
+/// The file as written. Unknown keys are errors, so a typo is reported rather than ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub server: Option<String>,
+    pub server_key: Option<String>,
+    pub token: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub udp: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub expose: Vec<Expose>,
+    #[serde(default)]
+    pub connect: Vec<Connect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expose {
+    pub name: String,
+    pub target: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connect {
+    pub name: String,
+    pub listen: String,
+}
+
+/// Everything a daemon needs, checked.
+#[derive(Debug)]
+pub struct Settings {
+    pub server: SocketAddr,
+    pub server_key: PublicKey,
+    pub token: String,
+    pub key_file: PathBuf,
+    pub state_dir: PathBuf,
+    pub udp: SocketAddr,
+    pub expose: Vec<(ServiceName, String)>,
+    pub connect: Vec<(ServiceName, SocketAddr)>,
+}
+
+/// Reads and parses `path`; errors name the file and, from the TOML parser, the line.
+pub fn load(path: &Path) -> Result<File, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    let mut file: File = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| 1 + text[..span.start.min(text.len())].matches('\n').count());
+        let at = line.map_or(String::new(), |l| format!(" line {l}"));
+        format!("config {}{at}: {}", path.display(), e.message().trim())
+    })?;
+    // Paths in the file are relative to the file.
+    let base = path.parent().unwrap_or(Path::new("."));
+    file.key_file = file.key_file.map(|p| base.join(p));
+    file.state_dir = file.state_dir.map(|p| base.join(p));
+    Ok(file)
+}
+
+/// The default state directory.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BURROW_STATE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(dir).join("burrow");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/burrow"),
+        None => PathBuf::from(".burrow"),
+    }
+}
+
+/// Where a setting came from, for error messages.
+fn origin(source: &str, key: &str, flag: &str) -> String {
+    if source.is_empty() {
+        format!("--{flag}")
+    } else {
+        format!("`{key}` in {source} (or --{flag})")
+    }
+}
+
+/// Merges `file` (read from `source`, empty for none) with `args` (which win) and checks it.
+pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, String> {
+    let missing = |key: &str, flag: &str, example: &str| {
+        format!("missing {}: {example}", origin(source, key, flag))
+    };
+    let server_text = args
+        .server
+        .or(file.server)
+        .ok_or_else(|| missing("server", "server", "the rendezvous server's HOST:PORT"))?;
+    let server = resolve(&server_text)
+        .map_err(|e| format!("{}: {e}", origin(source, "server", "server")))?;
+    let key_text = args.server_key.or(file.server_key).ok_or_else(|| {
+        missing(
+            "server_key",
+            "server-key",
+            "the public key `burrow server` printed at start",
+        )
+    })?;
+    let server_key: PublicKey = key_text
+        .parse()
+        .map_err(|e| format!("{}: {e}", origin(source, "server_key", "server-key")))?;
+    let token = args
+        .token
+        .or(file.token)
+        .ok_or_else(|| missing("token", "token", "the access token the server accepts"))?;
+    let state_dir = args
+        .state_dir
+        .or(file.state_dir)
+        .unwrap_or_else(default_state_dir);
+    let key_file = args
+        .key
+        .or(file.key_file)
+        .unwrap_or_else(|| state_dir.join("key"));
+    let udp = match (args.udp, file.udp) {
+        (Some(a), _) => a,
+        (None, Some(text)) => text
+            .parse()
+            .map_err(|_| format!("{}: `{text}` is not IP:PORT", origin(source, "udp", "udp")))?,
+        (None, None) => "0.0.0.0:0".parse().expect("literal"),
+    };
+    let mut expose = Vec::new();
+    for (i, e) in file.expose.into_iter().enumerate() {
+        let name =
+            service(&e.name).map_err(|why| format!("[[expose]] #{} in {source}: {why}", i + 1))?;
+        expose.push((name, e.target));
+    }
+    let mut connect = Vec::new();
+    for (i, c) in file.connect.into_iter().enumerate() {
+        let at = || format!("[[connect]] #{} in {source}", i + 1);
+        let name = service(&c.name).map_err(|why| format!("{}: {why}", at()))?;
+        let listen = c
+            .listen
+            .parse()
+            .map_err(|_| format!("{}: listen `{}` is not IP:PORT", at(), c.listen))?;
+        connect.push((name, listen));
+    }
+    Ok(Settings {
+        server,
+        server_key,
+        token,
+        key_file,
+        state_dir,
+        udp,
+        expose,
+        connect,
+    })
+}
+
+/// Parses a service name, saying what is wrong with it.
+pub fn service(text: &str) -> Result<ServiceName, String> {
+    ServiceName::parse(text).map_err(|e| format!("service name `{text}`: {e}"))
+}
+
+/// Resolves `HOST:PORT` to its first address.
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{text}` as HOST:PORT: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_the_key_and_line() {
+        let dir = std::env::temp_dir().join(format!("burrow-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "server = \"127.0.0.1:7000\"\nsevrer_key = \"x\"\n").unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(err.contains("sevrer_key"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn missing_server_key_says_which_key() {
+        let file = File {
+            server: Some("127.0.0.1:7000".into()),
+            token: Some("t".into()),
+            ..File::default()
+        };
+        let err = settings(file, DaemonArgs::default(), "burrow.toml").unwrap_err();
+        assert!(err.contains("`server_key` in burrow.toml"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = File {
+            server: Some("127.0.0.1:7000".into()),
+            server_key: Some("not a key".into()),
+            token: Some("file".into()),
+            ..File::default()
+        };
+        let args = DaemonArgs {
+            server_key: Some(
+                burrow_core::SecretKey::from_bytes([3; 32])
+                    .public_key()
+                    .to_string(),
+            ),
+            token: Some("flag".into()),
+            ..DaemonArgs::default()
+        };
+        let s = settings(file, args, "burrow.toml").unwrap();
+        assert_eq!(s.token, "flag");
+    }
+
+    #[test]
+    fn bad_service_name_points_at_the_entry() {
+        let file: File = toml::from_str(
+            "server = \"127.0.0.1:7000\"\nserver_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\ntoken = \"t\"\n[[expose]]\nname = \"no-slash\"\ntarget = \"127.0.0.1:22\"\n",
+        )
+        .unwrap();
+        let err = settings(file, DaemonArgs::default(), "c.toml").unwrap_err();
+        assert!(
+            err.starts_with("[[expose]] #1 in c.toml: service name `no-slash`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The real `burrow` binary: a server, an `expose` and a `connect` process on loopback, a line
+//! through the tunnel, `burrow status`, and the errors a person sees.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_burrow");
+/// How long to wait for a line a process should print; only a hang reaches it.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A child process that is killed when dropped, with its output lines on channels.
+struct Proc {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run burrow");
+    let stdout = lines(child.stdout.take().expect("piped"));
+    let stderr = lines(child.stderr.take().expect("piped"));
+    Proc {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
+fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line containing {needle:?}: {e}"),
+        }
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burrow-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Starts `burrow server` with a fresh key; returns it with its address and public key.
+fn server(dir: &Path) -> (Proc, String, String) {
+    let key = dir.join("server.key");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen: {out:?}");
+    let server = spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        path(&key),
+        "--token",
+        "tok",
+    ]);
+    let key_line = wait_for(&server.stdout, "server public key:");
+    let addr_line = wait_for(&server.stdout, "listening on udp");
+    let public = key_line.rsplit(' ').next().expect("key").to_string();
+    let addr = addr_line.rsplit(' ').next().expect("addr").to_string();
+    (server, addr, public)
+}
+
+/// A one-connection-at-a-time echo service on a random port.
+fn echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut rd = stream.try_clone().expect("clone");
+                let mut wr = stream;
+                let _ = std::io::copy(&mut rd, &mut wr);
+                let _ = wr.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn expose_and_connect_processes_carry_a_line_and_report_status() {
+    let dir = temp_dir("tunnel");
+    let (_server, addr, key) = server(&dir);
+    let target = echo().to_string();
+    let common = |state: &str| {
+        vec![
+            "--server".to_string(),
+            addr.clone(),
+            "--server-key".into(),
+            key.clone(),
+            "--token".into(),
+            "tok".into(),
+            "--state-dir".into(),
+            path(&dir.join(state)).to_string(),
+            "--udp".into(),
+            "127.0.0.1:0".into(),
+        ]
+    };
+    let mut args = vec!["expose".to_string(), "/cli/echo".into(), target];
+    args.extend(common("a"));
+    let exposer = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let mut args = vec![
+        "connect".to_string(),
+        "/cli/echo".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(common("b"));
+    let connector = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let line = wait_for(&connector.stdout, "listening on");
+    let listen: SocketAddr = line
+        .split(' ')
+        .nth(2)
+        .expect("address")
+        .parse()
+        .expect("addr");
+    wait_for(&connector.stderr, "registered with the rendezvous server");
+
+    let mut stream = TcpStream::connect(listen).expect("connect to the listener");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.write_all(b"through the binary\n").expect("write");
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .expect("read the echo");
+    assert_eq!(reply, "through the binary\n");
+
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--state-dir", path(&dir.join("b"))])
+        .output()
+        .expect("status");
+    assert!(out.status.success(), "status: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("\"name\":\"/cli/echo\""), "{text}");
+    assert!(text.contains("\"state\":\"ready\""), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON status");
+    let peers = json["peers"].as_array().expect("peers");
+    assert!(
+        peers
+            .iter()
+            .any(|p| p["rtt_ms"].is_f64() && p["bytes_received"].as_u64() > Some(0)),
+        "a peer with an RTT and traffic: {text}"
+    );
+    let human = Command::new(BIN)
+        .args(["status", "--state-dir", path(&dir.join("b"))])
+        .output()
+        .expect("status");
+    let human = String::from_utf8(human.stdout).expect("utf-8");
+    assert!(human.contains("/cli/echo"), "{human}");
+    assert!(human.contains("connected"), "{human}");
+}
+
+#[test]
+fn wrong_server_key_is_reported_in_one_line() {
+    let dir = temp_dir("wrongkey");
+    let (_server, addr, _key) = server(&dir);
+    let other = Command::new(BIN).args(["keygen"]).output().expect("keygen");
+    let other = String::from_utf8(other.stderr).expect("utf-8");
+    let wrong = other
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("public key")
+        .to_string();
+    let connector = spawn(&[
+        "connect",
+        "/cli/echo",
+        "127.0.0.1:0",
+        "--server",
+        &addr,
+        "--server-key",
+        &wrong,
+        "--token",
+        "tok",
+        "--state-dir",
+        path(&dir.join("c")),
+    ]);
+    let line = wait_for(&connector.stderr, "server key does not match");
+    assert!(line.contains("ERROR"), "{line}");
+}
+
+#[test]
+fn config_and_port_errors_are_one_actionable_line() {
+    let dir = temp_dir("errors");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "server = \"127.0.0.1:7000\"\ntoken = \"t\"\ntokn = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["daemon", "-c", path(&cfg)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("line 3") && err.contains("tokn"), "{err}");
+
+    std::fs::write(&cfg, "server = \"127.0.0.1:7000\"\ntoken = \"t\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["daemon", "-c", path(&cfg)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("missing `server_key`"), "{err}");
+
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().to_string();
+    let key = burrow_core::SecretKey::from_bytes([5; 32])
+        .public_key()
+        .to_string();
+    let out = Command::new(BIN)
+        .args([
+            "connect",
+            "/x/y",
+            &port,
+            "--server",
+            "127.0.0.1:7000",
+            "--server-key",
+            &key,
+            "--token",
+            "t",
+            "--state-dir",
+            path(&dir.join("d")),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("burrow: error: cannot listen on"), "{err}");
+    assert!(last.contains("another program holds the port"), "{err}");
+}

@@ -1,0 +1,583 @@
+//! [`Forwarder`]: the bookkeeping between local connections (TCP or unix sockets) and streams,
+//! shared by every runtime.
+//!
+//! A runtime owns sockets; the forwarder owns every decision about them. It hands out
+//! [`ConnId`]s, remembers which stream carries which connection, queues accepted connections
+//! until their service is ready, moves bytes both ways with backpressure, turns end-of-file
+//! into `stream_finish` and a stream's end into a half-close, and fails connections when
+//! streams reset, services fail or sessions close. The runtime only performs the
+//! [`Action`]s it polls and reports what its sockets did. Like the rest of core it opens no
+//! sockets and reads no clock: inputs take `now`.
+//!
+//! ## Driving it
+//!
+//! ```text
+//! let mut fwd = Forwarder::new(ForwardConfig::default());
+//! let l = fwd.listen(service);                       // one per local listener
+//! loop {
+//!     while let Some(t) = ep.poll_transmit() { send t }
+//!     while let Some(e) = ep.poll_event()    { fwd.handle_event(now, &mut ep, &e); log e }
+//!     while let Some(a) = fwd.poll_action()  { perform a (connect, read once, write, ...) }
+//!     // (forwarder inputs may queue transmits and events: loop until all three are empty)
+//!     wait; now = Instant::now();
+//!     match woke {
+//!         Accepted(l, socket)       => { let c = fwd.handle_accept(now, &mut ep, l); ... }
+//!         Connected(c)              => fwd.handle_connected(now, &mut ep, c),
+//!         ConnectFailed(c, why)     => fwd.handle_connect_failed(now, &mut ep, c, why),
+//!         Read(c, bytes)            => fwd.handle_read(now, &mut ep, c, &bytes),
+//!         Eof(c)                    => fwd.handle_eof(now, &mut ep, c),
+//!         Written(c, n)             => fwd.handle_written(now, &mut ep, c, n),
+//!         Failed(c, why)            => fwd.handle_conn_error(now, &mut ep, c, why),
+//!         ...                       // datagrams and timers go to the endpoint as usual
+//!     }
+//! }
+//! ```
+//!
+//! ## Why it borrows the endpoint instead of wrapping it
+//!
+//! Every input takes `&mut Endpoint` rather than the forwarder owning one. The endpoint has a
+//! wide API the runtime needs directly (datagrams, timers, stats, the server role, which has
+//! no forwarder at all); wrapping it would mean re-exporting all of it or handing out the
+//! inner endpoint anyway. Borrowing keeps one run-loop contract: the runtime drains
+//! `poll_transmit`, `poll_event` and [`Forwarder::poll_action`] after every input, whichever
+//! object took it. The price is that the runtime must pass every event to
+//! [`Forwarder::handle_event`]; events the forwarder does not care about are ignored.
+//!
+//! ## Backpressure, as read and write credits
+//!
+//! - **Local to stream.** The runtime reads a connection only after an [`Action::Read`], and
+//!   once per `Read`. Bytes the stream does not take (`stream_write` returned part, or
+//!   [`crate::StreamError::Blocked`]) stay here and no new `Read` is issued until
+//!   [`crate::Event::StreamWritable`] has moved them on. So a connection pauses exactly while
+//!   its stream is blocked, and the forwarder holds at most one read's worth per connection.
+//! - **Stream to local.** Each [`Action::Write`] counts against
+//!   [`ForwardConfig::write_budget`] until the runtime reports it with
+//!   [`Forwarder::handle_written`]. While the budget is used up the forwarder stops calling
+//!   `stream_read`, the stream's receive window stops opening, and core flow control slows the
+//!   remote sender; reported writes resume reading.
+//!
+//! ## Half-close and errors
+//!
+//! Local end-of-file finishes the stream once the bytes before it are in; reading the stream
+//! to its end gives [`Action::Shutdown`]. A connection closes cleanly when both directions
+//! have ended. A local error resets the stream (and stops its receiving side) with
+//! [`CONN_FAILED`]; a failed local connect does so with [`CONNECT_FAILED`]; a remote reset or
+//! stop, a closed session or a failed service closes the local connection with `abort`.
+
+mod action;
+mod conn;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+pub use action::{Action, ConnId, ConnStatus, ListenerId, ServiceState, ServiceStatus};
+
+use crate::endpoint::Endpoint;
+use crate::error::StreamError;
+use crate::event::{Event, PeerId};
+use crate::rendezvous::ServiceName;
+use crate::stream::{ReadOutcome, StreamId};
+use conn::Conn;
+
+/// Stream reset / stop code: the local connection failed (reset by the application, or a
+/// read or write error).
+pub const CONN_FAILED: u64 = 0x5E10;
+/// Stream reset / stop code: the exposing side could not connect to its local target.
+pub const CONNECT_FAILED: u64 = 0x5E11;
+
+/// Tuning for a [`Forwarder`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// Bytes handed to the runtime in [`Action::Write`]s but not yet reported written, per
+    /// connection, above which the forwarder stops reading the stream.
+    pub write_budget: usize,
+    /// Largest single [`Action::Write`].
+    pub read_chunk: usize,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            write_budget: 256 * 1024,
+            read_chunk: 32 * 1024,
+        }
+    }
+}
+
+/// A remote service that listeners connect to.
+#[derive(Debug)]
+struct Wanted {
+    state: ServiceState,
+    /// Accepted connections waiting for a stream, oldest first.
+    waiting: VecDeque<ConnId>,
+    last_error: Option<String>,
+}
+
+/// Pipes local connections into streams and back. See the module docs.
+#[derive(Debug)]
+pub struct Forwarder {
+    config: ForwardConfig,
+    next_conn: u64,
+    listeners: BTreeMap<ListenerId, ServiceName>,
+    wanted: BTreeMap<ServiceName, Wanted>,
+    conns: BTreeMap<ConnId, Conn>,
+    streams: BTreeMap<(PeerId, StreamId), ConnId>,
+    actions: VecDeque<Action>,
+    scratch: Vec<u8>,
+}
+
+impl Forwarder {
+    /// A forwarder with no listeners and no connections.
+    pub fn new(config: ForwardConfig) -> Self {
+        Self {
+            scratch: vec![0; config.read_chunk.max(1)],
+            config,
+            next_conn: 0,
+            listeners: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Registers a local listener whose connections go to `service`. Nothing is asked of the
+    /// rendezvous server until the first connection arrives.
+    pub fn listen(&mut self, service: ServiceName) -> ListenerId {
+        let id = ListenerId(self.listeners.len() as u64);
+        self.wanted.entry(service.clone()).or_insert(Wanted {
+            state: ServiceState::Idle,
+            waiting: VecDeque::new(),
+            last_error: None,
+        });
+        self.listeners.insert(id, service);
+        id
+    }
+
+    /// The next thing the runtime must do. Drain it after every input, with the endpoint's
+    /// queues.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The remote services behind listeners, and where each stands.
+    pub fn services(&self) -> impl Iterator<Item = ServiceStatus> + '_ {
+        self.wanted.iter().map(|(name, w)| ServiceStatus {
+            name: name.clone(),
+            state: w.state,
+            waiting: w.waiting.len(),
+            last_error: w.last_error.clone(),
+        })
+    }
+
+    /// The live local connections.
+    pub fn conns(&self) -> impl Iterator<Item = ConnStatus> + '_ {
+        self.conns.iter().map(|(&conn, c)| c.status(conn))
+    }
+
+    // ----- inputs from the runtime --------------------------------------------------------
+
+    /// A listener accepted a connection. Returns its handle, or `None` for a listener this
+    /// forwarder does not know (close the socket). The connection is read at once (one
+    /// [`Action::Read`]); its bytes wait here until its service is ready.
+    pub fn handle_accept(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        listener: ListenerId,
+    ) -> Option<ConnId> {
+        let service = self.listeners.get(&listener)?.clone();
+        let conn = self.new_conn();
+        self.conns
+            .insert(conn, Conn::new(service.clone(), false, true));
+        self.actions.push_back(Action::Read { conn });
+        let wanted = self.wanted.get_mut(&service).expect("listen() made it");
+        wanted.waiting.push_back(conn);
+        match wanted.state {
+            ServiceState::Idle => self.ask(now, ep, &service),
+            ServiceState::Asking => {}
+            ServiceState::Ready(_) => self.open_waiting(now, ep, &service),
+        }
+        Some(conn)
+    }
+
+    /// The runtime connected `conn` to its target ([`Action::Connect`]).
+    pub fn handle_connected(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.connected = true;
+        c.reading = true;
+        self.actions.push_back(Action::Read { conn });
+        self.pump_stream(now, ep, conn);
+    }
+
+    /// The runtime could not connect `conn` to its target: the stream is refused with
+    /// [`CONNECT_FAILED`] and the handle closed.
+    pub fn handle_connect_failed(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        conn: ConnId,
+        reason: &str,
+    ) {
+        self.fail(
+            now,
+            ep,
+            conn,
+            CONNECT_FAILED,
+            format!("connect failed: {reason}"),
+        );
+    }
+
+    /// The runtime read `data` from `conn` after an [`Action::Read`]. An empty `data` means
+    /// end of file, as [`Self::handle_eof`].
+    pub fn handle_read(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId, data: &[u8]) {
+        if data.is_empty() {
+            return self.handle_eof(now, ep, conn);
+        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.reading = false;
+        c.bytes_read += data.len() as u64;
+        c.pending = if c.pending.is_empty() {
+            Bytes::copy_from_slice(data)
+        } else {
+            // Only a runtime that read without an `Action::Read` gets here; keep every byte.
+            [&c.pending[..], data].concat().into()
+        };
+        self.push_up(now, ep, conn);
+    }
+
+    /// The runtime read end of file from `conn` (the local side shut down its write half).
+    pub fn handle_eof(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.reading = false;
+        c.eof = true;
+        self.push_up(now, ep, conn);
+    }
+
+    /// `n` bytes of earlier [`Action::Write`]s left the runtime's buffer for the socket.
+    pub fn handle_written(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId, n: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.unflushed = c.unflushed.saturating_sub(n);
+        self.pump_stream(now, ep, conn);
+    }
+
+    /// Reading or writing `conn` failed, or the local side reset it: the stream is reset and
+    /// stopped with [`CONN_FAILED`] and the handle closed.
+    pub fn handle_conn_error(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        conn: ConnId,
+        reason: &str,
+    ) {
+        self.fail(
+            now,
+            ep,
+            conn,
+            CONN_FAILED,
+            format!("local connection: {reason}"),
+        );
+    }
+
+    /// Acts on an endpoint event; pass every event (the ones that concern no connection or
+    /// service of this forwarder are ignored). Retries opening streams that waited on the
+    /// peer's stream limit.
+    pub fn handle_event(&mut self, now: Instant, ep: &mut Endpoint, event: &Event) {
+        match event {
+            Event::IncomingStream {
+                peer,
+                stream,
+                service,
+                target,
+            } => {
+                let conn = self.new_conn();
+                let mut c = Conn::new(service.clone(), true, false);
+                c.stream = Some((*peer, *stream));
+                self.conns.insert(conn, c);
+                self.streams.insert((*peer, *stream), conn);
+                self.actions.push_back(Action::Connect {
+                    conn,
+                    target: target.clone(),
+                });
+            }
+            Event::StreamReadable { peer, stream } => {
+                if let Some(&conn) = self.streams.get(&(*peer, *stream)) {
+                    self.pump_stream(now, ep, conn);
+                }
+            }
+            Event::StreamWritable { peer, stream } => {
+                if let Some(&conn) = self.streams.get(&(*peer, *stream)) {
+                    self.push_up(now, ep, conn);
+                }
+            }
+            Event::StreamReset { peer, stream, code }
+            | Event::StreamStopped { peer, stream, code } => {
+                if let Some(&conn) = self.streams.get(&(*peer, *stream)) {
+                    let why = format!("the remote side reset the connection (code {code:#x})");
+                    // Both directions end: the remote connection is gone.
+                    self.fail(now, ep, conn, *code, why);
+                }
+            }
+            Event::ServiceReady { service, peer } => {
+                if let Some(w) = self.wanted.get_mut(service) {
+                    w.state = ServiceState::Ready(*peer);
+                    w.last_error = None;
+                    self.open_waiting(now, ep, &service.clone());
+                }
+            }
+            Event::ServiceFailed { service, reason } => {
+                if let Some(w) = self.wanted.get_mut(service) {
+                    w.state = ServiceState::Idle;
+                    w.last_error = Some(reason.clone());
+                    let waiting = std::mem::take(&mut w.waiting);
+                    for conn in waiting {
+                        self.close(conn, Some(format!("service {service}: {reason}")));
+                    }
+                }
+            }
+            Event::SessionClosed { peer, reason, .. } => {
+                self.session_closed(now, ep, *peer, reason)
+            }
+            _ => {}
+        }
+        self.retry_limited(now, ep);
+    }
+
+    // ----- internals ----------------------------------------------------------------------
+
+    fn new_conn(&mut self) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        conn
+    }
+
+    fn ask(&mut self, now: Instant, ep: &mut Endpoint, service: &ServiceName) {
+        let w = self.wanted.get_mut(service).expect("caller checked");
+        match ep.connect_service(now, service.clone()) {
+            Ok(()) => w.state = ServiceState::Asking,
+            Err(e) => {
+                w.last_error = Some(e.to_string());
+                let waiting = std::mem::take(&mut w.waiting);
+                for conn in waiting {
+                    self.close(conn, Some(format!("service {service}: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Opens streams for the connections waiting on a ready `service`, oldest first, until the
+    /// peer's stream limit stops it.
+    fn open_waiting(&mut self, now: Instant, ep: &mut Endpoint, service: &ServiceName) {
+        loop {
+            let Some(w) = self.wanted.get_mut(service) else {
+                return;
+            };
+            let ServiceState::Ready(peer) = w.state else {
+                return;
+            };
+            let Some(&conn) = w.waiting.front() else {
+                return;
+            };
+            match ep.open_stream(now, peer, service) {
+                Ok(stream) => {
+                    w.waiting.pop_front();
+                    let c = self.conns.get_mut(&conn).expect("waiting conns are live");
+                    c.stream = Some((peer, stream));
+                    self.streams.insert((peer, stream), conn);
+                    self.push_up(now, ep, conn);
+                }
+                Err(StreamError::Limit) => return,
+                Err(_) => {
+                    // The session is gone; its close event may still be queued. Ask again.
+                    w.state = ServiceState::Idle;
+                    self.ask(now, ep, service);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn retry_limited(&mut self, now: Instant, ep: &mut Endpoint) {
+        let ready: Vec<ServiceName> = self
+            .wanted
+            .iter()
+            .filter(|(_, w)| matches!(w.state, ServiceState::Ready(_)) && !w.waiting.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for service in ready {
+            self.open_waiting(now, ep, &service);
+        }
+    }
+
+    fn session_closed(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        peer: PeerId,
+        reason: &crate::CloseReason,
+    ) {
+        let gone: Vec<ConnId> = self
+            .streams
+            .range((peer, StreamId(0))..=(peer, StreamId(u64::MAX)))
+            .map(|(_, &conn)| conn)
+            .collect();
+        for conn in gone {
+            self.close(conn, Some(format!("session closed: {reason}")));
+        }
+        let lost: Vec<ServiceName> = self
+            .wanted
+            .iter()
+            .filter(|(_, w)| w.state == ServiceState::Ready(peer))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for service in lost {
+            let w = self.wanted.get_mut(&service).expect("just listed");
+            w.state = ServiceState::Idle;
+            w.last_error = Some(format!("session closed: {reason}"));
+            if !w.waiting.is_empty() {
+                self.ask(now, ep, &service);
+            }
+        }
+    }
+
+    /// Moves held local bytes (and a pending end of file) into the stream; asks for the next
+    /// read when everything was taken.
+    fn push_up(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some((peer, stream)) = c.stream else {
+            return;
+        };
+        while !c.pending.is_empty() {
+            match ep.stream_write(now, peer, stream, &c.pending) {
+                Ok(n) => {
+                    let _ = c.pending.split_to(n);
+                }
+                Err(StreamError::Blocked) => return,
+                Err(e) => {
+                    let why = format!("stream write failed: {e}");
+                    return self.fail(now, ep, conn, CONN_FAILED, why);
+                }
+            }
+        }
+        if c.eof {
+            if !c.finished {
+                c.finished = true;
+                if let Err(e) = ep.stream_finish(now, peer, stream) {
+                    let why = format!("stream finish failed: {e}");
+                    return self.fail(now, ep, conn, CONN_FAILED, why);
+                }
+            }
+            self.close_if_done(conn);
+        } else if !c.reading && c.connected {
+            c.reading = true;
+            self.actions.push_back(Action::Read { conn });
+        }
+    }
+
+    /// Reads the stream into writes for the runtime while the write budget allows.
+    fn pump_stream(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some((peer, stream)) = c.stream else {
+            return;
+        };
+        if !c.connected {
+            return;
+        }
+        while !c.remote_done && c.unflushed < self.config.write_budget {
+            let room = (self.config.write_budget - c.unflushed).min(self.scratch.len());
+            match ep.stream_read(now, peer, stream, &mut self.scratch[..room]) {
+                Ok(ReadOutcome::Data(n)) => {
+                    c.unflushed += n;
+                    c.bytes_written += n as u64;
+                    let data = Bytes::copy_from_slice(&self.scratch[..n]);
+                    self.actions.push_back(Action::Write { conn, data });
+                }
+                Ok(ReadOutcome::Finished) => {
+                    c.remote_done = true;
+                    self.actions.push_back(Action::Shutdown { conn });
+                    self.close_if_done(conn);
+                    return;
+                }
+                Ok(ReadOutcome::Blocked) => return,
+                Err(StreamError::Reset(code)) => {
+                    let why = format!("the remote side reset the connection (code {code:#x})");
+                    return self.fail(now, ep, conn, code, why);
+                }
+                Err(e) => {
+                    let why = format!("stream read failed: {e}");
+                    return self.fail(now, ep, conn, CONN_FAILED, why);
+                }
+            }
+        }
+    }
+
+    /// Closes `conn` cleanly once both directions have ended.
+    fn close_if_done(&mut self, conn: ConnId) {
+        if self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.finished && c.remote_done)
+        {
+            self.forget(conn);
+            self.actions.push_back(Action::Close {
+                conn,
+                abort: false,
+                reason: None,
+            });
+        }
+    }
+
+    /// Ends `conn` in error: resets and stops its stream with `code`, and closes it.
+    fn fail(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId, code: u64, why: String) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Some((peer, stream)) = c.stream {
+            // Errors mean the stream or session is already gone, which is what we want.
+            let _ = ep.stream_reset(now, peer, stream, code);
+            let _ = ep.stream_stop(now, peer, stream, code);
+        }
+        self.close(conn, Some(why));
+    }
+
+    /// Forgets `conn` and tells the runtime to drop it with a reset.
+    fn close(&mut self, conn: ConnId, why: Option<String>) {
+        if self.forget(conn) {
+            self.actions.push_back(Action::Close {
+                conn,
+                abort: true,
+                reason: why,
+            });
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.remove(&conn) else {
+            return false;
+        };
+        if let Some(key) = c.stream {
+            self.streams.remove(&key);
+        } else if let Some(w) = self.wanted.get_mut(&c.service) {
+            w.waiting.retain(|&x| x != conn);
+        }
+        true
+    }
+}

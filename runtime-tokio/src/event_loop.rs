@@ -1,0 +1,291 @@
+//! The node's one task: the core's run loop on tokio.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use burrow_core::forward::{Action, ConnId, Forwarder, ListenerId};
+use burrow_core::rendezvous::ServiceName;
+use burrow_core::stun::ProbeOutcome;
+use burrow_core::{Endpoint, Event};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Command;
+use crate::conn::{self, ConnTasks, Local};
+use crate::status::{self, Seen};
+use crate::udp;
+
+/// Largest datagram we accept; the core never sends more than its `max_udp_payload`.
+const MAX_DATAGRAM: usize = 65_536;
+/// Local reports handled per wake-up before the endpoint's output is sent.
+const LOCAL_BATCH: usize = 64;
+
+/// Everything the task owns.
+pub(crate) struct Parts {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) socket: UdpSocket,
+    pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
+    pub(crate) exposed: Vec<(ServiceName, String)>,
+    pub(crate) listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+}
+
+struct Loop {
+    ep: Endpoint,
+    fwd: Forwarder,
+    socket: UdpSocket,
+    sender: udp::Sender,
+    to_loop: UnboundedSender<Local>,
+    conns: BTreeMap<ConnId, ConnTasks>,
+    seen: Seen,
+    exposed: Vec<(ServiceName, String)>,
+    listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    /// STUN probes asked for by handles, waiting for their outcome.
+    probes: Vec<(SocketAddr, oneshot::Sender<Option<SocketAddr>>)>,
+}
+
+/// Runs until shut down (or every handle is dropped).
+pub(crate) async fn run(parts: Parts) {
+    let Parts {
+        endpoint,
+        forwarder,
+        socket,
+        listeners,
+        exposed,
+        listen_addrs,
+        mut commands,
+    } = parts;
+    let (to_loop, mut local) = mpsc::unbounded_channel();
+    let mut accepts: Vec<JoinHandle<()>> = Vec::new();
+    for (id, listener) in listeners {
+        accepts.push(conn::spawn_accept(id, listener, to_loop.clone()));
+    }
+    let mut state = Loop {
+        sender: udp::Sender::new(&socket),
+        ep: endpoint,
+        fwd: forwarder,
+        socket,
+        to_loop,
+        conns: BTreeMap::new(),
+        seen: Seen::default(),
+        exposed,
+        listen_addrs,
+        probes: Vec::new(),
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut now = Instant::now();
+    loop {
+        state.flush(now).await;
+        let deadline = state.ep.poll_timeout().map(|(at, _)| at);
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = state.socket.recv_from(&mut buf) => {
+                now = Instant::now();
+                state.datagram(now, received, &buf);
+                // Drain what else is queued before sending anything.
+                loop {
+                    let more = state.socket.try_recv_from(&mut buf);
+                    if matches!(&more, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                        break;
+                    }
+                    state.datagram(now, more, &buf);
+                }
+            }
+            Some(report) = local.recv() => {
+                now = Instant::now();
+                state.local(now, report);
+                for _ in 1..LOCAL_BATCH {
+                    match local.try_recv() {
+                        Ok(report) => state.local(now, report),
+                        Err(_) => break,
+                    }
+                }
+            }
+            command = commands.recv() => match command {
+                Some(Command::Status(reply)) => {
+                    now = Instant::now();
+                    let _ = reply.send(state.status());
+                }
+                Some(Command::StunProbe(server, reply)) => {
+                    now = Instant::now();
+                    state.ep.stun_probe(now, server);
+                    state.probes.push((server, reply));
+                }
+                Some(Command::Shutdown) | None => break,
+            },
+            () = sleep => {
+                now = Instant::now();
+                state.ep.handle_timeout(now);
+            }
+        }
+    }
+    for accept in accepts {
+        accept.abort();
+    }
+}
+
+impl Loop {
+    /// Sends every transmit, acts on every event and performs every action, until the
+    /// endpoint and the forwarder have nothing more to say.
+    async fn flush(&mut self, now: Instant) {
+        loop {
+            let mut busy = false;
+            while let Some(t) = self.ep.poll_transmit() {
+                busy = true;
+                if let Err(e) = self.sender.send(&self.socket, &t).await {
+                    tracing::debug!(dst = %t.dst, error = %e, "send failed");
+                }
+            }
+            while let Some(event) = self.ep.poll_event() {
+                busy = true;
+                self.event(&event);
+                self.fwd.handle_event(now, &mut self.ep, &event);
+            }
+            while let Some(action) = self.fwd.poll_action() {
+                busy = true;
+                self.action(action);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn datagram(&mut self, now: Instant, received: io::Result<(usize, SocketAddr)>, buf: &[u8]) {
+        match received {
+            Ok((n, from)) => self.ep.handle_input(now, from, &buf[..n]),
+            // ICMP errors surface here on some systems; the protocol recovers from the loss.
+            Err(e) => tracing::debug!(error = %e, "receive failed"),
+        }
+    }
+
+    fn local(&mut self, now: Instant, report: Local) {
+        let (fwd, ep) = (&mut self.fwd, &mut self.ep);
+        match report {
+            Local::Accepted(listener, stream) => {
+                if let Some(id) = fwd.handle_accept(now, ep, listener) {
+                    let tasks = conn::start(id, stream, &self.to_loop);
+                    self.conns.insert(id, tasks);
+                }
+            }
+            Local::Connected(id, stream) => {
+                if self.conns.contains_key(&id) {
+                    let tasks = conn::start(id, stream, &self.to_loop);
+                    self.conns.insert(id, tasks);
+                    fwd.handle_connected(now, ep, id);
+                }
+                // Otherwise the stream was reset while connecting: dropping the socket closes it.
+            }
+            Local::ConnectFailed(id, e) => fwd.handle_connect_failed(now, ep, id, &e.to_string()),
+            Local::Read(id, data) => fwd.handle_read(now, ep, id, &data),
+            Local::Eof(id) => fwd.handle_eof(now, ep, id),
+            Local::Written(id, n) => fwd.handle_written(now, ep, id, n),
+            Local::Failed(id, e) => fwd.handle_conn_error(now, ep, id, &e.to_string()),
+        }
+    }
+
+    fn action(&mut self, action: Action) {
+        match action {
+            Action::Connect { conn, target } => {
+                tracing::debug!(%conn, %target, "connecting");
+                conn::spawn_connect(conn, target, self.to_loop.clone());
+                // A placeholder until connected, so a Close before then is noticed.
+                self.conns.insert(conn, ConnTasks::placeholder());
+            }
+            Action::Read { conn } => self.with(conn, ConnTasks::read),
+            Action::Write { conn, data } => self.with(conn, |t| t.write(data)),
+            Action::Shutdown { conn } => self.with(conn, ConnTasks::shutdown),
+            Action::Close {
+                conn,
+                abort,
+                reason,
+            } => {
+                match &reason {
+                    Some(why) => tracing::info!(%conn, "connection failed: {why}"),
+                    None => tracing::debug!(%conn, "connection closed"),
+                }
+                if let Some(tasks) = self.conns.remove(&conn) {
+                    tasks.close(abort);
+                }
+            }
+        }
+    }
+
+    fn with(&self, conn: ConnId, f: impl FnOnce(&ConnTasks)) {
+        if let Some(tasks) = self.conns.get(&conn) {
+            f(tasks);
+        }
+    }
+
+    /// Logs an event and remembers what status needs.
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Connected { peer, key, path } => {
+                tracing::info!(%peer, %path, key = %key, "session up");
+                self.seen.peers.insert(*peer, *key);
+            }
+            Event::PathChanged { peer, path } => tracing::info!(%peer, %path, "path changed"),
+            Event::SessionClosed { peer, reason, .. } => {
+                tracing::info!(%peer, "session closed: {reason}");
+                self.seen.peers.remove(peer);
+            }
+            Event::Registered { reflexive } => {
+                if self.seen.registered.is_none() {
+                    tracing::info!(%reflexive, "registered with the rendezvous server");
+                }
+                self.seen.registered = Some(*reflexive);
+                self.seen.registration_error = None;
+            }
+            Event::RegistrationFailed { reason } => {
+                tracing::warn!("registration refused: {reason}");
+                self.seen.registered = None;
+                self.seen.registration_error = Some(reason.clone());
+            }
+            Event::ServiceReady { service, peer } => {
+                tracing::info!(%service, %peer, "service ready")
+            }
+            Event::ServiceFailed { service, reason } => {
+                tracing::warn!(%service, "service unavailable: {reason}")
+            }
+            Event::PeerRejected { key, addr } => {
+                tracing::warn!(%addr, key = %key, "handshake from a key we do not admit")
+            }
+            Event::Stun(outcome) => {
+                let (server, mapped) = match outcome {
+                    ProbeOutcome::Mapped { server, mapped } => (*server, Some(*mapped)),
+                    ProbeOutcome::TimedOut { server } => (*server, None),
+                };
+                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.probes)
+                    .into_iter()
+                    .partition(|(s, _)| *s == server);
+                self.probes = waiting;
+                for (_, reply) in done {
+                    let _ = reply.send(mapped);
+                }
+            }
+            Event::Rendezvous(e) => tracing::info!("rendezvous: {e:?}"),
+            other => tracing::trace!("{other:?}"),
+        }
+    }
+
+    fn status(&self) -> crate::Status {
+        status::snapshot(
+            &self.ep,
+            &self.fwd,
+            &self.seen,
+            self.socket.local_addr().ok(),
+            &self.exposed,
+            &self.listen_addrs,
+        )
+    }
+}

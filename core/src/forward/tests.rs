@@ -65,6 +65,7 @@ impl Net {
             server_addr: addr(SERVER),
             token: "t".into(),
             host_candidates: Vec::new(),
+            route: Default::default(),
         };
         let configs = [
             Config::server(server_key, ServerConfig::default()),

@@ -2,4 +2,5 @@
 
 pub mod blocking;
 pub mod loopback;
+pub mod netns;
 pub mod tools;

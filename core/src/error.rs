@@ -98,8 +98,8 @@ pub enum StreamError {
     Blocked,
     /// Writing after `stream_finish` or `stream_reset`.
     Closed,
-    /// The peer asked us to stop sending (write), or we stopped reading (read); the code is the
-    /// peer's.
+    /// The peer asked us to stop sending (on a write: the peer's code), or we stopped reading
+    /// (on a read: the code we gave `stream_stop`).
     Stopped(u64),
     /// The peer reset the stream with this code; data not yet read is gone.
     Reset(u64),
@@ -140,7 +140,7 @@ impl From<crate::stream::ReadError> for StreamError {
         use crate::stream::ReadError;
         match e {
             ReadError::Reset(code) => Self::Reset(code),
-            ReadError::Stopped => Self::Stopped(0),
+            ReadError::Stopped(code) => Self::Stopped(code),
             ReadError::UnknownStream => Self::UnknownStream,
         }
     }

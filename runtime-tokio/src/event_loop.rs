@@ -246,6 +246,10 @@ impl Loop {
                 self.seen.registered = Some(*reflexive);
                 self.seen.registration_error = None;
             }
+            Event::RegistrationLost => {
+                tracing::warn!("registration lost; registering again");
+                self.seen.registered = None;
+            }
             Event::RegistrationFailed { reason } => {
                 tracing::warn!("registration refused: {reason}");
                 self.seen.registered = None;

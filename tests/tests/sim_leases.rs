@@ -287,6 +287,19 @@ fn an_expired_lease_removes_the_name_and_askers_fail_at_once() {
             }
         };
         assert!(matches!(outcome, Some(Ok(_))), "seed {seed}: {outcome:?}");
+        // A's application heard that its registration lapsed, then that it was back.
+        let a_events: Vec<&Event> = w.sim.endpoint(w.a).events()[..]
+            .iter()
+            .map(|l| &l.event)
+            .skip_while(|e| !matches!(e, Event::RegistrationLost))
+            .collect();
+        assert!(!a_events.is_empty(), "seed {seed}: no RegistrationLost");
+        assert!(
+            a_events
+                .iter()
+                .any(|e| matches!(e, Event::Registered { .. })),
+            "seed {seed}: no Registered after RegistrationLost"
+        );
     }
 }
 

@@ -239,7 +239,7 @@ impl Endpoint {
                         .push_back(Event::ServiceFailed { service, reason });
                 }
             }
-            ClientEvent::LeaseLost => {}
+            ClientEvent::LeaseLost => self.out.events.push_back(Event::RegistrationLost),
         }
     }
 

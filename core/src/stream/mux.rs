@@ -189,7 +189,7 @@ impl Mux {
         let r = &mut s.recv;
         match r.state {
             RecvState::Reset(code) => return Err(ReadError::Reset(code)),
-            RecvState::Stopped(_) => return Err(ReadError::Stopped),
+            RecvState::Stopped(code) => return Err(ReadError::Stopped(code)),
             RecvState::Finished => return Ok(ReadOutcome::Finished),
             RecvState::Open => {}
         }

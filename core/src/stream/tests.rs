@@ -109,7 +109,7 @@ impl Side {
                     assert_eq!(log.reset_seen, Some(code));
                     return;
                 }
-                Err(ReadError::Stopped) => {
+                Err(ReadError::Stopped(_)) => {
                     assert!(log.stopped);
                     return;
                 }

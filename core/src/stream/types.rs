@@ -174,8 +174,8 @@ pub enum WriteError {
 pub enum ReadError {
     /// The peer reset the stream with this code.
     Reset(u64),
-    /// We called `stop_sending` on this stream.
-    Stopped,
+    /// We called `stop_sending` on this stream, with this code.
+    Stopped(u64),
     /// No such stream (never opened, or closed and forgotten).
     UnknownStream,
 }
@@ -208,7 +208,7 @@ display_error!(WriteError,
 );
 display_error!(ReadError,
     ReadError::Reset(code) => format!("peer reset the stream (code {code})"),
-    ReadError::Stopped => "reading was stopped".to_string(),
+    ReadError::Stopped(code) => format!("reading was stopped (code {code})"),
     ReadError::UnknownStream => "unknown stream".to_string(),
 );
 display_error!(DatagramError,

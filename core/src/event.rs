@@ -86,6 +86,12 @@ pub enum Event {
         /// The stream.
         stream: StreamId,
     },
+    /// [`crate::Endpoint::open_stream`] failed with [`crate::StreamError::Limit`] and may
+    /// succeed now: the peer allows more concurrent streams.
+    StreamsAvailable {
+        /// The peer.
+        peer: PeerId,
+    },
     /// Everything we wrote on the stream, and our finish, was acknowledged.
     StreamFinished {
         /// The peer.

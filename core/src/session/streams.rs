@@ -76,6 +76,7 @@ impl Session {
                     code,
                 },
                 StreamEvent::Datagram(data) => Event::Datagram { peer, data },
+                StreamEvent::OpenAvailable => Event::StreamsAvailable { peer },
             };
             ctx.out.events.push_back(event);
         }

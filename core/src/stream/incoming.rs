@@ -133,7 +133,14 @@ impl Mux {
                     }
                 }
             }
-            Frame::MaxStreams(max) => self.peer_max_streams = self.peer_max_streams.max(max),
+            Frame::MaxStreams(max) => {
+                if max > self.peer_max_streams {
+                    self.peer_max_streams = max;
+                    if std::mem::take(&mut self.open_blocked) {
+                        self.events.push_back(StreamEvent::OpenAvailable);
+                    }
+                }
+            }
             Frame::DataBlocked(_) => {
                 if self.conn_recv.should_update() {
                     self.conn_recv.update();

@@ -56,6 +56,8 @@ pub struct Mux {
     pub(super) remote_closed: u64,
     pub(super) local_max_streams: u64,
     pub(super) max_streams_pending: bool,
+    /// An `open` failed at the peer's stream limit; tell the application when it rises.
+    pub(super) open_blocked: bool,
     pub(super) send_queue: VecDeque<StreamId>,
     pub(super) ctrl: VecDeque<Ctrl>,
     pub(super) conn_send: SendCredit,
@@ -109,6 +111,7 @@ impl Mux {
             remote_closed: 0,
             local_max_streams,
             max_streams_pending: local_max_streams > INITIAL_MAX_STREAMS,
+            open_blocked: false,
             send_queue: VecDeque::new(),
             ctrl: VecDeque::new(),
             conn_send: SendCredit::new(INITIAL_CONNECTION_WINDOW),
@@ -155,6 +158,7 @@ impl Mux {
     /// Opens a bidirectional stream. Nothing is sent until data, FIN or a window update is.
     pub fn open(&mut self) -> Result<StreamId, OpenError> {
         if self.next_local >= self.peer_max_streams {
+            self.open_blocked = true;
             return Err(OpenError::Limit);
         }
         let id = StreamId::new(self.role, self.next_local);

@@ -60,6 +60,8 @@ struct Side {
     /// Read automatically on `Readable` (false models a stalled reader).
     reading: bool,
     datagrams: Vec<Vec<u8>>,
+    /// `OpenAvailable` events seen.
+    open_available: u32,
     drop_next: u32,
     dup_next: u32,
 }
@@ -71,6 +73,7 @@ impl Side {
             streams: BTreeMap::new(),
             reading: true,
             datagrams: Vec::new(),
+            open_available: 0,
             drop_next: 0,
             dup_next: 0,
         }
@@ -157,6 +160,7 @@ impl Side {
                         .stop_seen = true;
                 }
                 StreamEvent::Datagram(d) => self.datagrams.push(d.to_vec()),
+                StreamEvent::OpenAvailable => self.open_available += 1,
             }
         }
     }
@@ -644,6 +648,25 @@ fn both_sides_open_at_once_without_collisions() {
     check_delivery(&pair);
     assert_eq!(pair.sides[0].streams.len(), 6);
     assert_eq!(pair.sides[1].streams.len(), 6);
+}
+
+#[test]
+fn a_blocked_open_is_told_when_the_peer_raises_the_stream_limit() {
+    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 1);
+    // Before the peer says otherwise, only the initial limit of streams may be opened.
+    let mut first = None;
+    for _ in 0..super::types::INITIAL_MAX_STREAMS {
+        let id = pair.sides[0].mux.open().expect("within the initial limit");
+        first.get_or_insert(id);
+    }
+    assert_eq!(pair.sides[0].mux.open(), Err(super::OpenError::Limit));
+    // Data on one stream makes the peer answer, with its real limit.
+    let id = first.unwrap();
+    pair.sides[0].streams.insert(id, StreamLog::default());
+    pair.sides[0].write(id, 100);
+    pair.settle(Duration::from_secs(5));
+    assert_eq!(pair.sides[0].open_available, 1);
+    assert!(pair.sides[0].mux.open().is_ok());
 }
 
 #[test]

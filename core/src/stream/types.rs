@@ -133,6 +133,9 @@ pub enum StreamEvent {
     },
     /// An unreliable datagram arrived.
     Datagram(Bytes),
+    /// An `open` that failed with [`OpenError::Limit`] may succeed now: the peer raised its
+    /// limit on concurrent streams.
+    OpenAvailable,
 }
 
 /// What a successful `read` found.

@@ -385,6 +385,20 @@ impl Endpoint {
             }
             return;
         }
+        // A daemon's route policy holds for peers it has not been introduced to yet, too.
+        let route = self.daemon.as_ref().map(|d| d.config.route);
+        let allowed = match (route, from) {
+            (Some(route), Path::Direct(_)) => {
+                route.allows_direct() || Some(key) == self.server_key()
+            }
+            (Some(route), Path::Relay(_)) => route.allows_relay(),
+            (None, _) => true,
+        };
+        if !allowed {
+            self.out.stats.dropped_route_policy += 1;
+            return;
+        }
+        let (mut ctx, sessions) = self.parts();
         let id = ctx.ids.assign(key);
         let mut session = Session::new(&ctx, id, key, from, now);
         if let Path::Relay(relay) = from {
@@ -799,6 +813,11 @@ impl Endpoint {
             .key(peer)
             .and_then(|k| self.sessions.get(&k))
             .map(|s| s.path.addr())
+    }
+
+    /// The rendezvous server's key, for a daemon.
+    fn server_key(&self) -> Option<PublicKey> {
+        self.daemon.as_ref().map(|d| d.config.server_key)
     }
 
     /// The path packets to `peer` take, if the handle is live.

@@ -483,3 +483,29 @@ fn stun_probes_to_a_silent_server_time_out() {
     );
     assert_eq!(pair.b.stats().stun_received, 5);
 }
+
+/// A daemon whose route policy is relay-only answers no direct handshake, not even from a key
+/// no server introduced; its server's own session is direct and still allowed.
+#[test]
+fn relay_only_daemon_refuses_direct_handshakes_from_strangers() {
+    use crate::config::RendezvousConfig;
+    use crate::path::RoutePolicy;
+    let server = key(9).public_key();
+    let stranger = Config::new(key(1));
+    let mut rendezvous = RendezvousConfig::new(server, "10.0.0.9:7000".parse().unwrap(), "t");
+    rendezvous.route = RoutePolicy::Relay;
+    let daemon = Config::daemon(key(2), rendezvous);
+    let mut pair = Pair::with_configs(stranger, daemon);
+    let (now, b_key, b_addr) = (pair.now, pair.b.public_key(), pair.b_addr);
+    pair.a.connect(now, b_key, b_addr).unwrap();
+    pair.run_for(Duration::from_secs(3));
+    assert!(
+        !pair
+            .a_events
+            .iter()
+            .any(|e| matches!(e, Event::Connected { .. })),
+        "{:?}",
+        pair.a_events
+    );
+    assert!(pair.b.stats().dropped_route_policy > 0);
+}

@@ -12,7 +12,8 @@
 //! Run: `cargo bench -p burrow-tests --bench tunnel`
 //! (for the host CPU's crypto: `RUSTFLAGS="-C target-cpu=native" cargo bench -p burrow-tests
 //! --bench tunnel`). Size and rounds: `BURROW_BENCH_MIB` (default 256), `BURROW_BENCH_ROUNDS`
-//! (default 3; medians are printed), `BURROW_BENCH_PINGS` (default 5000).
+//! (default 3; medians are printed), `BURROW_BENCH_PINGS` (default 5000); set
+//! `BURROW_BENCH_VERBOSE=1` to see the sending daemon's loss count and RTT after each round.
 
 #![allow(clippy::print_stdout)]
 
@@ -235,6 +236,18 @@ fn main() {
                 bytes as f64 / tun.secs / 1e6,
                 tun.cpu / gib,
             );
+            if std::env::var_os("BURROW_BENCH_VERBOSE").is_some() {
+                for (who, node) in [("A", &tunnel.a), ("B", &tunnel.b)] {
+                    if let Ok(status) = node.status().await {
+                        for p in status.peers.iter().filter(|p| p.bytes_sent > 1 << 20) {
+                            println!(
+                                "    daemon {who}: lost {} packets so far, rtt {:?} ms",
+                                p.packets_lost, p.rtt_ms
+                            );
+                        }
+                    }
+                }
+            }
             raw_mbs.push(bytes as f64 / raw.secs / 1e6);
             raw_cpu.push(raw.cpu / gib);
             tun_mbs.push(bytes as f64 / tun.secs / 1e6);

@@ -1,7 +1,6 @@
 //! The node's one task: the core's run loop on tokio.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -19,8 +18,8 @@ use crate::conn::{self, ConnTasks, Local, LocalStream};
 use crate::status::{self, Seen};
 use crate::udp;
 
-/// Largest datagram we accept; the core never sends more than its `max_udp_payload`.
-const MAX_DATAGRAM: usize = 65_536;
+/// Receive batches handled per wake-up before the endpoint's output is sent.
+const RECV_ROUNDS: usize = 16;
 /// Local reports handled per wake-up before the endpoint's output is sent.
 const LOCAL_BATCH: usize = 64;
 
@@ -39,7 +38,9 @@ struct Loop {
     ep: Endpoint,
     fwd: Forwarder,
     socket: UdpSocket,
-    sender: udp::Sender,
+    udp: udp::Udp,
+    /// Transmits drained from the endpoint, sent together so runs can be batched.
+    outbox: Vec<burrow_core::Transmit>,
     to_loop: UnboundedSender<Local>,
     conns: BTreeMap<ConnId, ConnTasks>,
     seen: Seen,
@@ -65,8 +66,16 @@ pub(crate) async fn run(parts: Parts) {
     for (id, listener) in listeners {
         accepts.push(conn::spawn_accept(id, listener, to_loop.clone()));
     }
+    let udp = match udp::Udp::new(&socket) {
+        Ok(udp) => udp,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the UDP socket");
+            return;
+        }
+    };
     let mut state = Loop {
-        sender: udp::Sender::new(&socket),
+        udp,
+        outbox: Vec::new(),
         ep: endpoint,
         fwd: forwarder,
         socket,
@@ -77,7 +86,6 @@ pub(crate) async fn run(parts: Parts) {
         listen_addrs,
         probes: Vec::new(),
     };
-    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut now = Instant::now();
     loop {
         state.flush(now).await;
@@ -89,17 +97,15 @@ pub(crate) async fn run(parts: Parts) {
             }
         };
         tokio::select! {
-            received = state.socket.recv_from(&mut buf) => {
+            readable = state.socket.readable() => {
                 now = Instant::now();
-                state.datagram(now, received, &buf);
-                // Drain what else is queued before sending anything.
-                loop {
-                    let more = state.socket.try_recv_from(&mut buf);
-                    if matches!(&more, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-                        break;
-                    }
-                    state.datagram(now, more, &buf);
+                if let Err(e) = readable {
+                    tracing::error!(error = %e, "UDP socket failed");
+                    break;
                 }
+                // Drain what is queued (boundedly) before sending anything.
+                let Loop { udp, socket, ep, .. } = &mut state;
+                udp.recv_ready(socket, RECV_ROUNDS, |from, d| ep.handle_input(now, from, d));
             }
             Some(report) = local.recv() => {
                 now = Instant::now();
@@ -140,11 +146,12 @@ impl Loop {
     async fn flush(&mut self, now: Instant) {
         loop {
             let mut busy = false;
-            while let Some(t) = self.ep.poll_transmit() {
+            self.outbox
+                .extend(std::iter::from_fn(|| self.ep.poll_transmit()));
+            if !self.outbox.is_empty() {
                 busy = true;
-                if let Err(e) = self.sender.send(&self.socket, &t).await {
-                    tracing::debug!(dst = %t.dst, error = %e, "send failed");
-                }
+                self.udp.send_all(&self.socket, &self.outbox).await;
+                self.outbox.clear();
             }
             while let Some(event) = self.ep.poll_event() {
                 busy = true;
@@ -158,14 +165,6 @@ impl Loop {
             if !busy {
                 return;
             }
-        }
-    }
-
-    fn datagram(&mut self, now: Instant, received: io::Result<(usize, SocketAddr)>, buf: &[u8]) {
-        match received {
-            Ok((n, from)) => self.ep.handle_input(now, from, &buf[..n]),
-            // ICMP errors surface here on some systems; the protocol recovers from the loss.
-            Err(e) => tracing::debug!(error = %e, "receive failed"),
         }
     }
 

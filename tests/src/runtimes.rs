@@ -69,3 +69,27 @@ impl LoopbackNode for MioNode {
         self.0.shutdown();
     }
 }
+
+/// A node on burrow-smol (its loop on its own thread; handles driven with `smol::block_on`).
+pub struct SmolNode(burrow_smol::NodeHandle);
+
+impl LoopbackNode for SmolNode {
+    fn start(spec: NodeSpec) -> Self {
+        let mut config = burrow_smol::NodeConfig::new(spec.endpoint, spec.bind);
+        config.expose = spec.expose;
+        config.connect = spec.connect;
+        Self(burrow_smol::Node::spawn(config).expect("the node starts"))
+    }
+    fn udp_addr(&self) -> SocketAddr {
+        self.0.udp_addr()
+    }
+    fn listeners(&self) -> Vec<(ServiceName, SocketAddr)> {
+        self.0.listeners().to_vec()
+    }
+    fn status(&self) -> Status {
+        smol::block_on(self.0.status()).expect("the node runs")
+    }
+    fn stop(self) {
+        smol::block_on(self.0.shutdown());
+    }
+}

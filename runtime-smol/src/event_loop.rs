@@ -241,7 +241,6 @@ impl Loop {
 
     /// Logs an event, remembers what status needs, answers STUN probes.
     fn event(&mut self, event: &Event) {
-        self.seen.handle_event(event);
         match event {
             Event::Connected { peer, key, path } => {
                 tracing::info!(%peer, %path, key = %key, "session up")
@@ -250,8 +249,8 @@ impl Loop {
             Event::SessionClosed { peer, reason, .. } => {
                 tracing::info!(%peer, "session closed: {reason}")
             }
-            Event::Registered { reflexive } => {
-                tracing::debug!(%reflexive, "registered with the rendezvous server")
+            Event::Registered { reflexive } if self.seen.registered.is_none() => {
+                tracing::info!(%reflexive, "registered with the rendezvous server")
             }
             Event::RegistrationFailed { reason } => {
                 tracing::warn!("registration refused: {reason}")
@@ -276,6 +275,7 @@ impl Loop {
             }
             other => tracing::trace!("{other:?}"),
         }
+        self.seen.handle_event(event);
     }
 
     fn status(&self) -> burrow_core::status::Status {

@@ -1,12 +1,14 @@
 //! The local control socket: a unix socket in the state directory speaking JSON lines.
 //! Request `{"cmd":"status"}`; answer one line, the node's status or `{"error": "..."}`.
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use burrow_tokio::{NodeControl, Status};
+use burrow_core::status::Status;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+
+use crate::node::Control;
 
 #[derive(Deserialize)]
 struct Request {
@@ -19,12 +21,13 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 }
 
 /// Binds the control socket, replacing a stale one; refuses if a daemon answers on it.
-pub async fn serve(state_dir: &Path, node: NodeControl) -> Result<(), String> {
+/// Answers on a thread per client.
+pub fn serve(state_dir: &Path, node: Control) -> Result<(), String> {
     let path = socket_path(state_dir);
     std::fs::create_dir_all(state_dir)
         .map_err(|e| format!("cannot create state directory {}: {e}", state_dir.display()))?;
     if path.exists() {
-        if UnixStream::connect(&path).await.is_ok() {
+        if UnixStream::connect(&path).is_ok() {
             return Err(format!(
                 "another burrow daemon is running with state directory {} (stop it, or pass --state-dir)",
                 state_dir.display()
@@ -34,58 +37,66 @@ pub async fn serve(state_dir: &Path, node: NodeControl) -> Result<(), String> {
     }
     let listener = UnixListener::bind(&path)
         .map_err(|e| format!("cannot create control socket {}: {e}", path.display()))?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(answer(stream, node.clone()));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let node = node.clone();
+            std::thread::spawn(move || answer(stream, node));
         }
     });
     Ok(())
 }
 
-async fn answer(stream: UnixStream, node: NodeControl) {
-    let (rd, mut wr) = stream.into_split();
-    let mut lines = BufReader::new(rd).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+fn answer(stream: UnixStream, node: Control) {
+    let Ok(mut wr) = stream.try_clone() else {
+        return;
+    };
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else {
+            return;
+        };
         let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(r) if r.cmd == "status" => match node.status().await {
+            Ok(r) if r.cmd == "status" => match node.status() {
                 Ok(status) => serde_json::to_string(&status).unwrap_or_default(),
-                Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+                Err(e) => serde_json::json!({ "error": e }).to_string(),
             },
             Ok(r) => {
                 serde_json::json!({ "error": format!("unknown command `{}`", r.cmd) }).to_string()
             }
             Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }).to_string(),
         };
-        if wr.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
+        if wr.write_all(format!("{reply}\n").as_bytes()).is_err() {
             return;
         }
     }
 }
 
 /// Asks the daemon with `state_dir` for its status.
-pub async fn status(state_dir: &Path) -> Result<(String, Status), String> {
+pub fn status(state_dir: &Path) -> Result<(String, Status), String> {
     let path = socket_path(state_dir);
-    let stream = UnixStream::connect(&path).await.map_err(|e| {
+    let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
             "no daemon answers at {} ({e}): start one with `burrow daemon`, or pass --state-dir",
             path.display()
         )
     })?;
-    let (rd, mut wr) = stream.into_split();
-    wr.write_all(b"{\"cmd\":\"status\"}\n")
-        .await
-        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
-    let line = BufReader::new(rd)
-        .lines()
-        .next_line()
-        .await
-        .map_err(|e| format!("control socket {}: {e}", path.display()))?
-        .ok_or_else(|| {
-            format!(
-                "control socket {}: closed without an answer",
-                path.display()
-            )
-        })?;
+    let io_err = |e: std::io::Error| format!("control socket {}: {e}", path.display());
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(io_err)?;
+    stream
+        .write_all(b"{\"cmd\":\"status\"}\n")
+        .map_err(io_err)?;
+    let mut line = String::new();
+    let n = BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(io_err)?;
+    if n == 0 {
+        return Err(format!(
+            "control socket {}: closed without an answer",
+            path.display()
+        ));
+    }
+    let line = line.trim_end().to_string();
     let status = serde_json::from_str(&line).map_err(|_| {
         format!(
             "control socket {}: unexpected answer: {line}",

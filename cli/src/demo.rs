@@ -6,26 +6,25 @@ use std::time::Duration;
 use burrow_core::Config;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::ServerConfig;
-use burrow_tokio::{Node, NodeConfig, NodeHandle};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 
+use crate::node::{Node, Spec};
 use crate::{config, keys};
 
 const SERVICE: &str = "/demo/echo";
 const LINE: &str = "hello through burrow";
 
-pub async fn run() -> Result<(), String> {
+pub fn run() -> Result<(), String> {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
-    let echo = echo_service().await?;
+    let echo = echo_service()?;
     println!("1. echo service listening on tcp {echo}");
 
     let server_key = keys::generate()?;
-    let server = Node::spawn(NodeConfig::new(
+    let server = Node::spawn(Spec::new(
         Config::server(server_key.clone(), ServerConfig::default()),
         loopback,
-    ))
-    .map_err(|e| e.to_string())?;
+    ))?;
     println!(
         "2. rendezvous server on udp {} (key {})",
         server.udp_addr(),
@@ -34,20 +33,20 @@ pub async fn run() -> Result<(), String> {
 
     let rendezvous = RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "demo");
     let service = config::service(SERVICE)?;
-    let mut a = NodeConfig::new(
+    let mut a = Spec::new(
         Config::daemon(keys::generate()?, rendezvous.clone()),
         loopback,
     );
     a.expose = vec![(service.clone(), echo.to_string())];
-    let exposer = Node::spawn(a).map_err(|e| e.to_string())?;
+    let exposer = Node::spawn(a)?;
     println!(
         "3. daemon A on udp {} exposes {SERVICE} -> {echo}",
         exposer.udp_addr()
     );
 
-    let mut b = NodeConfig::new(Config::daemon(keys::generate()?, rendezvous), loopback);
+    let mut b = Spec::new(Config::daemon(keys::generate()?, rendezvous), loopback);
     b.connect = vec![(service, loopback)];
-    let connector = Node::spawn(b).map_err(|e| e.to_string())?;
+    let connector = Node::spawn(b)?;
     let listen = connector.listeners()[0].1;
     println!(
         "4. daemon B on udp {} listens on tcp {listen} for {SERVICE}",
@@ -55,16 +54,14 @@ pub async fn run() -> Result<(), String> {
     );
 
     for node in [&exposer, &connector] {
-        registered(node).await?;
+        registered(node)?;
     }
     println!("5. both daemons registered with the server");
 
-    let reply = tokio::time::timeout(Duration::from_secs(10), round_trip(listen))
-        .await
-        .map_err(|_| "no reply through the tunnel within 10 s".to_string())??;
+    let reply = round_trip(listen)?;
     println!("6. sent {LINE:?} to {listen}, got back {reply:?}");
     let ok = reply == LINE;
-    if let Ok(status) = connector.status().await {
+    if let Ok(status) = connector.control().status() {
         if let Some(p) = status
             .peers
             .iter()
@@ -77,9 +74,9 @@ pub async fn run() -> Result<(), String> {
             );
         }
     }
-    connector.shutdown().await;
-    exposer.shutdown().await;
-    server.shutdown().await;
+    connector.shutdown();
+    exposer.shutdown();
+    server.shutdown();
     if ok {
         println!("demo OK: the line came back through the tunnel");
         Ok(())
@@ -88,49 +85,42 @@ pub async fn run() -> Result<(), String> {
     }
 }
 
-async fn registered(node: &NodeHandle) -> Result<(), String> {
+fn registered(node: &Node) -> Result<(), String> {
     for _ in 0..100 {
-        if node
-            .status()
-            .await
-            .map_err(|e| e.to_string())?
-            .registered
-            .is_some()
-        {
+        if node.control().status()?.registered.is_some() {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::thread::sleep(Duration::from_millis(50));
     }
     Err("a daemon did not register within 5 s".into())
 }
 
-async fn round_trip(listen: SocketAddr) -> Result<String, String> {
-    let mut stream = TcpStream::connect(listen)
-        .await
-        .map_err(|e| format!("cannot connect to {listen}: {e}"))?;
+fn round_trip(listen: SocketAddr) -> Result<String, String> {
+    let mut stream =
+        TcpStream::connect(listen).map_err(|e| format!("cannot connect to {listen}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(format!("{LINE}\n").as_bytes())
-        .await
         .map_err(|e| format!("write: {e}"))?;
     let mut reply = String::new();
     BufReader::new(stream)
         .read_line(&mut reply)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
+        .map_err(|e| format!("no reply through the tunnel within 10 s: {e}"))?;
     Ok(reply.trim_end().to_string())
 }
 
-async fn echo_service() -> Result<SocketAddr, String> {
+fn echo_service() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
-        .await
         .map_err(|e| format!("cannot start the echo service: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = stream.split();
-                let _ = tokio::io::copy(&mut rd, &mut wr).await;
-                let _ = wr.shutdown().await;
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut rd = stream.try_clone()?;
+                std::io::copy(&mut rd, &mut stream)?;
+                stream.shutdown(Shutdown::Write)
             });
         }
     });

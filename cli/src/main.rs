@@ -1,5 +1,5 @@
-//! The `burrow` binary: argument parsing, config, and running the tokio runtime. No protocol
-//! logic lives here.
+//! The `burrow` binary: argument parsing, config, and running nodes on the runtime chosen at
+//! build time (`node`: tokio by default, or mio). No protocol logic lives here.
 
 mod args;
 mod config;
@@ -7,6 +7,7 @@ mod control;
 mod demo;
 mod keys;
 mod logging;
+mod node;
 mod run;
 
 use clap::Parser;
@@ -43,7 +44,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Command::Status { state_dir, json } => {
             let dir = state_dir.unwrap_or_else(config::default_state_dir);
-            let (raw, status) = runtime()?.block_on(control::status(&dir))?;
+            let (raw, status) = control::status(&dir)?;
             if json {
                 println!("{raw}");
             } else {
@@ -57,14 +58,14 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             tokens,
         } => {
             init_logs(level, format, None, None)?;
-            runtime()?.block_on(run::server(listen, &key, tokens))
+            run::server(listen, &key, tokens)
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;
             let (file_level, file_format) = (file.log_level.clone(), file.log_format);
             let settings = config::settings(file, common, &config.display().to_string())?;
             init_logs(level, format, file_level, file_format)?;
-            runtime()?.block_on(run::daemon(settings))
+            run::daemon(settings)
         }
         Command::Expose {
             name,
@@ -93,7 +94,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Command::Demo => {
             init_logs(level.or(Some("warn".into())), format, None, None)?;
-            runtime()?.block_on(demo::run())
+            demo::run()
         }
     }
 }
@@ -107,7 +108,7 @@ fn quick(
 ) -> Result<(), String> {
     let settings = config::settings(file, common, "")?;
     init_logs(level, format, None, None)?;
-    runtime()?.block_on(run::daemon(settings))
+    run::daemon(settings)
 }
 
 fn init_logs(
@@ -118,12 +119,4 @@ fn init_logs(
 ) -> Result<(), String> {
     let level = flag_level.or(file_level).unwrap_or_else(|| "info".into());
     logging::init(&level, flag_format.or(file_format).unwrap_or_default())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }

@@ -1,7 +1,7 @@
 //! Endpoint configuration.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::crypto::{PublicKey, SecretKey};
@@ -126,6 +126,74 @@ impl RendezvousConfig {
             host_candidates: Vec::new(),
             route: RoutePolicy::Any,
         }
+    }
+
+    /// Fills [`Self::host_candidates`] when the configuration names none: our LAN address,
+    /// for peers behind the same NAT (which may not hairpin). That is the `bound` UDP address,
+    /// or, when bound to the wildcard, the local address the OS routes toward the server from,
+    /// which `route_toward` asks the OS for (the runtime's only part; it is called only then).
+    /// Nothing is added when that address is a loopback or wildcard one, or unknown.
+    pub fn default_host_candidates(
+        &mut self,
+        bound: SocketAddr,
+        route_toward: impl FnOnce(SocketAddr) -> Option<IpAddr>,
+    ) {
+        if !self.host_candidates.is_empty() {
+            return;
+        }
+        let ip = if bound.ip().is_unspecified() {
+            match route_toward(self.server_addr) {
+                Some(ip) => ip,
+                None => return,
+            }
+        } else {
+            bound.ip()
+        };
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            self.host_candidates.push(SocketAddr::new(ip, bound.port()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod host_candidate_tests {
+    use super::*;
+
+    fn config() -> RendezvousConfig {
+        let key = SecretKey::from_bytes([3; 32]).public_key();
+        RendezvousConfig::new(key, "192.0.2.1:7000".parse().unwrap(), "t")
+    }
+
+    #[test]
+    fn a_specific_bound_address_is_the_candidate_without_asking_the_os() {
+        let mut c = config();
+        c.default_host_candidates("10.0.0.5:4000".parse().unwrap(), |_| {
+            panic!("no OS query for a specific address")
+        });
+        assert_eq!(c.host_candidates, vec!["10.0.0.5:4000".parse().unwrap()]);
+    }
+
+    #[test]
+    fn a_wildcard_bind_uses_the_routed_address_with_our_port() {
+        let mut c = config();
+        c.default_host_candidates("0.0.0.0:4000".parse().unwrap(), |server| {
+            assert_eq!(server, "192.0.2.1:7000".parse().unwrap());
+            Some("10.1.2.3".parse().unwrap())
+        });
+        assert_eq!(c.host_candidates, vec!["10.1.2.3:4000".parse().unwrap()]);
+    }
+
+    #[test]
+    fn loopback_unknown_or_configured_adds_nothing() {
+        let mut c = config();
+        c.default_host_candidates("127.0.0.1:4000".parse().unwrap(), |_| None);
+        assert!(c.host_candidates.is_empty());
+        c.default_host_candidates("0.0.0.0:4000".parse().unwrap(), |_| None);
+        assert!(c.host_candidates.is_empty());
+        let set: SocketAddr = "10.9.9.9:1".parse().unwrap();
+        c.host_candidates = vec![set];
+        c.default_host_candidates("10.0.0.5:4000".parse().unwrap(), |_| None);
+        assert_eq!(c.host_candidates, vec![set]);
     }
 }
 

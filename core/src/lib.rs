@@ -77,6 +77,7 @@ pub mod rendezvous;
 pub mod service;
 pub mod session;
 pub mod stats;
+pub mod status;
 pub mod stream;
 pub mod stun;
 pub mod timer;

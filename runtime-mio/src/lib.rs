@@ -1,1 +1,269 @@
-//! burrow's event loop on mio: feeds `burrow_core::Endpoint` from real sockets and timers (being built).
+//! # burrow-mio: burrow's event loop on one mio poll loop
+//!
+//! The small-footprint runtime: one thread, one [`mio::Poll`], no async runtime. The thread
+//! owns the UDP socket, the local TCP listeners and connections and a
+//! [`burrow_core::forward::Forwarder`], and follows the core's run-loop contract: send what
+//! the endpoint wants sent (applying each datagram's TTL), perform what the forwarder asks of
+//! local sockets, poll with the endpoint's deadline as the timeout, read the clock once, feed
+//! the core. There is no protocol logic here.
+//!
+//! ```no_run
+//! # fn run(config: burrow_core::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! use burrow_mio::{Node, NodeConfig};
+//! let node = Node::spawn(NodeConfig::new(config, "0.0.0.0:0".parse()?))?;
+//! println!("UDP on {}", node.udp_addr());
+//! let status = node.status()?;
+//! node.shutdown();
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod errors;
+mod event_loop;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use burrow_core::forward::{ForwardConfig, Forwarder};
+use burrow_core::rendezvous::ServiceName;
+use burrow_core::{Config, Endpoint, PublicKey};
+use mio::{Poll, Waker};
+
+pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
+pub use errors::{StartError, Stopped};
+
+/// What a [`Node`] runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The endpoint's configuration (daemon, server, or plain peer).
+    pub endpoint: Config,
+    /// The UDP address to bind; port 0 picks one.
+    pub bind: SocketAddr,
+    /// Services to expose: name and local target (`host:port`, or `unix:PATH` for a unix
+    /// socket).
+    pub expose: Vec<(ServiceName, String)>,
+    /// Services to reach: name and the local TCP address to listen on for it (port 0 picks
+    /// one; [`NodeHandle::listeners`] tells which).
+    pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// Forwarder tuning.
+    pub forward: ForwardConfig,
+}
+
+impl NodeConfig {
+    /// A node bound to `bind` that exposes and connects nothing yet.
+    pub fn new(endpoint: Config, bind: SocketAddr) -> Self {
+        Self {
+            endpoint,
+            bind,
+            expose: Vec::new(),
+            connect: Vec::new(),
+            forward: ForwardConfig::default(),
+        }
+    }
+}
+
+/// Requests from a handle to the node's thread.
+pub(crate) enum Command {
+    Status(Sender<Status>),
+    StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
+    Shutdown,
+}
+
+/// Starts nodes.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Binds the UDP socket and the listeners, exposes the services, and starts the node's
+    /// thread.
+    pub fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        let bind_err = |source| StartError::Bind {
+            addr: config.bind,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
+        socket.set_nonblocking(true).map_err(bind_err)?;
+        let udp_addr = socket.local_addr().map_err(bind_err)?;
+        let socket = mio::net::UdpSocket::from_std(socket);
+        let mut listeners = Vec::new();
+        for (service, addr) in &config.connect {
+            let listener =
+                mio::net::TcpListener::bind(*addr).map_err(|source| StartError::Listen {
+                    service: service.clone(),
+                    addr: *addr,
+                    source,
+                })?;
+            listeners.push((service.clone(), listener));
+        }
+        let poll = Poll::new().map_err(bind_err)?;
+        let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?;
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
+        let now = Instant::now();
+        let unix_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let mut endpoint_config = config.endpoint;
+        if let Some(r) = endpoint_config.rendezvous.as_mut() {
+            r.default_host_candidates(udp_addr, local_ip_toward);
+        }
+        let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
+        for (service, target) in &config.expose {
+            endpoint
+                .expose(now, service.clone(), target.clone())
+                .map_err(|source| StartError::Expose {
+                    service: service.clone(),
+                    source,
+                })?;
+        }
+        let public_key = endpoint.public_key();
+        let mut forwarder = Forwarder::new(config.forward);
+        let mut bound = Vec::new();
+        let mut accept = Vec::new();
+        for (service, listener) in listeners {
+            let id = forwarder.listen(service.clone());
+            let addr = listener.local_addr().unwrap_or(udp_addr);
+            bound.push((service, addr));
+            accept.push((id, listener));
+        }
+        let (commands, rx) = mpsc::channel();
+        let parts = event_loop::Parts {
+            poll,
+            endpoint,
+            forwarder,
+            socket,
+            udp_addr,
+            listeners: accept,
+            exposed: config.expose.clone(),
+            listen_addrs: bound.clone(),
+            commands: rx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("burrow-mio".into())
+            .spawn(move || event_loop::run(parts))
+            .map_err(bind_err)?;
+        Ok(NodeHandle {
+            udp_addr,
+            public_key,
+            listeners: bound,
+            control: NodeControl {
+                commands,
+                waker: Arc::new(waker),
+            },
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running node: its addresses, its status, and how to stop it. Dropping it stops the node
+/// without waiting.
+#[derive(Debug)]
+pub struct NodeHandle {
+    udp_addr: SocketAddr,
+    public_key: PublicKey,
+    listeners: Vec<(ServiceName, SocketAddr)>,
+    control: NodeControl,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// The bound UDP address (with the real port when port 0 was asked for).
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The endpoint's static public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// Each connected service and the local address its listener is bound to.
+    pub fn listeners(&self) -> &[(ServiceName, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// A snapshot of sessions, services and connections.
+    pub fn status(&self) -> Result<Status, Stopped> {
+        self.control.status()
+    }
+
+    /// A cloneable handle for status and probes, for threads such as a control socket.
+    pub fn control(&self) -> NodeControl {
+        self.control.clone()
+    }
+
+    /// Whether the node's thread has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits until the node's thread ends (it runs until [`Self::shutdown`]).
+    pub fn wait(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops the node: listeners close, local connections drop, the socket closes. Returns
+    /// when the thread has ended.
+    pub fn shutdown(mut self) {
+        self.control.send(Command::Shutdown);
+        self.wait();
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.control.send(Command::Shutdown);
+    }
+}
+
+/// Asks a running node for its status or a STUN probe; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeControl {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl NodeControl {
+    fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok() && self.waker.wake().is_ok()
+    }
+
+    fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx): (Sender<T>, Receiver<T>) = mpsc::channel();
+        if !self.send(command(tx)) {
+            return Err(Stopped);
+        }
+        rx.recv().map_err(|_| Stopped)
+    }
+
+    /// A snapshot of sessions, services and connections.
+    pub fn status(&self) -> Result<Status, Stopped> {
+        self.ask(Command::Status)
+    }
+
+    /// Asks the STUN server at `server` for our reflexive address: `Some(mapped)` if it
+    /// answered, `None` after the core's retransmissions (at most 9.5 s).
+    pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
+        self.ask(|tx| Command::StunProbe(server, tx))
+    }
+}
+
+/// The local address the OS routes toward `server` from, found by connecting a throwaway UDP
+/// socket (which sends nothing); the OS query behind
+/// [`burrow_core::config::RendezvousConfig::default_host_candidates`].
+fn local_ip_toward(server: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(server).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}

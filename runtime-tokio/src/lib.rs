@@ -192,9 +192,7 @@ impl Node {
             .unwrap_or(Duration::ZERO);
         let mut endpoint_config = config.endpoint;
         if let Some(r) = endpoint_config.rendezvous.as_mut() {
-            if r.host_candidates.is_empty() {
-                r.host_candidates = host_candidates(udp_addr, r.server_addr);
-            }
+            r.default_host_candidates(udp_addr, local_ip_toward);
         }
         let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
         for (service, target) in &config.expose {
@@ -322,28 +320,16 @@ impl NodeControl {
     }
 }
 
-/// Our LAN address for peers behind the same NAT (which may not hairpin): the bound address,
-/// or when bound to the wildcard, the local address the OS routes toward the server from
-/// (found by connecting a throwaway UDP socket, which sends nothing). Empty when that is the
-/// loopback or cannot be found.
-fn host_candidates(bound: SocketAddr, server: SocketAddr) -> Vec<SocketAddr> {
-    let ip = if bound.ip().is_unspecified() {
-        let any: SocketAddr = if server.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        match std::net::UdpSocket::bind(any)
-            .and_then(|s| s.connect(server).and_then(|()| s.local_addr()))
-        {
-            Ok(local) => local.ip(),
-            Err(_) => return Vec::new(),
-        }
+/// The local address the OS routes toward `server` from, found by connecting a throwaway UDP
+/// socket (which sends nothing); the OS query behind
+/// [`burrow_core::config::RendezvousConfig::default_host_candidates`].
+fn local_ip_toward(server: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
-        bound.ip()
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    if ip.is_loopback() || ip.is_unspecified() {
-        return Vec::new();
-    }
-    vec![SocketAddr::new(ip, bound.port())]
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(server).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
 }

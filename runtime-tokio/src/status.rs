@@ -1,101 +1,14 @@
-//! What `burrow status` shows: a snapshot of a node, serialisable so a control socket can
-//! carry it.
+//! What `burrow status` shows; built in core ([`burrow_core::status`]), shared by every
+//! runtime.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use burrow_core::forward::{Forwarder, ServiceState};
+use burrow_core::Endpoint;
+use burrow_core::forward::Forwarder;
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::{Endpoint, PeerId, PublicKey};
-use serde::{Deserialize, Serialize};
 
-/// A snapshot of a node.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// Our public key (base64).
-    pub public_key: String,
-    /// The bound UDP address.
-    pub udp_addr: Option<SocketAddr>,
-    /// Our address as the rendezvous server sees it, once registered.
-    pub registered: Option<SocketAddr>,
-    /// The last registration failure, if registration is not up.
-    pub registration_error: Option<String>,
-    /// Sessions, with their counters.
-    pub peers: Vec<PeerInfo>,
-    /// Services we expose: name and local target.
-    pub exposed: Vec<(String, String)>,
-    /// Services we connect to, with their listeners.
-    pub services: Vec<ServiceInfo>,
-    /// Live local connections.
-    pub conns: Vec<ConnInfo>,
-}
-
-/// One session.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PeerInfo {
-    /// The endpoint-local handle.
-    pub peer: u64,
-    /// Its public key (base64).
-    pub key: String,
-    /// Where its packets go: its own address, or the relay's.
-    pub addr: Option<SocketAddr>,
-    /// Whether packets go through the relay.
-    pub relayed: bool,
-    /// Whether the handshake completed.
-    pub connected: bool,
-    /// Smoothed round-trip time in milliseconds, once measured.
-    pub rtt_ms: Option<f64>,
-    /// Packets the stream layer declared lost.
-    pub packets_lost: u64,
-    /// UDP payload bytes sent to it.
-    pub bytes_sent: u64,
-    /// UDP payload bytes received from it.
-    pub bytes_received: u64,
-    /// Streams open with it.
-    pub open_streams: usize,
-}
-
-/// One service we connect to.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ServiceInfo {
-    /// The name.
-    pub name: String,
-    /// Local listener addresses for it.
-    pub listen: Vec<SocketAddr>,
-    /// `idle`, `asking` or `ready`.
-    pub state: String,
-    /// The peer serving it when ready.
-    pub peer: Option<u64>,
-    /// Accepted connections waiting for it.
-    pub waiting: usize,
-    /// The last failure.
-    pub last_error: Option<String>,
-}
-
-/// One local connection.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConnInfo {
-    /// The forwarder's handle.
-    pub conn: u64,
-    /// Its service.
-    pub service: String,
-    /// Whether it came in for a service we expose.
-    pub incoming: bool,
-    /// The peer carrying it.
-    pub peer: Option<u64>,
-    /// Bytes read from the local socket.
-    pub bytes_read: u64,
-    /// Bytes written to the local socket.
-    pub bytes_written: u64,
-}
-
-/// What the event loop remembers besides the core: the peers it heard of, registration.
-#[derive(Debug, Default)]
-pub(crate) struct Seen {
-    pub(crate) peers: BTreeMap<PeerId, PublicKey>,
-    pub(crate) registered: Option<SocketAddr>,
-    pub(crate) registration_error: Option<String>,
-}
+pub(crate) use burrow_core::status::Seen;
+pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 
 pub(crate) fn snapshot(
     ep: &Endpoint,
@@ -105,73 +18,5 @@ pub(crate) fn snapshot(
     exposed: &[(ServiceName, String)],
     listeners: &[(ServiceName, SocketAddr)],
 ) -> Status {
-    let peers = seen
-        .peers
-        .iter()
-        .map(|(&peer, key)| {
-            let stats = ep.stream_stats(peer);
-            let connected = ep.is_connected(peer);
-            PeerInfo {
-                peer: peer.0,
-                key: key.to_string(),
-                addr: ep.peer_path(peer).map(|p| p.addr()),
-                relayed: ep.peer_path(peer).is_some_and(|p| p.is_relay()),
-                connected,
-                rtt_ms: stats
-                    .as_ref()
-                    .filter(|s| connected && s.packets_received > 0)
-                    .map(|s| s.rtt.as_secs_f64() * 1e3),
-                packets_lost: stats.as_ref().map_or(0, |s| s.packets_lost),
-                bytes_sent: stats.as_ref().map_or(0, |s| s.bytes_sent),
-                bytes_received: stats.as_ref().map_or(0, |s| s.bytes_received),
-                open_streams: stats.as_ref().map_or(0, |s| s.open_streams),
-            }
-        })
-        .collect();
-    let services = fwd
-        .services()
-        .map(|s| {
-            let (state, peer) = match s.state {
-                ServiceState::Idle => ("idle", None),
-                ServiceState::Asking => ("asking", None),
-                ServiceState::Ready(p) => ("ready", Some(p.0)),
-            };
-            ServiceInfo {
-                listen: listeners
-                    .iter()
-                    .filter(|(n, _)| *n == s.name)
-                    .map(|(_, a)| *a)
-                    .collect(),
-                name: s.name.to_string(),
-                state: state.into(),
-                peer,
-                waiting: s.waiting,
-                last_error: s.last_error,
-            }
-        })
-        .collect();
-    let conns = fwd
-        .conns()
-        .map(|c| ConnInfo {
-            conn: c.conn.0,
-            service: c.service.to_string(),
-            incoming: c.incoming,
-            peer: c.stream.map(|(p, _)| p.0),
-            bytes_read: c.bytes_read,
-            bytes_written: c.bytes_written,
-        })
-        .collect();
-    Status {
-        public_key: ep.public_key().to_string(),
-        udp_addr,
-        registered: seen.registered,
-        registration_error: seen.registration_error.clone(),
-        peers,
-        exposed: exposed
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.clone()))
-            .collect(),
-        services,
-        conns,
-    }
+    burrow_core::status::snapshot(ep, fwd, seen, udp_addr, exposed, listeners)
 }

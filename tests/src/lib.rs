@@ -3,4 +3,6 @@
 pub mod blocking;
 pub mod loopback;
 pub mod netns;
+pub mod runtimes;
+pub mod suite;
 pub mod tools;

@@ -1,143 +1,286 @@
-//! A rendezvous server and two daemons on the tokio runtime, on loopback: daemon A exposes
-//! local TCP services, daemon B listens for them. For the end-to-end suites.
+//! A rendezvous server and two daemons on loopback, on any runtime: daemon A exposes local
+//! services, daemon B listens for them. The suite in [`crate::loopback_suite!`] runs the same
+//! tests on each runtime through the [`LoopbackNode`] trait; clients and services are plain
+//! blocking std sockets on threads, so they favour no runtime.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::{ServerConfig, ServiceName};
+use burrow_core::status::Status;
 use burrow_core::{Config, SecretKey};
-use burrow_tokio::{Node, NodeConfig, NodeHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// The three nodes of a loopback tunnel.
-pub struct Tunnel {
-    /// The rendezvous server.
-    pub server: NodeHandle,
-    /// The daemon exposing the services.
-    pub exposer: NodeHandle,
-    /// The daemon listening for them.
-    pub connector: NodeHandle,
+/// How long a test may take in all: far above what it needs, so only a hang trips it.
+pub const LIMIT: Duration = Duration::from_secs(240);
+/// Read and write timeout of test clients: a stalled tunnel fails the test instead of hanging.
+pub const IO_LIMIT: Duration = Duration::from_secs(90);
+
+/// What a node runs, in the terms every runtime's `NodeConfig` shares.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The endpoint's configuration.
+    pub endpoint: Config,
+    /// The UDP address to bind.
+    pub bind: SocketAddr,
+    /// Services to expose: name and target.
+    pub expose: Vec<(ServiceName, String)>,
+    /// Services to listen for: name and local address.
+    pub connect: Vec<(ServiceName, SocketAddr)>,
 }
 
-impl Tunnel {
+/// A running node of some runtime, driven from plain threads.
+pub trait LoopbackNode: Sized + Send + 'static {
+    /// Starts a node; panics if it cannot.
+    fn start(spec: NodeSpec) -> Self;
+    /// Its bound UDP address.
+    fn udp_addr(&self) -> SocketAddr;
+    /// Its listeners: service and local address.
+    fn listeners(&self) -> Vec<(ServiceName, SocketAddr)>;
+    /// Its status; panics if it has stopped.
+    fn status(&self) -> Status;
+    /// Stops it and waits until it has.
+    fn stop(self);
+}
+
+/// Runs `body` on its own thread and fails if it does not finish within [`LIMIT`]. A panic in
+/// `body` fails the test with its message.
+pub fn bounded(body: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        body();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(LIMIT) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("the test did not finish within {LIMIT:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until `check` holds for the node's status; panics with `what` otherwise.
+pub fn wait_for<N: LoopbackNode>(node: &N, what: &str, check: impl Fn(&Status) -> bool) {
+    for _ in 0..1200 {
+        if check(&node.status()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not within 60 s");
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so the data is not compressible or periodic.
+pub fn noise(len: usize, mut state: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Connects a test client to `addr`, with [`IO_LIMIT`] timeouts.
+pub fn client(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, IO_LIMIT).expect("connect to the local listener");
+    s.set_read_timeout(Some(IO_LIMIT)).expect("timeout");
+    s.set_write_timeout(Some(IO_LIMIT)).expect("timeout");
+    s
+}
+
+/// Sends `data` and reads everything back until end of file, on one connection to `addr`.
+pub fn round_trip(addr: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, IO_LIMIT)?;
+    s.set_read_timeout(Some(IO_LIMIT))?;
+    s.set_write_timeout(Some(IO_LIMIT))?;
+    let mut wr = s.try_clone()?;
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        wr.write_all(&data)?;
+        wr.shutdown(Shutdown::Write)
+    });
+    let mut back = Vec::new();
+    let read = s.read_to_end(&mut back);
+    writer.join().expect("writer thread")?;
+    read.map(|_| back)
+}
+
+fn name(s: &str) -> ServiceName {
+    s.parse().expect("valid name")
+}
+
+/// The three nodes of a loopback tunnel, and what it takes to restart each.
+pub struct Tunnel<N: LoopbackNode> {
+    server: Option<N>,
+    exposer: Option<N>,
+    connector: Option<N>,
+    server_spec: NodeSpec,
+    exposer_spec: NodeSpec,
+    connector_spec: NodeSpec,
+}
+
+impl<N: LoopbackNode> Tunnel<N> {
     /// Starts the server and the two daemons: A exposes each `(name, target)`, B listens on a
-    /// random loopback port for each name. Returns once both daemons are registered (within
-    /// ten seconds, or panics).
-    /// A target is `host:port` or `unix:PATH`.
-    pub async fn start(services: &[(&str, String)]) -> Self {
+    /// random loopback port for each name. Returns once both daemons are registered. A target
+    /// is `host:port` or `unix:PATH`.
+    pub fn start(services: &[(&str, String)]) -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let server_key = SecretKey::from_bytes([7; 32]);
-        let server = Node::spawn(NodeConfig::new(
-            Config::server(server_key.clone(), ServerConfig::default()),
-            loopback,
-        ))
-        .expect("server starts");
+        let mut server_spec = NodeSpec {
+            endpoint: Config::server(server_key.clone(), ServerConfig::default()),
+            bind: loopback,
+            expose: Vec::new(),
+            connect: Vec::new(),
+        };
+        let server = N::start(server_spec.clone());
+        // A restarted server comes back on the same port.
+        server_spec.bind = server.udp_addr();
         let rendezvous =
             RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "loopback");
-        let name = |s: &str| -> ServiceName { s.parse().expect("valid name") };
-        let mut a = NodeConfig::new(
-            Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
-            loopback,
-        );
-        a.expose = services.iter().map(|(n, t)| (name(n), t.clone())).collect();
-        let mut b = NodeConfig::new(
-            Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
-            loopback,
-        );
-        b.connect = services.iter().map(|(n, _)| (name(n), loopback)).collect();
-        let tunnel = Self {
-            server,
-            exposer: Node::spawn(a).expect("daemon A starts"),
-            connector: Node::spawn(b).expect("daemon B starts"),
+        let exposer_spec = NodeSpec {
+            endpoint: Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
+            bind: loopback,
+            expose: services.iter().map(|(n, t)| (name(n), t.clone())).collect(),
+            connect: Vec::new(),
         };
-        for node in [&tunnel.exposer, &tunnel.connector] {
-            wait_registered(node).await;
-        }
+        let connector_spec = NodeSpec {
+            endpoint: Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
+            bind: loopback,
+            expose: Vec::new(),
+            connect: services.iter().map(|(n, _)| (name(n), loopback)).collect(),
+        };
+        let tunnel = Self {
+            server: Some(server),
+            exposer: Some(N::start(exposer_spec.clone())),
+            connector: Some(N::start(connector_spec.clone())),
+            server_spec,
+            exposer_spec,
+            connector_spec,
+        };
+        tunnel.wait_registered();
         tunnel
+    }
+
+    /// The rendezvous server.
+    pub fn server(&self) -> &N {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Daemon A, which exposes the services.
+    pub fn exposer(&self) -> &N {
+        self.exposer.as_ref().expect("running")
+    }
+
+    /// Daemon B, which listens for them.
+    pub fn connector(&self) -> &N {
+        self.connector.as_ref().expect("running")
+    }
+
+    /// Waits until both daemons are registered with the server.
+    pub fn wait_registered(&self) {
+        for node in [self.exposer(), self.connector()] {
+            wait_for(node, "daemon registered", |s| s.registered.is_some());
+        }
     }
 
     /// The local address daemon B listens on for `service`.
     pub fn listen_addr(&self, service: &str) -> SocketAddr {
-        self.connector
+        self.connector()
             .listeners()
-            .iter()
+            .into_iter()
             .find(|(n, _)| n.as_str() == service)
-            .map(|(_, a)| *a)
+            .map(|(_, a)| a)
             .expect("a listener for the service")
     }
 
+    /// Stops daemon A and starts it again with the same key and services (on a new port, as
+    /// after a restart behind a NAT).
+    pub fn restart_exposer(&mut self) {
+        self.exposer.take().expect("running").stop();
+        self.exposer = Some(N::start(self.exposer_spec.clone()));
+    }
+
+    /// Stops daemon B and starts it again with the same key and services.
+    pub fn restart_connector(&mut self) {
+        self.connector.take().expect("running").stop();
+        self.connector = Some(N::start(self.connector_spec.clone()));
+    }
+
+    /// Stops the server and starts it again with the same key on the same port.
+    pub fn restart_server(&mut self) {
+        self.server.take().expect("running").stop();
+        self.server = Some(N::start(self.server_spec.clone()));
+    }
+
     /// Stops all three nodes.
-    pub async fn shutdown(self) {
-        self.connector.shutdown().await;
-        self.exposer.shutdown().await;
-        self.server.shutdown().await;
-    }
-}
-
-async fn wait_registered(node: &NodeHandle) {
-    for _ in 0..200 {
-        let status = node.status().await.expect("node runs");
-        if status.registered.is_some() {
-            return;
+    pub fn shutdown(mut self) {
+        for node in [
+            self.connector.take(),
+            self.exposer.take(),
+            self.server.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            node.stop();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("daemon not registered within 10 s");
 }
 
-/// A TCP echo service on a random loopback port: echoes until end of file, then half-closes.
-pub async fn echo_service() -> SocketAddr {
-    serve(|mut stream| async move {
-        let (mut rd, mut wr) = stream.split();
-        tokio::io::copy(&mut rd, &mut wr).await?;
-        wr.shutdown().await
-    })
-    .await
-}
-
-/// A service that answers only after the client's end of file: `received N bytes\n` then
-/// the bytes reversed, then closes. It shows the half-close crossed the tunnel with the
-/// reverse direction still open.
-pub async fn reply_after_eof_service() -> SocketAddr {
-    serve(|mut stream| async move {
-        let mut all = Vec::new();
-        stream.read_to_end(&mut all).await?;
-        let head = format!("received {} bytes\n", all.len());
-        all.reverse();
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&all).await?;
-        stream.shutdown().await
-    })
-    .await
-}
-
-async fn serve<F, Fut>(handle: F) -> SocketAddr
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+fn serve(handle: fn(TcpStream) -> std::io::Result<()>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("bound");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(handle(stream));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || handle(stream));
         }
     });
     addr
 }
 
+/// A TCP echo service on a random loopback port: echoes until end of file, then half-closes.
+pub fn echo_service() -> SocketAddr {
+    serve(|mut stream| {
+        let mut rd = stream.try_clone()?;
+        std::io::copy(&mut rd, &mut stream)?;
+        stream.shutdown(Shutdown::Write)
+    })
+}
+
+/// A service that answers only after the client's end of file: `received N bytes\n` then
+/// the bytes reversed, then closes. It shows the half-close crossed the tunnel with the
+/// reverse direction still open.
+pub fn reply_after_eof_service() -> SocketAddr {
+    serve(|mut stream| {
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all)?;
+        let head = format!("received {} bytes\n", all.len());
+        all.reverse();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(&all)?;
+        stream.shutdown(Shutdown::Write)
+    })
+}
+
 /// A unix-socket echo service at `path`: echoes until end of file, then half-closes.
 pub fn unix_echo_service(path: &std::path::Path) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path)?;
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = stream.split();
-                tokio::io::copy(&mut rd, &mut wr).await?;
-                wr.shutdown().await
+    let listener = UnixListener::bind(path)?;
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut rd = stream.try_clone()?;
+                std::io::copy(&mut rd, &mut stream)?;
+                stream.shutdown(Shutdown::Write)
             });
         }
     });

@@ -1,0 +1,212 @@
+//! What `burrow status` shows: a snapshot of a node built from its [`Endpoint`] and
+//! [`Forwarder`], serialisable so a control socket can carry it as JSON. Every runtime builds
+//! it the same way: it keeps a [`Seen`] up to date from the events it drains, and calls
+//! [`snapshot`] when asked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::PublicKey;
+use crate::endpoint::Endpoint;
+use crate::event::{Event, PeerId};
+use crate::forward::{Forwarder, ServiceState};
+use crate::rendezvous::ServiceName;
+
+/// A snapshot of a node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Our public key (base64).
+    pub public_key: String,
+    /// The bound UDP address.
+    pub udp_addr: Option<SocketAddr>,
+    /// Our address as the rendezvous server sees it, once registered.
+    pub registered: Option<SocketAddr>,
+    /// The last registration failure, if registration is not up.
+    pub registration_error: Option<String>,
+    /// Sessions, with their counters.
+    pub peers: Vec<PeerInfo>,
+    /// Services we expose: name and local target.
+    pub exposed: Vec<(String, String)>,
+    /// Services we connect to, with their listeners.
+    pub services: Vec<ServiceInfo>,
+    /// Live local connections.
+    pub conns: Vec<ConnInfo>,
+}
+
+/// One session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The endpoint-local handle.
+    pub peer: u64,
+    /// Its public key (base64).
+    pub key: String,
+    /// Where its packets go: its own address, or the relay's.
+    pub addr: Option<SocketAddr>,
+    /// Whether packets go through the relay.
+    pub relayed: bool,
+    /// Whether the handshake completed.
+    pub connected: bool,
+    /// Smoothed round-trip time in milliseconds, once measured.
+    pub rtt_ms: Option<f64>,
+    /// Packets the stream layer declared lost.
+    pub packets_lost: u64,
+    /// UDP payload bytes sent to it.
+    pub bytes_sent: u64,
+    /// UDP payload bytes received from it.
+    pub bytes_received: u64,
+    /// Streams open with it.
+    pub open_streams: usize,
+}
+
+/// One service we connect to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    /// The name.
+    pub name: String,
+    /// Local listener addresses for it.
+    pub listen: Vec<SocketAddr>,
+    /// `idle`, `asking` or `ready`.
+    pub state: String,
+    /// The peer serving it when ready.
+    pub peer: Option<u64>,
+    /// Accepted connections waiting for it.
+    pub waiting: usize,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// One local connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    /// The forwarder's handle.
+    pub conn: u64,
+    /// Its service.
+    pub service: String,
+    /// Whether it came in for a service we expose.
+    pub incoming: bool,
+    /// The peer carrying it.
+    pub peer: Option<u64>,
+    /// Bytes read from the local socket.
+    pub bytes_read: u64,
+    /// Bytes written to the local socket.
+    pub bytes_written: u64,
+}
+
+/// What a runtime remembers from the endpoint's events for [`snapshot`]: the peers it heard
+/// of and the registration.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Peers with a session, and their keys.
+    pub peers: BTreeMap<PeerId, PublicKey>,
+    /// Our reflexive address from the last successful registration.
+    pub registered: Option<SocketAddr>,
+    /// Why the last registration was refused, until one succeeds.
+    pub registration_error: Option<String>,
+}
+
+impl Seen {
+    /// Notes what `event` changes; call it for every event the endpoint gives.
+    pub fn handle_event(&mut self, event: &Event) {
+        match event {
+            Event::Connected { peer, key, .. } => {
+                self.peers.insert(*peer, *key);
+            }
+            Event::SessionClosed { peer, .. } => {
+                self.peers.remove(peer);
+            }
+            Event::Registered { reflexive } => {
+                self.registered = Some(*reflexive);
+                self.registration_error = None;
+            }
+            Event::RegistrationFailed { reason } => {
+                self.registered = None;
+                self.registration_error = Some(reason.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The status of a node: the endpoint's sessions and counters, the forwarder's services and
+/// connections, what `seen` remembers, the bound `udp_addr`, the `exposed` services (name,
+/// target) and the `listeners` (service, local address).
+pub fn snapshot(
+    ep: &Endpoint,
+    fwd: &Forwarder,
+    seen: &Seen,
+    udp_addr: Option<SocketAddr>,
+    exposed: &[(ServiceName, String)],
+    listeners: &[(ServiceName, SocketAddr)],
+) -> Status {
+    let peers = seen
+        .peers
+        .iter()
+        .map(|(&peer, key)| {
+            let stats = ep.stream_stats(peer);
+            let connected = ep.is_connected(peer);
+            PeerInfo {
+                peer: peer.0,
+                key: key.to_string(),
+                addr: ep.peer_path(peer).map(|p| p.addr()),
+                relayed: ep.peer_path(peer).is_some_and(|p| p.is_relay()),
+                connected,
+                rtt_ms: stats
+                    .as_ref()
+                    .filter(|s| connected && s.packets_received > 0)
+                    .map(|s| s.rtt.as_secs_f64() * 1e3),
+                packets_lost: stats.as_ref().map_or(0, |s| s.packets_lost),
+                bytes_sent: stats.as_ref().map_or(0, |s| s.bytes_sent),
+                bytes_received: stats.as_ref().map_or(0, |s| s.bytes_received),
+                open_streams: stats.as_ref().map_or(0, |s| s.open_streams),
+            }
+        })
+        .collect();
+    let services = fwd
+        .services()
+        .map(|s| {
+            let (state, peer) = match s.state {
+                ServiceState::Idle => ("idle", None),
+                ServiceState::Asking => ("asking", None),
+                ServiceState::Ready(p) => ("ready", Some(p.0)),
+            };
+            ServiceInfo {
+                listen: listeners
+                    .iter()
+                    .filter(|(n, _)| *n == s.name)
+                    .map(|(_, a)| *a)
+                    .collect(),
+                name: s.name.to_string(),
+                state: state.into(),
+                peer,
+                waiting: s.waiting,
+                last_error: s.last_error,
+            }
+        })
+        .collect();
+    let conns = fwd
+        .conns()
+        .map(|c| ConnInfo {
+            conn: c.conn.0,
+            service: c.service.to_string(),
+            incoming: c.incoming,
+            peer: c.stream.map(|(p, _)| p.0),
+            bytes_read: c.bytes_read,
+            bytes_written: c.bytes_written,
+        })
+        .collect();
+    Status {
+        public_key: ep.public_key().to_string(),
+        udp_addr,
+        registered: seen.registered,
+        registration_error: seen.registration_error.clone(),
+        peers,
+        exposed: exposed
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect(),
+        services,
+        conns,
+    }
+}

@@ -1,0 +1,4 @@
+//! End to end on loopback with the mio runtime: real UDP and TCP sockets, a server and two
+//! daemons, TCP services behind the tunnel (the suite is in `burrow_tests::suite`).
+
+burrow_tests::loopback_suite!(burrow_tests::runtimes::MioNode);

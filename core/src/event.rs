@@ -129,8 +129,9 @@ pub enum Event {
         reason: String,
     },
     /// Our registration with the rendezvous server is gone: the server said the lease
-    /// expired, or renewals went unanswered until it would have. The daemon is already
-    /// registering again; [`Event::Registered`] follows when it is back.
+    /// expired, renewals went unanswered until it would have, or the session with the server
+    /// ended. The daemon is already registering again; [`Event::Registered`] follows when it
+    /// is back.
     RegistrationLost,
     /// A session to the daemon exposing `service` is up: open streams to it on `peer`. May
     /// come again with a new `peer` after the old session ended and the service was found

@@ -120,6 +120,7 @@ impl Seen {
                 self.registered = Some(*reflexive);
                 self.registration_error = None;
             }
+            Event::RegistrationLost => self.registered = None,
             Event::RegistrationFailed { reason } => {
                 self.registered = None;
                 self.registration_error = Some(reason.clone());

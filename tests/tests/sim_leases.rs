@@ -380,6 +380,18 @@ fn a_server_restart_keeps_direct_sessions_and_daemons_reregister() {
         );
         // The restarted server's log starts afresh: both daemons registered with it again.
         assert_eq!(w.registrations(), 2, "seed {seed}: {:?}", w.server_events());
+        // Each daemon's application heard that its registration was lost, then back.
+        for node in [w.a, w.b] {
+            let events: Vec<&Event> = w.sim.endpoint(node).events()[..]
+                .iter()
+                .map(|l| &l.event)
+                .skip_while(|e| !matches!(e, Event::RegistrationLost))
+                .collect();
+            assert!(
+                events.iter().any(|e| matches!(e, Event::Registered { .. })),
+                "seed {seed}: no RegistrationLost then Registered"
+            );
+        }
         let (again, _) = w.ask(Duration::from_secs(10));
         assert!(matches!(again, Some(Ok(_))), "seed {seed}: {again:?}");
     }

@@ -60,6 +60,8 @@ struct World {
     b: NodeId,
     a_nat: NatId,
     b_nat: NatId,
+    /// A's configuration, to restart it with.
+    a_config: Config,
 }
 
 impl World {
@@ -95,7 +97,7 @@ impl World {
         };
         let a_config = daemon(&sim, "a", a_host, setup.a_route);
         let b_config = daemon(&sim, "b", b_host, setup.b_route);
-        let a = sim.add_endpoint(a_host, DAEMON_PORT, "a", a_config);
+        let a = sim.add_endpoint(a_host, DAEMON_PORT, "a", a_config.clone());
         let b = sim.add_endpoint(b_host, DAEMON_PORT, "b", b_config);
         Self {
             sim,
@@ -104,6 +106,7 @@ impl World {
             b,
             a_nat,
             b_nat,
+            a_config,
         }
     }
 
@@ -409,4 +412,56 @@ fn a_write_on_a_relayed_session_leaves_at_once() {
         })
         .expect("write");
     assert!(w.stats(w.b).relayed_out > before, "the write left at once");
+}
+
+/// The exposing daemon restarts (a new instance, same key) while B's session to it carries a
+/// stream. B's unanswered data makes it check the peer with a handshake, the new instance
+/// answers, B's old session ends as `PeerRestarted`, and the service is found again within
+/// seconds rather than after B's 50 s idle timeout.
+#[test]
+fn a_restarted_exposing_daemon_is_found_again_within_seconds() {
+    use burrow_core::CloseReason;
+    let setup = Setup::new(NatConfig::full_cone(), NatConfig::full_cone());
+    for seed in 0..2 {
+        let mut w = World::new(seed, &setup);
+        let peer = w.connect(Duration::from_secs(5)).expect("service ready");
+        let stream = w
+            .sim
+            .endpoint_command(w.b, |ep, now| ep.open_stream(now, peer, &service()))
+            .expect("open");
+        w.sim.run_for(Duration::from_secs(1)).expect("sim");
+        let config = w.a_config.clone();
+        w.sim.restart_endpoint(w.a, config);
+        w.sim
+            .endpoint_command(w.a, |ep, now| ep.expose(now, service(), "127.0.0.1:7"))
+            .expect("expose");
+        let restarted = w.sim.now();
+        // B keeps writing into the old session; nobody acknowledges it any more.
+        let _ = w.sim.endpoint_command(w.b, |ep, now| {
+            ep.stream_write(now, peer, stream, &[1; 4000])
+        });
+        let b = w.b;
+        let mut again = None;
+        let _ = w.sim.run_until(restarted + Duration::from_secs(30), |s| {
+            again = s.endpoint(b).events().iter().find_map(|l| match l.event {
+                Event::ServiceReady { peer: p, .. } if p != peer => Some(l.at),
+                _ => None,
+            });
+            again.is_some()
+        });
+        let at = again.unwrap_or_else(|| panic!("seed {seed}: B never found A again"));
+        assert!(
+            at - restarted <= Duration::from_secs(10),
+            "seed {seed}: found again {:?} after the restart",
+            at - restarted
+        );
+        let closed = w.sim.endpoint(b).events().iter().any(|l| {
+            matches!(l.event, Event::SessionClosed { peer: p, reason: CloseReason::PeerRestarted, .. } if p == peer)
+        });
+        assert!(
+            closed,
+            "seed {seed}: the old session ended as PeerRestarted"
+        );
+        w.assert_no_stalls();
+    }
 }

@@ -122,6 +122,9 @@ impl Endpoint {
             Note::Up(key) => self.announce_ready(key),
             Note::Down(key, _) if Some(key) == server_key => {
                 let daemon = self.daemon.as_mut().expect("server_key came from it");
+                if daemon.client.is_registered() {
+                    self.out.events.push_back(Event::RegistrationLost);
+                }
                 daemon.client.session_lost(now);
                 daemon.connect_at = Some(now + daemon.backoff);
                 daemon.backoff = (daemon.backoff * 2).min(RECONNECT_MAX);

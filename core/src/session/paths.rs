@@ -125,39 +125,61 @@ impl Session {
         self.send_payload_on(ctx, now, &[], None);
     }
 
-    /// The next path deadline: a round of challenges while relayed, or the moment a silent
-    /// direct path is given up.
+    /// When data sent on this session has gone unanswered for `path_timeout`: the later of the
+    /// last packet heard and the oldest packet still unacknowledged, plus the timeout (an idle
+    /// session that starts sending has not been waiting all along). `None` while nothing is
+    /// owed, or while a handshake is in flight (its own retries are the check then).
+    fn unanswered_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let since = self.mux.awaiting_ack_since()?.max(self.last_received);
+        Some(since + cfg.path_timeout)
+    }
+
+    /// The next path deadline: a round of challenges while relayed, or the moment unanswered
+    /// data makes us check the path and the peer.
     pub(super) fn path_deadline(&self, cfg: &SessionConfig) -> Option<(Instant, Timer)> {
         if !self.connected || self.current.is_none() {
             return None;
         }
-        if self.path.is_relay() {
-            return self.probing.next.map(|at| (at, Timer::PathCheck));
-        }
-        // Silence counts from the later of the last packet heard and the oldest one still
-        // unanswered: an idle session that starts sending has not been waiting all along.
-        let since = self.mux.awaiting_ack_since()?.max(self.last_received);
-        self.relay
-            .is_some()
-            .then(|| (since + cfg.path_timeout, Timer::PathCheck))
+        let round = self.probing.next.filter(|_| self.path.is_relay());
+        [round, self.unanswered_deadline(cfg)]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| (at, Timer::PathCheck))
     }
 
-    /// Acts on the path deadline if it is due.
+    /// Acts on the path deadlines that are due.
+    ///
+    /// Unanswered data means the path died or the peer restarted and forgot us. A direct path
+    /// is given up for the relay (when allowed), and a handshake finds out about the peer: a
+    /// live peer answers it like a rekey, a restarted one as a new instance, which ends this
+    /// session so that its services are looked up again at once instead of after the idle
+    /// timeout.
     pub(super) fn path_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        let Some((at, _)) = self.path_deadline(&ctx.config.session) else {
-            return;
-        };
-        if at > now {
+        if !self.connected || self.current.is_none() {
             return;
         }
-        if let Path::Direct(_) = self.path {
-            let relay = self.relay.expect("path_deadline checked it");
-            ctx.out.stats.relay_fallbacks += 1;
-            self.move_to(ctx, now, Path::Relay(relay));
-            // Show the peer the way; lost stream packets follow by loss detection.
-            self.send_payload_on(ctx, now, &[], None);
-            return;
+        let unanswered = self
+            .unanswered_deadline(&ctx.config.session)
+            .is_some_and(|at| at <= now);
+        if unanswered {
+            if let (Path::Direct(_), Some(relay)) = (self.path, self.relay) {
+                ctx.out.stats.relay_fallbacks += 1;
+                self.move_to(ctx, now, Path::Relay(relay));
+            }
+            self.start_handshake(ctx, now);
         }
+        if self.path.is_relay() && self.probing.next.is_some_and(|at| at <= now) {
+            self.probe_round(ctx, now);
+        }
+    }
+
+    /// One step of the search for a direct path: a round's TTL-limited probes, or its
+    /// challenges.
+    fn probe_round(&mut self, ctx: &mut Context<'_>, now: Instant) {
         let cfg = &ctx.config.session;
         if !self.probing.challenge_next {
             let ttl = cfg

@@ -27,7 +27,7 @@ use crate::wire::header::{COOKIE_NONCE_LEN, MAC_LEN, SEALED_COOKIE_LEN};
 use crate::wire::payload::{Payload, PayloadKind};
 
 /// Our handshake in flight.
-struct Pending {
+pub(super) struct Pending {
     state: InitiatorHandshake,
     local_index: u32,
     mac1: [u8; MAC_LEN],
@@ -66,7 +66,7 @@ pub(crate) struct Session {
     pub(super) probing: Probing,
     /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
     cookies: CookieJar,
-    pending: Option<Pending>,
+    pub(super) pending: Option<Pending>,
     pub(super) current: Option<Keypair>,
     previous: Option<Keypair>,
     /// Keys we made as responder, unused until the initiator's first packet confirms them.

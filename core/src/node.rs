@@ -5,8 +5,8 @@
 //! ([`Event::log_line`]).
 //!
 //! A runtime's `Node::spawn` is then: bind the UDP socket, [`bind_listeners`] with its own
-//! listener type, draw a seed from the OS, read the clocks, [`NodeConfig::start`], and hand the
-//! [`Started`] parts to its loop.
+//! listener type, draw a [`seed`] from the OS, read the clocks, [`NodeConfig::start`], and hand
+//! the [`Started`] parts to its loop.
 
 use std::fmt;
 use std::io;
@@ -55,17 +55,18 @@ impl NodeConfig {
     /// `udp_addr`) and its `listeners` (from [`bind_listeners`]): fills the rendezvous
     /// configuration's default host candidates (`local_ip_toward` is the OS route query, see
     /// [`crate::config::RendezvousConfig::default_host_candidates`]), creates the [`Endpoint`]
-    /// from `seed`, `now` and the wall clock `wall`, exposes every service, and registers each
-    /// listener with a new [`Forwarder`].
+    /// from `seed` and `clock`, exposes every service, and registers each
+    /// listener with a new [`Forwarder`]. `clock` is the monotonic and the wall-clock time,
+    /// read together.
     pub fn start<L>(
         self,
         udp_addr: SocketAddr,
         listeners: Vec<Listener<L>>,
         seed: [u8; 32],
-        now: Instant,
-        wall: SystemTime,
+        clock: (Instant, SystemTime),
         local_ip_toward: impl FnOnce(SocketAddr) -> Option<IpAddr>,
     ) -> Result<Started<L>, StartError> {
+        let (now, wall) = clock;
         let unix_now = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let mut endpoint_config = self.endpoint;
         if let Some(r) = endpoint_config.rendezvous.as_mut() {
@@ -135,6 +136,16 @@ pub fn bind_listeners<L>(
             })
         })
         .collect()
+}
+
+/// The endpoint's seed, from the OS randomness source `fill` (such as `getrandom::fill`); its
+/// failure is a [`StartError::Random`].
+pub fn seed<E: fmt::Display>(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<[u8; 32], StartError> {
+    let mut seed = [0u8; 32];
+    fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
+    Ok(seed)
 }
 
 /// What [`NodeConfig::start`] built, for the runtime's event loop.

@@ -65,16 +65,9 @@ impl Node {
         )?;
         let poll = Poll::new().map_err(bind_err)?;
         let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
-        let node = config.start(
-            udp_addr,
-            listeners,
-            seed,
-            Instant::now(),
-            SystemTime::now(),
-            local_ip_toward,
-        )?;
+        let seed = node::seed(getrandom::fill)?;
+        let clock = (Instant::now(), SystemTime::now());
+        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
         let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
         let (commands, rx) = mpsc::channel();
         let parts = event_loop::Parts {

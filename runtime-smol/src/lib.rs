@@ -64,16 +64,9 @@ impl Node {
             |addr| Async::<std::net::TcpListener>::bind(addr).map(smol::net::TcpListener::from),
             smol::net::TcpListener::local_addr,
         )?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
-        let node = config.start(
-            udp_addr,
-            listeners,
-            seed,
-            Instant::now(),
-            SystemTime::now(),
-            local_ip_toward,
-        )?;
+        let seed = node::seed(getrandom::fill)?;
+        let clock = (Instant::now(), SystemTime::now());
+        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
         let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
         let (commands, rx) = channel::bounded(16);
         let (done, stopped) = channel::bounded(1);

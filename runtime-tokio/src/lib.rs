@@ -56,18 +56,11 @@ impl Node {
         let udp_addr = socket.local_addr().map_err(bind_err)?;
         let listeners =
             node::bind_listeners(&config.connect, conn::listen, TcpListener::local_addr)?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
-        let node = config.start(
-            udp_addr,
-            listeners,
-            seed,
-            Instant::now(),
-            SystemTime::now(),
-            local_ip_toward,
-        )?;
-        let (commands, rx) = mpsc::channel(16);
+        let seed = node::seed(getrandom::fill)?;
+        let clock = (Instant::now(), SystemTime::now());
+        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
         let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
+        let (commands, rx) = mpsc::channel(16);
         let task = tokio::spawn(event_loop::run(node, socket, rx));
         Ok(NodeHandle {
             udp_addr,

@@ -9,7 +9,7 @@ use burrow_core::rendezvous::ServerConfig;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 
-use crate::node::{Node, Spec};
+use crate::node::{Node, NodeConfig};
 use crate::{config, keys};
 
 const SERVICE: &str = "/demo/echo";
@@ -21,7 +21,7 @@ pub fn run() -> Result<(), String> {
     println!("1. echo service listening on tcp {echo}");
 
     let server_key = keys::generate()?;
-    let server = Node::spawn(Spec::new(
+    let server = Node::spawn(NodeConfig::new(
         Config::server(server_key.clone(), ServerConfig::default()),
         loopback,
     ))?;
@@ -33,7 +33,7 @@ pub fn run() -> Result<(), String> {
 
     let rendezvous = RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "demo");
     let service = config::service(SERVICE)?;
-    let mut a = Spec::new(
+    let mut a = NodeConfig::new(
         Config::daemon(keys::generate()?, rendezvous.clone()),
         loopback,
     );
@@ -44,7 +44,7 @@ pub fn run() -> Result<(), String> {
         exposer.udp_addr()
     );
 
-    let mut b = Spec::new(Config::daemon(keys::generate()?, rendezvous), loopback);
+    let mut b = NodeConfig::new(Config::daemon(keys::generate()?, rendezvous), loopback);
     b.connect = vec![(service, loopback)];
     let connector = Node::spawn(b)?;
     let listen = connector.listeners()[0].1;

@@ -4,10 +4,12 @@
 
 use std::net::SocketAddr;
 
-use burrow_core::forward::ForwardConfig;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::status::Status;
-use burrow_core::{Config, PublicKey};
+
+use burrow_core::PublicKey;
+/// What a node runs: the same type on every runtime.
+pub use burrow_core::node::NodeConfig;
 
 #[cfg(not(any(feature = "tokio", feature = "mio")))]
 compile_error!("build burrow with the `tokio` feature (the default) or the `mio` feature");
@@ -25,25 +27,6 @@ pub const RUNTIME: &str = if cfg!(feature = "tokio") {
     "mio"
 };
 
-/// What a node runs.
-pub struct Spec {
-    pub endpoint: Config,
-    pub bind: SocketAddr,
-    pub expose: Vec<(ServiceName, String)>,
-    pub connect: Vec<(ServiceName, SocketAddr)>,
-}
-
-impl Spec {
-    pub fn new(endpoint: Config, bind: SocketAddr) -> Self {
-        Self {
-            endpoint,
-            bind,
-            expose: Vec::new(),
-            connect: Vec::new(),
-        }
-    }
-}
-
 /// A running node.
 pub struct Node(rt::NodeHandle);
 
@@ -52,11 +35,7 @@ pub struct Node(rt::NodeHandle);
 pub struct Control(rt::NodeControl);
 
 impl Node {
-    pub fn spawn(spec: Spec) -> Result<Self, String> {
-        let mut config = rt::NodeConfig::new(spec.endpoint, spec.bind);
-        config.expose = spec.expose;
-        config.connect = spec.connect;
-        config.forward = ForwardConfig::default();
+    pub fn spawn(config: NodeConfig) -> Result<Self, String> {
         #[cfg(feature = "tokio")]
         let _entered = tokio_rt::get()?.enter();
         rt::Node::spawn(config).map(Self).map_err(|e| e.to_string())

@@ -10,7 +10,7 @@ use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
 
 use crate::config::Settings;
-use crate::node::{Control, Node, RUNTIME, Spec};
+use crate::node::{Control, Node, NodeConfig, RUNTIME};
 use crate::{control, keys};
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
@@ -28,7 +28,7 @@ pub fn server(listen: SocketAddr, key: &Path, tokens: Vec<String>) -> Result<(),
         config.tokens = TokenPolicy::Only(tokens.into_iter().map(|t| (t, limits)).collect());
     }
     let interrupted = interrupts()?;
-    let node = Node::spawn(Spec::new(Config::server(key, config), listen))?;
+    let node = Node::spawn(NodeConfig::new(Config::server(key, config), listen))?;
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = RUNTIME, "server running");
@@ -41,7 +41,7 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
     rendezvous.route = settings.route;
-    let mut spec = Spec::new(Config::daemon(key, rendezvous), settings.udp);
+    let mut spec = NodeConfig::new(Config::daemon(key, rendezvous), settings.udp);
     spec.expose = settings.expose;
     spec.connect = settings.connect;
     let interrupted = interrupts()?;

@@ -44,6 +44,9 @@
 //! - [`Transmit::ttl`] asks the driver to send that one datagram with a limited IP TTL; the core
 //!   never touches socket options.
 //!
+//! The runtimes share one start-up sequence, configuration and error types, and event log
+//! lines through [`node`]; what `burrow status` shows is built in [`status`].
+//!
 //! ## Layers, bottom up
 //!
 //! - [`wire`]: the hand-encoded data-plane header (also the AEAD associated data) and the
@@ -72,6 +75,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod forward;
+pub mod node;
 pub mod path;
 pub mod rendezvous;
 pub mod service;

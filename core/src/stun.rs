@@ -30,6 +30,16 @@ pub enum ProbeOutcome {
     },
 }
 
+impl ProbeOutcome {
+    /// The STUN server asked, and our address as it saw it (`None` if it never answered).
+    pub fn result(&self) -> (SocketAddr, Option<SocketAddr>) {
+        match *self {
+            Self::Mapped { server, mapped } => (server, Some(mapped)),
+            Self::TimedOut { server } => (server, None),
+        }
+    }
+}
+
 struct Probe {
     server: SocketAddr,
     next_send: Instant,

@@ -7,9 +7,9 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::Instant;
 
 use burrow_core::forward::{Action, ConnId, Forwarder, ListenerId};
+use burrow_core::node::{Level, Started};
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::status::{self, Seen};
-use burrow_core::stun::ProbeOutcome;
 use burrow_core::{Endpoint, Event};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
@@ -32,13 +32,8 @@ const FIRST_CONN: usize = 1 << 20;
 /// Everything the thread owns.
 pub(crate) struct Parts {
     pub(crate) poll: Poll,
-    pub(crate) endpoint: Endpoint,
-    pub(crate) forwarder: Forwarder,
+    pub(crate) node: Started<TcpListener>,
     pub(crate) socket: UdpSocket,
-    pub(crate) udp_addr: SocketAddr,
-    pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
-    pub(crate) exposed: Vec<(ServiceName, String)>,
-    pub(crate) listen_addrs: Vec<(ServiceName, SocketAddr)>,
     pub(crate) commands: Receiver<Command>,
 }
 
@@ -64,15 +59,19 @@ struct Loop {
 pub(crate) fn run(parts: Parts) {
     let Parts {
         poll,
+        node,
+        mut socket,
+        commands,
+    } = parts;
+    let Started {
         endpoint,
         forwarder,
-        mut socket,
         udp_addr,
         mut listeners,
         exposed,
         listen_addrs,
-        commands,
-    } = parts;
+        ..
+    } = node;
     let registry = poll.registry();
     let interest = Interest::READABLE | Interest::WRITABLE;
     if let Err(e) = registry.register(&mut socket, UDP, interest) {
@@ -320,40 +319,22 @@ impl Loop {
 
     /// Logs an event, remembers what status needs, answers STUN probes.
     fn event(&mut self, event: &Event) {
-        match event {
-            Event::Connected { peer, key, path } => {
-                tracing::info!(%peer, %path, key = %key, "session up")
+        if let Some(line) = event.log_line(&self.seen) {
+            match line.level() {
+                Level::Warn => tracing::warn!("{line}"),
+                Level::Info => tracing::info!("{line}"),
+                Level::Trace => tracing::trace!("{line}"),
             }
-            Event::PathChanged { peer, path } => tracing::info!(%peer, %path, "path changed"),
-            Event::SessionClosed { peer, reason, .. } => {
-                tracing::info!(%peer, "session closed: {reason}")
-            }
-            Event::Registered { reflexive } if self.seen.registered.is_none() => {
-                tracing::info!(%reflexive, "registered with the rendezvous server")
-            }
-            Event::RegistrationFailed { reason } => {
-                tracing::warn!("registration refused: {reason}")
-            }
-            Event::ServiceReady { service, peer } => {
-                tracing::info!(%service, %peer, "service ready")
-            }
-            Event::ServiceFailed { service, reason } => {
-                tracing::warn!(%service, "service unavailable: {reason}")
-            }
-            Event::Stun(outcome) => {
-                let (server, mapped) = match outcome {
-                    ProbeOutcome::Mapped { server, mapped } => (*server, Some(*mapped)),
-                    ProbeOutcome::TimedOut { server } => (*server, None),
-                };
-                self.probes.retain(|(s, reply)| {
-                    if *s == server {
-                        let _ = reply.send(mapped);
-                    }
-                    *s != server
-                });
-            }
-            other => tracing::trace!("{other:?}"),
         }
         self.seen.handle_event(event);
+        if let Event::Stun(outcome) = event {
+            let (server, mapped) = outcome.result();
+            self.probes.retain(|(s, reply)| {
+                if *s == server {
+                    let _ = reply.send(mapped);
+                }
+                *s != server
+            });
+        }
     }
 }

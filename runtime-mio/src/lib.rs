@@ -18,7 +18,6 @@
 //! ```
 
 mod conn;
-mod errors;
 mod event_loop;
 mod udp;
 
@@ -26,45 +25,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
-use burrow_core::forward::{ForwardConfig, Forwarder};
+use burrow_core::PublicKey;
+use burrow_core::node;
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::{Config, Endpoint, PublicKey};
 use mio::{Poll, Waker};
 
+pub use burrow_core::node::{NodeConfig, StartError, Stopped};
 pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
-pub use errors::{StartError, Stopped};
-
-/// What a [`Node`] runs.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// The endpoint's configuration (daemon, server, or plain peer).
-    pub endpoint: Config,
-    /// The UDP address to bind; port 0 picks one.
-    pub bind: SocketAddr,
-    /// Services to expose: name and local target (`host:port`, or `unix:PATH` for a unix
-    /// socket).
-    pub expose: Vec<(ServiceName, String)>,
-    /// Services to reach: name and the local TCP address to listen on for it (port 0 picks
-    /// one; [`NodeHandle::listeners`] tells which).
-    pub connect: Vec<(ServiceName, SocketAddr)>,
-    /// Forwarder tuning.
-    pub forward: ForwardConfig,
-}
-
-impl NodeConfig {
-    /// A node bound to `bind` that exposes and connects nothing yet.
-    pub fn new(endpoint: Config, bind: SocketAddr) -> Self {
-        Self {
-            endpoint,
-            bind,
-            expose: Vec::new(),
-            connect: Vec::new(),
-            forward: ForwardConfig::default(),
-        }
-    }
-}
 
 /// Requests from a handle to the node's thread.
 pub(crate) enum Command {
@@ -81,7 +50,7 @@ impl Node {
     /// Binds the UDP socket and the listeners, exposes the services, and starts the node's
     /// thread.
     pub fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
-        let bind_err = |source| StartError::Bind {
+        let bind_err = move |source| StartError::Bind {
             addr: config.bind,
             source,
         };
@@ -89,57 +58,22 @@ impl Node {
         socket.set_nonblocking(true).map_err(bind_err)?;
         let udp_addr = socket.local_addr().map_err(bind_err)?;
         let socket = mio::net::UdpSocket::from_std(socket);
-        let mut listeners = Vec::new();
-        for (service, addr) in &config.connect {
-            let listener =
-                mio::net::TcpListener::bind(*addr).map_err(|source| StartError::Listen {
-                    service: service.clone(),
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push((service.clone(), listener));
-        }
+        let listeners = node::bind_listeners(
+            &config.connect,
+            mio::net::TcpListener::bind,
+            mio::net::TcpListener::local_addr,
+        )?;
         let poll = Poll::new().map_err(bind_err)?;
         let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?;
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
-        let now = Instant::now();
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        let mut endpoint_config = config.endpoint;
-        if let Some(r) = endpoint_config.rendezvous.as_mut() {
-            r.default_host_candidates(udp_addr, local_ip_toward);
-        }
-        let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
-        for (service, target) in &config.expose {
-            endpoint
-                .expose(now, service.clone(), target.clone())
-                .map_err(|source| StartError::Expose {
-                    service: service.clone(),
-                    source,
-                })?;
-        }
-        let public_key = endpoint.public_key();
-        let mut forwarder = Forwarder::new(config.forward);
-        let mut bound = Vec::new();
-        let mut accept = Vec::new();
-        for (service, listener) in listeners {
-            let id = forwarder.listen(service.clone());
-            let addr = listener.local_addr().unwrap_or(udp_addr);
-            bound.push((service, addr));
-            accept.push((id, listener));
-        }
+        let seed = node::seed(getrandom::fill)?;
+        let clock = (Instant::now(), SystemTime::now());
+        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
+        let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
         let (commands, rx) = mpsc::channel();
         let parts = event_loop::Parts {
             poll,
-            endpoint,
-            forwarder,
+            node,
             socket,
-            udp_addr,
-            listeners: accept,
-            exposed: config.expose.clone(),
-            listen_addrs: bound.clone(),
             commands: rx,
         };
         let thread = std::thread::Builder::new()
@@ -149,7 +83,7 @@ impl Node {
         Ok(NodeHandle {
             udp_addr,
             public_key,
-            listeners: bound,
+            listeners,
             control: NodeControl {
                 commands,
                 waker: Arc::new(waker),

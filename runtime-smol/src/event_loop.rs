@@ -6,9 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use burrow_core::forward::{Action, ConnId, Forwarder, ListenerId};
+use burrow_core::forward::{Action, ConnId, Forwarder};
+use burrow_core::node::{Level, Started};
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::stun::ProbeOutcome;
 use burrow_core::{Endpoint, Event};
 use std::net::UdpSocket;
 
@@ -29,12 +29,8 @@ const LOCAL_BATCH: usize = 64;
 
 /// Everything the task owns.
 pub(crate) struct Parts {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) forwarder: Forwarder,
+    pub(crate) node: Started<TcpListener>,
     pub(crate) socket: Async<UdpSocket>,
-    pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
-    pub(crate) exposed: Vec<(ServiceName, String)>,
-    pub(crate) listen_addrs: Vec<(ServiceName, SocketAddr)>,
     pub(crate) commands: Receiver<Command>,
     /// Dropped when the loop ends, which tells handles it has stopped.
     pub(crate) done: Sender<()>,
@@ -65,15 +61,19 @@ enum Wake {
 /// Runs until shut down (or every handle is dropped).
 pub(crate) async fn run(parts: Parts) {
     let Parts {
-        endpoint,
-        forwarder,
+        node,
         socket,
-        listeners,
-        exposed,
-        listen_addrs,
         commands,
         done: _done,
     } = parts;
+    let Started {
+        endpoint,
+        forwarder,
+        listeners,
+        exposed,
+        listen_addrs,
+        ..
+    } = node;
     let (to_loop, local) = channel::unbounded();
     let mut accepts: Vec<Task<()>> = Vec::new();
     for (id, listener) in listeners {
@@ -241,41 +241,23 @@ impl Loop {
 
     /// Logs an event, remembers what status needs, answers STUN probes.
     fn event(&mut self, event: &Event) {
-        match event {
-            Event::Connected { peer, key, path } => {
-                tracing::info!(%peer, %path, key = %key, "session up")
+        if let Some(line) = event.log_line(&self.seen) {
+            match line.level() {
+                Level::Warn => tracing::warn!("{line}"),
+                Level::Info => tracing::info!("{line}"),
+                Level::Trace => tracing::trace!("{line}"),
             }
-            Event::PathChanged { peer, path } => tracing::info!(%peer, %path, "path changed"),
-            Event::SessionClosed { peer, reason, .. } => {
-                tracing::info!(%peer, "session closed: {reason}")
-            }
-            Event::Registered { reflexive } if self.seen.registered.is_none() => {
-                tracing::info!(%reflexive, "registered with the rendezvous server")
-            }
-            Event::RegistrationFailed { reason } => {
-                tracing::warn!("registration refused: {reason}")
-            }
-            Event::ServiceReady { service, peer } => {
-                tracing::info!(%service, %peer, "service ready")
-            }
-            Event::ServiceFailed { service, reason } => {
-                tracing::warn!(%service, "service unavailable: {reason}")
-            }
-            Event::Stun(outcome) => {
-                let (server, mapped) = match outcome {
-                    ProbeOutcome::Mapped { server, mapped } => (*server, Some(*mapped)),
-                    ProbeOutcome::TimedOut { server } => (*server, None),
-                };
-                self.probes.retain(|(s, reply)| {
-                    if *s == server {
-                        let _ = reply.try_send(mapped);
-                    }
-                    *s != server
-                });
-            }
-            other => tracing::trace!("{other:?}"),
         }
         self.seen.handle_event(event);
+        if let Event::Stun(outcome) = event {
+            let (server, mapped) = outcome.result();
+            self.probes.retain(|(s, reply)| {
+                if *s == server {
+                    let _ = reply.try_send(mapped);
+                }
+                *s != server
+            });
+        }
     }
 
     fn status(&self) -> burrow_core::status::Status {

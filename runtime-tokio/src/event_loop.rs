@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use burrow_core::forward::{Action, ConnId, Forwarder, ListenerId};
+use burrow_core::forward::{Action, ConnId, Forwarder};
+use burrow_core::node::{Level, Started};
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::stun::ProbeOutcome;
+use burrow_core::status::{self, Seen, Status};
 use burrow_core::{Endpoint, Event};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc::{self, UnboundedSender};
@@ -15,24 +16,12 @@ use tokio::task::JoinHandle;
 
 use crate::Command;
 use crate::conn::{self, ConnTasks, Local, LocalStream};
-use crate::status::{self, Seen};
 use crate::udp;
 
 /// Receive batches handled per wake-up before the endpoint's output is sent.
 const RECV_ROUNDS: usize = 16;
 /// Local reports handled per wake-up before the endpoint's output is sent.
 const LOCAL_BATCH: usize = 64;
-
-/// Everything the task owns.
-pub(crate) struct Parts {
-    pub(crate) endpoint: Endpoint,
-    pub(crate) forwarder: Forwarder,
-    pub(crate) socket: UdpSocket,
-    pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
-    pub(crate) exposed: Vec<(ServiceName, String)>,
-    pub(crate) listen_addrs: Vec<(ServiceName, SocketAddr)>,
-    pub(crate) commands: mpsc::Receiver<Command>,
-}
 
 struct Loop {
     ep: Endpoint,
@@ -51,16 +40,19 @@ struct Loop {
 }
 
 /// Runs until shut down (or every handle is dropped).
-pub(crate) async fn run(parts: Parts) {
-    let Parts {
+pub(crate) async fn run(
+    node: Started<TcpListener>,
+    socket: UdpSocket,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let Started {
         endpoint,
         forwarder,
-        socket,
         listeners,
         exposed,
         listen_addrs,
-        mut commands,
-    } = parts;
+        ..
+    } = node;
     let (to_loop, mut local) = mpsc::unbounded_channel();
     let mut accepts: Vec<JoinHandle<()>> = Vec::new();
     for (id, listener) in listeners {
@@ -226,62 +218,34 @@ impl Loop {
         }
     }
 
-    /// Logs an event and remembers what status needs.
+    /// Logs an event, remembers what status needs, answers STUN probes.
     fn event(&mut self, event: &Event) {
-        match event {
-            Event::Connected { peer, key, path } => {
-                tracing::info!(%peer, %path, key = %key, "session up");
-                self.seen.peers.insert(*peer, *key);
+        if let Some(line) = event.log_line(&self.seen) {
+            match line.level() {
+                Level::Warn => tracing::warn!("{line}"),
+                Level::Info => tracing::info!("{line}"),
+                Level::Trace => tracing::trace!("{line}"),
             }
-            Event::PathChanged { peer, path } => tracing::info!(%peer, %path, "path changed"),
-            Event::SessionClosed { peer, reason, .. } => {
-                tracing::info!(%peer, "session closed: {reason}");
-                self.seen.peers.remove(peer);
+        }
+        self.seen.handle_event(event);
+        // Until core's `Seen::handle_event` clears the registration on a lapsed lease (as
+        // this loop did before it used it), so `status` does not claim a lost registration.
+        if let Event::RegistrationLost = event {
+            self.seen.registered = None;
+        }
+        if let Event::Stun(outcome) = event {
+            let (server, mapped) = outcome.result();
+            let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.probes)
+                .into_iter()
+                .partition(|(s, _)| *s == server);
+            self.probes = waiting;
+            for (_, reply) in done {
+                let _ = reply.send(mapped);
             }
-            Event::Registered { reflexive } => {
-                if self.seen.registered.is_none() {
-                    tracing::info!(%reflexive, "registered with the rendezvous server");
-                }
-                self.seen.registered = Some(*reflexive);
-                self.seen.registration_error = None;
-            }
-            Event::RegistrationLost => {
-                tracing::warn!("registration lost; registering again");
-                self.seen.registered = None;
-            }
-            Event::RegistrationFailed { reason } => {
-                tracing::warn!("registration refused: {reason}");
-                self.seen.registered = None;
-                self.seen.registration_error = Some(reason.clone());
-            }
-            Event::ServiceReady { service, peer } => {
-                tracing::info!(%service, %peer, "service ready")
-            }
-            Event::ServiceFailed { service, reason } => {
-                tracing::warn!(%service, "service unavailable: {reason}")
-            }
-            Event::PeerRejected { key, addr } => {
-                tracing::warn!(%addr, key = %key, "handshake from a key we do not admit")
-            }
-            Event::Stun(outcome) => {
-                let (server, mapped) = match outcome {
-                    ProbeOutcome::Mapped { server, mapped } => (*server, Some(*mapped)),
-                    ProbeOutcome::TimedOut { server } => (*server, None),
-                };
-                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.probes)
-                    .into_iter()
-                    .partition(|(s, _)| *s == server);
-                self.probes = waiting;
-                for (_, reply) in done {
-                    let _ = reply.send(mapped);
-                }
-            }
-            Event::Rendezvous(e) => tracing::info!("rendezvous: {e:?}"),
-            other => tracing::trace!("{other:?}"),
         }
     }
 
-    fn status(&self) -> crate::Status {
+    fn status(&self) -> Status {
         status::snapshot(
             &self.ep,
             &self.fwd,

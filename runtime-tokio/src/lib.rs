@@ -18,139 +18,20 @@
 
 mod conn;
 mod event_loop;
-mod status;
 mod udp;
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
-use burrow_core::forward::{ForwardConfig, Forwarder};
+use burrow_core::PublicKey;
+use burrow_core::node;
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::{Config, Endpoint, PublicKey, ServiceError};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use status::{ConnInfo, PeerInfo, ServiceInfo, Status};
-
-/// What a [`Node`] runs.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// The endpoint's configuration (daemon, server, or plain peer).
-    pub endpoint: Config,
-    /// The UDP address to bind; port 0 picks one.
-    pub bind: SocketAddr,
-    /// Services to expose: name and local target (`host:port`, or `unix:PATH` for a unix
-    /// socket).
-    pub expose: Vec<(ServiceName, String)>,
-    /// Services to reach: name and the local TCP address to listen on for it (port 0 picks
-    /// one; [`NodeHandle::listeners`] tells which).
-    pub connect: Vec<(ServiceName, SocketAddr)>,
-    /// Forwarder tuning.
-    pub forward: ForwardConfig,
-}
-
-impl NodeConfig {
-    /// A node bound to `bind` that exposes and connects nothing yet.
-    pub fn new(endpoint: Config, bind: SocketAddr) -> Self {
-        Self {
-            endpoint,
-            bind,
-            expose: Vec::new(),
-            connect: Vec::new(),
-            forward: ForwardConfig::default(),
-        }
-    }
-}
-
-/// Why a node did not start. Each says what to change.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The UDP socket could not be bound.
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// A local listener could not be bound.
-    Listen {
-        /// The service it was for.
-        service: ServiceName,
-        /// The address asked for.
-        addr: SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// A service could not be exposed.
-    Expose {
-        /// The service.
-        service: ServiceName,
-        /// Why.
-        source: ServiceError,
-    },
-    /// The OS gave no randomness for the endpoint's seed.
-    Random(String),
-}
-
-fn io_hint(e: &std::io::Error) -> &'static str {
-    match e.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            " (another program holds the port: stop it or choose another port, or port 0)"
-        }
-        std::io::ErrorKind::AddrNotAvailable => {
-            " (no local interface has that address: use 0.0.0.0 or 127.0.0.1)"
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            " (ports below 1024 need privileges: choose a higher port)"
-        }
-        _ => "",
-    }
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Bind { addr, source } => {
-                write!(f, "cannot bind UDP {addr}: {source}{}", io_hint(source))
-            }
-            Self::Listen {
-                service,
-                addr,
-                source,
-            } => write!(
-                f,
-                "cannot listen on {addr} for {service}: {source}{}",
-                io_hint(source)
-            ),
-            Self::Expose { service, source } => write!(f, "cannot expose {service}: {source}"),
-            Self::Random(why) => write!(f, "no randomness from the OS: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Bind { source, .. } | Self::Listen { source, .. } => Some(source),
-            Self::Expose { source, .. } => Some(source),
-            Self::Random(_) => None,
-        }
-    }
-}
-
-/// The node's task has ended (shut down, or its socket failed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stopped;
-
-impl fmt::Display for Stopped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the node has stopped")
-    }
-}
-
-impl std::error::Error for Stopped {}
+pub use burrow_core::node::{NodeConfig, StartError, Stopped};
+pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 
 /// Requests from a [`NodeHandle`] to its task.
 pub(crate) enum Command {
@@ -167,67 +48,24 @@ impl Node {
     /// Binds the UDP socket and the listeners, exposes the services, and spawns the node's
     /// task on the current tokio runtime. Must be called from within a tokio runtime.
     pub fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
-        let socket = udp::bind(config.bind).map_err(|source| StartError::Bind {
+        let bind_err = move |source| StartError::Bind {
             addr: config.bind,
             source,
-        })?;
-        let udp_addr = socket.local_addr().map_err(|source| StartError::Bind {
-            addr: config.bind,
-            source,
-        })?;
-        let mut listeners = Vec::new();
-        for (service, addr) in &config.connect {
-            let listener = conn::listen(*addr).map_err(|source| StartError::Listen {
-                service: service.clone(),
-                addr: *addr,
-                source,
-            })?;
-            listeners.push((service.clone(), listener));
-        }
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
-        let now = Instant::now();
-        let unix_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        let mut endpoint_config = config.endpoint;
-        if let Some(r) = endpoint_config.rendezvous.as_mut() {
-            r.default_host_candidates(udp_addr, local_ip_toward);
-        }
-        let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
-        for (service, target) in &config.expose {
-            endpoint
-                .expose(now, service.clone(), target.clone())
-                .map_err(|source| StartError::Expose {
-                    service: service.clone(),
-                    source,
-                })?;
-        }
-        let public_key = endpoint.public_key();
-        let mut forwarder = Forwarder::new(config.forward);
-        let mut bound = Vec::new();
-        let mut accept = Vec::new();
-        for (service, listener) in listeners {
-            let id = forwarder.listen(service.clone());
-            let addr = listener.local_addr().unwrap_or(udp_addr);
-            bound.push((service, addr));
-            accept.push((id, listener));
-        }
+        };
+        let socket = udp::bind(config.bind).map_err(bind_err)?;
+        let udp_addr = socket.local_addr().map_err(bind_err)?;
+        let listeners =
+            node::bind_listeners(&config.connect, conn::listen, TcpListener::local_addr)?;
+        let seed = node::seed(getrandom::fill)?;
+        let clock = (Instant::now(), SystemTime::now());
+        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
+        let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
         let (commands, rx) = mpsc::channel(16);
-        let exposed = config.expose.clone();
-        let task = tokio::spawn(event_loop::run(event_loop::Parts {
-            endpoint,
-            forwarder,
-            socket,
-            listeners: accept,
-            exposed,
-            listen_addrs: bound.clone(),
-            commands: rx,
-        }));
+        let task = tokio::spawn(event_loop::run(node, socket, rx));
         Ok(NodeHandle {
             udp_addr,
             public_key,
-            listeners: bound,
+            listeners,
             commands,
             task,
         })

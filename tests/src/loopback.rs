@@ -19,18 +19,8 @@ pub const LIMIT: Duration = Duration::from_secs(240);
 /// Read and write timeout of test clients: a stalled tunnel fails the test instead of hanging.
 pub const IO_LIMIT: Duration = Duration::from_secs(90);
 
-/// What a node runs, in the terms every runtime's `NodeConfig` shares.
-#[derive(Clone, Debug)]
-pub struct NodeSpec {
-    /// The endpoint's configuration.
-    pub endpoint: Config,
-    /// The UDP address to bind.
-    pub bind: SocketAddr,
-    /// Services to expose: name and target.
-    pub expose: Vec<(ServiceName, String)>,
-    /// Services to listen for: name and local address.
-    pub connect: Vec<(ServiceName, SocketAddr)>,
-}
+/// What a node runs: every runtime's `NodeConfig` is this one type.
+pub use burrow_core::node::NodeConfig as NodeSpec;
 
 /// A running node of some runtime, driven from plain threads.
 pub trait LoopbackNode: Sized + Send + 'static {
@@ -135,29 +125,25 @@ impl<N: LoopbackNode> Tunnel<N> {
     pub fn start(services: &[(&str, String)]) -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let server_key = SecretKey::from_bytes([7; 32]);
-        let mut server_spec = NodeSpec {
-            endpoint: Config::server(server_key.clone(), ServerConfig::default()),
-            bind: loopback,
-            expose: Vec::new(),
-            connect: Vec::new(),
-        };
+        let mut server_spec = NodeSpec::new(
+            Config::server(server_key.clone(), ServerConfig::default()),
+            loopback,
+        );
         let server = N::start(server_spec.clone());
         // A restarted server comes back on the same port.
         server_spec.bind = server.udp_addr();
         let rendezvous =
             RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "loopback");
-        let exposer_spec = NodeSpec {
-            endpoint: Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
-            bind: loopback,
-            expose: services.iter().map(|(n, t)| (name(n), t.clone())).collect(),
-            connect: Vec::new(),
-        };
-        let connector_spec = NodeSpec {
-            endpoint: Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
-            bind: loopback,
-            expose: Vec::new(),
-            connect: services.iter().map(|(n, _)| (name(n), loopback)).collect(),
-        };
+        let mut exposer_spec = NodeSpec::new(
+            Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
+            loopback,
+        );
+        exposer_spec.expose = services.iter().map(|(n, t)| (name(n), t.clone())).collect();
+        let mut connector_spec = NodeSpec::new(
+            Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
+            loopback,
+        );
+        connector_spec.connect = services.iter().map(|(n, _)| (name(n), loopback)).collect();
         let tunnel = Self {
             server: Some(server),
             exposer: Some(N::start(exposer_spec.clone())),

@@ -24,11 +24,8 @@ fn tokio_runtime() -> &'static tokio::runtime::Runtime {
 
 impl LoopbackNode for TokioNode {
     fn start(spec: NodeSpec) -> Self {
-        let mut config = burrow_tokio::NodeConfig::new(spec.endpoint, spec.bind);
-        config.expose = spec.expose;
-        config.connect = spec.connect;
         let _entered = tokio_runtime().enter();
-        Self(burrow_tokio::Node::spawn(config).expect("the node starts"))
+        Self(burrow_tokio::Node::spawn(spec).expect("the node starts"))
     }
     fn udp_addr(&self) -> SocketAddr {
         self.0.udp_addr()
@@ -51,10 +48,7 @@ pub struct MioNode(burrow_mio::NodeHandle);
 
 impl LoopbackNode for MioNode {
     fn start(spec: NodeSpec) -> Self {
-        let mut config = burrow_mio::NodeConfig::new(spec.endpoint, spec.bind);
-        config.expose = spec.expose;
-        config.connect = spec.connect;
-        Self(burrow_mio::Node::spawn(config).expect("the node starts"))
+        Self(burrow_mio::Node::spawn(spec).expect("the node starts"))
     }
     fn udp_addr(&self) -> SocketAddr {
         self.0.udp_addr()
@@ -75,10 +69,7 @@ pub struct SmolNode(burrow_smol::NodeHandle);
 
 impl LoopbackNode for SmolNode {
     fn start(spec: NodeSpec) -> Self {
-        let mut config = burrow_smol::NodeConfig::new(spec.endpoint, spec.bind);
-        config.expose = spec.expose;
-        config.connect = spec.connect;
-        Self(burrow_smol::Node::spawn(config).expect("the node starts"))
+        Self(burrow_smol::Node::spawn(spec).expect("the node starts"))
     }
     fn udp_addr(&self) -> SocketAddr {
         self.0.udp_addr()

@@ -1,0 +1,391 @@
+//! What every runtime does around its event loop, without the I/O: a node's configuration
+//! ([`NodeConfig`]), why a node does not start ([`StartError`]) or no longer answers
+//! ([`Stopped`]), the start-up sequence once the runtime has bound its sockets
+//! ([`bind_listeners`], then [`NodeConfig::start`]), and what to log for each event
+//! ([`Event::log_line`]).
+//!
+//! A runtime's `Node::spawn` is then: bind the UDP socket, [`bind_listeners`] with its own
+//! listener type, draw a [`seed`] from the OS, read the clocks, [`NodeConfig::start`], and hand
+//! the [`Started`] parts to its loop.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::crypto::PublicKey;
+use crate::endpoint::Endpoint;
+use crate::error::ServiceError;
+use crate::event::Event;
+use crate::forward::{ForwardConfig, Forwarder, ListenerId};
+use crate::rendezvous::ServiceName;
+use crate::status::Seen;
+
+/// What a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The endpoint's configuration (daemon, server, or plain peer).
+    pub endpoint: Config,
+    /// The UDP address to bind; port 0 picks one.
+    pub bind: SocketAddr,
+    /// Services to expose: name and local target (`host:port`, or `unix:PATH` for a unix
+    /// socket).
+    pub expose: Vec<(ServiceName, String)>,
+    /// Services to reach: name and the local TCP address to listen on for it (port 0 picks
+    /// one; the runtime's node handle tells which).
+    pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// Forwarder tuning.
+    pub forward: ForwardConfig,
+}
+
+impl NodeConfig {
+    /// A node bound to `bind` that exposes and connects nothing yet.
+    pub fn new(endpoint: Config, bind: SocketAddr) -> Self {
+        Self {
+            endpoint,
+            bind,
+            expose: Vec::new(),
+            connect: Vec::new(),
+            forward: ForwardConfig::default(),
+        }
+    }
+
+    /// Builds the node's protocol half once the runtime has bound its UDP socket (at
+    /// `udp_addr`) and its `listeners` (from [`bind_listeners`]): fills the rendezvous
+    /// configuration's default host candidates (`local_ip_toward` is the OS route query, see
+    /// [`crate::config::RendezvousConfig::default_host_candidates`]), creates the [`Endpoint`]
+    /// from `seed` and `clock`, exposes every service, and registers each
+    /// listener with a new [`Forwarder`]. `clock` is the monotonic and the wall-clock time,
+    /// read together.
+    pub fn start<L>(
+        self,
+        udp_addr: SocketAddr,
+        listeners: Vec<Listener<L>>,
+        seed: [u8; 32],
+        clock: (Instant, SystemTime),
+        local_ip_toward: impl FnOnce(SocketAddr) -> Option<IpAddr>,
+    ) -> Result<Started<L>, StartError> {
+        let (now, wall) = clock;
+        let unix_now = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let mut endpoint_config = self.endpoint;
+        if let Some(r) = endpoint_config.rendezvous.as_mut() {
+            r.default_host_candidates(udp_addr, local_ip_toward);
+        }
+        let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
+        for (service, target) in &self.expose {
+            endpoint
+                .expose(now, service.clone(), target.clone())
+                .map_err(|source| StartError::Expose {
+                    service: service.clone(),
+                    source,
+                })?;
+        }
+        let public_key = endpoint.public_key();
+        let mut forwarder = Forwarder::new(self.forward);
+        let mut listen_addrs = Vec::new();
+        let mut accept = Vec::new();
+        for listener in listeners {
+            let id = forwarder.listen(listener.service.clone());
+            listen_addrs.push((listener.service, listener.addr.unwrap_or(udp_addr)));
+            accept.push((id, listener.socket));
+        }
+        Ok(Started {
+            endpoint,
+            forwarder,
+            public_key,
+            udp_addr,
+            listeners: accept,
+            listen_addrs,
+            exposed: self.expose,
+        })
+    }
+}
+
+/// A local listener for a connected service, as [`bind_listeners`] bound it.
+#[derive(Debug)]
+pub struct Listener<L> {
+    /// The service it is for.
+    pub service: ServiceName,
+    /// The runtime's listening socket.
+    pub socket: L,
+    /// The address it is bound to, if the OS said.
+    pub addr: Option<SocketAddr>,
+}
+
+/// Binds a listener for each of `connect` (service, address) with the runtime's `bind`, and
+/// asks each for its address with `local_addr`; the first failure is a
+/// [`StartError::Listen`].
+pub fn bind_listeners<L>(
+    connect: &[(ServiceName, SocketAddr)],
+    mut bind: impl FnMut(SocketAddr) -> io::Result<L>,
+    local_addr: impl Fn(&L) -> io::Result<SocketAddr>,
+) -> Result<Vec<Listener<L>>, StartError> {
+    connect
+        .iter()
+        .map(|(service, addr)| {
+            let socket = bind(*addr).map_err(|source| StartError::Listen {
+                service: service.clone(),
+                addr: *addr,
+                source,
+            })?;
+            Ok(Listener {
+                service: service.clone(),
+                addr: local_addr(&socket).ok(),
+                socket,
+            })
+        })
+        .collect()
+}
+
+/// The endpoint's seed, from the OS randomness source `fill` (such as `getrandom::fill`); its
+/// failure is a [`StartError::Random`].
+pub fn seed<E: fmt::Display>(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<[u8; 32], StartError> {
+    let mut seed = [0u8; 32];
+    fill(&mut seed).map_err(|e| StartError::Random(e.to_string()))?;
+    Ok(seed)
+}
+
+/// What [`NodeConfig::start`] built, for the runtime's event loop.
+#[derive(Debug)]
+pub struct Started<L> {
+    /// The endpoint, with the services exposed.
+    pub endpoint: Endpoint,
+    /// The forwarder, with a listener for each connected service.
+    pub forwarder: Forwarder,
+    /// The endpoint's static public key.
+    pub public_key: PublicKey,
+    /// The bound UDP address.
+    pub udp_addr: SocketAddr,
+    /// Each listening socket with the forwarder's id for it.
+    pub listeners: Vec<(ListenerId, L)>,
+    /// Each connected service and the local address its listener is bound to (the UDP
+    /// address when the OS did not say).
+    pub listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    /// The exposed services: name and local target.
+    pub exposed: Vec<(ServiceName, String)>,
+}
+
+/// Why a node did not start. Each says what to change.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The UDP socket could not be bound.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A local listener could not be bound.
+    Listen {
+        /// The service it was for.
+        service: ServiceName,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A service could not be exposed.
+    Expose {
+        /// The service.
+        service: ServiceName,
+        /// Why.
+        source: ServiceError,
+    },
+    /// The OS gave no randomness for the endpoint's seed.
+    Random(String),
+}
+
+/// What to do about a failed bind, for the kinds of failure that have an obvious fix.
+fn io_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            " (another program holds the port: stop it or choose another port, or port 0)"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            " (no local interface has that address: use 0.0.0.0 or 127.0.0.1)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges: choose a higher port)"
+        }
+        _ => "",
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bind { addr, source } => {
+                write!(f, "cannot bind UDP {addr}: {source}{}", io_hint(source))
+            }
+            Self::Listen {
+                service,
+                addr,
+                source,
+            } => write!(
+                f,
+                "cannot listen on {addr} for {service}: {source}{}",
+                io_hint(source)
+            ),
+            Self::Expose { service, source } => write!(f, "cannot expose {service}: {source}"),
+            Self::Random(why) => write!(f, "no randomness from the OS: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Bind { source, .. } | Self::Listen { source, .. } => Some(source),
+            Self::Expose { source, .. } => Some(source),
+            Self::Random(_) => None,
+        }
+    }
+}
+
+/// The node's event loop has ended (shut down, or its socket failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped;
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the node has stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// How much a [`LogLine`] matters; a runtime maps it to its logger's level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Something the operator should look at.
+    Warn,
+    /// A change worth a line in the log.
+    Info,
+    /// Everything else, for debugging.
+    Trace,
+}
+
+/// What a runtime logs about one event: a [`Level`] and a one-line text (formatted only when
+/// displayed, so lines below the logger's level cost nothing).
+#[derive(Clone, Copy, Debug)]
+pub struct LogLine<'a> {
+    event: &'a Event,
+    level: Level,
+}
+
+impl LogLine<'_> {
+    /// How much it matters.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+}
+
+impl Event {
+    /// What a runtime logs about this event, or `None` for a STUN outcome (it answers a
+    /// probe). `seen` is the status bookkeeping from before this event: a registration is
+    /// logged at [`Level::Info`] only when we were not registered already.
+    pub fn log_line(&self, seen: &Seen) -> Option<LogLine<'_>> {
+        let level = match self {
+            Event::Stun(_) => return None,
+            Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
+            Event::Connected { .. }
+            | Event::PathChanged { .. }
+            | Event::SessionClosed { .. }
+            | Event::Registered { .. }
+            | Event::ServiceReady { .. }
+            | Event::Rendezvous(_) => Level::Info,
+            Event::RegistrationLost
+            | Event::RegistrationFailed { .. }
+            | Event::ServiceFailed { .. }
+            | Event::PeerRejected { .. } => Level::Warn,
+            _ => Level::Trace,
+        };
+        Some(LogLine { event: self, level })
+    }
+}
+
+impl fmt::Display for LogLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.level == Level::Trace {
+            return write!(f, "{:?}", self.event);
+        }
+        // The text a structured logger would print for a message and its fields.
+        match self.event {
+            Event::Connected { peer, key, path } => {
+                write!(f, "session up peer={peer} path={path} key={key}")
+            }
+            Event::PathChanged { peer, path } => write!(f, "path changed peer={peer} path={path}"),
+            Event::SessionClosed { peer, reason, .. } => {
+                write!(f, "session closed: {reason} peer={peer}")
+            }
+            Event::Registered { reflexive } => write!(
+                f,
+                "registered with the rendezvous server reflexive={reflexive}"
+            ),
+            Event::RegistrationLost => f.write_str("registration lost; registering again"),
+            Event::RegistrationFailed { reason } => write!(f, "registration refused: {reason}"),
+            Event::ServiceReady { service, peer } => {
+                write!(f, "service ready service={service} peer={peer}")
+            }
+            Event::ServiceFailed { service, reason } => {
+                write!(f, "service unavailable: {reason} service={service}")
+            }
+            Event::PeerRejected { key, addr } => {
+                write!(
+                    f,
+                    "handshake from a key we do not admit addr={addr} key={key}"
+                )
+            }
+            Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PeerId;
+
+    #[test]
+    fn first_registration_is_info_and_a_renewal_is_trace() {
+        let event = Event::Registered {
+            reflexive: "192.0.2.1:4000".parse().unwrap(),
+        };
+        let mut seen = Seen::default();
+        let line = event.log_line(&seen).unwrap();
+        assert_eq!(line.level(), Level::Info);
+        assert_eq!(
+            line.to_string(),
+            "registered with the rendezvous server reflexive=192.0.2.1:4000"
+        );
+        seen.handle_event(&event);
+        assert_eq!(event.log_line(&seen).unwrap().level(), Level::Trace);
+    }
+
+    #[test]
+    fn stun_outcomes_are_not_logged_and_data_events_are_trace() {
+        let seen = Seen::default();
+        let stun = Event::Stun(crate::stun::ProbeOutcome::TimedOut {
+            server: "192.0.2.1:3478".parse().unwrap(),
+        });
+        assert!(stun.log_line(&seen).is_none());
+        let readable = Event::StreamsAvailable { peer: PeerId(3) };
+        let line = readable.log_line(&seen).unwrap();
+        assert_eq!(line.level(), Level::Trace);
+        assert_eq!(line.to_string(), format!("{readable:?}"));
+    }
+
+    #[test]
+    fn start_errors_say_what_to_change() {
+        let e = StartError::Bind {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        assert!(e.to_string().contains("choose another port"), "{e}");
+    }
+}

@@ -20,8 +20,6 @@ use crate::udp;
 
 /// Largest datagram we accept; the core never sends more than its `max_udp_payload`.
 const MAX_DATAGRAM: usize = 65_536;
-/// How much one read takes from a local socket.
-const READ_BUF: usize = 32 * 1024;
 const UDP: Token = Token(0);
 /// The token of the waker that handles use to deliver commands.
 pub(crate) const WAKER: Token = Token(1);
@@ -84,6 +82,7 @@ pub(crate) fn run(parts: Parts) {
             return;
         }
     }
+    let forwarder_chunk = forwarder.read_chunk();
     let mut state = Loop {
         sender: udp::Sender::new(&socket),
         poll,
@@ -98,7 +97,7 @@ pub(crate) fn run(parts: Parts) {
         exposed,
         listen_addrs,
         probes: Vec::new(),
-        read_buf: vec![0; READ_BUF],
+        read_buf: vec![0; forwarder_chunk],
     };
     let mut events = Events::with_capacity(256);
     let mut datagram = vec![0u8; MAX_DATAGRAM];

@@ -14,9 +14,6 @@ use smol::net::unix::UnixStream;
 use smol::net::{TcpListener, TcpStream};
 use socket2::SockRef;
 
-/// How much one read takes from a local socket.
-const READ_BUF: usize = 32 * 1024;
-
 /// What local sockets report to the event loop.
 #[derive(Debug)]
 pub(crate) enum Local {
@@ -122,13 +119,24 @@ pub(crate) fn spawn_connect(conn: ConnId, target: String, to_loop: Sender<Local>
 }
 
 /// Starts the reader and writer tasks of a connected socket.
-pub(crate) fn start(conn: ConnId, stream: LocalStream, to_loop: &Sender<Local>) -> ConnTasks {
+pub(crate) fn start(
+    conn: ConnId,
+    stream: LocalStream,
+    to_loop: &Sender<Local>,
+    chunk: usize,
+) -> ConnTasks {
     let (reads, read_rx) = unbounded();
     let (writes, write_rx) = unbounded();
     match stream {
         LocalStream::Tcp(stream) => {
             let _ = stream.set_nodelay(true);
-            let reader = smol::spawn(read_task(conn, stream.clone(), read_rx, to_loop.clone()));
+            let reader = smol::spawn(read_task(
+                conn,
+                stream.clone(),
+                read_rx,
+                to_loop.clone(),
+                chunk,
+            ));
             let ends = Ends {
                 shutdown: |s: &TcpStream| s.shutdown(Shutdown::Write),
                 // A reset tells the local application the connection failed, as TCP would.
@@ -140,7 +148,13 @@ pub(crate) fn start(conn: ConnId, stream: LocalStream, to_loop: &Sender<Local>) 
             smol::spawn(writer).detach();
         }
         LocalStream::Unix(stream) => {
-            let reader = smol::spawn(read_task(conn, stream.clone(), read_rx, to_loop.clone()));
+            let reader = smol::spawn(read_task(
+                conn,
+                stream.clone(),
+                read_rx,
+                to_loop.clone(),
+                chunk,
+            ));
             let ends = Ends {
                 shutdown: |s: &UnixStream| s.shutdown(Shutdown::Write),
                 // A unix socket has no reset: it is just closed.
@@ -165,8 +179,9 @@ async fn read_task<R: AsyncRead + Unpin>(
     mut rd: R,
     credits: Receiver<()>,
     to_loop: Sender<Local>,
+    chunk: usize,
 ) {
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; chunk];
     while credits.recv().await.is_ok() {
         let (msg, end) = match rd.read(&mut buf).await {
             Ok(0) => (Local::Eof(conn), true),

@@ -186,13 +186,18 @@ impl Loop {
         match report {
             Local::Accepted(listener, stream) => {
                 if let Some(id) = fwd.handle_accept(now, ep, listener) {
-                    let tasks = conn::start(id, LocalStream::Tcp(stream), &self.to_loop);
+                    let tasks = conn::start(
+                        id,
+                        LocalStream::Tcp(stream),
+                        &self.to_loop,
+                        fwd.read_chunk(),
+                    );
                     self.conns.insert(id, tasks);
                 }
             }
             Local::Connected(id, stream) => {
                 if self.conns.contains_key(&id) {
-                    let tasks = conn::start(id, stream, &self.to_loop);
+                    let tasks = conn::start(id, stream, &self.to_loop, fwd.read_chunk());
                     self.conns.insert(id, tasks);
                     fwd.handle_connected(now, ep, id);
                 }

@@ -15,9 +15,6 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
-/// How much one read takes from a local socket.
-const READ_BUF: usize = 32 * 1024;
-
 /// What local sockets report to the event loop.
 #[derive(Debug)]
 pub(crate) enum Local {
@@ -132,6 +129,7 @@ pub(crate) fn start(
     conn: ConnId,
     stream: LocalStream,
     to_loop: &UnboundedSender<Local>,
+    chunk: usize,
 ) -> ConnTasks {
     let (reads, read_rx) = unbounded_channel();
     let (writes, write_rx) = unbounded_channel();
@@ -139,7 +137,7 @@ pub(crate) fn start(
         LocalStream::Tcp(stream) => {
             let _ = stream.set_nodelay(true);
             let (rd, wr) = stream.into_split();
-            let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone()));
+            let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone(), chunk));
             tokio::spawn(write_task(
                 conn,
                 wr,
@@ -151,7 +149,7 @@ pub(crate) fn start(
         }
         LocalStream::Unix(stream) => {
             let (rd, wr) = stream.into_split();
-            let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone()));
+            let reader = tokio::spawn(read_task(conn, rd, read_rx, to_loop.clone(), chunk));
             tokio::spawn(write_task(
                 conn,
                 wr,
@@ -178,8 +176,9 @@ async fn read_task<R: AsyncRead + Unpin>(
     mut rd: R,
     mut credits: UnboundedReceiver<()>,
     to_loop: UnboundedSender<Local>,
+    chunk: usize,
 ) {
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; chunk];
     while credits.recv().await.is_some() {
         let (msg, end) = match rd.read(&mut buf).await {
             Ok(0) => (Local::Eof(conn), true),

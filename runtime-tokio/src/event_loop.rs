@@ -165,13 +165,18 @@ impl Loop {
         match report {
             Local::Accepted(listener, stream) => {
                 if let Some(id) = fwd.handle_accept(now, ep, listener) {
-                    let tasks = conn::start(id, LocalStream::Tcp(stream), &self.to_loop);
+                    let tasks = conn::start(
+                        id,
+                        LocalStream::Tcp(stream),
+                        &self.to_loop,
+                        fwd.read_chunk(),
+                    );
                     self.conns.insert(id, tasks);
                 }
             }
             Local::Connected(id, stream) => {
                 if self.conns.contains_key(&id) {
-                    let tasks = conn::start(id, stream, &self.to_loop);
+                    let tasks = conn::start(id, stream, &self.to_loop, fwd.read_chunk());
                     self.conns.insert(id, tasks);
                     fwd.handle_connected(now, ep, id);
                 }
@@ -228,11 +233,6 @@ impl Loop {
             }
         }
         self.seen.handle_event(event);
-        // Until core's `Seen::handle_event` clears the registration on a lapsed lease (as
-        // this loop did before it used it), so `status` does not claim a lost registration.
-        if let Event::RegistrationLost = event {
-            self.seen.registered = None;
-        }
         if let Event::Stun(outcome) = event {
             let (server, mapped) = outcome.result();
             let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.probes)

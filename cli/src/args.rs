@@ -46,6 +46,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print a new random access token (48 hex characters), for `burrow server --token` and
+    /// the daemons' `--token`.
+    Token,
     /// Print the public key of a key file (what daemons pin with --server-key).
     Pubkey {
         /// The secret key file.

@@ -12,6 +12,13 @@ pub fn generate() -> Result<SecretKey, String> {
     Ok(SecretKey::from_bytes(bytes))
 }
 
+/// A new access token: 24 random bytes as 48 lowercase hex characters.
+pub fn token() -> Result<String, String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Writes `key` to `path` (mode 0600), refusing to replace a file unless `force`.
 pub fn write(path: &Path, key: &SecretKey, force: bool) -> Result<(), String> {
     if path.exists() && !force {

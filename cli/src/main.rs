@@ -38,6 +38,10 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             eprintln!("public key: {}", key.public_key());
             Ok(())
         }
+        Command::Token => {
+            println!("{}", keys::token()?);
+            Ok(())
+        }
         Command::Pubkey { key } => {
             println!("{}", keys::read(&key)?.public_key());
             Ok(())

@@ -274,3 +274,22 @@ fn config_and_port_errors_are_one_actionable_line() {
     assert!(last.starts_with("burrow: error: cannot listen on"), "{err}");
     assert!(last.contains("another program holds the port"), "{err}");
 }
+
+#[test]
+fn token_prints_a_fresh_random_token_each_time() {
+    let token = || {
+        let out = std::process::Command::new(BIN)
+            .arg("token")
+            .output()
+            .expect("runs");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    let (a, b) = (token(), token());
+    assert_eq!(a.len(), 48, "{a}");
+    assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
+    assert_ne!(a, b);
+}

@@ -5,10 +5,11 @@
 //! it uses the relay from [`crate::config::SessionConfig::relay_after`] on; once relayed it
 //! sends rounds of path challenges to the peer's candidates (backing off), and the first
 //! challenge answered from a direct address proves that path both ways: our challenge got in,
-//! the answer got out. A direct path that answers nothing for
-//! [`crate::config::SessionConfig::path_timeout`] while data waits for acknowledgement is given
-//! up for the relay. Either side's move shows the other the way: every authenticated packet
-//! (other than a challenge or its answer) moves the receiver onto the path it came by.
+//! the answer got out. When data waits for acknowledgement for
+//! [`crate::config::SessionConfig::path_timeout`], a direct path is given up for the relay and a
+//! handshake checks on the peer (a restarted peer answers it as a new instance). Either side's
+//! move shows the other the way: every authenticated packet (other than a challenge or its
+//! answer) moves the receiver onto the path it came by.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ pub(crate) const RELAY_OVERHEAD: usize =
 ///
 /// Each round is a small punch: TTL-limited probes to the peer's candidates open our own NAT
 /// toward them without reaching the peer's NAT, and `punch_lead` later the challenges follow at
-/// full TTL. Both sides start their rounds when the session moved to the relay, which happens
+/// full TTL. Both sides start their rounds when the session is up on the relay, which happens
 /// on both within one relay trip, and use the same intervals, so their rounds line up and
 /// each side's NAT is open before the other's challenge arrives. Were a challenge to reach a
 /// Linux NAT first, it would leave a conntrack entry that remaps our own packets to that peer

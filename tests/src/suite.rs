@@ -25,6 +25,7 @@ macro_rules! loopback_suite {
             unreachable_target_resets_the_client,
             unix_socket_target,
             restarted_daemon_reconnects_by_itself,
+            restarted_exposing_daemon_is_found_again,
             server_restart_during_direct_transfer_completes,
         );
     };
@@ -195,6 +196,34 @@ pub fn restarted_daemon_reconnects_by_itself<N: LoopbackNode>() {
     let after = noise(50_000, 2);
     let back = round_trip(tunnel.listen_addr("/e2e/echo"), &after).expect("after restart");
     assert!(back == after, "a new connection after the restart");
+    tunnel.shutdown();
+}
+
+/// The exposing daemon restarts (same key, a new port): daemon B's session to it is dead, but
+/// B notices unanswered data within seconds, finds the new instance (through the relay until
+/// it has a path) and looks the service up again, so new connections work again. The ones
+/// made into the dead session in the meantime fail, and the client retries, as a client of
+/// any restarted service would.
+pub fn restarted_exposing_daemon_is_found_again<N: LoopbackNode>() {
+    let echo = echo_service();
+    let mut tunnel = Tunnel::<N>::start(&[("/e2e/echo", echo.to_string())]);
+    let addr = tunnel.listen_addr("/e2e/echo");
+    let before = noise(50_000, 3);
+    assert!(round_trip(addr, &before).expect("before restart") == before);
+    tunnel.restart_exposer();
+    tunnel.wait_registered();
+    let after = noise(50_000, 4);
+    let mut failures = Vec::new();
+    let worked = (0..30).any(|_| match round_trip(addr, &after) {
+        Ok(back) if back == after => true,
+        other => {
+            failures.push(format!("{:?}", other.map(|b| b.len())));
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            false
+        }
+    });
+    assert!(worked, "no round trip after the restart: {failures:?}");
+    eprintln!("found again after {} failed attempts", failures.len());
     tunnel.shutdown();
 }
 

@@ -465,3 +465,35 @@ fn a_restarted_exposing_daemon_is_found_again_within_seconds() {
         w.assert_no_stalls();
     }
 }
+
+/// The server restarts (same key and port, no state) while it relays a transfer between two
+/// symmetric NATs. The daemons notice, register again and the relay carries on; the transfer
+/// completes intact. The sending daemon notices within seconds (its unanswered data makes it
+/// check its server session too); the receiving one, which sends only acknowledgements, only
+/// at its server session's silence limit (about 31 s), so the transfer resumes after that.
+/// Before the check and the probe-timeout reset it took 55 s.
+#[test]
+fn a_server_restart_during_a_relayed_transfer_recovers() {
+    let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
+    for seed in 0..2 {
+        let mut w = World::new(seed, &setup);
+        let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+        let server = w.server;
+        let config = Config::server(secret_key(seed, "server"), setup.server.clone());
+        let mut restarted_at = None;
+        let total = 1 << 20;
+        let got = w.transfer(peer, total, Duration::from_secs(120), |sim, received| {
+            if restarted_at.is_none() && received >= 256 << 10 {
+                restarted_at = Some(sim.now());
+                sim.restart_endpoint(server, config.clone());
+            }
+        });
+        let restarted_at = restarted_at.expect("restarted mid-transfer");
+        expect_pattern(&got, total, &format!("seed {seed}"));
+        let took = w.sim.now() - restarted_at;
+        eprintln!("seed {seed}: transfer done {took:?} after the server restart");
+        assert!(took <= Duration::from_secs(40), "seed {seed}: {took:?}");
+
+        w.assert_no_stalls();
+    }
+}

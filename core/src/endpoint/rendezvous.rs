@@ -132,6 +132,17 @@ impl Endpoint {
             Note::Down(key, reason) => self.on_peer_down(now, key, reason),
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),
             Note::Relay { via, peer, packet } => self.on_relay(now, via, peer, &packet),
+            Note::RelaySilent(_) => {
+                // The server may have restarted without our noticing (it answers nothing to
+                // a session it forgot): a handshake finds out, as a new instance if so, and
+                // the daemon registers again.
+                if let Some(key) = server_key {
+                    let (mut ctx, sessions) = self.parts();
+                    if let Some(server) = sessions.get_mut(&key) {
+                        server.start_handshake(&mut ctx, now);
+                    }
+                }
+            }
         }
     }
 

@@ -53,6 +53,9 @@ pub(crate) enum Note {
     Down(PublicKey, crate::error::CloseReason),
     /// A rendezvous message body (version byte first) arrived from this key.
     Rendezvous(PublicKey, Vec<u8>),
+    /// Data on a relayed session with this key went unanswered: the relay itself may have
+    /// restarted and forgotten us, so the endpoint checks its session with the server too.
+    RelaySilent(PublicKey),
     /// A relay payload arrived on the session with `via`: a daemon's packet for `peer` (we
     /// are the server) or from `peer` (we are a daemon and `via` is our server).
     Relay {

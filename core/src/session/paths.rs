@@ -171,6 +171,9 @@ impl Session {
                 ctx.out.stats.relay_fallbacks += 1;
                 self.move_to(ctx, now, Path::Relay(relay));
             }
+            if self.path.is_relay() {
+                ctx.out.notes.push_back(super::Note::RelaySilent(self.key));
+            }
             self.start_handshake(ctx, now);
         }
         if self.path.is_relay() && self.probing.next.is_some_and(|at| at <= now) {

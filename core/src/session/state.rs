@@ -382,6 +382,7 @@ impl Session {
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
         self.install_current(ctx, keypair);
+        self.mux.peer_reachable();
         self.move_to(ctx, now, from);
         self.last_received = now;
         self.established(ctx, now);
@@ -548,6 +549,7 @@ impl Session {
                 }
             }
             self.install_current(ctx, confirmed);
+            self.mux.peer_reachable();
             self.established(ctx, now);
             self.flush_queue(ctx, now);
         }

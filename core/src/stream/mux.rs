@@ -344,6 +344,14 @@ impl Mux {
         self.recovery.oldest_eliciting_sent()
     }
 
+    /// The peer was just proven reachable (a handshake with it completed). Probe timeouts
+    /// that backed off while it was not (a relay restarting, a path failing over) would
+    /// otherwise keep the stream waiting for many seconds; like an ACK, this resets the
+    /// backoff, so an overdue probe goes out at once.
+    pub fn peer_reachable(&mut self) {
+        self.recovery.pto_count = 0;
+    }
+
     /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.
     pub fn is_idle(&self) -> bool {
         self.recovery.eliciting_in_flight() == 0

@@ -6,8 +6,14 @@
 //! listens for them. Prints:
 //!
 //! - single-stream throughput (MB/s) and CPU-seconds per GiB of the whole process (source,
-//!   sink and, for the tunnel, the three nodes), tunnel vs raw TCP, and their ratio;
+//!   sink and, for the tunnel, the three nodes; for quinn, both endpoints), tunnel vs raw TCP,
+//!   and their ratio;
 //! - 64-byte ping-pong round-trip latency p50/p99, tunnel vs raw TCP.
+//!
+//! Beside both, a QUIC baseline from the same run: one quinn connection on loopback in this
+//! process, a bidirectional stream carrying the same bytes and one carrying the same ping-pong,
+//! with tunnel/quinn ratios. It is set up like burrow (ChaCha20-Poly1305, 1200-byte datagrams,
+//! GSO); `BURROW_BENCH_QUIC=default` measures quinn's defaults instead (AES-GCM, MTU discovery).
 //!
 //! Run: `cargo bench -p burrow-tests --bench tunnel`
 //! (for the host CPU's crypto: `RUSTFLAGS="-C target-cpu=native" cargo bench -p burrow-tests
@@ -201,6 +207,185 @@ impl Tunnel {
     }
 }
 
+/// The QUIC baseline: one quinn connection on loopback in this process (both endpoints on the
+/// bench's runtime). By default it is configured like burrow: ChaCha20-Poly1305 only, the
+/// datagram size held at 1200 bytes (no MTU discovery), GSO on. `BURROW_BENCH_QUIC=default`
+/// keeps quinn's defaults instead (AES-128-GCM preferred, MTU discovery up to 1452).
+struct Quic {
+    conn: quinn::Connection,
+    label: &'static str,
+    _server: quinn::Endpoint,
+    client: quinn::Endpoint,
+}
+
+/// What a stream of the QUIC baseline carries, told by its first byte.
+const QUIC_SINK: u8 = 1;
+const QUIC_ECHO: u8 = 2;
+
+impl Quic {
+    async fn start() -> Self {
+        use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+        use rustls::crypto::ring::{cipher_suite, default_provider};
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::sync::Arc;
+
+        let quinn_defaults = std::env::var("BURROW_BENCH_QUIC").is_ok_and(|v| v == "default");
+        let mut provider = default_provider();
+        if !quinn_defaults {
+            // The client offers ChaCha20 first and rustls servers follow the client's order;
+            // AES-128-GCM stays listed because QUIC's Initial packets need it.
+            provider.cipher_suites = vec![
+                cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+                cipher_suite::TLS13_AES_128_GCM_SHA256,
+            ];
+        }
+        let provider = Arc::new(provider);
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("a self-signed certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+        let tls_server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("server certificate");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).expect("root");
+        let tls_client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let mut transport = quinn::TransportConfig::default();
+        // The connection idles while the other rows are measured.
+        transport.max_idle_timeout(None);
+        if !quinn_defaults {
+            transport.initial_mtu(1200).mtu_discovery_config(None);
+        }
+        let transport = Arc::new(transport);
+        let mut server_cfg = quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(tls_server).expect("QUIC server config"),
+        ));
+        server_cfg.transport_config(transport.clone());
+        let mut client_cfg = quinn::ClientConfig::new(Arc::new(
+            QuicClientConfig::try_from(tls_client).expect("QUIC client config"),
+        ));
+        client_cfg.transport_config(transport);
+
+        let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
+        let server = quinn::Endpoint::server(server_cfg, loopback).expect("quinn server");
+        let server_addr = server.local_addr().expect("bound");
+        let acceptor = server.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = acceptor.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((send, recv)) = conn.accept_bi().await {
+                        tokio::spawn(quic_serve(send, recv));
+                    }
+                });
+            }
+        });
+        let mut client = quinn::Endpoint::client(loopback).expect("quinn client");
+        client.set_default_client_config(client_cfg);
+        let conn = client
+            .connect(server_addr, "localhost")
+            .expect("connect")
+            .await
+            .expect("QUIC handshake");
+        let label = if quinn_defaults {
+            "quinn defaults"
+        } else {
+            "ChaCha20, MTU 1200"
+        };
+        Self {
+            conn,
+            label,
+            _server: server,
+            client,
+        }
+    }
+
+    /// Like [`bulk`], on a fresh bidirectional stream of the connection.
+    async fn bulk(&self, bytes: usize) -> Bulk {
+        let data: Vec<u8> = (0..CHUNK).map(|i| (i * 131 + 7) as u8).collect();
+        let cpu0 = process_cpu();
+        let t0 = Instant::now();
+        let (mut send, mut recv) = self.conn.open_bi().await.expect("open a stream");
+        send.write_all(&[QUIC_SINK]).await.expect("write");
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            send.write_all(&data[..n]).await.expect("write");
+            left -= n;
+        }
+        send.finish().expect("half-close");
+        let mut ack = [0u8; 8];
+        recv.read_exact(&mut ack).await.expect("the sink's count");
+        let secs = t0.elapsed().as_secs_f64();
+        let cpu = (process_cpu() - cpu0).as_secs_f64();
+        assert_eq!(u64::from_le_bytes(ack), bytes as u64, "the sink got it all");
+        Bulk { secs, cpu }
+    }
+
+    /// Like [`ping_pong`], on one bidirectional stream of the connection.
+    async fn ping_pong(&self, n: usize) -> Vec<Duration> {
+        let (mut send, mut recv) = self.conn.open_bi().await.expect("open a stream");
+        send.write_all(&[QUIC_ECHO]).await.expect("write");
+        let out = [0x5a_u8; PING];
+        let mut back = [0u8; PING];
+        for _ in 0..100 {
+            send.write_all(&out).await.expect("write");
+            recv.read_exact(&mut back).await.expect("read");
+        }
+        let mut rtts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t0 = Instant::now();
+            send.write_all(&out).await.expect("write");
+            recv.read_exact(&mut back).await.expect("read");
+            rtts.push(t0.elapsed());
+        }
+        let _ = send.finish();
+        rtts.sort();
+        rtts
+    }
+
+    async fn shutdown(self) {
+        self.conn.close(0u32.into(), b"done");
+        self.client.wait_idle().await;
+    }
+}
+
+/// The server side of a QUIC baseline stream: a sink (count, answer, finish) or an echo.
+async fn quic_serve(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let mut kind = [0u8; 1];
+    if recv.read_exact(&mut kind).await.is_err() {
+        return;
+    }
+    match kind[0] {
+        QUIC_SINK => {
+            let mut total = 0u64;
+            while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, true).await {
+                total += chunk.bytes.len() as u64;
+            }
+            let _ = send.write_all(&total.to_le_bytes()).await;
+            let _ = send.finish();
+            // Keep the stream until the peer has the answer.
+            let _ = send.stopped().await;
+        }
+        _ => {
+            let mut buf = vec![0u8; CHUNK];
+            while let Ok(Some(n)) = recv.read(&mut buf).await {
+                if send.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            let _ = send.finish();
+        }
+    }
+}
+
 fn main() {
     let mib = env_or("BURROW_BENCH_MIB", 256);
     let rounds = env_or("BURROW_BENCH_ROUNDS", 3).max(1);
@@ -221,20 +406,29 @@ fn main() {
         tokio::time::timeout(Duration::from_secs(30), bulk(t_sink, 1 << 20))
             .await
             .expect("the tunnel comes up within 30 s");
+        let quic = Quic::start().await;
+        quic.bulk(1 << 20).await;
 
         let bytes = mib << 20;
         let gib = bytes as f64 / f64::from(1u32 << 30);
         let (mut raw_mbs, mut raw_cpu, mut tun_mbs, mut tun_cpu) = (vec![], vec![], vec![], vec![]);
-        println!("burrow tunnel bench: {mib} MiB single stream x {rounds} rounds, {pings} pings");
+        let (mut quic_mbs, mut quic_cpu) = (vec![], vec![]);
+        println!(
+            "burrow tunnel bench: {mib} MiB single stream x {rounds} rounds, {pings} pings; quinn: {}",
+            quic.label
+        );
         for round in 1..=rounds {
             let raw = bulk(sink_addr, bytes).await;
             let tun = bulk(t_sink, bytes).await;
+            let q = quic.bulk(bytes).await;
             println!(
-                "  round {round}: raw TCP {:7.1} MB/s {:5.2} CPU-s/GiB | tunnel {:7.1} MB/s {:5.2} CPU-s/GiB",
+                "  round {round}: raw TCP {:7.1} MB/s {:5.2} CPU-s/GiB | tunnel {:7.1} MB/s {:5.2} CPU-s/GiB | quinn {:7.1} MB/s {:5.2} CPU-s/GiB",
                 bytes as f64 / raw.secs / 1e6,
                 raw.cpu / gib,
                 bytes as f64 / tun.secs / 1e6,
                 tun.cpu / gib,
+                bytes as f64 / q.secs / 1e6,
+                q.cpu / gib,
             );
             if std::env::var_os("BURROW_BENCH_VERBOSE").is_some() {
                 for (who, node) in [("A", &tunnel.a), ("B", &tunnel.b)] {
@@ -252,7 +446,10 @@ fn main() {
             raw_cpu.push(raw.cpu / gib);
             tun_mbs.push(bytes as f64 / tun.secs / 1e6);
             tun_cpu.push(tun.cpu / gib);
+            quic_mbs.push(bytes as f64 / q.secs / 1e6);
+            quic_cpu.push(q.cpu / gib);
         }
+        let (qm, qc) = (median(quic_mbs), median(quic_cpu));
         let (rm, rc, tm, tc) = (
             median(raw_mbs),
             median(raw_cpu),
@@ -263,14 +460,22 @@ fn main() {
         println!("throughput (median)      MB/s   CPU-s/GiB (whole process: source, sink, nodes)");
         println!("  raw loopback TCP   {rm:9.1}   {rc:9.2}");
         println!("  burrow tunnel      {tm:9.1}   {tc:9.2}");
+        println!("  quinn, one stream  {qm:9.1}   {qc:9.2}");
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
         println!(
             "  tunnel / raw       {:9.3}   {:9.2}x",
             tm / rm,
-            if rc > 0.0 { tc / rc } else { f64::NAN }
+            ratio(tc, rc)
+        );
+        println!(
+            "  tunnel / quinn     {:9.3}   {:9.2}x",
+            tm / qm,
+            ratio(tc, qc)
         );
 
         let raw = ping_pong(echo_addr, pings).await;
         let tun = ping_pong(t_echo, pings).await;
+        let q = quic.ping_pong(pings).await;
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!();
         println!("64-byte ping-pong RTT    p50 us    p99 us");
@@ -285,10 +490,21 @@ fn main() {
             us(pct(&tun, 0.99))
         );
         println!(
+            "  quinn, one stream  {:8.1}  {:8.1}",
+            us(pct(&q, 0.5)),
+            us(pct(&q, 0.99))
+        );
+        println!(
             "  tunnel / raw       {:8.2}x {:8.2}x",
             us(pct(&tun, 0.5)) / us(pct(&raw, 0.5)),
             us(pct(&tun, 0.99)) / us(pct(&raw, 0.99))
         );
+        println!(
+            "  tunnel / quinn     {:8.2}x {:8.2}x",
+            us(pct(&tun, 0.5)) / us(pct(&q, 0.5)),
+            us(pct(&tun, 0.99)) / us(pct(&q, 0.99))
+        );
+        quic.shutdown().await;
         tunnel.shutdown().await;
     });
 }

@@ -104,15 +104,32 @@ impl Profile {
             .iter()
             .all(|n| n.filtering != Filtering::AddressAndPortDependent)
     }
+
+    /// Whether the port this site's mapping gets toward a new peer can be predicted from its
+    /// reflexive port: every NAT that maps endpoint-dependently allocates sequentially, so the
+    /// mapping toward the peer lies just above the reflexive port (within
+    /// `burrow_core`'s `PREDICTED_PORTS`, since the peer's reflexive address is the first new
+    /// destination punching sends to).
+    fn mapping_predictable(&self) -> bool {
+        self.nats.iter().all(|n| {
+            n.mapping == Mapping::EndpointIndependent
+                || n.port_allocation == PortAllocation::Sequential
+        })
+    }
 }
 
-/// What RFC 4787 allows for a pair: a direct path needs both mappings endpoint-independent, or
-/// one side's filtering to accept the other side's unpredictable port.
+/// What RFC 4787 allows for a pair, with port prediction: a direct path needs both mappings
+/// endpoint-independent, or one side's mapping endpoint-independent and either its filtering
+/// open to the other side's unknown port, or the other side's port predictable (sequential
+/// allocation: punching also sends to the ports just above the reflexive one, which opens even
+/// an address-and-port-dependent filter for the port the other side's NAT picks). Two
+/// endpoint-dependent mappings stay relayed: each side's prediction creates further mappings
+/// on its own NAT, so neither side's guess matches the port the other side sends from.
 pub fn direct_possible(a: &Profile, b: &Profile) -> bool {
     match (a.mapping_independent(), b.mapping_independent()) {
         (true, true) => true,
-        (true, false) => a.filtering_open_to_other_ports(),
-        (false, true) => b.filtering_open_to_other_ports(),
+        (true, false) => a.filtering_open_to_other_ports() || b.mapping_predictable(),
+        (false, true) => b.filtering_open_to_other_ports() || a.mapping_predictable(),
         (false, false) => false,
     }
 }

@@ -1,7 +1,8 @@
 //! NAT traversal in the simulator, asserted: every NAT pair gets a working path, direct
 //! wherever RFC 4787 permits one and through the relay elsewhere (within the configured
 //! fallback bound); the Linux conntrack clash is defeated by TTL-limited first probes, and two
-//! daemons behind one NAT find each other on their LAN.
+//! daemons behind one NAT find each other on their LAN. Port prediction takes a peer behind a
+//! sequential symmetric NAT direct to any endpoint-independent mapping.
 
 use std::time::Duration;
 
@@ -150,4 +151,57 @@ fn regression_relayed_pairs_upgrade_through_a_conntrack_clash() {
 #[test]
 fn the_matrix_holds_with_five_percent_loss() {
     check_matrix(0.05, &[5, 6]);
+}
+
+fn profile(name: &str) -> Profile {
+    Profile::all()
+        .into_iter()
+        .find(|p| p.name == name)
+        .expect("a matrix profile")
+}
+
+/// A sequential symmetric NAT maps us toward the peer just above our reflexive port; the peer
+/// punches there too and gets in even through its own port-restricted filter. Without
+/// prediction these pairs were relayed.
+#[test]
+fn port_prediction_takes_a_symmetric_seq_peer_direct() {
+    let seq = profile("symmetric-seq");
+    for other in ["port-restricted", "cone-random", "linux-clash", "cgn"] {
+        let other = profile(other);
+        for seed in 0..3 {
+            for (a, b) in [(&other, &seq), (&seq, &other)] {
+                let r = burrow_sim::traversal::run_pair(a, b, seed, 0.0);
+                assert!(r.direct_possible, "{r}");
+                assert!(matches!(r.outcome, Outcome::Direct(_)), "seed {seed}: {r}");
+            }
+        }
+    }
+}
+
+/// Both sides behind sequential symmetric NATs: each side's predictions make further mappings
+/// on its own NAT, so neither guesses the port the other sends from; the relay carries it.
+#[test]
+fn port_prediction_does_not_pair_two_symmetric_seq_nats() {
+    let seq = profile("symmetric-seq");
+    for seed in 0..2 {
+        let r = burrow_sim::traversal::run_pair(&seq, &seq, seed, 0.0);
+        assert!(!r.direct_possible, "{r}");
+        assert!(r.as_expected(), "seed {seed}: {r}");
+    }
+}
+
+/// Regression (5% loss, linux-clash with symmetric-seq, seed 7): with prediction in punching
+/// alone, lost packets let the relay take over first, and the relayed search for a direct path
+/// (candidates only) never found the predicted port. The relayed rounds predict too; the pair
+/// ends direct.
+#[test]
+fn regression_relayed_rounds_predict_ports_too() {
+    let r = burrow_sim::traversal::run_pair(
+        &profile("linux-clash"),
+        &profile("symmetric-seq"),
+        7,
+        0.05,
+    );
+    assert!(r.outcome.ends_direct(), "{r}");
+    assert!(matches!(r.outcome, Outcome::Relay { .. }), "{r}");
 }

@@ -30,7 +30,8 @@ pub(crate) const RELAY_OVERHEAD: usize =
 
 /// The search for a direct path while relayed.
 ///
-/// Each round is a small punch: TTL-limited probes to the peer's candidates open our own NAT
+/// Each round is a small punch: TTL-limited probes to the peer's candidates (and the predicted
+/// ports above its reflexive one, see [`super::state::PREDICTED_PORTS`]) open our own NAT
 /// toward them without reaching the peer's NAT, and `punch_lead` later the challenges follow at
 /// full TTL. Both sides start their rounds when the session is up on the relay, which happens
 /// on both within one relay trip, and use the same intervals, so their rounds line up and
@@ -65,6 +66,14 @@ impl Session {
         } else {
             self.relay_from.is_some_and(|at| now >= at)
         }
+    }
+
+    /// Where punching and the relayed rounds send: the peer's candidates, then the predicted
+    /// ports above its reflexive one. Never used on a direct path.
+    pub(super) fn punch_targets(&self) -> Vec<std::net::SocketAddr> {
+        let mut targets = self.candidates.clone();
+        targets.extend(super::state::predicted_ports(&self.candidates));
+        targets
     }
 
     /// Whether packets that came by `from` may be taken: the route policy's word.
@@ -194,7 +203,7 @@ impl Session {
             self.probing.challenge_next = true;
             self.probing.next = Some(now + cfg.punch_lead);
             let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
-            for dst in self.candidates.clone() {
+            for dst in self.punch_targets() {
                 self.transmit_to(ctx, now, dst, Some(ttl), probe.clone());
             }
             return;
@@ -206,7 +215,7 @@ impl Session {
         self.probing.next = Some(now + interval.saturating_sub(cfg.punch_lead));
         self.probing.interval = (interval * 2).min(cfg.path_probe_max);
         let kind = [PayloadKind::PathChallenge as u8];
-        for dst in self.candidates.clone() {
+        for dst in self.punch_targets() {
             self.send_payload_on(
                 ctx,
                 now,

@@ -102,6 +102,48 @@ pub(crate) struct Session {
 /// punching attempt only sends probes, so this is after two unanswered initiations).
 const YIELD_AFTER_ATTEMPTS: u32 = 3;
 
+/// Port prediction: how many ports right above the peer's server-reflexive port punching
+/// also tries, on the reflexive address's IP.
+///
+/// A NAT with endpoint-dependent mapping gives each new destination a new external port; one
+/// that allocates sequentially gives the next free one, so the mapping the peer's NAT makes
+/// toward us usually lies a few ports above the reflexive port the rendezvous server saw (one
+/// above, when the peer's first new destination is our reflexive address). Sending there too
+/// opens our own NAT's filter for that port and reaches the peer's mapping once it exists, so
+/// a peer behind such a NAT can reach us directly if our mapping is endpoint-independent.
+///
+/// The bound keeps this from becoming a port scan: at most this many extra addresses, one
+/// TTL-limited probe and one initiation (or path challenge) each per punching attempt or
+/// relayed search round (which back off to `path_probe_max`), only while no direct path is
+/// up (never on a direct session), and only toward the IP the peer itself registered from. An initiation can only be answered by the holder of the peer's static key,
+/// so a stranger on a predicted port learns nothing and completes nothing.
+pub(crate) const PREDICTED_PORTS: u16 = 8;
+
+/// The predicted addresses for punching toward `candidates` (reflexive address first): the
+/// [`PREDICTED_PORTS`] ports above the reflexive port, on a public IPv4 address only (IPv6 is
+/// seldom translated; private, loopback and link-local addresses are not behind the peer's
+/// NAT), and none that is a candidate already.
+pub(crate) fn predicted_ports(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(SocketAddr::V4(reflexive)) = candidates.first() else {
+        return Vec::new();
+    };
+    let ip = reflexive.ip();
+    if ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+    {
+        return Vec::new();
+    }
+    (1..=PREDICTED_PORTS)
+        .map_while(|k| reflexive.port().checked_add(k))
+        .map(|port| SocketAddr::new((*ip).into(), port))
+        .filter(|a| !candidates.contains(a))
+        .collect()
+}
+
 /// Silence after which a connected session starts a handshake to find out whether the peer
 /// lost our session (it restarted) or the path broke. Two keepalive intervals and a retry, so
 /// that one lost keepalive does not cost a handshake.
@@ -237,8 +279,10 @@ impl Session {
         // the peer's NAT (where an unsolicited packet could claim the port our peer's packets
         // need); from the second attempt on, the initiation itself goes to every candidate at
         // full TTL. The TTL climbs one hop per attempt, so nested NATs are crossed too.
+        // Predicted ports come after the candidates, so that a sequential NAT in front of us
+        // gives the peer's reflexive address the port right after our own reflexive one.
         let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
-        for dst in self.candidates.clone() {
+        for dst in self.punch_targets() {
             self.transmit_to(ctx, now, dst, Some(ttl), probe.clone());
             if attempts > 0 {
                 self.transmit_to(ctx, now, dst, None, packet.clone());
@@ -914,3 +958,34 @@ pub(crate) const DATAGRAM_OVERHEAD: usize =
 
 /// The same around a stream-layer packet.
 pub(crate) const STREAM_OVERHEAD: usize = DATAGRAM_OVERHEAD;
+
+#[cfg(test)]
+mod prediction_tests {
+    use super::{PREDICTED_PORTS, predicted_ports};
+    use std::net::SocketAddr;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn predicts_the_ports_above_a_public_reflexive_address_only() {
+        let got = predicted_ports(&addrs(&["203.0.113.10:5000", "203.0.113.10:5002"]));
+        assert_eq!(got.len(), usize::from(PREDICTED_PORTS) - 1);
+        assert_eq!(got[0], "203.0.113.10:5001".parse().unwrap());
+        assert!(!got.contains(&"203.0.113.10:5002".parse().unwrap()));
+        assert!(got.iter().all(|a| a.ip() == got[0].ip() && a.port() > 5000));
+        assert!(got.iter().all(|a| a.port() <= 5000 + PREDICTED_PORTS));
+        // Near the top of the range: no wrap-around.
+        assert_eq!(predicted_ports(&addrs(&["203.0.113.10:65534"])).len(), 1);
+        // Nothing behind the peer's NAT to predict on private, loopback or IPv6 addresses.
+        for first in [
+            "192.168.1.2:40000",
+            "127.0.0.1:40000",
+            "[2001:db8::1]:40000",
+        ] {
+            assert!(predicted_ports(&addrs(&[first])).is_empty(), "{first}");
+        }
+        assert!(predicted_ports(&[]).is_empty());
+    }
+}

@@ -255,12 +255,27 @@ impl Forwarder {
         };
         c.reading = false;
         c.bytes_read += data.len() as u64;
-        c.pending = if c.pending.is_empty() {
-            Bytes::copy_from_slice(data)
-        } else {
-            // Only a runtime that read without an `Action::Read` gets here; keep every byte.
-            [&c.pending[..], data].concat().into()
-        };
+        let mut rest = data;
+        if let (true, Some((peer, stream))) = (c.pending.is_empty(), c.stream) {
+            // Straight into the stream: only what it does not take now is copied and kept.
+            match ep.stream_write(now, peer, stream, data) {
+                Ok(n) => rest = &data[n..],
+                Err(StreamError::Blocked) => {}
+                Err(e) => {
+                    let why = format!("stream write failed: {e}");
+                    return self.fail(now, ep, conn, CONN_FAILED, why);
+                }
+            }
+        }
+        let c = self.conns.get_mut(&conn).expect("looked up above");
+        if !rest.is_empty() {
+            c.pending = if c.pending.is_empty() {
+                Bytes::copy_from_slice(rest)
+            } else {
+                // Only a runtime that read without an `Action::Read` gets here; keep every byte.
+                [&c.pending[..], rest].concat().into()
+            };
+        }
         self.push_up(now, ep, conn);
     }
 

@@ -102,7 +102,7 @@ fn answer(stream: UnixStream, node: Control) {
             return;
         }
         let line = line.trim_end();
-        let reply = match serde_json::from_str::<Request>(&line) {
+        let reply = match serde_json::from_str::<Request>(line) {
             Ok(r) if r.cmd == "status" => match node.status() {
                 Ok(status) => serde_json::to_string(&status).unwrap_or_default(),
                 Err(e) => serde_json::json!({ "error": e }).to_string(),

@@ -1,9 +1,12 @@
 //! The local control socket: a unix socket in the state directory speaking JSON lines.
 //! Request `{"cmd":"status"}`; answer one line, the node's status or `{"error": "..."}`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burrow_core::status::Status;
 use serde::Deserialize;
@@ -20,11 +23,21 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("control.sock")
 }
 
-/// Binds the control socket, replacing a stale one; refuses if a daemon answers on it.
-/// Answers on a thread per client.
+/// The longest request line a client may send.
+const MAX_REQUEST: u64 = 4096;
+/// Clients answered at once; more are closed at once.
+const MAX_CLIENTS: usize = 16;
+
+/// Binds the control socket, replacing a stale one; refuses if a daemon answers on it. The
+/// socket is owner-only (0600) whatever the umask: it is bound under a temporary name, made
+/// 0600, then renamed into place, so no other user can connect in between. A state directory
+/// it creates is 0700. Answers on a thread per client, at most [`MAX_CLIENTS`] at once.
 pub fn serve(state_dir: &Path, node: Control) -> Result<(), String> {
     let path = socket_path(state_dir);
-    std::fs::create_dir_all(state_dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
         .map_err(|e| format!("cannot create state directory {}: {e}", state_dir.display()))?;
     if path.exists() {
         if UnixStream::connect(&path).is_ok() {
@@ -35,26 +48,61 @@ pub fn serve(state_dir: &Path, node: Control) -> Result<(), String> {
         }
         let _ = std::fs::remove_file(&path);
     }
-    let listener = UnixListener::bind(&path)
+    let listener = bind_private(&path)
         .map_err(|e| format!("cannot create control socket {}: {e}", path.display()))?;
+    let clients = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let node = node.clone();
-            std::thread::spawn(move || answer(stream, node));
+            if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                clients.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            let (node, clients) = (node.clone(), clients.clone());
+            std::thread::spawn(move || {
+                answer(stream, node);
+                clients.fetch_sub(1, Ordering::AcqRel);
+            });
         }
     });
     Ok(())
+}
+
+/// Binds a unix socket at `path` that only its owner can connect to.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 fn answer(stream: UnixStream, node: Control) {
     let Ok(mut wr) = stream.try_clone() else {
         return;
     };
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        match reader.by_ref().take(MAX_REQUEST + 1).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.len() as u64 > MAX_REQUEST {
+            let reply = serde_json::json!({
+                "error": format!("request longer than {MAX_REQUEST} bytes")
+            });
+            let _ = wr.write_all(format!("{reply}\n").as_bytes());
             return;
-        };
-        let reply = match serde_json::from_str::<Request>(&line) {
+        }
+        let line = line.trim_end();
+        let reply = match serde_json::from_str::<Request>(line) {
             Ok(r) if r.cmd == "status" => match node.status() {
                 Ok(status) => serde_json::to_string(&status).unwrap_or_default(),
                 Err(e) => serde_json::json!({ "error": e }).to_string(),

@@ -1,6 +1,6 @@
 //! Key files: one line of base64, readable by the owner only.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use burrow_core::SecretKey;
@@ -19,32 +19,57 @@ pub fn token() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes `key` to `path` (mode 0600), refusing to replace a file unless `force`.
+/// Writes `key` to `path`, owner-only (0600) whatever the umask, refusing to replace a file
+/// unless `force`. The key goes to a new temporary file beside `path` (created exclusively, so
+/// a planted file or symlink there is never written through), which is then renamed over
+/// `path`: a symlink at `path` is replaced, not followed, and `--force` leaves a 0600 file
+/// even where a 0644 one was.
 pub fn write(path: &Path, key: &SecretKey, force: bool) -> Result<(), String> {
-    if path.exists() && !force {
+    if std::fs::symlink_metadata(path).is_ok() && !force {
         return Err(format!(
             "{} exists; pass --force to replace it (the old identity is lost)",
             path.display()
         ));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
+        // Directories made for a key are owner-only too.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
             .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot write key file {}: {e}", path.display()))?;
-    writeln!(file, "{}", key.to_base64())
-        .map_err(|e| format!("cannot write key file {}: {e}", path.display()))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = write_new(&tmp, key).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write key file {}: {e}", path.display()));
+    }
+    Ok(())
 }
 
-/// Reads the key at `path`.
+/// Creates `path` (which must not exist) with mode 0600 and the key in it, synced to disk.
+fn write_new(path: &Path, key: &SecretKey) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    // The umask can only clear bits; make it exactly 0600.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{}", key.to_base64())?;
+    file.sync_all()
+}
+
+/// Reads the key at `path`. Refuses a key file that its group or others may read or write
+/// (as ssh does), with the `chmod` that fixes it.
 pub fn read(path: &Path) -> Result<SecretKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let mut file = std::fs::File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!(
                 "key file {} not found: create it with `burrow keygen --out {}`",
@@ -55,6 +80,28 @@ pub fn read(path: &Path) -> Result<SecretKey, String> {
             format!("cannot read key file {}: {e}", path.display())
         }
     })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "key file {} is accessible by others (mode {:04o}): a private key must be readable by its owner only; run `chmod 600 {}`",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ));
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::by_ref(&mut file)
+        .take(1024)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
     text.trim()
         .parse()
         .map_err(|e| format!("key file {}: {e}", path.display()))
@@ -62,7 +109,7 @@ pub fn read(path: &Path) -> Result<SecretKey, String> {
 
 /// Reads the key at `path`, creating it first if it does not exist.
 pub fn read_or_create(path: &Path) -> Result<SecretKey, String> {
-    if !path.exists() {
+    if std::fs::symlink_metadata(path).is_err() {
         let key = generate()?;
         write(path, &key, false)?;
         tracing::info!(path = %path.display(), public_key = %key.public_key(), "created a new key");

@@ -293,3 +293,146 @@ fn token_prints_a_fresh_random_token_each_time() {
     assert!(a.chars().all(|c| c.is_ascii_hexdigit()), "{a}");
     assert_ne!(a, b);
 }
+
+/// Runs `burrow ARGS` under `umask 000` (through sh, which sets it and execs burrow).
+fn under_umask_000(args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args);
+    cmd
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn key_files_are_owner_only_never_followed_and_refused_when_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("keyfiles");
+    let key = dir.join("a.key");
+    let out = under_umask_000(&["keygen", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen: {out:?}");
+    assert_eq!(mode(&key), 0o600, "a new key under umask 000");
+
+    // --force over a 0644 file leaves a 0600 one.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = under_umask_000(&["keygen", "--force", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen --force: {out:?}");
+    assert_eq!(mode(&key), 0o600, "rewritten by --force");
+
+    // --force over a symlink replaces the link and leaves its target alone.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "not a key\n").expect("victim");
+    let link = dir.join("link.key");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(&link)])
+        .output()
+        .expect("keygen");
+    assert!(
+        !out.status.success(),
+        "a symlink counts as an existing file"
+    );
+    let out = Command::new(BIN)
+        .args(["keygen", "--force", "--out", path(&link)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen --force: {out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "not a key\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("stat")
+            .file_type()
+            .is_file(),
+        "the link was replaced by a regular file"
+    );
+    assert_eq!(mode(&link), 0o600);
+
+    // A key that others can read is refused, with the chmod that fixes it.
+    for bad in [0o644, 0o640, 0o606] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(bad)).expect("chmod");
+        let out = Command::new(BIN)
+            .args(["pubkey", "--key", path(&key)])
+            .output()
+            .expect("pubkey");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "mode {bad:o} accepted");
+        assert!(err.contains(&format!("chmod 600 {}", path(&key))), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+    let out = Command::new(BIN)
+        .args(["pubkey", "--key", path(&key)])
+        .output()
+        .expect("pubkey");
+    assert!(out.status.success(), "0400 is fine: {out:?}");
+}
+
+#[test]
+fn the_control_socket_is_owner_only_under_umask_000() {
+    use std::os::unix::net::UnixStream;
+    let dir = temp_dir("ctlmode");
+    let (_server, addr, key) = server(&dir);
+    let state = dir.join("state");
+    let mut child = under_umask_000(&[
+        "expose",
+        "/cli/mode",
+        "127.0.0.1:9",
+        "--server",
+        &addr,
+        "--server-key",
+        &key,
+        "--token",
+        "tok",
+        "--state-dir",
+        path(&state),
+        "--udp",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("run burrow");
+    let stderr = lines(child.stderr.take().expect("piped"));
+    let _stdout = lines(child.stdout.take().expect("piped"));
+    let daemon = Proc {
+        child,
+        stdout: mpsc::channel().1,
+        stderr,
+    };
+    wait_for(&daemon.stderr, "registered with the rendezvous server");
+    let socket = state.join("control.sock");
+    assert_eq!(mode(&socket), 0o600, "control socket");
+    assert_eq!(mode(&state), 0o700, "state directory it created");
+
+    // An oversize request gets an error and the connection ends; the next client is answered.
+    let mut c = UnixStream::connect(&socket).expect("connect");
+    c.set_read_timeout(Some(WAIT)).expect("timeout");
+    c.write_all(&vec![b'x'; 10_000]).expect("write");
+    let mut reply = String::new();
+    BufReader::new(&c).read_line(&mut reply).expect("reply");
+    assert!(reply.contains("longer than"), "{reply}");
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--state-dir", path(&state)])
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "status after an oversize request: {out:?}"
+    );
+}

@@ -20,6 +20,9 @@ pub enum CloseReason {
     /// The peer's endpoint restarted and lost the session's state; a new session with a new
     /// [`crate::PeerId`] follows at once.
     PeerRestarted,
+    /// The peer broke the stream protocol (data beyond a flow-control window, a frame for a
+    /// stream that may not exist, ...); we closed the session and told it why.
+    ProtocolViolation,
 }
 
 impl fmt::Display for CloseReason {
@@ -32,6 +35,9 @@ impl fmt::Display for CloseReason {
             Self::Local => f.write_str("closed locally"),
             Self::Peer(code) => write!(f, "closed by the peer ({code:?})"),
             Self::PeerRestarted => f.write_str("the peer restarted; its new session replaces this one"),
+            Self::ProtocolViolation => {
+                f.write_str("the peer broke the stream protocol (e.g. sent beyond its window)")
+            }
         }
     }
 }

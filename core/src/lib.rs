@@ -90,6 +90,10 @@ pub mod wire;
 
 mod rng;
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -49,6 +49,9 @@ pub struct Stats {
     pub dropped_bad_payload: u64,
     /// Incoming streams refused: a service we do not expose, or a header that does not parse.
     pub streams_refused: u64,
+    /// Sessions we closed because the peer broke the stream protocol (see
+    /// [`crate::stream::StreamEvent::ProtocolViolation`]).
+    pub protocol_violations: u64,
     /// A packet for a session whose route policy forbids the path it came by (a relay-only
     /// session's direct packets, or relayed packets for a direct-only session).
     pub dropped_route_policy: u64,

@@ -124,16 +124,23 @@ impl StunClient {
     }
 }
 
-/// The answer a STUN server gives a Binding request from `from`, if it is one.
-pub(crate) fn answer(request: &StunMessage, from: SocketAddr) -> Option<Vec<u8>> {
+/// How many times a request's size a STUN answer may be: the source address is not validated,
+/// so the answer could be aimed at a third party (RFC 9000, section 8, allows 3x).
+pub(crate) const STUN_AMPLIFICATION: usize = 3;
+
+/// The answer a STUN server gives a Binding request of `request_len` bytes from `from`, if it
+/// is one; never more than [`STUN_AMPLIFICATION`] times the request.
+pub(crate) fn answer(
+    request: &StunMessage,
+    request_len: usize,
+    from: SocketAddr,
+) -> Option<Vec<u8>> {
     match request {
-        StunMessage::BindingRequest { transaction } => Some(
-            StunMessage::BindingSuccess {
-                transaction: *transaction,
-                mapped: Some(from),
-            }
-            .encode(),
-        ),
+        StunMessage::BindingRequest { transaction } => StunMessage::BindingSuccess {
+            transaction: *transaction,
+            mapped: Some(from),
+        }
+        .encode_within(request_len * STUN_AMPLIFICATION),
         StunMessage::BindingSuccess { .. } => None,
     }
 }
@@ -141,6 +148,24 @@ pub(crate) fn answer(request: &StunMessage, from: SocketAddr) -> Option<Vec<u8>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_stay_within_three_times_the_request() {
+        let request = StunMessage::BindingRequest {
+            transaction: [9; 12],
+        };
+        let len = 20;
+        for from in ["192.0.2.1:5000", "[2001:db8::1]:5000"] {
+            let from: SocketAddr = from.parse().unwrap();
+            let answer = answer(&request, len, from).expect("answered");
+            assert!(answer.len() <= 3 * len, "{from}: {} bytes", answer.len());
+            // Still a valid answer carrying the address.
+            match StunMessage::parse(&answer) {
+                Ok(StunMessage::BindingSuccess { mapped, .. }) => assert_eq!(mapped, Some(from)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn probes_retransmit_with_backoff_then_give_up() {

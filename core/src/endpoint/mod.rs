@@ -446,7 +446,7 @@ impl Endpoint {
                 None => self.out.stats.dropped_unexpected += 1,
             }
         } else if let Some(reply) =
-            crate::stun::answer(&message, from).filter(|_| self.config.answer_stun)
+            crate::stun::answer(&message, bytes.len(), from).filter(|_| self.config.answer_stun)
         {
             self.out.send(Transmit {
                 dst: from,

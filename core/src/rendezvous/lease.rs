@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::messages::{ErrorCode, ServerMessage};
 use super::name::ServiceName;
+use super::plausible::plausible_host;
 use crate::crypto::PublicKey;
 
 /// How many final answers a registration remembers, to answer retransmitted requests
@@ -72,11 +73,16 @@ impl Registration {
         self.expires
     }
 
-    /// Candidates to give a peer: the reflexive address first, then the host candidates.
+    /// Candidates to give a peer: the reflexive address first, then the host candidates that
+    /// can be the daemon's own (see `plausible_host`: never a third party's address).
     pub(crate) fn candidates(&self) -> Vec<SocketAddr> {
         let mut out = Vec::with_capacity(1 + self.host_candidates.len());
         out.push(self.addr);
-        out.extend(self.host_candidates.iter().filter(|a| **a != self.addr));
+        out.extend(
+            self.host_candidates
+                .iter()
+                .filter(|a| **a != self.addr && plausible_host(**a, self.addr)),
+        );
         out
     }
 

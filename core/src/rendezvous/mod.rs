@@ -28,6 +28,7 @@ pub mod events;
 pub mod lease;
 pub mod messages;
 pub mod name;
+mod plausible;
 pub mod relay;
 pub mod retry;
 pub mod server;

@@ -96,6 +96,8 @@ pub(crate) struct Session {
     pub(crate) mux: Mux,
     /// Set once the session has ended; the endpoint then removes it.
     pub(crate) closed: bool,
+    /// The peer broke the stream protocol; the session closes once the mux's events are passed.
+    pub(crate) violated: bool,
 }
 
 /// Attempts after which the larger key answers the peer's initiation anyway (the first
@@ -188,6 +190,7 @@ impl Session {
             announced: false,
             queue: VecDeque::new(),
             closed: false,
+            violated: false,
         }
     }
 
@@ -791,7 +794,11 @@ impl Session {
             Control::Close { code }.encode(&mut body);
             self.send_payload(ctx, now, &[&body]);
         }
-        self.end(ctx, CloseReason::Local);
+        let reason = match code {
+            CloseCode::ProtocolViolation => CloseReason::ProtocolViolation,
+            _ => CloseReason::Local,
+        };
+        self.end(ctx, reason);
     }
 
     fn end(&mut self, ctx: &mut Context<'_>, reason: CloseReason) {

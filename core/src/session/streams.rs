@@ -9,6 +9,7 @@ use crate::crypto::PublicKey;
 use crate::event::Event;
 use crate::service::{BAD_HEADER, HeaderReader, HeaderState, UNKNOWN_SERVICE};
 use crate::stream::{Mux, ReadOutcome, Role, StreamEvent, StreamId};
+use crate::wire::control::CloseCode;
 use crate::wire::payload::PayloadKind;
 
 impl Session {
@@ -18,6 +19,11 @@ impl Session {
         self.send_mux_packets(ctx, now);
         // Reading a header may free credit and queue a window update: send again until quiet.
         while self.pass_mux_events(ctx) {
+            if self.violated {
+                ctx.out.stats.protocol_violations += 1;
+                self.close(ctx, now, CloseCode::ProtocolViolation);
+                return;
+            }
             self.send_mux_packets(ctx, now);
         }
     }
@@ -77,6 +83,10 @@ impl Session {
                 },
                 StreamEvent::Datagram(data) => Event::Datagram { peer, data },
                 StreamEvent::OpenAvailable => Event::StreamsAvailable { peer },
+                StreamEvent::ProtocolViolation => {
+                    self.violated = true;
+                    continue;
+                }
             };
             ctx.out.events.push_back(event);
         }

@@ -17,6 +17,9 @@ impl Mux {
     /// frames that break a protocol rule are ignored and counted. Afterwards drain
     /// [`Mux::poll_packet`] and [`Mux::poll_event`].
     pub fn handle_packet(&mut self, now: Instant, payload: &[u8]) {
+        if self.violated {
+            return;
+        }
         if payload.is_empty() {
             self.stats.keepalives_received += 1;
             return;
@@ -42,6 +45,9 @@ impl Mux {
         self.stats.bytes_received += payload.len() as u64;
         let mut r = Reader::new(frames);
         while let Ok(f) = Frame::decode(&mut r) {
+            if self.violated {
+                break;
+            }
             self.on_frame(now, f);
         }
         self.process_outcomes();
@@ -57,7 +63,7 @@ impl Mux {
                     .on_ack(now, &ack, self.app_limited, &mut out)
                     .is_err()
                 {
-                    self.stats.frames_invalid += 1;
+                    self.violation();
                 }
                 self.scratch = out;
                 self.process_outcomes();
@@ -81,10 +87,14 @@ impl Mux {
                     return;
                 };
                 match s.recv.on_reset(code, final_size) {
-                    Err(_) => self.stats.frames_invalid += 1,
+                    Err(_) => self.violation(),
                     Ok((grew, unread, notify)) => {
                         s.recv.readable_notified = false;
                         self.conn_received += grew;
+                        if !self.conn_recv.allows(self.conn_received) {
+                            self.violation();
+                            return;
+                        }
                         self.consume_conn(unread);
                         if notify {
                             self.events.push_back(StreamEvent::Reset { id, code });
@@ -163,11 +173,12 @@ impl Mux {
         };
         let r = &mut s.recv;
         match r.on_data(offset, data, fin) {
-            Err(_) => self.stats.frames_invalid += 1,
+            Err(_) => self.violation(),
             Ok(grew) => {
                 self.conn_received += grew;
                 if !self.conn_recv.allows(self.conn_received) {
-                    self.stats.frames_invalid += 1;
+                    self.violation();
+                    return;
                 }
                 if r.is_readable() && !r.readable_notified {
                     r.readable_notified = true;
@@ -181,6 +192,15 @@ impl Mux {
         }
     }
 
+    /// The peer broke a protocol rule: count it, report it once, ignore the peer from now on.
+    fn violation(&mut self) {
+        self.stats.frames_invalid += 1;
+        if !self.violated {
+            self.violated = true;
+            self.events.push_back(StreamEvent::ProtocolViolation);
+        }
+    }
+
     /// Whether a frame for `id` should be processed: the stream exists, or the peer may open
     /// it now (which opens it and every lower one of the peer's). Frames for streams that were
     /// closed are ignored; frames for streams that may not exist are counted as invalid.
@@ -191,7 +211,7 @@ impl Mux {
         let index = id.index();
         if id.initiator() == self.role {
             if index >= self.next_local {
-                self.stats.frames_invalid += 1;
+                self.violation();
             }
             return false;
         }
@@ -199,7 +219,7 @@ impl Mux {
             return false;
         }
         if index >= self.local_max_streams {
-            self.stats.frames_invalid += 1;
+            self.violation();
             return false;
         }
         let peer = id.initiator();

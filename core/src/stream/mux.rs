@@ -79,6 +79,8 @@ pub struct Mux {
     /// Reused buffer for the outcomes of acknowledged and lost packets.
     pub(super) scratch: Vec<Outcome>,
     pub(super) stats: MuxStats,
+    /// The peer broke a protocol rule; its packets are ignored from then on.
+    pub(super) violated: bool,
 }
 
 impl Mux {
@@ -131,6 +133,7 @@ impl Mux {
             app_limited: true,
             scratch: Vec::new(),
             stats: MuxStats::default(),
+            violated: false,
             config,
         }
     }
@@ -370,6 +373,13 @@ impl Mux {
         s.bytes_in_flight = self.recovery.bytes_in_flight;
         s.open_streams = self.streams.len();
         s
+    }
+
+    /// Received stream bytes held for the application (readable or waiting behind a hole),
+    /// summed over streams. Flow control keeps it at or under
+    /// [`StreamConfig::connection_receive_window`]: a peer that sends beyond it is closed.
+    pub fn buffered_bytes(&self) -> usize {
+        self.streams.values().map(|s| s.recv.asm.buffered()).sum()
     }
 
     /// An estimate of the heap memory this Mux holds (buffers, maps, queues), for capacity

@@ -105,10 +105,6 @@ impl RangeSet {
         Some(end)
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.ranges.clear();
-    }
-
     /// Heap bytes held.
     pub(crate) fn heap_size(&self) -> usize {
         self.ranges.capacity() * std::mem::size_of::<(u64, u64)>()

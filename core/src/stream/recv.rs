@@ -78,7 +78,7 @@ impl RecvStream {
         let grew = end.saturating_sub(self.highest);
         self.highest = self.highest.max(end);
         match self.state {
-            RecvState::Open => self.asm.insert(offset, data),
+            RecvState::Open => self.asm.insert(offset, data).map_err(|_| Violation)?,
             RecvState::Stopped(_) => {
                 self.asm.discard_until(self.highest);
                 if self.final_size == Some(self.highest) {

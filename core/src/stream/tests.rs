@@ -62,6 +62,8 @@ struct Side {
     datagrams: Vec<Vec<u8>>,
     /// `OpenAvailable` events seen.
     open_available: u32,
+    /// `ProtocolViolation` events seen (an honest peer never causes one).
+    violations: u32,
     drop_next: u32,
     dup_next: u32,
 }
@@ -74,6 +76,7 @@ impl Side {
             reading: true,
             datagrams: Vec::new(),
             open_available: 0,
+            violations: 0,
             drop_next: 0,
             dup_next: 0,
         }
@@ -161,6 +164,7 @@ impl Side {
                 }
                 StreamEvent::Datagram(d) => self.datagrams.push(d.to_vec()),
                 StreamEvent::OpenAvailable => self.open_available += 1,
+                StreamEvent::ProtocolViolation => self.violations += 1,
             }
         }
     }
@@ -795,30 +799,95 @@ fn tail_loss_is_recovered_by_the_probe_timeout() {
     assert!(pair.sides[0].mux.stats().ptos >= 1);
 }
 
+/// One packet of frames from the peer, packet number `pn`.
+fn packet_of(pn: u64, frames: &[frame::Frame<'_>]) -> Vec<u8> {
+    let mut packet = [0u8; 1200];
+    let mut w = frame::Writer::new(&mut packet);
+    w.varint(pn);
+    for f in frames {
+        f.encode(&mut w);
+    }
+    let n = w.len();
+    packet[..n].to_vec()
+}
+
+fn violation_events(mux: &mut Mux) -> usize {
+    std::iter::from_fn(|| mux.poll_event())
+        .filter(|e| matches!(e, StreamEvent::ProtocolViolation))
+        .count()
+}
+
+/// Malformed and duplicate packets are dropped and counted; the session goes on.
 #[test]
-fn peer_violations_are_counted_not_fatal() {
+fn malformed_and_duplicate_packets_are_counted_not_fatal() {
     let now = crate::tests::origin();
     let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, now);
-    let mut packet = [0u8; 200];
-    let mut w = frame::Writer::new(&mut packet);
-    w.varint(0);
-    // Data past the initial stream window on a peer stream, and a frame for a stream of ours
-    // that we never opened.
-    frame::Frame::Stream {
-        id: 1,
-        offset: 10 * 1024 * 1024,
-        data: b"x",
-        fin: false,
-    }
-    .encode(&mut w);
-    frame::Frame::MaxStreamData { id: 8, max: 5 }.encode(&mut w);
-    let n = w.len();
-    mux.handle_packet(now, &packet[..n]);
-    assert_eq!(mux.stats().frames_invalid, 2);
+    let ok = packet_of(0, &[frame::Frame::Ping]);
+    mux.handle_packet(now, &ok);
     mux.handle_packet(now, &[0x00, 0xff]);
     assert_eq!(mux.stats().packets_malformed, 1);
-    mux.handle_packet(now, &packet[..n]);
+    mux.handle_packet(now, &ok);
     assert_eq!(mux.stats().packets_duplicate, 1);
+    assert_eq!(violation_events(&mut mux), 0);
+}
+
+/// Each breach a correct peer never commits ends the stream layer: one `ProtocolViolation`
+/// event, and the peer's later packets are ignored (the session closes on the event).
+#[test]
+fn peer_violations_are_reported_once_and_end_the_mux() {
+    let now = crate::tests::origin();
+    let window = StreamConfig::default().stream_receive_window;
+    let breaches: [(&str, frame::Frame<'_>); 4] = [
+        (
+            "data past the stream window",
+            frame::Frame::Stream {
+                id: 1,
+                offset: 10 * window,
+                data: b"x",
+                fin: false,
+            },
+        ),
+        (
+            "a frame for a stream of ours never opened",
+            frame::Frame::MaxStreamData { id: 8, max: 5 },
+        ),
+        (
+            "a stream beyond the stream limit",
+            frame::Frame::Stream {
+                id: 4 * 100_000 + 1,
+                offset: 0,
+                data: b"x",
+                fin: false,
+            },
+        ),
+        (
+            "a reset whose final size is past the window",
+            frame::Frame::ResetStream {
+                id: 1,
+                code: 0,
+                final_size: 10 * window,
+            },
+        ),
+    ];
+    for (what, breach) in breaches {
+        let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, now);
+        mux.handle_packet(now, &packet_of(0, &[breach]));
+        assert_eq!(violation_events(&mut mux), 1, "{what}");
+        assert_eq!(mux.stats().frames_invalid, 1, "{what}");
+        // Later packets, valid or not, are ignored.
+        let later = packet_of(
+            1,
+            &[frame::Frame::Stream {
+                id: 1,
+                offset: 0,
+                data: b"y",
+                fin: false,
+            }],
+        );
+        mux.handle_packet(now, &later);
+        assert_eq!(mux.stats().packets_received, 1, "{what}");
+        assert_eq!(violation_events(&mut mux), 0, "{what}");
+    }
 }
 
 #[test]
@@ -876,4 +945,111 @@ fn regression_stop_sending_on_a_finished_stream_with_a_stalled_reader() {
         0,
         82_331_853,
     );
+}
+
+/// An authenticated attacker sends stream data at the largest offsets it may on every stream
+/// it may open, then fills every stream: the victim holds only the bytes that arrived (no
+/// holes materialised), never more than its connection window, and the first byte beyond a
+/// window ends the mux with a protocol violation.
+#[test]
+fn an_attacker_at_the_window_edges_is_held_to_the_window() {
+    let now = crate::tests::origin();
+    let config = StreamConfig::default();
+    let mut victim = Mux::new(config.clone(), Role::Initiator, now);
+    let streams = config.max_concurrent_streams;
+    let per_stream = super::types::INITIAL_STREAM_WINDOW;
+    let mut pn = 0;
+    let mut send = |victim: &mut Mux, frames: &[frame::Frame<'_>]| {
+        victim.handle_packet(now, &packet_of(pn, frames));
+        pn += 1;
+    };
+    // One byte at the last offset each stream allows.
+    for i in 0..streams {
+        let id = StreamId::new(Role::Responder, i).0;
+        send(
+            &mut victim,
+            &[frame::Frame::Stream {
+                id,
+                offset: per_stream - 1,
+                data: b"x",
+                fin: false,
+            }],
+        );
+    }
+    assert_eq!(violation_events(&mut victim), 0);
+    let edges = (victim.buffered_bytes(), victim.heap_size());
+    assert_eq!(edges.0 as u64, streams);
+    // Then every byte of every stream.
+    let chunk = [7u8; 1100];
+    for i in 0..streams {
+        let id = StreamId::new(Role::Responder, i).0;
+        let mut offset = 0;
+        while offset < per_stream - 1 {
+            let n = (per_stream - 1 - offset).min(chunk.len() as u64) as usize;
+            send(
+                &mut victim,
+                &[frame::Frame::Stream {
+                    id,
+                    offset,
+                    data: &chunk[..n],
+                    fin: false,
+                }],
+            );
+            offset += n as u64;
+        }
+    }
+    assert_eq!(violation_events(&mut victim), 0);
+    let full = (victim.buffered_bytes(), victim.heap_size());
+    assert!(full.0 as u64 <= config.connection_receive_window);
+    assert_eq!(full.0 as u64, streams * per_stream);
+    // One byte past a stream's window.
+    send(
+        &mut victim,
+        &[frame::Frame::Stream {
+            id: StreamId::new(Role::Responder, 0).0,
+            offset: per_stream,
+            data: b"x",
+            fin: false,
+        }],
+    );
+    assert_eq!(violation_events(&mut victim), 1);
+    println!(
+        "{streams} streams: one byte at each window edge: {} B buffered, {} B heap; \
+         every stream full: {} B buffered (connection window {} B), {} B heap",
+        edges.0, edges.1, full.0, config.connection_receive_window, full.1
+    );
+
+    // A smaller connection window than streams x stream window: the stream that would pass it
+    // ends the mux, and what is buffered stays under it.
+    let config = StreamConfig {
+        connection_receive_window: 1024 * 1024,
+        ..StreamConfig::default()
+    };
+    let mut victim = Mux::new(config.clone(), Role::Initiator, now);
+    let mut violated_at = None;
+    for i in 0..streams {
+        let id = StreamId::new(Role::Responder, i).0;
+        victim.handle_packet(
+            now,
+            &packet_of(
+                i,
+                &[frame::Frame::Stream {
+                    id,
+                    offset: per_stream - 1,
+                    data: b"x",
+                    fin: false,
+                }],
+            ),
+        );
+        if violation_events(&mut victim) > 0 {
+            violated_at = Some(i);
+            break;
+        }
+    }
+    assert_eq!(
+        violated_at,
+        Some(config.connection_receive_window / per_stream),
+        "the stream that passes the connection window"
+    );
+    assert!(victim.buffered_bytes() as u64 <= config.connection_receive_window);
 }

@@ -136,6 +136,12 @@ pub enum StreamEvent {
     /// An `open` that failed with [`OpenError::Limit`] may succeed now: the peer raised its
     /// limit on concurrent streams.
     OpenAvailable,
+    /// The peer broke a rule of the stream layer that a correct peer never breaks: data beyond
+    /// a flow-control window or a final size, a frame for a stream that may not exist, an ACK
+    /// for a packet never sent, or more out-of-order pieces on one stream than the assembler
+    /// holds. Reported once; from then on the mux ignores the peer's packets, and the session
+    /// closes with a protocol error (RFC 9000 closes the connection for the same breaches).
+    ProtocolViolation,
 }
 
 /// What a successful `read` found.

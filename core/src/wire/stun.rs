@@ -115,6 +115,22 @@ impl StunMessage {
 
     /// Encodes the message, with SOFTWARE on responses and FINGERPRINT always.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(true)
+    }
+
+    /// Encodes the message in at most `limit` bytes: SOFTWARE is left out of a response when
+    /// it would not fit (an IPv6 answer to a minimal 20-byte request is 64 bytes with it, 52
+    /// without). `None` when even that is larger. A server answers an unvalidated address with
+    /// at most three times the request's size (the amplification bound of RFC 9000, section 8).
+    pub fn encode_within(&self, limit: usize) -> Option<Vec<u8>> {
+        let full = self.encode_with(true);
+        if full.len() <= limit {
+            return Some(full);
+        }
+        Some(self.encode_with(false)).filter(|m| m.len() <= limit)
+    }
+
+    fn encode_with(&self, software: bool) -> Vec<u8> {
         let (kind, transaction) = match self {
             StunMessage::BindingRequest { transaction } => (BINDING_REQUEST, transaction),
             StunMessage::BindingSuccess { transaction, .. } => (BINDING_SUCCESS, transaction),
@@ -130,7 +146,9 @@ impl StunMessage {
         {
             let value = encode_xor_address(*addr, transaction);
             push_attr(&mut out, ATTR_XOR_MAPPED_ADDRESS, &value);
-            push_attr(&mut out, ATTR_SOFTWARE, b"burrow");
+            if software {
+                push_attr(&mut out, ATTR_SOFTWARE, b"burrow");
+            }
         }
         let body_len = out.len() - HEADER_LEN + 8;
         let crc = crc32(&with_length(&out, body_len)) ^ FINGERPRINT_XOR;

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: see burrow_core::fuzzing::control.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| burrow_core::fuzzing::control(data));

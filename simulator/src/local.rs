@@ -157,7 +157,6 @@ impl LocalSockets {
         self.targets.insert(target.to_owned(), service);
     }
 
-
     pub(crate) fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
     }
@@ -165,7 +164,8 @@ impl LocalSockets {
     /// Records a connection a listener accepted (the forwarder's handle for it).
     pub(crate) fn accepted(&mut self, conn: ConnId, listener: ListenerId) {
         self.conns.insert(conn, LocalConn::new(None));
-        self.notes.push(format!("local {conn} accepted on {listener}"));
+        self.notes
+            .push(format!("local {conn} accepted on {listener}"));
     }
 
     /// Closes every open connection with a reset (the process is gone).
@@ -311,7 +311,8 @@ impl LocalSockets {
             abort: true,
             reason: Some("reset by the local side".into()),
         });
-        self.notes.push(format!("local {conn} reset by the application"));
+        self.notes
+            .push(format!("local {conn} reset by the application"));
         fwd.handle_conn_error(now, ep, conn, "connection reset by the local side");
         true
     }
@@ -371,8 +372,10 @@ impl Sim {
 
     /// Opens a local connection on `listener` of node `id`; returns the forwarder's handle.
     pub fn local_accept(&mut self, id: NodeId, listener: ListenerId) -> ConnId {
-        self.with_node(id, |n: &mut EndpointNode, now| n.local_accept(now, listener))
-            .expect("a listener of this node")
+        self.with_node(id, |n: &mut EndpointNode, now| {
+            n.local_accept(now, listener)
+        })
+        .expect("a listener of this node")
     }
 
     /// The local application writes `data` on `conn` of node `id`. Returns false if the

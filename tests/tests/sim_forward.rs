@@ -242,7 +242,8 @@ fn eight_mib_piped_through_forwarders_across_relay_then_direct() {
     assert!(w.sim.local_shutdown(w.b, client));
     let b = w.b;
     let run = w.run(512 << 10, |w| {
-        w.target().is_some_and(|t| t.closed().is_some()) && w.sim.local_conn(b, client).closed().is_some()
+        w.target().is_some_and(|t| t.closed().is_some())
+            && w.sim.local_conn(b, client).closed().is_some()
     });
     let target = w.target().expect("A connected to the sink");
     let got = sha256(target.received());
@@ -256,7 +257,11 @@ fn eight_mib_piped_through_forwarders_across_relay_then_direct() {
     assert_eq!(target.received().len(), total, "bytes at the sink");
     assert_eq!(got, sent, "SHA-256 of what arrived");
     assert!(target.eof(), "the sink read the client's end of file");
-    assert_eq!(target.closed().map(|c| c.abort), Some(false), "sink closed cleanly");
+    assert_eq!(
+        target.closed().map(|c| c.abort),
+        Some(false),
+        "sink closed cleanly"
+    );
     let client_conn = w.sim.local_conn(w.b, client);
     assert!(client_conn.eof(), "the client read the sink's end of file");
     assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
@@ -307,7 +312,11 @@ fn half_close_passes_through_while_the_echo_still_flows_back() {
     assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
     w.sim.run_for(Duration::from_secs(1)).expect("sim");
     let echo = w.target().expect("still listed");
-    assert_eq!(echo.closed().map(|c| c.abort), Some(false), "echo side clean");
+    assert_eq!(
+        echo.closed().map(|c| c.abort),
+        Some(false),
+        "echo side clean"
+    );
     w.assert_relay_then_direct(&run, total);
     w.assert_no_stalls();
 }

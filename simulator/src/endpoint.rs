@@ -438,17 +438,11 @@ impl Sim {
     /// local connections are reset and its targets kept.
     pub fn restart_endpoint(&mut self, id: NodeId, config: Config) {
         let now = self.instant();
-        let old = self.with_node(id, |old: &mut EndpointNode, _| {
-            old.local.reset_all(now, "the process restarted");
-            (
-                old.name.clone(),
-                old.life + 1,
-                old.echo,
-                old.fwd.as_ref().map(|(_, c)| c.clone()),
-                std::mem::take(&mut old.local),
-            )
-        });
-        let (name, life, echo, fwd, local) = old;
+        let old = self.endpoint(id);
+        let (name, life, echo) = (old.name.clone(), old.life + 1, old.echo);
+        let fwd = old.fwd.as_ref().map(|(_, c)| c.clone());
+        let mut local = old.local.clone();
+        local.reset_all(now, "the process restarted");
         let seed = endpoint_seed(self.seed(), &name, life);
         let mut node = EndpointNode::new(&name, config, seed, now);
         node.life = life;

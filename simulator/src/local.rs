@@ -55,7 +55,7 @@ pub struct LocalClose {
 
 /// One in-memory local connection: either accepted by a listener (driven by the scenario) or
 /// opened by the forwarder to a [`LocalService`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LocalConn {
     /// The service at the far end, for connections the forwarder opened; `None` for ones a
     /// scenario opened on a listener.
@@ -134,7 +134,7 @@ impl LocalConn {
 }
 
 /// The in-memory sockets of one node: its targets and every local connection it has had.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LocalSockets {
     targets: BTreeMap<String, LocalService>,
     conns: BTreeMap<ConnId, LocalConn>,

@@ -15,8 +15,9 @@ use burrow_sim::endpoint::secret_key;
 use burrow_sim::link::LinkConfig;
 use burrow_sim::local::{LocalConn, LocalService};
 use burrow_sim::nat::NatConfig;
-use burrow_sim::scenario::{NodeId, Sim};
+use burrow_sim::scenario::{NodeId, Sim, SimConfig};
 use burrow_sim::topology::{NatId, Network, Uplink};
+use burrow_sim::trace::TraceMode;
 use burrow_tests::loopback::noise;
 use sha2::{Digest, Sha256};
 
@@ -34,14 +35,16 @@ fn name(s: &str) -> ServiceName {
 }
 
 /// What A exposes: service, target, and the in-memory service behind the target (`None`:
-/// nothing listens there).
-const SERVICES: [(&str, &str, Option<fn() -> LocalService>); 3] = [
-    ("/fwd/sink", "127.0.0.1:9", Some(|| LocalService::Sink)),
-    ("/fwd/echo", "127.0.0.1:7", Some(|| LocalService::Echo)),
-    ("/fwd/nothing", "127.0.0.1:1", None),
-];
+/// nothing listens there). Clients pick one by its index.
+fn services() -> [(&'static str, &'static str, Option<LocalService>); 3] {
+    [
+        ("/fwd/sink", "127.0.0.1:9", Some(LocalService::Sink)),
+        ("/fwd/echo", "127.0.0.1:7", Some(LocalService::Echo)),
+        ("/fwd/nothing", "127.0.0.1:1", None),
+    ]
+}
 
-/// A public server; daemon A exposes [`SERVICES`], daemon B listens for them. Each daemon is
+/// A public server; daemon A exposes [`services`], daemon B listens for them. Each daemon is
 /// behind its own symmetric NAT (so they meet on the relay) with a 15 ms uplink that loses
 /// [`LOSS`] of the datagrams each way.
 struct World {
@@ -56,6 +59,10 @@ struct World {
 
 impl World {
     fn new(seed: u64) -> Self {
+        Self::with_trace(seed, TraceMode::Off)
+    }
+
+    fn with_trace(seed: u64, trace: TraceMode) -> Self {
         let mut net = Network::new();
         let server_host = net.add_public_host("server", [198, 51, 100, 1]);
         let mut site = |name: &str, ext: [u8; 4], lan_ip: [u8; 4]| {
@@ -68,7 +75,7 @@ impl World {
         };
         let (a_host, a_nat) = site("a", [203, 0, 113, 10], [192, 168, 1, 2]);
         let (b_host, b_nat) = site("b", [198, 18, 0, 10], [10, 0, 0, 2]);
-        let mut sim = Sim::new(net, seed);
+        let mut sim = Sim::with_config(net, SimConfig::new(seed).trace(trace));
         let server_secret = secret_key(seed, "server");
         let server = sim.add_endpoint(
             server_host,
@@ -86,14 +93,14 @@ impl World {
         };
         let a = daemon(&mut sim, "a", a_host);
         let b = daemon(&mut sim, "b", b_host);
-        for (service, target, local) in SERVICES {
+        for (service, target, local) in services() {
             sim.endpoint_command(a, |ep, now| ep.expose(now, name(service), target))
                 .expect("expose");
             if let Some(local) = local {
-                sim.local_target(a, target, local());
+                sim.local_target(a, target, local);
             }
         }
-        let listeners = SERVICES
+        let listeners = services()
             .iter()
             .map(|(service, ..)| sim.forward_listen(b, name(service)))
             .collect();
@@ -110,7 +117,7 @@ impl World {
         }
     }
 
-    /// A local client connects to B's listener for `SERVICES[i]`.
+    /// A local client connects to B's listener for `services()[i]`.
     fn client(&mut self, i: usize) -> ConnId {
         self.sim.local_accept(self.b, self.listeners[i])
     }
@@ -202,6 +209,11 @@ impl World {
         );
         let b = self.sim.endpoint(self.b).endpoint();
         assert!(b.stats().direct_upgrades >= 1, "no upgrade counted");
+        let server = self.sim.endpoint(self.server).endpoint().stats();
+        assert!(
+            server.relay_forwarded_bytes > 0,
+            "the relay carried the start of the transfer"
+        );
     }
 }
 
@@ -234,47 +246,49 @@ fn eight_mib_piped_through_forwarders_across_relay_then_direct() {
     let total = 8 << 20;
     let data = noise(total, 0x5EED_F0A4);
     let sent = sha256(&data);
-    let mut w = World::new(1);
-    let client = w.client(0);
-    // The whole request waits in the client's socket; the forwarder reads it as the stream
-    // takes it.
-    assert!(w.sim.local_write(w.b, client, &data));
-    assert!(w.sim.local_shutdown(w.b, client));
-    let b = w.b;
-    let run = w.run(512 << 10, |w| {
-        w.target().is_some_and(|t| t.closed().is_some())
-            && w.sim.local_conn(b, client).closed().is_some()
-    });
-    let target = w.target().expect("A connected to the sink");
-    let got = sha256(target.received());
-    println!(
-        "8 MiB through forwarders: {:?} of virtual time (upgrade to direct at {:?}), \
-         at most {} KiB read ahead of the sink, sha256 {got}",
-        run.took,
-        run.direct_at.map(|(at, _)| at),
-        run.max_ahead >> 10
-    );
-    assert_eq!(target.received().len(), total, "bytes at the sink");
-    assert_eq!(got, sent, "SHA-256 of what arrived");
-    assert!(target.eof(), "the sink read the client's end of file");
-    assert_eq!(
-        target.closed().map(|c| c.abort),
-        Some(false),
-        "sink closed cleanly"
-    );
-    let client_conn = w.sim.local_conn(w.b, client);
-    assert!(client_conn.eof(), "the client read the sink's end of file");
-    assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
-    w.assert_relay_then_direct(&run, total);
-    // Backpressure: the forwarder read the client only as the stream took it, never more
-    // than a send buffer, a receive window and one read ahead of the sink.
-    let stream = burrow_core::stream::StreamConfig::default();
-    let bound = stream.stream_send_buffer
-        + stream.stream_receive_window
-        + ForwardConfig::default().read_chunk as u64;
-    assert!(run.max_ahead <= bound, "read {} ahead", run.max_ahead);
-    assert!(run.took <= Duration::from_secs(300), "took {:?}", run.took);
-    w.assert_no_stalls();
+    for seed in 1..=3 {
+        let mut w = World::new(seed);
+        let client = w.client(0);
+        // The whole request waits in the client's socket; the forwarder reads it as the stream
+        // takes it.
+        assert!(w.sim.local_write(w.b, client, &data));
+        assert!(w.sim.local_shutdown(w.b, client));
+        let b = w.b;
+        let run = w.run(512 << 10, |w| {
+            w.target().is_some_and(|t| t.closed().is_some())
+                && w.sim.local_conn(b, client).closed().is_some()
+        });
+        let target = w.target().expect("A connected to the sink");
+        let got = sha256(target.received());
+        println!(
+            "seed {seed}: 8 MiB through forwarders: {:?} of virtual time (upgrade to direct at {:?}), \
+             at most {} KiB read ahead of the sink, sha256 {got}",
+            run.took,
+            run.direct_at.map(|(at, _)| at),
+            run.max_ahead >> 10
+        );
+        assert_eq!(target.received().len(), total, "bytes at the sink");
+        assert_eq!(got, sent, "SHA-256 of what arrived");
+        assert!(target.eof(), "the sink read the client's end of file");
+        assert_eq!(
+            target.closed().map(|c| c.abort),
+            Some(false),
+            "sink closed cleanly"
+        );
+        let client_conn = w.sim.local_conn(w.b, client);
+        assert!(client_conn.eof(), "the client read the sink's end of file");
+        assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
+        w.assert_relay_then_direct(&run, total);
+        // Backpressure: the forwarder read the client only as the stream took it, never more
+        // than a send buffer, a receive window and one read ahead of the sink.
+        let stream = burrow_core::stream::StreamConfig::default();
+        let bound = stream.stream_send_buffer
+            + stream.stream_receive_window
+            + ForwardConfig::default().read_chunk as u64;
+        assert!(run.max_ahead <= bound, "read {} ahead", run.max_ahead);
+        assert!(run.took <= Duration::from_secs(300), "took {:?}", run.took);
+        w.assert_no_stalls();
+    }
 }
 
 /// The client sends 4 MiB to A's echo and half-closes at once: the echo reads every byte and
@@ -285,40 +299,42 @@ fn half_close_passes_through_while_the_echo_still_flows_back() {
     let total = 4 << 20;
     let data = noise(total, 0xEC40);
     let sent = sha256(&data);
-    let mut w = World::new(2);
-    let client = w.client(1);
-    assert!(w.sim.local_write(w.b, client, &data));
-    assert!(w.sim.local_shutdown(w.b, client));
-    assert!(
-        !w.sim.local_write(w.b, client, b"late"),
-        "no writes after the half-close"
-    );
-    let b = w.b;
-    let run = w.run(256 << 10, |w| {
-        w.sim.local_conn(b, client).closed().is_some()
-    });
-    let echo = w.target().expect("A connected to the echo");
-    let client_conn = w.sim.local_conn(w.b, client);
-    println!(
-        "4 MiB echoed after a half-close: {:?} of virtual time (upgrade to direct at {:?})",
-        run.took,
-        run.direct_at.map(|(at, _)| at)
-    );
-    assert_eq!(sha256(echo.received()), sent, "the echo got every byte");
-    assert!(echo.eof(), "the half-close reached the echo");
-    assert_eq!(client_conn.received().len(), total, "the echo came back");
-    assert_eq!(sha256(client_conn.received()), sent, "SHA-256 of the echo");
-    assert!(client_conn.eof(), "then the echo's end of file");
-    assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
-    w.sim.run_for(Duration::from_secs(1)).expect("sim");
-    let echo = w.target().expect("still listed");
-    assert_eq!(
-        echo.closed().map(|c| c.abort),
-        Some(false),
-        "echo side clean"
-    );
-    w.assert_relay_then_direct(&run, total);
-    w.assert_no_stalls();
+    for seed in [2, 6] {
+        let mut w = World::new(seed);
+        let client = w.client(1);
+        assert!(w.sim.local_write(w.b, client, &data));
+        assert!(w.sim.local_shutdown(w.b, client));
+        assert!(
+            !w.sim.local_write(w.b, client, b"late"),
+            "no writes after the half-close"
+        );
+        let b = w.b;
+        let run = w.run(256 << 10, |w| {
+            w.sim.local_conn(b, client).closed().is_some()
+        });
+        let echo = w.target().expect("A connected to the echo");
+        let client_conn = w.sim.local_conn(w.b, client);
+        println!(
+            "seed {seed}: 4 MiB echoed after a half-close: {:?} of virtual time (upgrade to direct at {:?})",
+            run.took,
+            run.direct_at.map(|(at, _)| at)
+        );
+        assert_eq!(sha256(echo.received()), sent, "the echo got every byte");
+        assert!(echo.eof(), "the half-close reached the echo");
+        assert_eq!(client_conn.received().len(), total, "the echo came back");
+        assert_eq!(sha256(client_conn.received()), sent, "SHA-256 of the echo");
+        assert!(client_conn.eof(), "then the echo's end of file");
+        assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
+        w.sim.run_for(Duration::from_secs(1)).expect("sim");
+        let echo = w.target().expect("still listed");
+        assert_eq!(
+            echo.closed().map(|c| c.abort),
+            Some(false),
+            "echo side clean"
+        );
+        w.assert_relay_then_direct(&run, total);
+        w.assert_no_stalls();
+    }
 }
 
 /// A's target refuses the connection: B's client is reset (not closed cleanly) and gets no
@@ -348,4 +364,27 @@ fn a_refused_target_resets_the_client() {
     assert!(!client_conn.eof(), "no clean end of file");
     assert!(run.took <= Duration::from_secs(30), "took {:?}", run.took);
     w.assert_no_stalls();
+}
+
+/// A forwarding run depends only on (scenario, seed): the same seed gives the same trace,
+/// local sockets included, and another seed a different one.
+#[test]
+fn forwarding_runs_are_deterministic() {
+    let run = |seed: u64| {
+        let mut w = World::with_trace(seed, TraceMode::Full);
+        let client = w.client(1);
+        assert!(w.sim.local_write(w.b, client, &noise(256 << 10, seed)));
+        assert!(w.sim.local_shutdown(w.b, client));
+        let b = w.b;
+        w.run(64 << 10, |w| w.sim.local_conn(b, client).closed().is_some());
+        let trace = w.sim.trace();
+        assert!(
+            trace.text().contains("local conn#0 accepted on listener#1"),
+            "local sockets are traced"
+        );
+        trace.hash()
+    };
+    let first = run(4);
+    assert_eq!(first, run(4), "same seed, same trace");
+    assert_ne!(first, run(5), "another seed, another trace");
 }

@@ -3,7 +3,8 @@
 //! cross B's forwarder, a stream over a NATed pair at 5% loss, and A's forwarder into an
 //! in-memory service. The session starts on the relay (both NATs symmetric) and moves to a
 //! direct path mid-transfer when the NATs open; the bytes arrive intact (SHA-256), half-close
-//! passes through, and a refused target resets the client.
+//! passes through, a refused target resets the client, and a restarted exposing daemon resets
+//! its clients and serves new ones.
 
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ struct World {
     a_nat: NatId,
     b_nat: NatId,
     listeners: Vec<ListenerId>,
+    /// A's configuration, to restart it with.
+    a_config: Config,
 }
 
 impl World {
@@ -89,10 +92,12 @@ impl World {
                 RendezvousConfig::new(server_secret.public_key(), server_addr, "fwd-test");
             rendezvous.host_candidates = vec![sim.network().host_addr(host, DAEMON_PORT)];
             let config = Config::daemon(secret_key(seed, who), rendezvous);
-            sim.add_forwarding_endpoint(host, DAEMON_PORT, who, config, ForwardConfig::default())
+            let fwd = ForwardConfig::default();
+            let id = sim.add_forwarding_endpoint(host, DAEMON_PORT, who, config.clone(), fwd);
+            (id, config)
         };
-        let a = daemon(&mut sim, "a", a_host);
-        let b = daemon(&mut sim, "b", b_host);
+        let (a, a_config) = daemon(&mut sim, "a", a_host);
+        let (b, _) = daemon(&mut sim, "b", b_host);
         for (service, target, local) in services() {
             sim.endpoint_command(a, |ep, now| ep.expose(now, name(service), target))
                 .expect("expose");
@@ -114,6 +119,7 @@ impl World {
             a_nat,
             b_nat,
             listeners,
+            a_config,
         }
     }
 
@@ -387,4 +393,62 @@ fn forwarding_runs_are_deterministic() {
     let first = run(4);
     assert_eq!(first, run(4), "same seed, same trace");
     assert_ne!(first, run(5), "another seed, another trace");
+}
+
+/// The exposing daemon restarts mid-transfer: its local connection to the sink is gone with
+/// the old process, B's client is reset once B learns its session ended, and a new client
+/// gets through to the new instance.
+#[test]
+fn a_restarted_exposing_daemon_resets_the_client_and_serves_the_next_one() {
+    let mut w = World::new(8);
+    let client = w.client(0);
+    assert!(w.sim.local_write(w.b, client, &noise(4 << 20, 8)));
+    let b = w.b;
+    w.run(u64::MAX, |w| w.progress().0 >= 256 << 10);
+    w.sim.restart_endpoint(w.a, w.a_config.clone());
+    let old = w.target().expect("the old process's connection");
+    assert_eq!(
+        old.closed().and_then(|c| c.reason.clone()).as_deref(),
+        Some("the process restarted")
+    );
+    for (service, target, _) in services() {
+        w.sim
+            .endpoint_command(w.a, |ep, now| ep.expose(now, name(service), target))
+            .expect("expose again");
+    }
+    let run = w.run(u64::MAX, |w| w.sim.local_conn(b, client).closed().is_some());
+    let closed = w
+        .sim
+        .local_conn(b, client)
+        .closed()
+        .cloned()
+        .expect("closed");
+    println!(
+        "restarted exposer: the client was reset {:?} later ({:?})",
+        run.took, closed.reason
+    );
+    assert!(closed.abort, "reset, not closed cleanly: {closed:?}");
+    assert!(run.took <= Duration::from_secs(60), "took {:?}", run.took);
+
+    let next = w.client(0);
+    let data = noise(256 << 10, 9);
+    assert!(w.sim.local_write(w.b, next, &data));
+    assert!(w.sim.local_shutdown(w.b, next));
+    w.run(u64::MAX, |w| w.sim.local_conn(b, next).closed().is_some());
+    let a = w.sim.endpoint(w.a).local();
+    let sink = a
+        .conns()
+        .map(|(_, c)| c)
+        .last()
+        .expect("a new sink connection");
+    assert_eq!(
+        sha256(sink.received()),
+        sha256(&data),
+        "the next client got through"
+    );
+    assert_eq!(
+        w.sim.local_conn(b, next).closed().map(|c| c.abort),
+        Some(false)
+    );
+    w.assert_no_stalls();
 }

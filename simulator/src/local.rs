@@ -17,6 +17,43 @@
 //! socket until the forwarder asks). Writes are taken at once and reported written at once (the
 //! local application reads as fast as it is given bytes). Everything happens at the virtual
 //! instant of the call that caused it, so runs stay deterministic.
+//!
+//! ```
+//! use std::time::Duration;
+//! use burrow_core::config::RendezvousConfig;
+//! use burrow_core::forward::ForwardConfig;
+//! use burrow_core::rendezvous::ServerConfig;
+//! use burrow_core::Config;
+//! use burrow_sim::endpoint::secret_key;
+//! use burrow_sim::local::LocalService;
+//! use burrow_sim::{Network, Sim};
+//!
+//! let mut net = Network::new();
+//! let [srv, a, b] = [1, 2, 3].map(|i| net.add_public_host(&format!("h{i}"), [198, 51, 100, i]));
+//! let mut sim = Sim::new(net, 1);
+//! let key = secret_key(sim.seed(), "server");
+//! let server = sim.add_endpoint(srv, 7000, "server", Config::server(key.clone(), ServerConfig::default()));
+//! let rendezvous = RendezvousConfig::new(key.public_key(), sim.node_addr(server), "token");
+//! let mut daemon = |host, name: &str| {
+//!     let config = Config::daemon(secret_key(1, name), rendezvous.clone());
+//!     sim.add_forwarding_endpoint(host, 40000, name, config, ForwardConfig::default())
+//! };
+//! let (a, b) = (daemon(a, "a"), daemon(b, "b"));
+//! sim.endpoint_command(a, |ep, now| ep.expose(now, "/doc/echo".parse().unwrap(), "127.0.0.1:7"))
+//!     .unwrap();
+//! sim.local_target(a, "127.0.0.1:7", LocalService::Echo);
+//! let listener = sim.forward_listen(b, "/doc/echo".parse().unwrap());
+//! sim.run_for(Duration::from_secs(1))?;
+//!
+//! let client = sim.local_accept(b, listener);
+//! sim.local_write(b, client, b"ping");
+//! sim.local_shutdown(b, client);
+//! sim.run_until(Duration::from_secs(30), |s| s.local_conn(b, client).closed().is_some())?;
+//! let conn = sim.local_conn(b, client);
+//! assert_eq!(conn.received(), b"ping");
+//! assert!(conn.eof() && !conn.closed().unwrap().abort);
+//! # Ok::<(), burrow_sim::SimError>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -36,6 +36,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use burrow_core::forward::{ConnId, ForwardConfig, Forwarder, ListenerId};
+use burrow_core::rendezvous::ServiceName;
 use burrow_core::stun::ProbeOutcome;
 use burrow_core::{
     Config, ConnectError, Endpoint, Event, PeerId, PublicKey, SecretKey, SendError, Transmit,
@@ -44,6 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::clock::origin;
+use crate::local::LocalSockets;
 use crate::node::Node;
 use crate::scenario::{NodeId, Sim};
 use crate::topology::HostId;
@@ -101,6 +104,10 @@ pub struct EndpointNode {
     out: VecDeque<Transmit>,
     /// Virtual time of the latest call.
     now: Instant,
+    /// The hosted forwarder, if any, and the configuration to restart it with.
+    fwd: Option<(Forwarder, ForwardConfig)>,
+    /// The in-memory local sockets the forwarder's actions are carried out on.
+    local: LocalSockets,
 }
 
 impl fmt::Debug for EndpointNode {
@@ -128,7 +135,75 @@ impl EndpointNode {
             stalls: 0,
             out: VecDeque::new(),
             now,
+            fwd: None,
+            local: LocalSockets::default(),
         }
+    }
+
+    /// Makes the node host a [`Forwarder`] whose local connections are in-memory
+    /// ([`crate::local`]): every endpoint event goes to it, and its actions are carried out by
+    /// fake sockets, at the virtual time of the call that produced them.
+    pub fn with_forwarder(mut self, config: ForwardConfig) -> Self {
+        self.fwd = Some((Forwarder::new(config.clone()), config));
+        self
+    }
+
+    /// The hosted forwarder, if any.
+    pub fn forwarder(&self) -> Option<&Forwarder> {
+        self.fwd.as_ref().map(|(f, _)| f)
+    }
+
+    /// The in-memory local sockets (connections and targets).
+    pub fn local(&self) -> &LocalSockets {
+        &self.local
+    }
+
+    pub(crate) fn local_mut(&mut self) -> &mut LocalSockets {
+        &mut self.local
+    }
+
+    /// `Forwarder::listen`.
+    ///
+    /// # Panics
+    ///
+    /// If the node hosts no forwarder.
+    pub fn listen(&mut self, service: ServiceName) -> ListenerId {
+        self.hosted().listen(service)
+    }
+
+    /// A local connection arrives on `listener` at virtual time `now`: the forwarder's handle
+    /// for it, or `None` for a listener it does not know.
+    ///
+    /// # Panics
+    ///
+    /// If the node hosts no forwarder.
+    pub fn local_accept(&mut self, now: Instant, listener: ListenerId) -> Option<ConnId> {
+        self.now = now;
+        let (fwd, _) = self.fwd.as_mut().expect("the node hosts a forwarder");
+        let conn = fwd.handle_accept(now, &mut self.ep, listener);
+        if let Some(conn) = conn {
+            self.local.accepted(conn, listener);
+        }
+        self.collect();
+        conn
+    }
+
+    /// Runs `f` on the local sockets, the forwarder and the endpoint at virtual time `now`
+    /// (the local application did something), then drains everything it caused.
+    pub(crate) fn local_io<R>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut LocalSockets, &mut Forwarder, &mut Endpoint) -> R,
+    ) -> R {
+        self.now = now;
+        let (fwd, _) = self.fwd.as_mut().expect("the node hosts a forwarder");
+        let r = f(&mut self.local, fwd, &mut self.ep);
+        self.collect();
+        r
+    }
+
+    fn hosted(&mut self) -> &mut Forwarder {
+        &mut self.fwd.as_mut().expect("the node hosts a forwarder").0
     }
 
     /// Makes the node's application echo every datagram it receives back to its sender (a ping
@@ -225,20 +300,41 @@ impl EndpointNode {
 
     /// Drains `poll_event`, logging each event and acting as the application where it is
     /// configured to (echo), then drains `poll_transmit`. Returns whether there was any output.
+    ///
+    /// With a hosted forwarder, every event goes to it too and its actions are carried out on
+    /// the local sockets, until neither the endpoint nor the forwarder has anything left.
     fn collect(&mut self) -> bool {
         let at = self.now.saturating_duration_since(origin());
         let before = (self.events.len(), self.out.len());
-        while let Some(event) = self.ep.poll_event() {
-            if let (true, Event::Datagram { peer, data }) = (self.echo, &event) {
-                if self.ep.send_datagram(self.now, *peer, data).is_err() {
-                    self.echo_failures += 1;
+        let mut acted = false;
+        loop {
+            let mut busy = false;
+            while let Some(event) = self.ep.poll_event() {
+                busy = true;
+                if let (true, Event::Datagram { peer, data }) = (self.echo, &event) {
+                    if self.ep.send_datagram(self.now, *peer, data).is_err() {
+                        self.echo_failures += 1;
+                    }
+                }
+                if let Some((fwd, _)) = &mut self.fwd {
+                    fwd.handle_event(self.now, &mut self.ep, &event);
+                }
+                self.events.push(Logged { at, event });
+            }
+            if let Some((fwd, _)) = &mut self.fwd {
+                while let Some(action) = fwd.poll_action() {
+                    busy = true;
+                    acted = true;
+                    self.local.perform(self.now, fwd, &mut self.ep, action);
                 }
             }
-            self.events.push(Logged { at, event });
+            if !busy {
+                break;
+            }
         }
         self.out
             .extend(std::iter::from_fn(|| self.ep.poll_transmit()));
-        (self.events.len(), self.out.len()) != before
+        acted || (self.events.len(), self.out.len()) != before
     }
 }
 
@@ -270,6 +366,9 @@ impl Node for EndpointNode {
             sink(format_args!("{} {}", self.name, ShowEvent(&l.event)));
         }
         self.noted = self.events.len();
+        for line in self.local.take_notes() {
+            sink(format_args!("{} {line}", self.name));
+        }
     }
 }
 
@@ -335,16 +434,42 @@ impl Sim {
 
     /// Restarts the endpoint `id` with `config`: all of its state is lost, the address and name
     /// stay, the RNG seed is new (a new process). The event log starts afresh; the echo setting
-    /// is kept.
+    /// is kept. A hosted forwarder starts afresh too (listeners must be made again); its open
+    /// local connections are reset and its targets kept.
     pub fn restart_endpoint(&mut self, id: NodeId, config: Config) {
+        let now = self.instant();
         let old = self.endpoint(id);
         let (name, life, echo) = (old.name.clone(), old.life + 1, old.echo);
+        let fwd = old.fwd.as_ref().map(|(_, c)| c.clone());
+        let mut local = old.local.clone();
+        local.reset_all(now, "the process restarted");
         let seed = endpoint_seed(self.seed(), &name, life);
-        let mut node = EndpointNode::new(&name, config, seed, self.instant());
+        let mut node = EndpointNode::new(&name, config, seed, now);
         node.life = life;
         node.echo = echo;
+        if let Some(fwd) = fwd {
+            node = node.with_forwarder(fwd);
+        }
+        // The targets are other programs: they outlive the restart. The local connections
+        // were the old process's and are reset; they stay listed for the scenario to inspect.
+        node.local = local;
         self.note(format_args!("{name} restarted"));
         self.replace_node(id, node);
+    }
+
+    /// Like [`Sim::add_endpoint`], for a node that hosts a [`Forwarder`] with in-memory local
+    /// sockets ([`EndpointNode::with_forwarder`], [`crate::local`]).
+    pub fn add_forwarding_endpoint(
+        &mut self,
+        host: HostId,
+        port: u16,
+        name: &str,
+        config: Config,
+        forward: ForwardConfig,
+    ) -> NodeId {
+        let seed = endpoint_seed(self.seed(), name, 0);
+        let node = EndpointNode::new(name, config, seed, self.instant()).with_forwarder(forward);
+        self.add_node(host, port, node)
     }
 
     /// The endpoint node `id`.

@@ -14,6 +14,8 @@
 //! - [`trace`]: the deterministic text trace and its hash.
 //! - [`endpoint`]: [`EndpointNode`], a real `burrow_core::Endpoint` as a node, and the [`Sim`]
 //!   helpers for its commands.
+//! - [`local`]: in-memory local sockets for a forwarder hosted by an [`EndpointNode`]: TCP
+//!   piping end to end in virtual time.
 //! - [`showcase`]: the `burrow-sim demo` run: a public server and two daemons behind NATs.
 //! - [`demo`]: named scenarios and the speed benchmark used by the `burrow-sim` binary.
 //!
@@ -42,6 +44,7 @@ pub mod clock;
 pub mod demo;
 pub mod endpoint;
 pub mod link;
+pub mod local;
 pub mod nat;
 mod net;
 mod node;
@@ -55,6 +58,7 @@ pub mod traversal;
 pub use clock::origin;
 pub use endpoint::EndpointNode;
 pub use link::{GilbertElliott, LinkConfig, LinkDrop};
+pub use local::{LocalClose, LocalConn, LocalService, LocalSockets};
 pub use nat::{Filtering, FlowInfo, Mapping, NatBox, NatConfig, PortAllocation, Unsolicited};
 pub use net::NetStats;
 pub use node::Node;

@@ -3,6 +3,7 @@
 pub mod blocking;
 pub mod loopback;
 pub mod netns;
+pub mod ports;
 pub mod runtimes;
 pub mod suite;
 pub mod tools;

@@ -14,6 +14,8 @@ use burrow_core::rendezvous::{ServerConfig, ServiceName};
 use burrow_core::status::Status;
 use burrow_core::{Config, SecretKey};
 
+use crate::ports::ReservedPort;
+
 /// How long a test may take in all: far above what it needs, so only a hang trips it.
 pub const LIMIT: Duration = Duration::from_secs(240);
 /// Read and write timeout of test clients: a stalled tunnel fails the test instead of hanging.
@@ -116,6 +118,8 @@ pub struct Tunnel<N: LoopbackNode> {
     server_spec: NodeSpec,
     exposer_spec: NodeSpec,
     connector_spec: NodeSpec,
+    /// The server's port, ours while it is down during a restart.
+    _server_port: ReservedPort,
 }
 
 impl<N: LoopbackNode> Tunnel<N> {
@@ -125,13 +129,14 @@ impl<N: LoopbackNode> Tunnel<N> {
     pub fn start(services: &[(&str, String)]) -> Self {
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let server_key = SecretKey::from_bytes([7; 32]);
-        let mut server_spec = NodeSpec::new(
+        // A restarted server comes back on the same port, so nobody else may take the port
+        // while it is down: a reserved one, not whatever port 0 gave the first start.
+        let server_port = ReservedPort::udp();
+        let server_spec = NodeSpec::new(
             Config::server(server_key.clone(), ServerConfig::default()),
-            loopback,
+            server_port.addr(),
         );
         let server = N::start(server_spec.clone());
-        // A restarted server comes back on the same port.
-        server_spec.bind = server.udp_addr();
         let rendezvous =
             RendezvousConfig::new(server_key.public_key(), server.udp_addr(), "loopback");
         let mut exposer_spec = NodeSpec::new(
@@ -151,6 +156,7 @@ impl<N: LoopbackNode> Tunnel<N> {
             server_spec,
             exposer_spec,
             connector_spec,
+            _server_port: server_port,
         };
         tunnel.wait_registered();
         tunnel

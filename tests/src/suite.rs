@@ -12,6 +12,7 @@ use crate::loopback::{
     LoopbackNode, Tunnel, client, echo_service, noise, reply_after_eof_service, round_trip,
     unix_echo_service, wait_for,
 };
+use crate::ports::RefusingAddr;
 
 /// Instantiates the loopback suite for a runtime: `loopback_suite!(NodeType);` in a test
 /// file defines one `#[test]` per suite function.
@@ -145,12 +146,13 @@ pub fn half_close_client_still_receives_the_reply<N: LoopbackNode>() {
 }
 
 /// A target nothing listens on: the client sees a reset, not a clean end.
+///
+/// The target must stay unreachable for the whole test. A port bound and let go (as this test
+/// once did) can be taken by a listener of a test running in parallel, and then the connect
+/// succeeds and the client waits for data that never comes.
 pub fn unreachable_target_resets_the_client<N: LoopbackNode>() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("bound")
-    };
-    let tunnel = Tunnel::<N>::start(&[("/e2e/nothing", closed.to_string())]);
+    let closed = RefusingAddr::new();
+    let tunnel = Tunnel::<N>::start(&[("/e2e/nothing", closed.addr().to_string())]);
     let mut s = client(tunnel.listen_addr("/e2e/nothing"));
     let _ = s.write_all(b"anyone?");
     let mut buf = Vec::new();

@@ -2,22 +2,14 @@
 //! against a burrow endpoint, and a burrow endpoint's probe against coturn's `turnserver`.
 //! Loopback only, bounded in time.
 
-use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use burrow_core::stun::ProbeOutcome;
 use burrow_core::{Config, Event, SecretKey};
 use burrow_tests::blocking::BlockingEndpoint;
+use burrow_tests::ports::ReservedPort;
 use burrow_tests::tools::require;
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn coturn_stunclient_learns_its_address_from_a_burrow_server() {
@@ -69,7 +61,11 @@ fn burrow_probe_learns_its_address_from_coturn() {
     let Some(turnserver) = require("turnserver", "coturn") else {
         return;
     };
-    let port = free_udp_port();
+    // A port freed and then handed to coturn could be taken in between by any test binding
+    // port 0 in parallel; a reserved one cannot. Its reservation mark is a TCP socket on the
+    // same number, hence `--no-tcp` (STUN over UDP is all this test uses).
+    let reserved = ReservedPort::udp();
+    let port = reserved.port();
     let _server = KillOnDrop(
         Command::new(turnserver)
             .args([
@@ -79,6 +75,7 @@ fn burrow_probe_learns_its_address_from_coturn() {
                 "--no-cli",
                 "--no-tls",
                 "--no-dtls",
+                "--no-tcp",
             ])
             .arg(format!("--listening-port={port}"))
             .args(["--log-file=stdout", "--simple-log"])

@@ -1,0 +1,454 @@
+//! TCP piped end to end through forwarders in the simulator: the daemons host the real
+//! `Forwarder` with in-memory local sockets (`burrow_sim::local`), so a local client's bytes
+//! cross B's forwarder, a stream over a NATed pair at 5% loss, and A's forwarder into an
+//! in-memory service. The session starts on the relay (both NATs symmetric) and moves to a
+//! direct path mid-transfer when the NATs open; the bytes arrive intact (SHA-256), half-close
+//! passes through, a refused target resets the client, and a restarted exposing daemon resets
+//! its clients and serves new ones.
+
+use std::time::Duration;
+
+use burrow_core::config::RendezvousConfig;
+use burrow_core::forward::{CONNECT_FAILED, ConnId, ForwardConfig, ListenerId};
+use burrow_core::rendezvous::{ServerConfig, ServiceName};
+use burrow_core::{Config, Event, Path, PeerId};
+use burrow_sim::endpoint::secret_key;
+use burrow_sim::link::LinkConfig;
+use burrow_sim::local::{LocalConn, LocalService};
+use burrow_sim::nat::NatConfig;
+use burrow_sim::scenario::{NodeId, Sim, SimConfig};
+use burrow_sim::topology::{NatId, Network, Uplink};
+use burrow_sim::trace::TraceMode;
+use burrow_tests::loopback::noise;
+use sha2::{Digest, Sha256};
+
+const SERVER_PORT: u16 = 7000;
+const DAEMON_PORT: u16 = 40000;
+/// Loss on each daemon's uplink, both ways.
+const LOSS: f64 = 0.05;
+/// Virtual time a transfer may take; reaching it fails the test.
+const LIMIT: Duration = Duration::from_secs(600);
+/// How often the scenario looks at the transfer (virtual time).
+const STEP: Duration = Duration::from_millis(10);
+
+fn name(s: &str) -> ServiceName {
+    s.parse().expect("valid name")
+}
+
+/// What A exposes: service, target, and the in-memory service behind the target (`None`:
+/// nothing listens there). Clients pick one by its index.
+fn services() -> [(&'static str, &'static str, Option<LocalService>); 3] {
+    [
+        ("/fwd/sink", "127.0.0.1:9", Some(LocalService::Sink)),
+        ("/fwd/echo", "127.0.0.1:7", Some(LocalService::Echo)),
+        ("/fwd/nothing", "127.0.0.1:1", None),
+    ]
+}
+
+/// A public server; daemon A exposes [`services`], daemon B listens for them. Each daemon is
+/// behind its own symmetric NAT (so they meet on the relay) with a 15 ms uplink that loses
+/// [`LOSS`] of the datagrams each way.
+struct World {
+    sim: Sim,
+    server: NodeId,
+    a: NodeId,
+    b: NodeId,
+    a_nat: NatId,
+    b_nat: NatId,
+    listeners: Vec<ListenerId>,
+    /// A's configuration, to restart it with.
+    a_config: Config,
+}
+
+impl World {
+    fn new(seed: u64) -> Self {
+        Self::with_trace(seed, TraceMode::Off)
+    }
+
+    fn with_trace(seed: u64, trace: TraceMode) -> Self {
+        let mut net = Network::new();
+        let server_host = net.add_public_host("server", [198, 51, 100, 1]);
+        let mut site = |name: &str, ext: [u8; 4], lan_ip: [u8; 4]| {
+            let nat = net.add_nat(&format!("{name}-nat"), None, ext, NatConfig::symmetric());
+            let mut link = LinkConfig::new(Duration::from_millis(15));
+            link.loss = LOSS;
+            net.set_nat_uplink(nat, Uplink::new(4, link));
+            let lan = net.add_site(&format!("{name}-lan"), Some(nat));
+            (net.add_host(lan, name, lan_ip), nat)
+        };
+        let (a_host, a_nat) = site("a", [203, 0, 113, 10], [192, 168, 1, 2]);
+        let (b_host, b_nat) = site("b", [198, 18, 0, 10], [10, 0, 0, 2]);
+        let mut sim = Sim::with_config(net, SimConfig::new(seed).trace(trace));
+        let server_secret = secret_key(seed, "server");
+        let server = sim.add_endpoint(
+            server_host,
+            SERVER_PORT,
+            "server",
+            Config::server(server_secret.clone(), ServerConfig::default()),
+        );
+        let server_addr = sim.node_addr(server);
+        let daemon = |sim: &mut Sim, who: &str, host| {
+            let mut rendezvous =
+                RendezvousConfig::new(server_secret.public_key(), server_addr, "fwd-test");
+            rendezvous.host_candidates = vec![sim.network().host_addr(host, DAEMON_PORT)];
+            let config = Config::daemon(secret_key(seed, who), rendezvous);
+            let fwd = ForwardConfig::default();
+            let id = sim.add_forwarding_endpoint(host, DAEMON_PORT, who, config.clone(), fwd);
+            (id, config)
+        };
+        let (a, a_config) = daemon(&mut sim, "a", a_host);
+        let (b, _) = daemon(&mut sim, "b", b_host);
+        for (service, target, local) in services() {
+            sim.endpoint_command(a, |ep, now| ep.expose(now, name(service), target))
+                .expect("expose");
+            if let Some(local) = local {
+                sim.local_target(a, target, local);
+            }
+        }
+        let listeners = services()
+            .iter()
+            .map(|(service, ..)| sim.forward_listen(b, name(service)))
+            .collect();
+        // Both daemons register before the first client arrives.
+        sim.run_for(Duration::from_secs(2)).expect("sim");
+        Self {
+            sim,
+            server,
+            a,
+            b,
+            a_nat,
+            b_nat,
+            listeners,
+            a_config,
+        }
+    }
+
+    /// A local client connects to B's listener for `services()[i]`.
+    fn client(&mut self, i: usize) -> ConnId {
+        self.sim.local_accept(self.b, self.listeners[i])
+    }
+
+    /// A's local connection to its target (the first one the forwarder opened), if any yet.
+    fn target(&self) -> Option<&LocalConn> {
+        let a = self.sim.endpoint(self.a).local();
+        a.conns().map(|(_, c)| c).next()
+    }
+
+    /// B's peer handle for A, once the service was found.
+    fn peer(&self) -> Option<PeerId> {
+        let b = self.sim.endpoint(self.b);
+        b.events().iter().find_map(|l| match l.event {
+            Event::ServiceReady { peer, .. } => Some(peer),
+            _ => None,
+        })
+    }
+
+    fn path(&self) -> Option<Path> {
+        let peer = self.peer()?;
+        self.sim.endpoint(self.b).endpoint().peer_path(peer)
+    }
+
+    /// Runs in [`STEP`]s until `done` holds, opening both NATs (full cones, keeping their
+    /// mappings) once A's target has received `open_at` bytes. Returns the virtual time taken
+    /// and what the run saw.
+    fn run(&mut self, open_at: u64, mut done: impl FnMut(&World) -> bool) -> Run {
+        let start = self.sim.now();
+        let mut run = Run::default();
+        while !done(self) {
+            assert!(
+                self.sim.now() - start < LIMIT,
+                "not done within {LIMIT:?} of virtual time"
+            );
+            self.sim.run_for(STEP).expect("sim");
+            let path = self.path();
+            if run.first_path.is_none() {
+                run.first_path = path;
+            }
+            let (arrived, taken) = self.progress();
+            run.max_ahead = run.max_ahead.max(taken.saturating_sub(arrived));
+            if !run.opened && arrived >= open_at {
+                run.opened = true;
+                let net = self.sim.network_mut();
+                net.nat_mut(self.a_nat).set_config(NatConfig::full_cone());
+                net.nat_mut(self.b_nat).set_config(NatConfig::full_cone());
+            }
+            if run.direct_at.is_none() && matches!(path, Some(Path::Direct(_))) {
+                run.direct_at = Some((self.sim.now() - start, arrived));
+            }
+        }
+        run.took = self.sim.now() - start;
+        run
+    }
+
+    /// Bytes A's target has received, and bytes B's forwarder has read from its client.
+    fn progress(&self) -> (u64, u64) {
+        let arrived = self.target().map_or(0, |t| t.received().len() as u64);
+        let b = self.sim.endpoint(self.b).local();
+        let taken = b.conns().map(|(_, c)| c.taken()).sum();
+        (arrived, taken)
+    }
+
+    /// No endpoint asked to be woken at a deadline that had already passed.
+    fn assert_no_stalls(&self) {
+        for node in [self.server, self.a, self.b] {
+            let ep = self.sim.endpoint(node);
+            assert_eq!(ep.stalls(), 0, "{} stalled", ep.name());
+        }
+    }
+
+    /// The session went relay first and direct later, and the upgrade came mid-transfer.
+    fn assert_relay_then_direct(&self, run: &Run, total: usize) {
+        assert!(
+            matches!(run.first_path, Some(Path::Relay(_))),
+            "the session starts on the relay: {:?}",
+            run.first_path
+        );
+        let (at, arrived) = run.direct_at.expect("the session moved to a direct path");
+        assert!(
+            arrived < total as u64,
+            "the upgrade at {at:?} came mid-transfer ({arrived} of {total} bytes were in)"
+        );
+        assert!(
+            matches!(self.path(), Some(Path::Direct(_))),
+            "B ends direct: {:?}",
+            self.path()
+        );
+        let b = self.sim.endpoint(self.b).endpoint();
+        assert!(b.stats().direct_upgrades >= 1, "no upgrade counted");
+        let server = self.sim.endpoint(self.server).endpoint().stats();
+        assert!(
+            server.relay_forwarded_bytes > 0,
+            "the relay carried the start of the transfer"
+        );
+    }
+}
+
+/// What [`World::run`] saw.
+#[derive(Debug, Default)]
+struct Run {
+    took: Duration,
+    /// B's path to A at the first look.
+    first_path: Option<Path>,
+    /// When B's path to A first was direct (since the start) and the bytes A's target had
+    /// then.
+    direct_at: Option<(Duration, u64)>,
+    opened: bool,
+    /// The most bytes B's forwarder had read from its client that A's target had not yet
+    /// received: the stream's backpressure reaching the local socket.
+    max_ahead: u64,
+}
+
+fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// 8 MiB from a local client on B into A's sink, while the session moves from the relay to a
+/// direct path.
+#[test]
+fn eight_mib_piped_through_forwarders_across_relay_then_direct() {
+    let total = 8 << 20;
+    let data = noise(total, 0x5EED_F0A4);
+    let sent = sha256(&data);
+    for seed in 1..=3 {
+        let mut w = World::new(seed);
+        let client = w.client(0);
+        // The whole request waits in the client's socket; the forwarder reads it as the stream
+        // takes it.
+        assert!(w.sim.local_write(w.b, client, &data));
+        assert!(w.sim.local_shutdown(w.b, client));
+        let b = w.b;
+        let run = w.run(512 << 10, |w| {
+            w.target().is_some_and(|t| t.closed().is_some())
+                && w.sim.local_conn(b, client).closed().is_some()
+        });
+        let target = w.target().expect("A connected to the sink");
+        let got = sha256(target.received());
+        println!(
+            "seed {seed}: 8 MiB through forwarders: {:?} of virtual time (upgrade to direct at {:?}), \
+             at most {} KiB read ahead of the sink, sha256 {got}",
+            run.took,
+            run.direct_at.map(|(at, _)| at),
+            run.max_ahead >> 10
+        );
+        assert_eq!(target.received().len(), total, "bytes at the sink");
+        assert_eq!(got, sent, "SHA-256 of what arrived");
+        assert!(target.eof(), "the sink read the client's end of file");
+        assert_eq!(
+            target.closed().map(|c| c.abort),
+            Some(false),
+            "sink closed cleanly"
+        );
+        let client_conn = w.sim.local_conn(w.b, client);
+        assert!(client_conn.eof(), "the client read the sink's end of file");
+        assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
+        w.assert_relay_then_direct(&run, total);
+        // Backpressure: the forwarder read the client only as the stream took it, never more
+        // than a send buffer, a receive window and one read ahead of the sink.
+        let stream = burrow_core::stream::StreamConfig::default();
+        let bound = stream.stream_send_buffer
+            + stream.stream_receive_window
+            + ForwardConfig::default().read_chunk as u64;
+        assert!(run.max_ahead <= bound, "read {} ahead", run.max_ahead);
+        assert!(run.took <= Duration::from_secs(300), "took {:?}", run.took);
+        w.assert_no_stalls();
+    }
+}
+
+/// The client sends 4 MiB to A's echo and half-closes at once: the echo reads every byte and
+/// then the end of file, and the client still receives the whole echo after its half-close,
+/// then the echo's end of file; both connections close cleanly. Relay first, direct later.
+#[test]
+fn half_close_passes_through_while_the_echo_still_flows_back() {
+    let total = 4 << 20;
+    let data = noise(total, 0xEC40);
+    let sent = sha256(&data);
+    for seed in [2, 6] {
+        let mut w = World::new(seed);
+        let client = w.client(1);
+        assert!(w.sim.local_write(w.b, client, &data));
+        assert!(w.sim.local_shutdown(w.b, client));
+        assert!(
+            !w.sim.local_write(w.b, client, b"late"),
+            "no writes after the half-close"
+        );
+        let b = w.b;
+        let run = w.run(256 << 10, |w| {
+            w.sim.local_conn(b, client).closed().is_some()
+        });
+        let echo = w.target().expect("A connected to the echo");
+        let client_conn = w.sim.local_conn(w.b, client);
+        println!(
+            "seed {seed}: 4 MiB echoed after a half-close: {:?} of virtual time (upgrade to direct at {:?})",
+            run.took,
+            run.direct_at.map(|(at, _)| at)
+        );
+        assert_eq!(sha256(echo.received()), sent, "the echo got every byte");
+        assert!(echo.eof(), "the half-close reached the echo");
+        assert_eq!(client_conn.received().len(), total, "the echo came back");
+        assert_eq!(sha256(client_conn.received()), sent, "SHA-256 of the echo");
+        assert!(client_conn.eof(), "then the echo's end of file");
+        assert_eq!(client_conn.closed().map(|c| c.abort), Some(false));
+        w.sim.run_for(Duration::from_secs(1)).expect("sim");
+        let echo = w.target().expect("still listed");
+        assert_eq!(
+            echo.closed().map(|c| c.abort),
+            Some(false),
+            "echo side clean"
+        );
+        w.assert_relay_then_direct(&run, total);
+        w.assert_no_stalls();
+    }
+}
+
+/// A's target refuses the connection: B's client is reset (not closed cleanly) and gets no
+/// data; the stream carried the refusal's code.
+#[test]
+fn a_refused_target_resets_the_client() {
+    let mut w = World::new(3);
+    let client = w.client(2);
+    assert!(w.sim.local_write(w.b, client, b"anyone?"));
+    let b = w.b;
+    let run = w.run(u64::MAX, |w| w.sim.local_conn(b, client).closed().is_some());
+    println!("refused target: the client was reset after {:?}", run.took);
+    let refused = w.target().expect("A tried to connect");
+    assert_eq!(
+        refused.closed().and_then(|c| c.reason.clone()).as_deref(),
+        Some("connection refused")
+    );
+    let client_conn = w.sim.local_conn(w.b, client);
+    let closed = client_conn.closed().expect("closed");
+    assert!(closed.abort, "reset, not a clean close: {closed:?}");
+    let reason = closed.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("{CONNECT_FAILED:#x}")),
+        "the refusal's code: {reason}"
+    );
+    assert!(client_conn.received().is_empty(), "no data");
+    assert!(!client_conn.eof(), "no clean end of file");
+    assert!(run.took <= Duration::from_secs(30), "took {:?}", run.took);
+    w.assert_no_stalls();
+}
+
+/// A forwarding run depends only on (scenario, seed): the same seed gives the same trace,
+/// local sockets included, and another seed a different one.
+#[test]
+fn forwarding_runs_are_deterministic() {
+    let run = |seed: u64| {
+        let mut w = World::with_trace(seed, TraceMode::Full);
+        let client = w.client(1);
+        assert!(w.sim.local_write(w.b, client, &noise(256 << 10, seed)));
+        assert!(w.sim.local_shutdown(w.b, client));
+        let b = w.b;
+        w.run(64 << 10, |w| w.sim.local_conn(b, client).closed().is_some());
+        let trace = w.sim.trace();
+        assert!(
+            trace.text().contains("local conn#0 accepted on listener#1"),
+            "local sockets are traced"
+        );
+        trace.hash()
+    };
+    let first = run(4);
+    assert_eq!(first, run(4), "same seed, same trace");
+    assert_ne!(first, run(5), "another seed, another trace");
+}
+
+/// The exposing daemon restarts mid-transfer: its local connection to the sink is gone with
+/// the old process, B's client is reset once B learns its session ended, and a new client
+/// gets through to the new instance.
+#[test]
+fn a_restarted_exposing_daemon_resets_the_client_and_serves_the_next_one() {
+    let mut w = World::new(8);
+    let client = w.client(0);
+    assert!(w.sim.local_write(w.b, client, &noise(4 << 20, 8)));
+    let b = w.b;
+    w.run(u64::MAX, |w| w.progress().0 >= 256 << 10);
+    w.sim.restart_endpoint(w.a, w.a_config.clone());
+    let old = w.target().expect("the old process's connection");
+    assert_eq!(
+        old.closed().and_then(|c| c.reason.clone()).as_deref(),
+        Some("the process restarted")
+    );
+    for (service, target, _) in services() {
+        w.sim
+            .endpoint_command(w.a, |ep, now| ep.expose(now, name(service), target))
+            .expect("expose again");
+    }
+    let run = w.run(u64::MAX, |w| w.sim.local_conn(b, client).closed().is_some());
+    let closed = w
+        .sim
+        .local_conn(b, client)
+        .closed()
+        .cloned()
+        .expect("closed");
+    println!(
+        "restarted exposer: the client was reset {:?} later ({:?})",
+        run.took, closed.reason
+    );
+    assert!(closed.abort, "reset, not closed cleanly: {closed:?}");
+    assert!(run.took <= Duration::from_secs(60), "took {:?}", run.took);
+
+    let next = w.client(0);
+    let data = noise(256 << 10, 9);
+    assert!(w.sim.local_write(w.b, next, &data));
+    assert!(w.sim.local_shutdown(w.b, next));
+    w.run(u64::MAX, |w| w.sim.local_conn(b, next).closed().is_some());
+    let a = w.sim.endpoint(w.a).local();
+    let sink = a
+        .conns()
+        .map(|(_, c)| c)
+        .last()
+        .expect("a new sink connection");
+    assert_eq!(
+        sha256(sink.received()),
+        sha256(&data),
+        "the next client got through"
+    );
+    assert_eq!(
+        w.sim.local_conn(b, next).closed().map(|c| c.abort),
+        Some(false)
+    );
+    w.assert_no_stalls();
+}

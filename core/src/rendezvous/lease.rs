@@ -120,11 +120,12 @@ pub(crate) struct NewRegistration {
     pub(crate) expires: Instant,
 }
 
-/// All registrations, indexed by key, by service name and by expiry.
+/// All registrations, indexed by key, by (tenant, service name) and by expiry. A tenant is a
+/// token: each token's daemons publish and look up names in a namespace of their own.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     by_key: BTreeMap<PublicKey, Registration>,
-    names: BTreeMap<ServiceName, PublicKey>,
+    names: BTreeMap<(String, ServiceName), PublicKey>,
     expiries: BTreeSet<(Instant, PublicKey)>,
     usage: BTreeMap<String, Usage>,
 }
@@ -147,9 +148,9 @@ impl Registry {
         self.by_key.len()
     }
 
-    /// The key that publishes `name`.
-    pub(crate) fn owner(&self, name: &ServiceName) -> Option<PublicKey> {
-        self.names.get(name).copied()
+    /// The key that publishes `name` in the namespace of `tenant` (a token).
+    pub(crate) fn owner(&self, tenant: &str, name: &ServiceName) -> Option<PublicKey> {
+        self.names.get(&(tenant.to_string(), name.clone())).copied()
     }
 
     /// Checks that `new` may be applied, without changing anything. `limits` are the token's
@@ -164,7 +165,7 @@ impl Registry {
             if new.services[..i].contains(name) {
                 return Err((ErrorCode::Malformed, format!("{name} is listed twice")));
             }
-            if self.owner(name).is_some_and(|k| k != new.key) {
+            if self.owner(&new.token, name).is_some_and(|k| k != new.key) {
                 return Err((
                     ErrorCode::NameTaken,
                     format!("{name} is already published by another daemon"),
@@ -212,7 +213,8 @@ impl Registry {
         usage.registrations += 1;
         usage.services += new.services.len();
         for name in &new.services {
-            self.names.insert(name.clone(), new.key);
+            self.names
+                .insert((new.token.clone(), name.clone()), new.key);
         }
         self.expiries.insert((new.expires, new.key));
         self.by_key.insert(
@@ -256,7 +258,7 @@ impl Registry {
         let reg = self.by_key.remove(key)?;
         self.expiries.remove(&(reg.expires, *key));
         for name in &reg.services {
-            self.names.remove(name);
+            self.names.remove(&(reg.token.clone(), name.clone()));
         }
         if let Some(usage) = self.usage.get_mut(&reg.token) {
             usage.registrations -= 1;

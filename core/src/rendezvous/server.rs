@@ -234,7 +234,10 @@ impl Server {
     }
 
     fn on_lookup(&mut self, now: Instant, from: PublicKey, request: u64, name: ServiceName) {
-        let Some(target) = self.registry.owner(&name) else {
+        // Only the asker's own tenant is searched: a name of another tenant is as unknown as
+        // one nobody publishes, with the same answer.
+        let tenant = self.registry.get(&from).map(|r| r.token().to_string());
+        let Some(target) = tenant.and_then(|t| self.registry.owner(&t, &name)) else {
             let detail = format!("no daemon publishes {name}");
             return self.fail(from, request, ErrorCode::UnknownService, detail);
         };
@@ -246,6 +249,7 @@ impl Server {
             let detail = format!("too many introductions pending for {name}; try again");
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
+
         let a = Side {
             key: from,
             request: Some(request),
@@ -265,6 +269,11 @@ impl Server {
             let wait_secs = secs(w.deadline.saturating_duration_since(now));
             return self.send(from, ServerMessage::Waiting { request, wait_secs });
         }
+        if !self.same_tenant(&from, &peer) && self.registry.get(&peer).is_some() {
+            // A daemon of another tenant is invisible: wait as if it had not registered, and
+            // never pair with it (below).
+            return self.wait_for_peer(now, from, request, peer);
+        }
         if let Some(w) = self.waiters.remove(&(peer, from)) {
             // The peer asked for us first: introduce both. The smaller key initiates.
             let a = Side {
@@ -278,6 +287,11 @@ impl Server {
             };
             return self.introduce(now, a, peer, Some(w.request), None);
         }
+        self.wait_for_peer(now, from, request, peer);
+    }
+
+    /// Records that `from` waits for `peer` (peer mode) and tells it so.
+    fn wait_for_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
         if self.waiters.keys().filter(|(k, _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
             let detail = format!("at most {MAX_WAITERS_PER_KEY} peer requests may wait at once");
             return self.fail(from, request, ErrorCode::TooMany, detail);
@@ -289,6 +303,14 @@ impl Server {
             .push_back(ServerEvent::Waiting { key: from, peer });
         let wait_secs = secs(self.config.peer_wait);
         self.send(from, ServerMessage::Waiting { request, wait_secs });
+    }
+
+    /// Whether two registered daemons hold the same token (tenant).
+    fn same_tenant(&self, a: &PublicKey, b: &PublicKey) -> bool {
+        match (self.registry.get(a), self.registry.get(b)) {
+            (Some(a), Some(b)) => a.token() == b.token(),
+            _ => false,
+        }
     }
 
     /// Introduces `a` (whose request completed the pairing) and `b` to each other.

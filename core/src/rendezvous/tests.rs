@@ -735,3 +735,62 @@ fn every_lookup_completes_through_thirty_percent_loss() {
         assert_eq!(h.introductions(dest).len(), 10, "seed {seed}");
     }
 }
+
+/// Each token is a tenant with a namespace of its own: a lookup under token B never finds token
+/// A's name (the same "unknown service" as a name nobody publishes), both may publish the same
+/// name, and peer mode never pairs daemons of different tenants.
+#[test]
+fn tenants_neither_see_nor_block_each_other() {
+    let mut h = Harness::new(ServerConfig::default());
+    let with_token = |token: &str, services: &[&str]| {
+        let mut config = ClientConfig::new(token);
+        config.services = services.iter().map(|s| name(s)).collect();
+        config
+    };
+    let a = h.add_with(with_token("tenant-a", &["/home/ssh"]));
+    let b = h.add_with(with_token("tenant-b", &[]));
+    h.run(Duration::from_secs(1));
+    let request = h.with(b, |c, now| c.lookup(now, name("/home/ssh")));
+    let unknown = h.with(b, |c, now| c.lookup(now, name("/nobody/has/this")));
+    h.run(Duration::from_secs(1));
+    let failures = h.failures(b);
+    assert_eq!(failures.len(), 2);
+    assert_eq!(
+        (failures[0].1, failures[0].2),
+        (request, ErrorCode::UnknownService)
+    );
+    assert_eq!(
+        (failures[1].1, failures[1].2),
+        (unknown, ErrorCode::UnknownService)
+    );
+    assert_eq!(h.introductions(a), [], "a is never told of b");
+
+    // The same name in tenant B is B's own, and does not disturb A's.
+    let b2 = h.add_with(with_token("tenant-b", &["/home/ssh"]));
+    h.run(Duration::from_secs(1));
+    assert_eq!(registration_failures(&h, b2), []);
+    h.with(b, |c, now| c.lookup(now, name("/home/ssh")));
+    h.run(Duration::from_secs(1));
+    let intro = h.introductions(b);
+    assert_eq!(intro.len(), 1);
+    assert_eq!(introduced(&intro[0]).1, key(b2), "found in its own tenant");
+    assert_eq!(h.introductions(a), []);
+
+    // Peer mode: a and b name each other, but live in different tenants: both time out.
+    let ra = h.with(a, |c, now| c.connect_peer(now, key(b)));
+    let rb = h.with(b, |c, now| c.connect_peer(now, key(a)));
+    h.run(Duration::from_secs(120));
+    assert!(
+        h.failures(a)
+            .iter()
+            .any(|f| (f.1, f.2) == (ra, ErrorCode::PeerTimeout)),
+        "{:?} {ra}",
+        h.failures(a)
+    );
+    assert!(
+        h.failures(b)
+            .iter()
+            .any(|f| (f.1, f.2) == (rb, ErrorCode::PeerTimeout))
+    );
+    assert_eq!(h.introductions(a), []);
+}

@@ -87,8 +87,6 @@ pub(crate) struct Session {
     /// Addresses to punch toward until connected (empty: just `path`), and to probe for a
     /// direct path while relayed.
     pub(super) candidates: Vec<SocketAddr>,
-    /// The probe TTL of the latest punching attempt; after success, the one that worked.
-    pub(crate) punch_ttl: u8,
     /// Incoming streams whose service header is still being read.
     pub(super) headers: BTreeMap<StreamId, HeaderReader>,
     /// The streams of this session. It exists from the start so streams can be opened and
@@ -171,7 +169,6 @@ impl Session {
             mux: new_mux(ctx, &key, now),
             headers: BTreeMap::new(),
             candidates: Vec::new(),
-            punch_ttl: 0,
             id,
             key,
             path,
@@ -288,7 +285,6 @@ impl Session {
                 self.transmit_to(ctx, now, dst, None, packet.clone());
             }
         }
-        self.punch_ttl = ttl;
     }
 
     /// Tells the session where the peer may be reached (its reflexive and host addresses from

@@ -75,7 +75,6 @@ impl Session {
                     stream: id,
                     code,
                 },
-                StreamEvent::Datagram(data) => Event::Datagram { peer, data },
                 StreamEvent::OpenAvailable => Event::StreamsAvailable { peer },
             };
             ctx.out.events.push_back(event);

@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 
 use super::frame::{self, Frame, Reader};
 use super::mux::{Ctrl, Mux};
@@ -148,9 +147,6 @@ impl Mux {
                 }
             }
             Frame::StreamDataBlocked { .. } => {}
-            Frame::Datagram(data) => self
-                .events
-                .push_back(StreamEvent::Datagram(Bytes::copy_from_slice(data))),
         }
     }
 

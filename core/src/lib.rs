@@ -77,6 +77,7 @@ pub mod event;
 pub mod forward;
 pub mod node;
 pub mod path;
+pub mod punch;
 pub mod rendezvous;
 pub mod service;
 pub mod session;

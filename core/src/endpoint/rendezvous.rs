@@ -109,6 +109,7 @@ impl Endpoint {
                 break;
             }
         }
+        self.settle();
     }
 
     fn on_note(&mut self, now: Instant, note: Note) {
@@ -158,7 +159,7 @@ impl Endpoint {
             }
             return;
         }
-        let addr = self.sessions.get(&key).map(|s| s.path.addr());
+        let addr = self.sessions.get(&key).map(|s| s.path().addr());
         match (self.server.as_mut(), ClientMessage::decode(encoded), addr) {
             (Some(server), Ok(msg), Some(addr)) => server.handle_message(now, key, addr, msg),
             _ => self.out.stats.dropped_bad_payload += 1,

@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-
 use super::frame::{self, Frame, Reader};
 use super::mux::{Ctrl, Mux};
 use super::recovery::SentFrame;

@@ -28,6 +28,6 @@ mod tests;
 
 pub use mux::Mux;
 pub use types::{
-    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
-    StreamId, WriteError,
+    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
+    WriteError,
 };

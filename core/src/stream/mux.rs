@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-
 use super::ack::AckState;
 use super::flow::{RecvCredit, SendCredit};
 use super::recovery::{Outcome, Recovery, TimeoutAction};
@@ -12,12 +11,11 @@ use super::recv::{RecvState, RecvStream};
 use super::send::SendStream;
 use super::types::{INITIAL_CONNECTION_WINDOW, INITIAL_MAX_STREAMS, INITIAL_STREAM_WINDOW};
 use super::{
-    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
-    StreamId, WriteError,
+    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
+    WriteError,
 };
 use crate::congestion::{Controller, NewReno, Pacer};
 use crate::timer::Timer;
-
 
 /// One stream: both directions and whether it waits in the send queue.
 #[derive(Debug)]

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-
 /// Credit every endpoint assumes the peer grants per new stream before a MAX_STREAM_DATA says
 /// more; a larger configured window is advertised right away.
 pub(crate) const INITIAL_STREAM_WINDOW: u64 = 64 * 1024;

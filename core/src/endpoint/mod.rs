@@ -697,15 +697,9 @@ impl Endpoint {
         service: ServiceName,
         target: impl Into<String>,
     ) -> Result<(), ServiceError> {
-        if let Some(daemon) = &self.daemon {
-            let mut names: Vec<ServiceName> = self.exposed.names().cloned().collect();
-            if !names.contains(&service) {
-                names.push(service.clone());
-            }
-            rendezvous::check(&daemon.config, names, now).map_err(ServiceError::Invalid)?;
-        }
+        self.publish(now, Some(&service))?;
         self.exposed.insert(service, target.into());
-        self.republish(now);
+        self.after(now);
         Ok(())
     }
 
@@ -714,7 +708,9 @@ impl Endpoint {
     pub fn unexpose(&mut self, now: Instant, service: &ServiceName) -> bool {
         let was = self.exposed.remove(service);
         if was {
-            self.republish(now);
+            // Fewer services than the server took before: nothing to refuse.
+            let _ = self.publish(now, None);
+            self.after(now);
         }
         was
     }

@@ -356,14 +356,14 @@ impl Session {
     /// Sends on `path` from now on: an authenticated packet came by it. A connected session
     /// tells the application.
     fn move_to(&mut self, ctx: &mut Context<'_>, now: Instant, path: Path) {
-        let cfg = &ctx.config.session;
-        if self.punch.nominate(cfg, now, path, self.connected) {
-            if self.connected {
-                ctx.out.events.push_back(Event::PathChanged {
-                    peer: self.id,
-                    path,
-                });
-            }
+        let changed = self
+            .punch
+            .nominate(&ctx.config.session, now, path, self.connected);
+        if changed && self.connected {
+            ctx.out.events.push_back(Event::PathChanged {
+                peer: self.id,
+                path,
+            });
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub(crate) mod handshake;
 pub(crate) mod keypair;
+mod keys;
 mod state;
 mod streams;
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::handshake::{self, HandshakePayload};
 use super::keypair::{Keypair, OpenError};
+use super::keys::{Keys, Slot};
 use super::streams::Streams;
 use super::{Context, DATAGRAM_OVERHEAD, Note, STREAM_OVERHEAD};
 use crate::config::SessionConfig;
@@ -35,14 +36,6 @@ struct Pending {
     attempts: u32,
 }
 
-/// Which key generation a transport packet was sealed with.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Current,
-    Previous,
-    Next,
-}
-
 /// One peer's session: key generations, our handshake in flight, and the timers that follow
 /// from them. Every deadline is derived from this state in [`Session::poll_timeout`].
 pub(crate) struct Session {
@@ -56,10 +49,8 @@ pub(crate) struct Session {
     /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
     cookies: CookieJar,
     pending: Option<Pending>,
-    current: Option<Keypair>,
-    previous: Option<Keypair>,
-    /// Keys we made as responder, unused until the initiator's first packet confirms them.
-    next: Option<Keypair>,
+    /// Key generations: current, previous, and next (awaiting confirmation).
+    keys: Keys,
     /// Creation time, then the time of the last authenticated packet from the peer.
     last_received: Instant,
     last_sent: Instant,
@@ -101,9 +92,7 @@ impl Session {
             key,
             cookies: CookieJar::new(&key),
             pending: None,
-            current: None,
-            previous: None,
-            next: None,
+            keys: Keys::default(),
             last_received: now,
             last_sent: now,
             last_init_timestamp: 0,
@@ -241,9 +230,7 @@ impl Session {
             &self.cookies,
         );
         let keypair = Keypair::new(keys, local_index, remote_index, false, now);
-        if let Some(old) = self.next.replace(keypair) {
-            ctx.indices.free(old.local_index);
-        }
+        self.keys.set_next(ctx.indices, keypair);
         ctx.out.stats.handshakes_completed += 1;
         if self.connected {
             // An initiation proves nothing fresh (it may be a replay that the timestamp check
@@ -289,14 +276,14 @@ impl Session {
         self.note_instance(ctx, now, payload.instance);
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
-        self.install_current(ctx, keypair);
+        self.keys.install_current(ctx.indices, keypair);
         self.streams.mux.peer_reachable();
         self.move_to(ctx, now, from);
         self.last_received = now;
         self.established(ctx, now);
         self.flush_queue(ctx, now);
         self.flush_mux(ctx, now);
-        if self.current.as_ref().is_some_and(|k| k.sent() == 0) {
+        if self.keys.current.as_ref().is_some_and(|k| k.sent() == 0) {
             // Confirms the new keys to the responder, which may not send until it hears us.
             self.send_payload(ctx, now, &[]);
         }
@@ -342,12 +329,7 @@ impl Session {
                 self.queue.clear();
                 self.streams = Streams::new(ctx, &self.key, now);
                 // The old keys belong to the peer's previous life; it cannot use them.
-                for old in [self.current.take(), self.previous.take()]
-                    .into_iter()
-                    .flatten()
-                {
-                    ctx.indices.free(old.local_index);
-                }
+                self.keys.forget_old(ctx.indices);
             }
             _ => {}
         }
@@ -365,13 +347,6 @@ impl Session {
                 path,
             });
         }
-    }
-
-    fn install_current(&mut self, ctx: &mut Context<'_>, keypair: Keypair) {
-        if let Some(old) = self.previous.take() {
-            ctx.indices.free(old.local_index);
-        }
-        self.previous = self.current.replace(keypair);
     }
 
     fn established(&mut self, ctx: &mut Context<'_>, now: Instant) {
@@ -404,35 +379,12 @@ impl Session {
         sealed: &[u8],
         scratch: &mut Vec<u8>,
     ) {
-        let slot = if self
-            .current
-            .as_ref()
-            .is_some_and(|k| k.local_index == local_index)
-        {
-            Slot::Current
-        } else if self
-            .next
-            .as_ref()
-            .is_some_and(|k| k.local_index == local_index)
-        {
-            Slot::Next
-        } else if self
-            .previous
-            .as_ref()
-            .is_some_and(|k| k.local_index == local_index)
-        {
-            Slot::Previous
-        } else {
+        let Some(slot) = self.keys.find(local_index) else {
             // Our pending handshake's index: no keys yet.
             ctx.out.stats.dropped_unknown_index += 1;
             return;
         };
-        let keypair = match slot {
-            Slot::Current => self.current.as_mut(),
-            Slot::Previous => self.previous.as_mut(),
-            Slot::Next => self.next.as_mut(),
-        }
-        .expect("slot was just found");
+        let keypair = self.keys.get_mut(slot);
         let newest = keypair.highest_received().is_none_or(|h| counter > h);
         let reject_after = ctx.config.session.reject_after_packets;
         match keypair.open(header, counter, sealed, scratch, reject_after) {
@@ -447,7 +399,7 @@ impl Session {
         }
         self.last_received = now;
         if slot == Slot::Next {
-            let confirmed = self.next.take().expect("slot was just found");
+            let confirmed = self.keys.next.take().expect("slot was just found");
             if !self.connected {
                 // Up on the keys we answered with: a handshake of ours still in flight (see
                 // `respond`) is moot.
@@ -455,7 +407,7 @@ impl Session {
                     ctx.indices.free(pending.local_index);
                 }
             }
-            self.install_current(ctx, confirmed);
+            self.keys.install_current(ctx.indices, confirmed);
             self.streams.mux.peer_reachable();
             self.established(ctx, now);
             self.flush_queue(ctx, now);
@@ -482,7 +434,7 @@ impl Session {
                 // as a rekey). The peer is live under the newer keys; this close is stale.
                 Ok(Control::Close { .. })
                     if slot == Slot::Previous
-                        && self.current.as_ref().is_some_and(|k| !k.initiator) =>
+                        && self.keys.current.as_ref().is_some_and(|k| !k.initiator) =>
                 {
                     ctx.out.stats.dropped_unexpected += 1;
                 }
@@ -530,7 +482,8 @@ impl Session {
     }
 
     fn can_send(&self, ctx: &Context<'_>) -> bool {
-        self.current
+        self.keys
+            .current
             .as_ref()
             .is_some_and(|k| k.sent() < ctx.config.session.reject_after_packets)
     }
@@ -559,7 +512,7 @@ impl Session {
         path: Option<Path>,
     ) {
         let session = &ctx.config.session;
-        let Some(keypair) = self.current.as_mut() else {
+        let Some(keypair) = self.keys.current.as_mut() else {
             return;
         };
         let Some(packet) = keypair.seal(parts, session.reject_after_packets) else {
@@ -701,7 +654,7 @@ impl Session {
     /// The next path deadline: a step of the relayed search for a direct path, or the moment
     /// unanswered data makes us check the path and the peer.
     fn path_deadline(&self, cfg: &SessionConfig) -> Option<(Instant, Timer)> {
-        if !self.connected || self.current.is_none() {
+        if !self.connected || self.keys.current.is_none() {
             return None;
         }
         [self.punch.poll_timeout(), self.unanswered_deadline(cfg)]
@@ -719,7 +672,7 @@ impl Session {
     /// session so that its services are looked up again at once instead of after the idle
     /// timeout.
     fn path_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        if !self.connected || self.current.is_none() {
+        if !self.connected || self.keys.current.is_none() {
             return;
         }
         let unanswered = self
@@ -776,7 +729,7 @@ impl Session {
             .config
             .max_udp_payload
             .saturating_sub(STREAM_OVERHEAD + relay);
-        while let Some(keypair) = self.current.as_mut() {
+        while let Some(keypair) = self.keys.current.as_mut() {
             let mux = &mut self.streams.mux;
             let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {
                 buf[0] = PayloadKind::Stream as u8;
@@ -817,15 +770,10 @@ impl Session {
             });
         }
         ctx.ids.release(self.id);
-        let indices = [
-            self.pending.take().map(|p| p.local_index),
-            self.current.take().map(|k| k.local_index),
-            self.previous.take().map(|k| k.local_index),
-            self.next.take().map(|k| k.local_index),
-        ];
-        for index in indices.into_iter().flatten() {
-            ctx.indices.free(index);
+        if let Some(pending) = self.pending.take() {
+            ctx.indices.free(pending.local_index);
         }
+        self.keys.forget_all(ctx.indices);
     }
 
     // ----- timers -------------------------------------------------------------------------
@@ -847,8 +795,8 @@ impl Session {
                 Timer::Handshake,
             ),
             None => {
-                if let Some(current) = &self.current {
-                    consider(current.created + self.rekey_age(cfg), Timer::Rekey);
+                if let Some(current) = &self.keys.current {
+                    consider(current.created + self.keys.rekey_age(cfg), Timer::Rekey);
                 }
                 if self.connected {
                     consider(self.last_received + silence_limit(cfg), Timer::Rekey);
@@ -857,6 +805,7 @@ impl Session {
         }
         // Only keys that can still seal have a keepalive; used-up keys wait for the rekey.
         if self
+            .keys
             .current
             .as_ref()
             .is_some_and(|k| k.sent() < cfg.reject_after_packets)
@@ -869,14 +818,11 @@ impl Session {
         if let Some((at, timer)) = self.path_deadline(cfg) {
             consider(at, timer);
         }
-        for keypair in [&self.current, &self.previous].into_iter().flatten() {
-            consider(keypair.created + cfg.reject_after_time, Timer::KeyExpiry);
-        }
-        if let Some(next_keys) = &self.next {
-            consider(next_keys.created + cfg.handshake_timeout, Timer::KeyExpiry);
+        if let Some(at) = self.keys.expiry(cfg) {
+            consider(at, Timer::KeyExpiry);
         }
         // The stream layer's timers only matter once its packets can go out.
-        if self.current.is_some() {
+        if self.keys.current.is_some() {
             if let Some((at, timer)) = self.streams.mux.poll_timeout() {
                 consider(at, timer);
             }
@@ -884,39 +830,18 @@ impl Session {
         next
     }
 
-    /// Age of the current keys at which we start a new handshake: the initiator of the current
-    /// keys goes first; the responder waits a keepalive interval longer so both rarely start at
-    /// once.
-    fn rekey_age(&self, cfg: &SessionConfig) -> Duration {
-        match &self.current {
-            Some(k) if !k.initiator => cfg.rekey_after_time + cfg.keepalive_interval,
-            _ => cfg.rekey_after_time,
-        }
-    }
-
     /// Acts on every deadline that is due at `now`.
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
         let cfg = ctx.config.session.clone();
         // Keys past their hard age are erased first, so nothing below uses them.
-        let limits = [
-            (&mut self.current, cfg.reject_after_time),
-            (&mut self.previous, cfg.reject_after_time),
-            // Keys the initiator never confirmed: its first packet should have come long ago.
-            (&mut self.next, cfg.handshake_timeout),
-        ];
-        for (slot, lifetime) in limits {
-            if slot.as_ref().is_some_and(|k| now >= k.created + lifetime) {
-                let old = slot.take().expect("checked above");
-                ctx.indices.free(old.local_index);
-            }
-        }
+        self.keys.expire(&cfg, now, ctx.indices);
         if self.connected && now >= self.last_received + cfg.idle_timeout {
             return self.end(ctx, CloseReason::IdleTimeout);
         }
         if let Some(p) = &self.pending {
             if now >= p.started + cfg.handshake_timeout {
                 // (Reaching here, the peer was heard within the idle timeout.)
-                if !(self.connected && self.current.is_some()) {
+                if !(self.connected && self.keys.current.is_some()) {
                     return self.end(ctx, CloseReason::HandshakeTimeout);
                 }
                 // A rekey or liveness handshake failed while the peer is still heard on the
@@ -930,21 +855,22 @@ impl Session {
             }
         } else {
             let old_keys = self
+                .keys
                 .current
                 .as_ref()
-                .is_some_and(|k| now >= k.created + self.rekey_age(&cfg));
+                .is_some_and(|k| now >= k.created + self.keys.rekey_age(&cfg));
             let silent = self.connected && now >= self.last_received + silence_limit(&cfg);
-            let no_keys = self.current.is_none() && (self.connected || !self.queue.is_empty());
+            let no_keys = self.keys.current.is_none() && (self.connected || !self.queue.is_empty());
             if old_keys || silent || no_keys {
                 self.start_handshake(ctx, now);
-            } else if self.current.is_none() && self.next.is_none() {
+            } else if self.keys.current.is_none() && self.keys.next.is_none() {
                 // Nothing left: an answered initiation that was never confirmed, or a peer
                 // that restarted and went away. Forget it.
                 return self.end(ctx, CloseReason::HandshakeTimeout);
             }
         }
         self.path_timeout(ctx, now);
-        if self.current.is_some() {
+        if self.keys.current.is_some() {
             if self
                 .streams
                 .mux
@@ -956,6 +882,7 @@ impl Session {
             self.flush_mux(ctx, now);
         }
         if self
+            .keys
             .current
             .as_ref()
             .is_some_and(|k| k.sent() < cfg.reject_after_packets)

@@ -3,12 +3,12 @@
 //! A session introduced by the rendezvous server gets the peer's candidates (its
 //! server-reflexive address first, then its host addresses). Until connected, every handshake
 //! attempt punches: TTL-limited probes to every candidate and to the ports predicted above the
-//! reflexive one ([`candidates`]) open our own NAT without reaching the peer's, then the
+//! reflexive one (`candidates.rs`) open our own NAT without reaching the peer's, then the
 //! initiation follows at full TTL. When punching has not succeeded within
 //! [`crate::config::SessionConfig::relay_after`], attempts also go through the server, which
 //! forwards packets sealed with the daemons' own keys and cannot read them. Whichever
 //! handshake gets through first makes the session, on the path it came by (the tie-break in
-//! [`agent::yields_to_initiation`] picks one when both do).
+//! `agent::yields_to_initiation` picks one when both do).
 //!
 //! A relayed session keeps looking for a direct path in rounds of probes and path challenges;
 //! the first challenge answered from a direct address proves that path both ways (our
@@ -17,12 +17,12 @@
 //! up for the relay. Either side's move shows the other the way: every authenticated packet
 //! (other than a challenge or its answer) moves the receiver onto the path it came by.
 //!
-//! Files:
+//! Files (the module is the crate's own; its items are not public API):
 //!
-//! - [`schedule`]: every timing rule, in one place: when a TTL-limited probe goes out and with
+//! - `schedule.rs`: every timing rule, in one place: when a TTL-limited probe goes out and with
 //!   which TTL, the attempt backoff, when the relay joins in, the relayed search rounds.
-//! - [`candidates`]: punch targets, port prediction, the first path of an introduced session.
-//! - [`agent`]: [`Agent`], one session's path state, driven by the session with
+//! - `candidates.rs`: punch targets, port prediction, the first path of an introduced session.
+//! - `agent.rs`: `Agent`, one session's path state, driven by the session with
 //!   `handle_*`/`poll_*` like every core machine, and the key tie-break.
 //!
 //! The [`crate::path::Path`] and [`crate::path::RoutePolicy`] types live in [`crate::path`].

@@ -149,6 +149,23 @@ pub enum Event {
         /// Why, as the server (or the client's own timeout) said.
         reason: String,
     },
+    /// A session to the daemon holding `key`, asked for with [`crate::Endpoint::meet`], is
+    /// up: open streams to it on `peer`. May come again with a new `peer` after the old
+    /// session ended and the two were introduced again.
+    PeerReady {
+        /// The key asked for.
+        key: PublicKey,
+        /// The session to it.
+        peer: PeerId,
+    },
+    /// The rendezvous server could not introduce us to `key`: it did not ask for us in time,
+    /// or the server refused or never answered.
+    PeerFailed {
+        /// The key asked for.
+        key: PublicKey,
+        /// Why, as the server (or the client's own timeout) said.
+        reason: String,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.

@@ -53,18 +53,20 @@
 //!   versioned postcard bodies of control messages.
 //! - [`crypto`]: static keys, `Noise_IK_25519_ChaChaPoly_BLAKE2s`, transport AEAD with an explicit
 //!   64-bit counter, the sliding replay window, and stateless handshake cookies.
-//! - [`session`]: one encrypted session per peer: handshake retries, rekeying, keepalives and the
-//!   idle timeout.
+//! - [`session`]: one encrypted session per peer: handshake retries, key generations, rekeying,
+//!   keepalives and the idle timeout.
 //! - [`stream`] and [`congestion`]: reliable, ordered, multiplexed streams with loss recovery,
 //!   congestion control and flow control.
 //! - [`rendezvous`]: registration with a token, leases, service lookup and introductions, the
 //!   server's registry, and its relay policy (who may relay to whom, per-token rate limits).
-//! - [`path`]: how a session's packets travel. Introduced daemons punch a direct path
-//!   (TTL-limited probes first); when punching has not succeeded within
+//! - [`punch`]: how a session finds its way to the peer, all in one module. Introduced daemons
+//!   punch a direct path (TTL-limited probes first; every timing rule, the probe TTL included,
+//!   is in `punch/schedule.rs`); when punching has not succeeded within
 //!   [`config::SessionConfig::relay_after`] their handshakes also go through the server, which
 //!   forwards packets sealed with the daemons' own keys and cannot read them. A relayed session
 //!   keeps looking for a direct path and moves to it once proven both ways; a direct path that
-//!   goes silent falls back to the relay. [`RoutePolicy`] restricts a daemon to either.
+//!   goes silent falls back to the relay. The [`Path`] and [`RoutePolicy`] types are in
+//!   [`path`]; [`RoutePolicy`] restricts a daemon to either way.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -77,6 +79,7 @@ pub mod event;
 pub mod forward;
 pub mod node;
 pub mod path;
+pub mod punch;
 pub mod rendezvous;
 pub mod service;
 pub mod session;

@@ -2,6 +2,8 @@
 
 mod relay;
 mod rendezvous;
+mod sessions;
+mod streams;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use crate::config::{Config, PeerPolicy};
 use crate::crypto::PublicKey;
 use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
-use crate::error::{ConnectError, SendError, ServiceError, StreamError};
+use crate::error::{ConnectError, SendError, ServiceError};
 use crate::event::{Event, PeerId};
 use crate::path::{Path, RoutePolicy};
 use crate::rendezvous::{Server, ServiceName};
@@ -20,7 +22,6 @@ use crate::service::Exposed;
 use crate::session::handshake::{HandshakePayload, PROLOGUE};
 use crate::session::{Context, Identity, Indices, Output, PeerIds, Session};
 use crate::stats::Stats;
-use crate::stream::{MuxStats, ReadOutcome, StreamId};
 use crate::stun::StunClient;
 use crate::timer::Timer;
 use crate::transmit::Transmit;
@@ -28,6 +29,7 @@ use crate::wire::Packet;
 use crate::wire::control::CloseCode;
 use crate::wire::header::{self, MAC_LEN};
 use crate::wire::stun::{self, StunMessage};
+use sessions::Sessions;
 
 /// How many ended sessions' handshake timestamps an endpoint remembers (about 40 bytes each).
 const REPLAY_FLOOR_KEYS: usize = 4096;
@@ -60,7 +62,8 @@ pub struct Endpoint {
     indices: Indices,
     ids: PeerIds,
     out: Output,
-    sessions: BTreeMap<PublicKey, Session>,
+    /// The sessions, with their deadlines in an ordered index.
+    sessions: Sessions,
     /// Newest handshake timestamp of each peer whose session ended (at most
     /// [`REPLAY_FLOOR_KEYS`]): a session's own replay check ends with it, and without this
     /// an old initiation replayed to a new session would be answered.
@@ -116,7 +119,7 @@ impl Endpoint {
             indices: Indices::default(),
             ids: PeerIds::default(),
             out: Output::default(),
-            sessions: BTreeMap::new(),
+            sessions: Sessions::default(),
             replay_floor: BTreeMap::new(),
             load: LoadMeter {
                 window_start: now,
@@ -141,7 +144,7 @@ impl Endpoint {
     }
 
     /// Splits the endpoint into the sessions and the context they write into.
-    fn parts(&mut self) -> (Context<'_>, &mut BTreeMap<PublicKey, Session>) {
+    fn parts(&mut self) -> (Context<'_>, &mut Sessions) {
         let ctx = Context {
             config: &self.config,
             identity: &self.identity,
@@ -177,6 +180,13 @@ impl Endpoint {
         }
     }
 
+    /// Brings the deadline index up to date with the sessions the last call changed. Every
+    /// public call that may change a session ends with it, so that [`Self::poll_timeout`] reads
+    /// a current index.
+    fn settle(&mut self) {
+        self.sessions.sync(&self.config.session);
+    }
+
     // ----- input -------------------------------------------------------------------------
 
     /// Feeds one datagram received on the endpoint's socket from `from`.
@@ -194,6 +204,7 @@ impl Endpoint {
         self.handle_packet(now, Path::Direct(from), bytes);
         self.reap();
         self.after(now);
+        self.settle();
     }
 
     /// Acts on one burrow packet that came by `from`: straight from the network, or out of
@@ -236,7 +247,9 @@ impl Endpoint {
                 }
                 let (mut ctx, sessions) = self.parts();
                 match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
-                    Some(s) if !s.path_allowed(from) => ctx.out.stats.dropped_route_policy += 1,
+                    Some(s) if !s.punch.path_allowed(from) => {
+                        ctx.out.stats.dropped_route_policy += 1
+                    }
                     Some(s) if s.owns_pending(receiver) => {
                         s.on_response(&mut ctx, now, from, sender, noise);
                         let key = s.key;
@@ -267,7 +280,7 @@ impl Endpoint {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let (mut ctx, sessions) = self.parts();
                 let touched = match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
-                    Some(s) if !s.path_allowed(from) => {
+                    Some(s) if !s.punch.path_allowed(from) => {
                         ctx.out.stats.dropped_route_policy += 1;
                         None
                     }
@@ -370,7 +383,7 @@ impl Endpoint {
         let public_key = self.public_key;
         let (mut ctx, sessions) = self.parts();
         if let Some(session) = sessions.get_mut(&key) {
-            if !session.path_allowed(from) {
+            if !session.punch.path_allowed(from) {
                 ctx.out.stats.dropped_route_policy += 1;
                 return;
             }
@@ -403,7 +416,7 @@ impl Endpoint {
         let mut session = Session::new(&ctx, id, key, from, now);
         if let Path::Relay(relay) = from {
             // Came through our server's relay before it introduced the peer to us.
-            session.relay = Some(relay);
+            session.punch.allow_relay(relay);
         }
         if session.admit_initiation(&mut ctx, now, &payload) {
             session.respond(&mut ctx, now, from, responder, sender, &public_key);
@@ -480,12 +493,10 @@ impl Endpoint {
     /// Call it when the deadline from [`Self::poll_timeout`] is reached (calling it earlier is
     /// harmless), then drain `poll_transmit` and `poll_event`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let (mut ctx, sessions) = self.parts();
-        for session in sessions.values_mut() {
-            if session
-                .poll_timeout(&ctx.config.session)
-                .is_some_and(|(at, _)| at <= now)
-            {
+        self.settle();
+        for key in self.sessions.due(now) {
+            let (mut ctx, sessions) = self.parts();
+            if let Some(session) = sessions.get_mut(&key) {
                 session.handle_timeout(&mut ctx, now);
             }
         }
@@ -493,6 +504,7 @@ impl Endpoint {
         self.poll_stun(now);
         self.rendezvous_timeout(now);
         self.after(now);
+        self.settle();
     }
 
     // ----- output ------------------------------------------------------------------------
@@ -515,7 +527,7 @@ impl Endpoint {
     /// pending. Read it after draining the output queues.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
-        let cfg = &self.config.session;
+        debug_assert!(self.sessions.is_synced(), "a call did not settle");
         let stun = self.stun.next_deadline().map(|at| (at, Timer::Stun));
         let daemon = self
             .daemon
@@ -527,8 +539,8 @@ impl Endpoint {
             .and_then(Server::poll_timeout)
             .map(|at| (at, Timer::LeaseExpiry));
         self.sessions
-            .values()
-            .filter_map(|s| s.poll_timeout(cfg))
+            .next_deadline()
+            .into_iter()
             .chain(stun)
             .chain(daemon)
             .chain(server)
@@ -552,16 +564,18 @@ impl Endpoint {
             return Err(ConnectError::OwnKey);
         }
         let (mut ctx, sessions) = self.parts();
-        let session = sessions.entry(key).or_insert_with(|| {
+        let session = sessions.get_or_insert_with(key, || {
             let id = ctx.ids.assign(key);
             Session::new(&ctx, id, key, Path::Direct(addr), now)
         });
         session.announced = true;
         if !session.is_connected() {
-            session.path = Path::Direct(addr);
+            session.punch.aim(addr);
             session.start_handshake(&mut ctx, now);
         }
-        Ok(session.id)
+        let id = session.id;
+        self.settle();
+        Ok(id)
     }
 
     /// Punches a direct path to the peer whose static key is `key`, toward each of its
@@ -590,39 +604,23 @@ impl Endpoint {
         if key == self.public_key {
             return Err(ConnectError::OwnKey);
         }
-        let direct_allowed = relay.is_none_or(|(_, route)| route.allows_direct());
-        let first = match (candidates.first(), relay) {
-            (Some(&first), _) if direct_allowed => Path::Direct(first),
-            (_, Some((server, _))) => Path::Relay(server),
-            (_, None) => return Err(ConnectError::NoCandidates),
-        };
-        let relay_after = self.config.session.relay_after;
+        let first = crate::punch::candidates::first_path(&candidates, relay)?;
         let (mut ctx, sessions) = self.parts();
-        let session = sessions.entry(key).or_insert_with(|| {
+        let session = sessions.get_or_insert_with(key, || {
             let id = ctx.ids.assign(key);
             Session::new(&ctx, id, key, first, now)
         });
         session.announced = true;
-        if let Some((server, _)) = relay.filter(|(_, r)| r.allows_relay()) {
-            session.relay = Some(server);
-            session.direct_allowed = direct_allowed;
-            if !session.is_connected() {
-                let wait = if direct_allowed {
-                    relay_after
-                } else {
-                    Duration::ZERO
-                };
-                session.relay_from = Some(now + wait);
-            }
-        }
-        if direct_allowed {
-            session.set_candidates(candidates);
-        }
-        if !session.is_connected() {
+        let connected = session.is_connected();
+        session
+            .punch
+            .introduce(&ctx.config.session, now, candidates, relay, connected);
+        if !connected {
             session.start_handshake(&mut ctx, now);
         }
         let id = session.id;
         self.send_relayed(now);
+        self.settle();
         Ok(id)
     }
 
@@ -638,6 +636,7 @@ impl Endpoint {
         let session = sessions.get_mut(&key).ok_or(SendError::UnknownPeer)?;
         let result = session.send_datagram(&mut ctx, now, data);
         self.send_relayed(now);
+        self.settle();
         result
     }
 
@@ -645,7 +644,7 @@ impl Endpoint {
     pub fn max_datagram_size(&self) -> usize {
         // A daemon's sessions may be relayed, which costs the relay's wrapping.
         let relay = if self.daemon.is_some() {
-            crate::session::RELAY_OVERHEAD
+            crate::punch::RELAY_OVERHEAD
         } else {
             0
         };
@@ -666,24 +665,7 @@ impl Endpoint {
         }
         self.reap();
         self.after(now);
-    }
-
-    /// Runs `f` on the session of `peer` with its context, then sends whatever its stream layer
-    /// has ready.
-    fn with_session<R>(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        f: impl FnOnce(&mut Session, &mut Context<'_>) -> Result<R, StreamError>,
-    ) -> Result<R, StreamError> {
-        let key = self.ids.key(peer).ok_or(StreamError::UnknownPeer)?;
-        let (mut ctx, sessions) = self.parts();
-        let session = sessions.get_mut(&key).ok_or(StreamError::UnknownPeer)?;
-        let result = f(session, &mut ctx);
-        session.flush_mux(&mut ctx, now);
-        // Packets for a relayed peer wait in the endpoint until wrapped for the relay.
-        self.send_relayed(now);
-        result
+        self.settle();
     }
 
     /// Exposes `service` to peers: their streams for it arrive as [`Event::IncomingStream`]
@@ -696,15 +678,9 @@ impl Endpoint {
         service: ServiceName,
         target: impl Into<String>,
     ) -> Result<(), ServiceError> {
-        if let Some(daemon) = &self.daemon {
-            let mut names: Vec<ServiceName> = self.exposed.names().cloned().collect();
-            if !names.contains(&service) {
-                names.push(service.clone());
-            }
-            rendezvous::check(&daemon.config, names, now).map_err(ServiceError::Invalid)?;
-        }
+        self.publish(now, Some(&service))?;
         self.exposed.insert(service, target.into());
-        self.republish(now);
+        self.after(now);
         Ok(())
     }
 
@@ -713,98 +689,11 @@ impl Endpoint {
     pub fn unexpose(&mut self, now: Instant, service: &ServiceName) -> bool {
         let was = self.exposed.remove(service);
         if was {
-            self.republish(now);
+            // Fewer services than the server took before: nothing to refuse.
+            let _ = self.publish(now, None);
+            self.after(now);
         }
         was
-    }
-
-    /// Opens a bidirectional stream to `service` at `peer`. Streams may be opened and written
-    /// while the handshake runs; their data leaves once the session is up. A peer that does not
-    /// expose the service resets the stream with [`crate::service::UNKNOWN_SERVICE`].
-    pub fn open_stream(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        service: &ServiceName,
-    ) -> Result<StreamId, StreamError> {
-        self.with_session(now, peer, |s, _| {
-            let stream = s.mux.open()?;
-            let header = crate::service::header(service);
-            let written = s.mux.write(stream, &header)?;
-            // A new stream's credit (64 KiB) always takes the header (at most 130 bytes).
-            debug_assert_eq!(written, header.len());
-            Ok(stream)
-        })
-    }
-
-    /// Writes as much of `data` as flow control and the send buffer allow, returning how much
-    /// was taken. [`StreamError::Blocked`] when nothing fits: wait for
-    /// [`Event::StreamWritable`].
-    pub fn stream_write(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        stream: StreamId,
-        data: &[u8],
-    ) -> Result<usize, StreamError> {
-        self.with_session(now, peer, |s, _| Ok(s.mux.write(stream, data)?))
-    }
-
-    /// Reads received bytes in order into `buf`. Reading frees flow-control credit, which may
-    /// send a window update, hence `now`.
-    pub fn stream_read(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        stream: StreamId,
-        buf: &mut [u8],
-    ) -> Result<ReadOutcome, StreamError> {
-        self.with_session(now, peer, |s, _| Ok(s.mux.read(stream, buf)?))
-    }
-
-    /// Finishes our sending side (TCP half-close): the peer reads to the end, then `Finished`;
-    /// its own direction stays open.
-    pub fn stream_finish(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        stream: StreamId,
-    ) -> Result<(), StreamError> {
-        self.with_session(now, peer, |s, _| Ok(s.mux.finish(stream)?))
-    }
-
-    /// Abandons our sending side with `code` (TCP reset); unsent data is dropped.
-    pub fn stream_reset(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        stream: StreamId,
-        code: u64,
-    ) -> Result<(), StreamError> {
-        self.with_session(now, peer, |s, _| {
-            s.mux.reset(stream, code);
-            Ok(())
-        })
-    }
-
-    /// Asks the peer to stop sending on `stream` with `code`; we discard what still arrives.
-    pub fn stream_stop(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        stream: StreamId,
-        code: u64,
-    ) -> Result<(), StreamError> {
-        self.with_session(now, peer, |s, _| {
-            s.mux.stop_sending(stream, code);
-            Ok(())
-        })
-    }
-
-    /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
-    pub fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
-        let key = self.ids.key(peer)?;
-        self.sessions.get(&key).map(|s| s.mux.stats())
     }
 
     /// The address packets to `peer` go to, if the handle is live.
@@ -812,7 +701,7 @@ impl Endpoint {
         self.ids
             .key(peer)
             .and_then(|k| self.sessions.get(&k))
-            .map(|s| s.path.addr())
+            .map(|s| s.path().addr())
     }
 
     /// The rendezvous server's key, for a daemon.
@@ -825,7 +714,7 @@ impl Endpoint {
         self.ids
             .key(peer)
             .and_then(|k| self.sessions.get(&k))
-            .map(|s| s.path)
+            .map(Session::path)
     }
 
     /// Whether the session with `peer` has completed a handshake.
@@ -848,6 +737,12 @@ impl Endpoint {
     /// Number of sessions (connected, handshaking, or awaiting confirmation).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Panics unless the deadline index agrees with every session's own deadline.
+    #[cfg(test)]
+    pub(crate) fn check_deadline_index(&self) {
+        self.sessions.check(&self.config.session);
     }
 
     /// Number of session indices allocated: at most four per session (pending, current,

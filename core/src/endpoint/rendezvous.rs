@@ -1,13 +1,13 @@
-//! The rendezvous roles of an endpoint, riding on ordinary sessions: a daemon's registration
-//! and service lookups (which end in hole punching), and a server's registry.
+//! The rendezvous roles of an endpoint, riding on ordinary sessions: a daemon's registration,
+//! service lookups and peer meetings (which end in hole punching), and a server's registry.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use super::Endpoint;
 use crate::config::RendezvousConfig;
 use crate::crypto::PublicKey;
-use crate::error::CloseReason;
+use crate::error::{CloseReason, ServiceError};
 use crate::event::Event;
 use crate::rendezvous::{
     Client, ClientConfig, ClientEvent, ClientMessage, ServerMessage, ServiceName,
@@ -16,76 +16,44 @@ use crate::session::Note;
 use crate::timer::Timer;
 use crate::wire::control::CONTROL_VERSION;
 
-/// First delay before reconnecting to a server whose session ended; doubles up to
-/// [`RECONNECT_MAX`].
-const RECONNECT_MIN: Duration = Duration::from_secs(1);
-const RECONNECT_MAX: Duration = Duration::from_secs(30);
-
-/// A daemon's side: its client of the rendezvous server and what it asked for.
+/// A daemon's side: its client of the rendezvous server (which keeps the registration, the
+/// requests and the reconnect backoff) and what the application asked it for.
 pub(super) struct Daemon {
     pub(super) config: RendezvousConfig,
     pub(super) client: Client,
-    /// When to (re)connect the session to the server, if it is down.
-    connect_at: Option<Instant>,
-    backoff: Duration,
     /// Outstanding lookups: request id to the service asked for.
     lookups: BTreeMap<u64, ServiceName>,
     /// Services resolved to the daemon exposing them; `ServiceReady` once its session is up.
     resolved: BTreeMap<ServiceName, PublicKey>,
+    /// Outstanding peer-mode requests: request id to the peer asked for.
+    meetings: BTreeMap<u64, PublicKey>,
+    /// Peers the application asked to meet; `PeerReady` once a session to one is up.
+    peers: BTreeSet<PublicKey>,
 }
 
 impl Daemon {
     pub(super) fn new(config: RendezvousConfig, seed: u64, now: Instant) -> Self {
-        let client = new_client(&config, Vec::new(), seed, now);
+        let mut client_config = ClientConfig::new(config.token.clone());
+        client_config.host_candidates = config.host_candidates.clone();
+        // A token the server would refuse anyway: register without one, and let the server
+        // say no.
+        let client = Client::new(client_config, seed, now).unwrap_or_else(|_| {
+            Client::new(ClientConfig::new(String::new()), seed, now)
+                .expect("an empty configuration is valid")
+        });
         Self {
             config,
             client,
-            connect_at: Some(now),
-            backoff: RECONNECT_MIN,
             lookups: BTreeMap::new(),
             resolved: BTreeMap::new(),
+            meetings: BTreeMap::new(),
+            peers: BTreeSet::new(),
         }
     }
 
     pub(super) fn poll_timeout(&self) -> Option<(Instant, Timer)> {
-        [self.connect_at, self.client.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| (at, Timer::LeaseRenew))
+        self.client.poll_timeout().map(|at| (at, Timer::LeaseRenew))
     }
-}
-
-fn client_config(config: &RendezvousConfig, services: Vec<ServiceName>) -> ClientConfig {
-    let mut client_config = ClientConfig::new(config.token.clone());
-    client_config.services = services;
-    client_config.host_candidates = config.host_candidates.clone();
-    client_config
-}
-
-/// Checks that a daemon could register `services` with `config` (token length, how many
-/// services); `expose` refuses what would not be.
-pub(super) fn check(
-    config: &RendezvousConfig,
-    services: Vec<ServiceName>,
-    now: Instant,
-) -> Result<(), String> {
-    Client::new(client_config(config, services), 0, now)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn new_client(
-    config: &RendezvousConfig,
-    services: Vec<ServiceName>,
-    seed: u64,
-    now: Instant,
-) -> Client {
-    // `expose` checked these services; the token was checked when the endpoint was made.
-    Client::new(client_config(config, services), seed, now).unwrap_or_else(|_| {
-        Client::new(ClientConfig::new(String::new()), seed, now)
-            .expect("an empty configuration is valid")
-    })
 }
 
 fn body(encoded: Vec<u8>) -> Vec<u8> {
@@ -109,6 +77,7 @@ impl Endpoint {
                 break;
             }
         }
+        self.settle();
     }
 
     fn on_note(&mut self, now: Instant, note: Note) {
@@ -116,7 +85,6 @@ impl Endpoint {
         match note {
             Note::Up(key) if Some(key) == server_key => {
                 let daemon = self.daemon.as_mut().expect("server_key came from it");
-                daemon.backoff = RECONNECT_MIN;
                 daemon.client.start(now);
             }
             Note::Up(key) => self.announce_ready(key),
@@ -126,8 +94,6 @@ impl Endpoint {
                     self.out.events.push_back(Event::RegistrationLost);
                 }
                 daemon.client.session_lost(now);
-                daemon.connect_at = Some(now + daemon.backoff);
-                daemon.backoff = (daemon.backoff * 2).min(RECONNECT_MAX);
             }
             Note::Down(key, reason) => self.on_peer_down(now, key, reason),
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),
@@ -158,7 +124,7 @@ impl Endpoint {
             }
             return;
         }
-        let addr = self.sessions.get(&key).map(|s| s.path.addr());
+        let addr = self.sessions.get(&key).map(|s| s.path().addr());
         match (self.server.as_mut(), ClientMessage::decode(encoded), addr) {
             (Some(server), Ok(msg), Some(addr)) => server.handle_message(now, key, addr, msg),
             _ => self.out.stats.dropped_bad_payload += 1,
@@ -232,6 +198,9 @@ impl Endpoint {
                 if let Some(service) = request.and_then(|r| daemon.lookups.remove(&r)) {
                     daemon.resolved.insert(service, peer);
                 }
+                if let Some(r) = request {
+                    daemon.meetings.remove(&r);
+                }
                 // Both sides punch toward each other; the session's tie-break picks one
                 // handshake if both get through.
                 let relay = Some((daemon.config.server_addr, daemon.config.route));
@@ -246,18 +215,22 @@ impl Endpoint {
                 code,
                 detail,
             } => {
+                let reason = format!("{code:?}: {detail}");
                 if let Some(service) = daemon.lookups.remove(&request) {
-                    let reason = format!("{code:?}: {detail}");
                     self.out
                         .events
                         .push_back(Event::ServiceFailed { service, reason });
+                } else if let Some(key) = daemon.meetings.remove(&request) {
+                    daemon.peers.remove(&key);
+                    self.out.events.push_back(Event::PeerFailed { key, reason });
                 }
             }
             ClientEvent::LeaseLost => self.out.events.push_back(Event::RegistrationLost),
         }
     }
 
-    /// Tells the application about every service resolved to `key`, now that its session is up.
+    /// Tells the application about every service resolved to `key`, and about `key` itself
+    /// if it asked to meet it, now that its session is up.
     fn announce_ready(&mut self, key: PublicKey) {
         let (Some(daemon), Some(session)) = (self.daemon.as_ref(), self.sessions.get(&key)) else {
             return;
@@ -269,6 +242,9 @@ impl Endpoint {
                 peer,
             });
         }
+        if daemon.peers.contains(&key) {
+            self.out.events.push_back(Event::PeerReady { key, peer });
+        }
     }
 
     /// A session to a daemon serving us ended: look its services up again (it may come back
@@ -279,6 +255,7 @@ impl Endpoint {
         };
         if reason == CloseReason::Local {
             daemon.resolved.retain(|_, k| *k != key);
+            daemon.peers.remove(&key);
             return;
         }
         let lost: Vec<ServiceName> = daemon
@@ -292,19 +269,21 @@ impl Endpoint {
             let request = daemon.client.lookup(now, service.clone());
             daemon.lookups.insert(request, service);
         }
+        if daemon.peers.contains(&key) {
+            let request = daemon.client.connect_peer(now, key);
+            daemon.meetings.insert(request, key);
+        }
     }
 
     /// Reconnects the session to the rendezvous server when it is due.
     pub(super) fn rendezvous_timeout(&mut self, now: Instant) {
         if let Some(daemon) = self.daemon.as_mut() {
-            if daemon.connect_at.is_some_and(|at| at <= now) {
-                daemon.connect_at = None;
-                let (key, addr) = (daemon.config.server_key, daemon.config.server_addr);
-                let _ = self.connect(now, key, addr);
-            }
-            let daemon = self.daemon.as_mut().expect("checked above");
             if daemon.client.poll_timeout().is_some_and(|at| at <= now) {
                 daemon.client.handle_timeout(now);
+            }
+            if daemon.client.poll_connect() {
+                let (key, addr) = (daemon.config.server_key, daemon.config.server_addr);
+                let _ = self.connect(now, key, addr);
             }
         }
         if let Some(server) = self.server.as_mut() {
@@ -339,28 +318,45 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Re-registers with the current set of exposed services (after `expose`/`unexpose`).
-    pub(super) fn republish(&mut self, now: Instant) {
-        let services: Vec<ServiceName> = self.exposed.names().cloned().collect();
-        let seed = self.rng.u64();
-        let server_up = self.daemon.as_ref().is_some_and(|d| {
-            self.sessions
-                .get(&d.config.server_key)
-                .is_some_and(|s| s.is_connected())
-        });
-        let Some(daemon) = self.daemon.as_mut() else {
-            return;
-        };
-        daemon.client = new_client(&daemon.config, services, seed, now);
-        if server_up {
-            daemon.client.start(now);
+    /// Asks the rendezvous server to introduce us to the daemon holding `key`, which must
+    /// ask for us too (peer mode: each side names the other). Either [`Event::PeerReady`]
+    /// follows, once a session to it is up (punched direct or relayed, as the route policy
+    /// allows, and again after any reconnect), or [`Event::PeerFailed`] when the server
+    /// refused or the other side did not ask in time.
+    pub fn meet(&mut self, now: Instant, key: PublicKey) -> Result<(), ServiceError> {
+        if key == self.public_key {
+            return Err(ServiceError::Invalid("cannot meet our own key".into()));
         }
-        // The new client knows nothing of the old one's requests: ask again.
-        let pending = std::mem::take(&mut daemon.lookups);
-        for service in pending.into_values() {
-            let request = daemon.client.lookup(now, service.clone());
-            daemon.lookups.insert(request, service);
+        let daemon = self.daemon.as_mut().ok_or(ServiceError::NoRendezvous)?;
+        daemon.peers.insert(key);
+        if self.sessions.get(&key).is_some_and(|s| s.is_connected()) {
+            self.announce_ready(key);
+            return Ok(());
         }
+        let daemon = self.daemon.as_mut().expect("checked above");
+        let request = daemon.client.connect_peer(now, key);
+        daemon.meetings.insert(request, key);
         self.after(now);
+        Ok(())
+    }
+
+    /// Publishes the exposed services with `service` added (`None`: as they are), after
+    /// checking the server could take them. Nothing changes if it could not.
+    pub(super) fn publish(
+        &mut self,
+        now: Instant,
+        service: Option<&ServiceName>,
+    ) -> Result<(), ServiceError> {
+        let mut names: Vec<ServiceName> = self.exposed.names().cloned().collect();
+        if let Some(service) = service.filter(|s| !names.contains(s)) {
+            names.push(service.clone());
+        }
+        if let Some(daemon) = self.daemon.as_mut() {
+            daemon
+                .client
+                .set_services(now, names)
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        }
+        Ok(())
     }
 }

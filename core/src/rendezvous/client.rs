@@ -2,17 +2,17 @@
 //!
 //! It registers (with retries), renews the lease, re-registers when the lease is lost or the
 //! server restarted, and runs `Lookup` and `ConnectPeer` requests to completion or to a clear
-//! failure. Messages go to the server over the session the caller keeps with it.
+//! failure. Messages go to the server over the session the caller keeps with it; the client
+//! says when that session should be (re)opened ([`Client::poll_connect`], backing off while
+//! the server stays unreachable).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::config::{ClientConfig, ConfigError};
+use super::config::{ClientConfig, ConfigError, check_services};
 use super::events::ClientEvent;
-use super::messages::{
-    ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, MAX_SERVICES, MAX_TOKEN_LEN, ServerMessage,
-};
+use super::messages::{ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, ServerMessage};
 use super::name::ServiceName;
 use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
 use crate::crypto::PublicKey;
@@ -26,6 +26,11 @@ const WAIT_GRACE: Duration = GIVE_UP_AFTER;
 const SEEN_FOR: Duration = Duration::from_secs(60);
 /// Most introduction ids remembered.
 const SEEN_MAX: usize = 256;
+/// First delay before reopening a session to the server that ended; doubles up to
+/// [`RECONNECT_MAX`].
+pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
+/// The longest delay between attempts to reopen the session to the server.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// Where the registration stands.
 #[derive(Clone, Debug)]
@@ -69,27 +74,24 @@ pub struct Client {
     seen: BTreeMap<u64, Instant>,
     messages: VecDeque<ClientMessage>,
     events: VecDeque<ClientEvent>,
+    /// While the session to the server is down: when to open it again.
+    connect_at: Option<Instant>,
+    /// The delay before the next reopening, after the session ends again.
+    backoff: Duration,
+    /// Whether the owner should open the session now (see [`Self::poll_connect`]).
+    connect_due: bool,
 }
 
 impl Client {
-    /// Creates a client; nothing is sent until [`Self::start`].
+    /// Creates a client. It asks for a session to the server at once
+    /// ([`Self::poll_connect`] after `handle_timeout(now)`); nothing is sent until
+    /// [`Self::start`].
     ///
     /// `seed` is a random value (from the endpoint's CSPRNG) that request ids start from, so a
     /// restarted daemon's ids do not collide with the answers the server remembers from its
     /// previous run.
     pub fn new(mut config: ClientConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
-        let _ = now;
-        if config.token.len() > MAX_TOKEN_LEN {
-            return Err(ConfigError::TokenTooLong);
-        }
-        if config.services.len() > MAX_SERVICES {
-            return Err(ConfigError::TooManyServices);
-        }
-        for (i, name) in config.services.iter().enumerate() {
-            if config.services[..i].contains(name) {
-                return Err(ConfigError::DuplicateService(name.clone()));
-            }
-        }
+        config.validate()?;
         config.host_candidates.truncate(MAX_HOST_CANDIDATES);
         Ok(Self {
             config,
@@ -99,6 +101,9 @@ impl Client {
             seen: BTreeMap::new(),
             messages: VecDeque::new(),
             events: VecDeque::new(),
+            connect_at: Some(now),
+            backoff: RECONNECT_MIN,
+            connect_due: false,
         })
     }
 
@@ -131,16 +136,46 @@ impl Client {
     /// Registers with the server. Call it when the session to the server is up (again): a
     /// restarted server is registered with afresh, and waiting requests are sent again.
     pub fn start(&mut self, now: Instant) {
+        self.connect_at = None;
+        self.connect_due = false;
+        self.backoff = RECONNECT_MIN;
         self.seen.clear();
         self.register(now);
     }
 
-    /// Notes that the session to the server closed. Requests stay pending (their deadlines keep
-    /// running) until [`Self::start`] is called again.
+    /// Notes that the session to the server closed (or could not be opened). Requests stay
+    /// pending (their deadlines keep running) until [`Self::start`] is called again; the
+    /// session is asked for again after a delay that doubles from [`RECONNECT_MIN`] to
+    /// [`RECONNECT_MAX`] while the server stays unreachable.
     pub fn session_lost(&mut self, now: Instant) {
-        let _ = now;
         self.state = State::Idle;
         self.pause_requests();
+        self.connect_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
+    }
+
+    /// Publishes `services` from now on (replacing the previous set): registers again at once
+    /// if the session to the server is up, otherwise at the next [`Self::start`]. Pending
+    /// requests are kept. Refused, with nothing changed, if the set is invalid.
+    pub fn set_services(
+        &mut self,
+        now: Instant,
+        services: Vec<ServiceName>,
+    ) -> Result<(), ConfigError> {
+        check_services(&services)?;
+        self.config.services = services;
+        if !matches!(self.state, State::Idle) {
+            self.register(now);
+        }
+        Ok(())
+    }
+
+    /// Whether the owner should open the session to the server now: once at first, and after
+    /// each [`Self::session_lost`] when its backoff has passed. Check it after every
+    /// `handle_timeout`.
+    #[must_use]
+    pub fn poll_connect(&mut self) -> bool {
+        std::mem::take(&mut self.connect_due)
     }
 
     /// Unregisters (best effort) and stops; pending requests are dropped without events.
@@ -379,6 +414,10 @@ impl Client {
     /// Acts on every deadline that has passed by `now`: retransmissions, renewal, lease loss
     /// and request timeouts. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.connect_at.is_some_and(|at| at <= now) {
+            self.connect_at = None;
+            self.connect_due = true;
+        }
         match &mut self.state {
             State::Idle => {}
             State::Backoff { at } => {
@@ -493,7 +532,11 @@ impl Client {
             Some(retry) if registered => retry.next.min(r.give_up),
             _ => r.give_up,
         });
-        state.into_iter().chain(requests).min()
+        state
+            .into_iter()
+            .chain(self.connect_at)
+            .chain(requests)
+            .min()
     }
 }
 

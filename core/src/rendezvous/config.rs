@@ -71,6 +71,28 @@ impl ClientConfig {
             renew_every: None,
         }
     }
+
+    /// Checks what the server would refuse outright: the token's length, and the services
+    /// (see [`check_services`]).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.token.len() > MAX_TOKEN_LEN {
+            return Err(ConfigError::TokenTooLong);
+        }
+        check_services(&self.services)
+    }
+}
+
+/// Checks a daemon's services: at most [`MAX_SERVICES`], none listed twice.
+pub fn check_services(services: &[ServiceName]) -> Result<(), ConfigError> {
+    if services.len() > MAX_SERVICES {
+        return Err(ConfigError::TooManyServices);
+    }
+    for (i, name) in services.iter().enumerate() {
+        if services[..i].contains(name) {
+            return Err(ConfigError::DuplicateService(name.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// Why a [`ClientConfig`] was refused.

@@ -8,9 +8,11 @@
 //!   services ([`ServiceName`], e.g. `/toronto/mysql`) and a source's `Lookup` introduces both
 //!   sides at once (an unknown name is an immediate error). In **peer mode** both sides name
 //!   each other's key with `ConnectPeer`; the first waits until the other asks, its lease ends
-//!   or the wait times out.
+//!   or the wait times out. A daemon's endpoint asks with [`crate::Endpoint::meet`] (services
+//!   with [`crate::Endpoint::connect_service`]).
 //! - [`Client`] runs in each daemon: it registers, renews, re-registers after a lost lease or a
-//!   server restart, and drives requests to an introduction or a clear failure.
+//!   server restart, drives requests to an introduction or a clear failure, and says when to
+//!   reopen the session to the server (with backoff).
 //!
 //! Messages ride the encrypted session between daemon and server, which authenticates the
 //! daemon's key and tells the server its address. Delivery is unreliable, like STUN: the client

@@ -1,5 +1,6 @@
 //! One encrypted session per peer: handshakes and their retries, key generations, rekeying,
-//! keepalives, the idle timeout and path changes.
+//! keepalives and the idle timeout. The way to the peer (paths, punching, the relay) is the
+//! session's [`crate::punch`] agent; its streams sit behind their mux (`streams.rs`).
 //!
 //! A `Session` is driven by the [`crate::Endpoint`], which parses datagrams, finds the
 //! session by its index and hands it what concerns it. Sessions write their output into the
@@ -7,7 +8,7 @@
 
 pub(crate) mod handshake;
 pub(crate) mod keypair;
-mod paths;
+mod keys;
 mod state;
 mod streams;
 
@@ -22,8 +23,14 @@ use crate::service::Exposed;
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
-pub(crate) use paths::RELAY_OVERHEAD;
-pub(crate) use state::{DATAGRAM_OVERHEAD, Session};
+pub(crate) use state::Session;
+
+/// Transport header, tag and payload-kind byte around an application datagram.
+pub(crate) const DATAGRAM_OVERHEAD: usize =
+    crate::wire::header::TRANSPORT_HEADER_LEN + crate::crypto::noise::TAG_LEN + 1;
+
+/// The same around a stream-layer packet.
+pub(crate) const STREAM_OVERHEAD: usize = DATAGRAM_OVERHEAD;
 
 /// What this endpoint is: its key, its per-process instance and its clocks.
 pub(crate) struct Identity {

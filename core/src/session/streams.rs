@@ -1,64 +1,60 @@
-//! The stream layer inside a session: sending its packets, passing its events on, and reading
-//! the service header of incoming streams.
+//! The stream layer of a session: its [`Mux`], and the service header of incoming streams.
+//!
+//! The session seals and sends what the mux writes (see `Session::flush_mux`); this file
+//! turns the mux's events into the application's and reads the header each incoming stream
+//! starts with.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::Context;
-use super::state::{STREAM_OVERHEAD, Session};
+use super::{Context, STREAM_OVERHEAD};
 use crate::crypto::PublicKey;
-use crate::event::Event;
+use crate::event::{Event, PeerId};
 use crate::service::{BAD_HEADER, HeaderReader, HeaderState, UNKNOWN_SERVICE};
 use crate::stream::{Mux, ReadOutcome, Role, StreamEvent, StreamId};
-use crate::wire::control::CloseCode;
-use crate::wire::payload::PayloadKind;
 
-impl Session {
-    /// Sends every packet the stream layer has ready (as congestion control and pacing allow)
-    /// and passes its events on. Called after anything that may give it work.
-    pub(crate) fn flush_mux(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        self.send_mux_packets(ctx, now);
-        // Reading a header may free credit and queue a window update: send again until quiet.
-        while self.pass_mux_events(ctx) {
-            if self.violated {
-                ctx.out.stats.protocol_violations += 1;
-                self.close(ctx, now, CloseCode::ProtocolViolation);
-                return;
-            }
-            self.send_mux_packets(ctx, now);
-        }
-    }
+/// A session's streams.
+pub(crate) struct Streams {
+    /// The streams themselves. It exists from the start so streams can be opened and written
+    /// while the handshake runs; its packets go out once keys exist.
+    pub(crate) mux: Mux,
+    /// Incoming streams whose service header is still being read.
+    headers: BTreeMap<StreamId, HeaderReader>,
+    /// The peer broke the stream protocol; the session closes once the events are passed.
+    pub(crate) violated: bool,
+}
 
-    fn send_mux_packets(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        let reject_after = ctx.config.session.reject_after_packets;
-        let max_plaintext = 1 + self.mux_packet_size(ctx);
-        while let Some(keypair) = self.current.as_mut() {
-            let mux = &mut self.mux;
-            let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {
-                buf[0] = PayloadKind::Stream as u8;
-                mux.poll_packet(now, &mut buf[1..]).map(|n| n + 1)
-            });
-            let Some(packet) = packet else { break };
-            let rekey = keypair.sent() >= ctx.config.session.rekey_after_packets;
-            self.transmit(ctx, now, packet);
-            if rekey {
-                self.start_handshake(ctx, now);
-            }
+impl Streams {
+    /// A fresh stream layer for the session with `peer`. Stream-id parity comes from comparing
+    /// static keys, so it is the same on both sides whoever initiated a handshake, and survives
+    /// rekeys.
+    pub(crate) fn new(ctx: &Context<'_>, peer: &PublicKey, now: Instant) -> Self {
+        let mut config = ctx.config.stream.clone();
+        config.max_packet_size = ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD);
+        let role = if ctx.identity.secret.public_key() < *peer {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        Self {
+            mux: Mux::new(config, role, now),
+            headers: BTreeMap::new(),
+            violated: false,
         }
     }
 
     /// Passes the stream layer's events on; returns whether there were any.
-    fn pass_mux_events(&mut self, ctx: &mut Context<'_>) -> bool {
+    pub(crate) fn pass_events(&mut self, ctx: &mut Context<'_>, peer: PeerId) -> bool {
         let mut any = false;
         while let Some(event) = self.mux.poll_event() {
             any = true;
-            let peer = self.id;
             let event = match event {
                 StreamEvent::Opened(stream) => {
                     self.headers.insert(stream, HeaderReader::default());
                     continue;
                 }
                 StreamEvent::Readable(stream) if self.headers.contains_key(&stream) => {
-                    match self.read_header(ctx, stream) {
+                    match self.read_header(ctx, peer, stream) {
                         Some(event) => event,
                         None => continue,
                     }
@@ -81,7 +77,6 @@ impl Session {
                     stream: id,
                     code,
                 },
-                StreamEvent::Datagram(data) => Event::Datagram { peer, data },
                 StreamEvent::OpenAvailable => Event::StreamsAvailable { peer },
                 StreamEvent::ProtocolViolation => {
                     self.violated = true;
@@ -95,7 +90,12 @@ impl Session {
 
     /// Reads what has arrived of an incoming stream's service header. Once it is complete, the
     /// stream is announced if we expose that service and refused otherwise.
-    fn read_header(&mut self, ctx: &mut Context<'_>, stream: StreamId) -> Option<Event> {
+    fn read_header(
+        &mut self,
+        ctx: &mut Context<'_>,
+        peer: PeerId,
+        stream: StreamId,
+    ) -> Option<Event> {
         let reader = self.headers.get_mut(&stream)?;
         let mut buf = [0u8; 256];
         let state = loop {
@@ -117,7 +117,7 @@ impl Session {
         match state {
             HeaderState::Done(service) => match ctx.exposed.target(&service) {
                 Some(target) => {
-                    let (peer, target) = (self.id, target.to_string());
+                    let target = target.to_string();
                     ctx.out.events.push_back(Event::IncomingStream {
                         peer,
                         stream,
@@ -140,18 +140,4 @@ impl Session {
             }
         }
     }
-}
-
-/// A fresh stream layer for the session with `peer`. Stream-id parity comes from comparing
-/// static keys, so it is the same on both sides whoever initiated a handshake, and survives
-/// rekeys.
-pub(super) fn new_mux(ctx: &Context<'_>, peer: &PublicKey, now: Instant) -> Mux {
-    let mut config = ctx.config.stream.clone();
-    config.max_packet_size = ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD);
-    let role = if ctx.identity.secret.public_key() < *peer {
-        Role::Initiator
-    } else {
-        Role::Responder
-    };
-    Mux::new(config, role, now)
 }

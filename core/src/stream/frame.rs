@@ -14,7 +14,6 @@
 //! MAX_STREAMS        0x12 count
 //! DATA_BLOCKED       0x14 limit
 //! STREAM_DATA_BLOCKED 0x15 id limit
-//! DATAGRAM           0x31 len data
 //! ```
 //!
 //! Decoding never panics: every malformed input is a [`Malformed`] error.
@@ -152,7 +151,6 @@ pub(crate) const MAX_STREAM_DATA: u64 = 0x11;
 pub(crate) const MAX_STREAMS: u64 = 0x12;
 pub(crate) const DATA_BLOCKED: u64 = 0x14;
 pub(crate) const STREAM_DATA_BLOCKED: u64 = 0x15;
-pub(crate) const DATAGRAM: u64 = 0x31;
 
 /// An ACK frame as it sits on the wire; [`AckFrame::ranges`] walks its ranges, largest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,8 +332,6 @@ pub(crate) enum Frame<'a> {
     DataBlocked(u64),
     /// The sender is blocked by a stream limit.
     StreamDataBlocked { id: u64, limit: u64 },
-    /// An unreliable datagram.
-    Datagram(&'a [u8]),
 }
 
 impl<'a> Frame<'a> {
@@ -393,10 +389,6 @@ impl<'a> Frame<'a> {
                 id: r.varint()?,
                 limit: r.varint()?,
             },
-            DATAGRAM => {
-                let len = r.varint()?;
-                Frame::Datagram(r.bytes(len)?)
-            }
             _ => return Err(Malformed),
         })
     }
@@ -467,16 +459,12 @@ impl<'a> Frame<'a> {
                     s.varint(id);
                     s.varint(limit);
                 }
-                Frame::Datagram(d) => {
-                    s.varint(DATAGRAM);
-                    s.varint(d.len() as u64);
-                }
             }
             s.len()
         };
         let tail: &[u8] = match *self {
             Frame::Ack(a) => a.raw,
-            Frame::Stream { data, .. } | Frame::Datagram(data) => data,
+            Frame::Stream { data, .. } => data,
             _ => &[],
         };
         if head + tail.len() > w.remaining() {
@@ -627,7 +615,6 @@ mod tests {
             6 => Frame::MaxStreams(a),
             7 => Frame::DataBlocked(a),
             8 => Frame::StreamDataBlocked { id: a, limit: b },
-            9 => Frame::Datagram(data),
             _ => Frame::Padding,
         }
     }

@@ -3,8 +3,6 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::frame::{self, Frame, Reader};
 use super::mux::{Ctrl, Mux};
 use super::recovery::SentFrame;
@@ -158,9 +156,6 @@ impl Mux {
                 }
             }
             Frame::StreamDataBlocked { .. } => {}
-            Frame::Datagram(data) => self
-                .events
-                .push_back(StreamEvent::Datagram(Bytes::copy_from_slice(data))),
         }
     }
 

@@ -3,7 +3,7 @@
 //! [`Mux`] owns everything inside a decrypted packet: packet numbers, frames, acknowledgements,
 //! loss recovery (RFC 9002), congestion control and pacing ([`crate::congestion`]), per-stream
 //! and per-connection flow control, stream lifecycles (FIN as a TCP half-close, RESET,
-//! STOP_SENDING) and unreliable datagrams. The session layer encrypts what
+//! STOP_SENDING). (Unreliable datagrams bypass it: the session seals them on their own.) The session layer encrypts what
 //! [`Mux::poll_packet`] writes and hands decrypted payloads to [`Mux::handle_packet`].
 //!
 //! Drive it like every core machine: after any `handle_*` call or command, call
@@ -28,6 +28,6 @@ mod tests;
 
 pub use mux::Mux;
 pub use types::{
-    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
-    StreamId, WriteError,
+    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
+    WriteError,
 };

@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::ack::AckState;
 use super::flow::{RecvCredit, SendCredit};
 use super::recovery::{Outcome, Recovery, TimeoutAction};
@@ -13,14 +11,11 @@ use super::recv::{RecvState, RecvStream};
 use super::send::SendStream;
 use super::types::{INITIAL_CONNECTION_WINDOW, INITIAL_MAX_STREAMS, INITIAL_STREAM_WINDOW};
 use super::{
-    DatagramError, MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent,
-    StreamId, WriteError,
+    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
+    WriteError,
 };
 use crate::congestion::{Controller, NewReno, Pacer};
 use crate::timer::Timer;
-
-/// Bytes a DATAGRAM frame needs besides its data in the worst case, plus the packet number.
-pub(super) const DATAGRAM_OVERHEAD: usize = 1 + 2 + 8;
 
 /// One stream: both directions and whether it waits in the send queue.
 #[derive(Debug)]
@@ -67,7 +62,6 @@ pub struct Mux {
     pub(super) max_data_pending: bool,
     pub(super) data_blocked_pending: bool,
     pub(super) data_blocked_reported: Option<u64>,
-    pub(super) datagrams: VecDeque<Bytes>,
     pub(super) events: VecDeque<StreamEvent>,
     pub(super) acks: AckState,
     pub(super) recovery: Recovery,
@@ -122,7 +116,6 @@ impl Mux {
             max_data_pending,
             data_blocked_pending: false,
             data_blocked_reported: None,
-            datagrams: VecDeque::new(),
             events: VecDeque::new(),
             acks: AckState::default(),
             recovery: Recovery::new(config.initial_rtt, config.max_ack_delay, cc),
@@ -269,28 +262,6 @@ impl Mux {
         self.maybe_remove(id);
     }
 
-    /// Queues an unreliable datagram. It is sent once when the congestion window allows, never
-    /// retransmitted, and the oldest queued datagram is dropped if the queue is full.
-    pub fn send_datagram(&mut self, data: &[u8]) -> Result<(), DatagramError> {
-        let max = self.max_datagram_size();
-        if data.len() > max {
-            return Err(DatagramError::TooLarge(max));
-        }
-        if self.datagrams.len() >= self.config.datagram_queue.max(1) {
-            self.datagrams.pop_front();
-            self.stats.datagrams_dropped += 1;
-        }
-        self.datagrams.push_back(Bytes::copy_from_slice(data));
-        Ok(())
-    }
-
-    /// The largest datagram [`Mux::send_datagram`] accepts.
-    pub fn max_datagram_size(&self) -> usize {
-        self.config
-            .max_packet_size
-            .saturating_sub(DATAGRAM_OVERHEAD)
-    }
-
     /// Queues an ack-eliciting PING (the session's keepalive); the peer's ACK also refreshes
     /// the RTT estimate.
     pub fn ping(&mut self) {
@@ -395,11 +366,6 @@ impl Mux {
         streams
             + self.send_queue.capacity() * size_of::<StreamId>()
             + self.ctrl.capacity() * size_of::<Ctrl>()
-            + self
-                .datagrams
-                .iter()
-                .map(|d| d.len() + size_of::<Bytes>())
-                .sum::<usize>()
             + self.events.capacity() * size_of::<StreamEvent>()
             + self.scratch.capacity() * size_of::<Outcome>()
             + self.acks.heap_size()
@@ -450,7 +416,6 @@ impl Mux {
             || self.max_streams_pending
             || self.data_blocked_pending
             || !self.ctrl.is_empty()
-            || !self.datagrams.is_empty()
         {
             return true;
         }

@@ -61,7 +61,6 @@ impl Mux {
         let mut eliciting = false;
         if eliciting_ok {
             eliciting |= self.write_control(&mut w);
-            eliciting |= self.write_datagrams(&mut w);
             eliciting |= self.write_streams(&mut w);
             if self.ping_pending && !eliciting && w.remaining() > 0 {
                 w.varint(super::frame::PING);
@@ -166,18 +165,6 @@ impl Mux {
             if let Some(sent) = sent {
                 self.recovery.push_frame(sent);
             }
-            wrote = true;
-        }
-        wrote
-    }
-
-    fn write_datagrams(&mut self, w: &mut Writer<'_>) -> bool {
-        let mut wrote = false;
-        while let Some(d) = self.datagrams.front() {
-            if !Frame::Datagram(d).encode(w) {
-                break;
-            }
-            self.datagrams.pop_front();
             wrote = true;
         }
         wrote

@@ -59,7 +59,6 @@ struct Side {
     streams: BTreeMap<StreamId, StreamLog>,
     /// Read automatically on `Readable` (false models a stalled reader).
     reading: bool,
-    datagrams: Vec<Vec<u8>>,
     /// `OpenAvailable` events seen.
     open_available: u32,
     /// `ProtocolViolation` events seen (an honest peer never causes one).
@@ -74,7 +73,6 @@ impl Side {
             mux,
             streams: BTreeMap::new(),
             reading: true,
-            datagrams: Vec::new(),
             open_available: 0,
             violations: 0,
             drop_next: 0,
@@ -162,7 +160,6 @@ impl Side {
                         .expect("stop of an unknown stream")
                         .stop_seen = true;
                 }
-                StreamEvent::Datagram(d) => self.datagrams.push(d.to_vec()),
                 StreamEvent::OpenAvailable => self.open_available += 1,
                 StreamEvent::ProtocolViolation => self.violations += 1,
             }
@@ -424,7 +421,6 @@ enum Op {
     Finish(usize, usize),
     Reset(usize, usize, u8),
     StopSending(usize, usize),
-    Datagram(usize, u16),
     Ping(usize),
     DropNext(usize, u8),
     Duplicate(usize),
@@ -440,7 +436,6 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (side.clone(), any::<usize>()).prop_map(|(s, i)| Op::Finish(s, i)),
         1 => (side.clone(), any::<usize>(), any::<u8>()).prop_map(|(s, i, c)| Op::Reset(s, i, c)),
         1 => (side.clone(), any::<usize>()).prop_map(|(s, i)| Op::StopSending(s, i)),
-        1 => (side.clone(), 0u16..1200).prop_map(|(s, n)| Op::Datagram(s, n)),
         1 => side.clone().prop_map(Op::Ping),
         2 => (side.clone(), 1u8..5).prop_map(|(s, n)| Op::DropNext(s, n)),
         1 => side.clone().prop_map(Op::Duplicate),
@@ -495,9 +490,6 @@ fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
                     // The reader gives up on this stream: the check treats it like a reset.
                     pair.sides[s].streams.get_mut(&id).expect("picked").stopped = true;
                 }
-            }
-            Op::Datagram(s, n) => {
-                let _ = pair.sides[s].mux.send_datagram(&vec![7; n as usize]);
             }
             Op::Ping(s) => pair.sides[s].mux.ping(),
             Op::DropNext(s, n) => pair.sides[s].drop_next += u32::from(n),
@@ -591,7 +583,11 @@ proptest! {
                 5 => frame::Frame::MaxStreams(a),
                 6 => frame::Frame::DataBlocked(a),
                 7 => frame::Frame::StreamDataBlocked { id: a % 64, limit: b },
-                8 => frame::Frame::Datagram(&data),
+                8 => {
+                    // The DATAGRAM frame type of earlier releases: now unknown, so malformed.
+                    w.varint(0x31);
+                    continue;
+                }
                 9 => frame::Frame::Stream { id: a, offset: frame::VARINT_MAX - 40, data: &data, fin },
                 10 => {
                     frame::encode_ack(&mut w, &[(0, 1), (b % 100 + 3, b % 100 + 5 + c % 7)], a);
@@ -739,29 +735,6 @@ fn a_slow_reader_bounds_the_senders_memory() {
     pair.sides[1].read_all(id);
     pair.advance(200 * MS);
     assert!(pair.sides[1].streams[&id].read >= written);
-}
-
-#[test]
-fn datagrams_arrive_unreliably_and_are_not_retransmitted() {
-    let link = LinkConfig {
-        delay: 10 * MS,
-        loss_ppm: 500_000,
-        dup_ppm: 0,
-        jitter: Duration::ZERO,
-    };
-    let mut pair = Pair::new(StreamConfig::default(), link, 4);
-    for i in 0..20u8 {
-        pair.sides[0].mux.send_datagram(&[i; 100]).unwrap();
-        pair.advance(5 * MS);
-    }
-    pair.settle(Duration::from_secs(10));
-    let got = pair.sides[1].datagrams.len();
-    assert!(got > 0 && got < 20, "got {got} of 20 at 50% loss");
-    let big = vec![0u8; 2000];
-    assert!(matches!(
-        pair.sides[0].mux.send_datagram(&big),
-        Err(DatagramError::TooLarge(_))
-    ));
 }
 
 #[test]

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 /// Credit every endpoint assumes the peer grants per new stream before a MAX_STREAM_DATA says
 /// more; a larger configured window is advertised right away.
 pub(crate) const INITIAL_STREAM_WINDOW: u64 = 64 * 1024;
@@ -84,8 +82,6 @@ pub struct StreamConfig {
     /// The plaintext size the congestion controller assumes per packet; `poll_packet` writes at
     /// most this much. 1168 fits the session's overhead into a 1232-byte IPv6-safe datagram.
     pub max_packet_size: usize,
-    /// Datagrams queued while the congestion window is full; the oldest is dropped beyond this.
-    pub datagram_queue: usize,
     /// Whether to pace packets (RFC 9002 §7.7).
     pub pacing: bool,
 }
@@ -100,7 +96,6 @@ impl Default for StreamConfig {
             initial_rtt: Duration::from_millis(333),
             max_ack_delay: Duration::from_millis(25),
             max_packet_size: 1168,
-            datagram_queue: 64,
             pacing: true,
         }
     }
@@ -131,8 +126,6 @@ pub enum StreamEvent {
         /// The peer's application error code.
         code: u64,
     },
-    /// An unreliable datagram arrived.
-    Datagram(Bytes),
     /// An `open` that failed with [`OpenError::Limit`] may succeed now: the peer raised its
     /// limit on concurrent streams.
     OpenAvailable,
@@ -189,14 +182,6 @@ pub enum ReadError {
     UnknownStream,
 }
 
-/// Why `send_datagram` failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DatagramError {
-    /// The datagram cannot fit in one packet; this is the largest that can.
-    TooLarge(usize),
-}
-
 macro_rules! display_error {
     ($ty:ty, $($pat:pat => $msg:expr),+ $(,)?) => {
         impl fmt::Display for $ty {
@@ -219,9 +204,6 @@ display_error!(ReadError,
     ReadError::Reset(code) => format!("peer reset the stream (code {code})"),
     ReadError::Stopped(code) => format!("reading was stopped (code {code})"),
     ReadError::UnknownStream => "unknown stream".to_string(),
-);
-display_error!(DatagramError,
-    DatagramError::TooLarge(max) => format!("datagram too large for one packet (max {max} bytes)"),
 );
 
 /// Counters and gauges of one [`crate::stream::Mux`].
@@ -252,8 +234,6 @@ pub struct MuxStats {
     pub stream_bytes_retransmitted: u64,
     /// Stream bytes delivered to the application by `read`.
     pub stream_bytes_read: u64,
-    /// Datagrams dropped from the queue under congestion.
-    pub datagrams_dropped: u64,
     /// Times the loss detector reduced the congestion window.
     pub congestion_events: u64,
     /// Probe timeouts that fired.

@@ -15,5 +15,6 @@ pub(crate) fn origin() -> Instant {
 }
 
 mod adversarial;
+mod meet;
 mod session;
 mod streams;

@@ -135,6 +135,8 @@ impl Pair {
             self.b.handle_timeout(now);
         }
         self.collect();
+        self.a.check_deadline_index();
+        self.b.check_deadline_index();
         true
     }
 

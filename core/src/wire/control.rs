@@ -18,10 +18,10 @@ pub const CONTROL_VERSION: u8 = 1;
 pub enum CloseCode {
     /// The application closed the session.
     Normal,
-    /// The endpoint is shutting down.
-    Shutdown,
-    /// The peer broke the protocol.
+    /// The receiver broke the stream protocol (data beyond a flow-control window, a frame for
+    /// a stream that may not exist, ...), so the sender closed the session.
     ProtocolViolation,
+    // New codes go after the existing ones: postcard encodes a variant by its index.
 }
 
 /// A control message.
@@ -65,11 +65,7 @@ mod tests {
 
     #[test]
     fn close_round_trips() {
-        for code in [
-            CloseCode::Normal,
-            CloseCode::Shutdown,
-            CloseCode::ProtocolViolation,
-        ] {
+        for code in [CloseCode::Normal, CloseCode::ProtocolViolation] {
             let mut out = Vec::new();
             Control::Close { code }.encode(&mut out);
             assert_eq!(out[0], CONTROL_VERSION);

@@ -1,0 +1,149 @@
+//! The endpoint's sessions, with their deadlines in an ordered index.
+//!
+//! Every session's next deadline is derived from its state ([`Session::poll_timeout`]). Rather
+//! than asking every session after every datagram, the map remembers which sessions it lent
+//! out mutably, and [`Sessions::sync`] (run at the end of every endpoint call) recomputes the
+//! deadlines of those alone. The earliest deadline and the sessions due at `now` then cost
+//! O(log n).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use crate::config::SessionConfig;
+use crate::crypto::PublicKey;
+use crate::session::Session;
+use crate::timer::Timer;
+
+/// The sessions by peer key, and their deadlines ordered by time.
+#[derive(Default)]
+pub(super) struct Sessions {
+    map: BTreeMap<PublicKey, Session>,
+    /// Each session's next deadline as of the last [`Self::sync`] (none: no entry).
+    deadline: BTreeMap<PublicKey, (Instant, Timer)>,
+    /// The same deadlines, ordered: `(at, key)` for every entry of `deadline`.
+    index: BTreeSet<(Instant, PublicKey)>,
+    /// Sessions lent out mutably (or added) since the last sync: their deadlines may be stale.
+    dirty: BTreeSet<PublicKey>,
+}
+
+impl Sessions {
+    pub(super) fn get(&self, key: &PublicKey) -> Option<&Session> {
+        self.map.get(key)
+    }
+
+    /// The session with `key`, to change: its deadline is recomputed at the next sync.
+    pub(super) fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Session> {
+        let session = self.map.get_mut(key)?;
+        self.dirty.insert(*key);
+        Some(session)
+    }
+
+    /// The session with `key`, made by `new` if there is none.
+    pub(super) fn get_or_insert_with(
+        &mut self,
+        key: PublicKey,
+        new: impl FnOnce() -> Session,
+    ) -> &mut Session {
+        self.dirty.insert(key);
+        self.map.entry(key).or_insert_with(new)
+    }
+
+    pub(super) fn insert(&mut self, key: PublicKey, session: Session) {
+        self.dirty.insert(key);
+        self.map.insert(key, session);
+    }
+
+    pub(super) fn contains_key(&self, key: &PublicKey) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Keeps the sessions for which `keep` returns true; the others leave the index too.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&PublicKey, &Session) -> bool) {
+        let mut gone = Vec::new();
+        self.map.retain(|key, s| {
+            let kept = keep(key, s);
+            if !kept {
+                gone.push(*key);
+            }
+            kept
+        });
+        for key in gone {
+            self.set_deadline(key, None);
+            self.dirty.remove(&key);
+        }
+    }
+
+    fn set_deadline(&mut self, key: PublicKey, next: Option<(Instant, Timer)>) {
+        if let Some((at, _)) = self.deadline.remove(&key) {
+            self.index.remove(&(at, key));
+        }
+        if let Some((at, timer)) = next {
+            self.deadline.insert(key, (at, timer));
+            self.index.insert((at, key));
+        }
+    }
+
+    /// Recomputes the deadlines of the sessions changed since the last sync.
+    pub(super) fn sync(&mut self, cfg: &SessionConfig) {
+        while let Some(key) = self.dirty.pop_first() {
+            let next = self.map.get(&key).and_then(|s| s.poll_timeout(cfg));
+            self.set_deadline(key, next);
+        }
+    }
+
+    /// Whether every deadline is up to date.
+    pub(super) fn is_synced(&self) -> bool {
+        self.dirty.is_empty()
+    }
+
+    /// The earliest deadline of any session, and why.
+    pub(super) fn next_deadline(&self) -> Option<(Instant, Timer)> {
+        let (_, key) = self.index.first()?;
+        self.deadline.get(key).copied()
+    }
+
+    /// The sessions with a deadline at or before `now`, in key order (the order the endpoint
+    /// has always handled them in).
+    pub(super) fn due(&self, now: Instant) -> Vec<PublicKey> {
+        let mut due: Vec<PublicKey> = self
+            .index
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, key)| *key)
+            .collect();
+        due.sort_unstable();
+        due
+    }
+
+    /// Panics unless the index agrees with what every session says when asked afresh.
+    #[cfg(test)]
+    pub(super) fn check(&self, cfg: &SessionConfig) {
+        assert!(
+            self.is_synced(),
+            "deadlines not synced: {}",
+            self.dirty.len()
+        );
+        let mut index = BTreeSet::new();
+        for (key, session) in &self.map {
+            let fresh = session.poll_timeout(cfg);
+            assert_eq!(
+                self.deadline.get(key).copied(),
+                fresh,
+                "cached deadline of {key}"
+            );
+            if let Some((at, _)) = fresh {
+                index.insert((at, *key));
+            }
+        }
+        assert_eq!(
+            self.deadline.len(),
+            index.len(),
+            "deadlines of gone sessions"
+        );
+        assert_eq!(self.index, index, "ordered index");
+    }
+}

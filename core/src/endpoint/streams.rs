@@ -1,0 +1,121 @@
+//! The stream commands of an endpoint: open, write, read, finish, reset and stop streams on a
+//! session, each followed by sending what the session's stream layer has ready.
+
+use std::time::Instant;
+
+use super::Endpoint;
+use crate::error::StreamError;
+use crate::event::PeerId;
+use crate::rendezvous::ServiceName;
+use crate::session::{Context, Session};
+use crate::stream::{MuxStats, ReadOutcome, StreamId};
+
+impl Endpoint {
+    /// Runs `f` on the session of `peer` with its context, then sends whatever its stream layer
+    /// has ready.
+    fn with_session<R>(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        f: impl FnOnce(&mut Session, &mut Context<'_>) -> Result<R, StreamError>,
+    ) -> Result<R, StreamError> {
+        let key = self.ids.key(peer).ok_or(StreamError::UnknownPeer)?;
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.get_mut(&key).ok_or(StreamError::UnknownPeer)?;
+        let result = f(session, &mut ctx);
+        session.flush_mux(&mut ctx, now);
+        // Packets for a relayed peer wait in the endpoint until wrapped for the relay.
+        self.send_relayed(now);
+        self.settle();
+        result
+    }
+
+    /// Opens a bidirectional stream to `service` at `peer`. Streams may be opened and written
+    /// while the handshake runs; their data leaves once the session is up. A peer that does not
+    /// expose the service resets the stream with [`crate::service::UNKNOWN_SERVICE`].
+    pub fn open_stream(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        service: &ServiceName,
+    ) -> Result<StreamId, StreamError> {
+        self.with_session(now, peer, |s, _| {
+            let stream = s.streams.mux.open()?;
+            let header = crate::service::header(service);
+            let written = s.streams.mux.write(stream, &header)?;
+            // A new stream's credit (64 KiB) always takes the header (at most 130 bytes).
+            debug_assert_eq!(written, header.len());
+            Ok(stream)
+        })
+    }
+
+    /// Writes as much of `data` as flow control and the send buffer allow, returning how much
+    /// was taken. [`StreamError::Blocked`] when nothing fits: wait for
+    /// [`crate::Event::StreamWritable`].
+    pub fn stream_write(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        data: &[u8],
+    ) -> Result<usize, StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.streams.mux.write(stream, data)?))
+    }
+
+    /// Reads received bytes in order into `buf`. Reading frees flow-control credit, which may
+    /// send a window update, hence `now`.
+    pub fn stream_read(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        buf: &mut [u8],
+    ) -> Result<ReadOutcome, StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.streams.mux.read(stream, buf)?))
+    }
+
+    /// Finishes our sending side (TCP half-close): the peer reads to the end, then `Finished`;
+    /// its own direction stays open.
+    pub fn stream_finish(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+    ) -> Result<(), StreamError> {
+        self.with_session(now, peer, |s, _| Ok(s.streams.mux.finish(stream)?))
+    }
+
+    /// Abandons our sending side with `code` (TCP reset); unsent data is dropped.
+    pub fn stream_reset(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        code: u64,
+    ) -> Result<(), StreamError> {
+        self.with_session(now, peer, |s, _| {
+            s.streams.mux.reset(stream, code);
+            Ok(())
+        })
+    }
+
+    /// Asks the peer to stop sending on `stream` with `code`; we discard what still arrives.
+    pub fn stream_stop(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        code: u64,
+    ) -> Result<(), StreamError> {
+        self.with_session(now, peer, |s, _| {
+            s.streams.mux.stop_sending(stream, code);
+            Ok(())
+        })
+    }
+
+    /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
+    pub fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
+        let key = self.ids.key(peer)?;
+        self.sessions.get(&key).map(|s| s.streams.mux.stats())
+    }
+}

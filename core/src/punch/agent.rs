@@ -1,0 +1,321 @@
+//! [`Agent`]: one session's punching and path state, driven by its session.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::candidates::targets;
+use super::schedule::{self, Search, Step};
+use crate::config::SessionConfig;
+use crate::crypto::PublicKey;
+use crate::path::{Path, RoutePolicy};
+use crate::rng::SeededRng;
+
+/// Attempts after which the larger key answers the peer's initiation anyway (the first
+/// punching attempt only sends probes, so this is after two unanswered initiations).
+const YIELD_AFTER_ATTEMPTS: u32 = 3;
+
+/// What the agent wants sent; the session drains it with [`Agent::poll_transmit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// A datagram as it is (a probe, or a handshake initiation), straight to `dst`, with a
+    /// limited IP TTL if `ttl` is set.
+    Direct {
+        /// Where to.
+        dst: SocketAddr,
+        /// The IP TTL, for a probe.
+        ttl: Option<u8>,
+        /// The datagram.
+        payload: Bytes,
+    },
+    /// A handshake initiation, through the relay.
+    Relay(Bytes),
+    /// A path challenge with `nonce`, for the session to seal and send straight to `dst`.
+    Challenge {
+        /// Where to.
+        dst: SocketAddr,
+        /// The round's nonce.
+        nonce: u64,
+    },
+}
+
+/// One session's way to its peer: the path in use, the peer's candidates, the relay and when
+/// it joins in, and the relayed search for a direct path.
+///
+/// The session drives it with the same verbs as every core machine: [`Self::handle_attempt`]
+/// for each handshake attempt, [`Self::handle_timeout`] when [`Self::poll_timeout`] is due,
+/// [`Self::nominate`] when an authenticated packet came by a path, then it drains
+/// [`Self::poll_transmit`].
+#[derive(Debug)]
+pub(crate) struct Agent {
+    /// How packets to the peer go: the path the last authenticated packet came by (path
+    /// challenges aside), or where we first try to reach it.
+    path: Path,
+    /// The relay that may carry this session (our rendezvous server's address) when the
+    /// route policy allows; `None` keeps the session direct.
+    relay: Option<SocketAddr>,
+    /// Whether direct paths may be tried (false under the relay-only route policy).
+    direct_allowed: bool,
+    /// While punching: from when our handshakes also go through the relay.
+    relay_from: Option<Instant>,
+    /// Addresses to punch toward until connected (empty: just `path`), and to probe for a
+    /// direct path while relayed.
+    candidates: Vec<SocketAddr>,
+    /// While relayed: the rounds that look for a direct path.
+    search: Search,
+    out: VecDeque<Outgoing>,
+}
+
+impl Agent {
+    /// An agent whose packets go by `path` until told otherwise.
+    pub(crate) fn new(path: Path) -> Self {
+        Self {
+            path,
+            relay: None,
+            direct_allowed: true,
+            relay_from: None,
+            candidates: Vec::new(),
+            search: Search::default(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The path packets to the peer take.
+    pub(crate) fn path(&self) -> Path {
+        self.path
+    }
+
+    /// Aims a session that is not connected at `addr` (the application's `connect`).
+    pub(crate) fn aim(&mut self, addr: SocketAddr) {
+        self.path = Path::Direct(addr);
+    }
+
+    /// The peer's first initiation came through our server's relay, before the server
+    /// introduced it to us: the relay may carry this session.
+    pub(crate) fn allow_relay(&mut self, relay: SocketAddr) {
+        self.relay = Some(relay);
+    }
+
+    /// Takes an introduction: the peer's `candidates` (reflexive address first, then host
+    /// addresses) and `relay` (the rendezvous server's address and our route policy) when the
+    /// relay may carry the session. Until connected, handshakes punch toward the candidates;
+    /// the first to answer becomes the path.
+    pub(crate) fn introduce(
+        &mut self,
+        cfg: &SessionConfig,
+        now: Instant,
+        candidates: Vec<SocketAddr>,
+        relay: Option<(SocketAddr, RoutePolicy)>,
+        connected: bool,
+    ) {
+        let direct_allowed = super::candidates::direct_allowed(relay);
+        if let Some((server, _)) = relay.filter(|(_, r)| r.allows_relay()) {
+            self.relay = Some(server);
+            self.direct_allowed = direct_allowed;
+            if !connected {
+                self.relay_from = Some(schedule::relay_from(cfg, now, direct_allowed));
+            }
+        }
+        if !direct_allowed {
+            return;
+        }
+        if let Some(first) = candidates.first() {
+            if !connected && !self.path.is_relay() {
+                self.path = Path::Direct(*first);
+            }
+        }
+        self.candidates = candidates;
+    }
+
+    /// Whether handshake attempts punch: not connected yet, and candidates to punch toward.
+    pub(crate) fn is_punching(&self, connected: bool) -> bool {
+        !connected && !self.candidates.is_empty()
+    }
+
+    /// Whether packets that came by `from` may be taken: the route policy's word.
+    pub(crate) fn path_allowed(&self, from: Path) -> bool {
+        match from {
+            Path::Direct(_) => self.direct_allowed,
+            Path::Relay(_) => self.relay.is_some() || self.path.is_relay(),
+        }
+    }
+
+    /// Whether the session's packets may have to fit the relay's wrapping.
+    pub(crate) fn may_relay(&self) -> bool {
+        self.relay.is_some() || self.path.is_relay()
+    }
+
+    /// Whether handshake attempt number `attempts` should also go through the relay.
+    pub(crate) fn relay_due(&self, now: Instant, attempts: u32, connected: bool) -> bool {
+        if self.relay.is_none() || self.path.is_relay() {
+            return false;
+        }
+        if connected {
+            // A liveness or rekey handshake on a direct path whose first attempt went
+            // unanswered: the path may have died.
+            attempts >= 1
+        } else {
+            self.relay_from.is_some_and(|at| now >= at)
+        }
+    }
+
+    /// Sends handshake attempt number `attempts` (counted from 0), the initiation `packet`:
+    /// on the path, through the relay when due, and while punching as TTL-limited probes to
+    /// every target, followed (from the second attempt on) by the initiation at full TTL.
+    /// Returns when the next attempt is due.
+    pub(crate) fn handle_attempt(
+        &mut self,
+        cfg: &SessionConfig,
+        now: Instant,
+        attempts: u32,
+        connected: bool,
+        packet: Bytes,
+    ) -> Instant {
+        let punching = self.is_punching(connected);
+        let relay_due = self.relay_due(now, attempts, connected);
+        let next = schedule::next_attempt(cfg, now, punching, attempts, relay_due, self.relay_from);
+        if self.path.is_relay() || relay_due {
+            self.out.push_back(Outgoing::Relay(packet.clone()));
+        }
+        if !punching {
+            if let Path::Direct(dst) = self.path {
+                self.out.push_back(Outgoing::Direct {
+                    dst,
+                    ttl: None,
+                    payload: packet,
+                });
+            }
+            return next;
+        }
+        let ttl = schedule::probe_ttl(cfg, attempts);
+        let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
+        for dst in targets(&self.candidates) {
+            self.out.push_back(Outgoing::Direct {
+                dst,
+                ttl: Some(ttl),
+                payload: probe.clone(),
+            });
+            if attempts > 0 {
+                self.out.push_back(Outgoing::Direct {
+                    dst,
+                    ttl: None,
+                    payload: packet.clone(),
+                });
+            }
+        }
+        next
+    }
+
+    /// Sends on `path` from now on (an authenticated packet came by it); returns whether the
+    /// path changed. A change starts or stops the relayed search.
+    pub(crate) fn nominate(
+        &mut self,
+        cfg: &SessionConfig,
+        now: Instant,
+        path: Path,
+        connected: bool,
+    ) -> bool {
+        if path == self.path {
+            return false;
+        }
+        self.path = path;
+        self.restart_search(cfg, now, connected);
+        true
+    }
+
+    /// Starts or stops the search for a direct path, after the path changed or the session
+    /// came up. Rounds start once the session is up, which happens on both sides within one
+    /// relay trip, so that their rounds line up.
+    pub(crate) fn restart_search(&mut self, cfg: &SessionConfig, now: Instant, connected: bool) {
+        let search =
+            connected && self.path.is_relay() && self.direct_allowed && !self.candidates.is_empty();
+        self.search = Search::new(cfg, now, search);
+    }
+
+    /// Where to go when data on the path went unanswered: the relay, from a direct path that
+    /// has one.
+    pub(crate) fn fallback(&self) -> Option<Path> {
+        match (self.path, self.relay) {
+            (Path::Direct(_), Some(relay)) => Some(Path::Relay(relay)),
+            _ => None,
+        }
+    }
+
+    /// Whether the answer to a path challenge with `nonce`, come by `from`, proves a direct
+    /// path: it answers the latest round, came straight from the peer, and we are relayed.
+    pub(crate) fn handle_path_response(&self, from: Path, nonce: u64) -> bool {
+        self.search.is_current(nonce) && !from.is_relay() && self.path.is_relay()
+    }
+
+    /// When the relayed search takes its next step.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.search.poll_timeout().filter(|_| self.path.is_relay())
+    }
+
+    /// Takes the search step due at `now`, if any: a round's probes, or its challenges.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        cfg: &SessionConfig,
+        now: Instant,
+        rng: &mut SeededRng,
+    ) {
+        if self.poll_timeout().is_none_or(|at| at > now) {
+            return;
+        }
+        match self.search.handle_timeout(cfg, now, rng) {
+            Step::Probes { ttl } => {
+                let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
+                for dst in targets(&self.candidates) {
+                    self.out.push_back(Outgoing::Direct {
+                        dst,
+                        ttl: Some(ttl),
+                        payload: probe.clone(),
+                    });
+                }
+            }
+            Step::Challenges { nonce } => {
+                for dst in targets(&self.candidates) {
+                    self.out.push_back(Outgoing::Challenge { dst, nonce });
+                }
+            }
+        }
+    }
+
+    /// The next datagram the agent wants sent.
+    #[must_use]
+    pub(crate) fn poll_transmit(&mut self) -> Option<Outgoing> {
+        self.out.pop_front()
+    }
+}
+
+/// Tie-break for simultaneous initiation: whether we (`local`) answer an initiation from
+/// `peer` that came by `from`, while `pending` attempts of our own handshake are in flight
+/// (`None`: none is).
+///
+/// While our own handshake is in flight, the side with the larger static key ignores the
+/// peer's initiation and the other side answers ours. Only for our first attempts, though: if
+/// ours keep going unanswered (a symmetric NAT in front of the peer drops them while the
+/// peer's get through to us), we answer theirs after all. Through the relay both sides'
+/// initiations arrive, so there the rule stays strict: were both to answer, each would drop
+/// the other's answer (its own handshake gone) and neither session would complete.
+pub(crate) fn yields_to_initiation(
+    local: &PublicKey,
+    peer: &PublicKey,
+    pending: Option<u32>,
+    from: Path,
+) -> bool {
+    pending.is_none_or(|attempts| {
+        *local < *peer || (attempts >= YIELD_AFTER_ATTEMPTS && !from.is_relay())
+    })
+}
+
+/// Whether, having answered the peer's initiation while not connected, we keep our own
+/// handshake in flight: the larger key answers only after its own attempts went unanswered
+/// (see [`yields_to_initiation`]), and then the smaller key may have answered ours too,
+/// abandoning its own. Were we to abandon ours as well, each side would drop the other's
+/// answer and neither would complete.
+pub(crate) fn keeps_own_handshake(local: &PublicKey, peer: &PublicKey, connected: bool) -> bool {
+    !connected && *local > *peer
+}

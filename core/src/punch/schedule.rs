@@ -1,0 +1,239 @@
+//! Every timing rule of punching in one place: when handshake attempts go out and with which
+//! probe TTL, when the relay joins in, and when the relayed search for a direct path steps.
+//!
+//! **When do we send a TTL-limited probe?** At every punching attempt (a handshake attempt
+//! while not connected and the peer has candidates), and at the start of every relayed search
+//! round. The probe's TTL is [`probe_ttl`]: `punch_ttl_start` plus one hop per earlier attempt
+//! or round, at most `punch_ttl_ceiling`, so nested NATs are crossed one hop at a time. The
+//! probes open our own NAT toward the peer without reaching the peer's NAT, where an
+//! unsolicited packet could claim the port the peer's packets need.
+//!
+//! Punching attempts ([`next_attempt`]): the first sends only probes and is retried after
+//! `punch_lead`; from the second on the initiation itself follows the probes at full TTL, and
+//! attempts back off from `punch_retry` to `handshake_retry_max`. Once `relay_after` has passed
+//! (see [`super::Agent`]), every attempt also goes through the relay, at the plain handshake
+//! interval. Attempts stop at `handshake_timeout`, which the session enforces.
+//!
+//! Relayed search rounds ([`Search`]): probes, then `punch_lead` later the path challenges at
+//! full TTL; the first round starts `path_probe_min` after the session came up on the relay and
+//! rounds back off to `path_probe_max`.
+
+use std::time::{Duration, Instant};
+
+use crate::config::SessionConfig;
+use crate::rng::SeededRng;
+
+/// The TTL of the probes of punching attempt (or relayed search round) number `step`, counted
+/// from 0.
+pub(crate) fn probe_ttl(cfg: &SessionConfig, step: u32) -> u8 {
+    u8::try_from(step)
+        .unwrap_or(u8::MAX)
+        .saturating_add(cfg.punch_ttl_start)
+        .min(cfg.punch_ttl_ceiling)
+}
+
+/// `base` doubled `attempts` times, at most `max`.
+fn backoff(base: Duration, max: Duration, attempts: u32) -> Duration {
+    base.saturating_mul(1u32 << attempts.min(16)).min(max)
+}
+
+/// When the handshake attempt after attempt number `attempts` (sent at `now`) is due.
+///
+/// `punching`: the attempt punched (see the module docs); otherwise it is a plain handshake
+/// retry, backing off from `handshake_retry`. `relay_due`: this attempt went through the relay
+/// too. `relay_from`: when the relay joins in, while punching.
+pub(crate) fn next_attempt(
+    cfg: &SessionConfig,
+    now: Instant,
+    punching: bool,
+    attempts: u32,
+    relay_due: bool,
+    relay_from: Option<Instant>,
+) -> Instant {
+    let delay = match (punching, attempts) {
+        (true, 0) => cfg.punch_lead,
+        (true, n) => backoff(cfg.punch_retry, cfg.handshake_retry_max, n - 1),
+        (false, n) => backoff(cfg.handshake_retry, cfg.handshake_retry_max, n),
+    };
+    // The relay joins in at `relay_from`, not at the next doubling of the retry delay, and
+    // from then on it is a known path: retry at the plain handshake interval, not at the
+    // punching backoff's.
+    let delay = if relay_due {
+        delay.min(cfg.handshake_retry)
+    } else {
+        delay
+    };
+    let relay_from = relay_from.filter(|at| *at > now);
+    relay_from.map_or(now + delay, |at| at.min(now + delay))
+}
+
+/// When an introduced session's handshakes start going through the relay too: after
+/// `relay_after` of punching, at once when direct paths are not allowed.
+pub(crate) fn relay_from(cfg: &SessionConfig, now: Instant, direct_allowed: bool) -> Instant {
+    if direct_allowed {
+        now + cfg.relay_after
+    } else {
+        now
+    }
+}
+
+/// The search for a direct path while relayed.
+///
+/// Each round is a small punch: TTL-limited probes to the peer's candidates (and the predicted
+/// ports above its reflexive one, see [`super::candidates::PREDICTED_PORTS`]) open our own NAT
+/// toward them without reaching the peer's NAT, and `punch_lead` later the challenges follow at
+/// full TTL. Both sides start their rounds when the session is up on the relay, which happens
+/// on both within one relay trip, and use the same intervals, so their rounds line up and
+/// each side's NAT is open before the other's challenge arrives. Were a challenge to reach a
+/// Linux NAT first, it would leave a conntrack entry that remaps our own packets to that peer
+/// (the clash); the intervals grow past the 30 s in which such entries expire unless
+/// refreshed, so one left over from failed punching does not block every later round.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Search {
+    /// The nonce of the latest round of challenges.
+    nonce: Option<u64>,
+    /// When the next step goes out (`None`: not searching).
+    next: Option<Instant>,
+    /// Whether the next step is a round's challenges (after its probes went out).
+    challenge_next: bool,
+    /// Rounds sent so far: the probes' TTL climbs one hop a round.
+    rounds: u8,
+    /// The delay from the start of the next round to the one after.
+    interval: Duration,
+}
+
+/// One step of the search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A round's TTL-limited probes.
+    Probes {
+        /// Their TTL.
+        ttl: u8,
+    },
+    /// A round's path challenges, at full TTL.
+    Challenges {
+        /// The nonce every challenge of the round carries.
+        nonce: u64,
+    },
+}
+
+impl Search {
+    /// A search that starts its first round one `path_probe_min` from `now` (punching has only
+    /// just failed, or the direct path only just died), or none if `search` is false.
+    pub(crate) fn new(cfg: &SessionConfig, now: Instant, search: bool) -> Self {
+        let first = cfg.path_probe_min;
+        Self {
+            nonce: None,
+            next: search.then_some(now + first),
+            challenge_next: false,
+            rounds: 0,
+            interval: first * 2,
+        }
+    }
+
+    /// When the next step is due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Whether `nonce` is that of the latest round's challenges.
+    pub(crate) fn is_current(&self, nonce: u64) -> bool {
+        self.nonce == Some(nonce)
+    }
+
+    /// Takes the step that is due at `now` (callers check [`Self::poll_timeout`]).
+    pub(crate) fn handle_timeout(
+        &mut self,
+        cfg: &SessionConfig,
+        now: Instant,
+        rng: &mut SeededRng,
+    ) -> Step {
+        if !self.challenge_next {
+            let ttl = probe_ttl(cfg, u32::from(self.rounds));
+            self.rounds = self.rounds.saturating_add(1);
+            self.challenge_next = true;
+            self.next = Some(now + cfg.punch_lead);
+            return Step::Probes { ttl };
+        }
+        let nonce = rng.u64();
+        let interval = self.interval;
+        self.nonce = Some(nonce);
+        self.challenge_next = false;
+        self.next = Some(now + interval.saturating_sub(cfg.punch_lead));
+        self.interval = (interval * 2).min(cfg.path_probe_max);
+        Step::Challenges { nonce }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_ttl_climbs_one_hop_per_step_to_the_ceiling() {
+        let cfg = SessionConfig::default();
+        let ttls: Vec<u8> = (0..40).map(|n| probe_ttl(&cfg, n)).collect();
+        assert_eq!(ttls[0], cfg.punch_ttl_start);
+        assert!(ttls.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
+        assert_eq!(*ttls.last().unwrap(), cfg.punch_ttl_ceiling);
+        assert_eq!(probe_ttl(&cfg, u32::MAX), cfg.punch_ttl_ceiling);
+    }
+
+    #[test]
+    fn punching_attempts_lead_then_back_off_and_the_relay_cuts_in() {
+        let cfg = SessionConfig::default();
+        let t0 = crate::tests::origin();
+        assert_eq!(
+            next_attempt(&cfg, t0, true, 0, false, None),
+            t0 + cfg.punch_lead
+        );
+        assert_eq!(
+            next_attempt(&cfg, t0, true, 1, false, None),
+            t0 + cfg.punch_retry
+        );
+        assert_eq!(
+            next_attempt(&cfg, t0, false, 0, false, None),
+            t0 + cfg.handshake_retry
+        );
+        let late = t0 + Duration::from_secs(3600);
+        assert!(next_attempt(&cfg, t0, true, 30, false, None) <= t0 + cfg.handshake_retry_max);
+        // The relay joins at `relay_from`, not at the next doubling.
+        let soon = t0 + Duration::from_millis(1);
+        assert_eq!(next_attempt(&cfg, t0, true, 5, false, Some(soon)), soon);
+        assert!(next_attempt(&cfg, t0, true, 5, false, Some(late)) < late);
+        assert!(next_attempt(&cfg, t0, true, 9, true, None) <= t0 + cfg.handshake_retry);
+    }
+
+    #[test]
+    fn search_rounds_send_probes_then_challenges_and_back_off() {
+        let cfg = SessionConfig::default();
+        let t0 = crate::tests::origin();
+        let mut rng = SeededRng::new([7; 32]);
+        assert_eq!(Search::new(&cfg, t0, false).poll_timeout(), None);
+        let mut search = Search::new(&cfg, t0, true);
+        let mut now = search.poll_timeout().unwrap();
+        assert_eq!(now, t0 + cfg.path_probe_min);
+        let mut starts = Vec::new();
+        for round in 0..8u32 {
+            starts.push(now);
+            let step = search.handle_timeout(&cfg, now, &mut rng);
+            assert_eq!(
+                step,
+                Step::Probes {
+                    ttl: probe_ttl(&cfg, round)
+                }
+            );
+            now = search.poll_timeout().unwrap();
+            assert_eq!(now, starts[starts.len() - 1] + cfg.punch_lead);
+            let Step::Challenges { nonce } = search.handle_timeout(&cfg, now, &mut rng) else {
+                panic!("challenges follow probes");
+            };
+            assert!(search.is_current(nonce));
+            now = search.poll_timeout().unwrap();
+        }
+        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps[0], cfg.path_probe_min * 2);
+        assert!(gaps.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*gaps.last().unwrap(), cfg.path_probe_max);
+    }
+}

@@ -253,7 +253,6 @@ impl fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,10 @@ fn addr(s: &str) -> SocketAddr {
 
 fn start(config: Config, udp_addr: SocketAddr, seed: u8, now: Instant) -> Node {
     let config = NodeConfig::new(config, udp_addr);
-    let clock = (now, SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let clock = (
+        now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
     let started = config
         .start::<()>(udp_addr, Vec::new(), [seed; 32], clock, |_| None)
         .unwrap();
@@ -100,7 +103,7 @@ impl Net {
 
 #[test]
 fn a_drain_ends_in_a_timeout_after_the_transmits() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let mut node = start(Config::new(key(1)), addr("10.0.0.1:1000"), 1, now);
     let (outs, at) = drain(&mut node);
     assert!(outs.is_empty(), "a plain peer has nothing to say: {outs:?}");
@@ -121,7 +124,7 @@ fn a_drain_ends_in_a_timeout_after_the_transmits() {
 
 #[test]
 fn stun_probes_are_answered_with_their_ids() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let (a_addr, b_addr) = (addr("10.0.0.1:1000"), addr("10.0.0.2:3478"));
     let mut b_config = Config::new(key(2));
     b_config.answer_stun = true;
@@ -139,13 +142,19 @@ fn stun_probes_are_answered_with_their_ids() {
             (second, b_addr, Some(a_addr))
         ]
     );
-    let logs = net.outputs[0].iter().filter(|o| matches!(o, Output::Log(_)));
-    assert_eq!(logs.count(), 0, "a STUN outcome is an answer, not a log line");
+    let logs = net.outputs[0]
+        .iter()
+        .filter(|o| matches!(o, Output::Log(_)));
+    assert_eq!(
+        logs.count(),
+        0,
+        "a STUN outcome is an answer, not a log line"
+    );
 }
 
 #[test]
 fn stun_probes_to_a_silent_server_are_answered_none() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let (a_addr, silent) = (addr("10.0.0.1:1000"), addr("10.0.0.9:3478"));
     let mut a = start(Config::new(key(1)), a_addr, 1, now);
     let probe = a.stun_probe(now, silent);
@@ -158,7 +167,7 @@ fn stun_probes_to_a_silent_server_are_answered_none() {
 
 #[test]
 fn status_comes_from_the_node_and_registration_is_logged_once() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let (server_addr, daemon_addr) = (addr("10.0.0.9:7000"), addr("10.0.0.1:1000"));
     let server = start(
         Config::server(key(9), ServerConfig::default()),
@@ -178,7 +187,10 @@ fn status_comes_from_the_node_and_registration_is_logged_once() {
     assert_eq!(status.registration_error, None);
     let server_key = key(9).public_key().to_string();
     assert!(
-        status.peers.iter().any(|p| p.key == server_key && p.connected),
+        status
+            .peers
+            .iter()
+            .any(|p| p.key == server_key && p.connected),
         "{status:?}"
     );
 

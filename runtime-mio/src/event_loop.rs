@@ -364,3 +364,45 @@ impl Loop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// The node's UDP socket on mio: batching on (where Linux has it), and a TTL that applies
+    /// to one datagram, with the socket's own TTL back afterwards.
+    #[test]
+    fn udp_batches_and_applies_a_ttl_to_one_datagram() {
+        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let default = SockRef::from(&a).ttl_v4().unwrap();
+        let mut udp = Udp::new(&a).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(udp.batches(), (true, true), "GSO and GRO");
+        }
+        let t = Transmit {
+            dst: b.local_addr().unwrap(),
+            ttl: Some(3),
+            payload: bytes::Bytes::from_static(b"probe"),
+        };
+        assert_eq!(udp.send(&a, &[t]).unwrap(), 1);
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"probe");
+        assert_eq!(from, a.local_addr().unwrap());
+        assert_eq!(SockRef::from(&a).ttl_v4().unwrap(), default);
+        assert_ne!(
+            default, 3,
+            "the test needs a default TTL other than the probe's"
+        );
+    }
+
+    /// Addresses and unix paths connect at once; a host name is left for a lookup thread.
+    #[test]
+    fn host_names_are_not_resolved_on_the_loop() {
+        assert!(LocalStream::connect("localhost:9").unwrap().is_none());
+        assert!(LocalStream::connect("127.0.0.1:9").unwrap().is_some());
+    }
+}

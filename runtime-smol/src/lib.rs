@@ -166,3 +166,43 @@ impl Runtime for Smol {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burrow_core::Transmit;
+    use burrow_tokio::udp::Udp;
+    use std::net::UdpSocket;
+
+    /// The node's UDP socket on async-io: batching on (where Linux has it), and a TTL that
+    /// applies to one datagram, with the socket's own TTL back afterwards.
+    #[test]
+    fn udp_batches_and_applies_a_ttl_to_one_datagram() {
+        smol::block_on(async {
+            let a = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let b = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let default = SockRef::from(a.get_ref()).ttl_v4().unwrap();
+            let mut udp = Udp::new(&a).unwrap();
+            if cfg!(target_os = "linux") {
+                assert_eq!(udp.batches(), (true, true), "GSO and GRO");
+            }
+            let t = Transmit {
+                dst: b.get_ref().local_addr().unwrap(),
+                ttl: Some(3),
+                payload: bytes::Bytes::from_static(b"probe"),
+            };
+            Smol::udp_ready(&a, Direction::Write).await.unwrap();
+            let sent = Smol::udp_try_io(&a, Direction::Write, || udp.send(&a, &[t]));
+            assert_eq!(sent.unwrap(), 1);
+            let mut buf = [0u8; 16];
+            let (n, from) = b.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"probe");
+            assert_eq!(from, a.get_ref().local_addr().unwrap());
+            assert_eq!(SockRef::from(a.get_ref()).ttl_v4().unwrap(), default);
+            assert_ne!(
+                default, 3,
+                "the test needs a default TTL other than the probe's"
+            );
+        });
+    }
+}

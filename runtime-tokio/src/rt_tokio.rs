@@ -161,3 +161,44 @@ impl Runtime for Tokio {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::udp::Udp;
+    use burrow_core::Transmit;
+
+    /// The node's UDP socket on tokio: batching on (where Linux has it), and a TTL that applies
+    /// to one datagram, with the socket's own TTL back afterwards.
+    #[tokio::test]
+    async fn udp_batches_and_applies_a_ttl_to_one_datagram() {
+        let bind = || {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.set_nonblocking(true).unwrap();
+            Tokio::wrap_udp(socket)
+        };
+        let (a, b) = (bind().unwrap(), bind().unwrap());
+        let default = SockRef::from(&a).ttl_v4().unwrap();
+        let mut udp = Udp::new(&a).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(udp.batches(), (true, true), "GSO and GRO");
+        }
+        let t = Transmit {
+            dst: b.local_addr().unwrap(),
+            ttl: Some(3),
+            payload: bytes::Bytes::from_static(b"probe"),
+        };
+        Tokio::udp_ready(&a, Direction::Write).await.unwrap();
+        let sent = Tokio::udp_try_io(&a, Direction::Write, || udp.send(&a, &[t]));
+        assert_eq!(sent.unwrap(), 1);
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"probe");
+        assert_eq!(from, a.local_addr().unwrap());
+        assert_eq!(SockRef::from(&a).ttl_v4().unwrap(), default);
+        assert_ne!(
+            default, 3,
+            "the test needs a default TTL other than the probe's"
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! # burrow-mio: burrow's event loop on one mio poll loop
+//! # burrow-mio: burrow's driver on one mio poll loop
 //!
 //! The small-footprint runtime: one thread, one [`mio::Poll`], no async runtime. The thread
 //! owns the UDP socket and the local TCP listeners and connections, and drives a sans-IO

@@ -43,7 +43,7 @@
 //!         Failed(conn, e)        => node.handle_conn_error(now, conn, &e),
 //!         Status(reply)          => reply(node.status()),
 //!         StunProbe(server, r)   => remember (node.stun_probe(now, server), r),
-//!         Shutdown               => break,
+//!         Shutdown               => { node.shutdown(now); drain and send once more; break }
 //!     }
 //! }
 //! ```

@@ -132,7 +132,12 @@ pub(crate) fn run(parts: Parts) {
                 WAKER => {
                     loop {
                         match commands.try_recv() {
-                            Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return,
+                            Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
+                                // Peers and the server hear of it now, not by a timeout.
+                                state.node.shutdown(now);
+                                state.flush(now);
+                                return;
+                            }
                             Ok(command) => state.command(now, command),
                             Err(TryRecvError::Empty) => break,
                         }

@@ -138,7 +138,13 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                 let probe = state.node.stun_probe(now, server);
                 state.probes.insert(probe, reply);
             }
-            Wake::Command(Some(Command::Shutdown) | None) => break,
+            Wake::Command(Some(Command::Shutdown) | None) => {
+                // Peers and the server hear of it now, not by a timeout.
+                state.node.shutdown(now);
+                state.drain();
+                state.send_outbox().await;
+                break;
+            }
             Wake::Deadline => state.node.handle_timeout(now),
         }
     }

@@ -222,6 +222,18 @@ impl Node {
         probe
     }
 
+    /// Stops the node politely: every session is closed, telling its peer, so that peers and
+    /// the rendezvous server learn of it at once rather than by a timeout; local connections
+    /// fail with them. Drain [`Self::poll_output`] once more and send its transmits before
+    /// dropping the node.
+    pub fn shutdown(&mut self, now: Instant) {
+        let peers: Vec<_> = self.seen.peers.keys().copied().collect();
+        let ep = self.input(now).1;
+        for peer in peers {
+            ep.close(now, peer);
+        }
+    }
+
     /// A snapshot of sessions, services and connections, for `burrow status`.
     pub fn status(&self) -> Status {
         status::snapshot(

@@ -205,3 +205,42 @@ fn status_comes_from_the_node_and_registration_is_logged_once() {
         .count();
     assert_eq!(registered_at_info, 1);
 }
+
+#[test]
+fn shutdown_tells_the_server_at_once() {
+    let now = crate::tests::origin();
+    let (server_addr, daemon_addr) = (addr("10.0.0.9:7000"), addr("10.0.0.1:1000"));
+    let server = start(
+        Config::server(key(9), ServerConfig::default()),
+        server_addr,
+        9,
+        now,
+    );
+    let rendezvous = RendezvousConfig::new(key(9).public_key(), server_addr, "t");
+    let daemon = start(Config::daemon(key(1), rendezvous), daemon_addr, 1, now);
+    let mut net = Net::new(now, vec![(server_addr, server), (daemon_addr, daemon)]);
+    net.run_until(now + Duration::from_secs(2));
+    assert_eq!(net.nodes[0].1.status().peers.len(), 1);
+
+    let (_, daemon) = &mut net.nodes[1];
+    daemon.shutdown(net.now);
+    let (outs, _) = drain(daemon);
+    let (_, daemon) = net.nodes.pop().unwrap();
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Transmit(t) if t.dst == server_addr)),
+        "the server is told: {outs:?}"
+    );
+    assert!(daemon.status().peers.is_empty());
+    let later = net.now + Duration::from_millis(10);
+    for o in outs {
+        if let Output::Transmit(t) = o {
+            net.nodes[0].1.handle_input(later, daemon_addr, &t.payload);
+        }
+    }
+    net.run_until(later + Duration::from_millis(10));
+    assert!(
+        net.nodes[0].1.status().peers.is_empty(),
+        "no timeout needed"
+    );
+}

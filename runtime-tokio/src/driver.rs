@@ -233,11 +233,6 @@ impl<R: Runtime> Loop<R> {
     }
 
     fn action(&mut self, action: Action) {
-        let with = |conns: &BTreeMap<ConnId, ConnTasks>, conn, f: &dyn Fn(&ConnTasks)| {
-            if let Some(tasks) = conns.get(&conn) {
-                f(tasks);
-            }
-        };
         match action {
             Action::Connect { conn, target } => {
                 tracing::debug!(%conn, %target, "connecting");
@@ -245,13 +240,9 @@ impl<R: Runtime> Loop<R> {
                 // A placeholder until connected, so a Close before then is noticed.
                 self.conns.insert(conn, ConnTasks::placeholder());
             }
-            Action::Read { conn } => with(&self.conns, conn, &ConnTasks::read),
-            Action::Write { conn, data } => {
-                if let Some(tasks) = self.conns.get(&conn) {
-                    tasks.write(data);
-                }
-            }
-            Action::Shutdown { conn } => with(&self.conns, conn, &ConnTasks::shutdown),
+            Action::Read { conn } => self.with(conn, ConnTasks::read),
+            Action::Write { conn, data } => self.with(conn, |t| t.write(data)),
+            Action::Shutdown { conn } => self.with(conn, ConnTasks::shutdown),
             Action::Close {
                 conn,
                 abort,
@@ -262,6 +253,12 @@ impl<R: Runtime> Loop<R> {
                     tasks.close(abort);
                 }
             }
+        }
+    }
+
+    fn with(&self, conn: ConnId, f: impl FnOnce(&ConnTasks)) {
+        if let Some(tasks) = self.conns.get(&conn) {
+            f(tasks);
         }
     }
 }

@@ -8,32 +8,55 @@
 //!
 //! ## The run loop (the contract every driver follows)
 //!
+//! A runtime drives one [`node::Node`]: the [`Endpoint`] (the protocol), the
+//! [`forward::Forwarder`] (which local TCP or unix connection rides which stream) and what
+//! `burrow status` shows, behind one output. The runtime owns the sockets and nothing else.
+//!
 //! ```text
-//! let mut ep = Endpoint::new(config, seed, now, unix_now);
+//! let Started { mut node, listeners, .. } = node_config.start(udp_addr, listeners, seed, clock, route)?;
 //! loop {
-//!     // 1. Drain output until both queues are empty.
-//!     while let Some(t) = ep.poll_transmit() { send t.payload to t.dst (with t.ttl if set) }
-//!     while let Some(e) = ep.poll_event()    { act on e (e.g. deliver data, log a close) }
-//!     // 2. Sleep until a datagram arrives, the application has a command, or the deadline.
-//!     let deadline = ep.poll_timeout();      // Option<(Instant, Timer)>
-//!     wait_for(socket, app_commands, deadline);
-//!     // 3. Read the clock once, make exactly one call with it, and go back to 1.
+//!     // 1. Drain: the last output of every drain is the next deadline.
+//!     let deadline = loop {
+//!         match node.poll_output() {
+//!             Output::Transmit(t)   => send t.payload to t.dst (with t.ttl if set; batch runs),
+//!             Output::Action(a)     => perform a on a local socket (connect, read once, write,
+//!                                      shut down, close),
+//!             Output::Log(line)     => log line at line.level(),
+//!             Output::StunResult{..} => answer whoever asked for that probe,
+//!             Output::Timeout(at)   => break at,
+//!         }
+//!     };
+//!     // 2. Sleep until a datagram, a local socket report, a command or the deadline.
+//!     wait_for(udp_socket, local_sockets, commands, deadline);
+//!     // 3. Read the clock once, make the calls for what woke us with it, and go back to 1.
 //!     let now = Instant::now();
 //!     match what_woke_us {
-//!         Datagram(from, bytes) => ep.handle_input(now, from, &bytes),
-//!         Deadline               => ep.handle_timeout(now),
-//!         Command(c)             => c.apply(&mut ep, now), // connect, send, close, ...
+//!         Datagram(from, bytes)  => node.handle_input(now, from, &bytes),
+//!         Deadline               => node.handle_timeout(now),
+//!         // The forwarder's half: what local sockets did, reported back.
+//!         Accepted(listener, s)  => if let Some(conn) = node.handle_accept(now, listener) { keep s as conn },
+//!         Connected(conn)        => node.handle_connected(now, conn),
+//!         ConnectFailed(conn, e) => node.handle_connect_failed(now, conn, &e),
+//!         Read(conn, bytes)      => node.handle_read(now, conn, &bytes),
+//!         Eof(conn)              => node.handle_eof(now, conn),
+//!         Written(conn, n)       => node.handle_written(now, conn, n),
+//!         Failed(conn, e)        => node.handle_conn_error(now, conn, &e),
+//!         Status(reply)          => reply(node.status()),
+//!         StunProbe(server, r)   => remember (node.stun_probe(now, server), r),
+//!         Shutdown               => { node.shutdown(now); drain and send once more; break }
 //!     }
 //! }
 //! ```
 //!
 //! Rules that keep this simple and deterministic:
 //!
-//! - After **any** `handle_*` call or command, drain [`Endpoint::poll_transmit`] and
-//!   [`Endpoint::poll_event`] until both return `None` before reading
-//!   [`Endpoint::poll_timeout`] (the "single mutation" invariant). Until then the deadline may be
-//!   stale.
-//! - `now` never goes backwards between calls. `poll_timeout` never returns a deadline at or
+//! - After **any** input, drain [`node::Node::poll_output`] until it returns
+//!   [`node::Output::Timeout`] before sleeping (the "single mutation" invariant); until then the
+//!   deadline may be stale. Several inputs may be fed before one drain (a batch of datagrams).
+//! - Local sockets move bytes only when told: read a connection once per
+//!   [`forward::Action::Read`] (at most [`node::Node::read_chunk`] bytes), and report each
+//!   write as it leaves. That is the backpressure between local sockets and streams.
+//! - `now` never goes backwards between calls. The endpoint never asks for a deadline at or
 //!   before the last `now` unless output is queued; calling `handle_timeout` early is harmless.
 //! - Bytes from the network never produce an error or a panic: malformed, unauthenticated,
 //!   replayed or unexpected packets are dropped and counted in [`Endpoint::stats`]. Commands
@@ -44,8 +67,9 @@
 //! - [`Transmit::ttl`] asks the driver to send that one datagram with a limited IP TTL; the core
 //!   never touches socket options.
 //!
-//! The runtimes share one start-up sequence, configuration and error types, and event log
-//! lines through [`node`]; what `burrow status` shows is built in [`status`].
+//! The simulator and core's own tests drive a bare [`Endpoint`] the same way, with its three
+//! outputs: [`Endpoint::poll_transmit`] and [`Endpoint::poll_event`] until both are `None`,
+//! then [`Endpoint::poll_timeout`]. What `burrow status` shows is built in [`status`].
 //!
 //! ## Layers, bottom up
 //!

@@ -1,7 +1,7 @@
 //! What `burrow status` shows: a snapshot of a node built from its [`Endpoint`] and
-//! [`Forwarder`], serialisable so a control socket can carry it as JSON. Every runtime builds
-//! it the same way: it keeps a [`Seen`] up to date from the events it drains, and calls
-//! [`snapshot`] when asked.
+//! [`Forwarder`], serialisable so a control socket can carry it as JSON. The
+//! [`crate::node::Node`] builds it: it keeps a [`Seen`] up to date from the events it drains,
+//! and calls [`snapshot`] when asked.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,7 +94,7 @@ pub struct ConnInfo {
     pub bytes_written: u64,
 }
 
-/// What a runtime remembers from the endpoint's events for [`snapshot`]: the peers it heard
+/// What a node remembers from the endpoint's events for [`snapshot`]: the peers it heard
 /// of and the registration.
 #[derive(Debug, Default)]
 pub struct Seen {

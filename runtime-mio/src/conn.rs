@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,17 +33,16 @@ pub(crate) enum LocalStream {
 }
 
 impl LocalStream {
-    /// Starts a non-blocking connect to `target` (`host:port`, or `unix:PATH`). A host name
-    /// is resolved here, blocking the loop for that long; targets are usually addresses.
-    pub(crate) fn connect(target: &str) -> io::Result<Self> {
+    /// Starts a non-blocking connect to `unix:PATH` or to an address; `Ok(None)` for a host
+    /// name, which the caller resolves off the loop first.
+    pub(crate) fn connect(target: &str) -> io::Result<Option<Self>> {
         if let Some(path) = target.strip_prefix("unix:") {
-            return UnixStream::connect(path).map(Self::Unix);
+            return UnixStream::connect(path).map(|s| Some(Self::Unix(s)));
         }
-        let addr = target
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no address"))?;
-        TcpStream::connect(addr).map(Self::Tcp)
+        match target.parse::<SocketAddr>() {
+            Ok(addr) => TcpStream::connect(addr).map(|s| Some(Self::Tcp(s))),
+            Err(_) => Ok(None),
+        }
     }
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

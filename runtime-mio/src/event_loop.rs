@@ -1,55 +1,62 @@
-//! The node's one thread: the core's run loop on a mio [`Poll`].
+//! The node's one thread: core's run loop on a mio [`Poll`] (see `burrow_core`'s crate docs).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
-use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::time::Instant;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::time::{Duration, Instant};
 
-use burrow_core::forward::{Action, ConnId, Forwarder, ListenerId};
-use burrow_core::node::{Level, Started};
-use burrow_core::rendezvous::ServiceName;
-use burrow_core::status::{self, Seen};
-use burrow_core::{Endpoint, Event};
-use mio::net::{TcpListener, UdpSocket};
-use mio::{Events, Interest, Poll, Token};
+use burrow_core::Transmit;
+use burrow_core::forward::{Action, ConnId, ListenerId};
+use burrow_core::node::{Node, Output, ProbeId};
+use burrow_tokio::udp::Udp;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::Command;
 use crate::conn::{Conn, LocalStream, Report};
-use crate::udp;
 
-/// Largest datagram we accept; the core never sends more than its `max_udp_payload`.
-const MAX_DATAGRAM: usize = 65_536;
 const UDP: Token = Token(0);
-/// The token of the waker that handles use to deliver commands.
+/// The token of the waker that handles and name lookups use to deliver their messages.
 pub(crate) const WAKER: Token = Token(1);
 const FIRST_LISTENER: usize = 2;
 /// Connection tokens are this plus the [`ConnId`].
 const FIRST_CONN: usize = 1 << 20;
+/// How long a listener pauses after a failed accept (too many open files, a connection reset
+/// before accept) before it tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// Everything the thread owns.
 pub(crate) struct Parts {
     pub(crate) poll: Poll,
-    pub(crate) node: Started<TcpListener>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) node: Node,
     pub(crate) socket: UdpSocket,
+    pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
     pub(crate) commands: Receiver<Command>,
 }
 
+/// A host name's lookup, from its thread.
+type Resolved = (ConnId, io::Result<SocketAddr>);
+
 struct Loop {
     poll: Poll,
-    ep: Endpoint,
-    fwd: Forwarder,
+    waker: Arc<Waker>,
+    node: Node,
     socket: UdpSocket,
-    sender: udp::Sender,
-    udp_addr: SocketAddr,
-    listeners: Vec<(ListenerId, TcpListener)>,
+    udp: Udp,
+    /// Datagrams the socket did not take yet, oldest first.
+    outbox: VecDeque<Transmit>,
+    /// Each listener, and when it may accept again after a failure.
+    listeners: Vec<(ListenerId, TcpListener, Option<Instant>)>,
     conns: BTreeMap<ConnId, Conn>,
     /// Connections that may have something to do (a credit, a write, readiness).
     dirty: BTreeSet<ConnId>,
-    seen: Seen,
-    exposed: Vec<(ServiceName, String)>,
-    listen_addrs: Vec<(ServiceName, SocketAddr)>,
-    probes: Vec<(SocketAddr, Sender<Option<SocketAddr>>)>,
+    /// Connections waiting for their target's name lookup.
+    resolving: BTreeSet<ConnId>,
+    resolved: (Sender<Resolved>, Receiver<Resolved>),
+    probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     read_buf: Vec<u8>,
 }
 
@@ -57,19 +64,12 @@ struct Loop {
 pub(crate) fn run(parts: Parts) {
     let Parts {
         poll,
+        waker,
         node,
         mut socket,
+        mut listeners,
         commands,
     } = parts;
-    let Started {
-        endpoint,
-        forwarder,
-        udp_addr,
-        mut listeners,
-        exposed,
-        listen_addrs,
-        ..
-    } = node;
     let registry = poll.registry();
     let interest = Interest::READABLE | Interest::WRITABLE;
     if let Err(e) = registry.register(&mut socket, UDP, interest) {
@@ -82,31 +82,37 @@ pub(crate) fn run(parts: Parts) {
             return;
         }
     }
-    let forwarder_chunk = forwarder.read_chunk();
+    let udp = match Udp::new(&socket) {
+        Ok(udp) => udp,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the UDP socket");
+            return;
+        }
+    };
+    tracing::debug!(?udp, "UDP batching");
     let mut state = Loop {
-        sender: udp::Sender::new(&socket),
+        read_buf: vec![0; node.read_chunk()],
         poll,
-        ep: endpoint,
-        fwd: forwarder,
+        waker,
+        node,
         socket,
-        udp_addr,
-        listeners,
+        udp,
+        outbox: VecDeque::new(),
+        listeners: listeners.into_iter().map(|(id, l)| (id, l, None)).collect(),
         conns: BTreeMap::new(),
         dirty: BTreeSet::new(),
-        seen: Seen::default(),
-        exposed,
-        listen_addrs,
-        probes: Vec::new(),
-        read_buf: vec![0; forwarder_chunk],
+        resolving: BTreeSet::new(),
+        resolved: channel(),
+        probes: BTreeMap::new(),
     };
     let mut events = Events::with_capacity(256);
-    let mut datagram = vec![0u8; MAX_DATAGRAM];
     let mut now = Instant::now();
     loop {
-        state.flush(now);
-        let deadline = state.ep.poll_timeout().map(|(at, _)| at);
-        let timeout = deadline.map(|at| at.saturating_duration_since(Instant::now()));
-        if let Err(e) = state.poll.poll(&mut events, timeout) {
+        let deadline = state.flush(now);
+        let retry = state.listeners.iter().filter_map(|l| l.2).min();
+        let wake_at = retry.map_or(deadline, |r| r.min(deadline));
+        let timeout = wake_at.saturating_duration_since(Instant::now());
+        if let Err(e) = state.poll.poll(&mut events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 tracing::error!(error = %e, "poll failed; stopping");
                 return;
@@ -117,19 +123,29 @@ pub(crate) fn run(parts: Parts) {
             match event.token() {
                 UDP => {
                     if event.is_writable() {
-                        state.sender.flush(&state.socket);
+                        state.send_outbox();
                     }
                     if event.is_readable() {
-                        state.receive(now, &mut datagram);
+                        state.receive(now);
                     }
                 }
-                WAKER => loop {
-                    match commands.try_recv() {
-                        Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return,
-                        Ok(command) => state.command(now, command),
-                        Err(TryRecvError::Empty) => break,
+                WAKER => {
+                    loop {
+                        match commands.try_recv() {
+                            Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
+                                // Peers and the server hear of it now, not by a timeout.
+                                state.node.shutdown(now);
+                                state.flush(now);
+                                return;
+                            }
+                            Ok(command) => state.command(now, command),
+                            Err(TryRecvError::Empty) => break,
+                        }
                     }
-                },
+                    while let Ok((id, addr)) = state.resolved.1.try_recv() {
+                        state.connect_resolved(now, id, addr);
+                    }
+                }
                 Token(t) if t >= FIRST_CONN => {
                     let id = ConnId((t - FIRST_CONN) as u64);
                     if let Some(c) = state.conns.get_mut(&id) {
@@ -140,39 +156,46 @@ pub(crate) fn run(parts: Parts) {
                 Token(t) => state.accept(now, t - FIRST_LISTENER),
             }
         }
-        if deadline.is_some_and(|at| at <= now) {
-            state.ep.handle_timeout(now);
+        if deadline <= now {
+            state.node.handle_timeout(now);
+        }
+        for i in 0..state.listeners.len() {
+            if state.listeners[i].2.is_some_and(|at| at <= now) {
+                state.listeners[i].2 = None;
+                state.accept(now, i);
+            }
         }
     }
 }
 
 impl Loop {
-    /// Sends every transmit, acts on every event, performs every action and drives every
-    /// connection with work, until none of them has anything more to do.
-    fn flush(&mut self, now: Instant) {
+    /// Performs everything the node has to say and drives every connection with work, until
+    /// none has anything more to do; returns the node's deadline.
+    fn flush(&mut self, now: Instant) -> Instant {
         loop {
+            let deadline = loop {
+                match self.node.poll_output() {
+                    Output::Transmit(t) => self.outbox.push_back(t),
+                    Output::Action(action) => self.action(now, action),
+                    Output::Log(line) => burrow_tokio::log(&line),
+                    Output::StunResult { probe, mapped, .. } => {
+                        if let Some(reply) = self.probes.remove(&probe) {
+                            let _ = reply.send(mapped);
+                        }
+                    }
+                    Output::Timeout(at) => break at,
+                }
+            };
+            self.send_outbox();
             let mut busy = false;
-            while let Some(t) = self.ep.poll_transmit() {
-                busy = true;
-                self.sender.send(&self.socket, t);
-            }
-            while let Some(event) = self.ep.poll_event() {
-                busy = true;
-                self.event(&event);
-                self.fwd.handle_event(now, &mut self.ep, &event);
-            }
-            while let Some(action) = self.fwd.poll_action() {
-                busy = true;
-                self.action(now, action);
-            }
-            let dirty = std::mem::take(&mut self.dirty);
             let mut reports = Vec::new();
-            for id in dirty {
+            for id in std::mem::take(&mut self.dirty) {
                 let Some(conn) = self.conns.get_mut(&id) else {
                     continue;
                 };
                 if conn.drive(&mut self.read_buf, &mut reports) {
-                    self.drop_conn(id);
+                    // Dropping the socket deregisters it from the poll.
+                    self.conns.remove(&id);
                 }
                 for report in reports.drain(..) {
                     busy = true;
@@ -180,43 +203,61 @@ impl Loop {
                 }
             }
             if !busy {
+                return deadline;
+            }
+        }
+    }
+
+    /// Sends queued datagrams in batches until the socket's buffer is full (then its next
+    /// writable event calls this again).
+    fn send_outbox(&mut self) {
+        while !self.outbox.is_empty() {
+            match self.udp.send(&self.socket, self.outbox.make_contiguous()) {
+                Ok(n) => drop(self.outbox.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "send failed");
+                    self.outbox.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Feeds what the socket holds to the node (edge-triggered: until it is empty).
+    fn receive(&mut self, now: Instant) {
+        let (node, udp, socket) = (&mut self.node, &mut self.udp, &self.socket);
+        while udp
+            .recv(socket, |from, d| node.handle_input(now, from, d))
+            .is_ok()
+        {}
+    }
+
+    /// Accepts until the listener is empty (mio is edge-triggered), or pauses it after a
+    /// failure.
+    fn accept(&mut self, now: Instant, index: usize) {
+        loop {
+            let Some((listener, socket, retry)) = self.listeners.get_mut(index) else {
+                return;
+            };
+            if retry.is_some() {
                 return;
             }
-        }
-    }
-
-    fn receive(&mut self, now: Instant, buf: &mut [u8]) {
-        loop {
-            match self.socket.recv_from(buf) {
-                Ok((n, from)) => self.ep.handle_input(now, from, &buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // ICMP errors surface here on some systems; the protocol recovers the loss.
-                Err(e) => tracing::debug!(error = %e, "receive failed"),
-            }
-        }
-    }
-
-    fn accept(&mut self, now: Instant, index: usize) {
-        let Some(&(listener, _)) = self.listeners.get(index) else {
-            return;
-        };
-        loop {
-            let stream = match self.listeners[index].1.accept() {
+            let listener = *listener;
+            let stream = match socket.accept() {
                 Ok((stream, from)) => {
                     tracing::debug!(%from, %listener, "accepted");
                     stream
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    // Too many open files, or a connection reset before accept: drop it.
-                    tracing::warn!(%listener, error = %e, "accept failed");
+                    tracing::warn!(%listener, error = %e, "accept failed; retrying");
+                    *retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
-            let Some(id) = self.fwd.handle_accept(now, &mut self.ep, listener) else {
-                continue;
-            };
-            self.add_conn(now, id, LocalStream::Tcp(stream), false);
+            if let Some(id) = self.node.handle_accept(now, listener) {
+                self.add_conn(now, id, LocalStream::Tcp(stream), false);
+            }
         }
     }
 
@@ -227,53 +268,77 @@ impl Loop {
                 self.conns.insert(id, conn);
                 self.dirty.insert(id);
             }
-            Err(e) => {
-                let why = e.to_string();
-                if connecting {
-                    self.fwd.handle_connect_failed(now, &mut self.ep, id, &why);
-                } else {
-                    self.fwd.handle_conn_error(now, &mut self.ep, id, &why);
-                }
-            }
+            Err(e) if connecting => self.node.handle_connect_failed(now, id, &e.to_string()),
+            Err(e) => self.node.handle_conn_error(now, id, &e.to_string()),
         }
     }
 
-    fn drop_conn(&mut self, id: ConnId) {
-        // Dropping the socket deregisters it from the poll.
-        self.conns.remove(&id);
+    fn report(&mut self, now: Instant, id: ConnId, report: Report) {
+        let node = &mut self.node;
+        match report {
+            Report::Connected => node.handle_connected(now, id),
+            Report::ConnectFailed(why) => node.handle_connect_failed(now, id, &why),
+            Report::Read(data) => node.handle_read(now, id, &data),
+            Report::Eof => node.handle_eof(now, id),
+            Report::Written(n) => node.handle_written(now, id, n),
+            Report::Failed(why) => node.handle_conn_error(now, id, &why),
+        }
     }
 
-    fn report(&mut self, now: Instant, id: ConnId, report: Report) {
-        let (fwd, ep) = (&mut self.fwd, &mut self.ep);
-        match report {
-            Report::Connected => fwd.handle_connected(now, ep, id),
-            Report::ConnectFailed(why) => fwd.handle_connect_failed(now, ep, id, &why),
-            Report::Read(data) => fwd.handle_read(now, ep, id, &data),
-            Report::Eof => fwd.handle_eof(now, ep, id),
-            Report::Written(n) => fwd.handle_written(now, ep, id, n),
-            Report::Failed(why) => fwd.handle_conn_error(now, ep, id, &why),
+    /// Connects to an address or a unix socket at once; a host name is looked up on a thread
+    /// of its own, which reports back through the waker.
+    fn connect(&mut self, now: Instant, conn: ConnId, target: String) {
+        tracing::debug!(%conn, %target, "connecting");
+        match LocalStream::connect(&target) {
+            Ok(Some(stream)) => self.add_conn(now, conn, stream, true),
+            Ok(None) => {
+                self.resolving.insert(conn);
+                let (tx, waker) = (self.resolved.0.clone(), self.waker.clone());
+                let lookup = move || {
+                    let addr = target.to_socket_addrs().and_then(|mut a| {
+                        a.next().ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::NotFound, "the name has no address")
+                        })
+                    });
+                    if tx.send((conn, addr)).is_ok() {
+                        let _ = waker.wake();
+                    }
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("burrow-lookup".into())
+                    .spawn(lookup);
+                if let Err(e) = spawned {
+                    self.resolving.remove(&conn);
+                    self.node.handle_connect_failed(now, conn, &e.to_string());
+                }
+            }
+            Err(e) => self.node.handle_connect_failed(now, conn, &e.to_string()),
+        }
+    }
+
+    fn connect_resolved(&mut self, now: Instant, conn: ConnId, addr: io::Result<SocketAddr>) {
+        // Not waiting any more: the connection was closed during the lookup.
+        if !self.resolving.remove(&conn) {
+            return;
+        }
+        match addr.and_then(TcpStream::connect) {
+            Ok(stream) => self.add_conn(now, conn, LocalStream::Tcp(stream), true),
+            Err(e) => self.node.handle_connect_failed(now, conn, &e.to_string()),
         }
     }
 
     fn action(&mut self, now: Instant, action: Action) {
-        let conn = match &action {
-            Action::Connect { conn, target } => {
-                tracing::debug!(%conn, %target, "connecting");
-                match LocalStream::connect(target) {
-                    Ok(stream) => self.add_conn(now, *conn, stream, true),
-                    Err(e) => {
-                        let why = e.to_string();
-                        self.fwd
-                            .handle_connect_failed(now, &mut self.ep, *conn, &why);
-                    }
-                }
-                return;
-            }
+        let conn = match action {
+            Action::Connect { conn, target } => return self.connect(now, conn, target),
             Action::Read { conn }
             | Action::Write { conn, .. }
             | Action::Shutdown { conn }
-            | Action::Close { conn, .. } => *conn,
+            | Action::Close { conn, .. } => conn,
         };
+        if let Action::Close { reason, .. } = &action {
+            burrow_tokio::log_close(conn, reason.as_deref());
+            self.resolving.remove(&conn);
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -283,13 +348,9 @@ impl Loop {
             Action::Read { .. } => c.read(),
             Action::Write { data, .. } => c.write(data),
             Action::Shutdown { .. } => c.shutdown(),
-            Action::Close { abort, reason, .. } => {
-                match &reason {
-                    Some(why) => tracing::info!(%conn, "connection failed: {why}"),
-                    None => tracing::debug!(%conn, "connection closed"),
-                }
+            Action::Close { abort, .. } => {
                 if c.close(abort) {
-                    self.drop_conn(conn);
+                    self.conns.remove(&conn);
                 }
             }
         }
@@ -298,42 +359,55 @@ impl Loop {
     fn command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Status(reply) => {
-                let status = status::snapshot(
-                    &self.ep,
-                    &self.fwd,
-                    &self.seen,
-                    Some(self.udp_addr),
-                    &self.exposed,
-                    &self.listen_addrs,
-                );
-                let _ = reply.send(status);
+                let _ = reply.send(self.node.status());
             }
             Command::StunProbe(server, reply) => {
-                self.ep.stun_probe(now, server);
-                self.probes.push((server, reply));
+                let probe = self.node.stun_probe(now, server);
+                self.probes.insert(probe, reply);
             }
             Command::Shutdown => {}
         }
     }
+}
 
-    /// Logs an event, remembers what status needs, answers STUN probes.
-    fn event(&mut self, event: &Event) {
-        if let Some(line) = event.log_line(&self.seen) {
-            match line.level() {
-                Level::Warn => tracing::warn!("{line}"),
-                Level::Info => tracing::info!("{line}"),
-                Level::Trace => tracing::trace!("{line}"),
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// The node's UDP socket on mio: batching on (where Linux has it), and a TTL that applies
+    /// to one datagram, with the socket's own TTL back afterwards.
+    #[test]
+    fn udp_batches_and_applies_a_ttl_to_one_datagram() {
+        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let default = SockRef::from(&a).ttl_v4().unwrap();
+        let mut udp = Udp::new(&a).unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(udp.batches(), (true, true), "GSO and GRO");
         }
-        self.seen.handle_event(event);
-        if let Event::Stun(outcome) = event {
-            let (server, mapped) = outcome.result();
-            self.probes.retain(|(s, reply)| {
-                if *s == server {
-                    let _ = reply.send(mapped);
-                }
-                *s != server
-            });
-        }
+        let t = Transmit {
+            dst: b.local_addr().unwrap(),
+            ttl: Some(3),
+            payload: bytes::Bytes::from_static(b"probe"),
+        };
+        assert_eq!(udp.send(&a, &[t]).unwrap(), 1);
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"probe");
+        assert_eq!(from, a.local_addr().unwrap());
+        assert_eq!(SockRef::from(&a).ttl_v4().unwrap(), default);
+        assert_ne!(
+            default, 3,
+            "the test needs a default TTL other than the probe's"
+        );
+    }
+
+    /// Addresses and unix paths connect at once; a host name is left for a lookup thread.
+    #[test]
+    fn host_names_are_not_resolved_on_the_loop() {
+        assert!(LocalStream::connect("localhost:9").unwrap().is_none());
+        assert!(LocalStream::connect("127.0.0.1:9").unwrap().is_some());
     }
 }

@@ -1,11 +1,12 @@
-//! # burrow-mio: burrow's event loop on one mio poll loop
+//! # burrow-mio: burrow's driver on one mio poll loop
 //!
 //! The small-footprint runtime: one thread, one [`mio::Poll`], no async runtime. The thread
-//! owns the UDP socket, the local TCP listeners and connections and a
-//! [`burrow_core::forward::Forwarder`], and follows the core's run-loop contract: send what
-//! the endpoint wants sent (applying each datagram's TTL), perform what the forwarder asks of
-//! local sockets, poll with the endpoint's deadline as the timeout, read the clock once, feed
-//! the core. There is no protocol logic here.
+//! owns the UDP socket and the local TCP listeners and connections, and drives a sans-IO
+//! [`burrow_core::node::Node`] the way core's crate docs say: send what the node wants sent
+//! (in GSO batches through burrow-tokio's runtime-neutral [`burrow_tokio::udp`], applying each
+//! datagram's TTL), perform what it asks of local sockets, poll with its deadline as the
+//! timeout, read the clock once, feed the node. Host names of targets are looked up on a
+//! thread of their own, never on the loop. There is no protocol logic here.
 //!
 //! ```no_run
 //! # fn run(config: burrow_core::Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -19,7 +20,6 @@
 
 mod conn;
 mod event_loop;
-mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use std::time::{Instant, SystemTime};
 use burrow_core::PublicKey;
 use burrow_core::node;
 use burrow_core::rendezvous::ServiceName;
+use burrow_tokio::local_ip_toward;
 use mio::{Poll, Waker};
 
 pub use burrow_core::node::{NodeConfig, StartError, Stopped};
@@ -64,16 +65,18 @@ impl Node {
             mio::net::TcpListener::local_addr,
         )?;
         let poll = Poll::new().map_err(bind_err)?;
-        let waker = Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?;
+        let waker = Arc::new(Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?);
         let seed = node::seed(getrandom::fill)?;
         let clock = (Instant::now(), SystemTime::now());
-        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
-        let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
+        let started = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
+        let (public_key, listeners) = (started.public_key, started.listen_addrs);
         let (commands, rx) = mpsc::channel();
         let parts = event_loop::Parts {
             poll,
-            node,
+            waker: waker.clone(),
+            node: started.node,
             socket,
+            listeners: started.listeners,
             commands: rx,
         };
         let thread = std::thread::Builder::new()
@@ -84,10 +87,7 @@ impl Node {
             udp_addr,
             public_key,
             listeners,
-            control: NodeControl {
-                commands,
-                waker: Arc::new(waker),
-            },
+            control: NodeControl { commands, waker },
             thread: Some(thread),
         })
     }
@@ -186,18 +186,4 @@ impl NodeControl {
     pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
         self.ask(|tx| Command::StunProbe(server, tx))
     }
-}
-
-/// The local address the OS routes toward `server` from, found by connecting a throwaway UDP
-/// socket (which sends nothing); the OS query behind
-/// [`burrow_core::config::RendezvousConfig::default_host_candidates`].
-fn local_ip_toward(server: SocketAddr) -> Option<std::net::IpAddr> {
-    let any: SocketAddr = if server.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = std::net::UdpSocket::bind(any).ok()?;
-    socket.connect(server).ok()?;
-    socket.local_addr().ok().map(|a| a.ip())
 }

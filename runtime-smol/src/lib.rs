@@ -1,13 +1,10 @@
-//! # burrow-smol: burrow's event loop on smol / async-io
+//! # burrow-smol: burrow's driver on smol / async-io
 //!
-//! One event-loop future per [`burrow_core::Endpoint`], run on its own thread with
-//! `smol::block_on`; local connections have small reader and writer tasks on smol's
-//! executor. The loop owns the UDP socket and a [`burrow_core::forward::Forwarder`] and
-//! follows the core's run-loop contract: send what the endpoint wants sent (applying each
-//! datagram's TTL), perform what the forwarder asks of local sockets, wait (`future::or`) for a
-//! datagram, local I/O, a command or the endpoint's deadline, read the clock once, feed the
-//! core. There is no protocol logic here. The handle's methods are futures that run on any
-//! executor (or `smol::block_on`).
+//! The async driver of burrow-tokio (built without tokio) over a [`Runtime`] shim for smol: the
+//! node's loop is one future on its own thread (`smol::block_on`); local connections have
+//! small reader and writer tasks on smol's executor; UDP goes through the same batching socket
+//! (GSO/GRO) with async-io's readiness. There is no protocol logic here. The handle's methods
+//! are futures that run on any executor (or `smol::block_on`).
 //!
 //! ```no_run
 //! # fn run(config: burrow_core::Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -22,28 +19,22 @@
 //! # }
 //! ```
 
-mod conn;
-mod event_loop;
-mod udp;
+use std::future::Future;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use burrow_tokio::{Direction, Runtime};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::TcpStream;
+use smol::net::unix::UnixStream;
+use smol::{Async, Timer};
+use socket2::SockRef;
 
-use burrow_core::PublicKey;
-use burrow_core::node;
-use burrow_core::rendezvous::ServiceName;
-use smol::Async;
-use smol::channel::{self, Receiver, Sender};
-
-pub use burrow_core::node::{NodeConfig, StartError, Stopped};
-pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
-
-/// Requests from a handle to the node's loop.
-pub(crate) enum Command {
-    Status(Sender<Status>),
-    StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
-    Shutdown,
-}
+pub use burrow_tokio::{
+    ConnInfo, NodeConfig, NodeControl, NodeHandle, PeerInfo, ServiceInfo, StartError, Status,
+    Stopped,
+};
 
 /// Starts nodes.
 #[derive(Debug)]
@@ -53,134 +44,165 @@ impl Node {
     /// Binds the UDP socket and the listeners, exposes the services, and starts the node's
     /// thread. Needs no executor of the caller's.
     pub fn spawn(config: NodeConfig) -> Result<NodeHandle, StartError> {
-        let bind_err = move |source| StartError::Bind {
-            addr: config.bind,
-            source,
-        };
-        let socket = Async::<std::net::UdpSocket>::bind(config.bind).map_err(bind_err)?;
-        let udp_addr = socket.get_ref().local_addr().map_err(bind_err)?;
-        let listeners = node::bind_listeners(
-            &config.connect,
-            |addr| Async::<std::net::TcpListener>::bind(addr).map(smol::net::TcpListener::from),
-            smol::net::TcpListener::local_addr,
-        )?;
-        let seed = node::seed(getrandom::fill)?;
-        let clock = (Instant::now(), SystemTime::now());
-        let node = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
-        let (public_key, listeners) = (node.public_key, node.listen_addrs.clone());
-        let (commands, rx) = channel::bounded(16);
-        let (done, stopped) = channel::bounded(1);
-        let parts = event_loop::Parts {
-            node,
-            socket,
-            commands: rx,
-            done,
-        };
-        std::thread::Builder::new()
-            .name("burrow-smol".into())
-            .spawn(move || smol::block_on(event_loop::run(parts)))
-            .map_err(bind_err)?;
-        Ok(NodeHandle {
-            udp_addr,
-            public_key,
-            listeners,
-            control: NodeControl { commands },
-            stopped,
+        burrow_tokio::start::<Smol>(config, |run| {
+            std::thread::Builder::new()
+                .name("burrow-smol".into())
+                .spawn(move || smol::block_on(run))
+                .map(drop)
         })
     }
 }
 
-/// A running node: its addresses, its status, and how to stop it. Dropping it (and every
-/// [`NodeControl`]) stops the node.
+/// smol: async-io's reactor and timers, smol's executor for socket tasks.
 #[derive(Debug)]
-pub struct NodeHandle {
-    udp_addr: SocketAddr,
-    public_key: PublicKey,
-    listeners: Vec<(ServiceName, SocketAddr)>,
-    control: NodeControl,
-    /// Closes when the loop ends.
-    stopped: Receiver<()>,
-}
+pub struct Smol;
 
-impl NodeHandle {
-    /// The bound UDP address (with the real port when port 0 was asked for).
-    pub fn udp_addr(&self) -> SocketAddr {
-        self.udp_addr
-    }
-
-    /// The endpoint's static public key.
-    pub fn public_key(&self) -> PublicKey {
-        self.public_key
-    }
-
-    /// Each connected service and the local address its listener is bound to.
-    pub fn listeners(&self) -> &[(ServiceName, SocketAddr)] {
-        &self.listeners
-    }
-
-    /// A snapshot of sessions, services and connections.
-    pub async fn status(&self) -> Result<Status, Stopped> {
-        self.control.status().await
-    }
-
-    /// A cloneable handle for status and probes, for tasks such as a control socket.
-    pub fn control(&self) -> NodeControl {
-        self.control.clone()
-    }
-
-    /// Whether the node's loop has ended.
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.is_closed()
-    }
-
-    /// Waits until the node's loop ends (it runs until [`Self::shutdown`]).
-    pub async fn stopped(&self) {
-        let _ = self.stopped.recv().await;
-    }
-
-    /// Stops the node: listeners close, local connections drop, the socket closes. Returns
-    /// when the loop has ended.
-    pub async fn shutdown(self) {
-        let _ = self.control.commands.send(Command::Shutdown).await;
-        self.stopped().await;
-    }
-}
-
-/// Asks a running node for its status or a STUN probe; cheap to clone.
+/// A connected local socket; it is its own reader and writer (clones of one socket).
 #[derive(Clone, Debug)]
-pub struct NodeControl {
-    commands: Sender<Command>,
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// A unix socket.
+    Unix(UnixStream),
 }
 
-impl NodeControl {
-    async fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, Stopped> {
-        let (tx, rx) = channel::bounded(1);
-        self.commands.send(command(tx)).await.map_err(|_| Stopped)?;
-        rx.recv().await.map_err(|_| Stopped)
+impl Runtime for Smol {
+    type Udp = Async<std::net::UdpSocket>;
+    type Listener = Async<std::net::TcpListener>;
+    type Stream = Stream;
+    type Reader = Stream;
+    type Writer = Stream;
+    type Task = smol::Task<()>;
+
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self::Task {
+        smol::spawn(future)
     }
 
-    /// A snapshot of sessions, services and connections.
-    pub async fn status(&self) -> Result<Status, Stopped> {
-        self.ask(Command::Status).await
+    fn detach(task: Self::Task) {
+        task.detach();
     }
 
-    /// Asks the STUN server at `server` for our reflexive address: `Some(mapped)` if it
-    /// answered, `None` after the core's retransmissions (at most 9.5 s).
-    pub async fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
-        self.ask(|tx| Command::StunProbe(server, tx)).await
+    async fn sleep_until(at: Instant) {
+        Timer::at(at).await;
+    }
+
+    fn wrap_udp(socket: std::net::UdpSocket) -> io::Result<Self::Udp> {
+        Async::new(socket)
+    }
+
+    async fn udp_ready(udp: &Self::Udp, direction: Direction) -> io::Result<()> {
+        match direction {
+            Direction::Read => udp.readable().await,
+            Direction::Write => udp.writable().await,
+        }
+    }
+
+    fn udp_try_io<T>(
+        _: &Self::Udp,
+        _: Direction,
+        op: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
+        // async-io re-arms its interest on every wait: there is no readiness to clear.
+        op()
+    }
+
+    fn wrap_listener(listener: std::net::TcpListener) -> io::Result<Self::Listener> {
+        Async::new(listener)
+    }
+
+    async fn accept(listener: &Self::Listener) -> io::Result<(Stream, SocketAddr)> {
+        let (stream, from) = listener.accept().await?;
+        let stream = TcpStream::from(stream);
+        let _ = stream.set_nodelay(true);
+        Ok((Stream::Tcp(stream), from))
+    }
+
+    async fn connect(target: String) -> io::Result<Stream> {
+        match target.strip_prefix("unix:") {
+            Some(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            None => {
+                // Host names are resolved on smol's blocking pool, not on the loop.
+                let stream = TcpStream::connect(target.as_str()).await?;
+                let _ = stream.set_nodelay(true);
+                Ok(Stream::Tcp(stream))
+            }
+        }
+    }
+
+    fn split(stream: Stream) -> (Stream, Stream) {
+        (stream.clone(), stream)
+    }
+
+    async fn read(reader: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
+        match reader {
+            Stream::Tcp(s) => s.read(buf).await,
+            Stream::Unix(s) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all(writer: &mut Stream, data: &[u8]) -> io::Result<()> {
+        match writer {
+            Stream::Tcp(s) => s.write_all(data).await,
+            Stream::Unix(s) => s.write_all(data).await,
+        }
+    }
+
+    async fn shutdown(writer: &mut Stream) -> io::Result<()> {
+        match writer {
+            Stream::Tcp(s) => {
+                s.flush().await?;
+                s.shutdown(Shutdown::Write)
+            }
+            Stream::Unix(s) => {
+                s.flush().await?;
+                s.shutdown(Shutdown::Write)
+            }
+        }
+    }
+
+    fn reset(writer: Stream) {
+        if let Stream::Tcp(s) = &writer {
+            let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+        }
     }
 }
 
-/// The local address the OS routes toward `server` from, found by connecting a throwaway UDP
-/// socket (which sends nothing); the OS query behind
-/// [`burrow_core::config::RendezvousConfig::default_host_candidates`].
-fn local_ip_toward(server: SocketAddr) -> Option<std::net::IpAddr> {
-    let any: SocketAddr = if server.is_ipv4() {
-        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = std::net::UdpSocket::bind(any).ok()?;
-    socket.connect(server).ok()?;
-    socket.local_addr().ok().map(|a| a.ip())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burrow_core::Transmit;
+    use burrow_tokio::udp::Udp;
+    use std::net::UdpSocket;
+
+    /// The node's UDP socket on async-io: batching on (where Linux has it), and a TTL that
+    /// applies to one datagram, with the socket's own TTL back afterwards.
+    #[test]
+    fn udp_batches_and_applies_a_ttl_to_one_datagram() {
+        smol::block_on(async {
+            let a = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let b = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+            let default = SockRef::from(a.get_ref()).ttl_v4().unwrap();
+            let mut udp = Udp::new(&a).unwrap();
+            if cfg!(target_os = "linux") {
+                assert_eq!(udp.batches(), (true, true), "GSO and GRO");
+            }
+            let t = Transmit {
+                dst: b.get_ref().local_addr().unwrap(),
+                ttl: Some(3),
+                payload: bytes::Bytes::from_static(b"probe"),
+            };
+            Smol::udp_ready(&a, Direction::Write).await.unwrap();
+            let sent = Smol::udp_try_io(&a, Direction::Write, || udp.send(&a, &[t]));
+            assert_eq!(sent.unwrap(), 1);
+            let mut buf = [0u8; 16];
+            let (n, from) = b.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"probe");
+            assert_eq!(from, a.get_ref().local_addr().unwrap());
+            assert_eq!(SockRef::from(a.get_ref()).ttl_v4().unwrap(), default);
+            assert_ne!(
+                default, 3,
+                "the test needs a default TTL other than the probe's"
+            );
+        });
+    }
 }

@@ -1,16 +1,16 @@
-//! The endpoint's UDP socket: binding, batched sending (GSO: one syscall for a run of
-//! same-sized datagrams to one destination) and batched receiving (recvmmsg and GRO), with
+//! The node's UDP socket on any runtime: batched sending (GSO: one syscall for a run of
+//! same-sized datagrams to one destination), batched receiving (recvmmsg and GRO), and
 //! per-datagram TTLs for hole-punching probes. quinn-udp does the cmsg work and falls back to
-//! one datagram per syscall where the OS lacks GSO or GRO.
+//! one datagram per syscall where the OS lacks GSO or GRO. Nothing here waits: a full or empty
+//! socket is `WouldBlock`, for the runtime to wait on its own way.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 
 use burrow_core::Transmit;
 use quinn_udp::{RecvMeta, UdpSocketState};
 use socket2::SockRef;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// Largest datagram (or GRO batch) one receive buffer holds.
 const MAX_DATAGRAM: usize = 65_536;
@@ -21,15 +21,8 @@ const MAX_GSO_BYTES: usize = 65_000;
 /// Socket buffers we ask for, so a burst of GSO batches is not dropped on the floor.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Binds `addr` non-blocking and registers it with the current runtime.
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
-}
-
 /// The socket's batching state: GSO, GRO, the receive buffers and the default TTL.
-pub(crate) struct Udp {
+pub struct Udp {
     state: UdpSocketState,
     /// The socket's own TTL / hop limit, restored after a limited datagram.
     default_ttl: Option<u32>,
@@ -40,17 +33,36 @@ pub(crate) struct Udp {
     meta: [RecvMeta; RX_BATCH],
 }
 
+impl std::fmt::Debug for Udp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Udp")
+            .field("max_gso_segments", &self.state.max_gso_segments())
+            .field("gro_segments", &self.state.gro_segments())
+            .finish()
+    }
+}
+
+/// Sets the TTL (IPv4) or hop limit (IPv6) of `socket`.
+fn set_ttl(socket: &impl AsFd, ttl: u32) -> io::Result<()> {
+    let sock = SockRef::from(socket);
+    match sock.local_addr()?.as_socket() {
+        Some(SocketAddr::V6(_)) => sock.set_unicast_hops_v6(ttl),
+        _ => sock.set_ttl_v4(ttl),
+    }
+}
+
 impl Udp {
-    pub(crate) fn new(socket: &UdpSocket) -> io::Result<Self> {
+    /// Sets up batching on a bound, non-blocking socket.
+    pub fn new(socket: &impl AsFd) -> io::Result<Self> {
         let state = UdpSocketState::new(socket.into())?;
         // Best effort: the OS caps these at its configured maximum.
         let _ = state.set_send_buffer_size(socket.into(), SOCKET_BUFFER);
         let _ = state.set_recv_buffer_size(socket.into(), SOCKET_BUFFER);
         let sock = SockRef::from(socket);
-        let default_ttl = match socket.local_addr() {
-            Ok(SocketAddr::V4(_)) => sock.ttl_v4().ok(),
-            Ok(SocketAddr::V6(_)) => sock.unicast_hops_v6().ok(),
-            Err(_) => None,
+        let default_ttl = match sock.local_addr()?.as_socket() {
+            Some(SocketAddr::V4(_)) => sock.ttl_v4().ok(),
+            Some(SocketAddr::V6(_)) => sock.unicast_hops_v6().ok(),
+            None => None,
         };
         Ok(Self {
             state,
@@ -61,132 +73,135 @@ impl Udp {
         })
     }
 
-    fn set_ttl(socket: &UdpSocket, ttl: u32) -> io::Result<()> {
-        let sock = SockRef::from(socket);
-        match socket.local_addr()? {
-            SocketAddr::V4(_) => sock.set_ttl_v4(ttl),
-            SocketAddr::V6(_) => sock.set_unicast_hops_v6(ttl),
-        }
+    /// Whether the OS batches sends (GSO) and receives (GRO) on this socket.
+    pub fn batches(&self) -> (bool, bool) {
+        (
+            self.state.max_gso_segments() > 1,
+            self.state.gro_segments() > 1,
+        )
     }
 
-    /// Sends every transmit in order, waiting for the socket when its buffer is full. A run of
-    /// datagrams to one destination with no TTL, all of one size but the last (which may be
-    /// shorter), goes out as one GSO batch. Send errors are logged and dropped: a lost datagram
-    /// is the protocol's to recover.
-    pub(crate) async fn send_all(&mut self, socket: &UdpSocket, transmits: &[Transmit]) {
+    /// Sends the first datagrams of `transmits` with one syscall and returns how many it
+    /// took: one with a TTL alone, or a run to one destination with no TTL, all of one size
+    /// but the last (which may be shorter), as one GSO batch. `WouldBlock` when the socket's
+    /// buffer is full (nothing was taken). Other errors are logged and the run is dropped: a
+    /// lost datagram is the protocol's to recover.
+    pub fn send(&mut self, socket: &impl AsFd, transmits: &[Transmit]) -> io::Result<usize> {
+        let Some(first) = transmits.first() else {
+            return Ok(0);
+        };
+        if let (Some(ttl), Some(default)) = (first.ttl, self.default_ttl) {
+            set_ttl(socket, u32::from(ttl))?;
+            let sent = self.send_run(socket, first.dst, &first.payload, None);
+            set_ttl(socket, default)?;
+            return sent.map(|()| 1);
+        }
         let max_segments = self.state.max_gso_segments().max(1);
-        let mut i = 0;
-        while i < transmits.len() {
-            let first = &transmits[i];
-            if let (Some(ttl), Some(default)) = (first.ttl, self.default_ttl) {
-                if let Err(e) = self.send_with_ttl(socket, first, ttl, default).await {
-                    tracing::debug!(dst = %first.dst, error = %e, "send failed");
-                }
-                i += 1;
-                continue;
+        let size = first.payload.len();
+        let (mut end, mut total) = (1, size);
+        while end < transmits.len() && end < max_segments && size > 0 {
+            let t = &transmits[end];
+            let len = t.payload.len();
+            if t.dst != first.dst
+                || t.ttl.is_some()
+                || len > size
+                || len == 0
+                || total + len > MAX_GSO_BYTES
+            {
+                break;
             }
-            let size = first.payload.len();
-            let mut end = i + 1;
-            let mut total = size;
-            while end < transmits.len() && end - i < max_segments && size > 0 {
-                let t = &transmits[end];
-                let len = t.payload.len();
-                if t.dst != first.dst
-                    || t.ttl.is_some()
-                    || len > size
-                    || len == 0
-                    || total + len > MAX_GSO_BYTES
-                {
-                    break;
-                }
-                total += len;
-                end += 1;
-                if len < size {
-                    break;
-                }
+            total += len;
+            end += 1;
+            if len < size {
+                break;
             }
-            let (contents, segment_size) = if end - i == 1 {
-                (&first.payload[..], None)
-            } else {
-                self.batch.clear();
-                for t in &transmits[i..end] {
-                    self.batch.extend_from_slice(&t.payload);
-                }
-                (&self.batch[..], Some(size))
-            };
-            let transmit = quinn_udp::Transmit {
-                destination: first.dst,
-                ecn: None,
-                contents,
-                segment_size,
-                src_ip: None,
-            };
-            // `send` returns only WouldBlock; it logs and drops every other error.
-            let state = &self.state;
-            let _ = socket
-                .async_io(Interest::WRITABLE, || state.send(socket.into(), &transmit))
-                .await;
-            i = end;
+        }
+        if end == 1 {
+            return self
+                .send_run(socket, first.dst, &first.payload, None)
+                .map(|()| 1);
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for t in &transmits[..end] {
+            batch.extend_from_slice(&t.payload);
+        }
+        let sent = self.send_run(socket, first.dst, &batch, Some(size));
+        self.batch = batch;
+        sent.map(|()| end)
+    }
+
+    fn send_run(
+        &self,
+        socket: &impl AsFd,
+        destination: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        let transmit = quinn_udp::Transmit {
+            destination,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        match self.state.send(socket.into(), &transmit) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            Err(e) => {
+                tracing::debug!(dst = %destination, error = %e, "send failed");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 
-    async fn send_with_ttl(
-        &self,
-        socket: &UdpSocket,
-        t: &Transmit,
-        ttl: u8,
-        default: u32,
-    ) -> io::Result<()> {
-        Self::set_ttl(socket, u32::from(ttl))?;
-        let sent = socket.send_to(&t.payload, t.dst).await;
-        Self::set_ttl(socket, default)?;
-        sent.map(drop)
-    }
-
-    /// Receives what the socket holds without waiting, in batches, calling `each` for every
-    /// datagram (GRO batches split into their segments), until the socket is empty or `rounds`
-    /// batches were read. `Ok(true)` if it stopped because the socket was empty.
-    pub(crate) fn recv_ready(
+    /// Receives one batch (one syscall), calling `each` for every datagram (GRO batches split
+    /// into their segments). `WouldBlock` when the socket is empty; other errors (ICMP errors
+    /// surface here on some systems) are logged: the protocol recovers from the loss.
+    pub fn recv(
         &mut self,
-        socket: &UdpSocket,
-        rounds: usize,
+        socket: &impl AsFd,
         mut each: impl FnMut(SocketAddr, &[u8]),
-    ) -> bool {
-        for _ in 0..rounds {
-            let mut chunks = self.rx.chunks_mut(MAX_DATAGRAM);
-            let mut bufs: [IoSliceMut<'_>; RX_BATCH] = std::array::from_fn(|_| {
-                IoSliceMut::new(chunks.next().expect("rx holds RX_BATCH buffers"))
-            });
-            let (state, meta) = (&self.state, &mut self.meta);
-            match socket.try_io(Interest::READABLE, || {
-                state.recv(socket.into(), &mut bufs, meta)
-            }) {
-                Ok(n) => {
-                    for (buf, m) in self.rx.chunks(MAX_DATAGRAM).zip(&self.meta).take(n) {
-                        let stride = m.stride.max(1);
-                        for datagram in buf[..m.len].chunks(stride) {
-                            each(m.addr, datagram);
-                        }
+    ) -> io::Result<()> {
+        let mut chunks = self.rx.chunks_mut(MAX_DATAGRAM);
+        let mut bufs: [IoSliceMut<'_>; RX_BATCH] = std::array::from_fn(|_| {
+            IoSliceMut::new(chunks.next().expect("rx holds RX_BATCH buffers"))
+        });
+        match self.state.recv(socket.into(), &mut bufs, &mut self.meta) {
+            Ok(n) => {
+                for (buf, m) in self.rx.chunks(MAX_DATAGRAM).zip(&self.meta).take(n) {
+                    let stride = m.stride.max(1);
+                    for datagram in buf[..m.len].chunks(stride) {
+                        each(m.addr, datagram);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                // ICMP errors surface here on some systems; the protocol recovers from the loss.
-                Err(e) => tracing::debug!(error = %e, "receive failed"),
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "receive failed");
+                Ok(())
             }
         }
-        false
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    fn bind() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
 
     /// A datagram with a TTL is sent, and the socket's own TTL is back afterwards.
-    #[tokio::test]
-    async fn ttl_applies_to_one_datagram_and_is_restored() {
-        let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    #[test]
+    fn ttl_applies_to_one_datagram_and_is_restored() {
+        let (a, b) = (bind(), bind());
         let default = SockRef::from(&a).ttl_v4().unwrap();
         let mut udp = Udp::new(&a).unwrap();
         let t = Transmit {
@@ -194,9 +209,9 @@ mod tests {
             ttl: Some(3),
             payload: bytes::Bytes::from_static(b"probe"),
         };
-        udp.send_all(&a, &[t]).await;
+        assert_eq!(udp.send(&a, &[t.clone(), t]).unwrap(), 1, "one at a time");
         let mut buf = [0u8; 16];
-        let (n, from) = b.recv_from(&mut buf).await.unwrap();
+        let (n, from) = b.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"probe");
         assert_eq!(from, a.local_addr().unwrap());
         assert_eq!(SockRef::from(&a).ttl_v4().unwrap(), default);
@@ -205,20 +220,15 @@ mod tests {
             "the test needs a default TTL other than the probe's"
         );
     }
-}
-
-#[cfg(test)]
-mod batch_tests {
-    use super::*;
 
     /// A run of datagrams (GSO where the OS has it) and a short last one arrive as sent, in
     /// order and with their boundaries, through the batched receive.
-    #[tokio::test]
-    async fn batched_send_and_receive_keep_datagram_boundaries() {
-        let a = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let b = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    #[test]
+    fn batched_send_and_receive_keep_datagram_boundaries() {
+        let (a, b) = (bind(), bind());
         let mut tx = Udp::new(&a).unwrap();
         let mut rx = Udp::new(&b).unwrap();
+        b.set_nonblocking(true).unwrap();
         let dst = b.local_addr().unwrap();
         let mut sent: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1200]).collect();
         sent.push(vec![99; 300]);
@@ -231,11 +241,14 @@ mod batch_tests {
                 payload: bytes::Bytes::from(p.clone()),
             })
             .collect();
-        tx.send_all(&a, &transmits).await;
+        let mut i = 0;
+        while i < transmits.len() {
+            i += tx.send(&a, &transmits[i..]).unwrap();
+        }
         let mut got: Vec<Vec<u8>> = Vec::new();
-        while got.len() < sent.len() {
-            b.readable().await.unwrap();
-            rx.recv_ready(&b, 4, |from, d| {
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < sent.len() && std::time::Instant::now() < give_up {
+            let _ = rx.recv(&b, |from, d| {
                 assert_eq!(from, a.local_addr().unwrap());
                 got.push(d.to_vec());
             });

@@ -11,6 +11,9 @@
 //!
 //! ## Driving it
 //!
+//! [`crate::node::Node`] does this for the runtimes (they see one output, and report their
+//! local sockets to the node); this is what it does with the forwarder:
+//!
 //! ```text
 //! let mut fwd = Forwarder::new(ForwardConfig::default());
 //! let l = fwd.listen(service);                       // one per local listener

@@ -1,12 +1,6 @@
-//! What every runtime does around its event loop, without the I/O: a node's configuration
-//! ([`NodeConfig`]), why a node does not start ([`StartError`]) or no longer answers
-//! ([`Stopped`]), the start-up sequence once the runtime has bound its sockets
-//! ([`bind_listeners`], then [`NodeConfig::start`]), and what to log for each event
-//! ([`Event::log_line`]).
-//!
-//! A runtime's `Node::spawn` is then: bind the UDP socket, [`bind_listeners`] with its own
-//! listener type, draw a [`seed`] from the OS, read the clocks, [`NodeConfig::start`], and hand
-//! the [`Started`] parts to its loop.
+//! A node's start-up: its configuration ([`NodeConfig`]), why it does not start
+//! ([`StartError`]) or no longer answers ([`Stopped`]), and the sequence once the runtime has
+//! bound its sockets ([`bind_listeners`], [`seed`], then [`NodeConfig::start`]).
 
 use std::fmt;
 use std::io;
@@ -17,10 +11,9 @@ use crate::config::Config;
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::error::ServiceError;
-use crate::event::Event;
 use crate::forward::{ForwardConfig, Forwarder, ListenerId};
+use crate::node::Node;
 use crate::rendezvous::ServiceName;
-use crate::status::Seen;
 
 /// What a node runs.
 #[derive(Clone, Debug)]
@@ -51,13 +44,12 @@ impl NodeConfig {
         }
     }
 
-    /// Builds the node's protocol half once the runtime has bound its UDP socket (at
-    /// `udp_addr`) and its `listeners` (from [`bind_listeners`]): fills the rendezvous
-    /// configuration's default host candidates (`local_ip_toward` is the OS route query, see
+    /// Builds the sans-IO [`Node`] once the runtime has bound its UDP socket (at `udp_addr`)
+    /// and its `listeners` (from [`bind_listeners`]): fills the rendezvous configuration's
+    /// default host candidates (`local_ip_toward` is the OS route query, see
     /// [`crate::config::RendezvousConfig::default_host_candidates`]), creates the [`Endpoint`]
-    /// from `seed` and `clock`, exposes every service, and registers each
-    /// listener with a new [`Forwarder`]. `clock` is the monotonic and the wall-clock time,
-    /// read together.
+    /// from `seed` and `clock`, exposes every service, and registers each listener with a new
+    /// [`Forwarder`]. `clock` is the monotonic and the wall-clock time, read together.
     pub fn start<L>(
         self,
         udp_addr: SocketAddr,
@@ -90,14 +82,20 @@ impl NodeConfig {
             listen_addrs.push((listener.service, listener.addr.unwrap_or(udp_addr)));
             accept.push((id, listener.socket));
         }
-        Ok(Started {
+        let node = Node::new(
+            now,
             endpoint,
             forwarder,
+            udp_addr,
+            self.expose,
+            listen_addrs.clone(),
+        );
+        Ok(Started {
+            node,
             public_key,
             udp_addr,
             listeners: accept,
             listen_addrs,
-            exposed: self.expose,
         })
     }
 }
@@ -151,10 +149,9 @@ pub fn seed<E: fmt::Display>(
 /// What [`NodeConfig::start`] built, for the runtime's event loop.
 #[derive(Debug)]
 pub struct Started<L> {
-    /// The endpoint, with the services exposed.
-    pub endpoint: Endpoint,
-    /// The forwarder, with a listener for each connected service.
-    pub forwarder: Forwarder,
+    /// The node: the endpoint with the services exposed, and the forwarder with a listener for
+    /// each connected service.
+    pub node: Node,
     /// The endpoint's static public key.
     pub public_key: PublicKey,
     /// The bound UDP address.
@@ -164,8 +161,6 @@ pub struct Started<L> {
     /// Each connected service and the local address its listener is bound to (the UDP
     /// address when the OS did not say).
     pub listen_addrs: Vec<(ServiceName, SocketAddr)>,
-    /// The exposed services: name and local target.
-    pub exposed: Vec<(ServiceName, String)>,
 }
 
 /// Why a node did not start. Each says what to change.
@@ -258,127 +253,9 @@ impl fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-/// How much a [`LogLine`] matters; a runtime maps it to its logger's level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// Something the operator should look at.
-    Warn,
-    /// A change worth a line in the log.
-    Info,
-    /// Everything else, for debugging.
-    Trace,
-}
-
-/// What a runtime logs about one event: a [`Level`] and a one-line text (formatted only when
-/// displayed, so lines below the logger's level cost nothing).
-#[derive(Clone, Copy, Debug)]
-pub struct LogLine<'a> {
-    event: &'a Event,
-    level: Level,
-}
-
-impl LogLine<'_> {
-    /// How much it matters.
-    pub fn level(&self) -> Level {
-        self.level
-    }
-}
-
-impl Event {
-    /// What a runtime logs about this event, or `None` for a STUN outcome (it answers a
-    /// probe). `seen` is the status bookkeeping from before this event: a registration is
-    /// logged at [`Level::Info`] only when we were not registered already.
-    pub fn log_line(&self, seen: &Seen) -> Option<LogLine<'_>> {
-        let level = match self {
-            Event::Stun(_) => return None,
-            Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
-            Event::Connected { .. }
-            | Event::PathChanged { .. }
-            | Event::SessionClosed { .. }
-            | Event::Registered { .. }
-            | Event::ServiceReady { .. }
-            | Event::Rendezvous(_) => Level::Info,
-            Event::RegistrationLost
-            | Event::RegistrationFailed { .. }
-            | Event::ServiceFailed { .. }
-            | Event::PeerRejected { .. } => Level::Warn,
-            _ => Level::Trace,
-        };
-        Some(LogLine { event: self, level })
-    }
-}
-
-impl fmt::Display for LogLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.level == Level::Trace {
-            return write!(f, "{:?}", self.event);
-        }
-        // The text a structured logger would print for a message and its fields.
-        match self.event {
-            Event::Connected { peer, key, path } => {
-                write!(f, "session up peer={peer} path={path} key={key}")
-            }
-            Event::PathChanged { peer, path } => write!(f, "path changed peer={peer} path={path}"),
-            Event::SessionClosed { peer, reason, .. } => {
-                write!(f, "session closed: {reason} peer={peer}")
-            }
-            Event::Registered { reflexive } => write!(
-                f,
-                "registered with the rendezvous server reflexive={reflexive}"
-            ),
-            Event::RegistrationLost => f.write_str("registration lost; registering again"),
-            Event::RegistrationFailed { reason } => write!(f, "registration refused: {reason}"),
-            Event::ServiceReady { service, peer } => {
-                write!(f, "service ready service={service} peer={peer}")
-            }
-            Event::ServiceFailed { service, reason } => {
-                write!(f, "service unavailable: {reason} service={service}")
-            }
-            Event::PeerRejected { key, addr } => {
-                write!(
-                    f,
-                    "handshake from a key we do not admit addr={addr} key={key}"
-                )
-            }
-            Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
-            other => write!(f, "{other:?}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::PeerId;
-
-    #[test]
-    fn first_registration_is_info_and_a_renewal_is_trace() {
-        let event = Event::Registered {
-            reflexive: "192.0.2.1:4000".parse().unwrap(),
-        };
-        let mut seen = Seen::default();
-        let line = event.log_line(&seen).unwrap();
-        assert_eq!(line.level(), Level::Info);
-        assert_eq!(
-            line.to_string(),
-            "registered with the rendezvous server reflexive=192.0.2.1:4000"
-        );
-        seen.handle_event(&event);
-        assert_eq!(event.log_line(&seen).unwrap().level(), Level::Trace);
-    }
-
-    #[test]
-    fn stun_outcomes_are_not_logged_and_data_events_are_trace() {
-        let seen = Seen::default();
-        let stun = Event::Stun(crate::stun::ProbeOutcome::TimedOut {
-            server: "192.0.2.1:3478".parse().unwrap(),
-        });
-        assert!(stun.log_line(&seen).is_none());
-        let readable = Event::StreamsAvailable { peer: PeerId(3) };
-        let line = readable.log_line(&seen).unwrap();
-        assert_eq!(line.level(), Level::Trace);
-        assert_eq!(line.to_string(), format!("{readable:?}"));
-    }
 
     #[test]
     fn start_errors_say_what_to_change() {

@@ -1,0 +1,133 @@
+//! What a runtime logs about the endpoint's events: a [`Level`] and a one-line text, handed
+//! out by [`super::Node::poll_output`] as [`super::Output::Log`].
+
+use std::fmt;
+
+use crate::event::Event;
+use crate::status::Seen;
+
+/// How much a [`LogLine`] matters; a runtime maps it to its logger's level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Something the operator should look at.
+    Warn,
+    /// A change worth a line in the log.
+    Info,
+    /// Everything else, for debugging.
+    Trace,
+}
+
+/// What a runtime logs about one event: a [`Level`] and a one-line text (formatted only when
+/// displayed, so lines below the logger's level cost nothing).
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    event: Event,
+    level: Level,
+}
+
+impl LogLine {
+    /// The line for `event`, or `None` for a STUN outcome (it answers a probe). `seen` is the
+    /// status bookkeeping from before this event: a registration is logged at [`Level::Info`]
+    /// only when we were not registered already.
+    pub fn new(event: Event, seen: &Seen) -> Option<Self> {
+        let level = match &event {
+            Event::Stun(_) => return None,
+            Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
+            Event::Connected { .. }
+            | Event::PathChanged { .. }
+            | Event::SessionClosed { .. }
+            | Event::Registered { .. }
+            | Event::ServiceReady { .. }
+            | Event::Rendezvous(_) => Level::Info,
+            Event::RegistrationLost
+            | Event::RegistrationFailed { .. }
+            | Event::ServiceFailed { .. }
+            | Event::PeerRejected { .. } => Level::Warn,
+            _ => Level::Trace,
+        };
+        Some(Self { event, level })
+    }
+
+    /// How much it matters.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// The event it is about.
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.level == Level::Trace {
+            return write!(f, "{:?}", self.event);
+        }
+        // The text a structured logger would print for a message and its fields.
+        match &self.event {
+            Event::Connected { peer, key, path } => {
+                write!(f, "session up peer={peer} path={path} key={key}")
+            }
+            Event::PathChanged { peer, path } => write!(f, "path changed peer={peer} path={path}"),
+            Event::SessionClosed { peer, reason, .. } => {
+                write!(f, "session closed: {reason} peer={peer}")
+            }
+            Event::Registered { reflexive } => write!(
+                f,
+                "registered with the rendezvous server reflexive={reflexive}"
+            ),
+            Event::RegistrationLost => f.write_str("registration lost; registering again"),
+            Event::RegistrationFailed { reason } => write!(f, "registration refused: {reason}"),
+            Event::ServiceReady { service, peer } => {
+                write!(f, "service ready service={service} peer={peer}")
+            }
+            Event::ServiceFailed { service, reason } => {
+                write!(f, "service unavailable: {reason} service={service}")
+            }
+            Event::PeerRejected { key, addr } => {
+                write!(
+                    f,
+                    "handshake from a key we do not admit addr={addr} key={key}"
+                )
+            }
+            Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PeerId;
+
+    #[test]
+    fn first_registration_is_info_and_a_renewal_is_trace() {
+        let event = Event::Registered {
+            reflexive: "192.0.2.1:4000".parse().unwrap(),
+        };
+        let mut seen = Seen::default();
+        let line = LogLine::new(event.clone(), &seen).unwrap();
+        assert_eq!(line.level(), Level::Info);
+        assert_eq!(
+            line.to_string(),
+            "registered with the rendezvous server reflexive=192.0.2.1:4000"
+        );
+        seen.handle_event(&event);
+        assert_eq!(LogLine::new(event, &seen).unwrap().level(), Level::Trace);
+    }
+
+    #[test]
+    fn stun_outcomes_are_not_logged_and_data_events_are_trace() {
+        let seen = Seen::default();
+        let stun = Event::Stun(crate::stun::ProbeOutcome::TimedOut {
+            server: "192.0.2.1:3478".parse().unwrap(),
+        });
+        assert!(LogLine::new(stun, &seen).is_none());
+        let readable = Event::StreamsAvailable { peer: PeerId(3) };
+        let line = LogLine::new(readable.clone(), &seen).unwrap();
+        assert_eq!(line.level(), Level::Trace);
+        assert_eq!(line.to_string(), format!("{readable:?}"));
+    }
+}

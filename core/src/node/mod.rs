@@ -1,0 +1,261 @@
+//! [`Node`]: everything a runtime drives, sans-IO. A node owns the [`Endpoint`], the
+//! [`Forwarder`] that maps local connections to streams, and the bookkeeping behind `burrow
+//! status`; it has one output, [`Node::poll_output`], that ends in [`Output::Timeout`].
+//!
+//! A runtime then only owns sockets: it starts a node ([`NodeConfig::start`], after
+//! [`bind_listeners`] and [`seed`]), feeds it datagrams, deadlines and what its local sockets
+//! did, and performs what [`Node::poll_output`] hands out, as the crate docs' run loop says.
+//! Besides this module: the start-up (`config.rs`) and the log lines (`log.rs`).
+
+mod config;
+mod log;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub use config::{Listener, NodeConfig, StartError, Started, Stopped, bind_listeners, seed};
+pub use log::{Level, LogLine};
+
+use crate::endpoint::Endpoint;
+use crate::event::Event;
+use crate::forward::{Action, ConnId, Forwarder, ListenerId};
+use crate::rendezvous::ServiceName;
+use crate::status::{self, Seen, Status};
+use crate::transmit::Transmit;
+
+/// How long a node with no deadline at all sleeps before [`Output::Timeout`] wakes it anyway
+/// (calling [`Node::handle_timeout`] early is harmless).
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
+/// A STUN probe asked for with [`Node::stun_probe`]; its answer is an
+/// [`Output::StunResult`] with the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProbeId(pub u64);
+
+/// What a node wants done, from [`Node::poll_output`].
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram (with its TTL, if it has one).
+    Transmit(Transmit),
+    /// Do this to a local socket: connect, read once, write, shut down or close.
+    Action(Action),
+    /// Log this line at its level.
+    Log(LogLine),
+    /// A STUN probe finished: `mapped` is our address as `server` saw it, `None` if it never
+    /// answered.
+    StunResult {
+        /// The probe it answers.
+        probe: ProbeId,
+        /// The server asked.
+        server: SocketAddr,
+        /// Our reflexive address, if the server answered.
+        mapped: Option<SocketAddr>,
+    },
+    /// Nothing more to do until this instant (or a datagram, a local socket report or a
+    /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
+    Timeout(Instant),
+}
+
+/// The endpoint, the forwarder and the status bookkeeping of one node, with one output.
+#[derive(Debug)]
+pub struct Node {
+    ep: Endpoint,
+    fwd: Forwarder,
+    seen: Seen,
+    udp_addr: SocketAddr,
+    exposed: Vec<(ServiceName, String)>,
+    listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    /// Probes waiting for their outcome, and the id of the next one.
+    probes: Vec<(ProbeId, SocketAddr)>,
+    next_probe: u64,
+    /// Outputs made while draining an event (log lines, STUN answers), handed out in order.
+    queued: VecDeque<Output>,
+    /// The latest `now` an input brought; events are handed to the forwarder with it.
+    now: Instant,
+}
+
+impl Node {
+    /// A node over `ep` and `fwd` (as [`NodeConfig::start`] builds them), bound at `udp_addr`,
+    /// exposing `exposed` (name, target) and listening at `listen_addrs` (service, address).
+    pub fn new(
+        now: Instant,
+        ep: Endpoint,
+        fwd: Forwarder,
+        udp_addr: SocketAddr,
+        exposed: Vec<(ServiceName, String)>,
+        listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    ) -> Self {
+        Self {
+            ep,
+            fwd,
+            seen: Seen::default(),
+            udp_addr,
+            exposed,
+            listen_addrs,
+            probes: Vec::new(),
+            next_probe: 0,
+            queued: VecDeque::new(),
+            now,
+        }
+    }
+
+    /// The next thing to do. Call it after every input until it returns [`Output::Timeout`]
+    /// (it always does, once nothing else is left): transmits first, then what events said
+    /// (log lines, STUN answers), then the forwarder's actions on local sockets. Each event
+    /// the endpoint gives is passed to the forwarder and to the status bookkeeping here, so
+    /// their consequences come out of the same drain.
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(t) = self.ep.poll_transmit() {
+                return Output::Transmit(t);
+            }
+            if let Some(out) = self.queued.pop_front() {
+                return out;
+            }
+            if let Some(action) = self.fwd.poll_action() {
+                return Output::Action(action);
+            }
+            match self.ep.poll_event() {
+                Some(event) => self.event(event),
+                None => return Output::Timeout(self.timeout()),
+            }
+        }
+    }
+
+    /// The deadline once everything is drained: the endpoint's, or [`IDLE_WAKE`] from the
+    /// latest input when it has none.
+    fn timeout(&self) -> Instant {
+        self.ep
+            .poll_timeout()
+            .map_or(self.now + IDLE_WAKE, |(at, _)| at)
+    }
+
+    fn event(&mut self, event: Event) {
+        self.fwd.handle_event(self.now, &mut self.ep, &event);
+        if let Event::Stun(outcome) = &event {
+            let (server, mapped) = outcome.result();
+            let queued = &mut self.queued;
+            self.probes.retain(|&(probe, s)| {
+                if s == server {
+                    queued.push_back(Output::StunResult {
+                        probe,
+                        server,
+                        mapped,
+                    });
+                }
+                s != server
+            });
+        }
+        if let Some(line) = LogLine::new(event, &self.seen) {
+            self.seen.handle_event(line.event());
+            self.queued.push_back(Output::Log(line));
+        }
+    }
+
+    fn input(&mut self, now: Instant) -> (&mut Forwarder, &mut Endpoint) {
+        self.now = now;
+        (&mut self.fwd, &mut self.ep)
+    }
+
+    /// A datagram arrived on the UDP socket.
+    pub fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.input(now).1.handle_input(now, from, bytes);
+    }
+
+    /// The deadline of the last [`Output::Timeout`] has passed (early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.input(now).1.handle_timeout(now);
+    }
+
+    /// A listener accepted a connection: `Some(conn)` to keep it under that id (read it and
+    /// write it as actions say), `None` to drop it.
+    pub fn handle_accept(&mut self, now: Instant, listener: ListenerId) -> Option<ConnId> {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_accept(now, ep, listener)
+    }
+
+    /// An [`Action::Connect`] succeeded.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_connected(now, ep, conn);
+    }
+
+    /// An [`Action::Connect`] failed, and why.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, why: &str) {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_connect_failed(now, ep, conn, why);
+    }
+
+    /// An [`Action::Read`] read `data` (not empty).
+    pub fn handle_read(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_read(now, ep, conn, data);
+    }
+
+    /// An [`Action::Read`] found the end of the local stream.
+    pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_eof(now, ep, conn);
+    }
+
+    /// `n` bytes of [`Action::Write`]s left for the local socket.
+    pub fn handle_written(&mut self, now: Instant, conn: ConnId, n: usize) {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_written(now, ep, conn, n);
+    }
+
+    /// A local socket failed (reading, writing or shutting down), and why.
+    pub fn handle_conn_error(&mut self, now: Instant, conn: ConnId, why: &str) {
+        let (fwd, ep) = self.input(now);
+        fwd.handle_conn_error(now, ep, conn, why);
+    }
+
+    /// Asks the STUN server at `server` for our reflexive address; the answer comes as an
+    /// [`Output::StunResult`] with the returned id (every probe to one server waiting at the
+    /// same time gets the same answer).
+    pub fn stun_probe(&mut self, now: Instant, server: SocketAddr) -> ProbeId {
+        let probe = ProbeId(self.next_probe);
+        self.next_probe += 1;
+        self.probes.push((probe, server));
+        self.input(now).1.stun_probe(now, server);
+        probe
+    }
+
+    /// Stops the node politely: every session is closed, telling its peer, so that peers and
+    /// the rendezvous server learn of it at once rather than by a timeout; local connections
+    /// fail with them. Drain [`Self::poll_output`] once more and send its transmits before
+    /// dropping the node.
+    pub fn shutdown(&mut self, now: Instant) {
+        let peers: Vec<_> = self.seen.peers.keys().copied().collect();
+        let ep = self.input(now).1;
+        for peer in peers {
+            ep.close(now, peer);
+        }
+    }
+
+    /// A snapshot of sessions, services and connections, for `burrow status`.
+    pub fn status(&self) -> Status {
+        status::snapshot(
+            &self.ep,
+            &self.fwd,
+            &self.seen,
+            Some(self.udp_addr),
+            &self.exposed,
+            &self.listen_addrs,
+        )
+    }
+
+    /// How many bytes one [`Action::Read`] should read at most.
+    pub fn read_chunk(&self) -> usize {
+        self.fwd.read_chunk()
+    }
+
+    /// The endpoint, for what the node does not say itself (counters, sessions).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.ep
+    }
+}
+
+#[cfg(test)]
+mod tests;

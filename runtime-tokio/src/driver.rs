@@ -1,0 +1,264 @@
+//! The node's one task on any async [`Runtime`]: core's run loop (see `burrow_core`'s crate
+//! docs). Drain the node, send the transmits in batches, wait for a datagram, a local socket
+//! report, a command or the deadline, read the clock once, feed the node.
+
+use std::collections::BTreeMap;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use async_channel::{Receiver, Sender};
+use burrow_core::Transmit;
+use burrow_core::forward::{Action, ConnId, ListenerId};
+use burrow_core::node::{Node, Output, ProbeId};
+
+use crate::handle::Command;
+use crate::local::{self, ConnTasks, Local};
+use crate::runtime::{Direction, Runtime};
+use crate::udp::Udp;
+
+/// Receive batches handled per wake-up before the node's output is sent.
+const RECV_ROUNDS: usize = 16;
+/// Local reports handled per wake-up before the node's output is sent.
+const LOCAL_BATCH: usize = 64;
+
+/// What the task owns besides the node.
+pub(crate) struct Parts<R: Runtime> {
+    pub(crate) socket: R::Udp,
+    pub(crate) listeners: Vec<(ListenerId, R::Listener)>,
+    pub(crate) commands: Receiver<Command>,
+    /// Dropped when the loop ends, which tells handles it has stopped.
+    pub(crate) done: Sender<()>,
+}
+
+struct Loop<R: Runtime> {
+    node: Node,
+    socket: R::Udp,
+    udp: Udp,
+    /// Transmits drained from the node, sent together so runs can be batched.
+    outbox: Vec<Transmit>,
+    to_loop: Sender<Local<R>>,
+    conns: BTreeMap<ConnId, ConnTasks>,
+    /// STUN probes asked for by handles, waiting for their answer.
+    probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
+}
+
+/// What woke the loop.
+enum Wake<R: Runtime> {
+    Datagram(io::Result<()>),
+    Local(Local<R>),
+    Command(Option<Command>),
+    Deadline,
+}
+
+/// Runs until shut down (or every handle is dropped).
+pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
+    let Parts {
+        socket,
+        listeners,
+        commands,
+        done: _done,
+    } = parts;
+    let (to_loop, local) = async_channel::unbounded();
+    let accepts: Vec<R::Task> = listeners
+        .into_iter()
+        .map(|(id, l)| R::spawn(local::accept::<R>(id, l, to_loop.clone())))
+        .collect();
+    let udp = match Udp::new(&socket) {
+        Ok(udp) => udp,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the UDP socket");
+            return;
+        }
+    };
+    tracing::debug!(?udp, "UDP batching");
+    let mut state = Loop {
+        node,
+        socket,
+        udp,
+        outbox: Vec::new(),
+        to_loop,
+        conns: BTreeMap::new(),
+        probes: BTreeMap::new(),
+    };
+    let mut turn = 0usize;
+    loop {
+        let deadline = state.drain();
+        state.send_outbox().await;
+        turn = turn.wrapping_add(1);
+        let wake = {
+            let mut datagram = pin!(R::udp_ready(&state.socket, Direction::Read));
+            let mut report = pin!(local.recv());
+            let mut command = pin!(commands.recv());
+            let mut timer = pin!(R::sleep_until(deadline));
+            // Round robin, so a busy socket does not starve local sockets or commands.
+            poll_fn(|cx| {
+                for i in 0..4 {
+                    let ready = match (turn + i) % 4 {
+                        0 => datagram.as_mut().poll(cx).map(Wake::Datagram),
+                        // `local` never closes: the loop holds a sender.
+                        1 => report
+                            .as_mut()
+                            .poll(cx)
+                            .map(|r| r.map_or(Wake::Command(None), Wake::Local)),
+                        2 => command.as_mut().poll(cx).map(|c| Wake::Command(c.ok())),
+                        _ => timer.as_mut().poll(cx).map(|()| Wake::Deadline),
+                    };
+                    if ready.is_ready() {
+                        return ready;
+                    }
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        let now = Instant::now();
+        match wake {
+            Wake::Datagram(Err(e)) => {
+                tracing::error!(error = %e, "UDP socket failed");
+                break;
+            }
+            Wake::Datagram(Ok(())) => state.receive(now),
+            Wake::Local(report) => {
+                state.local(now, report);
+                for _ in 1..LOCAL_BATCH {
+                    match local.try_recv() {
+                        Ok(report) => state.local(now, report),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Command(Some(Command::Status(reply))) => {
+                let _ = reply.try_send(state.node.status());
+            }
+            Wake::Command(Some(Command::StunProbe(server, reply))) => {
+                let probe = state.node.stun_probe(now, server);
+                state.probes.insert(probe, reply);
+            }
+            Wake::Command(Some(Command::Shutdown) | None) => {
+                // Peers and the server hear of it now, not by a timeout.
+                state.node.shutdown(now);
+                state.drain();
+                state.send_outbox().await;
+                break;
+            }
+            Wake::Deadline => state.node.handle_timeout(now),
+        }
+    }
+    drop(accepts);
+}
+
+impl<R: Runtime> Loop<R> {
+    /// Performs everything the node has to say but its transmits, which go to the outbox;
+    /// returns its deadline.
+    fn drain(&mut self) -> Instant {
+        loop {
+            match self.node.poll_output() {
+                Output::Transmit(t) => self.outbox.push(t),
+                Output::Action(action) => self.action(action),
+                Output::Log(line) => crate::log(&line),
+                Output::StunResult { probe, mapped, .. } => {
+                    if let Some(reply) = self.probes.remove(&probe) {
+                        let _ = reply.try_send(mapped);
+                    }
+                }
+                Output::Timeout(at) => return at,
+            }
+        }
+    }
+
+    /// Sends the outbox in batches, waiting for the socket when its buffer is full.
+    async fn send_outbox(&mut self) {
+        let mut sent = 0;
+        while sent < self.outbox.len() {
+            let (udp, socket, rest) = (&mut self.udp, &self.socket, &self.outbox[sent..]);
+            match R::udp_try_io(socket, Direction::Write, || udp.send(socket, rest)) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = R::udp_ready(socket, Direction::Write).await {
+                        tracing::debug!(error = %e, "UDP socket not writable");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "send failed");
+                    sent += 1;
+                }
+            }
+        }
+        self.outbox.clear();
+    }
+
+    /// Feeds what the socket holds to the node (boundedly) before anything is sent.
+    fn receive(&mut self, now: Instant) {
+        let Self {
+            node, socket, udp, ..
+        } = self;
+        for _ in 0..RECV_ROUNDS {
+            let received = R::udp_try_io(socket, Direction::Read, || {
+                udp.recv(socket, |from, d| node.handle_input(now, from, d))
+            });
+            if received.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn local(&mut self, now: Instant, report: Local<R>) {
+        let node = &mut self.node;
+        match report {
+            Local::Accepted(listener, stream) => {
+                if let Some(id) = node.handle_accept(now, listener) {
+                    let tasks = local::start(id, stream, &self.to_loop, node.read_chunk());
+                    self.conns.insert(id, tasks);
+                }
+            }
+            Local::Connected(id, stream) => {
+                if self.conns.contains_key(&id) {
+                    let tasks = local::start(id, stream, &self.to_loop, node.read_chunk());
+                    self.conns.insert(id, tasks);
+                    node.handle_connected(now, id);
+                }
+                // Otherwise the stream was reset while connecting: dropping the socket closes it.
+            }
+            Local::ConnectFailed(id, e) => node.handle_connect_failed(now, id, &e.to_string()),
+            Local::Read(id, data) => node.handle_read(now, id, &data),
+            Local::Eof(id) => node.handle_eof(now, id),
+            Local::Written(id, n) => node.handle_written(now, id, n),
+            Local::Failed(id, e) => node.handle_conn_error(now, id, &e.to_string()),
+        }
+    }
+
+    fn action(&mut self, action: Action) {
+        match action {
+            Action::Connect { conn, target } => {
+                tracing::debug!(%conn, %target, "connecting");
+                local::spawn_connect::<R>(conn, target, self.to_loop.clone());
+                // A placeholder until connected, so a Close before then is noticed.
+                self.conns.insert(conn, ConnTasks::placeholder());
+            }
+            Action::Read { conn } => self.with(conn, ConnTasks::read),
+            Action::Write { conn, data } => self.with(conn, |t| t.write(data)),
+            Action::Shutdown { conn } => self.with(conn, ConnTasks::shutdown),
+            Action::Close {
+                conn,
+                abort,
+                reason,
+            } => {
+                crate::log_close(conn, reason.as_deref());
+                if let Some(tasks) = self.conns.remove(&conn) {
+                    tasks.close(abort);
+                }
+            }
+        }
+    }
+
+    fn with(&self, conn: ConnId, f: impl FnOnce(&ConnTasks)) {
+        if let Some(tasks) = self.conns.get(&conn) {
+            f(tasks);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Starting a node on an async [`Runtime`], and the handle that asks it for status, STUN
+//! probes and shutdown. The same types on every async runtime; their methods are futures that
+//! run on any executor.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Instant, SystemTime};
+
+use async_channel::{Receiver, Sender, bounded};
+use burrow_core::PublicKey;
+use burrow_core::node::{self, NodeConfig, StartError, Started, Stopped};
+use burrow_core::rendezvous::ServiceName;
+use burrow_core::status::Status;
+use socket2::SockRef;
+
+use crate::driver::{self, Parts};
+use crate::runtime::Runtime;
+
+/// Requests from a handle to the node's loop.
+pub(crate) enum Command {
+    Status(Sender<Status>),
+    StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
+    Shutdown,
+}
+
+/// The node's loop, for a runtime's `spawn`.
+pub type LoopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Binds the UDP socket and the listeners, exposes the services, and hands the node's loop to
+/// `spawn` (which runs it on `R`, on a task or a thread of its own).
+pub fn start<R: Runtime>(
+    config: NodeConfig,
+    spawn: impl FnOnce(LoopFuture) -> io::Result<()>,
+) -> Result<NodeHandle, StartError> {
+    let bind_err = move |source| StartError::Bind {
+        addr: config.bind,
+        source,
+    };
+    let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    let udp_addr = socket.local_addr().map_err(bind_err)?;
+    let socket = R::wrap_udp(socket).map_err(bind_err)?;
+    let listeners = node::bind_listeners(
+        &config.connect,
+        |addr| {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            R::wrap_listener(listener)
+        },
+        |l: &R::Listener| {
+            let addr = SockRef::from(l).local_addr()?;
+            addr.as_socket()
+                .ok_or_else(|| io::Error::other("not an IP socket"))
+        },
+    )?;
+    let seed = node::seed(getrandom::fill)?;
+    let clock = (Instant::now(), SystemTime::now());
+    let started = config.start(udp_addr, listeners, seed, clock, crate::local_ip_toward)?;
+    let Started {
+        node,
+        public_key,
+        listeners,
+        listen_addrs,
+        ..
+    } = started;
+    let (commands, rx) = bounded(16);
+    let (done, stopped) = bounded(1);
+    let parts = Parts::<R> {
+        socket,
+        listeners,
+        commands: rx,
+        done,
+    };
+    spawn(Box::pin(driver::run(node, parts))).map_err(bind_err)?;
+    Ok(NodeHandle {
+        udp_addr,
+        public_key,
+        listeners: listen_addrs,
+        control: NodeControl { commands },
+        stopped,
+    })
+}
+
+/// A running node: its addresses, its status, and how to stop it. Dropping it (and every
+/// [`NodeControl`]) stops the node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    udp_addr: SocketAddr,
+    public_key: PublicKey,
+    listeners: Vec<(ServiceName, SocketAddr)>,
+    control: NodeControl,
+    /// Closes when the loop ends.
+    stopped: Receiver<()>,
+}
+
+impl NodeHandle {
+    /// The bound UDP address (with the real port when port 0 was asked for).
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The endpoint's static public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    /// Each connected service and the local address its listener is bound to.
+    pub fn listeners(&self) -> &[(ServiceName, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// A snapshot of sessions, services and connections.
+    pub async fn status(&self) -> Result<Status, Stopped> {
+        self.control.status().await
+    }
+
+    /// A cloneable handle for status and probes, for tasks such as a control socket.
+    pub fn control(&self) -> NodeControl {
+        self.control.clone()
+    }
+
+    /// Whether the node's loop has ended.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_closed()
+    }
+
+    /// Waits until the node's loop ends (it runs until [`Self::shutdown`]).
+    pub async fn stopped(&self) {
+        let _ = self.stopped.recv().await;
+    }
+
+    /// Stops the node: listeners close, local connections drop, the socket closes. Returns
+    /// when the loop has ended.
+    pub async fn shutdown(self) {
+        let _ = self.control.commands.send(Command::Shutdown).await;
+        self.stopped().await;
+    }
+}
+
+/// Asks a running node for its status or a STUN probe; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeControl {
+    commands: Sender<Command>,
+}
+
+impl NodeControl {
+    async fn ask<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, Stopped> {
+        let (tx, rx) = bounded(1);
+        self.commands.send(command(tx)).await.map_err(|_| Stopped)?;
+        rx.recv().await.map_err(|_| Stopped)
+    }
+
+    /// A snapshot of sessions, services and connections.
+    pub async fn status(&self) -> Result<Status, Stopped> {
+        self.ask(Command::Status).await
+    }
+
+    /// Asks the STUN server at `server` (a burrow server answers STUN) for our reflexive
+    /// address: `Some(mapped)` if it answered, `None` after the core's retransmissions (at most
+    /// 9.5 s). Tells "the server is down or filtered" from "it is up but our handshake fails"
+    /// (a wrong pinned key).
+    pub async fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
+        self.ask(|tx| Command::StunProbe(server, tx)).await
+    }
+}

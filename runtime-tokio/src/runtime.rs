@@ -1,0 +1,84 @@
+//! What the async driver needs from an async runtime (quinn's model: one driver over a small
+//! trait; each runtime's side is a shim of plain calls). Everything is a static function: a
+//! runtime is a type, not a value.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+/// Which readiness of the UDP socket to wait for or to clear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Readable.
+    Read,
+    /// Writable.
+    Write,
+}
+
+/// An async runtime: tasks, a timer, the UDP socket's readiness, and local TCP or unix
+/// sockets. The driver does the rest.
+pub trait Runtime: Send + Sync + 'static {
+    /// The UDP socket, registered with the runtime's reactor.
+    type Udp: AsFd + Send + Sync + 'static;
+    /// A listening TCP socket.
+    type Listener: AsFd + Send + 'static;
+    /// A connected local socket (TCP or unix).
+    type Stream: Send + 'static;
+    /// The read half of a [`Self::Stream`].
+    type Reader: Send + 'static;
+    /// The write half of a [`Self::Stream`].
+    type Writer: Send + 'static;
+    /// A spawned task; dropping it cancels the task.
+    type Task: Send + 'static;
+
+    /// Spawns `future` on the runtime.
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self::Task;
+    /// Lets `task` run to its end on its own.
+    fn detach(task: Self::Task);
+    /// Completes at `at`.
+    fn sleep_until(at: Instant) -> impl Future<Output = ()> + Send;
+
+    /// Registers a bound, non-blocking UDP socket.
+    fn wrap_udp(socket: std::net::UdpSocket) -> io::Result<Self::Udp>;
+    /// Completes once the socket may be ready in `direction`.
+    fn udp_ready(
+        udp: &Self::Udp,
+        direction: Direction,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+    /// Runs one non-blocking operation on the socket; a `WouldBlock` from `op` clears the
+    /// readiness it waited for, so the next [`Self::udp_ready`] waits for a new one.
+    fn udp_try_io<T>(
+        udp: &Self::Udp,
+        direction: Direction,
+        op: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T>;
+
+    /// Registers a bound, non-blocking TCP listener.
+    fn wrap_listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
+    /// Accepts one connection.
+    fn accept(
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// Connects to `target`: `host:port` (resolved without blocking the runtime), or
+    /// `unix:PATH` for a unix socket. TCP connections get `TCP_NODELAY`.
+    fn connect(target: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Splits a connected socket for its reader and writer tasks.
+    fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer);
+    /// Reads once.
+    fn read(
+        reader: &mut Self::Reader,
+        buf: &mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Writes all of `data`.
+    fn write_all(
+        writer: &mut Self::Writer,
+        data: &[u8],
+    ) -> impl Future<Output = io::Result<()>> + Send;
+    /// Shuts down the write direction (a FIN) after what was written.
+    fn shutdown(writer: &mut Self::Writer) -> impl Future<Output = io::Result<()>> + Send;
+    /// Drops the connection with a TCP reset, which tells the local application it failed (a
+    /// unix socket has no reset: it is just closed once the reader is gone too).
+    fn reset(writer: Self::Writer);
+}

@@ -15,6 +15,7 @@ pub(crate) fn origin() -> Instant {
 }
 
 mod adversarial;
+mod amplification;
 mod meet;
 mod session;
 mod streams;

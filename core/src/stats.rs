@@ -69,8 +69,8 @@ pub struct Stats {
     pub relay_forwarded: u64,
     /// Server: bytes forwarded between two daemons.
     pub relay_forwarded_bytes: u64,
-    /// Server: relay packets refused (an unregistered sender or destination, or no session to
-    /// the destination).
+    /// Server: relay packets refused (an unregistered sender or destination, two daemons the
+    /// server never introduced, or no session to the destination).
     pub relay_refused: u64,
     /// Server: relay packets dropped over their token's rate limit.
     pub relay_limited: u64,

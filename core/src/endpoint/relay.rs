@@ -54,7 +54,10 @@ impl Endpoint {
         };
         match relay.relay(now, &via, &peer, packet.len()) {
             Ok(()) => {}
-            Err(crate::rendezvous::RelayRefusal::NotRegistered) => {
+            Err(
+                crate::rendezvous::RelayRefusal::NotRegistered
+                | crate::rendezvous::RelayRefusal::NotIntroduced,
+            ) => {
                 self.out.stats.relay_refused += 1;
                 return;
             }

@@ -29,6 +29,9 @@ pub(super) struct Daemon {
     meetings: BTreeMap<u64, PublicKey>,
     /// Peers the application asked to meet; `PeerReady` once a session to one is up.
     peers: BTreeSet<PublicKey>,
+    /// Outstanding requests to be introduced again to a peer we have a session with (after
+    /// registering again): request id to the peer.
+    rejoins: BTreeMap<u64, PublicKey>,
 }
 
 impl Daemon {
@@ -48,6 +51,7 @@ impl Daemon {
             resolved: BTreeMap::new(),
             meetings: BTreeMap::new(),
             peers: BTreeSet::new(),
+            rejoins: BTreeMap::new(),
         }
     }
 
@@ -181,7 +185,8 @@ impl Endpoint {
             .expect("only a daemon has client events");
         match event {
             ClientEvent::Registered { reflexive, .. } => {
-                self.out.events.push_back(Event::Registered { reflexive })
+                self.out.events.push_back(Event::Registered { reflexive });
+                self.refresh_introductions(now);
             }
             ClientEvent::RegistrationFailed { code, detail } => {
                 let reason = format!("{code:?}: {detail}");
@@ -200,6 +205,7 @@ impl Endpoint {
                 }
                 if let Some(r) = request {
                     daemon.meetings.remove(&r);
+                    daemon.rejoins.remove(&r);
                 }
                 // Both sides punch toward each other; the session's tie-break picks one
                 // handshake if both get through.
@@ -216,7 +222,9 @@ impl Endpoint {
                 detail,
             } => {
                 let reason = format!("{code:?}: {detail}");
-                if let Some(service) = daemon.lookups.remove(&request) {
+                if daemon.rejoins.remove(&request).is_some() {
+                    // The other side did not ask in time: its session stands or falls alone.
+                } else if let Some(service) = daemon.lookups.remove(&request) {
                     self.out
                         .events
                         .push_back(Event::ServiceFailed { service, reason });
@@ -226,6 +234,35 @@ impl Endpoint {
                 }
             }
             ClientEvent::LeaseLost => self.out.events.push_back(Event::RegistrationLost),
+        }
+    }
+
+    /// After a registration (also again after a server restart or a lapsed lease, which cost
+    /// the server its introductions): asks the server, in peer mode, to introduce us again to
+    /// every daemon we still have a session with. The other side does the same when it
+    /// registers again, so the server pairs the two again and its relay, which forwards only
+    /// between introduced pairs, carries their packets again. Outcomes are not the
+    /// application's business: a failure (the other side never asked) is dropped.
+    fn refresh_introductions(&mut self, now: Instant) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        let server = daemon.config.server_key;
+        let pending: BTreeSet<PublicKey> = daemon
+            .rejoins
+            .values()
+            .chain(daemon.meetings.values())
+            .copied()
+            .collect();
+        let peers: Vec<PublicKey> = self
+            .sessions
+            .iter()
+            .filter(|(key, s)| **key != server && !s.closed && !pending.contains(*key))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in peers {
+            let request = daemon.client.connect_peer(now, key);
+            daemon.rejoins.insert(request, key);
         }
     }
 

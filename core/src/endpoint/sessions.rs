@@ -32,6 +32,11 @@ impl Sessions {
     }
 
     /// The session with `key`, to change: its deadline is recomputed at the next sync.
+    /// Every session, by key (read-only: no deadline changes).
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&PublicKey, &Session)> {
+        self.map.iter()
+    }
+
     pub(super) fn get_mut(&mut self, key: &PublicKey) -> Option<&mut Session> {
         let session = self.map.get_mut(key)?;
         self.dirty.insert(*key);

@@ -34,6 +34,9 @@ impl Default for RelayLimits {
 pub enum RelayRefusal {
     /// The sender or the destination holds no live registration.
     NotRegistered,
+    /// The server never introduced the two daemons to each other (or one of them registered
+    /// again since): the relay is only for introduced pairs.
+    NotIntroduced,
     /// The sender's token is over its rate limit.
     RateLimited,
 }

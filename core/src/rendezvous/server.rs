@@ -15,6 +15,7 @@ use super::messages::{
     ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
 };
 use super::name::ServiceName;
+use super::pairs::{MAX_INTRODUCED_PER_KEY, Pairs};
 use super::relay::{RelayBudget, RelayRefusal};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
@@ -52,6 +53,8 @@ pub struct Server {
     messages: VecDeque<(PublicKey, ServerMessage)>,
     events: VecDeque<ServerEvent>,
     relay: RelayBudget,
+    /// Who was introduced to whom: the pairs the relay forwards between.
+    pairs: Pairs,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -71,6 +74,7 @@ impl Server {
             messages: VecDeque::new(),
             events: VecDeque::new(),
             relay: RelayBudget::default(),
+            pairs: Pairs::default(),
         }
     }
 
@@ -95,7 +99,8 @@ impl Server {
     }
 
     /// Decides whether to relay `len` bytes from daemon `from` to daemon `to`: both must be
-    /// registered, and `from`'s token must have the bytes in its budget.
+    /// registered, the server must have introduced them to each other (an introduction stands
+    /// while both registrations do), and `from`'s token must have the bytes in its budget.
     pub fn relay(
         &mut self,
         now: Instant,
@@ -106,6 +111,9 @@ impl Server {
         let (Some(sender), Some(_)) = (self.registry.get(from), self.registry.get(to)) else {
             return Err(RelayRefusal::NotRegistered);
         };
+        if !self.pairs.contains(from, to) {
+            return Err(RelayRefusal::NotIntroduced);
+        }
         if self
             .relay
             .take(self.config.relay, sender.token(), now, len as u64)
@@ -214,6 +222,14 @@ impl Server {
         {
             return self.error(key, request, code, detail);
         }
+        if self
+            .registry
+            .get(&key)
+            .is_some_and(|old| old.token() != new.token)
+        {
+            // A daemon that moves to another tenant keeps none of its introductions.
+            self.pairs.remove_key(&key);
+        }
         let (addr, services) = (new.addr, new.services.clone());
         let is_new = self.registry.upsert(now, new);
         self.events.push_back(ServerEvent::Registered {
@@ -249,6 +265,12 @@ impl Server {
             let detail = format!("too many introductions pending for {name}; try again");
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
+        if !self.pairs.allows(&from, &target) {
+            let detail = format!(
+                "{name} or this daemon already has {MAX_INTRODUCED_PER_KEY} peers; try again later"
+            );
+            return self.fail(from, request, ErrorCode::TooMany, detail);
+        }
 
         let a = Side {
             key: from,
@@ -273,6 +295,11 @@ impl Server {
             // A daemon of another tenant is invisible: wait as if it had not registered, and
             // never pair with it (below).
             return self.wait_for_peer(now, from, request, peer);
+        }
+        if !self.pairs.allows(&from, &peer) {
+            let detail =
+                format!("this daemon or its peer already has {MAX_INTRODUCED_PER_KEY} peers");
+            return self.fail(from, request, ErrorCode::TooMany, detail);
         }
         if let Some(w) = self.waiters.remove(&(peer, from)) {
             // The peer asked for us first: introduce both. The smaller key initiates.
@@ -360,6 +387,7 @@ impl Server {
             );
             self.send(to, msg);
         }
+        self.pairs.insert(a.key, b);
         self.events.push_back(ServerEvent::Introduced {
             asker: a.key,
             target: b,
@@ -423,6 +451,7 @@ impl Server {
     /// Cleans up after `key`'s registration ended: its own waits and pushes go, and whoever
     /// waited for it fails now.
     fn forget(&mut self, key: &PublicKey, why: &str) {
+        self.pairs.remove_key(key);
         self.pushes.retain(|_, p| p.to != *key);
         self.waiters.retain(|(asker, _), _| asker != key);
         let failed: Vec<_> = self

@@ -794,3 +794,54 @@ fn tenants_neither_see_nor_block_each_other() {
     );
     assert_eq!(h.introductions(a), []);
 }
+
+/// The relay forwards only between daemons the server introduced to each other, and only while
+/// both registrations stand; peer mode and lookups both make pairs, and a registration that
+/// ends takes its pairs with it.
+#[test]
+fn the_relay_serves_only_introduced_pairs() {
+    let mut h = Harness::new(ServerConfig::default());
+    let dest = h.add(&["/home/ssh"]);
+    let src = h.add(&[]);
+    let stranger = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    let now = h.now;
+    let relay = |h: &mut Harness, a: usize, b: usize| h.server.relay(now, &key(a), &key(b), 100);
+    assert_eq!(relay(&mut h, src, dest), Err(RelayRefusal::NotIntroduced));
+    assert_eq!(
+        relay(&mut h, stranger, dest),
+        Err(RelayRefusal::NotIntroduced)
+    );
+
+    h.with(src, |c, now| c.lookup(now, name("/home/ssh")));
+    h.run(Duration::from_secs(1));
+    assert_eq!(relay(&mut h, src, dest), Ok(()));
+    assert_eq!(relay(&mut h, dest, src), Ok(()), "both ways");
+    assert_eq!(
+        relay(&mut h, stranger, dest),
+        Err(RelayRefusal::NotIntroduced),
+        "registered in the same tenant, never introduced"
+    );
+    assert_eq!(
+        relay(&mut h, stranger, src),
+        Err(RelayRefusal::NotIntroduced)
+    );
+
+    // Peer mode pairs too.
+    h.with(stranger, |c, now| c.connect_peer(now, key(src)));
+    h.with(src, |c, now| c.connect_peer(now, key(stranger)));
+    h.run(Duration::from_secs(1));
+    assert_eq!(relay(&mut h, stranger, src), Ok(()));
+
+    // The destination unregisters: its pairs go with it, and stay gone when it comes back.
+    h.with(dest, |c, now| c.stop(now));
+    h.run(Duration::from_secs(1));
+    assert_eq!(relay(&mut h, src, dest), Err(RelayRefusal::NotRegistered));
+    h.with(dest, |c, now| c.start(now));
+    h.run(Duration::from_secs(1));
+    let now = h.now;
+    assert_eq!(
+        h.server.relay(now, &key(src), &key(dest), 100),
+        Err(RelayRefusal::NotIntroduced)
+    );
+}

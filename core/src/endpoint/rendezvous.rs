@@ -29,6 +29,8 @@ pub(super) struct Daemon {
     meetings: BTreeMap<u64, PublicKey>,
     /// Peers the application asked to meet; `PeerReady` once a session to one is up.
     peers: BTreeSet<PublicKey>,
+    /// Our address as the server saw it at the last registration.
+    reflexive: Option<std::net::SocketAddr>,
     /// Outstanding requests to be introduced again to a peer we have a session with (after
     /// registering again): request id to the peer.
     rejoins: BTreeMap<u64, PublicKey>,
@@ -52,6 +54,7 @@ impl Daemon {
             meetings: BTreeMap::new(),
             peers: BTreeSet::new(),
             rejoins: BTreeMap::new(),
+            reflexive: None,
         }
     }
 
@@ -185,6 +188,7 @@ impl Endpoint {
             .expect("only a daemon has client events");
         match event {
             ClientEvent::Registered { reflexive, .. } => {
+                daemon.reflexive = Some(reflexive);
                 self.out.events.push_back(Event::Registered { reflexive });
                 self.refresh_introductions(now);
             }
@@ -208,7 +212,13 @@ impl Endpoint {
                     daemon.rejoins.remove(&r);
                 }
                 // Both sides punch toward each other; the session's tie-break picks one
-                // handshake if both get through.
+                // handshake if both get through. Only toward host candidates on a LAN we
+                // share, whatever the server passed on.
+                let candidates = crate::punch::candidates::usable(
+                    candidates,
+                    daemon.reflexive,
+                    &daemon.config.host_candidates,
+                );
                 let relay = Some((daemon.config.server_addr, daemon.config.route));
                 if self.punch_with(now, peer, candidates, relay).is_ok()
                     && self.sessions.get(&peer).is_some_and(|s| s.is_connected())

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::candidates::targets;
+use super::candidates::{HOST_BUDGET, targets};
 use super::schedule::{self, Search, Step};
 use crate::config::SessionConfig;
 use crate::crypto::PublicKey;
@@ -65,8 +65,14 @@ pub(crate) struct Agent {
     candidates: Vec<SocketAddr>,
     /// While relayed: the rounds that look for a direct path.
     search: Search,
+    /// Bytes still allowed toward host candidates (see [`HOST_BUDGET`]).
+    host_budget: usize,
     out: VecDeque<Outgoing>,
 }
+
+/// What a path challenge costs on the wire, for the host budget: transport header, the sealed
+/// kind byte and nonce, and the tag.
+const CHALLENGE_BYTES: usize = 16 + 1 + 8 + 16;
 
 impl Agent {
     /// An agent whose packets go by `path` until told otherwise.
@@ -78,6 +84,7 @@ impl Agent {
             relay_from: None,
             candidates: Vec::new(),
             search: Search::default(),
+            host_budget: HOST_BUDGET,
             out: VecDeque::new(),
         }
     }
@@ -191,7 +198,8 @@ impl Agent {
         }
         let ttl = schedule::probe_ttl(cfg, attempts);
         let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
-        for dst in targets(&self.candidates) {
+        let cost = probe.len() + if attempts > 0 { packet.len() } else { 0 };
+        for dst in self.affordable_targets(cost) {
             self.out.push_back(Outgoing::Direct {
                 dst,
                 ttl: Some(ttl),
@@ -206,6 +214,27 @@ impl Agent {
             }
         }
         next
+    }
+
+    /// The targets to send `cost` bytes to now: the peer's own IP always (its reflexive
+    /// address and the predicted ports there), host candidates while the host budget lasts,
+    /// which this charges.
+    fn affordable_targets(&mut self, cost: usize) -> Vec<SocketAddr> {
+        let own_ip = self.candidates.first().map(SocketAddr::ip);
+        let mut out = targets(&self.candidates);
+        out.retain(|dst| {
+            if Some(dst.ip()) == own_ip {
+                return true;
+            }
+            match self.host_budget.checked_sub(cost) {
+                Some(left) => {
+                    self.host_budget = left;
+                    true
+                }
+                None => false,
+            }
+        });
+        out
     }
 
     /// Sends on `path` from now on (an authenticated packet came by it); returns whether the
@@ -267,7 +296,7 @@ impl Agent {
         match self.search.handle_timeout(cfg, now, rng) {
             Step::Probes { ttl } => {
                 let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
-                for dst in targets(&self.candidates) {
+                for dst in self.affordable_targets(probe.len()) {
                     self.out.push_back(Outgoing::Direct {
                         dst,
                         ttl: Some(ttl),
@@ -276,7 +305,7 @@ impl Agent {
                 }
             }
             Step::Challenges { nonce } => {
-                for dst in targets(&self.candidates) {
+                for dst in self.affordable_targets(CHALLENGE_BYTES) {
                     self.out.push_back(Outgoing::Challenge { dst, nonce });
                 }
             }
@@ -318,4 +347,79 @@ pub(crate) fn yields_to_initiation(
 /// answer and neither would complete.
 pub(crate) fn keeps_own_handshake(local: &PublicKey, peer: &PublicKey, connected: bool) -> bool {
     !connected && *local > *peer
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::SessionConfig;
+
+    /// An introduction whose host candidates all pass the LAN check (the attacker announced
+    /// addresses on our own LAN): whatever the punching attempts and relayed search rounds do
+    /// over an hour, at most the host budget reaches those addresses, while the peer's own
+    /// address keeps being tried.
+    #[test]
+    fn host_candidates_get_at_most_the_budget() {
+        let cfg = SessionConfig::default();
+        let t0 = crate::tests::origin();
+        let reflexive: SocketAddr = "203.0.113.10:4000".parse().expect("literal");
+        let hosts: Vec<SocketAddr> = (1..=8)
+            .map(|i| SocketAddr::from(([192, 168, 1, i], 80)))
+            .collect();
+        let mut candidates = vec![reflexive];
+        candidates.extend(&hosts);
+        let server: SocketAddr = "198.51.100.1:7000".parse().expect("literal");
+        let mut agent = Agent::new(Path::Direct(reflexive));
+        agent.introduce(
+            &cfg,
+            t0,
+            candidates,
+            Some((server, RoutePolicy::Any)),
+            false,
+        );
+        let initiation = Bytes::from(vec![0u8; 153]);
+        let (mut to_hosts, mut to_peer) = (0usize, 0usize);
+        let mut count = |agent: &mut Agent| {
+            while let Some(out) = agent.poll_transmit() {
+                let (dst, len) = match out {
+                    Outgoing::Direct { dst, payload, .. } => (dst, payload.len()),
+                    Outgoing::Challenge { dst, .. } => (dst, CHALLENGE_BYTES),
+                    Outgoing::Relay(_) => continue,
+                };
+                if hosts.contains(&dst) {
+                    to_hosts += len;
+                } else {
+                    to_peer += len;
+                }
+            }
+        };
+        // Punching: attempts until the relay takes over.
+        let mut now = t0;
+        for attempt in 0..20 {
+            now = agent.handle_attempt(&cfg, now, attempt, false, initiation.clone());
+            count(&mut agent);
+        }
+        // Relayed, connected: search rounds for an hour.
+        agent.nominate(&cfg, now, Path::Relay(server), true);
+        let mut rng = SeededRng::new([5; 32]);
+        let end = now + Duration::from_secs(3600);
+        while let Some(at) = agent.poll_timeout().filter(|at| *at < end) {
+            agent.handle_timeout(&cfg, at, &mut rng);
+            count(&mut agent);
+        }
+        println!(
+            "host candidates: {to_hosts} B (budget {HOST_BUDGET} B); the peer's own IP: {to_peer} B"
+        );
+        assert!(
+            to_hosts <= HOST_BUDGET,
+            "{to_hosts} bytes to host candidates"
+        );
+        assert!(to_hosts > 0, "a LAN peer is tried at first");
+        assert!(
+            to_peer > to_hosts,
+            "the peer's own address keeps being tried"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Where punching sends: the peer's candidates as the rendezvous server gave them, the ports
 //! predicted above its reflexive one, and the first path a new session tries.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::error::ConnectError;
 use crate::path::{Path, RoutePolicy};
@@ -49,6 +49,59 @@ pub(crate) fn predicted_ports(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Bytes of probes, initiations and challenges one session may send to the peer's host
+/// candidates (addresses other than the IP it registered from), over its whole life. A peer
+/// on our LAN answers within the first attempts, well inside it; an attacker announcing
+/// someone's LAN address as its own gets at most this much sent there per introduced key.
+pub(crate) const HOST_BUDGET: usize = 4096;
+
+/// The candidates of an introduction that punching may use: the peer's reflexive address, and
+/// its host candidates only where they can be reached on a LAN we share with it: both of us
+/// register from the same public IP (behind one NAT), or the candidate is in the same private
+/// subnet (/24 for IPv4, /64 for IPv6 unique-local) as one of our own host addresses, or on
+/// loopback when we have a loopback address ourselves. Anything else would send punch packets
+/// to an address the peer only claims (a reflection); the server filters too, but a daemon
+/// does not take its word for it.
+pub(crate) fn usable(
+    candidates: Vec<SocketAddr>,
+    own_reflexive: Option<SocketAddr>,
+    own_hosts: &[SocketAddr],
+) -> Vec<SocketAddr> {
+    let Some(&reflexive) = candidates.first() else {
+        return candidates;
+    };
+    let shared_public = own_reflexive.is_some_and(|own| own.ip() == reflexive.ip());
+    let on_our_lan = |c: &SocketAddr| own_hosts.iter().any(|own| same_lan(c.ip(), own.ip()));
+    let mut out = vec![reflexive];
+    out.extend(
+        candidates[1..]
+            .iter()
+            .filter(|c| c.ip() == reflexive.ip() || shared_public || on_our_lan(c))
+            .copied(),
+    );
+    out
+}
+
+/// Whether `a` is on the same LAN as our address `own`: the same private /24 (or shared
+/// carrier-grade /24), the same unique-local /64, or both loopback.
+fn same_lan(a: IpAddr, own: IpAddr) -> bool {
+    match (a, own) {
+        (IpAddr::V4(a), IpAddr::V4(own)) => {
+            let private = |ip: std::net::Ipv4Addr| {
+                let [x, y, ..] = ip.octets();
+                ip.is_private() || (x == 100 && (64..128).contains(&y))
+            };
+            (a.is_loopback() && own.is_loopback())
+                || (private(a) && a.octets()[..3] == own.octets()[..3])
+        }
+        (IpAddr::V6(a), IpAddr::V6(own)) => {
+            (a.is_loopback() && own.is_loopback())
+                || (a.segments()[0] & 0xfe00 == 0xfc00 && a.segments()[..4] == own.segments()[..4])
+        }
+        _ => false,
+    }
+}
+
 /// Where punching attempts and relayed search rounds send: the candidates, then the predicted
 /// ports above the reflexive one. Predicted ports come last, so that a sequential NAT in front
 /// of us gives the peer's reflexive address the port right after our own reflexive one.
@@ -83,6 +136,40 @@ mod tests {
 
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
         list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn host_candidates_only_on_a_lan_we_share() {
+        let given = addrs(&[
+            "203.0.113.10:4000",
+            "192.168.1.20:7000",
+            "10.9.9.9:7000",
+            "198.51.100.1:53",
+            "203.0.113.10:7000",
+        ]);
+        let own_hosts = addrs(&["192.168.1.5:7000"]);
+        // Another site: only the reflexive address, its own IP, and our own subnet.
+        let other_site = usable(given.clone(), "198.51.100.77:5000".parse().ok(), &own_hosts);
+        assert_eq!(
+            other_site,
+            addrs(&[
+                "203.0.113.10:4000",
+                "192.168.1.20:7000",
+                "203.0.113.10:7000"
+            ])
+        );
+        let far = usable(given.clone(), None, &addrs(&["172.16.0.2:7000"]));
+        assert_eq!(far, addrs(&["203.0.113.10:4000", "203.0.113.10:7000"]));
+        // Behind the same NAT (same public IP): every host candidate.
+        let same_nat = usable(given.clone(), "203.0.113.10:5001".parse().ok(), &own_hosts);
+        assert_eq!(same_nat, given);
+        // One machine.
+        let lo = usable(
+            addrs(&["127.0.0.1:4000", "127.0.0.1:7000"]),
+            None,
+            &addrs(&["127.0.0.1:9000"]),
+        );
+        assert_eq!(lo.len(), 2);
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct SessionConfig {
     /// Initiations per second above which the responder demands a cookie (mac2) before
     /// spending a Diffie-Hellman on an initiation.
     pub handshake_load_threshold: u32,
+    /// Initiations per second from one source IP above which that source must present a
+    /// cookie, whatever the overall load (direct initiations only; the relay limits its own).
+    pub handshake_load_per_source: u32,
+    /// Sessions at most; an initiation from a new peer beyond it is dropped and counted in
+    /// `Stats::dropped_session_limit`.
+    pub max_sessions: usize,
     /// Datagrams queued per peer while its handshake is in progress; more are refused.
     pub max_queued_datagrams: usize,
     /// Hole punching: how long the first TTL-limited probes lead the first full-TTL
@@ -87,6 +93,8 @@ impl Default for SessionConfig {
             rekey_after_packets: 1 << 60,
             reject_after_packets: u64::MAX - (1 << 13),
             handshake_load_threshold: 1000,
+            handshake_load_per_source: 20,
+            max_sessions: 65_536,
             max_queued_datagrams: 256,
             punch_lead: Duration::from_millis(100),
             punch_retry: Duration::from_millis(250),
@@ -237,13 +245,19 @@ impl Config {
         }
     }
 
-    /// A rendezvous server's configuration: any peer key, STUN answered, `server` settings.
+    /// A rendezvous server's configuration: any peer key, STUN answered, no streams from
+    /// daemons, `server` settings.
     pub fn server(secret_key: SecretKey, server: ServerConfig) -> Self {
-        Self {
+        let mut config = Self {
             answer_stun: true,
             server: Some(server),
             ..Self::new(secret_key)
-        }
+        };
+        // Daemons talk to the server in rendezvous and relay payloads, never in streams: a
+        // stream frame from one is a protocol violation, and no session costs the server a
+        // stream buffer.
+        config.stream.max_concurrent_streams = 0;
+        config
     }
 
     /// A daemon's configuration, registered with `rendezvous`.

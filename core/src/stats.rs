@@ -52,6 +52,8 @@ pub struct Stats {
     /// Sessions we closed because the peer broke the stream protocol (see
     /// [`crate::stream::StreamEvent::ProtocolViolation`]).
     pub protocol_violations: u64,
+    /// Initiations from new peers dropped because the endpoint holds `max_sessions` already.
+    pub dropped_session_limit: u64,
     /// A packet for a session whose route policy forbids the path it came by (a relay-only
     /// session's direct packets, or relayed packets for a direct-only session).
     pub dropped_route_policy: u64,

@@ -1,5 +1,6 @@
 //! [`Endpoint`]: the one type a driver talks to.
 
+mod load;
 mod relay;
 mod rendezvous;
 mod sessions;
@@ -29,28 +30,11 @@ use crate::wire::Packet;
 use crate::wire::control::CloseCode;
 use crate::wire::header::{self, MAC_LEN};
 use crate::wire::stun::{self, StunMessage};
+use load::LoadMeter;
 use sessions::Sessions;
 
 /// How many ended sessions' handshake timestamps an endpoint remembers (about 40 bytes each).
 const REPLAY_FLOOR_KEYS: usize = 4096;
-
-/// Counts initiations per second to decide when to demand cookies.
-struct LoadMeter {
-    window_start: Instant,
-    count: u32,
-}
-
-impl LoadMeter {
-    /// Counts one initiation and says whether we are over `threshold` this second.
-    fn count(&mut self, now: Instant, threshold: u32) -> bool {
-        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(1) {
-            self.window_start = now;
-            self.count = 0;
-        }
-        self.count = self.count.saturating_add(1);
-        self.count > threshold
-    }
-}
 
 /// A burrow endpoint: one UDP socket's worth of protocol state. See the crate docs for the run
 /// loop every driver follows.
@@ -121,10 +105,7 @@ impl Endpoint {
             out: Output::default(),
             sessions: Sessions::default(),
             replay_floor: BTreeMap::new(),
-            load: LoadMeter {
-                window_start: now,
-                count: 0,
-            },
+            load: LoadMeter::new(now),
             stun: StunClient::default(),
             exposed: Exposed::default(),
             daemon,
@@ -323,9 +304,17 @@ impl Endpoint {
             self.out.stats.dropped_bad_mac += 1;
             return;
         }
-        let under_load = self
-            .load
-            .count(now, self.config.session.handshake_load_threshold);
+        let source = match from {
+            Path::Direct(addr) => Some(addr.ip()),
+            Path::Relay(_) => None,
+        };
+        let cfg = &self.config.session;
+        let under_load = self.load.count(
+            now,
+            source,
+            cfg.handshake_load_threshold,
+            cfg.handshake_load_per_source,
+        );
         // A relayed initiation needs no cookie: the relay authenticated its sender and
         // limits its rate, and a cookie reply could not be addressed through it.
         if let (true, Path::Direct(from)) = (under_load, from)
@@ -409,6 +398,10 @@ impl Endpoint {
         };
         if !allowed {
             self.out.stats.dropped_route_policy += 1;
+            return;
+        }
+        if self.sessions.len() >= self.config.session.max_sessions {
+            self.out.stats.dropped_session_limit += 1;
             return;
         }
         let (mut ctx, sessions) = self.parts();

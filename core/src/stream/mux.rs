@@ -17,6 +17,15 @@ use super::{
 use crate::congestion::{Controller, NewReno, Pacer};
 use crate::timer::Timer;
 
+/// Streams the peer may have open at once: the configured number, at least the protocol's
+/// initial limit (which the peer assumes before our first MAX_STREAMS), unless streams are off.
+fn stream_limit(config: &StreamConfig) -> u64 {
+    match config.max_concurrent_streams {
+        0 => 0,
+        n => n.max(INITIAL_MAX_STREAMS),
+    }
+}
+
 /// One stream: both directions and whether it waits in the send queue.
 #[derive(Debug)]
 pub(super) struct Stream {
@@ -97,7 +106,7 @@ impl Mux {
         if max_data_pending {
             conn_recv.update();
         }
-        let local_max_streams = config.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
+        let local_max_streams = stream_limit(&config);
         Self {
             role,
             streams: BTreeMap::new(),
@@ -403,8 +412,7 @@ impl Mux {
         self.streams.remove(&id);
         if id.initiator() != self.role {
             self.remote_closed += 1;
-            self.local_max_streams =
-                self.remote_closed + self.config.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
+            self.local_max_streams = self.remote_closed + stream_limit(&self.config);
             self.max_streams_pending = true;
         }
     }

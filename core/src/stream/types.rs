@@ -73,7 +73,9 @@ pub struct StreamConfig {
     /// Bytes `write` accepts per stream before the peer acknowledges them; bounds the sender's
     /// memory when the reader is slow. Should be at least the bandwidth-delay product.
     pub stream_send_buffer: u64,
-    /// Streams the peer may have open at once.
+    /// Streams the peer may have open at once (at least the protocol's initial 16), or 0: the
+    /// peer may open none at all, and a stream frame from it is a protocol violation (a
+    /// rendezvous server's sessions carry no streams).
     pub max_concurrent_streams: u64,
     /// RTT assumed before the first sample (RFC 9002 §6.2.2 recommends 333 ms).
     pub initial_rtt: Duration,

@@ -16,6 +16,7 @@ pub(crate) fn origin() -> Instant {
 
 mod adversarial;
 mod amplification;
+mod limits;
 mod meet;
 mod session;
 mod streams;

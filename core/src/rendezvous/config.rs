@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub max_registrations: usize,
     /// How much each token may relay.
     pub relay: RelayLimits,
+    /// Handshake initiations per second (sustained, and at once) one token's daemons may send
+    /// through the relay together. A relayed initiation costs its receiver a Diffie-Hellman
+    /// and cannot be answered with a cookie, so the relay limits them itself.
+    pub relay_initiations_per_sec: u64,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             peer_wait: Duration::from_secs(90),
             max_registrations: 100_000,
             relay: RelayLimits::default(),
+            relay_initiations_per_sec: 20,
         }
     }
 }

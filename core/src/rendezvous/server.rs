@@ -16,7 +16,7 @@ use super::messages::{
 };
 use super::name::ServiceName;
 use super::pairs::{MAX_INTRODUCED_PER_KEY, Pairs};
-use super::relay::{RelayBudget, RelayRefusal};
+use super::relay::{RelayBudget, RelayLimits, RelayRefusal};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
 
@@ -55,6 +55,8 @@ pub struct Server {
     relay: RelayBudget,
     /// Who was introduced to whom: the pairs the relay forwards between.
     pairs: Pairs,
+    /// Relayed handshake initiations per token (a bucket of initiations, not bytes).
+    initiations: RelayBudget,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -75,6 +77,7 @@ impl Server {
             events: VecDeque::new(),
             relay: RelayBudget::default(),
             pairs: Pairs::default(),
+            initiations: RelayBudget::default(),
         }
     }
 
@@ -100,19 +103,32 @@ impl Server {
 
     /// Decides whether to relay `len` bytes from daemon `from` to daemon `to`: both must be
     /// registered, the server must have introduced them to each other (an introduction stands
-    /// while both registrations do), and `from`'s token must have the bytes in its budget.
+    /// while both registrations do), and `from`'s token must have the bytes in its budget, and
+    /// for a handshake `initiation`, one in its
+    /// [`ServerConfig::relay_initiations_per_sec`](super::ServerConfig::relay_initiations_per_sec).
     pub fn relay(
         &mut self,
         now: Instant,
         from: &PublicKey,
         to: &PublicKey,
         len: usize,
+        initiation: bool,
     ) -> Result<(), RelayRefusal> {
         let (Some(sender), Some(_)) = (self.registry.get(from), self.registry.get(to)) else {
             return Err(RelayRefusal::NotRegistered);
         };
         if !self.pairs.contains(from, to) {
             return Err(RelayRefusal::NotIntroduced);
+        }
+        if initiation {
+            let rate = self.config.relay_initiations_per_sec;
+            let limits = RelayLimits {
+                bytes_per_sec: rate,
+                burst: rate,
+            };
+            if !self.initiations.take(limits, sender.token(), now, 1) {
+                return Err(RelayRefusal::RateLimited);
+            }
         }
         if self
             .relay
@@ -479,6 +495,8 @@ impl Server {
         }
         let registry = &self.registry;
         self.relay
+            .retain(|token| registry.iter().any(|r| r.token() == token));
+        self.initiations
             .retain(|token| registry.iter().any(|r| r.token() == token));
         let timed_out: Vec<_> = self
             .waiters

@@ -806,7 +806,8 @@ fn the_relay_serves_only_introduced_pairs() {
     let stranger = h.add(&[]);
     h.run(Duration::from_secs(1));
     let now = h.now;
-    let relay = |h: &mut Harness, a: usize, b: usize| h.server.relay(now, &key(a), &key(b), 100);
+    let relay =
+        |h: &mut Harness, a: usize, b: usize| h.server.relay(now, &key(a), &key(b), 100, false);
     assert_eq!(relay(&mut h, src, dest), Err(RelayRefusal::NotIntroduced));
     assert_eq!(
         relay(&mut h, stranger, dest),
@@ -841,7 +842,45 @@ fn the_relay_serves_only_introduced_pairs() {
     h.run(Duration::from_secs(1));
     let now = h.now;
     assert_eq!(
-        h.server.relay(now, &key(src), &key(dest), 100),
+        h.server.relay(now, &key(src), &key(dest), 100, false),
         Err(RelayRefusal::NotIntroduced)
+    );
+}
+
+/// Relayed handshake initiations (which cost the receiver a Diffie-Hellman and cannot get a
+/// cookie) are limited per token, apart from the byte budget; other packets still pass.
+#[test]
+fn relayed_initiations_are_limited_per_token() {
+    let mut h = Harness::new(ServerConfig {
+        relay_initiations_per_sec: 5,
+        ..ServerConfig::default()
+    });
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    let now = h.now;
+    let passed = (0..20)
+        .filter(|_| {
+            h.server
+                .relay(now, &key(src), &key(dest), 148, true)
+                .is_ok()
+        })
+        .count();
+    assert_eq!(passed, 5);
+    assert_eq!(
+        h.server.relay(now, &key(dest), &key(src), 148, true),
+        Err(RelayRefusal::RateLimited),
+        "the same token's other daemon shares the limit"
+    );
+    assert_eq!(
+        h.server.relay(now, &key(src), &key(dest), 1000, false),
+        Ok(())
+    );
+    let later = now + Duration::from_millis(400);
+    assert_eq!(
+        h.server.relay(later, &key(src), &key(dest), 148, true),
+        Ok(())
     );
 }

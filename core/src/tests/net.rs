@@ -144,7 +144,7 @@ pub(crate) struct Sent {
 }
 
 /// Decides whether a datagram from one host to another is delivered.
-pub(crate) type Filter = Box<dyn FnMut(usize, usize, &Transmit) -> bool>;
+pub(crate) type Filter = Box<dyn FnMut(usize, usize, &[u8]) -> bool>;
 
 /// What one step did.
 #[derive(Debug)]
@@ -176,7 +176,7 @@ pub(crate) struct Net<M: Machine> {
     pub(crate) blackholed: Vec<Transmit>,
     /// Drop this many of the next datagrams any machine sends.
     pub(crate) drop_next: u32,
-    /// Returns false to drop a datagram (from host, to host, transmit).
+    /// Returns false to drop a datagram (from host, to host, payload).
     pub(crate) filter: Option<Filter>,
     /// Steps one `run_for` may take before the test fails.
     pub(crate) max_steps: u64,
@@ -241,7 +241,13 @@ impl<M: Machine> Net<M> {
     }
 
     /// Puts `bytes` in flight to host `to` as if sent from `from` now.
-    pub(crate) fn push_flight(&mut self, to: usize, from: SocketAddr, bytes: Bytes, origin: Origin) {
+    pub(crate) fn push_flight(
+        &mut self,
+        to: usize,
+        from: SocketAddr,
+        bytes: Bytes,
+        origin: Origin,
+    ) {
         self.push_flight_after(Duration::ZERO, to, from, bytes, origin);
     }
 
@@ -308,7 +314,7 @@ impl<M: Machine> Net<M> {
             return;
         }
         if let Some(filter) = &mut self.filter {
-            if !filter(from, to, &t) {
+            if !filter(from, to, &t.payload) {
                 return;
             }
         }
@@ -373,7 +379,11 @@ impl<M: Machine> Net<M> {
     /// (`strict`) none at `now` either.
     pub(crate) fn check_deadline(&self, i: usize, strict: bool) {
         if let Some(at) = self.hosts[i].m.poll_timeout() {
-            let ok = if strict { at > self.now } else { at >= self.now };
+            let ok = if strict {
+                at > self.now
+            } else {
+                at >= self.now
+            };
             assert!(
                 ok,
                 "host {i} at {:?}: poll_timeout returns {:?} after draining (strict: {strict}): \
@@ -401,7 +411,9 @@ impl<M: Machine> Net<M> {
         };
         let now = self.now;
         self.delivered += 1;
-        self.hosts[i].m.handle_input(now, flight.from, &flight.bytes);
+        self.hosts[i]
+            .m
+            .handle_input(now, flight.from, &flight.bytes);
         let events = self.drain(i);
         self.check_deadline(i, false);
         Step::Delivered {
@@ -438,7 +450,12 @@ impl<M: Machine> Net<M> {
             self.now - at
         );
         self.now = at;
-        if self.flights.keys().next().is_some_and(|(fat, _)| *fat == at) {
+        if self
+            .flights
+            .keys()
+            .next()
+            .is_some_and(|(fat, _)| *fat == at)
+        {
             Some(self.deliver_next())
         } else {
             Some(self.fire())

@@ -34,8 +34,12 @@ fn handshake_completes_and_datagrams_flow_both_ways() {
     let mut pair = Pair::pair();
     let (a_peer, b_peer) = pair.connect();
     let now = pair.now;
-    pair.a().send_datagram(now, a_peer, b"hello from a").unwrap();
-    pair.b().send_datagram(now, b_peer, b"hello from b").unwrap();
+    pair.a()
+        .send_datagram(now, a_peer, b"hello from a")
+        .unwrap();
+    pair.b()
+        .send_datagram(now, b_peer, b"hello from b")
+        .unwrap();
     pair.run_for(Duration::from_millis(50));
     assert_eq!(
         pair.datagrams(Side::B),
@@ -77,7 +81,10 @@ fn wrong_responder_key_fails_the_handshake_with_a_clear_event() {
     let peer = pair.a().connect(now, wrong, b_addr).unwrap();
     pair.a().send_datagram(now, peer, b"secret").unwrap();
     pair.run_for(Duration::from_secs(60));
-    assert_eq!(closes(&pair.a_events()), vec![CloseReason::HandshakeTimeout]);
+    assert_eq!(
+        closes(&pair.a_events()),
+        vec![CloseReason::HandshakeTimeout]
+    );
     assert!(
         pair.b_events().is_empty(),
         "B delivered or reported something: {:?}",
@@ -109,7 +116,10 @@ fn unknown_initiator_key_is_rejected_and_nothing_is_delivered() {
     assert!(!pair.b_events().is_empty());
     assert!(pair.b().stats().dropped_unknown_peer >= 1);
     assert_eq!(pair.b().session_count(), 0);
-    assert_eq!(closes(&pair.a_events()), vec![CloseReason::HandshakeTimeout]);
+    assert_eq!(
+        closes(&pair.a_events()),
+        vec![CloseReason::HandshakeTimeout]
+    );
 }
 
 #[test]
@@ -143,7 +153,7 @@ fn packets_older_than_the_replay_window_are_dropped() {
     // Hold the first datagram back, deliver a window's worth and more later ones, then
     // release it.
     pair.filter = Some(Box::new(|from, _, t| {
-        from != Side::A.index() || !is_transport(&t.payload)
+        from != Side::A.index() || !is_transport(t)
     }));
     let now = pair.now;
     pair.a().send_datagram(now, a_peer, b"late").unwrap();
@@ -153,7 +163,9 @@ fn packets_older_than_the_replay_window_are_dropped() {
     let later = crate::crypto::REPLAY_WINDOW as usize + 100;
     for i in 0..later {
         let now = pair.now;
-        pair.a().send_datagram(now, a_peer, &i.to_be_bytes()).unwrap();
+        pair.a()
+            .send_datagram(now, a_peer, &i.to_be_bytes())
+            .unwrap();
     }
     pair.run_for(Duration::from_millis(100));
     assert_eq!(pair.datagrams(Side::B).len(), later);
@@ -174,7 +186,7 @@ fn truncated_and_tampered_packets_are_never_delivered() {
     let now = pair.now;
     // Keep the genuine datagram off the link: only forgeries made from it reach B.
     pair.filter = Some(Box::new(|from, _, t| {
-        from != Side::A.index() || !is_transport(&t.payload)
+        from != Side::A.index() || !is_transport(t)
     }));
     pair.a().send_datagram(now, a_peer, b"genuine").unwrap();
     pair.collect();
@@ -219,8 +231,12 @@ fn sessions_rekey_by_time_without_losing_data() {
     let (a_peer, b_peer) = pair.connect();
     for i in 0..600u32 {
         let now = pair.now;
-        pair.a().send_datagram(now, a_peer, &i.to_be_bytes()).unwrap();
-        pair.b().send_datagram(now, b_peer, &i.to_be_bytes()).unwrap();
+        pair.a()
+            .send_datagram(now, a_peer, &i.to_be_bytes())
+            .unwrap();
+        pair.b()
+            .send_datagram(now, b_peer, &i.to_be_bytes())
+            .unwrap();
         pair.run_for(Duration::from_secs(1));
     }
     assert_eq!(pair.datagrams(Side::B).len(), 600);
@@ -242,7 +258,9 @@ fn sessions_rekey_by_packet_count_without_losing_data() {
     let (a_peer, _) = pair.connect();
     for i in 0..200u32 {
         let now = pair.now;
-        pair.a().send_datagram(now, a_peer, &i.to_be_bytes()).unwrap();
+        pair.a()
+            .send_datagram(now, a_peer, &i.to_be_bytes())
+            .unwrap();
         pair.run_for(Duration::from_millis(5));
     }
     pair.run_for(Duration::from_millis(100));

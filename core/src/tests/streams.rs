@@ -303,7 +303,9 @@ fn a_stream_for_a_service_the_peer_does_not_expose_is_refused() {
     let other = ServiceName::parse("/not/here").unwrap();
     let now = pair.now;
     let stream = pair.a().open_stream(now, a_peer, &other).unwrap();
-    pair.a().stream_write(now, a_peer, stream, b"hello?").unwrap();
+    pair.a()
+        .stream_write(now, a_peer, stream, b"hello?")
+        .unwrap();
     pair.run_for(Duration::from_millis(100));
     let code = crate::service::UNKNOWN_SERVICE;
     assert!(

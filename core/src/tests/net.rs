@@ -219,6 +219,11 @@ impl<M: Machine> Net<M> {
         self.hosts.len() - 1
     }
 
+    /// Restarts the impairment generator from `seed`.
+    pub(crate) fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
     /// Virtual time since the origin.
     pub(crate) fn at(&self) -> Duration {
         self.now - self.origin

@@ -82,7 +82,7 @@ fn wrong_responder_key_fails_the_handshake_with_a_clear_event() {
     pair.a().send_datagram(now, peer, b"secret").unwrap();
     pair.run_for(Duration::from_secs(60));
     assert_eq!(
-        closes(&pair.a_events()),
+        closes(pair.a_events()),
         vec![CloseReason::HandshakeTimeout]
     );
     assert!(
@@ -117,7 +117,7 @@ fn unknown_initiator_key_is_rejected_and_nothing_is_delivered() {
     assert!(pair.b().stats().dropped_unknown_peer >= 1);
     assert_eq!(pair.b().session_count(), 0);
     assert_eq!(
-        closes(&pair.a_events()),
+        closes(pair.a_events()),
         vec![CloseReason::HandshakeTimeout]
     );
 }
@@ -241,7 +241,7 @@ fn sessions_rekey_by_time_without_losing_data() {
     }
     assert_eq!(pair.datagrams(Side::B).len(), 600);
     assert_eq!(pair.datagrams(Side::A).len(), 600);
-    assert!(closes(&pair.a_events()).is_empty() && closes(&pair.b_events()).is_empty());
+    assert!(closes(pair.a_events()).is_empty() && closes(pair.b_events()).is_empty());
     // Ten minutes at one rekey per two minutes.
     let rekeys = pair.a().stats().handshakes_completed;
     assert!(
@@ -282,7 +282,7 @@ fn keepalives_hold_an_idle_session_open() {
     let mut pair = Pair::pair();
     pair.connect();
     pair.run_for(Duration::from_secs(600));
-    assert!(closes(&pair.a_events()).is_empty() && closes(&pair.b_events()).is_empty());
+    assert!(closes(pair.a_events()).is_empty() && closes(pair.b_events()).is_empty());
     // Roughly one keepalive per interval each way; nothing like a busy loop.
     let sent = pair.a().stats().datagrams_out;
     assert!(
@@ -297,8 +297,8 @@ fn a_vanished_peer_ends_in_idle_timeout() {
     pair.connect();
     pair.filter = Some(Box::new(|_, _, _| false));
     pair.run_for(Duration::from_secs(120));
-    assert_eq!(closes(&pair.a_events()), vec![CloseReason::IdleTimeout]);
-    assert_eq!(closes(&pair.b_events()), vec![CloseReason::IdleTimeout]);
+    assert_eq!(closes(pair.a_events()), vec![CloseReason::IdleTimeout]);
+    assert_eq!(closes(pair.b_events()), vec![CloseReason::IdleTimeout]);
     assert_eq!((pair.a().session_count(), pair.b().session_count()), (0, 0));
     assert_eq!(pair.a().poll_timeout(), None);
 }
@@ -310,9 +310,9 @@ fn close_tells_the_peer() {
     let now = pair.now;
     pair.a().close(now, a_peer);
     pair.run_for(Duration::from_millis(50));
-    assert_eq!(closes(&pair.a_events()), vec![CloseReason::Local]);
+    assert_eq!(closes(pair.a_events()), vec![CloseReason::Local]);
     assert_eq!(
-        closes(&pair.b_events()),
+        closes(pair.b_events()),
         vec![CloseReason::Peer(CloseCode::Normal)]
     );
     assert_eq!(
@@ -334,7 +334,7 @@ fn a_restarted_peer_gets_a_new_session() {
         Duration::from_secs(1_800_000_100),
     );
     pair.run_for(Duration::from_secs(40));
-    let a_closes = closes(&pair.a_events());
+    let a_closes = closes(pair.a_events());
     assert_eq!(a_closes, vec![CloseReason::PeerRestarted]);
     let new_peer = pair
         .a_events()
@@ -377,7 +377,7 @@ fn simultaneous_connect_converges_on_one_session() {
             .count()
     };
     assert_eq!(
-        (connected(&pair.a_events()), connected(&pair.b_events())),
+        (connected(pair.a_events()), connected(pair.b_events())),
         (1, 1)
     );
     let now = pair.now;

@@ -81,10 +81,7 @@ fn wrong_responder_key_fails_the_handshake_with_a_clear_event() {
     let peer = pair.a().connect(now, wrong, b_addr).unwrap();
     pair.a().send_datagram(now, peer, b"secret").unwrap();
     pair.run_for(Duration::from_secs(60));
-    assert_eq!(
-        closes(pair.a_events()),
-        vec![CloseReason::HandshakeTimeout]
-    );
+    assert_eq!(closes(pair.a_events()), vec![CloseReason::HandshakeTimeout]);
     assert!(
         pair.b_events().is_empty(),
         "B delivered or reported something: {:?}",
@@ -116,10 +113,7 @@ fn unknown_initiator_key_is_rejected_and_nothing_is_delivered() {
     assert!(!pair.b_events().is_empty());
     assert!(pair.b().stats().dropped_unknown_peer >= 1);
     assert_eq!(pair.b().session_count(), 0);
-    assert_eq!(
-        closes(pair.a_events()),
-        vec![CloseReason::HandshakeTimeout]
-    );
+    assert_eq!(closes(pair.a_events()), vec![CloseReason::HandshakeTimeout]);
 }
 
 #[test]

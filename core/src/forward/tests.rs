@@ -1,16 +1,17 @@
-//! A rendezvous server and two daemons with forwarders on a virtual network, with fake local
-//! sockets that record what the forwarders ask of them.
+//! A rendezvous server and two daemons with forwarders on the test network
+//! ([`crate::tests::net`]), with fake local sockets that record what the forwarders ask of them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 
 use super::*;
 use crate::config::{Config, RendezvousConfig};
 use crate::crypto::SecretKey;
 use crate::rendezvous::ServerConfig;
+use crate::tests::net::{self, Link, Machine};
+use crate::transmit::Transmit;
 
 const LATENCY: Duration = Duration::from_millis(5);
 const SERVER: usize = 0;
@@ -36,17 +37,69 @@ struct Local {
 struct Node {
     ep: Endpoint,
     fwd: Forwarder,
-    addr: SocketAddr,
     locals: BTreeMap<ConnId, Local>,
     /// Report writes at once (a socket that drains) or never (a stuck reader).
     flush: bool,
-    events: Vec<Event>,
 }
 
+impl Node {
+    /// Carries out every action the forwarder has asked for.
+    fn pump(&mut self, now: Instant) {
+        while let Some(a) = self.fwd.poll_action() {
+            self.perform(now, a);
+        }
+    }
+}
+
+impl Machine for Node {
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.ep.handle_input(now, from, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.pump(now);
+        self.ep.poll_transmit()
+    }
+
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        self.pump(now);
+        let e = self.ep.poll_event()?;
+        self.fwd.handle_event(now, &mut self.ep, &e);
+        Some(e)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout().map(|(at, _)| at)
+    }
+
+    fn check(&self) {
+        self.ep.check_deadline_index();
+    }
+}
+
+/// A server and two daemons with forwarders on the test network.
 struct Net {
-    now: Instant,
-    nodes: Vec<Node>,
-    flights: VecDeque<(Instant, usize, SocketAddr, Bytes)>,
+    net: net::Net<Node>,
+}
+
+impl Deref for Net {
+    type Target = net::Net<Node>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.net
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.net
+    }
 }
 
 fn name(s: &str) -> ServiceName {
@@ -66,32 +119,24 @@ impl Net {
             Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
             Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
         ];
-        let nodes = configs
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| Node {
+        let mut net = net::Net::new(now, Link::clean(LATENCY), 0);
+        for (i, c) in configs.into_iter().enumerate() {
+            let node = Node {
                 ep: Endpoint::new(c, [i as u8; 32], now, unix),
                 fwd: Forwarder::new(config.clone()),
-                addr: addr(i),
                 locals: BTreeMap::new(),
                 flush: true,
-                events: Vec::new(),
-            })
-            .collect();
-        let mut net = Self {
-            now,
-            nodes,
-            flights: VecDeque::new(),
-        };
-        net.nodes[A]
-            .ep
-            .expose(now, name("/t/echo"), "echo")
+            };
+            net.add(node, addr(i));
+        }
+        let mut net = Self { net };
+        net.with(A, |_, ep, now| ep.expose(now, name("/t/echo"), "echo"))
             .expect("valid");
-        let listener = net.nodes[B].fwd.listen(name("/t/echo"));
+        let listener = net.hosts[B].m.fwd.listen(name("/t/echo"));
         net.run_for(Duration::from_secs(1));
         for i in [A, B] {
             assert!(
-                net.nodes[i]
+                net.hosts[i]
                     .events
                     .iter()
                     .any(|e| matches!(e, Event::Registered { .. }))
@@ -100,83 +145,17 @@ impl Net {
         (net, listener)
     }
 
-    /// Drains every node's transmits, events and actions until all are empty.
-    fn collect(&mut self) {
-        let now = self.now;
-        loop {
-            let mut busy = false;
-            for i in 0..self.nodes.len() {
-                let src = self.nodes[i].addr;
-                let node = &mut self.nodes[i];
-                while let Some(t) = node.ep.poll_transmit() {
-                    busy = true;
-                    let to = (t.dst.ip().to_string().as_bytes()[7] - b'1') as usize;
-                    self.flights.push_back((now + LATENCY, to, src, t.payload));
-                }
-                while let Some(e) = node.ep.poll_event() {
-                    busy = true;
-                    node.fwd.handle_event(now, &mut node.ep, &e);
-                    node.events.push(e);
-                }
-                while let Some(a) = node.fwd.poll_action() {
-                    busy = true;
-                    node.perform(now, a);
-                }
-            }
-            if !busy {
-                return;
-            }
-        }
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        let limit = self.now + d;
-        for _ in 0..2_000_000 {
-            self.collect();
-            let delivery = self.flights.front().map(|f| f.0);
-            let deadline = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.ep.poll_timeout())
-                .map(|(at, _)| at)
-                .min();
-            let Some(at) = [delivery, deadline].into_iter().flatten().min() else {
-                self.now = limit;
-                return;
-            };
-            if at > limit {
-                self.now = limit;
-                return;
-            }
-            assert!(at >= self.now, "a deadline in the past");
-            self.now = at;
-            if delivery == Some(at) {
-                let (_, to, from, bytes) = self.flights.pop_front().expect("front");
-                self.nodes[to].ep.handle_input(at, from, &bytes);
-            } else {
-                for n in &mut self.nodes {
-                    n.ep.handle_timeout(at);
-                }
-            }
-        }
-        panic!("no quiescence: a timer loop");
-    }
-
     /// Runs `f` on node `i` at the current time, then drains.
     fn with<R>(
         &mut self,
         i: usize,
         f: impl FnOnce(&mut Forwarder, &mut Endpoint, Instant) -> R,
     ) -> R {
-        let now = self.now;
-        let node = &mut self.nodes[i];
-        let r = f(&mut node.fwd, &mut node.ep, now);
-        self.collect();
-        r
+        self.net.with(i, |n, now| f(&mut n.fwd, &mut n.ep, now))
     }
 
     fn local(&mut self, i: usize, conn: ConnId) -> &mut Local {
-        self.nodes[i].locals.entry(conn).or_default()
+        self.hosts[i].m.locals.entry(conn).or_default()
     }
 
     /// Runs (at most two virtual seconds) until `conn` may be read.
@@ -210,7 +189,7 @@ impl Net {
     /// Runs (at most two virtual seconds) until it exists: punching takes a few round trips.
     fn incoming(&mut self, n: usize) -> ConnId {
         for _ in 0..40 {
-            let mut seen = self.nodes[A].locals.iter().filter(|(_, l)| {
+            let mut seen = self.hosts[A].m.locals.iter().filter(|(_, l)| {
                 matches!(l.actions.first(), Some(Action::Connect { target, .. }) if target == "echo")
             });
             if let Some((&conn, _)) = seen.nth(n) {
@@ -293,8 +272,8 @@ fn half_close_reply_after_client_eof() {
     assert!(c.shut);
     assert_eq!(c.closed, Some(false), "clean close");
     assert_eq!(net.local(A, server).closed, Some(false));
-    assert_eq!(net.nodes[B].fwd.conns().count(), 0);
-    assert_eq!(net.nodes[A].fwd.conns().count(), 0);
+    assert_eq!(net.hosts[B].m.fwd.conns().count(), 0);
+    assert_eq!(net.hosts[A].m.fwd.conns().count(), 0);
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -310,7 +289,7 @@ fn backpressure_pauses_the_sending_socket() {
         read_chunk: 16 * 1024,
     };
     let (mut net, listener) = Net::new(config);
-    net.nodes[A].flush = false;
+    net.hosts[A].m.flush = false;
     let client = net.accept(listener);
     net.run_for(Duration::from_millis(100));
     let server = net.incoming(0);
@@ -339,7 +318,7 @@ fn backpressure_pauses_the_sending_socket() {
     // Bounded by the budget, the stream windows and buffers (1 MiB each) and one read.
     assert!(sent < 3 * 1024 * 1024, "sent {sent} into a stuck reader");
 
-    net.nodes[A].flush = true;
+    net.hosts[A].m.flush = true;
     let n = std::mem::take(&mut net.local(A, server).unreported);
     net.with(A, |f, ep, now| f.handle_written(now, ep, server, n));
     for _ in 0..2000 {
@@ -408,7 +387,7 @@ fn local_error_resets_the_remote_connection() {
 #[test]
 fn unknown_service_fails_waiting_connections() {
     let (mut net, _) = Net::new(ForwardConfig::default());
-    let nope = net.nodes[B].fwd.listen(name("/t/nope"));
+    let nope = net.hosts[B].m.fwd.listen(name("/t/nope"));
     let c1 = net.accept(nope);
     let c2 = net.accept(nope);
     net.run_for(Duration::from_secs(1));
@@ -423,7 +402,7 @@ fn unknown_service_fails_waiting_connections() {
             "{reason:?}"
         );
     }
-    let status: Vec<_> = net.nodes[B].fwd.services().collect();
+    let status: Vec<_> = net.hosts[B].m.fwd.services().collect();
     let nope = status.iter().find(|s| s.name == name("/t/nope")).unwrap();
     assert_eq!(nope.state, ServiceState::Idle);
     assert!(nope.last_error.is_some());
@@ -437,7 +416,8 @@ fn session_close_fails_connections_and_reconnects_on_demand() {
     net.run_for(Duration::from_millis(100));
     let server = net.incoming(0);
     net.with(A, |f, ep, now| f.handle_connected(now, ep, server));
-    let peer = net.nodes[B]
+    let peer = net.hosts[B]
+        .m
         .fwd
         .services()
         .find_map(|s| match s.state {
@@ -506,7 +486,7 @@ fn reset_while_connecting_ignores_the_late_connect() {
     net.with(A, |f, ep, now| f.handle_connected(now, ep, server));
     net.run_for(Duration::from_millis(100));
     assert_eq!(net.local(A, server).actions.len(), before);
-    assert_eq!(net.nodes[A].fwd.conns().count(), 0);
+    assert_eq!(net.hosts[A].m.fwd.conns().count(), 0);
 }
 
 /// Bytes written by the exposing side before the client's first byte arrive, and a stop from
@@ -521,7 +501,8 @@ fn server_speaks_first_then_remote_stop_resets() {
     net.run_for(Duration::from_millis(100));
     assert_eq!(net.local(B, client).received, b"SSH-2.0-banner\r\n");
     // B's side stops reading the stream (as a core user could); A's conn must be reset.
-    let (peer, stream) = net.nodes[B]
+    let (peer, stream) = net.hosts[B]
+        .m
         .fwd
         .conns()
         .find_map(|c| c.stream)

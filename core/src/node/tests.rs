@@ -1,13 +1,18 @@
 //! The node's output contract (every drain ends in a timeout, transmits before what events
 //! said), and what the runtimes used to do themselves: status from the node, STUN answers.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 use crate::config::{Config, RendezvousConfig};
 use crate::rendezvous::ServerConfig;
+use crate::tests::net::{self, Link, Machine};
 use crate::tests::pair::key;
+use crate::transmit::Transmit;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -36,59 +41,93 @@ fn drain(node: &mut Node) -> (Vec<Output>, Instant) {
     }
 }
 
-/// Nodes on a lossless network with no delay, driven until `until` in virtual time.
+/// A node on the test network: its transmits go on the wire, everything else it outputs is
+/// kept (shared, since outputs are not `Clone`), and its timeout is the one its last drain
+/// ended in.
+struct Driven {
+    node: Node,
+    timeout: Option<Instant>,
+    outputs: VecDeque<Output>,
+}
+
+impl Machine for Driven {
+    type Event = Rc<Output>;
+
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.node.handle_input(now, from, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.node.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        loop {
+            match self.node.poll_output() {
+                Output::Transmit(t) => return Some(t),
+                Output::Timeout(at) => {
+                    self.timeout = Some(at);
+                    return None;
+                }
+                other => self.outputs.push_back(other),
+            }
+        }
+    }
+
+    fn poll_event(&mut self, _now: Instant) -> Option<Rc<Output>> {
+        self.outputs.pop_front().map(Rc::new)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout
+    }
+}
+
+/// Nodes on a lossless network with no delay.
 struct Net {
-    nodes: Vec<(SocketAddr, Node)>,
-    outputs: Vec<Vec<Output>>,
-    now: Instant,
+    net: net::Net<Driven>,
+}
+
+impl Deref for Net {
+    type Target = net::Net<Driven>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.net
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.net
+    }
 }
 
 impl Net {
     fn new(now: Instant, nodes: Vec<(SocketAddr, Node)>) -> Self {
-        let outputs = nodes.iter().map(|_| Vec::new()).collect();
-        Self {
-            nodes,
-            outputs,
-            now,
+        let mut net = net::Net::new(now, Link::clean(Duration::ZERO), 0);
+        for (addr, node) in nodes {
+            let driven = Driven {
+                node,
+                timeout: None,
+                outputs: VecDeque::new(),
+            };
+            net.add(driven, addr);
         }
+        Self { net }
     }
 
-    fn run_until(&mut self, until: Instant) {
-        loop {
-            let mut next = until;
-            let mut wire = Vec::new();
-            for (i, (from, node)) in self.nodes.iter_mut().enumerate() {
-                let (outs, at) = drain(node);
-                for out in outs {
-                    match out {
-                        Output::Transmit(t) => wire.push((*from, t)),
-                        other => self.outputs[i].push(other),
-                    }
-                }
-                next = next.min(at);
-            }
-            if !wire.is_empty() {
-                for (from, t) in wire {
-                    if let Some((_, node)) = self.nodes.iter_mut().find(|(a, _)| *a == t.dst) {
-                        node.handle_input(self.now, from, &t.payload);
-                    }
-                }
-                continue;
-            }
-            if next >= until {
-                self.now = until;
-                return;
-            }
-            self.now = self.now.max(next);
-            for (_, node) in &mut self.nodes {
-                node.handle_timeout(self.now);
-            }
-        }
+    fn node(&mut self, i: usize) -> &mut Node {
+        &mut self.hosts[i].m.node
+    }
+
+    /// Everything but transmits that node `i` has output.
+    fn outputs(&self, i: usize) -> Vec<&Output> {
+        self.hosts[i].events.iter().map(|o| &**o).collect()
     }
 
     fn answers(&self, i: usize) -> Vec<(ProbeId, SocketAddr, Option<SocketAddr>)> {
-        self.outputs[i]
-            .iter()
+        self.outputs(i)
+            .into_iter()
             .filter_map(|o| match *o {
                 Output::StunResult {
                     probe,
@@ -142,8 +181,9 @@ fn stun_probes_are_answered_with_their_ids() {
             (second, b_addr, Some(a_addr))
         ]
     );
-    let logs = net.outputs[0]
-        .iter()
+    let logs = net
+        .outputs(0)
+        .into_iter()
         .filter(|o| matches!(o, Output::Log(_)));
     assert_eq!(
         logs.count(),
@@ -180,7 +220,7 @@ fn status_comes_from_the_node_and_registration_is_logged_once() {
     let mut net = Net::new(now, vec![(server_addr, server), (daemon_addr, daemon)]);
     net.run_until(now + Duration::from_secs(2));
 
-    let status = net.nodes[1].1.status();
+    let status = net.node(1).status();
     assert_eq!(status.udp_addr, Some(daemon_addr));
     assert_eq!(status.public_key, key(1).public_key().to_string());
     assert_eq!(status.registered, Some(daemon_addr));
@@ -196,8 +236,9 @@ fn status_comes_from_the_node_and_registration_is_logged_once() {
 
     // Renewals later on are not news: one registration line at Info.
     net.run_until(now + Duration::from_secs(3600));
-    let registered_at_info = net.outputs[1]
-        .iter()
+    let registered_at_info = net
+        .outputs(1)
+        .into_iter()
         .filter(|o| {
             matches!(o, Output::Log(l)
                 if l.level() == Level::Info && matches!(l.event(), Event::Registered { .. }))
@@ -220,12 +261,13 @@ fn shutdown_tells_the_server_at_once() {
     let daemon = start(Config::daemon(key(1), rendezvous), daemon_addr, 1, now);
     let mut net = Net::new(now, vec![(server_addr, server), (daemon_addr, daemon)]);
     net.run_until(now + Duration::from_secs(2));
-    assert_eq!(net.nodes[0].1.status().peers.len(), 1);
+    assert_eq!(net.node(0).status().peers.len(), 1);
 
-    let (_, daemon) = &mut net.nodes[1];
-    daemon.shutdown(net.now);
+    let now = net.now;
+    let daemon = net.node(1);
+    daemon.shutdown(now);
     let (outs, _) = drain(daemon);
-    let (_, daemon) = net.nodes.pop().unwrap();
+    let daemon = net.hosts.pop().unwrap().m.node;
     assert!(
         outs.iter()
             .any(|o| matches!(o, Output::Transmit(t) if t.dst == server_addr)),
@@ -235,12 +277,9 @@ fn shutdown_tells_the_server_at_once() {
     let later = net.now + Duration::from_millis(10);
     for o in outs {
         if let Output::Transmit(t) = o {
-            net.nodes[0].1.handle_input(later, daemon_addr, &t.payload);
+            net.node(0).handle_input(later, daemon_addr, &t.payload);
         }
     }
     net.run_until(later + Duration::from_millis(10));
-    assert!(
-        net.nodes[0].1.status().peers.is_empty(),
-        "no timeout needed"
-    );
+    assert!(net.node(0).status().peers.is_empty(), "no timeout needed");
 }

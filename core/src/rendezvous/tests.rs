@@ -1,43 +1,142 @@
-//! One [`Server`] and several [`Client`]s wired in memory on a virtual clock, with seeded loss
-//! and duplication. Every message goes through its encoding, as it would on the wire.
+//! One [`Server`] and several [`Client`]s on the test network ([`crate::tests::net`]), with
+//! seeded loss and duplication. Every message goes through its encoding, as it would on the
+//! wire.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::crypto::PublicKey;
-use crate::rng::SeededRng;
+use crate::tests::net::{Link, Machine, Net};
+use crate::transmit::Transmit;
 
 const LATENCY: Duration = Duration::from_millis(20);
 const LEASE: Duration = Duration::from_secs(90);
 
-enum Flight {
-    ToServer(usize, Vec<u8>),
-    ToClient(usize, Vec<u8>),
+/// What a party tells its application.
+#[derive(Clone, Debug)]
+enum Said {
+    Client(ClientEvent),
+    Server(ServerEvent),
 }
 
-struct Node {
-    key: PublicKey,
-    addr: SocketAddr,
-    client: Client,
-    events: Vec<(Instant, ClientEvent)>,
-    /// Whether the session to the server is up; messages to or from an offline node are lost.
-    online: bool,
+/// The server or one client on the test network. Every message is encoded behind the
+/// sender's key (standing in for the session that authenticates it), as it would be on the
+/// wire.
+enum Party {
+    Server {
+        server: Server,
+        /// Where each client is now.
+        directory: BTreeMap<PublicKey, SocketAddr>,
+        /// Clients whose session to the server is down: messages from them are lost.
+        offline: BTreeSet<PublicKey>,
+    },
+    Client {
+        key: PublicKey,
+        client: Client,
+        server: SocketAddr,
+        /// Whether the session to the server is up; messages to or from it are lost if not.
+        online: bool,
+    },
 }
 
+impl Machine for Party {
+    type Event = (Instant, Said);
+
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        match self {
+            Party::Server {
+                server, offline, ..
+            } => {
+                let key = PublicKey::from_bytes(bytes[..32].try_into().unwrap());
+                if !offline.contains(&key) {
+                    let msg = ClientMessage::decode(&bytes[32..]).unwrap();
+                    server.handle_message(now, key, from, msg);
+                }
+            }
+            Party::Client { client, online, .. } => {
+                if *online {
+                    client.handle_message(now, ServerMessage::decode(bytes).unwrap());
+                }
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Party::Server { server, .. } => server.handle_timeout(now),
+            Party::Client { client, .. } => client.handle_timeout(now),
+        }
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        match self {
+            Party::Server {
+                server, directory, ..
+            } => {
+                let (to, msg) = server.poll_message()?;
+                Some(Transmit {
+                    dst: directory[&to],
+                    ttl: None,
+                    payload: msg.encode().into(),
+                })
+            }
+            Party::Client {
+                key,
+                client,
+                server,
+                online,
+            } => {
+                while let Some(msg) = client.poll_message() {
+                    if *online {
+                        let mut payload = key.as_bytes().to_vec();
+                        payload.extend_from_slice(&msg.encode());
+                        return Some(Transmit {
+                            dst: *server,
+                            ttl: None,
+                            payload: payload.into(),
+                        });
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn poll_event(&mut self, now: Instant) -> Option<(Instant, Said)> {
+        match self {
+            Party::Server { server, .. } => server.poll_event().map(|e| (now, Said::Server(e))),
+            Party::Client { client, .. } => client.poll_event().map(|e| (now, Said::Client(e))),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Party::Server { server, .. } => server.poll_timeout(),
+            Party::Client { client, .. } => client.poll_timeout(),
+        }
+    }
+}
+
+/// The server (host 0) and clients (client `i` is host `i + 1`).
 struct Harness {
-    origin: Instant,
-    now: Instant,
-    server: Server,
-    server_events: Vec<(Instant, ServerEvent)>,
-    nodes: Vec<Node>,
-    rng: SeededRng,
-    /// Loss and duplication probabilities, per 1000 messages.
-    loss: u32,
-    dup: u32,
-    flights: BTreeMap<(Instant, u64), Flight>,
-    seq: u64,
+    net: Net<Party>,
+}
+
+impl Deref for Harness {
+    type Target = Net<Party>;
+
+    fn deref(&self) -> &Net<Party> {
+        &self.net
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Net<Party> {
+        &mut self.net
+    }
 }
 
 fn key(i: usize) -> PublicKey {
@@ -52,27 +151,28 @@ fn lan(i: usize) -> SocketAddr {
     (Ipv4Addr::new(192, 168, 1, i as u8 + 10), 7000).into()
 }
 
+fn server_addr() -> SocketAddr {
+    (Ipv4Addr::new(198, 51, 100, 1), 3478).into()
+}
+
 impl Harness {
     fn new(config: ServerConfig) -> Self {
         let origin = crate::tests::origin();
-        Self {
-            origin,
-            now: origin,
+        let mut net = Net::new(origin, Link::clean(LATENCY), 7);
+        let server = Party::Server {
             server: Server::new(config, origin),
-            server_events: Vec::new(),
-            nodes: Vec::new(),
-            rng: SeededRng::new([7; 32]),
-            loss: 0,
-            dup: 0,
-            flights: BTreeMap::new(),
-            seq: 0,
-        }
+            directory: BTreeMap::new(),
+            offline: BTreeSet::new(),
+        };
+        net.add(server, server_addr());
+        Self { net }
     }
 
+    /// Seeded loss and duplication, per 1000 messages.
     fn impair(&mut self, seed: u8, loss: u32, dup: u32) {
-        self.rng = SeededRng::new([seed; 32]);
-        self.loss = loss;
-        self.dup = dup;
+        self.link.loss_ppm = loss * 1000;
+        self.link.dup_ppm = dup * 1000;
+        self.reseed(u64::from(seed));
     }
 
     /// Adds a started daemon with the token "t", `services` and one LAN candidate.
@@ -83,143 +183,99 @@ impl Harness {
     }
 
     fn add_with(&mut self, mut config: ClientConfig) -> usize {
-        let i = self.nodes.len();
+        let i = self.hosts.len() - 1;
         config.host_candidates.push(lan(i));
         let client = Client::new(config, 1000 * i as u64, self.now).unwrap();
-        self.nodes.push(Node {
+        let addr: SocketAddr = (Ipv4Addr::new(203, 0, 113, i as u8 + 1), 4000 + i as u16).into();
+        let party = Party::Client {
             key: key(i),
-            addr: (Ipv4Addr::new(203, 0, 113, i as u8 + 1), 4000 + i as u16).into(),
             client,
-            events: Vec::new(),
+            server: server_addr(),
             online: true,
-        });
+        };
+        self.net.add(party, addr);
+        self.directory().insert(key(i), addr);
         self.with(i, |c, now| c.start(now));
         i
     }
 
+    fn directory(&mut self) -> &mut BTreeMap<PublicKey, SocketAddr> {
+        match &mut self.hosts[0].m {
+            Party::Server { directory, .. } => directory,
+            Party::Client { .. } => unreachable!("host 0 is the server"),
+        }
+    }
+
+    fn server(&self) -> &Server {
+        match &self.hosts[0].m {
+            Party::Server { server, .. } => server,
+            Party::Client { .. } => unreachable!("host 0 is the server"),
+        }
+    }
+
+    /// The server restarts with no state.
+    fn restart_server(&mut self) {
+        let now = self.now;
+        if let Party::Server { server, .. } = &mut self.hosts[0].m {
+            *server = Server::new(ServerConfig::default(), now);
+        }
+    }
+
+    fn client(&self, i: usize) -> &Client {
+        match &self.hosts[i + 1].m {
+            Party::Client { client, .. } => client,
+            Party::Server { .. } => unreachable!("clients are hosts 1.."),
+        }
+    }
+
+    /// Client `i`'s public address.
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.hosts[i + 1].addr
+    }
+
+    /// Client `i`'s NAT maps it to `addr` from now on.
+    fn move_to(&mut self, i: usize, addr: SocketAddr) {
+        self.hosts[i + 1].addr = addr;
+        self.directory().insert(key(i), addr);
+    }
+
     /// Runs a command on client `i` at the current time, then drains.
     fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Client, Instant) -> R) -> R {
-        let now = self.now;
-        let r = f(&mut self.nodes[i].client, now);
-        self.drain();
-        r
-    }
-
-    fn post(&mut self, flight: impl Fn() -> Flight) {
-        if self.rng.u32() % 1000 < self.loss {
-            return;
-        }
-        let copies = if self.rng.u32() % 1000 < self.dup {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            self.seq += 1;
-            self.flights
-                .insert((self.now + LATENCY, self.seq), flight());
-        }
-    }
-
-    fn drain(&mut self) {
-        let now = self.now;
-        for i in 0..self.nodes.len() {
-            while let Some(msg) = self.nodes[i].client.poll_message() {
-                if self.nodes[i].online {
-                    let bytes = msg.encode();
-                    self.post(|| Flight::ToServer(i, bytes.clone()));
-                }
-            }
-            while let Some(e) = self.nodes[i].client.poll_event() {
-                self.nodes[i].events.push((now, e));
-            }
-        }
-        while let Some((to, msg)) = self.server.poll_message() {
-            let bytes = msg.encode();
-            if let Some(i) = self.nodes.iter().position(|n| n.key == to) {
-                self.post(|| Flight::ToClient(i, bytes.clone()));
-            }
-        }
-        while let Some(e) = self.server.poll_event() {
-            self.server_events.push((now, e));
-        }
-    }
-
-    fn deliver(&mut self, flight: Flight) {
-        match flight {
-            Flight::ToServer(i, bytes) => {
-                let node = &self.nodes[i];
-                if node.online {
-                    let msg = ClientMessage::decode(&bytes).unwrap();
-                    self.server
-                        .handle_message(self.now, node.key, node.addr, msg);
-                }
-            }
-            Flight::ToClient(i, bytes) => {
-                if self.nodes[i].online {
-                    let msg = ServerMessage::decode(&bytes).unwrap();
-                    self.nodes[i].client.handle_message(self.now, msg);
-                }
-            }
-        }
-        // Each input makes replies of its own; drain them so they leave at this instant too.
-        self.drain();
+        self.net.with(i + 1, |party, now| match party {
+            Party::Client { client, .. } => f(client, now),
+            Party::Server { .. } => unreachable!("clients are hosts 1.."),
+        })
     }
 
     /// Runs the network for `d` of virtual time.
     fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        for _ in 0..1_000_000 {
-            let next_flight = self.flights.keys().next().map(|k| k.0);
-            let timers = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.client.poll_timeout())
-                .chain(self.server.poll_timeout());
-            let Some(next) = next_flight.into_iter().chain(timers).min() else {
-                self.now = end;
-                return;
-            };
-            if next > end {
-                self.now = end;
-                return;
-            }
-            self.now = self.now.max(next);
-            if next_flight.is_some_and(|t| t <= self.now) {
-                if let Some((_, flight)) = self.flights.pop_first() {
-                    self.deliver(flight);
-                }
-                continue;
-            }
-            let now = self.now;
-            if self.server.poll_timeout().is_some_and(|t| t <= now) {
-                self.server.handle_timeout(now);
-                self.drain();
-                let after = self.server.poll_timeout();
-                assert!(after.is_none_or(|t| t > now), "server deadline stuck");
-            }
-            for i in 0..self.nodes.len() {
-                if self.nodes[i]
-                    .client
-                    .poll_timeout()
-                    .is_some_and(|t| t <= now)
-                {
-                    self.nodes[i].client.handle_timeout(now);
-                    self.drain();
-                    let after = self.nodes[i].client.poll_timeout();
-                    assert!(after.is_none_or(|t| t > now), "client {i} deadline stuck");
-                }
-            }
-        }
-        panic!("no progress: the run did not reach its end");
+        self.run_for(d);
+    }
+
+    fn client_events(&self, i: usize) -> Vec<(Instant, ClientEvent)> {
+        self.hosts[i + 1]
+            .events
+            .iter()
+            .filter_map(|(at, e)| match e {
+                Said::Client(e) => Some((*at, e.clone())),
+                Said::Server(_) => None,
+            })
+            .collect()
+    }
+
+    fn server_events(&self) -> Vec<(Instant, ServerEvent)> {
+        self.hosts[0]
+            .events
+            .iter()
+            .filter_map(|(at, e)| match e {
+                Said::Server(e) => Some((*at, e.clone())),
+                Said::Client(_) => None,
+            })
+            .collect()
     }
 
     fn events(&self, i: usize) -> Vec<ClientEvent> {
-        self.nodes[i]
-            .events
-            .iter()
-            .map(|(_, e)| e.clone())
-            .collect()
+        self.client_events(i).into_iter().map(|(_, e)| e).collect()
     }
 
     fn introductions(&self, i: usize) -> Vec<ClientEvent> {
@@ -230,12 +286,11 @@ impl Harness {
     }
 
     fn failures(&self, i: usize) -> Vec<(Duration, u64, ErrorCode)> {
-        self.nodes[i]
-            .events
-            .iter()
+        self.client_events(i)
+            .into_iter()
             .filter_map(|(at, e)| match e {
                 ClientEvent::RequestFailed { request, code, .. } => {
-                    Some((*at - self.origin, *request, *code))
+                    Some((at - self.origin, request, code))
                 }
                 _ => None,
             })
@@ -243,11 +298,20 @@ impl Harness {
     }
 
     fn count_server(&self, f: impl Fn(&ServerEvent) -> bool) -> usize {
-        self.server_events.iter().filter(|(_, e)| f(e)).count()
+        self.server_events().iter().filter(|(_, e)| f(e)).count()
     }
 
     fn set_online(&mut self, i: usize, online: bool) {
-        self.nodes[i].online = online;
+        if let Party::Client { online: o, .. } = &mut self.hosts[i + 1].m {
+            *o = online;
+        }
+        if let Party::Server { offline, .. } = &mut self.hosts[0].m {
+            if online {
+                offline.remove(&key(i));
+            } else {
+                offline.insert(key(i));
+            }
+        }
         if online {
             self.with(i, |c, now| c.start(now));
         } else {
@@ -285,15 +349,15 @@ fn register_reports_the_reflexive_address() {
     assert_eq!(
         h.events(a),
         [ClientEvent::Registered {
-            reflexive: h.nodes[a].addr,
+            reflexive: h.addr(a),
             lease: LEASE
         }]
     );
-    assert_eq!(h.nodes[a].client.reflexive(), Some(h.nodes[a].addr));
-    let reg = h.server.registration(&key(a)).unwrap();
+    assert_eq!(h.client(a).reflexive(), Some(h.addr(a)));
+    let reg = h.server().registration(&key(a)).unwrap();
     assert_eq!(reg.services(), [name("/toronto/mysql")]);
     assert_eq!(reg.host_candidates(), [lan(a)]);
-    assert_eq!(h.server.registrations().count(), 1);
+    assert_eq!(h.server().registrations().count(), 1);
 }
 
 #[test]
@@ -301,8 +365,8 @@ fn renewals_keep_a_registration_for_ten_minutes() {
     let mut h = Harness::new(ServerConfig::default());
     let a = h.add(&["/a"]);
     h.run(Duration::from_secs(600));
-    assert!(h.server.registration(&key(a)).is_some());
-    assert!(h.nodes[a].client.is_registered());
+    assert!(h.server().registration(&key(a)).is_some());
+    assert!(h.client(a).is_registered());
     assert_eq!(
         h.count_server(|e| matches!(e, ServerEvent::Expired { .. })),
         0
@@ -317,7 +381,7 @@ fn a_silent_daemon_expires_at_the_lease_and_its_waiter_fails() {
     let b = h.add(&["/b"]);
     h.run(Duration::from_secs(50));
     // b renewed at ~30 s; its lease ends at ~120 s.
-    let b_expires = h.server.registration(&key(b)).unwrap().expires() - h.origin;
+    let b_expires = h.server().registration(&key(b)).unwrap().expires() - h.origin;
     assert!(b_expires > Duration::from_secs(119) && b_expires < Duration::from_secs(121));
     h.set_online(b, false);
     let request = h.with(a, |c, now| c.connect_peer(now, key(b)));
@@ -331,17 +395,17 @@ fn a_silent_daemon_expires_at_the_lease_and_its_waiter_fails() {
         "{at:?}"
     );
     let expired: Vec<_> = h
-        .server_events
+        .server_events()
         .iter()
         .filter(|(_, e)| *e == ServerEvent::Expired { key: key(b) })
         .map(|(t, _)| *t - h.origin)
         .collect();
     assert_eq!(expired, [b_expires]);
-    assert!(h.server.registration(&key(b)).is_none());
+    assert!(h.server().registration(&key(b)).is_none());
     // b's name is free again.
     let c = h.add(&["/b"]);
     h.run(Duration::from_secs(1));
-    assert!(h.nodes[c].client.is_registered());
+    assert!(h.client(c).is_registered());
 }
 
 #[test]
@@ -359,7 +423,7 @@ fn an_unknown_service_fails_at_once() {
             ErrorCode::UnknownService
         )]
     );
-    assert_eq!(h.nodes[a].client.pending_requests(), 0);
+    assert_eq!(h.client(a).pending_requests(), 0);
 }
 
 fn limited(tokens: &[(&str, usize, usize)]) -> ServerConfig {
@@ -397,8 +461,8 @@ fn a_wrong_token_is_refused() {
     let b = h.add_with(ClientConfig::new("good"));
     h.run(Duration::from_secs(1));
     assert_eq!(registration_failures(&h, a), [ErrorCode::BadToken]);
-    assert!(!h.nodes[a].client.is_registered());
-    assert!(h.nodes[b].client.is_registered());
+    assert!(!h.client(a).is_registered());
+    assert!(h.client(b).is_registered());
     // A refused client tries again later rather than hammering the server.
     h.run(Duration::from_secs(40));
     assert_eq!(
@@ -418,7 +482,7 @@ fn token_limits_are_enforced() {
         config
     });
     h.run(Duration::from_secs(1));
-    assert!(h.nodes[a].client.is_registered());
+    assert!(h.client(a).is_registered());
     assert_eq!(registration_failures(&h, b), [ErrorCode::TooMany]);
     assert_eq!(registration_failures(&h, c), [ErrorCode::TooMany]);
 }
@@ -459,7 +523,7 @@ fn client_server_introduction_reaches_both_sides() {
             Some(request),
             key(dest),
             svc.clone(),
-            vec![h.nodes[dest].addr, lan(dest)],
+            vec![h.addr(dest), lan(dest)],
             PunchRole::Initiator
         )
     );
@@ -471,15 +535,15 @@ fn client_server_introduction_reaches_both_sides() {
             None,
             key(src),
             svc,
-            vec![h.nodes[src].addr, lan(src)],
+            vec![h.addr(src), lan(src)],
             PunchRole::Responder
         )
     );
-    assert_eq!(h.nodes[src].client.pending_requests(), 0);
+    assert_eq!(h.client(src).pending_requests(), 0);
     // Both acknowledged: the server stops retransmitting.
     assert_eq!(
-        h.server.poll_timeout(),
-        h.server.registrations().map(|r| r.expires()).min()
+        h.server().poll_timeout(),
+        h.server().registrations().map(|r| r.expires()).min()
     );
 }
 
@@ -514,7 +578,7 @@ fn peer_mode_introduces_when_both_ask_in_either_order() {
                     Some(request),
                     key(other),
                     None,
-                    vec![h.nodes[other].addr, lan(other)],
+                    vec![h.addr(other), lan(other)],
                     role
                 )
             );
@@ -625,13 +689,13 @@ fn clients_register_again_after_a_server_restart() {
     let dest = h.add(&["/svc"]);
     let src = h.add(&[]);
     h.run(Duration::from_secs(5));
-    h.server = Server::new(ServerConfig::default(), h.now);
+    h.restart_server();
     for i in [dest, src] {
         h.set_online(i, false);
         h.set_online(i, true);
     }
     h.run(Duration::from_secs(1));
-    assert_eq!(h.server.registrations().count(), 2);
+    assert_eq!(h.server().registrations().count(), 2);
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
     assert_eq!(h.introductions(src).len(), 1);
@@ -644,7 +708,7 @@ fn a_restart_nobody_noticed_heals_on_the_next_request() {
     let dest = h.add(&["/svc"]);
     let src = h.add(&[]);
     h.run(Duration::from_secs(5));
-    h.server = Server::new(ServerConfig::default(), h.now);
+    h.restart_server();
     // src's lookup meets NotRegistered, so it registers again and repeats the lookup; dest
     // finds out at its next renewal (30 s) and is then found.
     let r = h.with(src, |c, now| c.lookup(now, name("/svc")));
@@ -659,7 +723,7 @@ fn a_restart_nobody_noticed_heals_on_the_next_request() {
     assert_eq!(failures[0].0, Duration::from_millis(5120));
     h.run(Duration::from_secs(30));
     assert!(h.events(dest).contains(&ClientEvent::LeaseLost));
-    assert!(h.nodes[dest].client.is_registered());
+    assert!(h.client(dest).is_registered());
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
     assert_eq!(h.introductions(src).len(), 1);
@@ -675,7 +739,7 @@ fn introduction_ids_of_a_restarted_server_are_not_taken_for_duplicates() {
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
     // The new server numbers introductions from 1 again; nobody called session_lost.
-    h.server = Server::new(ServerConfig::default(), h.now);
+    h.restart_server();
     h.run(Duration::from_secs(31));
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
@@ -691,11 +755,11 @@ fn renewals_unanswered_until_the_lease_ends_lose_it() {
     h.impair(1, 1000, 0);
     h.run(Duration::from_secs(95));
     assert!(h.events(a).contains(&ClientEvent::LeaseLost));
-    assert!(!h.nodes[a].client.is_registered());
+    assert!(!h.client(a).is_registered());
     h.impair(1, 0, 0);
     h.run(Duration::from_secs(40));
-    assert!(h.nodes[a].client.is_registered());
-    assert!(h.server.registration(&key(a)).is_some());
+    assert!(h.client(a).is_registered());
+    assert!(h.server().registration(&key(a)).is_some());
 }
 
 #[test]
@@ -705,9 +769,9 @@ fn the_reflexive_address_follows_nat_rebinding() {
     let src = h.add(&[]);
     h.run(Duration::from_secs(1));
     let moved: SocketAddr = (Ipv4Addr::new(198, 51, 100, 9), 5555).into();
-    h.nodes[dest].addr = moved;
+    h.move_to(dest, moved);
     h.run(Duration::from_secs(31));
-    assert_eq!(h.server.registration(&key(dest)).unwrap().addr(), moved);
+    assert_eq!(h.server().registration(&key(dest)).unwrap().addr(), moved);
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
     assert_eq!(introduced(&h.introductions(src)[0]).3[0], moved);

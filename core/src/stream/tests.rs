@@ -1,38 +1,20 @@
-//! Two [`Mux`]es joined by a virtual link with delay, random loss, duplication and
-//! reordering, on virtual time; and the property tests that drive them.
+//! Two [`Mux`]es on the test network ([`crate::tests::net`]) with delay, random loss,
+//! duplication and reordering, on virtual time; and the property tests that drive them.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use proptest::prelude::*;
-use rand_chacha::ChaCha8Rng;
-use rand_core::{Rng, SeedableRng};
 
 use super::*;
+use crate::tests::net::{Link, Machine, Net};
 use crate::timer::Timer;
+use crate::transmit::Transmit;
 
 const MS: Duration = Duration::from_millis(1);
-
-/// Link impairments, per direction. Probabilities are in parts per million.
-#[derive(Clone, Copy, Debug)]
-struct LinkConfig {
-    delay: Duration,
-    loss_ppm: u32,
-    dup_ppm: u32,
-    /// Extra random delay up to this much for reordering.
-    jitter: Duration,
-}
-
-impl LinkConfig {
-    fn clean(delay: Duration) -> Self {
-        Self {
-            delay,
-            loss_ppm: 0,
-            dup_ppm: 0,
-            jitter: Duration::ZERO,
-        }
-    }
-}
 
 /// What one side's application has seen of one stream.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +38,11 @@ fn pattern(id: StreamId, offset: u64) -> u8 {
 
 struct Side {
     mux: Mux,
+    /// Where its packets go.
+    peer: SocketAddr,
+    buf: Vec<u8>,
+    /// `poll_packet` calls since the last drain ended (a guard against endless output).
+    polled: u32,
     streams: BTreeMap<StreamId, StreamLog>,
     /// Read automatically on `Readable` (false models a stalled reader).
     reading: bool,
@@ -63,20 +50,19 @@ struct Side {
     open_available: u32,
     /// `ProtocolViolation` events seen (an honest peer never causes one).
     violations: u32,
-    drop_next: u32,
-    dup_next: u32,
 }
 
 impl Side {
-    fn new(mux: Mux) -> Self {
+    fn new(mux: Mux, peer: SocketAddr) -> Self {
         Self {
             mux,
+            peer,
+            buf: vec![0; 1168],
+            polled: 0,
             streams: BTreeMap::new(),
             reading: true,
             open_available: 0,
             violations: 0,
-            drop_next: 0,
-            dup_next: 0,
         }
     }
 
@@ -123,9 +109,10 @@ impl Side {
         }
     }
 
-    fn drain_events(&mut self) {
-        while let Some(ev) = self.mux.poll_event() {
-            match ev {
+    /// What the application does on each event.
+    fn on_event(&mut self, ev: &StreamEvent) {
+        {
+            match *ev {
                 StreamEvent::Opened(id) => {
                     assert!(
                         self.streams.insert(id, StreamLog::default()).is_none(),
@@ -181,176 +168,109 @@ impl Side {
     }
 }
 
-/// Two sides and the packets between them.
+impl Machine for Side {
+    type Event = StreamEvent;
+
+    fn handle_input(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
+        self.mux.handle_packet(now, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.mux.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let Some(n) = self.mux.poll_packet(now, &mut self.buf) else {
+            self.polled = 0;
+            return None;
+        };
+        self.polled += 1;
+        assert!(self.polled < 100_000, "poll_packet never stops");
+        Some(Transmit {
+            dst: self.peer,
+            ttl: None,
+            payload: Bytes::copy_from_slice(&self.buf[..n]),
+        })
+    }
+
+    fn poll_event(&mut self, _now: Instant) -> Option<StreamEvent> {
+        let ev = self.mux.poll_event()?;
+        self.on_event(&ev);
+        Some(ev)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.mux.poll_timeout().map(|(at, _)| at)
+    }
+}
+
+/// Two sides (hosts 0 and 1) and the packets between them.
 struct Pair {
-    now: Instant,
-    sides: [Side; 2],
-    link: LinkConfig,
-    /// (deliver at, sequence) -> (destination side, payload)
-    wire: BTreeMap<(Instant, u64), (usize, Vec<u8>)>,
-    seq: u64,
-    rng: ChaCha8Rng,
-    buf: Vec<u8>,
-    delivered: u64,
+    net: Net<Side>,
+}
+
+impl Deref for Pair {
+    type Target = Net<Side>;
+
+    fn deref(&self) -> &Net<Side> {
+        &self.net
+    }
+}
+
+impl DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut Net<Side> {
+        &mut self.net
+    }
 }
 
 impl Pair {
-    fn new(config: StreamConfig, link: LinkConfig, seed: u64) -> Self {
+    fn new(config: StreamConfig, link: Link, seed: u64) -> Self {
         let now = crate::tests::origin();
+        let addrs: [SocketAddr; 2] = ["10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap()];
         let a = Mux::new(config.clone(), Role::Initiator, now);
         let b = Mux::new(config, Role::Responder, now);
-        Self {
-            now,
-            sides: [Side::new(a), Side::new(b)],
-            link,
-            wire: BTreeMap::new(),
-            seq: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            buf: vec![0; 1168],
-            delivered: 0,
-        }
+        let mut net = Net::new(now, link, seed);
+        net.add(Side::new(a, addrs[1]), addrs[0]);
+        net.add(Side::new(b, addrs[0]), addrs[1]);
+        Self { net }
     }
 
-    fn chance(&mut self, ppm: u32) -> bool {
-        ppm > 0 && self.rng.next_u32() % 1_000_000 < ppm
+    fn side(&mut self, i: usize) -> &mut Side {
+        &mut self.net.hosts[i].m
     }
 
-    fn send(&mut self, to: usize, payload: &[u8]) {
-        let from = 1 - to;
-        if self.sides[from].drop_next > 0 {
-            self.sides[from].drop_next -= 1;
-            return;
-        }
-        let copies = if self.sides[from].dup_next > 0 {
-            self.sides[from].dup_next -= 1;
-            2
-        } else if self.chance(self.link.dup_ppm) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            if self.chance(self.link.loss_ppm) {
-                continue;
-            }
-            let jitter_ns = self.link.jitter.as_nanos() as u64;
-            let jitter = if jitter_ns > 0 {
-                self.rng.next_u64() % jitter_ns
-            } else {
-                0
-            };
-            let at = self.now + self.link.delay + Duration::from_nanos(jitter);
-            self.seq += 1;
-            self.wire.insert((at, self.seq), (to, payload.to_vec()));
-        }
+    fn sides(&self) -> impl Iterator<Item = &Side> {
+        self.net.hosts.iter().map(|h| &h.m)
     }
 
     /// Drains packets and events of both sides (the run-loop contract).
     fn flush(&mut self) {
-        for _ in 0..2 {
-            for i in 0..2 {
-                self.sides[i].drain_events();
-                let mut buf = std::mem::take(&mut self.buf);
-                let mut guard = 0;
-                while let Some(n) = self.sides[i].mux.poll_packet(self.now, &mut buf) {
-                    self.send(1 - i, &buf[..n]);
-                    guard += 1;
-                    assert!(guard < 100_000, "poll_packet never stops");
-                }
-                self.buf = buf;
-                self.sides[i].drain_events();
-            }
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let timers = self
-            .sides
-            .iter()
-            .filter_map(|s| s.mux.poll_timeout())
-            .map(|(t, _)| t);
-        timers.chain(self.wire.keys().next().map(|k| k.0)).min()
-    }
-
-    /// One step: deliver the next packet or fire the next timer, whichever is first, but not
-    /// beyond `limit`. Returns false if nothing happened before `limit`.
-    fn step(&mut self, limit: Instant) -> bool {
-        self.flush();
-        let Some(at) = self.next_deadline() else {
-            return false;
-        };
-        if at > limit {
-            self.now = limit;
-            return false;
-        }
-        for s in &self.sides {
-            if let Some((t, _)) = s.mux.poll_timeout() {
-                assert!(
-                    t >= self.now || t == at,
-                    "a deadline in the past without output"
-                );
-            }
-        }
-        self.now = self.now.max(at);
-        if let Some(((t, _), _)) = self.wire.first_key_value() {
-            if *t <= self.now {
-                let (_, (to, payload)) = self.wire.pop_first().expect("checked above");
-                self.delivered += 1;
-                self.sides[to].mux.handle_packet(self.now, &payload);
-                return true;
-            }
-        }
-        let mut fired = [false; 2];
-        for (i, s) in self.sides.iter_mut().enumerate() {
-            if s.mux.poll_timeout().is_some_and(|(t, _)| t <= self.now) {
-                s.mux.handle_timeout(self.now);
-                fired[i] = true;
-            }
-        }
-        self.flush();
-        for (i, s) in self.sides.iter().enumerate() {
-            // A timer that fired and whose output was drained must move into the future: no
-            // endless wake-ups at the same instant.
-            if fired[i] {
-                if let Some((t, timer)) = s.mux.poll_timeout() {
-                    assert!(
-                        t > self.now,
-                        "{timer:?} still due after handle_timeout and draining"
-                    );
-                }
-            }
-        }
-        true
+        self.drain_all();
     }
 
     fn advance(&mut self, d: Duration) {
-        let limit = self.now + d;
-        let mut steps = 0u64;
-        while self.step(limit) {
-            steps += 1;
-            assert!(steps < 2_000_000, "too many steps");
-        }
+        self.run_for(d);
         self.flush();
     }
 
     /// Runs with a clean link until both sides are idle; panics if that takes longer than
     /// `max` of virtual time.
     fn settle(&mut self, max: Duration) {
-        self.link = LinkConfig::clean(self.link.delay);
-        for s in &mut self.sides {
-            s.drop_next = 0;
-            s.dup_next = 0;
-            s.reading = true;
+        self.link = Link::clean(self.link.latency);
+        for h in &mut self.net.hosts {
+            h.drop_next = 0;
+            h.dup_next = 0;
+            h.m.reading = true;
         }
         let deadline = self.now + max;
         loop {
             for i in 0..2 {
-                for id in self.sides[i].ids() {
-                    self.sides[i].read_all_if_open(id);
+                for id in self.side(i).ids() {
+                    self.side(i).read_all_if_open(id);
                 }
             }
             self.flush();
-            if self.wire.is_empty() && self.sides.iter().all(|s| s.mux.is_idle()) {
+            if self.flights.is_empty() && self.sides().all(|s| s.mux.is_idle()) {
                 return;
             }
             assert!(
@@ -358,15 +278,13 @@ impl Pair {
                 "not idle after {max:?}: {:?}",
                 self.debug_state()
             );
-            let limit = self.now + 100 * MS;
-            while self.step(limit) {}
+            self.run_for(100 * MS);
         }
     }
 
     fn debug_state(&self) -> String {
         let s: Vec<_> = self
-            .sides
-            .iter()
+            .sides()
             .map(|s| {
                 format!(
                     "timeout {:?} idle {} stats {:?}",
@@ -394,8 +312,8 @@ impl Side {
 fn check_delivery(pair: &Pair) {
     for w in 0..2 {
         let r = 1 - w;
-        for (id, wl) in &pair.sides[w].streams {
-            let rl = pair.sides[r].streams.get(id).cloned().unwrap_or_default();
+        for (id, wl) in &pair.hosts[w].m.streams {
+            let rl = pair.hosts[r].m.streams.get(id).cloned().unwrap_or_default();
             if wl.reset_sent || wl.stop_seen || rl.stopped {
                 assert!(rl.read <= wl.written, "{id}: read more than written");
                 assert!(
@@ -449,7 +367,7 @@ fn pick(side: &Side, i: usize) -> Option<StreamId> {
     (!ids.is_empty()).then(|| ids[i % ids.len()])
 }
 
-fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
+fn run_ops(ops: &[Op], link: Link, seed: u64) -> Pair {
     let config = StreamConfig {
         stream_receive_window: 64 * 1024,
         stream_send_buffer: 96 * 1024,
@@ -459,42 +377,53 @@ fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
     for op in ops {
         match *op {
             Op::Open(s) => {
-                if let Ok(id) = pair.sides[s].mux.open() {
-                    pair.sides[s].streams.insert(id, StreamLog::default());
+                if let Ok(id) = pair.hosts[s].m.mux.open() {
+                    pair.hosts[s].m.streams.insert(id, StreamLog::default());
                 }
             }
             Op::Write(s, i, n) => {
-                if let Some(id) = pick(&pair.sides[s], i) {
-                    pair.sides[s].write(id, n as usize);
+                if let Some(id) = pick(&pair.hosts[s].m, i) {
+                    pair.hosts[s].m.write(id, n as usize);
                 }
             }
             Op::Finish(s, i) => {
-                if let Some(id) = pick(&pair.sides[s], i) {
-                    if pair.sides[s].mux.finish(id).is_ok() {
-                        pair.sides[s].streams.get_mut(&id).expect("picked").finished = true;
+                if let Some(id) = pick(&pair.hosts[s].m, i) {
+                    if pair.hosts[s].m.mux.finish(id).is_ok() {
+                        pair.hosts[s]
+                            .m
+                            .streams
+                            .get_mut(&id)
+                            .expect("picked")
+                            .finished = true;
                     }
                 }
             }
             Op::Reset(s, i, code) => {
-                if let Some(id) = pick(&pair.sides[s], i) {
-                    let log = pair.sides[s].streams.get_mut(&id).expect("picked");
+                if let Some(id) = pick(&pair.hosts[s].m, i) {
+                    let side = pair.side(s);
+                    let log = side.streams.get_mut(&id).expect("picked");
                     if !log.our_fin_acked && !log.reset_sent {
-                        pair.sides[s].mux.reset(id, u64::from(code));
+                        side.mux.reset(id, u64::from(code));
                         log.reset_sent = true;
                     }
                 }
             }
             Op::StopSending(s, i) => {
-                if let Some(id) = pick(&pair.sides[s], i) {
-                    pair.sides[s].mux.stop_sending(id, 77);
+                if let Some(id) = pick(&pair.hosts[s].m, i) {
+                    pair.hosts[s].m.mux.stop_sending(id, 77);
                     // The reader gives up on this stream: the check treats it like a reset.
-                    pair.sides[s].streams.get_mut(&id).expect("picked").stopped = true;
+                    pair.hosts[s]
+                        .m
+                        .streams
+                        .get_mut(&id)
+                        .expect("picked")
+                        .stopped = true;
                 }
             }
-            Op::Ping(s) => pair.sides[s].mux.ping(),
-            Op::DropNext(s, n) => pair.sides[s].drop_next += u32::from(n),
-            Op::Duplicate(s) => pair.sides[s].dup_next += 1,
-            Op::Stall(s, stalled) => pair.sides[s].reading = !stalled,
+            Op::Ping(s) => pair.hosts[s].m.mux.ping(),
+            Op::DropNext(s, n) => pair.hosts[s].drop_next += u32::from(n),
+            Op::Duplicate(s) => pair.hosts[s].dup_next += 1,
+            Op::Stall(s, stalled) => pair.hosts[s].m.reading = !stalled,
             Op::Advance(ms) => pair.advance(u32::from(ms) * MS),
         }
         pair.flush();
@@ -505,9 +434,10 @@ fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
     // wrote on), then nothing may remain.
     for _ in 0..2 {
         for s in 0..2 {
-            for id in pair.sides[s].ids() {
-                let log = pair.sides[s].streams.get_mut(&id).expect("listed");
-                if pair.sides[s].mux.finish(id).is_ok() {
+            for id in pair.hosts[s].m.ids() {
+                let side = pair.side(s);
+                let log = side.streams.get_mut(&id).expect("listed");
+                if side.mux.finish(id).is_ok() {
                     log.finished = true;
                 }
             }
@@ -515,7 +445,7 @@ fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
         pair.settle(Duration::from_secs(600));
     }
     check_delivery(&pair);
-    for s in &pair.sides {
+    for s in pair.sides() {
         assert_eq!(s.mux.poll_timeout(), None, "an idle mux keeps a timer");
     }
     pair
@@ -524,8 +454,8 @@ fn run_ops(ops: &[Op], link: LinkConfig, seed: u64) -> Pair {
 /// Stream ids whose state on each side survived a full close.
 fn leftover(pair: &Pair) -> [usize; 2] {
     [
-        pair.sides[0].mux.stats().open_streams,
-        pair.sides[1].mux.stats().open_streams,
+        pair.hosts[0].m.mux.stats().open_streams,
+        pair.hosts[1].m.mux.stats().open_streams,
     ]
 }
 
@@ -543,7 +473,7 @@ proptest! {
         jitter_ms in 0u32..30,
         seed in any::<u64>(),
     ) {
-        let link = LinkConfig { delay: 20 * MS, loss_ppm, dup_ppm, jitter: jitter_ms * MS };
+        let link = Link { latency: 20 * MS, loss_ppm, dup_ppm, jitter: jitter_ms * MS };
         let pair = run_ops(&ops, link, seed);
         prop_assert_eq!(leftover(&pair), [0, 0], "closed streams are forgotten");
     }
@@ -606,38 +536,38 @@ proptest! {
 
 #[test]
 fn bulk_transfer_over_a_lossy_link_completes_and_goes_idle() {
-    let link = LinkConfig {
-        delay: 25 * MS,
+    let link = Link {
+        latency: 25 * MS,
         loss_ppm: 50_000,
         dup_ppm: 10_000,
         jitter: 5 * MS,
     };
     let mut pair = Pair::new(StreamConfig::default(), link, 7);
-    let id = pair.sides[0].mux.open().unwrap();
-    pair.sides[0].streams.insert(id, StreamLog::default());
+    let id = pair.hosts[0].m.mux.open().unwrap();
+    pair.hosts[0].m.streams.insert(id, StreamLog::default());
     let total = 3_000_000u64;
-    while pair.sides[0].streams[&id].written < total {
-        let left = total - pair.sides[0].streams[&id].written;
-        pair.sides[0].write(id, left.min(64 * 1024) as usize);
+    while pair.hosts[0].m.streams[&id].written < total {
+        let left = total - pair.hosts[0].m.streams[&id].written;
+        pair.hosts[0].m.write(id, left.min(64 * 1024) as usize);
         pair.advance(5 * MS);
     }
-    pair.sides[0].mux.finish(id).unwrap();
-    pair.sides[0].streams.get_mut(&id).unwrap().finished = true;
+    pair.hosts[0].m.mux.finish(id).unwrap();
+    pair.hosts[0].m.streams.get_mut(&id).unwrap().finished = true;
     pair.settle(Duration::from_secs(300));
     check_delivery(&pair);
-    assert_eq!(pair.sides[1].streams[&id].read, total);
-    assert!(pair.sides[0].mux.stats().packets_lost > 0);
+    assert_eq!(pair.hosts[1].m.streams[&id].read, total);
+    assert!(pair.hosts[0].m.mux.stats().packets_lost > 0);
 }
 
 #[test]
 fn both_sides_open_at_once_without_collisions() {
-    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 1);
+    let mut pair = Pair::new(StreamConfig::default(), Link::clean(10 * MS), 1);
     let mut ids = Vec::new();
     for s in 0..2 {
         for _ in 0..3 {
-            let id = pair.sides[s].mux.open().unwrap();
-            pair.sides[s].streams.insert(id, StreamLog::default());
-            pair.sides[s].write(id, 100);
+            let id = pair.hosts[s].m.mux.open().unwrap();
+            pair.hosts[s].m.streams.insert(id, StreamLog::default());
+            pair.hosts[s].m.write(id, 100);
             ids.push(id);
         }
     }
@@ -646,47 +576,51 @@ fn both_sides_open_at_once_without_collisions() {
     assert_eq!(ids.len(), 6);
     pair.settle(Duration::from_secs(10));
     check_delivery(&pair);
-    assert_eq!(pair.sides[0].streams.len(), 6);
-    assert_eq!(pair.sides[1].streams.len(), 6);
+    assert_eq!(pair.hosts[0].m.streams.len(), 6);
+    assert_eq!(pair.hosts[1].m.streams.len(), 6);
 }
 
 #[test]
 fn a_blocked_open_is_told_when_the_peer_raises_the_stream_limit() {
-    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 1);
+    let mut pair = Pair::new(StreamConfig::default(), Link::clean(10 * MS), 1);
     // Before the peer says otherwise, only the initial limit of streams may be opened.
     let mut first = None;
     for _ in 0..super::types::INITIAL_MAX_STREAMS {
-        let id = pair.sides[0].mux.open().expect("within the initial limit");
+        let id = pair.hosts[0]
+            .m
+            .mux
+            .open()
+            .expect("within the initial limit");
         first.get_or_insert(id);
     }
-    assert_eq!(pair.sides[0].mux.open(), Err(super::OpenError::Limit));
+    assert_eq!(pair.hosts[0].m.mux.open(), Err(super::OpenError::Limit));
     // Data on one stream makes the peer answer, with its real limit.
     let id = first.unwrap();
-    pair.sides[0].streams.insert(id, StreamLog::default());
-    pair.sides[0].write(id, 100);
+    pair.hosts[0].m.streams.insert(id, StreamLog::default());
+    pair.hosts[0].m.write(id, 100);
     pair.settle(Duration::from_secs(5));
-    assert_eq!(pair.sides[0].open_available, 1);
-    assert!(pair.sides[0].mux.open().is_ok());
+    assert_eq!(pair.hosts[0].m.open_available, 1);
+    assert!(pair.hosts[0].m.mux.open().is_ok());
 }
 
 #[test]
 fn half_close_keeps_the_other_direction_working() {
-    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 2);
-    let id = pair.sides[0].mux.open().unwrap();
-    pair.sides[0].streams.insert(id, StreamLog::default());
-    pair.sides[0].write(id, 1000);
-    pair.sides[0].mux.finish(id).unwrap();
-    pair.sides[0].streams.get_mut(&id).unwrap().finished = true;
+    let mut pair = Pair::new(StreamConfig::default(), Link::clean(10 * MS), 2);
+    let id = pair.hosts[0].m.mux.open().unwrap();
+    pair.hosts[0].m.streams.insert(id, StreamLog::default());
+    pair.hosts[0].m.write(id, 1000);
+    pair.hosts[0].m.mux.finish(id).unwrap();
+    pair.hosts[0].m.streams.get_mut(&id).unwrap().finished = true;
     pair.advance(200 * MS);
-    assert!(pair.sides[1].streams[&id].fin_read);
-    assert!(pair.sides[0].streams[&id].our_fin_acked);
+    assert!(pair.hosts[1].m.streams[&id].fin_read);
+    assert!(pair.hosts[0].m.streams[&id].our_fin_acked);
     // The responder still writes on the half-closed stream and the initiator reads it.
-    assert_eq!(pair.sides[1].write(id, 5000), 5000);
+    assert_eq!(pair.hosts[1].m.write(id, 5000), 5000);
     pair.advance(200 * MS);
-    assert_eq!(pair.sides[0].streams[&id].read, 5000);
-    assert_eq!(pair.sides[1].mux.stats().open_streams, 1);
-    pair.sides[1].mux.finish(id).unwrap();
-    pair.sides[1].streams.get_mut(&id).unwrap().finished = true;
+    assert_eq!(pair.hosts[0].m.streams[&id].read, 5000);
+    assert_eq!(pair.hosts[1].m.mux.stats().open_streams, 1);
+    pair.hosts[1].m.mux.finish(id).unwrap();
+    pair.hosts[1].m.streams.get_mut(&id).unwrap().finished = true;
     pair.settle(Duration::from_secs(10));
     check_delivery(&pair);
     assert_eq!(leftover(&pair), [0, 0], "closed streams are forgotten");
@@ -699,77 +633,77 @@ fn a_slow_reader_bounds_the_senders_memory() {
         stream_send_buffer: 128 * 1024,
         ..Default::default()
     };
-    let mut pair = Pair::new(config, LinkConfig::clean(10 * MS), 3);
-    pair.sides[1].reading = false;
-    let id = pair.sides[0].mux.open().unwrap();
-    pair.sides[0].streams.insert(id, StreamLog::default());
+    let mut pair = Pair::new(config, Link::clean(10 * MS), 3);
+    pair.hosts[1].m.reading = false;
+    let id = pair.hosts[0].m.mux.open().unwrap();
+    pair.hosts[0].m.streams.insert(id, StreamLog::default());
     let mut blocked = false;
     for _ in 0..200 {
-        if pair.sides[0].write(id, 64 * 1024) == 0 {
+        if pair.hosts[0].m.write(id, 64 * 1024) == 0 {
             blocked = true;
         }
         pair.advance(20 * MS);
     }
     assert!(blocked, "write must return Blocked");
-    let written = pair.sides[0].streams[&id].written;
+    let written = pair.hosts[0].m.streams[&id].written;
     assert!(
         written <= 256 * 1024 + 128 * 1024,
         "sender accepted {written} bytes"
     );
     assert!(
-        pair.sides[0].mux.heap_size() < 600 * 1024,
+        pair.hosts[0].m.mux.heap_size() < 600 * 1024,
         "sender heap {}",
-        pair.sides[0].mux.heap_size()
+        pair.hosts[0].m.mux.heap_size()
     );
     assert!(
-        pair.sides[1].mux.heap_size() < 600 * 1024,
+        pair.hosts[1].m.mux.heap_size() < 600 * 1024,
         "receiver heap {}",
-        pair.sides[1].mux.heap_size()
+        pair.hosts[1].m.mux.heap_size()
     );
     assert!(
-        pair.sides[0].mux.is_idle(),
+        pair.hosts[0].m.mux.is_idle(),
         "blocked on flow control with nothing in flight"
     );
     // The reader resumes: Writable fires and the rest flows.
-    pair.sides[1].reading = true;
-    pair.sides[1].read_all(id);
+    pair.hosts[1].m.reading = true;
+    pair.hosts[1].m.read_all(id);
     pair.advance(200 * MS);
-    assert!(pair.sides[1].streams[&id].read >= written);
+    assert!(pair.hosts[1].m.streams[&id].read >= written);
 }
 
 #[test]
 fn empty_payload_is_a_keepalive_and_ping_elicits_an_ack() {
-    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 5);
+    let mut pair = Pair::new(StreamConfig::default(), Link::clean(10 * MS), 5);
     pair.settle(Duration::from_secs(5));
     let now = pair.now;
-    pair.sides[0].mux.handle_packet(now, &[]);
-    assert_eq!(pair.sides[0].mux.stats().keepalives_received, 1);
-    assert!(pair.sides[0].mux.is_idle());
-    pair.sides[0].mux.ping();
-    assert!(!pair.sides[0].mux.is_idle());
+    pair.hosts[0].m.mux.handle_packet(now, &[]);
+    assert_eq!(pair.hosts[0].m.mux.stats().keepalives_received, 1);
+    assert!(pair.hosts[0].m.mux.is_idle());
+    pair.hosts[0].m.mux.ping();
+    assert!(!pair.hosts[0].m.mux.is_idle());
     pair.flush();
     assert_eq!(
-        pair.sides[0].mux.poll_timeout().map(|t| t.1),
+        pair.hosts[0].m.mux.poll_timeout().map(|t| t.1),
         Some(Timer::Retransmit)
     );
     pair.settle(Duration::from_secs(5));
-    assert!(pair.sides[0].mux.stats().rtt >= 20 * MS);
+    assert!(pair.hosts[0].m.mux.stats().rtt >= 20 * MS);
 }
 
 #[test]
 fn tail_loss_is_recovered_by_the_probe_timeout() {
-    let mut pair = Pair::new(StreamConfig::default(), LinkConfig::clean(10 * MS), 6);
+    let mut pair = Pair::new(StreamConfig::default(), Link::clean(10 * MS), 6);
     pair.settle(Duration::from_secs(5));
-    let id = pair.sides[0].mux.open().unwrap();
-    pair.sides[0].streams.insert(id, StreamLog::default());
-    pair.sides[0].write(id, 500);
-    pair.sides[0].mux.finish(id).unwrap();
-    pair.sides[0].streams.get_mut(&id).unwrap().finished = true;
-    pair.sides[0].drop_next = 1;
+    let id = pair.hosts[0].m.mux.open().unwrap();
+    pair.hosts[0].m.streams.insert(id, StreamLog::default());
+    pair.hosts[0].m.write(id, 500);
+    pair.hosts[0].m.mux.finish(id).unwrap();
+    pair.hosts[0].m.streams.get_mut(&id).unwrap().finished = true;
+    pair.hosts[0].drop_next = 1;
     pair.advance(Duration::from_secs(2));
     pair.settle(Duration::from_secs(10));
     check_delivery(&pair);
-    assert!(pair.sides[0].mux.stats().ptos >= 1);
+    assert!(pair.hosts[0].m.mux.stats().ptos >= 1);
 }
 
 /// One packet of frames from the peer, packet number `pn`.
@@ -885,8 +819,8 @@ fn print_memory_figures() {
 }
 
 fn regression(ops: &[Op], loss_ppm: u32, dup_ppm: u32, jitter_ms: u32, seed: u64) {
-    let link = LinkConfig {
-        delay: 20 * MS,
+    let link = Link {
+        latency: 20 * MS,
         loss_ppm,
         dup_ppm,
         jitter: jitter_ms * MS,

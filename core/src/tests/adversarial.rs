@@ -1,20 +1,23 @@
-//! Adversarial tests of the session layer: a network of endpoints on virtual time that an
-//! attacker can drop, duplicate, delay, replay, forge and mutate datagrams on, with invariants
-//! checked after every call, plus targeted attacks (cookie floods, forged handshake messages,
-//! index collisions, counter limits, unconfirmed handshakes) and regressions for the bugs found.
+//! Adversarial tests of the session layer: endpoints on the test network, where an attacker
+//! can drop, duplicate, delay, replay, forge and mutate datagrams, with invariants checked
+//! after every call, plus targeted attacks (cookie floods, forged handshake messages, index
+//! collisions, counter limits, unconfirmed handshakes) and regressions for the bugs found.
 //!
-//! The [`Net`] here is stricter than [`super::pair::Pair`]: it routes by `Transmit::dst` (a
-//! session whose path was moved elsewhere really loses its packets), calls `handle_timeout` only
-//! on the endpoint whose deadline is due, and fails as soon as `poll_timeout` returns a deadline
-//! at or before the `now` of the `handle_timeout` call that just ran (a busy loop).
+//! The network ([`super::net::Net`]) routes by `Transmit::dst` (a session whose path was moved
+//! elsewhere really loses its packets), calls `handle_timeout` only on the endpoint whose
+//! deadline is due, and fails as soon as `poll_timeout` returns a deadline at or before the
+//! `now` of the `handle_timeout` call that just ran (a busy loop). [`Net`] here adds what the
+//! checker knows of each application and checks every event.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
 
+use super::net::{self, Link, Machine, Origin, Step};
 use super::pair::key;
 use crate::Endpoint;
 use crate::config::Config;
@@ -71,41 +74,10 @@ impl XorShift {
     }
 }
 
-/// Where a datagram in flight came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
-    /// Sent by a node (or re-sent by the attacker); the index into `Net::captured`.
-    Captured(usize),
-    /// Bytes the attacker made up or altered.
-    Forged,
-}
-
-struct Flight {
-    at: Instant,
-    seq: u64,
-    to: usize,
-    from: SocketAddr,
-    bytes: Bytes,
-    origin: Origin,
-}
-
-/// One datagram a node sent to another node.
-struct Captured {
-    from: usize,
-    to: usize,
-    bytes: Bytes,
-    /// Whether these exact bytes have been handed to the receiver's `handle_input` already.
-    delivered: bool,
-}
-
-/// One endpoint and what the checker knows about it.
+/// One endpoint and what the checker knows about its application.
 struct Node {
     ep: Endpoint,
     config: Config,
-    addr: SocketAddr,
-    events: Vec<Event>,
-    /// `handle_timeout` calls per virtual second since the net's origin.
-    timeouts: BTreeMap<u64, u32>,
     /// The application's handle for its peer: from `connect` or `Connected`, until closed.
     handle: Option<PeerId>,
     connected: BTreeSet<PeerId>,
@@ -116,62 +88,78 @@ struct Node {
     restarts: u8,
 }
 
-type Filter = Box<dyn FnMut(usize, usize, &[u8]) -> bool>;
+impl Machine for Node {
+    type Event = Event;
 
-/// Endpoints on a virtual network the tests control completely.
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.ep.handle_input(now, from, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+        self.ep.poll_transmit()
+    }
+
+    fn poll_event(&mut self, _now: Instant) -> Option<Event> {
+        self.ep.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.ep.poll_timeout().map(|(at, _)| at)
+    }
+
+    fn check(&self) {
+        self.ep.check_deadline_index();
+    }
+}
+
+/// Endpoints on the test network, with the checker's view of their applications.
 struct Net {
-    nodes: Vec<Node>,
-    origin: Instant,
-    now: Instant,
-    latency: Duration,
-    flights: Vec<Flight>,
-    seq: u64,
-    captured: Vec<Captured>,
-    /// Datagrams sent to addresses no node has (e.g. to forged sources).
-    blackholed: Vec<Transmit>,
-    /// Drop this many of the next datagrams nodes send.
-    drop_next: u32,
-    /// Drops `percent`% of datagrams between nodes.
-    loss: Option<(XorShift, u64)>,
-    /// Returns false to drop a datagram (from node, to node, bytes).
-    filter: Option<Filter>,
+    net: net::Net<Node>,
     /// Every application payload id ever sent, with its sender.
     sent_ids: BTreeMap<u64, usize>,
     next_id: u64,
 }
 
+impl Deref for Net {
+    type Target = net::Net<Node>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.net
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.net
+    }
+}
+
 impl Net {
     fn new(configs: Vec<Config>) -> Self {
         let origin = super::origin();
-        let nodes = configs
-            .into_iter()
-            .enumerate()
-            .map(|(i, config)| Node {
+        let mut net = net::Net::new(origin, Link::clean(Duration::from_millis(10)), 0);
+        for (i, config) in configs.into_iter().enumerate() {
+            let node = Node {
                 ep: Endpoint::new(config.clone(), [i as u8 + 1; 32], origin, UNIX),
                 config,
-                addr: SocketAddr::from(([10, 0, 0, i as u8 + 1], 1000 + i as u16)),
-                events: Vec::new(),
-                timeouts: BTreeMap::new(),
                 handle: None,
                 connected: BTreeSet::new(),
                 closed: BTreeSet::new(),
                 peer_keys: BTreeMap::new(),
                 delivered: BTreeSet::new(),
                 restarts: 0,
-            })
-            .collect();
+            };
+            net.add(
+                node,
+                SocketAddr::from(([10, 0, 0, i as u8 + 1], 1000 + i as u16)),
+            );
+        }
         Self {
-            nodes,
-            origin,
-            now: origin,
-            latency: Duration::from_millis(10),
-            flights: Vec::new(),
-            seq: 0,
-            captured: Vec::new(),
-            blackholed: Vec::new(),
-            drop_next: 0,
-            loss: None,
-            filter: None,
+            net,
             sent_ids: BTreeMap::new(),
             next_id: 0,
         }
@@ -182,77 +170,28 @@ impl Net {
         Self::new(vec![Config::new(key(1)), Config::new(key(2))])
     }
 
-    fn at(&self) -> Duration {
-        self.now - self.origin
-    }
-
     fn public(&self, i: usize) -> PublicKey {
-        self.nodes[i].ep.public_key()
+        self.hosts[i].m.ep.public_key()
     }
 
-    // ----- moving datagrams ----------------------------------------------------------------
-
-    fn push_flight(&mut self, to: usize, from: SocketAddr, bytes: Bytes, origin: Origin) {
-        self.seq += 1;
-        self.flights.push(Flight {
-            at: self.now + self.latency,
-            seq: self.seq,
-            to,
-            from,
-            bytes,
-            origin,
-        });
-    }
-
-    fn route(&mut self, from: usize, t: Transmit) {
-        let Some(to) = self.nodes.iter().position(|n| n.addr == t.dst) else {
-            self.blackholed.push(t);
-            return;
-        };
-        self.captured.push(Captured {
-            from,
-            to,
-            bytes: t.payload.clone(),
-            delivered: false,
-        });
-        let k = self.captured.len() - 1;
-        if self.drop_next > 0 {
-            self.drop_next -= 1;
-            return;
-        }
-        if let Some((rng, percent)) = &mut self.loss {
-            if rng.next() % 100 < *percent {
-                return;
-            }
-        }
-        if let Some(filter) = &mut self.filter {
-            if !filter(from, to, &t.payload) {
-                return;
-            }
-        }
-        let src = self.nodes[from].addr;
-        self.push_flight(to, src, t.payload, Origin::Captured(k));
+    fn ep(&mut self, i: usize) -> &mut Endpoint {
+        &mut self.hosts[i].m.ep
     }
 
     /// Drains node `i`'s output, checking every event.
     fn drain(&mut self, i: usize) -> Vec<Event> {
-        while let Some(t) = self.nodes[i].ep.poll_transmit() {
-            self.route(i, t);
+        let events = self.net.drain(i);
+        for e in &events {
+            self.check_event(i, e);
         }
-        let mut new = Vec::new();
-        while let Some(e) = self.nodes[i].ep.poll_event() {
-            self.check_event(i, &e);
-            new.push(e.clone());
-            self.nodes[i].events.push(e);
-        }
-        new
+        events
     }
 
     /// The event invariants: `Connected` at most once per handle, nothing for a handle after
     /// its `SessionClosed`, datagrams only from a peer's application, each delivered once.
     fn check_event(&mut self, i: usize, e: &Event) {
         let at = self.at();
-        let node = &mut self.nodes[i];
+        let node = &mut self.net.hosts[i].m;
         match e {
             Event::Connected { peer, key, .. } => {
                 assert!(
@@ -281,8 +220,8 @@ impl Net {
                     .get(&id)
                     .unwrap_or_else(|| panic!("node {i}: delivered id {id} nobody sent"));
                 assert_ne!(sender, i, "node {i} got its own datagram back");
-                let expected = self.nodes[sender].ep.public_key();
-                let node = &mut self.nodes[i];
+                let expected = self.public(sender);
+                let node = &mut self.net.hosts[i].m;
                 assert_eq!(node.peer_keys.get(peer), Some(&expected), "wrong peer");
                 assert!(
                     node.delivered.insert(id),
@@ -308,96 +247,45 @@ impl Net {
         }
     }
 
-    /// After a call at `now` and draining: no deadline in the past; after `handle_timeout`
-    /// (`strict`) none at `now` either.
-    fn check_deadline(&self, i: usize, strict: bool) {
-        self.nodes[i].ep.check_deadline_index();
-        if let Some((at, timer)) = self.nodes[i].ep.poll_timeout() {
-            let ok = if strict {
-                at > self.now
-            } else {
-                at >= self.now
-            };
-            assert!(
-                ok,
-                "node {i} at {:?}: poll_timeout returns {timer:?} at {:?} after draining \
-                 (strict: {strict}): a busy loop",
-                self.at(),
-                at - self.origin,
-            );
-        }
-    }
-
-    /// Handles the earliest delivery or deadline no later than `limit`. False if none.
+    /// Handles the earliest delivery or deadline no later than `limit`, checking every event
+    /// it causes. False if none.
     fn step(&mut self, limit: Instant) -> bool {
-        let flight = self
-            .flights
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, f)| (f.at, f.seq))
-            .map(|(k, f)| (k, f.at));
-        let timer = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.ep.poll_timeout().map(|(at, _)| at))
-            .min();
-        let next = [flight.map(|(_, at)| at), timer]
-            .into_iter()
-            .flatten()
-            .min();
-        let Some(at) = next.filter(|at| *at <= limit) else {
+        let Some(at) = self.next_at().filter(|at| *at <= limit) else {
             return false;
         };
         assert!(at >= self.now, "time went backwards");
         self.now = at;
-        if let Some((k, _)) = flight.filter(|(_, fat)| *fat == at) {
-            let f = self.flights.remove(k);
-            self.deliver(f);
-        } else {
-            for i in 0..self.nodes.len() {
-                if self.nodes[i]
-                    .ep
-                    .poll_timeout()
-                    .is_some_and(|(due, _)| due <= at)
-                {
-                    self.nodes[i].ep.handle_timeout(at);
-                    let second = self.at().as_secs();
-                    *self.nodes[i].timeouts.entry(second).or_default() += 1;
-                    self.drain(i);
-                    self.check_deadline(i, true);
-                }
-            }
-        }
-        true
-    }
-
-    fn deliver(&mut self, f: Flight) {
-        let i = f.to;
-        let replay = match f.origin {
-            Origin::Captured(k) => self.captured[k].delivered,
-            Origin::Forged => false,
+        let Some((&(fat, _), flight)) = self.flights.first_key_value() else {
+            self.fire_and_check();
+            return true;
         };
-        let handles: Vec<(PeerId, Option<SocketAddr>, bool)> = self.nodes[i]
+        if fat != at {
+            self.fire_and_check();
+            return true;
+        }
+        let i = flight.to;
+        let node = &self.hosts[i].m;
+        let handles: Vec<(PeerId, Option<SocketAddr>, bool)> = node
             .peer_keys
             .keys()
-            .map(|&p| {
-                (
-                    p,
-                    self.nodes[i].ep.peer_addr(p),
-                    self.nodes[i].ep.is_connected(p),
-                )
-            })
+            .map(|&p| (p, node.ep.peer_addr(p), node.ep.is_connected(p)))
             .collect();
-        let now = self.now;
-        self.nodes[i].ep.handle_input(now, f.from, &f.bytes);
-        let events = self.drain(i);
-        self.check_deadline(i, false);
-        match f.origin {
-            Origin::Captured(k) => self.captured[k].delivered = true,
-            Origin::Forged => assert!(
+        let Step::Delivered {
+            flight,
+            replay,
+            events,
+        } = self.deliver_next()
+        else {
+            unreachable!("deliver_next delivers");
+        };
+        for e in &events {
+            self.check_event(i, e);
+        }
+        if flight.origin == Origin::Forged {
+            assert!(
                 !events.iter().any(|e| matches!(e, Event::Datagram { .. })),
                 "node {i}: forged bytes delivered a datagram"
-            ),
+            );
         }
         if replay {
             // A copy of bytes the node has already processed must change nothing.
@@ -405,19 +293,31 @@ impl Net {
                 events.is_empty(),
                 "node {i} at {:?}: a replayed {:?} packet from {} caused {events:?}",
                 self.at(),
-                kind(&f.bytes),
-                f.from
+                kind(&flight.bytes),
+                flight.from
             );
             for (p, addr, connected) in handles {
                 assert_eq!(
-                    self.nodes[i].ep.peer_addr(p),
+                    self.hosts[i].m.ep.peer_addr(p),
                     addr,
                     "node {i} at {:?}: a replayed {:?} packet from {} moved {p}'s path",
                     self.at(),
-                    kind(&f.bytes),
-                    f.from
+                    kind(&flight.bytes),
+                    flight.from
                 );
-                assert_eq!(self.nodes[i].ep.is_connected(p), connected);
+                assert_eq!(self.hosts[i].m.ep.is_connected(p), connected);
+            }
+        }
+        true
+    }
+
+    fn fire_and_check(&mut self) {
+        let Step::Timeout(fired) = self.fire() else {
+            unreachable!("fire fires");
+        };
+        for (i, events) in fired {
+            for e in &events {
+                self.check_event(i, e);
             }
         }
     }
@@ -436,41 +336,41 @@ impl Net {
 
     // ----- the attacker --------------------------------------------------------------------
 
-    /// Delivers `bytes` to node `to` as if sent from `from` now.
-    fn inject(&mut self, to: usize, from: SocketAddr, bytes: impl Into<Bytes>) {
-        self.push_flight(to, from, bytes.into(), Origin::Forged);
-    }
-
-    /// Re-sends captured datagram `k` to its receiver, from `from` (its sender by default).
-    fn replay(&mut self, k: usize, from: Option<SocketAddr>) {
-        let c = &self.captured[k];
-        let (to, bytes) = (c.to, c.bytes.clone());
-        let from = from.unwrap_or(self.nodes[c.from].addr);
-        self.push_flight(to, from, bytes, Origin::Captured(k));
-    }
-
     /// The most recent captured datagram from `from` of kind `k`.
     fn last_captured(&self, from: usize, k: PacketKind) -> usize {
-        self.captured
+        self.sent
             .iter()
-            .rposition(|c| c.from == from && is_kind(&c.bytes, k))
+            .rposition(|c| c.from == from && is_kind(&c.transmit.payload, k))
             .unwrap_or_else(|| panic!("node {from} sent no {k:?}"))
     }
 
     fn first_captured(&self, from: usize, k: PacketKind) -> usize {
-        self.captured
+        self.sent
             .iter()
-            .position(|c| c.from == from && is_kind(&c.bytes, k))
+            .position(|c| c.from == from && is_kind(&c.transmit.payload, k))
             .unwrap_or_else(|| panic!("node {from} sent no {k:?}"))
+    }
+
+    /// The bytes of captured datagram `k`.
+    fn captured(&self, k: usize) -> Bytes {
+        self.sent[k].transmit.payload.clone()
+    }
+
+    /// The flight `raw` picks, counting in the order the flights were sent.
+    fn pick_flight(&self, raw: usize) -> Option<(Instant, u64)> {
+        let mut keys: Vec<(Instant, u64)> = self.flights.keys().copied().collect();
+        keys.sort_by_key(|&(_, seq)| seq);
+        (!keys.is_empty()).then(|| keys[pick(raw, keys.len())])
     }
 
     // ----- the applications ----------------------------------------------------------------
 
     fn connect(&mut self, i: usize, j: usize) -> PeerId {
-        let (now, key, to) = (self.now, self.public(j), self.nodes[j].addr);
-        let peer = self.nodes[i].ep.connect(now, key, to).expect("not our key");
-        self.nodes[i].handle = Some(peer);
-        self.nodes[i].peer_keys.insert(peer, key);
+        let (now, key, to) = (self.now, self.public(j), self.hosts[j].addr);
+        let node = &mut self.hosts[i].m;
+        let peer = node.ep.connect(now, key, to).expect("not our key");
+        node.handle = Some(peer);
+        node.peer_keys.insert(peer, key);
         self.drain(i);
         self.check_deadline(i, false);
         peer
@@ -478,14 +378,14 @@ impl Net {
 
     /// Node `i` sends a fresh datagram on its handle; returns its id if accepted.
     fn send(&mut self, i: usize) -> Option<u64> {
-        let peer = self.nodes[i].handle?;
+        let peer = self.hosts[i].m.handle?;
         let id = self.next_id;
         self.next_id += 1;
         let mut data = vec![0xDA];
         data.extend_from_slice(&id.to_be_bytes());
         data.extend_from_slice(&[i as u8; 7]);
         let now = self.now;
-        let accepted = self.nodes[i].ep.send_datagram(now, peer, &data).is_ok();
+        let accepted = self.ep(i).send_datagram(now, peer, &data).is_ok();
         if accepted {
             self.sent_ids.insert(id, i);
         }
@@ -495,9 +395,9 @@ impl Net {
     }
 
     fn close(&mut self, i: usize) {
-        if let Some(peer) = self.nodes[i].handle {
+        if let Some(peer) = self.hosts[i].m.handle {
             let now = self.now;
-            self.nodes[i].ep.close(now, peer);
+            self.ep(i).close(now, peer);
             self.drain(i);
             self.check_deadline(i, false);
         }
@@ -506,7 +406,7 @@ impl Net {
     /// Node `i` restarts: same key and address, fresh state, new seed.
     fn restart(&mut self, i: usize) {
         let (now, unix) = (self.now, UNIX + self.at());
-        let node = &mut self.nodes[i];
+        let node = &mut self.hosts[i].m;
         node.restarts += 1;
         let seed = [0x80 | (i as u8) << 4 | node.restarts; 32];
         node.ep = Endpoint::new(node.config.clone(), seed, now, unix);
@@ -518,7 +418,7 @@ impl Net {
     }
 
     fn closes(&self, i: usize) -> Vec<CloseReason> {
-        self.nodes[i]
+        self.hosts[i]
             .events
             .iter()
             .filter_map(|e| match e {
@@ -529,7 +429,7 @@ impl Net {
     }
 
     fn connected_events(&self, i: usize) -> usize {
-        self.nodes[i]
+        self.hosts[i]
             .events
             .iter()
             .filter(|e| matches!(e, Event::Connected { .. }))
@@ -540,7 +440,6 @@ impl Net {
     /// `bound` both sides deliver a fresh datagram to each other.
     fn settle(&mut self, bound: Duration) {
         self.drop_next = 0;
-        self.loss = None;
         self.filter = None;
         let start = self.now;
         let mut probes: [BTreeSet<u64>; 2] = Default::default();
@@ -548,7 +447,7 @@ impl Net {
             let done = [A, B].map(|i| {
                 probes[i]
                     .iter()
-                    .any(|id| self.nodes[1 - i].delivered.contains(id))
+                    .any(|id| self.hosts[1 - i].m.delivered.contains(id))
             });
             if done == [true, true] {
                 return;
@@ -559,28 +458,27 @@ impl Net {
                  A events {:?}\nB events {:?}",
                 done[A],
                 done[B],
-                self.nodes[A].ep,
-                self.nodes[B].ep,
-                self.nodes[A]
+                self.hosts[A].m.ep,
+                self.hosts[B].m.ep,
+                self.hosts[A]
                     .events
                     .iter()
                     .rev()
                     .take(6)
                     .collect::<Vec<_>>(),
-                self.nodes[B]
+                self.hosts[B]
                     .events
                     .iter()
                     .rev()
                     .take(6)
                     .collect::<Vec<_>>(),
             );
-            if self.nodes[A].handle.is_none() {
+            if self.hosts[A].m.handle.is_none() {
                 self.connect(A, B);
             }
             for i in [A, B] {
-                let live = self.nodes[i]
-                    .handle
-                    .is_some_and(|h| self.nodes[i].ep.is_connected(h));
+                let node = &self.hosts[i].m;
+                let live = node.handle.is_some_and(|h| node.ep.is_connected(h));
                 if live && !done[i] {
                     if let Some(id) = self.send(i) {
                         probes[i].insert(id);
@@ -596,8 +494,8 @@ impl Net {
     fn assert_quiet(&mut self, d: Duration, per_second: u32, total: u32) {
         let from = self.at().as_secs();
         self.run_for(d);
-        for (i, node) in self.nodes.iter().enumerate() {
-            let calls: Vec<u32> = node.timeouts.range(from..).map(|(_, n)| *n).collect();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let calls: Vec<u32> = host.timeouts.range(from..).map(|(_, n)| *n).collect();
             let (max, sum) = (
                 calls.iter().copied().max().unwrap_or(0),
                 calls.iter().sum::<u32>(),
@@ -606,11 +504,12 @@ impl Net {
                 max <= per_second && sum <= total,
                 "node {i}: {sum} handle_timeout calls in {d:?}, up to {max} in one second"
             );
+            let ep = &host.m.ep;
             assert!(
-                node.ep.index_count() <= 4 * node.ep.session_count(),
+                ep.index_count() <= 4 * ep.session_count(),
                 "node {i}: {} indices for {} sessions",
-                node.ep.index_count(),
-                node.ep.session_count()
+                ep.index_count(),
+                ep.session_count()
             );
         }
     }
@@ -674,21 +573,21 @@ fn apply(net: &mut Net, op: &Op) {
         }
         Op::DropNext => net.drop_next += 1,
         Op::Duplicate(ix) => {
-            if !net.flights.is_empty() {
-                let f = &net.flights[pick(*ix, net.flights.len())];
-                let (to, from, bytes, origin) = (f.to, f.from, f.bytes.clone(), f.origin);
-                net.push_flight(to, from, bytes, origin);
+            if let Some(key) = net.pick_flight(*ix) {
+                let f = net.flights[&key].clone();
+                net.push_flight(f.to, f.from, f.bytes, f.origin);
             }
         }
         Op::Reorder(ix, ms) => {
-            if !net.flights.is_empty() {
-                let k = pick(*ix, net.flights.len());
-                net.flights[k].at += Duration::from_millis(u64::from(*ms));
+            if let Some((at, seq)) = net.pick_flight(*ix) {
+                let f = net.flights.remove(&(at, seq)).expect("picked");
+                let later = at + Duration::from_millis(u64::from(*ms));
+                net.flights.insert((later, seq), f);
             }
         }
         Op::Replay(ix, from_attacker) => {
-            if !net.captured.is_empty() {
-                let k = pick(*ix, net.captured.len());
+            if !net.sent.is_empty() {
+                let k = pick(*ix, net.sent.len());
                 net.replay(k, from_attacker.then(attacker));
             }
         }
@@ -703,20 +602,20 @@ fn apply(net: &mut Net, op: &Op) {
             net.inject(side(*to_a), attacker(), bytes);
         }
         Op::InjectMutated(ix, at, x, from_attacker) => {
-            if !net.captured.is_empty() {
-                let c = &net.captured[pick(*ix, net.captured.len())];
-                let mut bytes = c.bytes.to_vec();
+            if !net.sent.is_empty() {
+                let c = &net.sent[pick(*ix, net.sent.len())];
+                let mut bytes = c.transmit.payload.to_vec();
                 let pos = pick(*at, bytes.len());
                 bytes[pos] ^= x;
-                let (to, from) = (c.to, net.nodes[c.from].addr);
+                let (to, from) = (c.to, net.hosts[c.from].addr);
                 let from = if *from_attacker { attacker() } else { from };
                 // A flipped mac2 leaves a handshake message valid: that is a replay, not a
                 // forgery, and the replay checks apply to it.
                 let mac2_of_handshake =
                     matches!(kind(&bytes), Some(1 | 2)) && pos >= bytes.len() - MAC_LEN;
                 if mac2_of_handshake {
-                    let k = pick(*ix, net.captured.len());
-                    net.push_flight(to, from, bytes.into(), Origin::Captured(k));
+                    let k = pick(*ix, net.sent.len());
+                    net.push_flight(to, from, bytes.into(), Origin::Sent(k));
                 } else {
                     net.inject(to, from, bytes);
                 }
@@ -748,7 +647,7 @@ fn run_interaction(ops: &[Op]) {
         net.closes(B)
     );
     for i in [A, B] {
-        assert_eq!(net.nodes[i].ep.session_count(), 1);
+        assert_eq!(net.hosts[i].m.ep.session_count(), 1);
     }
 }
 
@@ -815,7 +714,8 @@ fn random_source(rng: &mut XorShift) -> SocketAddr {
 fn handshake_through_fifty_percent_loss_both_ways_eventually_connects() {
     for seed in 1..=12u64 {
         let mut net = Net::pair();
-        net.loss = Some((XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 50));
+        let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        net.filter = Some(Box::new(move |_, _, _| rng.next() % 100 >= 50));
         net.connect(A, B);
         let deadline = net.now + Duration::from_secs(600);
         while !(net.connected_events(A) >= 1 && net.connected_events(B) >= 1) {
@@ -823,7 +723,7 @@ fn handshake_through_fifty_percent_loss_both_ways_eventually_connects() {
                 net.now < deadline,
                 "seed {seed}: not connected in 10 minutes"
             );
-            if net.nodes[A].handle.is_none() {
+            if net.hosts[A].m.handle.is_none() {
                 // The application retries after HandshakeTimeout.
                 net.connect(A, B);
             }
@@ -852,12 +752,12 @@ fn a_flood_of_forged_initiations_gets_cookies_and_a_real_peer_still_connects() {
     // 10,000 in one burst: only the first THRESHOLD cost B a Diffie-Hellman.
     flood(&mut net, &mut rng, 10_000);
     net.run_for(Duration::from_millis(20));
-    let s = net.nodes[B].ep.stats().clone();
+    let s = net.hosts[B].m.ep.stats().clone();
     assert_eq!(s.dropped_handshake, u64::from(THRESHOLD), "{s:?}");
     assert_eq!(s.dropped_no_cookie, 10_000 - u64::from(THRESHOLD), "{s:?}");
     assert_eq!(s.cookies_sent, s.dropped_no_cookie);
-    assert_eq!(net.nodes[B].ep.session_count(), 0);
-    assert!(net.nodes[B].events.is_empty());
+    assert_eq!(net.hosts[B].m.ep.session_count(), 0);
+    assert!(net.hosts[B].events.is_empty());
     // Every cookie reply went to the (forged) source, and is smaller than what provoked it.
     assert_eq!(net.blackholed.len() as u64, s.cookies_sent);
     assert!(
@@ -877,7 +777,7 @@ fn a_flood_of_forged_initiations_gets_cookies_and_a_real_peer_still_connects() {
             net.run_for(Duration::from_millis(100));
         }
     }
-    let s = net.nodes[B].ep.stats();
+    let s = net.hosts[B].m.ep.stats();
     // Noise work only within the threshold per second (the window restarts on the first
     // initiation after a second has passed, so one more window than seconds elapsed).
     let windows = seconds + 2;
@@ -885,7 +785,7 @@ fn a_flood_of_forged_initiations_gets_cookies_and_a_real_peer_still_connects() {
         s.dropped_handshake + s.handshakes_completed <= u64::from(THRESHOLD) * windows,
         "{s:?}"
     );
-    assert!(net.nodes[A].ep.stats().handshakes_completed == 1);
+    assert!(net.hosts[A].m.ep.stats().handshakes_completed == 1);
     net.settle(Duration::from_secs(5));
 }
 
@@ -899,8 +799,8 @@ fn forged_responses_and_cookie_replies_do_not_break_a_pending_handshake() {
     net.connect(A, B);
     net.run_for(Duration::from_millis(15));
     let held = net.last_captured(B, PacketKind::Response);
-    let init = net.captured[net.last_captured(A, PacketKind::Initiation)]
-        .bytes
+    let init = net
+        .captured(net.last_captured(A, PacketKind::Initiation))
         .clone();
     // An on-path attacker sees A's sender index and mac1 in the initiation.
     let a_index = u32::from_be_bytes(init[4..8].try_into().unwrap());
@@ -940,7 +840,7 @@ fn forged_responses_and_cookie_replies_do_not_break_a_pending_handshake() {
         let reply = CookieChecker::new(&net.public(B)).seal_reply(
             net.now,
             || [9; 32],
-            net.nodes[A].addr,
+            net.hosts[A].addr,
             &a_mac1,
             rng.bytes(),
         );
@@ -949,7 +849,7 @@ fn forged_responses_and_cookie_replies_do_not_break_a_pending_handshake() {
         net.inject(A, attacker(), header::cookie_reply(a_index, &body));
     }
     net.run_for(Duration::from_millis(15));
-    let s = net.nodes[A].ep.stats();
+    let s = net.hosts[A].m.ep.stats();
     assert_eq!(s.dropped_handshake, 40, "{s:?}");
     assert_eq!(net.connected_events(A), 0);
     // The genuine response still completes the handshake.
@@ -970,15 +870,15 @@ fn a_third_peer_reusing_a_sender_index_cannot_disturb_an_established_session() {
         Config::new(key(7)),
     ]);
     // M (node 2) starts with A's seed: its first sender index equals A's.
-    net.nodes[2].ep = Endpoint::new(Config::new(key(7)), [1; 32], net.origin, UNIX);
+    net.hosts[2].m.ep = Endpoint::new(Config::new(key(7)), [1; 32], net.origin, UNIX);
     net.connect(A, B);
     net.run_for(Duration::from_millis(100));
     net.connect(2, B);
     net.run_for(Duration::from_millis(100));
-    let a_init = &net.captured[net.first_captured(A, PacketKind::Initiation)].bytes;
-    let m_init = &net.captured[net.first_captured(2, PacketKind::Initiation)].bytes;
+    let a_init = &net.captured(net.first_captured(A, PacketKind::Initiation));
+    let m_init = &net.captured(net.first_captured(2, PacketKind::Initiation));
     assert_eq!(a_init[4..8], m_init[4..8], "same sender index");
-    assert_eq!(net.nodes[B].ep.session_count(), 2);
+    assert_eq!(net.hosts[B].m.ep.session_count(), 2);
     // Data still reaches the right peer in every direction.
     for _ in 0..3 {
         net.send(A);
@@ -986,11 +886,11 @@ fn a_third_peer_reusing_a_sender_index_cannot_disturb_an_established_session() {
         net.send(B); // B's handle is its latest Connected: M.
     }
     net.run_for(Duration::from_millis(100));
-    assert_eq!(net.nodes[B].delivered.len(), 6);
-    assert_eq!(net.nodes[2].delivered.len(), 3);
+    assert_eq!(net.hosts[B].m.delivered.len(), 6);
+    assert_eq!(net.hosts[2].m.delivered.len(), 3);
     // Forged transport packets at B's index for A: any counter, garbage body.
-    let to_b = net.captured[net.last_captured(A, PacketKind::Transport)]
-        .bytes
+    let to_b = net
+        .captured(net.last_captured(A, PacketKind::Transport))
         .clone();
     let b_index = u32::from_be_bytes(to_b[4..8].try_into().unwrap());
     let mut rng = XorShift(5);
@@ -1000,7 +900,7 @@ fn a_third_peer_reusing_a_sender_index_cannot_disturb_an_established_session() {
         net.inject(B, attacker(), forged);
     }
     net.run_for(Duration::from_millis(20));
-    let s = net.nodes[B].ep.stats();
+    let s = net.hosts[B].m.ep.stats();
     assert_eq!(
         s.dropped_auth + s.dropped_expired + s.dropped_replay,
         6,
@@ -1008,10 +908,10 @@ fn a_third_peer_reusing_a_sender_index_cannot_disturb_an_established_session() {
     );
     net.send(A);
     net.run_for(Duration::from_millis(20));
-    assert_eq!(net.nodes[B].delivered.len(), 7);
+    assert_eq!(net.hosts[B].m.delivered.len(), 7);
     assert_eq!(
-        net.nodes[B].ep.peer_addr(PeerId(0)),
-        Some(net.nodes[A].addr)
+        net.hosts[B].m.ep.peer_addr(PeerId(0)),
+        Some(net.hosts[A].addr)
     );
 }
 
@@ -1023,12 +923,12 @@ fn an_initiation_from_our_own_key_is_rejected() {
     let init = initiation_from(&net, &b_secret, &b_key, 42, [3; 32], 1);
     net.inject(B, attacker(), init.packet);
     net.run_for(Duration::from_millis(20));
-    assert_eq!(net.nodes[B].ep.stats().dropped_unknown_peer, 1);
-    assert_eq!(net.nodes[B].ep.session_count(), 0);
-    assert_eq!(net.nodes[B].ep.index_count(), 0);
+    assert_eq!(net.hosts[B].m.ep.stats().dropped_unknown_peer, 1);
+    assert_eq!(net.hosts[B].m.ep.session_count(), 0);
+    assert_eq!(net.hosts[B].m.ep.index_count(), 0);
     assert!(net.blackholed.is_empty(), "nothing answered");
     assert!(matches!(
-        net.nodes[B].events.as_slice(),
+        net.hosts[B].events.as_slice(),
         [Event::PeerRejected { key, .. }] if *key == b_key
     ));
 }
@@ -1042,14 +942,14 @@ fn a_responder_that_never_sees_confirmation_forgets_the_session() {
     }));
     let a_peer = net.connect(A, B);
     net.run_for(Duration::from_millis(20));
-    assert_eq!(net.nodes[B].ep.session_count(), 1);
+    assert_eq!(net.hosts[B].m.ep.session_count(), 1);
     net.close(A);
-    assert!(!net.nodes[A].ep.is_connected(a_peer));
+    assert!(!net.hosts[A].m.ep.is_connected(a_peer));
     net.run_for(Duration::from_secs(31));
-    assert_eq!(net.nodes[B].ep.session_count(), 0);
-    assert_eq!(net.nodes[B].ep.index_count(), 0);
-    assert_eq!(net.nodes[B].ep.poll_timeout(), None);
-    assert!(net.nodes[B].events.is_empty(), "{:?}", net.nodes[B].events);
+    assert_eq!(net.hosts[B].m.ep.session_count(), 0);
+    assert_eq!(net.hosts[B].m.ep.index_count(), 0);
+    assert_eq!(net.hosts[B].m.ep.poll_timeout(), None);
+    assert!(net.hosts[B].events.is_empty(), "{:?}", net.hosts[B].events);
 }
 
 #[test]
@@ -1068,19 +968,19 @@ fn ten_thousand_unconfirmed_handshakes_are_reaped_after_the_handshake_timeout() 
         }
         net.run_for(Duration::from_secs(1));
     }
-    let ep = &net.nodes[B].ep;
+    let ep = &net.hosts[B].m.ep;
     assert_eq!(ep.stats().handshakes_completed, 10_000);
     assert_eq!(ep.session_count(), 10_000);
     assert!(
-        net.nodes[B].events.is_empty(),
+        net.hosts[B].events.is_empty(),
         "no Connected for unconfirmed keys"
     );
     net.run_for(Duration::from_secs(31));
-    let ep = &net.nodes[B].ep;
+    let ep = &net.hosts[B].m.ep;
     assert_eq!(ep.session_count(), 0);
     assert_eq!(ep.index_count(), 0);
     assert_eq!(ep.poll_timeout(), None);
-    assert!(net.nodes[B].events.is_empty());
+    assert!(net.hosts[B].events.is_empty());
 }
 
 #[test]
@@ -1104,8 +1004,8 @@ fn sessions_rekey_before_the_packet_limit_without_losing_data() {
         net.run_for(Duration::from_secs(1));
     }
     assert_eq!(ids.len(), 300, "queued while rekeying, not refused");
-    assert!(ids.iter().all(|id| net.nodes[B].delivered.contains(id)));
-    assert_eq!(net.nodes[A].delivered.len(), 300);
+    assert!(ids.iter().all(|id| net.hosts[B].m.delivered.contains(id)));
+    assert_eq!(net.hosts[A].m.delivered.len(), 300);
     assert!(net.closes(A).is_empty() && net.closes(B).is_empty());
     net.assert_quiet(Duration::from_secs(300), 4, 100);
 }
@@ -1171,15 +1071,15 @@ fn a_replayed_initiation_from_an_ended_session_is_dropped() {
     let old_init = net.first_captured(A, PacketKind::Initiation);
     net.close(A);
     net.run_for(Duration::from_millis(100));
-    assert_eq!(net.nodes[B].ep.session_count(), 0);
+    assert_eq!(net.hosts[B].m.ep.session_count(), 0);
     // B now connects to A; the attacker replays A's old initiation while B's handshake runs.
     net.connect(B, A);
     net.replay(old_init, Some(attacker()));
     net.run_for(Duration::from_millis(100));
-    assert_eq!(net.nodes[B].ep.stats().dropped_handshake_replay, 1);
-    let b_peer = net.nodes[B].handle.expect("B connected");
-    assert!(net.nodes[B].ep.is_connected(b_peer));
-    assert_eq!(net.nodes[B].ep.peer_addr(b_peer), Some(net.nodes[A].addr));
+    assert_eq!(net.hosts[B].m.ep.stats().dropped_handshake_replay, 1);
+    let b_peer = net.hosts[B].m.handle.expect("B connected");
+    assert!(net.hosts[B].m.ep.is_connected(b_peer));
+    assert_eq!(net.hosts[B].m.ep.peer_addr(b_peer), Some(net.hosts[A].addr));
     assert!(
         net.blackholed.is_empty(),
         "nothing answered to the attacker"
@@ -1204,12 +1104,12 @@ fn a_relayed_rekey_initiation_does_not_move_a_connected_path() {
     net.filter = None;
     net.replay(rekey, Some(attacker()));
     net.run_for(Duration::from_millis(20));
-    let b_peer = net.nodes[B].handle.expect("B connected");
-    assert_eq!(net.nodes[B].ep.peer_addr(b_peer), Some(net.nodes[A].addr));
+    let b_peer = net.hosts[B].m.handle.expect("B connected");
+    assert_eq!(net.hosts[B].m.ep.peer_addr(b_peer), Some(net.hosts[A].addr));
     // B's data still reaches A at once.
     let id = net.send(B).expect("sent");
     net.run_for(Duration::from_millis(20));
-    assert!(net.nodes[A].delivered.contains(&id));
+    assert!(net.hosts[A].m.delivered.contains(&id));
     assert!(net.closes(A).is_empty() && net.closes(B).is_empty());
     net.settle(Duration::from_secs(30));
 }
@@ -1251,27 +1151,27 @@ fn a_late_packet_under_previous_keys_does_not_move_the_path_back() {
         }
         true
     }));
-    let old_addr = net.nodes[B].addr;
+    let old_addr = net.hosts[B].addr;
     net.send(B);
-    let late = net.captured.len() - 1;
+    let late = net.sent.len() - 1;
     assert!(held.get());
     // Three more reach the rekey threshold; the new keys come into use.
     net.send(B);
     net.send(B);
     net.send(B);
     net.run_for(Duration::from_millis(100));
-    assert!(net.nodes[B].ep.stats().handshakes_completed >= 2);
+    assert!(net.hosts[B].m.ep.stats().handshakes_completed >= 2);
     // B's NAT rebinds; its next packet (new keys) moves A's path.
     let new_addr = addr("10.0.0.2:4444");
-    net.nodes[B].addr = new_addr;
+    net.hosts[B].addr = new_addr;
     net.send(B);
     net.run_for(Duration::from_millis(100));
-    let a_peer = net.nodes[A].handle.expect("A connected");
-    assert_eq!(net.nodes[A].ep.peer_addr(a_peer), Some(new_addr));
+    let a_peer = net.hosts[A].m.handle.expect("A connected");
+    assert_eq!(net.hosts[A].m.ep.peer_addr(a_peer), Some(new_addr));
     // Now the held packet arrives from the old address.
     net.replay(late, Some(old_addr));
     net.run_for(Duration::from_millis(100));
-    assert_eq!(net.nodes[A].ep.peer_addr(a_peer), Some(new_addr));
+    assert_eq!(net.hosts[A].m.ep.peer_addr(a_peer), Some(new_addr));
 }
 
 /// The endpoint keeps every session's next deadline in an ordered index; after any mix of
@@ -1299,13 +1199,13 @@ fn the_deadline_index_agrees_with_the_sessions_after_random_operations() {
             6 => net.drop_next += 1,
             _ => net.run_for(Duration::from_millis(1 + rng.next() % 40_000)),
         }
-        for i in 0..net.nodes.len() {
-            net.nodes[i].ep.check_deadline_index();
+        for i in 0..net.hosts.len() {
+            net.hosts[i].m.ep.check_deadline_index();
         }
     }
     // Then idle until sessions end or settle into keepalives (checked after every timeout).
     net.run_for(Duration::from_secs(600));
-    for i in 0..net.nodes.len() {
-        net.nodes[i].ep.check_deadline_index();
+    for i in 0..net.hosts.len() {
+        net.hosts[i].m.ep.check_deadline_index();
     }
 }

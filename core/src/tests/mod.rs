@@ -1,6 +1,7 @@
 //! Test support shared by core's unit tests: a virtual-time origin and the two-endpoint
 //! [`pair::Pair`] harness.
 
+pub(crate) mod net;
 pub(crate) mod pair;
 
 use std::time::Instant;

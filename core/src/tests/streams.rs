@@ -20,10 +20,7 @@ struct Sink {
 }
 
 fn drain(pair: &mut Pair, side: Side, peer: PeerId, sink: &mut Sink) {
-    let events = match side {
-        Side::A => &pair.a_events,
-        Side::B => &pair.b_events,
-    };
+    let events = pair.events(side);
     let streams: Vec<StreamId> = events
         .iter()
         .filter_map(|e| match e {
@@ -62,9 +59,9 @@ fn svc() -> ServiceName {
 
 /// A connected pair where B exposes [`svc`].
 fn pair() -> (Pair, PeerId, PeerId) {
-    let mut pair = Pair::new();
+    let mut pair = Pair::pair();
     let now = pair.now;
-    pair.b.expose(now, svc(), "127.0.0.1:9").unwrap();
+    pair.b().expose(now, svc(), "127.0.0.1:9").unwrap();
     let (a, b) = pair.connect();
     (pair, a, b)
 }
@@ -89,14 +86,14 @@ fn send_all(
     let mut written = 0;
     for _ in 0..100_000 {
         let now = pair.now;
-        match pair.a.stream_write(now, a_peer, stream, &data[written..]) {
+        match pair.a().stream_write(now, a_peer, stream, &data[written..]) {
             Ok(n) => written += n,
             Err(StreamError::Blocked) => {}
             Err(e) => panic!("write: {e}"),
         }
         if written == data.len() {
             let now = pair.now;
-            pair.a.stream_finish(now, a_peer, stream).unwrap();
+            pair.a().stream_finish(now, a_peer, stream).unwrap();
             return;
         }
         pair.run_for(Duration::from_millis(5));
@@ -120,14 +117,14 @@ fn settle(pair: &mut Pair, b_peer: PeerId, sink: &mut Sink, stream: StreamId) {
 fn a_stream_carries_bytes_in_order_and_its_end() {
     let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
     let data = pattern(1, 3 << 20);
     let mut sink = Sink::default();
     send_all(&mut pair, a_peer, b_peer, stream, &data, &mut sink);
     settle(&mut pair, b_peer, &mut sink, stream);
     assert!(sink.data[&stream] == data, "bytes differ");
     pair.run_for(Duration::from_millis(200));
-    assert!(pair.a_events.contains(&Event::StreamFinished {
+    assert!(pair.a_events().contains(&Event::StreamFinished {
         peer: a_peer,
         stream
     }));
@@ -137,9 +134,9 @@ fn a_stream_carries_bytes_in_order_and_its_end() {
 fn a_stream_survives_heavy_loss_duplication_and_reordering() {
     let (mut pair, a_peer, b_peer) = pair();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    pair.filter = Some(Box::new(move |_, _| rng.next_u32() % 100 >= 20));
+    pair.filter = Some(Box::new(move |_, _, _| rng.next_u32() % 100 >= 20));
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
     let data = pattern(2, 256 << 10);
     let mut sink = Sink::default();
     send_all(&mut pair, a_peer, b_peer, stream, &data, &mut sink);
@@ -149,19 +146,19 @@ fn a_stream_survives_heavy_loss_duplication_and_reordering() {
 
 #[test]
 fn streams_opened_during_the_handshake_flow_once_it_completes() {
-    let mut pair = Pair::new();
+    let mut pair = Pair::pair();
     let now = pair.now;
-    pair.b.expose(now, svc(), "127.0.0.1:9").unwrap();
-    let (b_key, b_addr, now) = (pair.b.public_key(), pair.b_addr, pair.now);
-    let a_peer = pair.a.connect(now, b_key, b_addr).unwrap();
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
-    pair.a
+    pair.b().expose(now, svc(), "127.0.0.1:9").unwrap();
+    let (b_key, b_addr, now) = (pair.b().public_key(), pair.b_addr(), pair.now);
+    let a_peer = pair.a().connect(now, b_key, b_addr).unwrap();
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
+    pair.a()
         .stream_write(now, a_peer, stream, b"early bytes")
         .unwrap();
-    pair.a.stream_finish(now, a_peer, stream).unwrap();
+    pair.a().stream_finish(now, a_peer, stream).unwrap();
     pair.run_for(Duration::from_millis(200));
     let b_peer = pair
-        .b_events
+        .b_events()
         .iter()
         .find_map(|e| match e {
             Event::Connected { peer, .. } => Some(*peer),
@@ -178,31 +175,31 @@ fn streams_opened_during_the_handshake_flow_once_it_completes() {
 fn half_close_keeps_the_other_direction_open() {
     let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
-    pair.a
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
+    pair.a()
         .stream_write(now, a_peer, stream, b"request")
         .unwrap();
-    pair.a.stream_finish(now, a_peer, stream).unwrap();
+    pair.a().stream_finish(now, a_peer, stream).unwrap();
     pair.run_for(Duration::from_millis(50));
     let mut at_b = Sink::default();
     drain(&mut pair, Side::B, b_peer, &mut at_b);
     assert_eq!(at_b.finished, vec![stream], "B saw A's end");
     // B answers on the same stream after A's half-close, then closes its side.
     let now = pair.now;
-    pair.b
+    pair.b()
         .stream_write(now, b_peer, stream, b"response")
         .unwrap();
-    pair.b.stream_finish(now, b_peer, stream).unwrap();
+    pair.b().stream_finish(now, b_peer, stream).unwrap();
     pair.run_for(Duration::from_millis(50));
     let mut buf = [0u8; 64];
     let now = pair.now;
     assert_eq!(
-        pair.a.stream_read(now, a_peer, stream, &mut buf),
+        pair.a().stream_read(now, a_peer, stream, &mut buf),
         Ok(ReadOutcome::Data(8))
     );
     assert_eq!(&buf[..8], b"response");
     assert_eq!(
-        pair.a.stream_read(now, a_peer, stream, &mut buf),
+        pair.a().stream_read(now, a_peer, stream, &mut buf),
         Ok(ReadOutcome::Finished)
     );
 }
@@ -214,7 +211,7 @@ fn a_hundred_concurrent_streams_each_deliver_their_own_bytes() {
     for i in 0..100u64 {
         let now = pair.now;
         let stream = loop {
-            match pair.a.open_stream(now, a_peer, &svc()) {
+            match pair.a().open_stream(now, a_peer, &svc()) {
                 Ok(s) => break s,
                 Err(StreamError::Limit) => pair.run_for(Duration::from_millis(20)),
                 Err(e) => panic!("open: {e}"),
@@ -223,10 +220,10 @@ fn a_hundred_concurrent_streams_each_deliver_their_own_bytes() {
         let now = pair.now;
         let data = pattern(100 + i, 10_000);
         assert_eq!(
-            pair.a.stream_write(now, a_peer, stream, &data),
+            pair.a().stream_write(now, a_peer, stream, &data),
             Ok(data.len())
         );
-        pair.a.stream_finish(now, a_peer, stream).unwrap();
+        pair.a().stream_finish(now, a_peer, stream).unwrap();
         streams.push((stream, data));
     }
     let mut sink = Sink::default();
@@ -244,31 +241,32 @@ fn a_hundred_concurrent_streams_each_deliver_their_own_bytes() {
 fn a_reset_reaches_the_reader_and_closing_the_session_ends_everything() {
     let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
-    pair.a
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
+    pair.a()
         .stream_write(now, a_peer, stream, b"partial")
         .unwrap();
     pair.run_for(Duration::from_millis(50));
     let now = pair.now;
-    pair.a.stream_reset(now, a_peer, stream, 42).unwrap();
+    pair.a().stream_reset(now, a_peer, stream, 42).unwrap();
     pair.run_for(Duration::from_millis(50));
-    assert!(pair.b_events.contains(&Event::StreamReset {
+    assert!(pair.b_events().contains(&Event::StreamReset {
         peer: b_peer,
         stream,
         code: 42
     }));
     let now = pair.now;
-    pair.a.close(now, a_peer);
+    pair.a().close(now, a_peer);
     pair.run_for(Duration::from_millis(50));
-    assert!(pair.b_events.iter().any(|e| matches!(
+    assert!(pair.b_events().iter().any(|e| matches!(
         e,
         Event::SessionClosed {
             reason: CloseReason::Peer(_),
             ..
         }
     )));
+    let now = pair.now;
     assert_eq!(
-        pair.b.stream_write(pair.now, b_peer, stream, b"x"),
+        pair.b().stream_write(now, b_peer, stream, b"x"),
         Err(StreamError::UnknownPeer)
     );
 }
@@ -277,26 +275,26 @@ fn a_reset_reaches_the_reader_and_closing_the_session_ends_everything() {
 fn an_idle_session_with_finished_streams_has_only_keepalive_timers() {
     let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
-    pair.a.stream_write(now, a_peer, stream, b"x").unwrap();
-    pair.a.stream_finish(now, a_peer, stream).unwrap();
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
+    pair.a().stream_write(now, a_peer, stream, b"x").unwrap();
+    pair.a().stream_finish(now, a_peer, stream).unwrap();
     pair.run_for(Duration::from_millis(100));
     let mut sink = Sink::default();
     drain(&mut pair, Side::B, b_peer, &mut sink);
     let now = pair.now;
-    pair.b.stream_finish(now, b_peer, stream).unwrap();
+    pair.b().stream_finish(now, b_peer, stream).unwrap();
     pair.run_for(Duration::from_secs(2));
     let now = pair.now;
     assert_eq!(
-        pair.a.stream_read(now, a_peer, stream, &mut [0; 8]),
+        pair.a().stream_read(now, a_peer, stream, &mut [0; 8]),
         Ok(ReadOutcome::Finished)
     );
     pair.run_for(Duration::from_secs(2));
-    let before = pair.a.stats().datagrams_out;
+    let before = pair.a().stats().datagrams_out;
     pair.run_for(Duration::from_secs(60));
-    let sent = pair.a.stats().datagrams_out - before;
+    let sent = pair.a().stats().datagrams_out - before;
     assert!(sent <= 6, "A sent {sent} datagrams in an idle minute");
-    assert_eq!(pair.a.stream_stats(a_peer).unwrap().open_streams, 0);
+    assert_eq!(pair.a().stream_stats(a_peer).unwrap().open_streams, 0);
 }
 
 #[test]
@@ -304,26 +302,28 @@ fn a_stream_for_a_service_the_peer_does_not_expose_is_refused() {
     let (mut pair, a_peer, b_peer) = pair();
     let other = ServiceName::parse("/not/here").unwrap();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &other).unwrap();
-    pair.a.stream_write(now, a_peer, stream, b"hello?").unwrap();
+    let stream = pair.a().open_stream(now, a_peer, &other).unwrap();
+    pair.a()
+        .stream_write(now, a_peer, stream, b"hello?")
+        .unwrap();
     pair.run_for(Duration::from_millis(100));
     let code = crate::service::UNKNOWN_SERVICE;
     assert!(
-        pair.a_events.contains(&Event::StreamReset {
+        pair.a_events().contains(&Event::StreamReset {
             peer: a_peer,
             stream,
             code
         }),
         "{:?}",
-        pair.a_events
+        pair.a_events()
     );
     assert!(
         !pair
-            .b_events
+            .b_events()
             .iter()
             .any(|e| matches!(e, Event::IncomingStream { .. }))
     );
-    assert_eq!(pair.b.stats().streams_refused, 1);
+    assert_eq!(pair.b().stats().streams_refused, 1);
     let _ = b_peer;
 }
 
@@ -331,7 +331,7 @@ fn a_stream_for_a_service_the_peer_does_not_expose_is_refused() {
 fn incoming_streams_carry_the_service_and_its_target() {
     let (mut pair, a_peer, b_peer) = pair();
     let now = pair.now;
-    let stream = pair.a.open_stream(now, a_peer, &svc()).unwrap();
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
     pair.run_for(Duration::from_millis(100));
     let expected = Event::IncomingStream {
         peer: b_peer,
@@ -339,5 +339,5 @@ fn incoming_streams_carry_the_service_and_its_target() {
         service: svc(),
         target: "127.0.0.1:9".into(),
     };
-    assert!(pair.b_events.contains(&expected), "{:?}", pair.b_events);
+    assert!(pair.b_events().contains(&expected), "{:?}", pair.b_events());
 }

@@ -213,6 +213,13 @@ impl Harness {
         }
     }
 
+    fn server_mut(&mut self) -> &mut Server {
+        match &mut self.hosts[0].m {
+            Party::Server { server, .. } => server,
+            Party::Client { .. } => unreachable!("host 0 is the server"),
+        }
+    }
+
     /// The server restarts with no state.
     fn restart_server(&mut self) {
         let now = self.now;
@@ -870,8 +877,9 @@ fn the_relay_serves_only_introduced_pairs() {
     let stranger = h.add(&[]);
     h.run(Duration::from_secs(1));
     let now = h.now;
-    let relay =
-        |h: &mut Harness, a: usize, b: usize| h.server.relay(now, &key(a), &key(b), 100, false);
+    let relay = |h: &mut Harness, a: usize, b: usize| {
+        h.server_mut().relay(now, &key(a), &key(b), 100, false)
+    };
     assert_eq!(relay(&mut h, src, dest), Err(RelayRefusal::NotIntroduced));
     assert_eq!(
         relay(&mut h, stranger, dest),
@@ -906,7 +914,7 @@ fn the_relay_serves_only_introduced_pairs() {
     h.run(Duration::from_secs(1));
     let now = h.now;
     assert_eq!(
-        h.server.relay(now, &key(src), &key(dest), 100, false),
+        h.server_mut().relay(now, &key(src), &key(dest), 100, false),
         Err(RelayRefusal::NotIntroduced)
     );
 }
@@ -927,24 +935,26 @@ fn relayed_initiations_are_limited_per_token() {
     let now = h.now;
     let passed = (0..20)
         .filter(|_| {
-            h.server
+            h.server_mut()
                 .relay(now, &key(src), &key(dest), 148, true)
                 .is_ok()
         })
         .count();
     assert_eq!(passed, 5);
     assert_eq!(
-        h.server.relay(now, &key(dest), &key(src), 148, true),
+        h.server_mut().relay(now, &key(dest), &key(src), 148, true),
         Err(RelayRefusal::RateLimited),
         "the same token's other daemon shares the limit"
     );
     assert_eq!(
-        h.server.relay(now, &key(src), &key(dest), 1000, false),
+        h.server_mut()
+            .relay(now, &key(src), &key(dest), 1000, false),
         Ok(())
     );
     let later = now + Duration::from_millis(400);
     assert_eq!(
-        h.server.relay(later, &key(src), &key(dest), 148, true),
+        h.server_mut()
+            .relay(later, &key(src), &key(dest), 148, true),
         Ok(())
     );
 }

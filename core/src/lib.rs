@@ -92,45 +92,50 @@
 //!   goes silent falls back to the relay. The [`Path`] and [`RoutePolicy`] types are in
 //!   [`path`]; [`RoutePolicy`] restricts a daemon to either way.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod congestion;
-pub mod crypto;
-pub mod endpoint;
-pub mod error;
-pub mod event;
 pub mod forward;
 pub mod node;
-pub mod path;
-pub mod punch;
 pub mod rendezvous;
-pub mod service;
-pub mod session;
-pub mod stats;
 pub mod status;
-pub mod stream;
-pub mod stun;
-pub mod timer;
-pub mod transmit;
-pub mod wire;
 
+mod congestion;
+mod crypto;
+mod endpoint;
+mod error;
+mod event;
+mod path;
+mod punch;
 mod rng;
+mod service;
+mod session;
+mod stats;
+mod stream;
+mod stun;
+mod timer;
+mod transmit;
+mod wire;
 
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 
+#[doc(hidden)]
+pub mod bench;
+
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use config::Config;
-pub use crypto::{PublicKey, SecretKey};
+pub use crypto::{KeyParseError, PublicKey, SecretKey};
 pub use endpoint::Endpoint;
 pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError};
 pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
 pub use stats::Stats;
 pub use stream::{ReadOutcome, StreamId};
+pub use stun::ProbeOutcome;
 pub use timer::Timer;
 pub use transmit::Transmit;

@@ -24,25 +24,30 @@
 //! `poll_message`/`poll_event`/`poll_timeout` out, with the same drain-then-read-the-deadline
 //! contract as [`crate::Endpoint`].
 
-pub mod client;
-pub mod config;
-pub mod events;
-pub mod lease;
-pub mod messages;
-pub mod name;
+mod client;
+mod config;
+mod events;
+mod lease;
+mod messages;
+mod name;
 mod plausible;
-pub mod relay;
-pub mod retry;
-pub mod server;
+mod relay;
+mod retry;
+mod server;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::Client;
-pub use config::{ClientConfig, ConfigError, ServerConfig, TokenPolicy};
-pub use events::{ClientEvent, ServerEvent};
-pub use lease::{Registration, TokenLimits};
-pub use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
+pub use config::{ServerConfig, TokenPolicy};
+pub use events::ServerEvent;
+pub use lease::TokenLimits;
 pub use name::{NameError, ServiceName};
-pub use relay::{RelayLimits, RelayRefusal};
+pub use relay::RelayLimits;
 pub use server::Server;
+
+pub(crate) use client::Client;
+pub(crate) use config::{ClientConfig, ConfigError};
+pub(crate) use events::ClientEvent;
+pub(crate) use lease::Registration;
+pub(crate) use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
+pub(crate) use relay::RelayRefusal;

@@ -8,9 +8,9 @@ mod new_reno;
 mod pacing;
 mod rtt;
 
-pub use new_reno::NewReno;
-pub use pacing::Pacer;
-pub use rtt::RttEstimator;
+pub(crate) use new_reno::NewReno;
+pub(crate) use pacing::Pacer;
+pub(crate) use rtt::RttEstimator;
 
 use std::fmt::Debug;
 use std::time::Instant;

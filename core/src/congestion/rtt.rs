@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Timer granularity (RFC 9002 `kGranularity`).
-pub const GRANULARITY: Duration = Duration::from_millis(1);
+pub(crate) const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// Smoothed RTT, RTT variation and minimum RTT, per RFC 9002 §5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,17 +21,17 @@ use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
 /// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits).
-pub const MAX_MESSAGE_LEN: usize = 1000;
+pub(crate) const MAX_MESSAGE_LEN: usize = 1000;
 /// Longest token, in bytes.
-pub const MAX_TOKEN_LEN: usize = 64;
+pub(crate) const MAX_TOKEN_LEN: usize = 64;
 /// Most services one registration publishes.
-pub const MAX_SERVICES: usize = 5;
+pub(crate) const MAX_SERVICES: usize = 5;
 /// Most host (LAN) candidates a daemon announces.
-pub const MAX_HOST_CANDIDATES: usize = 8;
+pub(crate) const MAX_HOST_CANDIDATES: usize = 8;
 /// Most candidates in an introduction: the server-reflexive address, then the host candidates.
-pub const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
+pub(crate) const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
 /// Longest error detail, in bytes.
-pub const MAX_DETAIL_LEN: usize = 200;
+pub(crate) const MAX_DETAIL_LEN: usize = 200;
 
 /// What a daemon asks the rendezvous server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

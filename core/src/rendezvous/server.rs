@@ -20,9 +20,9 @@ use super::retry::Retry;
 use crate::crypto::PublicKey;
 
 /// Most `ConnectPeer` requests one daemon may have waiting at once.
-pub const MAX_WAITERS_PER_KEY: usize = 16;
+pub(crate) const MAX_WAITERS_PER_KEY: usize = 16;
 /// Most unacknowledged introductions queued for one daemon.
-pub const MAX_PUSHES_PER_KEY: usize = 64;
+pub(crate) const MAX_PUSHES_PER_KEY: usize = 64;
 
 /// A `ConnectPeer` waiting for the other side.
 #[derive(Clone, Copy, Debug)]

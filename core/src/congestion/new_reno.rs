@@ -36,6 +36,7 @@ impl NewReno {
     }
 
     /// The slow-start threshold (`u64::MAX` until the first loss).
+    #[cfg(test)]
     pub(crate) fn ssthresh(&self) -> u64 {
         self.ssthresh
     }

@@ -138,6 +138,7 @@ impl CookieChecker {
     }
 
     /// The `mac1` key of this responder.
+    #[cfg(test)]
     pub(crate) fn mac_keys(&self) -> &MacKeys {
         &self.mac_keys
     }

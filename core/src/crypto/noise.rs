@@ -138,6 +138,7 @@ impl CipherState {
     /// Noise's `REKEY()`: the next key is the first 32 bytes of encrypting 32 zero bytes with
     /// nonce `u64::MAX` and no associated data. Both sides must rekey at the same point.
     #[must_use]
+    #[cfg(test)]
     pub(crate) fn rekey(&self) -> Self {
         let mut key = [0u8; 32];
         let _tag = self.seal_in_place(u64::MAX, &[], &mut key);
@@ -165,13 +166,15 @@ pub(crate) struct TransportKeys {
     /// Decrypts what we receive.
     pub recv: CipherState,
     /// The final handshake hash `h`: a unique, public identifier of this handshake that both
-    /// sides share (for channel binding).
+    /// sides share (for channel binding; read by the tests only).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub handshake_hash: [u8; HASH_LEN],
 }
 
 /// Whether `key` is a low-order point, with which every Diffie-Hellman output is zero.
 ///
 /// Such a key can never complete a handshake; reject it when it is configured.
+#[cfg(test)]
 pub(crate) fn is_low_order(key: &PublicKey) -> bool {
     // Any clamped scalar is a multiple of the cofactor 8, which sends every point of small order
     // to the identity, whose u-coordinate is zero.

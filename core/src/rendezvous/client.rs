@@ -43,6 +43,8 @@ enum State {
     Backoff { at: Instant },
     /// Registered.
     Registered {
+        /// What the server saw us as (read by the tests only).
+        #[cfg_attr(not(test), allow(dead_code))]
         reflexive: SocketAddr,
         lease: Duration,
         /// Our conservative estimate of the server's lease end.
@@ -113,6 +115,7 @@ impl Client {
     }
 
     /// Our server-reflexive address, once registered.
+    #[cfg(test)]
     pub(crate) fn reflexive(&self) -> Option<SocketAddr> {
         match self.state {
             State::Registered { reflexive, .. } => Some(reflexive),
@@ -121,6 +124,7 @@ impl Client {
     }
 
     /// Number of `lookup`/`connect_peer` requests in progress.
+    #[cfg(test)]
     pub(crate) fn pending_requests(&self) -> usize {
         self.requests.len()
     }
@@ -176,16 +180,6 @@ impl Client {
     #[must_use]
     pub(crate) fn poll_connect(&mut self) -> bool {
         std::mem::take(&mut self.connect_due)
-    }
-
-    /// Unregisters (best effort) and stops; pending requests are dropped without events.
-    pub(crate) fn stop(&mut self, now: Instant) {
-        let _ = now;
-        if self.is_registered() {
-            self.messages.push_back(ClientMessage::Unregister);
-        }
-        self.state = State::Idle;
-        self.requests.clear();
     }
 
     /// Client/server mode: asks for the daemon that publishes `name`. Returns the request id

@@ -21,6 +21,7 @@ use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
 /// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits).
+#[cfg(test)]
 pub(crate) const MAX_MESSAGE_LEN: usize = 1000;
 /// Longest token, in bytes.
 pub(crate) const MAX_TOKEN_LEN: usize = 64;

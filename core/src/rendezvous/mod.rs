@@ -46,8 +46,7 @@ pub use relay::RelayLimits;
 pub use server::Server;
 
 pub(crate) use client::Client;
-pub(crate) use config::{ClientConfig, ConfigError};
+pub(crate) use config::ClientConfig;
 pub(crate) use events::ClientEvent;
-pub(crate) use lease::Registration;
-pub(crate) use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
+pub(crate) use messages::{ClientMessage, ServerMessage};
 pub(crate) use relay::RelayRefusal;

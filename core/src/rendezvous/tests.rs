@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::messages::{ErrorCode, PunchRole};
 use super::*;
 use crate::crypto::PublicKey;
 use crate::rng::SeededRng;

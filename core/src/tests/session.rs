@@ -12,7 +12,7 @@ use crate::Endpoint;
 use crate::config::{Config, PeerPolicy};
 use crate::error::CloseReason;
 use crate::event::Event;
-use crate::wire::PacketKind;
+use crate::wire::header::PacketKind;
 use crate::wire::control::CloseCode;
 
 fn closes(events: &[Event]) -> Vec<CloseReason> {

@@ -240,16 +240,6 @@ impl<'a> Packet<'a> {
         }
     }
 
-    /// The packet's kind.
-    pub(crate) fn kind(&self) -> PacketKind {
-        match self {
-            Packet::Initiation { .. } => PacketKind::Initiation,
-            Packet::Response { .. } => PacketKind::Response,
-            Packet::CookieReply { .. } => PacketKind::CookieReply,
-            Packet::Transport { .. } => PacketKind::Transport,
-            Packet::Probe => PacketKind::Probe,
-        }
-    }
 }
 
 /// Appends the common four-byte prefix for `kind`.

@@ -11,5 +11,4 @@ pub(crate) mod header;
 pub(crate) mod payload;
 pub(crate) mod stun;
 
-pub(crate) use header::{Packet, PacketKind, WireError};
-pub(crate) use payload::{Payload, PayloadKind};
+pub(crate) use header::{Packet, WireError};

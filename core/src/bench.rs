@@ -2,4 +2,6 @@
 //!
 //! `goodput` runs two stream multiplexers against each other without sessions or crypto.
 
-pub use crate::stream::{Mux, Role, StreamConfig, StreamEvent};
+pub use crate::stream::{
+    Mux, MuxStats, OpenError, ReadError, Role, StreamConfig, StreamEvent, WriteError,
+};

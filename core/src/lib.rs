@@ -93,6 +93,7 @@
 //!   [`path`]; [`RoutePolicy`] restricts a daemon to either way.
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
+#![warn(unnameable_types)]
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -139,3 +140,4 @@ pub use stream::{ReadOutcome, StreamId};
 pub use stun::ProbeOutcome;
 pub use timer::Timer;
 pub use transmit::Transmit;
+pub use wire::control::CloseCode;

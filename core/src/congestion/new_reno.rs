@@ -87,6 +87,7 @@ impl Controller for NewReno {
         self.window
     }
 
+    #[cfg(test)]
     fn in_slow_start(&self) -> bool {
         self.window < self.ssthresh
     }

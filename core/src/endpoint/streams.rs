@@ -114,7 +114,7 @@ impl Endpoint {
     }
 
     /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
-    pub fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
+    pub(crate) fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
         let key = self.ids.key(peer)?;
         self.sessions.get(&key).map(|s| s.streams.mux.stats())
     }

@@ -36,7 +36,7 @@ pub(crate) const MAX_DETAIL_LEN: usize = 200;
 
 /// What a daemon asks the rendezvous server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     /// Creates or refreshes this key's registration: publishes `services` (replacing what an
     /// earlier `Register` published) and starts a lease. Answered by `Registered` or `Error`.
     Register {
@@ -85,7 +85,7 @@ pub enum ClientMessage {
 
 /// What the rendezvous server answers or pushes to a daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ServerMessage {
+pub(crate) enum ServerMessage {
     /// The registration is live for `lease_secs` from the server's receipt of the request.
     Registered {
         /// The `Register`'s request id.
@@ -187,7 +187,7 @@ impl fmt::Display for ErrorCode {
 /// two sides never disagree: the asker of a `Lookup` is the initiator; in peer mode, the side
 /// with the smaller static key is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PunchRole {
+pub(crate) enum PunchRole {
     /// Starts the handshake once a path works.
     Initiator,
     /// Answers it.
@@ -196,7 +196,7 @@ pub enum PunchRole {
 
 impl PunchRole {
     /// The other role.
-    pub fn opposite(self) -> Self {
+    pub(crate) fn opposite(self) -> Self {
         match self {
             Self::Initiator => Self::Responder,
             Self::Responder => Self::Initiator,
@@ -207,7 +207,7 @@ impl PunchRole {
 /// Why bytes did not decode as a rendezvous message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum MessageError {
+pub(crate) enum MessageError {
     /// Not a valid encoding, a bound was exceeded, or bytes were left over.
     Malformed,
 }
@@ -229,24 +229,24 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, MessageError> {
 
 impl ClientMessage {
     /// The postcard body (no version byte; the wire layer adds it).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("rendezvous messages always serialize")
     }
 
     /// Decodes a postcard body, checking every bound; trailing bytes are refused.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         decode(bytes)
     }
 }
 
 impl ServerMessage {
     /// The postcard body (no version byte; the wire layer adds it).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("rendezvous messages always serialize")
     }
 
     /// Decodes a postcard body, checking every bound; trailing bytes are refused.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         decode(bytes)
     }
 }

@@ -40,12 +40,13 @@ mod tests;
 
 pub use config::{ServerConfig, TokenPolicy};
 pub use events::ServerEvent;
+pub use messages::ErrorCode;
 pub use lease::TokenLimits;
 pub use name::{NameError, ServiceName};
 pub use relay::RelayLimits;
-pub use server::Server;
 
 pub(crate) use client::Client;
+pub(crate) use server::Server;
 pub(crate) use config::ClientConfig;
 pub(crate) use events::ClientEvent;
 pub(crate) use messages::{ClientMessage, ServerMessage};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{ServerConfig, TokenPolicy};
 use super::events::ServerEvent;
-use super::lease::{NewRegistration, Registration, Registry};
+use super::lease::{NewRegistration, Registry};
 use super::messages::{
     ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
 };
@@ -41,7 +41,7 @@ struct Push {
 
 /// The rendezvous server. See the crate docs for the run loop; the verbs are the same.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     config: ServerConfig,
     registry: Registry,
     /// Peer-mode waits, keyed by (asker, peer it waits for).
@@ -60,7 +60,7 @@ fn secs(d: Duration) -> u32 {
 
 impl Server {
     /// Creates a server with no registrations. `now` is the driver's clock at creation.
-    pub fn new(config: ServerConfig, now: Instant) -> Self {
+    pub(crate) fn new(config: ServerConfig, now: Instant) -> Self {
         let _ = now;
         Self {
             config,
@@ -74,29 +74,21 @@ impl Server {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
-    }
-
     /// Every live registration, ordered by key.
-    pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
+    #[cfg(test)]
+    pub(crate) fn registrations(&self) -> impl Iterator<Item = &super::lease::Registration> {
         self.registry.iter()
     }
 
     /// `key`'s registration, if live.
-    pub fn registration(&self, key: &PublicKey) -> Option<&Registration> {
+    #[cfg(test)]
+    pub(crate) fn registration(&self, key: &PublicKey) -> Option<&super::lease::Registration> {
         self.registry.get(key)
-    }
-
-    /// Number of live registrations.
-    pub fn registration_count(&self) -> usize {
-        self.registry.len()
     }
 
     /// Decides whether to relay `len` bytes from daemon `from` to daemon `to`: both must be
     /// registered, and `from`'s token must have the bytes in its budget.
-    pub fn relay(
+    pub(crate) fn relay(
         &mut self,
         now: Instant,
         from: &PublicKey,
@@ -121,7 +113,7 @@ impl Server {
     /// Feeds one message from the daemon with static key `from`, whose packet came from
     /// `addr`. Call it for every decoded message, then drain `poll_message` and `poll_event`.
     /// Whatever the message, this never fails or panics.
-    pub fn handle_message(
+    pub(crate) fn handle_message(
         &mut self,
         now: Instant,
         from: PublicKey,
@@ -440,7 +432,7 @@ impl Server {
 
     /// Acts on every deadline that has passed by `now`: lease expiry, peer-wait timeouts and
     /// introduction retransmissions. Calling it early is harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some(reg) = self.registry.pop_expired(now) {
             let key = reg.key();
             self.events.push_back(ServerEvent::Expired { key });
@@ -486,19 +478,19 @@ impl Server {
     /// The next message to send, with the key of the daemon it goes to. Drain it until `None`
     /// after every `handle_*` call. Delivery may fail; the protocol copes.
     #[must_use]
-    pub fn poll_message(&mut self) -> Option<(PublicKey, ServerMessage)> {
+    pub(crate) fn poll_message(&mut self) -> Option<(PublicKey, ServerMessage)> {
         self.messages.pop_front()
     }
 
     /// The next event, for logs and status. Drain it until `None` after every `handle_*` call.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should next be called; `None` when nothing is pending.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let waits = self.waiters.values().map(|w| w.deadline);
         let pushes = self
             .pushes

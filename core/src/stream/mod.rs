@@ -28,4 +28,4 @@ mod tests;
 
 pub use mux::Mux;
 pub use types::{ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};
-pub(crate) use types::{MuxStats, OpenError, ReadError, WriteError};
+pub use types::{MuxStats, OpenError, ReadError, WriteError};

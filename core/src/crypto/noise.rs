@@ -162,13 +162,13 @@ fn nonce(counter: u64) -> Nonce {
 #[derive(Debug)]
 pub(crate) struct TransportKeys {
     /// Encrypts what we send.
-    pub send: CipherState,
+    pub(crate) send: CipherState,
     /// Decrypts what we receive.
-    pub recv: CipherState,
+    pub(crate) recv: CipherState,
     /// The final handshake hash `h`: a unique, public identifier of this handshake that both
     /// sides share (for channel binding; read by the tests only).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub handshake_hash: [u8; HASH_LEN],
+    pub(crate) handshake_hash: [u8; HASH_LEN],
 }
 
 /// Whether `key` is a low-order point, with which every Diffie-Hellman output is zero.

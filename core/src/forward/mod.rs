@@ -78,7 +78,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use action::{Action, ConnId, ConnStatus, ListenerId, ServiceState, ServiceStatus};
+pub use action::{Action, ConnId, ListenerId};
+pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
 
 use crate::endpoint::Endpoint;
 use crate::error::StreamError;
@@ -89,7 +90,7 @@ use conn::Conn;
 
 /// Stream reset / stop code: the local connection failed (reset by the application, or a
 /// read or write error).
-pub const CONN_FAILED: u64 = 0x5E10;
+pub(crate) const CONN_FAILED: u64 = 0x5E10;
 /// Stream reset / stop code: the exposing side could not connect to its local target.
 pub const CONNECT_FAILED: u64 = 0x5E11;
 
@@ -178,7 +179,7 @@ impl Forwarder {
     }
 
     /// The remote services behind listeners, and where each stands.
-    pub fn services(&self) -> impl Iterator<Item = ServiceStatus> + '_ {
+    pub(crate) fn services(&self) -> impl Iterator<Item = ServiceStatus> + '_ {
         self.wanted.iter().map(|(name, w)| ServiceStatus {
             name: name.clone(),
             state: w.state,
@@ -188,7 +189,7 @@ impl Forwarder {
     }
 
     /// The live local connections.
-    pub fn conns(&self) -> impl Iterator<Item = ConnStatus> + '_ {
+    pub(crate) fn conns(&self) -> impl Iterator<Item = ConnStatus> + '_ {
         self.conns.iter().map(|(&conn, c)| c.status(conn))
     }
 

@@ -1,7 +1,7 @@
 //! What `burrow status` shows: a snapshot of a node built from its [`Endpoint`] and
 //! [`Forwarder`], serialisable so a control socket can carry it as JSON. The
-//! [`crate::node::Node`] builds it: it keeps a [`Seen`] up to date from the events it drains,
-//! and calls [`snapshot`] when asked.
+//! [`crate::node::Node`] builds it: it keeps a `Seen` up to date from the events it drains,
+//! and calls `snapshot` when asked.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -13,4 +13,3 @@ pub use keys::{KeyParseError, PublicKey, SecretKey};
 /// The session tests size a replay burst by it.
 #[cfg(test)]
 pub(crate) use replay::REPLAY_WINDOW;
-

@@ -32,7 +32,7 @@ impl Endpoint {
 
     /// Opens a bidirectional stream to `service` at `peer`. Streams may be opened and written
     /// while the handshake runs; their data leaves once the session is up. A peer that does not
-    /// expose the service resets the stream with [`crate::service::UNKNOWN_SERVICE`].
+    /// expose the service resets the stream with `UNKNOWN_SERVICE` (0x5E01).
     pub fn open_stream(
         &mut self,
         now: Instant,

@@ -64,7 +64,7 @@
 //! Local end-of-file finishes the stream once the bytes before it are in; reading the stream
 //! to its end gives [`Action::Shutdown`]. A connection closes cleanly when both directions
 //! have ended. A local error resets the stream (and stops its receiving side) with
-//! [`CONN_FAILED`]; a failed local connect does so with [`CONNECT_FAILED`]; a remote reset or
+//! `CONN_FAILED` (0x5E10); a failed local connect does so with [`CONNECT_FAILED`]; a remote reset or
 //! stop, a closed session or a failed service closes the local connection with `abort`.
 
 mod action;
@@ -303,7 +303,7 @@ impl Forwarder {
     }
 
     /// Reading or writing `conn` failed, or the local side reset it: the stream is reset and
-    /// stopped with [`CONN_FAILED`] and the handle closed.
+    /// stopped with `CONN_FAILED` (0x5E10) and the handle closed.
     pub fn handle_conn_error(
         &mut self,
         now: Instant,

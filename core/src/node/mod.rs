@@ -250,7 +250,6 @@ impl Node {
     pub fn read_chunk(&self) -> usize {
         self.fwd.read_chunk()
     }
-
 }
 
 #[cfg(test)]

@@ -92,7 +92,11 @@ impl Client {
     /// `seed` is a random value (from the endpoint's CSPRNG) that request ids start from, so a
     /// restarted daemon's ids do not collide with the answers the server remembers from its
     /// previous run.
-    pub(crate) fn new(mut config: ClientConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        mut config: ClientConfig,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         config.host_candidates.truncate(MAX_HOST_CANDIDATES);
         Ok(Self {

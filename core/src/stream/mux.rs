@@ -37,7 +37,7 @@ pub(super) enum Ctrl {
     StreamDataBlocked(StreamId),
 }
 
-/// The reliable, multiplexed stream layer of one session (see the [module docs](super)).
+/// The reliable, multiplexed stream layer of one session (see `stream/mod.rs`).
 #[derive(Debug)]
 pub struct Mux {
     pub(super) config: StreamConfig,

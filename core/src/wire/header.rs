@@ -239,7 +239,6 @@ impl<'a> Packet<'a> {
             other => Err(WireError::UnknownKind(other)),
         }
     }
-
 }
 
 /// Appends the common four-byte prefix for `kind`.

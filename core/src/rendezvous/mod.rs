@@ -34,6 +34,7 @@ mod events;
 mod lease;
 mod messages;
 mod name;
+mod pending;
 mod plausible;
 mod relay;
 mod retry;

@@ -4,7 +4,7 @@
 //! other. It sees daemons only as authenticated static keys and the addresses their packets
 //! come from; the caller carries [`ServerMessage`]s to them over their sessions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use super::messages::{
     ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
 };
 use super::name::ServiceName;
+use super::pending::{Push, Pushes, Waiter, Waiters};
 use super::relay::{RelayBudget, RelayRefusal};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
@@ -24,30 +25,15 @@ pub(crate) const MAX_WAITERS_PER_KEY: usize = 16;
 /// Most unacknowledged introductions queued for one daemon.
 pub(crate) const MAX_PUSHES_PER_KEY: usize = 64;
 
-/// A `ConnectPeer` waiting for the other side.
-#[derive(Clone, Copy, Debug)]
-struct Waiter {
-    request: u64,
-    deadline: Instant,
-}
-
-/// An introduction retransmitted until acknowledged.
-#[derive(Clone, Debug)]
-struct Push {
-    to: PublicKey,
-    msg: ServerMessage,
-    retry: Retry,
-}
-
 /// The rendezvous server. See the crate docs for the run loop; the verbs are the same.
 #[derive(Debug)]
 pub(crate) struct Server {
     config: ServerConfig,
     registry: Registry,
-    /// Peer-mode waits, keyed by (asker, peer it waits for).
-    waiters: BTreeMap<(PublicKey, PublicKey), Waiter>,
-    /// Unacknowledged introductions by id.
-    pushes: BTreeMap<u64, Push>,
+    /// Peer-mode waits, keyed by (asker, peer it waits for), deadlines indexed.
+    waiters: Waiters,
+    /// Unacknowledged introductions by id, deadlines indexed.
+    pushes: Pushes,
     next_id: u64,
     messages: VecDeque<(PublicKey, ServerMessage)>,
     events: VecDeque<ServerEvent>,
@@ -65,8 +51,8 @@ impl Server {
         Self {
             config,
             registry: Registry::default(),
-            waiters: BTreeMap::new(),
-            pushes: BTreeMap::new(),
+            waiters: Waiters::default(),
+            pushes: Pushes::default(),
             next_id: 1,
             messages: VecDeque::new(),
             events: VecDeque::new(),
@@ -142,8 +128,8 @@ impl Server {
                 self.on_register(now, request, new);
             }
             ClientMessage::Ack { id } => {
-                if self.pushes.get(&id).is_some_and(|p| p.to == from) {
-                    self.pushes.remove(&id);
+                if self.pushes.get(id).is_some_and(|p| p.to == from) {
+                    self.pushes.remove(id);
                 }
             }
             ClientMessage::Unregister => {
@@ -255,10 +241,9 @@ impl Server {
             let detail = "cannot connect to our own key".to_string();
             return self.fail(from, request, ErrorCode::Malformed, detail);
         }
-        if let Some(w) = self.waiters.get_mut(&(from, peer)) {
+        if let Some(deadline) = self.waiters.set_request(&(from, peer), request) {
             // A retransmission, or the daemon asking again with a new id: still waiting.
-            w.request = request;
-            let wait_secs = secs(w.deadline.saturating_duration_since(now));
+            let wait_secs = secs(deadline.saturating_duration_since(now));
             return self.send(from, ServerMessage::Waiting { request, wait_secs });
         }
         if !self.same_tenant(&from, &peer) && self.registry.get(&peer).is_some() {
@@ -284,7 +269,7 @@ impl Server {
 
     /// Records that `from` waits for `peer` (peer mode) and tells it so.
     fn wait_for_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
-        if self.waiters.keys().filter(|(k, _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
+        if self.waiters.iter().filter(|((k, _), _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
             let detail = format!("at most {MAX_WAITERS_PER_KEY} peer requests may wait at once");
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
@@ -443,14 +428,8 @@ impl Server {
         let registry = &self.registry;
         self.relay
             .retain(|token| registry.iter().any(|r| r.token() == token));
-        let timed_out: Vec<_> = self
-            .waiters
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&k, w)| (k, w.request))
-            .collect();
-        for ((asker, peer), request) in timed_out {
-            self.waiters.remove(&(asker, peer));
+        for ((asker, _), w) in self.waiters.take_due(now) {
+            let request = w.request;
             let detail = format!(
                 "the peer did not ask for this daemon within {} s",
                 self.config.peer_wait.as_secs()
@@ -458,7 +437,7 @@ impl Server {
             self.fail(asker, request, ErrorCode::PeerTimeout, detail);
         }
         let mut resend = Vec::new();
-        self.pushes.retain(|&id, p| {
+        self.pushes.handle_due(now, |id, p| {
             if p.retry.give_up() <= now {
                 self.events
                     .push_back(ServerEvent::IntroductionUnacked { key: p.to, id });
@@ -491,17 +470,14 @@ impl Server {
     /// When [`Self::handle_timeout`] should next be called; `None` when nothing is pending.
     #[must_use]
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let waits = self.waiters.values().map(|w| w.deadline);
-        let pushes = self
-            .pushes
-            .values()
-            .map(|p| p.retry.next.min(p.retry.give_up()));
-        self.registry
-            .next_expiry()
-            .into_iter()
-            .chain(waits)
-            .chain(pushes)
-            .min()
+        [
+            self.registry.next_expiry(),
+            self.waiters.next_deadline(),
+            self.pushes.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

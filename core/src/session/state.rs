@@ -1,4 +1,6 @@
-//! The per-peer session state machine.
+//! The per-peer session state: the `Session` struct, closing, and the deadlines derived from
+//! it. The rest of its methods are grouped by concern in `establish.rs` (handshakes),
+//! `transport.rs` (receiving and sending) and `paths.rs` (punching and path checks).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -5,10 +5,10 @@
 //! the largest counter accepted so far. Packets may therefore arrive up to [`REPLAY_WINDOW`] - 1
 //! counters late (reordered), never twice.
 //!
-//! Use it in two steps around decryption, so forged packets cannot move the window:
+//! Use it in two steps around decryption, so forged packets cannot move the window (the test
+//! `two_steps_around_decryption` runs this):
 //!
-//! ```
-//! # use burrow_core::crypto::replay::ReplayWindow;
+//! ```text
 //! let mut window = ReplayWindow::default();
 //! let counter = 7;
 //! if window.check(counter) /* && the packet decrypts */ {
@@ -114,6 +114,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The module docs' example: check before decrypting, accept after.
+    #[test]
+    fn two_steps_around_decryption() {
+        let mut window = ReplayWindow::default();
+        let counter = 7;
+        if window.check(counter) /* && the packet decrypts */ {
+            assert!(window.accept(counter));
+        }
+        assert!(!window.check(counter));
+    }
 
     /// The specification: accepted iff never accepted before and within the window.
     #[derive(Default)]

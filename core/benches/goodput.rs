@@ -1,5 +1,5 @@
 //! Goodput of one bulk stream over a simulated bottleneck, through the public API of
-//! `burrow_core::stream` only, compared with the Mathis et al. model of NewReno TCP.
+//! `burrow_core::bench` (the stream multiplexer) only, compared with the Mathis et al. model of NewReno TCP.
 //!
 //! Run with `cargo bench -p burrow-core --bench goodput`.
 //!
@@ -17,7 +17,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use burrow_core::stream::{Mux, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};
+use burrow_core::bench::{Mux, Role, StreamConfig, StreamEvent};
+use burrow_core::{ReadOutcome, StreamId};
 
 const RATE_BPS: u64 = 100_000_000;
 const ONE_WAY: Duration = Duration::from_millis(25);

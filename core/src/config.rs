@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::crypto::{PublicKey, SecretKey};
 use crate::path::RoutePolicy;
 use crate::rendezvous::ServerConfig;
-use crate::stream::StreamConfig;
+pub use crate::stream::StreamConfig;
 
 /// Which peers may complete a handshake with us as responder.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::rendezvous::{ClientMessage, ServerMessage};
 use crate::stream::{Mux, ReadOutcome, Role, StreamConfig, StreamEvent};
+use crate::wire::Packet;
 use crate::wire::control::Control;
+use crate::wire::payload::Payload;
 use crate::wire::stun::StunMessage;
-use crate::wire::{Packet, Payload};
 
 /// A datagram as the endpoint first sees it: the data-plane header, then (as if it had
 /// decrypted) the payload's kind byte.

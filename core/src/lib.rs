@@ -71,66 +71,90 @@
 //! outputs: [`Endpoint::poll_transmit`] and [`Endpoint::poll_event`] until both are `None`,
 //! then [`Endpoint::poll_timeout`]. What `burrow status` shows is built in [`status`].
 //!
-//! ## Layers, bottom up
+//! ## What is public
 //!
-//! - [`wire`]: the hand-encoded data-plane header (also the AEAD associated data) and the
+//! The protocol's modules are private; what drivers, tools and tests use is re-exported here or
+//! grouped in a few public modules:
+//!
+//! - the crate root: [`Endpoint`] and what goes in and out of it ([`Config`], [`Transmit`],
+//!   [`Event`], [`Timer`], [`Stats`], [`Path`], [`RoutePolicy`], [`ProbeOutcome`]), the ids
+//!   ([`PeerId`], [`StreamId`]), the keys ([`PublicKey`], [`SecretKey`]) and the errors;
+//! - [`config`]: the endpoint's configuration, section by section;
+//! - [`node`]: the [`node::Node`] a runtime drives, and how to start one;
+//! - [`forward`]: the [`forward::Forwarder`] between local connections and streams (the node
+//!   uses it; the simulator drives it directly);
+//! - [`rendezvous`]: the server's configuration and events, and [`rendezvous::ServiceName`];
+//! - [`status`]: what `burrow status` shows.
+//!
+//! ## Layers, bottom up (private modules)
+//!
+//! - `wire`: the hand-encoded data-plane header (also the AEAD associated data) and the
 //!   versioned postcard bodies of control messages.
-//! - [`crypto`]: static keys, `Noise_IK_25519_ChaChaPoly_BLAKE2s`, transport AEAD with an explicit
+//! - `crypto`: static keys, `Noise_IK_25519_ChaChaPoly_BLAKE2s`, transport AEAD with an explicit
 //!   64-bit counter, the sliding replay window, and stateless handshake cookies.
-//! - [`session`]: one encrypted session per peer: handshake retries, key generations, rekeying,
+//! - `session`: one encrypted session per peer: handshake retries, key generations, rekeying,
 //!   keepalives and the idle timeout.
-//! - [`stream`] and [`congestion`]: reliable, ordered, multiplexed streams with loss recovery,
+//! - `stream` and `congestion`: reliable, ordered, multiplexed streams with loss recovery,
 //!   congestion control and flow control.
-//! - [`rendezvous`]: registration with a token, leases, service lookup and introductions, the
-//!   server's registry, and its relay policy (who may relay to whom, per-token rate limits).
-//! - [`punch`]: how a session finds its way to the peer, all in one module. Introduced daemons
+//! - `rendezvous` (public in part, see above): registration with a token, leases, service
+//!   lookup and introductions, the server's registry, and its relay policy (who may relay to
+//!   whom, per-token rate limits).
+//! - `punch`: how a session finds its way to the peer, all in one module. Introduced daemons
 //!   punch a direct path (TTL-limited probes first; every timing rule, the probe TTL included,
 //!   is in `punch/schedule.rs`); when punching has not succeeded within
 //!   [`config::SessionConfig::relay_after`] their handshakes also go through the server, which
 //!   forwards packets sealed with the daemons' own keys and cannot read them. A relayed session
 //!   keeps looking for a direct path and moves to it once proven both ways; a direct path that
-//!   goes silent falls back to the relay. The [`Path`] and [`RoutePolicy`] types are in
-//!   [`path`]; [`RoutePolicy`] restricts a daemon to either way.
+//!   goes silent falls back to the relay. [`RoutePolicy`] restricts a daemon to either way.
+//! - `endpoint`: [`Endpoint`] itself, which owns the sessions, the rendezvous client (and, in
+//!   `burrow server`, the rendezvous server) and dispatches between them.
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
+#![warn(unnameable_types)]
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod congestion;
-pub mod crypto;
-pub mod endpoint;
-pub mod error;
-pub mod event;
 pub mod forward;
 pub mod node;
-pub mod path;
-pub mod punch;
 pub mod rendezvous;
-pub mod service;
-pub mod session;
-pub mod stats;
 pub mod status;
-pub mod stream;
-pub mod stun;
-pub mod timer;
-pub mod transmit;
-pub mod wire;
 
+mod congestion;
+mod crypto;
+mod endpoint;
+mod error;
+mod event;
+mod path;
+mod punch;
 mod rng;
+mod service;
+mod session;
+mod stats;
+mod stream;
+mod stun;
+mod timer;
+mod transmit;
+mod wire;
 
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 
+#[doc(hidden)]
+pub mod bench;
+
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use config::Config;
-pub use crypto::{PublicKey, SecretKey};
+pub use crypto::{KeyParseError, PublicKey, SecretKey};
 pub use endpoint::Endpoint;
 pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError};
 pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
 pub use stats::Stats;
 pub use stream::{ReadOutcome, StreamId};
+pub use stun::ProbeOutcome;
 pub use timer::Timer;
 pub use transmit::Transmit;
+pub use wire::control::CloseCode;

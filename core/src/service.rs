@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use crate::rendezvous::ServiceName;
 
 /// Version byte of the stream header.
-pub const HEADER_VERSION: u8 = 1;
+pub(crate) const HEADER_VERSION: u8 = 1;
 /// Reset code for a stream whose service this endpoint does not expose.
-pub const UNKNOWN_SERVICE: u64 = 0x5E01;
+pub(crate) const UNKNOWN_SERVICE: u64 = 0x5E01;
 /// Reset code for a stream whose header does not parse.
-pub const BAD_HEADER: u64 = 0x5E02;
+pub(crate) const BAD_HEADER: u64 = 0x5E02;
 
 /// The stream header for `name`.
 pub(crate) fn header(name: &ServiceName) -> Vec<u8> {

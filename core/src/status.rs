@@ -1,7 +1,7 @@
 //! What `burrow status` shows: a snapshot of a node built from its [`Endpoint`] and
 //! [`Forwarder`], serialisable so a control socket can carry it as JSON. The
-//! [`crate::node::Node`] builds it: it keeps a [`Seen`] up to date from the events it drains,
-//! and calls [`snapshot`] when asked.
+//! [`crate::node::Node`] builds it: it keeps a `Seen` up to date from the events it drains,
+//! and calls `snapshot` when asked.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -97,18 +97,18 @@ pub struct ConnInfo {
 /// What a node remembers from the endpoint's events for [`snapshot`]: the peers it heard
 /// of and the registration.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// Peers with a session, and their keys.
-    pub peers: BTreeMap<PeerId, PublicKey>,
+    pub(crate) peers: BTreeMap<PeerId, PublicKey>,
     /// Our reflexive address from the last successful registration.
-    pub registered: Option<SocketAddr>,
+    pub(crate) registered: Option<SocketAddr>,
     /// Why the last registration was refused, until one succeeds.
-    pub registration_error: Option<String>,
+    pub(crate) registration_error: Option<String>,
 }
 
 impl Seen {
     /// Notes what `event` changes; call it for every event the endpoint gives.
-    pub fn handle_event(&mut self, event: &Event) {
+    pub(crate) fn handle_event(&mut self, event: &Event) {
         match event {
             Event::Connected { peer, key, .. } => {
                 self.peers.insert(*peer, *key);
@@ -133,7 +133,7 @@ impl Seen {
 /// The status of a node: the endpoint's sessions and counters, the forwarder's services and
 /// connections, what `seen` remembers, the bound `udp_addr`, the `exposed` services (name,
 /// target) and the `listeners` (service, local address).
-pub fn snapshot(
+pub(crate) fn snapshot(
     ep: &Endpoint,
     fwd: &Forwarder,
     seen: &Seen,

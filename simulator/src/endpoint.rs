@@ -36,9 +36,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use burrow_core::ProbeOutcome;
 use burrow_core::forward::{ConnId, ForwardConfig, Forwarder, ListenerId};
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::stun::ProbeOutcome;
 use burrow_core::{
     Config, ConnectError, Endpoint, Event, PeerId, PublicKey, SecretKey, SendError, Transmit,
 };

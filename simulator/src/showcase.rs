@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use burrow_core::stun::ProbeOutcome;
+use burrow_core::ProbeOutcome;
 use burrow_core::{Config, Event, PeerId, PublicKey, Stats};
 
 use crate::endpoint::{ShowEvent, secret_key, short_key};

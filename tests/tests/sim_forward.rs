@@ -289,7 +289,7 @@ fn eight_mib_piped_through_forwarders_across_relay_then_direct() {
         w.assert_relay_then_direct(&run, total);
         // Backpressure: the forwarder read the client only as the stream took it, never more
         // than a send buffer, a receive window and one read ahead of the sink.
-        let stream = burrow_core::stream::StreamConfig::default();
+        let stream = burrow_core::config::StreamConfig::default();
         let bound = stream.stream_send_buffer
             + stream.stream_receive_window
             + ForwardConfig::default().read_chunk as u64;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use burrow_core::stun::ProbeOutcome;
+use burrow_core::ProbeOutcome;
 use burrow_core::{CloseReason, Config, Event, PeerId, SecretKey};
 use burrow_sim::endpoint::secret_key;
 use burrow_sim::{

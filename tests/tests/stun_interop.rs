@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use burrow_core::stun::ProbeOutcome;
+use burrow_core::ProbeOutcome;
 use burrow_core::{Config, Event, SecretKey};
 use burrow_tests::blocking::BlockingEndpoint;
 use burrow_tests::ports::ReservedPort;

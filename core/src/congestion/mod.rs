@@ -8,9 +8,9 @@ mod new_reno;
 mod pacing;
 mod rtt;
 
-pub use new_reno::NewReno;
-pub use pacing::Pacer;
-pub use rtt::RttEstimator;
+pub(crate) use new_reno::NewReno;
+pub(crate) use pacing::Pacer;
+pub(crate) use rtt::RttEstimator;
 
 use std::fmt::Debug;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use std::time::Instant;
 /// A congestion controller: decides how many bytes may be in flight.
 ///
 /// All sizes are bytes of packet payload as the stream layer counts them.
-pub trait Controller: Debug + Send {
+pub(crate) trait Controller: Debug + Send {
     /// A packet of `bytes` that counts toward bytes in flight was sent at `now`.
     fn on_sent(&mut self, now: Instant, bytes: u64) {
         let _ = (now, bytes);
@@ -43,5 +43,6 @@ pub trait Controller: Debug + Send {
     fn window(&self) -> u64;
 
     /// Whether the controller is in slow start (for stats and tests).
+    #[cfg(test)]
     fn in_slow_start(&self) -> bool;
 }

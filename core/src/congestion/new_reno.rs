@@ -7,7 +7,7 @@ use super::{Controller, RttEstimator};
 /// NewReno: slow start, congestion avoidance, one reduction per recovery period, and a
 /// collapse to the minimum window on persistent congestion.
 #[derive(Clone, Debug)]
-pub struct NewReno {
+pub(crate) struct NewReno {
     max_datagram: u64,
     window: u64,
     ssthresh: u64,
@@ -19,7 +19,7 @@ pub struct NewReno {
 impl NewReno {
     /// A controller for packets of at most `max_datagram` bytes, with the RFC 9002 initial
     /// window `min(10 * max_datagram, max(14720, 2 * max_datagram))`.
-    pub fn new(max_datagram: u64) -> Self {
+    pub(crate) fn new(max_datagram: u64) -> Self {
         let window = (10 * max_datagram).min((2 * max_datagram).max(14_720));
         Self {
             max_datagram,
@@ -31,12 +31,13 @@ impl NewReno {
     }
 
     /// The minimum window, `2 * max_datagram` (RFC 9002 `kMinimumWindow`).
-    pub fn minimum_window(&self) -> u64 {
+    pub(crate) fn minimum_window(&self) -> u64 {
         2 * self.max_datagram
     }
 
     /// The slow-start threshold (`u64::MAX` until the first loss).
-    pub fn ssthresh(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn ssthresh(&self) -> u64 {
         self.ssthresh
     }
 
@@ -86,6 +87,7 @@ impl Controller for NewReno {
         self.window
     }
 
+    #[cfg(test)]
     fn in_slow_start(&self) -> bool {
         self.window < self.ssthresh
     }

@@ -13,14 +13,14 @@ const MAX_BURST_PACKETS: u64 = 64;
 
 /// A token bucket refilled at `1.25 * window / srtt` bytes per second.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     tokens: u64,
     last: Instant,
 }
 
 impl Pacer {
     /// A pacer with a full bucket at `now`.
-    pub fn new(now: Instant) -> Self {
+    pub(crate) fn new(now: Instant) -> Self {
         Self {
             tokens: u64::MAX,
             last: now,
@@ -28,7 +28,7 @@ impl Pacer {
     }
 
     /// Bytes per second the pacer releases for this window and RTT.
-    pub fn rate(window: u64, srtt: Duration) -> u64 {
+    pub(crate) fn rate(window: u64, srtt: Duration) -> u64 {
         let nanos = srtt.as_nanos().max(1);
         let rate = u128::from(window) * u128::from(GAIN_NUM) * 1_000_000_000
             / (u128::from(GAIN_DEN) * nanos);
@@ -36,7 +36,7 @@ impl Pacer {
     }
 
     /// The bucket size for this window, RTT and packet size.
-    pub fn capacity(window: u64, srtt: Duration, mtu: u64) -> u64 {
+    pub(crate) fn capacity(window: u64, srtt: Duration, mtu: u64) -> u64 {
         let burst =
             u128::from(Self::rate(window, srtt)) * BURST_INTERVAL.as_nanos() / 1_000_000_000;
         let burst = u64::try_from(burst).unwrap_or(u64::MAX);
@@ -46,7 +46,7 @@ impl Pacer {
     }
 
     /// When a packet of `bytes` may leave: `None` means now, `Some(t)` means not before `t`.
-    pub fn delay(
+    pub(crate) fn delay(
         &mut self,
         now: Instant,
         bytes: u64,
@@ -72,7 +72,7 @@ impl Pacer {
     }
 
     /// A packet of `bytes` left now; call after [`Pacer::delay`] returned `None`.
-    pub fn on_sent(&mut self, bytes: u64) {
+    pub(crate) fn on_sent(&mut self, bytes: u64) {
         self.tokens = self.tokens.saturating_sub(bytes);
     }
 }

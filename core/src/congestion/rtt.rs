@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 /// Timer granularity (RFC 9002 `kGranularity`).
-pub const GRANULARITY: Duration = Duration::from_millis(1);
+pub(crate) const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// Smoothed RTT, RTT variation and minimum RTT, per RFC 9002 §5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RttEstimator {
+pub(crate) struct RttEstimator {
     latest: Duration,
     smoothed: Duration,
     var: Duration,
@@ -17,7 +17,7 @@ pub struct RttEstimator {
 
 impl RttEstimator {
     /// An estimator that reports `initial` until the first sample (RFC 9002 §6.2.2: 333 ms).
-    pub fn new(initial: Duration) -> Self {
+    pub(crate) fn new(initial: Duration) -> Self {
         Self {
             latest: initial,
             smoothed: initial,
@@ -29,7 +29,7 @@ impl RttEstimator {
 
     /// Takes one RTT sample (`rtt`, measured from send to ack receipt) with the peer's reported
     /// `ack_delay`, already limited to its max_ack_delay by the caller.
-    pub fn update(&mut self, ack_delay: Duration, rtt: Duration) {
+    pub(crate) fn update(&mut self, ack_delay: Duration, rtt: Duration) {
         self.latest = rtt;
         if !self.has_sample {
             self.has_sample = true;
@@ -50,39 +50,36 @@ impl RttEstimator {
     }
 
     /// The smoothed RTT (the initial RTT before any sample).
-    pub fn get(&self) -> Duration {
+    pub(crate) fn get(&self) -> Duration {
         self.smoothed
     }
 
     /// The RTT variation.
-    pub fn var(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn var(&self) -> Duration {
         self.var
     }
 
     /// The minimum RTT seen.
-    pub fn min(&self) -> Duration {
+    pub(crate) fn min(&self) -> Duration {
         self.min
     }
 
     /// The most recent sample.
-    pub fn latest(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn latest(&self) -> Duration {
         self.latest
-    }
-
-    /// Whether any sample was taken.
-    pub fn has_sample(&self) -> bool {
-        self.has_sample
     }
 
     /// The probe timeout before backoff and without max_ack_delay:
     /// `smoothed_rtt + max(4 * rttvar, kGranularity)`.
-    pub fn pto_base(&self) -> Duration {
+    pub(crate) fn pto_base(&self) -> Duration {
         self.smoothed + (self.var * 4).max(GRANULARITY)
     }
 
     /// How long after a later packet was acknowledged an unacknowledged packet counts as lost:
     /// `max(9/8 * max(smoothed_rtt, latest_rtt), kGranularity)` (RFC 9002 §6.1.2).
-    pub fn loss_delay(&self) -> Duration {
+    pub(crate) fn loss_delay(&self) -> Duration {
         (self.smoothed.max(self.latest) * 9 / 8).max(GRANULARITY)
     }
 }

@@ -40,19 +40,19 @@ use super::keys::PublicKey;
 use super::noise::TAG_LEN;
 
 /// Length of `mac1`, `mac2` and cookies.
-pub const MAC_LEN: usize = 16;
+pub(crate) const MAC_LEN: usize = 16;
 
 /// Length of the nonce at the front of a cookie reply.
-pub const COOKIE_NONCE_LEN: usize = 24;
+pub(crate) const COOKIE_NONCE_LEN: usize = 24;
 
 /// Length of a sealed cookie reply: nonce, encrypted cookie, tag.
-pub const COOKIE_REPLY_LEN: usize = COOKIE_NONCE_LEN + MAC_LEN + TAG_LEN;
+pub(crate) const COOKIE_REPLY_LEN: usize = COOKIE_NONCE_LEN + MAC_LEN + TAG_LEN;
 
 /// How long the responder's cookie secret lives; cookies made with it stop verifying after that.
-pub const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(120);
+pub(crate) const COOKIE_SECRET_LIFETIME: Duration = Duration::from_secs(120);
 
 /// How long an initiator uses a cookie after receiving it.
-pub const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
+pub(crate) const COOKIE_LIFETIME: Duration = Duration::from_secs(120);
 
 const LABEL_MAC1: &[u8] = b"mac1----";
 const LABEL_COOKIE: &[u8] = b"cookie--";
@@ -60,7 +60,7 @@ const LABEL_COOKIE: &[u8] = b"cookie--";
 /// A cookie reply was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CookieError {
+pub(crate) enum CookieError {
     /// The reply is not [`COOKIE_REPLY_LEN`] bytes.
     Malformed,
     /// The reply does not authenticate for the `mac1` we sent.
@@ -81,25 +81,25 @@ impl std::error::Error for CookieError {}
 /// The `mac1` key for one responder's public key. Both sides compute it: the initiator from the
 /// key it pins, the responder from its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MacKeys {
+pub(crate) struct MacKeys {
     mac1_key: [u8; 32],
 }
 
 impl MacKeys {
     /// Derives `HASH("mac1----" || responder)`.
-    pub fn new(responder: &PublicKey) -> Self {
+    pub(crate) fn new(responder: &PublicKey) -> Self {
         Self {
             mac1_key: hash(LABEL_MAC1, responder),
         }
     }
 
     /// `mac1` over `msg`, the message bytes before `mac1`.
-    pub fn mac1(&self, msg: &[u8]) -> [u8; MAC_LEN] {
+    pub(crate) fn mac1(&self, msg: &[u8]) -> [u8; MAC_LEN] {
         mac(&self.mac1_key, &[msg])
     }
 
     /// Whether `mac` is the `mac1` of `msg` (compared in constant time).
-    pub fn verify_mac1(&self, msg: &[u8], mac: &[u8; MAC_LEN]) -> bool {
+    pub(crate) fn verify_mac1(&self, msg: &[u8], mac: &[u8; MAC_LEN]) -> bool {
         verify(&self.mac1_key, &[msg], mac)
     }
 }
@@ -121,7 +121,7 @@ impl Drop for Secret {
 /// time a cookie is needed. There is no grace period: a cookie stops verifying when its secret
 /// expires, at most 120 s after it was made (WireGuard behaves the same); the initiator then gets a
 /// new cookie reply.
-pub struct CookieChecker {
+pub(crate) struct CookieChecker {
     mac_keys: MacKeys,
     cookie_key: [u8; 32],
     secret: Option<Secret>,
@@ -129,7 +129,7 @@ pub struct CookieChecker {
 
 impl CookieChecker {
     /// A checker for the responder whose static public key is `local`.
-    pub fn new(local: &PublicKey) -> Self {
+    pub(crate) fn new(local: &PublicKey) -> Self {
         Self {
             mac_keys: MacKeys::new(local),
             cookie_key: hash(LABEL_COOKIE, local),
@@ -138,18 +138,19 @@ impl CookieChecker {
     }
 
     /// The `mac1` key of this responder.
-    pub fn mac_keys(&self) -> &MacKeys {
+    #[cfg(test)]
+    pub(crate) fn mac_keys(&self) -> &MacKeys {
         &self.mac_keys
     }
 
     /// Whether `mac1` is valid for `msg` (the bytes before `mac1`).
-    pub fn verify_mac1(&self, msg: &[u8], mac1: &[u8; MAC_LEN]) -> bool {
+    pub(crate) fn verify_mac1(&self, msg: &[u8], mac1: &[u8; MAC_LEN]) -> bool {
         self.mac_keys.verify_mac1(msg, mac1)
     }
 
     /// The cookie for `src` at `now`, making a new secret with `fresh_secret` (32 bytes from the
     /// caller's CSPRNG) if there is none or it has expired.
-    pub fn cookie(
+    pub(crate) fn cookie(
         &mut self,
         now: Instant,
         fresh_secret: impl FnOnce() -> [u8; 32],
@@ -168,7 +169,7 @@ impl CookieChecker {
     /// Whether `mac2` is valid for `msg` (the bytes before `mac2`, including `mac1`) from `src`:
     /// made with the cookie of `src` under the current, unexpired secret. Does not make a secret;
     /// without one nothing verifies.
-    pub fn verify_mac2(
+    pub(crate) fn verify_mac2(
         &self,
         now: Instant,
         src: SocketAddr,
@@ -186,7 +187,7 @@ impl CookieChecker {
 
     /// The cookie reply to a message from `src` whose `mac1` was `mac1`: `nonce` (24 random bytes
     /// from the caller) followed by the sealed cookie and its tag.
-    pub fn seal_reply(
+    pub(crate) fn seal_reply(
         &mut self,
         now: Instant,
         fresh_secret: impl FnOnce() -> [u8; 32],
@@ -226,7 +227,7 @@ impl fmt::Debug for CookieChecker {
 
 /// The initiator's side for one responder: opens cookie replies and keeps the last cookie for
 /// [`COOKIE_LIFETIME`] to compute `mac2`.
-pub struct CookieJar {
+pub(crate) struct CookieJar {
     mac_keys: MacKeys,
     cookie_key: [u8; 32],
     cookie: Option<([u8; MAC_LEN], Instant)>,
@@ -234,7 +235,7 @@ pub struct CookieJar {
 
 impl CookieJar {
     /// A jar for the responder whose static public key is `responder`.
-    pub fn new(responder: &PublicKey) -> Self {
+    pub(crate) fn new(responder: &PublicKey) -> Self {
         Self {
             mac_keys: MacKeys::new(responder),
             cookie_key: hash(LABEL_COOKIE, responder),
@@ -243,7 +244,7 @@ impl CookieJar {
     }
 
     /// The `mac1` key of the responder.
-    pub fn mac_keys(&self) -> &MacKeys {
+    pub(crate) fn mac_keys(&self) -> &MacKeys {
         &self.mac_keys
     }
 
@@ -255,7 +256,7 @@ impl CookieJar {
     /// [`CookieError::Malformed`] if `reply` is not [`COOKIE_REPLY_LEN`] bytes,
     /// [`CookieError::Decrypt`] if it does not authenticate for `sent_mac1`. The jar is then
     /// unchanged.
-    pub fn open_reply(
+    pub(crate) fn open_reply(
         &mut self,
         now: Instant,
         reply: &[u8],
@@ -280,13 +281,13 @@ impl CookieJar {
 
     /// `mac2` for `msg` (the bytes before `mac2`, including `mac1`), or `None` without a cookie
     /// received within [`COOKIE_LIFETIME`] before `now` (send 16 zero bytes then).
-    pub fn mac2(&self, now: Instant, msg: &[u8]) -> Option<[u8; MAC_LEN]> {
+    pub(crate) fn mac2(&self, now: Instant, msg: &[u8]) -> Option<[u8; MAC_LEN]> {
         let (cookie, received) = self.cookie.as_ref()?;
         (now.saturating_duration_since(*received) < COOKIE_LIFETIME).then(|| mac(cookie, &[msg]))
     }
 
     /// Forgets the cookie.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if let Some((cookie, _)) = self.cookie.as_mut() {
             cookie.zeroize();
         }

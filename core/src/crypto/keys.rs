@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 /// Length in bytes of an X25519 key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// A static X25519 public key: the identity of a daemon or a server.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -28,30 +28,30 @@ use zeroize::Zeroize;
 use super::keys::{KEY_LEN, PublicKey, SecretKey};
 
 /// The Noise protocol name; hashed into the initial handshake state.
-pub const PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
+pub(crate) const PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 
 /// Length of a ChaCha20-Poly1305 authentication tag.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 
 /// Length of BLAKE2s output, Noise's `HASHLEN`.
-pub const HASH_LEN: usize = 32;
+pub(crate) const HASH_LEN: usize = 32;
 
 /// Bytes of handshake message 1 besides the payload: ephemeral key, encrypted static key with its
 /// tag, and the payload's tag.
-pub const INITIATION_OVERHEAD: usize = 32 + 32 + 16 + 16;
+pub(crate) const INITIATION_OVERHEAD: usize = 32 + 32 + 16 + 16;
 
 /// Bytes of handshake message 2 besides the payload: ephemeral key and the payload's tag.
-pub const RESPONSE_OVERHEAD: usize = 32 + 16;
+pub(crate) const RESPONSE_OVERHEAD: usize = 32 + 16;
 
 /// The largest Noise message (spec section 3); longer handshake messages are malformed.
-pub const MAX_MESSAGE_LEN: usize = 65535;
+pub(crate) const MAX_MESSAGE_LEN: usize = 65535;
 
 /// Why a handshake message was refused.
 ///
 /// Deliberately coarse: a peer learns nothing about which check failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// The message has the wrong length for its position in the handshake.
     Malformed,
     /// The message did not authenticate (wrong keys, tampering, or a low-order public key).
@@ -71,7 +71,7 @@ impl std::error::Error for HandshakeError {}
 
 /// A transport packet did not authenticate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AeadError;
+pub(crate) struct AeadError;
 
 impl fmt::Display for AeadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,13 +87,13 @@ impl std::error::Error for AeadError {}
 /// The key is wiped when the value drops. The type is stateless: the caller owns the counter, so
 /// one `CipherState` can seal or open packets in any order.
 #[derive(Clone)]
-pub struct CipherState {
+pub(crate) struct CipherState {
     aead: ChaCha20Poly1305,
 }
 
 impl CipherState {
     /// Wraps a 32-byte key.
-    pub fn new(key: [u8; 32]) -> Self {
+    pub(crate) fn new(key: [u8; 32]) -> Self {
         let mut key = key;
         let aead = ChaCha20Poly1305::new(&key.into());
         key.zeroize();
@@ -108,7 +108,7 @@ impl CipherState {
     /// # Panics
     ///
     /// If `buf` is 256 GiB or longer (ChaCha20's block counter would wrap).
-    pub fn seal_in_place(&self, counter: u64, ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    pub(crate) fn seal_in_place(&self, counter: u64, ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
         self.aead
             .encrypt_inout_detached(&nonce(counter), ad, buf.into())
             // The only failure is a buffer of 2^32 ChaCha20 blocks (256 GiB); packets are tiny.
@@ -122,7 +122,7 @@ impl CipherState {
     ///
     /// [`AeadError`] if the tag does not verify; the contents of `buf` are then unspecified and
     /// must be discarded.
-    pub fn open_in_place(
+    pub(crate) fn open_in_place(
         &self,
         counter: u64,
         ad: &[u8],
@@ -138,7 +138,8 @@ impl CipherState {
     /// Noise's `REKEY()`: the next key is the first 32 bytes of encrypting 32 zero bytes with
     /// nonce `u64::MAX` and no associated data. Both sides must rekey at the same point.
     #[must_use]
-    pub fn rekey(&self) -> Self {
+    #[cfg(test)]
+    pub(crate) fn rekey(&self) -> Self {
         let mut key = [0u8; 32];
         let _tag = self.seal_in_place(u64::MAX, &[], &mut key);
         Self::new(key)
@@ -159,20 +160,22 @@ fn nonce(counter: u64) -> Nonce {
 
 /// Keys for a finished handshake.
 #[derive(Debug)]
-pub struct TransportKeys {
+pub(crate) struct TransportKeys {
     /// Encrypts what we send.
-    pub send: CipherState,
+    pub(crate) send: CipherState,
     /// Decrypts what we receive.
-    pub recv: CipherState,
+    pub(crate) recv: CipherState,
     /// The final handshake hash `h`: a unique, public identifier of this handshake that both
-    /// sides share (for channel binding).
-    pub handshake_hash: [u8; HASH_LEN],
+    /// sides share (for channel binding; read by the tests only).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) handshake_hash: [u8; HASH_LEN],
 }
 
 /// Whether `key` is a low-order point, with which every Diffie-Hellman output is zero.
 ///
 /// Such a key can never complete a handshake; reject it when it is configured.
-pub fn is_low_order(key: &PublicKey) -> bool {
+#[cfg(test)]
+pub(crate) fn is_low_order(key: &PublicKey) -> bool {
     // Any clamped scalar is a multiple of the cofactor 8, which sends every point of small order
     // to the identity, whose u-coordinate is zero.
     is_zero(&SecretKey::from_bytes([1; KEY_LEN]).diffie_hellman(key))
@@ -185,7 +188,7 @@ pub fn is_low_order(key: &PublicKey) -> bool {
 /// [`INITIATION_OVERHEAD`] + `payload.len()` bytes. If `remote` is a low-order point (see
 /// [`is_low_order`]) the message is still written, but under keys only we know, so it reveals
 /// nothing and [`InitiatorHandshake::read_response`] fails.
-pub fn initiate(
+pub(crate) fn initiate(
     local: &SecretKey,
     remote: &PublicKey,
     ephemeral: &SecretKey,
@@ -228,7 +231,7 @@ pub fn initiate(
 /// The initiator between sending message 1 and reading message 2. Cloning it lets a caller try
 /// a response without consuming the handshake, so a forged response cannot cancel it.
 #[derive(Clone)]
-pub struct InitiatorHandshake {
+pub(crate) struct InitiatorHandshake {
     state: SymmetricState,
     local: SecretKey,
     ephemeral: SecretKey,
@@ -244,7 +247,7 @@ impl InitiatorHandshake {
     /// [`HandshakeError::Malformed`] if `msg` is shorter than [`RESPONSE_OVERHEAD`] or longer
     /// than [`MAX_MESSAGE_LEN`]; [`HandshakeError::Decrypt`] if it does not authenticate. On
     /// error `payload_out` is unchanged.
-    pub fn read_response(
+    pub(crate) fn read_response(
         mut self,
         msg: &[u8],
         payload_out: &mut Vec<u8>,
@@ -285,7 +288,7 @@ impl fmt::Debug for InitiatorHandshake {
 /// [`HandshakeError::Malformed`] if `msg` is shorter than [`INITIATION_OVERHEAD`] or longer than
 /// [`MAX_MESSAGE_LEN`]; [`HandshakeError::Decrypt`] if it was not made for `local`, was
 /// tampered with, or carries a low-order key.
-pub fn respond(
+pub(crate) fn respond(
     local: &SecretKey,
     prologue: &[u8],
     msg: &[u8],
@@ -318,7 +321,7 @@ pub fn respond(
 }
 
 /// The responder after reading message 1: who the initiator is and what it sent.
-pub struct ResponderHandshake {
+pub(crate) struct ResponderHandshake {
     state: SymmetricState,
     re: PublicKey,
     rs: PublicKey,
@@ -330,12 +333,12 @@ impl ResponderHandshake {
     ///
     /// Message 1 proves the sender holds the matching secret (its payload is keyed by `ss`), but
     /// it can be replayed verbatim: put a timestamp or similar in the payload to refuse replays.
-    pub fn remote_static(&self) -> PublicKey {
+    pub(crate) fn remote_static(&self) -> PublicKey {
         self.rs
     }
 
     /// The decrypted payload of message 1.
-    pub fn payload(&self) -> &[u8] {
+    pub(crate) fn payload(&self) -> &[u8] {
         &self.payload
     }
 
@@ -344,7 +347,7 @@ impl ResponderHandshake {
     ///
     /// `ephemeral` must be fresh from a CSPRNG. The message is [`RESPONSE_OVERHEAD`] +
     /// `payload.len()` bytes.
-    pub fn write_response(
+    pub(crate) fn write_response(
         mut self,
         ephemeral: &SecretKey,
         payload: &[u8],

@@ -5,10 +5,10 @@
 //! the largest counter accepted so far. Packets may therefore arrive up to [`REPLAY_WINDOW`] - 1
 //! counters late (reordered), never twice.
 //!
-//! Use it in two steps around decryption, so forged packets cannot move the window:
+//! Use it in two steps around decryption, so forged packets cannot move the window (the test
+//! `two_steps_around_decryption` runs this):
 //!
-//! ```
-//! # use burrow_core::crypto::replay::ReplayWindow;
+//! ```text
 //! let mut window = ReplayWindow::default();
 //! let counter = 7;
 //! if window.check(counter) /* && the packet decrypts */ {
@@ -18,7 +18,7 @@
 //! ```
 
 /// How many counters behind the highest accepted one are still accepted (a power of two).
-pub const REPLAY_WINDOW: u64 = 4096;
+pub(crate) const REPLAY_WINDOW: u64 = 4096;
 
 const _: () = assert!(REPLAY_WINDOW >= 2048 && REPLAY_WINDOW.is_power_of_two());
 
@@ -31,7 +31,7 @@ const BLOCKS: usize = (REPLAY_WINDOW / BLOCK_BITS) as usize + 1;
 ///
 /// 520 bytes of bitmap plus the highest counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplayWindow {
+pub(crate) struct ReplayWindow {
     highest: Option<u64>,
     bitmap: [u64; BLOCKS],
 }
@@ -48,7 +48,7 @@ impl Default for ReplayWindow {
 impl ReplayWindow {
     /// Whether `counter` is new and inside the window. Does not change state: call it before
     /// decrypting, and [`ReplayWindow::accept`] once the packet authenticated.
-    pub fn check(&self, counter: u64) -> bool {
+    pub(crate) fn check(&self, counter: u64) -> bool {
         let Some(highest) = self.highest else {
             return true;
         };
@@ -65,7 +65,7 @@ impl ReplayWindow {
     /// Marks `counter` as seen. Call only after its packet authenticated.
     ///
     /// Returns `false`, changing nothing, if `counter` was already seen or is too old.
-    pub fn accept(&mut self, counter: u64) -> bool {
+    pub(crate) fn accept(&mut self, counter: u64) -> bool {
         if !self.check(counter) {
             return false;
         }
@@ -93,7 +93,7 @@ impl ReplayWindow {
     }
 
     /// The largest counter accepted so far.
-    pub fn highest(&self) -> Option<u64> {
+    pub(crate) fn highest(&self) -> Option<u64> {
         self.highest
     }
 }
@@ -114,6 +114,18 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The module docs' example: check before decrypting, accept after.
+    #[test]
+    fn two_steps_around_decryption() {
+        let mut window = ReplayWindow::default();
+        let counter = 7;
+        // Only once the packet also decrypts:
+        if window.check(counter) {
+            assert!(window.accept(counter));
+        }
+        assert!(!window.check(counter));
+    }
 
     /// The specification: accepted iff never accepted before and within the window.
     #[derive(Default)]

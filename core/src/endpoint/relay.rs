@@ -52,7 +52,8 @@ impl Endpoint {
             self.out.stats.dropped_bad_payload += 1;
             return;
         };
-        let initiation = packet.get(1) == Some(&(crate::wire::PacketKind::Initiation as u8));
+        let initiation =
+            packet.get(1) == Some(&(crate::wire::header::PacketKind::Initiation as u8));
         match relay.relay(now, &via, &peer, packet.len(), initiation) {
             Ok(()) => {}
             Err(

@@ -32,7 +32,7 @@ impl Endpoint {
 
     /// Opens a bidirectional stream to `service` at `peer`. Streams may be opened and written
     /// while the handshake runs; their data leaves once the session is up. A peer that does not
-    /// expose the service resets the stream with [`crate::service::UNKNOWN_SERVICE`].
+    /// expose the service resets the stream with `UNKNOWN_SERVICE` (0x5E01).
     pub fn open_stream(
         &mut self,
         now: Instant,
@@ -114,7 +114,7 @@ impl Endpoint {
     }
 
     /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
-    pub fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
+    pub(crate) fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
         let key = self.ids.key(peer)?;
         self.sessions.get(&key).map(|s| s.streams.mux.stats())
     }

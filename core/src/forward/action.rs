@@ -85,7 +85,7 @@ pub enum Action {
 
 /// Where a service behind a listener stands, in [`ServiceStatus`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServiceState {
+pub(crate) enum ServiceState {
     /// Not asked for yet (or the last answer failed, or its session closed): the next accepted
     /// connection asks again.
     Idle,
@@ -98,30 +98,30 @@ pub enum ServiceState {
 /// One remote service that local listeners connect to, from
 /// [`super::Forwarder::services`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceStatus {
+pub(crate) struct ServiceStatus {
     /// The service.
-    pub name: ServiceName,
+    pub(crate) name: ServiceName,
     /// Whether and where it is reachable.
-    pub state: ServiceState,
+    pub(crate) state: ServiceState,
     /// Accepted connections waiting for it.
-    pub waiting: usize,
+    pub(crate) waiting: usize,
     /// The last failure the rendezvous server (or a closed session) reported, if any.
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 /// One live local connection, from [`super::Forwarder::conns`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnStatus {
+pub(crate) struct ConnStatus {
     /// The connection.
-    pub conn: ConnId,
+    pub(crate) conn: ConnId,
     /// The service it belongs to (asked for, or exposed).
-    pub service: ServiceName,
+    pub(crate) service: ServiceName,
     /// Whether we exposed the service (the stream came in) or asked for it (we accepted).
-    pub incoming: bool,
+    pub(crate) incoming: bool,
     /// The peer and stream carrying it, once there is one.
-    pub stream: Option<(PeerId, StreamId)>,
+    pub(crate) stream: Option<(PeerId, StreamId)>,
     /// Bytes read from the local connection.
-    pub bytes_read: u64,
+    pub(crate) bytes_read: u64,
     /// Bytes handed to the runtime to write to the local connection.
-    pub bytes_written: u64,
+    pub(crate) bytes_written: u64,
 }

@@ -64,7 +64,7 @@
 //! Local end-of-file finishes the stream once the bytes before it are in; reading the stream
 //! to its end gives [`Action::Shutdown`]. A connection closes cleanly when both directions
 //! have ended. A local error resets the stream (and stops its receiving side) with
-//! [`CONN_FAILED`]; a failed local connect does so with [`CONNECT_FAILED`]; a remote reset or
+//! `CONN_FAILED` (0x5E10); a failed local connect does so with [`CONNECT_FAILED`]; a remote reset or
 //! stop, a closed session or a failed service closes the local connection with `abort`.
 
 mod action;
@@ -78,7 +78,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use action::{Action, ConnId, ConnStatus, ListenerId, ServiceState, ServiceStatus};
+pub use action::{Action, ConnId, ListenerId};
+pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
 
 use crate::endpoint::Endpoint;
 use crate::error::StreamError;
@@ -89,7 +90,7 @@ use conn::Conn;
 
 /// Stream reset / stop code: the local connection failed (reset by the application, or a
 /// read or write error).
-pub const CONN_FAILED: u64 = 0x5E10;
+pub(crate) const CONN_FAILED: u64 = 0x5E10;
 /// Stream reset / stop code: the exposing side could not connect to its local target.
 pub const CONNECT_FAILED: u64 = 0x5E11;
 
@@ -178,7 +179,7 @@ impl Forwarder {
     }
 
     /// The remote services behind listeners, and where each stands.
-    pub fn services(&self) -> impl Iterator<Item = ServiceStatus> + '_ {
+    pub(crate) fn services(&self) -> impl Iterator<Item = ServiceStatus> + '_ {
         self.wanted.iter().map(|(name, w)| ServiceStatus {
             name: name.clone(),
             state: w.state,
@@ -188,7 +189,7 @@ impl Forwarder {
     }
 
     /// The live local connections.
-    pub fn conns(&self) -> impl Iterator<Item = ConnStatus> + '_ {
+    pub(crate) fn conns(&self) -> impl Iterator<Item = ConnStatus> + '_ {
         self.conns.iter().map(|(&conn, c)| c.status(conn))
     }
 
@@ -302,7 +303,7 @@ impl Forwarder {
     }
 
     /// Reading or writing `conn` failed, or the local side reset it: the stream is reset and
-    /// stopped with [`CONN_FAILED`] and the handle closed.
+    /// stopped with `CONN_FAILED` (0x5E10) and the handle closed.
     pub fn handle_conn_error(
         &mut self,
         now: Instant,

@@ -29,7 +29,7 @@ impl LogLine {
     /// The line for `event`, or `None` for a STUN outcome (it answers a probe). `seen` is the
     /// status bookkeeping from before this event: a registration is logged at [`Level::Info`]
     /// only when we were not registered already.
-    pub fn new(event: Event, seen: &Seen) -> Option<Self> {
+    pub(crate) fn new(event: Event, seen: &Seen) -> Option<Self> {
         let level = match &event {
             Event::Stun(_) => return None,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,

@@ -78,7 +78,7 @@ pub struct Node {
 impl Node {
     /// A node over `ep` and `fwd` (as [`NodeConfig::start`] builds them), bound at `udp_addr`,
     /// exposing `exposed` (name, target) and listening at `listen_addrs` (service, address).
-    pub fn new(
+    pub(crate) fn new(
         now: Instant,
         ep: Endpoint,
         fwd: Forwarder,
@@ -249,11 +249,6 @@ impl Node {
     /// How many bytes one [`Action::Read`] should read at most.
     pub fn read_chunk(&self) -> usize {
         self.fwd.read_chunk()
-    }
-
-    /// The endpoint, for what the node does not say itself (counters, sessions).
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.ep
     }
 }
 

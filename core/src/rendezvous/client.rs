@@ -18,7 +18,7 @@ use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
 use crate::crypto::PublicKey;
 
 /// How long a refused or unanswered registration waits before it is tried again.
-pub const REGISTER_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const REGISTER_RETRY: Duration = Duration::from_secs(30);
 /// Extra time a waiting `ConnectPeer` allows beyond the server's announced wait.
 const WAIT_GRACE: Duration = GIVE_UP_AFTER;
 /// How long an introduction id is remembered to drop duplicates (the server stops
@@ -28,9 +28,9 @@ const SEEN_FOR: Duration = Duration::from_secs(60);
 const SEEN_MAX: usize = 256;
 /// First delay before reopening a session to the server that ended; doubles up to
 /// [`RECONNECT_MAX`].
-pub const RECONNECT_MIN: Duration = Duration::from_secs(1);
+pub(crate) const RECONNECT_MIN: Duration = Duration::from_secs(1);
 /// The longest delay between attempts to reopen the session to the server.
-pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// Where the registration stands.
 #[derive(Clone, Debug)]
@@ -43,6 +43,8 @@ enum State {
     Backoff { at: Instant },
     /// Registered.
     Registered {
+        /// What the server saw us as (read by the tests only).
+        #[cfg_attr(not(test), allow(dead_code))]
         reflexive: SocketAddr,
         lease: Duration,
         /// Our conservative estimate of the server's lease end.
@@ -65,7 +67,7 @@ struct Request {
 /// A daemon's rendezvous state machine. Same verbs as the endpoint: after every call that
 /// takes `now`, drain `poll_message` and `poll_event`, then read `poll_timeout`.
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     config: ClientConfig,
     next_request: u64,
     state: State,
@@ -90,7 +92,11 @@ impl Client {
     /// `seed` is a random value (from the endpoint's CSPRNG) that request ids start from, so a
     /// restarted daemon's ids do not collide with the answers the server remembers from its
     /// previous run.
-    pub fn new(mut config: ClientConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        mut config: ClientConfig,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         config.host_candidates.truncate(MAX_HOST_CANDIDATES);
         Ok(Self {
@@ -108,12 +114,13 @@ impl Client {
     }
 
     /// Whether the server has confirmed our registration.
-    pub fn is_registered(&self) -> bool {
+    pub(crate) fn is_registered(&self) -> bool {
         matches!(self.state, State::Registered { .. })
     }
 
     /// Our server-reflexive address, once registered.
-    pub fn reflexive(&self) -> Option<SocketAddr> {
+    #[cfg(test)]
+    pub(crate) fn reflexive(&self) -> Option<SocketAddr> {
         match self.state {
             State::Registered { reflexive, .. } => Some(reflexive),
             _ => None,
@@ -121,7 +128,8 @@ impl Client {
     }
 
     /// Number of `lookup`/`connect_peer` requests in progress.
-    pub fn pending_requests(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending_requests(&self) -> usize {
         self.requests.len()
     }
 
@@ -135,7 +143,7 @@ impl Client {
 
     /// Registers with the server. Call it when the session to the server is up (again): a
     /// restarted server is registered with afresh, and waiting requests are sent again.
-    pub fn start(&mut self, now: Instant) {
+    pub(crate) fn start(&mut self, now: Instant) {
         self.connect_at = None;
         self.connect_due = false;
         self.backoff = RECONNECT_MIN;
@@ -147,7 +155,7 @@ impl Client {
     /// pending (their deadlines keep running) until [`Self::start`] is called again; the
     /// session is asked for again after a delay that doubles from [`RECONNECT_MIN`] to
     /// [`RECONNECT_MAX`] while the server stays unreachable.
-    pub fn session_lost(&mut self, now: Instant) {
+    pub(crate) fn session_lost(&mut self, now: Instant) {
         self.state = State::Idle;
         self.pause_requests();
         self.connect_at = Some(now + self.backoff);
@@ -157,7 +165,7 @@ impl Client {
     /// Publishes `services` from now on (replacing the previous set): registers again at once
     /// if the session to the server is up, otherwise at the next [`Self::start`]. Pending
     /// requests are kept. Refused, with nothing changed, if the set is invalid.
-    pub fn set_services(
+    pub(crate) fn set_services(
         &mut self,
         now: Instant,
         services: Vec<ServiceName>,
@@ -174,12 +182,13 @@ impl Client {
     /// each [`Self::session_lost`] when its backoff has passed. Check it after every
     /// `handle_timeout`.
     #[must_use]
-    pub fn poll_connect(&mut self) -> bool {
+    pub(crate) fn poll_connect(&mut self) -> bool {
         std::mem::take(&mut self.connect_due)
     }
 
     /// Unregisters (best effort) and stops; pending requests are dropped without events.
-    pub fn stop(&mut self, now: Instant) {
+    #[cfg(test)]
+    pub(crate) fn stop(&mut self, now: Instant) {
         let _ = now;
         if self.is_registered() {
             self.messages.push_back(ClientMessage::Unregister);
@@ -190,7 +199,7 @@ impl Client {
 
     /// Client/server mode: asks for the daemon that publishes `name`. Returns the request id
     /// that [`ClientEvent::Introduced`] or [`ClientEvent::RequestFailed`] will carry.
-    pub fn lookup(&mut self, now: Instant, name: ServiceName) -> u64 {
+    pub(crate) fn lookup(&mut self, now: Instant, name: ServiceName) -> u64 {
         let request = self.request_id();
         self.add_request(now, ClientMessage::Lookup { request, name })
     }
@@ -198,7 +207,7 @@ impl Client {
     /// Peer mode: asks to be introduced to `peer`, which must ask for us too. Returns the
     /// request id that [`ClientEvent::Introduced`] or [`ClientEvent::RequestFailed`] will
     /// carry; asking again while a request for the same peer is pending returns its id.
-    pub fn connect_peer(&mut self, now: Instant, peer: PublicKey) -> u64 {
+    pub(crate) fn connect_peer(&mut self, now: Instant, peer: PublicKey) -> u64 {
         let pending = self.requests.iter().find(
             |(_, r)| matches!(r.msg, ClientMessage::ConnectPeer { peer: p, .. } if p == peer),
         );
@@ -269,7 +278,7 @@ impl Client {
 
     /// Feeds one message from the server. Call it for every decoded message, then drain
     /// `poll_message` and `poll_event`. Unexpected or stale messages are ignored.
-    pub fn handle_message(&mut self, now: Instant, msg: ServerMessage) {
+    pub(crate) fn handle_message(&mut self, now: Instant, msg: ServerMessage) {
         match msg {
             ServerMessage::Registered {
                 request,
@@ -413,7 +422,7 @@ impl Client {
 
     /// Acts on every deadline that has passed by `now`: retransmissions, renewal, lease loss
     /// and request timeouts. Calling it early is harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.connect_at.is_some_and(|at| at <= now) {
             self.connect_at = None;
             self.connect_due = true;
@@ -500,19 +509,19 @@ impl Client {
     /// The next message for the server. Drain it until `None` after every call that takes
     /// `now`; send each over the session to the server (losing some is fine).
     #[must_use]
-    pub fn poll_message(&mut self) -> Option<ClientMessage> {
+    pub(crate) fn poll_message(&mut self) -> Option<ClientMessage> {
         self.messages.pop_front()
     }
 
     /// The next event. Drain it until `None` after every call that takes `now`.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should next be called; `None` when nothing is pending.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let state = match &self.state {
             State::Idle => None,
             State::Backoff { at } => Some(*at),

@@ -53,7 +53,7 @@ impl Default for ServerConfig {
 
 /// A daemon's rendezvous settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientConfig {
+pub(crate) struct ClientConfig {
     /// The access token (at most [`MAX_TOKEN_LEN`] bytes).
     pub token: String,
     /// Names this daemon publishes as a destination (at most [`MAX_SERVICES`], no duplicates).
@@ -68,7 +68,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A configuration with `token`, no services, no host candidates and default renewal.
-    pub fn new(token: impl Into<String>) -> Self {
+    pub(crate) fn new(token: impl Into<String>) -> Self {
         Self {
             token: token.into(),
             services: Vec::new(),
@@ -79,7 +79,7 @@ impl ClientConfig {
 
     /// Checks what the server would refuse outright: the token's length, and the services
     /// (see [`check_services`]).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.token.len() > MAX_TOKEN_LEN {
             return Err(ConfigError::TokenTooLong);
         }
@@ -88,7 +88,7 @@ impl ClientConfig {
 }
 
 /// Checks a daemon's services: at most [`MAX_SERVICES`], none listed twice.
-pub fn check_services(services: &[ServiceName]) -> Result<(), ConfigError> {
+pub(crate) fn check_services(services: &[ServiceName]) -> Result<(), ConfigError> {
     if services.len() > MAX_SERVICES {
         return Err(ConfigError::TooManyServices);
     }
@@ -103,7 +103,7 @@ pub fn check_services(services: &[ServiceName]) -> Result<(), ConfigError> {
 /// Why a [`ClientConfig`] was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The token is longer than [`MAX_TOKEN_LEN`] bytes.
     TokenTooLong,
     /// More than [`MAX_SERVICES`] services.

@@ -10,7 +10,7 @@ use crate::crypto::PublicKey;
 /// What the rendezvous client tells its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ClientEvent {
+pub(crate) enum ClientEvent {
     /// The server accepted our registration.
     Registered {
         /// Our address as the server sees it.

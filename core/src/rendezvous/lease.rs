@@ -25,7 +25,7 @@ pub struct TokenLimits {
 
 /// One daemon's registration, as the server holds it.
 #[derive(Clone, Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     key: PublicKey,
     addr: SocketAddr,
     token: String,
@@ -39,37 +39,36 @@ pub struct Registration {
 
 impl Registration {
     /// The daemon's static key.
-    pub fn key(&self) -> PublicKey {
+    pub(crate) fn key(&self) -> PublicKey {
         self.key
     }
 
     /// Its server-reflexive address: where its latest message came from.
-    pub fn addr(&self) -> SocketAddr {
+    #[cfg(test)]
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// The token it registered with.
-    pub fn token(&self) -> &str {
+    pub(crate) fn token(&self) -> &str {
         &self.token
     }
 
     /// The services it publishes.
-    pub fn services(&self) -> &[ServiceName] {
+    #[cfg(test)]
+    pub(crate) fn services(&self) -> &[ServiceName] {
         &self.services
     }
 
     /// The host candidates it announced.
-    pub fn host_candidates(&self) -> &[SocketAddr] {
+    #[cfg(test)]
+    pub(crate) fn host_candidates(&self) -> &[SocketAddr] {
         &self.host_candidates
     }
 
-    /// When it first registered (re-registering keeps this).
-    pub fn since(&self) -> Instant {
-        self.since
-    }
-
     /// When its lease runs out unless renewed.
-    pub fn expires(&self) -> Instant {
+    #[cfg(test)]
+    pub(crate) fn expires(&self) -> Instant {
         self.expires
     }
 
@@ -142,10 +141,6 @@ impl Registry {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Registration> {
         self.by_key.values()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.by_key.len()
     }
 
     /// The key that publishes `name` in the namespace of `tenant` (a token).

@@ -21,21 +21,22 @@ use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
 /// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits).
-pub const MAX_MESSAGE_LEN: usize = 1000;
+#[cfg(test)]
+pub(crate) const MAX_MESSAGE_LEN: usize = 1000;
 /// Longest token, in bytes.
-pub const MAX_TOKEN_LEN: usize = 64;
+pub(crate) const MAX_TOKEN_LEN: usize = 64;
 /// Most services one registration publishes.
-pub const MAX_SERVICES: usize = 5;
+pub(crate) const MAX_SERVICES: usize = 5;
 /// Most host (LAN) candidates a daemon announces.
-pub const MAX_HOST_CANDIDATES: usize = 8;
+pub(crate) const MAX_HOST_CANDIDATES: usize = 8;
 /// Most candidates in an introduction: the server-reflexive address, then the host candidates.
-pub const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
+pub(crate) const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
 /// Longest error detail, in bytes.
-pub const MAX_DETAIL_LEN: usize = 200;
+pub(crate) const MAX_DETAIL_LEN: usize = 200;
 
 /// What a daemon asks the rendezvous server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     /// Creates or refreshes this key's registration: publishes `services` (replacing what an
     /// earlier `Register` published) and starts a lease. Answered by `Registered` or `Error`.
     Register {
@@ -84,7 +85,7 @@ pub enum ClientMessage {
 
 /// What the rendezvous server answers or pushes to a daemon.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ServerMessage {
+pub(crate) enum ServerMessage {
     /// The registration is live for `lease_secs` from the server's receipt of the request.
     Registered {
         /// The `Register`'s request id.
@@ -186,7 +187,7 @@ impl fmt::Display for ErrorCode {
 /// two sides never disagree: the asker of a `Lookup` is the initiator; in peer mode, the side
 /// with the smaller static key is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PunchRole {
+pub(crate) enum PunchRole {
     /// Starts the handshake once a path works.
     Initiator,
     /// Answers it.
@@ -195,7 +196,7 @@ pub enum PunchRole {
 
 impl PunchRole {
     /// The other role.
-    pub fn opposite(self) -> Self {
+    pub(crate) fn opposite(self) -> Self {
         match self {
             Self::Initiator => Self::Responder,
             Self::Responder => Self::Initiator,
@@ -206,7 +207,7 @@ impl PunchRole {
 /// Why bytes did not decode as a rendezvous message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum MessageError {
+pub(crate) enum MessageError {
     /// Not a valid encoding, a bound was exceeded, or bytes were left over.
     Malformed,
 }
@@ -228,24 +229,24 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, MessageError> {
 
 impl ClientMessage {
     /// The postcard body (no version byte; the wire layer adds it).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("rendezvous messages always serialize")
     }
 
     /// Decodes a postcard body, checking every bound; trailing bytes are refused.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         decode(bytes)
     }
 }
 
 impl ServerMessage {
     /// The postcard body (no version byte; the wire layer adds it).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("rendezvous messages always serialize")
     }
 
     /// Decodes a postcard body, checking every bound; trailing bytes are refused.
-    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
         decode(bytes)
     }
 }

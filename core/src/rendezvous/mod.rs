@@ -1,8 +1,8 @@
 //! Rendezvous: registration, leases, service lookup and introductions.
 //!
-//! Two sans-IO state machines share one message set ([`messages`]):
+//! Two sans-IO state machines share one message set (`messages.rs`):
 //!
-//! - [`Server`] runs in `burrow server`. Daemons register with a token and get their
+//! - `Server` runs in `burrow server`. Daemons register with a token and get their
 //!   server-reflexive address back; a registration lives for a lease (90 s by default) after
 //!   its last `Register` or `Renew`. In **client/server mode** a destination publishes named
 //!   services ([`ServiceName`], e.g. `/toronto/mysql`) and a source's `Lookup` introduces both
@@ -10,7 +10,7 @@
 //!   each other's key with `ConnectPeer`; the first waits until the other asks, its lease ends
 //!   or the wait times out. A daemon's endpoint asks with [`crate::Endpoint::meet`] (services
 //!   with [`crate::Endpoint::connect_service`]).
-//! - [`Client`] runs in each daemon: it registers, renews, re-registers after a lost lease or a
+//! - `Client` runs in each daemon: it registers, renews, re-registers after a lost lease or a
 //!   server restart, drives requests to an introduction or a clear failure, and says when to
 //!   reopen the session to the server (with backoff).
 //!
@@ -23,28 +23,38 @@
 //! Both machines use the endpoint's verbs: `handle_message`/`handle_timeout` in,
 //! `poll_message`/`poll_event`/`poll_timeout` out, with the same drain-then-read-the-deadline
 //! contract as [`crate::Endpoint`].
+//!
+//! Both machines are internal: an [`crate::Endpoint`] runs them. What this module exports is what
+//! a caller configures and observes: [`ServerConfig`] with its [`TokenPolicy`], [`TokenLimits`]
+//! and [`RelayLimits`], the [`ServerEvent`]s (with their [`ErrorCode`]) and [`ServiceName`].
 
-pub mod client;
-pub mod config;
-pub mod events;
-pub mod lease;
-pub mod messages;
-pub mod name;
+mod client;
+mod config;
+mod events;
+mod lease;
+mod messages;
+mod name;
 mod pairs;
+mod pending;
 mod plausible;
-pub mod relay;
-pub mod retry;
-pub mod server;
+mod relay;
+mod retry;
+mod server;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::Client;
-pub use config::{ClientConfig, ConfigError, ServerConfig, TokenPolicy};
-pub use events::{ClientEvent, ServerEvent};
-pub use lease::{Registration, TokenLimits};
-pub use messages::{ClientMessage, ErrorCode, MessageError, PunchRole, ServerMessage};
+pub use config::{ServerConfig, TokenPolicy};
+pub use events::ServerEvent;
+pub use lease::TokenLimits;
+pub use messages::ErrorCode;
 pub use name::{NameError, ServiceName};
 pub use pairs::MAX_INTRODUCED_PER_KEY;
-pub use relay::{RelayLimits, RelayRefusal};
-pub use server::Server;
+pub use relay::RelayLimits;
+
+pub(crate) use client::Client;
+pub(crate) use config::ClientConfig;
+pub(crate) use events::ClientEvent;
+pub(crate) use messages::{ClientMessage, ServerMessage};
+pub(crate) use relay::RelayRefusal;
+pub(crate) use server::Server;

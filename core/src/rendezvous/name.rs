@@ -6,15 +6,15 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest service name, in bytes.
-pub const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_NAME_LEN: usize = 128;
 /// Most segments in a service name.
-pub const MAX_SEGMENTS: usize = 8;
+pub(crate) const MAX_SEGMENTS: usize = 8;
 
 /// A validated service name: a path such as `/toronto/mysql`.
 ///
-/// It starts with `/` and has 1 to [`MAX_SEGMENTS`] segments separated by `/`; each segment is
+/// It starts with `/` and has 1 to 8 (`MAX_SEGMENTS`) segments separated by `/`; each segment is
 /// non-empty, made of ASCII letters, digits, `.`, `_` and `-`, and is neither `.` nor `..`.
-/// The whole name is at most [`MAX_NAME_LEN`] bytes. Names compare byte-wise (case matters).
+/// The whole name is at most 128 (`MAX_NAME_LEN`) bytes. Names compare byte-wise (case matters).
 ///
 /// It serializes as a string and is validated again when deserialized, so a name decoded from
 /// the network is as well-formed as one parsed from a config file.
@@ -27,9 +27,9 @@ pub struct ServiceName(String);
 pub enum NameError {
     /// The name does not start with `/`.
     NoLeadingSlash,
-    /// The name is longer than [`MAX_NAME_LEN`] bytes; its length is given.
+    /// The name is longer than 128 (`MAX_NAME_LEN`) bytes; its length is given.
     TooLong(usize),
-    /// The name has more than [`MAX_SEGMENTS`] segments.
+    /// The name has more than 8 (`MAX_SEGMENTS`) segments.
     TooManySegments,
     /// Segment number `index` (from 1) is empty (`//`, or a trailing `/`).
     EmptySegment {

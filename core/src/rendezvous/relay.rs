@@ -31,7 +31,7 @@ impl Default for RelayLimits {
 
 /// Why a packet was not relayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RelayRefusal {
+pub(crate) enum RelayRefusal {
     /// The sender or the destination holds no live registration.
     NotRegistered,
     /// The server never introduced the two daemons to each other (or one of them registered

@@ -3,11 +3,11 @@
 use std::time::{Duration, Instant};
 
 /// First retransmission interval.
-pub const RETRY_INITIAL: Duration = Duration::from_millis(500);
+pub(crate) const RETRY_INITIAL: Duration = Duration::from_millis(500);
 /// The interval doubles up to this.
-pub const RETRY_MAX: Duration = Duration::from_secs(4);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(4);
 /// A message unanswered this long after it was first sent is given up on.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 /// When to send a message again: 500 ms, doubling to 4 s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

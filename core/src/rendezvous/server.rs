@@ -4,51 +4,37 @@
 //! other. It sees daemons only as authenticated static keys and the addresses their packets
 //! come from; the caller carries [`ServerMessage`]s to them over their sessions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::config::{ServerConfig, TokenPolicy};
 use super::events::ServerEvent;
-use super::lease::{NewRegistration, Registration, Registry};
+use super::lease::{NewRegistration, Registry};
 use super::messages::{
     ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
 };
 use super::name::ServiceName;
 use super::pairs::{MAX_INTRODUCED_PER_KEY, Pairs};
+use super::pending::{Push, Pushes, Waiter, Waiters};
 use super::relay::{RelayBudget, RelayLimits, RelayRefusal};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
 
 /// Most `ConnectPeer` requests one daemon may have waiting at once.
-pub const MAX_WAITERS_PER_KEY: usize = 16;
+pub(crate) const MAX_WAITERS_PER_KEY: usize = 16;
 /// Most unacknowledged introductions queued for one daemon.
-pub const MAX_PUSHES_PER_KEY: usize = 64;
-
-/// A `ConnectPeer` waiting for the other side.
-#[derive(Clone, Copy, Debug)]
-struct Waiter {
-    request: u64,
-    deadline: Instant,
-}
-
-/// An introduction retransmitted until acknowledged.
-#[derive(Clone, Debug)]
-struct Push {
-    to: PublicKey,
-    msg: ServerMessage,
-    retry: Retry,
-}
+pub(crate) const MAX_PUSHES_PER_KEY: usize = 64;
 
 /// The rendezvous server. See the crate docs for the run loop; the verbs are the same.
 #[derive(Debug)]
-pub struct Server {
+pub(crate) struct Server {
     config: ServerConfig,
     registry: Registry,
-    /// Peer-mode waits, keyed by (asker, peer it waits for).
-    waiters: BTreeMap<(PublicKey, PublicKey), Waiter>,
-    /// Unacknowledged introductions by id.
-    pushes: BTreeMap<u64, Push>,
+    /// Peer-mode waits, keyed by (asker, peer it waits for), deadlines indexed.
+    waiters: Waiters,
+    /// Unacknowledged introductions by id, deadlines indexed.
+    pushes: Pushes,
     next_id: u64,
     messages: VecDeque<(PublicKey, ServerMessage)>,
     events: VecDeque<ServerEvent>,
@@ -65,13 +51,13 @@ fn secs(d: Duration) -> u32 {
 
 impl Server {
     /// Creates a server with no registrations. `now` is the driver's clock at creation.
-    pub fn new(config: ServerConfig, now: Instant) -> Self {
+    pub(crate) fn new(config: ServerConfig, now: Instant) -> Self {
         let _ = now;
         Self {
             config,
             registry: Registry::default(),
-            waiters: BTreeMap::new(),
-            pushes: BTreeMap::new(),
+            waiters: Waiters::default(),
+            pushes: Pushes::default(),
             next_id: 1,
             messages: VecDeque::new(),
             events: VecDeque::new(),
@@ -81,24 +67,16 @@ impl Server {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ServerConfig {
-        &self.config
-    }
-
     /// Every live registration, ordered by key.
-    pub fn registrations(&self) -> impl Iterator<Item = &Registration> {
+    #[cfg(test)]
+    pub(crate) fn registrations(&self) -> impl Iterator<Item = &super::lease::Registration> {
         self.registry.iter()
     }
 
     /// `key`'s registration, if live.
-    pub fn registration(&self, key: &PublicKey) -> Option<&Registration> {
+    #[cfg(test)]
+    pub(crate) fn registration(&self, key: &PublicKey) -> Option<&super::lease::Registration> {
         self.registry.get(key)
-    }
-
-    /// Number of live registrations.
-    pub fn registration_count(&self) -> usize {
-        self.registry.len()
     }
 
     /// Decides whether to relay `len` bytes from daemon `from` to daemon `to`: both must be
@@ -106,7 +84,7 @@ impl Server {
     /// while both registrations do), and `from`'s token must have the bytes in its budget, and
     /// for a handshake `initiation`, one in its
     /// [`ServerConfig::relay_initiations_per_sec`](super::ServerConfig::relay_initiations_per_sec).
-    pub fn relay(
+    pub(crate) fn relay(
         &mut self,
         now: Instant,
         from: &PublicKey,
@@ -145,7 +123,7 @@ impl Server {
     /// Feeds one message from the daemon with static key `from`, whose packet came from
     /// `addr`. Call it for every decoded message, then drain `poll_message` and `poll_event`.
     /// Whatever the message, this never fails or panics.
-    pub fn handle_message(
+    pub(crate) fn handle_message(
         &mut self,
         now: Instant,
         from: PublicKey,
@@ -174,8 +152,8 @@ impl Server {
                 self.on_register(now, request, new);
             }
             ClientMessage::Ack { id } => {
-                if self.pushes.get(&id).is_some_and(|p| p.to == from) {
-                    self.pushes.remove(&id);
+                if self.pushes.get(id).is_some_and(|p| p.to == from) {
+                    self.pushes.remove(id);
                 }
             }
             ClientMessage::Unregister => {
@@ -301,10 +279,9 @@ impl Server {
             let detail = "cannot connect to our own key".to_string();
             return self.fail(from, request, ErrorCode::Malformed, detail);
         }
-        if let Some(w) = self.waiters.get_mut(&(from, peer)) {
+        if let Some(deadline) = self.waiters.set_request(&(from, peer), request) {
             // A retransmission, or the daemon asking again with a new id: still waiting.
-            w.request = request;
-            let wait_secs = secs(w.deadline.saturating_duration_since(now));
+            let wait_secs = secs(deadline.saturating_duration_since(now));
             return self.send(from, ServerMessage::Waiting { request, wait_secs });
         }
         if !self.same_tenant(&from, &peer) && self.registry.get(&peer).is_some() {
@@ -335,7 +312,7 @@ impl Server {
 
     /// Records that `from` waits for `peer` (peer mode) and tells it so.
     fn wait_for_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
-        if self.waiters.keys().filter(|(k, _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
+        if self.waiters.iter().filter(|((k, _), _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
             let detail = format!("at most {MAX_WAITERS_PER_KEY} peer requests may wait at once");
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
@@ -485,7 +462,7 @@ impl Server {
 
     /// Acts on every deadline that has passed by `now`: lease expiry, peer-wait timeouts and
     /// introduction retransmissions. Calling it early is harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         while let Some(reg) = self.registry.pop_expired(now) {
             let key = reg.key();
             self.events.push_back(ServerEvent::Expired { key });
@@ -498,14 +475,8 @@ impl Server {
             .retain(|token| registry.iter().any(|r| r.token() == token));
         self.initiations
             .retain(|token| registry.iter().any(|r| r.token() == token));
-        let timed_out: Vec<_> = self
-            .waiters
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&k, w)| (k, w.request))
-            .collect();
-        for ((asker, peer), request) in timed_out {
-            self.waiters.remove(&(asker, peer));
+        for ((asker, _), w) in self.waiters.take_due(now) {
+            let request = w.request;
             let detail = format!(
                 "the peer did not ask for this daemon within {} s",
                 self.config.peer_wait.as_secs()
@@ -513,7 +484,7 @@ impl Server {
             self.fail(asker, request, ErrorCode::PeerTimeout, detail);
         }
         let mut resend = Vec::new();
-        self.pushes.retain(|&id, p| {
+        self.pushes.handle_due(now, |id, p| {
             if p.retry.give_up() <= now {
                 self.events
                     .push_back(ServerEvent::IntroductionUnacked { key: p.to, id });
@@ -533,30 +504,27 @@ impl Server {
     /// The next message to send, with the key of the daemon it goes to. Drain it until `None`
     /// after every `handle_*` call. Delivery may fail; the protocol copes.
     #[must_use]
-    pub fn poll_message(&mut self) -> Option<(PublicKey, ServerMessage)> {
+    pub(crate) fn poll_message(&mut self) -> Option<(PublicKey, ServerMessage)> {
         self.messages.pop_front()
     }
 
     /// The next event, for logs and status. Drain it until `None` after every `handle_*` call.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }
 
     /// When [`Self::handle_timeout`] should next be called; `None` when nothing is pending.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let waits = self.waiters.values().map(|w| w.deadline);
-        let pushes = self
-            .pushes
-            .values()
-            .map(|p| p.retry.next.min(p.retry.give_up()));
-        self.registry
-            .next_expiry()
-            .into_iter()
-            .chain(waits)
-            .chain(pushes)
-            .min()
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.registry.next_expiry(),
+            self.waiters.next_deadline(),
+            self.pushes.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

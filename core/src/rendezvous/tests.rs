@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use super::messages::{ErrorCode, PunchRole};
 use super::*;
 use crate::crypto::PublicKey;
 use crate::tests::net::{Link, Machine, Net};

@@ -6,11 +6,14 @@
 //! session by its index and hands it what concerns it. Sessions write their output into the
 //! shared `Context`.
 
+mod establish;
 pub(crate) mod handshake;
 pub(crate) mod keypair;
 mod keys;
+mod paths;
 mod state;
 mod streams;
+mod transport;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -70,6 +70,7 @@ impl AckState {
     }
 
     /// An ACK is owed (immediately or at the deadline).
+    #[cfg(test)]
     pub(crate) fn owes_ack(&self) -> bool {
         self.immediate || self.deadline.is_some()
     }

@@ -178,6 +178,7 @@ impl Assembler {
     }
 
     /// Bytes held, read or not yet readable (what the flow-control window bounds).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn buffered(&self) -> usize {
         self.head.len() + self.chunks.values().map(Vec::len).sum::<usize>()
     }

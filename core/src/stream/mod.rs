@@ -27,7 +27,5 @@ mod types;
 mod tests;
 
 pub use mux::Mux;
-pub use types::{
-    MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
-    WriteError,
-};
+pub use types::{MuxStats, OpenError, ReadError, WriteError};
+pub use types::{ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};

@@ -46,7 +46,7 @@ pub(super) enum Ctrl {
     StreamDataBlocked(StreamId),
 }
 
-/// The reliable, multiplexed stream layer of one session (see the [module docs](super)).
+/// The reliable, multiplexed stream layer of one session (see `stream/mod.rs`).
 #[derive(Debug)]
 pub struct Mux {
     pub(super) config: StreamConfig,
@@ -94,7 +94,7 @@ impl Mux {
     }
 
     /// Like [`Mux::new`] with another congestion controller.
-    pub fn with_controller(
+    pub(crate) fn with_controller(
         config: StreamConfig,
         role: Role,
         now: Instant,
@@ -229,7 +229,7 @@ impl Mux {
     }
 
     /// Sends FIN after the data written so far: a TCP half-close; reading continues.
-    pub fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
+    pub(crate) fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
         let s = self.streams.get_mut(&id).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped_by_peer {
             return Err(WriteError::Stopped(code));
@@ -244,7 +244,7 @@ impl Mux {
 
     /// Abandons our send direction: unsent and unacknowledged data is dropped and the peer
     /// gets RESET_STREAM with `code`. Does nothing on unknown or completed streams.
-    pub fn reset(&mut self, id: StreamId, code: u64) {
+    pub(crate) fn reset(&mut self, id: StreamId, code: u64) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -259,7 +259,7 @@ impl Mux {
 
     /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING with `code`)
     /// to reset its send direction. Does nothing on unknown or already closed directions.
-    pub fn stop_sending(&mut self, id: StreamId, code: u64) {
+    pub(crate) fn stop_sending(&mut self, id: StreamId, code: u64) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -273,7 +273,8 @@ impl Mux {
 
     /// Queues an ack-eliciting PING (the session's keepalive); the peer's ACK also refreshes
     /// the RTT estimate.
-    pub fn ping(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn ping(&mut self) {
         self.ping_pending = true;
     }
 
@@ -323,7 +324,7 @@ impl Mux {
 
     /// Since when the peer owes us an answer: the send time of the oldest ack-eliciting packet
     /// in flight (`None` when nothing is owed).
-    pub fn awaiting_ack_since(&self) -> Option<Instant> {
+    pub(crate) fn awaiting_ack_since(&self) -> Option<Instant> {
         self.recovery.oldest_eliciting_sent()
     }
 
@@ -331,12 +332,13 @@ impl Mux {
     /// that backed off while it was not (a relay restarting, a path failing over) would
     /// otherwise keep the stream waiting for many seconds; like an ACK, this resets the
     /// backoff, so an overdue probe goes out at once.
-    pub fn peer_reachable(&mut self) {
+    pub(crate) fn peer_reachable(&mut self) {
         self.recovery.pto_count = 0;
     }
 
     /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.
-    pub fn is_idle(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
         self.recovery.eliciting_in_flight() == 0
             && !self.has_pending_eliciting()
             && !self.acks.owes_ack()
@@ -358,7 +360,8 @@ impl Mux {
     /// Received stream bytes held for the application (readable or waiting behind a hole),
     /// summed over streams. Flow control keeps it at or under
     /// [`StreamConfig::connection_receive_window`]: a peer that sends beyond it is closed.
-    pub fn buffered_bytes(&self) -> usize {
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn buffered_bytes(&self) -> usize {
         self.streams.values().map(|s| s.recv.asm.buffered()).sum()
     }
 

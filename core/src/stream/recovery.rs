@@ -329,6 +329,7 @@ impl Recovery {
     }
 
     /// Ack-eliciting packets in flight.
+    #[cfg(test)]
     pub(crate) fn eliciting_in_flight(&self) -> u64 {
         self.eliciting_in_flight
     }

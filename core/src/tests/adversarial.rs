@@ -27,7 +27,7 @@ use crate::error::CloseReason;
 use crate::event::{Event, PeerId};
 use crate::session::handshake::{self, HandshakePayload};
 use crate::transmit::Transmit;
-use crate::wire::PacketKind;
+use crate::wire::header::PacketKind;
 use crate::wire::header::{self, MAC_LEN};
 
 /// Wall-clock time at the origin of virtual time.

@@ -12,8 +12,8 @@ use crate::Endpoint;
 use crate::config::{Config, PeerPolicy};
 use crate::error::CloseReason;
 use crate::event::Event;
-use crate::wire::PacketKind;
 use crate::wire::control::CloseCode;
+use crate::wire::header::PacketKind;
 
 fn closes(events: &[Event]) -> Vec<CloseReason> {
     events

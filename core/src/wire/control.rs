@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::WireError;
 
 /// Version of the control-body encoding.
-pub const CONTROL_VERSION: u8 = 1;
+pub(crate) const CONTROL_VERSION: u8 = 1;
 
 /// Why a session is being closed, as told to the peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ pub enum CloseCode {
 /// A control message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum Control {
+pub(crate) enum Control {
     /// The sender is closing the session; the receiver forgets it at once instead of waiting for
     /// the idle timeout.
     Close {
@@ -38,7 +38,7 @@ pub enum Control {
 
 impl Control {
     /// Appends the version byte and the postcard body to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.push(CONTROL_VERSION);
         let body = postcard::to_allocvec(self).expect("control messages always serialize");
         out.extend_from_slice(&body);
@@ -46,7 +46,7 @@ impl Control {
 
     /// Decodes a version byte and postcard body. Trailing bytes are refused so that a message
     /// has exactly one encoding.
-    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         match bytes.split_first() {
             Some((&CONTROL_VERSION, body)) => match postcard::take_from_bytes(body) {
                 Ok((msg, [])) => Ok(msg),

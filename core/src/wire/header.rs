@@ -29,30 +29,30 @@
 use std::fmt;
 
 /// The magic high nibble of every burrow packet's first byte.
-pub const MAGIC: u8 = 0xB0;
+pub(crate) const MAGIC: u8 = 0xB0;
 /// The wire version this code speaks.
-pub const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 1;
 /// Length of the common prefix: magic/version, kind, two reserved bytes.
-pub const PREFIX_LEN: usize = 4;
+pub(crate) const PREFIX_LEN: usize = 4;
 /// Length of a transport packet's header, which is also its AEAD associated data.
-pub const TRANSPORT_HEADER_LEN: usize = PREFIX_LEN + 4 + 8;
+pub(crate) const TRANSPORT_HEADER_LEN: usize = PREFIX_LEN + 4 + 8;
 /// Length of one handshake MAC.
-pub const MAC_LEN: usize = 16;
+pub(crate) const MAC_LEN: usize = 16;
 /// Length of the nonce in a cookie reply.
-pub const COOKIE_NONCE_LEN: usize = 24;
+pub(crate) const COOKIE_NONCE_LEN: usize = 24;
 /// Length of the sealed cookie in a cookie reply (16-byte cookie plus 16-byte tag).
-pub const SEALED_COOKIE_LEN: usize = 32;
+pub(crate) const SEALED_COOKIE_LEN: usize = 32;
 /// Total length of a cookie reply.
-pub const COOKIE_REPLY_LEN: usize = PREFIX_LEN + 4 + COOKIE_NONCE_LEN + SEALED_COOKIE_LEN;
+pub(crate) const COOKIE_REPLY_LEN: usize = PREFIX_LEN + 4 + COOKIE_NONCE_LEN + SEALED_COOKIE_LEN;
 /// Bytes an initiation adds around its Noise message.
-pub const INITIATION_FRAMING: usize = PREFIX_LEN + 4 + 2 * MAC_LEN;
+pub(crate) const INITIATION_FRAMING: usize = PREFIX_LEN + 4 + 2 * MAC_LEN;
 /// Bytes a response adds around its Noise message.
-pub const RESPONSE_FRAMING: usize = PREFIX_LEN + 8 + 2 * MAC_LEN;
+pub(crate) const RESPONSE_FRAMING: usize = PREFIX_LEN + 8 + 2 * MAC_LEN;
 
 /// What a packet is, from byte 1 of the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum PacketKind {
+pub(crate) enum PacketKind {
     /// Noise IK message 1.
     Initiation = 1,
     /// Noise IK message 2.
@@ -71,7 +71,7 @@ pub enum PacketKind {
 /// counts it and drops the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum WireError {
+pub(crate) enum WireError {
     /// Shorter than its kind's fixed layout.
     Truncated,
     /// Byte 0 does not carry burrow's magic nibble.
@@ -103,7 +103,7 @@ impl std::error::Error for WireError {}
 
 /// A parsed view of one datagram; every slice borrows from the datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Packet<'a> {
+pub(crate) enum Packet<'a> {
     /// Noise IK message 1.
     Initiation {
         /// The initiator's index for this handshake.
@@ -165,13 +165,13 @@ fn array_at<const N: usize>(bytes: &[u8], at: usize) -> &[u8; N] {
 }
 
 /// Whether `bytes` starts like a burrow packet (magic nibble), of any version.
-pub fn is_burrow(bytes: &[u8]) -> bool {
+pub(crate) fn is_burrow(bytes: &[u8]) -> bool {
     bytes.first().is_some_and(|b| b & 0xF0 == MAGIC)
 }
 
 impl<'a> Packet<'a> {
     /// Parses and length-checks a datagram. Never panics, whatever the bytes.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
         if bytes.len() < PREFIX_LEN {
             return Err(WireError::Truncated);
         }
@@ -239,26 +239,15 @@ impl<'a> Packet<'a> {
             other => Err(WireError::UnknownKind(other)),
         }
     }
-
-    /// The packet's kind.
-    pub fn kind(&self) -> PacketKind {
-        match self {
-            Packet::Initiation { .. } => PacketKind::Initiation,
-            Packet::Response { .. } => PacketKind::Response,
-            Packet::CookieReply { .. } => PacketKind::CookieReply,
-            Packet::Transport { .. } => PacketKind::Transport,
-            Packet::Probe => PacketKind::Probe,
-        }
-    }
 }
 
 /// Appends the common four-byte prefix for `kind`.
-pub fn emit_prefix(kind: PacketKind, out: &mut Vec<u8>) {
+pub(crate) fn emit_prefix(kind: PacketKind, out: &mut Vec<u8>) {
     out.extend_from_slice(&[MAGIC | VERSION, kind as u8, 0, 0]);
 }
 
 /// The header (and associated data) of a transport packet.
-pub fn transport_header(receiver: u32, counter: u64) -> [u8; TRANSPORT_HEADER_LEN] {
+pub(crate) fn transport_header(receiver: u32, counter: u64) -> [u8; TRANSPORT_HEADER_LEN] {
     let mut h = [0u8; TRANSPORT_HEADER_LEN];
     h[0] = MAGIC | VERSION;
     h[1] = PacketKind::Transport as u8;
@@ -269,14 +258,14 @@ pub fn transport_header(receiver: u32, counter: u64) -> [u8; TRANSPORT_HEADER_LE
 
 /// Starts an initiation: prefix and sender index. The caller appends the Noise message, then
 /// mac1 over everything so far, then mac2.
-pub fn begin_initiation(sender: u32, out: &mut Vec<u8>) {
+pub(crate) fn begin_initiation(sender: u32, out: &mut Vec<u8>) {
     emit_prefix(PacketKind::Initiation, out);
     out.extend_from_slice(&sender.to_be_bytes());
 }
 
 /// Starts a response: prefix, sender and receiver indices. The caller appends the Noise message
 /// and the two MACs.
-pub fn begin_response(sender: u32, receiver: u32, out: &mut Vec<u8>) {
+pub(crate) fn begin_response(sender: u32, receiver: u32, out: &mut Vec<u8>) {
     emit_prefix(PacketKind::Response, out);
     out.extend_from_slice(&sender.to_be_bytes());
     out.extend_from_slice(&receiver.to_be_bytes());
@@ -284,7 +273,7 @@ pub fn begin_response(sender: u32, receiver: u32, out: &mut Vec<u8>) {
 
 /// A whole probe packet: the prefix and eight zero bytes, so that it is not mistaken for
 /// anything shorter.
-pub fn probe() -> [u8; PREFIX_LEN + 8] {
+pub(crate) fn probe() -> [u8; PREFIX_LEN + 8] {
     let mut out = [0u8; PREFIX_LEN + 8];
     out[0] = MAGIC | VERSION;
     out[1] = PacketKind::Probe as u8;
@@ -292,7 +281,7 @@ pub fn probe() -> [u8; PREFIX_LEN + 8] {
 }
 
 /// A whole cookie reply.
-pub fn cookie_reply(
+pub(crate) fn cookie_reply(
     receiver: u32,
     nonce_and_sealed: &[u8; COOKIE_NONCE_LEN + SEALED_COOKIE_LEN],
 ) -> Vec<u8> {

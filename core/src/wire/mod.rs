@@ -6,10 +6,9 @@
 //! kind byte says what the plaintext holds ([`payload`]); control messages there are versioned
 //! postcard bodies ([`control`]).
 
-pub mod control;
-pub mod header;
-pub mod payload;
-pub mod stun;
+pub(crate) mod control;
+pub(crate) mod header;
+pub(crate) mod payload;
+pub(crate) mod stun;
 
-pub use header::{Packet, PacketKind, WireError};
-pub use payload::{Payload, PayloadKind};
+pub(crate) use header::{Packet, WireError};

@@ -18,7 +18,7 @@ use super::WireError;
 /// The first plaintext byte of a non-empty transport packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum PayloadKind {
+pub(crate) enum PayloadKind {
     /// Frames of the stream layer.
     Stream = 0,
     /// A control message.
@@ -36,11 +36,11 @@ pub enum PayloadKind {
 }
 
 /// Bytes of a relay payload before the relayed packet: the kind byte and a static key.
-pub const RELAY_PREFIX_LEN: usize = 1 + 32;
+pub(crate) const RELAY_PREFIX_LEN: usize = 1 + 32;
 
 /// A decoded transport plaintext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     /// An empty packet: a keepalive.
     KeepAlive,
     /// Stream-layer frames.
@@ -66,7 +66,7 @@ pub enum Payload<'a> {
 
 impl<'a> Payload<'a> {
     /// Splits the kind byte off a plaintext.
-    pub fn parse(plaintext: &'a [u8]) -> Result<Self, WireError> {
+    pub(crate) fn parse(plaintext: &'a [u8]) -> Result<Self, WireError> {
         match plaintext.split_first() {
             None => Ok(Payload::KeepAlive),
             Some((0, rest)) => Ok(Payload::Stream(rest)),

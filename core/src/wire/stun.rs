@@ -8,13 +8,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The fixed magic cookie of every RFC 5389 STUN message, at bytes 4..8.
-pub const MAGIC_COOKIE: u32 = 0x2112_A442;
+pub(crate) const MAGIC_COOKIE: u32 = 0x2112_A442;
 /// Length of the STUN message header.
-pub const HEADER_LEN: usize = 20;
+pub(crate) const HEADER_LEN: usize = 20;
 /// Binding request message type.
-pub const BINDING_REQUEST: u16 = 0x0001;
+pub(crate) const BINDING_REQUEST: u16 = 0x0001;
 /// Binding success response message type.
-pub const BINDING_SUCCESS: u16 = 0x0101;
+pub(crate) const BINDING_SUCCESS: u16 = 0x0101;
 
 const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
 const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
@@ -25,7 +25,7 @@ const FINGERPRINT_XOR: u32 = 0x5354_554E;
 /// Whether `bytes` is shaped like a STUN message: two leading zero bits, a length that is a
 /// multiple of four and matches the datagram, and the magic cookie (RFC 8489 section 6,
 /// RFC 7983).
-pub fn is_stun(bytes: &[u8]) -> bool {
+pub(crate) fn is_stun(bytes: &[u8]) -> bool {
     if bytes.len() < HEADER_LEN || bytes[0] & 0xC0 != 0 {
         return false;
     }
@@ -36,11 +36,11 @@ pub fn is_stun(bytes: &[u8]) -> bool {
 }
 
 /// A STUN transaction id: 96 random bits chosen by the requester.
-pub type TransactionId = [u8; 12];
+pub(crate) type TransactionId = [u8; 12];
 
 /// The STUN messages burrow understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StunMessage {
+pub(crate) enum StunMessage {
     /// A Binding request.
     BindingRequest {
         /// The requester's transaction id.
@@ -58,7 +58,7 @@ pub enum StunMessage {
 /// Why a datagram is not a STUN message burrow acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum StunError {
+pub(crate) enum StunError {
     /// Not STUN at all (see [`is_stun`]).
     NotStun,
     /// An attribute runs past the end of the message.
@@ -71,7 +71,7 @@ pub enum StunError {
 
 impl StunMessage {
     /// Parses a datagram. Never panics.
-    pub fn parse(bytes: &[u8]) -> Result<Self, StunError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, StunError> {
         if !is_stun(bytes) {
             return Err(StunError::NotStun);
         }
@@ -114,7 +114,7 @@ impl StunMessage {
     }
 
     /// Encodes the message, with SOFTWARE on responses and FINGERPRINT always.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         self.encode_with(true)
     }
 
@@ -122,7 +122,7 @@ impl StunMessage {
     /// it would not fit (an IPv6 answer to a minimal 20-byte request is 64 bytes with it, 52
     /// without). `None` when even that is larger. A server answers an unvalidated address with
     /// at most three times the request's size (the amplification bound of RFC 9000, section 8).
-    pub fn encode_within(&self, limit: usize) -> Option<Vec<u8>> {
+    pub(crate) fn encode_within(&self, limit: usize) -> Option<Vec<u8>> {
         let full = self.encode_with(true);
         if full.len() <= limit {
             return Some(full);

@@ -1,0 +1,272 @@
+//! Driving a session's handshakes: our initiations and their retries, the peer's initiations
+//! and our responses, responses and cookie replies to ours, and what a completed handshake
+//! changes (keys, the peer's instance, the path, `Connected`). The messages themselves are
+//! built and checked in `handshake.rs`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::handshake::{self, HandshakePayload};
+use super::keypair::Keypair;
+use super::state::{Pending, Session};
+use super::streams::Streams;
+use super::{Context, Note};
+use crate::crypto::noise::ResponderHandshake;
+use crate::crypto::{PublicKey, SecretKey};
+use crate::error::CloseReason;
+use crate::event::Event;
+use crate::path::Path;
+use crate::punch;
+use crate::wire::header::{COOKIE_NONCE_LEN, SEALED_COOKIE_LEN};
+
+impl Session {
+    // ----- handshakes -------------------------------------------------------------------
+
+    /// Starts a handshake unless one is already in flight.
+    pub(crate) fn start_handshake(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if self.pending.is_none() {
+            self.send_initiation(ctx, now, now, 0);
+        }
+    }
+
+    pub(super) fn send_initiation(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        started: Instant,
+        attempts: u32,
+    ) {
+        if let Some(old) = self.pending.take() {
+            ctx.indices.free(old.local_index);
+        }
+        let local_index = ctx.indices.allocate(ctx.rng, self.key);
+        let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
+        let payload = HandshakePayload {
+            timestamp: ctx.identity.unix_nanos(now),
+            instance: ctx.identity.instance,
+        };
+        let init = handshake::initiation(
+            now,
+            &ctx.identity.secret,
+            &self.key,
+            &ephemeral,
+            local_index,
+            payload,
+            &self.cookies,
+        );
+        let packet = Bytes::from(init.packet);
+        let next_attempt =
+            self.punch
+                .handle_attempt(&ctx.config.session, now, attempts, self.connected, packet);
+        self.pending = Some(Pending {
+            state: init.state,
+            local_index,
+            mac1: init.mac1,
+            started,
+            next_attempt,
+            attempts: attempts + 1,
+        });
+        self.drain_punch(ctx, now);
+    }
+
+    /// Whether we have a handshake in flight whose index is `index`.
+    pub(crate) fn owns_pending(&self, index: u32) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| p.local_index == index)
+    }
+
+    /// Whether we answer an initiation that came by `from`: the tie-break for simultaneous
+    /// initiation, [`punch::agent::yields_to_initiation`].
+    pub(crate) fn yields_to_initiation(&self, local: &PublicKey, from: Path) -> bool {
+        let pending = self.pending.as_ref().map(|p| p.attempts);
+        punch::agent::yields_to_initiation(local, &self.key, pending, from)
+    }
+
+    /// Checks an initiation's payload against replay and restart. Returns false to drop it.
+    pub(crate) fn admit_initiation(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        payload: &HandshakePayload,
+    ) -> bool {
+        if payload.timestamp <= self.last_init_timestamp {
+            ctx.out.stats.dropped_handshake_replay += 1;
+            return false;
+        }
+        self.last_init_timestamp = payload.timestamp;
+        self.note_instance(ctx, now, payload.instance);
+        true
+    }
+
+    /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
+    ///
+    /// Our own handshake in flight is abandoned, unless
+    /// [`punch::agent::keeps_own_handshake`] says the larger key keeps it until the session
+    /// is up.
+    pub(crate) fn respond(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        responder: ResponderHandshake,
+        remote_index: u32,
+        local: &PublicKey,
+    ) {
+        let keep_ours = punch::agent::keeps_own_handshake(local, &self.key, self.connected);
+        if !keep_ours {
+            if let Some(pending) = self.pending.take() {
+                ctx.indices.free(pending.local_index);
+            }
+        }
+        let local_index = ctx.indices.allocate(ctx.rng, self.key);
+        let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
+        let payload = HandshakePayload {
+            timestamp: ctx.identity.unix_nanos(now),
+            instance: ctx.identity.instance,
+        };
+        let (packet, keys) = handshake::response(
+            now,
+            responder,
+            &ephemeral,
+            local_index,
+            remote_index,
+            payload,
+            &self.cookies,
+        );
+        let keypair = Keypair::new(keys, local_index, remote_index, false, now);
+        self.keys.set_next(ctx.indices, keypair);
+        ctx.out.stats.handshakes_completed += 1;
+        if self.connected {
+            // An initiation proves nothing fresh (it may be a replay that the timestamp check
+            // cannot catch): answer where it came from, but only the initiator's first
+            // transport packet under the new keys may move the path or count as hearing it.
+            self.send_on(ctx, now, from, Bytes::from(packet));
+        } else {
+            self.move_to(ctx, now, from);
+            self.last_received = now;
+            self.transmit(ctx, now, Bytes::from(packet));
+        }
+    }
+
+    /// Handles the response to our handshake in flight.
+    pub(crate) fn on_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        remote_index: u32,
+        noise: &[u8],
+    ) {
+        let Some(pending) = self.pending.as_ref() else {
+            ctx.out.stats.dropped_unexpected += 1;
+            return;
+        };
+        let mut payload = Vec::new();
+        // Read with a copy of the state: a forged response (mac1 is keyed by our public key,
+        // which anyone may know) must not cancel the real handshake.
+        let Ok(keys) = pending.state.clone().read_response(noise, &mut payload) else {
+            ctx.out.stats.dropped_handshake += 1;
+            return;
+        };
+        let Some(payload) = HandshakePayload::decode(&payload) else {
+            ctx.out.stats.dropped_handshake += 1;
+            return;
+        };
+        let pending = self.pending.take().expect("checked above");
+        // Every initiation the peer made before this response is older than it: without this,
+        // a session we initiated would accept any old initiation (replayed, or delayed from
+        // the peer's previous instance) and tear itself down.
+        self.last_init_timestamp = self.last_init_timestamp.max(payload.timestamp);
+        self.note_instance(ctx, now, payload.instance);
+        ctx.out.stats.handshakes_completed += 1;
+        let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
+        self.keys.install_current(ctx.indices, keypair);
+        self.streams.mux.peer_reachable();
+        self.move_to(ctx, now, from);
+        self.last_received = now;
+        self.established(ctx, now);
+        self.flush_queue(ctx, now);
+        self.flush_mux(ctx, now);
+        if self.keys.current.as_ref().is_some_and(|k| k.sent() == 0) {
+            // Confirms the new keys to the responder, which may not send until it hears us.
+            self.send_payload(ctx, now, &[]);
+        }
+    }
+
+    /// Takes a cookie reply for our handshake in flight; the next attempt carries mac2.
+    pub(crate) fn on_cookie_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        nonce: &[u8; COOKIE_NONCE_LEN],
+        sealed: &[u8; SEALED_COOKIE_LEN],
+    ) {
+        let Some(pending) = &self.pending else {
+            ctx.out.stats.dropped_unexpected += 1;
+            return;
+        };
+        let mut reply = [0u8; COOKIE_NONCE_LEN + SEALED_COOKIE_LEN];
+        reply[..COOKIE_NONCE_LEN].copy_from_slice(nonce);
+        reply[COOKIE_NONCE_LEN..].copy_from_slice(sealed);
+        if self.cookies.open_reply(now, &reply, &pending.mac1).is_err() {
+            ctx.out.stats.dropped_unexpected += 1;
+        }
+    }
+
+    /// A handshake told us the peer's instance; a different one than before means the peer
+    /// restarted, so this session ends and a new one (new handle) takes its place.
+    fn note_instance(&mut self, ctx: &mut Context<'_>, now: Instant, instance: u64) {
+        match self.peer_instance.replace(instance) {
+            Some(old) if old != instance && self.connected => {
+                ctx.out.events.push_back(Event::SessionClosed {
+                    peer: self.id,
+                    key: self.key,
+                    reason: CloseReason::PeerRestarted,
+                });
+                ctx.out
+                    .notes
+                    .push_back(Note::Down(self.key, CloseReason::PeerRestarted));
+                ctx.ids.release(self.id);
+                self.id = ctx.ids.assign(self.key);
+                self.connected = false;
+                self.announced = false;
+                self.queue.clear();
+                self.streams = Streams::new(ctx, &self.key, now);
+                // The old keys belong to the peer's previous life; it cannot use them.
+                self.keys.forget_old(ctx.indices);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends on `path` from now on: an authenticated packet came by it. A connected session
+    /// tells the application.
+    pub(super) fn move_to(&mut self, ctx: &mut Context<'_>, now: Instant, path: Path) {
+        let changed = self
+            .punch
+            .nominate(&ctx.config.session, now, path, self.connected);
+        if changed && self.connected {
+            ctx.out.events.push_back(Event::PathChanged {
+                peer: self.id,
+                path,
+            });
+        }
+    }
+
+    pub(super) fn established(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if !self.connected {
+            self.connected = true;
+            self.punch
+                .restart_search(&ctx.config.session, now, self.connected);
+            self.announced = true;
+            ctx.out.notes.push_back(Note::Up(self.key));
+            ctx.out.events.push_back(Event::Connected {
+                peer: self.id,
+                key: self.key,
+                path: self.punch.path(),
+            });
+        }
+    }
+}

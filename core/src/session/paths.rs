@@ -1,0 +1,139 @@
+//! A session's paths: what the punch agent wants sent, path challenges and responses, and the
+//! deadlines that decide when a direct path has gone silent.
+
+use std::time::Instant;
+
+use super::state::Session;
+use super::{Context, DATAGRAM_OVERHEAD, Note};
+use crate::config::SessionConfig;
+use crate::path::Path;
+use crate::punch::{Outgoing, RELAY_OVERHEAD};
+use crate::timer::Timer;
+use crate::wire::payload::PayloadKind;
+
+impl Session {
+    // ----- paths --------------------------------------------------------------------------
+
+    /// The path packets to the peer take.
+    pub(crate) fn path(&self) -> Path {
+        self.punch.path()
+    }
+
+    /// Sends what the punch agent queued: probes and initiations as they are, path challenges
+    /// sealed with the current keys.
+    pub(super) fn drain_punch(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        while let Some(out) = self.punch.poll_transmit() {
+            match out {
+                Outgoing::Direct { dst, ttl, payload } => {
+                    self.transmit_to(ctx, now, dst, ttl, payload)
+                }
+                Outgoing::Relay(payload) => self.transmit_relay(ctx, now, payload),
+                Outgoing::Challenge { dst, nonce } => {
+                    let kind = [PayloadKind::PathChallenge as u8];
+                    let parts: [&[u8]; 2] = [&kind, &nonce.to_le_bytes()];
+                    self.send_payload_on(ctx, now, &parts, Some(Path::Direct(dst)));
+                }
+            }
+        }
+    }
+
+    /// Answers a path challenge on the path it came by.
+    pub(super) fn answer_challenge(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        nonce: u64,
+    ) {
+        let kind = [PayloadKind::PathResponse as u8];
+        self.send_payload_on(ctx, now, &[&kind, &nonce.to_le_bytes()], Some(from));
+    }
+
+    /// Takes the answer to one of our challenges: a direct path that works both ways.
+    pub(super) fn on_path_response(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        nonce: u64,
+    ) {
+        if !self.punch.handle_path_response(from, nonce) {
+            ctx.out.stats.dropped_unexpected += 1;
+            return;
+        }
+        ctx.out.stats.direct_upgrades += 1;
+        self.move_to(ctx, now, from);
+        // Show the peer the way at once, rather than at the next stream packet.
+        self.send_payload_on(ctx, now, &[], None);
+    }
+
+    /// When data sent on this session has gone unanswered for `path_timeout`: the later of the
+    /// last packet heard and the oldest packet still unacknowledged, plus the timeout (an idle
+    /// session that starts sending has not been waiting all along). `None` while nothing is
+    /// owed, or while a handshake is in flight (its own retries are the check then).
+    fn unanswered_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let since = self
+            .streams
+            .mux
+            .awaiting_ack_since()?
+            .max(self.last_received);
+        Some(since + cfg.path_timeout)
+    }
+
+    /// The next path deadline: a step of the relayed search for a direct path, or the moment
+    /// unanswered data makes us check the path and the peer.
+    pub(super) fn path_deadline(&self, cfg: &SessionConfig) -> Option<(Instant, Timer)> {
+        if !self.connected || self.keys.current.is_none() {
+            return None;
+        }
+        [self.punch.poll_timeout(), self.unanswered_deadline(cfg)]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| (at, Timer::PathCheck))
+    }
+
+    /// Acts on the path deadlines that are due.
+    ///
+    /// Unanswered data means the path died or the peer restarted and forgot us. A direct path
+    /// is given up for the relay (when allowed), and a handshake finds out about the peer: a
+    /// live peer answers it like a rekey, a restarted one as a new instance, which ends this
+    /// session so that its services are looked up again at once instead of after the idle
+    /// timeout.
+    pub(super) fn path_timeout(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if !self.connected || self.keys.current.is_none() {
+            return;
+        }
+        let unanswered = self
+            .unanswered_deadline(&ctx.config.session)
+            .is_some_and(|at| at <= now);
+        if unanswered {
+            if let Some(relay) = self.punch.fallback() {
+                ctx.out.stats.relay_fallbacks += 1;
+                self.move_to(ctx, now, relay);
+            }
+            if self.punch.path().is_relay() {
+                ctx.out.notes.push_back(Note::RelaySilent(self.key));
+            }
+            self.start_handshake(ctx, now);
+        }
+        self.punch.handle_timeout(&ctx.config.session, now, ctx.rng);
+        self.drain_punch(ctx, now);
+    }
+
+    /// The largest application datagram: room is kept for the relay's wrapping whenever the
+    /// session may be relayed, so a datagram accepted now fits later too.
+    pub(super) fn max_datagram(&self, ctx: &Context<'_>) -> usize {
+        let relay = if self.punch.may_relay() {
+            RELAY_OVERHEAD
+        } else {
+            0
+        };
+        ctx.config
+            .max_udp_payload
+            .saturating_sub(DATAGRAM_OVERHEAD + relay)
+    }
+}

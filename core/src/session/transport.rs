@@ -1,0 +1,301 @@
+//! A session's transport packets: receiving (decrypting, control messages, datagrams, stream
+//! packets), sending on the current path or through the relay, the datagram queue while the
+//! handshake runs, and flushing what the stream layer has ready.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::keypair::OpenError;
+use super::keys::Slot;
+use super::state::Session;
+use super::{Context, Note, STREAM_OVERHEAD};
+use crate::crypto::PublicKey;
+use crate::error::{CloseReason, SendError};
+use crate::event::Event;
+use crate::path::Path;
+use crate::punch::RELAY_OVERHEAD;
+use crate::transmit::Transmit;
+use crate::wire::control::{CloseCode, Control};
+use crate::wire::payload::{Payload, PayloadKind};
+
+impl Session {
+    // ----- transport --------------------------------------------------------------------
+
+    /// Handles a transport packet for one of this session's indices.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_transport(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        from: Path,
+        local_index: u32,
+        header: &[u8; crate::wire::header::TRANSPORT_HEADER_LEN],
+        counter: u64,
+        sealed: &[u8],
+        scratch: &mut Vec<u8>,
+    ) {
+        let Some(slot) = self.keys.find(local_index) else {
+            // Our pending handshake's index: no keys yet.
+            ctx.out.stats.dropped_unknown_index += 1;
+            return;
+        };
+        let keypair = self.keys.get_mut(slot);
+        let newest = keypair.highest_received().is_none_or(|h| counter > h);
+        let reject_after = ctx.config.session.reject_after_packets;
+        match keypair.open(header, counter, sealed, scratch, reject_after) {
+            Ok(()) => {}
+            Err(OpenError::Replay) => return ctx.out.stats.dropped_replay += 1,
+            Err(OpenError::Auth) => return ctx.out.stats.dropped_auth += 1,
+            Err(OpenError::Expired) => {
+                // The peer is still on keys we will no longer take: both need new ones.
+                ctx.out.stats.dropped_expired += 1;
+                return self.start_handshake(ctx, now);
+            }
+        }
+        self.last_received = now;
+        if slot == Slot::Next {
+            let confirmed = self.keys.next.take().expect("slot was just found");
+            if !self.connected {
+                // Up on the keys we answered with: a handshake of ours still in flight (see
+                // `respond`) is moot.
+                if let Some(pending) = self.pending.take() {
+                    ctx.indices.free(pending.local_index);
+                }
+            }
+            self.keys.install_current(ctx.indices, confirmed);
+            self.streams.mux.peer_reachable();
+            self.established(ctx, now);
+            self.flush_queue(ctx, now);
+        }
+        // (the stream layer is flushed after the payload below is handled)
+        let payload = Payload::parse(scratch);
+        // Path challenges and their answers probe a path without choosing it.
+        let probing = matches!(
+            payload,
+            Ok(Payload::PathChallenge(_) | Payload::PathResponse(_))
+        );
+        if newest && !probing {
+            self.move_to(ctx, now, from);
+        }
+        match payload {
+            Ok(Payload::KeepAlive) => {}
+            Ok(Payload::Datagram(data)) => ctx.out.events.push_back(Event::Datagram {
+                peer: self.id,
+                data: Bytes::copy_from_slice(data),
+            }),
+            Ok(Payload::Control(body)) => match Control::decode(body) {
+                // Sealed with keys older than a handshake the peer started since: an earlier
+                // session of the peer's ended (it closed, then connected again, which we took
+                // as a rekey). The peer is live under the newer keys; this close is stale.
+                Ok(Control::Close { .. })
+                    if slot == Slot::Previous
+                        && self.keys.current.as_ref().is_some_and(|k| !k.initiator) =>
+                {
+                    ctx.out.stats.dropped_unexpected += 1;
+                }
+                Ok(Control::Close { code }) => self.end(ctx, CloseReason::Peer(code)),
+                Err(_) => ctx.out.stats.dropped_bad_payload += 1,
+            },
+            Ok(Payload::Stream(frames)) => self.streams.mux.handle_packet(now, frames),
+            Ok(Payload::Rendezvous(body)) => ctx
+                .out
+                .notes
+                .push_back(Note::Rendezvous(self.key, body.to_vec())),
+            Ok(Payload::Relay { peer, packet }) => ctx.out.notes.push_back(Note::Relay {
+                via: self.key,
+                peer: PublicKey::from_bytes(peer),
+                packet: packet.to_vec(),
+            }),
+            Ok(Payload::PathChallenge(nonce)) => self.answer_challenge(ctx, now, from, nonce),
+            Ok(Payload::PathResponse(nonce)) => self.on_path_response(ctx, now, from, nonce),
+            Err(_) => ctx.out.stats.dropped_bad_payload += 1,
+        }
+        self.flush_mux(ctx, now);
+    }
+
+    /// Sends (or queues, while no keys are ready) one application datagram.
+    pub(crate) fn send_datagram(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        data: &[u8],
+    ) -> Result<(), SendError> {
+        let max = self.max_datagram(ctx);
+        if data.len() > max {
+            return Err(SendError::TooLarge { max });
+        }
+        if self.can_send(ctx) && self.queue.is_empty() {
+            self.send_payload(ctx, now, &[&[PayloadKind::Datagram as u8], data]);
+            return Ok(());
+        }
+        if self.queue.len() >= ctx.config.session.max_queued_datagrams {
+            return Err(SendError::QueueFull);
+        }
+        self.queue.push_back(Bytes::copy_from_slice(data));
+        self.start_handshake(ctx, now);
+        Ok(())
+    }
+
+    pub(super) fn can_send(&self, ctx: &Context<'_>) -> bool {
+        self.keys
+            .current
+            .as_ref()
+            .is_some_and(|k| k.sent() < ctx.config.session.reject_after_packets)
+    }
+
+    pub(super) fn flush_queue(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        while self.can_send(ctx) {
+            let Some(data) = self.queue.pop_front() else {
+                break;
+            };
+            self.send_payload(ctx, now, &[&[PayloadKind::Datagram as u8], &data]);
+        }
+    }
+
+    /// Seals a plaintext with the current keys and queues it; starts a rekey when the keys have
+    /// carried enough packets.
+    pub(super) fn send_payload(&mut self, ctx: &mut Context<'_>, now: Instant, parts: &[&[u8]]) {
+        self.send_payload_on(ctx, now, parts, None);
+    }
+
+    /// [`Self::send_payload`] on `path` (`None`: the session's path).
+    pub(super) fn send_payload_on(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        parts: &[&[u8]],
+        path: Option<Path>,
+    ) {
+        let session = &ctx.config.session;
+        let Some(keypair) = self.keys.current.as_mut() else {
+            return;
+        };
+        let Some(packet) = keypair.seal(parts, session.reject_after_packets) else {
+            // The keys are used up: only new ones can carry anything.
+            self.start_handshake(ctx, now);
+            return;
+        };
+        let rekey = keypair.sent() >= session.rekey_after_packets;
+        let path = path.unwrap_or(self.punch.path());
+        self.send_on(ctx, now, path, packet);
+        if rekey {
+            self.start_handshake(ctx, now);
+        }
+    }
+
+    /// Sends a packet on the session's path.
+    pub(super) fn transmit(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
+        self.send_on(ctx, now, self.punch.path(), payload);
+    }
+
+    /// Sends a packet on `path`: straight to its address, or to the relay.
+    pub(super) fn send_on(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        path: Path,
+        payload: Bytes,
+    ) {
+        match path {
+            Path::Direct(dst) => self.transmit_to(ctx, now, dst, None, payload),
+            Path::Relay(_) => self.transmit_relay(ctx, now, payload),
+        }
+    }
+
+    /// Hands a packet to the endpoint, which wraps it in our session with the relay.
+    pub(super) fn transmit_relay(&mut self, ctx: &mut Context<'_>, now: Instant, payload: Bytes) {
+        self.last_sent = now;
+        ctx.out.relayed.push_back((self.key, payload));
+    }
+
+    /// Sends one datagram straight to `dst`, with `ttl` if set.
+    pub(super) fn transmit_to(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        dst: SocketAddr,
+        ttl: Option<u8>,
+        payload: Bytes,
+    ) {
+        self.last_sent = now;
+        ctx.out.send(Transmit { dst, ttl, payload });
+    }
+
+    /// Sends a rendezvous message body; false (and nothing sent) while the session has no
+    /// keys. Rendezvous messages are retried by the layer that sends them.
+    pub(crate) fn send_rendezvous(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        body: &[u8],
+    ) -> bool {
+        if !self.can_send(ctx) {
+            return false;
+        }
+        self.send_payload(ctx, now, &[&[PayloadKind::Rendezvous as u8], body]);
+        true
+    }
+
+    /// Wraps a packet of two daemons for the other side of the relay (`peer`: the destination
+    /// when we are a daemon, the source when we are the server). False while we have no keys.
+    pub(crate) fn send_relay(
+        &mut self,
+        ctx: &mut Context<'_>,
+        now: Instant,
+        peer: &PublicKey,
+        packet: &[u8],
+    ) -> bool {
+        if !self.can_send(ctx) {
+            return false;
+        }
+        let kind = [PayloadKind::Relay as u8];
+        self.send_payload(ctx, now, &[&kind, peer.as_bytes(), packet]);
+        true
+    }
+
+    // ----- streams ------------------------------------------------------------------------
+
+    /// Sends every packet the stream layer has ready (as congestion control and pacing allow)
+    /// and passes its events on. Called after anything that may give it work.
+    pub(crate) fn flush_mux(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        self.send_mux_packets(ctx, now);
+        // Reading a header may free credit and queue a window update: send again until quiet.
+        while self.streams.pass_events(ctx, self.id) {
+            if self.streams.violated {
+                ctx.out.stats.protocol_violations += 1;
+                self.close(ctx, now, CloseCode::ProtocolViolation);
+                return;
+            }
+            self.send_mux_packets(ctx, now);
+        }
+    }
+
+    fn send_mux_packets(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        let reject_after = ctx.config.session.reject_after_packets;
+        // The largest stream-layer packet on the current path.
+        let relay = if self.punch.path().is_relay() {
+            RELAY_OVERHEAD
+        } else {
+            0
+        };
+        let max_plaintext = 1 + ctx
+            .config
+            .max_udp_payload
+            .saturating_sub(STREAM_OVERHEAD + relay);
+        while let Some(keypair) = self.keys.current.as_mut() {
+            let mux = &mut self.streams.mux;
+            let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {
+                buf[0] = PayloadKind::Stream as u8;
+                mux.poll_packet(now, &mut buf[1..]).map(|n| n + 1)
+            });
+            let Some(packet) = packet else { break };
+            let rekey = keypair.sent() >= ctx.config.session.rekey_after_packets;
+            self.transmit(ctx, now, packet);
+            if rekey {
+                self.start_handshake(ctx, now);
+            }
+        }
+    }
+}

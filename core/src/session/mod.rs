@@ -9,6 +9,7 @@
 pub(crate) mod handshake;
 pub(crate) mod keypair;
 mod keys;
+mod liveness;
 mod state;
 mod streams;
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::handshake::{self, HandshakePayload};
 use super::keypair::{Keypair, OpenError};
 use super::keys::{Keys, Slot};
+use super::liveness::Liveness;
 use super::streams::Streams;
 use super::{Context, DATAGRAM_OVERHEAD, Note, STREAM_OVERHEAD};
 use crate::config::SessionConfig;
@@ -68,6 +69,8 @@ pub(crate) struct Session {
     pub(crate) streams: Streams,
     /// Set once the session has ended; the endpoint then removes it.
     pub(crate) closed: bool,
+    /// Probes of a peer that went silent while the session is in use (`liveness.rs`).
+    liveness: Liveness,
 }
 
 /// Silence after which a connected session starts a handshake to find out whether the peer
@@ -101,6 +104,7 @@ impl Session {
             announced: false,
             queue: VecDeque::new(),
             closed: false,
+            liveness: Liveness::default(),
         }
     }
 
@@ -682,6 +686,7 @@ impl Session {
             if let Some(relay) = self.punch.fallback() {
                 ctx.out.stats.relay_fallbacks += 1;
                 self.move_to(ctx, now, relay);
+                self.liveness.fell_back(now);
             }
             if self.punch.path().is_relay() {
                 ctx.out.notes.push_back(Note::RelaySilent(self.key));
@@ -765,6 +770,32 @@ impl Session {
         self.end(ctx, reason);
     }
 
+    // ----- liveness (see liveness.rs) ------------------------------------------------------
+
+    /// Whether the peer owes us signs of life: the session is up and streams are open or data
+    /// awaits acknowledgement. Only then is a silent peer probed and given up on early.
+    fn in_use(&self) -> bool {
+        self.connected
+            && !self.closed
+            && (self.streams.mux.has_streams() || self.streams.mux.awaiting_ack_since().is_some())
+    }
+
+    /// The peer answered nothing for the liveness timeout: the session ends, so every stream's
+    /// local connection is reset. The peer is told in case only its packets to us are lost.
+    fn give_up(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if self.can_send(ctx) {
+            let mut body = vec![PayloadKind::Control as u8];
+            Control::Close {
+                code: CloseCode::Normal,
+            }
+            .encode(&mut body);
+            self.send_payload(ctx, now, &[&body]);
+        }
+        self.end(ctx, CloseReason::PeerUnresponsive);
+    }
+
+    // ----- end of liveness -----------------------------------------------------------------
+
     fn end(&mut self, ctx: &mut Context<'_>, reason: CloseReason) {
         if self.closed {
             return;
@@ -824,6 +855,11 @@ impl Session {
         if self.connected {
             consider(self.last_received + cfg.idle_timeout, Timer::Idle);
         }
+        if self.in_use() {
+            let since = self.last_received;
+            consider(self.liveness.probe_at(cfg, since), Timer::KeepAlive);
+            consider(self.liveness.give_up_at(cfg, since), Timer::Idle);
+        }
         if let Some((at, timer)) = self.path_deadline(cfg) {
             consider(at, timer);
         }
@@ -847,6 +883,18 @@ impl Session {
         if self.connected && now >= self.last_received + cfg.idle_timeout {
             return self.end(ctx, CloseReason::IdleTimeout);
         }
+        // ----- liveness (see liveness.rs) -----
+        if self.in_use() {
+            let since = self.last_received;
+            if now >= self.liveness.give_up_at(&cfg, since) {
+                return self.give_up(ctx, now);
+            }
+            if now >= self.liveness.probe_at(&cfg, since) {
+                self.liveness.probed(since);
+                self.streams.mux.ping();
+            }
+        }
+        // ----- end of liveness -----
         if let Some(p) = &self.pending {
             if now >= p.started + cfg.handshake_timeout {
                 // (Reaching here, the peer was heard within the idle timeout.)

@@ -326,6 +326,11 @@ impl Mux {
         self.recovery.pto_count = 0;
     }
 
+    /// Whether any stream is open (in either direction, or awaiting its last frames).
+    pub fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
+    }
+
     /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.
     pub fn is_idle(&self) -> bool {
         self.recovery.eliciting_in_flight() == 0

@@ -103,7 +103,7 @@ impl Default for SessionConfig {
             path_timeout: Duration::from_secs(3),
             path_probe_min: Duration::from_secs(1),
             path_probe_max: Duration::from_secs(60),
-            liveness_timeout: Duration::from_secs(5),
+            liveness_timeout: Duration::from_secs(4),
         }
     }
 }

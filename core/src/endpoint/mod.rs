@@ -3,6 +3,7 @@
 mod relay;
 mod rendezvous;
 mod sessions;
+mod shutdown;
 mod streams;
 
 use std::collections::BTreeMap;

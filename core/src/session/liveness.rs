@@ -5,7 +5,7 @@
 //! vanished (killed, or stopped without telling us) until `idle_timeout`. As QUIC's
 //! keepalive and probe timeout do, the session sends ack-eliciting pings while it hears
 //! nothing, at growing intervals (a tenth of `liveness_timeout`, then doubling), and gives up
-//! once `liveness_timeout` has passed without a packet from the peer. An unanswered ping is
+//! once `liveness_timeout` (4 s by default) has passed without a packet from the peer. An unanswered ping is
 //! data awaiting acknowledgement, so a silent direct path falls back to the relay first (after
 //! `path_timeout`, see `Session::path_timeout`); the relay then gets at least
 //! `handshake_retry` to carry an answer before the session gives up. A session with nothing

@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn probes_back_off_and_a_new_silence_starts_over() {
         let cfg = SessionConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let step = cfg.liveness_timeout / 10;
         let mut l = Liveness::default();
         assert_eq!(l.probe_at(&cfg, t0), t0 + step);
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn a_fallback_to_the_relay_gets_time_to_answer() {
         let cfg = SessionConfig::default();
-        let t0 = Instant::now();
+        let t0 = crate::tests::origin();
         let mut l = Liveness::default();
         assert_eq!(l.give_up_at(&cfg, t0), t0 + cfg.liveness_timeout);
         // Early fallback: the timeout still rules.

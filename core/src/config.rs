@@ -76,8 +76,8 @@ pub struct SessionConfig {
     /// the peer for this long gives up ([`crate::CloseReason::PeerUnresponsive`]) instead of
     /// waiting for `idle_timeout`. It probes the peer meanwhile (ack-eliciting pings, with
     /// backoff), and a silent direct path falls back to the relay first (after
-    /// `path_timeout`); the relay then gets at least `handshake_retry` to answer. A session
-    /// with nothing open keeps `idle_timeout`.
+    /// `path_timeout`); the relay then gets at least 1.5 `handshake_retry` to answer. An idle
+    /// session (nothing unacknowledged, no data just received) keeps `idle_timeout`.
     pub liveness_timeout: Duration,
 }
 

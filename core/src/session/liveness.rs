@@ -4,11 +4,12 @@
 //! A receiver has nothing to send, so without probing nothing would notice a peer that
 //! vanished (killed, or stopped without telling us) until `idle_timeout`. As QUIC's
 //! keepalive and probe timeout do, the session sends ack-eliciting pings while it hears
-//! nothing, at growing intervals (a tenth of `liveness_timeout`, then doubling), and gives up
+//! nothing, at growing intervals (a fortieth of `liveness_timeout`, then doubling), and gives up
 //! once `liveness_timeout` (4 s by default) has passed without a packet from the peer. An unanswered ping is
 //! data awaiting acknowledgement, so a silent direct path falls back to the relay first (after
-//! `path_timeout`, see `Session::path_timeout`); the relay then gets at least
-//! `handshake_retry` to carry an answer before the session gives up. A session with nothing
+//! `path_timeout`, see `Session::path_timeout`); the relay then gets at least one and a half
+//! `handshake_retry` (a relayed handshake and its first retry) to carry an answer before the
+//! session gives up. A session with nothing
 //! open keeps the keepalive and idle timeout.
 //!
 //! This file holds the bookkeeping and the deadlines; the session calls it with the time it
@@ -45,20 +46,22 @@ impl Liveness {
     }
 
     /// When the next probe is due, for a session in use that last heard its peer at `since`:
-    /// after a tenth of the timeout, then at doubling intervals.
+    /// after a fortieth of the timeout (100 ms by default: early, so that a silent direct path
+    /// falls back to the relay early), then at doubling intervals.
     pub(super) fn probe_at(&self, cfg: &SessionConfig, since: Instant) -> Instant {
-        let step = cfg.liveness_timeout / 10;
+        let step = cfg.liveness_timeout / 40;
         let k = self.probes_in(since).min(MAX_BACKOFF);
         since + step * ((1u32 << (k + 1)) - 1)
     }
 
     /// When a session in use that last heard its peer at `since` gives up: `liveness_timeout`
-    /// later, but not before the relay it fell back to during this silence had
-    /// `handshake_retry` to answer.
+    /// later, but not before the relay it fell back to during this silence had one and a half
+    /// `handshake_retry` to answer (the peer may have to fall back too before the relay finds
+    /// it).
     pub(super) fn give_up_at(&self, cfg: &SessionConfig, since: Instant) -> Instant {
         let at = since + cfg.liveness_timeout;
         match self.fell_back.filter(|&t| t >= since) {
-            Some(t) => at.max(t + cfg.handshake_retry),
+            Some(t) => at.max(t + cfg.handshake_retry * 3 / 2),
             None => at,
         }
     }
@@ -87,7 +90,7 @@ mod tests {
     fn probes_back_off_and_a_new_silence_starts_over() {
         let cfg = SessionConfig::default();
         let t0 = crate::tests::origin();
-        let step = cfg.liveness_timeout / 10;
+        let step = cfg.liveness_timeout / 40;
         let mut l = Liveness::default();
         assert_eq!(l.probe_at(&cfg, t0), t0 + step);
         l.probed(t0);
@@ -110,10 +113,10 @@ mod tests {
         // Early fallback: the timeout still rules.
         l.fell_back(t0 + Duration::from_secs(1));
         assert_eq!(l.give_up_at(&cfg, t0), t0 + cfg.liveness_timeout);
-        // Late fallback: the relay gets its retry interval.
+        // Late fallback: the relay gets one and a half retry intervals.
         let late = t0 + cfg.liveness_timeout - Duration::from_millis(100);
         l.fell_back(late);
-        assert_eq!(l.give_up_at(&cfg, t0), late + cfg.handshake_retry);
+        assert_eq!(l.give_up_at(&cfg, t0), late + cfg.handshake_retry * 3 / 2);
         // A fallback of an earlier silence does not count.
         let t1 = late + Duration::from_millis(1);
         assert_eq!(l.give_up_at(&cfg, t1), t1 + cfg.liveness_timeout);

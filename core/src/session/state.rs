@@ -772,12 +772,17 @@ impl Session {
 
     // ----- liveness (see liveness.rs) ------------------------------------------------------
 
-    /// Whether the peer owes us signs of life: the session is up and streams are open or data
-    /// awaits acknowledgement. Only then is a silent peer probed and given up on early.
+    /// Whether the peer owes us signs of life: the session is up, and data awaits
+    /// acknowledgement, or streams are open and the last packet heard carried stream data (a
+    /// receiver in mid-transfer, which has nothing else to send). Only then is a silent peer
+    /// probed and given up on early; once a probe is answered, an idle session with open
+    /// streams is back on the keepalive.
     fn in_use(&self) -> bool {
+        let mux = &self.streams.mux;
         self.connected
             && !self.closed
-            && (self.streams.mux.has_streams() || self.streams.mux.awaiting_ack_since().is_some())
+            && (mux.awaiting_ack_since().is_some()
+                || (mux.has_streams() && mux.data_received_at() == Some(self.last_received)))
     }
 
     /// The peer answered nothing for the liveness timeout: the session ends, so every stream's

@@ -4,7 +4,7 @@
 //! A receiver has nothing to send, so without probing nothing would notice a peer that
 //! vanished (killed, or stopped without telling us) until `idle_timeout`. As QUIC's
 //! keepalive and probe timeout do, the session sends ack-eliciting pings while it hears
-//! nothing, at growing intervals (a fortieth of `liveness_timeout`, then doubling), and gives up
+//! nothing, at growing intervals (a tenth of `liveness_timeout`, then doubling), and gives up
 //! once `liveness_timeout` (4 s by default) has passed without a packet from the peer. An unanswered ping is
 //! data awaiting acknowledgement, so a silent direct path falls back to the relay first (after
 //! `path_timeout`, see `Session::path_timeout`); the relay then gets at least one and a half
@@ -46,10 +46,10 @@ impl Liveness {
     }
 
     /// When the next probe is due, for a session in use that last heard its peer at `since`:
-    /// after a fortieth of the timeout (100 ms by default: early, so that a silent direct path
+    /// after a tenth of the timeout (400 ms by default: early, so that a silent direct path
     /// falls back to the relay early), then at doubling intervals.
     pub(super) fn probe_at(&self, cfg: &SessionConfig, since: Instant) -> Instant {
-        let step = cfg.liveness_timeout / 40;
+        let step = cfg.liveness_timeout / 10;
         let k = self.probes_in(since).min(MAX_BACKOFF);
         since + step * ((1u32 << (k + 1)) - 1)
     }
@@ -90,7 +90,7 @@ mod tests {
     fn probes_back_off_and_a_new_silence_starts_over() {
         let cfg = SessionConfig::default();
         let t0 = crate::tests::origin();
-        let step = cfg.liveness_timeout / 40;
+        let step = cfg.liveness_timeout / 10;
         let mut l = Liveness::default();
         assert_eq!(l.probe_at(&cfg, t0), t0 + step);
         l.probed(t0);

@@ -772,17 +772,22 @@ impl Session {
 
     // ----- liveness (see liveness.rs) ------------------------------------------------------
 
-    /// Whether the peer owes us signs of life: the session is up, and data awaits
-    /// acknowledgement, or streams are open and the last packet heard carried stream data (a
-    /// receiver in mid-transfer, which has nothing else to send). Only then is a silent peer
-    /// probed and given up on early; once a probe is answered, an idle session with open
-    /// streams is back on the keepalive.
-    fn in_use(&self) -> bool {
+    /// Since when the peer owes us signs of life, if it does: the session is up, and streams
+    /// are open and the last packet heard carried stream data (a receiver in mid-transfer,
+    /// which has nothing else to send: from that packet on), or data awaits acknowledgement
+    /// (from the later of its sending and the last packet heard, as an idle session that
+    /// starts sending has not been waiting all along). Only then is a silent peer probed and
+    /// given up on early; once a probe is answered, an idle session with open streams is back
+    /// on the keepalive.
+    fn liveness_since(&self) -> Option<Instant> {
         let mux = &self.streams.mux;
-        self.connected
-            && !self.closed
-            && (mux.awaiting_ack_since().is_some()
-                || (mux.has_streams() && mux.data_received_at() == Some(self.last_received)))
+        if !self.connected || self.closed {
+            return None;
+        }
+        if mux.has_streams() && mux.data_received_at() == Some(self.last_received) {
+            return Some(self.last_received);
+        }
+        mux.awaiting_ack_since().map(|t| t.max(self.last_received))
     }
 
     /// The peer answered nothing for the liveness timeout: the session ends, so every stream's
@@ -860,8 +865,7 @@ impl Session {
         if self.connected {
             consider(self.last_received + cfg.idle_timeout, Timer::Idle);
         }
-        if self.in_use() {
-            let since = self.last_received;
+        if let Some(since) = self.liveness_since() {
             consider(self.liveness.probe_at(cfg, since), Timer::KeepAlive);
             consider(self.liveness.give_up_at(cfg, since), Timer::Idle);
         }
@@ -889,8 +893,7 @@ impl Session {
             return self.end(ctx, CloseReason::IdleTimeout);
         }
         // ----- liveness (see liveness.rs) -----
-        if self.in_use() {
-            let since = self.last_received;
+        if let Some(since) = self.liveness_since() {
             if now >= self.liveness.give_up_at(&cfg, since) {
                 return self.give_up(ctx, now);
             }

@@ -78,6 +78,13 @@ pub struct SessionConfig {
     /// 30 s, so that conntrack entries a failed round left on a Linux NAT (they live 30 s
     /// unless refreshed) expire before the next round.
     pub path_probe_max: Duration,
+    /// Liveness: a session with open streams or unacknowledged data that hears nothing from
+    /// the peer for this long gives up ([`crate::CloseReason::PeerUnresponsive`]) instead of
+    /// waiting for `idle_timeout`. It probes the peer meanwhile (ack-eliciting pings, with
+    /// backoff), and a silent direct path falls back to the relay first (after
+    /// `path_timeout`); the relay then gets at least 1.5 `handshake_retry` to answer. An idle
+    /// session (nothing unacknowledged, no data just received) keeps `idle_timeout`.
+    pub liveness_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -104,6 +111,7 @@ impl Default for SessionConfig {
             path_timeout: Duration::from_secs(3),
             path_probe_min: Duration::from_secs(1),
             path_probe_max: Duration::from_secs(60),
+            liveness_timeout: Duration::from_secs(4),
         }
     }
 }

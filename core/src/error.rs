@@ -23,6 +23,9 @@ pub enum CloseReason {
     /// The peer broke the stream protocol (data beyond a flow-control window, a frame for a
     /// stream that may not exist, ...); we closed the session and told it why.
     ProtocolViolation,
+    /// Streams were open or data was unacknowledged, and the peer answered nothing (probes
+    /// included, on the relay too when allowed) for the liveness timeout: it is gone.
+    PeerUnresponsive,
 }
 
 impl fmt::Display for CloseReason {
@@ -37,6 +40,9 @@ impl fmt::Display for CloseReason {
             Self::PeerRestarted => f.write_str("the peer restarted; its new session replaces this one"),
             Self::ProtocolViolation => {
                 f.write_str("the peer broke the stream protocol (e.g. sent beyond its window)")
+            }
+            Self::PeerUnresponsive => {
+                f.write_str("the peer stopped answering while streams were open")
             }
         }
     }

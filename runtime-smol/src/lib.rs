@@ -165,6 +165,13 @@ impl Runtime for Smol {
             let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
         }
     }
+
+    fn reset_handle(stream: &Stream) -> Option<socket2::Socket> {
+        match stream {
+            Stream::Tcp(s) => SockRef::from(s).try_clone().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,18 @@ enum WriteCmd {
 pub(crate) struct ConnTasks {
     reads: Sender<()>,
     writes: Sender<WriteCmd>,
+    /// A TCP connection's second handle ([`Runtime::reset_handle`]): an abort (or dropping
+    /// this) sets SO_LINGER 0 through it at once, so the connection ends in a reset even if
+    /// the process exits before the writer task runs.
+    reset: Option<socket2::Socket>,
+}
+
+impl Drop for ConnTasks {
+    fn drop(&mut self) {
+        if let Some(socket) = self.reset.take() {
+            let _ = socket.set_linger(Some(Duration::ZERO));
+        }
+    }
 }
 
 impl ConnTasks {
@@ -45,7 +57,11 @@ impl ConnTasks {
     pub(crate) fn placeholder() -> Self {
         let (reads, _) = unbounded();
         let (writes, _) = unbounded();
-        Self { reads, writes }
+        Self {
+            reads,
+            writes,
+            reset: None,
+        }
     }
 
     /// Lets the reader read once.
@@ -62,8 +78,13 @@ impl ConnTasks {
     }
 
     /// Closes the connection after the queued writes (or at once with a reset if `abort`).
-    pub(crate) fn close(self, abort: bool) {
+    pub(crate) fn close(mut self, abort: bool) {
+        if !abort {
+            // A clean close: the writer task ends the connection after the queued writes.
+            self.reset = None;
+        }
         let _ = self.writes.try_send(WriteCmd::Close { abort });
+        // Dropping `self` sets SO_LINGER 0 now when aborting.
     }
 }
 
@@ -110,6 +131,7 @@ pub(crate) fn start<R: Runtime>(
 ) -> ConnTasks {
     let (reads, read_rx) = unbounded();
     let (writes, write_rx) = unbounded();
+    let reset = R::reset_handle(&stream);
     let (rd, wr) = R::split(stream);
     let reader = R::spawn(read_task::<R>(conn, rd, read_rx, to_loop.clone(), chunk));
     R::detach(R::spawn(write_task::<R>(
@@ -119,7 +141,11 @@ pub(crate) fn start<R: Runtime>(
         reader,
         to_loop.clone(),
     )));
-    ConnTasks { reads, writes }
+    ConnTasks {
+        reads,
+        writes,
+        reset,
+    }
 }
 
 /// Reads once per credit; ends at end of file, on an error, or when the credits stop.

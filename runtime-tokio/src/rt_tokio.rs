@@ -160,6 +160,13 @@ impl Runtime for Tokio {
             w.forget();
         }
     }
+
+    fn reset_handle(stream: &Stream) -> Option<socket2::Socket> {
+        match stream {
+            Stream::Tcp(s) => SockRef::from(s).try_clone().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -81,4 +81,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// Drops the connection with a TCP reset, which tells the local application it failed (a
     /// unix socket has no reset: it is just closed once the reader is gone too).
     fn reset(writer: Self::Writer);
+    /// A second handle on a TCP connection (a duplicated descriptor; `None` for a unix
+    /// socket), through which the driver makes the connection end in a reset (SO_LINGER 0)
+    /// at the moment it decides so, whatever its tasks are doing: a process that exits before
+    /// they run must not end the connection with a clean FIN.
+    fn reset_handle(stream: &Self::Stream) -> Option<socket2::Socket>;
 }

@@ -213,7 +213,23 @@ impl<N: LoopbackNode> Tunnel<N> {
         self.server = Some(N::start(self.server_spec.clone()));
     }
 
-    /// Stops all three nodes.
+    /// Stops daemon A for good (the tunnel dies from its end).
+    pub fn stop_exposer(&mut self) {
+        self.exposer.take().expect("running").stop();
+    }
+
+    /// Starts daemon A again after [`Self::stop_exposer`].
+    pub fn restart_exposer_after_stop(&mut self) {
+        assert!(self.exposer.is_none(), "daemon A is still running");
+        self.exposer = Some(N::start(self.exposer_spec.clone()));
+    }
+
+    /// Stops daemon B for good (the tunnel dies under its local clients).
+    pub fn stop_connector(&mut self) {
+        self.connector.take().expect("running").stop();
+    }
+
+    /// Stops all three nodes (those still running).
     pub fn shutdown(mut self) {
         for node in [
             self.connector.take(),
@@ -237,6 +253,18 @@ fn serve(handle: fn(TcpStream) -> std::io::Result<()>) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A download that never ends by itself: sends bytes to every client until the connection
+/// fails, so any end a client sees is the tunnel's doing.
+pub fn source_service() -> SocketAddr {
+    serve(|mut stream| {
+        let chunk = vec![0xA5u8; 64 << 10];
+        loop {
+            stream.write_all(&chunk)?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
 }
 
 /// A TCP echo service on a random loopback port: echoes until end of file, then half-closes.

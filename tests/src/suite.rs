@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::loopback::{
     LoopbackNode, Tunnel, client, echo_service, noise, reply_after_eof_service, round_trip,
-    unix_echo_service, wait_for,
+    source_service, unix_echo_service, wait_for,
 };
 use crate::ports::RefusingAddr;
 
@@ -28,6 +28,7 @@ macro_rules! loopback_suite {
             restarted_daemon_reconnects_by_itself,
             restarted_exposing_daemon_is_found_again,
             server_restart_during_direct_transfer_completes,
+            tunnel_death_resets_the_local_client,
         );
     };
     (@tests $node:ty; $($test:ident,)*) => {
@@ -249,5 +250,65 @@ pub fn server_restart_during_direct_transfer_completes<N: LoopbackNode>() {
     });
     assert_eq!(total, 16 << 20);
     assert_eq!(got, sent, "SHA-256 of what came back across the restart");
+    tunnel.shutdown();
+}
+
+/// Reads a download until it ends; how it ended (`Ok` is a clean end of file).
+fn read_until_end(mut s: std::net::TcpStream) -> std::io::Result<usize> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A tunnel that dies mid-download never passes for a complete download: the local client
+/// sees a reset, not a clean end of file, when the exposing daemon stops and when its own
+/// (connecting) daemon stops.
+pub fn tunnel_death_resets_the_local_client<N: LoopbackNode>() {
+    let source = source_service();
+    let mut tunnel = Tunnel::<N>::start(&[("/e2e/download", source.to_string())]);
+    let addr = tunnel.listen_addr("/e2e/download");
+    let started = |addr| {
+        let mut s = client(addr);
+        let mut first = vec![0u8; 1 << 20];
+        s.read_exact(&mut first).expect("the first MiB");
+        s
+    };
+    let assert_reset = |what: &str, end: std::io::Result<usize>| {
+        assert!(
+            matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{what}: the client sees a reset, not a clean end: {end:?}"
+        );
+    };
+
+    // The exposing daemon stops: its peer hears of it, and resets its client.
+    let s = started(addr);
+    tunnel.stop_exposer();
+    assert_reset("the exposing daemon stopped", read_until_end(s));
+
+    // Daemon A again; then the connecting daemon stops under its own client.
+    tunnel.restart_exposer_after_stop();
+    tunnel.wait_registered();
+    let s = (0..30)
+        .find_map(|_| {
+            let mut s = client(addr);
+            let mut first = vec![0u8; 1 << 20];
+            match s.read_exact(&mut first) {
+                Ok(()) => Some(s),
+                Err(_) => {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    None
+                }
+            }
+        })
+        .expect("a download through the exposing daemon's new instance");
+    tunnel.stop_connector();
+    assert_reset("the connecting daemon stopped", read_until_end(s));
     tunnel.shutdown();
 }

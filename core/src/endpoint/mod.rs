@@ -4,6 +4,7 @@ mod load;
 mod relay;
 mod rendezvous;
 mod sessions;
+mod shutdown;
 mod streams;
 
 use std::collections::BTreeMap;

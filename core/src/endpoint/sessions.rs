@@ -62,6 +62,11 @@ impl Sessions {
         self.map.contains_key(key)
     }
 
+    /// Every session's peer key.
+    pub(super) fn keys(&self) -> Vec<PublicKey> {
+        self.map.keys().copied().collect()
+    }
+
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }

@@ -113,6 +113,11 @@ impl Endpoint {
         })
     }
 
+    /// The smoothed round-trip time to `peer`, as its session's loss recovery measures it.
+    pub fn peer_rtt(&self, peer: PeerId) -> Option<std::time::Duration> {
+        self.stream_stats(peer).map(|s| s.rtt)
+    }
+
     /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
     pub(crate) fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
         let key = self.ids.key(peer)?;

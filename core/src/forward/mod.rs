@@ -320,6 +320,17 @@ impl Forwarder {
         );
     }
 
+    /// Resets every connection (the node is stopping): each stream is reset and stopped with
+    /// [`CONN_FAILED`], so the peer's local connection resets at once, and each local
+    /// connection is closed with [`Action::Close`] `abort` (a TCP reset), never a clean end
+    /// that could pass for a complete transfer.
+    pub fn shutdown(&mut self, now: Instant, ep: &mut Endpoint) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.fail(now, ep, conn, CONN_FAILED, "shutting down".into());
+        }
+    }
+
     /// Acts on an endpoint event; pass every event (the ones that concern no connection or
     /// service of this forwarder are ignored). Retries opening streams that waited on the
     /// peer's stream limit.

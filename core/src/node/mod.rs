@@ -222,16 +222,16 @@ impl Node {
         probe
     }
 
-    /// Stops the node politely: every session is closed, telling its peer, so that peers and
-    /// the rendezvous server learn of it at once rather than by a timeout; local connections
-    /// fail with them. Drain [`Self::poll_output`] once more and send its transmits before
-    /// dropping the node.
+    /// Stops the node politely: every local connection is reset (its stream too, so the
+    /// peer's connection resets at once), the daemon unregisters from its rendezvous server,
+    /// and every session is closed, telling its peer, so that peers and the server learn of it
+    /// at once rather than by a timeout. Drain [`Self::poll_output`] once more and perform
+    /// what it gives (transmits, and the resets of local connections) before dropping the
+    /// node.
     pub fn shutdown(&mut self, now: Instant) {
-        let peers: Vec<_> = self.seen.peers.keys().copied().collect();
-        let ep = self.input(now).1;
-        for peer in peers {
-            ep.close(now, peer);
-        }
+        let (fwd, ep) = self.input(now);
+        fwd.shutdown(now, ep);
+        ep.shutdown(now);
     }
 
     /// A snapshot of sessions, services and connections, for `burrow status`.

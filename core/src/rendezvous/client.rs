@@ -187,7 +187,6 @@ impl Client {
     }
 
     /// Unregisters (best effort) and stops; pending requests are dropped without events.
-    #[cfg(test)]
     pub(crate) fn stop(&mut self, now: Instant) {
         let _ = now;
         if self.is_registered() {

@@ -10,6 +10,7 @@ mod establish;
 pub(crate) mod handshake;
 pub(crate) mod keypair;
 mod keys;
+mod liveness;
 mod paths;
 mod state;
 mod streams;

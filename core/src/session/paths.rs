@@ -114,6 +114,7 @@ impl Session {
             if let Some(relay) = self.punch.fallback() {
                 ctx.out.stats.relay_fallbacks += 1;
                 self.move_to(ctx, now, relay);
+                self.liveness.fell_back(now);
             }
             if self.punch.path().is_relay() {
                 ctx.out.notes.push_back(Note::RelaySilent(self.key));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::keys::Keys;
+use super::liveness::Liveness;
 use super::streams::Streams;
 use super::{Context, Note};
 use crate::config::SessionConfig;
@@ -66,6 +67,8 @@ pub(crate) struct Session {
     pub(crate) streams: Streams,
     /// Set once the session has ended; the endpoint then removes it.
     pub(crate) closed: bool,
+    /// Probes of a peer that went silent while the session is in use (`liveness.rs`).
+    pub(super) liveness: Liveness,
 }
 
 /// Silence after which a connected session starts a handshake to find out whether the peer
@@ -99,6 +102,7 @@ impl Session {
             announced: false,
             queue: VecDeque::new(),
             closed: false,
+            liveness: Liveness::default(),
         }
     }
 
@@ -128,6 +132,42 @@ impl Session {
         };
         self.end(ctx, reason);
     }
+
+    // ----- liveness (see liveness.rs) ------------------------------------------------------
+
+    /// Since when the peer owes us signs of life, if it does: the session is up, and streams
+    /// are open and the last packet heard carried stream data (a receiver in mid-transfer,
+    /// which has nothing else to send: from that packet on), or data awaits acknowledgement
+    /// (from the later of its sending and the last packet heard, as an idle session that
+    /// starts sending has not been waiting all along). Only then is a silent peer probed and
+    /// given up on early; once a probe is answered, an idle session with open streams is back
+    /// on the keepalive.
+    fn liveness_since(&self) -> Option<Instant> {
+        let mux = &self.streams.mux;
+        if !self.connected || self.closed {
+            return None;
+        }
+        if mux.has_streams() && mux.data_received_at() == Some(self.last_received) {
+            return Some(self.last_received);
+        }
+        mux.awaiting_ack_since().map(|t| t.max(self.last_received))
+    }
+
+    /// The peer answered nothing for the liveness timeout: the session ends, so every stream's
+    /// local connection is reset. The peer is told in case only its packets to us are lost.
+    fn give_up(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if self.can_send(ctx) {
+            let mut body = vec![PayloadKind::Control as u8];
+            Control::Close {
+                code: CloseCode::Normal,
+            }
+            .encode(&mut body);
+            self.send_payload(ctx, now, &[&body]);
+        }
+        self.end(ctx, CloseReason::PeerUnresponsive);
+    }
+
+    // ----- end of liveness -----------------------------------------------------------------
 
     pub(super) fn end(&mut self, ctx: &mut Context<'_>, reason: CloseReason) {
         if self.closed {
@@ -188,6 +228,10 @@ impl Session {
         if self.connected {
             consider(self.last_received + cfg.idle_timeout, Timer::Idle);
         }
+        if let Some(since) = self.liveness_since() {
+            consider(self.liveness.probe_at(cfg, since), Timer::KeepAlive);
+            consider(self.liveness.give_up_at(cfg, since), Timer::Idle);
+        }
         if let Some((at, timer)) = self.path_deadline(cfg) {
             consider(at, timer);
         }
@@ -211,6 +255,17 @@ impl Session {
         if self.connected && now >= self.last_received + cfg.idle_timeout {
             return self.end(ctx, CloseReason::IdleTimeout);
         }
+        // ----- liveness (see liveness.rs) -----
+        if let Some(since) = self.liveness_since() {
+            if now >= self.liveness.give_up_at(&cfg, since) {
+                return self.give_up(ctx, now);
+            }
+            if now >= self.liveness.probe_at(&cfg, since) {
+                self.liveness.probed(since);
+                self.streams.mux.ping();
+            }
+        }
+        // ----- end of liveness -----
         if let Some(p) = &self.pending {
             if now >= p.started + cfg.handshake_timeout {
                 // (Reaching here, the peer was heard within the idle timeout.)

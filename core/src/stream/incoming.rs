@@ -71,7 +71,10 @@ impl Mux {
                 offset,
                 data,
                 fin,
-            } => self.on_stream(StreamId(id), offset, data, fin),
+            } => {
+                self.data_received_at = Some(now);
+                self.on_stream(StreamId(id), offset, data, fin)
+            }
             Frame::ResetStream {
                 id,
                 code,

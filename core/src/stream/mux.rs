@@ -78,6 +78,8 @@ pub struct Mux {
     pub(super) pacing_until: Option<Instant>,
     pub(super) probes: u8,
     pub(super) ping_pending: bool,
+    /// When the last STREAM frame arrived: the peer was sending data then.
+    pub(super) data_received_at: Option<Instant>,
     pub(super) app_limited: bool,
     /// Reused buffer for the outcomes of acknowledged and lost packets.
     pub(super) scratch: Vec<Outcome>,
@@ -132,6 +134,7 @@ impl Mux {
             pacing_until: None,
             probes: 0,
             ping_pending: false,
+            data_received_at: None,
             app_limited: true,
             scratch: Vec::new(),
             stats: MuxStats::default(),
@@ -273,7 +276,6 @@ impl Mux {
 
     /// Queues an ack-eliciting PING (the session's keepalive); the peer's ACK also refreshes
     /// the RTT estimate.
-    #[cfg(test)]
     pub(crate) fn ping(&mut self) {
         self.ping_pending = true;
     }
@@ -334,6 +336,17 @@ impl Mux {
     /// backoff, so an overdue probe goes out at once.
     pub(crate) fn peer_reachable(&mut self) {
         self.recovery.pto_count = 0;
+    }
+
+    /// When the last STREAM frame arrived (`None`: none yet). A session whose peer goes silent
+    /// right after sending data probes it, as a receiver has nothing else to send.
+    pub fn data_received_at(&self) -> Option<Instant> {
+        self.data_received_at
+    }
+
+    /// Whether any stream is open (in either direction, or awaiting its last frames).
+    pub fn has_streams(&self) -> bool {
+        !self.streams.is_empty()
     }
 
     /// True when nothing is in flight, nothing waits to be sent and no ACK is owed.

@@ -1,0 +1,264 @@
+//! Shutdown that cannot pass for success, through the real binary on loopback: a download
+//! through a tunnel whose exposing daemon is stopped (SIGTERM) or killed (SIGKILL), or whose
+//! connecting daemon is stopped, ends in a reset (ECONNRESET) for the local client, never a
+//! clean end of file, and soon: within 1 s after SIGTERM, within 5 s after SIGKILL.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_burrow");
+/// How long to wait for a line a process should print; only a hang reaches it.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A child process that is killed when dropped, with its output lines on channels.
+struct Proc {
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl Proc {
+    /// Sends SIGTERM, as a service manager stopping the daemon does.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn spawn(args: &[String]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run burrow");
+    let stdout = lines(child.stdout.take().expect("piped"));
+    let stderr = lines(child.stderr.take().expect("piped"));
+    Proc {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
+fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line containing {needle:?}: {e}"),
+        }
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burrow-stop-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn path(p: &Path) -> String {
+    p.to_str().expect("utf-8 temp path").to_string()
+}
+
+/// A service that sends bytes to every client until the connection fails: a download that
+/// never ends by itself, so any end the client sees is the tunnel's doing.
+fn source() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let chunk = vec![0xA5u8; 64 << 10];
+                while stream.write_all(&chunk).is_ok() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A server, a daemon exposing [`source`] and a daemon connecting to it, on loopback.
+struct Tunnel {
+    _server: Proc,
+    exposer: Proc,
+    connector: Proc,
+    listen: SocketAddr,
+}
+
+impl Tunnel {
+    fn new(name: &str) -> Self {
+        let dir = temp_dir(name);
+        let key = dir.join("server.key");
+        let out = Command::new(BIN)
+            .args(["keygen", "--out", &path(&key)])
+            .output()
+            .expect("keygen");
+        assert!(out.status.success(), "keygen: {out:?}");
+        let server = spawn(
+            &["server", "--listen", "127.0.0.1:0", "--key", &path(&key)]
+                .map(String::from)
+                .into_iter()
+                .chain(["--token".into(), "tok".into()])
+                .collect::<Vec<_>>(),
+        );
+        let public = wait_for(&server.stdout, "server public key:");
+        let public = public.rsplit(' ').next().expect("key").to_string();
+        let addr = wait_for(&server.stdout, "listening on udp");
+        let addr = addr.rsplit(' ').next().expect("addr").to_string();
+        let common = |state: &str| {
+            vec![
+                "--server".to_string(),
+                addr.clone(),
+                "--server-key".into(),
+                public.clone(),
+                "--token".into(),
+                "tok".into(),
+                "--state-dir".into(),
+                path(&dir.join(state)),
+                "--udp".into(),
+                "127.0.0.1:0".into(),
+            ]
+        };
+        let mut args = vec![
+            "expose".to_string(),
+            "/stop/download".into(),
+            source().to_string(),
+        ];
+        args.extend(common("a"));
+        let exposer = spawn(&args);
+        wait_for(&exposer.stderr, "registered with the rendezvous server");
+        let mut args = vec![
+            "connect".to_string(),
+            "/stop/download".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(common("b"));
+        let connector = spawn(&args);
+        let line = wait_for(&connector.stdout, "listening on");
+        let listen = line
+            .split(' ')
+            .nth(2)
+            .expect("address")
+            .parse()
+            .expect("addr");
+        wait_for(&connector.stderr, "registered with the rendezvous server");
+        Self {
+            _server: server,
+            exposer,
+            connector,
+            listen,
+        }
+    }
+
+    /// A client that has received the first MiB of a download.
+    fn downloading(&self) -> TcpStream {
+        let mut stream = TcpStream::connect(self.listen).expect("connect to the listener");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut buf = vec![0u8; 1 << 20];
+        stream.read_exact(&mut buf).expect("the first MiB");
+        stream
+    }
+}
+
+/// Reads until the connection ends; returns how it ended and when (after `since`).
+fn read_to_end(mut stream: TcpStream, since: Instant) -> (std::io::Result<()>, Duration) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (Ok(()), since.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), since.elapsed()),
+        }
+    }
+}
+
+fn assert_reset(what: &str, end: std::io::Result<()>, took: Duration, within: Duration) {
+    println!("{what}: the client's download ended after {took:?}: {end:?}");
+    match end {
+        Ok(()) => panic!("{what}: a clean end of file, which passes for a complete download"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{what}: {e}"),
+    }
+    assert!(
+        took <= within,
+        "{what}: reset after {took:?}, not within {within:?}"
+    );
+}
+
+#[test]
+fn sigterm_of_the_exposing_daemon_resets_the_download_within_one_second() {
+    let tunnel = Tunnel::new("term-exposer");
+    let client = tunnel.downloading();
+    let start = Instant::now();
+    tunnel.exposer.terminate();
+    let (end, took) = read_to_end(client, start);
+    assert_reset(
+        "SIGTERM of the exposing daemon",
+        end,
+        took,
+        Duration::from_secs(1),
+    );
+}
+
+#[test]
+fn sigkill_of_the_exposing_daemon_resets_the_download_within_five_seconds() {
+    let mut tunnel = Tunnel::new("kill-exposer");
+    let client = tunnel.downloading();
+    let start = Instant::now();
+    tunnel.exposer.child.kill().expect("SIGKILL");
+    let (end, took) = read_to_end(client, start);
+    assert_reset(
+        "SIGKILL of the exposing daemon",
+        end,
+        took,
+        Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn sigterm_of_the_connecting_daemon_resets_its_local_client() {
+    let tunnel = Tunnel::new("term-connector");
+    let client = tunnel.downloading();
+    let start = Instant::now();
+    tunnel.connector.terminate();
+    let (end, took) = read_to_end(client, start);
+    assert_reset(
+        "SIGTERM of the connecting daemon",
+        end,
+        took,
+        Duration::from_secs(1),
+    );
+}

@@ -5,12 +5,12 @@
 //! vanished (killed, or stopped without telling us) until `idle_timeout`. As QUIC's
 //! keepalive and probe timeout do, the session sends ack-eliciting pings while it hears
 //! nothing, at growing intervals (a tenth of `liveness_timeout`, then doubling), and gives up
-//! once `liveness_timeout` (4 s by default) has passed without a packet from the peer. An unanswered ping is
-//! data awaiting acknowledgement, so a silent direct path falls back to the relay first (after
-//! `path_timeout`, see `Session::path_timeout`); the relay then gets at least one and a half
-//! `handshake_retry` (a relayed handshake and its first retry) to carry an answer before the
-//! session gives up. A session with nothing
-//! open keeps the keepalive and idle timeout.
+//! once `liveness_timeout` (4 s by default) has passed without a packet from the peer. An
+//! unanswered ping is data awaiting acknowledgement, so a silent direct path falls back to the
+//! relay first (after `path_timeout`, see `Session::path_timeout`); the relay then gets at
+//! least 1.2 `handshake_retry` (a relayed handshake, with room for the relay's round trip) to
+//! carry an answer before the session gives up. A session with nothing open keeps the
+//! keepalive and idle timeout.
 //!
 //! This file holds the bookkeeping and the deadlines; the session calls it with the time it
 //! last heard the peer (`since`).
@@ -55,13 +55,13 @@ impl Liveness {
     }
 
     /// When a session in use that last heard its peer at `since` gives up: `liveness_timeout`
-    /// later, but not before the relay it fell back to during this silence had one and a half
+    /// later, but not before the relay it fell back to during this silence had 1.2
     /// `handshake_retry` to answer (the peer may have to fall back too before the relay finds
     /// it).
     pub(super) fn give_up_at(&self, cfg: &SessionConfig, since: Instant) -> Instant {
         let at = since + cfg.liveness_timeout;
         match self.fell_back.filter(|&t| t >= since) {
-            Some(t) => at.max(t + cfg.handshake_retry * 3 / 2),
+            Some(t) => at.max(t + cfg.handshake_retry * 6 / 5),
             None => at,
         }
     }
@@ -116,7 +116,7 @@ mod tests {
         // Late fallback: the relay gets one and a half retry intervals.
         let late = t0 + cfg.liveness_timeout - Duration::from_millis(100);
         l.fell_back(late);
-        assert_eq!(l.give_up_at(&cfg, t0), late + cfg.handshake_retry * 3 / 2);
+        assert_eq!(l.give_up_at(&cfg, t0), late + cfg.handshake_retry * 6 / 5);
         // A fallback of an earlier silence does not count.
         let t1 = late + Duration::from_millis(1);
         assert_eq!(l.give_up_at(&cfg, t1), t1 + cfg.liveness_timeout);

@@ -63,10 +63,19 @@ pub enum Command {
         /// The server's secret key file (create it with `burrow keygen --out FILE`).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
-        /// A token daemons must present; repeat for several. Without any, every token is
-        /// accepted.
+        /// A token daemons must present; repeat for several. Each token is one tenant: its
+        /// daemons publish and look up names in a namespace of their own. On a shared machine
+        /// prefer --token-file (command lines are visible to other users).
         #[arg(long = "token", value_name = "TOKEN")]
         tokens: Vec<String>,
+        /// A file of tokens, one per line (`#` comments allowed), readable by its owner
+        /// only. Adds to --token.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Accept any token: anyone who can reach the server may register and look up names.
+        /// Without a token and without --open the server refuses to start.
+        #[arg(long, conflicts_with_all = ["tokens", "token_file"])]
+        open: bool,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///
@@ -74,9 +83,10 @@ pub enum Command {
     ///
     ///   server = "203.0.113.7:7000"
     ///   server_key = "BASE64 key printed by `burrow server`"
-    ///   token = "secret"
+    ///   token_file = "/etc/burrow/token"   # or token = "...", or $BURROW_TOKEN
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
     ///   route = "any"                   # any, direct or relay
+    ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
     ///   [[expose]]
     ///   name = "/home/ssh"
@@ -136,9 +146,18 @@ pub struct DaemonArgs {
     /// The server's public key, as `burrow server` printed it (pinned: no other is trusted).
     #[arg(long, value_name = "KEY")]
     pub server_key: Option<String>,
-    /// The access token the server expects.
+    /// The access token the server expects. Command lines are visible to other users: prefer
+    /// --token-file, $BURROW_TOKEN or the config file.
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// A file holding the access token (readable by its owner only).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// A peer key admitted to every exposed service without an introduction by the server
+    /// (repeat for several). Without any, only peers the server introduces get in, each to
+    /// the service it looked up.
+    #[arg(long = "allow-key", value_name = "KEY")]
+    pub allow_keys: Vec<String>,
     /// This daemon's secret key file (default: `key` in the state directory, created if
     /// missing).
     #[arg(long, value_name = "FILE")]

@@ -1,5 +1,6 @@
 //! The daemon's TOML config, merged with flags into one checked [`Settings`].
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use burrow_core::{PublicKey, RoutePolicy};
 use serde::Deserialize;
 
 use crate::args::{DaemonArgs, LogFormat};
+use crate::secrets;
 
 /// The file as written. Unknown keys are errors, so a typo is reported rather than ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +18,9 @@ pub struct File {
     pub server: Option<String>,
     pub server_key: Option<String>,
     pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow: Vec<String>,
     pub key_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub udp: Option<String>,
@@ -48,6 +53,8 @@ pub struct Settings {
     pub server: SocketAddr,
     pub server_key: PublicKey,
     pub token: String,
+    /// Keys admitted to every exposed service without an introduction.
+    pub allow: BTreeSet<PublicKey>,
     pub key_file: PathBuf,
     pub state_dir: PathBuf,
     pub udp: SocketAddr,
@@ -70,6 +77,7 @@ pub fn load(path: &Path) -> Result<File, String> {
     // Paths in the file are relative to the file.
     let base = path.parent().unwrap_or(Path::new("."));
     file.key_file = file.key_file.map(|p| base.join(p));
+    file.token_file = file.token_file.map(|p| base.join(p));
     file.state_dir = file.state_dir.map(|p| base.join(p));
     Ok(file)
 }
@@ -118,10 +126,32 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
     let server_key: PublicKey = key_text
         .parse()
         .map_err(|e| format!("{}: {e}", origin(source, "server_key", "server-key")))?;
-    let token = args
-        .token
-        .or(file.token)
-        .ok_or_else(|| missing("token", "token", "the access token the server accepts"))?;
+    let token = token(
+        [args.token.as_deref(), file.token.as_deref()],
+        [args.token_file.as_deref(), file.token_file.as_deref()],
+        source,
+    )?
+    .ok_or_else(|| {
+        missing(
+            "token_file",
+            "token-file",
+            "a file holding the access token the server accepts (or `token`, or $BURROW_TOKEN)",
+        )
+    })?;
+    let mut allow = BTreeSet::new();
+    for (text, from) in args
+        .allow_keys
+        .iter()
+        .map(|k| (k, "--allow-key".to_string()))
+        .chain(
+            file.allow
+                .iter()
+                .map(|k| (k, origin(source, "allow", "allow-key"))),
+        )
+    {
+        let key: PublicKey = text.parse().map_err(|e| format!("{from}: `{text}`: {e}"))?;
+        allow.insert(key);
+    }
     let state_dir = args
         .state_dir
         .or(file.state_dir)
@@ -168,6 +198,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         server,
         server_key,
         token,
+        allow,
         key_file,
         state_dir,
         udp,
@@ -175,6 +206,38 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         expose,
         connect,
     })
+}
+
+/// The token, from the first place that has one: --token, --token-file, $BURROW_TOKEN, then
+/// the file's `token` and `token_file`. Checked wherever it came from.
+/// `tokens` and `files` are [flag, config file] each.
+fn token(
+    tokens: [Option<&str>; 2],
+    files: [Option<&Path>; 2],
+    source: &str,
+) -> Result<Option<String>, String> {
+    let env = std::env::var("BURROW_TOKEN").ok().filter(|t| !t.is_empty());
+    let (token, from) = if let Some(t) = tokens[0] {
+        (t.to_string(), "--token".to_string())
+    } else if let Some(path) = files[0] {
+        (
+            secrets::read_token(path)?,
+            format!("token file {}", path.display()),
+        )
+    } else if let Some(t) = env {
+        (t, "$BURROW_TOKEN".to_string())
+    } else if let Some(t) = tokens[1] {
+        (t.to_string(), origin(source, "token", "token"))
+    } else if let Some(path) = files[1] {
+        (
+            secrets::read_token(path)?,
+            format!("token file {}", path.display()),
+        )
+    } else {
+        return Ok(None);
+    };
+    secrets::check_token(&token).map_err(|e| format!("{from}: {e}"))?;
+    Ok(Some(token))
 }
 
 /// Parses a service name, saying what is wrong with it.

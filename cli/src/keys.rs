@@ -1,6 +1,6 @@
 //! Key files: one line of base64, readable by the owner only.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use burrow_core::SecretKey;
@@ -69,40 +69,15 @@ fn write_new(path: &Path, key: &SecretKey) -> std::io::Result<()> {
 /// Reads the key at `path`. Refuses a key file that its group or others may read or write
 /// (as ssh does), with the `chmod` that fixes it.
 pub fn read(path: &Path) -> Result<SecretKey, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "key file {} not found: create it with `burrow keygen --out {}`",
-                path.display(),
-                path.display()
-            )
-        } else {
-            format!("cannot read key file {}: {e}", path.display())
-        }
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = file
-            .metadata()
-            .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "key file {} is accessible by others (mode {:04o}): a private key must be readable by its owner only; run `chmod 600 {}`",
-                path.display(),
-                mode & 0o7777,
-                path.display()
-            ));
-        }
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(format!(
+            "key file {} not found: create it with `burrow keygen --out {}`",
+            path.display(),
+            path.display()
+        ));
     }
-    let mut text = String::new();
-    std::io::Read::by_ref(&mut file)
-        .take(1024)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
-    text.trim()
+    crate::secrets::read_private(path, "key file", 1024)?
+        .trim()
         .parse()
         .map_err(|e| format!("key file {}: {e}", path.display()))
 }

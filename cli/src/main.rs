@@ -9,6 +9,7 @@ mod keys;
 mod logging;
 mod node;
 mod run;
+mod secrets;
 
 use clap::Parser;
 
@@ -59,10 +60,18 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Server {
             listen,
             key,
-            tokens,
+            mut tokens,
+            token_file,
+            open,
         } => {
+            for t in &tokens {
+                secrets::check_token(t).map_err(|e| format!("--token: {e}"))?;
+            }
+            if let Some(path) = token_file {
+                tokens.extend(secrets::read_tokens(&path)?);
+            }
             init_logs(level, format, None, None)?;
-            run::server(listen, &key, tokens)
+            run::server(listen, &key, tokens, open)
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;

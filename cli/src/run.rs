@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use burrow_core::Config;
+use burrow_core::config::PeerPolicy;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
 
@@ -17,8 +18,20 @@ use crate::{control, keys};
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
 /// `burrow server`.
-pub fn server(listen: SocketAddr, key: &Path, tokens: Vec<String>) -> Result<(), String> {
+pub fn server(
+    listen: SocketAddr,
+    key: &Path,
+    tokens: Vec<String>,
+    open: bool,
+) -> Result<(), String> {
     let key = keys::read(key)?;
+    if tokens.is_empty() && !open {
+        return Err(
+            "the server has no token, so anyone could register and look up names: give \
+             --token-file FILE (or --token), or --open to accept every token"
+                .into(),
+        );
+    }
     let mut config = ServerConfig::default();
     if !tokens.is_empty() {
         let limits = TokenLimits {
@@ -32,6 +45,11 @@ pub fn server(listen: SocketAddr, key: &Path, tokens: Vec<String>) -> Result<(),
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = RUNTIME, "server running");
+    if open {
+        tracing::warn!(
+            "open server (--open): any token is accepted; anyone who reaches this port may register names and look them up"
+        );
+    }
     wait(node, &interrupted)
 }
 
@@ -41,7 +59,9 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
     rendezvous.route = settings.route;
-    let mut spec = NodeConfig::new(Config::daemon(key, rendezvous), settings.udp);
+    let mut config = Config::daemon(key, rendezvous);
+    config.peers = PeerPolicy::Authorized(settings.allow);
+    let mut spec = NodeConfig::new(config, settings.udp);
     spec.expose = settings.expose;
     spec.connect = settings.connect;
     let interrupted = interrupts()?;

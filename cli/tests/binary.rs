@@ -1,123 +1,15 @@
 //! The real `burrow` binary: a server, an `expose` and a `connect` process on loopback, a line
 //! through the tunnel, `burrow status`, and the errors a person sees.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_burrow");
-/// How long to wait for a line a process should print; only a hang reaches it.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-/// A child process that is killed when dropped, with its output lines on channels.
-struct Proc {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn spawn(args: &[&str]) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run burrow");
-    let stdout = lines(child.stdout.take().expect("piped"));
-    let stderr = lines(child.stderr.take().expect("piped"));
-    Proc {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-/// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
-fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line containing {needle:?}: {e}"),
-        }
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("burrow-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
-
-/// Starts `burrow server` with a fresh key; returns it with its address and public key.
-fn server(dir: &Path) -> (Proc, String, String) {
-    let key = dir.join("server.key");
-    let out = Command::new(BIN)
-        .args(["keygen", "--out", path(&key)])
-        .output()
-        .expect("keygen");
-    assert!(out.status.success(), "keygen: {out:?}");
-    let server = spawn(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        path(&key),
-        "--token",
-        "tok",
-    ]);
-    let key_line = wait_for(&server.stdout, "server public key:");
-    let addr_line = wait_for(&server.stdout, "listening on udp");
-    let public = key_line.rsplit(' ').next().expect("key").to_string();
-    let addr = addr_line.rsplit(' ').next().expect("addr").to_string();
-    (server, addr, public)
-}
-
-/// A one-connection-at-a-time echo service on a random port.
-fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("bound");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut rd = stream.try_clone().expect("clone");
-                let mut wr = stream;
-                let _ = std::io::copy(&mut rd, &mut wr);
-                let _ = wr.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
+use common::*;
 
 #[test]
 fn expose_and_connect_processes_carry_a_line_and_report_status() {

@@ -9,14 +9,20 @@ use crate::path::RoutePolicy;
 use crate::rendezvous::ServerConfig;
 pub use crate::stream::StreamConfig;
 
-/// Which peers may complete a handshake with us as responder.
+/// Which peers may complete a handshake with us as responder, and which of our exposed
+/// services each may open streams to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerPolicy {
-    /// Any key that completes the handshake (a rendezvous server; authorisation happens above,
-    /// with tokens).
+    /// Any key that completes the handshake, to any exposed service: a rendezvous server
+    /// (authorisation happens above, with tokens), or an endpoint used without one behind
+    /// access control of its own.
     AnyKey,
-    /// Only these keys, plus any key this endpoint itself connects to.
-    Only(BTreeSet<PublicKey>),
+    /// What a daemon uses: keys its rendezvous server introduced, each to the service it was
+    /// introduced for; peers met in peer mode, to every service; and these keys, to every
+    /// service. A key we opened a session to ourselves may complete a handshake but reaches
+    /// none of our services unless it holds a grant too. Anything else is dropped and counted
+    /// (`Stats::dropped_unknown_peer`, `Stats::streams_unauthorized`).
+    Authorized(BTreeSet<PublicKey>),
 }
 
 /// Session timing and rekeying limits.
@@ -268,9 +274,11 @@ impl Config {
         config
     }
 
-    /// A daemon's configuration, registered with `rendezvous`.
+    /// A daemon's configuration, registered with `rendezvous`: only peers the server
+    /// introduces (or that we meet) are admitted, each to what it was introduced for.
     pub fn daemon(secret_key: SecretKey, rendezvous: RendezvousConfig) -> Self {
         Self {
+            peers: PeerPolicy::Authorized(BTreeSet::new()),
             rendezvous: Some(rendezvous),
             ..Self::new(secret_key)
         }

@@ -53,12 +53,25 @@ pub enum Event {
         data: Bytes,
     },
     /// A handshake came from a key our [`crate::config::PeerPolicy`] does not admit; nothing
-    /// was answered and nothing will be delivered from it.
+    /// was answered and nothing will be delivered from it. Reported once per key (a flood of
+    /// initiations is counted in `Stats::dropped_unknown_peer`, not reported one by one).
     PeerRejected {
         /// The key that was refused (authenticated by the handshake).
         key: PublicKey,
         /// Where the handshake came from.
         addr: SocketAddr,
+    },
+    /// The peer opened a stream to a service we expose but it holds no grant for (see
+    /// [`crate::config::PeerPolicy::Authorized`]): the stream was refused exactly like one
+    /// for a service we do not expose, and nothing reached the target. Reported once per
+    /// session; every refusal is counted in `Stats::streams_unauthorized`.
+    StreamUnauthorized {
+        /// The peer.
+        peer: PeerId,
+        /// Its key.
+        key: PublicKey,
+        /// The service it asked for.
+        service: ServiceName,
     },
     /// The peer opened a stream to a service we expose: connect it to `target` and pipe the
     /// two together. [`Event::StreamReadable`] follows.

@@ -119,6 +119,7 @@ pub mod node;
 pub mod rendezvous;
 pub mod status;
 
+mod access;
 mod congestion;
 mod crypto;
 mod endpoint;

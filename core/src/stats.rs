@@ -49,6 +49,11 @@ pub struct Stats {
     pub dropped_bad_payload: u64,
     /// Incoming streams refused: a service we do not expose, or a header that does not parse.
     pub streams_refused: u64,
+    /// Of those, streams for a service we expose but the peer holds no grant for.
+    pub streams_unauthorized: u64,
+    /// Introductions whose grant a limit of the access table refused (see
+    /// `access::MAX_GRANTED_KEYS`); the introduced peer gets no session.
+    pub dropped_grant_limit: u64,
     /// Sessions we closed because the peer broke the stream protocol (see
     /// [`crate::stream::StreamEvent::ProtocolViolation`]).
     pub protocol_violations: u64,

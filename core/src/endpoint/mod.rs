@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, PeerPolicy};
+use crate::access::Access;
+use crate::config::Config;
 use crate::crypto::PublicKey;
 use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
@@ -57,6 +58,8 @@ pub struct Endpoint {
     load: LoadMeter,
     stun: StunClient,
     exposed: Exposed,
+    /// Who may reach which exposed service.
+    access: Access,
     /// The daemon role: registration and lookups with a rendezvous server.
     daemon: Option<rendezvous::Daemon>,
     /// The rendezvous server role.
@@ -89,6 +92,7 @@ impl Endpoint {
             .clone()
             .map(|r| rendezvous::Daemon::new(r, rng.u64(), now));
         let server = config.server.clone().map(|c| Server::new(c, now));
+        let access = Access::new(config.peers.clone());
         let identity = Identity {
             secret: config.secret_key.clone(),
             instance: rng.u64(),
@@ -109,6 +113,7 @@ impl Endpoint {
             load: LoadMeter::new(now),
             stun: StunClient::default(),
             exposed: Exposed::default(),
+            access,
             daemon,
             server,
             scratch: Vec::with_capacity(2048),
@@ -134,6 +139,7 @@ impl Endpoint {
             indices: &mut self.indices,
             ids: &mut self.ids,
             exposed: &self.exposed,
+            access: &self.access,
             out: &mut self.out,
         };
         (ctx, &mut self.sessions)
@@ -358,16 +364,17 @@ impl Endpoint {
             self.out.stats.dropped_handshake_replay += 1;
             return;
         }
-        let admitted = match &self.config.peers {
-            PeerPolicy::AnyKey => true,
-            PeerPolicy::Only(keys) => keys.contains(&key) || self.sessions.contains_key(&key),
-        };
+        let admitted = self.access.admits(&key)
+            || self.sessions.contains_key(&key)
+            || Some(key) == self.server_key();
         if !admitted || key == self.public_key {
             self.out.stats.dropped_unknown_peer += 1;
-            self.out.events.push_back(Event::PeerRejected {
-                key,
-                addr: from.addr(),
-            });
+            if self.access.first_refusal(key) {
+                self.out.events.push_back(Event::PeerRejected {
+                    key,
+                    addr: from.addr(),
+                });
+            }
             return;
         }
         let public_key = self.public_key;

@@ -102,7 +102,11 @@ impl Endpoint {
                 }
                 daemon.client.session_lost(now);
             }
-            Note::Down(key, reason) => self.on_peer_down(now, key, reason),
+            Note::Down(key, reason) => {
+                // Grants last as long as the session: a source must be introduced again.
+                self.access.revoke(&key);
+                self.on_peer_down(now, key, reason);
+            }
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),
             Note::Relay { via, peer, packet } => self.on_relay(now, via, peer, &packet),
             Note::RelaySilent(_) => {
@@ -201,15 +205,30 @@ impl Endpoint {
             ClientEvent::Introduced {
                 request,
                 peer,
+                service,
                 candidates,
                 ..
             } => {
                 if let Some(service) = request.and_then(|r| daemon.lookups.remove(&r)) {
                     daemon.resolved.insert(service, peer);
                 }
+                // What the introduction authorises the peer to reach here: the service it
+                // looked up (we did not ask: `request` is `None`), or everything if we asked
+                // to meet it. Our own lookups and re-introductions grant nothing.
+                let met = request.is_some_and(|r| daemon.meetings.remove(&r).is_some());
                 if let Some(r) = request {
-                    daemon.meetings.remove(&r);
                     daemon.rejoins.remove(&r);
+                }
+                let grant = match (request, service) {
+                    (None, Some(service)) => Some(Some(service)),
+                    _ if met => Some(None),
+                    _ => None,
+                };
+                if let Some(grant) = grant {
+                    if !self.access.grant(peer, grant) {
+                        self.out.stats.dropped_grant_limit += 1;
+                        return;
+                    }
                 }
                 // Both sides punch toward each other; the session's tie-break picks one
                 // handshake if both get through. Only toward host candidates on a LAN we
@@ -220,10 +239,14 @@ impl Endpoint {
                     &daemon.config.host_candidates,
                 );
                 let relay = Some((daemon.config.server_addr, daemon.config.route));
-                if self.punch_with(now, peer, candidates, relay).is_ok()
-                    && self.sessions.get(&peer).is_some_and(|s| s.is_connected())
-                {
-                    self.announce_ready(peer);
+                match self.punch_with(now, peer, candidates, relay) {
+                    Ok(_) if self.sessions.get(&peer).is_some_and(|s| s.is_connected()) => {
+                        self.announce_ready(peer);
+                    }
+                    Ok(_) => {}
+                    // No session will carry the grant: withdraw it with the attempt.
+                    Err(_) if !self.sessions.contains_key(&peer) => self.access.revoke(&peer),
+                    Err(_) => {}
                 }
             }
             ClientEvent::RequestFailed {

@@ -42,7 +42,8 @@ impl LogLine {
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
             | Event::ServiceFailed { .. }
-            | Event::PeerRejected { .. } => Level::Warn,
+            | Event::PeerRejected { .. }
+            | Event::StreamUnauthorized { .. } => Level::Warn,
             _ => Level::Trace,
         };
         Some(Self { event, level })
@@ -88,9 +89,13 @@ impl fmt::Display for LogLine {
             Event::PeerRejected { key, addr } => {
                 write!(
                     f,
-                    "handshake from a key we do not admit addr={addr} key={key}"
+                    "refused a handshake from a key the server never introduced addr={addr} key={key}"
                 )
             }
+            Event::StreamUnauthorized { peer, key, service } => write!(
+                f,
+                "refused a stream for a service the peer was not introduced for service={service} peer={peer} key={key}"
+            ),
             Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
             other => write!(f, "{other:?}"),
         }

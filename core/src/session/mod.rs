@@ -19,6 +19,7 @@ mod transport;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::crypto::{PublicKey, SecretKey};
 use crate::event::{Event, PeerId};
@@ -163,5 +164,6 @@ pub(crate) struct Context<'a> {
     pub(crate) indices: &'a mut Indices,
     pub(crate) ids: &'a mut PeerIds,
     pub(crate) exposed: &'a Exposed,
+    pub(crate) access: &'a Access,
     pub(crate) out: &'a mut Output,
 }

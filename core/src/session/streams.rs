@@ -22,6 +22,8 @@ pub(crate) struct Streams {
     headers: BTreeMap<StreamId, HeaderReader>,
     /// The peer broke the stream protocol; the session closes once the events are passed.
     pub(crate) violated: bool,
+    /// An unauthorised stream was reported already (once per session).
+    reported_unauthorized: bool,
 }
 
 impl Streams {
@@ -40,6 +42,7 @@ impl Streams {
             mux: Mux::new(config, role, now),
             headers: BTreeMap::new(),
             violated: false,
+            reported_unauthorized: false,
         }
     }
 
@@ -116,6 +119,23 @@ impl Streams {
         };
         match state {
             HeaderState::Done(service) => match ctx.exposed.target(&service) {
+                Some(_) if !authorized(ctx, peer, &service) => {
+                    // Refused exactly like a service we do not expose: the peer learns nothing.
+                    ctx.out.stats.streams_refused += 1;
+                    ctx.out.stats.streams_unauthorized += 1;
+                    refuse(&mut self.mux, UNKNOWN_SERVICE);
+                    if !self.reported_unauthorized {
+                        self.reported_unauthorized = true;
+                        if let Some(key) = ctx.ids.key(peer) {
+                            ctx.out.events.push_back(Event::StreamUnauthorized {
+                                peer,
+                                key,
+                                service,
+                            });
+                        }
+                    }
+                    None
+                }
                 Some(target) => {
                     let target = target.to_string();
                     ctx.out.events.push_back(Event::IncomingStream {
@@ -140,4 +160,11 @@ impl Streams {
             }
         }
     }
+}
+
+/// Whether the peer behind `peer` holds a grant for `service`.
+fn authorized(ctx: &Context<'_>, peer: PeerId, service: &crate::rendezvous::ServiceName) -> bool {
+    ctx.ids
+        .key(peer)
+        .is_some_and(|key| ctx.access.allows(&key, service))
 }

@@ -15,6 +15,7 @@ pub(crate) fn origin() -> Instant {
     Instant::now()
 }
 
+mod access;
 mod adversarial;
 mod amplification;
 mod limits;

@@ -98,7 +98,7 @@ fn wrong_responder_key_fails_the_handshake_with_a_clear_event() {
 #[test]
 fn unknown_initiator_key_is_rejected_and_nothing_is_delivered() {
     let mut b_config = Config::new(key(2));
-    b_config.peers = PeerPolicy::Only(BTreeSet::from([key(7).public_key()]));
+    b_config.peers = PeerPolicy::Authorized(BTreeSet::from([key(7).public_key()]));
     let mut pair = Pair::with_configs(Config::new(key(1)), b_config);
     let (b_key, b_addr, now) = (pair.b().public_key(), pair.b_addr(), pair.now);
     let peer = pair.a().connect(now, b_key, b_addr).unwrap();
@@ -505,7 +505,9 @@ fn relay_only_daemon_refuses_direct_handshakes_from_strangers() {
     let stranger = Config::new(key(1));
     let mut rendezvous = RendezvousConfig::new(server, "10.0.0.9:7000".parse().unwrap(), "t");
     rendezvous.route = RoutePolicy::Relay;
-    let daemon = Config::daemon(key(2), rendezvous);
+    let mut daemon = Config::daemon(key(2), rendezvous);
+    // Admitted by key, so that the route policy is what refuses it.
+    daemon.peers = PeerPolicy::AnyKey;
     let mut pair = Pair::with_configs(stranger, daemon);
     let (now, b_key, b_addr) = (pair.now, pair.b().public_key(), pair.b_addr());
     pair.a().connect(now, b_key, b_addr).unwrap();

@@ -1,0 +1,305 @@
+//! Access control through the real binary: a key the server never introduced reaches nothing,
+//! tenants (tokens) do not see each other's names, secrets come from files or the environment,
+//! and a server without a token refuses to start unless told `--open`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use burrow_core::rendezvous::ServiceName;
+use burrow_core::{Config, Endpoint, Event, PublicKey, SecretKey};
+
+mod common;
+
+use common::*;
+
+/// A TCP service that counts the connections it accepts (and echoes them).
+fn counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            seen.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut rd = stream.try_clone().expect("clone");
+                let mut wr = stream;
+                let _ = std::io::copy(&mut rd, &mut wr);
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// Writes `text` to `dir/name` with `mode`.
+fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    path(&p).to_string()
+}
+
+/// `burrow server` with the tokens in a token file.
+fn server_with_token_file(dir: &Path, tokens: &str) -> (Proc, String, String) {
+    let key = dir.join("server.key");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen: {out:?}");
+    let file = secret_file(dir, "tokens", tokens, 0o600);
+    let server = spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        path(&key),
+        "--token-file",
+        &file,
+    ]);
+    let public = wait_for(&server.stdout, "server public key:");
+    let addr = wait_for(&server.stdout, "listening on udp");
+    let word = |l: String| l.rsplit(' ').next().expect("word").to_string();
+    (server, word(addr), word(public))
+}
+
+/// A daemon process (`expose` or `connect`) with its own state directory; `token` is the
+/// command line's token arguments.
+fn daemon(
+    dir: &Path,
+    state: &str,
+    server: &(Proc, String, String),
+    cmd: &[&str],
+    token: &[&str],
+    env: Option<&str>,
+) -> Proc {
+    let state_dir = dir.join(state);
+    let mut args: Vec<&str> = cmd.to_vec();
+    args.extend(["--server", &server.1, "--server-key", &server.2]);
+    args.extend(token);
+    args.extend(["--state-dir", path(&state_dir), "--udp", "127.0.0.1:0"]);
+    spawn_env(&args, env.map(|t| ("BURROW_TOKEN", t)))
+}
+
+/// The word after `key=` in `line`.
+fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        .trim_matches('"')
+        .to_string()
+}
+
+/// An endpoint that never registered: handshakes straight with `key` at `addr`, opens a stream
+/// to `service` and writes to it, for `time`. Returns whether a session came up.
+fn stranger(addr: SocketAddr, key: PublicKey, service: &str, time: Duration) -> bool {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let start = Instant::now();
+    let secret = SecretKey::from_bytes([0x5a; 32]);
+    let mut ep = Endpoint::new(Config::new(secret), [0x5b; 32], start, unix);
+    let peer = ep.connect(start, key, addr).expect("connect");
+    let name = ServiceName::parse(service).expect("name");
+    let stream = ep.open_stream(start, peer, &name).expect("open");
+    ep.stream_write(start, peer, stream, b"let me in\n")
+        .expect("write");
+    let mut connected = false;
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < time {
+        while let Some(t) = ep.poll_transmit() {
+            let _ = socket.send_to(&t.payload, t.dst);
+        }
+        while let Some(e) = ep.poll_event() {
+            connected |= matches!(e, Event::Connected { .. });
+        }
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            ep.handle_input(Instant::now(), from, &buf[..n]);
+        }
+        if ep
+            .poll_timeout()
+            .is_some_and(|(at, _)| at <= Instant::now())
+        {
+            ep.handle_timeout(Instant::now());
+        }
+    }
+    connected
+}
+
+#[test]
+fn a_key_the_server_never_introduced_reaches_nothing() {
+    let dir = temp_dir("stranger");
+    let server = server_with_token_file(&dir, "tok\n");
+    let (target, accepted) = counting_echo();
+    let target = target.to_string();
+    let exposer = daemon(
+        &dir,
+        "a",
+        &server,
+        &["expose", "/acc/svc", &target],
+        &["--token", "tok"],
+        None,
+    );
+    let key_line = wait_for(&exposer.stdout, "daemon public key:");
+    let key: PublicKey = key_line
+        .rsplit(' ')
+        .next()
+        .expect("key")
+        .parse()
+        .expect("key");
+    let udp: SocketAddr = field(&wait_for(&exposer.stderr, "daemon running"), "udp")
+        .parse()
+        .expect("udp");
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    assert!(
+        !stranger(udp, key, "/acc/svc", Duration::from_secs(3)),
+        "a session came up"
+    );
+    let refused = wait_for(&exposer.stderr, "refused a handshake");
+    assert!(refused.contains("never introduced"), "{refused}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the target saw a connection"
+    );
+}
+
+#[test]
+fn tenants_neither_find_nor_reach_each_others_names() {
+    let dir = temp_dir("tenants");
+    let server = server_with_token_file(&dir, "# two tenants\nalpha\nbeta\n");
+    let (target, accepted) = counting_echo();
+    let target = target.to_string();
+    let alpha_file = secret_file(&dir, "alpha", "alpha\n", 0o600);
+    let exposer = daemon(
+        &dir,
+        "a",
+        &server,
+        &["expose", "/acc/svc", &target],
+        &["--token-file", &alpha_file],
+        None,
+    );
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    // Token beta, from the environment: the name does not exist for it.
+    let other = daemon(
+        &dir,
+        "b",
+        &server,
+        &["connect", "/acc/svc", "127.0.0.1:0"],
+        &[],
+        Some("beta"),
+    );
+    let line = wait_for(&other.stdout, "listening on");
+    let listen: SocketAddr = line.split(' ').nth(2).expect("addr").parse().expect("addr");
+    let mut conn = TcpStream::connect(listen).expect("connect");
+    conn.set_read_timeout(Some(WAIT)).expect("timeout");
+    let _ = conn.write_all(b"hello\n");
+    let mut reply = String::new();
+    let _ = BufReader::new(&conn).read_line(&mut reply);
+    assert_eq!(
+        reply, "",
+        "token beta got an answer from token alpha's service"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    // The lookup happened when the connection arrived.
+    let unknown = wait_for(&other.stderr, "service unavailable");
+    assert!(unknown.contains("UnknownService"), "{unknown}");
+    // The same name with token alpha works (the refusal above was the tenancy, not a fault).
+    let same = daemon(
+        &dir,
+        "c",
+        &server,
+        &["connect", "/acc/svc", "127.0.0.1:0"],
+        &[],
+        Some("alpha"),
+    );
+    let line = wait_for(&same.stdout, "listening on");
+    let listen: SocketAddr = line.split(' ').nth(2).expect("addr").parse().expect("addr");
+    let mut conn = TcpStream::connect(listen).expect("connect");
+    conn.set_read_timeout(Some(WAIT)).expect("timeout");
+    conn.write_all(b"hello\n").expect("write");
+    let mut reply = String::new();
+    BufReader::new(&conn).read_line(&mut reply).expect("echo");
+    assert_eq!(reply, "hello\n");
+}
+
+#[test]
+fn a_server_without_a_token_refuses_to_start_unless_open() {
+    let dir = temp_dir("open");
+    let key = dir.join("server.key");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success());
+    let out = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--key", path(&key)])
+        .output()
+        .expect("server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--token-file") && err.contains("--open"),
+        "{err}"
+    );
+    let open = spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        path(&key),
+        "--open",
+    ]);
+    wait_for(&open.stderr, "open server (--open): any token is accepted");
+}
+
+#[test]
+fn token_files_are_owner_only_and_bounded() {
+    let dir = temp_dir("tokenfile");
+    let readable = secret_file(&dir, "readable", "tok\n", 0o644);
+    let two = secret_file(&dir, "two", "a\nb\n", 0o600);
+    let long = secret_file(&dir, "long", &"x".repeat(65), 0o600);
+    for (file, expect) in [
+        (readable.as_str(), "chmod 600"),
+        (two.as_str(), "a daemon uses one"),
+        (long.as_str(), "longer than 64"),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "connect",
+                "/x",
+                "127.0.0.1:0",
+                "--server",
+                "127.0.0.1:9",
+                "--server-key",
+            ])
+            .arg(SecretKey::from_bytes([1; 32]).public_key().to_string())
+            .args(["--token-file", file, "--state-dir", path(&dir.join("s"))])
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{file}: {err}");
+    }
+    let out = Command::new(BIN)
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            "k",
+            "--token-file",
+            &readable,
+        ])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}

@@ -1,0 +1,129 @@
+//! Helpers shared by the binary's test files: run `burrow` processes, read their lines, make
+//! temporary directories, start a server and an echo service.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_burrow");
+/// How long to wait for a line a process should print; only a hang reaches it.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A child process that is killed when dropped, with its output lines on channels.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: Receiver<String>,
+    pub stderr: Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+pub fn spawn(args: &[&str]) -> Proc {
+    spawn_env(args, None)
+}
+
+/// Runs `burrow args` with one more environment variable.
+pub fn spawn_env(args: &[&str], env: Option<(&str, &str)>) -> Proc {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((k, v)) = env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("run burrow");
+    let stdout = lines(child.stdout.take().expect("piped"));
+    let stderr = lines(child.stderr.take().expect("piped"));
+    Proc {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
+pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line containing {needle:?}: {e}"),
+        }
+    }
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burrow-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Starts `burrow server` with a fresh key; returns it with its address and public key.
+pub fn server(dir: &Path) -> (Proc, String, String) {
+    let key = dir.join("server.key");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen: {out:?}");
+    let server = spawn(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        path(&key),
+        "--token",
+        "tok",
+    ]);
+    let key_line = wait_for(&server.stdout, "server public key:");
+    let addr_line = wait_for(&server.stdout, "listening on udp");
+    let public = key_line.rsplit(' ').next().expect("key").to_string();
+    let addr = addr_line.rsplit(' ').next().expect("addr").to_string();
+    (server, addr, public)
+}
+
+/// A one-connection-at-a-time echo service on a random port.
+pub fn echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut rd = stream.try_clone().expect("clone");
+                let mut wr = stream;
+                let _ = std::io::copy(&mut rd, &mut wr);
+                let _ = wr.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,258 @@
+//! Access control at the destination (see `crate::access`): only keys the rendezvous server
+//! introduced reach a daemon, each only the service it was introduced for; peer mode and the
+//! allow-list reach every service; a grant ends with its session.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::net::{Link, Net};
+use super::pair::key;
+use crate::config::{Config, PeerPolicy, RendezvousConfig};
+use crate::crypto::PublicKey;
+use crate::event::{Event, PeerId};
+use crate::rendezvous::{ServerConfig, ServiceName};
+use crate::service::UNKNOWN_SERVICE;
+use crate::stream::StreamId;
+use crate::{Endpoint, ReadOutcome};
+
+// The server is host 0.
+const A: usize = 1;
+const B: usize = 2;
+/// An endpoint that never registered and holds no token.
+const STRANGER: usize = 3;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("literal")
+}
+
+fn name(s: &str) -> ServiceName {
+    ServiceName::parse(s).expect("literal")
+}
+
+/// A server, daemons A and B with one token, and a stranger, 10 ms apart. `a_peers`
+/// replaces A's peer policy when given.
+fn lab(a_peers: Option<PeerPolicy>) -> Net<Endpoint> {
+    let now = super::origin();
+    let mut net = Net::new(now, Link::clean(Duration::from_millis(10)), 1);
+    let server_addr = addr("10.0.0.9:7000");
+    let unix = Duration::from_secs(1_800_000_000);
+    let server = Config::server(key(9), ServerConfig::default());
+    net.add(Endpoint::new(server, [9; 32], now, unix), server_addr);
+    for (n, at) in [(1u8, "10.0.0.1:1000"), (2, "10.0.0.2:2000")] {
+        let rendezvous = RendezvousConfig::new(key(9).public_key(), server_addr, "token");
+        let mut config = Config::daemon(key(n), rendezvous);
+        if let (1, Some(policy)) = (n, a_peers.clone()) {
+            config.peers = policy;
+        }
+        net.add(Endpoint::new(config, [n; 32], now, unix), addr(at));
+    }
+    let stranger = Config::new(key(5));
+    net.add(
+        Endpoint::new(stranger, [5; 32], now, unix),
+        addr("10.0.0.5:5000"),
+    );
+    net.run_for(Duration::from_secs(2));
+    for i in [A, B] {
+        assert!(
+            net.hosts[i]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Registered { .. })),
+            "host {i} did not register: {:?}",
+            net.hosts[i].events
+        );
+    }
+    net
+}
+
+fn public(net: &Net<Endpoint>, i: usize) -> PublicKey {
+    net.hosts[i].m.public_key()
+}
+
+/// Exposes `names` on host `i`.
+fn expose(net: &mut Net<Endpoint>, i: usize, names: &[&str]) {
+    for n in names {
+        net.with(i, |ep, now| ep.expose(now, name(n), format!("target{n}")))
+            .expect("expose");
+    }
+    net.run_for(Duration::from_secs(1));
+}
+
+/// Host `i` looks `service` up and waits for its session: the peer handle.
+fn look_up(net: &mut Net<Endpoint>, i: usize, service: &str) -> PeerId {
+    net.with(i, |ep, now| ep.connect_service(now, name(service)))
+        .expect("connect_service");
+    net.run_for(Duration::from_secs(3));
+    net.hosts[i]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ServiceReady { service: s, peer } if *s == name(service) => Some(*peer),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{service} not ready: {:?}", net.hosts[i].events))
+}
+
+/// Host `i` opens a stream to `service` at `peer` and writes a few bytes.
+fn open(net: &mut Net<Endpoint>, i: usize, peer: PeerId, service: &str) -> StreamId {
+    let stream = net.with(i, |ep, now| {
+        let stream = ep.open_stream(now, peer, &name(service)).expect("open");
+        ep.stream_write(now, peer, stream, b"secret request")
+            .expect("write");
+        stream
+    });
+    net.run_for(Duration::from_secs(1));
+    stream
+}
+
+/// The services host `i` was asked to connect streams for.
+fn incoming(net: &Net<Endpoint>, i: usize) -> Vec<(PeerId, ServiceName)> {
+    net.hosts[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IncomingStream { peer, service, .. } => Some((*peer, service.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether host `i` saw `stream` reset with `UNKNOWN_SERVICE`.
+fn refused(net: &Net<Endpoint>, i: usize, stream: StreamId) -> bool {
+    net.hosts[i].events.iter().any(|e| {
+        matches!(e, Event::StreamReset { stream: s, code, .. }
+            if *s == stream && *code == UNKNOWN_SERVICE)
+    })
+}
+
+fn count(net: &Net<Endpoint>, i: usize, f: impl Fn(&Event) -> bool) -> usize {
+    net.hosts[i].events.iter().filter(|e| f(e)).count()
+}
+
+#[test]
+fn a_key_that_never_registered_gets_no_session_with_a_daemon() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/a"]);
+    let (a_key, a_addr) = (public(&net, A), net.hosts[A].addr);
+    let peer = net.with(STRANGER, |ep, now| ep.connect(now, a_key, a_addr).unwrap());
+    // Streams written while the handshake runs would leave once it completes: it never does.
+    net.with(STRANGER, |ep, now| {
+        let s = ep.open_stream(now, peer, &name("/a")).unwrap();
+        ep.stream_write(now, peer, s, b"GET /").unwrap();
+    });
+    net.run_for(Duration::from_secs(20));
+    let connected = count(&net, STRANGER, |e| matches!(e, Event::Connected { .. }));
+    assert_eq!(connected, 0, "{:?}", net.hosts[STRANGER].events);
+    assert!(incoming(&net, A).is_empty());
+    let stats = net.hosts[A].m.stats();
+    assert!(stats.dropped_unknown_peer >= 3, "{stats:?}");
+    // Logged once, however many initiations came.
+    let rejected = count(
+        &net,
+        A,
+        |e| matches!(e, Event::PeerRejected { key, .. } if *key == public(&net, STRANGER)),
+    );
+    assert_eq!(rejected, 1);
+}
+
+#[test]
+fn an_introduced_source_reaches_only_the_service_it_looked_up() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/a", "/b"]);
+    let peer = look_up(&mut net, B, "/a");
+    let allowed = open(&mut net, B, peer, "/a");
+    assert_eq!(incoming(&net, A).len(), 1);
+    assert!(!refused(&net, B, allowed));
+    // Over the same session, a service it never looked up is refused like an unknown one.
+    let denied = open(&mut net, B, peer, "/b");
+    let again = open(&mut net, B, peer, "/b");
+    assert!(refused(&net, B, denied) && refused(&net, B, again));
+    let services: Vec<_> = incoming(&net, A).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(services, vec![name("/a")]);
+    assert_eq!(net.hosts[A].m.stats().streams_unauthorized, 2);
+    let b_key = public(&net, B);
+    let reported = count(&net, A, |e| {
+        matches!(e, Event::StreamUnauthorized { key, service, .. }
+            if *key == b_key && *service == name("/b"))
+    });
+    assert_eq!(reported, 1, "{:?}", net.hosts[A].events);
+    // Looking /b up too grants it.
+    look_up(&mut net, B, "/b");
+    open(&mut net, B, peer, "/b");
+    assert_eq!(incoming(&net, A).len(), 2);
+}
+
+#[test]
+fn the_destination_reaches_none_of_the_sources_services() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/a"]);
+    expose(&mut net, B, &["/b-own"]);
+    let peer = look_up(&mut net, B, "/a");
+    open(&mut net, B, peer, "/a");
+    let (to_b, _) = incoming(&net, A)[0].clone();
+    let stream = open(&mut net, A, to_b, "/b-own");
+    assert!(refused(&net, A, stream));
+    assert!(incoming(&net, B).is_empty());
+    assert_eq!(net.hosts[B].m.stats().streams_unauthorized, 1);
+}
+
+#[test]
+fn a_grant_ends_with_its_session() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/a"]);
+    let peer = look_up(&mut net, B, "/a");
+    open(&mut net, B, peer, "/a");
+    net.with(B, |ep, now| ep.close(now, peer));
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        net.hosts[A].m.session_count(),
+        1,
+        "only the server's is left"
+    );
+    // Straight to A's port without asking the server again: refused.
+    let before = net.hosts[A].m.stats().dropped_unknown_peer;
+    let (a_key, a_addr) = (public(&net, A), net.hosts[A].addr);
+    net.with(B, |ep, now| ep.connect(now, a_key, a_addr).unwrap());
+    net.run_for(Duration::from_secs(5));
+    assert!(net.hosts[A].m.stats().dropped_unknown_peer > before);
+    assert_eq!(net.hosts[A].m.session_count(), 1);
+}
+
+#[test]
+fn peers_met_in_peer_mode_reach_every_service() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/a", "/b"]);
+    let (a_key, b_key) = (public(&net, A), public(&net, B));
+    net.with(A, |ep, now| ep.meet(now, b_key)).unwrap();
+    net.with(B, |ep, now| ep.meet(now, a_key)).unwrap();
+    net.run_for(Duration::from_secs(5));
+    let peer = net.hosts[B]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::PeerReady { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .expect("met");
+    open(&mut net, B, peer, "/a");
+    open(&mut net, B, peer, "/b");
+    assert_eq!(incoming(&net, A).len(), 2);
+    assert_eq!(net.hosts[A].m.stats().streams_unauthorized, 0);
+}
+
+#[test]
+fn an_allow_listed_key_reaches_every_service_without_the_server() {
+    let stranger = key(5).public_key();
+    let mut net = lab(Some(PeerPolicy::Authorized(BTreeSet::from([stranger]))));
+    expose(&mut net, A, &["/a"]);
+    let (a_key, a_addr) = (public(&net, A), net.hosts[A].addr);
+    let peer = net.with(STRANGER, |ep, now| ep.connect(now, a_key, a_addr).unwrap());
+    let stream = open(&mut net, STRANGER, peer, "/a");
+    assert_eq!(incoming(&net, A).len(), 1);
+    // And the data arrives.
+    let (from, _) = incoming(&net, A)[0].clone();
+    let mut buf = [0u8; 64];
+    let read = net.with(A, |ep, now| ep.stream_read(now, from, stream, &mut buf));
+    assert_eq!(read, Ok(ReadOutcome::Data(14)));
+}

@@ -95,6 +95,7 @@ pub enum Command {
     ///   [[connect]]
     ///   name = "/office/db"
     ///   listen = "127.0.0.1:5432"
+    ///   peer_key = "BASE64 key"         # optional; else pinned at first use
     #[command(verbatim_doc_comment)]
     Daemon {
         /// The TOML config file.
@@ -119,6 +120,11 @@ pub enum Command {
         name: String,
         /// Local TCP address to listen on; port 0 picks one and prints it.
         listen: SocketAddr,
+        /// The key the service's daemon must have (its `daemon public key`). Without it, the
+        /// first key met is remembered in `known_services` in the state directory and any
+        /// other is refused later, as ssh does with known_hosts.
+        #[arg(long, value_name = "KEY")]
+        peer_key: Option<String>,
         #[command(flatten)]
         common: DaemonArgs,
     },

@@ -1,6 +1,6 @@
 //! The daemon's TOML config, merged with flags into one checked [`Settings`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -45,6 +45,7 @@ pub struct Expose {
 pub struct Connect {
     pub name: String,
     pub listen: String,
+    pub peer_key: Option<String>,
 }
 
 /// Everything a daemon needs, checked.
@@ -61,6 +62,8 @@ pub struct Settings {
     pub route: RoutePolicy,
     pub expose: Vec<(ServiceName, String)>,
     pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// Destination keys given up front (`peer_key`), by service.
+    pub peer_keys: BTreeMap<ServiceName, PublicKey>,
 }
 
 /// Reads and parses `path`; errors name the file and, from the TOML parser, the line.
@@ -185,6 +188,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         expose.push((name, e.target));
     }
     let mut connect = Vec::new();
+    let mut peer_keys = BTreeMap::new();
     for (i, c) in file.connect.into_iter().enumerate() {
         let at = || format!("[[connect]] #{} in {source}", i + 1);
         let name = service(&c.name).map_err(|why| format!("{}: {why}", at()))?;
@@ -192,6 +196,12 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             .listen
             .parse()
             .map_err(|_| format!("{}: listen `{}` is not IP:PORT", at(), c.listen))?;
+        if let Some(text) = &c.peer_key {
+            let key: PublicKey = text
+                .parse()
+                .map_err(|e| format!("{}: peer_key `{text}`: {e}", at()))?;
+            peer_keys.insert(name.clone(), key);
+        }
         connect.push((name, listen));
     }
     Ok(Settings {
@@ -205,6 +215,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         route,
         expose,
         connect,
+        peer_keys,
     })
 }
 

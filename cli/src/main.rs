@@ -94,12 +94,14 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Connect {
             name,
             listen,
+            peer_key,
             common,
         } => {
             let file = config::File {
                 connect: vec![config::Connect {
                     name,
                     listen: listen.to_string(),
+                    peer_key,
                 }],
                 ..config::File::default()
             };

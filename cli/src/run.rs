@@ -6,9 +6,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use burrow_core::Config;
+use burrow_core::PublicKey;
 use burrow_core::config::PeerPolicy;
 use burrow_core::config::RendezvousConfig;
+use burrow_core::node::{KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES_LEN, parse_known_services};
+use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
+use std::collections::BTreeMap;
 
 use crate::config::Settings;
 use crate::node::{Control, Node, NodeConfig, RUNTIME};
@@ -59,9 +63,13 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
     rendezvous.route = settings.route;
+    // Pins remembered from earlier runs, then the ones given now (which win).
+    rendezvous.pinned = known_services(&settings.state_dir)?;
+    rendezvous.pinned.extend(settings.peer_keys);
     let mut config = Config::daemon(key, rendezvous);
     config.peers = PeerPolicy::Authorized(settings.allow);
     let mut spec = NodeConfig::new(config, settings.udp);
+    spec.state_dir = Some(settings.state_dir.clone());
     spec.expose = settings.expose;
     spec.connect = settings.connect;
     let interrupted = interrupts()?;
@@ -78,6 +86,28 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     let result = wait(node, &interrupted);
     let _ = std::fs::remove_file(control::socket_path(&settings.state_dir));
     result
+}
+
+/// The pins in `known_services` in `state_dir`; none if the file does not exist.
+fn known_services(state_dir: &Path) -> Result<BTreeMap<ServiceName, PublicKey>, String> {
+    let path = state_dir.join(KNOWN_SERVICES_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_KNOWN_SERVICES_LEN as u64 + 1),
+        &mut text,
+    )
+    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_known_services(&text).map_err(|e| {
+        format!(
+            "{} {e}: fix or delete that line (deleting it forgets the pinned key)",
+            path.display()
+        )
+    })
 }
 
 /// Says why the daemon is not registered after a grace period: the server does not answer

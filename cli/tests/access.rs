@@ -303,3 +303,118 @@ fn token_files_are_owner_only_and_bounded() {
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
 }
+
+/// Reads a line through `listen` (an echo service behind the tunnel); "" when refused.
+fn echo_through(listen: SocketAddr) -> String {
+    let mut conn = TcpStream::connect(listen).expect("connect");
+    conn.set_read_timeout(Some(WAIT)).expect("timeout");
+    let _ = conn.write_all(b"ping\n");
+    let mut reply = String::new();
+    let _ = BufReader::new(&conn).read_line(&mut reply);
+    reply
+}
+
+#[test]
+fn a_source_pins_the_first_key_and_refuses_a_new_owner_of_the_name() {
+    let dir = temp_dir("pinning");
+    let server = server_with_token_file(&dir, "tok\n");
+    let target = echo().to_string();
+    let first = daemon(
+        &dir,
+        "a1",
+        &server,
+        &["expose", "/acc/pin", &target],
+        &["--token", "tok"],
+        None,
+    );
+    let first_key = wait_for(&first.stdout, "daemon public key:");
+    let first_key = first_key.rsplit(' ').next().expect("key").to_string();
+    wait_for(&first.stderr, "registered with the rendezvous server");
+    let source = daemon(
+        &dir,
+        "b",
+        &server,
+        &["connect", "/acc/pin", "127.0.0.1:0"],
+        &["--token", "tok"],
+        None,
+    );
+    let line = wait_for(&source.stdout, "listening on");
+    let listen: SocketAddr = line.split(' ').nth(2).expect("addr").parse().expect("addr");
+    assert_eq!(echo_through(listen), "ping\n");
+    let known = std::fs::read_to_string(dir.join("b/known_services")).expect("known_services");
+    assert!(known.contains(&format!("/acc/pin {first_key}")), "{known}");
+    let mode = std::fs::metadata(dir.join("b/known_services"))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A graceful stop releases the name at once; a daemon with another key takes it.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let second = daemon(
+        &dir,
+        "a2",
+        &server,
+        &["expose", "/acc/pin", &target],
+        &["--token", "tok"],
+        None,
+    );
+    wait_for(&second.stderr, "registered with the rendezvous server");
+    assert_eq!(echo_through(listen), "", "the source reached the new owner");
+    // (The source's lookup right after the stop found no one; this is the one after.)
+    let refused = wait_for(&source.stderr, "is pinned for it");
+    assert!(
+        refused.contains("service unavailable") && refused.contains(&first_key),
+        "{refused}"
+    );
+    // Given up front, a key is enforced from the first connection.
+    let pinned = daemon(
+        &dir,
+        "c",
+        &server,
+        &[
+            "connect",
+            "/acc/pin",
+            "127.0.0.1:0",
+            "--peer-key",
+            &first_key,
+        ],
+        &["--token", "tok"],
+        None,
+    );
+    let line = wait_for(&pinned.stdout, "listening on");
+    let listen: SocketAddr = line.split(' ').nth(2).expect("addr").parse().expect("addr");
+    assert_eq!(echo_through(listen), "");
+    wait_for(&pinned.stderr, "is pinned for it");
+}
+
+#[test]
+fn a_corrupt_known_services_file_stops_the_daemon_with_the_line() {
+    let dir = temp_dir("known");
+    std::fs::create_dir_all(dir.join("s")).expect("dir");
+    std::fs::write(dir.join("s/known_services"), "/a not-a-key\n").expect("write");
+    let out = Command::new(BIN)
+        .args([
+            "connect",
+            "/a",
+            "127.0.0.1:0",
+            "--server",
+            "127.0.0.1:9",
+            "--token",
+            "t",
+        ])
+        .arg("--server-key")
+        .arg(SecretKey::from_bytes([1; 32]).public_key().to_string())
+        .args(["--state-dir", path(&dir.join("s"))])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("known_services line 1") && err.contains("delete that line"),
+        "{err}"
+    );
+}

@@ -1,12 +1,12 @@
 //! Endpoint configuration.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::crypto::{PublicKey, SecretKey};
 use crate::path::RoutePolicy;
-use crate::rendezvous::ServerConfig;
+use crate::rendezvous::{ServerConfig, ServiceName};
 pub use crate::stream::StreamConfig;
 
 /// Which peers may complete a handshake with us as responder, and which of our exposed
@@ -135,6 +135,11 @@ pub struct RendezvousConfig {
     pub host_candidates: Vec<SocketAddr>,
     /// Which paths sessions to introduced peers may take; the server relays.
     pub route: RoutePolicy,
+    /// The destination key each service must have (ssh known_hosts): given up front, or
+    /// remembered from an earlier first use. A lookup the server answers with another key
+    /// fails instead of connecting; a service with no pin is pinned at its first
+    /// introduction ([`crate::Event::ServiceKeyPinned`] hands the pin out to be stored).
+    pub pinned: BTreeMap<ServiceName, PublicKey>,
 }
 
 impl RendezvousConfig {
@@ -147,6 +152,7 @@ impl RendezvousConfig {
             token: token.into(),
             host_candidates: Vec::new(),
             route: RoutePolicy::Any,
+            pinned: BTreeMap::new(),
         }
     }
 

@@ -155,6 +155,15 @@ pub enum Event {
         /// The session to its daemon.
         peer: PeerId,
     },
+    /// A service was pinned to the key serving it at its first introduction: later lookups
+    /// that the server answers with another key fail (see
+    /// [`crate::config::RendezvousConfig::pinned`]). Store the pin to keep it across restarts.
+    ServiceKeyPinned {
+        /// The service.
+        service: ServiceName,
+        /// The destination key now pinned for it.
+        key: PublicKey,
+    },
     /// The rendezvous server could not give us `service` (unknown name, no answer, ...).
     ServiceFailed {
         /// The service asked for.

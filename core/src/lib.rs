@@ -23,6 +23,7 @@
 //!                                      shut down, close),
 //!             Output::Log(line)     => log line at line.level(),
 //!             Output::StunResult{..} => answer whoever asked for that probe,
+//!             Output::Save{path, contents} => replace the file at path (atomically, mode 0600),
 //!             Output::Timeout(at)   => break at,
 //!         }
 //!     };

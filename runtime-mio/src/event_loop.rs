@@ -178,6 +178,7 @@ impl Loop {
                     Output::Transmit(t) => self.outbox.push_back(t),
                     Output::Action(action) => self.action(now, action),
                     Output::Log(line) => burrow_tokio::log(&line),
+                    Output::Save { path, contents } => burrow_tokio::save(&path, &contents),
                     Output::StunResult { probe, mapped, .. } => {
                         if let Some(reply) = self.probes.remove(&probe) {
                             let _ = reply.send(mapped);

@@ -160,6 +160,7 @@ impl<R: Runtime> Loop<R> {
                 Output::Transmit(t) => self.outbox.push(t),
                 Output::Action(action) => self.action(action),
                 Output::Log(line) => crate::log(&line),
+                Output::Save { path, contents } => crate::save(&path, &contents),
                 Output::StunResult { probe, mapped, .. } => {
                     if let Some(reply) = self.probes.remove(&probe) {
                         let _ = reply.try_send(mapped);

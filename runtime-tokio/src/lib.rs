@@ -66,6 +66,32 @@ pub fn log(line: &LogLine) {
     }
 }
 
+/// Performs a node's [`burrow_core::node::Output::Save`]: writes `contents` to a temporary
+/// file beside `path` (mode 0600), syncs it and renames it over `path`, so a crash leaves the
+/// old file or the new one, never half of one. A failure is logged, not fatal: the state stays
+/// in memory. The files are small and rare (a pin per new service), so the loop does this
+/// inline.
+pub fn save(path: &std::path::Path, contents: &str) {
+    if let Err(e) = write_atomically(path, contents.as_bytes()) {
+        tracing::error!("cannot save {}: {e}", path.display());
+    }
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Logs a local connection's end, with why it failed if it did.
 pub fn log_close(conn: ConnId, reason: Option<&str>) {
     match reason {

@@ -371,6 +371,7 @@ fn run_on(
             token: "matrix".into(),
             host_candidates: vec![host_addr],
             route: Default::default(),
+            pinned: Default::default(),
         };
         let mut config = Config::daemon(secret_key(seed, name), rendezvous);
         if let Some(ttl) = options.probe_ttl {

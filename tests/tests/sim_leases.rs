@@ -61,6 +61,7 @@ fn daemon_config(seed: u64, name: &str, w: (&SecretKey, SocketAddr), host: Socke
         token: TOKEN.into(),
         host_candidates: vec![host],
         route: Default::default(),
+        pinned: Default::default(),
     };
     Config::daemon(secret_key(seed, name), rendezvous)
 }

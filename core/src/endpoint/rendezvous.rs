@@ -63,6 +63,16 @@ impl Daemon {
     }
 }
 
+/// Why a lookup answered with a key other than the pinned one was refused, and the fix.
+fn key_changed(service: &ServiceName, pinned: PublicKey, offered: PublicKey) -> String {
+    format!(
+        "refused: the server named key {offered} for {service}, but {pinned} is pinned for it \
+         (from the first connection, or given as its peer key); another daemon may have taken \
+         the name. If the service's key changed on purpose, remove its line from \
+         known_services in the state directory (or set its peer_key) and connect again"
+    )
+}
+
 fn body(encoded: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + encoded.len());
     out.push(CONTROL_VERSION);
@@ -210,6 +220,24 @@ impl Endpoint {
                 ..
             } => {
                 if let Some(service) = request.and_then(|r| daemon.lookups.remove(&r)) {
+                    // ssh known_hosts: the first key met is pinned; another is refused.
+                    match daemon.config.pinned.get(&service) {
+                        Some(pinned) if *pinned != peer => {
+                            let reason = key_changed(&service, *pinned, peer);
+                            self.out
+                                .events
+                                .push_back(Event::ServiceFailed { service, reason });
+                            return;
+                        }
+                        Some(_) => {}
+                        None => {
+                            daemon.config.pinned.insert(service.clone(), peer);
+                            self.out.events.push_back(Event::ServiceKeyPinned {
+                                service: service.clone(),
+                                key: peer,
+                            });
+                        }
+                    }
                     daemon.resolved.insert(service, peer);
                 }
                 // What the introduction authorises the peer to reach here: the service it

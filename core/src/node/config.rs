@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
@@ -30,6 +31,9 @@ pub struct NodeConfig {
     pub connect: Vec<(ServiceName, SocketAddr)>,
     /// Forwarder tuning.
     pub forward: ForwardConfig,
+    /// The daemon's state directory, where [`super::Output::Save`] writes core's state
+    /// (`known_services`); `None` keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -41,6 +45,7 @@ impl NodeConfig {
             expose: Vec::new(),
             connect: Vec::new(),
             forward: ForwardConfig::default(),
+            state_dir: None,
         }
     }
 
@@ -64,6 +69,11 @@ impl NodeConfig {
         if let Some(r) = endpoint_config.rendezvous.as_mut() {
             r.default_host_candidates(udp_addr, local_ip_toward);
         }
+        let known = endpoint_config
+            .rendezvous
+            .as_ref()
+            .map(|r| r.pinned.clone())
+            .unwrap_or_default();
         let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
         for (service, target) in &self.expose {
             endpoint
@@ -89,7 +99,8 @@ impl NodeConfig {
             udp_addr,
             self.expose,
             listen_addrs.clone(),
-        );
+        )
+        .with_state(self.state_dir, known);
         Ok(Started {
             node,
             public_key,

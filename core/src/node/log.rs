@@ -38,6 +38,7 @@ impl LogLine {
             | Event::SessionClosed { .. }
             | Event::Registered { .. }
             | Event::ServiceReady { .. }
+            | Event::ServiceKeyPinned { .. }
             | Event::Rendezvous(_) => Level::Info,
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
@@ -83,6 +84,10 @@ impl fmt::Display for LogLine {
             Event::ServiceReady { service, peer } => {
                 write!(f, "service ready service={service} peer={peer}")
             }
+            Event::ServiceKeyPinned { service, key } => write!(
+                f,
+                "pinned the key of the service's daemon (first use): another key will be refused service={service} key={key}"
+            ),
             Event::ServiceFailed { service, reason } => {
                 write!(f, "service unavailable: {reason} service={service}")
             }

@@ -8,15 +8,21 @@
 //! Besides this module: the start-up (`config.rs`) and the log lines (`log.rs`).
 
 mod config;
+mod known;
 mod log;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub use config::{Listener, NodeConfig, StartError, Started, Stopped, bind_listeners, seed};
+pub use known::{
+    KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES, MAX_KNOWN_SERVICES_LEN, parse_known_services,
+};
 pub use log::{Level, LogLine};
 
+use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::event::Event;
 use crate::forward::{Action, ConnId, Forwarder, ListenerId};
@@ -52,6 +58,15 @@ pub enum Output {
         /// Our reflexive address, if the server answered.
         mapped: Option<SocketAddr>,
     },
+    /// Core's state changed: write `contents` to `path` (in the node's state directory),
+    /// replacing the file atomically and readable by its owner only. Comes only when
+    /// [`NodeConfig::state_dir`] is set.
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// Its whole new contents.
+        contents: String,
+    },
     /// Nothing more to do until this instant (or a datagram, a local socket report or a
     /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
     Timeout(Instant),
@@ -73,6 +88,10 @@ pub struct Node {
     queued: VecDeque<Output>,
     /// The latest `now` an input brought; events are handed to the forwarder with it.
     now: Instant,
+    /// Where [`Output::Save`] writes, if anywhere.
+    state_dir: Option<PathBuf>,
+    /// The pinned destination key of each service, as `known_services` holds them.
+    known: BTreeMap<ServiceName, PublicKey>,
 }
 
 impl Node {
@@ -97,7 +116,20 @@ impl Node {
             next_probe: 0,
             queued: VecDeque::new(),
             now,
+            state_dir: None,
+            known: BTreeMap::new(),
         }
+    }
+
+    /// Keeps core's state in `state_dir` ([`Output::Save`]), starting from the pins `known`.
+    pub(crate) fn with_state(
+        mut self,
+        state_dir: Option<PathBuf>,
+        known: BTreeMap<ServiceName, PublicKey>,
+    ) -> Self {
+        self.state_dir = state_dir;
+        self.known = known;
+        self
     }
 
     /// The next thing to do. Call it after every input until it returns [`Output::Timeout`]
@@ -145,6 +177,13 @@ impl Node {
                     });
                 }
                 s != server
+            });
+        }
+        if let (Event::ServiceKeyPinned { service, key }, Some(dir)) = (&event, &self.state_dir) {
+            self.known.insert(service.clone(), *key);
+            self.queued.push_back(Output::Save {
+                path: dir.join(KNOWN_SERVICES_FILE),
+                contents: known::format_known_services(&self.known),
             });
         }
         if let Some(line) = LogLine::new(event, &self.seen) {

@@ -283,3 +283,72 @@ fn shutdown_tells_the_server_at_once() {
     net.run_until(later + Duration::from_millis(10));
     assert!(net.node(0).status().peers.is_empty(), "no timeout needed");
 }
+
+#[test]
+fn a_key_pinned_at_first_use_is_handed_out_to_be_saved() {
+    let now = crate::tests::origin();
+    let addrs = [
+        addr("10.0.0.9:7000"),
+        addr("10.0.0.1:1000"),
+        addr("10.0.0.2:2000"),
+    ];
+    let clock = (
+        now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let server = start(
+        Config::server(key(9), ServerConfig::default()),
+        addrs[0],
+        9,
+        now,
+    );
+    let daemon = |n: u8| {
+        Config::daemon(
+            key(n),
+            RendezvousConfig::new(key(9).public_key(), addrs[0], "t"),
+        )
+    };
+    let service = ServiceName::parse("/s").unwrap();
+    let mut a = NodeConfig::new(daemon(1), addrs[1]);
+    a.expose = vec![(service.clone(), "127.0.0.1:7".into())];
+    let a = a
+        .start::<()>(addrs[1], Vec::new(), [1; 32], clock, |_| None)
+        .unwrap();
+    let mut b = NodeConfig::new(daemon(2), addrs[2]);
+    b.state_dir = Some("/state".into());
+    let listener = Listener {
+        service: service.clone(),
+        socket: (),
+        addr: None,
+    };
+    let b = b
+        .start(addrs[2], vec![listener], [2; 32], clock, |_| None)
+        .unwrap();
+    let listener = b.listeners[0].0;
+    let mut net = Net::new(
+        now,
+        vec![(addrs[0], server), (addrs[1], a.node), (addrs[2], b.node)],
+    );
+    net.run_until(now + Duration::from_secs(2));
+    let at = net.now;
+    net.node(2).handle_accept(at, listener).expect("accepted");
+    net.run_until(at + Duration::from_secs(3));
+    let saves: Vec<(String, String)> = net
+        .outputs(2)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Save { path, contents } => Some((path.display().to_string(), contents.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saves.len(), 1, "one new pin, one save");
+    assert_eq!(saves[0].0, "/state/known_services");
+    let pins = parse_known_services(&saves[0].1).unwrap();
+    assert_eq!(pins.get(&service), Some(&key(1).public_key()));
+    // A node without a state directory keeps its pins in memory only.
+    assert!(
+        !net.outputs(1)
+            .iter()
+            .any(|o| matches!(o, Output::Save { .. }))
+    );
+}

@@ -33,18 +33,23 @@ fn name(s: &str) -> ServiceName {
 /// A server, daemons A and B with one token, and a stranger, 10 ms apart. `a_peers`
 /// replaces A's peer policy when given.
 fn lab(a_peers: Option<PeerPolicy>) -> Net<Endpoint> {
-    let now = super::origin();
-    let mut net = Net::new(now, Link::clean(Duration::from_millis(10)), 1);
-    let server_addr = addr("10.0.0.9:7000");
-    let unix = Duration::from_secs(1_800_000_000);
-    let server = Config::server(key(9), ServerConfig::default());
-    net.add(Endpoint::new(server, [9; 32], now, unix), server_addr);
-    for (n, at) in [(1u8, "10.0.0.1:1000"), (2, "10.0.0.2:2000")] {
-        let rendezvous = RendezvousConfig::new(key(9).public_key(), server_addr, "token");
-        let mut config = Config::daemon(key(n), rendezvous);
+    lab_with(|n, config| {
         if let (1, Some(policy)) = (n, a_peers.clone()) {
             config.peers = policy;
         }
+    })
+}
+
+/// The same, with `adjust` changing daemon `n`'s config (n = 1 for A, 2 for B).
+fn lab_with(adjust: impl Fn(u8, &mut Config)) -> Net<Endpoint> {
+    let now = super::origin();
+    let mut net = Net::new(now, Link::clean(Duration::from_millis(10)), 1);
+    let unix = Duration::from_secs(1_800_000_000);
+    let server = Config::server(key(9), ServerConfig::default());
+    net.add(Endpoint::new(server, [9; 32], now, unix), addr(SERVER_ADDR));
+    for (n, at) in [(1u8, "10.0.0.1:1000"), (2, "10.0.0.2:2000")] {
+        let mut config = daemon_config(n);
+        adjust(n, &mut config);
         net.add(Endpoint::new(config, [n; 32], now, unix), addr(at));
     }
     let stranger = Config::new(key(5));
@@ -54,16 +59,24 @@ fn lab(a_peers: Option<PeerPolicy>) -> Net<Endpoint> {
     );
     net.run_for(Duration::from_secs(2));
     for i in [A, B] {
-        assert!(
-            net.hosts[i]
-                .events
-                .iter()
-                .any(|e| matches!(e, Event::Registered { .. })),
-            "host {i} did not register: {:?}",
-            net.hosts[i].events
-        );
+        assert!(registered(&net, i), "host {i}: {:?}", net.hosts[i].events);
     }
     net
+}
+
+const SERVER_ADDR: &str = "10.0.0.9:7000";
+
+/// Daemon `n`'s configuration: key `n`, the lab's server and token.
+fn daemon_config(n: u8) -> Config {
+    let rendezvous = RendezvousConfig::new(key(9).public_key(), addr(SERVER_ADDR), "token");
+    Config::daemon(key(n), rendezvous)
+}
+
+fn registered(net: &Net<Endpoint>, i: usize) -> bool {
+    net.hosts[i]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Registered { .. }))
 }
 
 fn public(net: &Net<Endpoint>, i: usize) -> PublicKey {
@@ -255,4 +268,84 @@ fn an_allow_listed_key_reaches_every_service_without_the_server() {
     let mut buf = [0u8; 64];
     let read = net.with(A, |ep, now| ep.stream_read(now, from, stream, &mut buf));
     assert_eq!(read, Ok(ReadOutcome::Data(14)));
+}
+
+/// The reason of the last `ServiceFailed` host `i` saw.
+fn failure(net: &Net<Endpoint>, i: usize) -> Option<String> {
+    net.hosts[i].events.iter().rev().find_map(|e| match e {
+        Event::ServiceFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_name_taken_over_by_another_key_is_refused_by_a_source_that_pinned_the_first() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/p"]);
+    let peer = look_up(&mut net, B, "/p");
+    let a_key = public(&net, A);
+    let pinned = count(
+        &net,
+        B,
+        |e| matches!(e, Event::ServiceKeyPinned { service, key } if *service == name("/p") && *key == a_key),
+    );
+    assert_eq!(pinned, 1, "{:?}", net.hosts[B].events);
+    // A gives the name up; another daemon of the same tenant takes it.
+    net.with(B, |ep, now| ep.close(now, peer));
+    net.with(A, |ep, now| ep.unexpose(now, &name("/p")));
+    net.run_for(Duration::from_secs(1));
+    let now = net.now;
+    let c = net.add(
+        Endpoint::new(
+            daemon_config(3),
+            [3; 32],
+            now,
+            Duration::from_secs(1_800_000_000),
+        ),
+        addr("10.0.0.3:3000"),
+    );
+    net.run_for(Duration::from_secs(2));
+    assert!(registered(&net, c));
+    expose(&mut net, c, &["/p"]);
+    net.with(B, |ep, now| ep.connect_service(now, name("/p")))
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    let reason = failure(&net, B).expect("refused");
+    assert!(
+        reason.contains("is pinned for it") && reason.contains("known_services"),
+        "{reason}"
+    );
+    let b_key = public(&net, B);
+    let met = count(
+        &net,
+        c,
+        |e| matches!(e, Event::Connected { key, .. } if *key == b_key),
+    );
+    assert_eq!(met, 0, "B never completed a session with C");
+    let ready = count(&net, B, |e| matches!(e, Event::ServiceReady { .. }));
+    assert_eq!(ready, 1, "only the first, to A");
+}
+
+#[test]
+fn a_key_pinned_up_front_refuses_any_other() {
+    let mut net = lab_with(|n, config| {
+        if n == 2 {
+            let pins = &mut config.rendezvous.as_mut().expect("daemon").pinned;
+            pins.insert(name("/p"), key(7).public_key());
+        }
+    });
+    expose(&mut net, A, &["/p"]);
+    net.with(B, |ep, now| ep.connect_service(now, name("/p")))
+        .unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert!(failure(&net, B).is_some_and(|r| r.contains("is pinned")));
+    let pinned = count(&net, B, |e| matches!(e, Event::ServiceKeyPinned { .. }));
+    assert_eq!(pinned, 0);
+    let b_key = public(&net, B);
+    let met = count(
+        &net,
+        A,
+        |e| matches!(e, Event::Connected { key, .. } if *key == b_key),
+    );
+    assert_eq!(met, 0, "B never completed a session with A");
 }

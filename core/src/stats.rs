@@ -54,6 +54,9 @@ pub struct Stats {
     /// Introductions whose grant a limit of the access table refused (see
     /// `access::MAX_GRANTED_KEYS`); the introduced peer gets no session.
     pub dropped_grant_limit: u64,
+    /// Server: sessions closed because no valid registration came within
+    /// `ServerConfig::register_within`.
+    pub closed_unregistered: u64,
     /// Sessions we closed because the peer broke the stream protocol (see
     /// [`crate::stream::StreamEvent::ProtocolViolation`]).
     pub protocol_violations: u64,

@@ -14,7 +14,7 @@ use crate::rendezvous::{
 };
 use crate::session::Note;
 use crate::timer::Timer;
-use crate::wire::control::CONTROL_VERSION;
+use crate::wire::control::{CONTROL_VERSION, CloseCode};
 
 /// A daemon's side: its client of the rendezvous server (which keeps the registration, the
 /// requests and the reconnect backoff) and what the application asked it for.
@@ -104,7 +104,12 @@ impl Endpoint {
                 let daemon = self.daemon.as_mut().expect("server_key came from it");
                 daemon.client.start(now);
             }
-            Note::Up(key) => self.announce_ready(key),
+            Note::Up(key) => {
+                if let Some(server) = self.server.as_mut() {
+                    server.session_up(now, key);
+                }
+                self.announce_ready(key);
+            }
             Note::Down(key, _) if Some(key) == server_key => {
                 let daemon = self.daemon.as_mut().expect("server_key came from it");
                 if daemon.client.is_registered() {
@@ -163,8 +168,21 @@ impl Endpoint {
             while let Some(event) = server.poll_event() {
                 self.out.events.push_back(Event::Rendezvous(event));
             }
+            let mut evicted = Vec::new();
+            while let Some(key) = server.poll_eviction() {
+                evicted.push(key);
+            }
             for (key, bytes) in outgoing {
                 self.send_rendezvous(now, key, &bytes);
+            }
+            for key in evicted {
+                // Told, so an honest daemon with a bad token does not wait for a timeout.
+                let (mut ctx, sessions) = self.parts();
+                if let Some(session) = sessions.get_mut(&key) {
+                    session.close(&mut ctx, now, CloseCode::Normal);
+                    ctx.out.stats.closed_unregistered += 1;
+                }
+                self.reap();
             }
         }
         let Some(daemon) = self.daemon.as_mut() else {

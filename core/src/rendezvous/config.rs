@@ -36,6 +36,10 @@ pub struct ServerConfig {
     /// through the relay together. A relayed initiation costs its receiver a Diffie-Hellman
     /// and cannot be answered with a cookie, so the relay limits them itself.
     pub relay_initiations_per_sec: u64,
+    /// A daemon's session must carry a valid registration within this long of coming up (and
+    /// again after its registration ends), or the server closes it and frees its state: a key
+    /// without a token costs the server a handshake and a few seconds, nothing more.
+    pub register_within: Duration,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +51,7 @@ impl Default for ServerConfig {
             max_registrations: 100_000,
             relay: RelayLimits::default(),
             relay_initiations_per_sec: 20,
+            register_within: Duration::from_secs(5),
         }
     }
 }

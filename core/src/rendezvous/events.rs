@@ -112,6 +112,12 @@ pub enum ServerEvent {
         /// Why.
         code: ErrorCode,
     },
+    /// A session held no registration [`super::ServerConfig::register_within`] after it came
+    /// up (or after its registration ended): the server closed it and freed its state.
+    Evicted {
+        /// The key behind the session.
+        key: PublicKey,
+    },
     /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
     IntroductionUnacked {
         /// The daemon.

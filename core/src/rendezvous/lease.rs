@@ -130,6 +130,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// Whether any live registration holds `token`.
+    pub(crate) fn has_token(&self, token: &str) -> bool {
+        self.usage.contains_key(token)
+    }
+
     pub(crate) fn get(&self, key: &PublicKey) -> Option<&Registration> {
         self.by_key.get(key)
     }
@@ -139,6 +144,7 @@ impl Registry {
         self.by_key.get_mut(key)
     }
 
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Registration> {
         self.by_key.values()
     }

@@ -4,7 +4,7 @@
 //! other. It sees daemons only as authenticated static keys and the addresses their packets
 //! come from; the caller carries [`ServerMessage`]s to them over their sessions.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,10 @@ pub(crate) struct Server {
     pairs: Pairs,
     /// Relayed handshake initiations per token (a bucket of initiations, not bytes).
     initiations: RelayBudget,
+    /// Sessions that must be registered by the instant they are keyed with, else closed.
+    unregistered: BTreeSet<(Instant, PublicKey)>,
+    /// Sessions to close: no registration came in time.
+    evictions: VecDeque<PublicKey>,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -64,7 +68,22 @@ impl Server {
             relay: RelayBudget::default(),
             pairs: Pairs::default(),
             initiations: RelayBudget::default(),
+            unregistered: BTreeSet::new(),
+            evictions: VecDeque::new(),
         }
+    }
+
+    /// A daemon's session with us came up: it must register within
+    /// [`ServerConfig::register_within`], or [`Self::poll_eviction`] names it.
+    pub(crate) fn session_up(&mut self, now: Instant, key: PublicKey) {
+        self.unregistered
+            .insert((now + self.config.register_within, key));
+    }
+
+    /// The next session to close because it holds no registration.
+    #[must_use]
+    pub(crate) fn poll_eviction(&mut self) -> Option<PublicKey> {
+        self.evictions.pop_front()
     }
 
     /// Every live registration, ordered by key.
@@ -469,12 +488,22 @@ impl Server {
             // Best effort: the daemon may be gone, which is why the lease ran out.
             self.send(key, ServerMessage::LeaseExpired);
             self.forget(&key, "the peer's lease expired");
+            // A live daemon registers again at once; a dead one's session is closed.
+            self.session_up(now, key);
+        }
+        while let Some(&(at, key)) = self.unregistered.first() {
+            if at > now {
+                break;
+            }
+            self.unregistered.pop_first();
+            if self.registry.get(&key).is_none() {
+                self.evictions.push_back(key);
+                self.events.push_back(ServerEvent::Evicted { key });
+            }
         }
         let registry = &self.registry;
-        self.relay
-            .retain(|token| registry.iter().any(|r| r.token() == token));
-        self.initiations
-            .retain(|token| registry.iter().any(|r| r.token() == token));
+        self.relay.retain(|token| registry.has_token(token));
+        self.initiations.retain(|token| registry.has_token(token));
         for ((asker, _), w) in self.waiters.take_due(now) {
             let request = w.request;
             let detail = format!(
@@ -519,6 +548,7 @@ impl Server {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         [
             self.registry.next_expiry(),
+            self.unregistered.first().map(|(at, _)| *at),
             self.waiters.next_deadline(),
             self.pushes.next_deadline(),
         ]

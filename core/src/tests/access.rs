@@ -349,3 +349,60 @@ fn a_key_pinned_up_front_refuses_any_other() {
     );
     assert_eq!(met, 0, "B never completed a session with A");
 }
+
+#[test]
+fn a_server_session_that_never_registers_is_closed_within_seconds() {
+    let mut net = lab(None);
+    let (server_key, server_addr) = (public(&net, 0), net.hosts[0].addr);
+    net.with(STRANGER, |ep, now| {
+        ep.connect(now, server_key, server_addr).unwrap()
+    });
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.hosts[0].m.session_count(), 3, "A, B and the stranger");
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(net.hosts[0].m.session_count(), 2, "the stranger's is gone");
+    assert_eq!(net.hosts[0].m.stats().closed_unregistered, 1);
+    let evicted = count(&net, 0, |e| {
+        matches!(
+            e,
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Evicted { .. })
+        )
+    });
+    assert_eq!(evicted, 1);
+    // It was told, rather than left to time out.
+    let closed = count(&net, STRANGER, |e| matches!(e, Event::SessionClosed { .. }));
+    assert_eq!(closed, 1);
+    // Registered daemons stay, lease after lease.
+    net.run_for(Duration::from_secs(600));
+    assert_eq!(net.hosts[0].m.session_count(), 2);
+    assert_eq!(net.hosts[0].m.stats().closed_unregistered, 1);
+}
+
+#[test]
+fn a_daemon_with_a_refused_token_is_closed_and_tries_again_later() {
+    use crate::rendezvous::{TokenLimits, TokenPolicy};
+    let now = super::origin();
+    let mut net = Net::new(now, Link::clean(Duration::from_millis(10)), 1);
+    let unix = Duration::from_secs(1_800_000_000);
+    let mut server = ServerConfig::default();
+    let limits = TokenLimits {
+        max_services: 10,
+        max_registrations: 10,
+    };
+    server.tokens = TokenPolicy::Only([("right".to_string(), limits)].into());
+    let server = Config::server(key(9), server);
+    net.add(Endpoint::new(server, [9; 32], now, unix), addr(SERVER_ADDR));
+    let rendezvous = RendezvousConfig::new(key(9).public_key(), addr(SERVER_ADDR), "wrong");
+    let daemon = Config::daemon(key(1), rendezvous);
+    net.add(
+        Endpoint::new(daemon, [1; 32], now, unix),
+        addr("10.0.0.1:1000"),
+    );
+    net.run_for(Duration::from_secs(60));
+    let stats = net.hosts[0].m.stats();
+    assert!(stats.closed_unregistered >= 1, "{stats:?}");
+    // Each attempt holds the server's state a few seconds at most.
+    assert!(net.hosts[0].m.session_count() <= 1);
+    let refused = count(&net, 1, |e| matches!(e, Event::RegistrationFailed { .. }));
+    assert!(refused >= 1);
+}

@@ -1,5 +1,6 @@
 //! Seal + open of 1200-byte packets through burrow's session layer, as a ratio to the bare
-//! chacha20poly1305 crate in the same run, and full Noise IK handshakes per second.
+//! AEAD crate the core uses (ring by default, chacha20poly1305 with `pure-rust-crypto`) in the
+//! same run, and full Noise IK handshakes per second.
 //!
 //! Run: `cargo bench -p burrow-core --bench session` (add `-- --quick` for a short run).
 //! Prints a table; figures are medians over interleaved rounds, so both sides of a ratio see
@@ -84,8 +85,41 @@ fn session_round(n: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// Seconds for the bare crate to seal and open `n` packets of the same ciphertext size with a
-/// 16-byte associated data, in place, with no framing at all.
+/// Whether the core seals with ring (see core/src/crypto/aead.rs).
+const RING: bool = cfg!(all(feature = "ring", not(feature = "pure-rust-crypto")));
+
+/// Seconds for ring to seal and open `n` packets of the same ciphertext size with a 16-byte
+/// associated data, in place, with no framing at all.
+#[cfg(feature = "ring")]
+fn bare_ring_round(n: usize) -> f64 {
+    use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce as RingNonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &[3u8; 32]).expect("key"));
+    let ad = [0u8; 16];
+    let mut buf = vec![0x5Au8; PACKET - 16 - 16];
+    let nonce = |i: u64| {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&i.to_le_bytes());
+        RingNonce::assume_unique_for_key(nonce)
+    };
+    let start = Instant::now();
+    for i in 0..n as u64 {
+        let tag = key
+            .seal_in_place_separate_tag(nonce(i), Aad::from(&ad), &mut buf)
+            .expect("seal");
+        key.open_in_place_separate_tag(nonce(i), Aad::from(&ad), tag, &mut buf, 0..)
+            .expect("open");
+    }
+    std::hint::black_box(&buf);
+    start.elapsed().as_secs_f64()
+}
+
+#[cfg(not(feature = "ring"))]
+fn bare_ring_round(_n: usize) -> f64 {
+    f64::NAN
+}
+
+/// Seconds for the bare chacha20poly1305 crate to seal and open `n` packets of the same
+/// ciphertext size with a 16-byte associated data, in place, with no framing at all.
 fn bare_round(n: usize) -> f64 {
     let cipher = ChaCha20Poly1305::new(&[3u8; 32].into());
     let ad = [0u8; 16];
@@ -202,6 +236,7 @@ fn main() {
         (7, 100_000, 1_000)
     };
     let mut bare = Vec::new();
+    let mut bare_ring = Vec::new();
     let mut session = Vec::new();
     let mut handshakes = Vec::new();
     let mut dh = Vec::new();
@@ -209,21 +244,26 @@ fn main() {
     let stream_bytes = if quick { 16 << 20 } else { 64 << 20 };
     for _ in 0..rounds {
         bare.push(bare_round(n));
+        bare_ring.push(bare_ring_round(n));
         session.push(session_round(n));
         streams.push(stream_round(stream_bytes));
         handshakes.push(handshake_round(hs));
         dh.push(dh_round(hs * 10));
     }
     let bytes = (n * PACKET) as f64;
-    let (bare, session) = (median(bare), median(session));
+    let (bare_rust, bare_ring, session) = (median(bare), median(bare_ring), median(session));
+    // The ratios are to the crate the core seals with.
+    let bare = if RING { bare_ring } else { bare_rust };
     let (handshakes, dh) = (median(handshakes), median(dh));
     println!(
-        "burrow session bench: {n} packets of {PACKET} bytes, seal+open, median of {rounds} interleaved rounds"
+        "burrow session bench: {n} packets of {PACKET} bytes, seal+open, median of {rounds} interleaved rounds; core AEAD: {}",
+        if RING { "ring" } else { "chacha20poly1305" }
     );
     println!("| path | packets/s | MB/s | ns/packet |");
     println!("| --- | ---: | ---: | ---: |");
     for (name, secs) in [
-        ("bare chacha20poly1305 (in place)", bare),
+        ("bare chacha20poly1305 (in place)", bare_rust),
+        ("bare ring (in place)", bare_ring),
         ("burrow session layer", session),
     ] {
         println!(

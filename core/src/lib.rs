@@ -92,7 +92,10 @@
 //! - `wire`: the hand-encoded data-plane header (also the AEAD associated data) and the
 //!   versioned postcard bodies of control messages.
 //! - `crypto`: static keys, `Noise_IK_25519_ChaChaPoly_BLAKE2s`, transport AEAD with an explicit
-//!   64-bit counter, the sliding replay window, and stateless handshake cookies.
+//!   64-bit counter, the sliding replay window, and stateless handshake cookies. The transport
+//!   AEAD is ring's ChaCha20-Poly1305 (cargo feature `ring`, on by default: assembly picked at
+//!   run time), or the pure-Rust `chacha20poly1305` crate with feature `pure-rust-crypto` or
+//!   without `ring`; the bytes on the wire are the same.
 //! - `session`: one encrypted session per peer: handshake retries, key generations, rekeying,
 //!   keepalives and the idle timeout.
 //! - `stream` and `congestion`: reliable, ordered, multiplexed streams with loss recovery,

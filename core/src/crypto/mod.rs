@@ -1,6 +1,7 @@
-//! Cryptography: static keys, the Noise IK handshake, transport AEAD, replay protection and
-//! handshake cookies.
+//! Cryptography: static keys, the Noise IK handshake, the transport AEAD (its backend chosen
+//! in `aead`), replay protection and handshake cookies.
 
+pub(crate) mod aead;
 pub(crate) mod cookie;
 pub(crate) mod keys;
 pub(crate) mod noise;

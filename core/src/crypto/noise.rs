@@ -11,7 +11,7 @@
 //!
 //! The handshake is two function calls per side and holds no clock, socket or RNG: ephemeral keys
 //! come in as [`SecretKey`]s the caller drew from its seeded CSPRNG. Transport encryption uses
-//! [`CipherState`] with an explicit 64-bit counter (the Noise nonce), so packets may arrive out of
+//! [`CipherState`] (see [`aead`](super::aead)) with an explicit 64-bit counter (the Noise nonce), so packets may arrive out of
 //! order; the [`replay`](super::replay) window decides which counters are acceptable.
 //!
 //! Every Diffie-Hellman output that depends on a key from the network is checked: an all-zero
@@ -20,18 +20,15 @@
 use std::fmt;
 
 use blake2::{Blake2s256, Digest};
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
+use hmac::digest::KeyInit;
 use hmac::{Mac, SimpleHmac};
 use zeroize::Zeroize;
 
+pub(crate) use super::aead::{CipherState, TAG_LEN};
 use super::keys::{KEY_LEN, PublicKey, SecretKey};
 
 /// The Noise protocol name; hashed into the initial handshake state.
 pub(crate) const PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
-
-/// Length of a ChaCha20-Poly1305 authentication tag.
-pub(crate) const TAG_LEN: usize = 16;
 
 /// Length of BLAKE2s output, Noise's `HASHLEN`.
 pub(crate) const HASH_LEN: usize = 32;
@@ -68,95 +65,6 @@ impl fmt::Display for HandshakeError {
 }
 
 impl std::error::Error for HandshakeError {}
-
-/// A transport packet did not authenticate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct AeadError;
-
-impl fmt::Display for AeadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("decryption failed")
-    }
-}
-
-impl std::error::Error for AeadError {}
-
-/// Transport key for one direction: ChaCha20-Poly1305 with the Noise nonce layout (four zero
-/// bytes, then the 64-bit counter little-endian).
-///
-/// The key is wiped when the value drops. The type is stateless: the caller owns the counter, so
-/// one `CipherState` can seal or open packets in any order.
-#[derive(Clone)]
-pub(crate) struct CipherState {
-    aead: ChaCha20Poly1305,
-}
-
-impl CipherState {
-    /// Wraps a 32-byte key.
-    pub(crate) fn new(key: [u8; 32]) -> Self {
-        let mut key = key;
-        let aead = ChaCha20Poly1305::new(&key.into());
-        key.zeroize();
-        Self { aead }
-    }
-
-    /// Encrypts `buf` in place and returns the tag.
-    ///
-    /// `counter` is the Noise nonce and must never repeat under one key. Noise reserves
-    /// `u64::MAX` for [`CipherState::rekey`]; rekey long before reaching it.
-    ///
-    /// # Panics
-    ///
-    /// If `buf` is 256 GiB or longer (ChaCha20's block counter would wrap).
-    pub(crate) fn seal_in_place(&self, counter: u64, ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        self.aead
-            .encrypt_inout_detached(&nonce(counter), ad, buf.into())
-            // The only failure is a buffer of 2^32 ChaCha20 blocks (256 GiB); packets are tiny.
-            .expect("ChaCha20-Poly1305 plaintext below 256 GiB")
-            .into()
-    }
-
-    /// Decrypts `buf` in place.
-    ///
-    /// # Errors
-    ///
-    /// [`AeadError`] if the tag does not verify; the contents of `buf` are then unspecified and
-    /// must be discarded.
-    pub(crate) fn open_in_place(
-        &self,
-        counter: u64,
-        ad: &[u8],
-        buf: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), AeadError> {
-        let tag = Tag::from(*tag);
-        self.aead
-            .decrypt_inout_detached(&nonce(counter), ad, buf.into(), &tag)
-            .map_err(|_| AeadError)
-    }
-
-    /// Noise's `REKEY()`: the next key is the first 32 bytes of encrypting 32 zero bytes with
-    /// nonce `u64::MAX` and no associated data. Both sides must rekey at the same point.
-    #[must_use]
-    #[cfg(test)]
-    pub(crate) fn rekey(&self) -> Self {
-        let mut key = [0u8; 32];
-        let _tag = self.seal_in_place(u64::MAX, &[], &mut key);
-        Self::new(key)
-    }
-}
-
-impl fmt::Debug for CipherState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CipherState(..)")
-    }
-}
-
-fn nonce(counter: u64) -> Nonce {
-    let mut bytes = [0u8; 12];
-    bytes[4..].copy_from_slice(&counter.to_le_bytes());
-    bytes.into()
-}
 
 /// Keys for a finished handshake.
 #[derive(Debug)]
@@ -541,6 +449,7 @@ impl Drop for SymmetricState {
 
 #[cfg(test)]
 mod tests {
+    use super::super::aead::AeadError;
     use super::*;
     use proptest::prelude::*;
 

@@ -3,5 +3,6 @@
 //! `goodput` runs two stream multiplexers against each other without sessions or crypto.
 
 pub use crate::stream::{
-    Mux, MuxStats, OpenError, ReadError, Role, StreamConfig, StreamEvent, WriteError,
+    CongestionControl, Mux, MuxStats, OpenError, ReadError, Role, StreamConfig, StreamEvent,
+    WriteError,
 };

@@ -158,7 +158,7 @@ pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError}
 pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
 pub use stats::Stats;
-pub use stream::{ReadOutcome, StreamId};
+pub use stream::{CongestionControl, ReadOutcome, StreamId};
 pub use stun::ProbeOutcome;
 pub use timer::Timer;
 pub use transmit::Transmit;

@@ -70,7 +70,13 @@ impl Controller for NewReno {
         }
     }
 
-    fn on_congestion_event(&mut self, now: Instant, largest_lost_sent: Instant, persistent: bool) {
+    fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        largest_lost_sent: Instant,
+        _in_flight: u64,
+        persistent: bool,
+    ) {
         if !self.in_recovery(largest_lost_sent) {
             self.recovery_start = Some(now);
             self.window = (self.window / 2).max(self.minimum_window());
@@ -122,18 +128,18 @@ mod tests {
         assert_eq!(cc.window(), 20_000, "slow start doubles per round trip");
         assert!(cc.in_slow_start());
 
-        cc.on_congestion_event(t0 + 200 * MS, t0 + 150 * MS, false);
+        cc.on_congestion_event(t0 + 200 * MS, t0 + 150 * MS, 0, false);
         assert_eq!(cc.window(), 10_000);
         assert_eq!(cc.ssthresh(), 10_000);
         assert!(!cc.in_slow_start());
         // A second loss of a packet sent before recovery started: no further reduction.
-        cc.on_congestion_event(t0 + 210 * MS, t0 + 190 * MS, false);
+        cc.on_congestion_event(t0 + 210 * MS, t0 + 190 * MS, 0, false);
         assert_eq!(cc.window(), 10_000);
         // Acks for packets sent before recovery do not grow the window.
         cc.on_ack(t0 + 220 * MS, t0 + 199 * MS, 1000, false, &rtt());
         assert_eq!(cc.window(), 10_000);
         // A loss of a packet sent after recovery began starts a new period.
-        cc.on_congestion_event(t0 + 400 * MS, t0 + 300 * MS, false);
+        cc.on_congestion_event(t0 + 400 * MS, t0 + 300 * MS, 0, false);
         assert_eq!(cc.window(), 5_000);
     }
 
@@ -141,7 +147,7 @@ mod tests {
     fn congestion_avoidance_adds_one_datagram_per_window() {
         let t0 = crate::tests::origin();
         let mut cc = NewReno::new(1000);
-        cc.on_congestion_event(t0, t0, false); // window 5000, out of slow start
+        cc.on_congestion_event(t0, t0, 0, false); // window 5000, out of slow start
         assert_eq!(cc.window(), 5_000);
         let later = t0 + 10 * MS;
         for _ in 0..4 {
@@ -161,10 +167,10 @@ mod tests {
     fn persistent_congestion_collapses_to_minimum_and_never_below() {
         let t0 = crate::tests::origin();
         let mut cc = NewReno::new(1000);
-        cc.on_congestion_event(t0 + MS, t0, true);
+        cc.on_congestion_event(t0 + MS, t0, 0, true);
         assert_eq!(cc.window(), cc.minimum_window());
         for i in 2..10 {
-            cc.on_congestion_event(t0 + i * 100 * MS, t0 + i * 100 * MS, false);
+            cc.on_congestion_event(t0 + i * 100 * MS, t0 + i * 100 * MS, 0, false);
             assert_eq!(cc.window(), 2_000);
         }
     }

@@ -1,5 +1,6 @@
 //! Pacing (RFC 9002 §7.7): spread a window of packets over a round trip instead of sending it
-//! in one burst, with a token bucket that allows a small burst.
+//! in one burst, with a token bucket that allows a small burst. The rate comes from the
+//! controller ([`super::Controller::pacing_rate`]) or, if it names none, from the window.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ const BURST_INTERVAL: Duration = Duration::from_millis(2);
 const MIN_BURST_PACKETS: u64 = 10;
 const MAX_BURST_PACKETS: u64 = 64;
 
-/// A token bucket refilled at `1.25 * window / srtt` bytes per second.
+/// A token bucket refilled at the pacing rate.
 #[derive(Clone, Debug)]
 pub(crate) struct Pacer {
     tokens: u64,
@@ -27,7 +28,8 @@ impl Pacer {
         }
     }
 
-    /// Bytes per second the pacer releases for this window and RTT.
+    /// The pacing rate for a controller that names none: `1.25 * window / srtt` bytes per
+    /// second.
     pub(crate) fn rate(window: u64, srtt: Duration) -> u64 {
         let nanos = srtt.as_nanos().max(1);
         let rate = u128::from(window) * u128::from(GAIN_NUM) * 1_000_000_000
@@ -35,27 +37,27 @@ impl Pacer {
         u64::try_from(rate).unwrap_or(u64::MAX).max(1)
     }
 
-    /// The bucket size for this window, RTT and packet size.
-    pub(crate) fn capacity(window: u64, srtt: Duration, mtu: u64) -> u64 {
-        let burst =
-            u128::from(Self::rate(window, srtt)) * BURST_INTERVAL.as_nanos() / 1_000_000_000;
+    /// The bucket size for this rate, window and packet size.
+    pub(crate) fn capacity(rate: u64, window: u64, mtu: u64) -> u64 {
+        let burst = u128::from(rate) * BURST_INTERVAL.as_nanos() / 1_000_000_000;
         let burst = u64::try_from(burst).unwrap_or(u64::MAX);
         burst
             .clamp(MIN_BURST_PACKETS * mtu, MAX_BURST_PACKETS * mtu)
             .min(window.max(mtu))
     }
 
-    /// When a packet of `bytes` may leave: `None` means now, `Some(t)` means not before `t`.
+    /// When a packet of `bytes` may leave at `rate` bytes per second: `None` means now,
+    /// `Some(t)` means not before `t`.
     pub(crate) fn delay(
         &mut self,
         now: Instant,
         bytes: u64,
         mtu: u64,
+        rate: u64,
         window: u64,
-        srtt: Duration,
     ) -> Option<Instant> {
-        let rate = Self::rate(window, srtt);
-        let cap = Self::capacity(window, srtt, mtu);
+        let rate = rate.max(1);
+        let cap = Self::capacity(rate, window, mtu);
         let elapsed = now.saturating_duration_since(self.last);
         let refill = u128::from(rate) * elapsed.as_nanos() / 1_000_000_000;
         self.tokens = u64::try_from(refill)
@@ -92,18 +94,27 @@ mod tests {
         let t0 = crate::tests::origin();
         let (mtu, window, srtt) = (1000, 1_000_000, Duration::from_millis(100));
         // Rate 12.5 MB/s: a 2 ms burst is 25000 bytes, within 10..=64 packets.
-        assert_eq!(Pacer::capacity(window, srtt, mtu), 25_000);
+        assert_eq!(
+            Pacer::capacity(Pacer::rate(window, srtt), window, mtu),
+            25_000
+        );
         // A small window's burst is at least 10 packets, but never more than the window.
-        assert_eq!(Pacer::capacity(20_000, srtt, mtu), 10_000);
-        assert_eq!(Pacer::capacity(5_000, srtt, mtu), 5_000);
+        assert_eq!(
+            Pacer::capacity(Pacer::rate(20_000, srtt), 20_000, mtu),
+            10_000
+        );
+        assert_eq!(Pacer::capacity(Pacer::rate(5_000, srtt), 5_000, mtu), 5_000);
         let mut p = Pacer::new(t0);
         let mut now = t0;
         let mut sent_times = Vec::new();
         for _ in 0..30 {
-            if let Some(at) = p.delay(now, mtu, mtu, window, srtt) {
+            if let Some(at) = p.delay(now, mtu, mtu, Pacer::rate(window, srtt), window) {
                 assert!(at > now);
                 now = at;
-                assert_eq!(p.delay(now, mtu, mtu, window, srtt), None);
+                assert_eq!(
+                    p.delay(now, mtu, mtu, Pacer::rate(window, srtt), window),
+                    None
+                );
             }
             p.on_sent(mtu);
             sent_times.push(now - t0);
@@ -121,11 +132,14 @@ mod tests {
         let t0 = crate::tests::origin();
         let mut p = Pacer::new(t0);
         let (mtu, window, srtt) = (1000, 1_000_000, Duration::from_millis(10));
-        let cap = Pacer::capacity(window, srtt, mtu);
+        let cap = Pacer::capacity(Pacer::rate(window, srtt), window, mtu);
         assert_eq!(cap, 64_000);
         let later = t0 + Duration::from_secs(10);
         let mut n = 0;
-        while p.delay(later, mtu, mtu, window, srtt).is_none() {
+        while p
+            .delay(later, mtu, mtu, Pacer::rate(window, srtt), window)
+            .is_none()
+        {
             p.on_sent(mtu);
             n += 1;
         }

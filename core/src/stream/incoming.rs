@@ -65,6 +65,12 @@ impl Mux {
                 }
                 self.scratch = out;
                 self.process_outcomes();
+                // An ACK resets the probe backoff, which can put the probe deadline (counted
+                // from the last ack-eliciting packet) in the past: it fires now, as an
+                // expired timer would (RFC 9002 §6.2.1).
+                if self.recovery.deadline().is_some_and(|t| t <= now) {
+                    self.handle_timeout(now);
+                }
             }
             Frame::Stream {
                 id,

@@ -27,5 +27,5 @@ mod types;
 mod tests;
 
 pub use mux::Mux;
+pub use types::{CongestionControl, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};
 pub use types::{MuxStats, OpenError, ReadError, WriteError};
-pub use types::{ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};

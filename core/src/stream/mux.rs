@@ -14,7 +14,7 @@ use super::{
     MuxStats, OpenError, ReadError, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId,
     WriteError,
 };
-use crate::congestion::{Controller, NewReno, Pacer};
+use crate::congestion::{Controller, Pacer};
 use crate::timer::Timer;
 
 /// Streams the peer may have open at once: the configured number, at least the protocol's
@@ -89,9 +89,10 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// A stream layer for a freshly established session, with NewReno congestion control.
+    /// A stream layer for a freshly established session, with the congestion controller
+    /// [`StreamConfig::congestion`] names.
     pub fn new(config: StreamConfig, role: Role, now: Instant) -> Self {
-        let cc = Box::new(NewReno::new(config.max_packet_size as u64));
+        let cc = config.congestion.build(config.max_packet_size as u64, now);
         Self::with_controller(config, role, now, cc)
     }
 
@@ -129,7 +130,7 @@ impl Mux {
             data_blocked_reported: None,
             events: VecDeque::new(),
             acks: AckState::default(),
-            recovery: Recovery::new(config.initial_rtt, config.max_ack_delay, cc),
+            recovery: Recovery::new(now, config.initial_rtt, config.max_ack_delay, cc),
             pacer: Pacer::new(now),
             pacing_until: None,
             probes: 0,

@@ -7,6 +7,7 @@ use super::frame::{Frame, Writer, encode_stream_header, varint_size};
 use super::mux::{Ctrl, Mux};
 use super::recovery::SentFrame;
 use super::recv::RecvState;
+use crate::congestion::Pacer;
 
 /// Below this much room a packet is not worth starting.
 const MIN_PACKET: usize = 32;
@@ -32,8 +33,9 @@ impl Mux {
                 self.app_limited = false;
             } else if self.config.pacing {
                 let mtu = self.config.max_packet_size as u64;
-                let rtt = self.recovery.rtt.get();
-                match self.pacer.delay(now, size as u64, mtu, window, rtt) {
+                let rate = (self.recovery.cc.pacing_rate())
+                    .unwrap_or_else(|| Pacer::rate(window, self.recovery.rtt.get()));
+                match self.pacer.delay(now, size as u64, mtu, rate, window) {
                     None => eliciting_ok = true,
                     Some(at) => self.pacing_until = Some(at),
                 }
@@ -42,6 +44,7 @@ impl Mux {
             }
         } else {
             self.app_limited = true;
+            self.recovery.on_app_limited();
         }
         if !eliciting_ok && !ack_now {
             return None;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::StreamId;
 use super::frame::AckFrame;
-use crate::congestion::{Controller, RttEstimator};
+use crate::congestion::{AckEvent, Controller, DeliveryRate, RttEstimator, SendSnapshot};
 
 /// Packet reordering threshold (RFC 9002 `kPacketThreshold`).
 const PACKET_THRESHOLD: u64 = 3;
@@ -53,6 +53,8 @@ struct SentPacket {
     state: State,
     first_frame: u64,
     frame_count: u16,
+    /// The delivery state when it was sent, for delivery-rate samples.
+    delivery: SendSnapshot,
 }
 
 /// The outcome for a frame of an acknowledged or lost packet.
@@ -87,6 +89,7 @@ pub(crate) struct Recovery {
     eliciting_in_flight: u64,
     first_rtt_sample: Option<Instant>,
     pub(crate) rtt: RttEstimator,
+    delivery: DeliveryRate,
     pub(crate) cc: Box<dyn Controller>,
     max_ack_delay: Duration,
     pub(crate) lost_packets: u64,
@@ -95,6 +98,7 @@ pub(crate) struct Recovery {
 
 impl Recovery {
     pub(crate) fn new(
+        now: Instant,
         initial_rtt: Duration,
         max_ack_delay: Duration,
         cc: Box<dyn Controller>,
@@ -112,6 +116,7 @@ impl Recovery {
             eliciting_in_flight: 0,
             first_rtt_sample: None,
             rtt: RttEstimator::new(initial_rtt),
+            delivery: DeliveryRate::new(now),
             cc,
             max_ack_delay,
             lost_packets: 0,
@@ -142,6 +147,11 @@ impl Recovery {
         } else {
             State::Acked
         };
+        let delivery = if ack_eliciting {
+            self.delivery.on_sent(now, self.bytes_in_flight)
+        } else {
+            self.delivery.snapshot()
+        };
         self.sent.push_back(SentPacket {
             time: now,
             size,
@@ -149,6 +159,7 @@ impl Recovery {
             state,
             first_frame,
             frame_count,
+            delivery,
         });
         if ack_eliciting {
             self.bytes_in_flight += u64::from(size);
@@ -157,6 +168,12 @@ impl Recovery {
             self.cc.on_sent(now, u64::from(size));
         }
         self.pop_done();
+    }
+
+    /// The sender has nothing more to send (it is not limited by the window or the pacer):
+    /// delivery-rate samples measure the application until what is in flight is delivered.
+    pub(crate) fn on_app_limited(&mut self) {
+        self.delivery.on_app_limited(self.bytes_in_flight);
     }
 
     /// Processes an ACK frame; acknowledged and lost frames are appended to `out`. Returns
@@ -175,14 +192,18 @@ impl Recovery {
             self.largest_acked
                 .map_or(ack.largest, |l| l.max(ack.largest)),
         );
+        let mut rtt_sample = None;
+        let ack_delay = Duration::from_micros(ack.delay_us).min(self.max_ack_delay);
         if let Some(p) = self.packet(ack.largest) {
             if p.state == State::Unacked && p.ack_eliciting {
-                let delay = Duration::from_micros(ack.delay_us).min(self.max_ack_delay);
-                self.rtt
-                    .update(delay, now.saturating_duration_since(p.time));
+                let sample = now.saturating_duration_since(p.time);
+                self.rtt.update(ack_delay, sample);
+                rtt_sample = Some(sample);
                 self.first_rtt_sample.get_or_insert(now);
             }
         }
+        let prior_in_flight = self.bytes_in_flight;
+        let mut acked = 0;
         let mut newly = false;
         for (lo, hi) in ack.ranges() {
             let lo = lo.max(self.first_pn);
@@ -197,6 +218,9 @@ impl Recovery {
                 newly = true;
                 self.bytes_in_flight -= u64::from(p.size);
                 self.eliciting_in_flight -= 1;
+                acked += u64::from(p.size);
+                self.delivery
+                    .on_acked(now, p.time, u64::from(p.size), p.delivery);
                 self.cc
                     .on_ack(now, p.time, u64::from(p.size), app_limited, &self.rtt);
                 self.emit(p, true, out);
@@ -206,7 +230,18 @@ impl Recovery {
             return Ok(false);
         }
         self.pto_count = 0;
-        self.detect_lost(now, out);
+        let lost = self.detect_lost(now, out);
+        let event = AckEvent {
+            acked,
+            lost,
+            prior_in_flight,
+            in_flight: self.bytes_in_flight,
+            delivered: self.delivery.delivered(),
+            sample: self.delivery.take_sample(),
+            rtt: rtt_sample,
+            ack_delay,
+        };
+        self.cc.on_ack_event(now, &event, &self.rtt);
         self.pop_done();
         Ok(true)
     }
@@ -223,10 +258,12 @@ impl Recovery {
         }
     }
 
-    fn detect_lost(&mut self, now: Instant, out: &mut Vec<Outcome>) {
+    /// Declares lost what the packet and time thresholds say is; returns the bytes lost.
+    fn detect_lost(&mut self, now: Instant, out: &mut Vec<Outcome>) -> u64 {
         let Some(largest) = self.largest_acked else {
-            return;
+            return 0;
         };
+        let mut lost_bytes = 0;
         self.loss_time = None;
         let loss_delay = self.rtt.loss_delay();
         let pc_duration =
@@ -255,6 +292,7 @@ impl Recovery {
             if largest - pn >= PACKET_THRESHOLD || p.time + loss_delay <= now {
                 self.sent[i].state = State::Lost;
                 self.bytes_in_flight -= u64::from(p.size);
+                lost_bytes += u64::from(p.size);
                 self.eliciting_in_flight -= 1;
                 self.lost_packets += 1;
                 largest_lost_time = Some(p.time);
@@ -271,8 +309,10 @@ impl Recovery {
         }
         if let Some(sent) = largest_lost_time {
             self.congestion_events += 1;
-            self.cc.on_congestion_event(now, sent, persistent);
+            self.cc
+                .on_congestion_event(now, sent, self.bytes_in_flight, persistent);
         }
+        lost_bytes
     }
 
     /// The loss-detection or probe deadline, if any.
@@ -366,7 +406,12 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn recovery() -> Recovery {
-        Recovery::new(100 * MS, 25 * MS, Box::new(NewReno::new(1000)))
+        Recovery::new(
+            crate::tests::origin(),
+            100 * MS,
+            25 * MS,
+            Box::new(NewReno::new(1000)),
+        )
     }
 
     fn ack(r: &mut Recovery, now: Instant, ranges: &[(u64, u64)], out: &mut Vec<Outcome>) -> bool {

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::congestion::CongestionControl;
+
 /// Credit every endpoint assumes the peer grants per new stream before a MAX_STREAM_DATA says
 /// more; a larger configured window is advertised right away.
 pub(crate) const INITIAL_STREAM_WINDOW: u64 = 64 * 1024;
@@ -86,6 +88,11 @@ pub struct StreamConfig {
     pub max_packet_size: usize,
     /// Whether to pace packets (RFC 9002 §7.7).
     pub pacing: bool,
+    /// The congestion controller. On a path with random loss BBR keeps most of the link where
+    /// NewReno keeps a few percent (`cargo bench -p burrow-core --bench goodput` prints both);
+    /// NewReno stays the default until BBR passes every session scenario (see
+    /// [`CongestionControl::Bbr`]).
+    pub congestion: CongestionControl,
 }
 
 impl Default for StreamConfig {
@@ -99,6 +106,7 @@ impl Default for StreamConfig {
             max_ack_delay: Duration::from_millis(25),
             max_packet_size: 1168,
             pacing: true,
+            congestion: CongestionControl::default(),
         }
     }
 }

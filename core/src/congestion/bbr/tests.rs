@@ -1,0 +1,265 @@
+//! BBR's state transitions, driven with hand-made ACK events: one event per round trip.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::congestion::RateSample;
+
+const MS: Duration = Duration::from_millis(1);
+const RTT: Duration = Duration::from_millis(50);
+const MSS: u64 = 1000;
+/// A little more than the RTT: phases of one min RTT end after it.
+const STEP: Duration = Duration::from_millis(51);
+
+/// A path of constant RTT; each [`Path::round`] acknowledges one round trip of data.
+struct Path {
+    bbr: Bbr,
+    now: Instant,
+    delivered: u64,
+    rtt: RttEstimator,
+    /// The RTT each ACK measures (the minimum stays `RTT` once seen).
+    sample: Duration,
+}
+
+impl Path {
+    fn new() -> Self {
+        let now = crate::tests::origin();
+        Self {
+            bbr: Bbr::new(MSS, now),
+            now,
+            delivered: 0,
+            rtt: RttEstimator::new(333 * MS),
+            sample: RTT,
+        }
+    }
+
+    /// One ACK event `after` the last, starting a new round, for a round trip delivered at
+    /// `rate` bytes per second, with `in_flight` bytes left in flight and `lost` bytes lost.
+    /// The round's ACKs are folded into this one event, so in flight before it is taken to
+    /// be in flight after it plus the loss, as for one ACK of a long flight.
+    fn ack(&mut self, after: Duration, rate: u64, in_flight: u64, lost: u64, app_limited: bool) {
+        self.now += after;
+        let bytes = rate * RTT.as_millis() as u64 / 1000;
+        let prior_delivered = self.delivered;
+        self.delivered += bytes;
+        self.rtt.update(Duration::ZERO, self.sample);
+        let event = AckEvent {
+            acked: bytes,
+            lost,
+            prior_in_flight: in_flight + lost,
+            in_flight,
+            delivered: self.delivered,
+            sample: Some(RateSample {
+                prior_delivered,
+                delivered: bytes,
+                interval: RTT,
+                app_limited,
+            }),
+            rtt: Some(self.sample),
+            ack_delay: Duration::ZERO,
+        };
+        self.bbr.on_ack_event(self.now, &event, &self.rtt);
+    }
+
+    fn round(&mut self, rate: u64, in_flight: u64) {
+        self.ack(STEP, rate, in_flight, 0, false);
+    }
+
+    /// Startup at a steady 1 MB/s (BDP 50 kB) until the pipe is full; returns the rounds.
+    fn fill_pipe(&mut self) -> u32 {
+        let mut rounds = 0;
+        while self.bbr.mode() == Mode::Startup {
+            self.round(1_000_000, 100_000);
+            rounds += 1;
+            assert!(rounds < 10, "startup never ended");
+        }
+        rounds
+    }
+}
+
+#[test]
+fn startup_grows_the_window_by_what_is_acked() {
+    let mut p = Path::new();
+    assert!(p.bbr.in_slow_start());
+    assert_eq!(p.bbr.window(), 10 * MSS);
+    let mut rate = 200_000;
+    for _ in 0..4 {
+        let before = p.bbr.window();
+        p.round(rate, 0);
+        assert_eq!(
+            p.bbr.window(),
+            before + rate / 20,
+            "window grows by the acked bytes"
+        );
+        assert_eq!(p.bbr.pacing_gain(), STARTUP_GAIN);
+        rate *= 2;
+    }
+    // Pacing at 2.885 times the bandwidth estimate, less the 1% margin.
+    let expected = rate / 2 * STARTUP_GAIN / UNIT * 99 / 100;
+    assert!(p.bbr.pacing_rate().unwrap().abs_diff(expected) <= 1);
+    assert_eq!(p.bbr.mode(), Mode::Startup, "bandwidth still doubling");
+}
+
+#[test]
+fn startup_ends_after_three_rounds_without_growth_then_drain_empties_the_queue() {
+    let mut p = Path::new();
+    // The first round sets the bandwidth; three more without 25% growth fill the pipe.
+    assert_eq!(p.fill_pipe(), 4);
+    assert_eq!(p.bbr.mode(), Mode::Drain);
+    assert_eq!(p.bbr.pacing_gain(), DRAIN_GAIN);
+    // In flight above the BDP (50 kB): keep draining.
+    p.round(1_000_000, 60_000);
+    assert_eq!(p.bbr.mode(), Mode::Drain);
+    p.round(1_000_000, 50_000);
+    assert_eq!(p.bbr.mode(), Mode::ProbeBw);
+    assert!(!p.bbr.in_slow_start());
+}
+
+#[test]
+fn app_limited_rounds_neither_end_startup_nor_lower_the_estimate() {
+    let mut p = Path::new();
+    p.round(1_000_000, 0);
+    for _ in 0..5 {
+        p.ack(RTT, 100_000, 0, 0, true);
+    }
+    assert_eq!(p.bbr.mode(), Mode::Startup);
+    assert_eq!(p.bbr.bandwidth(), 1_000_000);
+}
+
+#[test]
+fn probe_bw_cycles_its_pacing_gain() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    p.round(1_000_000, 50_000);
+    assert_eq!(p.bbr.mode(), Mode::ProbeBw);
+    // Walk to the probing phase: phases at gain 1 end after one min RTT.
+    let mut steps = 0;
+    while p.bbr.pacing_gain() != 1250 {
+        p.round(1_000_000, 50_000);
+        steps += 1;
+        assert!(steps <= 8);
+    }
+    // Probing lasts until 1.25 BDP is in flight, even past one min RTT...
+    p.round(1_000_000, 50_000);
+    assert_eq!(p.bbr.pacing_gain(), 1250);
+    p.ack(STEP, 1_000_000, 62_500, 0, false);
+    assert_eq!(p.bbr.pacing_gain(), 750);
+    // ...or until loss says the path holds no more.
+    // Draining ends as soon as in flight is at the BDP, before a min RTT passed.
+    p.ack(MS, 0, 50_000, 0, false);
+    assert_eq!(p.bbr.pacing_gain(), UNIT);
+    for _ in 0..5 {
+        p.round(1_000_000, 50_000);
+        assert_eq!(p.bbr.pacing_gain(), UNIT);
+    }
+    p.round(1_000_000, 50_000);
+    assert_eq!(p.bbr.pacing_gain(), 1250, "the cycle starts over");
+    p.ack(STEP, 1_000_000, 50_000, MSS, false);
+    assert_eq!(p.bbr.pacing_gain(), 750, "a loss ends the probe");
+}
+
+#[test]
+fn random_loss_changes_neither_window_nor_rate() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    p.round(1_000_000, 50_000);
+    for _ in 0..20 {
+        p.round(1_000_000, 50_000);
+    }
+    let (window, bw) = (p.bbr.window(), p.bbr.bandwidth());
+    // Target window: 2 * BDP + 3 packets.
+    assert_eq!(window, 2 * 50_000 + 3 * MSS);
+    let t = p.now;
+    p.bbr.on_congestion_event(t, t - 10 * MS, 40_000, false);
+    // A round at 5% loss: the delivery rate is what got through.
+    p.ack(RTT, 950_000, 50_000, 2_500, false);
+    assert_eq!(p.bbr.window(), window);
+    assert_eq!(p.bbr.bandwidth(), bw, "the max filter keeps the estimate");
+}
+
+#[test]
+fn persistent_congestion_collapses_the_window_until_the_path_delivers_again() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    p.round(1_000_000, 50_000);
+    let window = p.bbr.window();
+    let t = p.now;
+    p.bbr.on_congestion_event(t, t - 10 * MS, 0, true);
+    assert_eq!(p.bbr.window(), 4 * MSS);
+    // An ack for a packet sent before the collapse restores nothing.
+    p.bbr.on_ack(t + MS, t - MS, MSS, false, &p.rtt);
+    assert_eq!(p.bbr.window(), 4 * MSS);
+    p.bbr.on_ack(t + 60 * MS, t + 10 * MS, MSS, false, &p.rtt);
+    assert_eq!(p.bbr.window(), window);
+}
+
+#[test]
+fn probe_rtt_runs_every_ten_seconds_for_200_ms_and_a_round() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    // Steady state with RTT samples that never match the first minimum again (a sample
+    // equal to it would renew it).
+    p.sample = RTT + 5 * MS;
+    let mut elapsed = Duration::ZERO;
+    while p.bbr.mode() != Mode::ProbeRtt {
+        p.round(1_000_000, 50_000);
+        elapsed += RTT;
+        assert!(elapsed <= MIN_RTT_WINDOW + 2 * RTT, "ProbeRtt never came");
+    }
+    assert!(elapsed >= MIN_RTT_WINDOW - 5 * RTT);
+    assert_eq!(p.bbr.window(), 4 * MSS);
+    assert_eq!(p.bbr.pacing_gain(), UNIT);
+    // In flight drains to four packets; then 200 ms and one round trip must pass.
+    p.ack(10 * MS, 1_000_000, 4 * MSS, 0, false);
+    for _ in 0..3 {
+        p.ack(STEP, 1_000_000, 4 * MSS, 0, false);
+        assert_eq!(p.bbr.mode(), Mode::ProbeRtt);
+    }
+    p.ack(STEP, 1_000_000, 4 * MSS, 0, false);
+    p.ack(STEP, 1_000_000, 4 * MSS, 0, false);
+    assert_eq!(p.bbr.mode(), Mode::ProbeBw);
+    // The window is back, sized by the minimum RTT measured since expiry (55 ms).
+    assert_eq!(p.bbr.window(), 2 * 55_000 + 3 * MSS);
+}
+
+#[test]
+fn probe_rtt_before_the_pipe_is_full_returns_to_startup() {
+    let mut p = Path::new();
+    p.round(100_000, 0);
+    p.sample = RTT + 5 * MS;
+    // App-limited rounds for ten seconds: startup never sees the bandwidth stall.
+    for _ in 0..202 {
+        p.ack(RTT, 100_000, 0, 0, true);
+    }
+    assert_eq!(p.bbr.mode(), Mode::ProbeRtt);
+    p.ack(RTT, 100_000, 0, 0, true);
+    for _ in 0..5 {
+        p.ack(RTT, 100_000, 0, 0, true);
+    }
+    assert_eq!(p.bbr.mode(), Mode::Startup);
+}
+
+#[test]
+fn loss_with_a_queue_halves_the_inflight_bound_once_per_round_then_it_grows_back() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    p.round(1_000_000, 50_000);
+    // RTT 80 ms against a 50 ms minimum: 30 ms queued, more than half the BDP.
+    p.sample = 80 * MS;
+    p.round(1_000_000, 80_000);
+    let t = p.now;
+    p.bbr.on_congestion_event(t, t - 10 * MS, 80_000, false);
+    assert_eq!(p.bbr.inflight_hi(), Some(40_500));
+    assert_eq!(p.bbr.window(), 40_500);
+    // More losses of packets sent before the cut: the same congestion, no second cut.
+    p.bbr.on_congestion_event(t + MS, t - MS, 40_000, false);
+    assert_eq!(p.bbr.inflight_hi(), Some(40_500));
+    // One packet more per round trip, until the bound no longer binds.
+    p.round(1_000_000, 40_000);
+    assert_eq!(p.bbr.inflight_hi(), Some(41_500));
+    assert_eq!(p.bbr.window(), 41_500);
+    for _ in 0..100 {
+        p.round(1_000_000, 40_000);
+    }
+    assert_eq!(p.bbr.inflight_hi(), None);
+}

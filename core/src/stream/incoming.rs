@@ -49,6 +49,14 @@ impl Mux {
             self.on_frame(now, f);
         }
         self.process_outcomes();
+        // An ACK resets the probe-timeout backoff (RFC 9002 §6.2.1): the probe timeout then
+        // counts from the last ack-eliciting packet again, without backoff. When that packet
+        // went out long ago (a backed-off probe, acknowledged late or not at all), the timeout
+        // has already passed. Like a timer set in the past, it fires now: reporting it from
+        // `poll_timeout` instead would be a deadline before `now` (a busy loop).
+        if self.recovery.deadline().is_some_and(|at| at <= now) {
+            self.handle_timeout(now);
+        }
     }
 
     fn on_frame(&mut self, now: Instant, f: Frame<'_>) {

@@ -49,6 +49,14 @@ impl Mux {
             self.on_frame(now, f);
         }
         self.process_outcomes();
+        // An ACK resets the probe-timeout backoff (RFC 9002 §6.2.1): the probe timeout then
+        // counts from the last ack-eliciting packet again, without backoff. When that packet
+        // went out long ago (a backed-off probe, acknowledged late or not at all), the timeout
+        // has already passed. Like a timer set in the past, it fires now: reporting it from
+        // `poll_timeout` instead would be a deadline before `now` (a busy loop).
+        if self.recovery.deadline().is_some_and(|at| at <= now) {
+            self.handle_timeout(now);
+        }
     }
 
     fn on_frame(&mut self, now: Instant, f: Frame<'_>) {
@@ -65,12 +73,6 @@ impl Mux {
                 }
                 self.scratch = out;
                 self.process_outcomes();
-                // An ACK resets the probe backoff, which can put the probe deadline (counted
-                // from the last ack-eliciting packet) in the past: it fires now, as an
-                // expired timer would (RFC 9002 §6.2.1).
-                if self.recovery.deadline().is_some_and(|t| t <= now) {
-                    self.handle_timeout(now);
-                }
             }
             Frame::Stream {
                 id,

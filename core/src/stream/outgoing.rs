@@ -65,7 +65,9 @@ impl Mux {
         if eliciting_ok {
             eliciting |= self.write_control(&mut w);
             eliciting |= self.write_streams(&mut w);
-            if self.ping_pending && !eliciting && w.remaining() > 0 {
+            // A probe must elicit an ACK (RFC 9002 §6.2.4), even when what looked pending was
+            // stale (a window update queued for a stream the peer has since reset).
+            if (self.ping_pending || self.probes > 0) && !eliciting && w.remaining() > 0 {
                 w.varint(super::frame::PING);
                 eliciting = true;
             }

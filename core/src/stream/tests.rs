@@ -960,3 +960,182 @@ fn an_attacker_at_the_window_edges_is_held_to_the_window() {
     );
     assert!(victim.buffered_bytes() as u64 <= config.connection_receive_window);
 }
+
+/// Shrunk from `random_operations_deliver_every_byte_once` (seed file entry cf6882d0; the
+/// `Reset` finds no stream and does nothing). Host 1's probes go unanswered (host 0's ACKs
+/// dropped or lost), so its probe timeout backs off five times. A second after its last
+/// probes, an ACK from host 0, piggybacked on stream data, acknowledges some of them but not
+/// the last. The ACK resets the backoff, and the probe timeout of the packet still in flight,
+/// counted without backoff from when it was sent, had passed long before: the mux reported
+/// that deadline, in the past, after the packet was handled (a busy loop for the driver).
+#[test]
+fn regression_late_ack_after_backed_off_probes_never_leaves_a_past_deadline() {
+    use Op::*;
+    regression(
+        &[
+            Advance(1096),
+            DropNext(0, 3),
+            Ping(1),
+            Advance(1689),
+            DropNext(0, 2),
+            Advance(1767),
+            Reset(0, 0, 52),
+            Advance(1927),
+            Ping(0),
+            Advance(1638),
+            DropNext(1, 4),
+            Advance(1080),
+            Open(0),
+            Write(0, 8_174_557_426_541_348_948, 58_784),
+            Advance(459),
+        ],
+        90_912,
+        32_221,
+        5,
+        6_171_119_857_390_839_079,
+    );
+}
+
+/// The same, on one mux. A PING goes unanswered through four backed-off probes; before the
+/// last, the peer's PINGs make us send an ACK-only packet. Three seconds after the last probe,
+/// the peer acknowledges everything up to that ACK-only packet: no RTT sample (it was not
+/// ack-eliciting), the backoff is reset, and the last probe, still in flight, has been
+/// unanswered for longer than a probe timeout without backoff (about one second with the
+/// initial RTT). That timeout fires while the ACK
+/// is handled (a fifth probe goes out) and the next deadline is in the future.
+#[test]
+fn a_late_ack_of_backed_off_probes_fires_the_overdue_probe_timeout_at_once() {
+    let t0 = crate::tests::origin();
+    let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, t0);
+    let mut buf = [0u8; 1168];
+    let mut drain = |mux: &mut Mux, now: Instant| {
+        let mut n = 0;
+        while mux.poll_packet(now, &mut buf).is_some() {
+            n += 1;
+        }
+        n
+    };
+    mux.ping();
+    let mut sent = drain(&mut mux, t0);
+    let mut now = t0;
+    for probe in 1..=4 {
+        if probe == 4 {
+            for pn in 0..2 {
+                mux.handle_packet(now, &packet_of(pn, &[frame::Frame::Ping]));
+            }
+            sent += drain(&mut mux, now);
+        }
+        let (at, timer) = mux.poll_timeout().expect("a probe timeout");
+        assert_eq!(timer, Timer::Retransmit);
+        now = at;
+        mux.handle_timeout(now);
+        sent += drain(&mut mux, now);
+    }
+    // Packets 0 (PING), 1 to 3 (probes), 4 (ACK only) and 5 (the last probe).
+    assert_eq!((sent, mux.stats().ptos), (6, 4));
+    now += Duration::from_secs(3);
+    let mut packet = [0u8; 64];
+    let mut w = frame::Writer::new(&mut packet);
+    w.varint(2);
+    assert!(frame::encode_ack(&mut w, &[(0, 5)], 0));
+    let n = w.len();
+    mux.handle_packet(now, &packet[..n]);
+    assert_eq!(mux.stats().ptos, 5, "the overdue probe timeout fired");
+    assert_eq!(drain(&mut mux, now), 1, "and its probe went out");
+    let (at, _) = mux.poll_timeout().expect("the probes are in flight");
+    assert!(at > now, "a deadline {:?} in the past", now - at);
+}
+
+/// Found with `PROPTEST_CASES=20000` once the late ACK fired the overdue probe timeout (seed
+/// file entry 2b09e88b; shrinking stopped at its iteration limit). Host 0 resets stream 2 while
+/// host 1's MAX_STREAM_DATA for it waits to be resent; when host 1's overdue probe timeout
+/// fired on a late ACK, that stale window update counted as pending, so neither a PING nor
+/// the oldest packet's frames were queued, the probe packet carried only an ACK, and the
+/// probe timeout stayed in the past.
+#[test]
+fn regression_a_probe_with_only_a_stale_window_update_queued_still_elicits_an_ack() {
+    use Op::*;
+    regression(
+        &[
+            DropNext(1, 3),
+            Ping(0),
+            DropNext(1, 2),
+            Open(0),
+            Write(0, 0, 3484),
+            Duplicate(1),
+            Ping(1),
+            DropNext(1, 2),
+            DropNext(0, 3),
+            Advance(1024),
+            Write(0, 1_543_021_017_063_016_553, 3885),
+            Write(1, 15_450_668_528_710_706_590, 36_661),
+            Advance(1514),
+            DropNext(1, 1),
+            Write(1, 16_193_731_008_490_982_283, 39_397),
+            Advance(1731),
+            Write(1, 6_765_649_313_753_311_071, 12_838),
+            Write(0, 16_924_115_785_069_719_513, 24_296),
+            Advance(2641),
+            DropNext(1, 2),
+            Write(0, 301_440_920_969_450_353, 31_461),
+            Write(1, 13_149_389_100_231_453_827, 35_126),
+            Reset(0, 8_096_594_587_621_979_947, 137),
+            Advance(2192),
+            Write(1, 18_048_798_534_543_689_919, 14_107),
+            DropNext(1, 4),
+            Finish(1, 3_897_818_946_406_690_128),
+            Open(1),
+            Finish(1, 15_380_704_379_360_790_235),
+            Open(0),
+            Ping(0),
+            Write(0, 218_850_791_296_635_235, 36_020),
+            DropNext(0, 4),
+            Advance(1324),
+            Advance(2424),
+            Reset(0, 4_580_469_047_167_690_679, 52),
+            Advance(1442),
+        ],
+        250_443,
+        34_445,
+        2,
+        2_508_068_136_419_042_115,
+    );
+}
+
+/// The same, on one mux: a PING in flight, then the peer opens a stream (we queue a window
+/// update for it) and resets it before the update goes out. The probe timeout that fires next
+/// still sends an ack-eliciting packet, not just an ACK.
+#[test]
+fn a_probe_timeout_sends_a_ping_when_only_stale_control_frames_are_queued() {
+    let t0 = crate::tests::origin();
+    let mut mux = Mux::new(StreamConfig::default(), Role::Initiator, t0);
+    let mut buf = [0u8; 1168];
+    mux.ping();
+    assert!(mux.poll_packet(t0, &mut buf).is_some());
+    assert_eq!(mux.recovery.eliciting_in_flight(), 1);
+    let id = StreamId::new(Role::Responder, 0).0;
+    let data = [1u8; 10];
+    let stream = frame::Frame::Stream {
+        id,
+        offset: 0,
+        data: &data,
+        fin: false,
+    };
+    mux.handle_packet(t0, &packet_of(0, &[stream]));
+    let reset = frame::Frame::ResetStream {
+        id,
+        code: 9,
+        final_size: 10,
+    };
+    mux.handle_packet(t0, &packet_of(1, &[reset]));
+    let (at, timer) = mux.poll_timeout().expect("the PING is in flight");
+    assert_eq!(timer, Timer::Retransmit);
+    mux.handle_timeout(at);
+    assert_eq!(mux.stats().ptos, 1);
+    while mux.poll_packet(at, &mut buf).is_some() {}
+    assert_eq!(
+        mux.recovery.eliciting_in_flight(),
+        2,
+        "the probe elicits an ACK"
+    );
+}

@@ -84,6 +84,13 @@ pub struct SessionConfig {
     /// 30 s, so that conntrack entries a failed round left on a Linux NAT (they live 30 s
     /// unless refreshed) expire before the next round.
     pub path_probe_max: Duration,
+    /// While relayed after a direct path died: the gap after the first round of challenges
+    /// (which catches a peer whose address changed cleanly). A path that dies mid-transfer
+    /// usually died at a NAT that lost its state: the peer's packets reaching it first left a
+    /// conntrack entry that remaps our own flow (the clash), and every challenge to the old
+    /// address refreshes it. Above Linux's 30 s for unreplied entries, so the entries of the
+    /// failed round expire and the next round, starting with TTL-limited probes, can succeed.
+    pub path_probe_after_fallback: Duration,
     /// Liveness: a session with open streams or unacknowledged data that hears nothing from
     /// the peer for this long gives up ([`crate::CloseReason::PeerUnresponsive`]) instead of
     /// waiting for `idle_timeout`. It probes the peer meanwhile (ack-eliciting pings, with
@@ -117,6 +124,7 @@ impl Default for SessionConfig {
             path_timeout: Duration::from_secs(3),
             path_probe_min: Duration::from_secs(1),
             path_probe_max: Duration::from_secs(60),
+            path_probe_after_fallback: Duration::from_secs(32),
             liveness_timeout: Duration::from_secs(4),
         }
     }

@@ -66,12 +66,17 @@ impl World {
     }
 
     fn with_trace(seed: u64, trace: TraceMode) -> Self {
+        Self::with_nats(seed, trace, NatConfig::symmetric(), LOSS)
+    }
+
+    /// Both daemons behind `nat`, with `loss` on each uplink both ways.
+    fn with_nats(seed: u64, trace: TraceMode, nat: NatConfig, loss: f64) -> Self {
         let mut net = Network::new();
         let server_host = net.add_public_host("server", [198, 51, 100, 1]);
         let mut site = |name: &str, ext: [u8; 4], lan_ip: [u8; 4]| {
-            let nat = net.add_nat(&format!("{name}-nat"), None, ext, NatConfig::symmetric());
+            let nat = net.add_nat(&format!("{name}-nat"), None, ext, nat.clone());
             let mut link = LinkConfig::new(Duration::from_millis(15));
-            link.loss = LOSS;
+            link.loss = loss;
             net.set_nat_uplink(nat, Uplink::new(4, link));
             let lan = net.add_site(&format!("{name}-lan"), Some(nat));
             (net.add_host(lan, name, lan_ip), nat)
@@ -453,4 +458,88 @@ fn a_restarted_exposing_daemon_resets_the_client_and_serves_the_next_one() {
         Some(false)
     );
     w.assert_no_stalls();
+}
+
+/// A NAT forgets every mapping mid-transfer (a conntrack flush or a NAT reboot), on the
+/// receiving side (A, whose daemon only acknowledges) or on the sending side (B). Linux NATs:
+/// the first packet that reaches the flushed NAT from outside leaves a local conntrack entry,
+/// so the inside daemon's next packet leaves from another port, which the other side's NAT
+/// filters. The sender's own flush heals at once (its data reaches its NAT first). The
+/// receiver's cannot be healed in place: the session falls back to the relay within
+/// `path_timeout` (the transfer stalls about 3 s, then carries on relayed, intact), makes one
+/// round at once, and waits out the stale entries (`path_probe_after_fallback`) for the next,
+/// which goes direct again. Before that wait, rounds every 2-16 s refreshed the stale entry
+/// and the pair stayed relayed past a minute.
+#[test]
+fn a_nat_rebinding_mid_transfer_loses_nothing_and_goes_direct_again() {
+    let total = 8 << 20;
+    let data = noise(total, 0x4EB1);
+    let sent = sha256(&data);
+    for (seed, flushed) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+        let mut w = World::with_nats(seed, TraceMode::Off, NatConfig::linux(), 0.0);
+        let client = w.client(0);
+        assert!(w.sim.local_write(w.b, client, &data));
+        assert!(w.sim.local_shutdown(w.b, client));
+        let nat = if flushed == "a" { w.a_nat } else { w.b_nat };
+        let mut flushed_at = None;
+        let mut paths = Vec::new();
+        let start = w.sim.now();
+        // The longest time after the flush in which no byte arrived at the sink.
+        let (mut last, mut progress_at, mut stall) = (0, start, Duration::ZERO);
+        let mut direct_again = None;
+        while direct_again.is_none() || w.target().is_none_or(|t| t.closed().is_none()) {
+            assert!(
+                w.sim.now() - start < Duration::from_secs(120),
+                "seed {seed}: not direct again and done: {paths:?}"
+            );
+            w.sim.run_for(STEP).expect("sim");
+            let (arrived, _) = w.progress();
+            if arrived > last {
+                if flushed_at.is_some() {
+                    stall = stall.max(w.sim.now() - progress_at);
+                }
+                (last, progress_at) = (arrived, w.sim.now());
+            }
+            if flushed_at.is_none() && arrived >= 2 << 20 {
+                w.sim.network_mut().nat_mut(nat).clear();
+                flushed_at = Some(w.sim.now());
+            }
+            let path = w.path();
+            if paths.last().map(|(_, p)| p) != Some(&path) {
+                paths.push((w.sim.now() - start, path));
+            }
+            if let (Some(at), None, Some(Path::Direct(_))) = (flushed_at, direct_again, path) {
+                if paths
+                    .iter()
+                    .any(|(t, p)| *t >= at - start && matches!(p, Some(Path::Relay(_))))
+                {
+                    direct_again = Some(w.sim.now() - at);
+                }
+            }
+            if flushed_at.is_some_and(|at| w.sim.now() - at > Duration::from_secs(5))
+                && !paths.iter().any(|(_, p)| matches!(p, Some(Path::Relay(_))))
+            {
+                // Never left the direct path.
+                direct_again = Some(Duration::ZERO);
+            }
+        }
+        let at = flushed_at.expect("flushed mid-transfer");
+        let target = w.target().expect("A connected to the sink");
+        println!(
+            "seed {seed}, {flushed}'s NAT flushed at {:?}: longest stall {stall:?}, direct again \
+             {direct_again:?} after the flush; B's paths {paths:?}",
+            at - start,
+        );
+        assert_eq!(sha256(target.received()), sent, "seed {seed}: SHA-256");
+        assert!(
+            stall <= Duration::from_secs(4),
+            "seed {seed}: the transfer stalled {stall:?} after the flush"
+        );
+        let again = direct_again.expect("direct again");
+        assert!(
+            again <= Duration::from_secs(40),
+            "seed {seed}: direct again only {again:?} after the flush"
+        );
+        w.assert_no_stalls();
+    }
 }

@@ -124,6 +124,7 @@ impl Endpoint {
             }
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),
             Note::Relay { via, peer, packet } => self.on_relay(now, via, peer, &packet),
+            Note::LeftDirect(key) => self.reintroduce(now, key),
             Note::RelaySilent(_) => {
                 // The server may have restarted without our noticing (it answers nothing to
                 // a session it forgot): a handshake finds out, as a new instance if so, and
@@ -343,6 +344,23 @@ impl Endpoint {
             let request = daemon.client.connect_peer(now, key);
             daemon.rejoins.insert(request, key);
         }
+    }
+
+    /// A session to `key` fell back from its direct path to the relay: asks the server to
+    /// introduce us again (peer mode; the other side, falling back too, asks as well), so
+    /// the next round of the search punches toward the peer's addresses as the server sees
+    /// them now, not the ones from the first introduction, which a NAT that lost its state
+    /// no longer maps.
+    fn reintroduce(&mut self, now: Instant, key: PublicKey) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        let pending = daemon.rejoins.values().chain(daemon.meetings.values());
+        if key == daemon.config.server_key || pending.into_iter().any(|k| *k == key) {
+            return;
+        }
+        let request = daemon.client.connect_peer(now, key);
+        daemon.rejoins.insert(request, key);
     }
 
     /// Tells the application about every service resolved to `key`, and about `key` itself

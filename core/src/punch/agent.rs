@@ -249,8 +249,12 @@ impl Agent {
         if path == self.path {
             return false;
         }
+        let fell_back = matches!(self.path, Path::Direct(_)) && path.is_relay();
         self.path = path;
         self.restart_search(cfg, now, connected);
+        if fell_back && self.search.poll_timeout().is_some() {
+            self.search = Search::after_fallback(cfg, now);
+        }
         true
     }
 

@@ -136,6 +136,16 @@ impl Search {
         self.next
     }
 
+    /// A search after a direct path died: the first round one `path_probe_min` from `now`,
+    /// the next `path_probe_after_fallback` after it (see there: stale conntrack entries
+    /// expire first), then doubling up to `path_probe_max`.
+    pub(crate) fn after_fallback(cfg: &SessionConfig, now: Instant) -> Self {
+        Self {
+            interval: cfg.path_probe_after_fallback.max(cfg.path_probe_min * 2),
+            ..Self::new(cfg, now, true)
+        }
+    }
+
     /// Whether `nonce` is that of the latest round's challenges.
     pub(crate) fn is_current(&self, nonce: u64) -> bool {
         self.nonce == Some(nonce)
@@ -235,5 +245,25 @@ mod tests {
         assert_eq!(gaps[0], cfg.path_probe_min * 2);
         assert!(gaps.windows(2).all(|w| w[1] >= w[0]));
         assert_eq!(*gaps.last().unwrap(), cfg.path_probe_max);
+    }
+
+    #[test]
+    fn after_a_fallback_the_second_round_waits_out_stale_conntrack_entries() {
+        let cfg = SessionConfig::default();
+        let t0 = crate::tests::origin();
+        let mut rng = SeededRng::new([7; 32]);
+        let mut search = Search::after_fallback(&cfg, t0);
+        let mut starts = Vec::new();
+        while starts.len() < 4 {
+            let now = search.poll_timeout().unwrap();
+            if let Step::Probes { .. } = search.handle_timeout(&cfg, now, &mut rng) {
+                starts.push(now);
+            }
+        }
+        assert_eq!(starts[0], t0 + cfg.path_probe_min);
+        // Linux forgets an unreplied entry after 30 s.
+        assert!(starts[1] - starts[0] > Duration::from_secs(30));
+        assert_eq!(starts[1] - starts[0], cfg.path_probe_after_fallback);
+        assert_eq!(starts[2] - starts[1], cfg.path_probe_max);
     }
 }

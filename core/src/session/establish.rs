@@ -244,9 +244,13 @@ impl Session {
     /// Sends on `path` from now on: an authenticated packet came by it. A connected session
     /// tells the application.
     pub(super) fn move_to(&mut self, ctx: &mut Context<'_>, now: Instant, path: Path) {
+        let was_direct = !self.punch.path().is_relay();
         let changed = self
             .punch
             .nominate(&ctx.config.session, now, path, self.connected);
+        if changed && was_direct && path.is_relay() && self.connected {
+            ctx.out.notes.push_back(Note::LeftDirect(self.key));
+        }
         if changed && self.connected {
             ctx.out.events.push_back(Event::PathChanged {
                 peer: self.id,

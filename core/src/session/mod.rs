@@ -65,6 +65,9 @@ pub(crate) enum Note {
     Down(PublicKey, crate::error::CloseReason),
     /// A rendezvous message body (version byte first) arrived from this key.
     Rendezvous(PublicKey, Vec<u8>),
+    /// The session with this key gave its direct path up for the relay: the peer's NAT may
+    /// have lost its state and now maps it elsewhere, so its candidates are stale.
+    LeftDirect(PublicKey),
     /// Data on a relayed session with this key went unanswered: the relay itself may have
     /// restarted and forgotten us, so the endpoint checks its session with the server too.
     RelaySilent(PublicKey),

@@ -58,6 +58,9 @@ pub struct PeerInfo {
     pub bytes_received: u64,
     /// Streams open with it.
     pub open_streams: usize,
+    /// Seconds between keepalives on a quiet session: the configured interval, or a shorter
+    /// one learned after a NAT forgot the direct path's mapping between keepalives.
+    pub keepalive_secs: Option<f64>,
 }
 
 /// One service we connect to.
@@ -161,6 +164,7 @@ pub(crate) fn snapshot(
                 bytes_sent: stats.as_ref().map_or(0, |s| s.bytes_sent),
                 bytes_received: stats.as_ref().map_or(0, |s| s.bytes_received),
                 open_streams: stats.as_ref().map_or(0, |s| s.open_streams),
+                keepalive_secs: ep.peer_keepalive(peer).map(|d| d.as_secs_f64()),
             }
         })
         .collect();

@@ -543,3 +543,50 @@ fn a_nat_rebinding_mid_transfer_loses_nothing_and_goes_direct_again() {
         w.assert_no_stalls();
     }
 }
+
+/// NATs whose UDP mappings live 10 s (some carrier and consumer NATs, below RFC 4787's two
+/// minutes), an echo connection opened and then left idle for five minutes: the tunnel must
+/// still be direct at the end, and a line must still come back. Before the keepalive learned
+/// from a lost path, the 15 s keepalive lost the path every 33 s and the pair ended relayed.
+#[test]
+fn an_idle_tunnel_stays_direct_through_nats_that_forget_after_10_s() {
+    for seed in [1, 2] {
+        let nat = NatConfig::linux().with_binding_timeout(Duration::from_secs(10));
+        let mut w = World::with_nats(seed, TraceMode::Off, nat, 0.0);
+        let client = w.client(1);
+        assert!(w.sim.local_write(w.b, client, b"hello\n"));
+        w.sim.run_for(Duration::from_secs(2)).expect("sim");
+        assert_eq!(w.sim.local_conn(w.b, client).received(), b"hello\n");
+        let mut paths = vec![(Duration::ZERO, w.path())];
+        for second in 1..=300u64 {
+            w.sim.run_for(Duration::from_secs(1)).expect("sim");
+            let path = w.path();
+            if paths.last().map(|(_, p)| p) != Some(&path) {
+                paths.push((Duration::from_secs(second), path));
+            }
+        }
+        assert!(w.sim.local_write(w.b, client, b"still there?\n"));
+        w.sim.run_for(Duration::from_secs(2)).expect("sim");
+        println!("seed {seed}: B's paths over 5 idle minutes: {paths:?}");
+        assert_eq!(
+            w.sim.local_conn(w.b, client).received(),
+            b"hello\nstill there?\n"
+        );
+        // The first keepalive interval outlives the mappings: the path is lost once, the
+        // session falls back, is direct again a round later and keeps its mappings alive
+        // with the shorter interval it learned from then on.
+        let losses = paths
+            .iter()
+            .filter(|(_, p)| matches!(p, Some(Path::Relay(_))))
+            .count();
+        assert!(
+            losses <= 1,
+            "seed {seed}: lost the direct path {losses} times: {paths:?}"
+        );
+        assert!(
+            matches!(paths.last(), Some((_, Some(Path::Direct(_))))),
+            "seed {seed}: ends relayed: {paths:?}"
+        );
+        w.assert_no_stalls();
+    }
+}

@@ -718,6 +718,14 @@ impl Endpoint {
             .map(Session::path)
     }
 
+    /// The interval between keepalives to `peer` on a quiet session (see
+    /// `SessionConfig::keepalive_interval`; shorter once a NAT was found to forget sooner).
+    pub(crate) fn peer_keepalive(&self, peer: PeerId) -> Option<Duration> {
+        let key = self.ids.key(peer)?;
+        let session = self.sessions.get(&key)?;
+        Some(session.keepalive(&self.config.session))
+    }
+
     /// Whether the session with `peer` has completed a handshake.
     pub fn is_connected(&self, peer: PeerId) -> bool {
         self.ids

@@ -250,6 +250,7 @@ impl Session {
             .nominate(&ctx.config.session, now, path, self.connected);
         if changed && was_direct && path.is_relay() && self.connected {
             ctx.out.notes.push_back(Note::LeftDirect(self.key));
+            self.liveness.path_lost(&ctx.config.session, now);
         }
         if changed && self.connected {
             ctx.out.events.push_back(Event::PathChanged {

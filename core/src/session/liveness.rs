@@ -15,9 +15,16 @@
 //! This file holds the bookkeeping and the deadlines; the session calls it with the time it
 //! last heard the peer (`since`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::SessionConfig;
+
+/// The shortest keepalive interval learning goes down to.
+pub(super) const MIN_KEEPALIVE: Duration = Duration::from_secs(5);
+/// After this long on a direct path without losing it, the learned keepalive interval is
+/// forgotten (the NAT may have changed, or the loss had another cause), and the configured one
+/// applies again; a misjudged NAT costs at most one fallback per this period.
+pub(super) const KEEPALIVE_RELEARN: Duration = Duration::from_secs(3600);
 
 /// Most probes counted in one silence: the intervals stop doubling there (far beyond any
 /// sensible `liveness_timeout` anyway).
@@ -33,6 +40,9 @@ pub(super) struct Liveness {
     probes: u32,
     /// When the session last gave a silent direct path up for the relay.
     fell_back: Option<Instant>,
+    /// The keepalive interval learned from direct paths lost (a NAT forgot its mapping
+    /// between keepalives), and when it was last shortened; `None`: the configured one.
+    keepalive: Option<(Duration, Instant)>,
 }
 
 impl Liveness {
@@ -79,12 +89,45 @@ impl Liveness {
     pub(super) fn fell_back(&mut self, now: Instant) {
         self.fell_back = Some(now);
     }
+
+    /// The interval between keepalives on an otherwise quiet session at `now`.
+    pub(super) fn keepalive(&self, cfg: &SessionConfig, now: Instant) -> Duration {
+        match self.keepalive {
+            Some((learned, at)) if now < at + KEEPALIVE_RELEARN => learned,
+            _ => cfg.keepalive_interval,
+        }
+    }
+
+    /// The direct path was lost at `now`: perhaps a NAT between us forgot its mapping before
+    /// the next keepalive refreshed it, as NATs with short UDP timeouts (10-30 s) do. The
+    /// keepalive interval halves, down to [`MIN_KEEPALIVE`]; returns the new interval.
+    pub(super) fn path_lost(&mut self, cfg: &SessionConfig, now: Instant) -> Duration {
+        let current = self.keepalive(cfg, now);
+        let shorter = (current / 2).max(MIN_KEEPALIVE).min(current);
+        self.keepalive = Some((shorter, now));
+        shorter
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn a_lost_path_halves_the_keepalive_down_to_a_floor_and_an_hour_restores_it() {
+        let cfg = SessionConfig::default();
+        let t0 = crate::tests::origin();
+        let mut l = Liveness::default();
+        assert_eq!(l.keepalive(&cfg, t0), cfg.keepalive_interval);
+        assert_eq!(l.path_lost(&cfg, t0), cfg.keepalive_interval / 2);
+        assert_eq!(l.keepalive(&cfg, t0), cfg.keepalive_interval / 2);
+        for _ in 0..10 {
+            l.path_lost(&cfg, t0);
+        }
+        assert_eq!(l.keepalive(&cfg, t0), MIN_KEEPALIVE);
+        let later = t0 + KEEPALIVE_RELEARN;
+        assert_eq!(l.keepalive(&cfg, later), cfg.keepalive_interval);
+    }
 
     #[test]
     fn probes_back_off_and_a_new_silence_starts_over() {

@@ -135,6 +135,11 @@ impl Session {
 
     // ----- liveness (see liveness.rs) ------------------------------------------------------
 
+    /// The keepalive interval in force (configured, or learned from a lost direct path).
+    pub(crate) fn keepalive(&self, cfg: &SessionConfig) -> Duration {
+        self.liveness.keepalive(cfg, self.last_sent)
+    }
+
     /// Since when the peer owes us signs of life, if it does: the session is up, and streams
     /// are open and the last packet heard carried stream data (a receiver in mid-transfer,
     /// which has nothing else to send: from that packet on), or data awaits acknowledgement
@@ -223,7 +228,8 @@ impl Session {
             .as_ref()
             .is_some_and(|k| k.sent() < cfg.reject_after_packets)
         {
-            consider(self.last_sent + cfg.keepalive_interval, Timer::KeepAlive);
+            let interval = self.liveness.keepalive(cfg, self.last_sent);
+            consider(self.last_sent + interval, Timer::KeepAlive);
         }
         if self.connected {
             consider(self.last_received + cfg.idle_timeout, Timer::Idle);
@@ -314,7 +320,7 @@ impl Session {
             .current
             .as_ref()
             .is_some_and(|k| k.sent() < cfg.reject_after_packets)
-            && now >= self.last_sent + cfg.keepalive_interval
+            && now >= self.last_sent + self.liveness.keepalive(&cfg, self.last_sent)
         {
             self.send_payload(ctx, now, &[]);
         }

@@ -32,6 +32,7 @@ impl LogLine {
     pub(crate) fn new(event: Event, seen: &Seen) -> Option<Self> {
         let level = match &event {
             Event::Stun(_) => return None,
+            Event::Rendezvous(crate::rendezvous::ServerEvent::RelayLimited { .. }) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
             Event::Connected { .. }
             | Event::PathChanged { .. }
@@ -101,6 +102,12 @@ impl fmt::Display for LogLine {
                 f,
                 "refused a stream for a service the peer was not introduced for service={service} peer={peer} key={key}"
             ),
+            Event::Rendezvous(crate::rendezvous::ServerEvent::RelayLimited { key, dropped }) => {
+                write!(
+                    f,
+                    "relay limit: dropped {dropped} packets of this daemon's token since the last report (raise the token's relay limit, or its daemons stay slow when relayed) key={key}"
+                )
+            }
             Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
             other => write!(f, "{other:?}"),
         }

@@ -118,6 +118,15 @@ pub enum ServerEvent {
         /// The key behind the session.
         key: PublicKey,
     },
+    /// The relay dropped packets of this daemon's token because the token was over its
+    /// relayed-bytes (or relayed-initiations) allowance. Reported at most every
+    /// `RELAY_LIMIT_REPORT` per token, with the drops since the last report.
+    RelayLimited {
+        /// The daemon whose packet was dropped last.
+        key: PublicKey,
+        /// Packets dropped since the last report for the token.
+        dropped: u64,
+    },
     /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
     IntroductionUnacked {
         /// The daemon.

@@ -4,7 +4,7 @@
 //! other. It sees daemons only as authenticated static keys and the addresses their packets
 //! come from; the caller carries [`ServerMessage`]s to them over their sessions.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,9 @@ use crate::crypto::PublicKey;
 
 /// Most `ConnectPeer` requests one daemon may have waiting at once.
 pub(crate) const MAX_WAITERS_PER_KEY: usize = 16;
+/// How often the relay reports a token's dropped packets at most.
+pub(crate) const RELAY_LIMIT_REPORT: Duration = Duration::from_secs(10);
+
 /// Most unacknowledged introductions queued for one daemon.
 pub(crate) const MAX_PUSHES_PER_KEY: usize = 64;
 
@@ -43,6 +46,8 @@ pub(crate) struct Server {
     pairs: Pairs,
     /// Relayed handshake initiations per token (a bucket of initiations, not bytes).
     initiations: RelayBudget,
+    /// Per token: when its relay drops were last reported, and drops since then.
+    relay_drops: BTreeMap<String, (Option<Instant>, u64)>,
     /// Sessions that must be registered by the instant they are keyed with, else closed.
     unregistered: BTreeSet<(Instant, PublicKey)>,
     /// Sessions to close: no registration came in time.
@@ -68,6 +73,7 @@ impl Server {
             relay: RelayBudget::default(),
             pairs: Pairs::default(),
             initiations: RelayBudget::default(),
+            relay_drops: BTreeMap::new(),
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
         }
@@ -124,6 +130,7 @@ impl Server {
                 burst: rate,
             };
             if !self.initiations.take(limits, sender.token(), now, 1) {
+                self.relay_dropped(now, *from);
                 return Err(RelayRefusal::RateLimited);
             }
         }
@@ -133,7 +140,26 @@ impl Server {
         {
             Ok(())
         } else {
+            self.relay_dropped(now, *from);
             Err(RelayRefusal::RateLimited)
+        }
+    }
+
+    /// Counts a packet of `from`'s token the relay's limit dropped, and reports the drops
+    /// (at most every [`RELAY_LIMIT_REPORT`] per token) so they show in the server's log.
+    fn relay_dropped(&mut self, now: Instant, from: PublicKey) {
+        let Some(token) = self.registry.get(&from).map(|r| r.token().to_string()) else {
+            return;
+        };
+        let (last, dropped) = self.relay_drops.entry(token).or_insert((None, 0));
+        *dropped += 1;
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= RELAY_LIMIT_REPORT) {
+            let count = std::mem::take(dropped);
+            *last = Some(now);
+            self.events.push_back(ServerEvent::RelayLimited {
+                key: from,
+                dropped: count,
+            });
         }
     }
 
@@ -503,6 +529,8 @@ impl Server {
         }
         let registry = &self.registry;
         self.relay.retain(|token| registry.has_token(token));
+        self.relay_drops
+            .retain(|token, _| registry.has_token(token));
         self.initiations.retain(|token| registry.has_token(token));
         for ((asker, _), w) in self.waiters.take_due(now) {
             let request = w.request;

@@ -959,3 +959,39 @@ fn relayed_initiations_are_limited_per_token() {
         Ok(())
     );
 }
+
+/// The relay's limit drops packets, and says so: one report at the first drop, then at most
+/// one per `RELAY_LIMIT_REPORT` per token with the drops since the last one.
+#[test]
+fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
+    let mut h = Harness::new(ServerConfig {
+        relay_initiations_per_sec: 1,
+        ..ServerConfig::default()
+    });
+    let dest = h.add(&["/svc"]);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    h.with(src, |c, now| c.lookup(now, name("/svc")));
+    h.run(Duration::from_secs(1));
+    let now = h.now;
+    let drops = |h: &mut Harness, at: Instant, n: usize| {
+        for _ in 0..n {
+            let _ = h.server_mut().relay(at, &key(src), &key(dest), 148, true);
+        }
+    };
+    drops(&mut h, now, 50);
+    h.run(Duration::from_millis(1));
+    drops(&mut h, now + super::server::RELAY_LIMIT_REPORT, 2);
+    h.run(Duration::from_millis(1));
+    let reports: Vec<u64> = h
+        .server_events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            ServerEvent::RelayLimited { key: k, dropped } if k == key(src) => Some(dropped),
+            _ => None,
+        })
+        .collect();
+    // 1 passed, 49 dropped (1 reported at once, 48 held), then 2 more (1 allowed by the
+    // refilled bucket, 1 dropped): the second report carries 49.
+    assert_eq!(reports, vec![1, 49]);
+}

@@ -87,15 +87,6 @@ fn daemon(
     spawn_env(&args, env.map(|t| ("BURROW_TOKEN", t)))
 }
 
-/// The word after `key=` in `line`.
-fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        .trim_matches('"')
-        .to_string()
-}
-
 /// An endpoint that never registered: handshakes straight with `key` at `addr`, opens a stream
 /// to `service` and writes to it, for `time`. Returns whether a session came up.
 fn stranger(addr: SocketAddr, key: PublicKey, service: &str, time: Duration) -> bool {

@@ -5,99 +5,19 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_burrow");
-/// How long to wait for a line or a read; only a hang reaches it.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::*;
+
 /// Malformed datagrams sent in all.
 const JUNK: usize = 20_000;
 /// Bytes echoed through the tunnel at least; the writer goes on until the junk is all sent.
 const TRANSFER: usize = 8 << 20;
-
-struct Proc {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Proc {
-    fn assert_running(&mut self, what: &str) {
-        let status = self.child.try_wait().expect("try_wait");
-        assert!(status.is_none(), "{what} exited: {status:?}");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn spawn(args: &[String]) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run burrow");
-    let stdout = lines(child.stdout.take().expect("piped"));
-    let stderr = lines(child.stderr.take().expect("piped"));
-    Proc {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line containing {needle:?}: {e}"),
-        }
-    }
-}
-
-/// The value of `key=` in a text log line.
-fn field(line: &str, key: &str) -> String {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key))
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        .to_string()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("burrow-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn path(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_string()
-}
 
 fn echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -238,18 +158,18 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
     let dir = temp_dir("badinput");
     let key = dir.join("server.key");
     let out = Command::new(BIN)
-        .args(["keygen", "--out", &path(&key)])
+        .args(["keygen", "--out", path(&key)])
         .output()
         .expect("keygen");
     assert!(out.status.success(), "keygen: {out:?}");
     let mut server = spawn(&[
-        "server".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--key".into(),
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
         path(&key),
-        "--token".into(),
-        "tok".into(),
+        "--token",
+        "tok",
     ]);
     let server_key = wait_for(&server.stdout, "server public key:")
         .rsplit(' ')
@@ -270,7 +190,7 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
             "--token".into(),
             "tok".into(),
             "--state-dir".into(),
-            path(&dir.join(state)),
+            path(&dir.join(state)).to_string(),
             "--udp".into(),
             "127.0.0.1:0".into(),
         ]
@@ -278,7 +198,7 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
     let mut args = vec!["expose".to_string(), "/bad/echo".into(), echo().to_string()];
     args.extend(common("a"));
     let mut exposer = spawn(&args);
-    let exposer_udp = field(&wait_for(&exposer.stderr, "daemon running"), "udp=");
+    let exposer_udp = field(&wait_for(&exposer.stderr, "daemon running"), "udp");
     wait_for(&exposer.stderr, "registered with the rendezvous server");
     let mut args = vec![
         "connect".to_string(),
@@ -293,7 +213,7 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
         .expect("address")
         .parse()
         .expect("addr");
-    let connector_udp = field(&wait_for(&connector.stderr, "daemon running"), "udp=");
+    let connector_udp = field(&wait_for(&connector.stderr, "daemon running"), "udp");
     wait_for(&connector.stderr, "registered with the rendezvous server");
 
     // A transfer in flight: write in a thread until the junk is all sent (and at least
@@ -373,7 +293,7 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
     exposer.assert_running("the exposing daemon");
     connector.assert_running("the connecting daemon");
     let status = Command::new(BIN)
-        .args(["status", "--json", "--state-dir", &path(&dir.join("b"))])
+        .args(["status", "--json", "--state-dir", path(&dir.join("b"))])
         .output()
         .expect("status");
     assert!(status.status.success(), "status still answers: {status:?}");

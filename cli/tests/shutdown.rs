@@ -3,93 +3,14 @@
 //! connecting daemon is stopped, ends in a reset (ECONNRESET) for the local client, never a
 //! clean end of file, and soon: within 1 s after SIGTERM, within 5 s after SIGKILL.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_burrow");
-/// How long to wait for a line a process should print; only a hang reaches it.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-/// A child process that is killed when dropped, with its output lines on channels.
-struct Proc {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-}
-
-impl Proc {
-    /// Sends SIGTERM, as a service manager stopping the daemon does.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn spawn(args: &[String]) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run burrow");
-    let stdout = lines(child.stdout.take().expect("piped"));
-    let stderr = lines(child.stderr.take().expect("piped"));
-    Proc {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-/// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
-fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line containing {needle:?}: {e}"),
-        }
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("burrow-stop-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn path(p: &Path) -> String {
-    p.to_str().expect("utf-8 temp path").to_string()
-}
+use common::*;
 
 /// A service that sends bytes to every client until the connection fails: a download that
 /// never ends by itself, so any end the client sees is the tunnel's doing.
@@ -123,12 +44,12 @@ impl Tunnel {
         let dir = temp_dir(name);
         let key = dir.join("server.key");
         let out = Command::new(BIN)
-            .args(["keygen", "--out", &path(&key)])
+            .args(["keygen", "--out", path(&key)])
             .output()
             .expect("keygen");
         assert!(out.status.success(), "keygen: {out:?}");
         let server = spawn(
-            &["server", "--listen", "127.0.0.1:0", "--key", &path(&key)]
+            &["server", "--listen", "127.0.0.1:0", "--key", path(&key)]
                 .map(String::from)
                 .into_iter()
                 .chain(["--token".into(), "tok".into()])
@@ -147,7 +68,7 @@ impl Tunnel {
                 "--token".into(),
                 "tok".into(),
                 "--state-dir".into(),
-                path(&dir.join(state)),
+                path(&dir.join(state)).to_string(),
                 "--udp".into(),
                 "127.0.0.1:0".into(),
             ]

@@ -20,6 +20,23 @@ pub struct Proc {
     pub stderr: Receiver<String>,
 }
 
+impl Proc {
+    /// Sends SIGTERM, as a service manager stopping the daemon does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Fails the test if the process has exited.
+    pub fn assert_running(&mut self, what: &str) {
+        let status = self.child.try_wait().expect("try_wait");
+        assert!(status.is_none(), "{what} exited: {status:?}");
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -39,12 +56,12 @@ pub fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-pub fn spawn(args: &[&str]) -> Proc {
+pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Proc {
     spawn_env(args, None)
 }
 
 /// Runs `burrow args` with one more environment variable.
-pub fn spawn_env(args: &[&str], env: Option<(&str, &str)>) -> Proc {
+pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: Option<(&str, &str)>) -> Proc {
     let mut command = Command::new(BIN);
     command
         .args(args)
@@ -126,4 +143,13 @@ pub fn echo() -> SocketAddr {
         }
     });
     addr
+}
+
+/// The word after `key=` in a log line.
+pub fn field(line: &str, key: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        .trim_matches('"')
+        .to_string()
 }

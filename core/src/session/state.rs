@@ -52,6 +52,8 @@ pub(crate) struct Session {
     pub(super) keys: Keys,
     /// Creation time, then the time of the last authenticated packet from the peer.
     pub(super) last_received: Instant,
+    /// When an authenticated packet last came straight from the peer (not through the relay).
+    pub(super) direct_received: Option<Instant>,
     pub(super) last_sent: Instant,
     /// Newest handshake timestamp from this peer: of an initiation we accepted or a response
     /// we took. Initiations not newer are replays (or from a previous life of the peer).
@@ -95,6 +97,7 @@ impl Session {
             pending: None,
             keys: Keys::default(),
             last_received: now,
+            direct_received: None,
             last_sent: now,
             last_init_timestamp: 0,
             peer_instance: None,

@@ -76,8 +76,11 @@ impl Session {
             payload,
             Ok(Payload::PathChallenge(_) | Payload::PathResponse(_))
         );
-        if newest && !probing {
+        if newest && !probing && !self.sent_before_upgrade(now, from) {
             self.move_to(ctx, now, from);
+        }
+        if !from.is_relay() {
+            self.direct_received = Some(now);
         }
         match payload {
             Ok(Payload::KeepAlive) => {}
@@ -113,6 +116,25 @@ impl Session {
             Err(_) => ctx.out.stats.dropped_bad_payload += 1,
         }
         self.flush_mux(ctx, now);
+    }
+
+    /// Whether a packet that came by `from` is one the peer relayed before it learned that
+    /// the session went direct: a relayed packet while we are on a direct path that the peer
+    /// spoke on within a round trip (the stream layer's probe timeout before backoff).
+    ///
+    /// After an upgrade, the peer keeps sending through the relay until our first direct
+    /// packet reaches it, and those packets are newer than the path response that moved us.
+    /// Followed, they pull the session back to the relay, whose packets then pull the peer
+    /// back in turn: under steady traffic both sides chase each other between the paths
+    /// until the search for a direct path happens to win. A peer that really gave the direct
+    /// path up (its data went unanswered for `path_timeout`) stops sending on it, so a round
+    /// trip later its relayed packets are followed again.
+    fn sent_before_upgrade(&self, now: Instant, from: Path) -> bool {
+        from.is_relay()
+            && !self.path().is_relay()
+            && self.direct_received.is_some_and(|at| {
+                now.saturating_duration_since(at) < self.streams.mux.round_trip_bound()
+            })
     }
 
     /// Sends (or queues, while no keys are ready) one application datagram.

@@ -2,7 +2,7 @@
 //! in `incoming.rs`, packet output in `outgoing.rs`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ack::AckState;
 use super::flow::{RecvCredit, SendCredit};
@@ -329,6 +329,12 @@ impl Mux {
     /// in flight (`None` when nothing is owed).
     pub(crate) fn awaiting_ack_since(&self) -> Option<Instant> {
         self.recovery.oldest_eliciting_sent()
+    }
+
+    /// A round trip to the peer with room to spare: the probe timeout before backoff (RFC 9002
+    /// §6.2.1), from the RTT measured so far (the initial RTT before any sample).
+    pub(crate) fn round_trip_bound(&self) -> Duration {
+        self.recovery.pto_unbacked()
     }
 
     /// The peer was just proven reachable (a handshake with it completed). Probe timeouts

@@ -328,7 +328,13 @@ impl Recovery {
 
     /// The current probe timeout including backoff.
     pub(crate) fn pto(&self) -> Duration {
-        (self.rtt.pto_base() + self.max_ack_delay) * (1 << self.pto_count.min(MAX_PTO_BACKOFF))
+        self.pto_unbacked() * (1 << self.pto_count.min(MAX_PTO_BACKOFF))
+    }
+
+    /// The probe timeout without backoff: `smoothed_rtt + max(4 * rttvar, kGranularity) +
+    /// max_ack_delay`, a round trip with room to spare.
+    pub(crate) fn pto_unbacked(&self) -> Duration {
+        self.rtt.pto_base() + self.max_ack_delay
     }
 
     /// Handles the loss-detection timer.

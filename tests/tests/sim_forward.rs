@@ -517,12 +517,13 @@ fn a_restarted_exposing_daemon_resets_the_client_and_serves_the_next_one() {
 /// receiving side (A, whose daemon only acknowledges) or on the sending side (B). Linux NATs:
 /// the first packet that reaches the flushed NAT from outside leaves a local conntrack entry,
 /// so the inside daemon's next packet leaves from another port, which the other side's NAT
-/// filters. The sender's own flush heals at once (its data reaches its NAT first). The
-/// receiver's cannot be healed in place: the session falls back to the relay within
-/// `path_timeout` (the transfer stalls about 3 s, then carries on relayed, intact), makes one
-/// round at once, and waits out the stale entries (`path_probe_after_fallback`) for the next,
-/// which goes direct again. Before that wait, rounds every 2-16 s refreshed the stale entry
-/// and the pair stayed relayed past a minute.
+/// filters. Whether that happens is a race: when the inside daemon's own packet reaches its
+/// flushed NAT first, nothing changes. When it loses, the path cannot be healed in place: the
+/// session falls back to the relay within `path_timeout` (the transfer stalls about 3 s, then
+/// carries on relayed, intact), asks the server for a fresh introduction, makes one round at
+/// once, and waits out the stale entries (`path_probe_after_fallback`) for the next, which
+/// goes direct again. Before, rounds every 2-16 s challenged the old address, refreshing the
+/// stale entry, and the pair stayed relayed past two minutes.
 #[test]
 fn a_nat_rebinding_mid_transfer_loses_nothing_and_goes_direct_again() {
     let total = 8 << 20;

@@ -88,9 +88,10 @@ pub struct StreamConfig {
     pub max_packet_size: usize,
     /// Whether to pace packets (RFC 9002 §7.7).
     pub pacing: bool,
-    /// The congestion controller. BBR by default: on a path with random loss it keeps most of
-    /// the link where NewReno keeps a few percent (`cargo bench -p burrow-core --bench
-    /// goodput` prints both).
+    /// The congestion controller. On a path with random loss BBR keeps most of the link where
+    /// NewReno keeps a few percent (`cargo bench -p burrow-core --bench goodput` prints both);
+    /// NewReno stays the default until BBR passes every session scenario (see
+    /// [`CongestionControl::Bbr`]).
     pub congestion: CongestionControl,
 }
 

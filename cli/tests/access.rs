@@ -48,11 +48,7 @@ fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> String {
 /// `burrow server` with the tokens in a token file.
 fn server_with_token_file(dir: &Path, tokens: &str) -> (Proc, String, String) {
     let key = dir.join("server.key");
-    let out = Command::new(BIN)
-        .args(["keygen", "--out", path(&key)])
-        .output()
-        .expect("keygen");
-    assert!(out.status.success(), "keygen: {out:?}");
+    keygen(&key);
     let file = secret_file(dir, "tokens", tokens, 0o600);
     let server = spawn(&[
         "server",
@@ -226,11 +222,7 @@ fn tenants_neither_find_nor_reach_each_others_names() {
 fn a_server_without_a_token_refuses_to_start_unless_open() {
     let dir = temp_dir("open");
     let key = dir.join("server.key");
-    let out = Command::new(BIN)
-        .args(["keygen", "--out", path(&key)])
-        .output()
-        .expect("keygen");
-    assert!(out.status.success());
+    keygen(&key);
     let out = Command::new(BIN)
         .args(["server", "--listen", "127.0.0.1:0", "--key", path(&key)])
         .output()

@@ -4,7 +4,7 @@
 //! every process must still be running. Bounded in time; timing decides nothing.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,22 +18,6 @@ use common::*;
 const JUNK: usize = 20_000;
 /// Bytes echoed through the tunnel at least; the writer goes on until the junk is all sent.
 const TRANSFER: usize = 8 << 20;
-
-fn echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("bound");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut rd = stream.try_clone().expect("clone");
-                let mut wr = stream;
-                let _ = std::io::copy(&mut rd, &mut wr);
-                let _ = wr.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    addr
-}
 
 /// xorshift64: deterministic junk.
 struct Rng(u64);
@@ -157,11 +141,7 @@ fn blast(targets: &[SocketAddr]) {
 fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
     let dir = temp_dir("badinput");
     let key = dir.join("server.key");
-    let out = Command::new(BIN)
-        .args(["keygen", "--out", path(&key)])
-        .output()
-        .expect("keygen");
-    assert!(out.status.success(), "keygen: {out:?}");
+    keygen(&key);
     let mut server = spawn(&[
         "server",
         "--listen",

@@ -32,7 +32,7 @@ fn expose_and_connect_processes_carry_a_line_and_report_status() {
     };
     let mut args = vec!["expose".to_string(), "/cli/echo".into(), target];
     args.extend(common("a"));
-    let exposer = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let exposer = spawn(&args);
     wait_for(&exposer.stderr, "registered with the rendezvous server");
     let mut args = vec![
         "connect".to_string(),
@@ -40,7 +40,7 @@ fn expose_and_connect_processes_carry_a_line_and_report_status() {
         "127.0.0.1:0".into(),
     ];
     args.extend(common("b"));
-    let connector = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let connector = spawn(&args);
     let line = wait_for(&connector.stdout, "listening on");
     let listen: SocketAddr = line
         .split(' ')

@@ -5,7 +5,6 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -43,11 +42,7 @@ impl Tunnel {
     fn new(name: &str) -> Self {
         let dir = temp_dir(name);
         let key = dir.join("server.key");
-        let out = Command::new(BIN)
-            .args(["keygen", "--out", path(&key)])
-            .output()
-            .expect("keygen");
-        assert!(out.status.success(), "keygen: {out:?}");
+        keygen(&key);
         let server = spawn(
             &["server", "--listen", "127.0.0.1:0", "--key", path(&key)]
                 .map(String::from)

@@ -107,11 +107,7 @@ pub fn path(p: &Path) -> &str {
 /// Starts `burrow server` with a fresh key; returns it with its address and public key.
 pub fn server(dir: &Path) -> (Proc, String, String) {
     let key = dir.join("server.key");
-    let out = Command::new(BIN)
-        .args(["keygen", "--out", path(&key)])
-        .output()
-        .expect("keygen");
-    assert!(out.status.success(), "keygen: {out:?}");
+    keygen(&key);
     let server = spawn(&[
         "server",
         "--listen",
@@ -152,4 +148,13 @@ pub fn field(line: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("no {key}= in {line}"))
         .trim_matches('"')
         .to_string()
+}
+
+/// Writes a fresh secret key to `key` with `burrow keygen`.
+pub fn keygen(key: &Path) {
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "keygen: {out:?}");
 }

@@ -137,8 +137,12 @@ pub struct RendezvousConfig {
     pub server_key: PublicKey,
     /// The server's UDP address.
     pub server_addr: SocketAddr,
-    /// Our access token.
+    /// Our access token: a token the server was started with, or a token of its directory
+    /// (a path's server or client token, or a master token).
     pub token: String,
+    /// More tokens of the server's directory, each for one path (its server token to expose
+    /// it, its client token to connect to it); at most 4.
+    pub path_tokens: Vec<String>,
     /// Local addresses peers on our own network may reach us at (LAN short-cut).
     pub host_candidates: Vec<SocketAddr>,
     /// Which paths sessions to introduced peers may take; the server relays.
@@ -158,6 +162,7 @@ impl RendezvousConfig {
             server_key,
             server_addr,
             token: token.into(),
+            path_tokens: Vec::new(),
             host_candidates: Vec::new(),
             route: RoutePolicy::Any,
             pinned: BTreeMap::new(),

@@ -188,6 +188,20 @@ pub enum Event {
         /// Why, as the server (or the client's own timeout) said.
         reason: String,
     },
+    /// The server answered a master's command sent with [`crate::Endpoint::admin`].
+    AdminAnswered {
+        /// The id `admin` returned.
+        request: u64,
+        /// What the server did or listed.
+        answer: crate::rendezvous::directory::AdminAnswer,
+    },
+    /// A master's command failed: refused by the server, or not answered in time.
+    AdminFailed {
+        /// The id `admin` returned.
+        request: u64,
+        /// Why, as the server (or the client's own timeout) said.
+        reason: String,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId};
+use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 use burrow_tokio::udp::Udp;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -35,6 +36,7 @@ pub(crate) struct Parts {
     pub(crate) socket: UdpSocket,
     pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
     pub(crate) commands: Receiver<Command>,
+    pub(crate) directory: Sender<DirectoryChange>,
 }
 
 /// A host name's lookup, from its thread.
@@ -57,6 +59,10 @@ struct Loop {
     resolving: BTreeSet<ConnId>,
     resolved: (Sender<Resolved>, Receiver<Resolved>),
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
+    /// Master commands waiting for their answer.
+    admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
+    /// Where the server's directory changes go, to be stored.
+    directory: Sender<DirectoryChange>,
     read_buf: Vec<u8>,
 }
 
@@ -69,6 +75,7 @@ pub(crate) fn run(parts: Parts) {
         mut socket,
         mut listeners,
         commands,
+        directory,
     } = parts;
     let registry = poll.registry();
     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -104,6 +111,8 @@ pub(crate) fn run(parts: Parts) {
         resolving: BTreeSet::new(),
         resolved: channel(),
         probes: BTreeMap::new(),
+        admins: BTreeMap::new(),
+        directory,
     };
     let mut events = Events::with_capacity(256);
     let mut now = Instant::now();
@@ -182,6 +191,14 @@ impl Loop {
                     Output::StunResult { probe, mapped, .. } => {
                         if let Some(reply) = self.probes.remove(&probe) {
                             let _ = reply.send(mapped);
+                        }
+                    }
+                    Output::Directory(change) => {
+                        let _ = self.directory.send(change);
+                    }
+                    Output::Admin { request, result } => {
+                        if let Some(reply) = self.admins.remove(&request) {
+                            let _ = reply.send(result);
                         }
                     }
                     Output::Timeout(at) => break at,
@@ -366,6 +383,14 @@ impl Loop {
                 let probe = self.node.stun_probe(now, server);
                 self.probes.insert(probe, reply);
             }
+            Command::Admin(master, command, reply) => match self.node.admin(now, master, command) {
+                Ok(request) => {
+                    self.admins.insert(request, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
             Command::Shutdown => {}
         }
     }

@@ -30,6 +30,7 @@ use std::time::{Instant, SystemTime};
 use burrow_core::PublicKey;
 use burrow_core::node;
 use burrow_core::rendezvous::ServiceName;
+use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_tokio::local_ip_toward;
 use mio::{Poll, Waker};
 
@@ -40,6 +41,7 @@ pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
+    Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
     Shutdown,
 }
 
@@ -71,7 +73,9 @@ impl Node {
         let started = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
         let (public_key, listeners) = (started.public_key, started.listen_addrs);
         let (commands, rx) = mpsc::channel();
+        let (directory, changes) = mpsc::channel();
         let parts = event_loop::Parts {
+            directory,
             poll,
             waker: waker.clone(),
             node: started.node,
@@ -89,6 +93,7 @@ impl Node {
             listeners,
             control: NodeControl { commands, waker },
             thread: Some(thread),
+            changes: Some(changes),
         })
     }
 }
@@ -102,6 +107,8 @@ pub struct NodeHandle {
     listeners: Vec<(ServiceName, SocketAddr)>,
     control: NodeControl,
     thread: Option<JoinHandle<()>>,
+    /// The rendezvous server's directory changes, until taken.
+    changes: Option<Receiver<DirectoryChange>>,
 }
 
 impl NodeHandle {
@@ -128,6 +135,13 @@ impl NodeHandle {
     /// A cloneable handle for status and probes, for threads such as a control socket.
     pub fn control(&self) -> NodeControl {
         self.control.clone()
+    }
+
+    /// The rendezvous server's directory changes, in the order they were made, for the
+    /// caller to store (see `burrow_core::rendezvous::directory::DirectoryStore`); `None`
+    /// after the first call. Only a server makes any.
+    pub fn directory_changes(&mut self) -> Option<Receiver<DirectoryChange>> {
+        self.changes.take()
     }
 
     /// Whether the node's thread has ended.
@@ -185,5 +199,15 @@ impl NodeControl {
     /// answered, `None` after the core's retransmissions (at most 9.5 s).
     pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
         self.ask(|tx| Command::StunProbe(server, tx))
+    }
+
+    /// Sends a tenant master's `command` (with the `master` token) to the daemon's rendezvous
+    /// server and waits for the answer, or for why it failed.
+    pub fn admin(
+        &self,
+        master: String,
+        command: AdminCommand,
+    ) -> Result<Result<AdminAnswer, String>, Stopped> {
+        self.ask(|tx| Command::Admin(master, command, tx))
     }
 }

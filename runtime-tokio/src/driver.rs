@@ -14,6 +14,7 @@ use async_channel::{Receiver, Sender};
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId};
+use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 
 use crate::handle::Command;
 use crate::local::{self, ConnTasks, Local};
@@ -32,6 +33,8 @@ pub(crate) struct Parts<R: Runtime> {
     pub(crate) commands: Receiver<Command>,
     /// Dropped when the loop ends, which tells handles it has stopped.
     pub(crate) done: Sender<()>,
+    /// Where the rendezvous server's directory changes go, to be stored.
+    pub(crate) directory: Sender<DirectoryChange>,
 }
 
 struct Loop<R: Runtime> {
@@ -44,6 +47,9 @@ struct Loop<R: Runtime> {
     conns: BTreeMap<ConnId, ConnTasks>,
     /// STUN probes asked for by handles, waiting for their answer.
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
+    /// Master commands asked for by handles, waiting for their answer.
+    admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
+    directory: Sender<DirectoryChange>,
 }
 
 /// What woke the loop.
@@ -61,6 +67,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         listeners,
         commands,
         done: _done,
+        directory,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
     let accepts: Vec<R::Task> = listeners
@@ -83,6 +90,8 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         to_loop,
         conns: BTreeMap::new(),
         probes: BTreeMap::new(),
+        admins: BTreeMap::new(),
+        directory,
     };
     let mut turn = 0usize;
     loop {
@@ -138,6 +147,16 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                 let probe = state.node.stun_probe(now, server);
                 state.probes.insert(probe, reply);
             }
+            Wake::Command(Some(Command::Admin(master, command, reply))) => {
+                match state.node.admin(now, master, command) {
+                    Ok(request) => {
+                        state.admins.insert(request, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.try_send(Err(e.to_string()));
+                    }
+                }
+            }
             Wake::Command(Some(Command::Shutdown) | None) => {
                 // Peers and the server hear of it now, not by a timeout.
                 state.node.shutdown(now);
@@ -164,6 +183,14 @@ impl<R: Runtime> Loop<R> {
                 Output::StunResult { probe, mapped, .. } => {
                     if let Some(reply) = self.probes.remove(&probe) {
                         let _ = reply.try_send(mapped);
+                    }
+                }
+                Output::Directory(change) => {
+                    let _ = self.directory.try_send(change);
+                }
+                Output::Admin { request, result } => {
+                    if let Some(reply) = self.admins.remove(&request) {
+                        let _ = reply.try_send(result);
                     }
                 }
                 Output::Timeout(at) => return at,

@@ -12,6 +12,7 @@ use async_channel::{Receiver, Sender, bounded};
 use burrow_core::PublicKey;
 use burrow_core::node::{self, NodeConfig, StartError, Started, Stopped};
 use burrow_core::rendezvous::ServiceName;
+use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
 use socket2::SockRef;
 
@@ -22,6 +23,7 @@ use crate::runtime::Runtime;
 pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
+    Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
     Shutdown,
 }
 
@@ -67,11 +69,13 @@ pub fn start<R: Runtime>(
     } = started;
     let (commands, rx) = bounded(16);
     let (done, stopped) = bounded(1);
+    let (directory, changes) = async_channel::unbounded();
     let parts = Parts::<R> {
         socket,
         listeners,
         commands: rx,
         done,
+        directory,
     };
     spawn(Box::pin(driver::run(node, parts))).map_err(bind_err)?;
     Ok(NodeHandle {
@@ -80,6 +84,7 @@ pub fn start<R: Runtime>(
         listeners: listen_addrs,
         control: NodeControl { commands },
         stopped,
+        changes,
     })
 }
 
@@ -93,6 +98,8 @@ pub struct NodeHandle {
     control: NodeControl,
     /// Closes when the loop ends.
     stopped: Receiver<()>,
+    /// The rendezvous server's directory changes, in order (a server's only).
+    changes: Receiver<DirectoryChange>,
 }
 
 impl NodeHandle {
@@ -119,6 +126,13 @@ impl NodeHandle {
     /// A cloneable handle for status and probes, for tasks such as a control socket.
     pub fn control(&self) -> NodeControl {
         self.control.clone()
+    }
+
+    /// The rendezvous server's directory changes, in the order they were made, for the
+    /// caller to store (see `burrow_core::rendezvous::directory::DirectoryStore`). Only a
+    /// server makes any; they wait here until received.
+    pub fn directory_changes(&self) -> Receiver<DirectoryChange> {
+        self.changes.clone()
     }
 
     /// Whether the node's loop has ended.
@@ -163,5 +177,16 @@ impl NodeControl {
     /// (a wrong pinned key).
     pub async fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
         self.ask(|tx| Command::StunProbe(server, tx)).await
+    }
+
+    /// Sends a tenant master's `command` (with the `master` token) to the daemon's rendezvous
+    /// server and waits for the answer, or for why it failed (refused, not answered within
+    /// the client's retries, or the node is not a daemon).
+    pub async fn admin(
+        &self,
+        master: String,
+        command: AdminCommand,
+    ) -> Result<Result<AdminAnswer, String>, Stopped> {
+        self.ask(|tx| Command::Admin(master, command, tx)).await
     }
 }

@@ -369,6 +369,7 @@ fn run_on(
             server_key: server_secret.public_key(),
             server_addr,
             token: "matrix".into(),
+            path_tokens: Vec::new(),
             host_candidates: vec![host_addr],
             route: Default::default(),
             pinned: Default::default(),

@@ -59,6 +59,7 @@ fn daemon_config(seed: u64, name: &str, w: (&SecretKey, SocketAddr), host: Socke
         server_key: w.0.public_key(),
         server_addr: w.1,
         token: TOKEN.into(),
+        path_tokens: Vec::new(),
         host_candidates: vec![host],
         route: Default::default(),
         pinned: Default::default(),

@@ -91,7 +91,10 @@ impl Endpoint {
             .rendezvous
             .clone()
             .map(|r| rendezvous::Daemon::new(r, rng.u64(), now));
-        let server = config.server.clone().map(|c| Server::new(c, now));
+        let server = config
+            .server
+            .clone()
+            .map(|c| Server::new(c, now, rng.bytes()));
         let access = Access::new(config.peers.clone());
         let identity = Identity {
             secret: config.secret_key.clone(),

@@ -34,12 +34,15 @@ pub(super) struct Daemon {
     /// Outstanding requests to be introduced again to a peer we have a session with (after
     /// registering again): request id to the peer.
     rejoins: BTreeMap<u64, PublicKey>,
+    /// Outstanding master commands.
+    admins: BTreeSet<u64>,
 }
 
 impl Daemon {
     pub(super) fn new(config: RendezvousConfig, seed: u64, now: Instant) -> Self {
         let mut client_config = ClientConfig::new(config.token.clone());
         client_config.host_candidates = config.host_candidates.clone();
+        client_config.path_tokens = config.path_tokens.clone();
         // A token the server would refuse anyway: register without one, and let the server
         // say no.
         let client = Client::new(client_config, seed, now).unwrap_or_else(|_| {
@@ -54,6 +57,7 @@ impl Daemon {
             meetings: BTreeMap::new(),
             peers: BTreeSet::new(),
             rejoins: BTreeMap::new(),
+            admins: BTreeSet::new(),
             reflexive: None,
         }
     }
@@ -311,9 +315,20 @@ impl Endpoint {
                 } else if let Some(key) = daemon.meetings.remove(&request) {
                     daemon.peers.remove(&key);
                     self.out.events.push_back(Event::PeerFailed { key, reason });
+                } else if daemon.admins.remove(&request) {
+                    self.out
+                        .events
+                        .push_back(Event::AdminFailed { request, reason });
                 }
             }
             ClientEvent::LeaseLost => self.out.events.push_back(Event::RegistrationLost),
+            ClientEvent::AdminAnswered { request, answer } => {
+                if daemon.admins.remove(&request) {
+                    self.out
+                        .events
+                        .push_back(Event::AdminAnswered { request, answer });
+                }
+            }
         }
     }
 
@@ -472,6 +487,25 @@ impl Endpoint {
         daemon.meetings.insert(request, key);
         self.after(now);
         Ok(())
+    }
+
+    /// Sends a tenant's master `command` to the rendezvous server with the `master` token,
+    /// once registered. Returns the request id that [`Event::AdminAnswered`] or
+    /// [`Event::AdminFailed`] will carry.
+    ///
+    /// # Errors
+    /// [`ServiceError::NoRendezvous`] when the endpoint has no rendezvous server.
+    pub fn admin(
+        &mut self,
+        now: Instant,
+        master: String,
+        command: crate::rendezvous::directory::AdminCommand,
+    ) -> Result<u64, ServiceError> {
+        let daemon = self.daemon.as_mut().ok_or(ServiceError::NoRendezvous)?;
+        let request = daemon.client.admin(now, master, command);
+        daemon.admins.insert(request);
+        self.after(now);
+        Ok(request)
     }
 
     /// Publishes the exposed services with `service` added (`None`: as they are), after

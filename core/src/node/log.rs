@@ -31,7 +31,8 @@ impl LogLine {
     /// only when we were not registered already.
     pub(crate) fn new(event: Event, seen: &Seen) -> Option<Self> {
         let level = match &event {
-            Event::Stun(_) => return None,
+            // Both answer a command; an admin answer carries tokens, which are never logged.
+            Event::Stun(_) | Event::AdminAnswered { .. } => return None,
             Event::Rendezvous(crate::rendezvous::ServerEvent::RelayLimited { .. }) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
             Event::Connected { .. }

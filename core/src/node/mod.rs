@@ -24,9 +24,11 @@ pub use log::{Level, LogLine};
 
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
+use crate::error::ServiceError;
 use crate::event::Event;
 use crate::forward::{Action, ConnId, Forwarder, ListenerId};
-use crate::rendezvous::ServiceName;
+use crate::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
+use crate::rendezvous::{ServerEvent, ServiceName};
 use crate::status::{self, Seen, Status};
 use crate::transmit::Transmit;
 
@@ -66,6 +68,17 @@ pub enum Output {
         path: PathBuf,
         /// Its whole new contents.
         contents: String,
+    },
+    /// The rendezvous server's directory changed: store `0` (see
+    /// [`crate::rendezvous::directory::DirectoryStore`]). Comes only from a server.
+    Directory(DirectoryChange),
+    /// The answer to [`Node::admin`]'s command `request`: what the server did or listed, or
+    /// why it refused.
+    Admin {
+        /// The id `admin` returned.
+        request: u64,
+        /// The answer, or the reason it failed.
+        result: Result<AdminAnswer, String>,
     },
     /// Nothing more to do until this instant (or a datagram, a local socket report or a
     /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
@@ -186,6 +199,20 @@ impl Node {
                 contents: known::format_known_services(&self.known),
             });
         }
+        match &event {
+            Event::Rendezvous(ServerEvent::Directory(change)) => {
+                self.queued.push_back(Output::Directory(change.clone()));
+            }
+            Event::AdminAnswered { request, answer } => self.queued.push_back(Output::Admin {
+                request: *request,
+                result: Ok(answer.clone()),
+            }),
+            Event::AdminFailed { request, reason } => self.queued.push_back(Output::Admin {
+                request: *request,
+                result: Err(reason.clone()),
+            }),
+            _ => {}
+        }
         if let Some(line) = LogLine::new(event, &self.seen) {
             self.seen.handle_event(line.event());
             self.queued.push_back(Output::Log(line));
@@ -259,6 +286,22 @@ impl Node {
         self.probes.push((probe, server));
         self.input(now).1.stun_probe(now, server);
         probe
+    }
+
+    /// Sends a tenant master's `command` to the rendezvous server with the `master` token;
+    /// the answer comes as an [`Output::Admin`] with the returned id.
+    ///
+    /// # Errors
+    /// [`ServiceError::NoRendezvous`] when the node is not a daemon.
+    pub fn admin(
+        &mut self,
+        now: Instant,
+        master: String,
+        command: AdminCommand,
+    ) -> Result<u64, ServiceError> {
+        let ep = self.input(now).1;
+        let request = ep.admin(now, master, command)?;
+        Ok(request)
     }
 
     /// Stops the node politely: every local connection is reset (its stream too, so the

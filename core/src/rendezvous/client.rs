@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::config::{ClientConfig, ConfigError, check_services};
+use super::directory::AdminCommand;
 use super::events::ClientEvent;
 use super::messages::{ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, ServerMessage};
 use super::name::ServiceName;
@@ -217,6 +218,18 @@ impl Client {
         self.add_request(now, ClientMessage::ConnectPeer { request, peer })
     }
 
+    /// Sends a master's `command` with the `master` token. Returns the request id that
+    /// [`ClientEvent::AdminAnswered`] or [`ClientEvent::RequestFailed`] will carry.
+    pub(crate) fn admin(&mut self, now: Instant, master: String, command: AdminCommand) -> u64 {
+        let request = self.request_id();
+        let msg = ClientMessage::Admin {
+            request,
+            master,
+            command,
+        };
+        self.add_request(now, msg)
+    }
+
     fn add_request(&mut self, now: Instant, msg: ClientMessage) -> u64 {
         let request = request_of(&msg);
         let mut req = Request {
@@ -246,6 +259,7 @@ impl Client {
         self.messages.push_back(ClientMessage::Register {
             request,
             token: self.config.token.clone(),
+            path_tokens: self.config.path_tokens.clone(),
             services: self.config.services.clone(),
             host_candidates: self.config.host_candidates.clone(),
         });
@@ -376,6 +390,12 @@ impl Client {
             ServerMessage::LeaseExpired => {
                 if self.is_registered() {
                     self.lease_lost(now);
+                }
+            }
+            ServerMessage::Admin { request, answer } => {
+                if self.requests.remove(&request).is_some() {
+                    self.events
+                        .push_back(ClientEvent::AdminAnswered { request, answer });
                 }
             }
         }
@@ -553,7 +573,8 @@ fn request_of(msg: &ClientMessage) -> u64 {
         ClientMessage::Register { request, .. }
         | ClientMessage::Renew { request }
         | ClientMessage::Lookup { request, .. }
-        | ClientMessage::ConnectPeer { request, .. } => *request,
+        | ClientMessage::ConnectPeer { request, .. }
+        | ClientMessage::Admin { request, .. } => *request,
         ClientMessage::Unregister | ClientMessage::Ack { .. } => 0,
     }
 }

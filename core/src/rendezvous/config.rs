@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::directory::Directory;
 use super::lease::TokenLimits;
 use super::messages::{MAX_SERVICES, MAX_TOKEN_LEN};
 use super::name::ServiceName;
@@ -40,6 +41,11 @@ pub struct ServerConfig {
     /// again after its registration ends), or the server closes it and frees its state: a key
     /// without a token costs the server a handshake and a few seconds, nothing more.
     pub register_within: Duration,
+    /// Tenants with a master and the paths they declared, as loaded from the server's store
+    /// (empty: only the tokens of [`Self::tokens`]). A directory token (a master's or a
+    /// path's) is accepted whatever [`Self::tokens`] says; its daemons live in their tenant's
+    /// namespace, where only declared paths exist.
+    pub directory: Directory,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +58,7 @@ impl Default for ServerConfig {
             relay: RelayLimits::default(),
             relay_initiations_per_sec: 20,
             register_within: Duration::from_secs(5),
+            directory: Directory::default(),
         }
     }
 }
@@ -61,6 +68,9 @@ impl Default for ServerConfig {
 pub(crate) struct ClientConfig {
     /// The access token (at most [`MAX_TOKEN_LEN`] bytes).
     pub token: String,
+    /// Tokens of declared paths, presented with the registration (at most
+    /// [`MAX_PATH_TOKENS`](super::messages::MAX_PATH_TOKENS)).
+    pub path_tokens: Vec<String>,
     /// Names this daemon publishes as a destination (at most [`MAX_SERVICES`], no duplicates).
     pub services: Vec<ServiceName>,
     /// Local addresses a peer on the same network can use; only the first
@@ -76,6 +86,7 @@ impl ClientConfig {
     pub(crate) fn new(token: impl Into<String>) -> Self {
         Self {
             token: token.into(),
+            path_tokens: Vec::new(),
             services: Vec::new(),
             host_candidates: Vec::new(),
             renew_every: None,
@@ -85,8 +96,15 @@ impl ClientConfig {
     /// Checks what the server would refuse outright: the token's length, and the services
     /// (see [`check_services`]).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.token.len() > MAX_TOKEN_LEN {
+        let long_path_token = self
+            .path_tokens
+            .iter()
+            .any(|t| t.len() > super::messages::MAX_PATH_TOKEN_LEN);
+        if self.token.len() > MAX_TOKEN_LEN || long_path_token {
             return Err(ConfigError::TokenTooLong);
+        }
+        if self.path_tokens.len() > super::messages::MAX_PATH_TOKENS {
+            return Err(ConfigError::TooManyPathTokens);
         }
         check_services(&self.services)
     }
@@ -115,6 +133,8 @@ pub(crate) enum ConfigError {
     TooManyServices,
     /// A service is listed twice.
     DuplicateService(ServiceName),
+    /// More path tokens than one registration may present.
+    TooManyPathTokens,
 }
 
 impl fmt::Display for ConfigError {
@@ -125,6 +145,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "a daemon publishes at most {MAX_SERVICES} services")
             }
             Self::DuplicateService(name) => write!(f, "service {name} is listed twice"),
+            Self::TooManyPathTokens => write!(
+                f,
+                "a daemon presents at most {} path tokens",
+                super::messages::MAX_PATH_TOKENS
+            ),
         }
     }
 }

@@ -50,6 +50,13 @@ pub(crate) enum ClientEvent {
         /// Detail for logs.
         detail: String,
     },
+    /// The server answered a master's command.
+    AdminAnswered {
+        /// The request id.
+        request: u64,
+        /// The answer.
+        answer: super::directory::AdminAnswer,
+    },
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,
@@ -126,6 +133,17 @@ pub enum ServerEvent {
         key: PublicKey,
         /// Packets dropped since the last report for the token.
         dropped: u64,
+    },
+    /// The directory changed (a master's command, or a fixed path pinned a client key):
+    /// store the change.
+    Directory(super::directory::DirectoryChange),
+    /// A name stopped being published because the directory no longer lets its daemon
+    /// expose it (the path was deleted or its server token redeemed).
+    NameWithdrawn {
+        /// The daemon that published it.
+        key: PublicKey,
+        /// The name.
+        name: ServiceName,
     },
     /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
     IntroductionUnacked {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::directory::TokenHash;
 use super::messages::{ErrorCode, ServerMessage};
 use super::name::ServiceName;
 use super::plausible::plausible_host;
@@ -23,12 +24,24 @@ pub struct TokenLimits {
     pub max_registrations: usize,
 }
 
+/// What a registration's tokens allow, besides its tenant's open names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Rights {
+    /// It presented the tenant's master token: every declared path of the tenant.
+    pub(crate) master: bool,
+    /// Hashes of the directory tokens it presented (each checked against a path's tokens
+    /// when used, so a redeemed token stops counting at once).
+    pub(crate) tokens: Vec<TokenHash>,
+}
+
 /// One daemon's registration, as the server holds it.
 #[derive(Clone, Debug)]
 pub(crate) struct Registration {
     key: PublicKey,
     addr: SocketAddr,
+    /// The tenant: the namespace its names live in and the key its allowances count under.
     token: String,
+    rights: Rights,
     services: Vec<ServiceName>,
     host_candidates: Vec<SocketAddr>,
     since: Instant,
@@ -49,13 +62,17 @@ impl Registration {
         self.addr
     }
 
-    /// The token it registered with.
+    /// Its tenant (see [`Registry`]).
     pub(crate) fn token(&self) -> &str {
         &self.token
     }
 
+    /// What its directory tokens allow.
+    pub(crate) fn rights(&self) -> &Rights {
+        &self.rights
+    }
+
     /// The services it publishes.
-    #[cfg(test)]
     pub(crate) fn services(&self) -> &[ServiceName] {
         &self.services
     }
@@ -114,6 +131,7 @@ pub(crate) struct NewRegistration {
     pub(crate) key: PublicKey,
     pub(crate) addr: SocketAddr,
     pub(crate) token: String,
+    pub(crate) rights: Rights,
     pub(crate) services: Vec<ServiceName>,
     pub(crate) host_candidates: Vec<SocketAddr>,
     pub(crate) expires: Instant,
@@ -224,6 +242,7 @@ impl Registry {
                 key: new.key,
                 addr: new.addr,
                 token: new.token,
+                rights: new.rights,
                 services: new.services,
                 host_candidates: new.host_candidates,
                 since,
@@ -252,6 +271,36 @@ impl Registry {
             }
             _ => false,
         }
+    }
+
+    /// Stops publishing those of `key`'s names that `keep` refuses (their path was deleted,
+    /// or the token that allowed them redeemed). Returns the names dropped.
+    pub(crate) fn drop_names(
+        &mut self,
+        key: &PublicKey,
+        keep: impl Fn(&ServiceName) -> bool,
+    ) -> Vec<ServiceName> {
+        let Some(reg) = self.by_key.get_mut(key) else {
+            return Vec::new();
+        };
+        let (kept, dropped): (Vec<_>, Vec<_>) = reg.services.drain(..).partition(|n| keep(n));
+        reg.services = kept;
+        for name in &dropped {
+            self.names.remove(&(reg.token.clone(), name.clone()));
+        }
+        if let Some(usage) = self.usage.get_mut(&reg.token) {
+            usage.services -= dropped.len();
+        }
+        dropped
+    }
+
+    /// The keys registered under `tenant`.
+    pub(crate) fn keys_of(&self, tenant: &str) -> Vec<PublicKey> {
+        self.by_key
+            .values()
+            .filter(|r| r.token == tenant)
+            .map(|r| r.key)
+            .collect()
     }
 
     /// Removes `key`'s registration and its names.

@@ -17,18 +17,25 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::directory::{AdminAnswer, AdminCommand};
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
-/// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits).
+/// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits):
+/// with the version byte and the transport's 33 bytes around it, under the 1200-byte UDP
+/// payload every path carries.
 #[cfg(test)]
-pub(crate) const MAX_MESSAGE_LEN: usize = 1000;
+pub(crate) const MAX_MESSAGE_LEN: usize = 1100;
 /// Longest token, in bytes.
 pub(crate) const MAX_TOKEN_LEN: usize = 64;
 /// Most services one registration publishes.
 pub(crate) const MAX_SERVICES: usize = 5;
 /// Most host (LAN) candidates a daemon announces.
 pub(crate) const MAX_HOST_CANDIDATES: usize = 8;
+/// Most path tokens one registration presents.
+pub(crate) const MAX_PATH_TOKENS: usize = 4;
+/// Longest path token, in bytes (the server makes them 48 hex characters long).
+pub(crate) const MAX_PATH_TOKEN_LEN: usize = 48;
 /// Most candidates in an introduction: the server-reflexive address, then the host candidates.
 pub(crate) const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
 /// Longest error detail, in bytes.
@@ -51,6 +58,10 @@ pub(crate) enum ClientMessage {
         /// The daemon's own (LAN) addresses, tried by a peer on the same network.
         #[serde(deserialize_with = "bounded_hosts")]
         host_candidates: Vec<SocketAddr>,
+        /// Tokens of paths the server's directory declared (at most [`MAX_PATH_TOKENS`]): a
+        /// path's server token lets this daemon expose it, its client token lets it connect.
+        #[serde(deserialize_with = "bounded_path_tokens")]
+        path_tokens: Vec<String>,
     },
     /// Extends the lease. Answered by `Renewed`, or `Error { NotRegistered }`.
     Renew {
@@ -80,6 +91,17 @@ pub(crate) enum ClientMessage {
     Ack {
         /// The introduction id.
         id: u64,
+    },
+    /// A tenant's master asks for a change or a listing of its directory. Answered by
+    /// `Admin` or `Error`. Needs a live registration (any token), like `Lookup`.
+    Admin {
+        /// The request id.
+        request: u64,
+        /// The tenant's master token.
+        #[serde(deserialize_with = "bounded_token")]
+        master: String,
+        /// What to do.
+        command: AdminCommand,
     },
 }
 
@@ -142,6 +164,13 @@ pub(crate) enum ServerMessage {
     },
     /// The registration's lease ran out and it was removed: register again.
     LeaseExpired,
+    /// The answer to an `Admin` request.
+    Admin {
+        /// The request id.
+        request: u64,
+        /// What was done or listed.
+        answer: AdminAnswer,
+    },
 }
 
 /// Why the server refused a request.
@@ -165,6 +194,8 @@ pub enum ErrorCode {
     Malformed,
     /// Produced locally by the client, never sent: the server did not answer in time.
     NoAnswer,
+    /// A fixed path refused a client key it has not pinned.
+    NotPinned,
 }
 
 impl fmt::Display for ErrorCode {
@@ -179,6 +210,7 @@ impl fmt::Display for ErrorCode {
             Self::TooMany => "a limit of the token or the rendezvous server was reached",
             Self::Malformed => "the request was refused as malformed",
             Self::NoAnswer => "the rendezvous server did not answer in time; check it is reachable",
+            Self::NotPinned => "the path is fixed to other client keys; its master can let new ones in with `burrow admin reload PATH`",
         })
     }
 }
@@ -265,7 +297,10 @@ pub(crate) fn truncate(mut text: String, max: usize) -> String {
 
 // ----- bounded decoding --------------------------------------------------------------------
 
-fn bounded_string<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<String, D::Error> {
+pub(crate) fn bounded_string<'de, D: Deserializer<'de>>(
+    d: D,
+    max: usize,
+) -> Result<String, D::Error> {
     struct Visitor(usize);
     impl serde::de::Visitor<'_> for Visitor {
         type Value = String;
@@ -282,7 +317,7 @@ fn bounded_string<'de, D: Deserializer<'de>>(d: D, max: usize) -> Result<String,
     d.deserialize_str(Visitor(max))
 }
 
-fn bounded_vec<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
+pub(crate) fn bounded_vec<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -310,8 +345,19 @@ where
     d.deserialize_seq(Visitor(max, std::marker::PhantomData))
 }
 
-fn bounded_token<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn bounded_token<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     bounded_string(d, MAX_TOKEN_LEN)
+}
+
+fn bounded_path_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Token(String);
+    impl<'de> Deserialize<'de> for Token {
+        fn deserialize<E: Deserializer<'de>>(d: E) -> Result<Self, E::Error> {
+            bounded_string(d, MAX_PATH_TOKEN_LEN).map(Token)
+        }
+    }
+    let tokens: Vec<Token> = bounded_vec(d, MAX_PATH_TOKENS)?;
+    Ok(tokens.into_iter().map(|t| t.0).collect())
 }
 
 fn bounded_detail<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -331,24 +377,46 @@ fn bounded_candidates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>
 }
 
 /// Public keys travel as their 32 raw bytes.
-mod key_bytes {
+pub(crate) mod key_bytes {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     use crate::crypto::PublicKey;
     use crate::crypto::keys::KEY_LEN;
 
-    pub(super) fn serialize<S: Serializer>(key: &PublicKey, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(key: &PublicKey, s: S) -> Result<S::Ok, S::Error> {
         key.as_bytes().serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
         <[u8; KEY_LEN]>::deserialize(d).map(PublicKey::from_bytes)
+    }
+}
+
+/// An optional public key travels as an option of its 32 raw bytes.
+pub(crate) mod opt_key_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::crypto::PublicKey;
+    use crate::crypto::keys::KEY_LEN;
+
+    pub(crate) fn serialize<S: Serializer>(
+        key: &Option<PublicKey>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        key.map(|k| *k.as_bytes()).serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PublicKey>, D::Error> {
+        Ok(Option::<[u8; KEY_LEN]>::deserialize(d)?.map(PublicKey::from_bytes))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rendezvous::directory::{MAX_TREE_PAGE, PathView, TokenRole};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 
@@ -371,6 +439,7 @@ mod tests {
             token: "t".repeat(MAX_TOKEN_LEN),
             services: (0..MAX_SERVICES).map(longest_name).collect(),
             host_candidates: vec![v6(); MAX_HOST_CANDIDATES],
+            path_tokens: vec!["p".repeat(MAX_PATH_TOKEN_LEN); MAX_PATH_TOKENS],
         };
         let introduce = ServerMessage::Introduce {
             id: u64::MAX,
@@ -386,6 +455,47 @@ mod tests {
             detail: "é".repeat(MAX_DETAIL_LEN / 2),
         };
         (register, introduce, error)
+    }
+
+    #[test]
+    fn the_largest_admin_messages_fit_and_round_trip() {
+        let view = PathView {
+            name: longest_name(0),
+            fixed: true,
+            pinned: u32::MAX,
+            exposed_by: Some(PublicKey::from_bytes([0xff; 32])),
+        };
+        let tree = ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Tree {
+                tenant: "t".repeat(32),
+                paths: vec![view; MAX_TREE_PAGE],
+                more: true,
+            },
+        };
+        let created = ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Created {
+                name: longest_name(0),
+                server_token: "s".repeat(MAX_TOKEN_LEN),
+                client_token: "c".repeat(MAX_TOKEN_LEN),
+            },
+        };
+        for msg in [tree, created] {
+            let bytes = msg.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN, "{msg:?}: {}", bytes.len());
+            assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        }
+        let admin = ClientMessage::Admin {
+            request: u64::MAX,
+            master: "m".repeat(MAX_TOKEN_LEN),
+            command: AdminCommand::Tree {
+                after: Some(longest_name(0)),
+            },
+        };
+        let bytes = admin.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN);
+        assert_eq!(ClientMessage::decode(&bytes), Ok(admin));
     }
 
     #[test]
@@ -408,6 +518,7 @@ mod tests {
             token: "t".repeat(MAX_TOKEN_LEN + 1),
             services: vec![],
             host_candidates: vec![],
+            path_tokens: vec![],
         };
         assert_eq!(
             ClientMessage::decode(&ok.encode()),
@@ -418,6 +529,7 @@ mod tests {
             token: String::new(),
             services: vec![],
             host_candidates: vec![(Ipv4Addr::LOCALHOST, 1).into(); MAX_HOST_CANDIDATES + 1],
+            path_tokens: vec![],
         };
         assert_eq!(
             ClientMessage::decode(&hosts.encode()),
@@ -428,11 +540,28 @@ mod tests {
             token: String::new(),
             services: (0..=MAX_SERVICES).map(longest_name).collect(),
             host_candidates: vec![],
+            path_tokens: vec![],
         };
         assert_eq!(
             ClientMessage::decode(&services.encode()),
             Err(MessageError::Malformed)
         );
+        for path_tokens in [
+            vec![String::new(); MAX_PATH_TOKENS + 1],
+            vec!["p".repeat(MAX_PATH_TOKEN_LEN + 1)],
+        ] {
+            let tokens = ClientMessage::Register {
+                request: 1,
+                token: String::new(),
+                services: vec![],
+                host_candidates: vec![],
+                path_tokens,
+            };
+            assert_eq!(
+                ClientMessage::decode(&tokens.encode()),
+                Err(MessageError::Malformed)
+            );
+        }
         let mut trailing = ClientMessage::Unregister.encode();
         trailing.push(0);
         assert_eq!(
@@ -466,16 +595,20 @@ mod tests {
                 any::<u64>(),
                 "[a-z]{0,64}",
                 proptest::collection::vec(name(), 0..=MAX_SERVICES),
-                proptest::collection::vec(addr(), 0..=MAX_HOST_CANDIDATES)
+                proptest::collection::vec(addr(), 0..=MAX_HOST_CANDIDATES),
+                proptest::collection::vec("[a-f0-9]{0,48}", 0..=MAX_PATH_TOKENS),
             )
-                .prop_map(|(request, token, services, host_candidates)| {
-                    ClientMessage::Register {
-                        request,
-                        token,
-                        services,
-                        host_candidates,
+                .prop_map(
+                    |(request, token, services, host_candidates, path_tokens)| {
+                        ClientMessage::Register {
+                            request,
+                            token,
+                            services,
+                            host_candidates,
+                            path_tokens,
+                        }
                     }
-                }),
+                ),
             any::<u64>().prop_map(|request| ClientMessage::Renew { request }),
             Just(ClientMessage::Unregister),
             (any::<u64>(), name())
@@ -485,6 +618,72 @@ mod tests {
                 peer: PublicKey::from_bytes(k)
             }),
             any::<u64>().prop_map(|id| ClientMessage::Ack { id }),
+            (any::<u64>(), "[a-f0-9]{0,64}", admin_command()).prop_map(
+                |(request, master, command)| ClientMessage::Admin {
+                    request,
+                    master,
+                    command,
+                }
+            ),
+        ]
+    }
+
+    fn admin_command() -> impl Strategy<Value = AdminCommand> {
+        prop_oneof![
+            (name(), any::<bool>()).prop_map(|(name, fixed)| AdminCommand::Create { name, fixed }),
+            name().prop_map(|name| AdminCommand::Delete { name }),
+            proptest::option::of(name()).prop_map(|after| AdminCommand::Tree { after }),
+            (name(), any::<bool>()).prop_map(|(name, s)| AdminCommand::Redeem {
+                name,
+                role: if s {
+                    TokenRole::Server
+                } else {
+                    TokenRole::Client
+                },
+            }),
+            name().prop_map(|name| AdminCommand::Reload { name }),
+        ]
+    }
+
+    fn admin_answer() -> impl Strategy<Value = AdminAnswer> {
+        let view = (
+            name(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<Option<[u8; 32]>>(),
+        )
+            .prop_map(|(name, fixed, pinned, k)| PathView {
+                name,
+                fixed,
+                pinned,
+                exposed_by: k.map(PublicKey::from_bytes),
+            });
+        prop_oneof![
+            (name(), "[a-f0-9]{48}", "[a-f0-9]{48}").prop_map(|(name, s, c)| {
+                AdminAnswer::Created {
+                    name,
+                    server_token: s,
+                    client_token: c,
+                }
+            }),
+            name().prop_map(|name| AdminAnswer::Deleted { name }),
+            (
+                "[a-z]{1,32}",
+                proptest::collection::vec(view, 0..=MAX_TREE_PAGE),
+                any::<bool>()
+            )
+                .prop_map(|(tenant, paths, more)| AdminAnswer::Tree {
+                    tenant,
+                    paths,
+                    more
+                }),
+            (name(), "[a-f0-9]{48}").prop_map(|(name, token)| AdminAnswer::Redeemed {
+                name,
+                role: TokenRole::Client,
+                token,
+            }),
+            (name(), any::<u32>())
+                .prop_map(|(name, forgotten)| AdminAnswer::Reloaded { name, forgotten }),
         ]
     }
 
@@ -503,7 +702,7 @@ mod tests {
             }),
             (any::<u64>(), any::<u32>())
                 .prop_map(|(request, wait_secs)| ServerMessage::Waiting { request, wait_secs }),
-            (any::<u64>(), 0..9u8, "\\PC{0,50}").prop_map(|(request, c, detail)| {
+            (any::<u64>(), 0..10u8, "\\PC{0,50}").prop_map(|(request, c, detail)| {
                 let code = [
                     ErrorCode::BadToken,
                     ErrorCode::UnknownService,
@@ -514,6 +713,7 @@ mod tests {
                     ErrorCode::TooMany,
                     ErrorCode::Malformed,
                     ErrorCode::NoAnswer,
+                    ErrorCode::NotPinned,
                 ][usize::from(c)];
                 ServerMessage::Error {
                     request,
@@ -544,6 +744,8 @@ mod tests {
                     }
                 }),
             Just(ServerMessage::LeaseExpired),
+            (any::<u64>(), admin_answer())
+                .prop_map(|(request, answer)| ServerMessage::Admin { request, answer }),
         ]
     }
 

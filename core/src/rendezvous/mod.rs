@@ -30,6 +30,7 @@
 
 mod client;
 mod config;
+pub mod directory;
 mod events;
 mod lease;
 mod messages;

@@ -161,7 +161,7 @@ impl Harness {
         let origin = crate::tests::origin();
         let mut net = Net::new(origin, Link::clean(LATENCY), 7);
         let server = Party::Server {
-            server: Server::new(config, origin),
+            server: Server::new(config, origin, [7; 32]),
             directory: BTreeMap::new(),
             offline: BTreeSet::new(),
         };
@@ -225,7 +225,7 @@ impl Harness {
     fn restart_server(&mut self) {
         let now = self.now;
         if let Party::Server { server, .. } = &mut self.hosts[0].m {
-            *server = Server::new(ServerConfig::default(), now);
+            *server = Server::new(ServerConfig::default(), now, [7; 32]);
         }
     }
 
@@ -651,7 +651,7 @@ fn retransmitted_requests_do_not_introduce_twice() {
 #[test]
 fn the_server_answers_a_duplicate_identically_without_side_effects() {
     let t0 = crate::tests::origin();
-    let mut server = Server::new(ServerConfig::default(), t0);
+    let mut server = Server::new(ServerConfig::default(), t0, [7; 32]);
     let addr: SocketAddr = (Ipv4Addr::LOCALHOST, 1).into();
     for (k, svc) in [(key(0), vec![name("/svc")]), (key(1), vec![])] {
         let msg = ClientMessage::Register {
@@ -659,6 +659,7 @@ fn the_server_answers_a_duplicate_identically_without_side_effects() {
             token: "t".into(),
             services: svc,
             host_candidates: vec![],
+            path_tokens: vec![],
         };
         server.handle_message(t0, k, addr, msg);
     }
@@ -995,3 +996,5 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
     // refilled bucket, 1 dropped): the second report carries 49.
     assert_eq!(reports, vec![1, 49]);
 }
+
+mod authority;

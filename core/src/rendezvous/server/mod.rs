@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::config::{ServerConfig, TokenPolicy};
+mod authority;
+
+use super::config::ServerConfig;
+use super::directory::Directory;
 use super::events::ServerEvent;
 use super::lease::{NewRegistration, Registry};
 use super::messages::{
@@ -20,6 +23,7 @@ use super::pending::{Push, Pushes, Waiter, Waiters};
 use super::relay::{RelayBudget, RelayLimits, RelayRefusal};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
+use crate::rng::SeededRng;
 
 /// Most `ConnectPeer` requests one daemon may have waiting at once.
 pub(crate) const MAX_WAITERS_PER_KEY: usize = 16;
@@ -52,6 +56,10 @@ pub(crate) struct Server {
     unregistered: BTreeSet<(Instant, PublicKey)>,
     /// Sessions to close: no registration came in time.
     evictions: VecDeque<PublicKey>,
+    /// Tenants, their masters and declared paths (see [`super::directory`]).
+    directory: Directory,
+    /// Makes new path tokens.
+    rng: SeededRng,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -59,10 +67,14 @@ fn secs(d: Duration) -> u32 {
 }
 
 impl Server {
-    /// Creates a server with no registrations. `now` is the driver's clock at creation.
-    pub(crate) fn new(config: ServerConfig, now: Instant) -> Self {
+    /// Creates a server with no registrations. `now` is the driver's clock at creation;
+    /// `seed` (from the endpoint's CSPRNG) seeds the tokens the server makes.
+    pub(crate) fn new(mut config: ServerConfig, now: Instant, seed: [u8; 32]) -> Self {
         let _ = now;
+        let directory = std::mem::take(&mut config.directory);
         Self {
+            directory,
+            rng: SeededRng::new(seed),
             config,
             registry: Registry::default(),
             waiters: Waiters::default(),
@@ -90,6 +102,18 @@ impl Server {
     #[must_use]
     pub(crate) fn poll_eviction(&mut self) -> Option<PublicKey> {
         self.evictions.pop_front()
+    }
+
+    /// The directory as it stands.
+    #[cfg(test)]
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Whether the relay forwards between `a` and `b`.
+    #[cfg(test)]
+    pub(crate) fn introduced(&self, a: &PublicKey, b: &PublicKey) -> bool {
+        self.pairs.contains(a, b)
     }
 
     /// Every live registration, ordered by key.
@@ -185,16 +209,22 @@ impl Server {
                 token,
                 services,
                 host_candidates,
+                path_tokens,
             } => {
+                let (tenant, rights, limits) = match self.resolve(&token, &path_tokens) {
+                    Ok(resolved) => resolved,
+                    Err((code, detail)) => return self.error(from, request, code, detail),
+                };
                 let new = NewRegistration {
                     key: from,
                     addr,
-                    token,
+                    token: tenant,
+                    rights,
                     services,
                     host_candidates,
                     expires: now + self.config.lease,
                 };
-                self.on_register(now, request, new);
+                self.on_register(now, request, new, limits);
             }
             ClientMessage::Ack { id } => {
                 if self.pushes.get(id).is_some_and(|p| p.to == from) {
@@ -240,24 +270,43 @@ impl Server {
                 }
                 self.on_connect_peer(now, from, request, peer);
             }
+            ClientMessage::Admin {
+                request,
+                master,
+                command,
+            } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                if self.registry.get(&from).is_none() {
+                    return self.not_registered(from, request);
+                }
+                self.on_admin(from, request, &master, command);
+            }
         }
     }
 
-    fn on_register(&mut self, now: Instant, request: u64, new: NewRegistration) {
+    fn on_register(
+        &mut self,
+        now: Instant,
+        request: u64,
+        new: NewRegistration,
+        limits: Option<super::TokenLimits>,
+    ) {
         let key = new.key;
-        let limits = match &self.config.tokens {
-            TokenPolicy::AnyToken => None,
-            TokenPolicy::Only(tokens) => match tokens.get(&new.token) {
-                Some(limits) => Some(limits),
-                None => {
-                    let detail = "the server does not accept this token".to_string();
-                    return self.error(key, request, ErrorCode::BadToken, detail);
-                }
-            },
-        };
+        if let Some(name) = new
+            .services
+            .iter()
+            .find(|n| !self.may_expose(&new.token, &new.rights, n))
+        {
+            let detail = format!(
+                "{name} is a path of this tenant's directory; exposing it takes its server token"
+            );
+            return self.error(key, request, ErrorCode::BadToken, detail);
+        }
         if let Err((code, detail)) =
             self.registry
-                .check(&new, limits, self.config.max_registrations)
+                .check(&new, limits.as_ref(), self.config.max_registrations)
         {
             return self.error(key, request, code, detail);
         }
@@ -291,11 +340,22 @@ impl Server {
     fn on_lookup(&mut self, now: Instant, from: PublicKey, request: u64, name: ServiceName) {
         // Only the asker's own tenant is searched: a name of another tenant is as unknown as
         // one nobody publishes, with the same answer.
-        let tenant = self.registry.get(&from).map(|r| r.token().to_string());
-        let Some(target) = tenant.and_then(|t| self.registry.owner(&t, &name)) else {
+        // Likewise a declared path the asker holds no client token for.
+        let Some(reg) = self.registry.get(&from) else {
+            return self.not_registered(from, request);
+        };
+        let (tenant, rights) = (reg.token().to_string(), reg.rights().clone());
+        let target = self
+            .registry
+            .owner(&tenant, &name)
+            .filter(|_| self.may_connect(&tenant, &rights, &name));
+        let Some(target) = target else {
             let detail = format!("no daemon publishes {name}");
             return self.fail(from, request, ErrorCode::UnknownService, detail);
         };
+        if let Err(detail) = self.pin_client(&tenant, &rights, &name, from) {
+            return self.fail(from, request, ErrorCode::NotPinned, detail);
+        }
         if target == from {
             let detail = format!("{name} is published by the asking daemon itself");
             return self.fail(from, request, ErrorCode::Malformed, detail);

@@ -1,0 +1,267 @@
+//! The server's directory: who holds authority over which paths.
+//!
+//! A **tenant** owns a namespace of paths and has one **master token**, whose holder may create
+//! and delete paths, rotate their tokens and list them with `burrow admin`. A **path** the
+//! master created (`/home/ssh`) has two tokens of its own: the **server token** lets a daemon
+//! expose the path, the **client token** lets a daemon connect to it. A **fixed** path also
+//! remembers the client keys that used it and refuses any other until its master reloads it.
+//!
+//! The server keeps only a hash of each token ([`TokenHash`], BLAKE2s-256: tokens are 192-bit
+//! random strings, so a fast hash is enough), and looks every presented token up by its hash.
+//!
+//! Core holds the directory in memory and never touches storage: every change comes out as a
+//! [`DirectoryChange`] (in [`super::ServerEvent::Directory`]) for the runtime to write, and at
+//! start the runtime reads the stored records back and passes them in
+//! ([`Directory::from_records`], [`super::ServerConfig::directory`]). [`DirectoryStore`] is the
+//! small interface a store implements.
+
+mod admin;
+mod records;
+
+pub(crate) use admin::run as run_admin;
+pub use admin::{AdminAnswer, AdminCommand, MAX_TREE_PAGE, PathView, TokenRole};
+pub use records::{
+    MAX_FIXED_CLIENTS, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantRecord, TokenHash,
+};
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::name::ServiceName;
+
+/// Most paths one tenant may declare.
+pub const MAX_PATHS_PER_TENANT: usize = 10_000;
+/// Most tenants one server holds.
+pub const MAX_TENANTS: usize = 10_000;
+
+/// One change of the directory, for the runtime to store in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DirectoryChange {
+    /// Creates or replaces a tenant.
+    PutTenant(TenantRecord),
+    /// Creates or replaces a path (a new token, a client key pinned or forgotten).
+    PutPath(PathRecord),
+    /// Deletes a path.
+    DeletePath {
+        /// Its tenant.
+        tenant: TenantName,
+        /// The path.
+        name: ServiceName,
+    },
+}
+
+/// What a store holds: everything needed to rebuild a [`Directory`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    /// Every tenant.
+    pub tenants: Vec<TenantRecord>,
+    /// Every path.
+    pub paths: Vec<PathRecord>,
+}
+
+/// Where a server keeps its directory between runs (an embedded database by default; a
+/// networked one could serve several servers). Core never calls it: the runtime loads the
+/// records at start and applies each [`DirectoryChange`] core hands out.
+pub trait DirectoryStore: Send {
+    /// Reads every stored record.
+    ///
+    /// # Errors
+    /// The store cannot be read; the message says what and where.
+    fn load(&mut self) -> Result<Records, String>;
+    /// Stores one change (atomically).
+    ///
+    /// # Errors
+    /// The change could not be written; the message says what and where.
+    fn apply(&mut self, change: &DirectoryChange) -> Result<(), String>;
+}
+
+/// What a presented token is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// The tenant's master token.
+    Master(TenantName),
+    /// A path's server token: may expose it.
+    Server(TenantName, ServiceName),
+    /// A path's client token: may connect to it.
+    Client(TenantName, ServiceName),
+}
+
+impl Credential {
+    /// The tenant the token belongs to.
+    pub(crate) fn tenant(&self) -> &TenantName {
+        match self {
+            Self::Master(t) | Self::Server(t, _) | Self::Client(t, _) => t,
+        }
+    }
+}
+
+/// Why stored records do not make a directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// A path names a tenant that is not in the records.
+    UnknownTenant(TenantName),
+    /// Two records carry the same token hash.
+    DuplicateToken,
+    /// A tenant or a path is listed twice.
+    Duplicate(String),
+    /// More than [`MAX_TENANTS`] tenants, [`MAX_PATHS_PER_TENANT`] paths in one tenant or
+    /// [`MAX_FIXED_CLIENTS`] pinned keys on one path.
+    TooMany,
+}
+
+impl fmt::Display for DirectoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownTenant(t) => write!(f, "a path belongs to tenant {t}, which is missing"),
+            Self::DuplicateToken => f.write_str("two records carry the same token"),
+            Self::Duplicate(what) => write!(f, "{what} is stored twice"),
+            Self::TooMany => write!(
+                f,
+                "more than {MAX_TENANTS} tenants or {MAX_PATHS_PER_TENANT} paths in one tenant"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DirectoryError {}
+
+/// The tenants and their paths, indexed by token hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directory {
+    tenants: BTreeMap<TenantName, TenantRecord>,
+    paths: BTreeMap<TenantName, BTreeMap<ServiceName, PathRecord>>,
+    tokens: BTreeMap<TokenHash, Credential>,
+}
+
+impl Directory {
+    /// Rebuilds a directory from stored records, checking that they are consistent.
+    ///
+    /// # Errors
+    /// See [`DirectoryError`].
+    pub fn from_records(records: Records) -> Result<Self, DirectoryError> {
+        let mut dir = Self::default();
+        if records.tenants.len() > MAX_TENANTS {
+            return Err(DirectoryError::TooMany);
+        }
+        for tenant in records.tenants {
+            if dir.tenants.contains_key(&tenant.name) {
+                return Err(DirectoryError::Duplicate(format!("tenant {}", tenant.name)));
+            }
+            if dir.tokens.contains_key(&tenant.master) {
+                return Err(DirectoryError::DuplicateToken);
+            }
+            dir.put_tenant(tenant);
+        }
+        for path in records.paths {
+            if !dir.tenants.contains_key(&path.tenant) {
+                return Err(DirectoryError::UnknownTenant(path.tenant));
+            }
+            if dir.path(&path.tenant, &path.name).is_some() {
+                return Err(DirectoryError::Duplicate(format!("path {}", path.name)));
+            }
+            if dir.paths_of(&path.tenant).count() >= MAX_PATHS_PER_TENANT {
+                return Err(DirectoryError::TooMany);
+            }
+            if path.clients.len() > MAX_FIXED_CLIENTS {
+                return Err(DirectoryError::TooMany);
+            }
+            if dir.tokens.contains_key(&path.server)
+                || dir.tokens.contains_key(&path.client)
+                || path.server == path.client
+            {
+                return Err(DirectoryError::DuplicateToken);
+            }
+            dir.put_path(path);
+        }
+        Ok(dir)
+    }
+
+    /// Every record, tenants first, in a stable order (what a store would hold).
+    #[must_use]
+    pub fn records(&self) -> Records {
+        Records {
+            tenants: self.tenants.values().cloned().collect(),
+            paths: self
+                .paths
+                .values()
+                .flat_map(|p| p.values().cloned())
+                .collect(),
+        }
+    }
+
+    /// Applies a change as the server made it (tests and replicas replay them).
+    pub fn apply(&mut self, change: &DirectoryChange) {
+        match change {
+            DirectoryChange::PutTenant(t) => self.put_tenant(t.clone()),
+            DirectoryChange::PutPath(p) => self.put_path(p.clone()),
+            DirectoryChange::DeletePath { tenant, name } => {
+                self.delete_path(tenant, name);
+            }
+        }
+    }
+
+    /// The tenant named `name`.
+    #[must_use]
+    pub fn tenant(&self, name: &TenantName) -> Option<&TenantRecord> {
+        self.tenants.get(name)
+    }
+
+    /// The path `name` of `tenant`, if its master declared it.
+    #[must_use]
+    pub fn path(&self, tenant: &TenantName, name: &ServiceName) -> Option<&PathRecord> {
+        self.paths.get(tenant)?.get(name)
+    }
+
+    /// The paths of `tenant`, ordered by name.
+    pub fn paths_of(&self, tenant: &TenantName) -> impl Iterator<Item = &PathRecord> {
+        self.paths
+            .get(tenant)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+    }
+
+    /// What `token` is, if the directory knows it.
+    pub(crate) fn credential(&self, token: &str) -> Option<&Credential> {
+        self.tokens.get(&TokenHash::of(token))
+    }
+
+    /// Whether `hash` is a token the directory knows.
+    pub(crate) fn knows(&self, hash: &TokenHash) -> bool {
+        self.tokens.contains_key(hash)
+    }
+
+    fn put_tenant(&mut self, tenant: TenantRecord) {
+        if let Some(old) = self.tenants.get(&tenant.name) {
+            self.tokens.remove(&old.master);
+        }
+        self.tokens
+            .insert(tenant.master, Credential::Master(tenant.name.clone()));
+        self.tenants.insert(tenant.name.clone(), tenant);
+    }
+
+    fn put_path(&mut self, path: PathRecord) {
+        self.delete_path(&path.tenant, &path.name);
+        let (t, n) = (path.tenant.clone(), path.name.clone());
+        self.tokens
+            .insert(path.server, Credential::Server(t.clone(), n.clone()));
+        self.tokens
+            .insert(path.client, Credential::Client(t.clone(), n.clone()));
+        self.paths.entry(t).or_default().insert(n, path);
+    }
+
+    fn delete_path(&mut self, tenant: &TenantName, name: &ServiceName) -> Option<PathRecord> {
+        let paths = self.paths.get_mut(tenant)?;
+        let old = paths.remove(name)?;
+        if paths.is_empty() {
+            self.paths.remove(tenant);
+        }
+        self.tokens.remove(&old.server);
+        self.tokens.remove(&old.client);
+        Some(old)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! The directory's records: [`TenantRecord`], [`PathRecord`], and the [`TokenHash`] and
+//! [`TenantName`] they are made of.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use blake2::{Blake2s256, Digest};
+
+use crate::crypto::PublicKey;
+use crate::rendezvous::ServiceName;
+
+/// Most client keys a fixed path remembers.
+pub const MAX_FIXED_CLIENTS: usize = 16;
+/// Longest tenant name, in bytes.
+pub const MAX_TENANT_NAME_LEN: usize = 32;
+
+/// The BLAKE2s-256 hash of a token: all the server stores of it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// The hash of `token`.
+    #[must_use]
+    pub fn of(token: &str) -> Self {
+        Self(Blake2s256::digest(token.as_bytes()).into())
+    }
+
+    /// The 32 bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// From 32 stored bytes.
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({:02x}{:02x}..)", self.0[0], self.0[1])
+    }
+}
+
+/// A tenant's name: 1 to [`MAX_TENANT_NAME_LEN`] bytes of `a-z 0-9 _ -`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TenantName(String);
+
+impl TenantName {
+    /// The name as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for TenantName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() || s.len() > MAX_TENANT_NAME_LEN {
+            return Err(format!(
+                "a tenant name has 1 to {MAX_TENANT_NAME_LEN} characters"
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+        {
+            return Err(format!(
+                "a tenant name is made of a-z, 0-9, _ and -; {c:?} is not allowed"
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A tenant: a namespace of paths and the hash of its master token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// Its name.
+    pub name: TenantName,
+    /// The hash of its master token.
+    pub master: TokenHash,
+}
+
+/// A path a tenant's master declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRecord {
+    /// The tenant it belongs to.
+    pub tenant: TenantName,
+    /// The path.
+    pub name: ServiceName,
+    /// The hash of the token that lets a daemon expose it.
+    pub server: TokenHash,
+    /// The hash of the token that lets a daemon connect to it.
+    pub client: TokenHash,
+    /// Whether it pins its client keys: the first keys that connect are remembered (at most
+    /// [`MAX_FIXED_CLIENTS`]) and any other is refused until the master reloads the path.
+    pub fixed: bool,
+    /// The pinned client keys of a fixed path.
+    pub clients: BTreeSet<PublicKey>,
+}

@@ -1,0 +1,269 @@
+//! The directory on its own: records in and out, admin commands, and replaying changes.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::crypto::PublicKey;
+use crate::rendezvous::messages::ErrorCode;
+
+fn tenant(name: &str) -> TenantName {
+    name.parse().unwrap()
+}
+
+fn path(name: &str) -> ServiceName {
+    ServiceName::parse(name).unwrap()
+}
+
+/// One tenant `acme` with master token `M`.
+fn acme() -> Directory {
+    let records = Records {
+        tenants: vec![TenantRecord {
+            name: tenant("acme"),
+            master: TokenHash::of("M"),
+        }],
+        paths: Vec::new(),
+    };
+    Directory::from_records(records).unwrap()
+}
+
+/// Runs `command` as acme's master with tokens t1, t2, ... and applies its changes.
+fn admin(
+    dir: &mut Directory,
+    next: &mut u32,
+    command: AdminCommand,
+) -> Result<AdminAnswer, ErrorCode> {
+    let mut token = || {
+        *next += 1;
+        format!("t{next}")
+    };
+    let (answer, changes) =
+        run_admin(dir, &tenant("acme"), command, &mut token, &|_| None).map_err(|(c, _)| c)?;
+    for change in &changes {
+        dir.apply(change);
+    }
+    Ok(answer)
+}
+
+#[test]
+fn tenant_names_are_checked() {
+    for good in ["acme", "a", "team-2_b", &"x".repeat(MAX_TENANT_NAME_LEN)] {
+        assert!(good.parse::<TenantName>().is_ok(), "{good}");
+    }
+    for bad in [
+        "",
+        "Acme",
+        "a b",
+        "é",
+        "a/b",
+        &"x".repeat(MAX_TENANT_NAME_LEN + 1),
+    ] {
+        assert!(bad.parse::<TenantName>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn created_tokens_resolve_and_redeemed_or_deleted_ones_do_not() {
+    let (mut dir, mut n) = (acme(), 0);
+    let created = admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Create {
+            name: path("/ssh"),
+            fixed: false,
+        },
+    );
+    let Ok(AdminAnswer::Created {
+        server_token,
+        client_token,
+        ..
+    }) = created
+    else {
+        panic!("{created:?}")
+    };
+    assert_eq!(
+        dir.credential(&server_token),
+        Some(&Credential::Server(tenant("acme"), path("/ssh")))
+    );
+    assert_eq!(
+        dir.credential(&client_token),
+        Some(&Credential::Client(tenant("acme"), path("/ssh")))
+    );
+    assert_eq!(
+        dir.credential("M"),
+        Some(&Credential::Master(tenant("acme")))
+    );
+    let again = admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Create {
+            name: path("/ssh"),
+            fixed: true,
+        },
+    );
+    assert_eq!(again, Err(ErrorCode::NameTaken));
+
+    let redeemed = admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Redeem {
+            name: path("/ssh"),
+            role: TokenRole::Client,
+        },
+    )
+    .unwrap();
+    let AdminAnswer::Redeemed { token, .. } = redeemed else {
+        panic!("{redeemed:?}")
+    };
+    assert_eq!(
+        dir.credential(&client_token),
+        None,
+        "the old client token still works"
+    );
+    assert!(dir.credential(&token).is_some());
+    assert!(
+        dir.credential(&server_token).is_some(),
+        "the server token changed too"
+    );
+
+    admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Delete { name: path("/ssh") },
+    )
+    .unwrap();
+    assert_eq!(dir.credential(&token), None);
+    assert_eq!(dir.credential(&server_token), None);
+    assert_eq!(
+        admin(
+            &mut dir,
+            &mut n,
+            AdminCommand::Delete { name: path("/ssh") }
+        ),
+        Err(ErrorCode::UnknownService)
+    );
+}
+
+#[test]
+fn a_tree_comes_in_pages_that_cover_every_path_once() {
+    let (mut dir, mut n) = (acme(), 0);
+    for i in 0..(3 * MAX_TREE_PAGE + 1) {
+        let name = path(&format!("/p{i:02}"));
+        admin(
+            &mut dir,
+            &mut n,
+            AdminCommand::Create { name, fixed: false },
+        )
+        .unwrap();
+    }
+    let (mut seen, mut after, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let page = admin(&mut dir, &mut n, AdminCommand::Tree { after }).unwrap();
+        let AdminAnswer::Tree { paths, more, .. } = page else {
+            panic!("{page:?}")
+        };
+        pages += 1;
+        assert!(paths.len() <= MAX_TREE_PAGE);
+        after = paths.last().map(|p| p.name.clone());
+        seen.extend(paths.into_iter().map(|p| p.name));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pages, 4);
+    let all: Vec<ServiceName> = dir
+        .paths_of(&tenant("acme"))
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(seen, all);
+}
+
+#[test]
+fn inconsistent_records_are_refused() {
+    let t = TenantRecord {
+        name: tenant("acme"),
+        master: TokenHash::of("M"),
+    };
+    let p = PathRecord {
+        tenant: tenant("acme"),
+        name: path("/ssh"),
+        server: TokenHash::of("S"),
+        client: TokenHash::of("C"),
+        fixed: false,
+        clients: BTreeSet::new(),
+    };
+    let load = |tenants: Vec<TenantRecord>, paths: Vec<PathRecord>| {
+        Directory::from_records(Records { tenants, paths })
+    };
+    assert!(load(vec![t.clone()], vec![p.clone()]).is_ok());
+    assert_eq!(
+        load(vec![], vec![p.clone()]),
+        Err(DirectoryError::UnknownTenant(tenant("acme")))
+    );
+    let mut same = p.clone();
+    same.client = same.server;
+    assert_eq!(
+        load(vec![t.clone()], vec![same]),
+        Err(DirectoryError::DuplicateToken)
+    );
+    let mut master = p.clone();
+    master.server = TokenHash::of("M");
+    assert_eq!(
+        load(vec![t.clone()], vec![master]),
+        Err(DirectoryError::DuplicateToken)
+    );
+    assert!(matches!(
+        load(vec![t.clone(), t.clone()], vec![]),
+        Err(DirectoryError::Duplicate(_))
+    ));
+    assert!(matches!(
+        load(vec![t.clone()], vec![p.clone(), p.clone()]),
+        Err(DirectoryError::Duplicate(_))
+    ));
+    let mut crowded = p;
+    crowded.fixed = true;
+    crowded.clients = (0..=MAX_FIXED_CLIENTS as u8)
+        .map(|i| PublicKey::from_bytes([i; 32]))
+        .collect();
+    assert_eq!(load(vec![t], vec![crowded]), Err(DirectoryError::TooMany));
+}
+
+fn command() -> impl Strategy<Value = AdminCommand> {
+    let name = (0..6u8).prop_map(|i| path(&format!("/p{i}")));
+    prop_oneof![
+        (name.clone(), any::<bool>())
+            .prop_map(|(name, fixed)| AdminCommand::Create { name, fixed }),
+        name.clone().prop_map(|name| AdminCommand::Delete { name }),
+        (name.clone(), any::<bool>()).prop_map(|(name, s)| AdminCommand::Redeem {
+            name,
+            role: if s {
+                TokenRole::Server
+            } else {
+                TokenRole::Client
+            },
+        }),
+        name.prop_map(|name| AdminCommand::Reload { name }),
+    ]
+}
+
+proptest! {
+    /// What a store would hold after any sequence of commands rebuilds the same directory,
+    /// and replaying the changes on the starting directory reaches it too.
+    #[test]
+    fn stored_changes_rebuild_the_same_directory(commands in proptest::collection::vec(command(), 0..40)) {
+        let (mut dir, mut n) = (acme(), 0);
+        let mut replica = acme();
+        for command in commands {
+            let mut token = || { n += 1; format!("t{n}") };
+            if let Ok((_, changes)) = run_admin(&dir, &tenant("acme"), command, &mut token, &|_| None) {
+                for change in &changes {
+                    dir.apply(change);
+                    replica.apply(change);
+                }
+            }
+        }
+        prop_assert_eq!(&replica, &dir);
+        prop_assert_eq!(Directory::from_records(dir.records()).unwrap(), dir);
+    }
+}

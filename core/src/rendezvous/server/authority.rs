@@ -1,0 +1,212 @@
+//! The server's authority: which token belongs to which tenant, what a registration may
+//! expose and connect to, and the commands of a tenant's master (see [`super::super::directory`]).
+//!
+//! Two kinds of tenant share the registry. A token of [`ServerConfig::tokens`] is a tenant of
+//! open names: its daemons publish and look up any name (first come, first served), under
+//! the tenant key `t:TOKEN`. A tenant of the directory (`d:NAME`) has only the paths its master
+//! declared: a daemon exposes one with the path's server token and connects with its client
+//! token (or the master token, which allows both). Both kinds are invisible to each other.
+//!
+//! [`ServerConfig::tokens`]: super::super::ServerConfig::tokens
+
+use super::super::config::TokenPolicy;
+use super::super::directory::{self, Credential, DirectoryChange, TokenHash};
+use super::super::lease::{Rights, TokenLimits};
+use super::super::messages::{ErrorCode, ServerMessage};
+use super::super::name::ServiceName;
+use super::super::{ServerEvent, directory::AdminCommand};
+use super::Server;
+use crate::crypto::PublicKey;
+
+/// Allowances of a directory tenant's daemons, together.
+pub(crate) const DIRECTORY_TENANT_LIMITS: TokenLimits = TokenLimits {
+    max_services: 10_000,
+    max_registrations: 10_000,
+};
+
+/// The prefix of a directory tenant's key in the registry.
+const DIRECTORY_TENANT: &str = "d:";
+/// The prefix of an open tenant's key (a configured token).
+const OPEN_TENANT: &str = "t:";
+
+/// A refused request: its code and the detail for the daemon's log.
+type Refusal = (ErrorCode, String);
+
+impl Server {
+    /// What a `Register`'s tokens make of it: the tenant key, the rights and the limits
+    /// (`None`: unlimited).
+    pub(super) fn resolve(
+        &self,
+        token: &str,
+        path_tokens: &[String],
+    ) -> Result<(String, Rights, Option<TokenLimits>), Refusal> {
+        let bad = |detail: &str| (ErrorCode::BadToken, detail.to_string());
+        let (tenant, mut rights, limits) = match self.directory.credential(token) {
+            Some(credential) => {
+                let rights = Rights {
+                    master: matches!(credential, Credential::Master(_)),
+                    tokens: vec![TokenHash::of(token)],
+                };
+                let tenant = format!("{DIRECTORY_TENANT}{}", credential.tenant());
+                (tenant, rights, Some(DIRECTORY_TENANT_LIMITS))
+            }
+            None => {
+                let limits = match &self.config.tokens {
+                    TokenPolicy::AnyToken => None,
+                    TokenPolicy::Only(tokens) => match tokens.get(token) {
+                        Some(limits) => Some(*limits),
+                        None => return Err(bad("the server does not accept this token")),
+                    },
+                };
+                (format!("{OPEN_TENANT}{token}"), Rights::default(), limits)
+            }
+        };
+        for extra in path_tokens {
+            let same_tenant = self
+                .directory
+                .credential(extra)
+                .is_some_and(|c| tenant == format!("{DIRECTORY_TENANT}{}", c.tenant()));
+            if !same_tenant {
+                return Err(bad(
+                    "a path token is unknown, was redeemed, or belongs to another tenant",
+                ));
+            }
+            rights.master |= matches!(
+                self.directory.credential(extra),
+                Some(Credential::Master(_))
+            );
+            rights.tokens.push(TokenHash::of(extra));
+        }
+        Ok((tenant, rights, limits))
+    }
+
+    /// The directory path `name` of `tenant` (a registry key), if it is a directory tenant
+    /// that declared it.
+    fn declared(&self, tenant: &str, name: &ServiceName) -> Option<&directory::PathRecord> {
+        let tenant = tenant.strip_prefix(DIRECTORY_TENANT)?.parse().ok()?;
+        self.directory.path(&tenant, name)
+    }
+
+    /// Whether a daemon of `tenant` with `rights` may publish `name`.
+    pub(super) fn may_expose(&self, tenant: &str, rights: &Rights, name: &ServiceName) -> bool {
+        if !tenant.starts_with(DIRECTORY_TENANT) {
+            return true;
+        }
+        self.declared(tenant, name)
+            .is_some_and(|p| rights.master || rights.tokens.contains(&p.server))
+    }
+
+    /// Whether a daemon of `tenant` with `rights` may connect to `name`.
+    pub(super) fn may_connect(&self, tenant: &str, rights: &Rights, name: &ServiceName) -> bool {
+        if !tenant.starts_with(DIRECTORY_TENANT) {
+            return true;
+        }
+        self.declared(tenant, name)
+            .is_some_and(|p| rights.master || rights.tokens.contains(&p.client))
+    }
+
+    /// For a fixed path: lets `key` in if it is the pinned client key, or pins it if none is
+    /// pinned yet (the first client to connect is the one kept, until the master reloads the
+    /// path). A master's own connections are never pinned and never refused.
+    pub(super) fn pin_client(
+        &mut self,
+        tenant: &str,
+        rights: &Rights,
+        name: &ServiceName,
+        key: PublicKey,
+    ) -> Result<(), String> {
+        let Some(path) = self.declared(tenant, name) else {
+            return Ok(());
+        };
+        if !path.fixed || rights.master || path.clients.contains(&key) {
+            return Ok(());
+        }
+        if !path.clients.is_empty() {
+            return Err(format!(
+                "{name} is fixed to the client keys that used it first; its master can let a \
+                 new one in with `burrow admin reload {name}`"
+            ));
+        }
+        let mut path = path.clone();
+        path.clients.insert(key);
+        self.change(DirectoryChange::PutPath(path));
+        Ok(())
+    }
+
+    /// Runs a master's command for `from`'s request.
+    pub(super) fn on_admin(
+        &mut self,
+        from: PublicKey,
+        request: u64,
+        master: &str,
+        command: AdminCommand,
+    ) {
+        let Some(Credential::Master(tenant)) = self.directory.credential(master).cloned() else {
+            let detail = "not a master token of this server".to_string();
+            return self.fail(from, request, ErrorCode::BadToken, detail);
+        };
+        let tenant_key = format!("{DIRECTORY_TENANT}{tenant}");
+        let registry = &self.registry;
+        let rng = &mut self.rng;
+        let mut token = || hex(&rng.bytes::<24>());
+        let exposed_by = |name: &ServiceName| registry.owner(&tenant_key, name);
+        let outcome =
+            directory::run_admin(&self.directory, &tenant, command, &mut token, &exposed_by);
+        match outcome {
+            Err((code, detail)) => self.fail(from, request, code, detail),
+            Ok((answer, changes)) => {
+                for change in changes {
+                    self.change(change);
+                }
+                self.enforce(&tenant_key);
+                let msg = ServerMessage::Admin { request, answer };
+                if let Some(reg) = self.registry.get_mut(&from) {
+                    reg.remember(request, msg.clone());
+                }
+                self.send(from, msg);
+            }
+        }
+    }
+
+    /// Applies a change to the directory and hands it out to be stored.
+    fn change(&mut self, change: DirectoryChange) {
+        self.directory.apply(&change);
+        self.events.push_back(ServerEvent::Directory(change));
+    }
+
+    /// After the directory changed: the daemons of `tenant` stop publishing the names their
+    /// tokens no longer allow, and the introductions of daemons whose tokens no longer allow
+    /// anything end, so the relay stops forwarding for them.
+    fn enforce(&mut self, tenant: &str) {
+        for key in self.registry.keys_of(tenant) {
+            let Some(rights) = self.registry.get(&key).map(|r| r.rights().clone()) else {
+                continue;
+            };
+            let refused: Vec<ServiceName> = self
+                .registry
+                .get(&key)
+                .map(|r| {
+                    r.services()
+                        .iter()
+                        .filter(|n| !self.may_expose(tenant, &rights, n))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let dropped = self.registry.drop_names(&key, |n| !refused.contains(n));
+            for name in dropped {
+                self.events
+                    .push_back(ServerEvent::NameWithdrawn { key, name });
+            }
+            let live = rights.master || rights.tokens.iter().any(|t| self.directory.knows(t));
+            if !live {
+                self.pairs.remove_key(&key);
+            }
+        }
+    }
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -55,14 +55,22 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
     },
-    /// Run a rendezvous server on a public UDP address.
+    /// Run a rendezvous server on a public UDP address (or `burrow server init`: create its
+    /// directory and a tenant's master token).
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Server {
+        #[command(subcommand)]
+        init: Option<ServerCommand>,
+        /// Directory of the server's store (its tenants, masters and declared paths, in
+        /// SQLite), as `burrow server init` created it. Without it, only --token tenants.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
         /// UDP address to listen on.
         #[arg(long, default_value = "0.0.0.0:7000", value_name = "ADDR")]
         listen: SocketAddr,
         /// The server's secret key file (create it with `burrow keygen --out FILE`).
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Option<PathBuf>,
         /// A token daemons must present; repeat for several. Each token is one tenant: its
         /// daemons publish and look up names in a namespace of their own. On a shared machine
         /// prefer --token-file (command lines are visible to other users).
@@ -138,9 +146,78 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A tenant master's commands to a server: declare paths and their tokens, list them,
+    /// rotate tokens. The master token comes from --token-file, $BURROW_TOKEN or --token.
+    Admin {
+        /// The rendezvous server's UDP address (HOST:PORT).
+        #[arg(long, value_name = "ADDR")]
+        server: String,
+        /// The server's public key, as `burrow server` printed it.
+        #[arg(long, value_name = "KEY")]
+        server_key: String,
+        /// The master token (visible to other users on a command line: prefer --token-file).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// A file holding the master token (readable by its owner only).
+        #[arg(long, value_name = "FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
     /// Start a server, two daemons and an echo service on loopback, send a line through the
     /// tunnel and check that it comes back.
     Demo,
+}
+
+/// `burrow server init`.
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Create the server's store (if needed) and a tenant in it, and print the tenant's master
+    /// token (shown once: the store keeps only its hash).
+    Init {
+        /// Where the store goes (created 0700; `directory.sqlite3` inside, 0600).
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// The tenant's name (a-z, 0-9, _ and -).
+        #[arg(long, default_value = "default", value_name = "NAME")]
+        tenant: String,
+        /// Write the master token to FILE (0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// What a master asks of the server.
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Declare PATH and print its server token (to expose it) and client token (to connect).
+    Create {
+        /// The path, such as /home/ssh.
+        path: String,
+        /// Pin the first client key that connects; others are refused until `reload`.
+        #[arg(long)]
+        fixed: bool,
+    },
+    /// Delete PATH: its tokens stop working and its daemon stops publishing it.
+    Delete {
+        /// The path.
+        path: String,
+    },
+    /// List the tenant's paths: who exposes each, which are fixed.
+    Tree,
+    /// Replace PATH's server or client token; the old one stops working at once.
+    Redeem {
+        /// The path.
+        path: String,
+        /// Which token: server or client.
+        #[arg(value_parser = ["server", "client"])]
+        role: String,
+    },
+    /// Forget the client keys a fixed PATH pinned, so a new client may connect.
+    Reload {
+        /// The path.
+        path: String,
+    },
 }
 
 /// Settings every daemon form shares; each overrides the config file.

@@ -1,6 +1,7 @@
 //! The `burrow` binary: argument parsing, config, and running nodes on the runtime chosen at
 //! build time (`node`: tokio by default, or mio). No protocol logic lives here.
 
+mod admin;
 mod args;
 mod config;
 mod control;
@@ -10,10 +11,11 @@ mod logging;
 mod node;
 mod run;
 mod secrets;
+mod store;
 
 use clap::Parser;
 
-use args::{Cli, Command, DaemonArgs, LogFormat};
+use args::{Cli, Command, DaemonArgs, LogFormat, ServerCommand};
 
 fn main() {
     let cli = Cli::parse();
@@ -58,12 +60,34 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Server {
+            init:
+                Some(ServerCommand::Init {
+                    state_dir,
+                    tenant,
+                    out,
+                }),
+            ..
+        } => admin::init(&state_dir, &tenant, out.as_deref()),
+        Command::Admin {
+            server,
+            server_key,
+            token,
+            token_file,
+            action,
+        } => {
+            init_logs(level, format, None, None)?;
+            admin::run(&server, &server_key, token, token_file.as_deref(), action)
+        }
+        Command::Server {
+            init: None,
+            state_dir,
             listen,
             key,
             mut tokens,
             token_file,
             open,
         } => {
+            let key = key.ok_or("--key is required")?;
             for t in &tokens {
                 secrets::check_token(t).map_err(|e| format!("--token: {e}"))?;
             }
@@ -71,7 +95,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens.extend(secrets::read_tokens(&path)?);
             }
             init_logs(level, format, None, None)?;
-            run::server(listen, &key, tokens, open)
+            run::server(listen, &key, tokens, open, state_dir.as_deref())
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use burrow_core::rendezvous::ServiceName;
+use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
 
 use burrow_core::PublicKey;
@@ -61,6 +62,23 @@ impl Node {
         self.0.is_stopped()
     }
 
+    /// The server's directory changes, one per call, blocking; `None` once the node stopped.
+    /// For one consumer (a server's store).
+    pub fn directory_changes(
+        &mut self,
+    ) -> impl FnMut() -> Option<DirectoryChange> + Send + 'static {
+        #[cfg(feature = "tokio")]
+        {
+            let changes = self.0.directory_changes();
+            move || changes.recv_blocking().ok()
+        }
+        #[cfg(not(feature = "tokio"))]
+        {
+            let changes = self.0.directory_changes();
+            move || changes.as_ref()?.recv().ok()
+        }
+    }
+
     /// Stops the node and waits until it has.
     pub fn shutdown(self) {
         #[cfg(feature = "tokio")]
@@ -79,6 +97,15 @@ impl Control {
         #[cfg(not(feature = "tokio"))]
         let status = self.0.status();
         status.map_err(|e| e.to_string())
+    }
+
+    /// Sends a master's command to the daemon's server: the answer, or why it failed.
+    pub fn admin(&self, master: String, command: AdminCommand) -> Result<AdminAnswer, String> {
+        #[cfg(feature = "tokio")]
+        let answer = tokio_rt::get()?.block_on(self.0.admin(master, command));
+        #[cfg(not(feature = "tokio"))]
+        let answer = self.0.admin(master, command);
+        answer.map_err(|e| e.to_string())?
     }
 
     pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, String> {

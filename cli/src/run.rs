@@ -14,8 +14,11 @@ use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
+use burrow_core::rendezvous::directory::{Directory, DirectoryStore};
+
 use crate::config::Settings;
 use crate::node::{Control, Node, NodeConfig, RUNTIME};
+use crate::store::SqliteStore;
 use crate::{control, keys};
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
@@ -27,16 +30,34 @@ pub fn server(
     key: &Path,
     tokens: Vec<String>,
     open: bool,
+    state_dir: Option<&Path>,
 ) -> Result<(), String> {
     let key = keys::read(key)?;
-    if tokens.is_empty() && !open {
+    let mut config = ServerConfig::default();
+    let mut store = match state_dir {
+        Some(dir) => {
+            let mut store = SqliteStore::open(dir)?;
+            let records = store.load()?;
+            let tenants = records.tenants.len();
+            config.directory = Directory::from_records(records)
+                .map_err(|e| format!("{}: {e}", dir.join(crate::store::DB_FILE).display()))?;
+            if tenants == 0 {
+                tracing::warn!(state_dir = %dir.display(), "the store has no tenant yet: create one with `burrow server init --state-dir DIR`");
+            }
+            Some((store, tenants))
+        }
+        None => None,
+    };
+    let tenants = store.as_ref().map_or(0, |(_, n)| *n);
+    if tokens.is_empty() && !open && tenants == 0 {
         return Err(
             "the server has no token, so anyone could register and look up names: give \
-             --token-file FILE (or --token), or --open to accept every token"
+             --token-file FILE (or --token), a --state-dir with a tenant (`burrow server init`), \
+             or --open to accept every token"
                 .into(),
         );
     }
-    let mut config = ServerConfig::default();
+    let directory_only = tokens.is_empty() && !open;
     if !tokens.is_empty() {
         let limits = TokenLimits {
             max_services: 1000,
@@ -45,7 +66,21 @@ pub fn server(
         config.tokens = TokenPolicy::Only(tokens.into_iter().map(|t| (t, limits)).collect());
     }
     let interrupted = interrupts()?;
-    let node = Node::spawn(NodeConfig::new(Config::server(key, config), listen))?;
+    if directory_only {
+        // Only the directory's tokens: no open tenant at all.
+        config.tokens = TokenPolicy::Only(BTreeMap::new());
+    }
+    let mut node = Node::spawn(NodeConfig::new(Config::server(key, config), listen))?;
+    if let Some((mut store, _)) = store.take() {
+        let mut changes = node.directory_changes();
+        std::thread::spawn(move || {
+            while let Some(change) = changes() {
+                if let Err(e) = store.apply(&change) {
+                    tracing::error!(error = %e, "cannot store a directory change; it holds until the server stops");
+                }
+            }
+        });
+    }
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = RUNTIME, "server running");

@@ -111,6 +111,16 @@ pub fn read_token(path: &Path) -> Result<String, String> {
     Ok(tokens.remove(0))
 }
 
+/// Creates `dir` (and its parents) owner-only (0700) if it does not exist.
+pub fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

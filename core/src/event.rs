@@ -188,6 +188,12 @@ pub enum Event {
         /// Why, as the server (or the client's own timeout) said.
         reason: String,
     },
+    /// The rendezvous server withdrew `key`'s authorisation (its tokens were redeemed or its
+    /// path deleted): it may reach nothing here any more, and any session with it was closed.
+    AccessRevoked {
+        /// The daemon no longer authorised.
+        key: PublicKey,
+    },
     /// The server answered a master's command sent with [`crate::Endpoint::admin`].
     AdminAnswered {
         /// The id `admin` returned.

@@ -322,6 +322,15 @@ impl Endpoint {
                 }
             }
             ClientEvent::LeaseLost => self.out.events.push_back(Event::RegistrationLost),
+            ClientEvent::Revoked { peer } => {
+                self.access.revoke(&peer);
+                if let Some(id) = self.sessions.get(&peer).map(|s| s.id) {
+                    self.close(now, id);
+                }
+                self.out
+                    .events
+                    .push_back(Event::AccessRevoked { key: peer });
+            }
             ClientEvent::AdminAnswered { request, answer } => {
                 if daemon.admins.remove(&request) {
                     self.out

@@ -46,7 +46,8 @@ impl LogLine {
             | Event::RegistrationFailed { .. }
             | Event::ServiceFailed { .. }
             | Event::PeerRejected { .. }
-            | Event::StreamUnauthorized { .. } => Level::Warn,
+            | Event::StreamUnauthorized { .. }
+            | Event::AccessRevoked { .. } => Level::Warn,
             _ => Level::Trace,
         };
         Some(Self { event, level })
@@ -102,6 +103,10 @@ impl fmt::Display for LogLine {
             Event::StreamUnauthorized { peer, key, service } => write!(
                 f,
                 "refused a stream for a service the peer was not introduced for service={service} peer={peer} key={key}"
+            ),
+            Event::AccessRevoked { key } => write!(
+                f,
+                "the rendezvous server withdrew a peer's access (token redeemed or path deleted); its sessions are closed key={key}"
             ),
             Event::Rendezvous(crate::rendezvous::ServerEvent::RelayLimited { key, dropped }) => {
                 write!(

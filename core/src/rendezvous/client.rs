@@ -392,6 +392,17 @@ impl Client {
                     self.lease_lost(now);
                 }
             }
+            ServerMessage::Revoked { id, peer } => {
+                self.messages.push_back(ClientMessage::Ack { id });
+                if self.seen.contains_key(&id) {
+                    return;
+                }
+                if self.seen.len() >= SEEN_MAX {
+                    self.seen.pop_first();
+                }
+                self.seen.insert(id, now);
+                self.events.push_back(ClientEvent::Revoked { peer });
+            }
             ServerMessage::Admin { request, answer } => {
                 if self.requests.remove(&request).is_some() {
                     self.events

@@ -50,6 +50,11 @@ pub(crate) enum ClientEvent {
         /// Detail for logs.
         detail: String,
     },
+    /// The server withdrew what introductions allowed `peer`: drop any session with it.
+    Revoked {
+        /// The daemon no longer authorised.
+        peer: PublicKey,
+    },
     /// The server answered a master's command.
     AdminAnswered {
         /// The request id.
@@ -137,6 +142,12 @@ pub enum ServerEvent {
     /// The directory changed (a master's command, or a fixed path pinned a client key):
     /// store the change.
     Directory(super::directory::DirectoryChange),
+    /// A daemon's tokens were all redeemed or their paths deleted: its registration ended and
+    /// the daemons it was introduced to were told to drop it.
+    Revoked {
+        /// The daemon.
+        key: PublicKey,
+    },
     /// A name stopped being published because the directory no longer lets its daemon
     /// expose it (the path was deleted or its server token redeemed).
     NameWithdrawn {

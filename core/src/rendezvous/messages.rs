@@ -164,6 +164,16 @@ pub(crate) enum ServerMessage {
     },
     /// The registration's lease ran out and it was removed: register again.
     LeaseExpired,
+    /// `peer`'s tokens were redeemed or its path deleted: what its introductions allowed is
+    /// withdrawn; drop any session with it. Acknowledge it with `Ack { id }` (ids are shared
+    /// with `Introduce`).
+    Revoked {
+        /// The push id.
+        id: u64,
+        /// The daemon no longer authorised.
+        #[serde(with = "key_bytes")]
+        peer: PublicKey,
+    },
     /// The answer to an `Admin` request.
     Admin {
         /// The request id.

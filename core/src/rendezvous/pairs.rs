@@ -40,6 +40,14 @@ impl Pairs {
     }
 
     /// Forgets every pair `key` is part of (its registration ended or changed tenant).
+    /// The daemons `key` was introduced to.
+    pub(crate) fn peers_of(&self, key: &PublicKey) -> Vec<PublicKey> {
+        self.by_key
+            .get(key)
+            .map(|peers| peers.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn remove_key(&mut self, key: &PublicKey) {
         let Some(peers) = self.by_key.remove(key) else {
             return;

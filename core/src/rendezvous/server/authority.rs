@@ -15,6 +15,10 @@ use super::super::lease::{Rights, TokenLimits};
 use super::super::messages::{ErrorCode, ServerMessage};
 use super::super::name::ServiceName;
 use super::super::{ServerEvent, directory::AdminCommand};
+use std::time::Instant;
+
+use super::super::pending::Push;
+use super::super::retry::Retry;
 use super::Server;
 use crate::crypto::PublicKey;
 
@@ -136,6 +140,7 @@ impl Server {
     /// Runs a master's command for `from`'s request.
     pub(super) fn on_admin(
         &mut self,
+        now: Instant,
         from: PublicKey,
         request: u64,
         master: &str,
@@ -158,7 +163,7 @@ impl Server {
                 for change in changes {
                     self.change(change);
                 }
-                self.enforce(&tenant_key);
+                self.enforce(now, &tenant_key);
                 let msg = ServerMessage::Admin { request, answer };
                 if let Some(reg) = self.registry.get_mut(&from) {
                     reg.remember(request, msg.clone());
@@ -175,9 +180,11 @@ impl Server {
     }
 
     /// After the directory changed: the daemons of `tenant` stop publishing the names their
-    /// tokens no longer allow, and the introductions of daemons whose tokens no longer allow
-    /// anything end, so the relay stops forwarding for them.
-    fn enforce(&mut self, tenant: &str) {
+    /// tokens no longer allow, and a daemon none of whose tokens still counts loses its
+    /// registration (it is told its lease ended, registers again and is refused) and its
+    /// introductions: the relay stops forwarding for it, and each daemon it was introduced
+    /// to is told to drop its sessions with it ([`ServerMessage::Revoked`]).
+    fn enforce(&mut self, now: Instant, tenant: &str) {
         for key in self.registry.keys_of(tenant) {
             let Some(rights) = self.registry.get(&key).map(|r| r.rights().clone()) else {
                 continue;
@@ -200,8 +207,33 @@ impl Server {
             }
             let live = rights.master || rights.tokens.iter().any(|t| self.directory.knows(t));
             if !live {
-                self.pairs.remove_key(&key);
+                self.revoke(now, key);
             }
+        }
+    }
+
+    /// Ends `key`'s registration and tells everyone it was introduced to.
+    fn revoke(&mut self, now: Instant, key: PublicKey) {
+        for peer in self.pairs.peers_of(&key) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let msg = ServerMessage::Revoked { id, peer: key };
+            let retry = Retry::new(now);
+            self.pushes.insert(
+                id,
+                Push {
+                    to: peer,
+                    msg: msg.clone(),
+                    retry,
+                },
+            );
+            self.send(peer, msg);
+        }
+        if self.registry.remove(&key).is_some() {
+            self.events.push_back(ServerEvent::Revoked { key });
+            self.send(key, ServerMessage::LeaseExpired);
+            self.forget(&key, "the peer's token was withdrawn");
+            self.session_up(now, key);
         }
     }
 }

@@ -281,7 +281,7 @@ impl Server {
                 if self.registry.get(&from).is_none() {
                     return self.not_registered(from, request);
                 }
-                self.on_admin(from, request, &master, command);
+                self.on_admin(now, from, request, &master, command);
             }
         }
     }

@@ -1,0 +1,321 @@
+//! The server's directory store: an embedded SQLite database, `directory.sqlite3` in the
+//! server's state directory (mode 0600, directory 0700). It implements core's
+//! [`DirectoryStore`]: loaded once at start, then one transaction per change.
+//!
+//! Tokens are stored as their BLAKE2s hashes only; fixed paths' pinned client keys as their
+//! base64 text, comma-separated. `sqlite3 directory.sqlite3 .dump` shows it all.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burrow_core::PublicKey;
+use burrow_core::rendezvous::ServiceName;
+use burrow_core::rendezvous::directory::{
+    DirectoryChange, DirectoryStore, PathRecord, Records, TenantName, TenantRecord, TokenHash,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The database file in the state directory.
+pub const DB_FILE: &str = "directory.sqlite3";
+/// The schema this binary writes (SQLite's `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    name   TEXT PRIMARY KEY NOT NULL,
+    master BLOB NOT NULL UNIQUE CHECK (length(master) = 32)
+);
+CREATE TABLE IF NOT EXISTS paths (
+    tenant  TEXT NOT NULL REFERENCES tenants(name),
+    name    TEXT NOT NULL,
+    server  BLOB NOT NULL UNIQUE CHECK (length(server) = 32),
+    client  BLOB NOT NULL UNIQUE CHECK (length(client) = 32),
+    fixed   INTEGER NOT NULL CHECK (fixed IN (0, 1)),
+    clients TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (tenant, name)
+);
+";
+
+/// The SQLite directory store of one server.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self, String> {
+        crate::secrets::private_dir(state_dir)?;
+        let path = state_dir.join(DB_FILE);
+        create_private(&path)?;
+        let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let conn = Connection::open(&path).map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(format!(
+                "{}: written by a newer burrow (schema {version}, this one knows {SCHEMA_VERSION})",
+                path.display()
+            ));
+        }
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA foreign_keys = ON;"
+        ))
+        .map_err(err)?;
+        Ok(Self { conn, path })
+    }
+
+    /// Whether tenant `name` exists.
+    pub fn has_tenant(&self, name: &TenantName) -> Result<bool, String> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM tenants WHERE name = ?1",
+                [name.as_str()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: rusqlite::Error) -> String {
+        format!("{}: {e}", self.path.display())
+    }
+}
+
+/// Creates `path` with mode 0600 if it does not exist, so SQLite (which keeps a file's mode)
+/// never makes it readable by others; refuses one that others can read.
+fn create_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} can be read by other users (mode {:o}); run: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `O_NOFOLLOW` on Linux: the store is never opened through a symlink.
+const fn libc_o_nofollow() -> i32 {
+    0o400_000
+}
+
+fn hash(bytes: &[u8], what: &str) -> rusqlite::Result<TokenHash> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad(what, "is not 32 bytes"))?;
+    Ok(TokenHash::from_bytes(bytes))
+}
+
+fn bad(what: &str, why: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnName(format!("{what} {why}"))
+}
+
+fn keys(text: &str, path: &str) -> rusqlite::Result<BTreeSet<PublicKey>> {
+    text.split(',')
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            k.parse()
+                .map_err(|_| bad(path, "has a pinned key that is not a key"))
+        })
+        .collect()
+}
+
+impl DirectoryStore for SqliteStore {
+    fn load(&mut self) -> Result<Records, String> {
+        let mut tenants = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, master FROM tenants ORDER BY name")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let name: String = r.get(0)?;
+                let master: Vec<u8> = r.get(1)?;
+                let parsed: TenantName = name
+                    .parse()
+                    .map_err(|e: String| bad(&format!("tenant {name:?}"), &e))?;
+                Ok(TenantRecord {
+                    master: hash(&master, &format!("tenant {name}'s master hash"))?,
+                    name: parsed,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        for row in rows {
+            tenants.push(row.map_err(|e| self.error(e))?);
+        }
+        drop(stmt);
+        let mut paths = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT tenant, name, server, client, fixed, clients FROM paths ORDER BY tenant, name",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let tenant: String = r.get(0)?;
+                let name: String = r.get(1)?;
+                let what = format!("path {name:?} of {tenant:?}");
+                let server: Vec<u8> = r.get(2)?;
+                let client: Vec<u8> = r.get(3)?;
+                let clients: String = r.get(5)?;
+                Ok(PathRecord {
+                    tenant: tenant.parse().map_err(|e: String| bad(&what, &e))?,
+                    name: ServiceName::parse(&name).map_err(|e| bad(&what, &e.to_string()))?,
+                    server: hash(&server, &what)?,
+                    client: hash(&client, &what)?,
+                    fixed: r.get::<_, i64>(4)? != 0,
+                    clients: keys(&clients, &what)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        for row in rows {
+            paths.push(row.map_err(|e| self.error(e))?);
+        }
+        Ok(Records { tenants, paths })
+    }
+
+    fn apply(&mut self, change: &DirectoryChange) -> Result<(), String> {
+        let result = match change {
+            DirectoryChange::PutTenant(t) => self.conn.execute(
+                "INSERT OR REPLACE INTO tenants (name, master) VALUES (?1, ?2)",
+                params![t.name.as_str(), t.master.as_bytes().as_slice()],
+            ),
+            DirectoryChange::PutPath(p) => {
+                let clients: Vec<String> = p.clients.iter().map(ToString::to_string).collect();
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO paths (tenant, name, server, client, fixed, clients)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        p.tenant.as_str(),
+                        p.name.as_str(),
+                        p.server.as_bytes().as_slice(),
+                        p.client.as_bytes().as_slice(),
+                        i64::from(p.fixed),
+                        clients.join(","),
+                    ],
+                )
+            }
+            DirectoryChange::DeletePath { tenant, name } => self.conn.execute(
+                "DELETE FROM paths WHERE tenant = ?1 AND name = ?2",
+                params![tenant.as_str(), name.as_str()],
+            ),
+            _ => {
+                return Err(format!(
+                    "{}: a change this binary cannot store",
+                    self.path.display()
+                ));
+            }
+        };
+        result.map(|_| ()).map_err(|e| self.error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burrow_core::rendezvous::directory::Directory;
+
+    fn temp() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "burrow-store-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn changes_stored_come_back_as_the_same_directory() {
+        let dir = temp();
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let tenant: TenantName = "acme".parse().unwrap();
+        let path = PathRecord {
+            tenant: tenant.clone(),
+            name: ServiceName::parse("/home/ssh").unwrap(),
+            server: TokenHash::of("s"),
+            client: TokenHash::of("c"),
+            fixed: true,
+            clients: [
+                PublicKey::from_bytes([3; 32]),
+                PublicKey::from_bytes([4; 32]),
+            ]
+            .into(),
+        };
+        let mut other = path.clone();
+        other.name = ServiceName::parse("/web").unwrap();
+        other.server = TokenHash::of("s2");
+        other.client = TokenHash::of("c2");
+        let changes = [
+            DirectoryChange::PutTenant(TenantRecord {
+                name: tenant.clone(),
+                master: TokenHash::of("m"),
+            }),
+            DirectoryChange::PutPath(path.clone()),
+            DirectoryChange::PutPath(other.clone()),
+            DirectoryChange::DeletePath {
+                tenant: tenant.clone(),
+                name: other.name.clone(),
+            },
+        ];
+        let mut expected = Directory::default();
+        for change in &changes {
+            store.apply(change).unwrap();
+            expected.apply(change);
+        }
+        drop(store);
+        let mut reopened = SqliteStore::open(&dir).unwrap();
+        let loaded = Directory::from_records(reopened.load().unwrap()).unwrap();
+        assert_eq!(loaded, expected);
+        assert!(reopened.has_tenant(&tenant).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(DB_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_row_is_named_not_loaded() {
+        let dir = temp();
+        let mut store = SqliteStore::open(&dir).unwrap();
+        store
+            .conn
+            .execute("INSERT INTO tenants VALUES ('Bad Name', zeroblob(32))", [])
+            .unwrap();
+        let err = store.load().unwrap_err();
+        assert!(err.contains("Bad Name"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_store_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp();
+        drop(SqliteStore::open(&dir).unwrap());
+        let file = dir.join(DB_FILE);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SqliteStore::open(&dir).err().unwrap();
+        assert!(err.contains("chmod 600"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

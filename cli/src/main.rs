@@ -75,7 +75,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             token_file,
             action,
         } => {
-            init_logs(level, format, None, None)?;
+            // A one-shot command: only warnings and errors unless asked.
+            init_logs(level, format, Some("warn".into()), None)?;
             admin::run(&server, &server_key, token, token_file.as_deref(), action)
         }
         Command::Server {

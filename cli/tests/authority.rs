@@ -1,0 +1,363 @@
+//! A server with an authority, through the real binary: `burrow server init` and a SQLite
+//! store, `burrow admin` (create, tree, redeem, reload), daemons exposing and connecting with
+//! their path's tokens, a restart that keeps everything, and a stopped daemon's name that
+//! nobody without the server token can take.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+/// A server started from a store that `burrow server init` made, with tenant `acme`.
+struct Authority {
+    dir: PathBuf,
+    key: PathBuf,
+    store: PathBuf,
+    master: PathBuf,
+    server: Proc,
+    addr: String,
+    public: String,
+}
+
+impl Authority {
+    fn start(dir: &Path) -> Self {
+        let key = dir.join("server.key");
+        keygen(&key);
+        let store = dir.join("store");
+        let master = dir.join("master");
+        let init = run(&[
+            "server",
+            "init",
+            "--state-dir",
+            path(&store),
+            "--tenant",
+            "acme",
+            "--out",
+            path(&master),
+        ])
+        .expect("server init");
+        assert!(init.contains("tenant acme created"), "{init}");
+        let mode = std::fs::metadata(&master).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the master token file");
+        let (server, addr, public) = serve(&key, &store, "127.0.0.1:0");
+        Self {
+            dir: dir.to_path_buf(),
+            key,
+            store,
+            master,
+            server,
+            addr,
+            public,
+        }
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same address and store.
+    fn restart(&mut self) {
+        self.server.terminate();
+        let _ = self.server.child.wait();
+        let (server, addr, public) = serve(&self.key, &self.store, &self.addr);
+        assert_eq!((&addr, &public), (&self.addr, &self.public));
+        self.server = server;
+    }
+
+    /// `burrow admin ARGS` with the master token file: stdout, or stderr on failure.
+    fn admin(&self, args: &[&str]) -> Result<String, String> {
+        self.admin_with(path(&self.master), args)
+    }
+
+    fn admin_with(&self, token_file: &str, args: &[&str]) -> Result<String, String> {
+        let mut all = vec![
+            "admin",
+            "--server",
+            &self.addr,
+            "--server-key",
+            &self.public,
+            "--token-file",
+            token_file,
+        ];
+        all.extend(args);
+        run(&all)
+    }
+
+    /// Creates `path`: its (server, client) tokens.
+    fn create(&self, path: &str, fixed: bool) -> (String, String) {
+        let mut args = vec!["create", path];
+        if fixed {
+            args.push("--fixed");
+        }
+        let out = self.admin(&args).expect("admin create");
+        let token = |label: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(label))
+                .unwrap_or_else(|| panic!("no {label} in {out}"))
+                .trim()
+                .to_string()
+        };
+        (token("server token:"), token("client token:"))
+    }
+
+    /// Writes `token` to a 0600 file named `name`.
+    fn token_file(&self, name: &str, token: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path(&p).to_string()
+    }
+
+    /// A daemon (`expose ...` or `connect ...`) with its own state directory `state`,
+    /// registering with `token`.
+    fn daemon(&self, state: &str, cmd: &[&str], token: &str) -> Proc {
+        let file = self.token_file(&format!("{state}.token"), token);
+        let state_dir = self.dir.join(state);
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.extend(["--server", &self.addr, "--server-key", &self.public]);
+        args.extend(["--token-file", &file, "--state-dir", path(&state_dir)]);
+        args.extend(["--udp", "127.0.0.1:0"]);
+        spawn(&args)
+    }
+}
+
+fn serve(key: &Path, store: &Path, listen: &str) -> (Proc, String, String) {
+    let server = spawn(&[
+        "server",
+        "--listen",
+        listen,
+        "--key",
+        path(key),
+        "--state-dir",
+        path(store),
+    ]);
+    let public = wait_for(&server.stdout, "server public key:");
+    let addr = wait_for(&server.stdout, "listening on udp");
+    let word = |l: String| l.rsplit(' ').next().expect("word").to_string();
+    (server, word(addr), word(public))
+}
+
+/// Runs `burrow ARGS` to completion: stdout, or stderr on failure.
+fn run(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(BIN).args(args).output().expect("run burrow");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    if out.status.success() {
+        Ok(text(out.stdout))
+    } else {
+        Err(text(out.stderr))
+    }
+}
+
+/// The local address a `connect` daemon listens on.
+fn listening(daemon: &Proc) -> SocketAddr {
+    let line = wait_for(&daemon.stdout, "listening on");
+    line.split(' ').nth(2).expect("addr").parse().expect("addr")
+}
+
+/// Sends a line through `listen` and returns the answer ("" when nothing came back).
+fn ask(listen: SocketAddr, line: &str) -> String {
+    let Ok(mut conn) = TcpStream::connect(listen) else {
+        return String::new();
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = conn.write_all(format!("{line}\n").as_bytes());
+    let mut reply = String::new();
+    let _ = BufReader::new(&conn).read_line(&mut reply);
+    reply
+}
+
+/// Asks until an answer comes (the tunnel may still be coming up), for at most [`WAIT`].
+fn ask_until_answered(listen: SocketAddr, line: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let reply = ask(listen, line);
+        if !reply.is_empty() || start.elapsed() > WAIT {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The tree once `path` shows as exposed.
+fn tree_when_exposed(auth: &Authority, path: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let tree = auth.admin(&["tree"]).expect("tree");
+        let exposed = tree
+            .lines()
+            .any(|l| l.contains(path) && l.contains("exposed by"));
+        if exposed || start.elapsed() > WAIT {
+            return tree;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_declared_path_is_exposed_with_its_server_token_and_reached_with_its_client_token() {
+    let dir = temp_dir("authority-tokens");
+    let auth = Authority::start(&dir);
+    let (server_token, client_token) = auth.create("/home/ssh", false);
+    let target = echo().to_string();
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
+    let key = wait_for(&exposer.stdout, "daemon public key:");
+    let key = key.rsplit(' ').next().unwrap().to_string();
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let tree = tree_when_exposed(&auth, "/home/ssh");
+    eprintln!("burrow admin tree:\n{tree}");
+    assert!(tree.starts_with("tenant acme\n"), "{tree}");
+    assert!(
+        tree.contains(&format!("/home/ssh  exposed by {key}")),
+        "{tree}"
+    );
+
+    let client = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
+    assert_eq!(ask_until_answered(listening(&client), "hello"), "hello\n");
+
+    // The client token exposes nothing: the registration is refused.
+    let thief = auth.daemon("c", &["expose", "/home/ssh", &target], &client_token);
+    let refused = wait_for(&thief.stderr, "registration refused");
+    assert!(refused.contains("BadToken"), "{refused}");
+    // The server token connects to nothing.
+    let wrong = auth.daemon("d", &["connect", "/home/ssh", "127.0.0.1:0"], &server_token);
+    let listen = listening(&wrong);
+    assert_eq!(ask(listen, "hello"), "");
+    let unknown = wait_for(&wrong.stderr, "service unavailable");
+    assert!(unknown.contains("UnknownService"), "{unknown}");
+    // A daemon's token is no master token.
+    let file = auth.token_file("not-master", &server_token);
+    let err = auth.admin_with(&file, &["tree"]).unwrap_err();
+    assert!(err.contains("not a master token"), "{err}");
+}
+
+#[test]
+fn tenants_paths_and_tokens_survive_a_server_restart() {
+    let dir = temp_dir("authority-restart");
+    let mut auth = Authority::start(&dir);
+    let (server_token, client_token) = auth.create("/home/ssh", false);
+    auth.create("/office/db", true);
+    let target = echo().to_string();
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let before = tree_when_exposed(&auth, "/home/ssh");
+
+    auth.restart();
+    // The daemon registers again by itself; the tree is the same.
+    let after = tree_when_exposed(&auth, "/home/ssh");
+    assert_eq!(before, after);
+    let client = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
+    assert_eq!(ask_until_answered(listening(&client), "again"), "again\n");
+    // What the store holds, read with the sqlite3 program: paths, never a token.
+    let db = auth.store.join("directory.sqlite3");
+    let query =
+        "SELECT tenant, name, fixed, length(server), length(client) FROM paths ORDER BY name";
+    let out = Command::new("sqlite3")
+        .args([path(&db), query])
+        .output()
+        .expect("sqlite3 (installed by .ci/run)");
+    assert!(out.status.success(), "{out:?}");
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(rows, "acme|/home/ssh|0|32|32\nacme|/office/db|1|32|32\n");
+    let raw = std::fs::read(&db).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        !text.contains(&client_token) && !text.contains(&server_token),
+        "a token in the store"
+    );
+}
+
+#[test]
+fn a_redeemed_client_token_is_refused_and_its_sessions_close() {
+    let dir = temp_dir("authority-redeem");
+    let auth = Authority::start(&dir);
+    let (server_token, client_token) = auth.create("/home/ssh", false);
+    let target = echo().to_string();
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let client = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
+    let listen = listening(&client);
+    assert_eq!(ask_until_answered(listen, "before"), "before\n");
+
+    let out = auth
+        .admin(&["redeem", "/home/ssh", "client"])
+        .expect("redeem");
+    let new_token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("new client token of /home/ssh: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    // The destination drops the client's session at once, and the client is refused.
+    let dropped = wait_for(&exposer.stderr, "withdrew a peer's access");
+    assert!(dropped.contains("key="), "{dropped}");
+    let refused = wait_for(&client.stderr, "registration refused");
+    assert!(refused.contains("BadToken"), "{refused}");
+    assert_eq!(
+        ask(listen, "after"),
+        "",
+        "the old token still reaches the service"
+    );
+    // The new token works.
+    let renewed = auth.daemon("c", &["connect", "/home/ssh", "127.0.0.1:0"], &new_token);
+    assert_eq!(ask_until_answered(listening(&renewed), "new"), "new\n");
+}
+
+#[test]
+fn a_fixed_path_refuses_a_second_client_until_the_master_reloads_it() {
+    let dir = temp_dir("authority-fixed");
+    let auth = Authority::start(&dir);
+    let (server_token, client_token) = auth.create("/home/ssh", true);
+    let target = echo().to_string();
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let first = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
+    assert_eq!(ask_until_answered(listening(&first), "one"), "one\n");
+    let second = auth.daemon("c", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
+    let listen = listening(&second);
+    assert_eq!(ask(listen, "two"), "");
+    let refused = wait_for(&second.stderr, "service unavailable");
+    assert!(refused.contains("NotPinned"), "{refused}");
+    let tree = auth.admin(&["tree"]).unwrap();
+    assert!(tree.contains("fixed, 1 client(s) pinned"), "{tree}");
+    let reloaded = auth.admin(&["reload", "/home/ssh"]).unwrap();
+    assert!(
+        reloaded.contains("forgot 1 pinned client key"),
+        "{reloaded}"
+    );
+    assert_eq!(ask_until_answered(listen, "two"), "two\n");
+}
+
+#[test]
+fn a_stopped_daemons_path_is_free_at_once_but_only_for_its_server_token() {
+    let dir = temp_dir("authority-release");
+    let auth = Authority::start(&dir);
+    let (server_token, client_token) = auth.create("/home/ssh", false);
+    let target = echo().to_string();
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let client = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
+    let listen = listening(&client);
+    assert_eq!(ask_until_answered(listen, "first"), "first\n");
+    exposer.terminate();
+    // The name is free at once: the tree shows it unexposed.
+    let start = Instant::now();
+    let tree = loop {
+        let tree = auth.admin(&["tree"]).unwrap();
+        if tree.contains("not exposed") || start.elapsed() > WAIT {
+            break tree;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(tree.contains("/home/ssh  not exposed"), "{tree}");
+    // Neither the client token nor a daemon of an open tenant takes it.
+    let thief = auth.daemon("c", &["expose", "/home/ssh", &target], &client_token);
+    assert!(wait_for(&thief.stderr, "registration refused").contains("BadToken"));
+    // The server token does, with a new key, and the client that pinned the old key refuses.
+    let successor = auth.daemon("d", &["expose", "/home/ssh", &target], &server_token);
+    wait_for(&successor.stderr, "registered with the rendezvous server");
+    assert_eq!(ask(listen, "second"), "");
+    let changed = wait_for(&client.stderr, "known_services");
+    assert!(changed.contains("service unavailable"), "{changed}");
+}

@@ -236,6 +236,10 @@ pub struct DaemonArgs {
     /// A file holding the access token (readable by its owner only).
     #[arg(long, value_name = "FILE", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+    /// A file holding one more token of the server's directory: a declared path's server
+    /// token (to expose it) or client token (to connect to it). Repeat for up to 4.
+    #[arg(long = "path-token-file", value_name = "FILE")]
+    pub path_token_files: Vec<PathBuf>,
     /// A peer key admitted to every exposed service without an introduction by the server
     /// (repeat for several). Without any, only peers the server introduces get in, each to
     /// the service it looked up.

@@ -9,6 +9,9 @@ use burrow_core::{PublicKey, RoutePolicy};
 use serde::Deserialize;
 
 use crate::args::{DaemonArgs, LogFormat};
+
+/// Most path tokens a daemon presents (the server's limit).
+const MAX_PATH_TOKENS: usize = 4;
 use crate::secrets;
 
 /// The file as written. Unknown keys are errors, so a typo is reported rather than ignored.
@@ -19,6 +22,9 @@ pub struct File {
     pub server_key: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// Files of more path tokens (a declared path's server or client token each).
+    #[serde(default)]
+    pub path_token_files: Vec<PathBuf>,
     #[serde(default)]
     pub allow: Vec<String>,
     pub key_file: Option<PathBuf>,
@@ -54,6 +60,8 @@ pub struct Settings {
     pub server: SocketAddr,
     pub server_key: PublicKey,
     pub token: String,
+    /// More tokens of the server's directory, one per declared path.
+    pub path_tokens: Vec<String>,
     /// Keys admitted to every exposed service without an introduction.
     pub allow: BTreeSet<PublicKey>,
     pub key_file: PathBuf,
@@ -81,6 +89,11 @@ pub fn load(path: &Path) -> Result<File, String> {
     let base = path.parent().unwrap_or(Path::new("."));
     file.key_file = file.key_file.map(|p| base.join(p));
     file.token_file = file.token_file.map(|p| base.join(p));
+    file.path_token_files = file
+        .path_token_files
+        .into_iter()
+        .map(|p| base.join(p))
+        .collect();
     file.state_dir = file.state_dir.map(|p| base.join(p));
     Ok(file)
 }
@@ -204,10 +217,21 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         }
         connect.push((name, listen));
     }
+    let files = args.path_token_files.iter().chain(&file.path_token_files);
+    let path_tokens = files
+        .map(|p| secrets::read_token(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if path_tokens.len() > MAX_PATH_TOKENS {
+        return Err(format!(
+            "at most {MAX_PATH_TOKENS} path token files (--path-token-file, `path_token_files`); \
+             a daemon that needs more paths can use its tenant's master token"
+        ));
+    }
     Ok(Settings {
         server,
         server_key,
         token,
+        path_tokens,
         allow,
         key_file,
         state_dir,

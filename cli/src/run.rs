@@ -98,6 +98,7 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
     rendezvous.route = settings.route;
+    rendezvous.path_tokens.clone_from(&settings.path_tokens);
     // Pins remembered from earlier runs, then the ones given now (which win).
     rendezvous.pinned = known_services(&settings.state_dir)?;
     rendezvous.pinned.extend(settings.peer_keys);

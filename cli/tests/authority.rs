@@ -361,3 +361,96 @@ fn a_stopped_daemons_path_is_free_at_once_but_only_for_its_server_token() {
     let changed = wait_for(&client.stderr, "known_services");
     assert!(changed.contains("service unavailable"), "{changed}");
 }
+
+#[test]
+fn one_daemon_exposes_two_paths_with_a_path_token_file() {
+    let dir = temp_dir("authority-two-paths");
+    let auth = Authority::start(&dir);
+    let (web_server, web_client) = auth.create("/site/web", false);
+    let (db_server, db_client) = auth.create("/site/db", false);
+    let (web, db) = (echo().to_string(), echo().to_string());
+    let primary = auth.token_file("web.token", &web_server);
+    let extra = auth.token_file("db.token", &db_server);
+    let config = dir.join("site.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server = \"{}\"\nserver_key = \"{}\"\ntoken_file = \"{primary}\"\n\
+             path_token_files = [\"{extra}\"]\nstate_dir = \"{}\"\nudp = \"127.0.0.1:0\"\n\
+             [[expose]]\nname = \"/site/web\"\ntarget = \"{web}\"\n\
+             [[expose]]\nname = \"/site/db\"\ntarget = \"{db}\"\n",
+            auth.addr,
+            auth.public,
+            path(&dir.join("site")),
+        ),
+    )
+    .unwrap();
+    let site = spawn(&["daemon", "-c", path(&config)]);
+    wait_for(&site.stderr, "registered with the rendezvous server");
+    let web_user = auth.daemon("w", &["connect", "/site/web", "127.0.0.1:0"], &web_client);
+    let db_user = auth.daemon("d", &["connect", "/site/db", "127.0.0.1:0"], &db_client);
+    assert_eq!(ask_until_answered(listening(&web_user), "web"), "web\n");
+    assert_eq!(ask_until_answered(listening(&db_user), "db"), "db\n");
+    // Each client token reaches its own path only.
+    let crossed = auth.daemon("x", &["connect", "/site/db", "127.0.0.1:0"], &web_client);
+    assert_eq!(ask(listening(&crossed), "db"), "");
+    assert!(wait_for(&crossed.stderr, "service unavailable").contains("UnknownService"));
+    // More than four path token files is a configuration error, said before starting.
+    let mut args = vec!["connect", "/site/db", "127.0.0.1:0"];
+    args.extend(["--server", &auth.addr, "--server-key", &auth.public]);
+    args.extend(["--token-file", &extra]);
+    for _ in 0..5 {
+        args.extend(["--path-token-file", &extra]);
+    }
+    let err = run(&args).unwrap_err();
+    assert!(err.contains("at most 4 path token files"), "{err}");
+}
+
+#[test]
+fn init_and_admin_refuse_bad_input_with_a_clear_error() {
+    let dir = temp_dir("authority-bad-input");
+    let auth = Authority::start(&dir);
+    let store = path(&auth.store);
+    let again = run(&["server", "init", "--state-dir", store, "--tenant", "acme"]).unwrap_err();
+    assert!(again.contains("tenant acme already exists"), "{again}");
+    let bad = run(&[
+        "server",
+        "init",
+        "--state-dir",
+        store,
+        "--tenant",
+        "Acme Co",
+    ])
+    .unwrap_err();
+    assert!(bad.contains("--tenant"), "{bad}");
+    let second = run(&["server", "init", "--state-dir", store, "--tenant", "beta"]).unwrap();
+    assert!(second.contains("master token: "), "{second}");
+    for (args, needle) in [
+        (vec!["create", "no-slash"], "must start with '/'"),
+        (vec!["create", "/a/../b"], "invalid service name"),
+        (vec!["delete", "/never/made"], "not a path of tenant acme"),
+        (vec!["reload", "/never/made"], "not a path of tenant acme"),
+    ] {
+        let err = auth.admin(&args).unwrap_err();
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    auth.create("/twice", false);
+    let err = auth.admin(&["create", "/twice"]).unwrap_err();
+    assert!(err.contains("already exists"), "{err}");
+    let err = auth.admin(&["reload", "/twice"]).unwrap_err();
+    assert!(err.contains("is not fixed"), "{err}");
+    // A store others can read is refused before the server starts.
+    let db = auth.store.join("directory.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key = path(&auth.key);
+    let refused = run(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        key,
+        "--state-dir",
+        store,
+    ]);
+    assert!(refused.unwrap_err().contains("chmod 600"));
+}

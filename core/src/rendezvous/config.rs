@@ -44,7 +44,10 @@ pub struct ServerConfig {
     /// Tenants with a master and the paths they declared, as loaded from the server's store
     /// (empty: only the tokens of [`Self::tokens`]). A directory token (a master's or a
     /// path's) is accepted whatever [`Self::tokens`] says; its daemons live in their tenant's
-    /// namespace, where only declared paths exist.
+    /// namespace, where only declared paths exist. A token the directory does not know
+    /// (a redeemed one, say) is judged by [`Self::tokens`] alone: refused under
+    /// [`TokenPolicy::Only`], an open tenant of its own (seeing none of the directory's
+    /// paths) under [`TokenPolicy::AnyToken`].
     pub directory: Directory,
 }
 

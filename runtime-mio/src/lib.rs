@@ -33,13 +33,14 @@ use burrow_core::rendezvous::ServiceName;
 use burrow_tokio::local_ip_toward;
 use mio::{Poll, Waker};
 
-pub use burrow_core::node::{NodeConfig, StartError, Stopped};
+pub use burrow_core::node::{NodeConfig, Services, StartError, Stopped, Summary};
 pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 
 /// Requests from a handle to the node's thread.
 pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
+    Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
 
@@ -185,5 +186,13 @@ impl NodeControl {
     /// answered, `None` after the core's retransmissions (at most 9.5 s).
     pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, Stopped> {
         self.ask(|tx| Command::StunProbe(server, tx))
+    }
+
+    /// Makes the node run `services` (a reloaded config's): services no longer listed stop
+    /// (their listeners close, their connections reset), new ones start, unchanged ones keep
+    /// their connections. New listeners are bound first: if one cannot be, nothing changes
+    /// and the error says why. See [`burrow_core::node::Node::plan`].
+    pub fn reload(&self, services: Services) -> Result<Result<Summary, StartError>, Stopped> {
+        self.ask(|tx| Command::Reload(services, tx))
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use async_channel::{Receiver, Sender};
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
-use burrow_core::node::{Node, Output, ProbeId};
+use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
 
 use crate::handle::Command;
 use crate::local::{self, ConnTasks, Local};
@@ -44,6 +44,8 @@ struct Loop<R: Runtime> {
     conns: BTreeMap<ConnId, ConnTasks>,
     /// STUN probes asked for by handles, waiting for their answer.
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
+    /// Each listener's accept task; dropping it closes the listener.
+    accepts: BTreeMap<ListenerId, R::Task>,
 }
 
 /// What woke the loop.
@@ -63,10 +65,6 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         done: _done,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
-    let accepts: Vec<R::Task> = listeners
-        .into_iter()
-        .map(|(id, l)| R::spawn(local::accept::<R>(id, l, to_loop.clone())))
-        .collect();
     let udp = match Udp::new(&socket) {
         Ok(udp) => udp,
         Err(e) => {
@@ -75,7 +73,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         }
     };
     tracing::debug!(?udp, "UDP batching");
-    let mut state = Loop {
+    let mut state = Loop::<R> {
         node,
         socket,
         udp,
@@ -83,7 +81,11 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         to_loop,
         conns: BTreeMap::new(),
         probes: BTreeMap::new(),
+        accepts: BTreeMap::new(),
     };
+    for (id, listener) in listeners {
+        state.accept(id, listener);
+    }
     let mut turn = 0usize;
     loop {
         let deadline = state.drain();
@@ -138,6 +140,9 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                 let probe = state.node.stun_probe(now, server);
                 state.probes.insert(probe, reply);
             }
+            Wake::Command(Some(Command::Reload(services, reply))) => {
+                let _ = reply.try_send(state.reload(now, &services));
+            }
             Wake::Command(Some(Command::Shutdown) | None) => {
                 // Peers and the server hear of it now, not by a timeout.
                 state.node.shutdown(now);
@@ -148,10 +153,30 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
             Wake::Deadline => state.node.handle_timeout(now),
         }
     }
-    drop(accepts);
+    state.accepts.clear();
 }
 
 impl<R: Runtime> Loop<R> {
+    fn accept(&mut self, id: ListenerId, listener: R::Listener) {
+        let task = R::spawn(local::accept::<R>(id, listener, self.to_loop.clone()));
+        self.accepts.insert(id, task);
+    }
+
+    /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
+    /// has the node stop and start services; closes the removed listeners.
+    fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
+        let plan = self.node.plan(services);
+        let bound = crate::handle::bind_listeners::<R>(&plan.connect)?;
+        let applied = self.node.apply(now, plan, bound);
+        for id in applied.closed {
+            self.accepts.remove(&id);
+        }
+        for (id, listener) in applied.started {
+            self.accept(id, listener);
+        }
+        Ok(applied.summary)
+    }
+
     /// Performs everything the node has to say but its transmits, which go to the outbox;
     /// returns its deadline.
     fn drain(&mut self) -> Instant {

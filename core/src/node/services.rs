@@ -12,7 +12,8 @@
 //! for (id, socket) in applied.started { accept on it }
 //! ```
 //!
-//! Binding first means a reload that cannot bind a new listener changes nothing. The single
+//! Pins (`peer_key`) are applied before services start, so a new connected service never
+//! trusts a first key it should not. Binding first means a reload that cannot bind a new listener changes nothing. The single
 //! service commands ([`Node::add_expose`], [`Node::add_connect`], [`Node::remove_service`])
 //! are the same steps for one service, for a control command that attaches or detaches one.
 
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Listener, Node};
+use crate::crypto::PublicKey;
 use crate::error::ServiceError;
 use crate::forward::ListenerId;
 use crate::rendezvous::ServiceName;
@@ -34,6 +36,8 @@ pub struct Services {
     pub expose: Vec<(ServiceName, String)>,
     /// Services to reach: name and the local TCP address to listen on for it.
     pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// Keys the daemons exposing connected services must have (`peer_key`), by service.
+    pub pins: Vec<(ServiceName, PublicKey)>,
 }
 
 /// What it takes to go from the services that run to a wanted [`Services`], from
@@ -47,6 +51,8 @@ pub struct Plan {
     pub expose: Vec<(ServiceName, String)>,
     /// Services to listen for; the runtime binds these before [`Node::apply`].
     pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// Keys to pin, each new or different from the one pinned now.
+    pub pins: Vec<(ServiceName, PublicKey)>,
     /// Services that stay as they are.
     pub unchanged: Vec<ServiceName>,
 }
@@ -54,7 +60,10 @@ pub struct Plan {
 impl Plan {
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.expose.is_empty() && self.connect.is_empty()
+        self.remove.is_empty()
+            && self.expose.is_empty()
+            && self.connect.is_empty()
+            && self.pins.is_empty()
     }
 }
 
@@ -143,6 +152,7 @@ impl Node {
         Services {
             expose: self.exposed.clone(),
             connect: self.listen_addrs.clone(),
+            pins: self.known.iter().map(|(s, k)| (s.clone(), *k)).collect(),
         }
     }
 
@@ -182,6 +192,19 @@ impl Node {
         self.listener_ids.push((service.clone(), id));
         self.listen_addrs.push((service, addr));
         Ok(id)
+    }
+
+    /// Pins `key` for the connected `service`: the daemon exposing it must have that key
+    /// (any other is refused), as a `peer_key` given at start. Connections open now are left
+    /// alone; remove and add the service to reset them.
+    pub fn pin_service(
+        &mut self,
+        service: ServiceName,
+        key: PublicKey,
+    ) -> Result<(), ServiceError> {
+        self.ep.pin_service(service.clone(), key)?;
+        self.known.insert(service, key);
+        Ok(())
     }
 
     /// Stops whatever runs under `service`: an exposed service is unpublished and its
@@ -226,8 +249,13 @@ impl Node {
         for (name, addr) in &self.listen_addrs {
             // A listener asked for on port 0 got some port: the same request keeps it.
             let same = |a: &SocketAddr| a == addr || (a.port() == 0 && a.ip() == addr.ip());
+            // A new key for a connected service resets its connections: they reach the old one.
+            let repinned = wanted
+                .pins
+                .iter()
+                .any(|(n, k)| n == name && self.known.get(n).is_some_and(|old| old != k));
             match wanted.connect.iter().find(|(n, _)| n == name) {
-                Some((_, a)) if same(a) => {
+                Some((_, a)) if same(a) && !repinned => {
                     keep.insert(name.clone());
                 }
                 _ => {
@@ -259,6 +287,12 @@ impl Node {
                 }
             }
         }
+        plan.pins = wanted
+            .pins
+            .iter()
+            .filter(|(n, k)| self.known.get(n) != Some(k))
+            .cloned()
+            .collect();
         plan.unchanged = keep.difference(&remove).cloned().collect();
         plan.remove = remove.into_iter().collect();
         plan
@@ -294,6 +328,11 @@ impl Node {
                 if !re_added.contains(name) {
                     applied.summary.removed.push(name.to_string());
                 }
+            }
+        }
+        for (name, key) in plan.pins {
+            if let Err(e) = self.pin_service(name.clone(), key) {
+                applied.summary.failed.push(format!("{name}: {e}"));
             }
         }
         for (name, target) in plan.expose {

@@ -487,6 +487,7 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
             (name("/new"), "unix:/run/new.sock".into()),
         ],
         connect: vec![(name("/far"), addr("127.0.0.1:0"))],
+        pins: vec![(name("/far"), key(5).public_key())],
     };
     let plan = a.plan(&wanted);
     assert_eq!(plan.remove, vec![name("/gone"), name("/moved")]);
@@ -499,6 +500,7 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
     );
     assert_eq!(plan.connect, vec![(name("/far"), addr("127.0.0.1:0"))]);
     assert_eq!(plan.unchanged, vec![name("/keep")]);
+    assert_eq!(plan.pins, vec![(name("/far"), key(5).public_key())]);
     assert!(
         a.plan(&a.services()).is_empty(),
         "the running set plans nothing"
@@ -521,6 +523,7 @@ fn removing_a_service_resets_its_connections_and_spares_the_others() {
             (name("/keep"), addr("127.0.0.1:5000")),
             (name("/new"), addr("127.0.0.1:5001")),
         ],
+        pins: Vec::new(),
     };
     let at = net.now;
     let b = net.node(2);

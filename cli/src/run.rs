@@ -231,13 +231,19 @@ fn hangups(on_hup: impl Fn() + Send + 'static) -> Result<(), String> {
     Ok(())
 }
 
-/// A channel that receives once per Ctrl-C or SIGTERM.
+/// A channel that receives once per Ctrl-C (SIGINT) or SIGTERM.
 pub fn interrupts() -> Result<mpsc::Receiver<()>, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let (tx, rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
     Ok(rx)
 }
 

@@ -83,12 +83,29 @@ pub struct Applied<L> {
 pub struct Summary {
     /// Services started (exposed or listened for).
     pub added: Vec<String>,
+    /// Services restarted with a new target, listen address or pinned key (their
+    /// connections were reset).
+    pub changed: Vec<String>,
     /// Services stopped.
     pub removed: Vec<String>,
     /// How many services were left as they were.
     pub unchanged: usize,
     /// Services that could not start, and why.
     pub failed: Vec<String>,
+}
+
+impl Summary {
+    /// Counts `name` as started: added, or changed when it was running before.
+    fn started(&mut self, changed: &BTreeSet<String>, name: String) {
+        let list = if changed.contains(&name) {
+            &mut self.changed
+        } else {
+            &mut self.added
+        };
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
 }
 
 impl fmt::Display for Summary {
@@ -100,11 +117,13 @@ impl fmt::Display for Summary {
                 format!(" ({})", names.join(", "))
             }
         };
+        write!(f, "{} added{}, ", self.added.len(), list(&self.added))?;
+        if !self.changed.is_empty() {
+            write!(f, "{} changed{}, ", self.changed.len(), list(&self.changed))?;
+        }
         write!(
             f,
-            "{} added{}, {} removed{}, {} unchanged",
-            self.added.len(),
-            list(&self.added),
+            "{} removed{}, {} unchanged",
             self.removed.len(),
             list(&self.removed),
             self.unchanged
@@ -322,10 +341,13 @@ impl Node {
             .map(|(n, _)| n)
             .chain(plan.connect.iter().map(|(n, _)| n))
             .collect();
+        let mut changed = BTreeSet::new();
         for name in &plan.remove {
             if let Some(removed) = self.remove_service(now, name) {
                 applied.closed.extend(removed.listener);
-                if !re_added.contains(name) {
+                if re_added.contains(name) {
+                    changed.insert(name.to_string());
+                } else {
                     applied.summary.removed.push(name.to_string());
                 }
             }
@@ -337,7 +359,7 @@ impl Node {
         }
         for (name, target) in plan.expose {
             match self.add_expose(now, name.clone(), target) {
-                Ok(()) => applied.summary.added.push(name.to_string()),
+                Ok(()) => applied.summary.started(&changed, name.to_string()),
                 Err(e) => applied.summary.failed.push(format!("{name}: {e}")),
             }
         }
@@ -346,9 +368,7 @@ impl Node {
             match self.add_connect(now, listener.service.clone(), addr) {
                 Ok(id) => {
                     let name = listener.service.to_string();
-                    if !applied.summary.added.contains(&name) {
-                        applied.summary.added.push(name);
-                    }
+                    applied.summary.started(&changed, name);
                     applied.started.push((id, listener.socket));
                 }
                 Err(e) => applied

@@ -477,8 +477,8 @@ fn closed(net: &Net, i: usize) -> Vec<ConnId> {
 #[test]
 fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
     let now = crate::tests::origin();
-    let (net, _) = two_daemons(now, &["/keep", "/moved", "/gone"], &[]);
-    let a = &net.hosts[1].m.node;
+    let (mut net, _) = two_daemons(now, &["/keep", "/moved", "/gone"], &[]);
+    let a = net.node(1);
     let name = |s: &str| ServiceName::parse(s).unwrap();
     let wanted = Services {
         expose: vec![
@@ -505,6 +505,14 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
         a.plan(&a.services()).is_empty(),
         "the running set plans nothing"
     );
+
+    let bound = bind_listeners(&plan.connect, |_| Ok(()), |()| Ok(addr("127.0.0.1:5002"))).unwrap();
+    let applied = a.apply(now, plan, bound);
+    assert_eq!(
+        applied.summary.to_string(),
+        "2 added (/new, /far), 1 changed (/moved), 1 removed (/gone), 1 unchanged"
+    );
+    assert!(a.plan(&wanted).is_empty(), "applied: nothing left to do");
 }
 
 #[test]

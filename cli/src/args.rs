@@ -166,7 +166,34 @@ pub enum Command {
     },
     /// Start a server, two daemons and an echo service on loopback, send a line through the
     /// tunnel and check that it comes back.
-    Demo,
+    Demo {
+        /// Keep the demo running after the check, and print how to try it by hand, until
+        /// Ctrl-C.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// Check a daemon config file without starting anything: prints `ok` and a summary, or
+    /// every problem with its line and key (and exits non-zero).
+    Check {
+        /// The TOML config file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Make a running daemon re-read its config file (as SIGHUP does): added services start,
+    /// removed ones stop, the others keep their connections. A config with problems is
+    /// refused and the daemon keeps the one it has.
+    Reload {
+        /// The daemon's state directory, where its control socket is (default as for
+        /// `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `burrow completions bash > /etc/bash_completion.d/burrow`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `burrow server init`.
@@ -221,7 +248,7 @@ pub enum AdminAction {
 }
 
 /// Settings every daemon form shares; each overrides the config file.
-#[derive(Debug, Args, Default)]
+#[derive(Clone, Debug, Args, Default)]
 pub struct DaemonArgs {
     /// The rendezvous server's UDP address (HOST:PORT).
     #[arg(long, value_name = "ADDR")]

@@ -55,7 +55,7 @@ pub struct Connect {
 }
 
 /// Everything a daemon needs, checked.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub server: SocketAddr,
     pub server_key: PublicKey,
@@ -198,6 +198,12 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
     for (i, e) in file.expose.into_iter().enumerate() {
         let name =
             service(&e.name).map_err(|why| format!("[[expose]] #{} in {source}: {why}", i + 1))?;
+        if expose.iter().any(|(n, _)| *n == name) {
+            return Err(format!(
+                "[[expose]] #{} in {source}: `{name}` is exposed twice",
+                i + 1
+            ));
+        }
         expose.push((name, e.target));
     }
     let mut connect = Vec::new();
@@ -205,10 +211,16 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
     for (i, c) in file.connect.into_iter().enumerate() {
         let at = || format!("[[connect]] #{} in {source}", i + 1);
         let name = service(&c.name).map_err(|why| format!("{}: {why}", at()))?;
-        let listen = c
+        let listen: SocketAddr = c
             .listen
             .parse()
             .map_err(|_| format!("{}: listen `{}` is not IP:PORT", at(), c.listen))?;
+        if connect.iter().any(|(n, _)| *n == name) {
+            return Err(format!("{}: `{name}` is connected twice", at()));
+        }
+        if listen.port() != 0 && connect.iter().any(|(_, a)| *a == listen) {
+            return Err(format!("{}: {listen} is listened on twice", at()));
+        }
         if let Some(text) = &c.peer_key {
             let key: PublicKey = text
                 .parse()
@@ -281,7 +293,7 @@ pub fn service(text: &str) -> Result<ServiceName, String> {
 }
 
 /// Resolves `HOST:PORT` to its first address.
-fn resolve(text: &str) -> Result<SocketAddr, String> {
+pub fn resolve(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }

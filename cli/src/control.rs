@@ -1,5 +1,7 @@
 //! The local control socket: a unix socket in the state directory speaking JSON lines.
 //! Request `{"cmd":"status"}`; answer one line, the node's status or `{"error": "..."}`.
+//! Request `{"cmd":"reload"}`: the daemon re-reads its config file; answer
+//! `{"reloaded": "what changed"}` or `{"error": "why it was refused"}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -12,6 +14,9 @@ use burrow_core::status::Status;
 use serde::Deserialize;
 
 use crate::node::Control;
+
+/// Re-reads the daemon's config file and applies it: what changed, or why it was refused.
+pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 #[derive(Deserialize)]
 struct Request {
@@ -32,7 +37,7 @@ const MAX_CLIENTS: usize = 16;
 /// socket is owner-only (0600) whatever the umask: it is bound under a temporary name, made
 /// 0600, then renamed into place, so no other user can connect in between. A state directory
 /// it creates is 0700. Answers on a thread per client, at most [`MAX_CLIENTS`] at once.
-pub fn serve(state_dir: &Path, node: Control) -> Result<(), String> {
+pub fn serve(state_dir: &Path, node: Control, reload: Reload) -> Result<(), String> {
     let path = socket_path(state_dir);
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -57,9 +62,9 @@ pub fn serve(state_dir: &Path, node: Control) -> Result<(), String> {
                 clients.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            let (node, clients) = (node.clone(), clients.clone());
+            let (node, clients, reload) = (node.clone(), clients.clone(), reload.clone());
             std::thread::spawn(move || {
-                answer(stream, node);
+                answer(stream, node, &reload);
                 clients.fetch_sub(1, Ordering::AcqRel);
             });
         }
@@ -83,7 +88,7 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-fn answer(stream: UnixStream, node: Control) {
+fn answer(stream: UnixStream, node: Control, reload: &Reload) {
     let Ok(mut wr) = stream.try_clone() else {
         return;
     };
@@ -107,6 +112,10 @@ fn answer(stream: UnixStream, node: Control) {
                 Ok(status) => serde_json::to_string(&status).unwrap_or_default(),
                 Err(e) => serde_json::json!({ "error": e }).to_string(),
             },
+            Ok(r) if r.cmd == "reload" => match reload() {
+                Ok(summary) => serde_json::json!({ "reloaded": summary }).to_string(),
+                Err(e) => serde_json::json!({ "error": e }).to_string(),
+            },
             Ok(r) => {
                 serde_json::json!({ "error": format!("unknown command `{}`", r.cmd) }).to_string()
             }
@@ -120,6 +129,37 @@ fn answer(stream: UnixStream, node: Control) {
 
 /// Asks the daemon with `state_dir` for its status.
 pub fn status(state_dir: &Path) -> Result<(String, Status), String> {
+    let (line, path) = request(state_dir, "status")?;
+    let status = serde_json::from_str(&line).map_err(|_| {
+        format!(
+            "control socket {}: unexpected answer: {line}",
+            path.display()
+        )
+    })?;
+    Ok((line, status))
+}
+
+/// Asks the daemon with `state_dir` to reload its config: what changed.
+pub fn reload(state_dir: &Path) -> Result<String, String> {
+    let (line, path) = request(state_dir, "reload")?;
+    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
+        format!(
+            "control socket {}: unexpected answer: {line}",
+            path.display()
+        )
+    })?;
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        return Err(format!("reload refused: {e}"));
+    }
+    let summary = answer
+        .get("reloaded")
+        .and_then(|s| s.as_str())
+        .unwrap_or("");
+    Ok(format!("reloaded: {summary}"))
+}
+
+/// Sends one command to the daemon with `state_dir`; its answer line and the socket's path.
+fn request(state_dir: &Path, cmd: &str) -> Result<(String, PathBuf), String> {
     let path = socket_path(state_dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -132,7 +172,7 @@ pub fn status(state_dir: &Path) -> Result<(String, Status), String> {
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(io_err)?;
     stream
-        .write_all(b"{\"cmd\":\"status\"}\n")
+        .write_all(format!("{}\n", serde_json::json!({ "cmd": cmd })).as_bytes())
         .map_err(io_err)?;
     let mut line = String::new();
     let n = BufReader::new(stream)
@@ -144,14 +184,7 @@ pub fn status(state_dir: &Path) -> Result<(String, Status), String> {
             path.display()
         ));
     }
-    let line = line.trim_end().to_string();
-    let status = serde_json::from_str(&line).map_err(|_| {
-        format!(
-            "control socket {}: unexpected answer: {line}",
-            path.display()
-        )
-    })?;
-    Ok((line, status))
+    Ok((line.trim_end().to_string(), path))
 }
 
 /// A human-readable status.

@@ -10,12 +10,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 
 use crate::node::{Node, NodeConfig};
-use crate::{config, keys};
+use crate::{config, keys, run};
 
 const SERVICE: &str = "/demo/echo";
 const LINE: &str = "hello through burrow";
 
-pub fn run() -> Result<(), String> {
+/// Runs the demo; with `hold`, keeps it running after the check and says how to try it by
+/// hand, until Ctrl-C.
+pub fn run(hold: bool) -> Result<(), String> {
+    let interrupted = if hold { Some(run::interrupts()?) } else { None };
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
     let echo = echo_service()?;
     println!("1. echo service listening on tcp {echo}");
@@ -74,11 +77,26 @@ pub fn run() -> Result<(), String> {
             );
         }
     }
+    if ok {
+        println!("demo OK: the line came back through the tunnel");
+    }
+    if let (true, Some(interrupted)) = (ok, interrupted) {
+        println!();
+        println!(
+            "The demo keeps running. Try it by hand: type lines, each comes back through the tunnel:"
+        );
+        println!("  nc {} {}", listen.ip(), listen.port());
+        println!("or in one go:");
+        println!("  echo hello | nc -q 1 {} {}", listen.ip(), listen.port());
+        println!("Press Ctrl-C to stop.");
+        let _ = std::io::stdout().flush();
+        let _ = interrupted.recv();
+        println!("stopping the demo");
+    }
     connector.shutdown();
     exposer.shutdown();
     server.shutdown();
     if ok {
-        println!("demo OK: the line came back through the tunnel");
         Ok(())
     } else {
         Err(format!("demo failed: sent {LINE:?}, got {reply:?}"))

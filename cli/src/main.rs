@@ -3,17 +3,19 @@
 
 mod admin;
 mod args;
+mod check;
 mod config;
 mod control;
 mod demo;
 mod keys;
 mod logging;
 mod node;
+mod notify;
 mod run;
 mod secrets;
 mod store;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command, DaemonArgs, LogFormat, ServerCommand};
 
@@ -101,9 +103,35 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;
             let (file_level, file_format) = (file.log_level.clone(), file.log_format);
-            let settings = config::settings(file, common, &config.display().to_string())?;
+            let settings = config::settings(file, common.clone(), &config.display().to_string())?;
             init_logs(level, format, file_level, file_format)?;
-            run::daemon(settings)
+            run::daemon(settings, Some(run::Reloader { config, common }))
+        }
+        Command::Check { config } => match check::daemon(&config) {
+            Ok(summary) => {
+                println!("ok: {}: {summary}", config.display());
+                Ok(())
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                Err(format!(
+                    "{} problem{} in {}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" },
+                    config.display()
+                ))
+            }
+        },
+        Command::Reload { state_dir } => {
+            let dir = state_dir.unwrap_or_else(config::default_state_dir);
+            println!("{}", control::reload(&dir)?);
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "burrow", &mut std::io::stdout());
+            Ok(())
         }
         Command::Expose {
             name,
@@ -132,9 +160,9 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             };
             quick(file, common, level, format)
         }
-        Command::Demo => {
+        Command::Demo { hold } => {
             init_logs(level.or(Some("warn".into())), format, None, None)?;
-            demo::run()
+            demo::run(hold)
         }
     }
 }
@@ -148,7 +176,7 @@ fn quick(
 ) -> Result<(), String> {
     let settings = config::settings(file, common, "")?;
     init_logs(level, format, None, None)?;
-    run::daemon(settings)
+    run::daemon(settings, None)
 }
 
 fn init_logs(

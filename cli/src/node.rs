@@ -11,6 +11,7 @@ use burrow_core::status::Status;
 use burrow_core::PublicKey;
 /// What a node runs: the same type on every runtime.
 pub use burrow_core::node::NodeConfig;
+use burrow_core::node::{Services, Summary};
 
 #[cfg(not(any(feature = "tokio", feature = "mio")))]
 compile_error!("build burrow with the `tokio` feature (the default) or the `mio` feature");
@@ -106,6 +107,17 @@ impl Control {
         #[cfg(not(feature = "tokio"))]
         let answer = self.0.admin(master, command);
         answer.map_err(|e| e.to_string())?
+    }
+
+    /// Makes the node run `services`: what changed, or why nothing did.
+    pub fn reload(&self, services: Services) -> Result<Summary, String> {
+        #[cfg(feature = "tokio")]
+        let reloaded = tokio_rt::get()?.block_on(self.0.reload(services));
+        #[cfg(not(feature = "tokio"))]
+        let reloaded = self.0.reload(services);
+        reloaded
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, String> {

@@ -14,12 +14,17 @@ use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burrow_core::node::Services;
 use burrow_core::rendezvous::directory::{Directory, DirectoryStore};
 
-use crate::config::Settings;
+use crate::args::DaemonArgs;
+use crate::config::{self, Settings};
 use crate::node::{Control, Node, NodeConfig, RUNTIME};
 use crate::store::SqliteStore;
-use crate::{control, keys};
+use crate::{control, keys, logging, notify};
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
@@ -81,9 +86,18 @@ pub fn server(
             }
         });
     }
+    hangups(|| {
+        tracing::warn!(
+            "SIGHUP: the server has no config file to reload; restart it to change its flags"
+        )
+    })?;
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = RUNTIME, "server running");
+    notify::notify(&format!(
+        "READY=1\nSTATUS=listening on udp {}",
+        node.udp_addr()
+    ));
     if open {
         tracing::warn!(
             "open server (--open): any token is accepted; anyone who reaches this port may register names and look them up"
@@ -92,8 +106,54 @@ pub fn server(
     wait(node, &interrupted)
 }
 
-/// `burrow daemon`, `burrow expose` and `burrow connect`.
-pub fn daemon(settings: Settings) -> Result<(), String> {
+/// Where a daemon's config comes from, to read it again on reload: the file and the flags
+/// given at start (which still override it).
+pub struct Reloader {
+    pub config: PathBuf,
+    pub common: DaemonArgs,
+}
+
+impl Reloader {
+    /// Reads and checks the file again (as at start, flags winning), and has the node run its
+    /// services. Settings that only a restart can change are logged if they changed.
+    fn reload(&self, node: &Control, running: &Settings) -> Result<String, String> {
+        let file = config::load(&self.config)?;
+        if let Some(level) = &file.log_level {
+            logging::check_level(level)?;
+        }
+        let source = self.config.display().to_string();
+        let new = config::settings(file, self.common.clone(), &source)?;
+        let restart: Vec<&str> = [
+            ("server", new.server != running.server),
+            ("server_key", new.server_key != running.server_key),
+            ("token", new.token != running.token),
+            ("allow", new.allow != running.allow),
+            ("key_file", new.key_file != running.key_file),
+            ("state_dir", new.state_dir != running.state_dir),
+            ("udp", new.udp != running.udp),
+            ("route", new.route != running.route),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !restart.is_empty() {
+            tracing::warn!(
+                "reload: {} changed; that takes a restart (services were reloaded)",
+                restart.join(", ")
+            );
+        }
+        let services = Services {
+            expose: new.expose,
+            connect: new.connect,
+            pins: new.peer_keys.into_iter().collect(),
+        };
+        node.reload(services).map(|s| s.to_string())
+    }
+}
+
+/// `burrow daemon`, `burrow expose` and `burrow connect`; `reloader` for a daemon with a
+/// config file.
+pub fn daemon(settings: Settings, reloader: Option<Reloader>) -> Result<(), String> {
     let key = keys::read_or_create(&settings.key_file)?;
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
@@ -101,21 +161,41 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     rendezvous.path_tokens.clone_from(&settings.path_tokens);
     // Pins remembered from earlier runs, then the ones given now (which win).
     rendezvous.pinned = known_services(&settings.state_dir)?;
-    rendezvous.pinned.extend(settings.peer_keys);
+    rendezvous.pinned.extend(settings.peer_keys.clone());
     let mut config = Config::daemon(key, rendezvous);
-    config.peers = PeerPolicy::Authorized(settings.allow);
+    config.peers = PeerPolicy::Authorized(settings.allow.clone());
     let mut spec = NodeConfig::new(config, settings.udp);
     spec.state_dir = Some(settings.state_dir.clone());
-    spec.expose = settings.expose;
-    spec.connect = settings.connect;
+    spec.expose = settings.expose.clone();
+    spec.connect = settings.connect.clone();
     let interrupted = interrupts()?;
     let node = Node::spawn(spec)?;
-    control::serve(&settings.state_dir, node.control())?;
+    let reload: control::Reload = {
+        let control = node.control();
+        let settings = settings.clone();
+        let reloader = reloader.map(Arc::new);
+        Arc::new(move || match &reloader {
+            Some(r) => r.reload(&control, &settings),
+            None => Err(
+                "this daemon was started without a config file (`burrow daemon -c FILE` reloads)"
+                    .into(),
+            ),
+        })
+    };
+    control::serve(&settings.state_dir, node.control(), reload.clone())?;
+    hangups(move || match reload() {
+        Ok(summary) => tracing::info!("reloaded the config: {summary}"),
+        Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+    })?;
     println!("daemon public key: {}", node.public_key());
     for (service, addr) in node.listeners() {
         println!("listening on {addr} for {service}");
     }
     tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = RUNTIME, "daemon running");
+    notify::notify(&format!(
+        "READY=1\nSTATUS=daemon on udp {}",
+        node.udp_addr()
+    ));
     let control = node.control();
     let server = settings.server;
     std::thread::spawn(move || diagnose(control, server));
@@ -174,13 +254,31 @@ fn diagnose(node: Control, server: SocketAddr) {
     }
 }
 
-/// A channel that receives once per Ctrl-C or SIGTERM.
-fn interrupts() -> Result<mpsc::Receiver<()>, String> {
+/// Runs `on_hup` on a thread of its own for every SIGHUP, which no longer stops the process.
+fn hangups(on_hup: impl Fn() + Send + 'static) -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .map_err(|e| format!("cannot wait for SIGHUP: {e}"))?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            on_hup();
+        }
+    });
+    Ok(())
+}
+
+/// A channel that receives once per Ctrl-C (SIGINT) or SIGTERM.
+pub fn interrupts() -> Result<mpsc::Receiver<()>, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let (tx, rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    })
-    .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
     Ok(rx)
 }
 
@@ -190,6 +288,7 @@ fn wait(node: Node, interrupted: &mpsc::Receiver<()>) -> Result<(), String> {
         match interrupted.recv_timeout(Duration::from_millis(500)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                 tracing::info!("shutting down");
+                notify::notify("STOPPING=1");
                 node.shutdown();
                 return Ok(());
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
-use burrow_core::node::{Node, Output, ProbeId};
+use burrow_core::node::{self, Node, Output, ProbeId, Services, StartError, Summary};
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 use burrow_tokio::udp::Udp;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -37,6 +37,11 @@ pub(crate) struct Parts {
     pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) directory: Sender<DirectoryChange>,
+}
+
+/// The poll token of a listener.
+fn listener_token(id: ListenerId) -> Token {
+    Token(FIRST_LISTENER + id.0 as usize)
 }
 
 /// A host name's lookup, from its thread.
@@ -83,8 +88,8 @@ pub(crate) fn run(parts: Parts) {
         tracing::error!(error = %e, "cannot poll the UDP socket");
         return;
     }
-    for (i, (_, l)) in listeners.iter_mut().enumerate() {
-        if let Err(e) = registry.register(l, Token(FIRST_LISTENER + i), Interest::READABLE) {
+    for (id, l) in listeners.iter_mut() {
+        if let Err(e) = registry.register(l, listener_token(*id), Interest::READABLE) {
             tracing::error!(error = %e, "cannot poll a listener");
             return;
         }
@@ -162,17 +167,23 @@ pub(crate) fn run(parts: Parts) {
                         state.dirty.insert(id);
                     }
                 }
-                Token(t) => state.accept(now, t - FIRST_LISTENER),
+                Token(t) => state.accept(now, ListenerId((t - FIRST_LISTENER) as u64)),
             }
         }
         if deadline <= now {
             state.node.handle_timeout(now);
         }
-        for i in 0..state.listeners.len() {
-            if state.listeners[i].2.is_some_and(|at| at <= now) {
-                state.listeners[i].2 = None;
-                state.accept(now, i);
-            }
+        let due: Vec<ListenerId> = state
+            .listeners
+            .iter_mut()
+            .filter(|l| l.2.is_some_and(|at| at <= now))
+            .map(|l| {
+                l.2 = None;
+                l.0
+            })
+            .collect();
+        for id in due {
+            state.accept(now, id);
         }
     }
 }
@@ -252,9 +263,10 @@ impl Loop {
 
     /// Accepts until the listener is empty (mio is edge-triggered), or pauses it after a
     /// failure.
-    fn accept(&mut self, now: Instant, index: usize) {
+    fn accept(&mut self, now: Instant, id: ListenerId) {
         loop {
-            let Some((listener, socket, retry)) = self.listeners.get_mut(index) else {
+            let found = self.listeners.iter_mut().find(|l| l.0 == id);
+            let Some((listener, socket, retry)) = found else {
                 return;
             };
             if retry.is_some() {
@@ -391,8 +403,34 @@ impl Loop {
                     let _ = reply.send(Err(e.to_string()));
                 }
             },
+            Command::Reload(services, reply) => {
+                let _ = reply.send(self.reload(now, &services));
+            }
             Command::Shutdown => {}
         }
+    }
+
+    /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
+    /// has the node stop and start services; closes the removed listeners.
+    fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
+        let plan = self.node.plan(services);
+        let bound =
+            node::bind_listeners(&plan.connect, TcpListener::bind, TcpListener::local_addr)?;
+        let applied = self.node.apply(now, plan, bound);
+        // Dropping a listener deregisters it from the poll.
+        self.listeners.retain(|l| !applied.closed.contains(&l.0));
+        for (id, mut listener) in applied.started {
+            let registry = self.poll.registry();
+            if let Err(e) = registry.register(&mut listener, listener_token(id), Interest::READABLE)
+            {
+                tracing::error!(%id, error = %e, "cannot poll a new listener");
+                continue;
+            }
+            self.listeners.push((id, listener, None));
+            // Edge-triggered: take what arrived before the registration.
+            self.accept(now, id);
+        }
+        Ok(applied.summary)
     }
 }
 

@@ -34,7 +34,7 @@ use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryCha
 use burrow_tokio::local_ip_toward;
 use mio::{Poll, Waker};
 
-pub use burrow_core::node::{NodeConfig, StartError, Stopped};
+pub use burrow_core::node::{NodeConfig, Services, StartError, Stopped, Summary};
 pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 
 /// Requests from a handle to the node's thread.
@@ -42,6 +42,7 @@ pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
+    Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
 
@@ -209,5 +210,13 @@ impl NodeControl {
         command: AdminCommand,
     ) -> Result<Result<AdminAnswer, String>, Stopped> {
         self.ask(|tx| Command::Admin(master, command, tx))
+    }
+
+    /// Makes the node run `services` (a reloaded config's): services no longer listed stop
+    /// (their listeners close, their connections reset), new ones start, unchanged ones keep
+    /// their connections. New listeners are bound first: if one cannot be, nothing changes
+    /// and the error says why. See [`burrow_core::node::Node::plan`].
+    pub fn reload(&self, services: Services) -> Result<Result<Summary, StartError>, Stopped> {
+        self.ask(|tx| Command::Reload(services, tx))
     }
 }

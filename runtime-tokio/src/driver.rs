@@ -13,7 +13,7 @@ use std::time::Instant;
 use async_channel::{Receiver, Sender};
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
-use burrow_core::node::{Node, Output, ProbeId};
+use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 
 use crate::handle::Command;
@@ -50,6 +50,8 @@ struct Loop<R: Runtime> {
     /// Master commands asked for by handles, waiting for their answer.
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
     directory: Sender<DirectoryChange>,
+    /// Each listener's accept task; dropping it closes the listener.
+    accepts: BTreeMap<ListenerId, R::Task>,
 }
 
 /// What woke the loop.
@@ -70,10 +72,6 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         directory,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
-    let accepts: Vec<R::Task> = listeners
-        .into_iter()
-        .map(|(id, l)| R::spawn(local::accept::<R>(id, l, to_loop.clone())))
-        .collect();
     let udp = match Udp::new(&socket) {
         Ok(udp) => udp,
         Err(e) => {
@@ -82,7 +80,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         }
     };
     tracing::debug!(?udp, "UDP batching");
-    let mut state = Loop {
+    let mut state = Loop::<R> {
         node,
         socket,
         udp,
@@ -92,7 +90,11 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         directory,
+        accepts: BTreeMap::new(),
     };
+    for (id, listener) in listeners {
+        state.accept(id, listener);
+    }
     let mut turn = 0usize;
     loop {
         let deadline = state.drain();
@@ -157,6 +159,9 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                     }
                 }
             }
+            Wake::Command(Some(Command::Reload(services, reply))) => {
+                let _ = reply.try_send(state.reload(now, &services));
+            }
             Wake::Command(Some(Command::Shutdown) | None) => {
                 // Peers and the server hear of it now, not by a timeout.
                 state.node.shutdown(now);
@@ -167,10 +172,30 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
             Wake::Deadline => state.node.handle_timeout(now),
         }
     }
-    drop(accepts);
+    state.accepts.clear();
 }
 
 impl<R: Runtime> Loop<R> {
+    fn accept(&mut self, id: ListenerId, listener: R::Listener) {
+        let task = R::spawn(local::accept::<R>(id, listener, self.to_loop.clone()));
+        self.accepts.insert(id, task);
+    }
+
+    /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
+    /// has the node stop and start services; closes the removed listeners.
+    fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
+        let plan = self.node.plan(services);
+        let bound = crate::handle::bind_listeners::<R>(&plan.connect)?;
+        let applied = self.node.apply(now, plan, bound);
+        for id in applied.closed {
+            self.accepts.remove(&id);
+        }
+        for (id, listener) in applied.started {
+            self.accept(id, listener);
+        }
+        Ok(applied.summary)
+    }
+
     /// Performs everything the node has to say but its transmits, which go to the outbox;
     /// returns its deadline.
     fn drain(&mut self) -> Instant {

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use async_channel::{Receiver, Sender, bounded};
 use burrow_core::PublicKey;
-use burrow_core::node::{self, NodeConfig, StartError, Started, Stopped};
+use burrow_core::node::{self, NodeConfig, Services, StartError, Started, Stopped, Summary};
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
@@ -24,6 +24,7 @@ pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
+    Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
 
@@ -44,19 +45,7 @@ pub fn start<R: Runtime>(
     socket.set_nonblocking(true).map_err(bind_err)?;
     let udp_addr = socket.local_addr().map_err(bind_err)?;
     let socket = R::wrap_udp(socket).map_err(bind_err)?;
-    let listeners = node::bind_listeners(
-        &config.connect,
-        |addr| {
-            let listener = std::net::TcpListener::bind(addr)?;
-            listener.set_nonblocking(true)?;
-            R::wrap_listener(listener)
-        },
-        |l: &R::Listener| {
-            let addr = SockRef::from(l).local_addr()?;
-            addr.as_socket()
-                .ok_or_else(|| io::Error::other("not an IP socket"))
-        },
-    )?;
+    let listeners = bind_listeners::<R>(&config.connect)?;
     let seed = node::seed(getrandom::fill)?;
     let clock = (Instant::now(), SystemTime::now());
     let started = config.start(udp_addr, listeners, seed, clock, crate::local_ip_toward)?;
@@ -86,6 +75,25 @@ pub fn start<R: Runtime>(
         stopped,
         changes,
     })
+}
+
+/// Binds a listener on `R` for each of `connect`.
+pub(crate) fn bind_listeners<R: Runtime>(
+    connect: &[(ServiceName, SocketAddr)],
+) -> Result<Vec<node::Listener<R::Listener>>, StartError> {
+    node::bind_listeners(
+        connect,
+        |addr| {
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            R::wrap_listener(listener)
+        },
+        |l: &R::Listener| {
+            let addr = SockRef::from(l).local_addr()?;
+            addr.as_socket()
+                .ok_or_else(|| io::Error::other("not an IP socket"))
+        },
+    )
 }
 
 /// A running node: its addresses, its status, and how to stop it. Dropping it (and every
@@ -188,5 +196,13 @@ impl NodeControl {
         command: AdminCommand,
     ) -> Result<Result<AdminAnswer, String>, Stopped> {
         self.ask(|tx| Command::Admin(master, command, tx)).await
+    }
+
+    /// Makes the node run `services` (a reloaded config's): services no longer listed stop
+    /// (their listeners close, their connections reset), new ones start, unchanged ones keep
+    /// their connections. New listeners are bound first: if one cannot be, nothing changes
+    /// and the error says why. See [`burrow_core::node::Node::plan`].
+    pub async fn reload(&self, services: Services) -> Result<Result<Summary, StartError>, Stopped> {
+        self.ask(|tx| Command::Reload(services, tx)).await
     }
 }

@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use burrow_core::forward::ConnId;
 use burrow_core::node::{Level, LogLine};
 
-pub use burrow_core::node::{NodeConfig, StartError, Stopped};
+pub use burrow_core::node::{NodeConfig, Services, StartError, Stopped, Summary};
 pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 pub use handle::{LoopFuture, NodeControl, NodeHandle, start};
 #[cfg(feature = "tokio")]

@@ -451,6 +451,25 @@ impl Endpoint {
         }
     }
 
+    /// Pins `key` for `service`: a lookup that names another key is refused, as for a pin
+    /// given in [`crate::config::RendezvousConfig::pinned`]. A different key remembered for
+    /// the service is forgotten, so the next lookup asks the server again.
+    pub fn pin_service(
+        &mut self,
+        service: ServiceName,
+        key: PublicKey,
+    ) -> Result<(), crate::error::ServiceError> {
+        let daemon = self
+            .daemon
+            .as_mut()
+            .ok_or(crate::error::ServiceError::NoRendezvous)?;
+        if daemon.resolved.get(&service).is_some_and(|k| *k != key) {
+            daemon.resolved.remove(&service);
+        }
+        daemon.config.pinned.insert(service, key);
+        Ok(())
+    }
+
     /// Asks the rendezvous server for the daemon exposing `service`. Either
     /// [`Event::ServiceReady`] follows, once a session to that daemon is up (punched direct,
     /// and again after any reconnect), or [`Event::ServiceFailed`] with the server's reason.

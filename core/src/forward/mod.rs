@@ -130,6 +130,7 @@ struct Wanted {
 pub struct Forwarder {
     config: ForwardConfig,
     next_conn: u64,
+    next_listener: u64,
     listeners: BTreeMap<ListenerId, ServiceName>,
     wanted: BTreeMap<ServiceName, Wanted>,
     conns: BTreeMap<ConnId, Conn>,
@@ -150,6 +151,7 @@ impl Forwarder {
             scratch: vec![0; config.read_chunk.max(1)],
             config,
             next_conn: 0,
+            next_listener: 0,
             listeners: BTreeMap::new(),
             wanted: BTreeMap::new(),
             conns: BTreeMap::new(),
@@ -161,7 +163,9 @@ impl Forwarder {
     /// Registers a local listener whose connections go to `service`. Nothing is asked of the
     /// rendezvous server until the first connection arrives.
     pub fn listen(&mut self, service: ServiceName) -> ListenerId {
-        let id = ListenerId(self.listeners.len() as u64);
+        // Never reused, so a report for a removed listener cannot reach a new one.
+        let id = ListenerId(self.next_listener);
+        self.next_listener += 1;
         self.wanted.entry(service.clone()).or_insert(Wanted {
             state: ServiceState::Idle,
             waiting: VecDeque::new(),
@@ -169,6 +173,47 @@ impl Forwarder {
         });
         self.listeners.insert(id, service);
         id
+    }
+
+    /// Forgets `listener` (the runtime closes its socket): later accepts on it are refused.
+    /// When it was the last listener for its service, the service is forgotten too and every
+    /// connection accepted for it is reset (its stream reset and stopped with `CONN_FAILED`,
+    /// the local connection closed with `abort`). Returns the listener's service, `None` for
+    /// a listener this forwarder does not know.
+    pub fn unlisten(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        listener: ListenerId,
+    ) -> Option<ServiceName> {
+        let service = self.listeners.remove(&listener)?;
+        if self.listeners.values().all(|s| *s != service) {
+            let gone = self.conns_of(&service, false);
+            for conn in gone {
+                self.fail(now, ep, conn, CONN_FAILED, format!("{service} was removed"));
+            }
+            self.wanted.remove(&service);
+        }
+        Some(service)
+    }
+
+    /// Resets every connection that came in for `service`, a service this node exposed and no
+    /// longer does ([`Endpoint::unexpose`]): each stream is reset and stopped with
+    /// `CONN_FAILED`, each local connection closed with `abort`.
+    pub fn reset_incoming(&mut self, now: Instant, ep: &mut Endpoint, service: &ServiceName) {
+        for conn in self.conns_of(service, true) {
+            self.fail(now, ep, conn, CONN_FAILED, format!("{service} was removed"));
+        }
+    }
+
+    /// The connections for `service`: the ones that came in from peers (`incoming`), or the
+    /// ones accepted locally.
+    fn conns_of(&self, service: &ServiceName, incoming: bool) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.service == *service && c.incoming == incoming)
+            .map(|(&conn, _)| conn)
+            .collect()
     }
 
     /// The next thing the runtime must do. Drain it after every input, with the endpoint's

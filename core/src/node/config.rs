@@ -85,22 +85,17 @@ impl NodeConfig {
         }
         let public_key = endpoint.public_key();
         let mut forwarder = Forwarder::new(self.forward);
-        let mut listen_addrs = Vec::new();
+        let mut listen = Vec::new();
         let mut accept = Vec::new();
         for listener in listeners {
             let id = forwarder.listen(listener.service.clone());
-            listen_addrs.push((listener.service, listener.addr.unwrap_or(udp_addr)));
+            let addr = listener.addr.unwrap_or(udp_addr);
+            listen.push((listener.service, addr, id));
             accept.push((id, listener.socket));
         }
-        let node = Node::new(
-            now,
-            endpoint,
-            forwarder,
-            udp_addr,
-            self.expose,
-            listen_addrs.clone(),
-        )
-        .with_state(self.state_dir, known);
+        let listen_addrs = listen.iter().map(|(s, a, _)| (s.clone(), *a)).collect();
+        let node = Node::new(now, endpoint, forwarder, udp_addr, self.expose, listen)
+            .with_state(self.state_dir, known);
         Ok(Started {
             node,
             public_key,

@@ -5,11 +5,14 @@
 //! A runtime then only owns sockets: it starts a node ([`NodeConfig::start`], after
 //! [`bind_listeners`] and [`seed`]), feeds it datagrams, deadlines and what its local sockets
 //! did, and performs what [`Node::poll_output`] hands out, as the crate docs' run loop says.
-//! Besides this module: the start-up (`config.rs`) and the log lines (`log.rs`).
+//! Besides this module: the start-up (`config.rs`), the log lines (`log.rs`), and services
+//! added and removed at run time (`services.rs`: [`Node::add_expose`], [`Node::add_connect`],
+//! [`Node::remove_service`], and [`Node::plan`] with [`Node::apply`] for a reloaded config).
 
 mod config;
 mod known;
 mod log;
+mod services;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,6 +24,7 @@ pub use known::{
     KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES, MAX_KNOWN_SERVICES_LEN, parse_known_services,
 };
 pub use log::{Level, LogLine};
+pub use services::{AddError, Applied, Plan, Removed, Services, Summary};
 
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
@@ -94,6 +98,8 @@ pub struct Node {
     udp_addr: SocketAddr,
     exposed: Vec<(ServiceName, String)>,
     listen_addrs: Vec<(ServiceName, SocketAddr)>,
+    /// The forwarder's listener for each connected service.
+    listener_ids: Vec<(ServiceName, ListenerId)>,
     /// Probes waiting for their outcome, and the id of the next one.
     probes: Vec<(ProbeId, SocketAddr)>,
     next_probe: u64,
@@ -109,15 +115,18 @@ pub struct Node {
 
 impl Node {
     /// A node over `ep` and `fwd` (as [`NodeConfig::start`] builds them), bound at `udp_addr`,
-    /// exposing `exposed` (name, target) and listening at `listen_addrs` (service, address).
+    /// exposing `exposed` (name, target) and listening at `listen` (service, address, the
+    /// forwarder's listener).
     pub(crate) fn new(
         now: Instant,
         ep: Endpoint,
         fwd: Forwarder,
         udp_addr: SocketAddr,
         exposed: Vec<(ServiceName, String)>,
-        listen_addrs: Vec<(ServiceName, SocketAddr)>,
+        listen: Vec<(ServiceName, SocketAddr, ListenerId)>,
     ) -> Self {
+        let listen_addrs = listen.iter().map(|(s, a, _)| (s.clone(), *a)).collect();
+        let listener_ids = listen.into_iter().map(|(s, _, id)| (s, id)).collect();
         Self {
             ep,
             fwd,
@@ -125,6 +134,7 @@ impl Node {
             udp_addr,
             exposed,
             listen_addrs,
+            listener_ids,
             probes: Vec::new(),
             next_probe: 0,
             queued: VecDeque::new(),

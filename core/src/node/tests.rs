@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 use crate::config::{Config, RendezvousConfig};
+use crate::forward::{Action, ConnId, ListenerId};
 use crate::rendezvous::ServerConfig;
 use crate::tests::net::{self, Link, Machine};
 use crate::tests::pair::key;
@@ -350,5 +351,253 @@ fn a_key_pinned_at_first_use_is_handed_out_to_be_saved() {
         !net.outputs(1)
             .iter()
             .any(|o| matches!(o, Output::Save { .. }))
+    );
+}
+
+/// Two daemons and a server on the test network: `a` exposes `exposed` (to 127.0.0.1:7), `b`
+/// listens for `connected`. Returns the net (server 0, a 1, b 2) and b's listener ids.
+fn two_daemons(
+    now: Instant,
+    exposed: &[&str],
+    connected: &[&str],
+) -> (Net, Vec<(ServiceName, ListenerId)>) {
+    let addrs = [
+        addr("10.0.0.9:7000"),
+        addr("10.0.0.1:1000"),
+        addr("10.0.0.2:2000"),
+    ];
+    let clock = (
+        now,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let server = start(
+        Config::server(key(9), ServerConfig::default()),
+        addrs[0],
+        9,
+        now,
+    );
+    let daemon = |n: u8| {
+        Config::daemon(
+            key(n),
+            RendezvousConfig::new(key(9).public_key(), addrs[0], "t"),
+        )
+    };
+    let name = |s: &&str| ServiceName::parse(s).unwrap();
+    let mut a = NodeConfig::new(daemon(1), addrs[1]);
+    a.expose = exposed
+        .iter()
+        .map(|s| (name(s), "127.0.0.1:7".into()))
+        .collect();
+    let a = a
+        .start::<()>(addrs[1], Vec::new(), [1; 32], clock, |_| None)
+        .unwrap();
+    let listeners = connected
+        .iter()
+        .map(|s| Listener {
+            service: name(s),
+            socket: (),
+            addr: Some(addr("127.0.0.1:5000")),
+        })
+        .collect();
+    let b = NodeConfig::new(daemon(2), addrs[2])
+        .start(addrs[2], listeners, [2; 32], clock, |_| None)
+        .unwrap();
+    let ids = connected
+        .iter()
+        .map(name)
+        .zip(b.listeners.iter().map(|(id, ())| *id))
+        .collect();
+    let net = Net::new(
+        now,
+        vec![(addrs[0], server), (addrs[1], a.node), (addrs[2], b.node)],
+    );
+    (net, ids)
+}
+
+/// Opens one tunnelled connection on each of b's listeners, the exposing side connecting
+/// locally at once; returns b's connection ids in listener order and a's.
+fn open_each(net: &mut Net, listeners: &[(ServiceName, ListenerId)]) -> (Vec<ConnId>, Vec<ConnId>) {
+    let at = net.now;
+    let b_conns: Vec<ConnId> = listeners
+        .iter()
+        .map(|(_, l)| net.node(2).handle_accept(at, *l).expect("accepted"))
+        .collect();
+    let mut a_conns = Vec::new();
+    for _ in 0..20 {
+        let until = net.now + Duration::from_millis(200);
+        net.run_until(until);
+        let connects: Vec<ConnId> = net.hosts[1]
+            .events
+            .iter()
+            .filter_map(|o| match &**o {
+                Output::Action(Action::Connect { conn, .. }) => Some(*conn),
+                _ => None,
+            })
+            .filter(|c| !a_conns.contains(c))
+            .collect();
+        let now = net.now;
+        for conn in connects {
+            net.node(1).handle_connected(now, conn);
+            a_conns.push(conn);
+        }
+        if a_conns.len() == listeners.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        a_conns.len(),
+        listeners.len(),
+        "every connection got through"
+    );
+    // In listener order, as the exposing side's status names their services.
+    let status = net.node(1).status();
+    let a_conns = listeners
+        .iter()
+        .map(|(name, _)| {
+            let c = status.conns.iter().find(|c| c.service == name.as_str());
+            ConnId(c.expect("one connection per service").conn)
+        })
+        .collect();
+    (b_conns, a_conns)
+}
+
+fn closed(net: &Net, i: usize) -> Vec<ConnId> {
+    net.outputs(i)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Action(Action::Close { conn, abort, .. }) => {
+                assert!(abort, "a removed service's connections are reset");
+                Some(*conn)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
+    let now = crate::tests::origin();
+    let (mut net, _) = two_daemons(now, &["/keep", "/moved", "/gone"], &[]);
+    let a = net.node(1);
+    let name = |s: &str| ServiceName::parse(s).unwrap();
+    let wanted = Services {
+        expose: vec![
+            (name("/keep"), "127.0.0.1:7".into()),
+            (name("/moved"), "127.0.0.1:8".into()),
+            (name("/new"), "unix:/run/new.sock".into()),
+        ],
+        connect: vec![(name("/far"), addr("127.0.0.1:0"))],
+        pins: vec![(name("/far"), key(5).public_key())],
+    };
+    let plan = a.plan(&wanted);
+    assert_eq!(plan.remove, vec![name("/gone"), name("/moved")]);
+    assert_eq!(
+        plan.expose,
+        vec![
+            (name("/moved"), "127.0.0.1:8".into()),
+            (name("/new"), "unix:/run/new.sock".into())
+        ]
+    );
+    assert_eq!(plan.connect, vec![(name("/far"), addr("127.0.0.1:0"))]);
+    assert_eq!(plan.unchanged, vec![name("/keep")]);
+    assert_eq!(plan.pins, vec![(name("/far"), key(5).public_key())]);
+    assert!(
+        a.plan(&a.services()).is_empty(),
+        "the running set plans nothing"
+    );
+
+    let bound = bind_listeners(&plan.connect, |_| Ok(()), |()| Ok(addr("127.0.0.1:5002"))).unwrap();
+    let applied = a.apply(now, plan, bound);
+    assert_eq!(
+        applied.summary.to_string(),
+        "2 added (/new, /far), 1 changed (/moved), 1 removed (/gone), 1 unchanged"
+    );
+    assert!(a.plan(&wanted).is_empty(), "applied: nothing left to do");
+}
+
+#[test]
+fn removing_a_service_resets_its_connections_and_spares_the_others() {
+    let now = crate::tests::origin();
+    let (mut net, listeners) = two_daemons(now, &["/keep", "/gone"], &["/keep", "/gone"]);
+    net.run_until(now + Duration::from_secs(2));
+    let (b_conns, a_conns) = open_each(&mut net, &listeners);
+    assert!(closed(&net, 1).is_empty() && closed(&net, 2).is_empty());
+
+    // The connecting side drops /gone and adds /new, as a reloaded config would.
+    let name = |s: &str| ServiceName::parse(s).unwrap();
+    let wanted = Services {
+        expose: Vec::new(),
+        connect: vec![
+            (name("/keep"), addr("127.0.0.1:5000")),
+            (name("/new"), addr("127.0.0.1:5001")),
+        ],
+        pins: Vec::new(),
+    };
+    let at = net.now;
+    let b = net.node(2);
+    let plan = b.plan(&wanted);
+    let bound = bind_listeners(&plan.connect, |_| Ok(()), |()| Ok(addr("127.0.0.1:5001"))).unwrap();
+    let applied = b.apply(at, plan, bound);
+    assert_eq!(applied.closed, vec![listeners[1].1]);
+    assert_eq!(applied.started.len(), 1);
+    assert_eq!(
+        applied.summary.to_string(),
+        "1 added (/new), 1 removed (/gone), 1 unchanged"
+    );
+    let new_listener = applied.started[0].0;
+    assert!(
+        !listeners.iter().any(|(_, l)| *l == new_listener),
+        "ids are not reused"
+    );
+    assert_eq!(
+        b.handle_accept(at, listeners[1].1),
+        None,
+        "the old listener is gone"
+    );
+    net.run_until(at + Duration::from_secs(1));
+    assert_eq!(
+        closed(&net, 2),
+        vec![b_conns[1]],
+        "only /gone's connection resets"
+    );
+    assert_eq!(
+        closed(&net, 1),
+        vec![a_conns[1]],
+        "and its peer's, through the stream reset"
+    );
+    let status = net.node(2).status();
+    let services: Vec<&str> = status.services.iter().map(|s| s.name.as_str()).collect();
+    assert!(!services.contains(&"/gone"), "{services:?}");
+
+    // The exposing side drops /keep by name: its incoming connection resets at once.
+    let at = net.now;
+    let removed = net.node(1).remove_service(at, &name("/keep"));
+    assert_eq!(
+        removed,
+        Some(Removed {
+            exposed: true,
+            listener: None
+        })
+    );
+    assert_eq!(net.node(1).remove_service(at, &name("/keep")), None);
+    net.run_until(at + Duration::from_secs(1));
+    assert_eq!(closed(&net, 1), vec![a_conns[1], a_conns[0]]);
+    assert_eq!(closed(&net, 2), vec![b_conns[1], b_conns[0]]);
+
+    // Adding one by name, and again, which is refused.
+    let at = net.now;
+    let a = net.node(1);
+    a.add_expose(at, name("/keep"), "127.0.0.1:9".into())
+        .unwrap();
+    assert_eq!(
+        a.add_expose(at, name("/keep"), "127.0.0.1:9".into()),
+        Err(AddError::Exists(name("/keep")))
+    );
+    assert_eq!(
+        a.services().expose,
+        vec![
+            (name("/gone"), "127.0.0.1:7".to_string()),
+            (name("/keep"), "127.0.0.1:9".to_string())
+        ]
     );
 }

@@ -1,0 +1,294 @@
+//! `burrow check -c FILE`: every problem of a daemon config, each with its line and key,
+//! without starting anything. A reload runs the same check before it changes anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use burrow_core::PublicKey;
+
+use crate::config::{self, File};
+use crate::{keys, logging, secrets};
+
+/// Where the problems of one file are reported: `FILE line N: `key`: why`.
+struct Problems<'a> {
+    path: &'a Path,
+    text: &'a str,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    /// A problem with top-level `key`.
+    fn top(&mut self, key: &str, why: impl std::fmt::Display) {
+        let line = key_line(self.text, None, key);
+        self.push(line, key, why);
+    }
+
+    /// A problem with `key` of the `n`th (from 0) `[[table]]` entry.
+    fn entry(&mut self, table: &str, n: usize, key: &str, why: impl std::fmt::Display) {
+        let line = key_line(self.text, Some((table, n)), key);
+        let key = format!("[[{table}]] #{} {key}", n + 1);
+        self.push(line, &key, why);
+    }
+
+    fn push(&mut self, line: Option<usize>, key: &str, why: impl std::fmt::Display) {
+        let at = line.map_or(String::new(), |l| format!(" line {l}"));
+        self.list
+            .push(format!("{}{at}: `{key}`: {why}", self.path.display()));
+    }
+}
+
+/// The line (from 1) where `key` is set: at the top (`entry` `None`) or in the `n`th
+/// `[[table]]`; for an entry without that key, its header's line.
+fn key_line(text: &str, entry: Option<(&str, usize)>, key: &str) -> Option<usize> {
+    let mut section: Option<(String, usize)> = None;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut header = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = counts.entry(name.clone()).or_default();
+            section = Some((name, *n));
+            *n += 1;
+            if entry.is_some_and(|(t, n)| section == Some((t.to_string(), n))) {
+                header = Some(i + 1);
+            }
+            continue;
+        }
+        if line.starts_with('[') {
+            section = Some((line.to_string(), usize::MAX));
+            continue;
+        }
+        let here = match (&section, entry) {
+            (None, None) => true,
+            (Some((name, n)), Some((t, m))) => name == t && *n == m,
+            _ => false,
+        };
+        let sets = line
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if here && sets {
+            return Some(i + 1);
+        }
+    }
+    header
+}
+
+/// Checks the daemon config at `path`: the one-line summary if it is good, else every
+/// problem found.
+pub fn daemon(path: &Path) -> Result<String, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("cannot read config {}: {e}", path.display())])?;
+    let file = config::load(path).map_err(|e| vec![e])?;
+    let mut p = Problems {
+        path,
+        text: &text,
+        list: Vec::new(),
+    };
+    let summary = check_file(&file, &mut p);
+    if p.list.is_empty() {
+        Ok(summary)
+    } else {
+        Err(p.list)
+    }
+}
+
+fn check_file(file: &File, p: &mut Problems<'_>) -> String {
+    let server = match &file.server {
+        None => {
+            p.top("server", "missing: the rendezvous server's HOST:PORT");
+            String::new()
+        }
+        Some(s) => {
+            if let Err(e) = config::resolve(s) {
+                p.top("server", e);
+            }
+            s.clone()
+        }
+    };
+    match &file.server_key {
+        None => p.top(
+            "server_key",
+            "missing: the public key `burrow server` printed at start",
+        ),
+        Some(k) => {
+            if let Err(e) = k.parse::<PublicKey>() {
+                p.top("server_key", format!("`{k}`: {e}"));
+            }
+        }
+    }
+    let env = std::env::var("BURROW_TOKEN").ok().filter(|t| !t.is_empty());
+    match (&file.token, &file.token_file) {
+        (Some(_), Some(_)) => p.top("token_file", "give `token` or `token_file`, not both"),
+        (Some(t), None) => {
+            if let Err(e) = secrets::check_token(t) {
+                p.top("token", e);
+            }
+        }
+        (None, Some(path)) => match secrets::read_token(path) {
+            Ok(t) => {
+                if let Err(e) = secrets::check_token(&t) {
+                    p.top("token_file", e);
+                }
+            }
+            Err(e) => p.top("token_file", e),
+        },
+        (None, None) if env.is_none() => p.top(
+            "token_file",
+            "missing: a file holding the access token (or `token`, or $BURROW_TOKEN)",
+        ),
+        (None, None) => {}
+    }
+    for k in &file.allow {
+        if let Err(e) = k.parse::<PublicKey>() {
+            p.top("allow", format!("`{k}`: {e}"));
+        }
+    }
+    let state_dir = file
+        .state_dir
+        .clone()
+        .unwrap_or_else(config::default_state_dir);
+    let key_file = file
+        .key_file
+        .clone()
+        .unwrap_or_else(|| state_dir.join("key"));
+    // A missing key is created at start; one that exists must be readable and private.
+    if std::fs::symlink_metadata(&key_file).is_ok() {
+        if let Err(e) = keys::read(&key_file) {
+            p.top("key_file", e);
+        }
+    }
+    if state_dir.exists() && !state_dir.is_dir() {
+        p.top(
+            "state_dir",
+            format!("{} is not a directory", state_dir.display()),
+        );
+    }
+    if let Some(udp) = &file.udp {
+        if udp.parse::<SocketAddr>().is_err() {
+            p.top("udp", format!("`{udp}` is not IP:PORT"));
+        }
+    }
+    if let Some(route) = &file.route {
+        if !matches!(route.as_str(), "any" | "direct" | "relay") {
+            p.top(
+                "route",
+                format!("`{route}` is not one of any, direct, relay"),
+            );
+        }
+    }
+    if let Some(level) = &file.log_level {
+        if let Err(e) = logging::check_level(level) {
+            p.top("log_level", e);
+        }
+    }
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, e) in file.expose.iter().enumerate() {
+        if let Err(why) = config::service(&e.name) {
+            p.entry("expose", i, "name", why);
+        } else if let Some(first) = names.insert(e.name.clone(), i) {
+            let why = format!(
+                "`{}` is exposed already by [[expose]] #{}",
+                e.name,
+                first + 1
+            );
+            p.entry("expose", i, "name", why);
+        }
+        if let Err(why) = check_target(&e.target) {
+            p.entry("expose", i, "target", why);
+        }
+    }
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ports: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+    for (i, c) in file.connect.iter().enumerate() {
+        if let Err(why) = config::service(&c.name) {
+            p.entry("connect", i, "name", why);
+        } else if let Some(first) = names.insert(c.name.clone(), i) {
+            let why = format!(
+                "`{}` is connected already by [[connect]] #{}",
+                c.name,
+                first + 1
+            );
+            p.entry("connect", i, "name", why);
+        }
+        match c.listen.parse::<SocketAddr>() {
+            Err(_) => p.entry(
+                "connect",
+                i,
+                "listen",
+                format!("`{}` is not IP:PORT", c.listen),
+            ),
+            Ok(addr) if addr.port() != 0 => {
+                if let Some(first) = ports.insert(addr, i) {
+                    let why = format!("{addr} is used already by [[connect]] #{}", first + 1);
+                    p.entry("connect", i, "listen", why);
+                }
+            }
+            Ok(_) => {}
+        }
+        if let Some(k) = &c.peer_key {
+            if let Err(e) = k.parse::<PublicKey>() {
+                p.entry("connect", i, "peer_key", format!("`{k}`: {e}"));
+            }
+        }
+    }
+    let list = |names: Vec<&str>| {
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    };
+    format!(
+        "server {server}, {} exposed{}, {} connected{}",
+        file.expose.len(),
+        list(file.expose.iter().map(|e| e.name.as_str()).collect()),
+        file.connect.len(),
+        list(file.connect.iter().map(|c| c.name.as_str()).collect()),
+    )
+}
+
+/// An expose target: `host:port` or `unix:PATH`.
+fn check_target(target: &str) -> Result<(), String> {
+    if let Some(path) = target.strip_prefix("unix:") {
+        return if path.is_empty() {
+            Err("`unix:` needs a socket path".into())
+        } else {
+            Ok(())
+        };
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "`{target}` is not HOST:PORT (or unix:PATH for a unix socket)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_found_at_the_top_and_in_entries() {
+        let text = "server = \"x\"\n[[expose]]\nname = \"/a\"\n[[expose]]\nname = \"/b\"\ntarget = \"t\"\n";
+        assert_eq!(key_line(text, None, "server"), Some(1));
+        assert_eq!(key_line(text, Some(("expose", 1)), "target"), Some(6));
+        assert_eq!(key_line(text, Some(("expose", 0)), "target"), Some(2));
+        assert_eq!(key_line(text, None, "name"), None);
+    }
+
+    #[test]
+    fn targets() {
+        assert!(check_target("127.0.0.1:22").is_ok());
+        assert!(check_target("localhost:80").is_ok());
+        assert!(check_target("[::1]:80").is_ok());
+        assert!(check_target("unix:/run/a.sock").is_ok());
+        assert!(check_target("127.0.0.1").is_err());
+        assert!(check_target("unix:").is_err());
+        assert!(check_target("host:0").is_err());
+    }
+}

@@ -406,8 +406,12 @@ impl Sim {
         w.stats.delivered += 1;
         let s = &mut self.nodes[id.0 as usize];
         tr!(w, "deliver", pkt, "to {}", s.name);
-        s.node
-            .handle_input(self.clock.instant(), pkt.src, &pkt.payload);
+        s.node.handle_input_with_ttl(
+            self.clock.instant(),
+            pkt.src,
+            &pkt.payload,
+            Some(pkt.ttl),
+        );
         let _ = self.after_call(id, false);
     }
 

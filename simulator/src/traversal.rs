@@ -84,9 +84,17 @@ impl Profile {
                 "symmetric-seq",
                 vec![NatConfig::symmetric().with_port_allocation(PortAllocation::Sequential)],
             ),
+            // As in the real-NAT lab: a Linux home NAT right behind a Linux carrier NAT, which
+            // takes unsolicited packets into conntrack.
             p(
                 "cgn",
-                vec![NatConfig::linux(), NatConfig::restricted_cone()],
+                vec![
+                    NatConfig {
+                        unsolicited: Unsolicited::Drop,
+                        ..NatConfig::linux()
+                    },
+                    NatConfig::linux(),
+                ],
             ),
         ]
     }
@@ -292,9 +300,11 @@ pub fn run_pair_with(a: &Profile, b: &Profile, seed: u64, options: RunOptions) -
                 if behind.is_none() {
                     outer = Some(id);
                 } else {
+                    // The home NAT's uplink plugs straight into the carrier NAT: the
+                    // carrier NAT is the next hop, as in the real-NAT lab.
                     net.set_nat_uplink(
                         id,
-                        Uplink::new(2, LinkConfig::new(Duration::from_millis(2))),
+                        Uplink::new(0, LinkConfig::new(Duration::from_millis(2))),
                     );
                 }
                 behind = Some(id);
@@ -516,12 +526,12 @@ fn failure(sim: &Sim, node: NodeId) -> String {
     last.unwrap_or_else(|| "no path within 30 s".into())
 }
 
-/// Runs every unordered pair of `profiles` with each seed, then two daemons behind one NAT
-/// without hairpinning.
+/// Runs every ordered pair of `profiles` (both start orders: B, which asks for A's service,
+/// starts the session) with each seed, then two daemons behind one NAT without hairpinning.
 pub fn matrix(profiles: &[Profile], seeds: &[u64], loss: f64) -> Vec<PairResult> {
     let mut out = Vec::new();
-    for (i, a) in profiles.iter().enumerate() {
-        for b in &profiles[i..] {
+    for a in profiles {
+        for b in profiles {
             for &seed in seeds {
                 out.push(run_pair(a, b, seed, loss));
             }

@@ -406,12 +406,8 @@ impl Sim {
         w.stats.delivered += 1;
         let s = &mut self.nodes[id.0 as usize];
         tr!(w, "deliver", pkt, "to {}", s.name);
-        s.node.handle_input_with_ttl(
-            self.clock.instant(),
-            pkt.src,
-            &pkt.payload,
-            Some(pkt.ttl),
-        );
+        s.node
+            .handle_input_with_ttl(self.clock.instant(), pkt.src, &pkt.payload, Some(pkt.ttl));
         let _ = self.after_call(id, false);
     }
 

@@ -83,9 +83,10 @@ impl ProbeTtl {
             .find(|&i| observed <= i)
             .unwrap_or(u8::MAX);
         let hops = initial - observed;
-        let ttl = hops
-            .saturating_sub(1)
-            .clamp(cfg.punch_ttl_start, cfg.punch_ttl_ceiling.max(cfg.punch_ttl_start));
+        let ttl = hops.saturating_sub(1).clamp(
+            cfg.punch_ttl_start,
+            cfg.punch_ttl_ceiling.max(cfg.punch_ttl_start),
+        );
         Self::Learned {
             ttl,
             observed,
@@ -277,11 +278,16 @@ mod tests {
     #[test]
     fn the_probe_ttl_climbs_one_hop_per_step_to_the_ceiling() {
         let cfg = SessionConfig::default();
-        let ttls: Vec<u8> = (0..40).map(|n| probe_ttl(&cfg, ProbeTtl::Climb, n)).collect();
+        let ttls: Vec<u8> = (0..40)
+            .map(|n| probe_ttl(&cfg, ProbeTtl::Climb, n))
+            .collect();
         assert_eq!(ttls[0], cfg.punch_ttl_start);
         assert!(ttls.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
         assert_eq!(*ttls.last().unwrap(), cfg.punch_ttl_ceiling);
-        assert_eq!(probe_ttl(&cfg, ProbeTtl::Climb, u32::MAX), cfg.punch_ttl_ceiling);
+        assert_eq!(
+            probe_ttl(&cfg, ProbeTtl::Climb, u32::MAX),
+            cfg.punch_ttl_ceiling
+        );
     }
 
     #[test]
@@ -305,8 +311,14 @@ mod tests {
         assert_eq!(ProbeTtl::choose(&cfg, Some(61)).first(&cfg), 2);
         // Windows (128) and 255 initial TTLs; the range's ends hold.
         assert_eq!(ProbeTtl::choose(&cfg, Some(124)).first(&cfg), 3);
-        assert_eq!(ProbeTtl::choose(&cfg, Some(254)).first(&cfg), cfg.punch_ttl_start);
-        assert_eq!(ProbeTtl::choose(&cfg, Some(64)).first(&cfg), cfg.punch_ttl_start);
+        assert_eq!(
+            ProbeTtl::choose(&cfg, Some(254)).first(&cfg),
+            cfg.punch_ttl_start
+        );
+        assert_eq!(
+            ProbeTtl::choose(&cfg, Some(64)).first(&cfg),
+            cfg.punch_ttl_start
+        );
         assert_eq!(
             ProbeTtl::choose(&cfg, Some(30)).first(&cfg),
             cfg.punch_ttl_ceiling

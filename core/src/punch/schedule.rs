@@ -156,9 +156,9 @@ pub(crate) fn next_attempt(
 }
 
 /// When an introduced session's handshakes start going through the relay too: after
-/// `relay_after` of punching, at once when direct paths are not allowed.
+/// `relay_after` of punching, at once when direct paths are not allowed or `relay_first`.
 pub(crate) fn relay_from(cfg: &SessionConfig, now: Instant, direct_allowed: bool) -> Instant {
-    if direct_allowed {
+    if direct_allowed && !cfg.relay_first {
         now + cfg.relay_after
     } else {
         now
@@ -210,11 +210,19 @@ pub(crate) enum Step {
 impl Search {
     /// A search that starts its first round one `path_probe_min` from `now` (punching has only
     /// just failed, or the direct path only just died), or none if `search` is false.
+    ///
+    /// With `relay_first` the first round starts at `now`: the session came up on the relay
+    /// without punching having failed, and the direct path is the one wanted.
     pub(crate) fn new(cfg: &SessionConfig, now: Instant, search: bool) -> Self {
         let first = cfg.path_probe_min;
+        let start = if cfg.relay_first {
+            Duration::ZERO
+        } else {
+            first
+        };
         Self {
             nonce: None,
-            next: search.then_some(now + first),
+            next: search.then_some(now + start),
             challenge_next: false,
             rounds: 0,
             first_ttl: ProbeTtl::Climb,
@@ -237,6 +245,7 @@ impl Search {
     /// expire first), then doubling up to `path_probe_max`.
     pub(crate) fn after_fallback(cfg: &SessionConfig, now: Instant) -> Self {
         Self {
+            next: Some(now + cfg.path_probe_min),
             interval: cfg.path_probe_after_fallback.max(cfg.path_probe_min * 2),
             ..Self::new(cfg, now, true)
         }

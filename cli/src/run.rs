@@ -67,6 +67,7 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     rendezvous.pinned = known_services(&settings.state_dir)?;
     rendezvous.pinned.extend(settings.peer_keys);
     let mut config = Config::daemon(key, rendezvous);
+    config.session.relay_first = settings.relay_first;
     config.peers = PeerPolicy::Authorized(settings.allow);
     let mut spec = NodeConfig::new(config, settings.udp);
     spec.state_dir = Some(settings.state_dir.clone());

@@ -184,7 +184,12 @@ impl Udp {
         if self.with_ttl {
             for _ in 0..RX_BATCH {
                 match ttl::recv(socket, &mut self.rx[..MAX_DATAGRAM]) {
-                    Ok((n, from, ttl)) => each(from, &self.rx[..n], ttl),
+                    Ok(r) => {
+                        let stride = r.stride.unwrap_or(r.len).max(1);
+                        for datagram in self.rx[..r.len].chunks(stride) {
+                            each(r.from, datagram, r.ttl);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                     Err(e) => {
                         tracing::debug!(error = %e, "receive failed");
@@ -316,5 +321,28 @@ mod tests {
             });
         }
         assert_eq!(got, vec![Some(5), u8::try_from(default).ok()]);
+        // A run of datagrams (one GRO batch where the OS coalesces) keeps its boundaries.
+        let sent: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1200]).collect();
+        let transmits: Vec<Transmit> = sent
+            .iter()
+            .map(|p| Transmit {
+                dst,
+                ttl: None,
+                payload: bytes::Bytes::from(p.clone()),
+            })
+            .collect();
+        let mut i = 0;
+        while i < transmits.len() {
+            i += tx.send(&a, &transmits[i..]).unwrap();
+        }
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        while batch.len() < sent.len() && std::time::Instant::now() < give_up {
+            let _ = rx.recv(&b, |_, d, ttl| {
+                assert!(ttl.is_some());
+                batch.push(d.to_vec());
+            });
+        }
+        assert_eq!(batch, sent);
     }
 }

@@ -16,6 +16,21 @@ use socket2::SockRef;
 
 /// Room for the TTL and hop-limit messages (and anything else the socket has enabled).
 const CONTROL_LEN: usize = 128;
+/// Linux's `UDP_GRO` control message: the segment size of a coalesced batch (quinn-udp turns
+/// GRO on for the socket).
+const UDP_GRO: libc::c_int = 104;
+
+/// One received datagram, or GRO batch of them.
+pub(super) struct Received {
+    /// Bytes received.
+    pub(super) len: usize,
+    /// The sender.
+    pub(super) from: SocketAddr,
+    /// Its TTL, if the kernel said.
+    pub(super) ttl: Option<u8>,
+    /// For a GRO batch: the size of each datagram but the last.
+    pub(super) stride: Option<usize>,
+}
 
 /// Asks the kernel to report the TTL / hop limit of every datagram `socket` receives.
 pub(super) fn enable(socket: &impl AsFd) -> io::Result<()> {
@@ -56,12 +71,9 @@ fn set_int(
     }
 }
 
-/// Receives one datagram into `buf`: its length, sender and TTL (`None` if the kernel did not
-/// say). `WouldBlock` when the socket is empty. A datagram longer than `buf` is cut.
-pub(super) fn recv(
-    socket: &impl AsFd,
-    buf: &mut [u8],
-) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+/// Receives one datagram (or GRO batch) into `buf`. `WouldBlock` when the socket is empty. A
+/// datagram longer than `buf` is cut.
+pub(super) fn recv(socket: &impl AsFd, buf: &mut [u8]) -> io::Result<Received> {
     let fd = socket.as_fd().as_raw_fd();
     let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
     let mut control = [0u64; CONTROL_LEN / 8];
@@ -87,6 +99,7 @@ pub(super) fn recv(
     let from = unsafe { sockaddr(name.assume_init_ref()) }
         .ok_or_else(|| io::Error::other("datagram from an address that is not IP"))?;
     let mut ttl = None;
+    let mut stride = None;
     // SAFETY: `hdr` describes `control` as filled by recvmsg (`msg_controllen` updated by the
     // kernel); the CMSG macros stay within it, and each message's data holds at least a c_int
     // for the two kinds read here.
@@ -100,11 +113,20 @@ pub(super) fn recv(
             {
                 let value = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
                 ttl = u8::try_from(value).ok();
+            } else if kind == (libc::SOL_UDP, UDP_GRO) {
+                // The kernel writes the segment size as a c_int (quinn-udp reads it so too).
+                let value = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
+                stride = usize::try_from(value).ok().filter(|&s| s > 0);
             }
             cmsg = libc::CMSG_NXTHDR(&raw const hdr, cmsg);
         }
     }
-    Ok((n as usize, from, ttl))
+    Ok(Received {
+        len: n as usize,
+        from,
+        ttl,
+        stride,
+    })
 }
 
 /// The socket address in `storage`, if IPv4 or IPv6.

@@ -93,7 +93,7 @@ pub enum Command {
     ///   server_key = "BASE64 key printed by `burrow server`"
     ///   token_file = "/etc/burrow/token"   # or token = "...", or $BURROW_TOKEN
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
-    ///   route = "any"                   # any, direct or relay
+    ///   route = "any"                   # any, relay-first, direct or relay
     ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
     ///   [[expose]]
@@ -283,7 +283,8 @@ pub struct DaemonArgs {
     /// Local UDP address to bind (default 0.0.0.0:0).
     #[arg(long, value_name = "ADDR")]
     pub udp: Option<SocketAddr>,
-    /// Which paths to peers may be used: any (direct, else the relay), direct or relay.
+    /// Which paths to peers may be used: any (direct, else the relay), relay-first (the relay
+    /// at once, then direct when proven), direct or relay.
     #[arg(long, value_name = "POLICY")]
     pub route: Option<String>,
 }

@@ -68,6 +68,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     pub udp: SocketAddr,
     pub route: RoutePolicy,
+    /// `relay-first`: any path, with data on the relay at once until a direct path is proven.
+    pub relay_first: bool,
     pub expose: Vec<(ServiceName, String)>,
     pub connect: Vec<(ServiceName, SocketAddr)>,
     /// Destination keys given up front (`peer_key`), by service.
@@ -183,13 +185,15 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             .map_err(|_| format!("{}: `{text}` is not IP:PORT", origin(source, "udp", "udp")))?,
         (None, None) => "0.0.0.0:0".parse().expect("literal"),
     };
-    let route = match args.route.or(file.route).as_deref() {
-        None | Some("any") => RoutePolicy::Any,
+    let route_text = args.route.or(file.route);
+    let relay_first = route_text.as_deref() == Some("relay-first");
+    let route = match route_text.as_deref() {
+        None | Some("any") | Some("relay-first") => RoutePolicy::Any,
         Some("direct") => RoutePolicy::Direct,
         Some("relay") => RoutePolicy::Relay,
         Some(other) => {
             return Err(format!(
-                "{}: `{other}` is not one of any, direct, relay",
+                "{}: `{other}` is not one of any, relay-first, direct, relay",
                 origin(source, "route", "route")
             ));
         }
@@ -249,6 +253,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         state_dir,
         udp,
         route,
+        relay_first,
         expose,
         connect,
         peer_keys,

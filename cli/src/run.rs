@@ -163,6 +163,7 @@ pub fn daemon(settings: Settings, reloader: Option<Reloader>) -> Result<(), Stri
     rendezvous.pinned = known_services(&settings.state_dir)?;
     rendezvous.pinned.extend(settings.peer_keys.clone());
     let mut config = Config::daemon(key, rendezvous);
+    config.session.relay_first = settings.relay_first;
     config.peers = PeerPolicy::Authorized(settings.allow.clone());
     let mut spec = NodeConfig::new(config, settings.udp);
     spec.state_dir = Some(settings.state_dir.clone());

@@ -74,6 +74,14 @@ pub struct SessionConfig {
     /// Relay fallback: how long punching may try alone before handshakes also go through the
     /// relay (when the route policy allows it).
     pub relay_after: Duration,
+    /// Relay first: when the route policy allows both the relay and direct paths, the first
+    /// handshake attempt already goes through the relay too (not after `relay_after`), so data
+    /// starts on the relay within a relay round trip of the introduction, and the search for
+    /// a direct path starts its first round as soon as the session is up (not after
+    /// `path_probe_min`); the session moves to the direct path once a challenge proves it.
+    /// Off by default: punching alone usually wins within a few round trips, and a session
+    /// that starts direct never loads the relay.
+    pub relay_first: bool,
     /// Relay fallback: a direct path that has answered nothing for this long while data is
     /// waiting for acknowledgement is given up for the relay.
     pub path_timeout: Duration,
@@ -121,6 +129,7 @@ impl Default for SessionConfig {
             punch_ttl_start: 2,
             punch_ttl_ceiling: 7,
             relay_after: Duration::from_secs(2),
+            relay_first: false,
             path_timeout: Duration::from_secs(3),
             path_probe_min: Duration::from_secs(1),
             path_probe_max: Duration::from_secs(60),

@@ -157,6 +157,7 @@ pub use endpoint::Endpoint;
 pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError};
 pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
+pub use punch::schedule::ProbeTtl;
 pub use stats::Stats;
 pub use stream::{CongestionControl, ReadOutcome, StreamId};
 pub use stun::ProbeOutcome;

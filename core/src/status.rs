@@ -61,6 +61,14 @@ pub struct PeerInfo {
     /// Seconds between keepalives on a quiet session: the configured interval, or a shorter
     /// one learned after a NAT forgot the direct path's mapping between keepalives.
     pub keepalive_secs: Option<f64>,
+    /// The IP TTL of the first punching probes toward this peer (later attempts climb from
+    /// it), when the session was introduced by the server.
+    #[serde(default)]
+    pub probe_ttl: Option<u8>,
+    /// Why that TTL: learned from the hop count to the server, or the climb from the
+    /// configured start when that is unknown.
+    #[serde(default)]
+    pub probe_ttl_reason: Option<String>,
 }
 
 /// One service we connect to.
@@ -165,6 +173,8 @@ pub(crate) fn snapshot(
                 bytes_received: stats.as_ref().map_or(0, |s| s.bytes_received),
                 open_streams: stats.as_ref().map_or(0, |s| s.open_streams),
                 keepalive_secs: ep.peer_keepalive(peer).map(|d| d.as_secs_f64()),
+                probe_ttl: ep.peer_probe_ttl(peer).map(|(ttl, _)| ttl),
+                probe_ttl_reason: ep.peer_probe_ttl(peer).map(|(_, why)| why.reason()),
             }
         })
         .collect();

@@ -94,13 +94,18 @@ pub(crate) fn run(parts: Parts) {
             return;
         }
     }
-    let udp = match Udp::new(&socket) {
+    let mut udp = match Udp::new(&socket) {
         Ok(udp) => udp,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the UDP socket");
             return;
         }
     };
+    if node.wants_input_ttl() {
+        if let Err(e) = udp.report_ttl(&socket) {
+            tracing::warn!(error = %e, "cannot read received TTLs; daemons will climb from the configured probe TTL");
+        }
+    }
     tracing::debug!(?udp, "UDP batching");
     let mut state = Loop {
         read_buf: vec![0; node.read_chunk()],
@@ -256,7 +261,9 @@ impl Loop {
     fn receive(&mut self, now: Instant) {
         let (node, udp, socket) = (&mut self.node, &mut self.udp, &self.socket);
         while udp
-            .recv(socket, |from, d| node.handle_input(now, from, d))
+            .recv(socket, |from, d, ttl| {
+                node.handle_input_with_ttl(now, from, d, ttl)
+            })
             .is_ok()
         {}
     }

@@ -72,13 +72,18 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         directory,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
-    let udp = match Udp::new(&socket) {
+    let mut udp = match Udp::new(&socket) {
         Ok(udp) => udp,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up the UDP socket");
             return;
         }
     };
+    if node.wants_input_ttl() {
+        if let Err(e) = udp.report_ttl(&socket) {
+            tracing::warn!(error = %e, "cannot read received TTLs; daemons will climb from the configured probe TTL");
+        }
+    }
     tracing::debug!(?udp, "UDP batching");
     let mut state = Loop::<R> {
         node,
@@ -252,7 +257,9 @@ impl<R: Runtime> Loop<R> {
         } = self;
         for _ in 0..RECV_ROUNDS {
             let received = R::udp_try_io(socket, Direction::Read, || {
-                udp.recv(socket, |from, d| node.handle_input(now, from, d))
+                udp.recv(socket, |from, d, ttl| {
+                    node.handle_input_with_ttl(now, from, d, ttl)
+                })
             });
             if received.is_err() {
                 return;

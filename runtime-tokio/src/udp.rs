@@ -2,7 +2,11 @@
 //! same-sized datagrams to one destination), batched receiving (recvmmsg and GRO), and
 //! per-datagram TTLs for hole-punching probes. quinn-udp does the cmsg work and falls back to
 //! one datagram per syscall where the OS lacks GSO or GRO. Nothing here waits: a full or empty
-//! socket is `WouldBlock`, for the runtime to wait on its own way.
+//! socket is `WouldBlock`, for the runtime to wait on its own way. A socket that needs the TTL
+//! of received datagrams (a rendezvous server's, see [`Udp::report_ttl`]) receives them one
+//! per syscall instead (`ttl.rs`).
+
+mod ttl;
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -31,6 +35,8 @@ pub struct Udp {
     /// `RX_BATCH` receive buffers of `MAX_DATAGRAM` bytes, end to end.
     rx: Vec<u8>,
     meta: [RecvMeta; RX_BATCH],
+    /// Whether received datagrams come with their TTL (see [`Self::report_ttl`]).
+    with_ttl: bool,
 }
 
 impl std::fmt::Debug for Udp {
@@ -70,7 +76,17 @@ impl Udp {
             batch: Vec::with_capacity(MAX_GSO_BYTES),
             rx: vec![0u8; RX_BATCH * MAX_DATAGRAM],
             meta: [RecvMeta::default(); RX_BATCH],
+            with_ttl: false,
         })
+    }
+
+    /// From now on, [`Self::recv`] hands each datagram's IP TTL (IPv6: hop limit) along, read
+    /// with `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`, one datagram per syscall. For a rendezvous
+    /// server, which tells daemons the TTL their requests arrived with.
+    pub fn report_ttl(&mut self, socket: &impl AsFd) -> io::Result<()> {
+        ttl::enable(socket)?;
+        self.with_ttl = true;
+        Ok(())
     }
 
     /// Whether the OS batches sends (GSO) and receives (GRO) on this socket.
@@ -158,11 +174,31 @@ impl Udp {
     /// Receives one batch (one syscall), calling `each` for every datagram (GRO batches split
     /// into their segments). `WouldBlock` when the socket is empty; other errors (ICMP errors
     /// surface here on some systems) are logged: the protocol recovers from the loss.
+    ///
+    /// `each` gets the sender, the datagram and its TTL (`None` unless [`Self::report_ttl`]).
     pub fn recv(
         &mut self,
         socket: &impl AsFd,
-        mut each: impl FnMut(SocketAddr, &[u8]),
+        mut each: impl FnMut(SocketAddr, &[u8], Option<u8>),
     ) -> io::Result<()> {
+        if self.with_ttl {
+            for _ in 0..RX_BATCH {
+                match ttl::recv(socket, &mut self.rx[..MAX_DATAGRAM]) {
+                    Ok(r) => {
+                        let stride = r.stride.unwrap_or(r.len).max(1);
+                        for datagram in self.rx[..r.len].chunks(stride) {
+                            each(r.from, datagram, r.ttl);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "receive failed");
+                        return Ok(());
+                    }
+                }
+            }
+            return Ok(());
+        }
         let mut chunks = self.rx.chunks_mut(MAX_DATAGRAM);
         let mut bufs: [IoSliceMut<'_>; RX_BATCH] = std::array::from_fn(|_| {
             IoSliceMut::new(chunks.next().expect("rx holds RX_BATCH buffers"))
@@ -172,7 +208,7 @@ impl Udp {
                 for (buf, m) in self.rx.chunks(MAX_DATAGRAM).zip(&self.meta).take(n) {
                     let stride = m.stride.max(1);
                     for datagram in buf[..m.len].chunks(stride) {
-                        each(m.addr, datagram);
+                        each(m.addr, datagram, None);
                     }
                 }
                 Ok(())
@@ -248,11 +284,65 @@ mod tests {
         let mut got: Vec<Vec<u8>> = Vec::new();
         let give_up = std::time::Instant::now() + Duration::from_secs(5);
         while got.len() < sent.len() && std::time::Instant::now() < give_up {
-            let _ = rx.recv(&b, |from, d| {
+            let _ = rx.recv(&b, |from, d, ttl| {
                 assert_eq!(from, a.local_addr().unwrap());
+                assert_eq!(ttl, None);
                 got.push(d.to_vec());
             });
         }
         assert_eq!(got, sent);
+    }
+
+    /// With `report_ttl`, each datagram comes with the TTL it was sent with (loopback: no
+    /// router in between).
+    #[test]
+    fn received_datagrams_carry_their_ttl_when_asked() {
+        let (a, b) = (bind(), bind());
+        let mut tx = Udp::new(&a).unwrap();
+        let mut rx = Udp::new(&b).unwrap();
+        rx.report_ttl(&b).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let dst = b.local_addr().unwrap();
+        let default = SockRef::from(&a).ttl_v4().unwrap();
+        for ttl in [Some(5), None] {
+            let t = Transmit {
+                dst,
+                ttl,
+                payload: bytes::Bytes::from_static(b"x"),
+            };
+            assert_eq!(tx.send(&a, &[t]).unwrap(), 1);
+        }
+        let mut got = Vec::new();
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < 2 && std::time::Instant::now() < give_up {
+            let _ = rx.recv(&b, |from, d, ttl| {
+                assert_eq!((from, d), (a.local_addr().unwrap(), &b"x"[..]));
+                got.push(ttl);
+            });
+        }
+        assert_eq!(got, vec![Some(5), u8::try_from(default).ok()]);
+        // A run of datagrams (one GRO batch where the OS coalesces) keeps its boundaries.
+        let sent: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1200]).collect();
+        let transmits: Vec<Transmit> = sent
+            .iter()
+            .map(|p| Transmit {
+                dst,
+                ttl: None,
+                payload: bytes::Bytes::from(p.clone()),
+            })
+            .collect();
+        let mut i = 0;
+        while i < transmits.len() {
+            i += tx.send(&a, &transmits[i..]).unwrap();
+        }
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        while batch.len() < sent.len() && std::time::Instant::now() < give_up {
+            let _ = rx.recv(&b, |_, d, ttl| {
+                assert!(ttl.is_some());
+                batch.push(d.to_vec());
+            });
+        }
+        assert_eq!(batch, sent);
     }
 }

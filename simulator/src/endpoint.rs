@@ -340,8 +340,18 @@ impl EndpointNode {
 
 impl Node for EndpointNode {
     fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.handle_input_with_ttl(now, from, bytes, None);
+    }
+
+    fn handle_input_with_ttl(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        ttl: Option<u8>,
+    ) {
         self.now = now;
-        self.ep.handle_input(now, from, bytes);
+        self.ep.handle_input_with_ttl(now, from, bytes, ttl);
         self.collect();
     }
 

@@ -17,6 +17,18 @@ use burrow_core::Transmit;
 pub trait Node {
     /// A datagram from `from` arrived at virtual time `now`.
     fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]);
+    /// [`Node::handle_input`], with the IP TTL the datagram arrived with (the simulator's hop
+    /// model sets it, as a runtime reading `IP_RECVTTL` would). The default ignores it.
+    fn handle_input_with_ttl(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        ttl: Option<u8>,
+    ) {
+        let _ = ttl;
+        self.handle_input(now, from, bytes);
+    }
     /// The deadline returned by [`Node::poll_timeout`] has passed; `now` is the virtual time.
     fn handle_timeout(&mut self, now: Instant);
     /// The next datagram to send, if any.

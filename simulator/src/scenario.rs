@@ -407,7 +407,7 @@ impl Sim {
         let s = &mut self.nodes[id.0 as usize];
         tr!(w, "deliver", pkt, "to {}", s.name);
         s.node
-            .handle_input(self.clock.instant(), pkt.src, &pkt.payload);
+            .handle_input_with_ttl(self.clock.instant(), pkt.src, &pkt.payload, Some(pkt.ttl));
         let _ = self.after_call(id, false);
     }
 

@@ -27,6 +27,12 @@ const DAEMON_PORT: u16 = 40000;
 const SERVICE: &str = "/matrix/echo";
 /// One-way latency of each site's uplink; the peer-to-peer RTT is four of these.
 const UPLINK_DELAY: Duration = Duration::from_millis(15);
+/// One-way latency of a site's LAN.
+const LAN_DELAY: Duration = Duration::from_micros(200);
+/// One-way latency of the link from a home NAT to the carrier NAT in front of it.
+const INNER_LINK_DELAY: Duration = Duration::from_millis(2);
+/// One-way latency of the server's uplink (the default link's).
+const SERVER_UPLINK_DELAY: Duration = Duration::from_millis(5);
 /// When B asks for the service at the earliest (both daemons registered, normally; with loss
 /// a registration may take longer, and B waits for both).
 const ASK_AT: Duration = Duration::from_secs(1);
@@ -84,9 +90,17 @@ impl Profile {
                 "symmetric-seq",
                 vec![NatConfig::symmetric().with_port_allocation(PortAllocation::Sequential)],
             ),
+            // As in the real-NAT lab: a Linux home NAT right behind a Linux carrier NAT, which
+            // takes unsolicited packets into conntrack.
             p(
                 "cgn",
-                vec![NatConfig::linux(), NatConfig::restricted_cone()],
+                vec![
+                    NatConfig {
+                        unsolicited: Unsolicited::Drop,
+                        ..NatConfig::linux()
+                    },
+                    NatConfig::linux(),
+                ],
             ),
         ]
     }
@@ -194,6 +208,9 @@ pub struct PairResult {
     pub direct_possible: bool,
     /// The peer-to-peer round-trip time of the topology.
     pub rtt: Duration,
+    /// The round-trip time through the relay (A, server, B, server, A), from the links'
+    /// latencies (jitter aside).
+    pub relay_rtt: Duration,
 }
 
 impl PairResult {
@@ -249,6 +266,8 @@ pub struct RunOptions {
     /// A 2 ms uplink at A and a 30 ms LAN at B, so A's first packets reach B's NAT before B's
     /// own have left it.
     pub skewed: bool,
+    /// Both daemons start on the relay at once (`SessionConfig::relay_first`).
+    pub relay_first: bool,
 }
 
 impl Default for RunOptions {
@@ -257,6 +276,7 @@ impl Default for RunOptions {
             loss: 0.0,
             probe_ttl: None,
             skewed: false,
+            relay_first: false,
         }
     }
 }
@@ -292,10 +312,9 @@ pub fn run_pair_with(a: &Profile, b: &Profile, seed: u64, options: RunOptions) -
                 if behind.is_none() {
                     outer = Some(id);
                 } else {
-                    net.set_nat_uplink(
-                        id,
-                        Uplink::new(2, LinkConfig::new(Duration::from_millis(2))),
-                    );
+                    // The home NAT's uplink plugs straight into the carrier NAT: the
+                    // carrier NAT is the next hop, as in the real-NAT lab.
+                    net.set_nat_uplink(id, Uplink::new(0, LinkConfig::new(INNER_LINK_DELAY)));
                 }
                 behind = Some(id);
             }
@@ -317,7 +336,24 @@ pub fn run_pair_with(a: &Profile, b: &Profile, seed: u64, options: RunOptions) -
     let a_host = site("a", [203, 0, 113, 10], a, a_up, Duration::from_micros(200));
     let b_host = site("b", [198, 18, 0, 10], b, link, b_lan);
     let labels = (a.name, b.name, direct_possible(a, b));
-    run_on(net, [server_host, a_host, b_host], seed, options, labels)
+    let mut result = run_on(net, [server_host, a_host, b_host], seed, options, labels);
+    // One way from a host to the core: its LAN, 2 ms per NAT behind another, the uplink.
+    let one_way = |p: &Profile, lan: Duration, up: Duration| {
+        lan + INNER_LINK_DELAY * (p.nats.len() as u32 - 1) + up
+    };
+    let (a_way, b_way) = if options.skewed {
+        (
+            one_way(a, LAN_DELAY, Duration::from_millis(2)),
+            one_way(b, Duration::from_millis(30), UPLINK_DELAY),
+        )
+    } else {
+        (
+            one_way(a, LAN_DELAY, UPLINK_DELAY),
+            one_way(b, LAN_DELAY, UPLINK_DELAY),
+        )
+    };
+    result.relay_rtt = (a_way + b_way + SERVER_UPLINK_DELAY * 2) * 2;
+    result
 }
 
 /// Two daemons on one LAN behind one NAT without hairpinning: only their host candidates can
@@ -375,6 +411,7 @@ fn run_on(
             pinned: Default::default(),
         };
         let mut config = Config::daemon(secret_key(seed, name), rendezvous);
+        config.session.relay_first = options.relay_first;
         if let Some(ttl) = options.probe_ttl {
             config.session.punch_ttl_start = ttl;
             config.session.punch_ttl_ceiling = ttl;
@@ -387,6 +424,7 @@ fn run_on(
     let node_b = sim.add_endpoint(b_host, DAEMON_PORT, "b", daemon("b", b_addr));
     let service: ServiceName = SERVICE.parse().expect("valid name");
     let rtt = UPLINK_DELAY * 4;
+    let relay_rtt = (UPLINK_DELAY + SERVER_UPLINK_DELAY) * 4;
     let result = |outcome| PairResult {
         a: a_name,
         b: b_name,
@@ -394,6 +432,7 @@ fn run_on(
         outcome,
         direct_possible: possible,
         rtt,
+        relay_rtt,
     };
     let svc = service.clone();
     let _ = sim.endpoint_command(node_a, |ep, now| ep.expose(now, svc, "127.0.0.1:7"));
@@ -517,12 +556,12 @@ fn failure(sim: &Sim, node: NodeId) -> String {
     last.unwrap_or_else(|| "no path within 30 s".into())
 }
 
-/// Runs every unordered pair of `profiles` with each seed, then two daemons behind one NAT
-/// without hairpinning.
+/// Runs every ordered pair of `profiles` (both start orders: B, which asks for A's service,
+/// starts the session) with each seed, then two daemons behind one NAT without hairpinning.
 pub fn matrix(profiles: &[Profile], seeds: &[u64], loss: f64) -> Vec<PairResult> {
     let mut out = Vec::new();
-    for (i, a) in profiles.iter().enumerate() {
-        for b in &profiles[i..] {
+    for a in profiles {
+        for b in profiles {
             for &seed in seeds {
                 out.push(run_pair(a, b, seed, loss));
             }

@@ -245,6 +245,10 @@ struct Outcome {
     pair: String,
     path: String,
     ttfb_ms: Option<f64>,
+    /// The connector's smoothed RTT to the peer after the transfer, from its status.
+    rtt_ms: Option<f64>,
+    /// The connector's first-probe TTL toward the peer and why, from its status.
+    probe_ttl: Option<String>,
     secs: Option<f64>,
     sha_ok: bool,
     error: Option<String>,
@@ -278,6 +282,21 @@ fn status_until(
     }
 }
 
+/// The first non-null value of `"key":` in a status JSON, unquoted.
+fn json_field(status: &str, key: &str) -> Option<String> {
+    status
+        .split(&format!("\"{key}\":"))
+        .skip(1)
+        .map(|rest| {
+            if let Some(quoted) = rest.strip_prefix('"') {
+                quoted.split('"').next().unwrap_or("").to_string()
+            } else {
+                rest.split([',', '}']).next().unwrap_or("").to_string()
+            }
+        })
+        .find(|v| v != "null")
+}
+
 /// The peers in a status JSON other than the server: (relayed, addr) each.
 fn peer_paths(status: &str, server_addr: &str) -> Vec<String> {
     // A tiny scan of the status JSON (no JSON parser dependency): each peer object has
@@ -308,21 +327,27 @@ fn peer_paths(status: &str, server_addr: &str) -> Vec<String> {
 }
 
 fn run_pair(label: &str, sites: &[Site]) -> Outcome {
+    run_pair_bytes(label, sites, BYTES)
+}
+
+fn run_pair_bytes(label: &str, sites: &[Site], bytes: u64) -> Outcome {
     let mut outcome = Outcome {
         pair: label.into(),
         path: "-".into(),
         ttfb_ms: None,
+        rtt_ms: None,
+        probe_ttl: None,
         secs: None,
         sha_ok: false,
         error: None,
     };
-    if let Err(e) = try_pair(sites, &mut outcome) {
+    if let Err(e) = try_pair(sites, bytes, &mut outcome) {
         outcome.error = Some(e);
     }
     outcome
 }
 
-fn try_pair(sites: &[Site], outcome: &mut Outcome) -> Result<(), String> {
+fn try_pair(sites: &[Site], bytes: u64, outcome: &mut Outcome) -> Result<(), String> {
     let burrow = burrow_bin();
     let mut lab = Lab::new()?;
     let topo = Topology::build(&mut lab, sites)?;
@@ -400,7 +425,7 @@ fn try_pair(sites: &[Site], outcome: &mut Outcome) -> Result<(), String> {
         &connector,
         "send",
         tool(),
-        &["send", "127.0.0.1:9100", &BYTES.to_string(), "120"],
+        &["send", "127.0.0.1:9100", &bytes.to_string(), "120"],
     )?;
     let status = send.wait(Duration::from_secs(240))?;
     let line = send.stdout();
@@ -413,6 +438,10 @@ fn try_pair(sites: &[Site], outcome: &mut Outcome) -> Result<(), String> {
     let after = status_until(&burrow, &state_b, Duration::from_secs(5), |_| true)?;
     let paths = peer_paths(&after, "192.0.2.10");
     outcome.path = paths.first().cloned().unwrap_or_else(|| "none".into());
+    outcome.rtt_ms = json_field(&after, "rtt_ms").and_then(|v| v.parse().ok());
+    outcome.probe_ttl = json_field(&after, "probe_ttl")
+        .zip(json_field(&after, "probe_ttl_reason"))
+        .map(|(t, why)| format!("{t} ({why})"));
     if !status.success() {
         return Err(format!(
             "transfer failed: {}; daemon-b log tail:\n{}",
@@ -425,7 +454,7 @@ fn try_pair(sites: &[Site], outcome: &mut Outcome) -> Result<(), String> {
     }
     let sent = field("sent");
     outcome.sha_ok =
-        sent.is_some() && sent == field("recv") && field("recv_bytes") == Some(BYTES.to_string());
+        sent.is_some() && sent == field("recv") && field("recv_bytes") == Some(bytes.to_string());
     if !outcome.sha_ok {
         return Err(format!("SHA-256 mismatch: {line}"));
     }
@@ -499,6 +528,52 @@ fn burrow_traverses_real_nats() {
         } else if let Some(want) = expect {
             if !o.path.starts_with(want) {
                 failures.push(format!("{}: path {} but expected {want}", o.pair, o.path));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Issue 16: a home NAT behind a carrier NAT, to a cone site, in both start orders (the side
+/// that asks for the service starts the session). Before the first probes' TTL came from the
+/// hop count to the server, TTL-2 probes died at the carrier NAT and about half the runs
+/// were relayed. `BURROW_REAL_NAT_RUNS` runs per order (default 10), 1 MiB each; all direct.
+#[test]
+fn carrier_nat_to_cone_is_direct_in_both_start_orders() {
+    let Some(lab) = lab() else { return };
+    drop(lab);
+    let runs: usize = std::env::var("BURROW_REAL_NAT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let orders = [
+        ("cone asks carrier", vec![Site::CARRIER, Site::CONE]),
+        ("carrier asks cone", vec![Site::CONE, Site::CARRIER]),
+    ];
+    let mut failures = Vec::new();
+    println!();
+    println!(
+        "{:<18} {:>3} {:<26} {:>9} {:>8} {:>9}  first probe TTL (connector)",
+        "ORDER", "RUN", "PATH", "TTFB", "RTT", "TTFB/RTT"
+    );
+    for (label, sites) in &orders {
+        for run in 0..runs {
+            let o = run_pair_bytes(label, sites, 1 << 20);
+            let ratio = o.ttfb_ms.zip(o.rtt_ms).map(|(t, r)| t / r.max(1e-3));
+            println!(
+                "{:<18} {:>3} {:<26} {:>9} {:>8} {:>9}  {}",
+                label,
+                run,
+                o.path,
+                o.ttfb_ms.map_or("-".into(), |t| format!("{t:.0} ms")),
+                o.rtt_ms.map_or("-".into(), |r| format!("{r:.2} ms")),
+                ratio.map_or("-".into(), |x| format!("{x:.0}")),
+                o.probe_ttl.as_deref().unwrap_or("-"),
+            );
+            if let Some(e) = &o.error {
+                failures.push(format!("{label} run {run}: {e}"));
+            } else if !o.path.starts_with("direct") {
+                failures.push(format!("{label} run {run}: path {}", o.path));
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::crypto::noise;
 use crate::error::{ConnectError, SendError, ServiceError};
 use crate::event::{Event, PeerId};
 use crate::path::{Path, RoutePolicy};
+use crate::punch::schedule::ProbeTtl;
 use crate::rendezvous::{Server, ServiceName};
 use crate::rng::SeededRng;
 use crate::service::Exposed;
@@ -66,6 +67,8 @@ pub struct Endpoint {
     server: Option<Server>,
     /// Reused for decrypting transport packets.
     scratch: Vec<u8>,
+    /// The IP TTL of the datagram being handled, when the runtime read it.
+    input_ttl: Option<u8>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -120,6 +123,7 @@ impl Endpoint {
             daemon,
             server,
             scratch: Vec::with_capacity(2048),
+            input_ttl: None,
         }
     }
 
@@ -185,6 +189,32 @@ impl Endpoint {
     /// Call it for every datagram, then drain `poll_transmit` and `poll_event`. Whatever the
     /// bytes, this never fails or panics: what is not acted on is counted in [`Self::stats`].
     pub fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.handle_input_with_ttl(now, from, bytes, None);
+    }
+
+    /// [`Self::handle_input`], with the IP TTL (IPv6: hop limit) the datagram arrived with,
+    /// where the runtime reads it (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`). A rendezvous server
+    /// tells each daemon the TTL its requests arrive with, from which the daemon learns its hop
+    /// count to the server and the TTL of its first punching probes (see
+    /// [`crate::ProbeTtl`]); [`Self::wants_input_ttl`] says whether it is worth reading.
+    pub fn handle_input_with_ttl(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        ttl: Option<u8>,
+    ) {
+        self.input_ttl = ttl;
+        self.handle_input_inner(now, from, bytes);
+        self.input_ttl = None;
+    }
+
+    /// Whether this endpoint uses the TTL of received datagrams: it is a rendezvous server.
+    pub fn wants_input_ttl(&self) -> bool {
+        self.server.is_some()
+    }
+
+    fn handle_input_inner(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.out.stats.datagrams_in += 1;
         self.out.stats.bytes_in += bytes.len() as u64;
         if stun::is_stun(bytes) {
@@ -609,6 +639,8 @@ impl Endpoint {
             return Err(ConnectError::OwnKey);
         }
         let first = crate::punch::candidates::first_path(&candidates, relay)?;
+        let observed = self.daemon.as_ref().and_then(|d| d.client.observed_ttl());
+        let first_ttl = ProbeTtl::choose(&self.config.session, observed);
         let (mut ctx, sessions) = self.parts();
         let session = sessions.get_or_insert_with(key, || {
             let id = ctx.ids.assign(key);
@@ -616,6 +648,7 @@ impl Endpoint {
         });
         session.announced = true;
         let connected = session.is_connected();
+        session.punch.set_first_ttl(first_ttl);
         session
             .punch
             .introduce(&ctx.config.session, now, candidates, relay, connected);
@@ -727,6 +760,18 @@ impl Endpoint {
         let key = self.ids.key(peer)?;
         let session = self.sessions.get(&key)?;
         Some(session.keepalive(&self.config.session))
+    }
+
+    /// How the session with `peer` chose its first punching probes' TTL.
+    /// `None` for a session that never punched (no candidates: the server's, or one the peer
+    /// opened straight to our address).
+    pub(crate) fn peer_probe_ttl(&self, peer: PeerId) -> Option<(u8, ProbeTtl)> {
+        let key = self.ids.key(peer)?;
+        let punch = &self.sessions.get(&key)?.punch;
+        let first = punch.first_ttl();
+        punch
+            .has_candidates()
+            .then(|| (first.first(&self.config.session), first))
     }
 
     /// Whether the session with `peer` has completed a handshake.

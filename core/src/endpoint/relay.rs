@@ -44,6 +44,8 @@ impl Endpoint {
             // From our server: another daemon's packet. It authenticates itself (or is dropped
             // like any other bad packet); the relay's word on who sent it counts for nothing.
             self.out.stats.relayed_in += 1;
+            // The outer datagram's TTL says nothing about the inner packet's path.
+            self.input_ttl = None;
             self.handle_packet(now, Path::Relay(server_addr), packet);
             self.reap();
             return;

@@ -157,7 +157,9 @@ impl Endpoint {
         }
         let addr = self.sessions.get(&key).map(|s| s.path().addr());
         match (self.server.as_mut(), ClientMessage::decode(encoded), addr) {
-            (Some(server), Ok(msg), Some(addr)) => server.handle_message(now, key, addr, msg),
+            (Some(server), Ok(msg), Some(addr)) => {
+                server.handle_message(now, key, addr, msg, self.input_ttl);
+            }
             _ => self.out.stats.dropped_bad_payload += 1,
         }
     }

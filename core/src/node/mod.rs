@@ -239,6 +239,26 @@ impl Node {
         self.input(now).1.handle_input(now, from, bytes);
     }
 
+    /// A datagram arrived with IP TTL (hop limit) `ttl`, where the runtime reads it (see
+    /// [`Endpoint::handle_input_with_ttl`]).
+    pub fn handle_input_with_ttl(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        ttl: Option<u8>,
+    ) {
+        self.input(now)
+            .1
+            .handle_input_with_ttl(now, from, bytes, ttl);
+    }
+
+    /// Whether the node uses the TTL of received datagrams (it runs a rendezvous server):
+    /// worth the runtime's reading it.
+    pub fn wants_input_ttl(&self) -> bool {
+        self.ep.wants_input_ttl()
+    }
+
     /// The deadline of the last [`Output::Timeout`] has passed (early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.input(now).1.handle_timeout(now);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::candidates::{HOST_BUDGET, targets};
-use super::schedule::{self, Search, Step};
+use super::schedule::{self, ProbeTtl, Search, Step};
 use crate::config::SessionConfig;
 use crate::crypto::PublicKey;
 use crate::path::{Path, RoutePolicy};
@@ -67,6 +67,8 @@ pub(crate) struct Agent {
     search: Search,
     /// Bytes still allowed toward host candidates (see [`HOST_BUDGET`]).
     host_budget: usize,
+    /// How the first probes' TTL is chosen.
+    first_ttl: ProbeTtl,
     out: VecDeque<Outgoing>,
 }
 
@@ -85,8 +87,26 @@ impl Agent {
             candidates: Vec::new(),
             search: Search::default(),
             host_budget: HOST_BUDGET,
+            first_ttl: ProbeTtl::Climb,
             out: VecDeque::new(),
         }
+    }
+
+    /// How the first probes' TTL is chosen (from now on: punching attempts and search rounds
+    /// still to come).
+    pub(crate) fn set_first_ttl(&mut self, first_ttl: ProbeTtl) {
+        self.first_ttl = first_ttl;
+        self.search = std::mem::take(&mut self.search).with_first_ttl(first_ttl);
+    }
+
+    /// How the first probes' TTL was chosen.
+    pub(crate) fn first_ttl(&self) -> ProbeTtl {
+        self.first_ttl
+    }
+
+    /// Whether the server introduced the peer with candidates to punch toward.
+    pub(crate) fn has_candidates(&self) -> bool {
+        !self.candidates.is_empty()
     }
 
     /// The path packets to the peer take.
@@ -196,7 +216,7 @@ impl Agent {
             }
             return next;
         }
-        let ttl = schedule::probe_ttl(cfg, attempts);
+        let ttl = schedule::probe_ttl(cfg, self.first_ttl, attempts);
         let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
         let cost = probe.len() + if attempts > 0 { packet.len() } else { 0 };
         for dst in self.affordable_targets(cost) {
@@ -253,7 +273,7 @@ impl Agent {
         self.path = path;
         self.restart_search(cfg, now, connected);
         if fell_back && self.search.poll_timeout().is_some() {
-            self.search = Search::after_fallback(cfg, now);
+            self.search = Search::after_fallback(cfg, now).with_first_ttl(self.first_ttl);
         }
         true
     }
@@ -264,7 +284,7 @@ impl Agent {
     pub(crate) fn restart_search(&mut self, cfg: &SessionConfig, now: Instant, connected: bool) {
         let search =
             connected && self.path.is_relay() && self.direct_allowed && !self.candidates.is_empty();
-        self.search = Search::new(cfg, now, search);
+        self.search = Search::new(cfg, now, search).with_first_ttl(self.first_ttl);
     }
 
     /// Where to go when data on the path went unanswered: the relay, from a direct path that

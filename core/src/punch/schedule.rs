@@ -24,12 +24,100 @@ use crate::config::SessionConfig;
 use crate::rng::SeededRng;
 
 /// The TTL of the probes of punching attempt (or relayed search round) number `step`, counted
-/// from 0.
-pub(crate) fn probe_ttl(cfg: &SessionConfig, step: u32) -> u8 {
+/// from 0: from the first probes' TTL `first` (see [`ProbeTtl`]) one hop per step up to
+/// `punch_ttl_ceiling`.
+pub(crate) fn probe_ttl(cfg: &SessionConfig, first: ProbeTtl, step: u32) -> u8 {
+    let first = first.first(cfg);
     u8::try_from(step)
         .unwrap_or(u8::MAX)
-        .saturating_add(cfg.punch_ttl_start)
-        .min(cfg.punch_ttl_ceiling)
+        .saturating_add(first)
+        .min(cfg.punch_ttl_ceiling.max(first))
+}
+
+/// The initial TTLs hosts use (Linux and macOS 64, Windows 128, some routers 255).
+const INITIAL_TTLS: [u8; 3] = [64, 128, 255];
+
+/// How a session chose the TTL of its first punching probes, shown in status.
+///
+/// The probes must cross every NAT of our own (so the TTL is at least our NAT depth + 1) and
+/// die before the peer's NAT (at most the hops to it - 1), where an unsolicited packet could
+/// take the port the peer's packets need (the Linux conntrack clash). The first round decides:
+/// a peer whose packets reach our outermost NAT before our probes have crossed it leaves such
+/// an entry there. With two NATs of our own (a home NAT behind a carrier-grade NAT) TTL 2 dies
+/// at the carrier NAT before translation, so only TTL 3 or more opens it.
+///
+/// The NAT depth itself is not visible to the host (its first hop is a private address
+/// either way), but the hop count to the rendezvous server is: the server reports the IP TTL
+/// our requests arrive with, and the initial TTL is one of 64/128/255. Our NATs lie on the
+/// path to the server, and the server lies beyond at least two routers past our outermost NAT
+/// (the access router and the server's own), so TTL `hops - 1` crosses every NAT of ours, and
+/// it stays short of a peer's NAT whose path from us is no shorter than ours to the server
+/// less one hop. It is kept within `punch_ttl_start..=punch_ttl_ceiling`, and later attempts
+/// climb from it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProbeTtl {
+    /// The hop count to the server is unknown (the server did not say): start at
+    /// `punch_ttl_start` and climb one hop per attempt.
+    #[default]
+    Climb,
+    /// Learned from the hop count to the server.
+    Learned {
+        /// The first probes' TTL.
+        ttl: u8,
+        /// The IP TTL the server saw our request arrive with.
+        observed: u8,
+        /// The forwarding hops (routers and NATs) between us and the server.
+        hops: u8,
+    },
+}
+
+impl ProbeTtl {
+    /// The first probes' TTL under `cfg` for a server that saw our requests arrive with IP
+    /// TTL `observed` (`None`: it did not say).
+    pub(crate) fn choose(cfg: &SessionConfig, observed: Option<u8>) -> Self {
+        let Some(observed) = observed else {
+            return Self::Climb;
+        };
+        let initial = INITIAL_TTLS
+            .into_iter()
+            .find(|&i| observed <= i)
+            .unwrap_or(u8::MAX);
+        let hops = initial - observed;
+        let ttl = hops.saturating_sub(1).clamp(
+            cfg.punch_ttl_start,
+            cfg.punch_ttl_ceiling.max(cfg.punch_ttl_start),
+        );
+        Self::Learned {
+            ttl,
+            observed,
+            hops,
+        }
+    }
+
+    /// The first probes' TTL.
+    pub fn first(&self, cfg: &SessionConfig) -> u8 {
+        match *self {
+            Self::Climb => cfg.punch_ttl_start,
+            Self::Learned { ttl, .. } => ttl,
+        }
+    }
+
+    /// Why, in words (for status).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Climb => {
+                "hop count to the server unknown: climbing one hop per attempt".to_string()
+            }
+            Self::Learned {
+                ttl,
+                observed,
+                hops,
+            } => format!(
+                "the server saw TTL {observed}: {hops} hops to it; first probes at TTL {ttl} \
+                 (one short of the server, past our own NATs)"
+            ),
+        }
+    }
 }
 
 /// `base` doubled `attempts` times, at most `max`.
@@ -68,9 +156,9 @@ pub(crate) fn next_attempt(
 }
 
 /// When an introduced session's handshakes start going through the relay too: after
-/// `relay_after` of punching, at once when direct paths are not allowed.
+/// `relay_after` of punching, at once when direct paths are not allowed or `relay_first`.
 pub(crate) fn relay_from(cfg: &SessionConfig, now: Instant, direct_allowed: bool) -> Instant {
-    if direct_allowed {
+    if direct_allowed && !cfg.relay_first {
         now + cfg.relay_after
     } else {
         now
@@ -98,6 +186,8 @@ pub(crate) struct Search {
     challenge_next: bool,
     /// Rounds sent so far: the probes' TTL climbs one hop a round.
     rounds: u8,
+    /// How the first round's probe TTL was chosen.
+    first_ttl: ProbeTtl,
     /// The delay from the start of the next round to the one after.
     interval: Duration,
 }
@@ -120,15 +210,29 @@ pub(crate) enum Step {
 impl Search {
     /// A search that starts its first round one `path_probe_min` from `now` (punching has only
     /// just failed, or the direct path only just died), or none if `search` is false.
+    ///
+    /// With `relay_first` the first round starts at `now`: the session came up on the relay
+    /// without punching having failed, and the direct path is the one wanted.
     pub(crate) fn new(cfg: &SessionConfig, now: Instant, search: bool) -> Self {
         let first = cfg.path_probe_min;
+        let start = if cfg.relay_first {
+            Duration::ZERO
+        } else {
+            first
+        };
         Self {
             nonce: None,
-            next: search.then_some(now + first),
+            next: search.then_some(now + start),
             challenge_next: false,
             rounds: 0,
+            first_ttl: ProbeTtl::Climb,
             interval: first * 2,
         }
+    }
+
+    /// The search, with its rounds' probe TTLs starting from `first_ttl`.
+    pub(crate) fn with_first_ttl(self, first_ttl: ProbeTtl) -> Self {
+        Self { first_ttl, ..self }
     }
 
     /// When the next step is due.
@@ -141,6 +245,7 @@ impl Search {
     /// expire first), then doubling up to `path_probe_max`.
     pub(crate) fn after_fallback(cfg: &SessionConfig, now: Instant) -> Self {
         Self {
+            next: Some(now + cfg.path_probe_min),
             interval: cfg.path_probe_after_fallback.max(cfg.path_probe_min * 2),
             ..Self::new(cfg, now, true)
         }
@@ -159,7 +264,7 @@ impl Search {
         rng: &mut SeededRng,
     ) -> Step {
         if !self.challenge_next {
-            let ttl = probe_ttl(cfg, u32::from(self.rounds));
+            let ttl = probe_ttl(cfg, self.first_ttl, u32::from(self.rounds));
             self.rounds = self.rounds.saturating_add(1);
             self.challenge_next = true;
             self.next = Some(now + cfg.punch_lead);
@@ -182,11 +287,56 @@ mod tests {
     #[test]
     fn the_probe_ttl_climbs_one_hop_per_step_to_the_ceiling() {
         let cfg = SessionConfig::default();
-        let ttls: Vec<u8> = (0..40).map(|n| probe_ttl(&cfg, n)).collect();
+        let ttls: Vec<u8> = (0..40)
+            .map(|n| probe_ttl(&cfg, ProbeTtl::Climb, n))
+            .collect();
         assert_eq!(ttls[0], cfg.punch_ttl_start);
         assert!(ttls.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1));
         assert_eq!(*ttls.last().unwrap(), cfg.punch_ttl_ceiling);
-        assert_eq!(probe_ttl(&cfg, u32::MAX), cfg.punch_ttl_ceiling);
+        assert_eq!(
+            probe_ttl(&cfg, ProbeTtl::Climb, u32::MAX),
+            cfg.punch_ttl_ceiling
+        );
+    }
+
+    #[test]
+    fn the_first_probes_stop_one_hop_short_of_the_server() {
+        let cfg = SessionConfig::default();
+        assert_eq!(ProbeTtl::choose(&cfg, None), ProbeTtl::Climb);
+        assert_eq!(ProbeTtl::Climb.first(&cfg), cfg.punch_ttl_start);
+        // The real-NAT lab: behind a home NAT and a carrier NAT, four hops to the server
+        // (home, carrier, two routers): TTL 3, the carrier NAT's depth + 1.
+        let carrier = ProbeTtl::choose(&cfg, Some(60));
+        assert_eq!(
+            carrier,
+            ProbeTtl::Learned {
+                ttl: 3,
+                observed: 60,
+                hops: 4
+            }
+        );
+        assert_eq!(carrier.first(&cfg), 3);
+        // One NAT, two routers: TTL 2, as before.
+        assert_eq!(ProbeTtl::choose(&cfg, Some(61)).first(&cfg), 2);
+        // Windows (128) and 255 initial TTLs; the range's ends hold.
+        assert_eq!(ProbeTtl::choose(&cfg, Some(124)).first(&cfg), 3);
+        assert_eq!(
+            ProbeTtl::choose(&cfg, Some(254)).first(&cfg),
+            cfg.punch_ttl_start
+        );
+        assert_eq!(
+            ProbeTtl::choose(&cfg, Some(64)).first(&cfg),
+            cfg.punch_ttl_start
+        );
+        assert_eq!(
+            ProbeTtl::choose(&cfg, Some(30)).first(&cfg),
+            cfg.punch_ttl_ceiling
+        );
+        // Later attempts climb from it.
+        assert_eq!(probe_ttl(&cfg, carrier, 0), 3);
+        assert_eq!(probe_ttl(&cfg, carrier, 1), 4);
+        assert_eq!(probe_ttl(&cfg, carrier, 99), cfg.punch_ttl_ceiling);
+        assert!(carrier.reason().contains("TTL 3"));
     }
 
     #[test]
@@ -230,7 +380,7 @@ mod tests {
             assert_eq!(
                 step,
                 Step::Probes {
-                    ttl: probe_ttl(&cfg, round)
+                    ttl: probe_ttl(&cfg, ProbeTtl::Climb, round)
                 }
             );
             now = search.poll_timeout().unwrap();

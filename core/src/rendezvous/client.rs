@@ -83,6 +83,9 @@ pub(crate) struct Client {
     backoff: Duration,
     /// Whether the owner should open the session now (see [`Self::poll_connect`]).
     connect_due: bool,
+    /// The IP TTL the server last saw one of our requests arrive with
+    /// ([`ServerMessage::Observed`]).
+    observed_ttl: Option<u8>,
 }
 
 impl Client {
@@ -111,7 +114,13 @@ impl Client {
             connect_at: Some(now),
             backoff: RECONNECT_MIN,
             connect_due: false,
+            observed_ttl: None,
         })
+    }
+
+    /// The IP TTL the server last saw one of our requests arrive with, if it said.
+    pub(crate) fn observed_ttl(&self) -> Option<u8> {
+        self.observed_ttl
     }
 
     /// Whether the server has confirmed our registration.
@@ -409,6 +418,7 @@ impl Client {
                         .push_back(ClientEvent::AdminAnswered { request, answer });
                 }
             }
+            ServerMessage::Observed { ttl, .. } => self.observed_ttl = Some(ttl),
         }
     }
 

@@ -181,6 +181,17 @@ pub(crate) enum ServerMessage {
         /// What was done or listed.
         answer: AdminAnswer,
     },
+    /// Sent after `Registered` and `Renewed` by a server that can read the IP TTL (or hop
+    /// limit) its datagrams arrive with: the one the request came with. The daemon infers its
+    /// hop count to the server from it (see [`crate::ProbeTtl`]). New variants go after
+    /// the existing ones: postcard encodes a variant by its index, so an older daemon drops
+    /// this one as undecodable and otherwise works as before.
+    Observed {
+        /// The request it reports on.
+        request: u64,
+        /// The IP TTL or hop limit the request arrived with.
+        ttl: u8,
+    },
 }
 
 /// Why the server refused a request.
@@ -756,6 +767,8 @@ mod tests {
             Just(ServerMessage::LeaseExpired),
             (any::<u64>(), admin_answer())
                 .prop_map(|(request, answer)| ServerMessage::Admin { request, answer }),
+            (any::<u64>(), any::<u8>())
+                .prop_map(|(request, ttl)| ServerMessage::Observed { request, ttl }),
         ]
     }
 

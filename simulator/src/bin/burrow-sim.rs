@@ -145,8 +145,11 @@ fn cmd_matrix(args: &Args) -> Result<(), String> {
         seeds.len()
     );
     println!(
+        "every ordered pair, so both start orders: B asks for A's service and starts the session"
+    );
+    println!(
         "{:<16} {:<16} outcome (time from the connect request to the first tunnelled byte)",
-        "A", "B"
+        "A", "B (starts)"
     );
     for r in results.iter().filter(|r| r.seed == 0) {
         println!("{r}");

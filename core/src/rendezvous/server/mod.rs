@@ -190,14 +190,16 @@ impl Server {
     // ----- input -------------------------------------------------------------------------
 
     /// Feeds one message from the daemon with static key `from`, whose packet came from
-    /// `addr`. Call it for every decoded message, then drain `poll_message` and `poll_event`.
-    /// Whatever the message, this never fails or panics.
+    /// `addr` with IP TTL `ttl` (`None`: unknown, or relayed). Call it for every decoded
+    /// message, then drain `poll_message` and `poll_event`. Whatever the message, this never
+    /// fails or panics.
     pub(crate) fn handle_message(
         &mut self,
         now: Instant,
         from: PublicKey,
         addr: SocketAddr,
         msg: ClientMessage,
+        ttl: Option<u8>,
     ) {
         if !matches!(msg, ClientMessage::Register { .. }) && self.registry.set_addr(&from, addr) {
             self.events
@@ -225,6 +227,9 @@ impl Server {
                     expires: now + self.config.lease,
                 };
                 self.on_register(now, request, new, limits);
+                if self.registry.get(&from).is_some() {
+                    self.observed(from, request, ttl);
+                }
             }
             ClientMessage::Ack { id } => {
                 if self.pushes.get(id).is_some_and(|p| p.to == from) {
@@ -251,6 +256,7 @@ impl Server {
                         lease_secs,
                     },
                 );
+                self.observed(from, request, ttl);
             }
             ClientMessage::Lookup { request, name } => {
                 if self.repeat_answer(from, request) {
@@ -283,6 +289,14 @@ impl Server {
                 }
                 self.on_admin(now, from, request, &master, command);
             }
+        }
+    }
+
+    /// Tells the daemon the IP TTL its request `request` arrived with, when the runtime
+    /// read it.
+    fn observed(&mut self, key: PublicKey, request: u64, ttl: Option<u8>) {
+        if let Some(ttl) = ttl {
+            self.send(key, ServerMessage::Observed { request, ttl });
         }
     }
 

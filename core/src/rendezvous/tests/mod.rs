@@ -54,7 +54,7 @@ impl Machine for Party {
                 let key = PublicKey::from_bytes(bytes[..32].try_into().unwrap());
                 if !offline.contains(&key) {
                     let msg = ClientMessage::decode(&bytes[32..]).unwrap();
-                    server.handle_message(now, key, from, msg);
+                    server.handle_message(now, key, from, msg, None);
                 }
             }
             Party::Client { client, online, .. } => {
@@ -661,24 +661,24 @@ fn the_server_answers_a_duplicate_identically_without_side_effects() {
             host_candidates: vec![],
             path_tokens: vec![],
         };
-        server.handle_message(t0, k, addr, msg);
+        server.handle_message(t0, k, addr, msg, None);
     }
     while server.poll_message().is_some() {}
     let lookup = ClientMessage::Lookup {
         request: 7,
         name: name("/svc"),
     };
-    server.handle_message(t0, key(1), addr, lookup.clone());
+    server.handle_message(t0, key(1), addr, lookup.clone(), None);
     let first: Vec<_> = std::iter::from_fn(|| server.poll_message()).collect();
     assert_eq!(first.len(), 2, "one introduction to each side");
-    server.handle_message(t0 + Duration::from_millis(1), key(1), addr, lookup);
+    server.handle_message(t0 + Duration::from_millis(1), key(1), addr, lookup, None);
     let again: Vec<_> = std::iter::from_fn(|| server.poll_message()).collect();
     assert_eq!(
         again,
         [first.iter().find(|(k, _)| *k == key(1)).unwrap().clone()]
     );
     // Requests from a key that never registered are refused.
-    server.handle_message(t0, key(5), addr, ClientMessage::Renew { request: 3 });
+    server.handle_message(t0, key(5), addr, ClientMessage::Renew { request: 3 }, None);
     match server.poll_message() {
         Some((
             k,

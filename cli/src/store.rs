@@ -86,14 +86,15 @@ impl SqliteStore {
 }
 
 /// Creates `path` with mode 0600 if it does not exist, so SQLite (which keeps a file's mode)
-/// never makes it readable by others; refuses one that others can read.
+/// never makes it readable by others; refuses one that others can read, and never opens it
+/// through a symlink (`O_NOFOLLOW`).
 fn create_private(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(libc_o_nofollow())
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mode = file
@@ -110,11 +111,6 @@ fn create_private(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// `O_NOFOLLOW` on Linux: the store is never opened through a symlink.
-const fn libc_o_nofollow() -> i32 {
-    0o400_000
 }
 
 fn hash(bytes: &[u8], what: &str) -> rusqlite::Result<TokenHash> {
@@ -304,6 +300,18 @@ mod tests {
             .unwrap();
         let err = store.load().unwrap_err();
         assert!(err.contains("Bad Name"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_store_behind_a_symlink_is_refused() {
+        let dir = temp();
+        std::fs::create_dir_all(&dir).unwrap();
+        let elsewhere = dir.join("elsewhere");
+        std::fs::write(&elsewhere, b"").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join(DB_FILE)).unwrap();
+        let err = SqliteStore::open(&dir).err().unwrap();
+        assert!(err.contains("cannot open"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -367,9 +367,6 @@ impl Server {
             let detail = format!("no daemon publishes {name}");
             return self.fail(from, request, ErrorCode::UnknownService, detail);
         };
-        if let Err(detail) = self.pin_client(&tenant, &rights, &name, from) {
-            return self.fail(from, request, ErrorCode::NotPinned, detail);
-        }
         if target == from {
             let detail = format!("{name} is published by the asking daemon itself");
             return self.fail(from, request, ErrorCode::Malformed, detail);
@@ -385,6 +382,10 @@ impl Server {
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
 
+        // Last, so that only a lookup that goes through pins its key.
+        if let Err(detail) = self.pin_client(&tenant, &rights, &name, from) {
+            return self.fail(from, request, ErrorCode::NotPinned, detail);
+        }
         let a = Side {
             key: from,
             request: Some(request),

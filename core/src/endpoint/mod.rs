@@ -380,11 +380,15 @@ impl Endpoint {
         let public_key = self.public_key;
         let (mut ctx, sessions) = self.parts();
         if let Some(session) = sessions.get_mut(&key) {
+            if !session.is_fresh_initiation(payload.timestamp) {
+                ctx.out.stats.dropped_handshake_replay += 1;
+                return;
+            }
             if !session.punch.path_allowed(from) {
                 ctx.out.stats.dropped_route_policy += 1;
                 return;
             }
-            if !session.yields_to_initiation(&public_key, from) {
+            if !session.yields_to_initiation(&public_key, from, payload.timestamp) {
                 // Simultaneous initiation and our key is larger: the peer answers ours instead.
                 ctx.out.stats.dropped_unexpected += 1;
                 return;

@@ -291,6 +291,7 @@ impl Session {
     pub(super) fn established(&mut self, ctx: &mut Context<'_>, now: Instant) {
         if !self.connected {
             self.connected = true;
+            self.opened_by = None;
             self.punch
                 .restart_search(&ctx.config.session, now, self.connected);
             self.announced = true;

@@ -9,6 +9,7 @@ use burrow_core::{PublicKey, RoutePolicy};
 use serde::Deserialize;
 
 use crate::args::{DaemonArgs, LogFormat};
+use crate::node::Runtime;
 use crate::secrets;
 
 /// The file as written. Unknown keys are errors, so a typo is reported rather than ignored.
@@ -27,6 +28,8 @@ pub struct File {
     pub route: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// The runtime (`--runtime` overrides it).
+    pub runtime: Option<Runtime>,
     #[serde(default)]
     pub expose: Vec<Expose>,
     #[serde(default)]

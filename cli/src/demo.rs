@@ -9,22 +9,25 @@ use burrow_core::rendezvous::ServerConfig;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, Runtime};
 use crate::{config, keys};
 
 const SERVICE: &str = "/demo/echo";
 const LINE: &str = "hello through burrow";
 
-pub fn run() -> Result<(), String> {
+pub fn run(runtime: Runtime) -> Result<(), String> {
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
     let echo = echo_service()?;
     println!("1. echo service listening on tcp {echo}");
 
     let server_key = keys::generate()?;
-    let server = Node::spawn(NodeConfig::new(
-        Config::server(server_key.clone(), ServerConfig::default()),
-        loopback,
-    ))?;
+    let server = Node::spawn(
+        runtime,
+        NodeConfig::new(
+            Config::server(server_key.clone(), ServerConfig::default()),
+            loopback,
+        ),
+    )?;
     println!(
         "2. rendezvous server on udp {} (key {})",
         server.udp_addr(),
@@ -38,7 +41,7 @@ pub fn run() -> Result<(), String> {
         loopback,
     );
     a.expose = vec![(service.clone(), echo.to_string())];
-    let exposer = Node::spawn(a)?;
+    let exposer = Node::spawn(runtime, a)?;
     println!(
         "3. daemon A on udp {} exposes {SERVICE} -> {echo}",
         exposer.udp_addr()
@@ -46,7 +49,7 @@ pub fn run() -> Result<(), String> {
 
     let mut b = NodeConfig::new(Config::daemon(keys::generate()?, rendezvous), loopback);
     b.connect = vec![(service, loopback)];
-    let connector = Node::spawn(b)?;
+    let connector = Node::spawn(runtime, b)?;
     let listen = connector.listeners()[0].1;
     println!(
         "4. daemon B on udp {} listens on tcp {listen} for {SERVICE}",

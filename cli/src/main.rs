@@ -1,5 +1,6 @@
-//! The `burrow` binary: argument parsing, config, and running nodes on the runtime chosen at
-//! build time (`node`: tokio by default, or mio). No protocol logic lives here.
+//! The `burrow` binary: argument parsing, config, and running nodes on the runtime chosen with
+//! `--runtime` among those built in (`node`: tokio by default, smol or mio). No protocol logic
+//! lives here.
 
 mod args;
 mod config;
@@ -26,6 +27,8 @@ fn main() {
 fn dispatch(cli: Cli) -> Result<(), String> {
     let level = cli.log_level.clone();
     let format = cli.log_format;
+    let runtime = cli.runtime;
+    let or_default = |r: Option<node::Runtime>| r.unwrap_or_else(node::Runtime::default_built);
     match cli.command {
         Command::Keygen { out, force } => {
             let key = keys::generate()?;
@@ -71,14 +74,15 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens.extend(secrets::read_tokens(&path)?);
             }
             init_logs(level, format, None, None)?;
-            run::server(listen, &key, tokens, open)
+            run::server(or_default(runtime), listen, &key, tokens, open)
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;
             let (file_level, file_format) = (file.log_level.clone(), file.log_format);
+            let runtime = or_default(runtime.or(file.runtime));
             let settings = config::settings(file, common, &config.display().to_string())?;
             init_logs(level, format, file_level, file_format)?;
-            run::daemon(settings)
+            run::daemon(runtime, settings)
         }
         Command::Expose {
             name,
@@ -89,7 +93,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 expose: vec![config::Expose { name, target }],
                 ..config::File::default()
             };
-            quick(file, common, level, format)
+            quick(file, common, level, format, or_default(runtime))
         }
         Command::Connect {
             name,
@@ -105,11 +109,11 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }],
                 ..config::File::default()
             };
-            quick(file, common, level, format)
+            quick(file, common, level, format, or_default(runtime))
         }
         Command::Demo => {
             init_logs(level.or(Some("warn".into())), format, None, None)?;
-            demo::run()
+            demo::run(or_default(runtime))
         }
     }
 }
@@ -120,10 +124,11 @@ fn quick(
     common: DaemonArgs,
     level: Option<String>,
     format: Option<LogFormat>,
+    runtime: node::Runtime,
 ) -> Result<(), String> {
     let settings = config::settings(file, common, "")?;
     init_logs(level, format, None, None)?;
-    run::daemon(settings)
+    run::daemon(runtime, settings)
 }
 
 fn init_logs(

@@ -15,7 +15,7 @@ use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
 use crate::config::Settings;
-use crate::node::{Control, Node, NodeConfig, RUNTIME};
+use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::{control, keys};
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
@@ -23,6 +23,7 @@ const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
 /// `burrow server`.
 pub fn server(
+    runtime: Runtime,
     listen: SocketAddr,
     key: &Path,
     tokens: Vec<String>,
@@ -45,10 +46,13 @@ pub fn server(
         config.tokens = TokenPolicy::Only(tokens.into_iter().map(|t| (t, limits)).collect());
     }
     let interrupted = interrupts()?;
-    let node = Node::spawn(NodeConfig::new(Config::server(key, config), listen))?;
+    let node = Node::spawn(
+        runtime,
+        NodeConfig::new(Config::server(key, config), listen),
+    )?;
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
-    tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = RUNTIME, "server running");
+    tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = runtime.name(), "server running");
     if open {
         tracing::warn!(
             "open server (--open): any token is accepted; anyone who reaches this port may register names and look them up"
@@ -58,7 +62,7 @@ pub fn server(
 }
 
 /// `burrow daemon`, `burrow expose` and `burrow connect`.
-pub fn daemon(settings: Settings) -> Result<(), String> {
+pub fn daemon(runtime: Runtime, settings: Settings) -> Result<(), String> {
     let key = keys::read_or_create(&settings.key_file)?;
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
@@ -73,13 +77,13 @@ pub fn daemon(settings: Settings) -> Result<(), String> {
     spec.expose = settings.expose;
     spec.connect = settings.connect;
     let interrupted = interrupts()?;
-    let node = Node::spawn(spec)?;
+    let node = Node::spawn(runtime, spec)?;
     control::serve(&settings.state_dir, node.control())?;
     println!("daemon public key: {}", node.public_key());
     for (service, addr) in node.listeners() {
         println!("listening on {addr} for {service}");
     }
-    tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = RUNTIME, "daemon running");
+    tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = runtime.name(), "daemon running");
     let control = node.control();
     let server = settings.server;
     std::thread::spawn(move || diagnose(control, server));

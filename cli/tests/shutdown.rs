@@ -80,7 +80,10 @@ impl Tunnel {
         args.extend(common("a"));
         let exposer = spawn(&args);
         let running = wait_for(&exposer.stderr, "daemon running");
-        assert!(running.contains(&format!("runtime=\"{runtime}\"")), "{running}");
+        assert!(
+            running.contains(&format!("runtime=\"{runtime}\"")),
+            "{running}"
+        );
         wait_for(&exposer.stderr, "registered with the rendezvous server");
         let mut args = vec![
             "connect".to_string(),
@@ -90,7 +93,10 @@ impl Tunnel {
         args.extend(common("b"));
         let connector = spawn(&args);
         let running = wait_for(&connector.stderr, "daemon running");
-        assert!(running.contains(&format!("runtime=\"{runtime}\"")), "{running}");
+        assert!(
+            running.contains(&format!("runtime=\"{runtime}\"")),
+            "{running}"
+        );
         let line = wait_for(&connector.stdout, "listening on");
         let listen = line
             .split(' ')

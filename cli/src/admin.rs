@@ -16,7 +16,7 @@ use burrow_core::rendezvous::directory::{
 };
 
 use crate::args::AdminAction;
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
 use crate::{keys, secrets};
 
@@ -74,6 +74,7 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
 
 /// `burrow admin`.
 pub fn run(
+    runtime: Runtime,
     server: &str,
     server_key: &str,
     token: Option<String>,
@@ -106,7 +107,8 @@ pub fn run(
     } else {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     };
-    let node = Node::spawn(NodeConfig::new(Config::daemon(key, rendezvous), bind))?;
+    let config = NodeConfig::new(Config::daemon(key, rendezvous), bind);
+    let node = Node::spawn(runtime, config)?;
     let result = registered(&node).and_then(|()| {
         let control = node.control();
         let mut tree = Vec::new();

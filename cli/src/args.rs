@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::node::Runtime;
+
 /// burrow: reach TCP services on machines behind NAT, through an encrypted tunnel over UDP.
 ///
 /// A public rendezvous server (`burrow server`) introduces daemons; one daemon exposes a local
@@ -22,6 +24,10 @@ pub struct Cli {
     /// Log format on stderr. Overrides `log_format` in the config file.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// The runtime nodes run on: tokio (the default), smol or mio, of those this binary was
+    /// built with. Overrides `runtime` in the config file.
+    #[arg(long, global = true, value_enum, value_name = "RUNTIME")]
+    pub runtime: Option<Runtime>,
 }
 
 /// How logs are written.
@@ -94,6 +100,7 @@ pub enum Command {
     ///   token_file = "/etc/burrow/token"   # or token = "...", or $BURROW_TOKEN
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
     ///   route = "any"                   # any, relay-first, direct or relay
+    ///   runtime = "tokio"               # tokio, smol or mio
     ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
     ///   [[expose]]

@@ -9,6 +9,7 @@ use burrow_core::{PublicKey, RoutePolicy};
 use serde::Deserialize;
 
 use crate::args::{DaemonArgs, LogFormat};
+use crate::node::Runtime;
 
 /// Most path tokens a daemon presents (the server's limit).
 const MAX_PATH_TOKENS: usize = 4;
@@ -33,6 +34,8 @@ pub struct File {
     pub route: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// The runtime (`--runtime` overrides it).
+    pub runtime: Option<Runtime>,
     #[serde(default)]
     pub expose: Vec<Expose>,
     #[serde(default)]

@@ -9,25 +9,28 @@ use burrow_core::rendezvous::ServerConfig;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 
-use crate::node::{Node, NodeConfig};
+use crate::node::{Node, NodeConfig, Runtime};
 use crate::{config, keys, run};
 
 const SERVICE: &str = "/demo/echo";
 const LINE: &str = "hello through burrow";
 
-/// Runs the demo; with `hold`, keeps it running after the check and says how to try it by
-/// hand, until Ctrl-C.
-pub fn run(hold: bool) -> Result<(), String> {
+/// Runs the demo on `runtime`; with `hold`, keeps it running after the check and says how to
+/// try it by hand, until Ctrl-C.
+pub fn run(runtime: Runtime, hold: bool) -> Result<(), String> {
     let interrupted = if hold { Some(run::interrupts()?) } else { None };
     let loopback: SocketAddr = "127.0.0.1:0".parse().expect("literal");
     let echo = echo_service()?;
     println!("1. echo service listening on tcp {echo}");
 
     let server_key = keys::generate()?;
-    let server = Node::spawn(NodeConfig::new(
-        Config::server(server_key.clone(), ServerConfig::default()),
-        loopback,
-    ))?;
+    let server = Node::spawn(
+        runtime,
+        NodeConfig::new(
+            Config::server(server_key.clone(), ServerConfig::default()),
+            loopback,
+        ),
+    )?;
     println!(
         "2. rendezvous server on udp {} (key {})",
         server.udp_addr(),
@@ -41,7 +44,7 @@ pub fn run(hold: bool) -> Result<(), String> {
         loopback,
     );
     a.expose = vec![(service.clone(), echo.to_string())];
-    let exposer = Node::spawn(a)?;
+    let exposer = Node::spawn(runtime, a)?;
     println!(
         "3. daemon A on udp {} exposes {SERVICE} -> {echo}",
         exposer.udp_addr()
@@ -49,7 +52,7 @@ pub fn run(hold: bool) -> Result<(), String> {
 
     let mut b = NodeConfig::new(Config::daemon(keys::generate()?, rendezvous), loopback);
     b.connect = vec![(service, loopback)];
-    let connector = Node::spawn(b)?;
+    let connector = Node::spawn(runtime, b)?;
     let listen = connector.listeners()[0].1;
     println!(
         "4. daemon B on udp {} listens on tcp {listen} for {SERVICE}",

@@ -1,5 +1,6 @@
-//! The `burrow` binary: argument parsing, config, and running nodes on the runtime chosen at
-//! build time (`node`: tokio by default, or mio). No protocol logic lives here.
+//! The `burrow` binary: argument parsing, config, and running nodes on the runtime chosen with
+//! `--runtime` among those built in (`node`: tokio by default, smol or mio). No protocol logic
+//! lives here.
 
 mod admin;
 mod args;
@@ -30,6 +31,8 @@ fn main() {
 fn dispatch(cli: Cli) -> Result<(), String> {
     let level = cli.log_level.clone();
     let format = cli.log_format;
+    let runtime = cli.runtime;
+    let or_default = |r: Option<node::Runtime>| r.unwrap_or_else(node::Runtime::default_built);
     match cli.command {
         Command::Keygen { out, force } => {
             let key = keys::generate()?;
@@ -79,7 +82,14 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         } => {
             // A one-shot command: only warnings and errors unless asked.
             init_logs(level, format, Some("warn".into()), None)?;
-            admin::run(&server, &server_key, token, token_file.as_deref(), action)
+            admin::run(
+                or_default(runtime),
+                &server,
+                &server_key,
+                token,
+                token_file.as_deref(),
+                action,
+            )
         }
         Command::Server {
             init: None,
@@ -98,14 +108,22 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens.extend(secrets::read_tokens(&path)?);
             }
             init_logs(level, format, None, None)?;
-            run::server(listen, &key, tokens, open, state_dir.as_deref())
+            run::server(
+                or_default(runtime),
+                listen,
+                &key,
+                tokens,
+                open,
+                state_dir.as_deref(),
+            )
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;
             let (file_level, file_format) = (file.log_level.clone(), file.log_format);
+            let runtime = or_default(runtime.or(file.runtime));
             let settings = config::settings(file, common.clone(), &config.display().to_string())?;
             init_logs(level, format, file_level, file_format)?;
-            run::daemon(settings, Some(run::Reloader { config, common }))
+            run::daemon(runtime, settings, Some(run::Reloader { config, common }))
         }
         Command::Check { config } => match check::daemon(&config) {
             Ok(summary) => {
@@ -142,7 +160,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 expose: vec![config::Expose { name, target }],
                 ..config::File::default()
             };
-            quick(file, common, level, format)
+            quick(file, common, level, format, or_default(runtime))
         }
         Command::Connect {
             name,
@@ -158,11 +176,11 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }],
                 ..config::File::default()
             };
-            quick(file, common, level, format)
+            quick(file, common, level, format, or_default(runtime))
         }
         Command::Demo { hold } => {
             init_logs(level.or(Some("warn".into())), format, None, None)?;
-            demo::run(hold)
+            demo::run(or_default(runtime), hold)
         }
     }
 }
@@ -173,10 +191,11 @@ fn quick(
     common: DaemonArgs,
     level: Option<String>,
     format: Option<LogFormat>,
+    runtime: node::Runtime,
 ) -> Result<(), String> {
     let settings = config::settings(file, common, "")?;
     init_logs(level, format, None, None)?;
-    run::daemon(settings, None)
+    run::daemon(runtime, settings, None)
 }
 
 fn init_logs(

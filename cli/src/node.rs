@@ -1,130 +1,232 @@
-//! Runtime selection: the one place that knows which runtime runs the nodes. The `tokio`
-//! feature (the default) picks burrow-tokio; a build with only the `mio` feature picks
-//! burrow-mio. Both are offered to the rest of the binary as the same small blocking API.
+//! Runtime selection: the one place that knows which runtimes run the nodes. Each runtime is a
+//! cargo feature (`tokio`, `smol`, `mio`; all three by default) and `--runtime` (or `runtime`
+//! in the daemon's config file) picks one of those built in at run time. Every runtime is
+//! offered to the rest of the binary as the same small blocking API.
 
 use std::net::SocketAddr;
 
+use burrow_core::PublicKey;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
 
-use burrow_core::PublicKey;
 /// What a node runs: the same type on every runtime.
 pub use burrow_core::node::NodeConfig;
 use burrow_core::node::{Services, Summary};
 
-#[cfg(not(any(feature = "tokio", feature = "mio")))]
-compile_error!("build burrow with the `tokio` feature (the default) or the `mio` feature");
+#[cfg(not(any(feature = "tokio", feature = "smol", feature = "mio")))]
+compile_error!("build burrow with at least one of the `tokio`, `smol` and `mio` features");
 
-#[cfg(feature = "tokio")]
-use burrow_tokio as rt;
+/// A runtime a node can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// tokio, multi-threaded (the production runtime).
+    Tokio,
+    /// smol / async-io, with the same async driver as tokio.
+    Smol,
+    /// One mio poll loop on one thread (the small-footprint runtime).
+    Mio,
+}
 
-#[cfg(all(feature = "mio", not(feature = "tokio")))]
-use burrow_mio as rt;
+impl Runtime {
+    /// The runtime used when none is asked for: tokio if it is built in.
+    pub fn default_built() -> Self {
+        if cfg!(feature = "tokio") {
+            Self::Tokio
+        } else if cfg!(feature = "smol") {
+            Self::Smol
+        } else {
+            Self::Mio
+        }
+    }
 
-/// Which runtime this binary runs on.
-pub const RUNTIME: &str = if cfg!(feature = "tokio") {
-    "tokio"
-} else {
-    "mio"
-};
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tokio => "tokio",
+            Self::Smol => "smol",
+            Self::Mio => "mio",
+        }
+    }
+}
+
+/// A node's handle on the runtime it runs on.
+enum Handle {
+    /// tokio and smol share the async driver and its handle, whose futures run anywhere.
+    #[cfg(any(feature = "tokio", feature = "smol"))]
+    Async(Runtime, burrow_tokio::NodeHandle),
+    #[cfg(feature = "mio")]
+    Mio(burrow_mio::NodeHandle),
+}
 
 /// A running node.
-pub struct Node(rt::NodeHandle);
+pub struct Node(Handle);
 
 /// Asks a running node for status or probes; cheap to clone, usable from any thread.
 #[derive(Clone)]
-pub struct Control(rt::NodeControl);
+pub struct Control(ControlHandle);
+
+#[derive(Clone)]
+enum ControlHandle {
+    #[cfg(any(feature = "tokio", feature = "smol"))]
+    Async(Runtime, burrow_tokio::NodeControl),
+    #[cfg(feature = "mio")]
+    Mio(burrow_mio::NodeControl),
+}
+
+/// Runs one of the async driver's futures to completion on the calling thread.
+#[cfg(any(feature = "tokio", feature = "smol"))]
+fn block_on<T>(runtime: Runtime, future: impl Future<Output = T>) -> Result<T, String> {
+    match runtime {
+        #[cfg(feature = "tokio")]
+        Runtime::Tokio => Ok(tokio_rt::get()?.block_on(future)),
+        #[cfg(feature = "smol")]
+        Runtime::Smol => Ok(smol::block_on(future)),
+        #[allow(unreachable_patterns)]
+        other => Err(format!("{} runs no async driver", other.name())),
+    }
+}
 
 impl Node {
-    pub fn spawn(config: NodeConfig) -> Result<Self, String> {
-        #[cfg(feature = "tokio")]
-        let _entered = tokio_rt::get()?.enter();
-        rt::Node::spawn(config).map(Self).map_err(|e| e.to_string())
+    pub fn spawn(runtime: Runtime, config: NodeConfig) -> Result<Self, String> {
+        let handle = match runtime {
+            #[cfg(feature = "tokio")]
+            Runtime::Tokio => {
+                let _entered = tokio_rt::get()?.enter();
+                burrow_tokio::Node::spawn(config).map(|h| Handle::Async(runtime, h))
+            }
+            #[cfg(feature = "smol")]
+            Runtime::Smol => burrow_smol::Node::spawn(config).map(|h| Handle::Async(runtime, h)),
+            #[cfg(feature = "mio")]
+            Runtime::Mio => burrow_mio::Node::spawn(config).map(Handle::Mio),
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(format!(
+                    "this burrow was built without the {} runtime (cargo feature `{0}`)",
+                    other.name()
+                ));
+            }
+        };
+        handle.map(Self).map_err(|e| e.to_string())
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
-        self.0.udp_addr()
+        match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => h.udp_addr(),
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => h.udp_addr(),
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
-        self.0.public_key()
+        match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => h.public_key(),
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => h.public_key(),
+        }
     }
 
     pub fn listeners(&self) -> &[(ServiceName, SocketAddr)] {
-        self.0.listeners()
+        match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => h.listeners(),
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => h.listeners(),
+        }
     }
 
     pub fn control(&self) -> Control {
-        Control(self.0.control())
+        Control(match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(rt, h) => ControlHandle::Async(*rt, h.control()),
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => ControlHandle::Mio(h.control()),
+        })
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.0.is_stopped()
+        match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => h.is_stopped(),
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => h.is_stopped(),
+        }
     }
 
     /// The server's directory changes, one per call, blocking; `None` once the node stopped.
     /// For one consumer (a server's store).
-    pub fn directory_changes(
-        &mut self,
-    ) -> impl FnMut() -> Option<DirectoryChange> + Send + 'static {
-        #[cfg(feature = "tokio")]
-        {
-            let changes = self.0.directory_changes();
-            move || changes.recv_blocking().ok()
-        }
-        #[cfg(not(feature = "tokio"))]
-        {
-            let changes = self.0.directory_changes();
-            move || changes.as_ref()?.recv().ok()
+    pub fn directory_changes(&mut self) -> Box<dyn FnMut() -> Option<DirectoryChange> + Send> {
+        match &mut self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => {
+                let changes = h.directory_changes();
+                Box::new(move || changes.recv_blocking().ok())
+            }
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => {
+                let changes = h.directory_changes();
+                Box::new(move || changes.as_ref()?.recv().ok())
+            }
         }
     }
 
     /// Stops the node and waits until it has.
     pub fn shutdown(self) {
-        #[cfg(feature = "tokio")]
-        if let Ok(rt) = tokio_rt::get() {
-            rt.block_on(self.0.shutdown());
+        match self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(rt, h) => {
+                let _ = block_on(rt, h.shutdown());
+            }
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => h.shutdown(),
         }
-        #[cfg(not(feature = "tokio"))]
-        self.0.shutdown();
     }
 }
 
 impl Control {
     pub fn status(&self) -> Result<Status, String> {
-        #[cfg(feature = "tokio")]
-        let status = tokio_rt::get()?.block_on(self.0.status());
-        #[cfg(not(feature = "tokio"))]
-        let status = self.0.status();
+        let status = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.status())?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.status(),
+        };
         status.map_err(|e| e.to_string())
     }
 
     /// Sends a master's command to the daemon's server: the answer, or why it failed.
     pub fn admin(&self, master: String, command: AdminCommand) -> Result<AdminAnswer, String> {
-        #[cfg(feature = "tokio")]
-        let answer = tokio_rt::get()?.block_on(self.0.admin(master, command));
-        #[cfg(not(feature = "tokio"))]
-        let answer = self.0.admin(master, command);
+        let answer = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.admin(master, command))?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.admin(master, command),
+        };
         answer.map_err(|e| e.to_string())?
     }
 
     /// Makes the node run `services`: what changed, or why nothing did.
     pub fn reload(&self, services: Services) -> Result<Summary, String> {
-        #[cfg(feature = "tokio")]
-        let reloaded = tokio_rt::get()?.block_on(self.0.reload(services));
-        #[cfg(not(feature = "tokio"))]
-        let reloaded = self.0.reload(services);
+        let reloaded = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.reload(services))?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.reload(services),
+        };
         reloaded
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     }
 
     pub fn stun_probe(&self, server: SocketAddr) -> Result<Option<SocketAddr>, String> {
-        #[cfg(feature = "tokio")]
-        let probe = tokio_rt::get()?.block_on(self.0.stun_probe(server));
-        #[cfg(not(feature = "tokio"))]
-        let probe = self.0.stun_probe(server);
+        let probe = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.stun_probe(server))?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.stun_probe(server),
+        };
         probe.map_err(|e| e.to_string())
     }
 }

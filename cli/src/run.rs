@@ -22,7 +22,7 @@ use burrow_core::rendezvous::directory::{Directory, DirectoryStore};
 
 use crate::args::DaemonArgs;
 use crate::config::{self, Settings};
-use crate::node::{Control, Node, NodeConfig, RUNTIME};
+use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
 use crate::{control, keys, logging, notify};
 
@@ -31,6 +31,7 @@ const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
 /// `burrow server`.
 pub fn server(
+    runtime: Runtime,
     listen: SocketAddr,
     key: &Path,
     tokens: Vec<String>,
@@ -75,7 +76,10 @@ pub fn server(
         // Only the directory's tokens: no open tenant at all.
         config.tokens = TokenPolicy::Only(BTreeMap::new());
     }
-    let mut node = Node::spawn(NodeConfig::new(Config::server(key, config), listen))?;
+    let mut node = Node::spawn(
+        runtime,
+        NodeConfig::new(Config::server(key, config), listen),
+    )?;
     if let Some((mut store, _)) = store.take() {
         let mut changes = node.directory_changes();
         std::thread::spawn(move || {
@@ -93,7 +97,7 @@ pub fn server(
     })?;
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
-    tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = RUNTIME, "server running");
+    tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = runtime.name(), "server running");
     notify::notify(&format!(
         "READY=1\nSTATUS=listening on udp {}",
         node.udp_addr()
@@ -153,7 +157,11 @@ impl Reloader {
 
 /// `burrow daemon`, `burrow expose` and `burrow connect`; `reloader` for a daemon with a
 /// config file.
-pub fn daemon(settings: Settings, reloader: Option<Reloader>) -> Result<(), String> {
+pub fn daemon(
+    runtime: Runtime,
+    settings: Settings,
+    reloader: Option<Reloader>,
+) -> Result<(), String> {
     let key = keys::read_or_create(&settings.key_file)?;
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
@@ -170,7 +178,7 @@ pub fn daemon(settings: Settings, reloader: Option<Reloader>) -> Result<(), Stri
     spec.expose = settings.expose.clone();
     spec.connect = settings.connect.clone();
     let interrupted = interrupts()?;
-    let node = Node::spawn(spec)?;
+    let node = Node::spawn(runtime, spec)?;
     let reload: control::Reload = {
         let control = node.control();
         let settings = settings.clone();
@@ -192,7 +200,7 @@ pub fn daemon(settings: Settings, reloader: Option<Reloader>) -> Result<(), Stri
     for (service, addr) in node.listeners() {
         println!("listening on {addr} for {service}");
     }
-    tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = RUNTIME, "daemon running");
+    tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = runtime.name(), "daemon running");
     notify::notify(&format!(
         "READY=1\nSTATUS=daemon on udp {}",
         node.udp_addr()

@@ -1,7 +1,8 @@
 //! Shutdown that cannot pass for success, through the real binary on loopback: a download
 //! through a tunnel whose exposing daemon is stopped (SIGTERM) or killed (SIGKILL), or whose
 //! connecting daemon is stopped, ends in a reset (ECONNRESET) for the local client, never a
-//! clean end of file, and soon: within 1 s after SIGTERM, within 5 s after SIGKILL.
+//! clean end of file, and soon: within 1 s after SIGTERM, within 5 s after SIGKILL. Every
+//! test runs on each runtime (`--runtime tokio|smol|mio`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,7 +31,8 @@ fn source() -> SocketAddr {
     addr
 }
 
-/// A server, a daemon exposing [`source`] and a daemon connecting to it, on loopback.
+/// A server, a daemon exposing [`source`] and a daemon connecting to it, on loopback, all on
+/// one runtime.
 struct Tunnel {
     _server: Proc,
     exposer: Proc,
@@ -39,15 +41,15 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    fn new(name: &str) -> Self {
-        let dir = temp_dir(name);
+    fn new(name: &str, runtime: &str) -> Self {
+        let dir = temp_dir(&format!("{name}-{runtime}"));
         let key = dir.join("server.key");
         keygen(&key);
         let server = spawn(
             &["server", "--listen", "127.0.0.1:0", "--key", path(&key)]
                 .map(String::from)
                 .into_iter()
-                .chain(["--token".into(), "tok".into()])
+                .chain(["--token", "tok", "--runtime", runtime].map(String::from))
                 .collect::<Vec<_>>(),
         );
         let public = wait_for(&server.stdout, "server public key:");
@@ -66,6 +68,8 @@ impl Tunnel {
                 path(&dir.join(state)).to_string(),
                 "--udp".into(),
                 "127.0.0.1:0".into(),
+                "--runtime".into(),
+                runtime.into(),
             ]
         };
         let mut args = vec![
@@ -75,6 +79,11 @@ impl Tunnel {
         ];
         args.extend(common("a"));
         let exposer = spawn(&args);
+        let running = wait_for(&exposer.stderr, "daemon running");
+        assert!(
+            running.contains(&format!("runtime=\"{runtime}\"")),
+            "{running}"
+        );
         wait_for(&exposer.stderr, "registered with the rendezvous server");
         let mut args = vec![
             "connect".to_string(),
@@ -83,6 +92,11 @@ impl Tunnel {
         ];
         args.extend(common("b"));
         let connector = spawn(&args);
+        let running = wait_for(&connector.stderr, "daemon running");
+        assert!(
+            running.contains(&format!("runtime=\"{runtime}\"")),
+            "{running}"
+        );
         let line = wait_for(&connector.stdout, "listening on");
         let listen = line
             .split(' ')
@@ -134,9 +148,37 @@ fn assert_reset(what: &str, end: std::io::Result<()>, took: Duration, within: Du
     );
 }
 
-#[test]
-fn sigterm_of_the_exposing_daemon_resets_the_download_within_one_second() {
-    let tunnel = Tunnel::new("term-exposer");
+/// Makes each named test body (taking the runtime's name) a test on every runtime, named
+/// `body::runtime`.
+macro_rules! on_every_runtime {
+    ($($body:ident),* $(,)?) => {
+        $(mod $body {
+            #[test]
+            fn tokio() {
+                super::$body("tokio");
+            }
+
+            #[test]
+            fn smol() {
+                super::$body("smol");
+            }
+
+            #[test]
+            fn mio() {
+                super::$body("mio");
+            }
+        })*
+    };
+}
+
+on_every_runtime!(
+    sigterm_of_the_exposing_daemon_resets_the_download_within_one_second,
+    sigkill_of_the_exposing_daemon_resets_the_download_within_five_seconds,
+    sigterm_of_the_connecting_daemon_resets_its_local_client,
+);
+
+fn sigterm_of_the_exposing_daemon_resets_the_download_within_one_second(runtime: &str) {
+    let tunnel = Tunnel::new("term-exposer", runtime);
     let client = tunnel.downloading();
     let start = Instant::now();
     tunnel.exposer.terminate();
@@ -149,9 +191,8 @@ fn sigterm_of_the_exposing_daemon_resets_the_download_within_one_second() {
     );
 }
 
-#[test]
-fn sigkill_of_the_exposing_daemon_resets_the_download_within_five_seconds() {
-    let mut tunnel = Tunnel::new("kill-exposer");
+fn sigkill_of_the_exposing_daemon_resets_the_download_within_five_seconds(runtime: &str) {
+    let mut tunnel = Tunnel::new("kill-exposer", runtime);
     let client = tunnel.downloading();
     let start = Instant::now();
     tunnel.exposer.child.kill().expect("SIGKILL");
@@ -164,9 +205,8 @@ fn sigkill_of_the_exposing_daemon_resets_the_download_within_five_seconds() {
     );
 }
 
-#[test]
-fn sigterm_of_the_connecting_daemon_resets_its_local_client() {
-    let tunnel = Tunnel::new("term-connector");
+fn sigterm_of_the_connecting_daemon_resets_its_local_client(runtime: &str) {
+    let tunnel = Tunnel::new("term-connector", runtime);
     let client = tunnel.downloading();
     let start = Instant::now();
     tunnel.connector.terminate();

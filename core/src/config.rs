@@ -59,6 +59,17 @@ pub struct SessionConfig {
     /// Sessions at most; an initiation from a new peer beyond it is dropped and counted in
     /// `Stats::dropped_session_limit`.
     pub max_sessions: usize,
+    /// Half-open handshakes at most per source IP (an IPv6 address counts by its /64): sessions
+    /// made by answering an initiation that came straight from that source, whose initiator
+    /// has not yet confirmed the keys. Each holds about 4.5 KiB until it is confirmed or the
+    /// responder gives up on it (`handshake_timeout`). While a source holds this many, its
+    /// initiations must carry a cookie (a cookie reply costs no Diffie-Hellman), and those
+    /// that do but would open another are dropped, counted in
+    /// `Stats::dropped_half_open_limit`. Initiations for sessions that exist already
+    /// (retries, rekeys) are not limited, nor are relayed ones (the relay limits those per
+    /// token). A real peer confirms within a round trip, so this many unconfirmed at once
+    /// from one address means a flood, or a very large NAT whose peers retry later.
+    pub max_half_open_per_source: usize,
     /// Datagrams queued per peer while its handshake is in progress; more are refused.
     pub max_queued_datagrams: usize,
     /// Hole punching: how long the first TTL-limited probes lead the first full-TTL
@@ -123,6 +134,7 @@ impl Default for SessionConfig {
             handshake_load_threshold: 1000,
             handshake_load_per_source: 20,
             max_sessions: 65_536,
+            max_half_open_per_source: 64,
             max_queued_datagrams: 256,
             punch_lead: Duration::from_millis(100),
             punch_retry: Duration::from_millis(250),

@@ -31,7 +31,7 @@ pub struct Stats {
     pub dropped_no_cookie: u64,
     /// A handshake message that failed Noise processing.
     pub dropped_handshake: u64,
-    /// An initiation not newer than the last accepted from that key (a replay).
+    /// An initiation not newer than the last handshake heard from that key (a replay).
     pub dropped_handshake_replay: u64,
     /// An initiation from a key our policy does not admit.
     pub dropped_unknown_peer: u64,
@@ -62,6 +62,10 @@ pub struct Stats {
     pub protocol_violations: u64,
     /// Initiations from new peers dropped because the endpoint holds `max_sessions` already.
     pub dropped_session_limit: u64,
+    /// Initiations from a source that holds `SessionConfig::max_half_open_per_source`
+    /// unconfirmed handshakes already, dropped (they carried a valid cookie; without one the
+    /// source gets a cookie reply, counted in `dropped_no_cookie`).
+    pub dropped_half_open_limit: u64,
     /// A packet for a session whose route policy forbids the path it came by (a relay-only
     /// session's direct packets, or relayed packets for a direct-only session).
     pub dropped_route_policy: u64,

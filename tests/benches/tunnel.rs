@@ -200,6 +200,28 @@ impl Tunnel {
             .expect("a listener for the service")
     }
 
+    /// Waits until both daemons are registered with the server. Daemon A's registration is
+    /// what publishes its services: a connection to B before then makes B look up a name the
+    /// server does not know yet, and B resets it (`UnknownService`), which is what the
+    /// warm-up used to trip over when B's lookup beat A's registration.
+    async fn wait_registered(&self) {
+        for (who, node) in [("A", &self.a), ("B", &self.b)] {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let status = node.status().await.expect("the daemon runs");
+                if status.registered.is_some() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "daemon {who} not registered within 30 s: {:?}",
+                    status.registration_error
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     async fn shutdown(self) {
         self.b.shutdown().await;
         self.a.shutdown().await;
@@ -401,8 +423,9 @@ fn main() {
         let tunnel = Tunnel::start(&[("/bench/sink", sink_addr), ("/bench/echo", echo_addr)]).await;
         let t_sink = tunnel.listen_addr("/bench/sink");
         let t_echo = tunnel.listen_addr("/bench/echo");
-        // Until both daemons are registered, a connection waits; a small transfer absorbs that
-        // and the handshakes.
+        // Once both daemons are registered, a small transfer absorbs the lookup and the
+        // handshakes between them.
+        tunnel.wait_registered().await;
         tokio::time::timeout(Duration::from_secs(30), bulk(t_sink, 1 << 20))
             .await
             .expect("the tunnel comes up within 30 s");
@@ -474,6 +497,11 @@ fn main() {
         );
 
         let raw = ping_pong(echo_addr, pings).await;
+        // The first connection to /bench/echo makes B look the name up while its session to A
+        // is up, so B opens the stream at once; if that stream reaches A before the server's
+        // introduction that grants B the service, A refuses it and the connection resets
+        // (about 1 run in 70 on loopback). That is a bug of the daemons, not of the bench:
+        // it stays visible here.
         let tun = ping_pong(t_echo, pings).await;
         let q = quic.ping_pong(pings).await;
         let us = |d: Duration| d.as_secs_f64() * 1e6;

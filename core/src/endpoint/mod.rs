@@ -24,7 +24,7 @@ use crate::rendezvous::{Server, ServiceName};
 use crate::rng::SeededRng;
 use crate::service::Exposed;
 use crate::session::handshake::{HandshakePayload, PROLOGUE};
-use crate::session::{Context, Identity, Indices, Output, PeerIds, Session};
+use crate::session::{self, Context, Identity, Indices, Output, PeerIds, Session};
 use crate::stats::Stats;
 use crate::stun::StunClient;
 use crate::timer::Timer;
@@ -355,6 +355,12 @@ impl Endpoint {
             cfg.handshake_load_threshold,
             cfg.handshake_load_per_source,
         );
+        // A source that holds its share of half-open handshakes must prove its address
+        // before the Diffie-Hellman, as under load; past that, a new session is refused below.
+        let half_open_full = source.is_some_and(|ip| {
+            self.sessions.half_open_from(session::source_of(ip)) >= cfg.max_half_open_per_source
+        });
+        let under_load = under_load || half_open_full;
         // A relayed initiation needs no cookie: the relay authenticated its sender and
         // limits its rate, and a cookie reply could not be addressed through it.
         if let (true, Path::Direct(from)) = (under_load, from)
@@ -413,11 +419,15 @@ impl Endpoint {
         let public_key = self.public_key;
         let (mut ctx, sessions) = self.parts();
         if let Some(session) = sessions.get_mut(&key) {
+            if !session.is_fresh_initiation(payload.timestamp) {
+                ctx.out.stats.dropped_handshake_replay += 1;
+                return;
+            }
             if !session.punch.path_allowed(from) {
                 ctx.out.stats.dropped_route_policy += 1;
                 return;
             }
-            if !session.yields_to_initiation(&public_key, from) {
+            if !session.yields_to_initiation(&public_key, from, payload.timestamp) {
                 // Simultaneous initiation and our key is larger: the peer answers ours instead.
                 ctx.out.stats.dropped_unexpected += 1;
                 return;
@@ -445,9 +455,14 @@ impl Endpoint {
             self.out.stats.dropped_session_limit += 1;
             return;
         }
+        if half_open_full {
+            self.out.stats.dropped_half_open_limit += 1;
+            return;
+        }
         let (mut ctx, sessions) = self.parts();
         let id = ctx.ids.assign(key);
         let mut session = Session::new(&ctx, id, key, from, now);
+        session.opened_by = source.map(session::source_of);
         if let Path::Relay(relay) = from {
             // Came through our server's relay before it introduced the peer to us.
             session.punch.allow_relay(relay);
@@ -794,6 +809,18 @@ impl Endpoint {
     /// Number of sessions (connected, handshaking, or awaiting confirmation).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Number of half-open handshakes: sessions made by answering an initiation that came
+    /// straight from its sender, not yet confirmed by it (at most
+    /// `SessionConfig::max_half_open_per_source` per source IP).
+    pub fn half_open_count(&self) -> usize {
+        self.sessions.half_open_count()
+    }
+
+    /// Half-open handshakes held for the source of `ip` (its IPv6 /64).
+    pub fn half_open_from(&self, ip: std::net::IpAddr) -> usize {
+        self.sessions.half_open_from(session::source_of(ip))
     }
 
     /// Panics unless the deadline index agrees with every session's own deadline.

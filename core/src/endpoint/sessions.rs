@@ -5,8 +5,12 @@
 //! out mutably, and [`Sessions::sync`] (run at the end of every endpoint call) recomputes the
 //! deadlines of those alone. The earliest deadline and the sessions due at `now` then cost
 //! O(log n).
+//!
+//! The same bookkeeping counts half-open handshakes (sessions made by answering an initiation,
+//! not yet confirmed) by the source they came from, for `SessionConfig::max_half_open_per_source`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::config::SessionConfig;
@@ -24,6 +28,10 @@ pub(super) struct Sessions {
     index: BTreeSet<(Instant, PublicKey)>,
     /// Sessions lent out mutably (or added) since the last sync: their deadlines may be stale.
     dirty: BTreeSet<PublicKey>,
+    /// The half-open sessions as of the last sync (or insert), with their source.
+    half_open: BTreeMap<PublicKey, IpAddr>,
+    /// How many of those each source holds (no entry: none).
+    half_open_by_source: BTreeMap<IpAddr, usize>,
 }
 
 impl Sessions {
@@ -53,9 +61,45 @@ impl Sessions {
         self.map.entry(key).or_insert_with(new)
     }
 
+    /// Adds a session; a half-open one counts against its source at once.
     pub(super) fn insert(&mut self, key: PublicKey, session: Session) {
         self.dirty.insert(key);
+        let half_open = session.half_open_source();
         self.map.insert(key, session);
+        self.set_half_open(key, half_open);
+    }
+
+    /// Half-open handshakes held for `source` (as [`crate::session::source_of`] counts it).
+    pub(super) fn half_open_from(&self, source: IpAddr) -> usize {
+        self.half_open_by_source.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Half-open handshakes held in all.
+    pub(super) fn half_open_count(&self) -> usize {
+        self.half_open.len()
+    }
+
+    fn set_half_open(&mut self, key: PublicKey, source: Option<IpAddr>) {
+        let old = match source {
+            Some(source) => self.half_open.insert(key, source),
+            None => self.half_open.remove(&key),
+        };
+        if old == source {
+            return;
+        }
+        if let Some(old) = old {
+            let n = self
+                .half_open_by_source
+                .get_mut(&old)
+                .expect("counted when it was added");
+            *n -= 1;
+            if *n == 0 {
+                self.half_open_by_source.remove(&old);
+            }
+        }
+        if let Some(source) = source {
+            *self.half_open_by_source.entry(source).or_default() += 1;
+        }
     }
 
     pub(super) fn contains_key(&self, key: &PublicKey) -> bool {
@@ -83,6 +127,7 @@ impl Sessions {
         });
         for key in gone {
             self.set_deadline(key, None);
+            self.set_half_open(key, None);
             self.dirty.remove(&key);
         }
     }
@@ -100,8 +145,11 @@ impl Sessions {
     /// Recomputes the deadlines of the sessions changed since the last sync.
     pub(super) fn sync(&mut self, cfg: &SessionConfig) {
         while let Some(key) = self.dirty.pop_first() {
-            let next = self.map.get(&key).and_then(|s| s.poll_timeout(cfg));
+            let session = self.map.get(&key);
+            let next = session.and_then(|s| s.poll_timeout(cfg));
+            let half_open = session.and_then(Session::half_open_source);
             self.set_deadline(key, next);
+            self.set_half_open(key, half_open);
         }
     }
 
@@ -155,5 +203,15 @@ impl Sessions {
             "deadlines of gone sessions"
         );
         assert_eq!(self.index, index, "ordered index");
+        let mut half_open = BTreeMap::new();
+        let mut by_source = BTreeMap::<IpAddr, usize>::new();
+        for (key, session) in &self.map {
+            if let Some(source) = session.half_open_source() {
+                half_open.insert(*key, source);
+                *by_source.entry(source).or_default() += 1;
+            }
+        }
+        assert_eq!(self.half_open, half_open, "half-open sessions");
+        assert_eq!(self.half_open_by_source, by_source, "half-open by source");
     }
 }

@@ -343,9 +343,21 @@ impl Agent {
     }
 }
 
-/// Tie-break for simultaneous initiation: whether we (`local`) answer an initiation from
-/// `peer` that came by `from`, while `pending` attempts of our own handshake are in flight
-/// (`None`: none is).
+/// What the tie-break for simultaneous initiation does with the peer's initiation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TieBreak {
+    /// We answer it.
+    Answer,
+    /// We decline it whatever path it came by: our handshake in flight wins on key order.
+    Decline,
+    /// We decline it for the path it came by (the relay) only: the same message may also come
+    /// by a path where we would answer it.
+    DeclineOnPath,
+}
+
+/// Tie-break for simultaneous initiation: what we (`local`) do with an initiation from `peer`
+/// that came by `from`, while `pending` attempts of our own handshake are in flight (`None`:
+/// none is).
 ///
 /// While our own handshake is in flight, the side with the larger static key ignores the
 /// peer's initiation and the other side answers ours. Only for our first attempts, though: if
@@ -353,20 +365,24 @@ impl Agent {
 /// peer's get through to us), we answer theirs after all. Through the relay both sides'
 /// initiations arrive, so there the rule stays strict: were both to answer, each would drop
 /// the other's answer (its own handshake gone) and neither session would complete.
-pub(crate) fn yields_to_initiation(
+pub(crate) fn tie_break(
     local: &PublicKey,
     peer: &PublicKey,
     pending: Option<u32>,
     from: Path,
-) -> bool {
-    pending.is_none_or(|attempts| {
-        *local < *peer || (attempts >= YIELD_AFTER_ATTEMPTS && !from.is_relay())
-    })
+) -> TieBreak {
+    match pending {
+        None => TieBreak::Answer,
+        Some(_) if *local < *peer => TieBreak::Answer,
+        Some(attempts) if attempts < YIELD_AFTER_ATTEMPTS => TieBreak::Decline,
+        Some(_) if from.is_relay() => TieBreak::DeclineOnPath,
+        Some(_) => TieBreak::Answer,
+    }
 }
 
 /// Whether, having answered the peer's initiation while not connected, we keep our own
 /// handshake in flight: the larger key answers only after its own attempts went unanswered
-/// (see [`yields_to_initiation`]), and then the smaller key may have answered ours too,
+/// (see [`tie_break`]), and then the smaller key may have answered ours too,
 /// abandoning its own. Were we to abandon ours as well, each side would drop the other's
 /// answer and neither would complete.
 pub(crate) fn keeps_own_handshake(local: &PublicKey, peer: &PublicKey, connected: bool) -> bool {

@@ -8,7 +8,7 @@
 //! [`crate::config::SessionConfig::relay_after`], attempts also go through the server, which
 //! forwards packets sealed with the daemons' own keys and cannot read them. Whichever
 //! handshake gets through first makes the session, on the path it came by (the tie-break in
-//! `agent::yields_to_initiation` picks one when both do).
+//! `agent::tie_break` picks one when both do).
 //!
 //! A relayed session keeps looking for a direct path in rounds of probes and path challenges;
 //! the first challenge answered from a direct address proves that path both ways (our

@@ -18,6 +18,7 @@ use crate::error::CloseReason;
 use crate::event::Event;
 use crate::path::Path;
 use crate::punch;
+use crate::punch::agent::TieBreak;
 use crate::wire::header::{COOKIE_NONCE_LEN, SEALED_COOKIE_LEN};
 
 impl Session {
@@ -77,11 +78,38 @@ impl Session {
             .is_some_and(|p| p.local_index == index)
     }
 
-    /// Whether we answer an initiation that came by `from`: the tie-break for simultaneous
-    /// initiation, [`punch::agent::yields_to_initiation`].
-    pub(crate) fn yields_to_initiation(&self, local: &PublicKey, from: Path) -> bool {
+    /// Whether we answer an authenticated initiation stamped `timestamp` that came by `from`:
+    /// the tie-break for simultaneous initiation, [`punch::agent::tie_break`].
+    ///
+    /// An initiation we decline whatever path it came by still counts as heard: its sender
+    /// never sends that message again, only newer ones, so its timestamp becomes the floor.
+    /// Otherwise a copy replayed once our own attempts have gone unanswered (when we would
+    /// answer it) would be taken as fresh, and answering it moves the path to whoever replayed
+    /// it. One declined for its path only (the relay) raises nothing: the sender's same message
+    /// may also come straight, and that copy we answer.
+    pub(crate) fn yields_to_initiation(
+        &mut self,
+        local: &PublicKey,
+        from: Path,
+        timestamp: u64,
+    ) -> bool {
         let pending = self.pending.as_ref().map(|p| p.attempts);
-        punch::agent::yields_to_initiation(local, &self.key, pending, from)
+        match punch::agent::tie_break(local, &self.key, pending, from) {
+            TieBreak::Answer => true,
+            TieBreak::Decline => {
+                self.last_init_timestamp = self.last_init_timestamp.max(timestamp);
+                false
+            }
+            TieBreak::DeclineOnPath => false,
+        }
+    }
+
+    /// Whether an initiation stamped `timestamp` is newer than every handshake heard from the
+    /// peer (WireGuard's rule: a TAI64N timestamp must exceed the last one accepted from that
+    /// key). Checked before anything else about the initiation, so a replay is only ever
+    /// dropped as one.
+    pub(crate) fn is_fresh_initiation(&self, timestamp: u64) -> bool {
+        timestamp > self.last_init_timestamp
     }
 
     /// Checks an initiation's payload against replay and restart. Returns false to drop it.
@@ -263,6 +291,7 @@ impl Session {
     pub(super) fn established(&mut self, ctx: &mut Context<'_>, now: Instant) {
         if !self.connected {
             self.connected = true;
+            self.opened_by = None;
             self.punch
                 .restart_search(&ctx.config.session, now, self.connected);
             self.announced = true;

@@ -28,7 +28,7 @@ use crate::service::Exposed;
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
-pub(crate) use state::Session;
+pub(crate) use state::{Session, source_of};
 
 /// Transport header, tag and payload-kind byte around an application datagram.
 pub(crate) const DATAGRAM_OVERHEAD: usize =

@@ -3,6 +3,7 @@
 //! `transport.rs` (receiving and sending) and `paths.rs` (punching and path checks).
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,6 +72,21 @@ pub(crate) struct Session {
     pub(crate) closed: bool,
     /// Probes of a peer that went silent while the session is in use (`liveness.rs`).
     pub(super) liveness: Liveness,
+    /// The source (see [`source_of`]) of the initiation that made this session, until the
+    /// session is up: while set, the session is a half-open handshake held for that source.
+    pub(crate) opened_by: Option<IpAddr>,
+}
+
+/// The source an address counts as for per-source limits: the IP, or for IPv6 its /64 (one
+/// subscriber usually holds a whole /64).
+pub(crate) fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !(u128::from(u64::MAX));
+            IpAddr::V6(prefix.into())
+        }
+        v4 => v4,
+    }
 }
 
 /// Silence after which a connected session starts a handshake to find out whether the peer
@@ -106,6 +122,7 @@ impl Session {
             queue: VecDeque::new(),
             closed: false,
             liveness: Liveness::default(),
+            opened_by: None,
         }
     }
 
@@ -113,6 +130,12 @@ impl Session {
     /// than it are replays.
     pub(crate) fn handshake_timestamp(&self) -> u64 {
         self.last_init_timestamp
+    }
+
+    /// The source this session is a half-open handshake for: it was made by answering an
+    /// initiation from there, and is neither up nor ended.
+    pub(crate) fn half_open_source(&self) -> Option<IpAddr> {
+        self.opened_by.filter(|_| !self.connected && !self.closed)
     }
 
     /// Whether a handshake has completed and data can flow.

@@ -18,6 +18,7 @@ pub(crate) fn origin() -> Instant {
 mod access;
 mod adversarial;
 mod amplification;
+mod half_open;
 mod limits;
 mod meet;
 mod session;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod args;
+mod breach;
 mod config;
 mod control;
 mod demo;
@@ -87,6 +88,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             mut tokens,
             token_file,
             open,
+            cb_listen,
+            cb_lease_timeout,
         } => {
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
@@ -96,7 +99,14 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens.extend(secrets::read_tokens(&path)?);
             }
             init_logs(level, format, None, None)?;
-            run::server(listen, &key, tokens, open, state_dir.as_deref())
+            let cb = cb_listen.map(|addr| {
+                let mut config = burrow_core::breach::BreachConfig::default();
+                if let Some(secs) = cb_lease_timeout {
+                    config.lease_timeout = std::time::Duration::from_secs(secs);
+                }
+                (addr, config)
+            });
+            run::server(listen, &key, tokens, open, state_dir.as_deref(), cb)
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;

@@ -60,7 +60,11 @@ impl Inner {
                         );
                     }
                     if let Err(e) = write_response(stream, &response) {
-                        tracing::debug!(%conn, %peer, error = %e, "containment breach: cannot write a response");
+                        // A peer that does not read its responses: give it up.
+                        tracing::info!(%conn, %peer, error = %e, "containment breach: cannot write a response; closing");
+                        let _ = stream.shutdown(Shutdown::Both);
+                        self.streams.remove(&conn);
+                        self.cb.handle_closed(Instant::now(), conn);
                     }
                 }
                 Output::Close { conn } => {
@@ -150,7 +154,7 @@ fn udp_loop(udp: &UdpSocket, shared: &Shared) {
                         tracing::debug!(%from, peer_port = req.peer_port, "containment breach: lease renewed")
                     }
                     UdpOutcome::Refused(why) => {
-                        tracing::info!(%from, peer_port = req.peer_port, %why, "containment breach: lease refused")
+                        tracing::debug!(%from, peer_port = req.peer_port, %why, "containment breach: lease refused")
                     }
                     other => tracing::debug!(%from, ?other, "containment breach: UDP request"),
                 },

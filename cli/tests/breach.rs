@@ -302,3 +302,25 @@ fn cb_garbage_and_oversize_requests_harm_no_one() {
     meets(&tb.response(), &b, &a);
     server.assert_running("the server");
 }
+
+/// The same through a client in Python's standard library (`cli/tests/cb/client.py`), written
+/// from the README's API alone.
+#[test]
+fn cb_python_client_from_the_readme() {
+    let dir = temp_dir("cb-python");
+    let (mut server, addr) = cb_server(&dir, Some(2));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cb/client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(addr.to_string())
+        .output()
+        .expect("run python3 (the CI installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    server.assert_running("the server");
+}

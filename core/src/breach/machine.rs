@@ -216,7 +216,7 @@ impl Breach {
                 State::AwaitingUdp { local, .. } => self.fail(
                     conn,
                     format!(
-                        "timeout: no UDP request {{\"PeerPort\": {}}} from {} within {} ms; send it before the TCP request",
+                        "timeout: no lease for peer port {} from {} within {} ms: send the UDP request {{\"PeerPort\": {0}}} first (a full server refuses new leases)",
                         local.1,
                         local.0,
                         self.config.udp_grace.as_millis()

@@ -175,7 +175,11 @@ fn a_request_before_its_udp_packet_waits_for_it_then_times_out() {
     assert!(h.drain().0.is_empty());
     h.advance(Duration::from_millis(1));
     let r = h.only_response(b);
-    assert!(r.error.contains("no lease for peer port 9 from 203.0.113.2"), "{r:?}");
+    assert!(
+        r.error
+            .contains("no lease for peer port 9 from 203.0.113.2"),
+        "{r:?}"
+    );
     assert_eq!(h.cb.connections(), 1);
 }
 

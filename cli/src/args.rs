@@ -90,6 +90,14 @@ pub enum Command {
         /// Without a token and without --open the server refuses to start.
         #[arg(long, conflicts_with_all = ["tokens", "token_file"])]
         open: bool,
+        /// Also serve the Containment Breach API on this address, UDP and TCP on the same port
+        /// (its `-port`): programs written for Containment Breach meet through this server.
+        #[arg(long, value_name = "ADDR")]
+        cb_listen: Option<SocketAddr>,
+        /// Seconds a Containment Breach lease lasts after its latest UDP request (its
+        /// `-lease_timeout`; default 90).
+        #[arg(long, value_name = "SECS", requires = "cb_listen", value_parser = clap::value_parser!(u64).range(1..=86400))]
+        cb_lease_timeout: Option<u64>,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///

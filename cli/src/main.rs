@@ -4,6 +4,7 @@
 
 mod admin;
 mod args;
+mod breach;
 mod check;
 mod config;
 mod control;
@@ -99,6 +100,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             mut tokens,
             token_file,
             open,
+            cb_listen,
+            cb_lease_timeout,
         } => {
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
@@ -108,6 +111,13 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens.extend(secrets::read_tokens(&path)?);
             }
             init_logs(level, format, None, None)?;
+            let cb = cb_listen.map(|addr| {
+                let mut config = burrow_core::breach::BreachConfig::default();
+                if let Some(secs) = cb_lease_timeout {
+                    config.lease_timeout = std::time::Duration::from_secs(secs);
+                }
+                (addr, config)
+            });
             run::server(
                 or_default(runtime),
                 listen,
@@ -115,6 +125,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens,
                 open,
                 state_dir.as_deref(),
+                cb,
             )
         }
         Command::Daemon { config, common } => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use burrow_core::Config;
 use burrow_core::PublicKey;
+use burrow_core::breach::BreachConfig;
 use burrow_core::config::PeerPolicy;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::node::{KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES_LEN, parse_known_services};
@@ -37,6 +38,7 @@ pub fn server(
     tokens: Vec<String>,
     open: bool,
     state_dir: Option<&Path>,
+    cb: Option<(SocketAddr, BreachConfig)>,
 ) -> Result<(), String> {
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
@@ -98,6 +100,12 @@ pub fn server(
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = runtime.name(), "server running");
+    if let Some((listen, config)) = cb {
+        let lease = config.lease_timeout.as_secs();
+        let addr = crate::breach::spawn(listen, config)?;
+        println!("containment breach api on udp+tcp {addr}");
+        tracing::info!(%addr, lease_timeout_secs = lease, "containment breach api running");
+    }
     notify::notify(&format!(
         "READY=1\nSTATUS=listening on udp {}",
         node.udp_addr()

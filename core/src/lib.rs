@@ -85,7 +85,9 @@
 //! - [`forward`]: the [`forward::Forwarder`] between local connections and streams (the node
 //!   uses it; the simulator drives it directly);
 //! - [`rendezvous`]: the server's configuration and events, and [`rendezvous::ServiceName`];
-//! - [`status`]: what `burrow status` shows.
+//! - [`status`]: what `burrow status` shows;
+//! - [`breach`]: the Containment Breach API (`burrow server --cb-listen`), a state machine of
+//!   its own beside the endpoint, with the same verbs.
 //!
 //! ## Layers, bottom up (private modules)
 //!
@@ -117,6 +119,7 @@
 #![warn(unnameable_types)]
 #![forbid(unsafe_code)]
 
+pub mod breach;
 pub mod config;
 pub mod forward;
 pub mod node;

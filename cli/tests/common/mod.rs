@@ -158,3 +158,33 @@ pub fn keygen(key: &Path) {
         .expect("keygen");
     assert!(out.status.success(), "keygen: {out:?}");
 }
+
+/// Starts `burrow server` with the Containment Breach API on a random loopback port (and
+/// `--cb-lease-timeout` if given); returns it and the API's address.
+pub fn cb_server(dir: &Path, lease_timeout: Option<u64>) -> (Proc, SocketAddr) {
+    let key = dir.join("server.key");
+    keygen(&key);
+    let mut args = vec![
+        "server".to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--key".into(),
+        path(&key).into(),
+        "--token".into(),
+        "tok".into(),
+        "--cb-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    if let Some(secs) = lease_timeout {
+        args.extend(["--cb-lease-timeout".into(), secs.to_string()]);
+    }
+    let server = spawn(&args);
+    let line = wait_for(&server.stdout, "containment breach api on udp+tcp");
+    let addr = line
+        .rsplit(' ')
+        .next()
+        .expect("addr")
+        .parse()
+        .expect("an address");
+    (server, addr)
+}

@@ -122,8 +122,14 @@ impl Endpoint {
                 daemon.client.session_lost(now);
             }
             Note::Down(key, reason) => {
-                // Grants last as long as the session: a source must be introduced again.
-                self.access.revoke(&key);
+                // Grants last as long as the session: a source must be introduced again. Not
+                // when the session ended because the peer restarted: its new life's first
+                // handshake is what revealed the restart, and the server introduced that new
+                // life (granting it) before; the key is the same, and a withdrawal by the
+                // server comes as its own message.
+                if reason != CloseReason::PeerRestarted {
+                    self.access.revoke(&key);
+                }
                 self.on_peer_down(now, key, reason);
             }
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),

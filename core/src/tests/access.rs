@@ -232,6 +232,38 @@ fn a_grant_ends_with_its_session() {
     assert_eq!(net.hosts[A].m.session_count(), 1);
 }
 
+/// A source killed without a word (no Close, no Unregister) that starts again with the same
+/// key: the server introduces its new life before its first handshake reaches the
+/// destination, which then ends the old session (`PeerRestarted`). That must not take the
+/// new introduction's grant with it (found through the binary: every stream of the restarted
+/// daemon was refused until the session died).
+#[test]
+fn a_source_that_restarts_without_a_word_reaches_its_service_again() {
+    let mut net = lab(None);
+    expose(&mut net, A, &["/a"]);
+    let peer = look_up(&mut net, B, "/a");
+    open(&mut net, B, peer, "/a");
+    assert_eq!(incoming(&net, A).len(), 1);
+    let (now, unix) = (net.now, Duration::from_secs(1_800_000_100));
+    net.hosts[B].m = Endpoint::new(daemon_config(2), [42; 32], now, unix);
+    net.hosts[B].events.clear();
+    net.run_for(Duration::from_secs(2));
+    assert!(registered(&net, B));
+    let peer = look_up(&mut net, B, "/a");
+    let stream = open(&mut net, B, peer, "/a");
+    assert!(!refused(&net, B, stream), "{:?}", net.hosts[A].events);
+    assert_eq!(incoming(&net, A).len(), 2);
+    assert!(
+        count(&net, A, |e| matches!(
+            e,
+            Event::SessionClosed {
+                reason: crate::CloseReason::PeerRestarted,
+                ..
+            }
+        )) >= 1
+    );
+}
+
 #[test]
 fn peers_met_in_peer_mode_reach_every_service() {
     let mut net = lab(None);

@@ -161,6 +161,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Attach a service to a running daemon, without a restart: expose PATH toward TARGET
+    /// (`--expose`), or listen for it on a local address (`--listen`). Kept in
+    /// `attached.toml` in the state directory: it comes back after a restart.
+    Attach {
+        /// The service name, such as /home/ssh.
+        path: String,
+        /// Where its connections go locally (HOST:PORT or unix:PATH).
+        #[arg(
+            long,
+            value_name = "TARGET",
+            conflicts_with = "listen",
+            required_unless_present = "listen"
+        )]
+        expose: Option<String>,
+        /// The local address to listen on for it (IP:PORT).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// The daemon's state directory (default as for `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Detach a service attached with `burrow attach`: its listener closes, its connections
+    /// reset; the others carry on.
+    Detach {
+        /// The service name.
+        path: String,
+        /// The daemon's state directory (default as for `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// A tenant master's commands to a server: declare paths and their tokens, list them,
     /// rotate tokens. The master token comes from --token-file, $BURROW_TOKEN or --token.
     Admin {

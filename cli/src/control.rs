@@ -2,6 +2,9 @@
 //! Request `{"cmd":"status"}`; answer one line, the node's status or `{"error": "..."}`.
 //! Request `{"cmd":"reload"}`: the daemon re-reads its config file; answer
 //! `{"reloaded": "what changed"}` or `{"error": "why it was refused"}`.
+//! Request `{"cmd":"attach","path":"/x","expose":"127.0.0.1:22"}` (or `"listen":"IP:PORT"`) and
+//! `{"cmd":"detach","path":"/x"}`: a service added or removed at run time; answer
+//! `{"reloaded": "what changed"}` or `{"error": "..."}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -18,9 +21,38 @@ use crate::node::Control;
 /// Re-reads the daemon's config file and applies it: what changed, or why it was refused.
 pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
+/// Attaches or detaches a service: what changed, or why it was refused.
+pub type Attach = Arc<dyn Fn(AttachRequest) -> Result<String, String> + Send + Sync>;
+
+/// `burrow attach` and `burrow detach`, as the control socket carries them.
+pub enum AttachRequest {
+    /// Expose `path` toward `expose`, or listen for it on `listen`.
+    Attach {
+        path: String,
+        expose: Option<String>,
+        listen: Option<String>,
+    },
+    /// Stop the attached service `path`.
+    Detach { path: String },
+}
+
+/// What the control socket asks of the daemon besides its status.
+#[derive(Clone)]
+pub struct Handlers {
+    pub reload: Reload,
+    pub attach: Attach,
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Request {
     cmd: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    expose: Option<String>,
+    #[serde(default)]
+    listen: Option<String>,
 }
 
 /// The control socket's path in `state_dir`.
@@ -37,7 +69,7 @@ const MAX_CLIENTS: usize = 16;
 /// socket is owner-only (0600) whatever the umask: it is bound under a temporary name, made
 /// 0600, then renamed into place, so no other user can connect in between. A state directory
 /// it creates is 0700. Answers on a thread per client, at most [`MAX_CLIENTS`] at once.
-pub fn serve(state_dir: &Path, node: Control, reload: Reload) -> Result<(), String> {
+pub fn serve(state_dir: &Path, node: Control, handlers: Handlers) -> Result<(), String> {
     let path = socket_path(state_dir);
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -62,9 +94,9 @@ pub fn serve(state_dir: &Path, node: Control, reload: Reload) -> Result<(), Stri
                 clients.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            let (node, clients, reload) = (node.clone(), clients.clone(), reload.clone());
+            let (node, clients, handlers) = (node.clone(), clients.clone(), handlers.clone());
             std::thread::spawn(move || {
-                answer(stream, node, &reload);
+                answer(stream, node, &handlers);
                 clients.fetch_sub(1, Ordering::AcqRel);
             });
         }
@@ -88,7 +120,7 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-fn answer(stream: UnixStream, node: Control, reload: &Reload) {
+fn answer(stream: UnixStream, node: Control, handlers: &Handlers) {
     let Ok(mut wr) = stream.try_clone() else {
         return;
     };
@@ -112,10 +144,22 @@ fn answer(stream: UnixStream, node: Control, reload: &Reload) {
                 Ok(status) => serde_json::to_string(&status).unwrap_or_default(),
                 Err(e) => serde_json::json!({ "error": e }).to_string(),
             },
-            Ok(r) if r.cmd == "reload" => match reload() {
-                Ok(summary) => serde_json::json!({ "reloaded": summary }).to_string(),
-                Err(e) => serde_json::json!({ "error": e }).to_string(),
-            },
+            Ok(r) if r.cmd == "reload" => changed((handlers.reload)()),
+            Ok(Request {
+                cmd,
+                path: Some(path),
+                expose,
+                listen,
+            }) if cmd == "attach" => changed((handlers.attach)(AttachRequest::Attach {
+                path,
+                expose,
+                listen,
+            })),
+            Ok(Request {
+                cmd,
+                path: Some(path),
+                ..
+            }) if cmd == "detach" => changed((handlers.attach)(AttachRequest::Detach { path })),
             Ok(r) => {
                 serde_json::json!({ "error": format!("unknown command `{}`", r.cmd) }).to_string()
             }
@@ -127,9 +171,17 @@ fn answer(stream: UnixStream, node: Control, reload: &Reload) {
     }
 }
 
+/// The answer to a command that changes the running services.
+fn changed(outcome: Result<String, String>) -> String {
+    match outcome {
+        Ok(summary) => serde_json::json!({ "reloaded": summary }).to_string(),
+        Err(e) => serde_json::json!({ "error": e }).to_string(),
+    }
+}
+
 /// Asks the daemon with `state_dir` for its status.
 pub fn status(state_dir: &Path) -> Result<(String, Status), String> {
-    let (line, path) = request(state_dir, "status")?;
+    let (line, path) = request(state_dir, serde_json::json!({ "cmd": "status" }))?;
     let status = serde_json::from_str(&line).map_err(|_| {
         format!(
             "control socket {}: unexpected answer: {line}",
@@ -141,7 +193,30 @@ pub fn status(state_dir: &Path) -> Result<(String, Status), String> {
 
 /// Asks the daemon with `state_dir` to reload its config: what changed.
 pub fn reload(state_dir: &Path) -> Result<String, String> {
-    let (line, path) = request(state_dir, "reload")?;
+    let (line, path) = request(state_dir, serde_json::json!({ "cmd": "reload" }))?;
+    summary(&line, &path, "reload refused", "reloaded")
+}
+
+/// Asks the daemon with `state_dir` to attach `path` (exposed toward `expose`, or listened
+/// for on `listen`) or, with neither, to detach it: what changed.
+pub fn attach(
+    state_dir: &Path,
+    path: &str,
+    expose: Option<&str>,
+    listen: Option<&str>,
+) -> Result<String, String> {
+    let (cmd, verb) = match (expose, listen) {
+        (None, None) => ("detach", "detached"),
+        _ => ("attach", "attached"),
+    };
+    let request_json =
+        serde_json::json!({ "cmd": cmd, "path": path, "expose": expose, "listen": listen });
+    let (line, socket) = request(state_dir, request_json)?;
+    summary(&line, &socket, &format!("{cmd} refused"), verb)
+}
+
+/// Reads a `{"reloaded": ...}` or `{"error": ...}` answer.
+fn summary(line: &str, path: &Path, refused: &str, done: &str) -> Result<String, String> {
     let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
         format!(
             "control socket {}: unexpected answer: {line}",
@@ -149,17 +224,17 @@ pub fn reload(state_dir: &Path) -> Result<String, String> {
         )
     })?;
     if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
-        return Err(format!("reload refused: {e}"));
+        return Err(format!("{refused}: {e}"));
     }
     let summary = answer
         .get("reloaded")
         .and_then(|s| s.as_str())
         .unwrap_or("");
-    Ok(format!("reloaded: {summary}"))
+    Ok(format!("{done}: {summary}"))
 }
 
 /// Sends one command to the daemon with `state_dir`; its answer line and the socket's path.
-fn request(state_dir: &Path, cmd: &str) -> Result<(String, PathBuf), String> {
+fn request(state_dir: &Path, body: serde_json::Value) -> Result<(String, PathBuf), String> {
     let path = socket_path(state_dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -172,7 +247,7 @@ fn request(state_dir: &Path, cmd: &str) -> Result<(String, PathBuf), String> {
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .map_err(io_err)?;
     stream
-        .write_all(format!("{}\n", serde_json::json!({ "cmd": cmd })).as_bytes())
+        .write_all(format!("{body}\n").as_bytes())
         .map_err(io_err)?;
     let mut line = String::new();
     let n = BufReader::new(stream)

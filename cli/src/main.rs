@@ -4,6 +4,7 @@
 
 mod admin;
 mod args;
+mod attach;
 mod breach;
 mod check;
 mod config;
@@ -74,6 +75,22 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }),
             ..
         } => admin::init(&state_dir, &tenant, out.as_deref()),
+        Command::Attach {
+            path,
+            expose,
+            listen,
+            state_dir,
+        } => {
+            let dir = state_dir.unwrap_or_else(config::default_state_dir);
+            let summary = control::attach(&dir, &path, expose.as_deref(), listen.as_deref())?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Detach { path, state_dir } => {
+            let dir = state_dir.unwrap_or_else(config::default_state_dir);
+            println!("{}", control::attach(&dir, &path, None, None)?);
+            Ok(())
+        }
         Command::Admin {
             server,
             server_key,

@@ -16,13 +16,15 @@ use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burrow_core::node::Services;
 use burrow_core::rendezvous::directory::{Directory, DirectoryStore};
 
 use crate::args::DaemonArgs;
+use crate::attach::{self, Running};
 use crate::config::{self, Settings};
+use crate::control::AttachRequest;
 use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
 use crate::{control, keys, logging, notify};
@@ -128,7 +130,7 @@ pub struct Reloader {
 impl Reloader {
     /// Reads and checks the file again (as at start, flags winning), and has the node run its
     /// services. Settings that only a restart can change are logged if they changed.
-    fn reload(&self, node: &Control, running: &Settings) -> Result<String, String> {
+    fn reload(&self, node: &Mutex<Running>, running: &Settings) -> Result<String, String> {
         let file = config::load(&self.config)?;
         if let Some(level) = &file.log_level {
             logging::check_level(level)?;
@@ -159,8 +161,15 @@ impl Reloader {
             connect: new.connect,
             pins: new.peer_keys.into_iter().collect(),
         };
-        node.reload(services).map(|s| s.to_string())
+        lock(node).reload_base(services)
     }
+}
+
+/// The running services, whoever panicked while holding them.
+fn lock(running: &Mutex<Running>) -> std::sync::MutexGuard<'_, Running> {
+    running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `burrow daemon`, `burrow expose` and `burrow connect`; `reloader` for a daemon with a
@@ -183,23 +192,54 @@ pub fn daemon(
     config.peers = PeerPolicy::Authorized(settings.allow.clone());
     let mut spec = NodeConfig::new(config, settings.udp);
     spec.state_dir = Some(settings.state_dir.clone());
-    spec.expose = settings.expose.clone();
-    spec.connect = settings.connect.clone();
+    let base = Services {
+        expose: settings.expose.clone(),
+        connect: settings.connect.clone(),
+        pins: settings.peer_keys.clone().into_iter().collect(),
+    };
+    // What was attached at run time comes back (the config file's entries win a clash: that
+    // is refused here, not silently dropped).
+    let attached = attach::load(&settings.state_dir)?;
+    attached.check(&base).map_err(|e| {
+        let file = settings.state_dir.join(attach::ATTACHED_FILE);
+        format!("{}: {e}", file.display())
+    })?;
+    let all = attached.onto(&base);
+    spec.expose = all.expose;
+    spec.connect = all.connect;
     let interrupted = interrupts()?;
     let node = Node::spawn(runtime, spec)?;
+    let running = Arc::new(Mutex::new(Running::new(
+        node.control(),
+        settings.state_dir.clone(),
+        base,
+        attached,
+    )));
     let reload: control::Reload = {
-        let control = node.control();
+        let running = running.clone();
         let settings = settings.clone();
         let reloader = reloader.map(Arc::new);
         Arc::new(move || match &reloader {
-            Some(r) => r.reload(&control, &settings),
+            Some(r) => r.reload(&running, &settings),
             None => Err(
                 "this daemon was started without a config file (`burrow daemon -c FILE` reloads)"
                     .into(),
             ),
         })
     };
-    control::serve(&settings.state_dir, node.control(), reload.clone())?;
+    let attach: control::Attach = Arc::new(move |request| match request {
+        AttachRequest::Attach {
+            path,
+            expose,
+            listen,
+        } => lock(&running).attach(&path, expose, listen.as_deref()),
+        AttachRequest::Detach { path } => lock(&running).detach(&path),
+    });
+    let handlers = control::Handlers {
+        reload: reload.clone(),
+        attach,
+    };
+    control::serve(&settings.state_dir, node.control(), handlers)?;
     hangups(move || match reload() {
         Ok(summary) => tracing::info!("reloaded the config: {summary}"),
         Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),

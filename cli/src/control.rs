@@ -217,7 +217,7 @@ pub fn attach(
 
 /// Reads a `{"reloaded": ...}` or `{"error": ...}` answer.
 fn summary(line: &str, path: &Path, refused: &str, done: &str) -> Result<String, String> {
-    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
+    let answer: serde_json::Value = serde_json::from_str(line).map_err(|_| {
         format!(
             "control socket {}: unexpected answer: {line}",
             path.display()

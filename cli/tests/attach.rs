@@ -1,12 +1,9 @@
 //! `burrow attach` and `burrow detach` on running daemons: a service added or removed takes
 //! effect at once, the others keep going, and what is attached comes back after a restart.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 mod common;
 
@@ -28,52 +25,12 @@ fn daemon(dir: &Path, state: &str, server: &(Proc, String, String), cmd: &[&str]
     spawn(&args)
 }
 
-/// `burrow ARGS` to completion: stdout, or stderr on failure.
-fn run(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(BIN).args(args).output().expect("run burrow");
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    if out.status.success() {
-        Ok(text(out.stdout))
-    } else {
-        Err(text(out.stderr))
-    }
-}
-
-/// Sends a line to `addr`; the answer, "" when none comes within a few seconds.
-fn ask(addr: SocketAddr, line: &str) -> String {
-    let Ok(mut conn) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = conn.write_all(format!("{line}\n").as_bytes());
-    let mut reply = String::new();
-    let _ = BufReader::new(&conn).read_line(&mut reply);
-    reply
-}
-
-/// Asks until an answer comes, for at most [`WAIT`].
-fn ask_until_answered(addr: SocketAddr, line: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let reply = ask(addr, line);
-        if !reply.is_empty() || start.elapsed() > WAIT {
-            return reply;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// A local port nobody listens on right now.
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-}
-
-fn listening(daemon: &Proc) -> SocketAddr {
-    let line = wait_for(&daemon.stdout, "listening on");
-    line.split(' ').nth(2).expect("addr").parse().expect("addr")
 }
 
 #[test]

@@ -3,8 +3,6 @@
 //! their path's tokens, a restart that keeps everything, and a stopped daemon's name that
 //! nobody without the server token can take.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,48 +135,6 @@ fn serve(key: &Path, store: &Path, listen: &str) -> (Proc, String, String) {
     let addr = wait_for(&server.stdout, "listening on udp");
     let word = |l: String| l.rsplit(' ').next().expect("word").to_string();
     (server, word(addr), word(public))
-}
-
-/// Runs `burrow ARGS` to completion: stdout, or stderr on failure.
-fn run(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(BIN).args(args).output().expect("run burrow");
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    if out.status.success() {
-        Ok(text(out.stdout))
-    } else {
-        Err(text(out.stderr))
-    }
-}
-
-/// The local address a `connect` daemon listens on.
-fn listening(daemon: &Proc) -> SocketAddr {
-    let line = wait_for(&daemon.stdout, "listening on");
-    line.split(' ').nth(2).expect("addr").parse().expect("addr")
-}
-
-/// Sends a line through `listen` and returns the answer ("" when nothing came back).
-fn ask(listen: SocketAddr, line: &str) -> String {
-    let Ok(mut conn) = TcpStream::connect(listen) else {
-        return String::new();
-    };
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let _ = conn.write_all(format!("{line}\n").as_bytes());
-    let mut reply = String::new();
-    let _ = BufReader::new(&conn).read_line(&mut reply);
-    reply
-}
-
-/// Asks until an answer comes (the tunnel may still be coming up), for at most [`WAIT`].
-fn ask_until_answered(listen: SocketAddr, line: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let reply = ask(listen, line);
-        if !reply.is_empty() || start.elapsed() > WAIT {
-            return reply;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The tree once `path` shows as exposed.

@@ -188,3 +188,46 @@ pub fn cb_server(dir: &Path, lease_timeout: Option<u64>) -> (Proc, SocketAddr) {
         .expect("an address");
     (server, addr)
 }
+
+/// Runs `burrow ARGS` to completion: its stdout, or its stderr when it fails.
+pub fn run(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(BIN).args(args).output().expect("run burrow");
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    if out.status.success() {
+        Ok(text(out.stdout))
+    } else {
+        Err(text(out.stderr))
+    }
+}
+
+/// The local address a `connect` daemon prints it listens on (its first such line).
+pub fn listening(daemon: &Proc) -> SocketAddr {
+    let line = wait_for(&daemon.stdout, "listening on");
+    line.split(' ').nth(2).expect("addr").parse().expect("addr")
+}
+
+/// Sends a line to `addr` and returns the answer line; "" when nothing comes back within 5 s.
+pub fn ask(addr: SocketAddr, line: &str) -> String {
+    use std::io::Write;
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = conn.write_all(format!("{line}\n").as_bytes());
+    let mut reply = String::new();
+    let _ = BufReader::new(&conn).read_line(&mut reply);
+    reply
+}
+
+/// [`ask`] until an answer comes (the tunnel may still be coming up), for at most [`WAIT`].
+pub fn ask_until_answered(addr: SocketAddr, line: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let reply = ask(addr, line);
+        if !reply.is_empty() || start.elapsed() > WAIT {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -66,19 +66,16 @@ impl Server {
             }
         };
         for extra in path_tokens {
-            let same_tenant = self
+            let credential = self
                 .directory
                 .credential(extra)
-                .is_some_and(|c| tenant == format!("{DIRECTORY_TENANT}{}", c.tenant()));
-            if !same_tenant {
+                .filter(|c| tenant == format!("{DIRECTORY_TENANT}{}", c.tenant()));
+            let Some(credential) = credential else {
                 return Err(bad(
                     "a path token is unknown, was redeemed, or belongs to another tenant",
                 ));
-            }
-            rights.master |= matches!(
-                self.directory.credential(extra),
-                Some(Credential::Master(_))
-            );
+            };
+            rights.master |= matches!(credential, Credential::Master(_));
             rights.tokens.push(TokenHash::of(extra));
         }
         Ok((tenant, rights, limits))

@@ -142,10 +142,9 @@ fn a_key_the_server_never_introduced_reaches_nothing() {
         .expect("key")
         .parse()
         .expect("key");
-    let udp: SocketAddr = field(&wait_for(&exposer.stderr, "daemon running"), "udp")
+    let udp: SocketAddr = field(&running_and_registered(&exposer.stderr), "udp")
         .parse()
         .expect("udp");
-    wait_for(&exposer.stderr, "registered with the rendezvous server");
     assert!(
         !stranger(udp, key, "/acc/svc", Duration::from_secs(3)),
         "a session came up"

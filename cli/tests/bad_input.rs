@@ -178,8 +178,7 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
     let mut args = vec!["expose".to_string(), "/bad/echo".into(), echo().to_string()];
     args.extend(common("a"));
     let mut exposer = spawn(&args);
-    let exposer_udp = field(&wait_for(&exposer.stderr, "daemon running"), "udp");
-    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let exposer_udp = field(&running_and_registered(&exposer.stderr), "udp");
     let mut args = vec![
         "connect".to_string(),
         "/bad/echo".into(),
@@ -193,8 +192,7 @@ fn malformed_datagrams_do_not_hurt_a_running_tunnel() {
         .expect("address")
         .parse()
         .expect("addr");
-    let connector_udp = field(&wait_for(&connector.stderr, "daemon running"), "udp");
-    wait_for(&connector.stderr, "registered with the rendezvous server");
+    let connector_udp = field(&running_and_registered(&connector.stderr), "udp");
 
     // A transfer in flight: write in a thread until the junk is all sent (and at least
     // TRANSFER bytes), read the echo here.

@@ -79,12 +79,11 @@ impl Tunnel {
         ];
         args.extend(common("a"));
         let exposer = spawn(&args);
-        let running = wait_for(&exposer.stderr, "daemon running");
+        let running = running_and_registered(&exposer.stderr);
         assert!(
             running.contains(&format!("runtime=\"{runtime}\"")),
             "{running}"
         );
-        wait_for(&exposer.stderr, "registered with the rendezvous server");
         let mut args = vec![
             "connect".to_string(),
             "/stop/download".into(),
@@ -92,7 +91,7 @@ impl Tunnel {
         ];
         args.extend(common("b"));
         let connector = spawn(&args);
-        let running = wait_for(&connector.stderr, "daemon running");
+        let running = running_and_registered(&connector.stderr);
         assert!(
             running.contains(&format!("runtime=\"{runtime}\"")),
             "{running}"
@@ -104,7 +103,6 @@ impl Tunnel {
             .expect("address")
             .parse()
             .expect("addr");
-        wait_for(&connector.stderr, "registered with the rendezvous server");
         Self {
             _server: server,
             exposer,

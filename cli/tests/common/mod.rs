@@ -83,14 +83,56 @@ pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: Option<(&str, &str)
 /// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
 pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
     let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no line containing {needle:?}: {e}"),
+            Ok(line) => seen.push(line),
+            Err(e) => panic!(
+                "no line containing {needle:?}: {e}; the lines before it:\n{}",
+                seen.join("\n")
+            ),
         }
     }
+}
+
+/// One line for each of `needles`, in whatever order they come (a daemon's "daemon running"
+/// and "registered with the rendezvous server" race: the node registers on its own thread while
+/// the main thread is still setting up), or a panic after [`WAIT`].
+pub fn wait_for_each(rx: &Receiver<String>, needles: &[&str]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut found: Vec<Option<String>> = vec![None; needles.len()];
+    let mut seen = Vec::new();
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = needles
+                    .iter()
+                    .zip(&found)
+                    .position(|(n, f)| f.is_none() && line.contains(n));
+                match hit {
+                    Some(i) => found[i] = Some(line),
+                    None => seen.push(line),
+                }
+            }
+            Err(e) => panic!(
+                "no line for each of {needles:?} ({found:?}): {e}; the other lines:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+    found.into_iter().flatten().collect()
+}
+
+/// A daemon's "daemon running" line, once it has also registered with the server.
+pub fn running_and_registered(stderr: &Receiver<String>) -> String {
+    wait_for_each(
+        stderr,
+        &["daemon running", "registered with the rendezvous server"],
+    )
+    .swap_remove(0)
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {

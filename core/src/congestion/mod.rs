@@ -30,13 +30,13 @@ pub enum CongestionControl {
     /// BBR (after draft-cardwell-iccrg-bbr-congestion-control, version 1): paces at the
     /// measured bottleneck bandwidth and keeps about two bandwidth-delay products in flight;
     /// random loss does not reduce its rate. Keeps most of the link at a few percent of loss,
-    /// where NewReno collapses (see `core/benches/goodput.rs`). Not yet the default: with
-    /// it, one simulated relay-to-direct upgrade under 5% loss ends back on the relay
-    /// (`tests/tests/sim_forward.rs`, seed 3), which is not understood yet.
+    /// where NewReno collapses (see `core/benches/goodput.rs`), and matches NewReno on a fast
+    /// path whose ACKs come in bursts (loopback, a LAN) thanks to its ACK-aggregation
+    /// allowance. The default.
+    #[default]
     Bbr,
     /// NewReno (RFC 9002 §7): halves the window once per round trip with loss. Kept for
-    /// comparison and for paths where loss really means congestion. The default for now.
-    #[default]
+    /// comparison and for paths where loss really means congestion.
     NewReno,
 }
 

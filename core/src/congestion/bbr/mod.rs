@@ -18,6 +18,14 @@
 //! buffer under half a bandwidth-delay product never raises this signal: there BBR behaves as
 //! version 1. Persistent congestion collapses the window until the path delivers again.
 //!
+//! ACKs that come in bursts (a receiver that acknowledges once per batch of received
+//! datagrams, or an event loop that reads many ACKs per wake-up) would starve a window of two
+//! bandwidth-delay products where the path's propagation RTT is tiny, as on loopback or a LAN:
+//! the sender waits for the burst with nothing in flight. As Linux's BBR does, the window
+//! gets an allowance for that aggregation: the most bytes acknowledged beyond what the
+//! bandwidth estimate predicts since an ACK epoch began, the largest in the last few round
+//! trips, limited to 100 ms at the estimated bandwidth.
+//!
 //! The modes: `Startup` doubles the rate each round trip until the bandwidth stops growing
 //! (three rounds under 25% growth), `Drain` empties the queue that built, `ProbeBw` cycles the
 //! pacing gain over eight phases (1.25 to probe for more bandwidth, 0.75 to drain what the
@@ -58,6 +66,13 @@ const MIN_PIPE_PACKETS: u64 = 4;
 const QUANTA_PACKETS: u64 = 3;
 /// Pace 1% under the estimate so the bottleneck queue does not creep up.
 const PACING_MARGIN_PERCENT: u64 = 1;
+/// Round trips the ACK-aggregation filter remembers.
+const AGGREGATION_ROUNDS: usize = 5;
+/// The ACK-aggregation allowance is at most this long at the estimated bandwidth.
+const MAX_AGGREGATION: Duration = Duration::from_millis(100);
+/// An ACK epoch restarts after this many bytes acknowledged, so that the allowance follows
+/// the path instead of growing without end.
+const EPOCH_RESET_BYTES: u64 = 1 << 30;
 /// A loss is congestion when the latest RTT is at least this many thousandths of the minimum.
 const QUEUE_RTT_GAIN: u64 = 1500;
 /// The in-flight bound after congestion, in thousandths of what was in flight: NewReno's
@@ -113,6 +128,11 @@ pub(crate) struct Bbr {
     restore_after: Option<Instant>,
     /// Where the bandwidth-probing cycle's first phase is drawn from (sans-IO: no randomness).
     created: Instant,
+    /// The largest excess of acknowledged bytes over the bandwidth estimate's prediction.
+    extra_acked: WindowedMax<AGGREGATION_ROUNDS>,
+    /// When the current ACK epoch began, and the bytes acknowledged since.
+    epoch_start: Instant,
+    epoch_acked: u64,
 }
 
 impl Bbr {
@@ -149,6 +169,9 @@ impl Bbr {
             latest_rtt: None,
             restore_after: None,
             created: now,
+            extra_acked: WindowedMax::new(),
+            epoch_start: now,
+            epoch_acked: 0,
         }
     }
 
@@ -364,8 +387,38 @@ impl Bbr {
         self.inflight_hi = (hi < target).then_some(hi);
     }
 
+    /// Measures how far acknowledgements run ahead of the bandwidth estimate (see the module
+    /// documentation): the excess since the ACK epoch began, kept per round.
+    fn update_aggregation(&mut self, now: Instant, event: &AckEvent) {
+        let bw = self.bandwidth();
+        if bw == 0 || event.acked == 0 {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.epoch_start);
+        let expected = u128::from(bw) * elapsed.as_nanos() / 1_000_000_000;
+        let mut expected = u64::try_from(expected).unwrap_or(u64::MAX);
+        if self.epoch_acked <= expected || self.epoch_acked + event.acked >= EPOCH_RESET_BYTES {
+            self.epoch_start = now;
+            self.epoch_acked = 0;
+            expected = 0;
+        }
+        self.epoch_acked += event.acked;
+        let extra = self.epoch_acked.saturating_sub(expected).min(self.cwnd);
+        self.extra_acked.update(self.round, extra);
+    }
+
+    /// The window's allowance for ACK aggregation.
+    pub(crate) fn aggregation_allowance(&self) -> u64 {
+        let cap = u128::from(self.bandwidth()) * MAX_AGGREGATION.as_nanos() / 1_000_000_000;
+        self.extra_acked
+            .get()
+            .min(u64::try_from(cap).unwrap_or(u64::MAX))
+    }
+
     fn set_cwnd(&mut self, event: &AckEvent) {
-        let target = self.inflight(self.cwnd_gain) + QUANTA_PACKETS * self.mss;
+        let target = self.inflight(self.cwnd_gain)
+            + QUANTA_PACKETS * self.mss
+            + self.aggregation_allowance();
         if self.filled_pipe {
             self.cwnd = (self.cwnd + event.acked).min(target);
         } else if self.cwnd < target || event.delivered < self.initial_cwnd {
@@ -398,6 +451,7 @@ impl Controller for Bbr {
 
     fn on_ack_event(&mut self, now: Instant, event: &AckEvent, rtt: &RttEstimator) {
         self.update_round_and_bw(event, rtt);
+        self.update_aggregation(now, event);
         if let Some(rtt) = event.rtt {
             self.latest_rtt = Some(rtt.saturating_sub(event.ack_delay));
         }

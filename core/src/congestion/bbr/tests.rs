@@ -167,8 +167,10 @@ fn random_loss_changes_neither_window_nor_rate() {
         p.round(1_000_000, 50_000);
     }
     let (window, bw) = (p.bbr.window(), p.bbr.bandwidth());
-    // Target window: 2 * BDP + 3 packets.
-    assert_eq!(window, 2 * 50_000 + 3 * MSS);
+    // Target window: 2 * BDP + 3 packets, plus the ACK-aggregation allowance: this model
+    // acknowledges a whole round trip at once, so one BDP arrives as one burst.
+    assert_eq!(p.bbr.aggregation_allowance(), 50_000);
+    assert_eq!(window, 2 * 50_000 + 3 * MSS + 50_000);
     let t = p.now;
     p.bbr.on_congestion_event(t, t - 10 * MS, 40_000, false);
     // A round at 5% loss: the delivery rate is what got through.
@@ -201,7 +203,9 @@ fn probe_rtt_runs_every_ten_seconds_for_200_ms_and_a_round() {
     // equal to it would renew it).
     p.sample = RTT + 5 * MS;
     let mut elapsed = Duration::ZERO;
+    let mut before = p.bbr.window();
     while p.bbr.mode() != Mode::ProbeRtt {
+        before = p.bbr.window();
         p.round(1_000_000, 50_000);
         elapsed += RTT;
         assert!(elapsed <= MIN_RTT_WINDOW + 2 * RTT, "ProbeRtt never came");
@@ -218,8 +222,14 @@ fn probe_rtt_runs_every_ten_seconds_for_200_ms_and_a_round() {
     p.ack(STEP, 1_000_000, 4 * MSS, 0, false);
     p.ack(STEP, 1_000_000, 4 * MSS, 0, false);
     assert_eq!(p.bbr.mode(), Mode::ProbeBw);
-    // The window is back, sized by the minimum RTT measured since expiry (55 ms).
-    assert_eq!(p.bbr.window(), 2 * 55_000 + 3 * MSS);
+    // The window is back, and grows toward its target: sized by the minimum RTT measured
+    // since expiry (55 ms), plus the aggregation allowance (this model acknowledges each
+    // round at once: large bursts, within the 100 ms cap).
+    let allowance = p.bbr.aggregation_allowance();
+    assert!((50_000..=100_000).contains(&allowance), "{allowance}");
+    let window = p.bbr.window();
+    assert!(window >= before, "{window} < {before}");
+    assert!(window <= 2 * 55_000 + 3 * MSS + allowance, "{window}");
 }
 
 #[test]
@@ -262,4 +272,78 @@ fn loss_with_a_queue_halves_the_inflight_bound_once_per_round_then_it_grows_back
         p.round(1_000_000, 40_000);
     }
     assert_eq!(p.bbr.inflight_hi(), None);
+}
+
+/// An ACK of `bytes` at `now` in a steady state of 1 MB/s and a 50 ms RTT (BDP 50 kB).
+fn steady_ack(p: &mut Path, now: Instant, bytes: u64) {
+    p.now = now;
+    // The packet was sent a round trip (one BDP of deliveries) ago.
+    let prior_delivered = p.delivered.saturating_sub(50_000);
+    p.delivered += bytes;
+    p.rtt.update(Duration::ZERO, RTT);
+    let event = AckEvent {
+        acked: bytes,
+        lost: 0,
+        prior_in_flight: 50_000,
+        in_flight: 50_000 - bytes,
+        delivered: p.delivered,
+        sample: Some(RateSample {
+            prior_delivered,
+            delivered: 50_000,
+            interval: RTT,
+            app_limited: false,
+        }),
+        rtt: Some(RTT),
+        ack_delay: Duration::ZERO,
+    };
+    p.bbr.on_ack_event(now, &event, &p.rtt);
+}
+
+#[test]
+fn smooth_acks_leave_the_window_at_two_bdp_and_bursts_widen_it_by_the_burst() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    // Twenty round trips of one ACK per packet, one per 1.1 ms: a little under the rate the
+    // estimate predicts (as the max filter's estimate is), so the ACK epoch that began with
+    // the model's one-ACK rounds runs out and the allowance is about one ACK.
+    let start = p.now;
+    for i in 1..=1000u32 {
+        steady_ack(&mut p, start + i * 1100 * MS / 1000, MSS);
+    }
+    let allowance = p.bbr.aggregation_allowance();
+    assert!(allowance <= 2 * MSS, "{allowance}");
+    assert_eq!(
+        p.bbr.window(),
+        2 * 50_000 + 3 * MSS + p.bbr.aggregation_allowance()
+    );
+    // Then the ACKs come in bursts: nothing for 20 ms, then 20 packets' worth at once, as from
+    // a receiver (or a loop) that handles datagrams in batches.
+    let mut now = p.now;
+    for _ in 0..25 {
+        now += 20 * MS;
+        for _ in 0..20 {
+            steady_ack(&mut p, now, MSS);
+        }
+    }
+    let allowance = p.bbr.aggregation_allowance();
+    assert!(
+        (19 * MSS..=21 * MSS).contains(&allowance),
+        "a burst of 20 packets: {allowance}"
+    );
+    assert_eq!(p.bbr.window(), 2 * 50_000 + 3 * MSS + allowance);
+}
+
+#[test]
+fn the_aggregation_allowance_is_at_most_100_ms_at_the_estimated_bandwidth() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    // Bursts of 200 kB, one per 400 ms: at 1 MB/s, 100 ms is 100 kB.
+    let mut now = p.now;
+    for _ in 0..10 {
+        now += 400 * MS;
+        for _ in 0..200 {
+            steady_ack(&mut p, now, MSS);
+        }
+    }
+    assert_eq!(p.bbr.aggregation_allowance(), 100_000);
 }

@@ -280,12 +280,12 @@ pub fn render(s: &Status) -> String {
     }
     line(String::new());
     line(
-        "PEER  ADDRESS                 STATE       RTT        SENT        RECEIVED    STREAMS  KEY"
+        "PEER  ADDRESS                 STATE       RTT        MAX UDP  SENT        RECEIVED    STREAMS  KEY"
             .into(),
     );
     for p in &s.peers {
         line(format!(
-            "{:<5} {:<23} {:<11} {:<10} {:<11} {:<11} {:<8} {}",
+            "{:<5} {:<23} {:<11} {:<10} {:<8} {:<11} {:<11} {:<8} {}",
             p.peer,
             p.addr.map_or("-".into(), |a| a.to_string()),
             match (p.connected, p.relayed) {
@@ -294,6 +294,7 @@ pub fn render(s: &Status) -> String {
                 (true, true) => "relayed",
             },
             p.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
+            p.max_udp_payload.map_or("-".into(), |n| n.to_string()),
             bytes(p.bytes_sent),
             bytes(p.bytes_received),
             p.open_streams,

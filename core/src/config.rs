@@ -274,6 +274,11 @@ pub struct Config {
     /// Largest UDP payload we send. 1200 bytes fits every IPv6 path and nearly every IPv4
     /// path, including tunnels.
     pub max_udp_payload: usize,
+    /// Largest UDP payload path MTU discovery tries on a direct path (RFC 8899: probes that
+    /// are acknowledged raise the size of stream packets; the relay is always sent
+    /// `max_udp_payload`). 1452 is what a 1500-byte Ethernet MTU carries over IPv6 (IPv4
+    /// carries 20 bytes more); at or below `max_udp_payload`, discovery is off.
+    pub max_udp_payload_probe: usize,
     /// Answer STUN Binding requests on our port, as a rendezvous server does, so that any
     /// standard STUN client can learn its public address from us.
     pub answer_stun: bool,
@@ -293,6 +298,7 @@ impl Config {
             session: SessionConfig::default(),
             stream: StreamConfig::default(),
             max_udp_payload: 1200,
+            max_udp_payload_probe: 1452,
             answer_stun: false,
             rendezvous: None,
             server: None,

@@ -58,6 +58,10 @@ pub struct PeerInfo {
     pub bytes_received: u64,
     /// Streams open with it.
     pub open_streams: usize,
+    /// The largest UDP payload its stream packets use on this path: 1200, or more once path
+    /// MTU discovery found more (a direct path only).
+    #[serde(default)]
+    pub max_udp_payload: Option<usize>,
     /// Seconds between keepalives on a quiet session: the configured interval, or a shorter
     /// one learned after a NAT forgot the direct path's mapping between keepalives.
     pub keepalive_secs: Option<f64>,
@@ -172,6 +176,10 @@ pub(crate) fn snapshot(
                 bytes_sent: stats.as_ref().map_or(0, |s| s.bytes_sent),
                 bytes_received: stats.as_ref().map_or(0, |s| s.bytes_received),
                 open_streams: stats.as_ref().map_or(0, |s| s.open_streams),
+                max_udp_payload: stats
+                    .as_ref()
+                    .filter(|_| connected)
+                    .map(|s| s.packet_size + crate::session::STREAM_OVERHEAD),
                 keepalive_secs: ep.peer_keepalive(peer).map(|d| d.as_secs_f64()),
                 probe_ttl: ep.peer_probe_ttl(peer).map(|(ttl, _)| ttl),
                 probe_ttl_reason: ep.peer_probe_ttl(peer).map(|(_, why)| why.reason()),

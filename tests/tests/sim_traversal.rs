@@ -127,14 +127,15 @@ fn regression_both_sides_answering_each_other_still_connects() {
 /// now start with TTL-limited probes, line up on both sides, and grow past the 30 s in which
 /// Linux forgets an unreplied entry; the pairs end direct. (Since the first probes' TTL comes
 /// from the hop count to the server, cone-random with linux-clash seed 17 goes direct while
-/// punching; seed 43 is one that still falls back to the relay first.)
+/// punching; seed 43 was one that still fell back to the relay first. Path MTU probes changed
+/// the loss draws: seeds 27 and 2 are the ones that take the relayed road now.)
 #[test]
 fn regression_relayed_pairs_upgrade_through_a_conntrack_clash() {
     let profiles = Profile::all();
     let find = |name: &str| profiles.iter().find(|p| p.name == name).unwrap();
     for (a, b, seed) in [
-        ("linux-clash", "linux-clash", 7),
-        ("cone-random", "linux-clash", 43),
+        ("linux-clash", "linux-clash", 27),
+        ("cone-random", "linux-clash", 2),
     ] {
         let r = burrow_sim::traversal::run_pair(find(a), find(b), seed, 0.05);
         assert!(
@@ -195,13 +196,13 @@ fn port_prediction_does_not_pair_two_symmetric_seq_nats() {
 /// Regression (5% loss, linux-clash with symmetric-seq, seed 7): with prediction in punching
 /// alone, lost packets let the relay take over first, and the relayed search for a direct path
 /// (candidates only) never found the predicted port. The relayed rounds predict too; the pair
-/// ends direct.
+/// ends direct. (Seed 31 since path MTU probes changed the loss draws; 7 goes direct now.)
 #[test]
 fn regression_relayed_rounds_predict_ports_too() {
     let r = burrow_sim::traversal::run_pair(
         &profile("linux-clash"),
         &profile("symmetric-seq"),
-        7,
+        31,
         0.05,
     );
     assert!(r.outcome.ends_direct(), "{r}");

@@ -118,6 +118,13 @@ impl Endpoint {
         self.stream_stats(peer).map(|s| s.rtt)
     }
 
+    /// The largest stream-layer packet (plaintext bytes) the current path to `peer` is known
+    /// to carry: the base size from [`crate::Config::max_udp_payload`], or more once path MTU
+    /// discovery found more (see [`crate::Config::max_udp_payload_probe`]).
+    pub fn peer_packet_size(&self, peer: PeerId) -> Option<usize> {
+        self.stream_stats(peer).map(|s| s.packet_size)
+    }
+
     /// The stream layer's counters for `peer` (RTT, congestion window, losses, bytes).
     pub(crate) fn stream_stats(&self, peer: PeerId) -> Option<MuxStats> {
         let key = self.ids.key(peer)?;

@@ -55,6 +55,8 @@ pub(crate) struct Session {
     pub(super) last_received: Instant,
     /// When an authenticated packet last came straight from the peer (not through the relay).
     pub(super) direct_received: Option<Instant>,
+    /// The path the stream layer's packet size was found for (see `send_mux_packets`).
+    pub(super) sized_for: Option<Path>,
     pub(super) last_sent: Instant,
     /// Newest handshake timestamp from this peer: of an initiation we accepted or a response
     /// we took. Initiations not newer are replays (or from a previous life of the peer).
@@ -114,6 +116,7 @@ impl Session {
             keys: Keys::default(),
             last_received: now,
             direct_received: None,
+            sized_for: None,
             last_sent: now,
             last_init_timestamp: 0,
             peer_instance: None,

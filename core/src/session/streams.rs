@@ -33,6 +33,10 @@ impl Streams {
     pub(crate) fn new(ctx: &Context<'_>, peer: &PublicKey, now: Instant) -> Self {
         let mut config = ctx.config.stream.clone();
         config.max_packet_size = ctx.config.max_udp_payload.saturating_sub(STREAM_OVERHEAD);
+        config.max_probe_packet_size = ctx
+            .config
+            .max_udp_payload_probe
+            .saturating_sub(STREAM_OVERHEAD);
         let role = if ctx.identity.secret.public_key() < *peer {
             Role::Initiator
         } else {

@@ -296,16 +296,25 @@ impl Session {
 
     fn send_mux_packets(&mut self, ctx: &mut Context<'_>, now: Instant) {
         let reject_after = ctx.config.session.reject_after_packets;
-        // The largest stream-layer packet on the current path.
-        let relay = if self.punch.path().is_relay() {
-            RELAY_OVERHEAD
+        // The largest stream-layer packet on the current path: on a direct path, room for a
+        // path MTU probe (the mux keeps other packets to the size the path is known to
+        // carry); through the relay, the base size less the relay's wrapping. A new path
+        // starts again from the base size.
+        let path = self.punch.path();
+        if self.sized_for != Some(path) {
+            self.sized_for = Some(path);
+            self.streams.mux.set_path(!path.is_relay());
+        }
+        let max_plaintext = 1 + if path.is_relay() {
+            ctx.config
+                .max_udp_payload
+                .saturating_sub(STREAM_OVERHEAD + RELAY_OVERHEAD)
         } else {
-            0
+            ctx.config
+                .max_udp_payload
+                .max(ctx.config.max_udp_payload_probe)
+                .saturating_sub(STREAM_OVERHEAD)
         };
-        let max_plaintext = 1 + ctx
-            .config
-            .max_udp_payload
-            .saturating_sub(STREAM_OVERHEAD + relay);
         while let Some(keypair) = self.keys.current.as_mut() {
             let mux = &mut self.streams.mux;
             let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {

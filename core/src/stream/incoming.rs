@@ -48,7 +48,7 @@ impl Mux {
             }
             self.on_frame(now, f);
         }
-        self.process_outcomes();
+        self.process_outcomes(now);
         // An ACK resets the probe-timeout backoff (RFC 9002 §6.2.1): the probe timeout then
         // counts from the last ack-eliciting packet again, without backoff. When that packet
         // went out long ago (a backed-off probe, acknowledged late or not at all), the timeout
@@ -72,7 +72,7 @@ impl Mux {
                     self.violation();
                 }
                 self.scratch = out;
-                self.process_outcomes();
+                self.process_outcomes(now);
             }
             Frame::Stream {
                 id,
@@ -239,7 +239,7 @@ impl Mux {
     }
 
     /// Acts on the frames of packets that were acknowledged (`true`) or lost (`false`).
-    pub(super) fn process_outcomes(&mut self) {
+    pub(super) fn process_outcomes(&mut self, now: Instant) {
         let mut out = std::mem::take(&mut self.scratch);
         for (frame, acked) in out.drain(..) {
             match frame {
@@ -302,6 +302,8 @@ impl Mux {
                         self.acks.on_ack_acked(largest);
                     }
                 }
+                SentFrame::MtuProbe(size) if acked => self.pmtu.on_acked(now, size.into()),
+                SentFrame::MtuProbe(size) => self.pmtu.on_lost(now, size.into()),
             }
         }
         self.scratch = out;

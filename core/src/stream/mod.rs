@@ -17,6 +17,7 @@ mod frame;
 mod incoming;
 mod mux;
 mod outgoing;
+mod pmtu;
 mod ranges;
 mod recovery;
 mod recv;

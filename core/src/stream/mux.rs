@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::ack::AckState;
 use super::flow::{RecvCredit, SendCredit};
+use super::pmtu::Pmtu;
 use super::recovery::{Outcome, Recovery, TimeoutAction};
 use super::recv::{RecvState, RecvStream};
 use super::send::SendStream;
@@ -76,6 +77,8 @@ pub struct Mux {
     pub(super) recovery: Recovery,
     pub(super) pacer: Pacer,
     pub(super) pacing_until: Option<Instant>,
+    /// The path MTU search: the packet size in use, and probes for a larger one.
+    pub(super) pmtu: Pmtu,
     pub(super) probes: u8,
     pub(super) ping_pending: bool,
     /// When the last STREAM frame arrived: the peer was sending data then.
@@ -133,6 +136,7 @@ impl Mux {
             recovery: Recovery::new(now, config.initial_rtt, config.max_ack_delay, cc),
             pacer: Pacer::new(now),
             pacing_until: None,
+            pmtu: Pmtu::new(config.max_packet_size, config.max_probe_packet_size),
             probes: 0,
             ping_pending: false,
             data_received_at: None,
@@ -311,6 +315,7 @@ impl Mux {
             TimeoutAction::Lost => {}
             TimeoutAction::Probe => {
                 self.stats.ptos += 1;
+                self.pmtu.on_probe_timeouts(now, self.recovery.pto_count);
                 self.probes = 2;
                 if !self.has_pending_eliciting() {
                     // Resend the oldest packet's frames as the probe (RFC 9002 §6.2.4).
@@ -319,7 +324,7 @@ impl Mux {
             }
         }
         self.scratch = out;
-        self.process_outcomes();
+        self.process_outcomes(now);
         if self.probes > 0 && !self.has_pending_eliciting() {
             self.ping_pending = true;
         }
@@ -374,7 +379,15 @@ impl Mux {
         s.cwnd = self.recovery.cc.window();
         s.bytes_in_flight = self.recovery.bytes_in_flight;
         s.open_streams = self.streams.len();
+        s.packet_size = self.pmtu.current();
         s
+    }
+
+    /// The session now sends on another path (or on its first): packets go back to
+    /// [`StreamConfig::max_packet_size`], and path MTU discovery searches again if `probe`
+    /// (the session allows it on direct paths; a relay forwards the base size only).
+    pub fn set_path(&mut self, probe: bool) {
+        self.pmtu.on_path(probe);
     }
 
     /// Received stream bytes held for the application (readable or waiting behind a hole),

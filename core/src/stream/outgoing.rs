@@ -14,11 +14,17 @@ const MIN_PACKET: usize = 32;
 
 impl Mux {
     /// Writes the next packet's plaintext into `buf` (at most `buf.len()` bytes, capped at
-    /// [`super::StreamConfig::max_packet_size`]) and returns its length. `None` when nothing
-    /// may be sent now: nothing is pending, or the congestion window or the pacer forbids it
-    /// (then [`Mux::poll_timeout`] says when to try again). Call until it returns `None`.
+    /// the packet size the path is known to carry: [`super::StreamConfig::max_packet_size`],
+    /// or more once path MTU discovery found more) and returns its length. `None` when
+    /// nothing may be sent now: nothing is pending, or the congestion window or the pacer
+    /// forbids it (then [`Mux::poll_timeout`] says when to try again). Call until it returns
+    /// `None`. A buffer of [`super::StreamConfig::max_probe_packet_size`] bytes lets it send
+    /// path MTU probes (see [`Mux::set_path`]).
     pub fn poll_packet(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        let size = buf.len().min(self.config.max_packet_size);
+        if let Some(len) = self.poll_mtu_probe(now, buf) {
+            return Some(len);
+        }
+        let size = buf.len().min(self.pmtu.current());
         if size < MIN_PACKET {
             return None;
         }
@@ -32,7 +38,7 @@ impl Mux {
             } else if self.recovery.bytes_in_flight >= window {
                 self.app_limited = false;
             } else if self.config.pacing {
-                let mtu = self.config.max_packet_size as u64;
+                let mtu = self.pmtu.current() as u64;
                 let rate = (self.recovery.cc.pacing_rate())
                     .unwrap_or_else(|| Pacer::rate(window, self.recovery.rtt.get()));
                 match self.pacer.delay(now, size as u64, mtu, rate, window) {
@@ -88,6 +94,37 @@ impl Mux {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
         Some(len)
+    }
+
+    /// Writes a path MTU probe if one is due, the stream layer is sending anyway (the search
+    /// serves bulk transfers; an idle session need not know), the buffer holds it and the
+    /// congestion window has room: one PING padded to the size under test.
+    fn poll_mtu_probe(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.probes > 0 || !self.has_pending_eliciting() {
+            return None;
+        }
+        let size = self.pmtu.wanted(now)?;
+        let room = self
+            .recovery
+            .cc
+            .window()
+            .saturating_sub(self.recovery.bytes_in_flight);
+        if buf.len() < size || room < size as u64 {
+            return None;
+        }
+        let mut w = Writer::new(&mut buf[..size]);
+        w.varint(self.recovery.next_pn());
+        w.varint(super::frame::PING);
+        let padding = w.remaining();
+        w.reserve(padding).fill(0);
+        self.recovery
+            .push_frame(SentFrame::MtuProbe(u16::try_from(size).ok()?));
+        self.recovery.on_sent_mtu_probe(now, size);
+        self.pmtu.on_sent(size);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += size as u64;
+        self.stats.mtu_probes += 1;
+        Some(size)
     }
 
     fn write_control(&mut self, w: &mut Writer<'_>) -> bool {

@@ -36,6 +36,8 @@ pub(crate) enum SentFrame {
     Ack {
         largest: u64,
     },
+    /// A path MTU probe of this size ([`super::pmtu`]).
+    MtuProbe(u16),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +52,8 @@ struct SentPacket {
     time: Instant,
     size: u16,
     ack_eliciting: bool,
+    /// A path MTU probe: its loss says nothing about congestion.
+    mtu_probe: bool,
     state: State,
     first_frame: u64,
     frame_count: u16,
@@ -137,6 +141,16 @@ impl Recovery {
     /// Records the packet just built; frames pushed since the last packet belong to it.
     /// Packets that are not ack-eliciting are not tracked for loss.
     pub(crate) fn on_sent(&mut self, now: Instant, size: usize, ack_eliciting: bool) {
+        self.record(now, size, ack_eliciting, false);
+    }
+
+    /// Records a path MTU probe, sent at `now` with `size` bytes: in flight like any packet,
+    /// but its loss is no congestion signal (RFC 9000 §14.4).
+    pub(crate) fn on_sent_mtu_probe(&mut self, now: Instant, size: usize) {
+        self.record(now, size, true, true);
+    }
+
+    fn record(&mut self, now: Instant, size: usize, ack_eliciting: bool, mtu_probe: bool) {
         let first_frame = self.sent.back().map_or(self.first_frame, |p| {
             p.first_frame + u64::from(p.frame_count)
         });
@@ -156,6 +170,7 @@ impl Recovery {
             time: now,
             size,
             ack_eliciting,
+            mtu_probe,
             state,
             first_frame,
             frame_count,
@@ -292,11 +307,14 @@ impl Recovery {
             if largest - pn >= PACKET_THRESHOLD || p.time + loss_delay <= now {
                 self.sent[i].state = State::Lost;
                 self.bytes_in_flight -= u64::from(p.size);
-                lost_bytes += u64::from(p.size);
                 self.eliciting_in_flight -= 1;
+                self.emit(p, false, out);
+                if p.mtu_probe {
+                    continue;
+                }
+                lost_bytes += u64::from(p.size);
                 self.lost_packets += 1;
                 largest_lost_time = Some(p.time);
-                self.emit(p, false, out);
                 if self.first_rtt_sample.is_some_and(|t| p.time > t) {
                     let start = *run_start.get_or_insert(p.time);
                     persistent |= p.time.saturating_duration_since(start) > pc_duration;

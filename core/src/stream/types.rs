@@ -86,12 +86,15 @@ pub struct StreamConfig {
     /// The plaintext size the congestion controller assumes per packet; `poll_packet` writes at
     /// most this much. 1168 fits the session's overhead into a 1232-byte IPv6-safe datagram.
     pub max_packet_size: usize,
+    /// The largest packet path MTU discovery tries (the same plaintext measure); equal to
+    /// `max_packet_size` (or smaller) turns discovery off. 1419 fits the session's 33 bytes
+    /// into a 1452-byte UDP payload: a 1500-byte Ethernet MTU less IPv6 and UDP headers.
+    pub max_probe_packet_size: usize,
     /// Whether to pace packets (RFC 9002 §7.7).
     pub pacing: bool,
-    /// The congestion controller. On a path with random loss BBR keeps most of the link where
-    /// NewReno keeps a few percent (`cargo bench -p burrow-core --bench goodput` prints both);
-    /// NewReno stays the default until BBR passes every session scenario (see
-    /// [`CongestionControl::Bbr`]).
+    /// The congestion controller, BBR by default. On a path with random loss BBR keeps most
+    /// of the link where NewReno keeps a few percent (`cargo bench -p burrow-core --bench
+    /// goodput` prints both).
     pub congestion: CongestionControl,
 }
 
@@ -105,6 +108,7 @@ impl Default for StreamConfig {
             initial_rtt: Duration::from_millis(333),
             max_ack_delay: Duration::from_millis(25),
             max_packet_size: 1168,
+            max_probe_packet_size: 1419,
             pacing: true,
             congestion: CongestionControl::default(),
         }
@@ -258,4 +262,8 @@ pub struct MuxStats {
     pub bytes_in_flight: u64,
     /// Streams currently tracked.
     pub open_streams: usize,
+    /// Path MTU probes sent.
+    pub mtu_probes: u64,
+    /// The largest packet the path is known to carry (the plaintext `poll_packet` writes).
+    pub packet_size: usize,
 }

@@ -108,6 +108,7 @@ pub enum Command {
     ///   token_file = "/etc/burrow/token"   # or token = "...", or $BURROW_TOKEN
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
     ///   route = "any"                   # any, relay-first, direct or relay
+    ///   congestion = "bbr"              # bbr or newreno
     ///   runtime = "tokio"               # tokio, smol or mio
     ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
@@ -332,4 +333,8 @@ pub struct DaemonArgs {
     /// at once, then direct when proven), direct or relay.
     #[arg(long, value_name = "POLICY")]
     pub route: Option<String>,
+    /// Congestion control of the tunnels: bbr (the default: random loss does not slow it
+    /// down) or newreno (every loss halves the window, as TCP Reno).
+    #[arg(long, value_name = "CC")]
+    pub congestion: Option<String>,
 }

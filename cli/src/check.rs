@@ -171,11 +171,16 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
         }
     }
     if let Some(route) = &file.route {
-        if !matches!(route.as_str(), "any" | "direct" | "relay") {
+        if !matches!(route.as_str(), "any" | "relay-first" | "direct" | "relay") {
             p.top(
                 "route",
-                format!("`{route}` is not one of any, direct, relay"),
+                format!("`{route}` is not one of any, relay-first, direct, relay"),
             );
+        }
+    }
+    if let Some(cc) = &file.congestion {
+        if !matches!(cc.as_str(), "bbr" | "newreno") {
+            p.top("congestion", format!("`{cc}` is not one of bbr, newreno"));
         }
     }
     if let Some(level) = &file.log_level {

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::{PublicKey, RoutePolicy};
+use burrow_core::{CongestionControl, PublicKey, RoutePolicy};
 use serde::Deserialize;
 
 use crate::args::{DaemonArgs, LogFormat};
@@ -32,6 +32,7 @@ pub struct File {
     pub state_dir: Option<PathBuf>,
     pub udp: Option<String>,
     pub route: Option<String>,
+    pub congestion: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     /// The runtime (`--runtime` overrides it).
@@ -73,6 +74,8 @@ pub struct Settings {
     pub route: RoutePolicy,
     /// `relay-first`: any path, with data on the relay at once until a direct path is proven.
     pub relay_first: bool,
+    /// The tunnels' congestion controller.
+    pub congestion: CongestionControl,
     pub expose: Vec<(ServiceName, String)>,
     pub connect: Vec<(ServiceName, SocketAddr)>,
     /// Destination keys given up front (`peer_key`), by service.
@@ -201,6 +204,16 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             ));
         }
     };
+    let congestion = match args.congestion.or(file.congestion).as_deref() {
+        None | Some("bbr") => CongestionControl::Bbr,
+        Some("newreno") => CongestionControl::NewReno,
+        Some(other) => {
+            return Err(format!(
+                "{}: `{other}` is not one of bbr, newreno",
+                origin(source, "congestion", "congestion")
+            ));
+        }
+    };
     let mut expose = Vec::new();
     for (i, e) in file.expose.into_iter().enumerate() {
         let name =
@@ -257,6 +270,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         udp,
         route,
         relay_first,
+        congestion,
         expose,
         connect,
         peer_keys,

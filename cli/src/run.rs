@@ -146,6 +146,7 @@ impl Reloader {
             ("state_dir", new.state_dir != running.state_dir),
             ("udp", new.udp != running.udp),
             ("route", new.route != running.route),
+            ("congestion", new.congestion != running.congestion),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -189,6 +190,7 @@ pub fn daemon(
     rendezvous.pinned.extend(settings.peer_keys.clone());
     let mut config = Config::daemon(key, rendezvous);
     config.session.relay_first = settings.relay_first;
+    config.stream.congestion = settings.congestion;
     config.peers = PeerPolicy::Authorized(settings.allow.clone());
     let mut spec = NodeConfig::new(config, settings.udp);
     spec.state_dir = Some(settings.state_dir.clone());

@@ -41,7 +41,7 @@ fn check_says_ok_with_a_summary_for_a_good_config() {
     let dir = temp_dir("check-ok");
     let config = dir.join("ok.toml");
     let text = format!(
-        "{}[[expose]]\nname = \"/a\"\ntarget = \"127.0.0.1:22\"\n[[connect]]\nname = \"/b\"\nlisten = \"127.0.0.1:0\"\n",
+        "{}route = \"relay-first\"\ncongestion = \"newreno\"\n[[expose]]\nname = \"/a\"\ntarget = \"127.0.0.1:22\"\n[[connect]]\nname = \"/b\"\nlisten = \"127.0.0.1:0\"\n",
         top(&dir)
     );
     std::fs::write(&config, text).unwrap();
@@ -99,7 +99,12 @@ fn check_reports_each_broken_config_with_its_line_and_key() {
         (
             "bad route",
             format!("{head}route = \"fast\"\n"),
-            "line 5: `route`: `fast` is not one of any, direct, relay",
+            "line 5: `route`: `fast` is not one of any, relay-first, direct, relay",
+        ),
+        (
+            "bad congestion control",
+            format!("{head}congestion = \"cubic\"\n"),
+            "line 5: `congestion`: `cubic` is not one of bbr, newreno",
         ),
         (
             "log level that would silence everything",

@@ -488,6 +488,7 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
         ],
         connect: vec![(name("/far"), addr("127.0.0.1:0"))],
         pins: vec![(name("/far"), key(5).public_key())],
+        options: Vec::new(),
     };
     let plan = a.plan(&wanted);
     assert_eq!(plan.remove, vec![name("/gone"), name("/moved")]);
@@ -532,6 +533,7 @@ fn removing_a_service_resets_its_connections_and_spares_the_others() {
             (name("/new"), addr("127.0.0.1:5001")),
         ],
         pins: Vec::new(),
+        options: Vec::new(),
     };
     let at = net.now;
     let b = net.node(2);

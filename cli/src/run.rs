@@ -156,10 +156,14 @@ impl Reloader {
                 restart.join(", ")
             );
         }
+        if new.connect_udp != running.connect_udp {
+            tracing::warn!("reload: UDP [[connect]] entries changed; that takes a restart");
+        }
         let services = Services {
             expose: new.expose,
             connect: new.connect,
             pins: new.peer_keys.into_iter().collect(),
+            options: new.expose_options,
         };
         lock(node).reload_base(services)
     }
@@ -196,6 +200,7 @@ pub fn daemon(
         expose: settings.expose.clone(),
         connect: settings.connect.clone(),
         pins: settings.peer_keys.clone().into_iter().collect(),
+        options: settings.expose_options.clone(),
     };
     // What was attached at run time comes back (the config file's entries win a clash: that
     // is refused here, not silently dropped).
@@ -207,6 +212,9 @@ pub fn daemon(
     let all = attached.onto(&base);
     spec.expose = all.expose;
     spec.connect = all.connect;
+    spec.expose_options = all.options;
+    spec.connect_udp.clone_from(&settings.connect_udp);
+    spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
     let node = Node::spawn(runtime, spec)?;
     let running = Arc::new(Mutex::new(Running::new(

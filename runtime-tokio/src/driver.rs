@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use burrow_core::Transmit;
+use std::sync::Arc;
+
+use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
@@ -30,6 +33,8 @@ const LOCAL_BATCH: usize = 64;
 pub(crate) struct Parts<R: Runtime> {
     pub(crate) socket: R::Udp,
     pub(crate) listeners: Vec<(ListenerId, R::Listener)>,
+    /// The UDP sockets of UDP services we reach.
+    pub(crate) udp_listeners: Vec<(UdpListenerId, R::Udp)>,
     pub(crate) commands: Receiver<Command>,
     /// Dropped when the loop ends, which tells handles it has stopped.
     pub(crate) done: Sender<()>,
@@ -52,6 +57,11 @@ struct Loop<R: Runtime> {
     directory: Sender<DirectoryChange>,
     /// Each listener's accept task; dropping it closes the listener.
     accepts: BTreeMap<ListenerId, R::Task>,
+    /// Each UDP listener socket and its reader task.
+    udp_listeners: BTreeMap<UdpListenerId, (Arc<R::Udp>, R::Task)>,
+    /// Each UDP flow's socket toward its target, and its reader task; dropping it closes
+    /// the socket.
+    flows: BTreeMap<FlowId, (Arc<R::Udp>, SocketAddr, R::Task)>,
 }
 
 /// What woke the loop.
@@ -67,6 +77,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
     let Parts {
         socket,
         listeners,
+        udp_listeners,
         commands,
         done: _done,
         directory,
@@ -96,9 +107,17 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         admins: BTreeMap::new(),
         directory,
         accepts: BTreeMap::new(),
+        udp_listeners: BTreeMap::new(),
+        flows: BTreeMap::new(),
     };
     for (id, listener) in listeners {
         state.accept(id, listener);
+    }
+    for (id, socket) in udp_listeners {
+        let socket = Arc::new(socket);
+        let role = local::UdpRole::Listener(id);
+        let task = R::spawn(local::udp_recv::<R>(role, socket.clone(), state.to_loop.clone()));
+        state.udp_listeners.insert(id, (socket, task));
     }
     let mut turn = 0usize;
     loop {
@@ -178,6 +197,8 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         }
     }
     state.accepts.clear();
+    state.udp_listeners.clear();
+    state.flows.clear();
 }
 
 impl<R: Runtime> Loop<R> {
@@ -208,6 +229,7 @@ impl<R: Runtime> Loop<R> {
             match self.node.poll_output() {
                 Output::Transmit(t) => self.outbox.push(t),
                 Output::Action(action) => self.action(action),
+                Output::Udp(action) => self.udp_action(action),
                 Output::Log(line) => crate::log(&line),
                 Output::Save { path, contents } => crate::save(&path, &contents),
                 Output::StunResult { probe, mapped, .. } => {
@@ -270,8 +292,8 @@ impl<R: Runtime> Loop<R> {
     fn local(&mut self, now: Instant, report: Local<R>) {
         let node = &mut self.node;
         match report {
-            Local::Accepted(listener, stream) => {
-                if let Some(id) = node.handle_accept(now, listener) {
+            Local::Accepted(listener, stream, origin) => {
+                if let Some(id) = node.handle_accept_from(now, listener, origin) {
                     let tasks = local::start(id, stream, &self.to_loop, node.read_chunk());
                     self.conns.insert(id, tasks);
                 }
@@ -289,6 +311,59 @@ impl<R: Runtime> Loop<R> {
             Local::Eof(id) => node.handle_eof(now, id),
             Local::Written(id, n) => node.handle_written(now, id, n),
             Local::Failed(id, e) => node.handle_conn_error(now, id, &e.to_string()),
+            Local::UdpRecv(listener, from, data) => {
+                node.handle_udp_recv_from(now, listener, from, &data)
+            }
+            Local::FlowRecv(flow, data) => node.handle_udp_recv(now, flow, &data),
+            Local::FlowFailed(flow, e) => {
+                self.flows.remove(&flow);
+                node.handle_udp_error(now, flow, &e.to_string());
+            }
+        }
+    }
+
+    /// Performs a UDP action: opens a flow's socket, sends (a datagram the socket does not
+    /// take is dropped, as UDP may), or closes it.
+    fn udp_action(&mut self, action: UdpAction) {
+        let send = |socket: &R::Udp, data: &[u8], to: SocketAddr| {
+            if let Err(e) = R::udp_try_send_to(socket, data, to) {
+                tracing::debug!(error = %e, %to, "UDP send failed");
+            }
+        };
+        match action {
+            UdpAction::Open { flow, target } => {
+                match crate::flow_socket(target).and_then(R::wrap_udp) {
+                    Ok(socket) => {
+                        tracing::debug!(%flow, %target, "UDP flow opened");
+                        let socket = Arc::new(socket);
+                        let role = local::UdpRole::Flow(flow, target);
+                        let task = R::spawn(local::udp_recv::<R>(
+                            role,
+                            socket.clone(),
+                            self.to_loop.clone(),
+                        ));
+                        self.flows.insert(flow, (socket, target, task));
+                    }
+                    // Reported through the loop, which has the clock.
+                    Err(e) => {
+                        let _ = self.to_loop.try_send(Local::FlowFailed(flow, e));
+                    }
+                }
+            }
+            UdpAction::Send { flow, data } => {
+                if let Some((socket, target, _)) = self.flows.get(&flow) {
+                    send(socket, &data, *target);
+                }
+            }
+            UdpAction::SendTo { listener, to, data } => {
+                if let Some((socket, _)) = self.udp_listeners.get(&listener) {
+                    send(socket, &data, to);
+                }
+            }
+            UdpAction::Close { flow } => {
+                tracing::debug!(%flow, "UDP flow closed");
+                self.flows.remove(&flow);
+            }
         }
     }
 

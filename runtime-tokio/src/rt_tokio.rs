@@ -98,6 +98,21 @@ impl Runtime for Tokio {
         udp.try_io(interest(direction), op)
     }
 
+    fn udp_try_recv_from(udp: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        udp.try_recv_from(buf)
+    }
+
+    fn udp_try_send_to(udp: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+        udp.try_send_to(data, to)
+    }
+
+    fn local_addr(stream: &Stream) -> Option<SocketAddr> {
+        match stream {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+
     fn wrap_listener(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         TcpListener::from_std(listener)
     }

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
 use burrow_core::forward::{Protocol, ProxyVersion};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::node::Runtime;
 

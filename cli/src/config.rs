@@ -272,7 +272,9 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
     let mut udp_forward = UdpConfig::default();
     if let Some(secs) = file.udp_flow_timeout {
         if secs == 0 {
-            return Err(format!("`udp_flow_timeout` in {source}: must be at least 1 (seconds)"));
+            return Err(format!(
+                "`udp_flow_timeout` in {source}: must be at least 1 (seconds)"
+            ));
         }
         udp_forward.idle_timeout = std::time::Duration::from_secs(secs);
     }
@@ -479,18 +481,30 @@ mod tests {
     #[test]
     fn bad_udp_and_proxy_entries_say_why() {
         for (entry, want) in [
-            ("target = \"localhost:53\"\nprotocol = \"udp\"", "must be IP:PORT"),
-            ("target = \"127.0.0.1:53\"\nprotocol = \"sctp\"", "not one of tcp, udp"),
+            (
+                "target = \"localhost:53\"\nprotocol = \"udp\"",
+                "must be IP:PORT",
+            ),
+            (
+                "target = \"127.0.0.1:53\"\nprotocol = \"sctp\"",
+                "not one of tcp, udp",
+            ),
             (
                 "target = \"127.0.0.1:53\"\nprotocol = \"udp\"\nproxy_protocol = \"v1\"",
                 "TCP services only",
             ),
-            ("target = \"127.0.0.1:80\"\nproxy_protocol = \"v3\"", "not one of v1, v2"),
+            (
+                "target = \"127.0.0.1:80\"\nproxy_protocol = \"v3\"",
+                "not one of v1, v2",
+            ),
         ] {
             let text = format!("{HEAD}[[expose]]\nname = \"/a/x\"\n{entry}\n");
             let file: File = toml::from_str(&text).unwrap();
             let err = settings(file, DaemonArgs::default(), "c.toml").unwrap_err();
-            assert!(err.starts_with("[[expose]] #1 in c.toml") && err.contains(want), "{err}");
+            assert!(
+                err.starts_with("[[expose]] #1 in c.toml") && err.contains(want),
+                "{err}"
+            );
         }
     }
 

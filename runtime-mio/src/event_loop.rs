@@ -183,7 +183,9 @@ pub(crate) fn run(parts: Parts) {
                         state.connect_resolved(now, id, addr);
                     }
                 }
-                token @ Token(t) if t >= FIRST_FLOW || (FIRST_UDP_LISTENER..FIRST_CONN).contains(&t) => {
+                token @ Token(t)
+                    if t >= FIRST_FLOW || (FIRST_UDP_LISTENER..FIRST_CONN).contains(&t) =>
+                {
                     state.udp_sockets.readable(now, token, &mut state.node);
                 }
                 Token(t) if t >= FIRST_CONN => {

@@ -116,7 +116,11 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
     for (id, socket) in udp_listeners {
         let socket = Arc::new(socket);
         let role = local::UdpRole::Listener(id);
-        let task = R::spawn(local::udp_recv::<R>(role, socket.clone(), state.to_loop.clone()));
+        let task = R::spawn(local::udp_recv::<R>(
+            role,
+            socket.clone(),
+            state.to_loop.clone(),
+        ));
         state.udp_listeners.insert(id, (socket, task));
     }
     let mut turn = 0usize;

@@ -103,7 +103,9 @@ impl Runtime for Tokio {
     }
 
     fn udp_try_send_to(udp: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
-        udp.try_send_to(data, to)
+        // Straight to the socket: tokio's `try_send_to` says `WouldBlock` until the reactor
+        // has seen the socket writable, which drops a new flow's first datagram.
+        SockRef::from(udp).send_to(data, &to.into())
     }
 
     fn local_addr(stream: &Stream) -> Option<SocketAddr> {

@@ -61,8 +61,11 @@ struct Loop<R: Runtime> {
     udp_listeners: BTreeMap<UdpListenerId, (Arc<R::Udp>, R::Task)>,
     /// Each UDP flow's socket toward its target, and its reader task; dropping it closes
     /// the socket.
-    flows: BTreeMap<FlowId, (Arc<R::Udp>, SocketAddr, R::Task)>,
+    flows: BTreeMap<FlowId, FlowSocket<R>>,
 }
+
+/// A UDP flow's socket, its service's address, and its reader task.
+type FlowSocket<R> = (Arc<<R as Runtime>::Udp>, SocketAddr, <R as Runtime>::Task);
 
 /// What woke the loop.
 enum Wake<R: Runtime> {

@@ -315,7 +315,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
 }
 
 /// `protocol = "tcp" | "udp"`, TCP when absent.
-fn protocol(text: Option<&str>) -> Result<Protocol, String> {
+pub fn protocol(text: Option<&str>) -> Result<Protocol, String> {
     text.map_or(Ok(Protocol::Tcp), |t| {
         t.parse().map_err(|e| format!("protocol {e}"))
     })
@@ -323,7 +323,7 @@ fn protocol(text: Option<&str>) -> Result<Protocol, String> {
 
 /// How an `[[expose]]` entry is forwarded, checked: a UDP target is an IP:PORT (each flow
 /// sends to it, no name lookup), and the PROXY protocol is for TCP only.
-fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
+pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
     let protocol = protocol(e.protocol.as_deref())?;
     let proxy_protocol = match e.proxy_protocol.as_deref() {
         None => None,

@@ -257,6 +257,19 @@ pub fn daemon(
         println!("listening on {addr} for {service}");
     }
     tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = runtime.name(), "daemon running");
+    let forwards_udp = !settings.connect_udp.is_empty()
+        || settings
+            .expose_options
+            .iter()
+            .any(|(_, o)| o.protocol == burrow_core::forward::Protocol::Udp);
+    if forwards_udp {
+        if let Ok(Some(max)) = node.control().status().map(|s| s.udp_max_payload) {
+            tracing::info!(
+                max_payload = max,
+                "UDP forwarding: datagrams up to {max} bytes travel, larger ones are dropped and counted"
+            );
+        }
+    }
     notify::notify(&format!(
         "READY=1\nSTATUS=daemon on udp {}",
         node.udp_addr()

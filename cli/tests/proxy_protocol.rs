@@ -115,7 +115,11 @@ fn proxy_protocol(runtime: &str, version: &str) {
     for _ in 0..3 {
         let (me, seen) = get(listen);
         println!("{runtime} {version}: client {me}, HAProxy saw {seen}");
-        assert_eq!(seen, me.to_string(), "HAProxy's source is the client's address");
+        assert_eq!(
+            seen,
+            me.to_string(),
+            "HAProxy's source is the client's address"
+        );
     }
 }
 

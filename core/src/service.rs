@@ -21,6 +21,8 @@ use crate::rendezvous::ServiceName;
 pub(crate) const HEADER_VERSION: u8 = 1;
 /// Version byte of the stream header with an origin.
 pub(crate) const HEADER_VERSION_ORIGIN: u8 = 2;
+/// The longest service name (as `ServiceName` allows).
+const MAX_NAME: usize = 128;
 /// Length of an IPv4 origin: two addresses and two ports.
 const ORIGIN_V4: usize = 2 * (4 + 2);
 /// Length of an IPv6 origin.
@@ -127,6 +129,10 @@ impl HeaderReader {
             [_] => return HeaderState::Need(1),
             [v, len, rest @ ..] => (*v, usize::from(*len), rest),
         };
+        // No longer name parses: refuse it now rather than buffer up to 255 bytes of it.
+        if len > MAX_NAME {
+            return HeaderState::Bad;
+        }
         if rest.len() < len {
             return HeaderState::Need(len - rest.len());
         }
@@ -325,7 +331,8 @@ mod tests {
             reader.push(&bytes);
             let _ = reader.state();
             let (state, read) = read_as_session(&bytes);
-            prop_assert!(read <= 2 + 128 + 1 + ORIGIN_V6 || state == HeaderState::Bad);
+            // Never more than the longest valid header is read, whatever the bytes.
+            prop_assert!(read <= 2 + 128 + 1 + ORIGIN_V6, "{state:?} after {read}");
         }
 
         #[test]

@@ -28,6 +28,9 @@ use crate::udp::Udp;
 const RECV_ROUNDS: usize = 16;
 /// Local reports handled per wake-up before the node's output is sent.
 const LOCAL_BATCH: usize = 64;
+/// Forwarded UDP datagrams waiting for the loop; a reader task waits (and its socket's
+/// buffer fills and drops, as UDP does) while this many are queued.
+const UDP_QUEUE: usize = 1024;
 
 /// What the task owns besides the node.
 pub(crate) struct Parts<R: Runtime> {
@@ -49,6 +52,8 @@ struct Loop<R: Runtime> {
     /// Transmits drained from the node, sent together so runs can be batched.
     outbox: Vec<Transmit>,
     to_loop: Sender<Local<R>>,
+    /// Where the readers of forwarded UDP sockets send their datagrams (bounded).
+    udp_to_loop: Sender<Local<R>>,
     conns: BTreeMap<ConnId, ConnTasks>,
     /// STUN probes asked for by handles, waiting for their answer.
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
@@ -71,6 +76,7 @@ type FlowSocket<R> = (Arc<<R as Runtime>::Udp>, SocketAddr, <R as Runtime>::Task
 enum Wake<R: Runtime> {
     Datagram(io::Result<()>),
     Local(Local<R>),
+    Forwarded(Local<R>),
     Command(Option<Command>),
     Deadline,
 }
@@ -86,6 +92,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         directory,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
+    let (udp_to_loop, forwarded) = async_channel::bounded(UDP_QUEUE);
     let mut udp = match Udp::new(&socket) {
         Ok(udp) => udp,
         Err(e) => {
@@ -105,6 +112,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         udp,
         outbox: Vec::new(),
         to_loop,
+        udp_to_loop,
         conns: BTreeMap::new(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
@@ -122,7 +130,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         let task = R::spawn(local::udp_recv::<R>(
             role,
             socket.clone(),
-            state.to_loop.clone(),
+            state.udp_to_loop.clone(),
         ));
         state.udp_listeners.insert(id, (socket, task));
     }
@@ -134,19 +142,24 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         let wake = {
             let mut datagram = pin!(R::udp_ready(&state.socket, Direction::Read));
             let mut report = pin!(local.recv());
+            let mut udp_report = pin!(forwarded.recv());
             let mut command = pin!(commands.recv());
             let mut timer = pin!(R::sleep_until(deadline));
             // Round robin, so a busy socket does not starve local sockets or commands.
             poll_fn(|cx| {
-                for i in 0..4 {
-                    let ready = match (turn + i) % 4 {
+                for i in 0..5 {
+                    let ready = match (turn + i) % 5 {
                         0 => datagram.as_mut().poll(cx).map(Wake::Datagram),
-                        // `local` never closes: the loop holds a sender.
+                        // `local` and `forwarded` never close: the loop holds senders.
                         1 => report
                             .as_mut()
                             .poll(cx)
                             .map(|r| r.map_or(Wake::Command(None), Wake::Local)),
                         2 => command.as_mut().poll(cx).map(|c| Wake::Command(c.ok())),
+                        3 => udp_report
+                            .as_mut()
+                            .poll(cx)
+                            .map(|r| r.map_or(Wake::Command(None), Wake::Forwarded)),
                         _ => timer.as_mut().poll(cx).map(|()| Wake::Deadline),
                     };
                     if ready.is_ready() {
@@ -168,6 +181,15 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                 state.local(now, report);
                 for _ in 1..LOCAL_BATCH {
                     match local.try_recv() {
+                        Ok(report) => state.local(now, report),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Forwarded(report) => {
+                state.local(now, report);
+                for _ in 1..LOCAL_BATCH {
+                    match forwarded.try_recv() {
                         Ok(report) => state.local(now, report),
                         Err(_) => break,
                     }
@@ -347,7 +369,7 @@ impl<R: Runtime> Loop<R> {
                         let task = R::spawn(local::udp_recv::<R>(
                             role,
                             socket.clone(),
-                            self.to_loop.clone(),
+                            self.udp_to_loop.clone(),
                         ));
                         self.flows.insert(flow, (socket, target, task));
                     }

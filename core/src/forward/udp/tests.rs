@@ -384,3 +384,51 @@ fn malformed_datagrams_are_counted() {
     assert_eq!(net.hosts[A].m.udp.stats().dropped_malformed, 4);
     assert_eq!(net.hosts[A].m.open.len(), 1);
 }
+
+/// On a link that loses, duplicates and reorders datagrams, forwarded datagrams are lost or
+/// duplicated like any UDP, never retransmitted: the service sees no more datagrams than the
+/// clients sent plus the link's duplicates, and no answer ever reaches another client.
+#[test]
+fn lossy_links_lose_datagrams_but_never_mix_flows() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.link = Link {
+        latency: LATENCY,
+        jitter: Duration::from_millis(20),
+        loss_ppm: 100_000,
+        dup_ppm: 20_000,
+    };
+    let mut sent = 0u64;
+    for round in 0..40u16 {
+        for port in 100..110u16 {
+            net.send(port, format!("{port}/{round}").as_bytes());
+            sent += 1;
+        }
+        net.run_for(Duration::from_millis(50));
+    }
+    net.run_for(Duration::from_secs(2));
+    let sends = net.hosts[A]
+        .m
+        .actions
+        .iter()
+        .filter(|a| matches!(a, UdpAction::Send { .. }))
+        .count() as u64;
+    assert!(sends < sent, "some were lost: {sends} of {sent}");
+    assert!(sends > sent / 2, "most arrive: {sends} of {sent}");
+    let mut answered = 0;
+    for port in 100..110u16 {
+        for answer in net.received(port) {
+            let text = String::from_utf8(answer).unwrap();
+            assert!(
+                text.starts_with(&format!("re:{port}/")),
+                "{port} got {text}"
+            );
+            answered += 1;
+        }
+    }
+    assert!(answered > 0 && answered <= 2 * sent, "{answered}");
+    assert_eq!(
+        net.hosts[B].m.udp.flows(net.now).len(),
+        10,
+        "one flow per client"
+    );
+}

@@ -122,6 +122,18 @@ pub struct UdpForwarder {
     stats: UdpStats,
 }
 
+/// What `burrow status` says about a flow the exposing daemon refused.
+fn refusal(why: CloseWhy) -> String {
+    let what = match why {
+        CloseWhy::Refused => "not a UDP service it exposes to us".to_string(),
+        CloseWhy::Limit => "the service has as many flows as it allows".into(),
+        CloseWhy::Failed => "its socket toward the service failed".into(),
+        CloseWhy::Unknown => "it forgot the flow".into(),
+        CloseWhy::Other(code) => format!("reason {code}"),
+    };
+    format!("a flow was refused by the exposing daemon: {what}")
+}
+
 impl UdpForwarder {
     /// A forwarder with no listeners and no flows.
     pub fn new(config: UdpConfig) -> Self {
@@ -393,10 +405,14 @@ impl UdpForwarder {
                 why: CloseWhy::Unknown,
                 ..
             } => f.accepted = false,
-            FlowMsg::Close { .. } => {
+            FlowMsg::Close { why, .. } => {
                 if !f.refused {
                     f.refused = true;
                     self.stats.flows_refused += 1;
+                    let service = f.service.clone();
+                    if let Some(w) = self.wanted.get_mut(&service) {
+                        w.last_error = Some(refusal(why));
+                    }
                 }
             }
             _ => self.stats.dropped_malformed += 1,

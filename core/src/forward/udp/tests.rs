@@ -276,6 +276,9 @@ fn flow_limits_drop_and_count() {
     assert_eq!(net.hosts[A].m.open.len(), 3);
     assert_eq!(net.hosts[A].m.udp.stats().dropped_limit, 1, "client 4");
     assert_eq!(bs.flows_refused, 1);
+    let services: Vec<_> = net.hosts[B].m.udp.services().collect();
+    let why = services[0].3.expect("the refusal shows in status");
+    assert!(why.contains("as many flows as it allows"), "{why}");
     for port in 1..=3 {
         assert_eq!(net.received(port), vec![b"re:x".to_vec()]);
     }

@@ -245,6 +245,16 @@ mod tests {
         }
     }
 
+    /// proptest's shrunk failure: a version-1 header whose name length (167) is past any
+    /// service name used to be read in full before it was refused.
+    #[test]
+    fn regression_a_name_length_past_128_is_refused_at_once() {
+        let mut bytes = vec![1u8, 167];
+        bytes.extend(std::iter::repeat_n(0u8, 200));
+        assert_eq!(read_as_session(&bytes), (HeaderState::Bad, 2));
+        assert_eq!(read_as_session(&[2, 129]), (HeaderState::Bad, 2));
+    }
+
     #[test]
     fn mapped_and_mixed_origins_keep_one_family() {
         let name = ServiceName::parse("/a").unwrap();

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use burrow_core::forward::{Protocol, ProxyVersion};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::node::Runtime;
@@ -112,14 +113,24 @@ pub enum Command {
     ///   runtime = "tokio"               # tokio, smol or mio
     ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
+    ///   udp_flow_timeout = 60           # seconds a UDP flow lives idle
+    ///   udp_max_flows = 1024            # UDP flows per service
+    ///
     ///   [[expose]]
     ///   name = "/home/ssh"
     ///   target = "127.0.0.1:22"
+    ///   proxy_protocol = "v2"           # optional: v1 or v2, the client's address first
+    ///
+    ///   [[expose]]
+    ///   name = "/home/dns"
+    ///   target = "127.0.0.1:53"         # IP:PORT for UDP
+    ///   protocol = "udp"                # tcp (default) or udp
     ///
     ///   [[connect]]
     ///   name = "/office/db"
     ///   listen = "127.0.0.1:5432"
     ///   peer_key = "BASE64 key"         # optional; else pinned at first use
+    ///   protocol = "tcp"                # tcp (default) or udp
     #[command(verbatim_doc_comment)]
     Daemon {
         /// The TOML config file.
@@ -133,8 +144,14 @@ pub enum Command {
         /// The service name, a path such as `/home/ssh`.
         name: String,
         /// Where connections go locally: a TCP address such as 127.0.0.1:22, or a unix socket
-        /// as unix:/run/app.sock.
+        /// as unix:/run/app.sock; with `--protocol udp`, a UDP IP:PORT such as 127.0.0.1:53.
         target: String,
+        /// Forward TCP connections or UDP datagrams (`--udp` is the daemon's own UDP address).
+        #[arg(long, value_name = "tcp|udp", default_value = "tcp")]
+        protocol: Protocol,
+        /// Send each connection's client address first, with the PROXY protocol (v1 or v2).
+        #[arg(long, value_name = "v1|v2")]
+        proxy_protocol: Option<ProxyVersion>,
         #[command(flatten)]
         common: DaemonArgs,
     },
@@ -142,13 +159,17 @@ pub enum Command {
     Connect {
         /// The service name, as exposed.
         name: String,
-        /// Local TCP address to listen on; port 0 picks one and prints it.
+        /// Local TCP (or UDP, with `--protocol udp`) address to listen on; port 0 picks one
+        /// and prints it.
         listen: SocketAddr,
         /// The key the service's daemon must have (its `daemon public key`). Without it, the
         /// first key met is remembered in `known_services` in the state directory and any
         /// other is refused later, as ssh does with known_hosts.
         #[arg(long, value_name = "KEY")]
         peer_key: Option<String>,
+        /// Forward TCP connections or UDP datagrams (`--udp` is the daemon's own UDP address).
+        #[arg(long, value_name = "tcp|udp", default_value = "tcp")]
+        protocol: Protocol,
         #[command(flatten)]
         common: DaemonArgs,
     },

@@ -203,10 +203,33 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
         if let Err(why) = check_target(&e.target) {
             p.entry("expose", i, "target", why);
         }
+        if let Err(why) = config::expose_options_of(e) {
+            let key = if why.starts_with("proxy_protocol") || why.contains("TCP only") {
+                "proxy_protocol"
+            } else if why.starts_with("protocol") {
+                "protocol"
+            } else {
+                "target"
+            };
+            p.entry("expose", i, key, why);
+        }
+    }
+    if file.udp_flow_timeout == Some(0) {
+        p.top("udp_flow_timeout", "must be at least 1 (seconds)");
+    }
+    if file.udp_max_flows == Some(0) {
+        p.top("udp_max_flows", "must be at least 1");
     }
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ports: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+    let mut ports: BTreeMap<(bool, SocketAddr), usize> = BTreeMap::new();
     for (i, c) in file.connect.iter().enumerate() {
+        let udp = match config::protocol(c.protocol.as_deref()) {
+            Ok(p) => p == burrow_core::forward::Protocol::Udp,
+            Err(why) => {
+                p.entry("connect", i, "protocol", why);
+                false
+            }
+        };
         if let Err(why) = config::service(&c.name) {
             p.entry("connect", i, "name", why);
         } else if let Some(first) = names.insert(c.name.clone(), i) {
@@ -225,7 +248,8 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
                 format!("`{}` is not IP:PORT", c.listen),
             ),
             Ok(addr) if addr.port() != 0 => {
-                if let Some(first) = ports.insert(addr, i) {
+                // TCP and UDP may listen on the same port.
+                if let Some(first) = ports.insert((udp, addr), i) {
                     let why = format!("{addr} is used already by [[connect]] #{}", first + 1);
                     p.entry("connect", i, "listen", why);
                 }
@@ -295,5 +319,29 @@ mod tests {
         assert!(check_target("127.0.0.1").is_err());
         assert!(check_target("unix:").is_err());
         assert!(check_target("host:0").is_err());
+    }
+
+    #[test]
+    fn udp_and_proxy_entries_are_checked() {
+        let text = "server = \"127.0.0.1:7000\"\nserver_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\ntoken = \"t\"\nudp_max_flows = 0\n\
+            [[expose]]\nname = \"/a\"\ntarget = \"localhost:53\"\nprotocol = \"udp\"\n\
+            [[connect]]\nname = \"/b\"\nlisten = \"127.0.0.1:53\"\nprotocol = \"udp\"\n\
+            [[connect]]\nname = \"/c\"\nlisten = \"127.0.0.1:53\"\n\
+            [[connect]]\nname = \"/d\"\nlisten = \"127.0.0.1:54\"\nprotocol = \"quic\"\n";
+        let dir = std::env::temp_dir().join(format!("burrow-check-udp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = daemon(&path).unwrap_err().join("\n");
+        assert!(err.contains("udp_max_flows"), "{err}");
+        assert!(
+            err.contains("[[expose]] #1 target") && err.contains("IP:PORT"),
+            "{err}"
+        );
+        assert!(err.contains("[[connect]] #3 protocol"), "{err}");
+        assert!(
+            !err.contains("used already"),
+            "TCP and UDP share port 53: {err}"
+        );
     }
 }

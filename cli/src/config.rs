@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use burrow_core::forward::udp::UdpConfig;
+use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion};
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::{CongestionControl, PublicKey, RoutePolicy};
 use serde::Deserialize;
@@ -37,6 +39,10 @@ pub struct File {
     pub log_format: Option<LogFormat>,
     /// The runtime (`--runtime` overrides it).
     pub runtime: Option<Runtime>,
+    /// Seconds a UDP flow lives without a datagram either way (default 60).
+    pub udp_flow_timeout: Option<u64>,
+    /// Most UDP flows at once per service (default 1024).
+    pub udp_max_flows: Option<usize>,
     #[serde(default)]
     pub expose: Vec<Expose>,
     #[serde(default)]
@@ -48,6 +54,10 @@ pub struct File {
 pub struct Expose {
     pub name: String,
     pub target: String,
+    /// `tcp` (the default) or `udp`.
+    pub protocol: Option<String>,
+    /// `v1` or `v2`: send the client's address ahead of each connection (TCP only).
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +66,8 @@ pub struct Connect {
     pub name: String,
     pub listen: String,
     pub peer_key: Option<String>,
+    /// `tcp` (the default) or `udp`.
+    pub protocol: Option<String>,
 }
 
 /// Everything a daemon needs, checked.
@@ -76,8 +88,16 @@ pub struct Settings {
     pub relay_first: bool,
     /// The tunnels' congestion controller.
     pub congestion: CongestionControl,
+    /// Exposed services, TCP and UDP alike (`expose_options` says which).
     pub expose: Vec<(ServiceName, String)>,
+    /// How exposed services are forwarded, for those that are not plain TCP.
+    pub expose_options: Vec<(ServiceName, ExposeOptions)>,
+    /// TCP services to reach.
     pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// UDP services to reach (set at start; a reload leaves them as they are).
+    pub connect_udp: Vec<(ServiceName, SocketAddr)>,
+    /// UDP forwarding tuning.
+    pub udp_forward: UdpConfig,
     /// Destination keys given up front (`peer_key`), by service.
     pub peer_keys: BTreeMap<ServiceName, PublicKey>,
 }
@@ -215,18 +235,21 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         }
     };
     let mut expose = Vec::new();
+    let mut expose_options = Vec::new();
     for (i, e) in file.expose.into_iter().enumerate() {
-        let name =
-            service(&e.name).map_err(|why| format!("[[expose]] #{} in {source}: {why}", i + 1))?;
+        let at = || format!("[[expose]] #{} in {source}", i + 1);
+        let name = service(&e.name).map_err(|why| format!("{}: {why}", at()))?;
         if expose.iter().any(|(n, _)| *n == name) {
-            return Err(format!(
-                "[[expose]] #{} in {source}: `{name}` is exposed twice",
-                i + 1
-            ));
+            return Err(format!("{}: `{name}` is exposed twice", at()));
+        }
+        let options = expose_options_of(&e).map_err(|why| format!("{}: {why}", at()))?;
+        if options != ExposeOptions::default() {
+            expose_options.push((name.clone(), options));
         }
         expose.push((name, e.target));
     }
     let mut connect = Vec::new();
+    let mut connect_udp: Vec<(ServiceName, SocketAddr)> = Vec::new();
     let mut peer_keys = BTreeMap::new();
     for (i, c) in file.connect.into_iter().enumerate() {
         let at = || format!("[[connect]] #{} in {source}", i + 1);
@@ -235,10 +258,17 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             .listen
             .parse()
             .map_err(|_| format!("{}: listen `{}` is not IP:PORT", at(), c.listen))?;
-        if connect.iter().any(|(n, _)| *n == name) {
+        let protocol = protocol(c.protocol.as_deref()).map_err(|why| format!("{}: {why}", at()))?;
+        let both = connect.iter().chain(&connect_udp);
+        if both.clone().any(|(n, _)| *n == name) {
             return Err(format!("{}: `{name}` is connected twice", at()));
         }
-        if listen.port() != 0 && connect.iter().any(|(_, a)| *a == listen) {
+        let same = if protocol == Protocol::Udp {
+            &connect_udp
+        } else {
+            &connect
+        };
+        if listen.port() != 0 && same.iter().any(|(_, a)| *a == listen) {
             return Err(format!("{}: {listen} is listened on twice", at()));
         }
         if let Some(text) = &c.peer_key {
@@ -247,7 +277,25 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
                 .map_err(|e| format!("{}: peer_key `{text}`: {e}", at()))?;
             peer_keys.insert(name.clone(), key);
         }
-        connect.push((name, listen));
+        match protocol {
+            Protocol::Udp => connect_udp.push((name, listen)),
+            Protocol::Tcp => connect.push((name, listen)),
+        }
+    }
+    let mut udp_forward = UdpConfig::default();
+    if let Some(secs) = file.udp_flow_timeout {
+        if secs == 0 {
+            return Err(format!(
+                "`udp_flow_timeout` in {source}: must be at least 1 (seconds)"
+            ));
+        }
+        udp_forward.idle_timeout = std::time::Duration::from_secs(secs);
+    }
+    if let Some(n) = file.udp_max_flows {
+        if n == 0 {
+            return Err(format!("`udp_max_flows` in {source}: must be at least 1"));
+        }
+        udp_forward.max_flows = n;
     }
     let files = args.path_token_files.iter().chain(&file.path_token_files);
     let path_tokens = files
@@ -272,8 +320,46 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         relay_first,
         congestion,
         expose,
+        expose_options,
         connect,
+        connect_udp,
+        udp_forward,
         peer_keys,
+    })
+}
+
+/// `protocol = "tcp" | "udp"`, TCP when absent.
+pub fn protocol(text: Option<&str>) -> Result<Protocol, String> {
+    text.map_or(Ok(Protocol::Tcp), |t| {
+        t.parse().map_err(|e| format!("protocol {e}"))
+    })
+}
+
+/// How an `[[expose]]` entry is forwarded, checked: a UDP target is an IP:PORT (each flow
+/// sends to it, no name lookup), and the PROXY protocol is for TCP only.
+pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
+    let protocol = protocol(e.protocol.as_deref())?;
+    let proxy_protocol = match e.proxy_protocol.as_deref() {
+        None => None,
+        Some(t) => Some(
+            t.parse::<ProxyVersion>()
+                .map_err(|e| format!("proxy_protocol {e}"))?,
+        ),
+    };
+    if protocol == Protocol::Udp {
+        if proxy_protocol.is_some() {
+            return Err("proxy_protocol is for TCP services only".into());
+        }
+        if e.target.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "a UDP target must be IP:PORT, such as 127.0.0.1:53 (not `{}`)",
+                e.target
+            ));
+        }
+    }
+    Ok(ExposeOptions {
+        protocol,
+        proxy_protocol,
     })
 }
 
@@ -371,6 +457,69 @@ mod tests {
         };
         let s = settings(file, args, "burrow.toml").unwrap();
         assert_eq!(s.token, "flag");
+    }
+
+    const HEAD: &str = "server = \"127.0.0.1:7000\"\nserver_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\ntoken = \"t\"\n";
+
+    #[test]
+    fn udp_and_proxy_protocol_entries() {
+        let text = format!(
+            "{HEAD}udp_flow_timeout = 30\nudp_max_flows = 8\n\
+             [[expose]]\nname = \"/a/dns\"\ntarget = \"127.0.0.1:53\"\nprotocol = \"udp\"\n\
+             [[expose]]\nname = \"/a/web\"\ntarget = \"127.0.0.1:80\"\nproxy_protocol = \"v2\"\n\
+             [[connect]]\nname = \"/b/dns\"\nlisten = \"127.0.0.1:5353\"\nprotocol = \"udp\"\n\
+             [[connect]]\nname = \"/b/web\"\nlisten = \"127.0.0.1:5353\"\n"
+        );
+        let file: File = toml::from_str(&text).unwrap();
+        let s = settings(file, DaemonArgs::default(), "c.toml").unwrap();
+        assert_eq!(s.expose.len(), 2);
+        assert_eq!(
+            s.expose_options,
+            vec![
+                (service("/a/dns").unwrap(), ExposeOptions::udp()),
+                (
+                    service("/a/web").unwrap(),
+                    ExposeOptions {
+                        protocol: Protocol::Tcp,
+                        proxy_protocol: Some(ProxyVersion::V2)
+                    }
+                ),
+            ]
+        );
+        assert_eq!(s.connect_udp.len(), 1);
+        assert_eq!(s.connect.len(), 1, "TCP and UDP may share a port number");
+        assert_eq!(s.udp_forward.max_flows, 8);
+        assert_eq!(s.udp_forward.idle_timeout.as_secs(), 30);
+    }
+
+    #[test]
+    fn bad_udp_and_proxy_entries_say_why() {
+        for (entry, want) in [
+            (
+                "target = \"localhost:53\"\nprotocol = \"udp\"",
+                "must be IP:PORT",
+            ),
+            (
+                "target = \"127.0.0.1:53\"\nprotocol = \"sctp\"",
+                "not one of tcp, udp",
+            ),
+            (
+                "target = \"127.0.0.1:53\"\nprotocol = \"udp\"\nproxy_protocol = \"v1\"",
+                "TCP services only",
+            ),
+            (
+                "target = \"127.0.0.1:80\"\nproxy_protocol = \"v3\"",
+                "not one of v1, v2",
+            ),
+        ] {
+            let text = format!("{HEAD}[[expose]]\nname = \"/a/x\"\n{entry}\n");
+            let file: File = toml::from_str(&text).unwrap();
+            let err = settings(file, DaemonArgs::default(), "c.toml").unwrap_err();
+            assert!(
+                err.starts_with("[[expose]] #1 in c.toml") && err.contains(want),
+                "{err}"
+            );
+        }
     }
 
     #[test]

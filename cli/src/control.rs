@@ -326,6 +326,38 @@ pub fn render(s: &Status) -> String {
     }
     line(String::new());
     line(format!("{} open connection(s)", s.conns.len()));
+    let u = &s.udp;
+    let any_udp = !s.flows.is_empty() || u.flows_opened > 0;
+    if any_udp {
+        line(String::new());
+        line("FLOW  SERVICE                         SIDE  LOCAL                   OUT                IN                 DROPPED  IDLE".into());
+        for f in &s.flows {
+            line(format!(
+                "{:<5} {:<31} {:<5} {:<23} {:<18} {:<18} {:<8} {:.0} s",
+                f.flow,
+                f.service,
+                if f.incoming { "in" } else { "out" },
+                f.local,
+                format!("{} ({})", f.datagrams_out, bytes(f.bytes_out)),
+                format!("{} ({})", f.datagrams_in, bytes(f.bytes_in)),
+                f.dropped,
+                f.idle_secs,
+            ));
+        }
+        line(format!(
+            "udp flows: {} opened, {} expired, {} refused; dropped: {} too large (max {} B), {} over the flow limit, {} unreachable, {} malformed, {} unknown flow, {} not sent",
+            u.flows_opened,
+            u.flows_expired,
+            u.flows_refused,
+            u.dropped_too_large,
+            s.udp_max_payload.map_or("-".into(), |m| m.to_string()),
+            u.dropped_limit,
+            u.dropped_unreachable,
+            u.dropped_malformed,
+            u.dropped_unknown_flow,
+            u.dropped_send,
+        ));
+    }
     out
 }
 

@@ -182,10 +182,17 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Expose {
             name,
             target,
+            protocol,
+            proxy_protocol,
             common,
         } => {
             let file = config::File {
-                expose: vec![config::Expose { name, target }],
+                expose: vec![config::Expose {
+                    name,
+                    target,
+                    protocol: Some(protocol.to_string()),
+                    proxy_protocol: proxy_protocol.map(|v| v.to_string()),
+                }],
                 ..config::File::default()
             };
             quick(file, common, level, format, or_default(runtime))
@@ -194,6 +201,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             name,
             listen,
             peer_key,
+            protocol,
             common,
         } => {
             let file = config::File {
@@ -201,6 +209,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     name,
                     listen: listen.to_string(),
                     peer_key,
+                    protocol: Some(protocol.to_string()),
                 }],
                 ..config::File::default()
             };

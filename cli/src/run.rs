@@ -157,10 +157,14 @@ impl Reloader {
                 restart.join(", ")
             );
         }
+        if new.connect_udp != running.connect_udp {
+            tracing::warn!("reload: UDP [[connect]] entries changed; that takes a restart");
+        }
         let services = Services {
             expose: new.expose,
             connect: new.connect,
             pins: new.peer_keys.into_iter().collect(),
+            options: new.expose_options,
         };
         lock(node).reload_base(services)
     }
@@ -198,6 +202,7 @@ pub fn daemon(
         expose: settings.expose.clone(),
         connect: settings.connect.clone(),
         pins: settings.peer_keys.clone().into_iter().collect(),
+        options: settings.expose_options.clone(),
     };
     // What was attached at run time comes back (the config file's entries win a clash: that
     // is refused here, not silently dropped).
@@ -209,6 +214,9 @@ pub fn daemon(
     let all = attached.onto(&base);
     spec.expose = all.expose;
     spec.connect = all.connect;
+    spec.expose_options = all.options;
+    spec.connect_udp.clone_from(&settings.connect_udp);
+    spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
     let node = Node::spawn(runtime, spec)?;
     let running = Arc::new(Mutex::new(Running::new(
@@ -251,6 +259,19 @@ pub fn daemon(
         println!("listening on {addr} for {service}");
     }
     tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = runtime.name(), "daemon running");
+    let forwards_udp = !settings.connect_udp.is_empty()
+        || settings
+            .expose_options
+            .iter()
+            .any(|(_, o)| o.protocol == burrow_core::forward::Protocol::Udp);
+    if forwards_udp {
+        if let Ok(Some(max)) = node.control().status().map(|s| s.udp_max_payload) {
+            tracing::info!(
+                max_payload = max,
+                "UDP forwarding: datagrams up to {max} bytes travel, larger ones are dropped and counted"
+            );
+        }
+    }
     notify::notify(&format!(
         "READY=1\nSTATUS=daemon on udp {}",
         node.udp_addr()

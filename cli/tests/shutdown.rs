@@ -8,6 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -144,29 +145,6 @@ fn assert_reset(what: &str, end: std::io::Result<()>, took: Duration, within: Du
         took <= within,
         "{what}: reset after {took:?}, not within {within:?}"
     );
-}
-
-/// Makes each named test body (taking the runtime's name) a test on every runtime, named
-/// `body::runtime`.
-macro_rules! on_every_runtime {
-    ($($body:ident),* $(,)?) => {
-        $(mod $body {
-            #[test]
-            fn tokio() {
-                super::$body("tokio");
-            }
-
-            #[test]
-            fn smol() {
-                super::$body("smol");
-            }
-
-            #[test]
-            fn mio() {
-                super::$body("mio");
-            }
-        })*
-    };
 }
 
 on_every_runtime!(

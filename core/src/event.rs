@@ -84,6 +84,12 @@ pub enum Event {
         service: ServiceName,
         /// The local target given to [`crate::Endpoint::expose`] for it.
         target: String,
+        /// Where the connection came from on the opening side (its client's address and the
+        /// listener's), when the opener said (see [`crate::Endpoint::open_stream_from`]).
+        origin: Option<crate::forward::Origin>,
+        /// The PROXY protocol header the service wants ahead of the data, if any (see
+        /// [`crate::forward::ExposeOptions`]).
+        proxy: Option<crate::forward::ProxyVersion>,
     },
     /// A stream has data (or its end) to read. Edge-triggered: read until `Blocked`.
     StreamReadable {

@@ -9,8 +9,10 @@
 //! ## The run loop (the contract every driver follows)
 //!
 //! A runtime drives one [`node::Node`]: the [`Endpoint`] (the protocol), the
-//! [`forward::Forwarder`] (which local TCP or unix connection rides which stream) and what
-//! `burrow status` shows, behind one output. The runtime owns the sockets and nothing else.
+//! [`forward::Forwarder`] (which local TCP or unix connection rides which stream), the
+//! [`forward::udp::UdpForwarder`] (which local UDP flow rides which session datagrams) and
+//! what `burrow status` shows, behind one output. The runtime owns the sockets and nothing
+//! else.
 //!
 //! ```text
 //! let Started { mut node, listeners, .. } = node_config.start(udp_addr, listeners, seed, clock, route)?;
@@ -21,6 +23,8 @@
 //!             Output::Transmit(t)   => send t.payload to t.dst (with t.ttl if set; batch runs),
 //!             Output::Action(a)     => perform a on a local socket (connect, read once, write,
 //!                                      shut down, close),
+//!             Output::Udp(a)        => open a flow's UDP socket, send on it or on a UDP
+//!                                      listener, or close it,
 //!             Output::Log(line)     => log line at line.level(),
 //!             Output::StunResult{..} => answer whoever asked for that probe,
 //!             Output::Save{path, contents} => replace the file at path (atomically, mode 0600),
@@ -35,13 +39,16 @@
 //!         Datagram(from, bytes)  => node.handle_input(now, from, &bytes),
 //!         Deadline               => node.handle_timeout(now),
 //!         // The forwarder's half: what local sockets did, reported back.
-//!         Accepted(listener, s)  => if let Some(conn) = node.handle_accept(now, listener) { keep s as conn },
+//!         Accepted(listener, s)  => if let Some(conn) = node.handle_accept_from(now, listener, origin) { keep s as conn },
 //!         Connected(conn)        => node.handle_connected(now, conn),
 //!         ConnectFailed(conn, e) => node.handle_connect_failed(now, conn, &e),
 //!         Read(conn, bytes)      => node.handle_read(now, conn, &bytes),
 //!         Eof(conn)              => node.handle_eof(now, conn),
 //!         Written(conn, n)       => node.handle_written(now, conn, n),
 //!         Failed(conn, e)        => node.handle_conn_error(now, conn, &e),
+//!         UdpListener(l, from, d) => node.handle_udp_recv_from(now, l, from, &d),
+//!         FlowDatagram(flow, d)  => node.handle_udp_recv(now, flow, &d),
+//!         FlowFailed(flow, e)    => node.handle_udp_error(now, flow, &e),
 //!         Status(reply)          => reply(node.status()),
 //!         StunProbe(server, r)   => remember (node.stun_probe(now, server), r),
 //!         Shutdown               => { node.shutdown(now); drain and send once more; break }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::event::{Event, PeerId};
-use crate::forward::{Forwarder, ServiceState};
+use crate::forward::udp::{FlowInfo, UdpForwarder, UdpListenerId, UdpStats};
+use crate::forward::{ExposeOptions, Forwarder, Protocol, ServiceState};
 use crate::rendezvous::ServiceName;
 
 /// A snapshot of a node.
@@ -33,6 +34,15 @@ pub struct Status {
     pub services: Vec<ServiceInfo>,
     /// Live local connections.
     pub conns: Vec<ConnInfo>,
+    /// Live UDP flows, both sides.
+    #[serde(default)]
+    pub flows: Vec<FlowInfo>,
+    /// What UDP forwarding did and dropped.
+    #[serde(default)]
+    pub udp: UdpStats,
+    /// The largest UDP datagram a flow carries; larger ones are dropped and counted.
+    #[serde(default)]
+    pub udp_max_payload: Option<usize>,
 }
 
 /// One session.
@@ -231,5 +241,50 @@ pub(crate) fn snapshot(
             .collect(),
         services,
         conns,
+        ..Status::default()
+    }
+}
+
+/// Adds UDP forwarding to `status`: the flows and counters of `udp` (on `ep`, at `now`), the
+/// UDP services behind `listeners`, and how each exposed service is forwarded (`options`),
+/// after its target.
+pub(crate) fn add_udp(
+    status: &mut Status,
+    (ep, udp, now): (&Endpoint, &UdpForwarder, std::time::Instant),
+    listeners: &[(ServiceName, SocketAddr, UdpListenerId)],
+    options: &BTreeMap<ServiceName, ExposeOptions>,
+) {
+    status.flows = udp.flows(now);
+    status.udp = udp.stats().clone();
+    status.udp_max_payload = Some(UdpForwarder::max_payload(ep));
+    for (name, state, waiting, last_error) in udp.services() {
+        let (state, peer) = match state {
+            ServiceState::Idle => ("idle", None),
+            ServiceState::Asking => ("asking", None),
+            ServiceState::Ready(p) => ("ready", Some(p.0)),
+        };
+        status.services.push(ServiceInfo {
+            name: format!("{name} (udp)"),
+            listen: listeners
+                .iter()
+                .filter(|(n, _, _)| n == name)
+                .map(|(_, a, _)| *a)
+                .collect(),
+            state: state.into(),
+            peer,
+            waiting,
+            last_error: last_error.cloned(),
+        });
+    }
+    for (name, target) in &mut status.exposed {
+        let Some(o) = name.parse().ok().and_then(|n: ServiceName| options.get(&n)) else {
+            continue;
+        };
+        if o.protocol == Protocol::Udp {
+            target.push_str(" (udp)");
+        }
+        if let Some(v) = o.proxy_protocol {
+            target.push_str(&format!(" (proxy protocol {v})"));
+        }
     }
 }

@@ -17,6 +17,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::Command;
 use crate::conn::{Conn, LocalStream, Report};
+use crate::udp_flows::{FIRST_FLOW, FIRST_UDP_LISTENER, UdpSockets};
+use burrow_core::forward::Origin;
+use burrow_core::forward::udp::UdpListenerId;
 
 const UDP: Token = Token(0);
 /// The token of the waker that handles and name lookups use to deliver their messages.
@@ -35,6 +38,8 @@ pub(crate) struct Parts {
     pub(crate) node: Node,
     pub(crate) socket: UdpSocket,
     pub(crate) listeners: Vec<(ListenerId, TcpListener)>,
+    /// The UDP sockets of UDP services we reach.
+    pub(crate) udp_listeners: Vec<(UdpListenerId, UdpSocket)>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) directory: Sender<DirectoryChange>,
 }
@@ -69,6 +74,8 @@ struct Loop {
     /// Where the server's directory changes go, to be stored.
     directory: Sender<DirectoryChange>,
     read_buf: Vec<u8>,
+    /// UDP listener and flow sockets of forwarded UDP services.
+    udp_sockets: UdpSockets,
 }
 
 /// Runs until shut down (or every handle is gone).
@@ -79,6 +86,7 @@ pub(crate) fn run(parts: Parts) {
         node,
         mut socket,
         mut listeners,
+        udp_listeners,
         commands,
         directory,
     } = parts;
@@ -123,7 +131,17 @@ pub(crate) fn run(parts: Parts) {
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         directory,
+        udp_sockets: UdpSockets::new(),
     };
+    for (id, socket) in udp_listeners {
+        if let Err(e) = state
+            .udp_sockets
+            .add_listener(state.poll.registry(), id, socket)
+        {
+            tracing::error!(error = %e, "cannot poll a UDP listener");
+            return;
+        }
+    }
     let mut events = Events::with_capacity(256);
     let mut now = Instant::now();
     loop {
@@ -165,6 +183,11 @@ pub(crate) fn run(parts: Parts) {
                         state.connect_resolved(now, id, addr);
                     }
                 }
+                token @ Token(t)
+                    if t >= FIRST_FLOW || (FIRST_UDP_LISTENER..FIRST_CONN).contains(&t) =>
+                {
+                    state.udp_sockets.readable(now, token, &mut state.node);
+                }
                 Token(t) if t >= FIRST_CONN => {
                     let id = ConnId((t - FIRST_CONN) as u64);
                     if let Some(c) = state.conns.get_mut(&id) {
@@ -202,6 +225,12 @@ impl Loop {
                 match self.node.poll_output() {
                     Output::Transmit(t) => self.outbox.push_back(t),
                     Output::Action(action) => self.action(now, action),
+                    Output::Udp(action) => {
+                        let failed = self.udp_sockets.action(self.poll.registry(), action);
+                        if let Some((flow, why)) = failed {
+                            self.node.handle_udp_error(now, flow, &why);
+                        }
+                    }
                     Output::Log(line) => burrow_tokio::log(&line),
                     Output::Save { path, contents } => burrow_tokio::save(&path, &contents),
                     Output::StunResult { probe, mapped, .. } => {
@@ -280,10 +309,10 @@ impl Loop {
                 return;
             }
             let listener = *listener;
-            let stream = match socket.accept() {
+            let (stream, from) = match socket.accept() {
                 Ok((stream, from)) => {
                     tracing::debug!(%from, %listener, "accepted");
-                    stream
+                    (stream, from)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -292,7 +321,11 @@ impl Loop {
                     return;
                 }
             };
-            if let Some(id) = self.node.handle_accept(now, listener) {
+            let origin = stream.local_addr().ok().map(|local| Origin {
+                client: from,
+                local,
+            });
+            if let Some(id) = self.node.handle_accept_from(now, listener, origin) {
                 self.add_conn(now, id, LocalStream::Tcp(stream), false);
             }
         }

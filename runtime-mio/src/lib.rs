@@ -20,6 +20,7 @@
 
 mod conn;
 mod event_loop;
+mod udp_flows;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,21 +68,38 @@ impl Node {
             mio::net::TcpListener::bind,
             mio::net::TcpListener::local_addr,
         )?;
+        let udp_listeners = node::bind_listeners(
+            &config.connect_udp,
+            |addr| {
+                let socket = std::net::UdpSocket::bind(addr)?;
+                socket.set_nonblocking(true)?;
+                Ok(mio::net::UdpSocket::from_std(socket))
+            },
+            mio::net::UdpSocket::local_addr,
+        )?;
         let poll = Poll::new().map_err(bind_err)?;
         let waker = Arc::new(Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?);
         let seed = node::seed(getrandom::fill)?;
         let clock = (Instant::now(), SystemTime::now());
         let started = config.start(udp_addr, listeners, seed, clock, local_ip_toward)?;
-        let (public_key, listeners) = (started.public_key, started.listen_addrs);
+        let (public_key, mut listeners) = (started.public_key, started.listen_addrs);
+        listeners.extend(
+            udp_listeners
+                .iter()
+                .map(|l| (l.service.clone(), l.addr.unwrap_or(udp_addr))),
+        );
+        let mut node = started.node;
+        let udp_listeners = node.listen_udp(udp_listeners);
         let (commands, rx) = mpsc::channel();
         let (directory, changes) = mpsc::channel();
         let parts = event_loop::Parts {
             directory,
             poll,
             waker: waker.clone(),
-            node: started.node,
+            node,
             socket,
             listeners: started.listeners,
+            udp_listeners,
             commands: rx,
         };
         let thread = std::thread::Builder::new()

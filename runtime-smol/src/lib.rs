@@ -106,6 +106,21 @@ impl Runtime for Smol {
         op()
     }
 
+    fn udp_try_recv_from(udp: &Self::Udp, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        udp.get_ref().recv_from(buf)
+    }
+
+    fn udp_try_send_to(udp: &Self::Udp, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+        udp.get_ref().send_to(data, to)
+    }
+
+    fn local_addr(stream: &Stream) -> Option<SocketAddr> {
+        match stream {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+
     fn wrap_listener(listener: std::net::TcpListener) -> io::Result<Self::Listener> {
         Async::new(listener)
     }

@@ -12,6 +12,9 @@ use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use burrow_core::Transmit;
+use std::sync::Arc;
+
+use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
@@ -25,11 +28,16 @@ use crate::udp::Udp;
 const RECV_ROUNDS: usize = 16;
 /// Local reports handled per wake-up before the node's output is sent.
 const LOCAL_BATCH: usize = 64;
+/// Forwarded UDP datagrams waiting for the loop; a reader task waits (and its socket's
+/// buffer fills and drops, as UDP does) while this many are queued.
+const UDP_QUEUE: usize = 1024;
 
 /// What the task owns besides the node.
 pub(crate) struct Parts<R: Runtime> {
     pub(crate) socket: R::Udp,
     pub(crate) listeners: Vec<(ListenerId, R::Listener)>,
+    /// The UDP sockets of UDP services we reach.
+    pub(crate) udp_listeners: Vec<(UdpListenerId, R::Udp)>,
     pub(crate) commands: Receiver<Command>,
     /// Dropped when the loop ends, which tells handles it has stopped.
     pub(crate) done: Sender<()>,
@@ -44,6 +52,8 @@ struct Loop<R: Runtime> {
     /// Transmits drained from the node, sent together so runs can be batched.
     outbox: Vec<Transmit>,
     to_loop: Sender<Local<R>>,
+    /// Where the readers of forwarded UDP sockets send their datagrams (bounded).
+    udp_to_loop: Sender<Local<R>>,
     conns: BTreeMap<ConnId, ConnTasks>,
     /// STUN probes asked for by handles, waiting for their answer.
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
@@ -52,12 +62,21 @@ struct Loop<R: Runtime> {
     directory: Sender<DirectoryChange>,
     /// Each listener's accept task; dropping it closes the listener.
     accepts: BTreeMap<ListenerId, R::Task>,
+    /// Each UDP listener socket and its reader task.
+    udp_listeners: BTreeMap<UdpListenerId, (Arc<R::Udp>, R::Task)>,
+    /// Each UDP flow's socket toward its target, and its reader task; dropping it closes
+    /// the socket.
+    flows: BTreeMap<FlowId, FlowSocket<R>>,
 }
+
+/// A UDP flow's socket, its service's address, and its reader task.
+type FlowSocket<R> = (Arc<<R as Runtime>::Udp>, SocketAddr, <R as Runtime>::Task);
 
 /// What woke the loop.
 enum Wake<R: Runtime> {
     Datagram(io::Result<()>),
     Local(Local<R>),
+    Forwarded(Local<R>),
     Command(Option<Command>),
     Deadline,
 }
@@ -67,11 +86,13 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
     let Parts {
         socket,
         listeners,
+        udp_listeners,
         commands,
         done: _done,
         directory,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
+    let (udp_to_loop, forwarded) = async_channel::bounded(UDP_QUEUE);
     let mut udp = match Udp::new(&socket) {
         Ok(udp) => udp,
         Err(e) => {
@@ -91,14 +112,27 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         udp,
         outbox: Vec::new(),
         to_loop,
+        udp_to_loop,
         conns: BTreeMap::new(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         directory,
         accepts: BTreeMap::new(),
+        udp_listeners: BTreeMap::new(),
+        flows: BTreeMap::new(),
     };
     for (id, listener) in listeners {
         state.accept(id, listener);
+    }
+    for (id, socket) in udp_listeners {
+        let socket = Arc::new(socket);
+        let role = local::UdpRole::Listener(id);
+        let task = R::spawn(local::udp_recv::<R>(
+            role,
+            socket.clone(),
+            state.udp_to_loop.clone(),
+        ));
+        state.udp_listeners.insert(id, (socket, task));
     }
     let mut turn = 0usize;
     loop {
@@ -108,19 +142,24 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         let wake = {
             let mut datagram = pin!(R::udp_ready(&state.socket, Direction::Read));
             let mut report = pin!(local.recv());
+            let mut udp_report = pin!(forwarded.recv());
             let mut command = pin!(commands.recv());
             let mut timer = pin!(R::sleep_until(deadline));
             // Round robin, so a busy socket does not starve local sockets or commands.
             poll_fn(|cx| {
-                for i in 0..4 {
-                    let ready = match (turn + i) % 4 {
+                for i in 0..5 {
+                    let ready = match (turn + i) % 5 {
                         0 => datagram.as_mut().poll(cx).map(Wake::Datagram),
-                        // `local` never closes: the loop holds a sender.
+                        // `local` and `forwarded` never close: the loop holds senders.
                         1 => report
                             .as_mut()
                             .poll(cx)
                             .map(|r| r.map_or(Wake::Command(None), Wake::Local)),
                         2 => command.as_mut().poll(cx).map(|c| Wake::Command(c.ok())),
+                        3 => udp_report
+                            .as_mut()
+                            .poll(cx)
+                            .map(|r| r.map_or(Wake::Command(None), Wake::Forwarded)),
                         _ => timer.as_mut().poll(cx).map(|()| Wake::Deadline),
                     };
                     if ready.is_ready() {
@@ -142,6 +181,15 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                 state.local(now, report);
                 for _ in 1..LOCAL_BATCH {
                     match local.try_recv() {
+                        Ok(report) => state.local(now, report),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Forwarded(report) => {
+                state.local(now, report);
+                for _ in 1..LOCAL_BATCH {
+                    match forwarded.try_recv() {
                         Ok(report) => state.local(now, report),
                         Err(_) => break,
                     }
@@ -178,6 +226,8 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         }
     }
     state.accepts.clear();
+    state.udp_listeners.clear();
+    state.flows.clear();
 }
 
 impl<R: Runtime> Loop<R> {
@@ -208,6 +258,7 @@ impl<R: Runtime> Loop<R> {
             match self.node.poll_output() {
                 Output::Transmit(t) => self.outbox.push(t),
                 Output::Action(action) => self.action(action),
+                Output::Udp(action) => self.udp_action(action),
                 Output::Log(line) => crate::log(&line),
                 Output::Save { path, contents } => crate::save(&path, &contents),
                 Output::StunResult { probe, mapped, .. } => {
@@ -270,8 +321,8 @@ impl<R: Runtime> Loop<R> {
     fn local(&mut self, now: Instant, report: Local<R>) {
         let node = &mut self.node;
         match report {
-            Local::Accepted(listener, stream) => {
-                if let Some(id) = node.handle_accept(now, listener) {
+            Local::Accepted(listener, stream, origin) => {
+                if let Some(id) = node.handle_accept_from(now, listener, origin) {
                     let tasks = local::start(id, stream, &self.to_loop, node.read_chunk());
                     self.conns.insert(id, tasks);
                 }
@@ -289,6 +340,59 @@ impl<R: Runtime> Loop<R> {
             Local::Eof(id) => node.handle_eof(now, id),
             Local::Written(id, n) => node.handle_written(now, id, n),
             Local::Failed(id, e) => node.handle_conn_error(now, id, &e.to_string()),
+            Local::UdpRecv(listener, from, data) => {
+                node.handle_udp_recv_from(now, listener, from, &data)
+            }
+            Local::FlowRecv(flow, data) => node.handle_udp_recv(now, flow, &data),
+            Local::FlowFailed(flow, e) => {
+                self.flows.remove(&flow);
+                node.handle_udp_error(now, flow, &e.to_string());
+            }
+        }
+    }
+
+    /// Performs a UDP action: opens a flow's socket, sends (a datagram the socket does not
+    /// take is dropped, as UDP may), or closes it.
+    fn udp_action(&mut self, action: UdpAction) {
+        let send = |socket: &R::Udp, data: &[u8], to: SocketAddr| {
+            if let Err(e) = R::udp_try_send_to(socket, data, to) {
+                tracing::debug!(error = %e, %to, "UDP send failed");
+            }
+        };
+        match action {
+            UdpAction::Open { flow, target } => {
+                match crate::flow_socket(target).and_then(R::wrap_udp) {
+                    Ok(socket) => {
+                        tracing::debug!(%flow, %target, "UDP flow opened");
+                        let socket = Arc::new(socket);
+                        let role = local::UdpRole::Flow(flow, target);
+                        let task = R::spawn(local::udp_recv::<R>(
+                            role,
+                            socket.clone(),
+                            self.udp_to_loop.clone(),
+                        ));
+                        self.flows.insert(flow, (socket, target, task));
+                    }
+                    // Reported through the loop, which has the clock.
+                    Err(e) => {
+                        let _ = self.to_loop.try_send(Local::FlowFailed(flow, e));
+                    }
+                }
+            }
+            UdpAction::Send { flow, data } => {
+                if let Some((socket, target, _)) = self.flows.get(&flow) {
+                    send(socket, &data, *target);
+                }
+            }
+            UdpAction::SendTo { listener, to, data } => {
+                if let Some((socket, _)) = self.udp_listeners.get(&listener) {
+                    send(socket, &data, to);
+                }
+            }
+            UdpAction::Close { flow } => {
+                tracing::debug!(%flow, "UDP flow closed");
+                self.flows.remove(&flow);
+            }
         }
     }
 

@@ -46,22 +46,42 @@ pub fn start<R: Runtime>(
     let udp_addr = socket.local_addr().map_err(bind_err)?;
     let socket = R::wrap_udp(socket).map_err(bind_err)?;
     let listeners = bind_listeners::<R>(&config.connect)?;
+    let udp_listeners = node::bind_listeners(
+        &config.connect_udp,
+        |addr| {
+            let socket = std::net::UdpSocket::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            R::wrap_udp(socket)
+        },
+        |s: &R::Udp| {
+            let addr = SockRef::from(s).local_addr()?;
+            addr.as_socket()
+                .ok_or_else(|| io::Error::other("not an IP socket"))
+        },
+    )?;
     let seed = node::seed(getrandom::fill)?;
     let clock = (Instant::now(), SystemTime::now());
     let started = config.start(udp_addr, listeners, seed, clock, crate::local_ip_toward)?;
     let Started {
-        node,
+        mut node,
         public_key,
         listeners,
-        listen_addrs,
+        mut listen_addrs,
         ..
     } = started;
+    listen_addrs.extend(
+        udp_listeners
+            .iter()
+            .map(|l| (l.service.clone(), l.addr.unwrap_or(udp_addr))),
+    );
+    let udp_listeners = node.listen_udp(udp_listeners);
     let (commands, rx) = bounded(16);
     let (done, stopped) = bounded(1);
     let (directory, changes) = async_channel::unbounded();
     let parts = Parts::<R> {
         socket,
         listeners,
+        udp_listeners,
         commands: rx,
         done,
         directory,

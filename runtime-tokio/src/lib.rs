@@ -100,6 +100,20 @@ pub fn log_close(conn: ConnId, reason: Option<&str>) {
     }
 }
 
+/// A non-blocking UDP socket on an ephemeral port of `target`'s family, for one UDP flow
+/// toward `target` (`burrow_core::forward::udp::UdpAction::Open`). Not connected, so that
+/// sending to the target works on every system: its reader ignores anyone but the target.
+pub fn flow_socket(target: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let any: SocketAddr = if target.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 /// The local address the OS routes toward `server` from, found by connecting a throwaway UDP
 /// socket (which sends nothing); the OS query behind
 /// [`burrow_core::config::RendezvousConfig::default_host_candidates`].

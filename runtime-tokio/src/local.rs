@@ -7,7 +7,11 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, unbounded};
-use burrow_core::forward::{ConnId, ListenerId};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use burrow_core::forward::udp::{FlowId, UdpListenerId};
+use burrow_core::forward::{ConnId, ListenerId, Origin};
 use bytes::Bytes;
 
 use crate::runtime::Runtime;
@@ -18,7 +22,13 @@ pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// What local sockets report to the driver.
 pub(crate) enum Local<R: Runtime> {
-    Accepted(ListenerId, R::Stream),
+    Accepted(ListenerId, R::Stream, Option<Origin>),
+    /// A UDP listener socket received a datagram from a local client.
+    UdpRecv(UdpListenerId, SocketAddr, Bytes),
+    /// A flow's socket received a datagram from its service.
+    FlowRecv(FlowId, Bytes),
+    /// A flow's socket could not be opened, or failed.
+    FlowFailed(FlowId, io::Error),
     Connected(ConnId, R::Stream),
     ConnectFailed(ConnId, io::Error),
     Read(ConnId, Bytes),
@@ -99,7 +109,15 @@ pub(crate) async fn accept<R: Runtime>(
         match R::accept(&listener).await {
             Ok((stream, from)) => {
                 tracing::debug!(%from, listener = %id, "accepted");
-                if to_loop.send(Local::Accepted(id, stream)).await.is_err() {
+                let origin = R::local_addr(&stream).map(|local| Origin {
+                    client: from,
+                    local,
+                });
+                if to_loop
+                    .send(Local::Accepted(id, stream, origin))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -203,5 +221,55 @@ async fn write_task<R: Runtime>(
     drop(reader);
     if abort {
         R::reset(wr);
+    }
+}
+
+/// The largest UDP datagram.
+const MAX_UDP: usize = 65_536;
+
+/// Where a UDP socket's datagrams go: a listener's (any local client) or a flow's (its
+/// service's answers only).
+#[derive(Clone, Copy)]
+pub(crate) enum UdpRole {
+    Listener(UdpListenerId),
+    Flow(FlowId, SocketAddr),
+}
+
+/// Reads a forwarded service's UDP socket until the driver goes away (or the task is
+/// dropped), reporting each datagram. A flow's socket is not connected (so that sending to
+/// its target works everywhere): datagrams from anyone but the target are ignored.
+pub(crate) async fn udp_recv<R: Runtime>(
+    role: UdpRole,
+    socket: Arc<R::Udp>,
+    to_loop: Sender<Local<R>>,
+) {
+    let mut buf = vec![0u8; MAX_UDP];
+    loop {
+        if let Err(e) = R::udp_ready(&socket, crate::Direction::Read).await {
+            if let UdpRole::Flow(flow, _) = role {
+                let _ = to_loop.send(Local::FlowFailed(flow, e)).await;
+            }
+            return;
+        }
+        loop {
+            let (n, from) = match R::udp_try_recv_from(&socket, &mut buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // An ICMP error from an earlier send, on some systems: not fatal.
+                    tracing::debug!(error = %e, "UDP receive failed");
+                    break;
+                }
+            };
+            let data = Bytes::copy_from_slice(&buf[..n]);
+            let msg = match role {
+                UdpRole::Listener(id) => Local::UdpRecv(id, from, data),
+                UdpRole::Flow(flow, target) if from == target => Local::FlowRecv(flow, data),
+                UdpRole::Flow(..) => continue,
+            };
+            if to_loop.send(msg).await.is_err() {
+                return;
+            }
+        }
     }
 }

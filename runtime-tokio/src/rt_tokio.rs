@@ -98,6 +98,23 @@ impl Runtime for Tokio {
         udp.try_io(interest(direction), op)
     }
 
+    fn udp_try_recv_from(udp: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        udp.try_recv_from(buf)
+    }
+
+    fn udp_try_send_to(udp: &UdpSocket, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+        // Straight to the socket: tokio's `try_send_to` says `WouldBlock` until the reactor
+        // has seen the socket writable, which drops a new flow's first datagram.
+        SockRef::from(udp).send_to(data, &to.into())
+    }
+
+    fn local_addr(stream: &Stream) -> Option<SocketAddr> {
+        match stream {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+
     fn wrap_listener(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         TcpListener::from_std(listener)
     }

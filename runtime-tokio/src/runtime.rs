@@ -55,12 +55,21 @@ pub trait Runtime: Send + Sync + 'static {
         op: impl FnOnce() -> io::Result<T>,
     ) -> io::Result<T>;
 
+    /// Receives one datagram from a UDP socket of a forwarded service (not the node's own)
+    /// without waiting: `WouldBlock` when there is none, which clears the readiness.
+    fn udp_try_recv_from(udp: &Self::Udp, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    /// Sends one datagram on such a socket without waiting (`WouldBlock`: dropped, as UDP
+    /// may).
+    fn udp_try_send_to(udp: &Self::Udp, data: &[u8], to: SocketAddr) -> io::Result<usize>;
+
     /// Registers a bound, non-blocking TCP listener.
     fn wrap_listener(listener: std::net::TcpListener) -> io::Result<Self::Listener>;
-    /// Accepts one connection.
+    /// Accepts one connection: the socket and the client's address.
     fn accept(
         listener: &Self::Listener,
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// The local address of an accepted connection, if it has one (TCP).
+    fn local_addr(stream: &Self::Stream) -> Option<SocketAddr>;
     /// Connects to `target`: `host:port` (resolved without blocking the runtime), or
     /// `unix:PATH` for a unix socket. TCP connections get `TCP_NODELAY`.
     fn connect(target: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;

@@ -9,6 +9,57 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+/// Makes each named test body (taking the runtime's name) a test on every runtime, named
+/// `body::runtime`. (Test files that use it declare `#[macro_use] mod common;`.)
+#[allow(unused_macros)]
+macro_rules! on_every_runtime {
+    ($($body:ident),* $(,)?) => {
+        $(mod $body {
+            #[test]
+            fn tokio() {
+                super::$body("tokio");
+            }
+
+            #[test]
+            fn smol() {
+                super::$body("smol");
+            }
+
+            #[test]
+            fn mio() {
+                super::$body("mio");
+            }
+        })*
+    };
+}
+
+/// The programs a test needs, or whether it must skip: on CI (`CI=true`) a missing program
+/// fails the test, elsewhere the test is skipped with the reason printed.
+pub fn need(programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new(p)
+                .arg("-v")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_err()
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "{} not installed (.ci/run installs them)",
+        missing.join(", ")
+    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    println!("skipping: {why}");
+    false
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_burrow");
 /// How long to wait for a line a process should print; only a hang reaches it.
 pub const WAIT: Duration = Duration::from_secs(30);

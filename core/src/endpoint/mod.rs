@@ -19,6 +19,7 @@ use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
 use crate::error::{ConnectError, SendError, ServiceError};
 use crate::event::{Event, PeerId};
+use crate::forward::ExposeOptions;
 use crate::path::{Path, RoutePolicy};
 use crate::punch::schedule::ProbeTtl;
 use crate::rendezvous::{Server, ServiceName};
@@ -587,10 +588,32 @@ impl Endpoint {
         service: ServiceName,
         target: impl Into<String>,
     ) -> Result<(), ServiceError> {
+        self.expose_with(now, service, target, ExposeOptions::default())
+    }
+
+    /// [`Self::expose`] with `options`: a UDP service (its flows are refused as streams, and
+    /// its streams as flows), or a TCP service that gets the PROXY protocol header.
+    pub fn expose_with(
+        &mut self,
+        now: Instant,
+        service: ServiceName,
+        target: impl Into<String>,
+        options: ExposeOptions,
+    ) -> Result<(), ServiceError> {
         self.publish(now, Some(&service))?;
-        self.exposed.insert(service, target.into());
+        self.exposed.insert(service, target.into(), options);
         self.after(now);
         Ok(())
+    }
+
+    /// The local target of the UDP `service` for a flow from `peer`, if we expose it as UDP
+    /// and the peer holds a grant for it: the same check as for a stream.
+    pub(crate) fn udp_target(&self, peer: PeerId, service: &ServiceName) -> Option<&str> {
+        let key = self.ids.key(peer)?;
+        if !self.access.allows(&key, service) {
+            return None;
+        }
+        self.exposed.udp_target(service)
     }
 
     /// Stops exposing `service`; later streams for it are refused. Returns whether it was

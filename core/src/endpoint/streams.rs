@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::Endpoint;
 use crate::error::StreamError;
 use crate::event::PeerId;
+use crate::forward::Origin;
 use crate::rendezvous::ServiceName;
 use crate::session::{Context, Session};
 use crate::stream::{MuxStats, ReadOutcome, StreamId};
@@ -39,11 +40,24 @@ impl Endpoint {
         peer: PeerId,
         service: &ServiceName,
     ) -> Result<StreamId, StreamError> {
+        self.open_stream_from(now, peer, service, None)
+    }
+
+    /// [`Self::open_stream`] for a connection that came from `origin` (a TCP client of a
+    /// local listener): the peer learns the client's address with the stream (a version-2
+    /// stream header), for a service that sends it on with the PROXY protocol.
+    pub fn open_stream_from(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        service: &ServiceName,
+        origin: Option<Origin>,
+    ) -> Result<StreamId, StreamError> {
         self.with_session(now, peer, |s, _| {
             let stream = s.streams.mux.open()?;
-            let header = crate::service::header(service);
+            let header = crate::service::header(service, origin);
             let written = s.streams.mux.write(stream, &header)?;
-            // A new stream's credit (64 KiB) always takes the header (at most 130 bytes).
+            // A new stream's credit (64 KiB) always takes the header (at most 167 bytes).
             debug_assert_eq!(written, header.len());
             Ok(stream)
         })

@@ -31,6 +31,11 @@ pub(super) struct Conn {
     pub(super) unflushed: usize,
     pub(super) bytes_read: u64,
     pub(super) bytes_written: u64,
+    /// Where an accepted connection came from, for the stream header.
+    pub(super) origin: Option<super::Origin>,
+    /// The PROXY protocol header to write once connected, for an incoming stream whose
+    /// service wants one.
+    pub(super) proxy_header: Option<Vec<u8>>,
 }
 
 impl Conn {
@@ -49,6 +54,8 @@ impl Conn {
             unflushed: 0,
             bytes_read: 0,
             bytes_written: 0,
+            origin: None,
+            proxy_header: None,
         }
     }
 

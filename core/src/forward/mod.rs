@@ -69,6 +69,9 @@
 
 mod action;
 mod conn;
+mod options;
+pub mod proxy;
+pub mod udp;
 
 #[cfg(test)]
 mod tests;
@@ -80,6 +83,7 @@ use bytes::Bytes;
 
 pub use action::{Action, ConnId, ListenerId};
 pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
+pub use options::{ExposeOptions, Origin, Protocol, ProxyVersion};
 
 use crate::endpoint::Endpoint;
 use crate::error::StreamError;
@@ -249,10 +253,23 @@ impl Forwarder {
         ep: &mut Endpoint,
         listener: ListenerId,
     ) -> Option<ConnId> {
+        self.handle_accept_from(now, ep, listener, None)
+    }
+
+    /// [`Self::handle_accept`] for a TCP client: `origin` (the client's address and the one
+    /// it connected to) travels with the stream, for a service that wants the PROXY protocol.
+    pub fn handle_accept_from(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        listener: ListenerId,
+        origin: Option<Origin>,
+    ) -> Option<ConnId> {
         let service = self.listeners.get(&listener)?.clone();
         let conn = self.new_conn();
-        self.conns
-            .insert(conn, Conn::new(service.clone(), false, true));
+        let mut c = Conn::new(service.clone(), false, true);
+        c.origin = origin;
+        self.conns.insert(conn, c);
         self.actions.push_back(Action::Read { conn });
         let wanted = self.wanted.get_mut(&service).expect("listen() made it");
         wanted.waiting.push_back(conn);
@@ -271,6 +288,13 @@ impl Forwarder {
         };
         c.connected = true;
         c.reading = true;
+        if let Some(header) = c.proxy_header.take() {
+            // Ahead of every byte of the stream; counts against the write budget until
+            // reported written, like any write.
+            c.unflushed += header.len();
+            let data = Bytes::from(header);
+            self.actions.push_back(Action::Write { conn, data });
+        }
         self.actions.push_back(Action::Read { conn });
         self.pump_stream(now, ep, conn);
     }
@@ -386,10 +410,13 @@ impl Forwarder {
                 stream,
                 service,
                 target,
+                origin,
+                proxy,
             } => {
                 let conn = self.new_conn();
                 let mut c = Conn::new(service.clone(), true, false);
                 c.stream = Some((*peer, *stream));
+                c.proxy_header = proxy.map(|v| proxy::header(v, *origin));
                 self.conns.insert(conn, c);
                 self.streams.insert((*peer, *stream), conn);
                 self.actions.push_back(Action::Connect {
@@ -475,7 +502,8 @@ impl Forwarder {
             let Some(&conn) = w.waiting.front() else {
                 return;
             };
-            match ep.open_stream(now, peer, service) {
+            let origin = self.conns.get(&conn).and_then(|c| c.origin);
+            match ep.open_stream_from(now, peer, service, origin) {
                 Ok(stream) => {
                     w.waiting.pop_front();
                     let c = self.conns.get_mut(&conn).expect("waiting conns are live");

@@ -521,3 +521,46 @@ fn server_speaks_first_then_remote_stop_resets() {
         "{reason:?}"
     );
 }
+
+/// A service exposed with the PROXY protocol gets the client's address (as the connecting
+/// side's listener saw it, carried in the stream header) ahead of the first byte, once; a
+/// client accepted without an origin gets `UNKNOWN`.
+#[test]
+fn proxy_protocol_header_comes_first() {
+    let (mut net, listener) = Net::new(ForwardConfig::default());
+    let options = ExposeOptions {
+        protocol: Protocol::Tcp,
+        proxy_protocol: Some(ProxyVersion::V1),
+    };
+    net.with(A, |_, ep, now| {
+        ep.expose_with(now, name("/t/echo"), "echo", options)
+    })
+    .unwrap();
+    let origin = Origin {
+        client: "192.0.2.9:51000".parse().unwrap(),
+        local: "127.0.0.1:6000".parse().unwrap(),
+    };
+    let client = net
+        .with(B, |f, ep, now| {
+            f.handle_accept_from(now, ep, listener, Some(origin))
+        })
+        .unwrap();
+    net.read(B, client, b"GET /");
+    net.run_for(Duration::from_millis(200));
+    let server = net.incoming(0);
+    net.with(A, |f, ep, now| f.handle_connected(now, ep, server));
+    net.run_for(Duration::from_millis(200));
+    let want = b"PROXY TCP4 192.0.2.9 127.0.0.1 51000 6000\r\nGET /";
+    assert_eq!(net.local(A, server).received, want);
+    // The header is not counted as the client's data.
+    let conns: Vec<_> = net.hosts[A].m.fwd.conns().collect();
+    assert_eq!(conns[0].bytes_written, 5);
+
+    let plain = net.accept(listener);
+    net.read(B, plain, b"x");
+    net.run_for(Duration::from_millis(200));
+    let server = net.incoming(1);
+    net.with(A, |f, ep, now| f.handle_connected(now, ep, server));
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.local(A, server).received, b"PROXY UNKNOWN\r\nx");
+}

@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::error::ServiceError;
-use crate::forward::{ForwardConfig, Forwarder, ListenerId};
+use crate::forward::udp::{UdpConfig, UdpForwarder};
+use crate::forward::{ExposeOptions, ForwardConfig, Forwarder, ListenerId};
 use crate::node::Node;
 use crate::rendezvous::ServiceName;
 
@@ -29,8 +30,16 @@ pub struct NodeConfig {
     /// Services to reach: name and the local TCP address to listen on for it (port 0 picks
     /// one; the runtime's node handle tells which).
     pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// How each exposed service is forwarded, by name; a service not listed is plain TCP.
+    pub expose_options: Vec<(ServiceName, ExposeOptions)>,
+    /// UDP services to reach: name and the local UDP address to listen on for it. The
+    /// runtime binds these ([`bind_listeners`] with a UDP bind) and hands them to
+    /// [`Node::listen_udp`] after [`Self::start`].
+    pub connect_udp: Vec<(ServiceName, SocketAddr)>,
     /// Forwarder tuning.
     pub forward: ForwardConfig,
+    /// UDP forwarding tuning: idle timeout, flows per service.
+    pub udp: UdpConfig,
     /// The daemon's state directory, where [`super::Output::Save`] writes core's state
     /// (`known_services`); `None` keeps it in memory only.
     pub state_dir: Option<PathBuf>,
@@ -44,7 +53,10 @@ impl NodeConfig {
             bind,
             expose: Vec::new(),
             connect: Vec::new(),
+            expose_options: Vec::new(),
+            connect_udp: Vec::new(),
             forward: ForwardConfig::default(),
+            udp: UdpConfig::default(),
             state_dir: None,
         }
     }
@@ -75,9 +87,13 @@ impl NodeConfig {
             .map(|r| r.pinned.clone())
             .unwrap_or_default();
         let mut endpoint = Endpoint::new(endpoint_config, seed, now, unix_now);
+        let options = |name: &ServiceName| {
+            let found = self.expose_options.iter().find(|(n, _)| n == name);
+            found.map(|(_, o)| *o).unwrap_or_default()
+        };
         for (service, target) in &self.expose {
             endpoint
-                .expose(now, service.clone(), target.clone())
+                .expose_with(now, service.clone(), target.clone(), options(service))
                 .map_err(|source| StartError::Expose {
                     service: service.clone(),
                     source,
@@ -94,8 +110,10 @@ impl NodeConfig {
             accept.push((id, listener.socket));
         }
         let listen_addrs = listen.iter().map(|(s, a, _)| (s.clone(), *a)).collect();
+        let options = self.expose_options.into_iter().collect();
         let node = Node::new(now, endpoint, forwarder, udp_addr, self.expose, listen)
-            .with_state(self.state_dir, known);
+            .with_state(self.state_dir, known)
+            .with_udp(UdpForwarder::new(self.udp), options);
         Ok(Started {
             node,
             public_key,

@@ -30,7 +30,8 @@ use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::error::ServiceError;
 use crate::event::Event;
-use crate::forward::{Action, ConnId, Forwarder, ListenerId};
+use crate::forward::udp::{FlowId, UdpAction, UdpForwarder, UdpListenerId};
+use crate::forward::{Action, ConnId, ExposeOptions, Forwarder, ListenerId, Origin};
 use crate::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use crate::rendezvous::{ServerEvent, ServiceName};
 use crate::status::{self, Seen, Status};
@@ -52,6 +53,8 @@ pub enum Output {
     Transmit(Transmit),
     /// Do this to a local socket: connect, read once, write, shut down or close.
     Action(Action),
+    /// Do this with a local UDP socket: open a flow's, send, or close it.
+    Udp(UdpAction),
     /// Log this line at its level.
     Log(LogLine),
     /// A STUN probe finished: `mapped` is our address as `server` saw it, `None` if it never
@@ -111,6 +114,12 @@ pub struct Node {
     state_dir: Option<PathBuf>,
     /// The pinned destination key of each service, as `known_services` holds them.
     known: BTreeMap<ServiceName, PublicKey>,
+    /// UDP flows.
+    udp: UdpForwarder,
+    /// The UDP listener of each UDP service we reach, and its address.
+    udp_listeners: Vec<(ServiceName, SocketAddr, UdpListenerId)>,
+    /// How each exposed service is forwarded (not listed: plain TCP).
+    options: BTreeMap<ServiceName, ExposeOptions>,
 }
 
 impl Node {
@@ -141,7 +150,36 @@ impl Node {
             now,
             state_dir: None,
             known: BTreeMap::new(),
+            udp: UdpForwarder::new(Default::default()),
+            udp_listeners: Vec::new(),
+            options: BTreeMap::new(),
         }
+    }
+
+    /// Forwards UDP with `udp`; `options` say how each exposed service is forwarded.
+    pub(crate) fn with_udp(
+        mut self,
+        udp: UdpForwarder,
+        options: BTreeMap<ServiceName, ExposeOptions>,
+    ) -> Self {
+        self.udp = udp;
+        self.options = options;
+        self
+    }
+
+    /// Starts forwarding datagrams from UDP sockets the runtime has bound (with
+    /// [`bind_listeners`] over a UDP bind, for [`NodeConfig::connect_udp`]) to their remote
+    /// services; returns each socket with the id under which to report its datagrams.
+    pub fn listen_udp<U>(&mut self, listeners: Vec<Listener<U>>) -> Vec<(UdpListenerId, U)> {
+        listeners
+            .into_iter()
+            .map(|l| {
+                let id = self.udp.listen(l.service.clone());
+                let addr = l.addr.unwrap_or(self.udp_addr);
+                self.udp_listeners.push((l.service, addr, id));
+                (id, l.socket)
+            })
+            .collect()
     }
 
     /// Keeps core's state in `state_dir` ([`Output::Save`]), starting from the pins `known`.
@@ -171,6 +209,9 @@ impl Node {
             if let Some(action) = self.fwd.poll_action() {
                 return Output::Action(action);
             }
+            if let Some(action) = self.udp.poll_action() {
+                return Output::Udp(action);
+            }
             match self.ep.poll_event() {
                 Some(event) => self.event(event),
                 None => return Output::Timeout(self.timeout()),
@@ -181,13 +222,17 @@ impl Node {
     /// The deadline once everything is drained: the endpoint's, or [`IDLE_WAKE`] from the
     /// latest input when it has none.
     fn timeout(&self) -> Instant {
-        self.ep
-            .poll_timeout()
-            .map_or(self.now + IDLE_WAKE, |(at, _)| at)
+        let ep = self.ep.poll_timeout().map(|(at, _)| at);
+        [ep, self.udp.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.now + IDLE_WAKE)
     }
 
     fn event(&mut self, event: Event) {
         self.fwd.handle_event(self.now, &mut self.ep, &event);
+        self.udp.handle_event(self.now, &mut self.ep, &event);
         if let Event::Stun(outcome) = &event {
             let (server, mapped) = outcome.result();
             let queued = &mut self.queued;
@@ -262,13 +307,51 @@ impl Node {
     /// The deadline of the last [`Output::Timeout`] has passed (early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.input(now).1.handle_timeout(now);
+        self.udp.handle_timeout(now, &mut self.ep);
     }
 
     /// A listener accepted a connection: `Some(conn)` to keep it under that id (read it and
     /// write it as actions say), `None` to drop it.
     pub fn handle_accept(&mut self, now: Instant, listener: ListenerId) -> Option<ConnId> {
+        self.handle_accept_from(now, listener, None)
+    }
+
+    /// [`Self::handle_accept`] with where the TCP connection came from: the client's address
+    /// and the local one it connected to, handed on to a service that wants the PROXY
+    /// protocol.
+    pub fn handle_accept_from(
+        &mut self,
+        now: Instant,
+        listener: ListenerId,
+        origin: Option<Origin>,
+    ) -> Option<ConnId> {
         let (fwd, ep) = self.input(now);
-        fwd.handle_accept(now, ep, listener)
+        fwd.handle_accept_from(now, ep, listener, origin)
+    }
+
+    /// A UDP listener socket received `data` from the local client `from`.
+    pub fn handle_udp_recv_from(
+        &mut self,
+        now: Instant,
+        listener: UdpListenerId,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
+        self.now = now;
+        self.udp
+            .handle_recv_from(now, &mut self.ep, listener, from, data);
+    }
+
+    /// The socket of `flow` (from [`UdpAction::Open`]) received `data` from its service.
+    pub fn handle_udp_recv(&mut self, now: Instant, flow: FlowId, data: &[u8]) {
+        self.now = now;
+        self.udp.handle_recv(now, &mut self.ep, flow, data);
+    }
+
+    /// The socket of `flow` could not be opened, or failed, and why.
+    pub fn handle_udp_error(&mut self, now: Instant, flow: FlowId, why: &str) {
+        self.now = now;
+        self.udp.handle_flow_error(now, &mut self.ep, flow, why);
     }
 
     /// An [`Action::Connect`] succeeded.
@@ -343,19 +426,27 @@ impl Node {
     pub fn shutdown(&mut self, now: Instant) {
         let (fwd, ep) = self.input(now);
         fwd.shutdown(now, ep);
-        ep.shutdown(now);
+        self.udp.shutdown(now, &mut self.ep);
+        self.ep.shutdown(now);
     }
 
     /// A snapshot of sessions, services and connections, for `burrow status`.
     pub fn status(&self) -> Status {
-        status::snapshot(
+        let mut status = status::snapshot(
             &self.ep,
             &self.fwd,
             &self.seen,
             Some(self.udp_addr),
             &self.exposed,
             &self.listen_addrs,
-        )
+        );
+        status::add_udp(
+            &mut status,
+            (&self.ep, &self.udp, self.now),
+            &self.udp_listeners,
+            &self.options,
+        );
+        status
     }
 
     /// How many bytes one [`Action::Read`] should read at most.

@@ -25,7 +25,7 @@ use std::time::Instant;
 use super::{Listener, Node};
 use crate::crypto::PublicKey;
 use crate::error::ServiceError;
-use crate::forward::ListenerId;
+use crate::forward::{ExposeOptions, ListenerId};
 use crate::rendezvous::ServiceName;
 
 /// A set of services as a config lists them: exposed (name, target) and connected (name,
@@ -38,6 +38,17 @@ pub struct Services {
     pub connect: Vec<(ServiceName, SocketAddr)>,
     /// Keys the daemons exposing connected services must have (`peer_key`), by service.
     pub pins: Vec<(ServiceName, PublicKey)>,
+    /// How exposed services are forwarded (UDP, PROXY protocol), by name; not listed: plain
+    /// TCP. A changed entry restarts its service.
+    pub options: Vec<(ServiceName, ExposeOptions)>,
+}
+
+impl Services {
+    /// How `name` is forwarded if exposed.
+    fn options_of(&self, name: &ServiceName) -> ExposeOptions {
+        let found = self.options.iter().find(|(n, _)| n == name);
+        found.map(|(_, o)| *o).unwrap_or_default()
+    }
 }
 
 /// What it takes to go from the services that run to a wanted [`Services`], from
@@ -53,6 +64,8 @@ pub struct Plan {
     pub connect: Vec<(ServiceName, SocketAddr)>,
     /// Keys to pin, each new or different from the one pinned now.
     pub pins: Vec<(ServiceName, PublicKey)>,
+    /// How the services in `expose` are forwarded.
+    pub options: Vec<(ServiceName, ExposeOptions)>,
     /// Services that stay as they are.
     pub unchanged: Vec<ServiceName>,
 }
@@ -172,7 +185,13 @@ impl Node {
             expose: self.exposed.clone(),
             connect: self.listen_addrs.clone(),
             pins: self.known.iter().map(|(s, k)| (s.clone(), *k)).collect(),
+            options: self.options.iter().map(|(s, o)| (s.clone(), *o)).collect(),
         }
+    }
+
+    /// How the exposed `service` is forwarded.
+    fn options_of(&self, service: &ServiceName) -> ExposeOptions {
+        self.options.get(service).copied().unwrap_or_default()
     }
 
     /// Exposes `service`, forwarding its streams to `target`, while the node runs; the daemon
@@ -183,13 +202,25 @@ impl Node {
         service: ServiceName,
         target: String,
     ) -> Result<(), AddError> {
+        self.add_expose_with(now, service, target, ExposeOptions::default())
+    }
+
+    /// [`Self::add_expose`] forwarded as `options` say (UDP, PROXY protocol).
+    pub fn add_expose_with(
+        &mut self,
+        now: Instant,
+        service: ServiceName,
+        target: String,
+        options: ExposeOptions,
+    ) -> Result<(), AddError> {
         if self.exposed.iter().any(|(s, _)| *s == service) {
             return Err(AddError::Exists(service));
         }
         self.input(now)
             .1
-            .expose(now, service.clone(), target.clone())
+            .expose_with(now, service.clone(), target.clone(), options)
             .map_err(AddError::Expose)?;
+        self.options.insert(service.clone(), options);
         self.exposed.push((service, target));
         Ok(())
     }
@@ -235,7 +266,9 @@ impl Node {
         let exposed = ep.unexpose(now, service);
         if exposed {
             fwd.reset_incoming(now, ep, service);
+            self.udp.reset_incoming(service);
         }
+        self.options.remove(service);
         self.exposed.retain(|(s, _)| s != service);
         let listener = self
             .listener_ids
@@ -257,7 +290,7 @@ impl Node {
         let mut keep = BTreeSet::new();
         for (name, target) in &self.exposed {
             match wanted.expose.iter().find(|(n, _)| n == name) {
-                Some((_, t)) if t == target => {
+                Some((_, t)) if t == target && wanted.options_of(name) == self.options_of(name) => {
                     keep.insert(name.clone());
                 }
                 _ => {
@@ -306,6 +339,11 @@ impl Node {
                 }
             }
         }
+        plan.options = plan
+            .expose
+            .iter()
+            .map(|(n, _)| (n.clone(), wanted.options_of(n)))
+            .collect();
         plan.pins = wanted
             .pins
             .iter()
@@ -358,7 +396,9 @@ impl Node {
             }
         }
         for (name, target) in plan.expose {
-            match self.add_expose(now, name.clone(), target) {
+            let options = plan.options.iter().find(|(n, _)| *n == name);
+            let options = options.map(|(_, o)| *o).unwrap_or_default();
+            match self.add_expose_with(now, name.clone(), target, options) {
                 Ok(()) => applied.summary.started(&changed, name.to_string()),
                 Err(e) => applied.summary.failed.push(format!("{name}: {e}")),
             }

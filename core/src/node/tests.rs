@@ -488,6 +488,7 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
         ],
         connect: vec![(name("/far"), addr("127.0.0.1:0"))],
         pins: vec![(name("/far"), key(5).public_key())],
+        options: Vec::new(),
     };
     let plan = a.plan(&wanted);
     assert_eq!(plan.remove, vec![name("/gone"), name("/moved")]);
@@ -532,6 +533,7 @@ fn removing_a_service_resets_its_connections_and_spares_the_others() {
             (name("/new"), addr("127.0.0.1:5001")),
         ],
         pins: Vec::new(),
+        options: Vec::new(),
     };
     let at = net.now;
     let b = net.node(2);
@@ -600,4 +602,40 @@ fn removing_a_service_resets_its_connections_and_spares_the_others() {
             (name("/keep"), "127.0.0.1:9".to_string())
         ]
     );
+}
+
+/// A reload that only changes how a service is forwarded (TCP to UDP, a PROXY protocol
+/// version) restarts it with the new options; the same options again plan nothing.
+#[test]
+fn plan_restarts_a_service_whose_forwarding_changed() {
+    use crate::forward::{ExposeOptions, Protocol, ProxyVersion};
+    let now = crate::tests::origin();
+    let (mut net, _) = two_daemons(now, &["/keep", "/web"], &[]);
+    let a = net.node(1);
+    let name = |s: &str| ServiceName::parse(s).unwrap();
+    let mut wanted = a.services();
+    let proxied = ExposeOptions {
+        protocol: Protocol::Tcp,
+        proxy_protocol: Some(ProxyVersion::V2),
+    };
+    wanted.options = vec![
+        (name("/keep"), ExposeOptions::udp()),
+        (name("/web"), proxied),
+    ];
+    let plan = a.plan(&wanted);
+    assert_eq!(plan.remove, vec![name("/keep"), name("/web")]);
+    assert_eq!(
+        plan.options,
+        vec![
+            (name("/keep"), ExposeOptions::udp()),
+            (name("/web"), proxied)
+        ]
+    );
+    let applied = a.apply(now, plan, Vec::<Listener<()>>::new());
+    assert_eq!(applied.summary.changed, vec!["/keep", "/web"]);
+    assert!(a.plan(&wanted).is_empty(), "applied: nothing left to do");
+    let status = a.status();
+    let targets: Vec<&str> = status.exposed.iter().map(|(_, t)| t.as_str()).collect();
+    assert!(targets[0].ends_with("(udp)"), "{targets:?}");
+    assert!(targets[1].ends_with("(proxy protocol v2)"), "{targets:?}");
 }

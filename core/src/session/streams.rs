@@ -122,7 +122,7 @@ impl Streams {
             mux.stop_sending(stream, code);
         };
         match state {
-            HeaderState::Done(service) => match ctx.exposed.target(&service) {
+            HeaderState::Done(service, origin) => match ctx.exposed.target(&service) {
                 Some(_) if !authorized(ctx, peer, &service) => {
                     // Refused exactly like a service we do not expose: the peer learns nothing.
                     ctx.out.stats.streams_refused += 1;
@@ -140,13 +140,15 @@ impl Streams {
                     }
                     None
                 }
-                Some(target) => {
+                Some((target, proxy)) => {
                     let target = target.to_string();
                     ctx.out.events.push_back(Event::IncomingStream {
                         peer,
                         stream,
                         service,
                         target,
+                        origin,
+                        proxy,
                     });
                     // The header consumed the readable edge; data may already wait behind it.
                     Some(Event::StreamReadable { peer, stream })

@@ -338,6 +338,8 @@ fn incoming_streams_carry_the_service_and_its_target() {
         stream,
         service: svc(),
         target: "127.0.0.1:9".into(),
+        origin: None,
+        proxy: None,
     };
     assert!(pair.b_events().contains(&expected), "{:?}", pair.b_events());
 }

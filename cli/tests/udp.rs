@@ -1,0 +1,262 @@
+//! UDP forwarding through the real binary on loopback, on each runtime: many clients at once
+//! from distinct source ports each get their own answers from a UDP echo service, the flows
+//! show in `burrow status`; and `dig` resolves a name through the tunnel against dnsmasq
+//! (when dnsmasq and dig are installed: CI installs them, elsewhere the test says why it
+//! skips).
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[macro_use]
+mod common;
+
+use common::*;
+
+/// A UDP echo service; returns its address and the source addresses it has seen.
+fn udp_echo() -> (SocketAddr, Arc<Mutex<BTreeSet<SocketAddr>>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = socket.local_addr().expect("bound");
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            record.lock().unwrap().insert(from);
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    });
+    (addr, seen)
+}
+
+/// A server, a daemon exposing `target` over UDP as `name`, and one connecting to it on a
+/// local UDP port, on one runtime.
+struct Tunnel {
+    _server: Proc,
+    _exposer: Proc,
+    _connector: Proc,
+    /// The connecting daemon's UDP listener.
+    listen: SocketAddr,
+    /// The connecting daemon's state directory (its control socket).
+    state: PathBuf,
+}
+
+impl Tunnel {
+    fn new(test: &str, runtime: &str, target: SocketAddr) -> Self {
+        let dir = temp_dir(&format!("{test}-{runtime}"));
+        let (server, addr, public) = server(&dir);
+        let common = |state: &str| {
+            [
+                "--server",
+                &addr,
+                "--server-key",
+                &public,
+                "--token",
+                "tok",
+                "--state-dir",
+                path(&dir.join(state)),
+                "--udp",
+                "127.0.0.1:0",
+                "--runtime",
+                runtime,
+            ]
+            .map(String::from)
+        };
+        let name = format!("/udp/{test}");
+        let mut args = vec![
+            "expose".to_string(),
+            name.clone(),
+            target.to_string(),
+            "--protocol".into(),
+            "udp".into(),
+        ];
+        args.extend(common("a"));
+        let exposer = spawn(&args);
+        running_and_registered(&exposer.stderr);
+        let mut args = vec![
+            "connect".to_string(),
+            name,
+            "127.0.0.1:0".into(),
+            "--protocol".into(),
+            "udp".into(),
+        ];
+        args.extend(common("b"));
+        let connector = spawn(&args);
+        running_and_registered(&connector.stderr);
+        let listen = listening(&connector);
+        Self {
+            _server: server,
+            _exposer: exposer,
+            _connector: connector,
+            listen,
+            state: dir.join("b"),
+        }
+    }
+}
+
+/// Sends `msg` from `socket` to `to` and waits for the answer, sending again after each
+/// second of silence (the tunnel may still be coming up), for at most [`WAIT`].
+fn exchange(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    loop {
+        socket.send_to(msg, to).expect("send");
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => return buf[..n].to_vec(),
+            Err(_) if start.elapsed() < WAIT => continue,
+            Err(e) => panic!("no answer to {:?}: {e}", String::from_utf8_lossy(msg)),
+        }
+    }
+}
+
+on_every_runtime!(
+    concurrent_udp_flows_are_kept_apart,
+    dig_resolves_through_the_tunnel,
+);
+
+fn concurrent_udp_flows_are_kept_apart(runtime: &str) {
+    let (echo, seen) = udp_echo();
+    let tunnel = Tunnel::new("flows", runtime, echo);
+    const CLIENTS: usize = 32;
+    const ROUNDS: usize = 5;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let to = tunnel.listen;
+            std::thread::spawn(move || {
+                let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                for r in 0..ROUNDS {
+                    let msg = format!("client {c} round {r}");
+                    let answer = exchange(&socket, to, msg.as_bytes());
+                    // A stale answer to an earlier resend is ours too; another client's never.
+                    let text = String::from_utf8(answer).expect("utf-8");
+                    assert!(
+                        text.starts_with(&format!("client {c} round ")),
+                        "client {c} got {text:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client failed");
+    }
+    // One flow, so one source port at the service, per client.
+    assert_eq!(seen.lock().unwrap().len(), CLIENTS, "{seen:?}");
+    let status = run(&["status", "--state-dir", path(&tunnel.state)]).expect("status");
+    println!("{status}");
+    assert!(
+        status.contains(&format!("udp flows: {CLIENTS} opened")),
+        "{status}"
+    );
+    assert_eq!(status.matches(" out ").count(), CLIENTS, "{status}");
+}
+
+/// dnsmasq on a loopback port with one local answer.
+struct Dnsmasq {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dnsmasq() -> Dnsmasq {
+    // A free port: bind, note it, let go (dnsmasq binds it right after).
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "-C",
+            "/dev/null",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            &format!("--port={port}"),
+            "--address=/burrow.test/10.1.2.3",
+            "--pid-file=",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let d = Dnsmasq { child, addr };
+    // Up once it answers.
+    let start = Instant::now();
+    while dig(addr, 1).is_none() {
+        assert!(start.elapsed() < WAIT, "dnsmasq does not answer on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d
+}
+
+/// `dig` for burrow.test at `server`, `n` times in one process; the answers (`None` if dig
+/// failed).
+fn dig(server: SocketAddr, n: usize) -> Option<Vec<String>> {
+    let batch = format!(
+        "burrow.test A @{} -p {} +short +tries=1 +timeout=2\n",
+        server.ip(),
+        server.port()
+    )
+    .repeat(n);
+    let file = std::env::temp_dir().join(format!("burrow-dig-{}-{n}", std::process::id()));
+    std::fs::write(&file, batch).expect("batch file");
+    let out = Command::new("dig")
+        .args(["-f", path(&file)])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<String> = text.lines().map(str::to_string).collect();
+    (out.status.success() && !answers.is_empty()).then_some(answers)
+}
+
+fn dig_resolves_through_the_tunnel(runtime: &str) {
+    if !need(&["dnsmasq", "dig"]) {
+        return;
+    }
+    let dns = dnsmasq();
+    let tunnel = Tunnel::new("dns", runtime, dns.addr);
+    let start = Instant::now();
+    let answer = loop {
+        match dig(tunnel.listen, 1) {
+            Some(a) if a == ["10.1.2.3"] => break a,
+            other => {
+                assert!(
+                    start.elapsed() < WAIT,
+                    "no answer through the tunnel: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert_eq!(answer, ["10.1.2.3"]);
+    // Queries per second, one at a time from one dig process: direct, then through the tunnel.
+    const N: usize = 300;
+    let qps = |to: SocketAddr| {
+        let start = Instant::now();
+        let answers = dig(to, N).expect("dig batch");
+        let took = start.elapsed();
+        assert_eq!(answers.len(), N, "every query answered");
+        assert!(answers.iter().all(|a| a == "10.1.2.3"), "{answers:?}");
+        N as f64 / took.as_secs_f64()
+    };
+    let direct = qps(dns.addr);
+    let tunneled = qps(tunnel.listen);
+    println!(
+        "dig qps on {runtime}: direct {direct:.0}, through the tunnel {tunneled:.0} ({N} sequential queries each)"
+    );
+}

@@ -1,0 +1,437 @@
+//! A rendezvous server and two daemons with UDP forwarders on the test network
+//! ([`crate::tests::net`]): A exposes `/t/dns` (UDP) with a fake echo service behind it, B
+//! listens for it with fake clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::{Config, RendezvousConfig};
+use crate::crypto::SecretKey;
+use crate::forward::ExposeOptions;
+use crate::rendezvous::ServerConfig;
+use crate::tests::net::{self, Link, Machine};
+use crate::transmit::Transmit;
+
+const LATENCY: Duration = Duration::from_millis(5);
+const SERVER: usize = 0;
+/// Exposes `/t/dns` over UDP toward 10.9.9.9:53, an echo that prefixes `re:`.
+const A: usize = 1;
+/// Listens for `/t/dns`.
+const B: usize = 2;
+const TARGET: &str = "10.9.9.9:53";
+
+struct Node {
+    ep: Endpoint,
+    udp: UdpForwarder,
+    /// Every action, in order.
+    actions: Vec<UdpAction>,
+    /// Exposing side: open flow sockets.
+    open: BTreeMap<FlowId, SocketAddr>,
+    /// Connecting side: what each client received.
+    received: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
+    /// Exposing side: answer each datagram (an echo service) or not.
+    echo: bool,
+}
+
+impl Node {
+    fn pump(&mut self, now: Instant) {
+        while let Some(a) = self.udp.poll_action() {
+            self.actions.push(a.clone());
+            match a {
+                UdpAction::Open { flow, target } => {
+                    assert!(self.open.insert(flow, target).is_none(), "opened twice");
+                }
+                UdpAction::Send { flow, data } => {
+                    assert!(self.open.contains_key(&flow), "send on a closed flow");
+                    if self.echo {
+                        let answer = [b"re:", &data[..]].concat();
+                        self.udp.handle_recv(now, &mut self.ep, flow, &answer);
+                    }
+                }
+                UdpAction::SendTo { to, data, .. } => {
+                    self.received.entry(to).or_default().push(data.to_vec());
+                }
+                UdpAction::Close { flow } => {
+                    assert!(self.open.remove(&flow).is_some(), "closed an unknown flow");
+                }
+            }
+        }
+    }
+}
+
+impl Machine for Node {
+    type Event = Event;
+
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.ep.handle_input(now, from, bytes);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        self.udp.handle_timeout(now, &mut self.ep);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.pump(now);
+        self.ep.poll_transmit()
+    }
+
+    fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        self.pump(now);
+        let e = self.ep.poll_event()?;
+        self.udp.handle_event(now, &mut self.ep, &e);
+        Some(e)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let ep = self.ep.poll_timeout().map(|(at, _)| at);
+        [ep, self.udp.poll_timeout()].into_iter().flatten().min()
+    }
+}
+
+struct Net {
+    net: net::Net<Node>,
+    listener: UdpListenerId,
+}
+
+impl Deref for Net {
+    type Target = net::Net<Node>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.net
+    }
+}
+
+impl DerefMut for Net {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.net
+    }
+}
+
+fn name(s: &str) -> ServiceName {
+    s.parse().expect("valid name")
+}
+
+fn client(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Net {
+    /// Server, A exposing `/t/dns` over UDP, B with a UDP listener for it; `a` and `b` tune
+    /// their forwarders.
+    fn new(a: UdpConfig, b: UdpConfig) -> Self {
+        let now = crate::tests::origin();
+        let unix = Duration::from_secs(1_800_000_000);
+        let addr = |i: usize| -> SocketAddr { format!("10.0.0.{}:4000", i + 1).parse().unwrap() };
+        let server_key = SecretKey::from_bytes([9; 32]);
+        let rendezvous = RendezvousConfig::new(server_key.public_key(), addr(SERVER), "t");
+        let configs = [
+            Config::server(server_key, ServerConfig::default()),
+            Config::daemon(SecretKey::from_bytes([1; 32]), rendezvous.clone()),
+            Config::daemon(SecretKey::from_bytes([2; 32]), rendezvous),
+        ];
+        let udp = [UdpConfig::default(), a, b];
+        let mut net = net::Net::new(now, Link::clean(LATENCY), 0);
+        for (i, (c, u)) in configs.into_iter().zip(udp).enumerate() {
+            let node = Node {
+                ep: Endpoint::new(c, [i as u8; 32], now, unix),
+                udp: UdpForwarder::new(u),
+                actions: Vec::new(),
+                open: BTreeMap::new(),
+                received: BTreeMap::new(),
+                echo: true,
+            };
+            net.add(node, addr(i));
+        }
+        net.with(A, |n, now| {
+            n.ep.expose_with(now, name("/t/dns"), TARGET, ExposeOptions::udp())
+        })
+        .expect("valid");
+        let listener = net.hosts[B].m.udp.listen(name("/t/dns"));
+        net.run_for(Duration::from_secs(1));
+        Self { net, listener }
+    }
+
+    /// Client `port` sends `data` to B's listener.
+    fn send(&mut self, port: u16, data: &[u8]) {
+        let listener = self.listener;
+        self.net.with(B, |n, now| {
+            n.udp
+                .handle_recv_from(now, &mut n.ep, listener, client(port), data)
+        });
+    }
+
+    fn received(&self, port: u16) -> Vec<Vec<u8>> {
+        let r = &self.hosts[B].m.received;
+        r.get(&client(port)).cloned().unwrap_or_default()
+    }
+}
+
+/// Many clients at once, each on its own flow: every answer reaches the client that asked,
+/// none another; the first datagram (sent while the service was being looked up) is not
+/// lost.
+#[test]
+fn concurrent_flows_are_kept_apart() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    for round in 0..3u8 {
+        for port in 40_000..40_050u16 {
+            net.send(port, format!("{port}/{round}").as_bytes());
+        }
+        net.run_for(Duration::from_millis(200));
+    }
+    for port in 40_000..40_050u16 {
+        let want: Vec<Vec<u8>> = (0..3)
+            .map(|r| format!("re:{port}/{r}").into_bytes())
+            .collect();
+        assert_eq!(net.received(port), want, "client {port}");
+    }
+    let a = &net.hosts[A].m;
+    assert_eq!(a.open.len(), 50, "one socket per flow");
+    assert!(a.open.values().all(|t| *t == TARGET.parse().unwrap()));
+    let flows = net.hosts[B].m.udp.flows(net.now);
+    assert_eq!(flows.len(), 50);
+    assert!(
+        flows
+            .iter()
+            .all(|f| f.datagrams_out == 3 && f.datagrams_in == 3)
+    );
+    assert_eq!(net.hosts[B].m.udp.stats().flows_opened, 50);
+    assert_eq!(net.hosts[A].m.udp.stats().flows_opened, 50);
+}
+
+/// A flow idle past its timeout is forgotten on both sides (the exposing side's socket is
+/// closed); a new datagram from the same client opens a new flow that works.
+#[test]
+fn idle_flows_are_cleaned_up() {
+    let config = UdpConfig {
+        idle_timeout: Duration::from_secs(10),
+        ..UdpConfig::default()
+    };
+    let mut net = Net::new(config.clone(), config);
+    net.send(5000, b"a");
+    net.send(5001, b"b");
+    net.run_for(Duration::from_secs(5));
+    // Only 5001 stays busy.
+    for _ in 0..4 {
+        net.send(5001, b"keep");
+        net.run_for(Duration::from_secs(3));
+    }
+    let flows = net.hosts[B].m.udp.flows(net.now);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert_eq!(flows[0].local, client(5001));
+    assert_eq!(net.hosts[A].m.open.len(), 1);
+    net.run_for(Duration::from_secs(11));
+    assert!(net.hosts[B].m.udp.flows(net.now).is_empty());
+    assert!(net.hosts[A].m.open.is_empty(), "sockets closed");
+    assert_eq!(net.hosts[B].m.udp.stats().flows_expired, 2);
+    assert!(net.hosts[B].m.udp.poll_timeout().is_none(), "no timer left");
+    net.send(5000, b"again");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.received(5000).last().unwrap(), b"re:again");
+}
+
+/// The exposing side forgot a flow (its idle timeout is shorter): the opener's next DATA is
+/// answered with CLOSE, and the datagram after it opens the flow again.
+#[test]
+fn a_flow_forgotten_by_the_exposer_opens_again() {
+    let short = UdpConfig {
+        idle_timeout: Duration::from_secs(2),
+        ..UdpConfig::default()
+    };
+    let mut net = Net::new(short, UdpConfig::default());
+    net.send(7000, b"1");
+    net.run_for(Duration::from_secs(3));
+    assert!(net.hosts[A].m.open.is_empty());
+    net.send(7000, b"2");
+    net.run_for(Duration::from_millis(200));
+    net.send(7000, b"3");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.received(7000), vec![b"re:1".to_vec(), b"re:3".to_vec()]);
+    assert_eq!(net.hosts[A].m.udp.stats().dropped_unknown_flow, 1);
+}
+
+/// Past the flow limit, new clients are dropped and counted on the connecting side; the
+/// exposing side refuses flows past its own limit, and the opener stops sending them.
+#[test]
+fn flow_limits_drop_and_count() {
+    let b = UdpConfig {
+        max_flows: 4,
+        ..UdpConfig::default()
+    };
+    let a = UdpConfig {
+        max_flows: 3,
+        ..UdpConfig::default()
+    };
+    let mut net = Net::new(a, b);
+    for port in 1..=6 {
+        net.send(port, b"x");
+        net.run_for(Duration::from_millis(100));
+    }
+    let bs = net.hosts[B].m.udp.stats().clone();
+    assert_eq!(bs.dropped_limit, 2, "clients 5 and 6: {bs:?}");
+    assert_eq!(net.hosts[B].m.udp.flows(net.now).len(), 4);
+    assert_eq!(net.hosts[A].m.open.len(), 3);
+    assert_eq!(net.hosts[A].m.udp.stats().dropped_limit, 1, "client 4");
+    assert_eq!(bs.flows_refused, 1);
+    let services: Vec<_> = net.hosts[B].m.udp.services().collect();
+    let why = services[0].3.expect("the refusal shows in status");
+    assert!(why.contains("as many flows as it allows"), "{why}");
+    for port in 1..=3 {
+        assert_eq!(net.received(port), vec![b"re:x".to_vec()]);
+    }
+    assert!(net.received(4).is_empty());
+    // The refused flow's datagrams stay here.
+    let sent = net.hosts[A].m.udp.stats().dropped_limit;
+    net.send(4, b"y");
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.hosts[A].m.udp.stats().dropped_limit, sent);
+    assert_eq!(net.hosts[B].m.udp.stats().dropped_unreachable, 1);
+}
+
+/// A datagram larger than a session datagram can carry with its header is dropped and
+/// counted, both ways; the largest that fits goes through.
+#[test]
+fn oversize_datagrams_are_dropped_and_counted() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.send(9000, b"small");
+    net.run_for(Duration::from_millis(200));
+    let max = UdpForwarder::max_payload(&net.hosts[B].m.ep);
+    assert!(max > 1000, "{max}");
+    net.hosts[A].m.echo = false;
+    net.send(9000, &vec![7; max]);
+    net.send(9000, &vec![7; max + MAX_DATA_HEADER + 1]);
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.hosts[B].m.udp.stats().dropped_too_large, 1);
+    let sent: Vec<usize> = net.hosts[A]
+        .m
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            UdpAction::Send { data, .. } => Some(data.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![5, max]);
+    // The service's answer too large for the way back.
+    let flow = *net.hosts[A].m.open.keys().next().unwrap();
+    net.with(A, |n, now| {
+        n.udp
+            .handle_recv(now, &mut n.ep, flow, &vec![1; max + MAX_DATA_HEADER + 1])
+    });
+    assert_eq!(net.hosts[A].m.udp.stats().dropped_too_large, 1);
+}
+
+/// Access control as for streams: a flow may only reach a UDP service the peer was granted.
+/// A flow for a TCP service, for a UDP service B was not introduced for, or for a name not
+/// exposed is refused alike, and nothing reaches a target.
+#[test]
+fn flows_reach_only_granted_udp_services() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.with(A, |n, now| {
+        n.ep.expose(now, name("/t/tcp"), "10.9.9.9:80").unwrap();
+        n.ep.expose_with(now, name("/t/other"), "10.9.9.9:54", ExposeOptions::udp())
+            .unwrap();
+    });
+    net.send(1, b"hello");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.hosts[A].m.open.len(), 1);
+    let peer = match net.hosts[B].m.udp.flows(net.now)[0].peer {
+        Some(p) => PeerId(p),
+        None => panic!("no peer"),
+    };
+    // B crafts OPENs by hand for services it holds no grant for (or that are TCP).
+    for (flow, service) in [(10, "/t/tcp"), (11, "/t/other"), (12, "/t/none")] {
+        let open = FlowMsg::Open {
+            flow,
+            service: name(service),
+            payload: b"sneak",
+        }
+        .encode();
+        net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.hosts[A].m.open.len(), 1, "no socket for refused flows");
+    assert_eq!(net.hosts[A].m.udp.stats().flows_refused, 3);
+    let closes: Vec<Vec<u8>> = net.hosts[B]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Datagram { data, .. } => Some(data.to_vec()),
+            _ => None,
+        })
+        .filter(|d| d.first() == Some(&0x13))
+        .collect();
+    assert_eq!(closes.len(), 3, "each refused alike");
+    assert!(
+        closes.iter().all(|d| d[2] == 1),
+        "all `Refused`: {closes:?}"
+    );
+}
+
+/// Malformed session datagrams are counted, never acted on.
+#[test]
+fn malformed_datagrams_are_counted() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.send(1, b"hello");
+    net.run_for(Duration::from_millis(200));
+    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.unwrap());
+    for bad in [&b""[..], &[0x01], &[0x7F, 1], &[0x01, 5, 0]] {
+        net.with(B, |n, now| n.ep.send_datagram(now, peer, bad))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.hosts[A].m.udp.stats().dropped_malformed, 4);
+    assert_eq!(net.hosts[A].m.open.len(), 1);
+}
+
+/// On a link that loses, duplicates and reorders datagrams, forwarded datagrams are lost or
+/// duplicated like any UDP, never retransmitted: the service sees no more datagrams than the
+/// clients sent plus the link's duplicates, and no answer ever reaches another client.
+#[test]
+fn lossy_links_lose_datagrams_but_never_mix_flows() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.link = Link {
+        latency: LATENCY,
+        jitter: Duration::from_millis(20),
+        loss_ppm: 100_000,
+        dup_ppm: 20_000,
+    };
+    let mut sent = 0u64;
+    for round in 0..40u16 {
+        for port in 100..110u16 {
+            net.send(port, format!("{port}/{round}").as_bytes());
+            sent += 1;
+        }
+        net.run_for(Duration::from_millis(50));
+    }
+    net.run_for(Duration::from_secs(2));
+    let sends = net.hosts[A]
+        .m
+        .actions
+        .iter()
+        .filter(|a| matches!(a, UdpAction::Send { .. }))
+        .count() as u64;
+    assert!(sends < sent, "some were lost: {sends} of {sent}");
+    assert!(sends > sent / 2, "most arrive: {sends} of {sent}");
+    let mut answered = 0;
+    for port in 100..110u16 {
+        for answer in net.received(port) {
+            let text = String::from_utf8(answer).unwrap();
+            assert!(
+                text.starts_with(&format!("re:{port}/")),
+                "{port} got {text}"
+            );
+            answered += 1;
+        }
+    }
+    assert!(answered > 0 && answered <= 2 * sent, "{answered}");
+    assert_eq!(
+        net.hosts[B].m.udp.flows(net.now).len(),
+        10,
+        "one flow per client"
+    );
+}

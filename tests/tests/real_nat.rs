@@ -426,7 +426,13 @@ fn try_pair(
         ]
         .iter()
         .copied()
-        .chain(impair.congestion.map(|cc| ["--congestion", cc]).into_iter().flatten())
+        .chain(
+            impair
+                .congestion
+                .map(|cc| ["--congestion", cc])
+                .into_iter()
+                .flatten(),
+        )
         .map(|s| s.to_string())
         .collect()
     };

@@ -1,6 +1,7 @@
 //! Receive-side acknowledgement state: which packet numbers arrived, duplicate detection, and
-//! when to send an ACK (every second ack-eliciting packet, on reordering, or after
-//! max_ack_delay; RFC 9000 §13.2).
+//! when to send an ACK (every second ack-eliciting packet, or every `threshold` when the
+//! sender asked for it with ACK_FREQUENCY; at once on reordering; else after max_ack_delay;
+//! RFC 9000 §13.2, draft-ietf-quic-ack-frequency).
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,10 @@ use super::ranges::RangeSet;
 /// How many ranges we remember; older ones are forgotten (and their packets then count as
 /// duplicates).
 const MAX_RANGES: usize = 32;
+/// Ack-eliciting packets per ACK until the sender asks for another threshold.
+pub(crate) const DEFAULT_ACK_THRESHOLD: u64 = 2;
+/// The largest threshold a sender may ask for; larger requests are held to it.
+pub(crate) const MAX_ACK_THRESHOLD: u64 = 16;
 
 /// What the receiver knows about arrived packets and owes the peer.
 #[derive(Debug, Default)]
@@ -24,6 +29,8 @@ pub(crate) struct AckState {
     immediate: bool,
     /// Something arrived since the last ACK we sent.
     unreported: bool,
+    /// The newest ACK_FREQUENCY request: its sequence number and threshold.
+    requested: Option<(u64, u64)>,
 }
 
 impl AckState {
@@ -50,13 +57,26 @@ impl AckState {
         self.unreported = true;
         if eliciting {
             self.eliciting_since_ack += 1;
-            if self.eliciting_since_ack >= 2 || !in_order {
+            if u64::from(self.eliciting_since_ack) >= self.threshold() || !in_order {
                 self.immediate = true;
             } else if self.deadline.is_none() {
                 self.deadline = Some(now + max_ack_delay);
             }
         }
         true
+    }
+
+    /// Ack-eliciting packets per ACK.
+    pub(crate) fn threshold(&self) -> u64 {
+        self.requested.map_or(DEFAULT_ACK_THRESHOLD, |(_, t)| t)
+    }
+
+    /// The peer asked for an ACK per `threshold` ack-eliciting packets (request `seq`; an
+    /// older request than one already seen is ignored). Held to 1..=[`MAX_ACK_THRESHOLD`].
+    pub(crate) fn on_ack_frequency(&mut self, seq: u64, threshold: u64) {
+        if self.requested.is_none_or(|(s, _)| seq > s) {
+            self.requested = Some((seq, threshold.clamp(1, MAX_ACK_THRESHOLD)));
+        }
     }
 
     /// An ACK must go out now, even alone in a packet.

@@ -14,7 +14,11 @@
 //! MAX_STREAMS        0x12 count
 //! DATA_BLOCKED       0x14 limit
 //! STREAM_DATA_BLOCKED 0x15 id limit
+//! ACK_FREQUENCY      0x18 sequence threshold
 //! ```
+//!
+//! ACK_FREQUENCY (after draft-ietf-quic-ack-frequency) asks the peer to acknowledge once per
+//! `threshold` ack-eliciting packets instead of every second one; the newest `sequence` wins.
 //!
 //! Decoding never panics: every malformed input is a [`Malformed`] error.
 
@@ -151,6 +155,7 @@ pub(crate) const MAX_STREAM_DATA: u64 = 0x11;
 pub(crate) const MAX_STREAMS: u64 = 0x12;
 pub(crate) const DATA_BLOCKED: u64 = 0x14;
 pub(crate) const STREAM_DATA_BLOCKED: u64 = 0x15;
+pub(crate) const ACK_FREQUENCY: u64 = 0x18;
 
 /// An ACK frame as it sits on the wire; [`AckFrame::ranges`] walks its ranges, largest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,6 +337,8 @@ pub(crate) enum Frame<'a> {
     DataBlocked(u64),
     /// The sender is blocked by a stream limit.
     StreamDataBlocked { id: u64, limit: u64 },
+    /// Acknowledge once per `threshold` ack-eliciting packets (the newest `seq` wins).
+    AckFrequency { seq: u64, threshold: u64 },
 }
 
 impl<'a> Frame<'a> {
@@ -388,6 +395,10 @@ impl<'a> Frame<'a> {
             STREAM_DATA_BLOCKED => Frame::StreamDataBlocked {
                 id: r.varint()?,
                 limit: r.varint()?,
+            },
+            ACK_FREQUENCY => Frame::AckFrequency {
+                seq: r.varint()?,
+                threshold: r.varint()?,
             },
             _ => return Err(Malformed),
         })
@@ -458,6 +469,11 @@ impl<'a> Frame<'a> {
                     s.varint(STREAM_DATA_BLOCKED);
                     s.varint(id);
                     s.varint(limit);
+                }
+                Frame::AckFrequency { seq, threshold } => {
+                    s.varint(ACK_FREQUENCY);
+                    s.varint(seq);
+                    s.varint(threshold);
                 }
             }
             s.len()
@@ -586,7 +602,7 @@ mod tests {
 
     fn frame_strategy() -> impl Strategy<Value = (u8, u64, u64, u64, Vec<u8>, bool)> {
         (
-            0u8..11,
+            0u8..12,
             varint(),
             varint(),
             0..(1u64 << 40),
@@ -615,6 +631,10 @@ mod tests {
             6 => Frame::MaxStreams(a),
             7 => Frame::DataBlocked(a),
             8 => Frame::StreamDataBlocked { id: a, limit: b },
+            9 => Frame::AckFrequency {
+                seq: a,
+                threshold: b,
+            },
             _ => Frame::Padding,
         }
     }

@@ -167,6 +167,7 @@ impl Mux {
                 }
             }
             Frame::StreamDataBlocked { .. } => {}
+            Frame::AckFrequency { seq, threshold } => self.acks.on_ack_frequency(seq, threshold),
         }
     }
 
@@ -301,6 +302,9 @@ impl Mux {
                     if acked {
                         self.acks.on_ack_acked(largest);
                     }
+                }
+                SentFrame::AckFrequency(seq) => {
+                    self.ack_frequency.pending |= !acked && seq == self.ack_frequency.seq;
                 }
                 SentFrame::MtuProbe(size) if acked => self.pmtu.on_acked(now, size.into()),
                 SentFrame::MtuProbe(size) => self.pmtu.on_lost(now, size.into()),

@@ -47,6 +47,75 @@ pub(super) enum Ctrl {
     StreamDataBlocked(StreamId),
 }
 
+/// The ACK rate we asked of the peer (ACK_FREQUENCY frames, see [`super::frame`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AckFrequency {
+    /// The sequence number of our newest request.
+    pub(super) seq: u64,
+    /// Its threshold: ack-eliciting packets per ACK.
+    pub(super) threshold: u64,
+    /// The newest request still has to be sent (or was lost).
+    pub(super) pending: bool,
+}
+
+impl Default for AckFrequency {
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            threshold: super::ack::DEFAULT_ACK_THRESHOLD,
+            pending: false,
+        }
+    }
+}
+
+impl AckFrequency {
+    /// Fewer ACKs on a bulk flow: the threshold is raised to 4 or 8 packets per ACK when the
+    /// congestion window holds eight ACKs' worth of packets, kept while it holds four, and
+    /// back to every second packet below that, so a window never waits for a delayed ACK.
+    pub(super) fn update(&mut self, window_packets: u64) {
+        let wanted = [8, 4]
+            .into_iter()
+            .find(|&t| window_packets >= 8 * t || (t == self.threshold && window_packets >= 4 * t))
+            .unwrap_or(super::ack::DEFAULT_ACK_THRESHOLD);
+        if wanted != self.threshold {
+            self.threshold = wanted;
+            self.seq += 1;
+            self.pending = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod ack_frequency_tests {
+    use super::AckFrequency;
+
+    fn after(windows: &[u64]) -> (u64, u64) {
+        let mut f = AckFrequency::default();
+        for &w in windows {
+            f.update(w);
+        }
+        (f.threshold, f.seq)
+    }
+
+    #[test]
+    fn the_threshold_follows_the_window_with_hysteresis() {
+        assert_eq!(
+            after(&[10]),
+            (2, 0),
+            "a small window keeps every second packet"
+        );
+        assert_eq!(after(&[32]), (4, 1));
+        assert_eq!(after(&[64]), (8, 1));
+        // Kept while the window holds four ACKs' worth, dropped below.
+        assert_eq!(after(&[64, 40]), (8, 1));
+        assert_eq!(after(&[64, 31]), (2, 2));
+        assert_eq!(after(&[32, 20]), (4, 1));
+        assert_eq!(after(&[32, 15]), (2, 2));
+        // No churn: the same window asks nothing new.
+        assert_eq!(after(&[64, 64, 64]), (8, 1));
+    }
+}
+
 /// The reliable, multiplexed stream layer of one session (see `stream/mod.rs`).
 #[derive(Debug)]
 pub struct Mux {
@@ -79,6 +148,8 @@ pub struct Mux {
     pub(super) pacing_until: Option<Instant>,
     /// The path MTU search: the packet size in use, and probes for a larger one.
     pub(super) pmtu: Pmtu,
+    /// What we asked the peer's ACK rate to be.
+    pub(super) ack_frequency: AckFrequency,
     pub(super) probes: u8,
     pub(super) ping_pending: bool,
     /// When the last STREAM frame arrived: the peer was sending data then.
@@ -137,6 +208,7 @@ impl Mux {
             pacer: Pacer::new(now),
             pacing_until: None,
             pmtu: Pmtu::new(config.max_packet_size, config.max_probe_packet_size),
+            ack_frequency: AckFrequency::default(),
             probes: 0,
             ping_pending: false,
             data_received_at: None,

@@ -129,6 +129,20 @@ impl Mux {
 
     fn write_control(&mut self, w: &mut Writer<'_>) -> bool {
         let mut wrote = false;
+        let window_packets = self.recovery.cc.window() / self.pmtu.current().max(1) as u64;
+        self.ack_frequency.update(window_packets);
+        let freq = self.ack_frequency;
+        if freq.pending
+            && (Frame::AckFrequency {
+                seq: freq.seq,
+                threshold: freq.threshold,
+            })
+            .encode(w)
+        {
+            self.ack_frequency.pending = false;
+            self.recovery.push_frame(SentFrame::AckFrequency(freq.seq));
+            wrote = true;
+        }
         if self.max_data_pending && Frame::MaxData(self.conn_recv.max).encode(w) {
             self.max_data_pending = false;
             self.recovery.push_frame(SentFrame::MaxData);

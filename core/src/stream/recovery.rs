@@ -38,6 +38,8 @@ pub(crate) enum SentFrame {
     },
     /// A path MTU probe of this size ([`super::pmtu`]).
     MtuProbe(u16),
+    /// An ACK_FREQUENCY request with this sequence number.
+    AckFrequency(u64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -523,6 +523,7 @@ proptest! {
                     frame::encode_ack(&mut w, &[(0, 1), (b % 100 + 3, b % 100 + 5 + c % 7)], a);
                     continue;
                 }
+                11 => frame::Frame::AckFrequency { seq: a, threshold: b },
                 _ => frame::Frame::Ping,
             };
             f.encode(&mut w);
@@ -557,6 +558,42 @@ fn bulk_transfer_over_a_lossy_link_completes_and_goes_idle() {
     check_delivery(&pair);
     assert_eq!(pair.hosts[1].m.streams[&id].read, total);
     assert!(pair.hosts[0].m.mux.stats().packets_lost > 0);
+}
+
+/// A bulk transfer asks the receiver for fewer ACKs once the window is large (ACK_FREQUENCY):
+/// well under one ACK per two data packets, and every byte still arrives, also with loss.
+#[test]
+fn a_bulk_transfer_is_acknowledged_less_often_once_the_window_is_large() {
+    for (loss_ppm, seed) in [(0, 1), (20_000, 2)] {
+        let link = Link {
+            latency: 10 * MS,
+            loss_ppm,
+            dup_ppm: 0,
+            // Jitter reorders back-to-back packets here, and reordering is acknowledged at once.
+            jitter: Duration::ZERO,
+        };
+        let mut pair = Pair::new(StreamConfig::default(), link, seed);
+        let id = pair.hosts[0].m.mux.open().unwrap();
+        pair.hosts[0].m.streams.insert(id, StreamLog::default());
+        let total = 8_000_000u64;
+        while pair.hosts[0].m.streams[&id].written < total {
+            let left = total - pair.hosts[0].m.streams[&id].written;
+            pair.hosts[0].m.write(id, left.min(64 * 1024) as usize);
+            pair.advance(5 * MS);
+        }
+        pair.hosts[0].m.mux.finish(id).unwrap();
+        pair.hosts[0].m.streams.get_mut(&id).unwrap().finished = true;
+        pair.settle(Duration::from_secs(300));
+        check_delivery(&pair);
+        assert_eq!(pair.hosts[1].m.streams[&id].read, total);
+        let data = pair.hosts[0].m.mux.stats().packets_sent;
+        let acks = pair.hosts[1].m.mux.stats().packets_sent;
+        assert!(
+            acks * 4 < data,
+            "loss {loss_ppm} ppm: {acks} ACK packets for {data} data packets"
+        );
+        assert!(pair.hosts[1].m.mux.acks.threshold() > 2);
+    }
 }
 
 #[test]

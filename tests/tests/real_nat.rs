@@ -617,7 +617,7 @@ fn carrier_nat_to_cone_is_direct_in_both_start_orders() {
 }
 
 /// Issue 15: a lossy path through the real binaries. The core router drops 2% of the UDP
-/// packets crossing it at random, each way; 8 MiB go from a cone site to a cone site with each
+/// packets crossing it at random, each way; 32 MiB go from a cone site to a cone site with each
 /// congestion controller. Both arrive intact over the direct path; the time each took is
 /// printed, never asserted (this kernel has no netem, so the path has loss but no delay: the
 /// simulator's goodput bench measures loss with a 40-50 ms RTT).
@@ -625,7 +625,7 @@ fn carrier_nat_to_cone_is_direct_in_both_start_orders() {
 fn a_lossy_core_router_slows_but_does_not_break_a_transfer() {
     let Some(lab) = lab() else { return };
     drop(lab);
-    const LOSSY_BYTES: u64 = 8 << 20;
+    const LOSSY_BYTES: u64 = 32 << 20;
     let mut failures = Vec::new();
     for cc in ["bbr", "newreno"] {
         let impair = Impairment {
@@ -635,7 +635,7 @@ fn a_lossy_core_router_slows_but_does_not_break_a_transfer() {
         let label = format!("cone : cone, 2% loss, {cc}");
         let o = run_pair_impaired(&label, &[Site::CONE, Site::CONE], LOSSY_BYTES, &impair);
         println!(
-            "{label}: path {}, 8 MiB in {}, rtt {}, SHA-256 {}",
+            "{label}: path {}, 32 MiB in {}, rtt {}, SHA-256 {}",
             o.path,
             o.secs.map_or("-".into(), |s| format!(
                 "{s:.2} s ({:.1} MB/s)",

@@ -32,4 +32,6 @@ pub enum Timer {
     /// Challenge the peer's candidates for a direct path while relayed, or give up a silent
     /// direct path for the relay.
     PathCheck,
+    /// Refuse a stream whose peer was not authorised for its service within the wait.
+    HeldStream,
 }

@@ -283,6 +283,7 @@ impl Endpoint {
                     _ if met => Some(None),
                     _ => None,
                 };
+                let granted = grant.is_some();
                 if let Some(grant) = grant {
                     if !self.access.grant(peer, grant) {
                         self.out.stats.dropped_grant_limit += 1;
@@ -298,6 +299,11 @@ impl Endpoint {
                     &daemon.config.host_candidates,
                 );
                 let relay = Some((daemon.config.server_addr, daemon.config.route));
+                if granted {
+                    // A stream the peer opened before this introduction reached us may be
+                    // waiting for it.
+                    self.admit_held_streams(now, &peer);
+                }
                 match self.punch_with(now, peer, candidates, relay) {
                     Ok(_) if self.sessions.get(&peer).is_some_and(|s| s.is_connected()) => {
                         self.announce_ready(peer);

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::Endpoint;
+use crate::crypto::PublicKey;
 use crate::error::StreamError;
 use crate::event::PeerId;
 use crate::forward::Origin;
@@ -125,6 +126,16 @@ impl Endpoint {
             s.streams.mux.stop_sending(stream, code);
             Ok(())
         })
+    }
+
+    /// Lets the session with `key` look at its held streams again (a grant arrived).
+    pub(crate) fn admit_held_streams(&mut self, now: Instant, key: &PublicKey) {
+        let (mut ctx, sessions) = self.parts();
+        if let Some(session) = sessions.get_mut(key) {
+            session.flush_mux(&mut ctx, now);
+            self.send_relayed(now);
+            self.settle();
+        }
     }
 
     /// The smoothed round-trip time to `peer`, as its session's loss recovery measures it.

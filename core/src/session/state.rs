@@ -278,6 +278,9 @@ impl Session {
             if let Some((at, timer)) = self.streams.mux.poll_timeout() {
                 consider(at, timer);
             }
+            if let Some(at) = self.streams.held_deadline() {
+                consider(at, Timer::HeldStream);
+            }
         }
         next
     }

@@ -20,6 +20,10 @@ pub enum CloseReason {
     /// The peer's endpoint restarted and lost the session's state; a new session with a new
     /// [`crate::PeerId`] follows at once.
     PeerRestarted,
+    /// The peer no longer had this session (it closed it and its Close was lost or is still
+    /// on its way) and a handshake started a new one; a new session with a new
+    /// [`crate::PeerId`] follows at once.
+    PeerReset,
     /// The peer broke the stream protocol (data beyond a flow-control window, a frame for a
     /// stream that may not exist, ...); we closed the session and told it why.
     ProtocolViolation,
@@ -38,6 +42,9 @@ impl fmt::Display for CloseReason {
             Self::Local => f.write_str("closed locally"),
             Self::Peer(code) => write!(f, "closed by the peer ({code:?})"),
             Self::PeerRestarted => f.write_str("the peer restarted; its new session replaces this one"),
+            Self::PeerReset => {
+                f.write_str("the peer no longer had this session; a new session replaces it")
+            }
             Self::ProtocolViolation => {
                 f.write_str("the peer broke the stream protocol (e.g. sent beyond its window)")
             }

@@ -108,7 +108,15 @@ impl Endpoint {
                 return;
             }
             if session.admit_initiation(&mut ctx, now, &payload) {
-                session.respond(&mut ctx, now, from, responder, sender, &public_key);
+                session.respond(
+                    &mut ctx,
+                    now,
+                    from,
+                    responder,
+                    sender,
+                    payload.session,
+                    &public_key,
+                );
                 self.catch_up(now, key);
             }
             return;
@@ -143,7 +151,15 @@ impl Endpoint {
             session.punch.allow_relay(relay);
         }
         if session.admit_initiation(&mut ctx, now, &payload) {
-            session.respond(&mut ctx, now, from, responder, sender, &public_key);
+            session.respond(
+                &mut ctx,
+                now,
+                from,
+                responder,
+                sender,
+                payload.session,
+                &public_key,
+            );
             sessions.insert(key, session);
         } else {
             ctx.ids.release(session.id);

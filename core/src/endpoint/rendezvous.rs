@@ -126,8 +126,9 @@ impl Endpoint {
                 // when the session ended because the peer restarted: its new life's first
                 // handshake is what revealed the restart, and the server introduced that new
                 // life (granting it) before; the key is the same, and a withdrawal by the
-                // server comes as its own message.
-                if reason != CloseReason::PeerRestarted {
+                // server comes as its own message. The same when the peer had dropped the
+                // session and a handshake started a new one (`PeerReset`).
+                if !matches!(reason, CloseReason::PeerRestarted | CloseReason::PeerReset) {
                     self.access.revoke(&key);
                 }
                 self.on_peer_down(now, key, reason);

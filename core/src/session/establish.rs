@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::handshake::{self, HandshakePayload};
+use super::handshake::{self, HandshakePayload, NEW_SESSION};
 use super::keypair::Keypair;
 use super::state::{Pending, Session};
 use super::streams::Streams;
@@ -43,9 +43,17 @@ impl Session {
         }
         let local_index = ctx.indices.allocate(ctx.rng, self.key);
         let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
+        // A connected session rekeys (or checks on a silent peer): its answer says whether
+        // the peer still has this session.
+        let resumes = if self.connected {
+            self.number
+        } else {
+            NEW_SESSION
+        };
         let payload = HandshakePayload {
             timestamp: ctx.identity.unix_nanos(now),
             instance: ctx.identity.instance,
+            session: Some(resumes),
         };
         let init = handshake::initiation(
             now,
@@ -67,6 +75,7 @@ impl Session {
             started,
             next_attempt,
             attempts: attempts + 1,
+            resumes,
         });
         self.drain_punch(ctx, now);
     }
@@ -130,9 +139,16 @@ impl Session {
 
     /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
     ///
+    /// `resumes` is the session number the initiation named: keys for the session we have
+    /// if it is that one, else for a new session with a number of our own. Either way the
+    /// session we have carries on until the initiator's first packet confirms the keys (see
+    /// `on_transport`): an initiation proves the peer's key, not that it still wants what we
+    /// answer.
+    ///
     /// Our own handshake in flight is abandoned, unless
     /// [`punch::agent::keeps_own_handshake`] says the larger key keeps it until the session
     /// is up.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn respond(
         &mut self,
         ctx: &mut Context<'_>,
@@ -140,6 +156,7 @@ impl Session {
         from: Path,
         responder: ResponderHandshake,
         remote_index: u32,
+        resumes: Option<u64>,
         local: &PublicKey,
     ) {
         let keep_ours = punch::agent::keeps_own_handshake(local, &self.key, self.connected);
@@ -150,9 +167,18 @@ impl Session {
         }
         let local_index = ctx.indices.allocate(ctx.rng, self.key);
         let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
+        let session = match resumes {
+            // A peer from before session numbers: its keys continue whatever we have.
+            None => None,
+            Some(number) if self.connected && number != NEW_SESSION && number == self.number => {
+                Some(number)
+            }
+            Some(_) => Some(new_session_number(ctx)),
+        };
         let payload = HandshakePayload {
             timestamp: ctx.identity.unix_nanos(now),
             instance: ctx.identity.instance,
+            session,
         };
         let (packet, keys) = handshake::response(
             now,
@@ -164,7 +190,7 @@ impl Session {
             &self.cookies,
         );
         let keypair = Keypair::new(keys, local_index, remote_index, false, now);
-        self.keys.set_next(ctx.indices, keypair);
+        self.keys.set_next(ctx.indices, keypair, session);
         ctx.out.stats.handshakes_completed += 1;
         if self.connected {
             // An initiation proves nothing fresh (it may be a replay that the timestamp check
@@ -208,6 +234,14 @@ impl Session {
         // the peer's previous instance) and tear itself down.
         self.last_init_timestamp = self.last_init_timestamp.max(payload.timestamp);
         self.note_instance(ctx, now, payload.instance);
+        if let Some(number) = payload.session {
+            if self.connected && number != pending.resumes {
+                // We rekeyed a session the peer no longer has (it closed it and its Close
+                // has not reached us, or it forgot it): it answered with a new one.
+                self.start_over(ctx, now, CloseReason::PeerReset);
+            }
+            self.number = number;
+        }
         ctx.out.stats.handshakes_completed += 1;
         let keypair = Keypair::new(keys, pending.local_index, remote_index, true, now);
         self.keys.install_current(ctx.indices, keypair);
@@ -248,25 +282,31 @@ impl Session {
     fn note_instance(&mut self, ctx: &mut Context<'_>, now: Instant, instance: u64) {
         match self.peer_instance.replace(instance) {
             Some(old) if old != instance && self.connected => {
-                ctx.out.events.push_back(Event::SessionClosed {
-                    peer: self.id,
-                    key: self.key,
-                    reason: CloseReason::PeerRestarted,
-                });
-                ctx.out
-                    .notes
-                    .push_back(Note::Down(self.key, CloseReason::PeerRestarted));
-                ctx.ids.release(self.id);
-                self.id = ctx.ids.assign(self.key);
-                self.connected = false;
-                self.announced = false;
-                self.queue.clear();
-                self.streams = Streams::new(ctx, &self.key, now);
-                // The old keys belong to the peer's previous life; it cannot use them.
-                self.keys.forget_old(ctx.indices);
+                self.start_over(ctx, now, CloseReason::PeerRestarted);
             }
             _ => {}
         }
+    }
+
+    /// Ends the session's life so far because the peer no longer has it (`reason`): the
+    /// application hears it closed, and the peer's new session takes its place under a new
+    /// handle, with fresh streams, once its handshake completes.
+    pub(super) fn start_over(&mut self, ctx: &mut Context<'_>, now: Instant, reason: CloseReason) {
+        ctx.out.events.push_back(Event::SessionClosed {
+            peer: self.id,
+            key: self.key,
+            reason,
+        });
+        ctx.out.notes.push_back(Note::Down(self.key, reason));
+        ctx.ids.release(self.id);
+        self.id = ctx.ids.assign(self.key);
+        self.connected = false;
+        self.announced = false;
+        self.number = NEW_SESSION;
+        self.queue.clear();
+        self.streams = Streams::new(ctx, &self.key, now);
+        // The old keys belong to the session that ended; the peer no longer takes them.
+        self.keys.forget_old(ctx.indices);
     }
 
     /// Sends on `path` from now on: an authenticated packet came by it. A connected session
@@ -301,6 +341,17 @@ impl Session {
                 key: self.key,
                 path: self.punch.path(),
             });
+        }
+    }
+}
+
+/// A number for a session we start as responder: random, so that a number from a session
+/// that ended (ours or a previous life's) is not mistaken for it, and never [`NEW_SESSION`].
+fn new_session_number(ctx: &mut Context<'_>) -> u64 {
+    loop {
+        let number = u64::from_le_bytes(ctx.rng.bytes());
+        if number != NEW_SESSION {
+            return number;
         }
     }
 }

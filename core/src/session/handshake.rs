@@ -23,29 +23,49 @@ pub(crate) struct HandshakePayload {
     /// Random per-process identity of the sender's endpoint: a change means the peer restarted
     /// and lost its session state.
     pub(crate) instance: u64,
+    /// Which session the handshake's keys belong to, by the number its responder gave it. In
+    /// an initiation: the session being rekeyed, or [`NEW_SESSION`] for a new one. In a
+    /// response: the session the keys continue (the one the initiation named, if the
+    /// responder still has it) or the number of the new one it starts. So a rekey that meets
+    /// a peer which no longer has the session starts a new one on both sides, instead of one
+    /// side carrying on with the old stream state while the other starts afresh. `None` from
+    /// a peer that predates session numbers: its keys continue whatever session we have.
+    pub(crate) session: Option<u64>,
 }
+
+/// [`HandshakePayload::session`] of an initiation that starts a new session.
+pub(crate) const NEW_SESSION: u64 = 0;
 
 impl HandshakePayload {
     const VERSION: u8 = 1;
+    /// The shortest payload (version, timestamp, instance), as peers before session numbers
+    /// sent it.
     pub(crate) const LEN: usize = 17;
+    /// A payload with its session number.
+    const FULL_LEN: usize = Self::LEN + 8;
 
-    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
-        let mut out = [0u8; Self::LEN];
-        out[0] = Self::VERSION;
-        out[1..9].copy_from_slice(&self.timestamp.to_be_bytes());
-        out[9..17].copy_from_slice(&self.instance.to_be_bytes());
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::FULL_LEN);
+        out.push(Self::VERSION);
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.instance.to_be_bytes());
+        if let Some(session) = self.session {
+            out.extend_from_slice(&session.to_be_bytes());
+        }
         out
     }
 
-    /// Decodes a payload; longer payloads from newer versions of the same major layout are
-    /// accepted and the extra bytes ignored.
+    /// Decodes a payload. One of [`Self::LEN`] bytes has no session number; bytes past the
+    /// fields we know, from newer versions of the same major layout, are ignored.
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         if bytes.len() < Self::LEN || bytes[0] != Self::VERSION {
             return None;
         }
+        let u64_at = |at: usize| Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?));
         Some(Self {
-            timestamp: u64::from_be_bytes(bytes[1..9].try_into().ok()?),
-            instance: u64::from_be_bytes(bytes[9..17].try_into().ok()?),
+            timestamp: u64_at(1)?,
+            instance: u64_at(9)?,
+            session: u64_at(Self::LEN),
         })
     }
 }
@@ -124,7 +144,9 @@ mod tests {
         let p = HandshakePayload {
             timestamp: 1_700_000_000_000_000_000,
             instance: 42,
+            session: Some(7),
         };
+        assert_eq!(p.encode().len(), HandshakePayload::FULL_LEN);
         assert_eq!(HandshakePayload::decode(&p.encode()), Some(p));
         let mut longer = p.encode().to_vec();
         longer.push(7);
@@ -133,5 +155,25 @@ mod tests {
         let mut foreign = p.encode();
         foreign[0] = 2;
         assert_eq!(HandshakePayload::decode(&foreign), None);
+    }
+
+    #[test]
+    fn a_payload_without_a_session_number_is_a_peer_from_before_them() {
+        let old = HandshakePayload {
+            timestamp: 5,
+            instance: 6,
+            session: None,
+        };
+        assert_eq!(old.encode().len(), HandshakePayload::LEN);
+        assert_eq!(HandshakePayload::decode(&old.encode()), Some(old));
+        // A partial session number is not one: the bytes are ignored like any extension.
+        let full = HandshakePayload {
+            session: Some(NEW_SESSION),
+            ..old
+        }
+        .encode();
+        for cut in HandshakePayload::LEN + 1..HandshakePayload::FULL_LEN {
+            assert_eq!(HandshakePayload::decode(&full[..cut]), Some(old));
+        }
     }
 }

@@ -22,6 +22,9 @@ pub(super) struct Keys {
     pub(super) previous: Option<Keypair>,
     /// Keys we made as responder, unused until the initiator's first packet confirms them.
     pub(super) next: Option<Keypair>,
+    /// The session number the `next` keys belong to (see `HandshakePayload::session`);
+    /// `None` when the initiator predates session numbers.
+    pub(super) next_session: Option<u64>,
 }
 
 impl Keys {
@@ -57,11 +60,24 @@ impl Keys {
         self.previous = self.current.replace(keypair);
     }
 
-    /// Keeps `keypair` (made as responder) until the initiator confirms it.
-    pub(super) fn set_next(&mut self, indices: &mut Indices, keypair: Keypair) {
+    /// Keeps `keypair` (made as responder, for session number `session`) until the initiator
+    /// confirms it.
+    pub(super) fn set_next(
+        &mut self,
+        indices: &mut Indices,
+        keypair: Keypair,
+        session: Option<u64>,
+    ) {
         if let Some(old) = self.next.replace(keypair) {
             indices.free(old.local_index);
         }
+        self.next_session = session;
+    }
+
+    /// Takes the `next` keys the initiator just confirmed, with their session number.
+    pub(super) fn take_next(&mut self) -> (Keypair, Option<u64>) {
+        let keys = self.next.take().expect("the next keys were just found");
+        (keys, self.next_session.take())
     }
 
     /// Erases the keys past their hard age at `now`.

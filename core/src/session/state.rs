@@ -34,6 +34,9 @@ pub(super) struct Pending {
     pub(super) started: Instant,
     pub(super) next_attempt: Instant,
     pub(super) attempts: u32,
+    /// The session number this handshake rekeys ([`super::handshake::NEW_SESSION`] for a
+    /// new session).
+    pub(super) resumes: u64,
 }
 
 /// One peer's session: key generations, our handshake in flight, and the timers that follow
@@ -63,6 +66,11 @@ pub(crate) struct Session {
     pub(super) last_init_timestamp: u64,
     /// The peer's endpoint instance, once a handshake told us.
     pub(super) peer_instance: Option<u64>,
+    /// This session's number, given by the responder of the handshake that started it
+    /// ([`super::handshake::NEW_SESSION`] before that, or with a peer that predates session
+    /// numbers). A rekey names it; an answer with another number means the peer no longer
+    /// has this session.
+    pub(super) number: u64,
     pub(super) connected: bool,
     /// Whether the application knows this session's handle (it called connect, or saw
     /// `Connected`); only then does it hear `SessionClosed`.
@@ -120,6 +128,7 @@ impl Session {
             last_sent: now,
             last_init_timestamp: 0,
             peer_instance: None,
+            number: super::handshake::NEW_SESSION,
             connected: false,
             announced: false,
             queue: VecDeque::new(),

@@ -56,7 +56,17 @@ impl Session {
         }
         self.last_received = now;
         if slot == Slot::Next {
-            let confirmed = self.keys.next.take().expect("slot was just found");
+            let (confirmed, session) = self.keys.take_next();
+            if let Some(number) = session
+                && number != self.number
+            {
+                if self.connected {
+                    // The keys we answered with start a new session: the peer no longer has
+                    // the one we have (it closed it and its Close has not reached us).
+                    self.start_over(ctx, now, CloseReason::PeerReset);
+                }
+                self.number = number;
+            }
             if !self.connected {
                 // Up on the keys we answered with: a handshake of ours still in flight (see
                 // `respond`) is moot.

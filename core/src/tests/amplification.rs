@@ -70,6 +70,7 @@ fn genuine_initiation(now: Instant, to: &crate::crypto::PublicKey) -> Vec<u8> {
         HandshakePayload {
             timestamp: u64::try_from(UNIX.as_nanos()).expect("fits") + 1,
             instance: 1,
+            session: Some(crate::session::handshake::NEW_SESSION),
         },
         &CookieJar::new(to),
     )

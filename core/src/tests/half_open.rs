@@ -97,6 +97,7 @@ impl Attacker {
             HandshakePayload {
                 timestamp: u64::try_from((UNIX + elapsed).as_nanos()).expect("fits"),
                 instance: 1,
+                session: Some(crate::session::handshake::NEW_SESSION),
             },
             &self.jar,
         );

@@ -343,3 +343,106 @@ fn incoming_streams_carry_the_service_and_its_target() {
     };
     assert!(pair.b_events().contains(&expected), "{:?}", pair.b_events());
 }
+
+// ----- a session the peer no longer has ---------------------------------------------------
+
+/// Carries one stream of `len` patterned bytes from A's `a_peer` to B's `b_peer` and checks
+/// them at B.
+fn carry(pair: &mut Pair, a_peer: PeerId, b_peer: PeerId, seed: u64, len: usize) {
+    let now = pair.now;
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
+    let data = pattern(seed, len);
+    let mut sink = Sink::default();
+    send_all(pair, a_peer, b_peer, stream, &data, &mut sink);
+    settle(pair, b_peer, &mut sink, stream);
+    assert!(sink.data[&stream] == data, "bytes differ");
+}
+
+/// The handle of the last `Connected` on `side`.
+fn last_connected(pair: &Pair, side: Side) -> PeerId {
+    pair.events(side)
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Connected { peer, .. } => Some(*peer),
+            _ => None,
+        })
+        .expect("connected")
+}
+
+fn closes(pair: &Pair, side: Side) -> Vec<(PeerId, CloseReason)> {
+    pair.events(side)
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionClosed { peer, reason, .. } => Some((*peer, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// B ends its session with A and its Close is lost. A, hearing nothing, checks on B with a
+/// handshake that names the session; B no longer has it and answers with a new one. A must
+/// start over too (`PeerReset`, a new handle, fresh streams), not carry its old stream state
+/// into B's fresh one, which left the two stream layers disagreeing until both closed with a
+/// protocol violation (found by the adversarial proptest).
+#[test]
+fn a_handshake_answered_with_a_new_session_starts_over_on_both_sides() {
+    let (mut pair, a_peer, b_peer) = pair();
+    carry(&mut pair, a_peer, b_peer, 1, 64 << 10);
+    pair.filter = Some(Box::new(|from, _, _| from != Side::B.index()));
+    let now = pair.now;
+    pair.b().close(now, b_peer);
+    pair.run_for(Duration::from_millis(50));
+    pair.filter = None;
+    for _ in 0..130 {
+        if !closes(&pair, Side::A).is_empty() {
+            break;
+        }
+        pair.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(
+        closes(&pair, Side::A),
+        vec![(a_peer, CloseReason::PeerReset)]
+    );
+    pair.run_for(Duration::from_millis(100));
+    let (a2, b2) = (
+        last_connected(&pair, Side::A),
+        last_connected(&pair, Side::B),
+    );
+    assert!(a2 != a_peer && b2 != b_peer, "new handles on both sides");
+    carry(&mut pair, a2, b2, 2, 256 << 10);
+    assert_eq!(closes(&pair, Side::B), vec![(b_peer, CloseReason::Local)]);
+    assert_eq!(
+        closes(&pair, Side::A).len(),
+        1,
+        "{:?}",
+        closes(&pair, Side::A)
+    );
+}
+
+/// A ends its session with B and its Close is lost, then connects again at once. B still has
+/// the old session; A's initiation names a new one, so once A confirms the keys B ends the
+/// old session (`PeerReset`) and the new one starts with fresh streams on both sides. (B
+/// used to take it as a rekey of the old session.)
+#[test]
+fn a_new_session_after_a_lost_close_replaces_the_old_one_on_the_peer() {
+    let (mut pair, a_peer, b_peer) = pair();
+    carry(&mut pair, a_peer, b_peer, 3, 64 << 10);
+    pair.filter = Some(Box::new(|from, _, _| from != Side::A.index()));
+    let now = pair.now;
+    pair.a().close(now, a_peer);
+    pair.run_for(Duration::from_millis(50));
+    pair.filter = None;
+    let (b_key, b_addr, now) = (pair.b().public_key(), pair.b_addr(), pair.now);
+    let a2 = pair.a().connect(now, b_key, b_addr).expect("valid key");
+    pair.run_for(Duration::from_millis(200));
+    assert_eq!(
+        closes(&pair, Side::B),
+        vec![(b_peer, CloseReason::PeerReset)]
+    );
+    let b2 = last_connected(&pair, Side::B);
+    assert_ne!(b2, b_peer);
+    carry(&mut pair, a2, b2, 4, 256 << 10);
+    assert_eq!(closes(&pair, Side::A), vec![(a_peer, CloseReason::Local)]);
+    assert_eq!(closes(&pair, Side::B).len(), 1);
+}

@@ -345,9 +345,10 @@ pub fn render(s: &Status) -> String {
             ));
         }
         line(format!(
-            "udp flows: {} opened, {} expired, {} refused; dropped: {} too large (max {} B), {} over the flow limit, {} unreachable, {} malformed, {} unknown flow, {} not sent",
+            "udp flows: {} opened, {} expired, {} held for their introduction, {} refused; dropped: {} too large (max {} B), {} over the flow limit, {} unreachable, {} malformed, {} unknown flow, {} not sent",
             u.flows_opened,
             u.flows_expired,
+            u.flows_held,
             u.flows_refused,
             u.dropped_too_large,
             s.udp_max_payload.map_or("-".into(), |m| m.to_string()),

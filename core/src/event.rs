@@ -194,6 +194,13 @@ pub enum Event {
         /// Why, as the server (or the client's own timeout) said.
         reason: String,
     },
+    /// The rendezvous server introduced `key` and authorised it here (for the service it looked
+    /// up, or every service for a peer met in peer mode). A stream or UDP flow it opened
+    /// before the introduction reached us, and which is waiting for it, is admitted now.
+    AccessGranted {
+        /// The daemon now authorised.
+        key: PublicKey,
+    },
     /// The rendezvous server withdrew `key`'s authorisation (its tokens were redeemed or its
     /// path deleted): it may reach nothing here any more, and any session with it was closed.
     AccessRevoked {

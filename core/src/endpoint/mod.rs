@@ -609,11 +609,17 @@ impl Endpoint {
     /// The local target of the UDP `service` for a flow from `peer`, if we expose it as UDP
     /// and the peer holds a grant for it: the same check as for a stream.
     pub(crate) fn udp_target(&self, peer: PeerId, service: &ServiceName) -> Option<&str> {
-        let key = self.ids.key(peer)?;
-        if !self.access.allows(&key, service) {
+        if !self.may_reach(peer, service) {
             return None;
         }
         self.exposed.udp_target(service)
+    }
+
+    /// Whether `peer` holds a grant for `service` (whether or not we expose it).
+    pub(crate) fn may_reach(&self, peer: PeerId, service: &ServiceName) -> bool {
+        self.ids
+            .key(peer)
+            .is_some_and(|key| self.access.allows(&key, service))
     }
 
     /// Stops exposing `service`; later streams for it are refused. Returns whether it was

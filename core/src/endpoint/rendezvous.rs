@@ -301,9 +301,12 @@ impl Endpoint {
                 );
                 let relay = Some((daemon.config.server_addr, daemon.config.route));
                 if granted {
-                    // A stream the peer opened before this introduction reached us may be
-                    // waiting for it.
+                    // A stream or flow the peer opened before this introduction reached us
+                    // may be waiting for it.
                     self.admit_held_streams(now, &peer);
+                    self.out
+                        .events
+                        .push_back(Event::AccessGranted { key: peer });
                 }
                 match self.punch_with(now, peer, candidates, relay) {
                     Ok(_) if self.sessions.get(&peer).is_some_and(|s| s.is_connected()) => {

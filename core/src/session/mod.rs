@@ -29,7 +29,6 @@ use crate::stats::Stats;
 use crate::transmit::Transmit;
 
 pub(crate) use state::{Session, source_of};
-#[cfg(test)]
 pub(crate) use streams::{HOLD_UNAUTHORIZED, MAX_HELD};
 
 /// Transport header, tag and payload-kind byte around an application datagram.

@@ -1,15 +1,18 @@
 //! The exposing side of UDP flows: OPEN, DATA and END from the opener, a socket per flow
 //! toward the service, and the service's answers sent back as REPLY.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::held::Holding;
 use super::{CloseWhy, Counts, FlowId, FlowMsg, InFlow, UdpAction, UdpForwarder};
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
 use crate::event::PeerId;
+use crate::rendezvous::ServiceName;
 
 impl UdpForwarder {
     /// A message from `peer` for a flow it opened.
@@ -34,47 +37,24 @@ impl UdpForwarder {
                 },
                 None,
             ) => {
-                // The same check as for a stream: a UDP service we expose, to a peer holding
-                // a grant for it; anything else is refused alike.
-                let target = ep.udp_target(peer, &service).map(str::parse::<SocketAddr>);
-                let why = match target {
-                    None => Some(CloseWhy::Refused),
-                    Some(Err(_)) => Some(CloseWhy::Failed),
-                    Some(Ok(_)) => {
-                        let open = self
-                            .incoming
-                            .values()
-                            .filter(|f| f.service == service)
-                            .count();
-                        (open >= self.config.max_flows).then_some(CloseWhy::Limit)
+                // A peer without a grant for the service waits for its introduction (even
+                // for a service we do not expose: the wait tells a stranger nothing).
+                if !ep.may_reach(peer, &service) {
+                    match self.held.hold(now, (peer, remote), &service, payload) {
+                        Holding::New => self.stats.flows_held += 1,
+                        Holding::Added => {}
+                        Holding::Dropped => self.stats.dropped_unreachable += 1,
+                        Holding::Full => self.refuse(now, ep, peer, remote, CloseWhy::Refused),
                     }
-                };
-                let (None, Some(Ok(target))) = (why, target) else {
-                    match why {
-                        Some(CloseWhy::Limit) => self.stats.dropped_limit += 1,
-                        _ => self.stats.flows_refused += 1,
-                    }
-                    let why = why.unwrap_or(CloseWhy::Failed);
-                    self.answer(now, ep, peer, FlowMsg::Close { flow: remote, why });
                     return;
-                };
-                let flow = self.new_flow(now);
-                self.stats.flows_opened += 1;
-                self.incoming.insert(
-                    flow,
-                    InFlow {
-                        peer,
-                        remote,
-                        service,
-                        target,
-                        last_active: now,
-                        counts: Counts::default(),
-                    },
-                );
-                self.by_remote.insert((peer, remote), flow);
-                self.actions.push_back(UdpAction::Open { flow, target });
-                self.answer(now, ep, peer, FlowMsg::Accept { flow: remote });
-                self.deliver(now, flow, payload);
+                }
+                let mut payloads = self
+                    .held
+                    .take((peer, remote))
+                    .map(|h| h.payloads)
+                    .unwrap_or_default();
+                payloads.push_back(Bytes::copy_from_slice(payload));
+                self.open_incoming(now, ep, (peer, remote), service, payloads);
             }
             (FlowMsg::Data { payload, .. }, Some(flow)) => self.deliver(now, flow, payload),
             (FlowMsg::Data { .. }, None) => {
@@ -88,6 +68,90 @@ impl UdpForwarder {
             (FlowMsg::End { .. }, Some(flow)) => self.close_incoming(flow),
             (FlowMsg::End { .. }, None) => {}
             _ => self.stats.dropped_malformed += 1,
+        }
+    }
+
+    /// Opens a flow `peer` may use, toward the UDP service we expose under `service`, and
+    /// delivers its first datagrams; or refuses it (not a UDP service we expose, its target
+    /// unusable, or the service at its flow limit).
+    fn open_incoming(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        (peer, remote): (PeerId, u64),
+        service: ServiceName,
+        payloads: VecDeque<Bytes>,
+    ) {
+        let target = match ep.udp_target(peer, &service).map(str::parse::<SocketAddr>) {
+            None => return self.refuse(now, ep, peer, remote, CloseWhy::Refused),
+            Some(Err(_)) => return self.refuse(now, ep, peer, remote, CloseWhy::Failed),
+            Some(Ok(target)) => target,
+        };
+        let open = self
+            .incoming
+            .values()
+            .filter(|f| f.service == service)
+            .count();
+        if open >= self.config.max_flows {
+            self.stats.dropped_limit += 1;
+            let close = FlowMsg::Close {
+                flow: remote,
+                why: CloseWhy::Limit,
+            };
+            return self.answer(now, ep, peer, close);
+        }
+        let flow = self.new_flow(now);
+        self.stats.flows_opened += 1;
+        self.incoming.insert(
+            flow,
+            InFlow {
+                peer,
+                remote,
+                service,
+                target,
+                last_active: now,
+                counts: Counts::default(),
+            },
+        );
+        self.by_remote.insert((peer, remote), flow);
+        self.actions.push_back(UdpAction::Open { flow, target });
+        self.answer(now, ep, peer, FlowMsg::Accept { flow: remote });
+        for payload in payloads {
+            self.deliver(now, flow, &payload);
+        }
+    }
+
+    /// Refuses the flow `remote` of `peer`: the opener hears CLOSE with `why`.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        peer: PeerId,
+        remote: u64,
+        why: CloseWhy,
+    ) {
+        self.stats.flows_refused += 1;
+        self.answer(now, ep, peer, FlowMsg::Close { flow: remote, why });
+    }
+
+    /// A grant arrived: the held flows their peer may now use are opened.
+    pub(super) fn admit_held(&mut self, now: Instant, ep: &mut Endpoint) {
+        let admitted: Vec<(PeerId, u64)> = self
+            .held
+            .flows()
+            .filter(|((peer, _), service)| ep.may_reach(*peer, service))
+            .map(|(flow, _)| flow)
+            .collect();
+        for flow in admitted {
+            let h = self.held.take(flow).expect("listed above");
+            self.open_incoming(now, ep, flow, h.service, h.payloads);
+        }
+    }
+
+    /// Refuses the held flows whose wait ended by `now`.
+    pub(super) fn expire_held(&mut self, now: Instant, ep: &mut Endpoint) {
+        while let Some((peer, remote)) = self.held.pop_expired(now) {
+            self.refuse(now, ep, peer, remote, CloseWhy::Refused);
         }
     }
 

@@ -35,6 +35,7 @@
 //! ```
 
 mod expose;
+mod held;
 mod types;
 pub mod wire;
 
@@ -115,6 +116,8 @@ pub struct UdpForwarder {
     by_client: BTreeMap<(UdpListenerId, SocketAddr), FlowId>,
     incoming: BTreeMap<FlowId, InFlow>,
     by_remote: BTreeMap<(PeerId, u64), FlowId>,
+    /// OPENs from peers whose introduction has not reached us yet (`held.rs`).
+    held: held::Held,
     /// Idle checks, earliest first: a flow is looked at when its entry comes due, and put
     /// back with its new deadline if it was active since (so a datagram costs no reindexing).
     deadlines: BTreeSet<(Instant, FlowId)>,
@@ -147,6 +150,7 @@ impl UdpForwarder {
             by_client: BTreeMap::new(),
             incoming: BTreeMap::new(),
             by_remote: BTreeMap::new(),
+            held: held::Held::default(),
             deadlines: BTreeSet::new(),
             actions: VecDeque::new(),
             stats: UdpStats::default(),
@@ -179,10 +183,15 @@ impl UdpForwarder {
         self.actions.pop_front()
     }
 
-    /// When [`Self::handle_timeout`] should next be called: the earliest idle check.
+    /// When [`Self::handle_timeout`] should next be called: the earliest idle check, or the
+    /// end of a held flow's wait for its introduction.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(at, _)| *at)
+        let idle = self.deadlines.first().map(|(at, _)| *at);
+        [idle, self.held.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// What the forwarder did and dropped.
@@ -450,7 +459,9 @@ impl UdpForwarder {
                     self.drop_waiting(service);
                 }
             }
+            Event::AccessGranted { .. } => self.admit_held(now, ep),
             Event::SessionClosed { peer, reason, .. } => {
+                self.held.forget_peer(*peer);
                 for w in self.wanted.values_mut() {
                     if w.state == ServiceState::Ready(*peer) {
                         w.state = ServiceState::Idle;
@@ -475,8 +486,10 @@ impl UdpForwarder {
     }
 
     /// Forgets the flows idle past the timeout (telling the peer, for flows we opened, and
-    /// closing the socket, for flows that came in).
+    /// closing the socket, for flows that came in), and refuses held flows whose wait for
+    /// their introduction ended.
     pub fn handle_timeout(&mut self, now: Instant, ep: &mut Endpoint) {
+        self.expire_held(now, ep);
         while let Some(&(at, flow)) = self.deadlines.first() {
             if at > now {
                 break;

@@ -12,6 +12,7 @@ use crate::config::{Config, RendezvousConfig};
 use crate::crypto::SecretKey;
 use crate::forward::ExposeOptions;
 use crate::rendezvous::ServerConfig;
+use crate::session::{HOLD_UNAUTHORIZED, MAX_HELD};
 use crate::tests::net::{self, Link, Machine};
 use crate::transmit::Transmit;
 
@@ -338,10 +339,7 @@ fn flows_reach_only_granted_udp_services() {
     net.send(1, b"hello");
     net.run_for(Duration::from_millis(200));
     assert_eq!(net.hosts[A].m.open.len(), 1);
-    let peer = match net.hosts[B].m.udp.flows(net.now)[0].peer {
-        Some(p) => PeerId(p),
-        None => panic!("no peer"),
-    };
+    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
     // B crafts OPENs by hand for services it holds no grant for (or that are TCP).
     for (flow, service) in [(10, "/t/tcp"), (11, "/t/other"), (12, "/t/none")] {
         let open = FlowMsg::Open {
@@ -353,10 +351,26 @@ fn flows_reach_only_granted_udp_services() {
         net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
             .unwrap();
     }
+    // None of them is granted: each waits for an introduction that may still be on its way,
+    // then is refused, all alike (a stranger learns nothing of what we expose).
     net.run_for(Duration::from_millis(200));
+    let stats = net.hosts[A].m.udp.stats().clone();
+    assert_eq!((stats.flows_held, stats.flows_refused), (3, 0));
+    assert_eq!(closes(&net).len(), 0, "nothing answered while they wait");
+    net.run_for(HOLD_UNAUTHORIZED);
     assert_eq!(net.hosts[A].m.open.len(), 1, "no socket for refused flows");
     assert_eq!(net.hosts[A].m.udp.stats().flows_refused, 3);
-    let closes: Vec<Vec<u8>> = net.hosts[B]
+    let closes = closes(&net);
+    assert_eq!(closes.len(), 3, "each refused alike");
+    assert!(
+        closes.iter().all(|d| d[2] == 1),
+        "all `Refused`: {closes:?}"
+    );
+}
+
+/// The CLOSE messages B received.
+fn closes(net: &Net) -> Vec<Vec<u8>> {
+    net.hosts[B]
         .events
         .iter()
         .filter_map(|e| match e {
@@ -364,12 +378,95 @@ fn flows_reach_only_granted_udp_services() {
             _ => None,
         })
         .filter(|d| d.first() == Some(&0x13))
+        .collect()
+}
+
+/// An OPEN can reach the exposing daemon before the server's introduction that authorises
+/// it (the opener's session was up already): it waits, with the datagrams it carried, and is
+/// admitted when the introduction arrives, not refused.
+#[test]
+fn a_flow_that_outruns_its_introduction_waits_for_it() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.with(A, |n, now| {
+        n.ep.expose_with(now, name("/t/other"), "10.9.9.9:54", ExposeOptions::udp())
+            .unwrap();
+    });
+    net.send(1, b"hello");
+    net.run_for(Duration::from_millis(200));
+    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+    // Flow 40 for /t/other, before B looked it up: two datagrams wait at A.
+    for payload in [&b"early-1"[..], b"early-2"] {
+        let open = FlowMsg::Open {
+            flow: 40,
+            service: name("/t/other"),
+            payload,
+        }
+        .encode();
+        net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
+            .unwrap();
+    }
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.hosts[A].m.udp.stats().flows_held, 1);
+    assert_eq!(net.hosts[A].m.open.len(), 1, "no socket while it waits");
+    // B looks /t/other up (its own listener): the introduction lets the held flow in.
+    let other = net.hosts[B].m.udp.listen(name("/t/other"));
+    net.with(B, |n, now| {
+        n.udp
+            .handle_recv_from(now, &mut n.ep, other, client(2), b"later")
+    });
+    net.run_for(Duration::from_millis(200));
+    let sent: Vec<Vec<u8>> = net.hosts[A]
+        .m
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            UdpAction::Send { data, .. } => Some(data.to_vec()),
+            _ => None,
+        })
         .collect();
-    assert_eq!(closes.len(), 3, "each refused alike");
-    assert!(
-        closes.iter().all(|d| d[2] == 1),
-        "all `Refused`: {closes:?}"
+    let early = |d: &Vec<u8>| d.starts_with(b"early");
+    assert_eq!(
+        sent.iter().filter(|d| early(d)).collect::<Vec<_>>(),
+        [b"early-1", b"early-2"],
+        "the held datagrams reach the service, in order"
     );
+    assert_eq!(
+        net.hosts[A].m.open.len(),
+        3,
+        "the held flow and B's new one"
+    );
+    net.run_for(HOLD_UNAUTHORIZED);
+    assert_eq!(net.hosts[A].m.udp.stats().flows_refused, 0);
+    assert!(closes(&net).is_empty());
+}
+
+/// Held flows are bounded per peer: past [`MAX_HELD`] an OPEN is refused at once; each held
+/// one is refused when its wait ends; a peer whose session ends leaves nothing held.
+#[test]
+fn held_flows_are_bounded_and_refused_when_their_wait_ends() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.send(1, b"hello");
+    net.run_for(Duration::from_millis(200));
+    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+    for flow in 100..=100 + MAX_HELD as u64 {
+        let open = FlowMsg::Open {
+            flow,
+            service: name("/t/secret"),
+            payload: b"x",
+        }
+        .encode();
+        net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
+            .unwrap();
+    }
+    net.run_for(Duration::from_millis(200));
+    let stats = net.hosts[A].m.udp.stats().clone();
+    assert_eq!(stats.flows_held, MAX_HELD as u64);
+    assert_eq!(stats.flows_refused, 1, "one over the bound, at once");
+    assert_eq!(closes(&net).len(), 1);
+    net.run_for(HOLD_UNAUTHORIZED);
+    assert_eq!(closes(&net).len(), MAX_HELD + 1);
+    assert_eq!(net.hosts[A].m.open.len(), 1, "only the granted flow");
+    assert_eq!(net.hosts[A].m.udp.held.next_deadline(), None, "nothing left held");
 }
 
 /// Malformed session datagrams are counted, never acted on.

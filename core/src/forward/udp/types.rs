@@ -100,6 +100,9 @@ pub struct UdpStats {
     pub flows_opened: u64,
     /// Flows forgotten after their idle timeout.
     pub flows_expired: u64,
+    /// Flows that came in before the server's introduction authorising their peer and waited
+    /// for it (then opened, or refused when the wait ended).
+    pub flows_held: u64,
     /// Flows the exposing side refused (not a UDP service it exposes to us, over its flow
     /// limit, or its socket failed).
     pub flows_refused: u64,
@@ -108,7 +111,8 @@ pub struct UdpStats {
     /// Datagrams that would have opened a flow beyond the service's limit.
     pub dropped_limit: u64,
     /// Datagrams dropped while the service was being looked up (the wait queue was full, or
-    /// the lookup failed) or for a refused flow.
+    /// the lookup failed), for a refused flow, or past the few a flow keeps while it waits
+    /// for its introduction.
     pub dropped_unreachable: u64,
     /// Session datagrams that were not flow messages.
     pub dropped_malformed: u64,

@@ -466,7 +466,11 @@ fn held_flows_are_bounded_and_refused_when_their_wait_ends() {
     net.run_for(HOLD_UNAUTHORIZED);
     assert_eq!(closes(&net).len(), MAX_HELD + 1);
     assert_eq!(net.hosts[A].m.open.len(), 1, "only the granted flow");
-    assert_eq!(net.hosts[A].m.udp.held.next_deadline(), None, "nothing left held");
+    assert_eq!(
+        net.hosts[A].m.udp.held.next_deadline(),
+        None,
+        "nothing left held"
+    );
 }
 
 /// Malformed session datagrams are counted, never acted on.

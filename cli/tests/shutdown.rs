@@ -39,6 +39,8 @@ struct Tunnel {
     exposer: Proc,
     connector: Proc,
     listen: SocketAddr,
+    /// Everything's files; removed after the processes above are stopped.
+    _dir: TempDir,
 }
 
 impl Tunnel {
@@ -109,6 +111,7 @@ impl Tunnel {
             exposer,
             connector,
             listen,
+            _dir: dir,
         }
     }
 

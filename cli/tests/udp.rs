@@ -42,6 +42,8 @@ struct Tunnel {
     listen: SocketAddr,
     /// The connecting daemon's state directory (its control socket).
     state: PathBuf,
+    /// Everything's files; removed after the processes above are stopped.
+    _dir: TempDir,
 }
 
 impl Tunnel {
@@ -93,6 +95,7 @@ impl Tunnel {
             _connector: connector,
             listen,
             state: dir.join("b"),
+            _dir: dir,
         }
     }
 }

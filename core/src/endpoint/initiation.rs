@@ -69,6 +69,12 @@ impl Endpoint {
             return;
         };
         let key = responder.remote_static();
+        let answering = session::Answering {
+            from,
+            responder,
+            remote_index: sender,
+            resumes: payload.session,
+        };
         if self
             .replay_floor
             .get(&key)
@@ -108,15 +114,7 @@ impl Endpoint {
                 return;
             }
             if session.admit_initiation(&mut ctx, now, &payload) {
-                session.respond(
-                    &mut ctx,
-                    now,
-                    from,
-                    responder,
-                    sender,
-                    payload.session,
-                    &public_key,
-                );
+                session.respond(&mut ctx, now, answering, &public_key);
                 self.catch_up(now, key);
             }
             return;
@@ -151,15 +149,7 @@ impl Endpoint {
             session.punch.allow_relay(relay);
         }
         if session.admit_initiation(&mut ctx, now, &payload) {
-            session.respond(
-                &mut ctx,
-                now,
-                from,
-                responder,
-                sender,
-                payload.session,
-                &public_key,
-            );
+            session.respond(&mut ctx, now, answering, &public_key);
             sessions.insert(key, session);
         } else {
             ctx.ids.release(session.id);

@@ -21,6 +21,18 @@ use crate::punch;
 use crate::punch::agent::TieBreak;
 use crate::wire::header::{COOKIE_NONCE_LEN, SEALED_COOKIE_LEN};
 
+/// An authenticated initiation we are about to answer.
+pub(crate) struct Answering {
+    /// The path it came by.
+    pub(crate) from: Path,
+    /// The Noise state that writes our response.
+    pub(crate) responder: ResponderHandshake,
+    /// The initiator's index, which our response names.
+    pub(crate) remote_index: u32,
+    /// The session number it named (see `HandshakePayload::session`).
+    pub(crate) resumes: Option<u64>,
+}
+
 impl Session {
     // ----- handshakes -------------------------------------------------------------------
 
@@ -139,7 +151,7 @@ impl Session {
 
     /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
     ///
-    /// `resumes` is the session number the initiation named: keys for the session we have
+    /// `resumes` (in [`Answering`]) is the session number the initiation named: keys for the session we have
     /// if it is that one, else for a new session with a number of our own. Either way the
     /// session we have carries on until the initiator's first packet confirms the keys (see
     /// `on_transport`): an initiation proves the peer's key, not that it still wants what we
@@ -148,17 +160,19 @@ impl Session {
     /// Our own handshake in flight is abandoned, unless
     /// [`punch::agent::keeps_own_handshake`] says the larger key keeps it until the session
     /// is up.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn respond(
         &mut self,
         ctx: &mut Context<'_>,
         now: Instant,
-        from: Path,
-        responder: ResponderHandshake,
-        remote_index: u32,
-        resumes: Option<u64>,
+        initiation: Answering,
         local: &PublicKey,
     ) {
+        let Answering {
+            from,
+            responder,
+            remote_index,
+            resumes,
+        } = initiation;
         let keep_ours = punch::agent::keeps_own_handshake(local, &self.key, self.connected);
         if !keep_ours {
             if let Some(pending) = self.pending.take() {

@@ -28,6 +28,7 @@ use crate::service::Exposed;
 use crate::stats::Stats;
 use crate::transmit::Transmit;
 
+pub(crate) use establish::Answering;
 pub(crate) use state::{Session, source_of};
 pub(crate) use streams::{HOLD_UNAUTHORIZED, MAX_HELD};
 

@@ -380,6 +380,15 @@ fn closes(pair: &Pair, side: Side) -> Vec<(PeerId, CloseReason)> {
         .collect()
 }
 
+/// `side` closes its session `peer` and its Close never reaches the other side.
+fn close_losing_the_close(pair: &mut Pair, side: Side, peer: PeerId) {
+    pair.filter = Some(Box::new(move |from, _, _| from != side.index()));
+    let now = pair.now;
+    pair.endpoint(side).close(now, peer);
+    pair.run_for(Duration::from_millis(50));
+    pair.filter = None;
+}
+
 /// B ends its session with A and its Close is lost. A, hearing nothing, checks on B with a
 /// handshake that names the session; B no longer has it and answers with a new one. A must
 /// start over too (`PeerReset`, a new handle, fresh streams), not carry its old stream state
@@ -389,11 +398,7 @@ fn closes(pair: &Pair, side: Side) -> Vec<(PeerId, CloseReason)> {
 fn a_handshake_answered_with_a_new_session_starts_over_on_both_sides() {
     let (mut pair, a_peer, b_peer) = pair();
     carry(&mut pair, a_peer, b_peer, 1, 64 << 10);
-    pair.filter = Some(Box::new(|from, _, _| from != Side::B.index()));
-    let now = pair.now;
-    pair.b().close(now, b_peer);
-    pair.run_for(Duration::from_millis(50));
-    pair.filter = None;
+    close_losing_the_close(&mut pair, Side::B, b_peer);
     for _ in 0..130 {
         if !closes(&pair, Side::A).is_empty() {
             break;
@@ -428,11 +433,7 @@ fn a_handshake_answered_with_a_new_session_starts_over_on_both_sides() {
 fn a_new_session_after_a_lost_close_replaces_the_old_one_on_the_peer() {
     let (mut pair, a_peer, b_peer) = pair();
     carry(&mut pair, a_peer, b_peer, 3, 64 << 10);
-    pair.filter = Some(Box::new(|from, _, _| from != Side::A.index()));
-    let now = pair.now;
-    pair.a().close(now, a_peer);
-    pair.run_for(Duration::from_millis(50));
-    pair.filter = None;
+    close_losing_the_close(&mut pair, Side::A, a_peer);
     let (b_key, b_addr, now) = (pair.b().public_key(), pair.b_addr(), pair.now);
     let a2 = pair.a().connect(now, b_key, b_addr).expect("valid key");
     pair.run_for(Duration::from_millis(200));

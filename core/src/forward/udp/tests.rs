@@ -165,6 +165,19 @@ impl Net {
         });
     }
 
+    /// B sends an OPEN of its own making to `peer` (A), bypassing its forwarder.
+    fn open_by_hand(&mut self, peer: PeerId, flow: u64, service: &str, payload: &[u8]) {
+        let open = FlowMsg::Open {
+            flow,
+            service: name(service),
+            payload,
+        }
+        .encode();
+        self.net
+            .with(B, |n, now| n.ep.send_datagram(now, peer, &open))
+            .unwrap();
+    }
+
     fn received(&self, port: u16) -> Vec<Vec<u8>> {
         let r = &self.hosts[B].m.received;
         r.get(&client(port)).cloned().unwrap_or_default()
@@ -342,14 +355,7 @@ fn flows_reach_only_granted_udp_services() {
     let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
     // B crafts OPENs by hand for services it holds no grant for (or that are TCP).
     for (flow, service) in [(10, "/t/tcp"), (11, "/t/other"), (12, "/t/none")] {
-        let open = FlowMsg::Open {
-            flow,
-            service: name(service),
-            payload: b"sneak",
-        }
-        .encode();
-        net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
-            .unwrap();
+        net.open_by_hand(peer, flow, service, b"sneak");
     }
     // None of them is granted: each waits for an introduction that may still be on its way,
     // then is refused, all alike (a stranger learns nothing of what we expose).
@@ -396,14 +402,7 @@ fn a_flow_that_outruns_its_introduction_waits_for_it() {
     let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
     // Flow 40 for /t/other, before B looked it up: two datagrams wait at A.
     for payload in [&b"early-1"[..], b"early-2"] {
-        let open = FlowMsg::Open {
-            flow: 40,
-            service: name("/t/other"),
-            payload,
-        }
-        .encode();
-        net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
-            .unwrap();
+        net.open_by_hand(peer, 40, "/t/other", payload);
     }
     net.run_for(Duration::from_secs(1));
     assert_eq!(net.hosts[A].m.udp.stats().flows_held, 1);
@@ -449,14 +448,7 @@ fn held_flows_are_bounded_and_refused_when_their_wait_ends() {
     net.run_for(Duration::from_millis(200));
     let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
     for flow in 100..=100 + MAX_HELD as u64 {
-        let open = FlowMsg::Open {
-            flow,
-            service: name("/t/secret"),
-            payload: b"x",
-        }
-        .encode();
-        net.with(B, |n, now| n.ep.send_datagram(now, peer, &open))
-            .unwrap();
+        net.open_by_hand(peer, flow, "/t/secret", b"x");
     }
     net.run_for(Duration::from_millis(200));
     let stats = net.hosts[A].m.udp.stats().clone();

@@ -213,6 +213,21 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Add a path token to a running daemon's registration, without a restart: the daemon
+    /// registers again with it and prints which paths it may now expose or connect to (or
+    /// why the server refused the token; then nothing changes). Kept in `path-tokens` in the
+    /// state directory: it comes back after a restart.
+    Import {
+        /// The token (visible to other users on a command line: prefer --token-file).
+        #[arg(value_name = "TOKEN", required_unless_present = "token_file")]
+        token: Option<String>,
+        /// A file holding the token (readable by its owner only).
+        #[arg(long, value_name = "FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// The daemon's state directory (default as for `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// A tenant master's commands to a server: declare paths and their tokens, list them,
     /// rotate tokens. The master token comes from --token-file, $BURROW_TOKEN or --token.
     Admin {

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use burrow_core::PublicKey;
-use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
+use burrow_core::rendezvous::{Grants, ServiceName};
 use burrow_core::status::Status;
 
 /// What a node runs: the same type on every runtime.
@@ -205,6 +205,18 @@ impl Control {
             ControlHandle::Mio(c) => c.admin(master, command),
         };
         answer.map_err(|e| e.to_string())?
+    }
+
+    /// Presents `tokens` as the daemon's path tokens (`burrow import`): what the server
+    /// granted, or why it refused them (the previous ones are in use again then).
+    pub fn set_path_tokens(&self, tokens: Vec<String>) -> Result<Grants, String> {
+        let outcome = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.set_path_tokens(tokens))?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.set_path_tokens(tokens),
+        };
+        outcome.map_err(|e| e.to_string())?
     }
 
     /// Makes the node run `services`: what changed, or why nothing did.

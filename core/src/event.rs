@@ -214,6 +214,13 @@ pub enum Event {
         /// Why, as the server (or the client's own timeout) said.
         reason: String,
     },
+    /// A change of path tokens asked for with [`crate::Endpoint::set_path_tokens`] ended:
+    /// what the server granted the registration, or why it refused the tokens (the previous
+    /// ones are in use again).
+    PathTokensSet {
+        /// The grants, or the refusal.
+        result: Result<crate::rendezvous::Grants, String>,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{self, Node, Output, ProbeId, Services, StartError, Summary};
+use burrow_core::rendezvous::Grants;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 use burrow_tokio::udp::Udp;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -71,6 +72,8 @@ struct Loop {
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     /// Master commands waiting for their answer.
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
+    /// The handle waiting for the outcome of a change of path tokens (one at a time).
+    path_tokens: Option<Sender<Result<Grants, String>>>,
     /// Where the server's directory changes go, to be stored.
     directory: Sender<DirectoryChange>,
     read_buf: Vec<u8>,
@@ -130,6 +133,7 @@ pub(crate) fn run(parts: Parts) {
         resolved: channel(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
+        path_tokens: None,
         directory,
         udp_sockets: UdpSockets::new(),
     };
@@ -243,6 +247,11 @@ impl Loop {
                     }
                     Output::Admin { request, result } => {
                         if let Some(reply) = self.admins.remove(&request) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Output::PathTokens(result) => {
+                        if let Some(reply) = self.path_tokens.take() {
                             let _ = reply.send(result);
                         }
                     }
@@ -439,6 +448,12 @@ impl Loop {
                 Ok(request) => {
                     self.admins.insert(request, reply);
                 }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::SetPathTokens(tokens, reply) => match self.node.set_path_tokens(now, tokens) {
+                Ok(()) => self.path_tokens = Some(reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.to_string()));
                 }

@@ -30,6 +30,7 @@ use std::time::{Instant, SystemTime};
 
 use burrow_core::PublicKey;
 use burrow_core::node;
+use burrow_core::rendezvous::Grants;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_tokio::local_ip_toward;
@@ -43,6 +44,7 @@ pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
+    SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
@@ -228,6 +230,13 @@ impl NodeControl {
         command: AdminCommand,
     ) -> Result<Result<AdminAnswer, String>, Stopped> {
         self.ask(|tx| Command::Admin(master, command, tx))
+    }
+
+    /// Presents `tokens` as the daemon's path tokens from now on (`burrow import`) and waits
+    /// for what the server granted, or for why the tokens were refused (the previous ones are
+    /// in use again then).
+    pub fn set_path_tokens(&self, tokens: Vec<String>) -> Result<Result<Grants, String>, Stopped> {
+        self.ask(|tx| Command::SetPathTokens(tokens, tx))
     }
 
     /// Makes the node run `services` (a reloaded config's): services no longer listed stop

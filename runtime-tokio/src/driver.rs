@@ -17,6 +17,7 @@ use std::sync::Arc;
 use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
+use burrow_core::rendezvous::Grants;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 
 use crate::handle::Command;
@@ -59,6 +60,8 @@ struct Loop<R: Runtime> {
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     /// Master commands asked for by handles, waiting for their answer.
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
+    /// The handle waiting for the outcome of a change of path tokens (one at a time).
+    path_tokens: Option<Sender<Result<Grants, String>>>,
     directory: Sender<DirectoryChange>,
     /// Each listener's accept task; dropping it closes the listener.
     accepts: BTreeMap<ListenerId, R::Task>,
@@ -116,6 +119,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         conns: BTreeMap::new(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
+        path_tokens: None,
         directory,
         accepts: BTreeMap::new(),
         udp_listeners: BTreeMap::new(),
@@ -212,6 +216,14 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                     }
                 }
             }
+            Wake::Command(Some(Command::SetPathTokens(tokens, reply))) => {
+                match state.node.set_path_tokens(now, tokens) {
+                    Ok(()) => state.path_tokens = Some(reply),
+                    Err(e) => {
+                        let _ = reply.try_send(Err(e.to_string()));
+                    }
+                }
+            }
             Wake::Command(Some(Command::Reload(services, reply))) => {
                 let _ = reply.try_send(state.reload(now, &services));
             }
@@ -271,6 +283,11 @@ impl<R: Runtime> Loop<R> {
                 }
                 Output::Admin { request, result } => {
                     if let Some(reply) = self.admins.remove(&request) {
+                        let _ = reply.try_send(result);
+                    }
+                }
+                Output::PathTokens(result) => {
+                    if let Some(reply) = self.path_tokens.take() {
                         let _ = reply.try_send(result);
                     }
                 }

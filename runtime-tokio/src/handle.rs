@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use async_channel::{Receiver, Sender, bounded};
 use burrow_core::PublicKey;
 use burrow_core::node::{self, NodeConfig, Services, StartError, Started, Stopped, Summary};
+use burrow_core::rendezvous::Grants;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
@@ -24,6 +25,7 @@ pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
+    SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
@@ -216,6 +218,16 @@ impl NodeControl {
         command: AdminCommand,
     ) -> Result<Result<AdminAnswer, String>, Stopped> {
         self.ask(|tx| Command::Admin(master, command, tx)).await
+    }
+
+    /// Presents `tokens` as the daemon's path tokens from now on (`burrow import`) and waits
+    /// for what the server granted, or for why the tokens were refused (the previous ones are
+    /// in use again then).
+    pub async fn set_path_tokens(
+        &self,
+        tokens: Vec<String>,
+    ) -> Result<Result<Grants, String>, Stopped> {
+        self.ask(|tx| Command::SetPathTokens(tokens, tx)).await
     }
 
     /// Makes the node run `services` (a reloaded config's): services no longer listed stop

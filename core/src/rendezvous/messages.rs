@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::directory::{AdminAnswer, AdminCommand};
+use super::grants::Grants;
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
@@ -33,9 +34,9 @@ pub(crate) const MAX_SERVICES: usize = 5;
 /// Most host (LAN) candidates a daemon announces.
 pub(crate) const MAX_HOST_CANDIDATES: usize = 8;
 /// Most path tokens one registration presents.
-pub(crate) const MAX_PATH_TOKENS: usize = 4;
+pub const MAX_PATH_TOKENS: usize = 4;
 /// Longest path token, in bytes (the server makes them 48 hex characters long).
-pub(crate) const MAX_PATH_TOKEN_LEN: usize = 48;
+pub const MAX_PATH_TOKEN_LEN: usize = 48;
 /// Most candidates in an introduction: the server-reflexive address, then the host candidates.
 pub(crate) const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
 /// Longest error detail, in bytes.
@@ -191,6 +192,16 @@ pub(crate) enum ServerMessage {
         request: u64,
         /// The IP TTL or hop limit the request arrived with.
         ttl: u8,
+    },
+    /// Sent after `Registered` to a daemon that registered with a token of the directory or
+    /// presented path tokens: what its tokens allow (which paths it may expose and connect
+    /// to). `burrow import` waits for it to report what a new path token allows. An older
+    /// daemon drops it as undecodable, as it does `Observed`.
+    Granted {
+        /// The `Register`'s request id.
+        request: u64,
+        /// What the tokens allow.
+        grants: Grants,
     },
 }
 
@@ -520,6 +531,30 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_grants_fit_and_more_are_refused() {
+        use crate::rendezvous::grants::{Grant, MAX_GRANTS};
+        let grant = |i| Grant {
+            name: longest_name(i),
+            role: TokenRole::Client,
+        };
+        let granted = |n: usize| ServerMessage::Granted {
+            request: u64::MAX,
+            grants: Grants {
+                master: true,
+                paths: (0..n).map(grant).collect(),
+            },
+        };
+        let largest = granted(MAX_GRANTS);
+        let bytes = largest.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "granted: {}", bytes.len());
+        assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
+        assert_eq!(
+            ServerMessage::decode(&granted(MAX_GRANTS + 1).encode()),
+            Err(MessageError::Malformed)
+        );
+    }
+
+    #[test]
     fn largest_messages_fit_and_round_trip() {
         let (register, introduce, error) = largest_messages();
         let bytes = register.encode();
@@ -769,6 +804,31 @@ mod tests {
                 .prop_map(|(request, answer)| ServerMessage::Admin { request, answer }),
             (any::<u64>(), any::<u8>())
                 .prop_map(|(request, ttl)| ServerMessage::Observed { request, ttl }),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(
+                    (name(), any::<bool>()),
+                    0..=crate::rendezvous::MAX_GRANTS
+                )
+            )
+                .prop_map(|(request, master, paths)| ServerMessage::Granted {
+                    request,
+                    grants: Grants {
+                        master,
+                        paths: paths
+                            .into_iter()
+                            .map(|(name, s)| crate::rendezvous::Grant {
+                                name,
+                                role: if s {
+                                    TokenRole::Server
+                                } else {
+                                    TokenRole::Client
+                                },
+                            })
+                            .collect(),
+                    },
+                }),
         ]
     }
 

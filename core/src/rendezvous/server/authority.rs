@@ -10,7 +10,9 @@
 //! [`ServerConfig::tokens`]: super::super::ServerConfig::tokens
 
 use super::super::config::TokenPolicy;
+use super::super::directory::TokenRole;
 use super::super::directory::{self, Credential, DirectoryChange, TokenHash};
+use super::super::grants::{Grant, Grants, MAX_GRANTS};
 use super::super::lease::{Rights, TokenLimits};
 use super::super::messages::{ErrorCode, ServerMessage};
 use super::super::name::ServiceName;
@@ -79,6 +81,38 @@ impl Server {
             rights.tokens.push(TokenHash::of(extra));
         }
         Ok((tenant, rights, limits))
+    }
+
+    /// What a `Register` with `token` and `path_tokens` allows (once [`Self::resolve`]
+    /// accepted them): one grant per path token, or the master's reach. `None` for a daemon
+    /// of open names that presents no path token: the directory grants it nothing to report.
+    pub(super) fn grants(&self, token: &str, path_tokens: &[String]) -> Option<Grants> {
+        if path_tokens.is_empty() && self.directory.credential(token).is_none() {
+            return None;
+        }
+        let mut grants = Grants::default();
+        for t in std::iter::once(token).chain(path_tokens.iter().map(String::as_str)) {
+            let grant = match self.directory.credential(t) {
+                Some(Credential::Master(_)) => {
+                    grants.master = true;
+                    continue;
+                }
+                Some(Credential::Server(_, name)) => Grant {
+                    name: name.clone(),
+                    role: TokenRole::Server,
+                },
+                Some(Credential::Client(_, name)) => Grant {
+                    name: name.clone(),
+                    role: TokenRole::Client,
+                },
+                None => continue,
+            };
+            // One per token, so never more than MAX_GRANTS.
+            if !grants.paths.contains(&grant) && grants.paths.len() < MAX_GRANTS {
+                grants.paths.push(grant);
+            }
+        }
+        Some(grants)
     }
 
     /// The directory path `name` of `tenant` (a registry key), if it is a directory tenant

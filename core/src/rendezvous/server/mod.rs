@@ -217,6 +217,7 @@ impl Server {
                     Ok(resolved) => resolved,
                     Err((code, detail)) => return self.error(from, request, code, detail),
                 };
+                let grants = self.grants(&token, &path_tokens);
                 let new = NewRegistration {
                     key: from,
                     addr,
@@ -226,9 +227,12 @@ impl Server {
                     host_candidates,
                     expires: now + self.config.lease,
                 };
-                self.on_register(now, request, new, limits);
+                let accepted = self.on_register(now, request, new, limits);
                 if self.registry.get(&from).is_some() {
                     self.observed(from, request, ttl);
+                }
+                if let Some(grants) = grants.filter(|_| accepted) {
+                    self.send(from, ServerMessage::Granted { request, grants });
                 }
             }
             ClientMessage::Ack { id } => {
@@ -300,13 +304,14 @@ impl Server {
         }
     }
 
+    /// Registers `new` if its tokens and limits allow; returns whether it did.
     fn on_register(
         &mut self,
         now: Instant,
         request: u64,
         new: NewRegistration,
         limits: Option<super::TokenLimits>,
-    ) {
+    ) -> bool {
         let key = new.key;
         if let Some(name) = new
             .services
@@ -316,13 +321,15 @@ impl Server {
             let detail = format!(
                 "{name} is a path of this tenant's directory; exposing it takes its server token"
             );
-            return self.error(key, request, ErrorCode::BadToken, detail);
+            self.error(key, request, ErrorCode::BadToken, detail);
+            return false;
         }
         if let Err((code, detail)) =
             self.registry
                 .check(&new, limits.as_ref(), self.config.max_registrations)
         {
-            return self.error(key, request, code, detail);
+            self.error(key, request, code, detail);
+            return false;
         }
         if self
             .registry
@@ -349,6 +356,7 @@ impl Server {
                 reflexive: addr,
             },
         );
+        true
     }
 
     fn on_lookup(&mut self, now: Instant, from: PublicKey, request: u64, name: ServiceName) {

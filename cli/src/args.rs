@@ -327,6 +327,36 @@ pub enum AdminAction {
         /// The path.
         path: String,
     },
+    /// Attach PATH to a running daemon of the tenant, without touching it: the server pushes
+    /// it, and the daemon exposes PATH toward TARGET (`--expose`) or listens for it
+    /// (`--listen`) as `burrow attach` would, and keeps it. The attachment also lets the
+    /// daemon expose or connect to PATH, whatever its tokens.
+    Rattach {
+        /// The path.
+        path: String,
+        /// The daemon's public key, as `burrow daemon` printed it.
+        #[arg(long, value_name = "KEY")]
+        daemon: String,
+        /// Where its connections go on the daemon's side (HOST:PORT or unix:PATH).
+        #[arg(
+            long,
+            value_name = "TARGET",
+            conflicts_with = "listen",
+            required_unless_present = "listen"
+        )]
+        expose: Option<String>,
+        /// The local address the daemon listens on for it (IP:PORT).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Detach PATH from a daemon it was attached to with `rattach`.
+    Rdetach {
+        /// The path.
+        path: String,
+        /// The daemon's public key.
+        #[arg(long, value_name = "KEY")]
+        daemon: String,
+    },
 }
 
 /// Settings every daemon form shares; each overrides the config file.

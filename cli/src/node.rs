@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use burrow_core::PublicKey;
-use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
+use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, Attachment, DirectoryChange};
 use burrow_core::rendezvous::{Grants, ServiceName};
 use burrow_core::status::Status;
 
@@ -168,6 +168,25 @@ impl Node {
             Handle::Mio(h) => {
                 let changes = h.directory_changes();
                 Box::new(move || changes.as_ref()?.recv().ok())
+            }
+        }
+    }
+
+    /// Paths the tenant's master attached (`Some`) or detached (`None`), one per call,
+    /// blocking; `None` once the node stopped. For one consumer (a daemon's services).
+    pub fn master_attachments(
+        &mut self,
+    ) -> Box<dyn FnMut() -> Option<(ServiceName, Option<Attachment>)> + Send> {
+        match &mut self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => {
+                let pushed = h.master_attachments();
+                Box::new(move || pushed.recv_blocking().ok())
+            }
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => {
+                let pushed = h.master_attachments();
+                Box::new(move || pushed.as_ref()?.recv().ok())
             }
         }
     }

@@ -229,13 +229,24 @@ pub fn daemon(
     spec.connect_udp.clone_from(&settings.connect_udp);
     spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
-    let node = Node::spawn(runtime, spec)?;
+    let mut node = Node::spawn(runtime, spec)?;
     let running = Arc::new(Mutex::new(Running::new(
         node.control(),
         settings.state_dir.clone(),
         base,
         attached,
     )));
+    // What the tenant's master attaches or detaches, run as `burrow attach`/`detach` would.
+    let mut pushed = node.master_attachments();
+    let by_master = running.clone();
+    std::thread::spawn(move || {
+        while let Some((name, attach)) = pushed() {
+            match lock(&by_master).master(name.clone(), attach) {
+                Ok(summary) => tracing::info!("the master's attachment of {name}: {summary}"),
+                Err(e) => tracing::error!("cannot run what the master attached as {name}: {e}"),
+            }
+        }
+    });
     let reload: control::Reload = {
         let running = running.clone();
         let settings = settings.clone();

@@ -221,6 +221,15 @@ pub enum Event {
         /// The grants, or the refusal.
         result: Result<crate::rendezvous::Grants, String>,
     },
+    /// The tenant's master attached `service` to this daemon (`burrow admin rattach`): expose
+    /// it or listen for it as `attach` says, as `burrow attach` would; `None`: detach it
+    /// (`rdetach`). The endpoint only reports it: running services is the node's owner's.
+    MasterAttach {
+        /// The path.
+        service: ServiceName,
+        /// What to do with it.
+        attach: Option<crate::rendezvous::directory::Attachment>,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.

@@ -11,6 +11,8 @@ use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{self, Node, Output, ProbeId, Services, StartError, Summary};
 use burrow_core::rendezvous::Grants;
+
+use crate::MasterAttach;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 use burrow_tokio::udp::Udp;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -43,6 +45,7 @@ pub(crate) struct Parts {
     pub(crate) udp_listeners: Vec<(UdpListenerId, UdpSocket)>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) directory: Sender<DirectoryChange>,
+    pub(crate) attachments: Sender<MasterAttach>,
 }
 
 /// The poll token of a listener.
@@ -76,6 +79,8 @@ struct Loop {
     path_tokens: Option<Sender<Result<Grants, String>>>,
     /// Where the server's directory changes go, to be stored.
     directory: Sender<DirectoryChange>,
+    /// Where the master's attachments go, to be run.
+    attachments: Sender<MasterAttach>,
     read_buf: Vec<u8>,
     /// UDP listener and flow sockets of forwarded UDP services.
     udp_sockets: UdpSockets,
@@ -92,6 +97,7 @@ pub(crate) fn run(parts: Parts) {
         udp_listeners,
         commands,
         directory,
+        attachments,
     } = parts;
     let registry = poll.registry();
     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -135,6 +141,7 @@ pub(crate) fn run(parts: Parts) {
         admins: BTreeMap::new(),
         path_tokens: None,
         directory,
+        attachments,
         udp_sockets: UdpSockets::new(),
     };
     for (id, socket) in udp_listeners {
@@ -249,6 +256,9 @@ impl Loop {
                         if let Some(reply) = self.admins.remove(&request) {
                             let _ = reply.send(result);
                         }
+                    }
+                    Output::MasterAttach { service, attach } => {
+                        let _ = self.attachments.send((service, attach));
                     }
                     Output::PathTokens(result) => {
                         if let Some(reply) = self.path_tokens.take() {

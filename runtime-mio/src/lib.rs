@@ -31,6 +31,10 @@ use std::time::{Instant, SystemTime};
 use burrow_core::PublicKey;
 use burrow_core::node;
 use burrow_core::rendezvous::Grants;
+use burrow_core::rendezvous::directory::Attachment;
+
+/// A path the tenant's master attached to this daemon (`Some`) or detached (`None`).
+pub type MasterAttach = (ServiceName, Option<Attachment>);
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_tokio::local_ip_toward;
@@ -94,8 +98,10 @@ impl Node {
         let udp_listeners = node.listen_udp(udp_listeners);
         let (commands, rx) = mpsc::channel();
         let (directory, changes) = mpsc::channel();
+        let (attachments, attached) = mpsc::channel();
         let parts = event_loop::Parts {
             directory,
+            attachments,
             poll,
             waker: waker.clone(),
             node,
@@ -115,6 +121,7 @@ impl Node {
             control: NodeControl { commands, waker },
             thread: Some(thread),
             changes: Some(changes),
+            attached: Some(attached),
         })
     }
 }
@@ -130,6 +137,8 @@ pub struct NodeHandle {
     thread: Option<JoinHandle<()>>,
     /// The rendezvous server's directory changes, until taken.
     changes: Option<Receiver<DirectoryChange>>,
+    /// The master's attachments, until taken.
+    attached: Option<Receiver<MasterAttach>>,
 }
 
 impl NodeHandle {
@@ -163,6 +172,13 @@ impl NodeHandle {
     /// after the first call. Only a server makes any.
     pub fn directory_changes(&mut self) -> Option<Receiver<DirectoryChange>> {
         self.changes.take()
+    }
+
+    /// Paths the tenant's master attached to this daemon (`Some`) or detached (`None`), in
+    /// order, for the caller to run as `burrow attach`/`detach` would; `None` after the
+    /// first call.
+    pub fn master_attachments(&mut self) -> Option<Receiver<MasterAttach>> {
+        self.attached.take()
     }
 
     /// Whether the node's thread has ended.

@@ -18,6 +18,8 @@ use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
 use burrow_core::rendezvous::Grants;
+
+use crate::handle::MasterAttach;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 
 use crate::handle::Command;
@@ -44,6 +46,8 @@ pub(crate) struct Parts<R: Runtime> {
     pub(crate) done: Sender<()>,
     /// Where the rendezvous server's directory changes go, to be stored.
     pub(crate) directory: Sender<DirectoryChange>,
+    /// Where the master's attachments go, to be run.
+    pub(crate) attachments: Sender<MasterAttach>,
 }
 
 struct Loop<R: Runtime> {
@@ -63,6 +67,7 @@ struct Loop<R: Runtime> {
     /// The handle waiting for the outcome of a change of path tokens (one at a time).
     path_tokens: Option<Sender<Result<Grants, String>>>,
     directory: Sender<DirectoryChange>,
+    attachments: Sender<MasterAttach>,
     /// Each listener's accept task; dropping it closes the listener.
     accepts: BTreeMap<ListenerId, R::Task>,
     /// Each UDP listener socket and its reader task.
@@ -93,6 +98,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         commands,
         done: _done,
         directory,
+        attachments,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
     let (udp_to_loop, forwarded) = async_channel::bounded(UDP_QUEUE);
@@ -121,6 +127,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         admins: BTreeMap::new(),
         path_tokens: None,
         directory,
+        attachments,
         accepts: BTreeMap::new(),
         udp_listeners: BTreeMap::new(),
         flows: BTreeMap::new(),
@@ -285,6 +292,9 @@ impl<R: Runtime> Loop<R> {
                     if let Some(reply) = self.admins.remove(&request) {
                         let _ = reply.try_send(result);
                     }
+                }
+                Output::MasterAttach { service, attach } => {
+                    let _ = self.attachments.try_send((service, attach));
                 }
                 Output::PathTokens(result) => {
                     if let Some(reply) = self.path_tokens.take() {

@@ -12,6 +12,10 @@ use async_channel::{Receiver, Sender, bounded};
 use burrow_core::PublicKey;
 use burrow_core::node::{self, NodeConfig, Services, StartError, Started, Stopped, Summary};
 use burrow_core::rendezvous::Grants;
+use burrow_core::rendezvous::directory::Attachment;
+
+/// A path the tenant's master attached to this daemon (`Some`) or detached (`None`).
+pub type MasterAttach = (ServiceName, Option<Attachment>);
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
@@ -80,6 +84,7 @@ pub fn start<R: Runtime>(
     let (commands, rx) = bounded(16);
     let (done, stopped) = bounded(1);
     let (directory, changes) = async_channel::unbounded();
+    let (attachments, attached) = async_channel::unbounded();
     let parts = Parts::<R> {
         socket,
         listeners,
@@ -87,6 +92,7 @@ pub fn start<R: Runtime>(
         commands: rx,
         done,
         directory,
+        attachments,
     };
     spawn(Box::pin(driver::run(node, parts))).map_err(bind_err)?;
     Ok(NodeHandle {
@@ -96,6 +102,7 @@ pub fn start<R: Runtime>(
         control: NodeControl { commands },
         stopped,
         changes,
+        attached,
     })
 }
 
@@ -130,6 +137,8 @@ pub struct NodeHandle {
     stopped: Receiver<()>,
     /// The rendezvous server's directory changes, in order (a server's only).
     changes: Receiver<DirectoryChange>,
+    /// Paths the tenant's master attached or detached (a daemon's only).
+    attached: Receiver<MasterAttach>,
 }
 
 impl NodeHandle {
@@ -163,6 +172,13 @@ impl NodeHandle {
     /// server makes any; they wait here until received.
     pub fn directory_changes(&self) -> Receiver<DirectoryChange> {
         self.changes.clone()
+    }
+
+    /// Paths the tenant's master attached to this daemon (`Some`) or detached (`None`), in
+    /// order, for the caller to run as `burrow attach`/`detach` would. They wait here until
+    /// received.
+    pub fn master_attachments(&self) -> Receiver<MasterAttach> {
+        self.attached.clone()
     }
 
     /// Whether the node's loop has ended.

@@ -345,6 +345,12 @@ impl Endpoint {
                     .events
                     .push_back(Event::AccessRevoked { key: peer });
             }
+            ClientEvent::Attach { name, attach } => {
+                self.out.events.push_back(Event::MasterAttach {
+                    service: name,
+                    attach,
+                });
+            }
             ClientEvent::PathTokensSet { result } => {
                 let result = result.map_err(|(code, detail)| format!("{code:?}: {detail}"));
                 self.out.events.push_back(Event::PathTokensSet { result });

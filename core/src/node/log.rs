@@ -42,6 +42,7 @@ impl LogLine {
             | Event::ServiceReady { .. }
             | Event::ServiceKeyPinned { .. }
             | Event::PathTokensSet { result: Ok(_) }
+            | Event::MasterAttach { .. }
             | Event::Rendezvous(_) => Level::Info,
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
@@ -116,6 +117,17 @@ impl fmt::Display for LogLine {
                     "path tokens accepted; the registration may use: {grants}"
                 )
             }
+            Event::MasterAttach {
+                service,
+                attach: Some(attach),
+            } => write!(
+                f,
+                "the tenant's master attached {service}: this daemon {attach}"
+            ),
+            Event::MasterAttach {
+                service,
+                attach: None,
+            } => write!(f, "the tenant's master detached {service}"),
             Event::PathTokensSet { result: Err(why) } => write!(
                 f,
                 "path tokens refused, the previous ones are in use again: {why}"

@@ -87,6 +87,15 @@ pub enum Output {
         /// The answer, or the reason it failed.
         result: Result<AdminAnswer, String>,
     },
+    /// The tenant's master attached `service` to this daemon (`burrow admin rattach`), or
+    /// detached it (`None`): the owner runs it as `burrow attach` would (binding a listener
+    /// is IO), and keeps it.
+    MasterAttach {
+        /// The path.
+        service: ServiceName,
+        /// What to do with it.
+        attach: Option<crate::rendezvous::directory::Attachment>,
+    },
     /// The outcome of [`Node::set_path_tokens`]: what the server granted, or why it refused
     /// the tokens (the previous ones are in use again).
     PathTokens(Result<crate::rendezvous::Grants, String>),
@@ -271,6 +280,12 @@ impl Node {
             }),
             Event::PathTokensSet { result } => {
                 self.queued.push_back(Output::PathTokens(result.clone()));
+            }
+            Event::MasterAttach { service, attach } => {
+                self.queued.push_back(Output::MasterAttach {
+                    service: service.clone(),
+                    attach: attach.clone(),
+                });
             }
             _ => {}
         }

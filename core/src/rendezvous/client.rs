@@ -473,15 +473,9 @@ impl Client {
                 }
             }
             ServerMessage::Revoked { id, peer } => {
-                self.messages.push_back(ClientMessage::Ack { id });
-                if self.seen.contains_key(&id) {
-                    return;
+                if self.first_sight(now, id) {
+                    self.events.push_back(ClientEvent::Revoked { peer });
                 }
-                if self.seen.len() >= SEEN_MAX {
-                    self.seen.pop_first();
-                }
-                self.seen.insert(id, now);
-                self.events.push_back(ClientEvent::Revoked { peer });
             }
             ServerMessage::Admin { request, answer } => {
                 if self.requests.remove(&request).is_some() {
@@ -490,12 +484,31 @@ impl Client {
                 }
             }
             ServerMessage::Observed { ttl, .. } => self.observed_ttl = Some(ttl),
+            ServerMessage::Attach { id, name, attach } => {
+                if self.first_sight(now, id) {
+                    self.events.push_back(ClientEvent::Attach { name, attach });
+                }
+            }
             ServerMessage::Granted { request, grants } => {
                 if self.import.as_ref().is_some_and(|i| i.request == request) {
                     self.end_import(now, Ok(grants));
                 }
             }
         }
+    }
+
+    /// Acknowledges the push `id` (every copy: an acknowledgement may have been lost) and
+    /// says whether it is new.
+    fn first_sight(&mut self, now: Instant, id: u64) -> bool {
+        self.messages.push_back(ClientMessage::Ack { id });
+        if self.seen.contains_key(&id) {
+            return false;
+        }
+        if self.seen.len() >= SEEN_MAX {
+            self.seen.pop_first();
+        }
+        self.seen.insert(id, now);
+        true
     }
 
     fn on_error(&mut self, now: Instant, request: u64, code: ErrorCode, detail: String) {

@@ -68,6 +68,13 @@ pub(crate) enum ClientEvent {
         /// The grants, or the refusal's code and detail.
         result: Result<super::grants::Grants, (ErrorCode, String)>,
     },
+    /// The tenant's master attached `name` to us (`attach`), or detached it (`None`).
+    Attach {
+        /// The path.
+        name: ServiceName,
+        /// What to do with it.
+        attach: Option<super::directory::Attachment>,
+    },
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::directory::{AdminAnswer, AdminCommand};
+use super::directory::{AdminAnswer, AdminCommand, Attachment};
 use super::grants::Grants;
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
@@ -202,6 +202,17 @@ pub(crate) enum ServerMessage {
         request: u64,
         /// What the tokens allow.
         grants: Grants,
+    },
+    /// The tenant's master attached `name` to this daemon (`attach`), or detached it
+    /// (`None`): do as `burrow attach`/`burrow detach` would. Pushed again after every
+    /// registration; acknowledge it with `Ack { id }` (ids are shared with `Introduce`).
+    Attach {
+        /// The push id.
+        id: u64,
+        /// The path.
+        name: ServiceName,
+        /// What to do with it; `None` to detach it.
+        attach: Option<Attachment>,
     },
 }
 
@@ -531,6 +542,51 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_attachments_fit_and_longer_targets_are_refused() {
+        use crate::rendezvous::directory::{Attachment, MAX_TARGET_LEN};
+        let expose = |len: usize| Attachment::Expose {
+            target: "t".repeat(len),
+        };
+        let push = |len| ServerMessage::Attach {
+            id: u64::MAX,
+            name: longest_name(0),
+            attach: Some(expose(len)),
+        };
+        let command = |len| ClientMessage::Admin {
+            request: u64::MAX,
+            master: "m".repeat(MAX_TOKEN_LEN),
+            command: AdminCommand::Rattach {
+                name: longest_name(0),
+                daemon: PublicKey::from_bytes([0xff; 32]),
+                attach: expose(len),
+            },
+        };
+        let answer = ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Rattached {
+                name: longest_name(0),
+                daemon: PublicKey::from_bytes([0xff; 32]),
+            },
+        };
+        for msg in [push(MAX_TARGET_LEN), answer] {
+            let bytes = msg.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN, "{msg:?}: {}", bytes.len());
+            assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        }
+        let bytes = command(MAX_TARGET_LEN).encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "rattach: {}", bytes.len());
+        assert_eq!(ClientMessage::decode(&bytes), Ok(command(MAX_TARGET_LEN)));
+        assert_eq!(
+            ServerMessage::decode(&push(MAX_TARGET_LEN + 1).encode()),
+            Err(MessageError::Malformed)
+        );
+        assert_eq!(
+            ClientMessage::decode(&command(MAX_TARGET_LEN + 1).encode()),
+            Err(MessageError::Malformed)
+        );
+    }
+
+    #[test]
     fn the_largest_grants_fit_and_more_are_refused() {
         use crate::rendezvous::grants::{Grant, MAX_GRANTS};
         let grant = |i| Grant {
@@ -698,6 +754,21 @@ mod tests {
                 },
             }),
             name().prop_map(|name| AdminCommand::Reload { name }),
+            (name(), any::<[u8; 32]>(), "[ -~]{1,200}", addr()).prop_map(
+                |(name, k, target, addr)| AdminCommand::Rattach {
+                    name,
+                    daemon: PublicKey::from_bytes(k),
+                    attach: if target.len() % 2 == 0 {
+                        crate::rendezvous::directory::Attachment::Expose { target }
+                    } else {
+                        crate::rendezvous::directory::Attachment::Listen { addr }
+                    },
+                }
+            ),
+            (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminCommand::Rdetach {
+                name,
+                daemon: PublicKey::from_bytes(k),
+            }),
         ]
     }
 
@@ -740,6 +811,14 @@ mod tests {
             }),
             (name(), any::<u32>())
                 .prop_map(|(name, forgotten)| AdminAnswer::Reloaded { name, forgotten }),
+            (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rattached {
+                name,
+                daemon: PublicKey::from_bytes(k),
+            }),
+            (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rdetached {
+                name,
+                daemon: PublicKey::from_bytes(k),
+            }),
         ]
     }
 
@@ -829,6 +908,14 @@ mod tests {
                             .collect(),
                     },
                 }),
+            (any::<u64>(), name(), proptest::option::of(addr())).prop_map(|(id, name, addr)| {
+                ServerMessage::Attach {
+                    id,
+                    name,
+                    attach: addr
+                        .map(|addr| crate::rendezvous::directory::Attachment::Listen { addr }),
+                }
+            }),
         ]
     }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod attach;
 mod authority;
 
 use super::config::ServerConfig;
@@ -234,10 +235,15 @@ impl Server {
                 if let Some(grants) = grants.filter(|_| accepted) {
                     self.send(from, ServerMessage::Granted { request, grants });
                 }
+                if accepted {
+                    self.push_attachments_of(now, from);
+                }
             }
             ClientMessage::Ack { id } => {
                 if self.pushes.get(id).is_some_and(|p| p.to == from) {
-                    self.pushes.remove(id);
+                    if let Some(push) = self.pushes.remove(id) {
+                        self.acknowledged(&push);
+                    }
                 }
             }
             ClientMessage::Unregister => {
@@ -316,7 +322,7 @@ impl Server {
         if let Some(name) = new
             .services
             .iter()
-            .find(|n| !self.may_expose(&new.token, &new.rights, n))
+            .find(|n| !self.may_expose(&new.token, &key, &new.rights, n))
         {
             let detail = format!(
                 "{name} is a path of this tenant's directory; exposing it takes its server token"
@@ -370,7 +376,7 @@ impl Server {
         let target = self
             .registry
             .owner(&tenant, &name)
-            .filter(|_| self.may_connect(&tenant, &rights, &name));
+            .filter(|_| self.may_connect(&tenant, &from, &rights, &name));
         let Some(target) = target else {
             let detail = format!("no daemon publishes {name}");
             return self.fail(from, request, ErrorCode::UnknownService, detail);

@@ -31,6 +31,7 @@ pub(super) fn server_config(fixed: bool) -> ServerConfig {
     let records = Records {
         tenants: vec![tenant("acme", "M"), tenant("other", "M2")],
         paths: vec![ssh("acme", "S", "C"), ssh("other", "S2", "C2")],
+        attachments: Vec::new(),
     };
     ServerConfig {
         tokens: TokenPolicy::Only([("open".to_string(), limits(100))].into()),
@@ -82,7 +83,7 @@ pub(super) fn lookup(h: &mut Harness, i: usize, service: &str) -> Result<PublicK
 }
 
 /// Sends `command` from daemon `i` with `master`: the answer or the error.
-fn admin(
+pub(super) fn admin(
     h: &mut Harness,
     i: usize,
     master: &str,

@@ -999,3 +999,4 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 
 mod authority;
 mod import;
+mod rattach;

@@ -270,6 +270,12 @@ pub(crate) fn run(
                 );
                 return Err((ErrorCode::UnknownService, detail));
             }
+            if let Some(owner) = exposed_by(&name).filter(|k| attach.exposes() && *k != daemon) {
+                // Its registration would be refused for the name, and the daemon lost.
+                let detail =
+                    format!("{name} is exposed by daemon {owner}; stop it (or rdetach it) first");
+                return Err((ErrorCode::NameTaken, detail));
+            }
             let replaces = dir.attachment(tenant, &daemon, &name).is_some();
             if !replaces
                 && dir.attachments_of(tenant, &daemon).count() >= MAX_ATTACHMENTS_PER_DAEMON

@@ -205,6 +205,18 @@ fn rattach_refuses_other_tenants_unknown_daemons_and_bad_input_by_name() {
     assert!(admin(&mut h, master, "M", rattach("/ssh", user, longest.clone())).is_ok());
     assert_eq!(pushed(&h, user), [(name("/ssh"), Some(longest))]);
 
+    // A path another daemon exposes: attaching it as a server would cost `user` its
+    // registration, so it is refused.
+    let exposer = daemon(&mut h, "S", &[], &["/ssh"]);
+    h.run(SECOND);
+    let expose = Attachment::Expose {
+        target: "127.0.0.1:22".into(),
+    };
+    assert_eq!(
+        admin(&mut h, master, "M", rattach("/ssh", user, expose)),
+        Err(ErrorCode::NameTaken)
+    );
+    assert!(registered(&h, exposer));
     // At most MAX_ATTACHMENTS_PER_DAEMON per daemon (/ssh is the first).
     for i in 1..=MAX_ATTACHMENTS_PER_DAEMON {
         let path = format!("/p{i}");

@@ -77,6 +77,7 @@ fn rattach_from_the_master_takes_effect_on_a_running_daemon_without_a_restart() 
         .expect("rattach --expose");
     assert!(out.contains("attached /office/db"), "{out}");
     let tree = tree_when_exposed(&auth, "/office/db");
+    eprintln!("burrow admin tree:\n{tree}");
     let row = tree
         .lines()
         .find(|l| l.contains("/office/db"))

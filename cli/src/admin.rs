@@ -11,8 +11,8 @@ use burrow_core::PublicKey;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
-    AdminAnswer, AdminCommand, DirectoryChange, DirectoryStore, TenantName, TenantRecord,
-    TokenHash, TokenRole,
+    AdminAnswer, AdminCommand, Attachment, DirectoryChange, DirectoryStore, TenantName,
+    TenantRecord, TokenHash, TokenRole,
 };
 
 use crate::args::AdminAction;
@@ -158,7 +158,40 @@ fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
             },
         },
         AdminAction::Reload { path: p } => AdminCommand::Reload { name: path(&p)? },
+        AdminAction::Rattach {
+            path: p,
+            daemon,
+            expose,
+            listen,
+        } => {
+            let attach = match (expose, listen) {
+                (Some(target), None) => Attachment::Expose { target },
+                (None, Some(addr)) => Attachment::Listen {
+                    addr: addr
+                        .parse()
+                        .map_err(|_| format!("--listen: `{addr}` is not IP:PORT"))?,
+                },
+                _ => return Err("give --expose TARGET or --listen ADDR".into()),
+            };
+            attach.check().map_err(|e| format!("--expose: {e}"))?;
+            AdminCommand::Rattach {
+                name: path(&p)?,
+                daemon: daemon_key(&daemon)?,
+                attach,
+            }
+        }
+        AdminAction::Rdetach { path: p, daemon } => AdminCommand::Rdetach {
+            name: path(&p)?,
+            daemon: daemon_key(&daemon)?,
+        },
     }])
+}
+
+/// A daemon's key as `--daemon` gives it.
+fn daemon_key(text: &str) -> Result<PublicKey, String> {
+    text.parse().map_err(|_| {
+        format!("--daemon: `{text}` is not a public key (as `burrow daemon` prints it)")
+    })
 }
 
 /// Waits until the daemon is registered, or says why not.
@@ -201,6 +234,14 @@ fn print_answer(answer: &AdminAnswer) {
         }
         AdminAnswer::Reloaded { name, forgotten } => {
             println!("{name} forgot {forgotten} pinned client key(s)");
+        }
+        AdminAnswer::Rattached { name, daemon } => {
+            println!(
+                "attached {name} to daemon {daemon} (pushed to it now, and whenever it registers)"
+            );
+        }
+        AdminAnswer::Rdetached { name, daemon } => {
+            println!("detached {name} from daemon {daemon}");
         }
         other => println!("{other:?}"),
     }

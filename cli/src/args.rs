@@ -213,6 +213,21 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Add a path token to a running daemon's registration, without a restart: the daemon
+    /// registers again with it and prints which paths it may now expose or connect to (or
+    /// why the server refused the token; then nothing changes). Kept in `path-tokens` in the
+    /// state directory: it comes back after a restart.
+    Import {
+        /// The token (visible to other users on a command line: prefer --token-file).
+        #[arg(value_name = "TOKEN", required_unless_present = "token_file")]
+        token: Option<String>,
+        /// A file holding the token (readable by its owner only).
+        #[arg(long, value_name = "FILE", conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// The daemon's state directory (default as for `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// A tenant master's commands to a server: declare paths and their tokens, list them,
     /// rotate tokens. The master token comes from --token-file, $BURROW_TOKEN or --token.
     Admin {
@@ -311,6 +326,36 @@ pub enum AdminAction {
     Reload {
         /// The path.
         path: String,
+    },
+    /// Attach PATH to a running daemon of the tenant, without touching it: the server pushes
+    /// it, and the daemon exposes PATH toward TARGET (`--expose`) or listens for it
+    /// (`--listen`) as `burrow attach` would, and keeps it. The attachment also lets the
+    /// daemon expose or connect to PATH, whatever its tokens.
+    Rattach {
+        /// The path.
+        path: String,
+        /// The daemon's public key, as `burrow daemon` printed it.
+        #[arg(long, value_name = "KEY")]
+        daemon: String,
+        /// Where its connections go on the daemon's side (HOST:PORT or unix:PATH).
+        #[arg(
+            long,
+            value_name = "TARGET",
+            conflicts_with = "listen",
+            required_unless_present = "listen"
+        )]
+        expose: Option<String>,
+        /// The local address the daemon listens on for it (IP:PORT).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Detach PATH from a daemon it was attached to with `rattach`.
+    Rdetach {
+        /// The path.
+        path: String,
+        /// The daemon's public key.
+        #[arg(long, value_name = "KEY")]
+        daemon: String,
     },
 }
 

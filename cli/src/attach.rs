@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use burrow_core::node::Services;
 use burrow_core::rendezvous::ServiceName;
+use burrow_core::rendezvous::directory::Attachment;
 use serde::{Deserialize, Serialize};
 
 use crate::node::Control;
@@ -36,6 +37,9 @@ pub struct Attached {
 pub struct Exposed {
     pub name: ServiceName,
     pub target: String,
+    /// Attached by the tenant's master (`burrow admin rattach`), not by `burrow attach`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub by_master: bool,
 }
 
 /// An attached connected service.
@@ -44,6 +48,13 @@ pub struct Exposed {
 pub struct Connected {
     pub name: ServiceName,
     pub listen: SocketAddr,
+    /// Attached by the tenant's master (`burrow admin rattach`), not by `burrow attach`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub by_master: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Attached {
@@ -160,12 +171,20 @@ impl Running {
         let name = ServiceName::parse(name).map_err(|e| format!("{name}: {e}"))?;
         let mut attached = self.attached.clone();
         match (target, listen) {
-            (Some(target), None) => attached.expose.push(Exposed { name, target }),
+            (Some(target), None) => attached.expose.push(Exposed {
+                name,
+                target,
+                by_master: false,
+            }),
             (None, Some(listen)) => {
                 let listen = listen
                     .parse()
                     .map_err(|_| format!("listen address `{listen}` is not IP:PORT"))?;
-                attached.connect.push(Connected { name, listen });
+                attached.connect.push(Connected {
+                    name,
+                    listen,
+                    by_master: false,
+                });
             }
             _ => return Err("give a target to expose, or a listen address, not both".into()),
         }
@@ -175,6 +194,21 @@ impl Running {
     /// Detaches `name`.
     pub fn detach(&mut self, name: &str) -> Result<String, String> {
         let name = ServiceName::parse(name).map_err(|e| format!("{name}: {e}"))?;
+        let by_master = self
+            .attached
+            .expose
+            .iter()
+            .any(|e| e.name == name && e.by_master)
+            || self
+                .attached
+                .connect
+                .iter()
+                .any(|c| c.name == name && c.by_master);
+        if by_master {
+            return Err(format!(
+                "{name} was attached by the tenant's master, who detaches it with                  `burrow admin rdetach {name} --daemon KEY` (it would come back at the next                  registration otherwise)"
+            ));
+        }
         let mut attached = self.attached.clone();
         attached.expose.retain(|e| e.name != name);
         attached.connect.retain(|c| c.name != name);
@@ -182,6 +216,36 @@ impl Running {
             return Err(format!(
                 "{name} is not attached (a service of the config file goes by editing the file and reloading)"
             ));
+        }
+        self.apply(attached)
+    }
+
+    /// Does what the tenant's master pushed: attaches `name` as `attach` says (replacing
+    /// what was attached under that name), or detaches it (`None`). Applying the same push
+    /// twice changes nothing the second time.
+    pub fn master(
+        &mut self,
+        name: ServiceName,
+        attach: Option<Attachment>,
+    ) -> Result<String, String> {
+        let mut attached = self.attached.clone();
+        attached.expose.retain(|e| e.name != name);
+        attached.connect.retain(|c| c.name != name);
+        match attach {
+            Some(Attachment::Expose { target }) => attached.expose.push(Exposed {
+                name: name.clone(),
+                target,
+                by_master: true,
+            }),
+            Some(Attachment::Listen { addr }) => attached.connect.push(Connected {
+                name: name.clone(),
+                listen: addr,
+                by_master: true,
+            }),
+            None => {}
+        }
+        if attached == self.attached {
+            return Ok(format!("{name}: nothing to change"));
         }
         self.apply(attached)
     }

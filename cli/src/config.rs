@@ -13,9 +13,9 @@ use serde::Deserialize;
 use crate::args::{DaemonArgs, LogFormat};
 use crate::node::Runtime;
 
-/// Most path tokens a daemon presents (the server's limit).
-const MAX_PATH_TOKENS: usize = 4;
 use crate::secrets;
+/// Most path tokens a daemon presents (the server's limit).
+use burrow_core::rendezvous::MAX_PATH_TOKENS;
 
 /// The file as written. Unknown keys are errors, so a typo is reported rather than ignored.
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,8 @@
 //! Request `{"cmd":"attach","path":"/x","expose":"127.0.0.1:22"}` (or `"listen":"IP:PORT"`) and
 //! `{"cmd":"detach","path":"/x"}`: a service added or removed at run time; answer
 //! `{"reloaded": "what changed"}` or `{"error": "..."}`.
+//! Request `{"cmd":"import","token":"..."}`: a path token added to the daemon's registration;
+//! answer `{"imported": "what the registration may use"}` or `{"error": "..."}`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -24,6 +26,9 @@ pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 /// Attaches or detaches a service: what changed, or why it was refused.
 pub type Attach = Arc<dyn Fn(AttachRequest) -> Result<String, String> + Send + Sync>;
 
+/// Imports a path token: what the registration may use now, or why it was refused.
+pub type Import = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
 /// `burrow attach` and `burrow detach`, as the control socket carries them.
 pub enum AttachRequest {
     /// Expose `path` toward `expose`, or listen for it on `listen`.
@@ -41,6 +46,7 @@ pub enum AttachRequest {
 pub struct Handlers {
     pub reload: Reload,
     pub attach: Attach,
+    pub import: Import,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +59,8 @@ struct Request {
     expose: Option<String>,
     #[serde(default)]
     listen: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 /// The control socket's path in `state_dir`.
@@ -150,6 +158,7 @@ fn answer(stream: UnixStream, node: Control, handlers: &Handlers) {
                 path: Some(path),
                 expose,
                 listen,
+                ..
             }) if cmd == "attach" => changed((handlers.attach)(AttachRequest::Attach {
                 path,
                 expose,
@@ -160,6 +169,14 @@ fn answer(stream: UnixStream, node: Control, handlers: &Handlers) {
                 path: Some(path),
                 ..
             }) if cmd == "detach" => changed((handlers.attach)(AttachRequest::Detach { path })),
+            Ok(Request {
+                cmd,
+                token: Some(token),
+                ..
+            }) if cmd == "import" => match (handlers.import)(&token) {
+                Ok(summary) => serde_json::json!({ "imported": summary }).to_string(),
+                Err(e) => serde_json::json!({ "error": e }).to_string(),
+            },
             Ok(r) => {
                 serde_json::json!({ "error": format!("unknown command `{}`", r.cmd) }).to_string()
             }
@@ -215,6 +232,28 @@ pub fn attach(
     summary(&line, &socket, &format!("{cmd} refused"), verb)
 }
 
+/// Asks the daemon with `state_dir` to add the path token `token` to its registration: what
+/// the registration may use now.
+pub fn import(state_dir: &Path, token: &str) -> Result<String, String> {
+    let body = serde_json::json!({ "cmd": "import", "token": token });
+    // The daemon registers again and waits for the server's verdict (at most 20 s).
+    let (line, socket) = request_within(state_dir, body, std::time::Duration::from_secs(30))?;
+    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
+        format!(
+            "control socket {}: unexpected answer: {line}",
+            socket.display()
+        )
+    })?;
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        return Err(format!("import refused: {e}"));
+    }
+    Ok(answer
+        .get("imported")
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .to_string())
+}
+
 /// Reads a `{"reloaded": ...}` or `{"error": ...}` answer.
 fn summary(line: &str, path: &Path, refused: &str, done: &str) -> Result<String, String> {
     let answer: serde_json::Value = serde_json::from_str(line).map_err(|_| {
@@ -235,6 +274,15 @@ fn summary(line: &str, path: &Path, refused: &str, done: &str) -> Result<String,
 
 /// Sends one command to the daemon with `state_dir`; its answer line and the socket's path.
 fn request(state_dir: &Path, body: serde_json::Value) -> Result<(String, PathBuf), String> {
+    request_within(state_dir, body, std::time::Duration::from_secs(10))
+}
+
+/// [`request`], waiting at most `timeout` for the answer.
+fn request_within(
+    state_dir: &Path,
+    body: serde_json::Value,
+    timeout: std::time::Duration,
+) -> Result<(String, PathBuf), String> {
     let path = socket_path(state_dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -243,9 +291,7 @@ fn request(state_dir: &Path, body: serde_json::Value) -> Result<(String, PathBuf
         )
     })?;
     let io_err = |e: std::io::Error| format!("control socket {}: {e}", path.display());
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .map_err(io_err)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
     stream
         .write_all(format!("{body}\n").as_bytes())
         .map_err(io_err)?;

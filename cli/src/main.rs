@@ -10,6 +10,7 @@ mod check;
 mod config;
 mod control;
 mod demo;
+mod import;
 mod keys;
 mod logging;
 mod node;
@@ -84,6 +85,21 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let dir = state_dir.unwrap_or_else(config::default_state_dir);
             let summary = control::attach(&dir, &path, expose.as_deref(), listen.as_deref())?;
             println!("{summary}");
+            Ok(())
+        }
+        Command::Import {
+            token,
+            token_file,
+            state_dir,
+        } => {
+            let dir = state_dir.unwrap_or_else(config::default_state_dir);
+            let token = match (token, token_file) {
+                (Some(token), _) => token,
+                (None, Some(file)) => secrets::read_token(&file)?,
+                (None, None) => return Err("give the token, or --token-file FILE".into()),
+            };
+            import::check(&token)?;
+            println!("{}", control::import(&dir, &token)?);
             Ok(())
         }
         Command::Detach { path, state_dir } => {

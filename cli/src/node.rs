@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use burrow_core::PublicKey;
-use burrow_core::rendezvous::ServiceName;
-use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
+use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, Attachment, DirectoryChange};
+use burrow_core::rendezvous::{Grants, ServiceName};
 use burrow_core::status::Status;
 
 /// What a node runs: the same type on every runtime.
@@ -172,6 +172,25 @@ impl Node {
         }
     }
 
+    /// Paths the tenant's master attached (`Some`) or detached (`None`), one per call,
+    /// blocking; `None` once the node stopped. For one consumer (a daemon's services).
+    pub fn master_attachments(
+        &mut self,
+    ) -> Box<dyn FnMut() -> Option<(ServiceName, Option<Attachment>)> + Send> {
+        match &mut self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => {
+                let pushed = h.master_attachments();
+                Box::new(move || pushed.recv_blocking().ok())
+            }
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => {
+                let pushed = h.master_attachments();
+                Box::new(move || pushed.as_ref()?.recv().ok())
+            }
+        }
+    }
+
     /// Stops the node and waits until it has.
     pub fn shutdown(self) {
         match self.0 {
@@ -205,6 +224,18 @@ impl Control {
             ControlHandle::Mio(c) => c.admin(master, command),
         };
         answer.map_err(|e| e.to_string())?
+    }
+
+    /// Presents `tokens` as the daemon's path tokens (`burrow import`): what the server
+    /// granted, or why it refused them (the previous ones are in use again then).
+    pub fn set_path_tokens(&self, tokens: Vec<String>) -> Result<Grants, String> {
+        let outcome = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.set_path_tokens(tokens))?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.set_path_tokens(tokens),
+        };
+        outcome.map_err(|e| e.to_string())?
     }
 
     /// Makes the node run `services`: what changed, or why nothing did.

@@ -25,9 +25,11 @@ use crate::args::DaemonArgs;
 use crate::attach::{self, Running};
 use crate::config::{self, Settings};
 use crate::control::AttachRequest;
+use crate::import::{self, Imports};
 use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
 use crate::{control, keys, logging, notify};
+use burrow_core::rendezvous::MAX_PATH_TOKENS;
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
@@ -188,7 +190,16 @@ pub fn daemon(
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
     rendezvous.route = settings.route;
-    rendezvous.path_tokens.clone_from(&settings.path_tokens);
+    // Path tokens imported at run time come back after the config's.
+    let imported = import::load(&settings.state_dir)?;
+    rendezvous.path_tokens = Imports::all(&settings.path_tokens, &imported);
+    if rendezvous.path_tokens.len() > MAX_PATH_TOKENS {
+        return Err(format!(
+            "{} and the config's path token files hold {} tokens together; a daemon presents              at most {MAX_PATH_TOKENS}: remove some from either",
+            settings.state_dir.join(import::IMPORTED_FILE).display(),
+            rendezvous.path_tokens.len()
+        ));
+    }
     // Pins remembered from earlier runs, then the ones given now (which win).
     rendezvous.pinned = known_services(&settings.state_dir)?;
     rendezvous.pinned.extend(settings.peer_keys.clone());
@@ -218,13 +229,24 @@ pub fn daemon(
     spec.connect_udp.clone_from(&settings.connect_udp);
     spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
-    let node = Node::spawn(runtime, spec)?;
+    let mut node = Node::spawn(runtime, spec)?;
     let running = Arc::new(Mutex::new(Running::new(
         node.control(),
         settings.state_dir.clone(),
         base,
         attached,
     )));
+    // What the tenant's master attaches or detaches, run as `burrow attach`/`detach` would.
+    let mut pushed = node.master_attachments();
+    let by_master = running.clone();
+    std::thread::spawn(move || {
+        while let Some((name, attach)) = pushed() {
+            match lock(&by_master).master(name.clone(), attach) {
+                Ok(summary) => tracing::info!("the master's attachment of {name}: {summary}"),
+                Err(e) => tracing::error!("cannot run what the master attached as {name}: {e}"),
+            }
+        }
+    });
     let reload: control::Reload = {
         let running = running.clone();
         let settings = settings.clone();
@@ -245,9 +267,22 @@ pub fn daemon(
         } => lock(&running).attach(&path, expose, listen.as_deref()),
         AttachRequest::Detach { path } => lock(&running).detach(&path),
     });
+    let imports = Mutex::new(Imports::new(
+        node.control(),
+        settings.state_dir.clone(),
+        settings.path_tokens.clone(),
+        imported,
+    ));
+    let import: control::Import = Arc::new(move |token| {
+        imports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .import(token)
+    });
     let handlers = control::Handlers {
         reload: reload.clone(),
         attach,
+        import,
     };
     control::serve(&settings.state_dir, node.control(), handlers)?;
     hangups(move || match reload() {

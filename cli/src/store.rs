@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use burrow_core::PublicKey;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
-    DirectoryChange, DirectoryStore, PathRecord, Records, TenantName, TenantRecord, TokenHash,
+    Attachment, AttachmentRecord, DirectoryChange, DirectoryStore, PathRecord, Records, TenantName,
+    TenantRecord, TokenHash,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The database file in the state directory.
 pub const DB_FILE: &str = "directory.sqlite3";
-/// The schema this binary writes (SQLite's `user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this binary writes (SQLite's `user_version`): 2 added `attachments`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -33,6 +34,15 @@ CREATE TABLE IF NOT EXISTS paths (
     fixed   INTEGER NOT NULL CHECK (fixed IN (0, 1)),
     clients TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    tenant TEXT NOT NULL,
+    daemon TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    kind   TEXT NOT NULL CHECK (kind IN ('expose', 'listen', 'detach')),
+    value  TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (tenant, daemon, name),
+    FOREIGN KEY (tenant, name) REFERENCES paths(tenant, name)
 );
 ";
 
@@ -78,6 +88,41 @@ impl SqliteStore {
             .optional()
             .map(|r| r.is_some())
             .map_err(|e| self.error(e))
+    }
+
+    fn load_attachments(&self) -> Result<Vec<AttachmentRecord>, String> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT tenant, daemon, name, kind, value FROM attachments
+                 ORDER BY tenant, daemon, name",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let (tenant, daemon, name): (String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?);
+                let (kind, value): (String, String) = (r.get(3)?, r.get(4)?);
+                let what = format!("attachment of {name:?} to {daemon:?}");
+                let attach = match kind.as_str() {
+                    "expose" => Some(Attachment::Expose { target: value }),
+                    "listen" => Some(Attachment::Listen {
+                        addr: value.parse().map_err(|_| bad(&what, "has a bad address"))?,
+                    }),
+                    _ => None,
+                };
+                if let Some(a) = &attach {
+                    a.check().map_err(|e| bad(&what, &e))?;
+                }
+                Ok(AttachmentRecord {
+                    tenant: tenant.parse().map_err(|e: String| bad(&what, &e))?,
+                    daemon: daemon.parse().map_err(|_| bad(&what, "is not a key"))?,
+                    name: ServiceName::parse(&name).map_err(|e| bad(&what, &e.to_string()))?,
+                    attach,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.map(|row| row.map_err(|e| self.error(e))).collect()
     }
 
     fn error(&self, e: rusqlite::Error) -> String {
@@ -184,7 +229,13 @@ impl DirectoryStore for SqliteStore {
         for row in rows {
             paths.push(row.map_err(|e| self.error(e))?);
         }
-        Ok(Records { tenants, paths })
+        drop(stmt);
+        let attachments = self.load_attachments()?;
+        Ok(Records {
+            tenants,
+            paths,
+            attachments,
+        })
     }
 
     fn apply(&mut self, change: &DirectoryChange) -> Result<(), String> {
@@ -211,6 +262,32 @@ impl DirectoryStore for SqliteStore {
             DirectoryChange::DeletePath { tenant, name } => self.conn.execute(
                 "DELETE FROM paths WHERE tenant = ?1 AND name = ?2",
                 params![tenant.as_str(), name.as_str()],
+            ),
+            DirectoryChange::PutAttachment(a) => {
+                let (kind, value) = match &a.attach {
+                    Some(Attachment::Expose { target }) => ("expose", target.clone()),
+                    Some(Attachment::Listen { addr }) => ("listen", addr.to_string()),
+                    None => ("detach", String::new()),
+                };
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO attachments (tenant, daemon, name, kind, value)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        a.tenant.as_str(),
+                        a.daemon.to_string(),
+                        a.name.as_str(),
+                        kind,
+                        value
+                    ],
+                )
+            }
+            DirectoryChange::DeleteAttachment {
+                tenant,
+                daemon,
+                name,
+            } => self.conn.execute(
+                "DELETE FROM attachments WHERE tenant = ?1 AND daemon = ?2 AND name = ?3",
+                params![tenant.as_str(), daemon.to_string(), name.as_str()],
             ),
             _ => {
                 return Err(format!(
@@ -269,6 +346,33 @@ mod tests {
             DirectoryChange::DeletePath {
                 tenant: tenant.clone(),
                 name: other.name.clone(),
+            },
+            DirectoryChange::PutAttachment(AttachmentRecord {
+                tenant: tenant.clone(),
+                daemon: PublicKey::from_bytes([5; 32]),
+                name: path.name.clone(),
+                attach: Some(Attachment::Expose {
+                    target: "unix:/run/x.sock".into(),
+                }),
+            }),
+            DirectoryChange::PutAttachment(AttachmentRecord {
+                tenant: tenant.clone(),
+                daemon: PublicKey::from_bytes([6; 32]),
+                name: path.name.clone(),
+                attach: Some(Attachment::Listen {
+                    addr: "127.0.0.1:2222".parse().unwrap(),
+                }),
+            }),
+            DirectoryChange::PutAttachment(AttachmentRecord {
+                tenant: tenant.clone(),
+                daemon: PublicKey::from_bytes([7; 32]),
+                name: path.name.clone(),
+                attach: None,
+            }),
+            DirectoryChange::DeleteAttachment {
+                tenant: tenant.clone(),
+                daemon: PublicKey::from_bytes([6; 32]),
+                name: path.name.clone(),
             },
         ];
         let mut expected = Directory::default();

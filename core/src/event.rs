@@ -221,6 +221,22 @@ pub enum Event {
         /// Why, as the server (or the client's own timeout) said.
         reason: String,
     },
+    /// A change of path tokens asked for with [`crate::Endpoint::set_path_tokens`] ended:
+    /// what the server granted the registration, or why it refused the tokens (the previous
+    /// ones are in use again).
+    PathTokensSet {
+        /// The grants, or the refusal.
+        result: Result<crate::rendezvous::Grants, String>,
+    },
+    /// The tenant's master attached `service` to this daemon (`burrow admin rattach`): expose
+    /// it or listen for it as `attach` says, as `burrow attach` would; `None`: detach it
+    /// (`rdetach`). The endpoint only reports it: running services is the node's owner's.
+    MasterAttach {
+        /// The path.
+        service: ServiceName,
+        /// What to do with it.
+        attach: Option<crate::rendezvous::directory::Attachment>,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{self, Node, Output, ProbeId, Services, StartError, Summary};
+use burrow_core::rendezvous::Grants;
+
+use crate::MasterAttach;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 use burrow_tokio::udp::Udp;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
@@ -42,6 +45,7 @@ pub(crate) struct Parts {
     pub(crate) udp_listeners: Vec<(UdpListenerId, UdpSocket)>,
     pub(crate) commands: Receiver<Command>,
     pub(crate) directory: Sender<DirectoryChange>,
+    pub(crate) attachments: Sender<MasterAttach>,
 }
 
 /// The poll token of a listener.
@@ -71,8 +75,12 @@ struct Loop {
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     /// Master commands waiting for their answer.
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
+    /// The handle waiting for the outcome of a change of path tokens (one at a time).
+    path_tokens: Option<Sender<Result<Grants, String>>>,
     /// Where the server's directory changes go, to be stored.
     directory: Sender<DirectoryChange>,
+    /// Where the master's attachments go, to be run.
+    attachments: Sender<MasterAttach>,
     read_buf: Vec<u8>,
     /// UDP listener and flow sockets of forwarded UDP services.
     udp_sockets: UdpSockets,
@@ -89,6 +97,7 @@ pub(crate) fn run(parts: Parts) {
         udp_listeners,
         commands,
         directory,
+        attachments,
     } = parts;
     let registry = poll.registry();
     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -130,7 +139,9 @@ pub(crate) fn run(parts: Parts) {
         resolved: channel(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
+        path_tokens: None,
         directory,
+        attachments,
         udp_sockets: UdpSockets::new(),
     };
     for (id, socket) in udp_listeners {
@@ -243,6 +254,14 @@ impl Loop {
                     }
                     Output::Admin { request, result } => {
                         if let Some(reply) = self.admins.remove(&request) {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Output::MasterAttach { service, attach } => {
+                        let _ = self.attachments.send((service, attach));
+                    }
+                    Output::PathTokens(result) => {
+                        if let Some(reply) = self.path_tokens.take() {
                             let _ = reply.send(result);
                         }
                     }
@@ -439,6 +458,12 @@ impl Loop {
                 Ok(request) => {
                     self.admins.insert(request, reply);
                 }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::SetPathTokens(tokens, reply) => match self.node.set_path_tokens(now, tokens) {
+                Ok(()) => self.path_tokens = Some(reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.to_string()));
                 }

@@ -30,6 +30,11 @@ use std::time::{Instant, SystemTime};
 
 use burrow_core::PublicKey;
 use burrow_core::node;
+use burrow_core::rendezvous::Grants;
+use burrow_core::rendezvous::directory::Attachment;
+
+/// A path the tenant's master attached to this daemon (`Some`) or detached (`None`).
+pub type MasterAttach = (ServiceName, Option<Attachment>);
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_tokio::local_ip_toward;
@@ -43,6 +48,7 @@ pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
+    SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
@@ -92,8 +98,10 @@ impl Node {
         let udp_listeners = node.listen_udp(udp_listeners);
         let (commands, rx) = mpsc::channel();
         let (directory, changes) = mpsc::channel();
+        let (attachments, attached) = mpsc::channel();
         let parts = event_loop::Parts {
             directory,
+            attachments,
             poll,
             waker: waker.clone(),
             node,
@@ -113,6 +121,7 @@ impl Node {
             control: NodeControl { commands, waker },
             thread: Some(thread),
             changes: Some(changes),
+            attached: Some(attached),
         })
     }
 }
@@ -128,6 +137,8 @@ pub struct NodeHandle {
     thread: Option<JoinHandle<()>>,
     /// The rendezvous server's directory changes, until taken.
     changes: Option<Receiver<DirectoryChange>>,
+    /// The master's attachments, until taken.
+    attached: Option<Receiver<MasterAttach>>,
 }
 
 impl NodeHandle {
@@ -161,6 +172,13 @@ impl NodeHandle {
     /// after the first call. Only a server makes any.
     pub fn directory_changes(&mut self) -> Option<Receiver<DirectoryChange>> {
         self.changes.take()
+    }
+
+    /// Paths the tenant's master attached to this daemon (`Some`) or detached (`None`), in
+    /// order, for the caller to run as `burrow attach`/`detach` would; `None` after the
+    /// first call.
+    pub fn master_attachments(&mut self) -> Option<Receiver<MasterAttach>> {
+        self.attached.take()
     }
 
     /// Whether the node's thread has ended.
@@ -228,6 +246,13 @@ impl NodeControl {
         command: AdminCommand,
     ) -> Result<Result<AdminAnswer, String>, Stopped> {
         self.ask(|tx| Command::Admin(master, command, tx))
+    }
+
+    /// Presents `tokens` as the daemon's path tokens from now on (`burrow import`) and waits
+    /// for what the server granted, or for why the tokens were refused (the previous ones are
+    /// in use again then).
+    pub fn set_path_tokens(&self, tokens: Vec<String>) -> Result<Result<Grants, String>, Stopped> {
+        self.ask(|tx| Command::SetPathTokens(tokens, tx))
     }
 
     /// Makes the node run `services` (a reloaded config's): services no longer listed stop

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_core::forward::{Action, ConnId, ListenerId};
 use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
+use burrow_core::rendezvous::Grants;
+
+use crate::handle::MasterAttach;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 
 use crate::handle::Command;
@@ -43,6 +46,8 @@ pub(crate) struct Parts<R: Runtime> {
     pub(crate) done: Sender<()>,
     /// Where the rendezvous server's directory changes go, to be stored.
     pub(crate) directory: Sender<DirectoryChange>,
+    /// Where the master's attachments go, to be run.
+    pub(crate) attachments: Sender<MasterAttach>,
 }
 
 struct Loop<R: Runtime> {
@@ -59,7 +64,10 @@ struct Loop<R: Runtime> {
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     /// Master commands asked for by handles, waiting for their answer.
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
+    /// The handle waiting for the outcome of a change of path tokens (one at a time).
+    path_tokens: Option<Sender<Result<Grants, String>>>,
     directory: Sender<DirectoryChange>,
+    attachments: Sender<MasterAttach>,
     /// Each listener's accept task; dropping it closes the listener.
     accepts: BTreeMap<ListenerId, R::Task>,
     /// Each UDP listener socket and its reader task.
@@ -90,6 +98,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         commands,
         done: _done,
         directory,
+        attachments,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
     let (udp_to_loop, forwarded) = async_channel::bounded(UDP_QUEUE);
@@ -116,7 +125,9 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         conns: BTreeMap::new(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
+        path_tokens: None,
         directory,
+        attachments,
         accepts: BTreeMap::new(),
         udp_listeners: BTreeMap::new(),
         flows: BTreeMap::new(),
@@ -212,6 +223,14 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                     }
                 }
             }
+            Wake::Command(Some(Command::SetPathTokens(tokens, reply))) => {
+                match state.node.set_path_tokens(now, tokens) {
+                    Ok(()) => state.path_tokens = Some(reply),
+                    Err(e) => {
+                        let _ = reply.try_send(Err(e.to_string()));
+                    }
+                }
+            }
             Wake::Command(Some(Command::Reload(services, reply))) => {
                 let _ = reply.try_send(state.reload(now, &services));
             }
@@ -271,6 +290,14 @@ impl<R: Runtime> Loop<R> {
                 }
                 Output::Admin { request, result } => {
                     if let Some(reply) = self.admins.remove(&request) {
+                        let _ = reply.try_send(result);
+                    }
+                }
+                Output::MasterAttach { service, attach } => {
+                    let _ = self.attachments.try_send((service, attach));
+                }
+                Output::PathTokens(result) => {
+                    if let Some(reply) = self.path_tokens.take() {
                         let _ = reply.try_send(result);
                     }
                 }

@@ -11,6 +11,11 @@ use std::time::{Instant, SystemTime};
 use async_channel::{Receiver, Sender, bounded};
 use burrow_core::PublicKey;
 use burrow_core::node::{self, NodeConfig, Services, StartError, Started, Stopped, Summary};
+use burrow_core::rendezvous::Grants;
+use burrow_core::rendezvous::directory::Attachment;
+
+/// A path the tenant's master attached to this daemon (`Some`) or detached (`None`).
+pub type MasterAttach = (ServiceName, Option<Attachment>);
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
@@ -24,6 +29,7 @@ pub(crate) enum Command {
     Status(Sender<Status>),
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
+    SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
@@ -78,6 +84,7 @@ pub fn start<R: Runtime>(
     let (commands, rx) = bounded(16);
     let (done, stopped) = bounded(1);
     let (directory, changes) = async_channel::unbounded();
+    let (attachments, attached) = async_channel::unbounded();
     let parts = Parts::<R> {
         socket,
         listeners,
@@ -85,6 +92,7 @@ pub fn start<R: Runtime>(
         commands: rx,
         done,
         directory,
+        attachments,
     };
     spawn(Box::pin(driver::run(node, parts))).map_err(bind_err)?;
     Ok(NodeHandle {
@@ -94,6 +102,7 @@ pub fn start<R: Runtime>(
         control: NodeControl { commands },
         stopped,
         changes,
+        attached,
     })
 }
 
@@ -128,6 +137,8 @@ pub struct NodeHandle {
     stopped: Receiver<()>,
     /// The rendezvous server's directory changes, in order (a server's only).
     changes: Receiver<DirectoryChange>,
+    /// Paths the tenant's master attached or detached (a daemon's only).
+    attached: Receiver<MasterAttach>,
 }
 
 impl NodeHandle {
@@ -161,6 +172,13 @@ impl NodeHandle {
     /// server makes any; they wait here until received.
     pub fn directory_changes(&self) -> Receiver<DirectoryChange> {
         self.changes.clone()
+    }
+
+    /// Paths the tenant's master attached to this daemon (`Some`) or detached (`None`), in
+    /// order, for the caller to run as `burrow attach`/`detach` would. They wait here until
+    /// received.
+    pub fn master_attachments(&self) -> Receiver<MasterAttach> {
+        self.attached.clone()
     }
 
     /// Whether the node's loop has ended.
@@ -216,6 +234,16 @@ impl NodeControl {
         command: AdminCommand,
     ) -> Result<Result<AdminAnswer, String>, Stopped> {
         self.ask(|tx| Command::Admin(master, command, tx)).await
+    }
+
+    /// Presents `tokens` as the daemon's path tokens from now on (`burrow import`) and waits
+    /// for what the server granted, or for why the tokens were refused (the previous ones are
+    /// in use again then).
+    pub async fn set_path_tokens(
+        &self,
+        tokens: Vec<String>,
+    ) -> Result<Result<Grants, String>, Stopped> {
+        self.ask(|tx| Command::SetPathTokens(tokens, tx)).await
     }
 
     /// Makes the node run `services` (a reloaded config's): services no longer listed stop

@@ -35,7 +35,7 @@ use burrow_core::node::{Level, LogLine};
 
 pub use burrow_core::node::{NodeConfig, Services, StartError, Stopped, Summary};
 pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
-pub use handle::{LoopFuture, NodeControl, NodeHandle, start};
+pub use handle::{LoopFuture, MasterAttach, NodeControl, NodeHandle, start};
 #[cfg(feature = "tokio")]
 pub use rt_tokio::Tokio;
 pub use runtime::{Direction, Runtime};

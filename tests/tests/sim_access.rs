@@ -41,6 +41,7 @@ fn directory() -> Directory {
             fixed: false,
             clients: BTreeSet::new(),
         }],
+        attachments: Vec::new(),
     })
     .expect("directory")
 }

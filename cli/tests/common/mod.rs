@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+pub mod authority;
+
 /// Makes each named test body (taking the runtime's name) a test on every runtime, named
 /// `body::runtime`. (Test files that use it declare `#[macro_use] mod common;`.)
 #[allow(unused_macros)]

@@ -349,6 +349,16 @@ impl Endpoint {
                     .events
                     .push_back(Event::AccessRevoked { key: peer });
             }
+            ClientEvent::Attach { name, attach } => {
+                self.out.events.push_back(Event::MasterAttach {
+                    service: name,
+                    attach,
+                });
+            }
+            ClientEvent::PathTokensSet { result } => {
+                let result = result.map_err(|(code, detail)| format!("{code:?}: {detail}"));
+                self.out.events.push_back(Event::PathTokensSet { result });
+            }
             ClientEvent::AdminAnswered { request, answer } => {
                 if daemon.admins.remove(&request) {
                     self.out
@@ -552,6 +562,30 @@ impl Endpoint {
         daemon.admins.insert(request);
         self.after(now);
         Ok(request)
+    }
+
+    /// Presents `tokens` as the registration's path tokens from now on (`burrow import`):
+    /// registers again with them, and reports what the server granted, or why it refused
+    /// them, as [`Event::PathTokensSet`]. A refusal restores the previous tokens, so the
+    /// registration never depends on a token the server did not accept.
+    ///
+    /// # Errors
+    /// [`ServiceError::NoRendezvous`] when the endpoint has no rendezvous server;
+    /// [`ServiceError::Invalid`] when a token is too long, there are more than
+    /// one registration presents, or another change waits for its answer.
+    pub fn set_path_tokens(
+        &mut self,
+        now: Instant,
+        tokens: Vec<String>,
+    ) -> Result<(), ServiceError> {
+        let daemon = self.daemon.as_mut().ok_or(ServiceError::NoRendezvous)?;
+        daemon
+            .client
+            .set_path_tokens(now, tokens.clone())
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        daemon.config.path_tokens = tokens;
+        self.after(now);
+        Ok(())
     }
 
     /// Publishes the exposed services with `service` added (`None`: as they are), after

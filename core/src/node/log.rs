@@ -41,13 +41,16 @@ impl LogLine {
             | Event::Registered { .. }
             | Event::ServiceReady { .. }
             | Event::ServiceKeyPinned { .. }
+            | Event::PathTokensSet { result: Ok(_) }
+            | Event::MasterAttach { .. }
             | Event::Rendezvous(_) => Level::Info,
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
             | Event::ServiceFailed { .. }
             | Event::PeerRejected { .. }
             | Event::StreamUnauthorized { .. }
-            | Event::AccessRevoked { .. } => Level::Warn,
+            | Event::AccessRevoked { .. }
+            | Event::PathTokensSet { result: Err(_) } => Level::Warn,
             _ => Level::Trace,
         };
         Some(Self { event, level })
@@ -107,6 +110,27 @@ impl fmt::Display for LogLine {
             Event::AccessRevoked { key } => write!(
                 f,
                 "the rendezvous server withdrew a peer's access (token redeemed or path deleted); its sessions are closed key={key}"
+            ),
+            Event::PathTokensSet { result: Ok(grants) } => {
+                write!(
+                    f,
+                    "path tokens accepted; the registration may use: {grants}"
+                )
+            }
+            Event::MasterAttach {
+                service,
+                attach: Some(attach),
+            } => write!(
+                f,
+                "the tenant's master attached {service}: this daemon {attach}"
+            ),
+            Event::MasterAttach {
+                service,
+                attach: None,
+            } => write!(f, "the tenant's master detached {service}"),
+            Event::PathTokensSet { result: Err(why) } => write!(
+                f,
+                "path tokens refused, the previous ones are in use again: {why}"
             ),
             Event::Rendezvous(crate::rendezvous::ServerEvent::RelayLimited { key, dropped }) => {
                 write!(

@@ -87,6 +87,18 @@ pub enum Output {
         /// The answer, or the reason it failed.
         result: Result<AdminAnswer, String>,
     },
+    /// The tenant's master attached `service` to this daemon (`burrow admin rattach`), or
+    /// detached it (`None`): the owner runs it as `burrow attach` would (binding a listener
+    /// is IO), and keeps it.
+    MasterAttach {
+        /// The path.
+        service: ServiceName,
+        /// What to do with it.
+        attach: Option<crate::rendezvous::directory::Attachment>,
+    },
+    /// The outcome of [`Node::set_path_tokens`]: what the server granted, or why it refused
+    /// the tokens (the previous ones are in use again).
+    PathTokens(Result<crate::rendezvous::Grants, String>),
     /// Nothing more to do until this instant (or a datagram, a local socket report or a
     /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
     Timeout(Instant),
@@ -266,6 +278,15 @@ impl Node {
                 request: *request,
                 result: Err(reason.clone()),
             }),
+            Event::PathTokensSet { result } => {
+                self.queued.push_back(Output::PathTokens(result.clone()));
+            }
+            Event::MasterAttach { service, attach } => {
+                self.queued.push_back(Output::MasterAttach {
+                    service: service.clone(),
+                    attach: attach.clone(),
+                });
+            }
             _ => {}
         }
         if let Some(line) = LogLine::new(event, &self.seen) {
@@ -415,6 +436,19 @@ impl Node {
         let ep = self.input(now).1;
         let request = ep.admin(now, master, command)?;
         Ok(request)
+    }
+
+    /// Presents `tokens` as the daemon's path tokens from now on, registering again with
+    /// them (`burrow import`); the outcome comes as an [`Output::PathTokens`].
+    ///
+    /// # Errors
+    /// As [`Endpoint::set_path_tokens`].
+    pub fn set_path_tokens(
+        &mut self,
+        now: Instant,
+        tokens: Vec<String>,
+    ) -> Result<(), ServiceError> {
+        self.input(now).1.set_path_tokens(now, tokens)
     }
 
     /// Stops the node politely: every local connection is reset (its stream too, so the

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::config::{ClientConfig, ConfigError, check_services};
 use super::directory::AdminCommand;
 use super::events::ClientEvent;
+use super::grants::Grants;
 use super::messages::{ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, ServerMessage};
 use super::name::ServiceName;
 use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
@@ -65,6 +66,19 @@ struct Request {
     give_up: Instant,
 }
 
+/// A change of path tokens ([`Client::set_path_tokens`]) waiting for the server's verdict.
+#[derive(Clone, Debug)]
+struct Import {
+    /// The tokens presented before, restored if the server refuses the new ones.
+    previous: Vec<String>,
+    /// The `Register` whose `Granted` answers it (the latest one sent).
+    request: u64,
+    /// Resends that `Register` while registered but not yet told what it was granted.
+    retry: Retry,
+    /// When it is given up and the previous tokens come back.
+    give_up: Instant,
+}
+
 /// A daemon's rendezvous state machine. Same verbs as the endpoint: after every call that
 /// takes `now`, drain `poll_message` and `poll_event`, then read `poll_timeout`.
 #[derive(Debug)]
@@ -86,6 +100,8 @@ pub(crate) struct Client {
     /// The IP TTL the server last saw one of our requests arrive with
     /// ([`ServerMessage::Observed`]).
     observed_ttl: Option<u8>,
+    /// A change of path tokens in progress.
+    import: Option<Import>,
 }
 
 impl Client {
@@ -115,6 +131,7 @@ impl Client {
             backoff: RECONNECT_MIN,
             connect_due: false,
             observed_ttl: None,
+            import: None,
         })
     }
 
@@ -188,6 +205,55 @@ impl Client {
         Ok(())
     }
 
+    /// Presents `tokens` as the path tokens from now on (`burrow import`): registers again
+    /// with them at once if the session to the server is up, otherwise at the next
+    /// [`Self::start`]. The outcome comes as [`ClientEvent::PathTokensSet`]: what the server
+    /// granted, or why it refused, in which case the previous tokens are presented again (a
+    /// refused token never costs the daemon its registration). Refused at once, with nothing
+    /// changed, when a token is too long, there are too many, or another change is waiting
+    /// for its answer.
+    pub(crate) fn set_path_tokens(
+        &mut self,
+        now: Instant,
+        tokens: Vec<String>,
+    ) -> Result<(), ConfigError> {
+        if self.import.is_some() {
+            return Err(ConfigError::ImportPending);
+        }
+        let mut candidate = self.config.clone();
+        candidate.path_tokens = tokens;
+        candidate.validate()?;
+        let previous = std::mem::replace(&mut self.config.path_tokens, candidate.path_tokens);
+        self.import = Some(Import {
+            previous,
+            request: 0,
+            retry: Retry::new(now),
+            // Long enough for a registration that first needs the session to come up.
+            give_up: now + 2 * GIVE_UP_AFTER,
+        });
+        if matches!(self.state, State::Idle) {
+            return Ok(());
+        }
+        self.register(now);
+        Ok(())
+    }
+
+    /// Ends the change of path tokens in progress with `result`; a refusal restores the
+    /// tokens presented before and registers with them again.
+    fn end_import(&mut self, now: Instant, result: Result<Grants, (ErrorCode, String)>) {
+        let Some(import) = self.import.take() else {
+            return;
+        };
+        let refused = result.is_err();
+        self.events.push_back(ClientEvent::PathTokensSet { result });
+        if refused {
+            self.config.path_tokens = import.previous;
+            if !matches!(self.state, State::Idle) {
+                self.register(now);
+            }
+        }
+    }
+
     /// Whether the owner should open the session to the server now: once at first, and after
     /// each [`Self::session_lost`] when its backoff has passed. Check it after every
     /// `handle_timeout`.
@@ -204,6 +270,7 @@ impl Client {
         }
         self.state = State::Idle;
         self.requests.clear();
+        self.import = None;
     }
 
     /// Client/server mode: asks for the daemon that publishes `name`. Returns the request id
@@ -261,6 +328,10 @@ impl Client {
             retry: Retry::new(now),
         };
         self.pause_requests();
+        if let Some(import) = &mut self.import {
+            import.request = request;
+            import.retry = Retry::new(now);
+        }
         self.send_register(request);
     }
 
@@ -402,15 +473,9 @@ impl Client {
                 }
             }
             ServerMessage::Revoked { id, peer } => {
-                self.messages.push_back(ClientMessage::Ack { id });
-                if self.seen.contains_key(&id) {
-                    return;
+                if self.first_sight(now, id) {
+                    self.events.push_back(ClientEvent::Revoked { peer });
                 }
-                if self.seen.len() >= SEEN_MAX {
-                    self.seen.pop_first();
-                }
-                self.seen.insert(id, now);
-                self.events.push_back(ClientEvent::Revoked { peer });
             }
             ServerMessage::Admin { request, answer } => {
                 if self.requests.remove(&request).is_some() {
@@ -419,12 +484,40 @@ impl Client {
                 }
             }
             ServerMessage::Observed { ttl, .. } => self.observed_ttl = Some(ttl),
+            ServerMessage::Attach { id, name, attach } => {
+                if self.first_sight(now, id) {
+                    self.events.push_back(ClientEvent::Attach { name, attach });
+                }
+            }
+            ServerMessage::Granted { request, grants } => {
+                if self.import.as_ref().is_some_and(|i| i.request == request) {
+                    self.end_import(now, Ok(grants));
+                }
+            }
         }
+    }
+
+    /// Acknowledges the push `id` (every copy: an acknowledgement may have been lost) and
+    /// says whether it is new.
+    fn first_sight(&mut self, now: Instant, id: u64) -> bool {
+        self.messages.push_back(ClientMessage::Ack { id });
+        if self.seen.contains_key(&id) {
+            return false;
+        }
+        if self.seen.len() >= SEEN_MAX {
+            self.seen.pop_first();
+        }
+        self.seen.insert(id, now);
+        true
     }
 
     fn on_error(&mut self, now: Instant, request: u64, code: ErrorCode, detail: String) {
         match &self.state {
             State::Registering { request: r, .. } if *r == request => {
+                if self.import.as_ref().is_some_and(|i| i.request == request) {
+                    // The new path tokens were refused: the old ones come back at once.
+                    return self.end_import(now, Err((code, detail)));
+                }
                 self.events
                     .push_back(ClientEvent::RegistrationFailed { code, detail });
                 self.state = State::Backoff {
@@ -542,6 +635,25 @@ impl Client {
         }
         self.seen
             .retain(|_, at| now.saturating_duration_since(*at) < SEEN_FOR);
+        self.import_timeout(now);
+    }
+
+    /// Gives a change of path tokens up at its deadline, and while registered resends the
+    /// `Register` whose `Granted` went missing.
+    fn import_timeout(&mut self, now: Instant) {
+        let registered = self.is_registered();
+        let Some(import) = &mut self.import else {
+            return;
+        };
+        if import.give_up <= now {
+            let detail = "the rendezvous server did not say what the new tokens allow in time";
+            return self.end_import(now, Err((ErrorCode::NoAnswer, detail.into())));
+        }
+        if registered && import.retry.is_due(now) {
+            import.retry.backoff(now);
+            let request = import.request;
+            self.send_register(request);
+        }
     }
 
     // ----- output ------------------------------------------------------------------------
@@ -581,10 +693,18 @@ impl Client {
             Some(retry) if registered => retry.next.min(r.give_up),
             _ => r.give_up,
         });
+        let import = self.import.as_ref().map(|i| {
+            if registered {
+                i.retry.next.min(i.give_up)
+            } else {
+                i.give_up
+            }
+        });
         state
             .into_iter()
             .chain(self.connect_at)
             .chain(requests)
+            .chain(import)
             .min()
     }
 }

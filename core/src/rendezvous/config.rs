@@ -138,6 +138,8 @@ pub(crate) enum ConfigError {
     DuplicateService(ServiceName),
     /// More path tokens than one registration may present.
     TooManyPathTokens,
+    /// Another change of path tokens is waiting for the server's answer.
+    ImportPending,
 }
 
 impl fmt::Display for ConfigError {
@@ -152,6 +154,9 @@ impl fmt::Display for ConfigError {
                 f,
                 "a daemon presents at most {} path tokens",
                 super::messages::MAX_PATH_TOKENS
+            ),
+            Self::ImportPending => f.write_str(
+                "another import is waiting for the rendezvous server's answer; try again in a moment",
             ),
         }
     }

@@ -62,6 +62,19 @@ pub(crate) enum ClientEvent {
         /// The answer.
         answer: super::directory::AdminAnswer,
     },
+    /// A change of path tokens ([`super::Client::set_path_tokens`]) ended: what the server
+    /// granted, or why it refused them (the previous tokens are presented again).
+    PathTokensSet {
+        /// The grants, or the refusal's code and detail.
+        result: Result<super::grants::Grants, (ErrorCode, String)>,
+    },
+    /// The tenant's master attached `name` to us (`attach`), or detached it (`None`).
+    Attach {
+        /// The path.
+        name: ServiceName,
+        /// What to do with it.
+        attach: Option<super::directory::Attachment>,
+    },
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,

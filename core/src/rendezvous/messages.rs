@@ -17,7 +17,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::directory::{AdminAnswer, AdminCommand};
+use super::directory::{AdminAnswer, AdminCommand, Attachment};
+use super::grants::Grants;
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
@@ -33,9 +34,9 @@ pub(crate) const MAX_SERVICES: usize = 5;
 /// Most host (LAN) candidates a daemon announces.
 pub(crate) const MAX_HOST_CANDIDATES: usize = 8;
 /// Most path tokens one registration presents.
-pub(crate) const MAX_PATH_TOKENS: usize = 4;
+pub const MAX_PATH_TOKENS: usize = 4;
 /// Longest path token, in bytes (the server makes them 48 hex characters long).
-pub(crate) const MAX_PATH_TOKEN_LEN: usize = 48;
+pub const MAX_PATH_TOKEN_LEN: usize = 48;
 /// Most candidates in an introduction: the server-reflexive address, then the host candidates.
 pub(crate) const MAX_CANDIDATES: usize = MAX_HOST_CANDIDATES + 1;
 /// Longest error detail, in bytes.
@@ -191,6 +192,27 @@ pub(crate) enum ServerMessage {
         request: u64,
         /// The IP TTL or hop limit the request arrived with.
         ttl: u8,
+    },
+    /// Sent after `Registered` to a daemon that registered with a token of the directory or
+    /// presented path tokens: what its tokens allow (which paths it may expose and connect
+    /// to). `burrow import` waits for it to report what a new path token allows. An older
+    /// daemon drops it as undecodable, as it does `Observed`.
+    Granted {
+        /// The `Register`'s request id.
+        request: u64,
+        /// What the tokens allow.
+        grants: Grants,
+    },
+    /// The tenant's master attached `name` to this daemon (`attach`), or detached it
+    /// (`None`): do as `burrow attach`/`burrow detach` would. Pushed again after every
+    /// registration; acknowledge it with `Ack { id }` (ids are shared with `Introduce`).
+    Attach {
+        /// The push id.
+        id: u64,
+        /// The path.
+        name: ServiceName,
+        /// What to do with it; `None` to detach it.
+        attach: Option<Attachment>,
     },
 }
 
@@ -520,6 +542,75 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_attachments_fit_and_longer_targets_are_refused() {
+        use crate::rendezvous::directory::{Attachment, MAX_TARGET_LEN};
+        let expose = |len: usize| Attachment::Expose {
+            target: "t".repeat(len),
+        };
+        let push = |len| ServerMessage::Attach {
+            id: u64::MAX,
+            name: longest_name(0),
+            attach: Some(expose(len)),
+        };
+        let command = |len| ClientMessage::Admin {
+            request: u64::MAX,
+            master: "m".repeat(MAX_TOKEN_LEN),
+            command: AdminCommand::Rattach {
+                name: longest_name(0),
+                daemon: PublicKey::from_bytes([0xff; 32]),
+                attach: expose(len),
+            },
+        };
+        let answer = ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Rattached {
+                name: longest_name(0),
+                daemon: PublicKey::from_bytes([0xff; 32]),
+            },
+        };
+        for msg in [push(MAX_TARGET_LEN), answer] {
+            let bytes = msg.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN, "{msg:?}: {}", bytes.len());
+            assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        }
+        let bytes = command(MAX_TARGET_LEN).encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "rattach: {}", bytes.len());
+        assert_eq!(ClientMessage::decode(&bytes), Ok(command(MAX_TARGET_LEN)));
+        assert_eq!(
+            ServerMessage::decode(&push(MAX_TARGET_LEN + 1).encode()),
+            Err(MessageError::Malformed)
+        );
+        assert_eq!(
+            ClientMessage::decode(&command(MAX_TARGET_LEN + 1).encode()),
+            Err(MessageError::Malformed)
+        );
+    }
+
+    #[test]
+    fn the_largest_grants_fit_and_more_are_refused() {
+        use crate::rendezvous::grants::{Grant, MAX_GRANTS};
+        let grant = |i| Grant {
+            name: longest_name(i),
+            role: TokenRole::Client,
+        };
+        let granted = |n: usize| ServerMessage::Granted {
+            request: u64::MAX,
+            grants: Grants {
+                master: true,
+                paths: (0..n).map(grant).collect(),
+            },
+        };
+        let largest = granted(MAX_GRANTS);
+        let bytes = largest.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "granted: {}", bytes.len());
+        assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
+        assert_eq!(
+            ServerMessage::decode(&granted(MAX_GRANTS + 1).encode()),
+            Err(MessageError::Malformed)
+        );
+    }
+
+    #[test]
     fn largest_messages_fit_and_round_trip() {
         let (register, introduce, error) = largest_messages();
         let bytes = register.encode();
@@ -663,6 +754,21 @@ mod tests {
                 },
             }),
             name().prop_map(|name| AdminCommand::Reload { name }),
+            (name(), any::<[u8; 32]>(), "[ -~]{1,200}", addr()).prop_map(
+                |(name, k, target, addr)| AdminCommand::Rattach {
+                    name,
+                    daemon: PublicKey::from_bytes(k),
+                    attach: if target.len() % 2 == 0 {
+                        crate::rendezvous::directory::Attachment::Expose { target }
+                    } else {
+                        crate::rendezvous::directory::Attachment::Listen { addr }
+                    },
+                }
+            ),
+            (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminCommand::Rdetach {
+                name,
+                daemon: PublicKey::from_bytes(k),
+            }),
         ]
     }
 
@@ -705,6 +811,14 @@ mod tests {
             }),
             (name(), any::<u32>())
                 .prop_map(|(name, forgotten)| AdminAnswer::Reloaded { name, forgotten }),
+            (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rattached {
+                name,
+                daemon: PublicKey::from_bytes(k),
+            }),
+            (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rdetached {
+                name,
+                daemon: PublicKey::from_bytes(k),
+            }),
         ]
     }
 
@@ -769,6 +883,39 @@ mod tests {
                 .prop_map(|(request, answer)| ServerMessage::Admin { request, answer }),
             (any::<u64>(), any::<u8>())
                 .prop_map(|(request, ttl)| ServerMessage::Observed { request, ttl }),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(
+                    (name(), any::<bool>()),
+                    0..=crate::rendezvous::MAX_GRANTS
+                )
+            )
+                .prop_map(|(request, master, paths)| ServerMessage::Granted {
+                    request,
+                    grants: Grants {
+                        master,
+                        paths: paths
+                            .into_iter()
+                            .map(|(name, s)| crate::rendezvous::Grant {
+                                name,
+                                role: if s {
+                                    TokenRole::Server
+                                } else {
+                                    TokenRole::Client
+                                },
+                            })
+                            .collect(),
+                    },
+                }),
+            (any::<u64>(), name(), proptest::option::of(addr())).prop_map(|(id, name, addr)| {
+                ServerMessage::Attach {
+                    id,
+                    name,
+                    attach: addr
+                        .map(|addr| crate::rendezvous::directory::Attachment::Listen { addr }),
+                }
+            }),
         ]
     }
 

@@ -32,6 +32,7 @@ mod client;
 mod config;
 pub mod directory;
 mod events;
+mod grants;
 mod lease;
 mod messages;
 mod name;
@@ -47,8 +48,9 @@ mod tests;
 
 pub use config::{ServerConfig, TokenPolicy};
 pub use events::ServerEvent;
+pub use grants::{Grant, Grants, MAX_GRANTS};
 pub use lease::TokenLimits;
-pub use messages::ErrorCode;
+pub use messages::{ErrorCode, MAX_PATH_TOKEN_LEN, MAX_PATH_TOKENS};
 pub use name::{NameError, ServiceName};
 pub use pairs::MAX_INTRODUCED_PER_KEY;
 pub use relay::RelayLimits;

@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::records::{PathRecord, TenantName, TokenHash};
+use super::attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON};
+use super::records::{MAX_FIXED_CLIENTS, PathRecord, TenantName, TokenHash};
 use super::{Directory, DirectoryChange, MAX_PATHS_PER_TENANT};
 use crate::crypto::PublicKey;
 use crate::rendezvous::ServiceName;
@@ -69,6 +70,27 @@ pub enum AdminCommand {
     Reload {
         /// The path.
         name: ServiceName,
+    },
+    /// Attaches a path to a daemon registered in the tenant: the server pushes it to the
+    /// daemon, which exposes or listens for it (see [`Attachment`]), and it authorises the
+    /// daemon to do so. A fixed path pins the daemon's key when it is attached as a client.
+    Rattach {
+        /// The path.
+        name: ServiceName,
+        /// The daemon.
+        #[serde(with = "crate::rendezvous::messages::key_bytes")]
+        daemon: PublicKey,
+        /// What it does with the path.
+        attach: Attachment,
+    },
+    /// Detaches a path its master attached to a daemon: the daemon stops exposing or
+    /// listening for it, and the attachment authorises nothing any more.
+    Rdetach {
+        /// The path.
+        name: ServiceName,
+        /// The daemon.
+        #[serde(with = "crate::rendezvous::messages::key_bytes")]
+        daemon: PublicKey,
     },
 }
 
@@ -133,6 +155,23 @@ pub enum AdminAnswer {
         /// How many keys it forgot.
         forgotten: u32,
     },
+    /// The path is attached to the daemon (pushed to it now, and again whenever it
+    /// registers).
+    Rattached {
+        /// The path.
+        name: ServiceName,
+        /// The daemon.
+        #[serde(with = "crate::rendezvous::messages::key_bytes")]
+        daemon: PublicKey,
+    },
+    /// The path is detached from the daemon (pushed to it until it acknowledges).
+    Rdetached {
+        /// The path.
+        name: ServiceName,
+        /// The daemon.
+        #[serde(with = "crate::rendezvous::messages::key_bytes")]
+        daemon: PublicKey,
+    },
 }
 
 fn bounded_page<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathView>, D::Error> {
@@ -142,15 +181,24 @@ fn bounded_page<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathView>, D::Err
 /// A failed command: the code and a detail for the master.
 pub(crate) type Refusal = (ErrorCode, String);
 
+/// What [`run`] asks of the server's live state.
+pub(crate) struct Live<'a> {
+    /// Which daemon exposes a path now.
+    pub(crate) exposed_by: &'a dyn Fn(&ServiceName) -> Option<PublicKey>,
+    /// Whether a daemon is registered in the tenant now.
+    pub(crate) registered: &'a dyn Fn(&PublicKey) -> bool,
+}
+
 /// Runs `command` for the master of `tenant`. `token` makes a new random token (48 hex
-/// characters from the server's CSPRNG); `exposed_by` says which daemon exposes a path now.
+/// characters from the server's CSPRNG); `live` says what the registry holds.
 pub(crate) fn run(
     dir: &Directory,
     tenant: &TenantName,
     command: AdminCommand,
     token: &mut dyn FnMut() -> String,
-    exposed_by: &dyn Fn(&ServiceName) -> Option<PublicKey>,
+    live: &Live<'_>,
 ) -> Result<(AdminAnswer, Vec<DirectoryChange>), Refusal> {
+    let exposed_by = live.exposed_by;
     let existing = |name: &ServiceName| {
         dir.path(tenant, name).cloned().ok_or_else(|| {
             let detail = format!("{name} is not a path of tenant {tenant}");
@@ -193,11 +241,84 @@ pub(crate) fn run(
         }
         AdminCommand::Delete { name } => {
             existing(&name)?;
-            let change = DirectoryChange::DeletePath {
+            let mut changes: Vec<DirectoryChange> = dir
+                .attachments_to(tenant, &name)
+                .map(|a| DirectoryChange::DeleteAttachment {
+                    tenant: tenant.clone(),
+                    daemon: a.daemon,
+                    name: name.clone(),
+                })
+                .collect();
+            changes.push(DirectoryChange::DeletePath {
                 tenant: tenant.clone(),
                 name: name.clone(),
-            };
-            Ok((AdminAnswer::Deleted { name }, vec![change]))
+            });
+            Ok((AdminAnswer::Deleted { name }, changes))
+        }
+        AdminCommand::Rattach {
+            name,
+            daemon,
+            attach,
+        } => {
+            let mut path = existing(&name)?;
+            attach
+                .check()
+                .map_err(|detail| (ErrorCode::Malformed, detail))?;
+            if !(live.registered)(&daemon) {
+                let detail = format!(
+                    "no daemon with key {daemon} is registered in tenant {tenant} (it must be                      running, registered with a token of this tenant)"
+                );
+                return Err((ErrorCode::UnknownService, detail));
+            }
+            if let Some(owner) = exposed_by(&name).filter(|k| attach.exposes() && *k != daemon) {
+                // Its registration would be refused for the name, and the daemon lost.
+                let detail =
+                    format!("{name} is exposed by daemon {owner}; stop it (or rdetach it) first");
+                return Err((ErrorCode::NameTaken, detail));
+            }
+            let replaces = dir.attachment(tenant, &daemon, &name).is_some();
+            if !replaces
+                && dir.attachments_of(tenant, &daemon).count() >= MAX_ATTACHMENTS_PER_DAEMON
+            {
+                let detail = format!(
+                    "a daemon has at most {MAX_ATTACHMENTS_PER_DAEMON} paths attached by its                      master (MAX_ATTACHMENTS_PER_DAEMON); rdetach one first"
+                );
+                return Err((ErrorCode::TooMany, detail));
+            }
+            let mut changes = Vec::new();
+            if path.fixed && !attach.exposes() && !path.clients.contains(&daemon) {
+                if path.clients.len() >= MAX_FIXED_CLIENTS {
+                    let detail = format!(
+                        "{name} is fixed and pins {MAX_FIXED_CLIENTS} client keys already;                          reload it first"
+                    );
+                    return Err((ErrorCode::TooMany, detail));
+                }
+                path.clients.insert(daemon);
+                changes.push(DirectoryChange::PutPath(path));
+            }
+            changes.push(DirectoryChange::PutAttachment(AttachmentRecord {
+                tenant: tenant.clone(),
+                daemon,
+                name: name.clone(),
+                attach: Some(attach),
+            }));
+            Ok((AdminAnswer::Rattached { name, daemon }, changes))
+        }
+        AdminCommand::Rdetach { name, daemon } => {
+            let attached = dir
+                .attachment(tenant, &daemon, &name)
+                .is_some_and(|a| a.attach.is_some());
+            if !attached {
+                let detail = format!("{name} is not attached to daemon {daemon}");
+                return Err((ErrorCode::UnknownService, detail));
+            }
+            let change = DirectoryChange::PutAttachment(AttachmentRecord {
+                tenant: tenant.clone(),
+                daemon,
+                name: name.clone(),
+                attach: None,
+            });
+            Ok((AdminAnswer::Rdetached { name, daemon }, vec![change]))
         }
         AdminCommand::Tree { after } => {
             let mut rest = dir

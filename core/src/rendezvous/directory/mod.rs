@@ -16,10 +16,12 @@
 //! small interface a store implements.
 
 mod admin;
+mod attachments;
 mod records;
 
-pub(crate) use admin::run as run_admin;
 pub use admin::{AdminAnswer, AdminCommand, MAX_TREE_PAGE, PathView, TokenRole};
+pub(crate) use admin::{Live, run as run_admin};
+pub use attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON, MAX_TARGET_LEN};
 pub use records::{
     MAX_FIXED_CLIENTS, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantRecord, TokenHash,
 };
@@ -28,6 +30,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::name::ServiceName;
+use crate::crypto::PublicKey;
 
 /// Most paths one tenant may declare.
 pub const MAX_PATHS_PER_TENANT: usize = 10_000;
@@ -49,6 +52,18 @@ pub enum DirectoryChange {
         /// The path.
         name: ServiceName,
     },
+    /// Creates or replaces a path's attachment to a daemon (a detachment waiting for its
+    /// acknowledgement too).
+    PutAttachment(AttachmentRecord),
+    /// Deletes a path's attachment to a daemon.
+    DeleteAttachment {
+        /// Its tenant.
+        tenant: TenantName,
+        /// The daemon.
+        daemon: PublicKey,
+        /// The path.
+        name: ServiceName,
+    },
 }
 
 /// What a store holds: everything needed to rebuild a [`Directory`].
@@ -58,6 +73,8 @@ pub struct Records {
     pub tenants: Vec<TenantRecord>,
     /// Every path.
     pub paths: Vec<PathRecord>,
+    /// Every path attached to a daemon by its master.
+    pub attachments: Vec<AttachmentRecord>,
 }
 
 /// Where a server keeps its directory between runs (an embedded database by default; a
@@ -102,6 +119,8 @@ impl Credential {
 pub enum DirectoryError {
     /// A path names a tenant that is not in the records.
     UnknownTenant(TenantName),
+    /// An attachment names a path that is not in the records.
+    UnknownPath(ServiceName),
     /// Two records carry the same token hash.
     DuplicateToken,
     /// A tenant or a path is listed twice.
@@ -115,6 +134,7 @@ impl fmt::Display for DirectoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnknownTenant(t) => write!(f, "a path belongs to tenant {t}, which is missing"),
+            Self::UnknownPath(p) => write!(f, "an attachment names path {p}, which is missing"),
             Self::DuplicateToken => f.write_str("two records carry the same token"),
             Self::Duplicate(what) => write!(f, "{what} is stored twice"),
             Self::TooMany => write!(
@@ -133,6 +153,7 @@ pub struct Directory {
     tenants: BTreeMap<TenantName, TenantRecord>,
     paths: BTreeMap<TenantName, BTreeMap<ServiceName, PathRecord>>,
     tokens: BTreeMap<TokenHash, Credential>,
+    attachments: BTreeMap<(TenantName, PublicKey, ServiceName), AttachmentRecord>,
 }
 
 impl Directory {
@@ -175,6 +196,21 @@ impl Directory {
             }
             dir.put_path(path);
         }
+        for a in records.attachments {
+            if dir.path(&a.tenant, &a.name).is_none() {
+                return Err(DirectoryError::UnknownPath(a.name));
+            }
+            if dir.attachment(&a.tenant, &a.daemon, &a.name).is_some() {
+                return Err(DirectoryError::Duplicate(format!(
+                    "attachment of {}",
+                    a.name
+                )));
+            }
+            if dir.attachments_of(&a.tenant, &a.daemon).count() >= MAX_ATTACHMENTS_PER_DAEMON {
+                return Err(DirectoryError::TooMany);
+            }
+            dir.put_attachment(a);
+        }
         Ok(dir)
     }
 
@@ -188,6 +224,7 @@ impl Directory {
                 .values()
                 .flat_map(|p| p.values().cloned())
                 .collect(),
+            attachments: self.attachments.values().cloned().collect(),
         }
     }
 
@@ -199,7 +236,56 @@ impl Directory {
             DirectoryChange::DeletePath { tenant, name } => {
                 self.delete_path(tenant, name);
             }
+            DirectoryChange::PutAttachment(a) => self.put_attachment(a.clone()),
+            DirectoryChange::DeleteAttachment {
+                tenant,
+                daemon,
+                name,
+            } => {
+                self.attachments
+                    .remove(&(tenant.clone(), *daemon, name.clone()));
+            }
         }
+    }
+
+    /// The attachment of path `name` to `daemon` in `tenant`, if its master made one.
+    #[must_use]
+    pub fn attachment(
+        &self,
+        tenant: &TenantName,
+        daemon: &PublicKey,
+        name: &ServiceName,
+    ) -> Option<&AttachmentRecord> {
+        self.attachments
+            .get(&(tenant.clone(), *daemon, name.clone()))
+    }
+
+    /// The paths attached to `daemon` in `tenant` (and detachments not yet acknowledged),
+    /// ordered by path.
+    pub fn attachments_of<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+        daemon: &'a PublicKey,
+    ) -> impl Iterator<Item = &'a AttachmentRecord> {
+        self.attachments
+            .values()
+            .filter(move |a| a.tenant == *tenant && a.daemon == *daemon)
+    }
+
+    /// Every attachment of path `name` in `tenant`.
+    pub fn attachments_to<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+        name: &'a ServiceName,
+    ) -> impl Iterator<Item = &'a AttachmentRecord> {
+        self.attachments
+            .values()
+            .filter(move |a| a.tenant == *tenant && a.name == *name)
+    }
+
+    fn put_attachment(&mut self, a: AttachmentRecord) {
+        let key = (a.tenant.clone(), a.daemon, a.name.clone());
+        self.attachments.insert(key, a);
     }
 
     /// The tenant named `name`.

@@ -24,8 +24,18 @@ fn acme() -> Directory {
             master: TokenHash::of("M"),
         }],
         paths: Vec::new(),
+        attachments: Vec::new(),
     };
     Directory::from_records(records).unwrap()
+}
+
+/// The registry as `run_admin` sees it: nobody exposes anything, and the daemons with keys
+/// of a first byte below 8 are registered in the tenant.
+fn live() -> Live<'static> {
+    Live {
+        exposed_by: &|_| None,
+        registered: &|k| k.as_bytes()[0] < 8,
+    }
 }
 
 /// Runs `command` as acme's master with tokens t1, t2, ... and applies its changes.
@@ -39,7 +49,7 @@ fn admin(
         format!("t{next}")
     };
     let (answer, changes) =
-        run_admin(dir, &tenant("acme"), command, &mut token, &|_| None).map_err(|(c, _)| c)?;
+        run_admin(dir, &tenant("acme"), command, &mut token, &live()).map_err(|(c, _)| c)?;
     for change in &changes {
         dir.apply(change);
     }
@@ -194,7 +204,11 @@ fn inconsistent_records_are_refused() {
         clients: BTreeSet::new(),
     };
     let load = |tenants: Vec<TenantRecord>, paths: Vec<PathRecord>| {
-        Directory::from_records(Records { tenants, paths })
+        Directory::from_records(Records {
+            tenants,
+            paths,
+            attachments: Vec::new(),
+        })
     };
     assert!(load(vec![t.clone()], vec![p.clone()]).is_ok());
     assert_eq!(
@@ -243,8 +257,81 @@ fn command() -> impl Strategy<Value = AdminCommand> {
                 TokenRole::Client
             },
         }),
-        name.prop_map(|name| AdminCommand::Reload { name }),
+        name.clone().prop_map(|name| AdminCommand::Reload { name }),
+        // Keys 0..10: the first 8 are registered (see `live`).
+        (name.clone(), 0..10u8, any::<bool>()).prop_map(|(name, k, expose)| {
+            AdminCommand::Rattach {
+                name,
+                daemon: PublicKey::from_bytes([k; 32]),
+                attach: if expose {
+                    Attachment::Expose {
+                        target: "127.0.0.1:22".into(),
+                    }
+                } else {
+                    Attachment::Listen {
+                        addr: "127.0.0.1:2222".parse().unwrap(),
+                    }
+                },
+            }
+        }),
+        (name, 0..10u8).prop_map(|(name, k)| AdminCommand::Rdetach {
+            name,
+            daemon: PublicKey::from_bytes([k; 32]),
+        }),
     ]
+}
+
+#[test]
+fn attachments_need_their_path_and_go_with_it() {
+    let (mut dir, mut n) = (acme(), 0);
+    let daemon = PublicKey::from_bytes([1; 32]);
+    let stranger = PublicKey::from_bytes([9; 32]);
+    let listen = Attachment::Listen {
+        addr: "127.0.0.1:2222".parse().unwrap(),
+    };
+    let rattach = |daemon| AdminCommand::Rattach {
+        name: path("/ssh"),
+        daemon,
+        attach: listen.clone(),
+    };
+    assert_eq!(
+        admin(&mut dir, &mut n, rattach(daemon)),
+        Err(ErrorCode::UnknownService),
+        "no such path"
+    );
+    let create = AdminCommand::Create {
+        name: path("/ssh"),
+        fixed: true,
+    };
+    admin(&mut dir, &mut n, create).unwrap();
+    assert_eq!(
+        admin(&mut dir, &mut n, rattach(stranger)),
+        Err(ErrorCode::UnknownService),
+        "not registered in the tenant"
+    );
+    admin(&mut dir, &mut n, rattach(daemon)).unwrap();
+    // A client attached to a fixed path is pinned.
+    let acme = tenant("acme");
+    assert!(
+        dir.path(&acme, &path("/ssh"))
+            .unwrap()
+            .clients
+            .contains(&daemon)
+    );
+    // Stored and loaded back; an attachment whose path is missing is refused.
+    let records = dir.records();
+    assert_eq!(records.attachments.len(), 1);
+    assert_eq!(Directory::from_records(records.clone()).unwrap(), dir);
+    let mut orphan = records;
+    orphan.paths.clear();
+    assert_eq!(
+        Directory::from_records(orphan),
+        Err(DirectoryError::UnknownPath(path("/ssh")))
+    );
+    // Deleting the path deletes its attachments.
+    let delete = AdminCommand::Delete { name: path("/ssh") };
+    admin(&mut dir, &mut n, delete).unwrap();
+    assert!(dir.records().attachments.is_empty());
 }
 
 proptest! {
@@ -256,7 +343,7 @@ proptest! {
         let mut replica = acme();
         for command in commands {
             let mut token = || { n += 1; format!("t{n}") };
-            if let Ok((_, changes)) = run_admin(&dir, &tenant("acme"), command, &mut token, &|_| None) {
+            if let Ok((_, changes)) = run_admin(&dir, &tenant("acme"), command, &mut token, &live()) {
                 for change in &changes {
                     dir.apply(change);
                     replica.apply(change);

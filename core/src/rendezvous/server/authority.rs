@@ -11,6 +11,8 @@
 
 use super::super::config::TokenPolicy;
 use super::super::directory::{self, Credential, DirectoryChange, TokenHash};
+use super::super::directory::{TenantName, TokenRole};
+use super::super::grants::{Grant, Grants, MAX_GRANTS};
 use super::super::lease::{Rights, TokenLimits};
 use super::super::messages::{ErrorCode, ServerMessage};
 use super::super::name::ServiceName;
@@ -81,29 +83,86 @@ impl Server {
         Ok((tenant, rights, limits))
     }
 
+    /// What a `Register` with `token` and `path_tokens` allows (once [`Self::resolve`]
+    /// accepted them): one grant per path token, or the master's reach. `None` for a daemon
+    /// of open names that presents no path token: the directory grants it nothing to report.
+    pub(super) fn grants(&self, token: &str, path_tokens: &[String]) -> Option<Grants> {
+        if path_tokens.is_empty() && self.directory.credential(token).is_none() {
+            return None;
+        }
+        let mut grants = Grants::default();
+        for t in std::iter::once(token).chain(path_tokens.iter().map(String::as_str)) {
+            let grant = match self.directory.credential(t) {
+                Some(Credential::Master(_)) => {
+                    grants.master = true;
+                    continue;
+                }
+                Some(Credential::Server(_, name)) => Grant {
+                    name: name.clone(),
+                    role: TokenRole::Server,
+                },
+                Some(Credential::Client(_, name)) => Grant {
+                    name: name.clone(),
+                    role: TokenRole::Client,
+                },
+                None => continue,
+            };
+            // One per token, so never more than MAX_GRANTS.
+            if !grants.paths.contains(&grant) && grants.paths.len() < MAX_GRANTS {
+                grants.paths.push(grant);
+            }
+        }
+        Some(grants)
+    }
+
     /// The directory path `name` of `tenant` (a registry key), if it is a directory tenant
     /// that declared it.
     fn declared(&self, tenant: &str, name: &ServiceName) -> Option<&directory::PathRecord> {
-        let tenant = tenant.strip_prefix(DIRECTORY_TENANT)?.parse().ok()?;
-        self.directory.path(&tenant, name)
+        self.directory.path(&directory_tenant(tenant)?, name)
     }
 
     /// Whether a daemon of `tenant` with `rights` may publish `name`.
-    pub(super) fn may_expose(&self, tenant: &str, rights: &Rights, name: &ServiceName) -> bool {
+    pub(super) fn may_expose(
+        &self,
+        tenant: &str,
+        key: &PublicKey,
+        rights: &Rights,
+        name: &ServiceName,
+    ) -> bool {
         if !tenant.starts_with(DIRECTORY_TENANT) {
             return true;
         }
         self.declared(tenant, name)
             .is_some_and(|p| rights.master || rights.tokens.contains(&p.server))
+            || self.attached(tenant, key, name, true)
     }
 
     /// Whether a daemon of `tenant` with `rights` may connect to `name`.
-    pub(super) fn may_connect(&self, tenant: &str, rights: &Rights, name: &ServiceName) -> bool {
+    pub(super) fn may_connect(
+        &self,
+        tenant: &str,
+        key: &PublicKey,
+        rights: &Rights,
+        name: &ServiceName,
+    ) -> bool {
         if !tenant.starts_with(DIRECTORY_TENANT) {
             return true;
         }
         self.declared(tenant, name)
             .is_some_and(|p| rights.master || rights.tokens.contains(&p.client))
+            || self.attached(tenant, key, name, false)
+    }
+
+    /// Whether the master of `tenant` (a registry key) attached `name` to `key`, to expose
+    /// it (`expose`) or to connect to it.
+    fn attached(&self, tenant: &str, key: &PublicKey, name: &ServiceName, expose: bool) -> bool {
+        let Some(tenant) = directory_tenant(tenant) else {
+            return false;
+        };
+        self.directory
+            .attachment(&tenant, key, name)
+            .and_then(|a| a.attach.as_ref())
+            .is_some_and(|a| a.exposes() == expose)
     }
 
     /// For a fixed path: lets `key` in if it is the pinned client key, or pins it if none is
@@ -152,12 +211,20 @@ impl Server {
         let rng = &mut self.rng;
         let mut token = || hex(&rng.bytes::<24>());
         let exposed_by = |name: &ServiceName| registry.owner(&tenant_key, name);
-        let outcome =
-            directory::run_admin(&self.directory, &tenant, command, &mut token, &exposed_by);
+        let registered =
+            |key: &PublicKey| registry.get(key).is_some_and(|r| r.token() == tenant_key);
+        let live = directory::Live {
+            exposed_by: &exposed_by,
+            registered: &registered,
+        };
+        let outcome = directory::run_admin(&self.directory, &tenant, command, &mut token, &live);
         match outcome {
             Err((code, detail)) => self.fail(from, request, code, detail),
             Ok((answer, changes)) => {
                 for change in changes {
+                    if let DirectoryChange::PutAttachment(a) = &change {
+                        self.push_attachment(now, a);
+                    }
                     self.change(change);
                 }
                 self.enforce(now, &tenant_key);
@@ -171,7 +238,7 @@ impl Server {
     }
 
     /// Applies a change to the directory and hands it out to be stored.
-    fn change(&mut self, change: DirectoryChange) {
+    pub(super) fn change(&mut self, change: DirectoryChange) {
         self.directory.apply(&change);
         self.events.push_back(ServerEvent::Directory(change));
     }
@@ -192,7 +259,7 @@ impl Server {
                 .map(|r| {
                     r.services()
                         .iter()
-                        .filter(|n| !self.may_expose(tenant, &rights, n))
+                        .filter(|n| !self.may_expose(tenant, &key, &rights, n))
                         .cloned()
                         .collect()
                 })
@@ -233,6 +300,11 @@ impl Server {
             self.session_up(now, key);
         }
     }
+}
+
+/// The directory tenant a registry key names, if it names one.
+pub(super) fn directory_tenant(tenant: &str) -> Option<TenantName> {
+    tenant.strip_prefix(DIRECTORY_TENANT)?.parse().ok()
 }
 
 /// Lower-case hex of `bytes`.

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod attach;
 mod authority;
 
 use super::config::ServerConfig;
@@ -217,6 +218,7 @@ impl Server {
                     Ok(resolved) => resolved,
                     Err((code, detail)) => return self.error(from, request, code, detail),
                 };
+                let grants = self.grants(&token, &path_tokens);
                 let new = NewRegistration {
                     key: from,
                     addr,
@@ -226,14 +228,22 @@ impl Server {
                     host_candidates,
                     expires: now + self.config.lease,
                 };
-                self.on_register(now, request, new, limits);
+                let accepted = self.on_register(now, request, new, limits);
                 if self.registry.get(&from).is_some() {
                     self.observed(from, request, ttl);
+                }
+                if let Some(grants) = grants.filter(|_| accepted) {
+                    self.send(from, ServerMessage::Granted { request, grants });
+                }
+                if accepted {
+                    self.push_attachments_of(now, from);
                 }
             }
             ClientMessage::Ack { id } => {
                 if self.pushes.get(id).is_some_and(|p| p.to == from) {
-                    self.pushes.remove(id);
+                    if let Some(push) = self.pushes.remove(id) {
+                        self.acknowledged(&push);
+                    }
                 }
             }
             ClientMessage::Unregister => {
@@ -300,29 +310,32 @@ impl Server {
         }
     }
 
+    /// Registers `new` if its tokens and limits allow; returns whether it did.
     fn on_register(
         &mut self,
         now: Instant,
         request: u64,
         new: NewRegistration,
         limits: Option<super::TokenLimits>,
-    ) {
+    ) -> bool {
         let key = new.key;
         if let Some(name) = new
             .services
             .iter()
-            .find(|n| !self.may_expose(&new.token, &new.rights, n))
+            .find(|n| !self.may_expose(&new.token, &key, &new.rights, n))
         {
             let detail = format!(
                 "{name} is a path of this tenant's directory; exposing it takes its server token"
             );
-            return self.error(key, request, ErrorCode::BadToken, detail);
+            self.error(key, request, ErrorCode::BadToken, detail);
+            return false;
         }
         if let Err((code, detail)) =
             self.registry
                 .check(&new, limits.as_ref(), self.config.max_registrations)
         {
-            return self.error(key, request, code, detail);
+            self.error(key, request, code, detail);
+            return false;
         }
         if self
             .registry
@@ -349,6 +362,7 @@ impl Server {
                 reflexive: addr,
             },
         );
+        true
     }
 
     fn on_lookup(&mut self, now: Instant, from: PublicKey, request: u64, name: ServiceName) {
@@ -362,7 +376,7 @@ impl Server {
         let target = self
             .registry
             .owner(&tenant, &name)
-            .filter(|_| self.may_connect(&tenant, &rights, &name));
+            .filter(|_| self.may_connect(&tenant, &from, &rights, &name));
         let Some(target) = target else {
             let detail = format!("no daemon publishes {name}");
             return self.fail(from, request, ErrorCode::UnknownService, detail);

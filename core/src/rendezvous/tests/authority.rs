@@ -15,7 +15,7 @@ const SECOND: Duration = Duration::from_secs(1);
 /// A server whose directory has tenant `acme` (master `M`) with `/ssh` (server token `S`,
 /// client token `C`, fixed if asked) and tenant `other` (master `M2`) with `/ssh` too
 /// (`S2`, `C2`); it also accepts the open token `open`.
-fn server_config(fixed: bool) -> ServerConfig {
+pub(super) fn server_config(fixed: bool) -> ServerConfig {
     let tenant = |name: &str, master: &str| TenantRecord {
         name: name.parse().unwrap(),
         master: TokenHash::of(master),
@@ -31,6 +31,7 @@ fn server_config(fixed: bool) -> ServerConfig {
     let records = Records {
         tenants: vec![tenant("acme", "M"), tenant("other", "M2")],
         paths: vec![ssh("acme", "S", "C"), ssh("other", "S2", "C2")],
+        attachments: Vec::new(),
     };
     ServerConfig {
         tokens: TokenPolicy::Only([("open".to_string(), limits(100))].into()),
@@ -47,7 +48,12 @@ fn limits(n: usize) -> TokenLimits {
 }
 
 /// Adds a daemon registering with `token` (and `path_tokens`), publishing `services`.
-fn daemon(h: &mut Harness, token: &str, path_tokens: &[&str], services: &[&str]) -> usize {
+pub(super) fn daemon(
+    h: &mut Harness,
+    token: &str,
+    path_tokens: &[&str],
+    services: &[&str],
+) -> usize {
     let mut config = ClientConfig::new(token);
     config.path_tokens = path_tokens.iter().map(|t| t.to_string()).collect();
     config.services = services.iter().map(|s| name(s)).collect();
@@ -55,7 +61,7 @@ fn daemon(h: &mut Harness, token: &str, path_tokens: &[&str], services: &[&str])
 }
 
 /// Looks `service` up from daemon `i`: the peer it was introduced to, or the error.
-fn lookup(h: &mut Harness, i: usize, service: &str) -> Result<PublicKey, ErrorCode> {
+pub(super) fn lookup(h: &mut Harness, i: usize, service: &str) -> Result<PublicKey, ErrorCode> {
     let request = h.with(i, |c, now| c.lookup(now, name(service)));
     h.run(2 * SECOND);
     for event in h.events(i) {
@@ -77,7 +83,7 @@ fn lookup(h: &mut Harness, i: usize, service: &str) -> Result<PublicKey, ErrorCo
 }
 
 /// Sends `command` from daemon `i` with `master`: the answer or the error.
-fn admin(
+pub(super) fn admin(
     h: &mut Harness,
     i: usize,
     master: &str,
@@ -99,7 +105,7 @@ fn admin(
     panic!("no answer to the admin command")
 }
 
-fn registered(h: &Harness, i: usize) -> bool {
+pub(super) fn registered(h: &Harness, i: usize) -> bool {
     h.client(i).is_registered()
 }
 

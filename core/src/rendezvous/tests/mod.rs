@@ -998,3 +998,5 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 }
 
 mod authority;
+mod import;
+mod rattach;

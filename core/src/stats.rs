@@ -86,6 +86,9 @@ pub struct Stats {
     /// Server: relay packets refused (an unregistered sender or destination, two daemons the
     /// server never introduced, or no session to the destination).
     pub relay_refused: u64,
-    /// Server: relay packets dropped over their token's rate limit.
+    /// Server: relay packets dropped over their token's rate limit (its queue was full).
     pub relay_limited: u64,
+    /// Server: relay packets that waited in their token's queue for the rate limit (then
+    /// forwarded, unless their session went away meanwhile).
+    pub relay_queued: u64,
 }

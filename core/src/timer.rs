@@ -27,6 +27,8 @@ pub enum Timer {
     LeaseRenew,
     /// Expire a rendezvous registration.
     LeaseExpiry,
+    /// Server: forward relayed packets that waited for their token's rate limit.
+    RelayQueue,
     /// Retransmit a STUN Binding request, or give up on it.
     Stun,
     /// Challenge the peer's candidates for a direct path while relayed, or give up a silent

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use burrow_tests::netns::{self, Lab, Proc, Site, Topology};
 
+#[path = "real_nat/moves.rs"]
+mod moves;
+
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";
 
@@ -342,6 +345,8 @@ struct Impairment {
     core_loss_percent: u32,
     /// `--congestion` for both daemons.
     congestion: Option<&'static str>,
+    /// `--route` for both daemons.
+    route: Option<&'static str>,
 }
 
 fn run_pair_impaired(label: &str, sites: &[Site], bytes: u64, impair: &Impairment) -> Outcome {
@@ -361,140 +366,209 @@ fn run_pair_impaired(label: &str, sites: &[Site], bytes: u64, impair: &Impairmen
     outcome
 }
 
+/// A pair up and registered: the lab, the server, a sink behind the exposer and both daemons.
+/// Dropping it stops every process and removes the lab.
+struct Pair {
+    /// Server, sink and daemons; dropped (killed) before the lab.
+    _procs: Vec<Proc>,
+    lab: Lab,
+    topo: Topology,
+    burrow: PathBuf,
+    /// The exposing daemon's state directory.
+    state_a: PathBuf,
+    /// The connecting daemon's host role and state directory.
+    connector: String,
+    state_b: PathBuf,
+}
+
+/// The server's address in every pair.
+const SERVER_ADDR: &str = "192.0.2.10:7000";
+
+impl Pair {
+    /// Builds the lab for `sites`, starts the server, the sink and both daemons and waits
+    /// until both are registered. `before_daemons` runs on the built lab first (to change a
+    /// NAT before any daemon sends).
+    fn start(
+        sites: &[Site],
+        impair: &Impairment,
+        before_daemons: impl FnOnce(&Lab, &Topology) -> Result<(), String>,
+    ) -> Result<Pair, String> {
+        let burrow = burrow_bin();
+        let mut lab = Lab::new()?;
+        let topo = Topology::build(&mut lab, sites)?;
+        if impair.core_loss_percent > 0 {
+            lab.nft(
+                "core",
+                &format!(
+                    "table inet impair {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    meta l4proto udp numgen random mod 100 < {} counter drop\n  }}\n}}\n",
+                    impair.core_loss_percent
+                ),
+            )?;
+        }
+        before_daemons(&lab, &topo)?;
+        let (exposer, connector) = if sites.len() == 1 {
+            (topo.hosts[0][0].clone(), topo.hosts[0][1].clone())
+        } else {
+            (topo.hosts[0][0].clone(), topo.hosts[1][0].clone())
+        };
+        let key = lab.dir.join("server.key");
+        let key_s = key.to_string_lossy().into_owned();
+        let b = burrow.to_string_lossy().into_owned();
+        netns::run_quiet(&b, &["keygen", "--out", &key_s])?;
+        let server_key = netns::run_quiet(&b, &["pubkey", "--key", &key_s])?
+            .trim()
+            .to_string();
+        let mut procs = Vec::new();
+        let mut server = lab.spawn(
+            SERVER,
+            "server",
+            &burrow,
+            &[
+                "server",
+                "--listen",
+                SERVER_ADDR,
+                "--key",
+                &key_s,
+                "--token",
+                TOKEN,
+            ],
+        )?;
+        server.wait_line(Duration::from_secs(10), |l| l.contains("listening"))?;
+        procs.push(server);
+        let mut sink = lab.spawn(&exposer, "sink", tool(), &["sink", "127.0.0.1:9000"])?;
+        sink.wait_line(Duration::from_secs(5), |l| l == "ready")?;
+        procs.push(sink);
+        let state_a = lab.dir.join("state-a");
+        let state_b = lab.dir.join("state-b");
+        let common = |state: &Path| -> Vec<String> {
+            [
+                "--server",
+                SERVER_ADDR,
+                "--server-key",
+                &server_key,
+                "--token",
+                TOKEN,
+                "--state-dir",
+                &state.to_string_lossy(),
+                "--log-level",
+                "info",
+            ]
+            .iter()
+            .copied()
+            .chain(
+                impair
+                    .congestion
+                    .map(|cc| ["--congestion", cc])
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(impair.route.map(|r| ["--route", r]).into_iter().flatten())
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let mut args_a = vec![
+            "expose".to_string(),
+            SERVICE.into(),
+            "127.0.0.1:9000".into(),
+        ];
+        args_a.extend(common(&state_a));
+        let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
+        procs.push(lab.spawn(&exposer, "daemon-a", &burrow, &args_a)?);
+        let mut args_b = vec![
+            "connect".to_string(),
+            SERVICE.into(),
+            "127.0.0.1:9100".into(),
+        ];
+        args_b.extend(common(&state_b));
+        let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
+        procs.push(lab.spawn(&connector, "daemon-b", &burrow, &args_b)?);
+        for state in [&state_a, &state_b] {
+            status_until(&burrow, state, Duration::from_secs(15), |s| {
+                s.contains("\"registered\":\"")
+            })?;
+        }
+        Ok(Pair {
+            _procs: procs,
+            lab,
+            topo,
+            burrow,
+            state_a,
+            connector,
+            state_b,
+        })
+    }
+
+    /// Starts the sender on the connector's host: `bytes` through the tunnel to the sink, at
+    /// most `rate` bytes per second when given.
+    fn spawn_send(&self, bytes: u64, rate: Option<u64>) -> Result<Proc, String> {
+        let mut args = vec![
+            "send".to_string(),
+            "127.0.0.1:9100".into(),
+            bytes.to_string(),
+            "120".into(),
+        ];
+        args.extend(rate.map(|r| r.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.lab.spawn(&self.connector, "send", tool(), &args)
+    }
+
+    /// Waits for a sender to finish and fills `outcome` from its line and the connector's
+    /// status; an error unless it finished with the SHA-256 matching. Returns the line.
+    fn finish_send(
+        &self,
+        mut send: Proc,
+        bytes: u64,
+        outcome: &mut Outcome,
+    ) -> Result<String, String> {
+        let status = send.wait(Duration::from_secs(240))?;
+        let line = send.stdout();
+        outcome.ttfb_ms = send_field(&line, "ttfb_ms").and_then(|v| v.parse().ok());
+        outcome.secs = send_field(&line, "secs").and_then(|v| v.parse().ok());
+        let after = status_until(&self.burrow, &self.state_b, Duration::from_secs(5), |_| {
+            true
+        })?;
+        let paths = peer_paths(&after, "192.0.2.10");
+        outcome.path = paths.first().cloned().unwrap_or_else(|| "none".into());
+        outcome.rtt_ms = json_field(&after, "rtt_ms").and_then(|v| v.parse().ok());
+        outcome.probe_ttl = json_field(&after, "probe_ttl")
+            .zip(json_field(&after, "probe_ttl_reason"))
+            .map(|(t, why)| format!("{t} ({why})"));
+        if !status.success() {
+            return Err(format!(
+                "transfer failed: {}; daemon-b log tail:\n{}",
+                netns::tail(&send.stderr(), 5),
+                netns::tail(
+                    &std::fs::read_to_string(self.lab.dir.join("daemon-b.err")).unwrap_or_default(),
+                    15
+                )
+            ));
+        }
+        let sent = send_field(&line, "sent");
+        outcome.sha_ok = sent.is_some()
+            && sent == send_field(&line, "recv")
+            && send_field(&line, "recv_bytes") == Some(bytes.to_string());
+        if !outcome.sha_ok {
+            return Err(format!("SHA-256 mismatch: {line}"));
+        }
+        Ok(line)
+    }
+}
+
+/// Field `k` of the sender's `k=v` line.
+fn send_field(line: &str, k: &str) -> Option<String> {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(&format!("{k}=")).map(str::to_string))
+}
+
 fn try_pair(
     sites: &[Site],
     bytes: u64,
     impair: &Impairment,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
-    let burrow = burrow_bin();
-    let mut lab = Lab::new()?;
-    let topo = Topology::build(&mut lab, sites)?;
-    if impair.core_loss_percent > 0 {
-        lab.nft(
-            "core",
-            &format!(
-                "table inet impair {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    meta l4proto udp numgen random mod 100 < {} counter drop\n  }}\n}}\n",
-                impair.core_loss_percent
-            ),
-        )?;
-    }
-    let (exposer, connector) = if sites.len() == 1 {
-        (topo.hosts[0][0].clone(), topo.hosts[0][1].clone())
-    } else {
-        (topo.hosts[0][0].clone(), topo.hosts[1][0].clone())
-    };
-    let key = lab.dir.join("server.key");
-    let key_s = key.to_string_lossy().into_owned();
-    let b = burrow.to_string_lossy().into_owned();
-    netns::run_quiet(&b, &["keygen", "--out", &key_s])?;
-    let server_key = netns::run_quiet(&b, &["pubkey", "--key", &key_s])?
-        .trim()
-        .to_string();
-    let server_addr = "192.0.2.10:7000";
-    let mut server = lab.spawn(
-        SERVER,
-        "server",
-        &burrow,
-        &[
-            "server",
-            "--listen",
-            server_addr,
-            "--key",
-            &key_s,
-            "--token",
-            TOKEN,
-        ],
-    )?;
-    server.wait_line(Duration::from_secs(10), |l| l.contains("listening"))?;
-    let mut sink = lab.spawn(&exposer, "sink", tool(), &["sink", "127.0.0.1:9000"])?;
-    sink.wait_line(Duration::from_secs(5), |l| l == "ready")?;
-    let state_a = lab.dir.join("state-a");
-    let state_b = lab.dir.join("state-b");
-    let common = |state: &Path| -> Vec<String> {
-        [
-            "--server",
-            server_addr,
-            "--server-key",
-            &server_key,
-            "--token",
-            TOKEN,
-            "--state-dir",
-            &state.to_string_lossy(),
-            "--log-level",
-            "info",
-        ]
-        .iter()
-        .copied()
-        .chain(
-            impair
-                .congestion
-                .map(|cc| ["--congestion", cc])
-                .into_iter()
-                .flatten(),
-        )
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let mut args_a = vec![
-        "expose".to_string(),
-        SERVICE.into(),
-        "127.0.0.1:9000".into(),
-    ];
-    args_a.extend(common(&state_a));
-    let args_a: Vec<&str> = args_a.iter().map(String::as_str).collect();
-    let _daemon_a = lab.spawn(&exposer, "daemon-a", &burrow, &args_a)?;
-    let mut args_b = vec![
-        "connect".to_string(),
-        SERVICE.into(),
-        "127.0.0.1:9100".into(),
-    ];
-    args_b.extend(common(&state_b));
-    let args_b: Vec<&str> = args_b.iter().map(String::as_str).collect();
-    let _daemon_b = lab.spawn(&connector, "daemon-b", &burrow, &args_b)?;
-    for state in [&state_a, &state_b] {
-        status_until(&burrow, state, Duration::from_secs(15), |s| {
-            s.contains("\"registered\":\"")
-        })?;
-    }
-    let mut send = lab.spawn(
-        &connector,
-        "send",
-        tool(),
-        &["send", "127.0.0.1:9100", &bytes.to_string(), "120"],
-    )?;
-    let status = send.wait(Duration::from_secs(240))?;
-    let line = send.stdout();
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(&format!("{k}=")).map(str::to_string))
-    };
-    outcome.ttfb_ms = field("ttfb_ms").and_then(|v| v.parse().ok());
-    outcome.secs = field("secs").and_then(|v| v.parse().ok());
-    let after = status_until(&burrow, &state_b, Duration::from_secs(5), |_| true)?;
-    let paths = peer_paths(&after, "192.0.2.10");
-    outcome.path = paths.first().cloned().unwrap_or_else(|| "none".into());
-    outcome.rtt_ms = json_field(&after, "rtt_ms").and_then(|v| v.parse().ok());
-    outcome.probe_ttl = json_field(&after, "probe_ttl")
-        .zip(json_field(&after, "probe_ttl_reason"))
-        .map(|(t, why)| format!("{t} ({why})"));
-    if !status.success() {
-        return Err(format!(
-            "transfer failed: {}; daemon-b log tail:\n{}",
-            netns::tail(&send.stderr(), 5),
-            netns::tail(
-                &std::fs::read_to_string(lab.dir.join("daemon-b.err")).unwrap_or_default(),
-                15
-            )
-        ));
-    }
-    let sent = field("sent");
-    outcome.sha_ok =
-        sent.is_some() && sent == field("recv") && field("recv_bytes") == Some(bytes.to_string());
-    if !outcome.sha_ok {
-        return Err(format!("SHA-256 mismatch: {line}"));
-    }
-    Ok(())
+    let pair = Pair::start(sites, impair, |_, _| Ok(()))?;
+    let send = pair.spawn_send(bytes, None)?;
+    pair.finish_send(send, bytes, outcome).map(|_| ())
 }
 
 #[test]
@@ -631,6 +705,7 @@ fn a_lossy_core_router_slows_but_does_not_break_a_transfer() {
         let impair = Impairment {
             core_loss_percent: 2,
             congestion: Some(cc),
+            ..Impairment::default()
         };
         let label = format!("cone : cone, 2% loss, {cc}");
         let o = run_pair_impaired(&label, &[Site::CONE, Site::CONE], LOSSY_BYTES, &impair);

@@ -445,12 +445,18 @@ impl Endpoint {
             .as_ref()
             .and_then(Server::poll_timeout)
             .map(|at| (at, Timer::LeaseExpiry));
+        let relay = self
+            .server
+            .as_ref()
+            .and_then(Server::relay_deadline)
+            .map(|at| (at, Timer::RelayQueue));
         self.sessions
             .next_deadline()
             .into_iter()
             .chain(stun)
             .chain(daemon)
             .chain(server)
+            .chain(relay)
             .min()
     }
 

@@ -50,14 +50,25 @@ impl Endpoint {
             self.reap();
             return;
         }
-        let Some(relay) = self.server.as_mut() else {
+        if self.server.is_none() {
             self.out.stats.dropped_bad_payload += 1;
+            return;
+        }
+        // Packets of the queue whose time has come go first: order, and no deadline in the past.
+        self.forward_released(now);
+        let Some(relay) = self.server.as_mut() else {
             return;
         };
         let initiation =
             packet.get(1) == Some(&(crate::wire::header::PacketKind::Initiation as u8));
-        match relay.relay(now, &via, &peer, packet.len(), initiation) {
-            Ok(()) => {}
+        match relay.relay(now, &via, &peer, packet, initiation) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Over the token's budget: it waits in the relay's queue, and
+                // `forward_released` sends it at the deadline the server hands out.
+                self.out.stats.relay_queued += 1;
+                return;
+            }
             Err(
                 crate::rendezvous::RelayRefusal::NotRegistered
                 | crate::rendezvous::RelayRefusal::NotIntroduced,
@@ -70,15 +81,35 @@ impl Endpoint {
                 return;
             }
         }
+        self.forward_relayed(now, via, peer, packet);
+    }
+
+    /// Forwards a relayed packet from daemon `from` on our session with daemon `to`.
+    fn forward_relayed(&mut self, now: Instant, from: PublicKey, to: PublicKey, packet: &[u8]) {
         let (mut ctx, sessions) = self.parts();
         let forwarded = sessions
-            .get_mut(&peer)
-            .is_some_and(|s| s.send_relay(&mut ctx, now, &via, packet));
+            .get_mut(&to)
+            .is_some_and(|s| s.send_relay(&mut ctx, now, &from, packet));
         if forwarded {
             ctx.out.stats.relay_forwarded += 1;
             ctx.out.stats.relay_forwarded_bytes += packet.len() as u64;
         } else {
             ctx.out.stats.relay_refused += 1;
+        }
+    }
+
+    /// Server: forwards the relayed packets whose token's budget has refilled by `now`.
+    pub(super) fn forward_released(&mut self, now: Instant) {
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        if server.relay_deadline().is_none_or(|at| at > now) {
+            return;
+        }
+        let mut held = Vec::new();
+        server.release_relayed(now, &mut held);
+        for h in held {
+            self.forward_relayed(now, h.from, h.to, &h.packet);
         }
     }
 }

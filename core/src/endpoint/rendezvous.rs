@@ -294,11 +294,19 @@ impl Endpoint {
                 // Both sides punch toward each other; the session's tie-break picks one
                 // handshake if both get through. Only toward host candidates on a LAN we
                 // share, whatever the server passed on.
-                let candidates = crate::punch::candidates::usable(
+                // And the peer's local ports on its reflexive IP, for a port-preserving NAT
+                // whose mapping toward us is not the one the server saw.
+                let preserved = crate::punch::candidates::preserved_ports(&candidates);
+                let mut candidates = crate::punch::candidates::usable(
                     candidates,
                     daemon.reflexive,
                     &daemon.config.host_candidates,
                 );
+                for guess in preserved {
+                    if !candidates.contains(&guess) {
+                        candidates.push(guess);
+                    }
+                }
                 let relay = Some((daemon.config.server_addr, daemon.config.route));
                 if granted {
                     // A stream or flow the peer opened before this introduction reached us
@@ -477,6 +485,7 @@ impl Endpoint {
                 server.handle_timeout(now);
             }
         }
+        self.forward_released(now);
     }
 
     /// Pins `key` for `service`: a lookup that names another key is refused, as for a pin

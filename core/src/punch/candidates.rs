@@ -29,24 +29,59 @@ pub(crate) const PREDICTED_PORTS: u16 = 8;
 /// seldom translated; private, loopback and link-local addresses are not behind the peer's
 /// NAT), and none that is a candidate already.
 pub(crate) fn predicted_ports(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
-    let Some(SocketAddr::V4(reflexive)) = candidates.first() else {
+    let Some(reflexive) = public_v4_reflexive(candidates) else {
         return Vec::new();
     };
     let ip = reflexive.ip();
-    if ip.is_private()
-        || ip.is_loopback()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-    {
-        return Vec::new();
-    }
     (1..=PREDICTED_PORTS)
         .map_while(|k| reflexive.port().checked_add(k))
         .map(|port| SocketAddr::new((*ip).into(), port))
         .filter(|a| !candidates.contains(a))
         .collect()
+}
+
+/// The first candidate (the reflexive address) when it is a public IPv4 address: only there
+/// does a NAT of the peer's choose the ports, so only there are ports worth predicting.
+fn public_v4_reflexive(candidates: &[SocketAddr]) -> Option<std::net::SocketAddrV4> {
+    let Some(SocketAddr::V4(reflexive)) = candidates.first() else {
+        return None;
+    };
+    let ip = reflexive.ip();
+    let special = ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast();
+    (!special).then_some(*reflexive)
+}
+
+/// Most preserved-port guesses per introduction (see [`preserved_ports`]).
+pub(crate) const PRESERVED_PORTS: usize = 2;
+
+/// Port preservation: the peer's own local ports (those of its host candidates) on its
+/// reflexive IP, at most [`PRESERVED_PORTS`] of them, none the reflexive address itself.
+///
+/// A NAT that keeps the inside port when it is free (Linux `masquerade`, most home routers)
+/// maps the peer's new flows there, even when the reflexive port the server saw is another:
+/// the server's flow can hold an older mapping (a NAT whose rule changed from fully-random to
+/// plain masquerade keeps its conntrack entries, and the daemon's keepalives keep that one
+/// alive), or took another port in a clash. Sending there opens our NAT for the port the
+/// peer's packets to us will come from. `candidates` are the introduction's, before
+/// [`usable`] drops host candidates on other LANs: only their ports are used, on the IP the
+/// peer registered from.
+pub(crate) fn preserved_ports(candidates: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(reflexive) = public_v4_reflexive(candidates) else {
+        return Vec::new();
+    };
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for c in &candidates[1..] {
+        let guess = SocketAddr::new((*reflexive.ip()).into(), c.port());
+        if out.len() < PRESERVED_PORTS && c.port() != reflexive.port() && !out.contains(&guess) {
+            out.push(guess);
+        }
+    }
+    out
 }
 
 /// Bytes of probes, initiations and challenges one session may send to the peer's host
@@ -191,6 +226,26 @@ mod tests {
             assert!(predicted_ports(&addrs(&[first])).is_empty(), "{first}");
         }
         assert!(predicted_ports(&[]).is_empty());
+    }
+
+    #[test]
+    fn preserved_ports_are_the_host_ports_on_the_reflexive_ip() {
+        let given = addrs(&[
+            "203.0.113.10:61000",
+            "10.1.0.11:40000",
+            "172.17.0.1:40000",
+            "[fd00::1]:40001",
+            "10.1.0.11:41000",
+        ]);
+        assert_eq!(
+            preserved_ports(&given),
+            addrs(&["203.0.113.10:40000", "203.0.113.10:40001"]),
+            "deduplicated, bounded, on the reflexive IP"
+        );
+        // The port the server saw is no guess; nothing on a private reflexive address.
+        assert!(preserved_ports(&addrs(&["203.0.113.10:40000", "10.1.0.11:40000"])).is_empty());
+        assert!(preserved_ports(&addrs(&["192.168.1.2:4000", "10.1.0.11:40000"])).is_empty());
+        assert!(preserved_ports(&[]).is_empty());
     }
 
     #[test]

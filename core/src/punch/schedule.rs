@@ -275,14 +275,46 @@ impl Search {
         self.nonce = Some(nonce);
         self.challenge_next = false;
         self.next = Some(now + interval.saturating_sub(cfg.punch_lead));
-        self.interval = (interval * 2).min(cfg.path_probe_max);
+        self.interval = next_interval(cfg, interval);
         Step::Challenges { nonce }
     }
+}
+
+/// The gap after a round of `interval`: doubled up to `path_probe_max`, except that a gap
+/// past eight `path_probe_min` but short of `path_probe_after_fallback` becomes the latter.
+///
+/// Such a gap is long enough to give up on quick success and too short to let a Linux NAT
+/// forget the unreplied conntrack entries the failed rounds left (30 s, refreshed by every
+/// round's probes to the same peer address): a NAT that changed its mapping (symmetric to
+/// cone) or lost its state keeps remapping our flows to the peer through those entries for as
+/// long as the rounds come every 16 s. Past eight quick rounds' worth, wait them out.
+pub(crate) fn next_interval(cfg: &SessionConfig, interval: Duration) -> Duration {
+    let doubled = interval * 2;
+    let stale_keeping = doubled > cfg.path_probe_min * 8 && doubled < cfg.path_probe_after_fallback;
+    let next = if stale_keeping {
+        cfg.path_probe_after_fallback
+    } else {
+        doubled
+    };
+    next.min(cfg.path_probe_max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_gaps_double_then_wait_out_stale_conntrack_entries() {
+        let cfg = SessionConfig::default();
+        let mut gap = cfg.path_probe_min * 2;
+        let mut gaps = vec![gap];
+        for _ in 0..5 {
+            gap = next_interval(&cfg, gap);
+            gaps.push(gap);
+        }
+        let secs: Vec<u64> = gaps.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [2, 4, 8, 32, 60, 60]);
+    }
 
     #[test]
     fn the_probe_ttl_climbs_one_hop_per_step_to_the_ceiling() {

@@ -6,15 +6,19 @@
 //! - `probe BIND TTL TIMEOUT_MS DEST...`: from one socket bound to BIND, with IP TTL `TTL`,
 //!   send one datagram to each DEST and print what it answered (`DEST ADDR`) or `DEST timeout`.
 //! - `sink ADDR`: a TCP service: on each connection write a banner line at once, read to EOF
-//!   while hashing, then answer `BYTES SHA256HEX` and close. Prints `ready`.
-//! - `send ADDR BYTES TIMEOUT_S`: connect, time the banner's first byte, send BYTES of
-//!   deterministic pseudo-random data, half-close, read the sink's answer and print
-//!   `ttfb_ms=.. secs=.. bytes=.. sent=SHA recv_bytes=.. recv=SHA`.
+//!   while hashing, then answer `BYTES SHA256HEX MAX_GAP_MS GAP_END_UNIX_MS` and close: the
+//!   longest wait between two reads and when it ended (milliseconds since the Unix epoch, so
+//!   a test can line it up with what it did to the network). Prints `ready`.
+//! - `send ADDR BYTES TIMEOUT_S [BYTES_PER_SEC]`: connect, time the banner's first byte, send
+//!   BYTES of deterministic pseudo-random data (at most BYTES_PER_SEC when given; the first
+//!   byte's time goes to stderr at once as `first_byte_unix_ms=..`), half-close,
+//!   read the sink's answer and print `ttfb_ms=.. first_byte_unix_ms=.. secs=.. bytes=..
+//!   sent=SHA recv_bytes=.. recv=SHA max_gap_ms=.. gap_end_unix_ms=..`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -37,6 +41,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (the clock every process of the lab shares).
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn addr(s: &str) -> Result<SocketAddr, String> {
@@ -129,10 +140,17 @@ fn sink(args: &[String]) -> Result<(), String> {
             let mut hash = Sha256::new();
             let mut total = 0u64;
             let mut buf = vec![0u8; 64 * 1024];
+            let (mut last, mut max_gap, mut gap_end) = (None::<Instant>, Duration::ZERO, 0);
             loop {
                 match stream.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
+                        let now = Instant::now();
+                        if let Some(gap) = last.map(|l| now - l).filter(|g| *g > max_gap) {
+                            max_gap = gap;
+                            gap_end = unix_ms();
+                        }
+                        last = Some(now);
                         hash.update(&buf[..n]);
                         total += n as u64;
                     }
@@ -142,7 +160,12 @@ fn sink(args: &[String]) -> Result<(), String> {
                     }
                 }
             }
-            let _ = writeln!(stream, "{total} {}", hex(&hash.finalize()));
+            let _ = writeln!(
+                stream,
+                "{total} {} {} {gap_end}",
+                hex(&hash.finalize()),
+                max_gap.as_millis()
+            );
         });
     }
     Ok(())
@@ -167,6 +190,10 @@ fn send(args: &[String]) -> Result<(), String> {
     let a = addr(args.first().ok_or("missing ADDR")?)?;
     let bytes: u64 = num(args.get(1), "BYTES")?;
     let timeout: u64 = num(args.get(2), "TIMEOUT_S")?;
+    let rate: Option<u64> = args
+        .get(3)
+        .map(|_| num(args.get(3), "BYTES_PER_SEC"))
+        .transpose()?;
     let limit = Duration::from_secs(timeout);
     let start = Instant::now();
     let mut stream =
@@ -180,6 +207,9 @@ fn send(args: &[String]) -> Result<(), String> {
         Err(e) => return Err(format!("no first byte within {timeout} s: {e}")),
     }
     let ttfb = start.elapsed();
+    let first_byte_unix_ms = unix_ms();
+    // At once, for a test that acts on the network mid-transfer.
+    eprintln!("first_byte_unix_ms={first_byte_unix_ms}");
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let mut banner = Vec::new();
     reader
@@ -193,8 +223,14 @@ fn send(args: &[String]) -> Result<(), String> {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut buf = vec![0u8; 64 * 1024];
     let mut left = bytes;
+    let chunk = rate.map_or(buf.len() as u64, |r| (r / 50).clamp(1, buf.len() as u64));
     while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
+        if let Some(r) = rate {
+            // Paced: never ahead of BYTES_PER_SEC since the banner.
+            let due = Duration::from_secs_f64((bytes - left) as f64 / r as f64);
+            std::thread::sleep(due.saturating_sub(t0.elapsed()));
+        }
+        let n = left.min(chunk) as usize;
         fill(&mut state, &mut buf[..n]);
         stream
             .write_all(&buf[..n])
@@ -213,8 +249,10 @@ fn send(args: &[String]) -> Result<(), String> {
     let mut parts = answer.split_whitespace();
     let recv_bytes = parts.next().unwrap_or("?");
     let recv = parts.next().unwrap_or("?");
+    let max_gap_ms = parts.next().unwrap_or("?");
+    let gap_end = parts.next().unwrap_or("?");
     println!(
-        "ttfb_ms={:.1} secs={secs:.3} bytes={bytes} sent={} recv_bytes={recv_bytes} recv={recv}",
+        "ttfb_ms={:.1} first_byte_unix_ms={first_byte_unix_ms} secs={secs:.3} bytes={bytes} sent={} recv_bytes={recv_bytes} recv={recv} max_gap_ms={max_gap_ms} gap_end_unix_ms={gap_end}",
         ttfb.as_secs_f64() * 1000.0,
         hex(&hash.finalize())
     );

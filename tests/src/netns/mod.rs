@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 static LABS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why the real-NAT suite cannot run here, or `None` when it can (root, `ip netns` works,
-/// `nft` and `setpriv` are present).
+/// `nft`, `setpriv` and `conntrack` are present).
 pub fn unavailable() -> Option<String> {
     let uid = fs::read_to_string("/proc/self/status")
         .ok()
@@ -38,6 +38,7 @@ pub fn unavailable() -> Option<String> {
         ("ip", "iproute2"),
         ("nft", "nftables"),
         ("setpriv", "util-linux"),
+        ("conntrack", "conntrack"),
     ] {
         if crate::tools::find(prog).is_none() {
             return Some(format!("{prog} not found (apt-get install {pkg})"));

@@ -21,7 +21,7 @@ use super::messages::{
 use super::name::ServiceName;
 use super::pairs::{MAX_INTRODUCED_PER_KEY, Pairs};
 use super::pending::{Push, Pushes, Waiter, Waiters};
-use super::relay::{RelayBudget, RelayLimits, RelayRefusal};
+use super::relay::{Held, RelayBudget, RelayLimits, RelayRefusal, RelayShaper, Shaped};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
 use crate::rng::SeededRng;
@@ -46,7 +46,8 @@ pub(crate) struct Server {
     next_id: u64,
     messages: VecDeque<(PublicKey, ServerMessage)>,
     events: VecDeque<ServerEvent>,
-    relay: RelayBudget,
+    /// The relay's per-token rate limit, with the packets waiting for it.
+    relay: RelayShaper,
     /// Who was introduced to whom: the pairs the relay forwards between.
     pairs: Pairs,
     /// Relayed handshake initiations per token (a bucket of initiations, not bytes).
@@ -83,7 +84,7 @@ impl Server {
             next_id: 1,
             messages: VecDeque::new(),
             events: VecDeque::new(),
-            relay: RelayBudget::default(),
+            relay: RelayShaper::default(),
             pairs: Pairs::default(),
             initiations: RelayBudget::default(),
             relay_drops: BTreeMap::new(),
@@ -129,19 +130,22 @@ impl Server {
         self.registry.get(key)
     }
 
-    /// Decides whether to relay `len` bytes from daemon `from` to daemon `to`: both must be
+    /// Decides whether to relay `packet` from daemon `from` to daemon `to`: both must be
     /// registered, the server must have introduced them to each other (an introduction stands
-    /// while both registrations do), and `from`'s token must have the bytes in its budget, and
-    /// for a handshake `initiation`, one in its
+    /// while both registrations do), and for a handshake `initiation`, `from`'s token must have
+    /// one left in its
     /// [`ServerConfig::relay_initiations_per_sec`](super::ServerConfig::relay_initiations_per_sec).
+    /// Then the token's byte budget decides: `Ok(true)`, forward it now; `Ok(false)`, it waits
+    /// (see [`Self::release_relayed`]); `Err(RateLimited)`, the token's queue is full and it was
+    /// dropped (counted).
     pub(crate) fn relay(
         &mut self,
         now: Instant,
         from: &PublicKey,
         to: &PublicKey,
-        len: usize,
+        packet: &[u8],
         initiation: bool,
-    ) -> Result<(), RelayRefusal> {
+    ) -> Result<bool, RelayRefusal> {
         let (Some(sender), Some(_)) = (self.registry.get(from), self.registry.get(to)) else {
             return Err(RelayRefusal::NotRegistered);
         };
@@ -153,21 +157,37 @@ impl Server {
             let limits = RelayLimits {
                 bytes_per_sec: rate,
                 burst: rate,
+                ..RelayLimits::default()
             };
             if !self.initiations.take(limits, sender.token(), now, 1) {
                 self.relay_dropped(now, *from);
                 return Err(RelayRefusal::RateLimited);
             }
         }
-        if self
+        let token = sender.token().to_string();
+        match self
             .relay
-            .take(self.config.relay, sender.token(), now, len as u64)
+            .offer(self.config.relay, &token, now, *from, *to, packet)
         {
-            Ok(())
-        } else {
-            self.relay_dropped(now, *from);
-            Err(RelayRefusal::RateLimited)
+            Shaped::Now => Ok(true),
+            Shaped::Queued => Ok(false),
+            Shaped::Dropped => {
+                self.relay_dropped(now, *from);
+                Err(RelayRefusal::RateLimited)
+            }
         }
+    }
+
+    /// When a relayed packet that waits for its token's budget can leave (see
+    /// [`Self::release_relayed`]); `None` when none waits.
+    pub(crate) fn relay_deadline(&self) -> Option<Instant> {
+        self.relay.poll_timeout(self.config.relay)
+    }
+
+    /// Moves the waiting relayed packets whose budget is there by `now` into `out`, in the
+    /// order each token's came. The caller forwards them.
+    pub(crate) fn release_relayed(&mut self, now: Instant, out: &mut Vec<Held>) {
+        self.relay.release(self.config.relay, now, out);
     }
 
     /// Counts a packet of `from`'s token the relay's limit dropped, and reports the drops

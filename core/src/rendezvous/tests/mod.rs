@@ -880,7 +880,8 @@ fn the_relay_serves_only_introduced_pairs() {
     h.run(Duration::from_secs(1));
     let now = h.now;
     let relay = |h: &mut Harness, a: usize, b: usize| {
-        h.server_mut().relay(now, &key(a), &key(b), 100, false)
+        h.server_mut()
+            .relay(now, &key(a), &key(b), &[0; 100], false)
     };
     assert_eq!(relay(&mut h, src, dest), Err(RelayRefusal::NotIntroduced));
     assert_eq!(
@@ -890,8 +891,8 @@ fn the_relay_serves_only_introduced_pairs() {
 
     h.with(src, |c, now| c.lookup(now, name("/home/ssh")));
     h.run(Duration::from_secs(1));
-    assert_eq!(relay(&mut h, src, dest), Ok(()));
-    assert_eq!(relay(&mut h, dest, src), Ok(()), "both ways");
+    assert_eq!(relay(&mut h, src, dest), Ok(true));
+    assert_eq!(relay(&mut h, dest, src), Ok(true), "both ways");
     assert_eq!(
         relay(&mut h, stranger, dest),
         Err(RelayRefusal::NotIntroduced),
@@ -906,7 +907,7 @@ fn the_relay_serves_only_introduced_pairs() {
     h.with(stranger, |c, now| c.connect_peer(now, key(src)));
     h.with(src, |c, now| c.connect_peer(now, key(stranger)));
     h.run(Duration::from_secs(1));
-    assert_eq!(relay(&mut h, stranger, src), Ok(()));
+    assert_eq!(relay(&mut h, stranger, src), Ok(true));
 
     // The destination unregisters: its pairs go with it, and stay gone when it comes back.
     h.with(dest, |c, now| c.stop(now));
@@ -916,7 +917,8 @@ fn the_relay_serves_only_introduced_pairs() {
     h.run(Duration::from_secs(1));
     let now = h.now;
     assert_eq!(
-        h.server_mut().relay(now, &key(src), &key(dest), 100, false),
+        h.server_mut()
+            .relay(now, &key(src), &key(dest), &[0; 100], false),
         Err(RelayRefusal::NotIntroduced)
     );
 }
@@ -938,26 +940,27 @@ fn relayed_initiations_are_limited_per_token() {
     let passed = (0..20)
         .filter(|_| {
             h.server_mut()
-                .relay(now, &key(src), &key(dest), 148, true)
+                .relay(now, &key(src), &key(dest), &[0; 148], true)
                 .is_ok()
         })
         .count();
     assert_eq!(passed, 5);
     assert_eq!(
-        h.server_mut().relay(now, &key(dest), &key(src), 148, true),
+        h.server_mut()
+            .relay(now, &key(dest), &key(src), &[0; 148], true),
         Err(RelayRefusal::RateLimited),
         "the same token's other daemon shares the limit"
     );
     assert_eq!(
         h.server_mut()
-            .relay(now, &key(src), &key(dest), 1000, false),
-        Ok(())
+            .relay(now, &key(src), &key(dest), &[0; 1000], false),
+        Ok(true)
     );
     let later = now + Duration::from_millis(400);
     assert_eq!(
         h.server_mut()
-            .relay(later, &key(src), &key(dest), 148, true),
-        Ok(())
+            .relay(later, &key(src), &key(dest), &[0; 148], true),
+        Ok(true)
     );
 }
 
@@ -977,7 +980,9 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
     let now = h.now;
     let drops = |h: &mut Harness, at: Instant, n: usize| {
         for _ in 0..n {
-            let _ = h.server_mut().relay(at, &key(src), &key(dest), 148, true);
+            let _ = h
+                .server_mut()
+                .relay(at, &key(src), &key(dest), &[0; 148], true);
         }
     };
     drops(&mut h, now, 50);

@@ -90,6 +90,8 @@ pub enum SendError {
     /// The handshake is still running and the queue for this peer is full; wait for
     /// [`crate::Event::Connected`].
     QueueFull,
+    /// The session is not up (its handshake is still running), and what was asked needs it.
+    NotConnected,
 }
 
 impl fmt::Display for SendError {
@@ -98,6 +100,7 @@ impl fmt::Display for SendError {
             Self::UnknownPeer => f.write_str("no session with that peer"),
             Self::TooLarge { max } => write!(f, "datagram too large (at most {max} bytes fit)"),
             Self::QueueFull => f.write_str("handshake in progress and the send queue is full"),
+            Self::NotConnected => f.write_str("the session is not up yet"),
         }
     }
 }

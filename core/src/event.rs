@@ -45,6 +45,16 @@ pub enum Event {
         /// The new path.
         path: Path,
     },
+    /// The answer to a ping ([`crate::Endpoint::ping`]): the path it came back by, and the
+    /// round trip.
+    Pong {
+        /// The peer.
+        peer: PeerId,
+        /// The path that answered.
+        path: Path,
+        /// From the ping to its answer.
+        rtt: std::time::Duration,
+    },
     /// An application datagram from a peer.
     Datagram {
         /// The sender.

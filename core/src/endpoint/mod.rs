@@ -556,6 +556,19 @@ impl Endpoint {
         result
     }
 
+    /// Pings `peer` on the path its session uses now; the answer comes as [`Event::Pong`]
+    /// (none if the ping or its answer is lost). At most 16 pings wait for their answer per
+    /// session, each at most 10 s; older ones are forgotten.
+    pub fn ping(&mut self, now: Instant, peer: PeerId) -> Result<(), SendError> {
+        let key = self.ids.key(peer).ok_or(SendError::UnknownPeer)?;
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.get_mut(&key).ok_or(SendError::UnknownPeer)?;
+        let result = session.ping(&mut ctx, now);
+        self.send_relayed(now);
+        self.settle();
+        result
+    }
+
     /// The largest datagram [`Self::send_datagram`] accepts.
     pub fn max_datagram_size(&self) -> usize {
         // A daemon's sessions may be relayed, which costs the relay's wrapping.

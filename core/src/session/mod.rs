@@ -12,6 +12,7 @@ pub(crate) mod keypair;
 mod keys;
 mod liveness;
 mod paths;
+mod ping;
 mod state;
 mod streams;
 mod transport;

@@ -57,6 +57,9 @@ impl Session {
         from: Path,
         nonce: u64,
     ) {
+        if self.on_pong(ctx, now, from, nonce) {
+            return;
+        }
         if !self.punch.handle_path_response(from, nonce) {
             ctx.out.stats.dropped_unexpected += 1;
             return;

@@ -82,6 +82,8 @@ pub(crate) struct Session {
     pub(crate) closed: bool,
     /// Probes of a peer that went silent while the session is in use (`liveness.rs`).
     pub(super) liveness: Liveness,
+    /// Pings awaiting their answer (`ping.rs`).
+    pub(super) pings: super::ping::Pings,
     /// The source (see [`source_of`]) of the initiation that made this session, until the
     /// session is up: while set, the session is a half-open handshake held for that source.
     pub(crate) opened_by: Option<IpAddr>,
@@ -134,6 +136,7 @@ impl Session {
             queue: VecDeque::new(),
             closed: false,
             liveness: Liveness::default(),
+            pings: Default::default(),
             opened_by: None,
         }
     }

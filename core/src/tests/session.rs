@@ -522,3 +522,59 @@ fn relay_only_daemon_refuses_direct_handshakes_from_strangers() {
     );
     assert!(pair.b().stats().dropped_route_policy > 0);
 }
+
+/// A ping comes back as `Pong` with the path that answered and the round trip; it moves
+/// nothing. Pings need the session up, and the ones awaiting an answer are bounded.
+#[test]
+fn a_ping_times_the_current_path_and_waits_for_the_session() {
+    use crate::error::SendError;
+    use crate::path::Path;
+    let mut pair = Pair::pair();
+    let (b_key, b_addr, now) = (pair.b().public_key(), pair.b_addr(), pair.now);
+    let early = pair.a().connect(now, b_key, b_addr).expect("valid key");
+    assert_eq!(pair.a().ping(now, early), Err(SendError::NotConnected));
+    pair.run_for(Duration::from_millis(100));
+    let now = pair.now;
+    pair.a().ping(now, early).expect("connected");
+    pair.run_for(Duration::from_millis(100));
+    let pongs: Vec<_> = pair
+        .a_events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Pong { peer, path, rtt } => Some((*peer, *path, *rtt)),
+            _ => None,
+        })
+        .collect();
+    // The test link takes 10 ms each way.
+    assert_eq!(
+        pongs,
+        vec![(early, Path::Direct(b_addr), Duration::from_millis(20))]
+    );
+    assert_eq!(pair.a().stats().direct_upgrades, 0, "a pong is no upgrade");
+    // Unanswered pings are bounded: B's answers are lost for a while.
+    pair.filter = Some(Box::new(|from, _, _| from != Side::B.index()));
+    for _ in 0..40 {
+        let now = pair.now;
+        pair.a().ping(now, early).expect("connected");
+    }
+    pair.run_for(Duration::from_millis(100));
+    pair.filter = None;
+    let now = pair.now;
+    pair.a().ping(now, early).expect("connected");
+    pair.run_for(Duration::from_millis(100));
+    let count = |pair: &Pair| {
+        pair.a_events()
+            .iter()
+            .filter(|e| matches!(e, Event::Pong { .. }))
+            .count()
+    };
+    assert_eq!(
+        count(&pair),
+        2,
+        "the lost ones never answer; the new one does"
+    );
+    assert_eq!(
+        pair.a().ping(now, crate::PeerId(999)),
+        Err(SendError::UnknownPeer)
+    );
+}

@@ -55,13 +55,7 @@ impl Session {
         }
         let local_index = ctx.indices.allocate(ctx.rng, self.key);
         let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
-        // A connected session rekeys (or checks on a silent peer): its answer says whether
-        // the peer still has this session.
-        let resumes = if self.connected {
-            self.number
-        } else {
-            NEW_SESSION
-        };
+        let resumes = self.session_to_name();
         let payload = HandshakePayload {
             timestamp: ctx.identity.unix_nanos(now),
             instance: ctx.identity.instance,
@@ -87,7 +81,6 @@ impl Session {
             started,
             next_attempt,
             attempts: attempts + 1,
-            resumes,
         });
         self.drain_punch(ctx, now);
     }
@@ -131,6 +124,26 @@ impl Session {
     /// dropped as one.
     pub(crate) fn is_fresh_initiation(&self, timestamp: u64) -> bool {
         timestamp > self.last_init_timestamp
+    }
+
+    /// The session number our next initiation names: the one the peer is on as far as we
+    /// know. That is the session we answered it with while the keys wait for its
+    /// confirmation (both sides initiated at once, or it started a new session while we still
+    /// had an old one), else the session we have, else none ([`NEW_SESSION`]).
+    fn session_to_name(&self) -> u64 {
+        match (&self.keys.next, self.keys.next_session) {
+            (Some(_), Some(answered)) => answered,
+            _ if self.connected => self.number,
+            _ => NEW_SESSION,
+        }
+    }
+
+    /// Whether an initiation naming session `number` continues a session of ours: the one we
+    /// have, or the one we answered the peer with whose keys still wait for its
+    /// confirmation (its initiator is on it).
+    fn has_session(&self, number: u64) -> bool {
+        (self.connected && number == self.number)
+            || (self.keys.next.is_some() && self.keys.next_session == Some(number))
     }
 
     /// Checks an initiation's payload against replay and restart. Returns false to drop it.
@@ -184,9 +197,7 @@ impl Session {
         let session = match resumes {
             // A peer from before session numbers: its keys continue whatever we have.
             None => None,
-            Some(number) if self.connected && number != NEW_SESSION && number == self.number => {
-                Some(number)
-            }
+            Some(number) if number != NEW_SESSION && self.has_session(number) => Some(number),
             Some(_) => Some(new_session_number(ctx)),
         };
         let payload = HandshakePayload {
@@ -249,9 +260,10 @@ impl Session {
         self.last_init_timestamp = self.last_init_timestamp.max(payload.timestamp);
         self.note_instance(ctx, now, payload.instance);
         if let Some(number) = payload.session {
-            if self.connected && number != pending.resumes {
-                // We rekeyed a session the peer no longer has (it closed it and its Close
-                // has not reached us, or it forgot it): it answered with a new one.
+            if self.connected && number != self.number {
+                // The peer's keys belong to another session than ours: we rekeyed a session
+                // it no longer has (its Close has not reached us, or it forgot it), or we
+                // named the new session it started with us. Either way ours is over.
                 self.start_over(ctx, now, CloseReason::PeerReset);
             }
             self.number = number;

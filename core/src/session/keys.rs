@@ -94,6 +94,9 @@ impl Keys {
                 indices.free(old.local_index);
             }
         }
+        if self.next.is_none() {
+            self.next_session = None;
+        }
     }
 
     /// When [`Self::expire`] next erases keys.
@@ -132,5 +135,6 @@ impl Keys {
         if let Some(next) = self.next.take() {
             indices.free(next.local_index);
         }
+        self.next_session = None;
     }
 }

@@ -34,9 +34,6 @@ pub(super) struct Pending {
     pub(super) started: Instant,
     pub(super) next_attempt: Instant,
     pub(super) attempts: u32,
-    /// The session number this handshake rekeys ([`super::handshake::NEW_SESSION`] for a
-    /// new session).
-    pub(super) resumes: u64,
 }
 
 /// One peer's session: key generations, our handshake in flight, and the timers that follow

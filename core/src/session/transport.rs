@@ -55,7 +55,21 @@ impl Session {
             }
         }
         self.last_received = now;
-        if slot == Slot::Next {
+        let late = slot == Slot::Next
+            && self
+                .keys
+                .current
+                .as_ref()
+                .zip(self.keys.next.as_ref())
+                .is_some_and(|(current, next)| current.created > next.created);
+        if late {
+            // Keys we answered with, confirmed only after a newer handshake made our current
+            // ones (both sides initiated at once, and the confirmation was delayed): the peer
+            // moves to the newer keys too, so these would only take their place and leave us
+            // on keys the peer no longer has. The packet itself is authentic.
+            let (stale, _) = self.keys.take_next();
+            ctx.indices.free(stale.local_index);
+        } else if slot == Slot::Next {
             let (confirmed, session) = self.keys.take_next();
             if let Some(number) = session
                 && number != self.number

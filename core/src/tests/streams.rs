@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -446,4 +447,96 @@ fn a_new_session_after_a_lost_close_replaces_the_old_one_on_the_peer() {
     carry(&mut pair, a2, b2, 4, 256 << 10);
     assert_eq!(closes(&pair, Side::A), vec![(a_peer, CloseReason::Local)]);
     assert_eq!(closes(&pair, Side::B).len(), 1);
+}
+
+/// Both sides initiate at once (hole punching, the first attempts lost); the larger key
+/// answers the smaller's initiation and keeps its own, and the smaller side is up first. The
+/// larger side's next retransmission must resume the session its own answer started, not
+/// start another: that reset the fresh session, and with the smaller side's confirmation
+/// delayed rather than lost, left each side on keys the other had dropped (found in review;
+/// both variants failed before `Session::session_to_name`).
+fn simultaneous_open_with_a_slow_confirmation(deliver_late: bool) {
+    use crate::wire::header::PacketKind;
+    let mut pair = Pair::pair();
+    let now = pair.now;
+    pair.b().expose(now, svc(), "127.0.0.1:9").unwrap();
+    let (ka, kb) = (pair.a().public_key(), pair.b().public_key());
+    let (large, small) = if ka > kb {
+        (Side::A, Side::B)
+    } else {
+        (Side::B, Side::A)
+    };
+    let (l, s) = (large.index(), small.index());
+    let (l_to, s_to) = (pair.source(s), pair.source(l));
+    let (key_of_s, key_of_l) = (
+        pair.endpoint(small).public_key(),
+        pair.endpoint(large).public_key(),
+    );
+    let kind = |bytes: &[u8], k: PacketKind| bytes.get(1) == Some(&(k as u8));
+    // Nothing passes while both start: S at 0 s, L at 2.9 s.
+    pair.filter = Some(Box::new(|_, _, _| false));
+    pair.endpoint(small).connect(now, key_of_l, s_to).unwrap();
+    pair.run_for(Duration::from_millis(2900));
+    let now = pair.now;
+    pair.endpoint(large).connect(now, key_of_s, l_to).unwrap();
+    pair.run_for(Duration::from_millis(3100));
+    // S's initiations reach L and L's responses reach S; S's confirmation is lost.
+    pair.filter = Some(Box::new(move |from, _, bytes: &[u8]| {
+        (from == s && kind(bytes, PacketKind::Initiation))
+            || (from == l && kind(bytes, PacketKind::Response))
+    }));
+    let up = |pair: &Pair, side| {
+        pair.events(side)
+            .iter()
+            .any(|e| matches!(e, Event::Connected { .. }))
+    };
+    for _ in 0..1000 {
+        if up(&pair, small) {
+            break;
+        }
+        pair.run_for(Duration::from_millis(10));
+    }
+    assert!(up(&pair, small) && !up(&pair, large), "S up first");
+    // L's retransmissions reach S, and S's answers; S's transport packets still do not.
+    pair.filter = Some(Box::new(move |from, _, bytes: &[u8]| {
+        from == l || (from == s && kind(bytes, PacketKind::Response))
+    }));
+    pair.run_for(Duration::from_secs(10));
+    if deliver_late {
+        let confirmation = pair
+            .sent
+            .iter()
+            .find(|x| x.from == s && kind(&x.transmit.payload, PacketKind::Transport))
+            .map(|x| x.transmit.payload.clone())
+            .expect("S confirmed");
+        pair.filter = None;
+        pair.put_on_link(small, confirmation);
+        pair.run_for(Duration::from_millis(100));
+    }
+    pair.filter = None;
+    pair.run_for(Duration::from_millis(200));
+    assert_eq!(closes(&pair, small), vec![], "S's fresh session was reset");
+    assert_eq!(closes(&pair, large), vec![], "L's fresh session was reset");
+    // One session, and it carries data both ways.
+    let (lp, sp) = (last_connected(&pair, large), last_connected(&pair, small));
+    let now = pair.now;
+    pair.endpoint(large)
+        .send_datagram(now, lp, b"from L")
+        .unwrap();
+    pair.endpoint(small)
+        .send_datagram(now, sp, b"from S")
+        .unwrap();
+    pair.run_for(Duration::from_millis(100));
+    assert_eq!(pair.datagrams(small), [Bytes::from_static(b"from L")]);
+    assert_eq!(pair.datagrams(large), [Bytes::from_static(b"from S")]);
+}
+
+#[test]
+fn regression_simultaneous_open_with_a_lost_confirmation_keeps_one_session() {
+    simultaneous_open_with_a_slow_confirmation(false);
+}
+
+#[test]
+fn regression_simultaneous_open_with_a_delayed_confirmation_keeps_one_session() {
+    simultaneous_open_with_a_slow_confirmation(true);
 }

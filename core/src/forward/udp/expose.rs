@@ -66,7 +66,10 @@ impl UdpForwarder {
                 self.answer(now, ep, peer, close);
             }
             (FlowMsg::End { .. }, Some(flow)) => self.close_incoming(flow),
-            (FlowMsg::End { .. }, None) => {}
+            (FlowMsg::End { .. }, None) => {
+                // Its opener gave up on a flow still waiting for its introduction.
+                self.held.take((peer, remote));
+            }
             _ => self.stats.dropped_malformed += 1,
         }
     }

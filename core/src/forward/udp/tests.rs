@@ -528,3 +528,46 @@ fn lossy_links_lose_datagrams_but_never_mix_flows() {
         "one flow per client"
     );
 }
+
+/// An END for a flow still waiting for its introduction forgets it: the grant that comes
+/// later opens nothing for it (found in review: the service got the datagrams of a flow its
+/// opener had ended, and a socket stayed open until the idle timeout).
+#[test]
+fn regression_a_held_flow_ended_by_its_opener_is_not_opened() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.with(A, |n, now| {
+        n.ep.expose_with(now, name("/t/other"), "10.9.9.9:54", ExposeOptions::udp())
+            .unwrap();
+    });
+    net.send(1, b"hello");
+    net.run_for(Duration::from_millis(200));
+    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+    net.open_by_hand(peer, 40, "/t/other", b"early-1");
+    net.run_for(Duration::from_millis(100));
+    let end = FlowMsg::End { flow: 40 }.encode();
+    net.with(B, |n, now| n.ep.send_datagram(now, peer, &end))
+        .unwrap();
+    net.run_for(Duration::from_millis(100));
+    let other = net.hosts[B].m.udp.listen(name("/t/other"));
+    net.with(B, |n, now| {
+        n.udp
+            .handle_recv_from(now, &mut n.ep, other, client(2), b"later")
+    });
+    net.run_for(Duration::from_millis(200));
+    let early = net.hosts[A]
+        .m
+        .actions
+        .iter()
+        .filter(|a| matches!(a, UdpAction::Send { data, .. } if data.starts_with(b"early")));
+    assert_eq!(
+        early.count(),
+        0,
+        "the ended flow's datagram reached the service"
+    );
+    assert_eq!(
+        net.hosts[A].m.open.len(),
+        2,
+        "the first flow and B's new one"
+    );
+    assert_eq!(net.hosts[A].m.udp.held.next_deadline(), None);
+}

@@ -228,6 +228,23 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Ping a service this daemon reaches (once a connection has used it) or a peer by its
+    /// key, through the running daemon: one line per ping with the path that answered
+    /// (direct or relay) and the round trip, so a move from the relay to a direct path shows
+    /// as it happens.
+    Ping {
+        /// A service name (/home/ssh) or a peer's public key.
+        target: String,
+        /// How many pings (1 to 1000).
+        #[arg(long, short = 'c', default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+        /// Seconds between pings (0.2 to 60).
+        #[arg(long, short = 'i', default_value_t = 1.0)]
+        interval: f64,
+        /// The daemon's state directory (default as for `burrow daemon`).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// A tenant master's commands to a server: declare paths and their tokens, list them,
     /// rotate tokens. The master token comes from --token-file, $BURROW_TOKEN or --token.
     Admin {

@@ -7,6 +7,8 @@
 //! `{"reloaded": "what changed"}` or `{"error": "..."}`.
 //! Request `{"cmd":"import","token":"..."}`: a path token added to the daemon's registration;
 //! answer `{"imported": "what the registration may use"}` or `{"error": "..."}`.
+//! Request `{"cmd":"ping","target":"/x"}` (a connected service, or a peer's key): answer
+//! `{"path": "direct 1.2.3.4:5", "rtt_us": 1234}` or `{"error": "..."}` (within 2 s).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -61,6 +63,8 @@ struct Request {
     listen: Option<String>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
 }
 
 /// The control socket's path in `state_dir`.
@@ -177,6 +181,17 @@ fn answer(stream: UnixStream, node: Control, handlers: &Handlers) {
                 Ok(summary) => serde_json::json!({ "imported": summary }).to_string(),
                 Err(e) => serde_json::json!({ "error": e }).to_string(),
             },
+            Ok(Request {
+                cmd,
+                target: Some(target),
+                ..
+            }) if cmd == "ping" => match node.ping(target) {
+                Ok((path, rtt)) => {
+                    serde_json::json!({ "path": path.to_string(), "rtt_us": rtt.as_micros() })
+                        .to_string()
+                }
+                Err(e) => serde_json::json!({ "error": e }).to_string(),
+            },
             Ok(r) => {
                 serde_json::json!({ "error": format!("unknown command `{}`", r.cmd) }).to_string()
             }
@@ -252,6 +267,26 @@ pub fn import(state_dir: &Path, token: &str) -> Result<String, String> {
         .and_then(|s| s.as_str())
         .unwrap_or("")
         .to_string())
+}
+
+/// Pings `target` through the daemon with `state_dir`: the path that answered and the round
+/// trip.
+pub fn ping(state_dir: &Path, target: &str) -> Result<(String, std::time::Duration), String> {
+    let body = serde_json::json!({ "cmd": "ping", "target": target });
+    let (line, socket) = request_within(state_dir, body, std::time::Duration::from_secs(5))?;
+    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
+        format!(
+            "control socket {}: unexpected answer: {line}",
+            socket.display()
+        )
+    })?;
+    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
+        return Err(e.to_string());
+    }
+    let path = answer.get("path").and_then(|p| p.as_str()).unwrap_or("");
+    let rtt = answer.get("rtt_us").and_then(serde_json::Value::as_u64);
+    let rtt = std::time::Duration::from_micros(rtt.unwrap_or(0));
+    Ok((path.to_string(), rtt))
 }
 
 /// Reads a `{"reloaded": ...}` or `{"error": ...}` answer.

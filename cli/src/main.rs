@@ -87,6 +87,39 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             println!("{summary}");
             Ok(())
         }
+        Command::Ping {
+            target,
+            count,
+            interval,
+            state_dir,
+        } => {
+            if !(0.2..=60.0).contains(&interval) {
+                return Err(format!("--interval {interval}: give 0.2 to 60 seconds"));
+            }
+            let dir = state_dir.unwrap_or_else(config::default_state_dir);
+            let mut answered = 0;
+            for i in 0..count {
+                if i > 0 {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+                }
+                match control::ping(&dir, &target) {
+                    Ok((path, rtt)) => {
+                        answered += 1;
+                        let ms = rtt.as_secs_f64() * 1000.0;
+                        println!("ping {target} seq={i}: {path} rtt={ms:.2} ms");
+                    }
+                    // No daemon, or a target it cannot ping: no point in trying again.
+                    Err(e) if i == 0 && answered == 0 && !e.starts_with("no answer") => {
+                        return Err(format!("ping {target}: {e}"));
+                    }
+                    Err(e) => println!("ping {target} seq={i}: {e}"),
+                }
+            }
+            if answered == 0 {
+                return Err(format!("ping {target}: no answer to {count} pings"));
+            }
+            Ok(())
+        }
         Command::Import {
             token,
             token_file,

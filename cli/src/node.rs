@@ -238,6 +238,18 @@ impl Control {
         outcome.map_err(|e| e.to_string())?
     }
 
+    /// Pings `target` (a connected service or a peer's key): the path that answered and the
+    /// round trip, or why there is none.
+    pub fn ping(&self, target: String) -> Result<(burrow_core::Path, std::time::Duration), String> {
+        let pong = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.ping(target))?,
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.ping(target),
+        };
+        pong.map_err(|e| e.to_string())?
+    }
+
     /// Makes the node run `services`: what changed, or why nothing did.
     pub fn reload(&self, services: Services) -> Result<Summary, String> {
         let reloaded = match &self.0 {

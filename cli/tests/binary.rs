@@ -82,6 +82,44 @@ fn expose_and_connect_processes_carry_a_line_and_report_status() {
     let human = String::from_utf8(human.stdout).expect("utf-8");
     assert!(human.contains("/cli/echo"), "{human}");
     assert!(human.contains("direct"), "{human}");
+
+    // `burrow ping`: one line per ping with the path that answered and the round trip.
+    let state = path(&dir.join("b")).to_string();
+    let ping = |target: &str| {
+        Command::new(BIN)
+            .args(["ping", target, "--count", "2", "--interval", "0.2"])
+            .args(["--state-dir", &state])
+            .output()
+            .expect("ping")
+    };
+    let out = ping("/cli/echo");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{text}");
+    assert!(out.status.success(), "ping: {out:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("ping /cli/echo seq={i}: direct ")) && line.ends_with(" ms"),
+            "{line}"
+        );
+    }
+    // A service it does not reach, and garbage: refused at once, with the reason.
+    for (target, why) in [
+        ("/cli/nothing", "not a service this daemon reaches"),
+        ("not-a-key", "neither a service name"),
+    ] {
+        let out = ping(target);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{target}: {err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{target}: one error, not a line per ping"
+        );
+    }
 }
 
 #[test]

@@ -77,6 +77,8 @@ struct Loop {
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
     /// The handle waiting for the outcome of a change of path tokens (one at a time).
     path_tokens: Option<Sender<Result<Grants, String>>>,
+    /// The handle waiting for the answer to a ping (one at a time).
+    ping: Option<Sender<node::Pong>>,
     /// Where the server's directory changes go, to be stored.
     directory: Sender<DirectoryChange>,
     /// Where the master's attachments go, to be run.
@@ -140,6 +142,7 @@ pub(crate) fn run(parts: Parts) {
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         path_tokens: None,
+        ping: None,
         directory,
         attachments,
         udp_sockets: UdpSockets::new(),
@@ -262,6 +265,11 @@ impl Loop {
                     }
                     Output::PathTokens(result) => {
                         if let Some(reply) = self.path_tokens.take() {
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Output::Pong(result) => {
+                        if let Some(reply) = self.ping.take() {
                             let _ = reply.send(result);
                         }
                     }
@@ -466,6 +474,12 @@ impl Loop {
                 Ok(()) => self.path_tokens = Some(reply),
                 Err(e) => {
                     let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            Command::Ping(target, reply) => match self.node.ping(now, &target) {
+                Ok(()) => self.ping = Some(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
                 }
             },
             Command::Reload(services, reply) => {

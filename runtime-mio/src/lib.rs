@@ -49,6 +49,7 @@ pub(crate) enum Command {
     StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
     Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
     SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
+    Ping(String, Sender<node::Pong>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
 }
@@ -253,6 +254,12 @@ impl NodeControl {
     /// in use again then).
     pub fn set_path_tokens(&self, tokens: Vec<String>) -> Result<Result<Grants, String>, Stopped> {
         self.ask(|tx| Command::SetPathTokens(tokens, tx))
+    }
+
+    /// Pings `target` (a connected service or a peer's key): the path that answered and the
+    /// round trip, or why there is none. See [`burrow_core::node::Node::ping`].
+    pub fn ping(&self, target: String) -> Result<node::Pong, Stopped> {
+        self.ask(|tx| Command::Ping(target, tx))
     }
 
     /// Makes the node run `services` (a reloaded config's): services no longer listed stop

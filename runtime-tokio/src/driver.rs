@@ -66,6 +66,8 @@ struct Loop<R: Runtime> {
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
     /// The handle waiting for the outcome of a change of path tokens (one at a time).
     path_tokens: Option<Sender<Result<Grants, String>>>,
+    /// The handle waiting for the answer to a ping (one at a time).
+    ping: Option<Sender<burrow_core::node::Pong>>,
     directory: Sender<DirectoryChange>,
     attachments: Sender<MasterAttach>,
     /// Each listener's accept task; dropping it closes the listener.
@@ -126,6 +128,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         path_tokens: None,
+        ping: None,
         directory,
         attachments,
         accepts: BTreeMap::new(),
@@ -231,6 +234,14 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                     }
                 }
             }
+            Wake::Command(Some(Command::Ping(target, reply))) => {
+                match state.node.ping(now, &target) {
+                    Ok(()) => state.ping = Some(reply),
+                    Err(e) => {
+                        let _ = reply.try_send(Err(e));
+                    }
+                }
+            }
             Wake::Command(Some(Command::Reload(services, reply))) => {
                 let _ = reply.try_send(state.reload(now, &services));
             }
@@ -298,6 +309,11 @@ impl<R: Runtime> Loop<R> {
                 }
                 Output::PathTokens(result) => {
                     if let Some(reply) = self.path_tokens.take() {
+                        let _ = reply.try_send(result);
+                    }
+                }
+                Output::Pong(result) => {
+                    if let Some(reply) = self.ping.take() {
                         let _ = reply.try_send(result);
                     }
                 }

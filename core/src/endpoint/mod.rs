@@ -556,6 +556,11 @@ impl Endpoint {
         result
     }
 
+    /// The handle of the session with `key`, if there is one.
+    pub fn peer_of(&self, key: &PublicKey) -> Option<PeerId> {
+        self.sessions.get(key).map(|s| s.id)
+    }
+
     /// Pings `peer` on the path its session uses now; the answer comes as [`Event::Pong`]
     /// (none if the ping or its answer is lost). At most 16 pings wait for their answer per
     /// session, each at most 10 s; older ones are forgotten.

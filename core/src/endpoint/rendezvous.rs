@@ -532,6 +532,11 @@ impl Endpoint {
         Ok(())
     }
 
+    /// The key of the daemon `service` was resolved to (a daemon's connected services).
+    pub fn resolved(&self, service: &ServiceName) -> Option<PublicKey> {
+        self.daemon.as_ref()?.resolved.get(service).copied()
+    }
+
     /// Asks the rendezvous server to introduce us to the daemon holding `key`, which must
     /// ask for us too (peer mode: each side names the other). Either [`Event::PeerReady`]
     /// follows, once a session to it is up (punched direct or relayed, as the route policy

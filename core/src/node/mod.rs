@@ -37,6 +37,12 @@ use crate::rendezvous::{ServerEvent, ServiceName};
 use crate::status::{self, Seen, Status};
 use crate::transmit::Transmit;
 
+/// The answer to [`Node::ping`]: the path that answered and the round trip, or why none came.
+pub type Pong = Result<(crate::Path, Duration), String>;
+
+/// How long [`Node::ping`] waits for the answer.
+pub const PING_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a node with no deadline at all sleeps before [`Output::Timeout`] wakes it anyway
 /// (calling [`Node::handle_timeout`] early is harmless).
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
@@ -99,6 +105,9 @@ pub enum Output {
     /// The outcome of [`Node::set_path_tokens`]: what the server granted, or why it refused
     /// the tokens (the previous ones are in use again).
     PathTokens(Result<crate::rendezvous::Grants, String>),
+    /// The answer to [`Node::ping`]: the path that answered and the round trip, or why none
+    /// came.
+    Pong(Pong),
     /// Nothing more to do until this instant (or a datagram, a local socket report or a
     /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
     Timeout(Instant),
@@ -120,6 +129,8 @@ pub struct Node {
     next_probe: u64,
     /// Outputs made while draining an event (log lines, STUN answers), handed out in order.
     queued: VecDeque<Output>,
+    /// The ping waiting for its answer, and until when.
+    ping: Option<(crate::PeerId, Instant)>,
     /// The latest `now` an input brought; events are handed to the forwarder with it.
     now: Instant,
     /// Where [`Output::Save`] writes, if anywhere.
@@ -159,6 +170,7 @@ impl Node {
             probes: Vec::new(),
             next_probe: 0,
             queued: VecDeque::new(),
+            ping: None,
             now,
             state_dir: None,
             known: BTreeMap::new(),
@@ -235,7 +247,7 @@ impl Node {
     /// latest input when it has none.
     fn timeout(&self) -> Instant {
         let ep = self.ep.poll_timeout().map(|(at, _)| at);
-        [ep, self.udp.poll_timeout()]
+        [ep, self.udp.poll_timeout(), self.ping.map(|(_, at)| at)]
             .into_iter()
             .flatten()
             .min()
@@ -278,6 +290,10 @@ impl Node {
                 request: *request,
                 result: Err(reason.clone()),
             }),
+            Event::Pong { peer, path, rtt } if self.ping.is_some_and(|(p, _)| p == *peer) => {
+                self.ping = None;
+                self.queued.push_back(Output::Pong(Ok((*path, *rtt))));
+            }
             Event::PathTokensSet { result } => {
                 self.queued.push_back(Output::PathTokens(result.clone()));
             }
@@ -329,6 +345,11 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.input(now).1.handle_timeout(now);
         self.udp.handle_timeout(now, &mut self.ep);
+        if self.ping.is_some_and(|(_, until)| now >= until) {
+            self.ping = None;
+            let why = format!("no answer within {} s", PING_WAIT.as_secs());
+            self.queued.push_back(Output::Pong(Err(why)));
+        }
     }
 
     /// A listener accepted a connection: `Some(conn)` to keep it under that id (read it and
@@ -449,6 +470,35 @@ impl Node {
         tokens: Vec<String>,
     ) -> Result<(), ServiceError> {
         self.input(now).1.set_path_tokens(now, tokens)
+    }
+
+    /// Pings `target` (a service this daemon connects to, once a connection has used it, or
+    /// a peer's public key) on the path its session uses now; the answer comes as an
+    /// [`Output::Pong`], within [`PING_WAIT`]. One ping at a time.
+    ///
+    /// # Errors
+    /// A ping already waiting, a target that is neither, or no session with it.
+    pub fn ping(&mut self, now: Instant, target: &str) -> Result<(), String> {
+        if self.ping.is_some() {
+            return Err("a ping is already waiting for its answer".into());
+        }
+        let ep = self.input(now).1;
+        let key = if target.starts_with('/') {
+            let name = ServiceName::parse(target).map_err(|e| format!("{target}: {e}"))?;
+            ep.resolved(&name).ok_or_else(|| {
+                format!("{target} is not a service this daemon reaches yet (a connection to its listener finds its daemon)")
+            })?
+        } else {
+            target.parse::<crate::PublicKey>().map_err(|e| {
+                format!("`{target}` is neither a service name (/...) nor a public key: {e}")
+            })?
+        };
+        let peer = ep
+            .peer_of(&key)
+            .ok_or_else(|| format!("no session with {target}"))?;
+        ep.ping(now, peer).map_err(|e| format!("{target}: {e}"))?;
+        self.ping = Some((peer, now + PING_WAIT));
+        Ok(())
     }
 
     /// Stops the node politely: every local connection is reset (its stream too, so the

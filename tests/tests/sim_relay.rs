@@ -618,3 +618,37 @@ fn a_server_restart_during_a_relayed_transfer_recovers() {
         w.assert_no_stalls();
     }
 }
+
+/// `Endpoint::ping` on a relayed session: the challenge goes through the relay, the peer
+/// answers the same way, and `Pong` names the relay with a round trip through it (the relay
+/// is 2 hops, the two uplinks' latency each way).
+#[test]
+fn a_ping_on_a_relayed_session_comes_back_through_the_relay() {
+    let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
+    let mut w = World::new(1, &setup);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    assert!(matches!(w.path(w.a), Some(Path::Relay(_))));
+    let a = w.a;
+    w.sim
+        .endpoint_command(a, |ep, now| ep.ping(now, peer))
+        .expect("pinged");
+    w.sim.run_for(Duration::from_secs(1)).expect("sim");
+    let pongs: Vec<_> = w
+        .sim
+        .endpoint(a)
+        .events()
+        .iter()
+        .filter_map(|l| match l.event {
+            burrow_core::Event::Pong { path, rtt, .. } => Some((path, rtt)),
+            _ => None,
+        })
+        .collect();
+    println!("pong through the relay: {pongs:?}");
+    assert_eq!(pongs.len(), 1, "{pongs:?}");
+    assert!(matches!(pongs[0].0, Path::Relay(_)), "{pongs:?}");
+    assert!(pongs[0].1 > Duration::ZERO, "{pongs:?}");
+    assert!(
+        matches!(w.path(w.a), Some(Path::Relay(_))),
+        "a ping moves nothing"
+    );
+}

@@ -557,7 +557,7 @@ mod tests {
             master: "m".repeat(MAX_TOKEN_LEN),
             command: AdminCommand::Rattach {
                 name: longest_name(0),
-                daemon: PublicKey::from_bytes([0xff; 32]),
+                daemon: PublicKey::from_bytes([0xff; 32]).into(),
                 attach: expose(len),
             },
         };
@@ -757,7 +757,7 @@ mod tests {
             (name(), any::<[u8; 32]>(), "[ -~]{1,200}", addr()).prop_map(
                 |(name, k, target, addr)| AdminCommand::Rattach {
                     name,
-                    daemon: PublicKey::from_bytes(k),
+                    daemon: PublicKey::from_bytes(k).into(),
                     attach: if target.len() % 2 == 0 {
                         crate::rendezvous::directory::Attachment::Expose { target }
                     } else {
@@ -767,7 +767,7 @@ mod tests {
             ),
             (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminCommand::Rdetach {
                 name,
-                daemon: PublicKey::from_bytes(k),
+                daemon: PublicKey::from_bytes(k).into(),
             }),
         ]
     }
@@ -813,11 +813,11 @@ mod tests {
                 .prop_map(|(name, forgotten)| AdminAnswer::Reloaded { name, forgotten }),
             (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rattached {
                 name,
-                daemon: PublicKey::from_bytes(k),
+                daemon: PublicKey::from_bytes(k).into(),
             }),
             (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rdetached {
                 name,
-                daemon: PublicKey::from_bytes(k),
+                daemon: PublicKey::from_bytes(k).into(),
             }),
         ]
     }

@@ -25,6 +25,7 @@ fn acme() -> Directory {
         }],
         paths: Vec::new(),
         attachments: Vec::new(),
+        daemons: Vec::new(),
     };
     Directory::from_records(records).unwrap()
 }
@@ -35,6 +36,7 @@ fn live() -> Live<'static> {
     Live {
         exposed_by: &|_| None,
         registered: &|k| k.as_bytes()[0] < 8,
+        uses: &|k| (k.as_bytes()[0] < 8).then(Vec::new),
     }
 }
 
@@ -208,6 +210,7 @@ fn inconsistent_records_are_refused() {
             tenants,
             paths,
             attachments: Vec::new(),
+            daemons: Vec::new(),
         })
     };
     assert!(load(vec![t.clone()], vec![p.clone()]).is_ok());
@@ -262,7 +265,7 @@ fn command() -> impl Strategy<Value = AdminCommand> {
         (name.clone(), 0..10u8, any::<bool>()).prop_map(|(name, k, expose)| {
             AdminCommand::Rattach {
                 name,
-                daemon: PublicKey::from_bytes([k; 32]),
+                daemon: PublicKey::from_bytes([k; 32]).into(),
                 attach: if expose {
                     Attachment::Expose {
                         target: "127.0.0.1:22".into(),
@@ -276,7 +279,7 @@ fn command() -> impl Strategy<Value = AdminCommand> {
         }),
         (name, 0..10u8).prop_map(|(name, k)| AdminCommand::Rdetach {
             name,
-            daemon: PublicKey::from_bytes([k; 32]),
+            daemon: PublicKey::from_bytes([k; 32]).into(),
         }),
     ]
 }
@@ -289,9 +292,9 @@ fn attachments_need_their_path_and_go_with_it() {
     let listen = Attachment::Listen {
         addr: "127.0.0.1:2222".parse().unwrap(),
     };
-    let rattach = |daemon| AdminCommand::Rattach {
+    let rattach = |daemon: PublicKey| AdminCommand::Rattach {
         name: path("/ssh"),
-        daemon,
+        daemon: daemon.into(),
         attach: listen.clone(),
     };
     assert_eq!(

@@ -473,6 +473,40 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_2_store_gains_the_daemons_table() {
+        let dir = temp();
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let acme = TenantRecord {
+            name: "acme".parse().unwrap(),
+            master: TokenHash::of("m"),
+        };
+        store.apply(&DirectoryChange::PutTenant(acme)).unwrap();
+        // What a schema-2 binary left: no daemons table.
+        store
+            .conn
+            .execute_batch("DROP TABLE daemons; PRAGMA user_version = 2;")
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let records = store.load().unwrap();
+        assert_eq!((records.tenants.len(), records.daemons.len()), (1, 0));
+        let laptop = DaemonRecord {
+            tenant: "acme".parse().unwrap(),
+            name: "laptop".parse().unwrap(),
+            token: TokenHash::of("d"),
+            key: None,
+        };
+        store.apply(&DirectoryChange::PutDaemon(laptop.clone())).unwrap();
+        assert_eq!(store.load().unwrap().daemons, [laptop]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_damaged_row_is_named_not_loaded() {
         let dir = temp();
         let mut store = SqliteStore::open(&dir).unwrap();

@@ -501,7 +501,9 @@ mod tests {
             token: TokenHash::of("d"),
             key: None,
         };
-        store.apply(&DirectoryChange::PutDaemon(laptop.clone())).unwrap();
+        store
+            .apply(&DirectoryChange::PutDaemon(laptop.clone()))
+            .unwrap();
         assert_eq!(store.load().unwrap().daemons, [laptop]);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -35,7 +35,10 @@ fn a_daemon_token_binds_the_first_key_and_unregister_takes_it_offline() {
         .trim()
         .to_string();
     let listed = auth.admin(&["daemons"]).expect("daemons");
-    assert!(listed.contains("laptop") && listed.contains("not yet bound"), "{listed}");
+    assert!(
+        listed.contains("laptop") && listed.contains("not yet bound"),
+        "{listed}"
+    );
 
     // The daemon registers with its daemon token, and exposes /home/ssh with the path's
     // server token.
@@ -43,7 +46,13 @@ fn a_daemon_token_binds_the_first_key_and_unregister_takes_it_offline() {
     let server_token = auth.token_file("ssh.server", &ssh_server);
     let a = auth.daemon(
         "a",
-        &["expose", "/home/ssh", &target, "--path-token-file", &server_token],
+        &[
+            "expose",
+            "/home/ssh",
+            &target,
+            "--path-token-file",
+            &server_token,
+        ],
         &token,
     );
     let a_key = wait_for(&a.stdout, "daemon public key:");
@@ -51,9 +60,15 @@ fn a_daemon_token_binds_the_first_key_and_unregister_takes_it_offline() {
     wait_for(&a.stderr, "registered with the rendezvous server");
     let listed = daemons_when(&auth, "online");
     eprintln!("burrow admin daemons:\n{listed}");
-    let row = listed.lines().find(|l| l.starts_with("laptop")).unwrap_or("");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("laptop"))
+        .unwrap_or("");
     assert!(row.contains(&a_key), "{listed}");
-    assert!(row.contains("online") && row.contains("exposes /home/ssh"), "{listed}");
+    assert!(
+        row.contains("online") && row.contains("exposes /home/ssh"),
+        "{listed}"
+    );
     let only = auth.admin(&["daemons", "/home/ssh"]).expect("daemons PATH");
     assert!(only.contains("laptop"), "{only}");
 
@@ -63,7 +78,10 @@ fn a_daemon_token_binds_the_first_key_and_unregister_takes_it_offline() {
     assert!(refused.contains("bound to another key"), "{refused}");
     assert!(refused.contains("redeem daemon laptop"), "{refused}");
     let listed = auth.admin(&["daemons"]).expect("daemons");
-    assert!(listed.contains(&a_key), "still bound to the first key: {listed}");
+    assert!(
+        listed.contains(&a_key),
+        "still bound to the first key: {listed}"
+    );
 
     // Refusals name the reason.
     let cases: [(&[&str], &str); 4] = [
@@ -84,5 +102,8 @@ fn a_daemon_token_binds_the_first_key_and_unregister_takes_it_offline() {
     let listed = auth.admin(&["daemons"]).expect("daemons");
     assert!(!listed.contains("laptop"), "{listed}");
     let tree = auth.admin(&["tree"]).expect("tree");
-    assert!(tree.contains("/home/ssh") && tree.contains("not exposed"), "{tree}");
+    assert!(
+        tree.contains("/home/ssh") && tree.contains("not exposed"),
+        "{tree}"
+    );
 }

@@ -654,7 +654,9 @@ mod tests {
                 Rattach(u8),
                 #[allow(dead_code)]
                 Rdetach(u8),
-                Register { name: String },
+                Register {
+                    name: String,
+                },
             }
             let good = postcard::to_allocvec(&Command::Register {
                 name: longest.to_string(),

@@ -945,11 +945,11 @@ mod tests {
                 .prop_map(|(name, forgotten)| AdminAnswer::Reloaded { name, forgotten }),
             (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rattached {
                 name,
-                daemon: PublicKey::from_bytes(k).into(),
+                daemon: PublicKey::from_bytes(k),
             }),
             (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminAnswer::Rdetached {
                 name,
-                daemon: PublicKey::from_bytes(k).into(),
+                daemon: PublicKey::from_bytes(k),
             }),
         ]
     }

@@ -525,12 +525,22 @@ fn existing_daemon(
 fn key_of(dir: &Directory, tenant: &TenantName, daemon: &DaemonRef) -> Result<PublicKey, Refusal> {
     match daemon {
         DaemonRef::Key(key) => Ok(*key),
-        DaemonRef::Name(name) => existing_daemon(dir, tenant, name)?.key.ok_or_else(|| {
-            let detail = format!(
-                "daemon {name} is not yet bound to a key: start it with its daemon token first"
-            );
-            (ErrorCode::UnknownService, detail)
-        }),
+        DaemonRef::Name(name) => {
+            let Some(record) = dir.daemon(tenant, name) else {
+                // `--daemon` takes either: say both.
+                let detail = format!(
+                    "{name} is not a public key nor a daemon of tenant {tenant} \
+                     (see `burrow admin daemons`)"
+                );
+                return Err((ErrorCode::UnknownService, detail));
+            };
+            record.key.ok_or_else(|| {
+                let detail = format!(
+                    "daemon {name} is not yet bound to a key: start it with its daemon token first"
+                );
+                (ErrorCode::UnknownService, detail)
+            })
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use burrow_core::PublicKey;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
-    AdminAnswer, AdminCommand, Attachment, DirectoryChange, DirectoryStore, TenantName,
-    TenantRecord, TokenHash, TokenRole,
+    AdminAnswer, AdminCommand, Attachment, DaemonName, DaemonRef, DaemonView, DirectoryChange,
+    DirectoryStore, TenantName, TenantRecord, TokenHash, TokenRole,
 };
 
 use crate::args::AdminAction;
@@ -111,23 +111,42 @@ pub fn run(
     let node = Node::spawn(runtime, config)?;
     let result = registered(&node).and_then(|()| {
         let control = node.control();
-        let mut tree = Vec::new();
+        let (mut tree, mut daemons) = (Vec::new(), Vec::new());
         for command in commands {
-            let is_tree = matches!(command, AdminCommand::Tree { .. });
             let mut next = Some(command);
             while let Some(command) = next.take() {
+                let filter = match &command {
+                    AdminCommand::Daemons { path, .. } => path.clone(),
+                    _ => None,
+                };
                 let answer = control.admin(master.clone(), command)?;
-                if let AdminAnswer::Tree { paths, more, .. } = &answer {
-                    if *more {
-                        next = paths.last().map(|p| AdminCommand::Tree {
-                            after: Some(p.name.clone()),
-                        });
+                match answer {
+                    AdminAnswer::Tree {
+                        ref paths, more, ..
+                    } => {
+                        if more {
+                            next = paths.last().map(|p| AdminCommand::Tree {
+                                after: Some(p.name.clone()),
+                            });
+                        }
+                        tree.push(answer);
                     }
-                }
-                if is_tree {
-                    tree.push(answer);
-                } else {
-                    print_answer(&answer);
+                    AdminAnswer::Daemons {
+                        daemons: page,
+                        more,
+                    } => {
+                        if more {
+                            next = page.last().map(|d| AdminCommand::Daemons {
+                                path: filter.clone(),
+                                after: Some(d.name.clone()),
+                            });
+                        }
+                        daemons.extend(page);
+                        if next.is_none() {
+                            print_daemons(&daemons, filter.as_ref());
+                        }
+                    }
+                    other => print_answer(&other),
                 }
             }
         }
@@ -149,13 +168,31 @@ fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
         },
         AdminAction::Delete { path: p } => AdminCommand::Delete { name: path(&p)? },
         AdminAction::Tree => AdminCommand::Tree { after: None },
+        AdminAction::Redeem { path: p, role } if p == "daemon" => AdminCommand::RedeemDaemon {
+            name: daemon_name(&role)?,
+        },
         AdminAction::Redeem { path: p, role } => AdminCommand::Redeem {
             name: path(&p)?,
-            role: if role == "server" {
-                TokenRole::Server
-            } else {
-                TokenRole::Client
+            role: match role.as_str() {
+                "server" => TokenRole::Server,
+                "client" => TokenRole::Client,
+                _ => {
+                    return Err(format!(
+                        "redeem {p} {role}: say which token, server or client \
+                         (or `redeem daemon NAME`)"
+                    ));
+                }
             },
+        },
+        AdminAction::Register { name } => AdminCommand::Register {
+            name: daemon_name(&name)?,
+        },
+        AdminAction::Unregister { name } => AdminCommand::Unregister {
+            name: daemon_name(&name)?,
+        },
+        AdminAction::Daemons { path: p } => AdminCommand::Daemons {
+            path: p.as_deref().map(path).transpose()?,
+            after: None,
         },
         AdminAction::Reload { path: p } => AdminCommand::Reload { name: path(&p)? },
         AdminAction::Rattach {
@@ -187,11 +224,22 @@ fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
     }])
 }
 
-/// A daemon's key as `--daemon` gives it.
-fn daemon_key(text: &str) -> Result<PublicKey, String> {
-    text.parse().map_err(|_| {
-        format!("--daemon: `{text}` is not a public key (as `burrow daemon` prints it)")
+/// A daemon as `--daemon` gives it: a public key, else a registered daemon's name.
+fn daemon_key(text: &str) -> Result<DaemonRef, String> {
+    if let Ok(key) = text.parse::<PublicKey>() {
+        return Ok(DaemonRef::Key(key));
+    }
+    text.parse().map(DaemonRef::Name).map_err(|e| {
+        format!(
+            "--daemon: `{text}` is neither a public key (as `burrow daemon` prints it) nor a \
+             daemon name ({e})"
+        )
     })
+}
+
+/// A daemon's name as `register`, `unregister` and `redeem daemon` take it.
+fn daemon_name(text: &str) -> Result<DaemonName, String> {
+    text.parse().map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// Waits until the daemon is registered, or says why not.
@@ -243,6 +291,23 @@ fn print_answer(answer: &AdminAnswer) {
         AdminAnswer::Rdetached { name, daemon } => {
             println!("detached {name} from daemon {daemon}");
         }
+        AdminAnswer::DaemonRegistered { name, token } => {
+            println!("registered daemon {name}");
+            println!("daemon token: {token}");
+            println!(
+                "(shown once: the server keeps only its hash; the first key that uses it is bound to {name})"
+            );
+        }
+        AdminAnswer::DaemonRedeemed { name, token } => {
+            println!("new daemon token of {name}: {token}");
+            println!(
+                "(the old one no longer works, and the key is unbound until the next registration)"
+            );
+        }
+        AdminAnswer::Unregistered { name, key } => match key {
+            Some(key) => println!("unregistered daemon {name} (key {key} is offline)"),
+            None => println!("unregistered daemon {name} (it was not yet bound)"),
+        },
         other => println!("{other:?}"),
     }
 }
@@ -291,5 +356,60 @@ fn print_tree(pages: &[AdminAnswer]) {
             String::new()
         };
         println!("{branch} {:width$}  {exposed}{fixed}", p.name.as_str());
+    }
+}
+
+/// Prints the tenant's daemons:
+///
+/// ```text
+/// NAME    KEY        STATE    PATHS
+/// laptop  KEY        online   exposes /home/ssh, connects to /office/db
+/// nas     not yet bound  offline  -
+/// ```
+fn print_daemons(daemons: &[DaemonView], filter: Option<&ServiceName>) {
+    if daemons.is_empty() {
+        match filter {
+            Some(p) => println!("(no daemon uses {p})"),
+            None => println!("(no daemons: register one with `burrow admin ... register NAME`)"),
+        }
+        return;
+    }
+    let key = |d: &DaemonView| d.key.map_or("not yet bound".to_string(), |k| k.to_string());
+    let name_w = daemons
+        .iter()
+        .map(|d| d.name.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let key_w = daemons
+        .iter()
+        .map(|d| key(d).len())
+        .max()
+        .unwrap_or(0)
+        .max(3);
+    println!("{:name_w$}  {:key_w$}  {:7}  PATHS", "NAME", "KEY", "STATE");
+    for d in daemons {
+        let mut paths: Vec<String> = d
+            .paths
+            .iter()
+            .map(|p| match p.role {
+                TokenRole::Server => format!("exposes {}", p.name),
+                TokenRole::Client => format!("connects to {}", p.name),
+            })
+            .collect();
+        if d.more_paths > 0 {
+            paths.push(format!("and {} more", d.more_paths));
+        }
+        let paths = if paths.is_empty() {
+            "-".to_string()
+        } else {
+            paths.join(", ")
+        };
+        let state = if d.online { "online" } else { "offline" };
+        println!(
+            "{:name_w$}  {:key_w$}  {state:7}  {paths}",
+            d.name.as_str(),
+            key(d)
+        );
     }
 }

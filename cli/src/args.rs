@@ -331,13 +331,32 @@ pub enum AdminAction {
     },
     /// List the tenant's paths: who exposes each, which are fixed.
     Tree,
-    /// Replace PATH's server or client token; the old one stops working at once.
+    /// Replace PATH's server or client token (`redeem PATH server|client`), or a daemon's
+    /// token (`redeem daemon NAME`, which also unbinds its key); the old one stops working at
+    /// once.
     Redeem {
-        /// The path.
+        /// The path, or `daemon`.
         path: String,
-        /// Which token: server or client.
-        #[arg(value_parser = ["server", "client"])]
+        /// Which token: server or client; after `daemon`, the daemon's name.
         role: String,
+    },
+    /// Register a daemon NAME in the tenant and print its daemon token (shown once). The first
+    /// daemon that registers with the token binds its key to NAME; any other key is refused.
+    Register {
+        /// The daemon's name (a-z, 0-9, _ and -).
+        name: String,
+    },
+    /// Remove daemon NAME: its token stops working, and the daemon bound to it loses its
+    /// registration and sessions at once.
+    Unregister {
+        /// The daemon's name.
+        name: String,
+    },
+    /// List the tenant's daemons: name, bound key, online or not, and the paths each exposes
+    /// or connects to; with PATH, only those using it.
+    Daemons {
+        /// Only the daemons using this path.
+        path: Option<String>,
     },
     /// Forget the client keys a fixed PATH pinned, so a new client may connect.
     Reload {
@@ -351,8 +370,9 @@ pub enum AdminAction {
     Rattach {
         /// The path.
         path: String,
-        /// The daemon's public key, as `burrow daemon` printed it.
-        #[arg(long, value_name = "KEY")]
+        /// The daemon: its public key as `burrow daemon` printed it, or the NAME its master
+        /// registered it under.
+        #[arg(long, value_name = "KEY|NAME")]
         daemon: String,
         /// Where its connections go on the daemon's side (HOST:PORT or unix:PATH).
         #[arg(
@@ -370,8 +390,8 @@ pub enum AdminAction {
     Rdetach {
         /// The path.
         path: String,
-        /// The daemon's public key.
-        #[arg(long, value_name = "KEY")]
+        /// The daemon: its public key, or its registered NAME.
+        #[arg(long, value_name = "KEY|NAME")]
         daemon: String,
     },
 }

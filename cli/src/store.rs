@@ -11,15 +11,16 @@ use std::path::{Path, PathBuf};
 use burrow_core::PublicKey;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
-    Attachment, AttachmentRecord, DirectoryChange, DirectoryStore, PathRecord, Records, TenantName,
-    TenantRecord, TokenHash,
+    Attachment, AttachmentRecord, DaemonRecord, DirectoryChange, DirectoryStore, PathRecord,
+    Records, TenantName, TenantRecord, TokenHash,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The database file in the state directory.
 pub const DB_FILE: &str = "directory.sqlite3";
-/// The schema this binary writes (SQLite's `user_version`): 2 added `attachments`.
-const SCHEMA_VERSION: i64 = 2;
+/// The schema this binary writes (SQLite's `user_version`): 2 added `attachments`, 3 added
+/// `daemons` (an older store gains the empty table when this binary opens it).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -43,6 +44,13 @@ CREATE TABLE IF NOT EXISTS attachments (
     value  TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (tenant, daemon, name),
     FOREIGN KEY (tenant, name) REFERENCES paths(tenant, name)
+);
+CREATE TABLE IF NOT EXISTS daemons (
+    tenant TEXT NOT NULL REFERENCES tenants(name),
+    name   TEXT NOT NULL,
+    token  BLOB NOT NULL UNIQUE CHECK (length(token) = 32),
+    key    TEXT,
+    PRIMARY KEY (tenant, name)
 );
 ";
 
@@ -119,6 +127,33 @@ impl SqliteStore {
                     daemon: daemon.parse().map_err(|_| bad(&what, "is not a key"))?,
                     name: ServiceName::parse(&name).map_err(|e| bad(&what, &e.to_string()))?,
                     attach,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.map(|row| row.map_err(|e| self.error(e))).collect()
+    }
+
+    fn load_daemons(&self) -> Result<Vec<DaemonRecord>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, name, token, key FROM daemons ORDER BY tenant, name")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let (tenant, name): (String, String) = (r.get(0)?, r.get(1)?);
+                let what = format!("daemon {name:?} of {tenant:?}");
+                let token: Vec<u8> = r.get(2)?;
+                let key: Option<String> = r.get(3)?;
+                Ok(DaemonRecord {
+                    tenant: tenant.parse().map_err(|e: String| bad(&what, &e))?,
+                    name: name.parse().map_err(|e: String| bad(&what, &e))?,
+                    token: hash(&token, &what)?,
+                    key: key
+                        .map(|k| {
+                            k.parse()
+                                .map_err(|_| bad(&what, "has a key that is not a key"))
+                        })
+                        .transpose()?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -231,10 +266,12 @@ impl DirectoryStore for SqliteStore {
         }
         drop(stmt);
         let attachments = self.load_attachments()?;
+        let daemons = self.load_daemons()?;
         Ok(Records {
             tenants,
             paths,
             attachments,
+            daemons,
         })
     }
 
@@ -288,6 +325,19 @@ impl DirectoryStore for SqliteStore {
             } => self.conn.execute(
                 "DELETE FROM attachments WHERE tenant = ?1 AND daemon = ?2 AND name = ?3",
                 params![tenant.as_str(), daemon.to_string(), name.as_str()],
+            ),
+            DirectoryChange::PutDaemon(d) => self.conn.execute(
+                "INSERT OR REPLACE INTO daemons (tenant, name, token, key) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    d.tenant.as_str(),
+                    d.name.as_str(),
+                    d.token.as_bytes().as_slice(),
+                    d.key.map(|k| k.to_string()),
+                ],
+            ),
+            DirectoryChange::DeleteDaemon { tenant, name } => self.conn.execute(
+                "DELETE FROM daemons WHERE tenant = ?1 AND name = ?2",
+                params![tenant.as_str(), name.as_str()],
             ),
             _ => {
                 return Err(format!(
@@ -374,6 +424,34 @@ mod tests {
                 daemon: PublicKey::from_bytes([6; 32]),
                 name: path.name.clone(),
             },
+            DirectoryChange::PutDaemon(DaemonRecord {
+                tenant: tenant.clone(),
+                name: "laptop".parse().unwrap(),
+                token: TokenHash::of("d1"),
+                key: None,
+            }),
+            DirectoryChange::PutDaemon(DaemonRecord {
+                tenant: tenant.clone(),
+                name: "laptop".parse().unwrap(),
+                token: TokenHash::of("d1"),
+                key: Some(PublicKey::from_bytes([8; 32])),
+            }),
+            DirectoryChange::PutDaemon(DaemonRecord {
+                tenant: tenant.clone(),
+                name: "nas".parse().unwrap(),
+                token: TokenHash::of("d2"),
+                key: None,
+            }),
+            DirectoryChange::PutDaemon(DaemonRecord {
+                tenant: tenant.clone(),
+                name: "old".parse().unwrap(),
+                token: TokenHash::of("d3"),
+                key: None,
+            }),
+            DirectoryChange::DeleteDaemon {
+                tenant: tenant.clone(),
+                name: "old".parse().unwrap(),
+            },
         ];
         let mut expected = Directory::default();
         for change in &changes {
@@ -391,6 +469,42 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_schema_2_store_gains_the_daemons_table() {
+        let dir = temp();
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let acme = TenantRecord {
+            name: "acme".parse().unwrap(),
+            master: TokenHash::of("m"),
+        };
+        store.apply(&DirectoryChange::PutTenant(acme)).unwrap();
+        // What a schema-2 binary left: no daemons table.
+        store
+            .conn
+            .execute_batch("DROP TABLE daemons; PRAGMA user_version = 2;")
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let records = store.load().unwrap();
+        assert_eq!((records.tenants.len(), records.daemons.len()), (1, 0));
+        let laptop = DaemonRecord {
+            tenant: "acme".parse().unwrap(),
+            name: "laptop".parse().unwrap(),
+            token: TokenHash::of("d"),
+            key: None,
+        };
+        store
+            .apply(&DirectoryChange::PutDaemon(laptop.clone()))
+            .unwrap();
+        assert_eq!(store.load().unwrap().daemons, [laptop]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

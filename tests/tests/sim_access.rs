@@ -42,6 +42,7 @@ fn directory() -> Directory {
             clients: BTreeSet::new(),
         }],
         attachments: Vec::new(),
+        daemons: Vec::new(),
     })
     .expect("directory")
 }

@@ -33,7 +33,10 @@ impl LogLine {
         let level = match &event {
             // Both answer a command; an admin answer carries tokens, which are never logged.
             Event::Stun(_) | Event::AdminAnswered { .. } => return None,
-            Event::Rendezvous(crate::rendezvous::ServerEvent::RelayLimited { .. }) => Level::Warn,
+            Event::Rendezvous(
+                crate::rendezvous::ServerEvent::RelayLimited { .. }
+                | crate::rendezvous::ServerEvent::DaemonKeyRefused { .. },
+            ) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
             Event::Connected { .. }
             | Event::PathChanged { .. }
@@ -138,6 +141,15 @@ impl fmt::Display for LogLine {
                     "relay limit: dropped {dropped} packets of this daemon's token since the last report (raise the token's relay limit, or its daemons stay slow when relayed) key={key}"
                 )
             }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::DaemonKeyRefused {
+                key,
+                tenant,
+                daemon,
+                refused,
+            }) => write!(
+                f,
+                "refused a registration: daemon token of {daemon} (tenant {tenant}) is bound to another key (refused {refused} so far) key={key}"
+            ),
             Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
             other => write!(f, "{other:?}"),
         }

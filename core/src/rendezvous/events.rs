@@ -161,6 +161,17 @@ pub enum ServerEvent {
         /// The daemon.
         key: PublicKey,
     },
+    /// A registration presented a daemon token bound to another key, and was refused.
+    DaemonKeyRefused {
+        /// The key that presented it.
+        key: PublicKey,
+        /// The daemon's tenant.
+        tenant: String,
+        /// The daemon entry.
+        daemon: super::directory::DaemonName,
+        /// How many registrations the server refused so far for a daemon token's key.
+        refused: u64,
+    },
     /// A name stopped being published because the directory no longer lets its daemon
     /// expose it (the path was deleted or its server token redeemed).
     NameWithdrawn {

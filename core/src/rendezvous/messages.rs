@@ -542,6 +542,138 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_daemon_messages_fit_and_longer_ones_are_refused() {
+        use crate::rendezvous::directory::{
+            DaemonName, DaemonPath, DaemonRef, DaemonView, MAX_DAEMON_NAME_LEN, MAX_DAEMON_PAGE,
+            MAX_DAEMON_PAGE_PATHS,
+        };
+        let longest: DaemonName = "d".repeat(MAX_DAEMON_NAME_LEN).parse().unwrap();
+        let view = |paths: usize| DaemonView {
+            name: longest.clone(),
+            key: Some(PublicKey::from_bytes([0xff; 32])),
+            online: true,
+            paths: (0..paths)
+                .map(|i| DaemonPath {
+                    name: longest_name(i),
+                    role: TokenRole::Client,
+                })
+                .collect(),
+            more_paths: u32::MAX,
+        };
+        // The largest page: MAX_DAEMON_PAGE daemons showing MAX_DAEMON_PAGE_PATHS paths.
+        let mut views = vec![view(0); MAX_DAEMON_PAGE];
+        views[0] = view(MAX_DAEMON_PAGE_PATHS);
+        let page = |daemons| ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Daemons {
+                daemons,
+                more: true,
+            },
+        };
+        let token = |answer| ServerMessage::Admin {
+            request: u64::MAX,
+            answer,
+        };
+        let answers = [
+            page(views.clone()),
+            token(AdminAnswer::DaemonRegistered {
+                name: longest.clone(),
+                token: "t".repeat(MAX_TOKEN_LEN),
+            }),
+            token(AdminAnswer::DaemonRedeemed {
+                name: longest.clone(),
+                token: "t".repeat(MAX_TOKEN_LEN),
+            }),
+            token(AdminAnswer::Unregistered {
+                name: longest.clone(),
+                key: Some(PublicKey::from_bytes([0xff; 32])),
+            }),
+        ];
+        for msg in answers {
+            let bytes = msg.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN, "{msg:?}: {}", bytes.len());
+            assert_eq!(ServerMessage::decode(&bytes), Ok(msg));
+        }
+        let command = |command| ClientMessage::Admin {
+            request: u64::MAX,
+            master: "m".repeat(MAX_TOKEN_LEN),
+            command,
+        };
+        let commands = [
+            command(AdminCommand::Register {
+                name: longest.clone(),
+            }),
+            command(AdminCommand::Unregister {
+                name: longest.clone(),
+            }),
+            command(AdminCommand::RedeemDaemon {
+                name: longest.clone(),
+            }),
+            command(AdminCommand::Daemons {
+                path: Some(longest_name(0)),
+                after: Some(longest.clone()),
+            }),
+            command(AdminCommand::Rdetach {
+                name: longest_name(0),
+                daemon: DaemonRef::Name(longest.clone()),
+            }),
+        ];
+        for msg in commands {
+            let bytes = msg.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN, "{msg:?}: {}", bytes.len());
+            assert_eq!(ClientMessage::decode(&bytes), Ok(msg));
+        }
+        // One daemon more in a page, one path more in a view, or a longer or bad name does
+        // not decode.
+        let mut crowded = views.clone();
+        crowded.push(view(0));
+        assert_eq!(
+            ServerMessage::decode(&page(crowded).encode()),
+            Err(MessageError::Malformed)
+        );
+        views[0] = view(MAX_DAEMON_PAGE_PATHS + 1);
+        assert_eq!(
+            ServerMessage::decode(&page(views).encode()),
+            Err(MessageError::Malformed)
+        );
+        for bad in ["d".repeat(MAX_DAEMON_NAME_LEN + 1), "Bad Name".into()] {
+            // Written by hand: a DaemonName cannot hold it.
+            #[derive(Serialize)]
+            enum Command {
+                #[allow(dead_code)]
+                Create(u8),
+                #[allow(dead_code)]
+                Delete(u8),
+                #[allow(dead_code)]
+                Tree(u8),
+                #[allow(dead_code)]
+                Redeem(u8),
+                #[allow(dead_code)]
+                Reload(u8),
+                #[allow(dead_code)]
+                Rattach(u8),
+                #[allow(dead_code)]
+                Rdetach(u8),
+                Register {
+                    name: String,
+                },
+            }
+            let good = postcard::to_allocvec(&Command::Register {
+                name: longest.to_string(),
+            })
+            .unwrap();
+            assert_eq!(
+                postcard::from_bytes::<AdminCommand>(&good),
+                Ok(AdminCommand::Register {
+                    name: longest.clone()
+                })
+            );
+            let bytes = postcard::to_allocvec(&Command::Register { name: bad }).unwrap();
+            assert!(postcard::from_bytes::<AdminCommand>(&bytes).is_err());
+        }
+    }
+
+    #[test]
     fn the_largest_attachments_fit_and_longer_targets_are_refused() {
         use crate::rendezvous::directory::{Attachment, MAX_TARGET_LEN};
         let expose = |len: usize| Attachment::Expose {
@@ -557,7 +689,7 @@ mod tests {
             master: "m".repeat(MAX_TOKEN_LEN),
             command: AdminCommand::Rattach {
                 name: longest_name(0),
-                daemon: PublicKey::from_bytes([0xff; 32]),
+                daemon: PublicKey::from_bytes([0xff; 32]).into(),
                 attach: expose(len),
             },
         };
@@ -757,7 +889,7 @@ mod tests {
             (name(), any::<[u8; 32]>(), "[ -~]{1,200}", addr()).prop_map(
                 |(name, k, target, addr)| AdminCommand::Rattach {
                     name,
-                    daemon: PublicKey::from_bytes(k),
+                    daemon: PublicKey::from_bytes(k).into(),
                     attach: if target.len() % 2 == 0 {
                         crate::rendezvous::directory::Attachment::Expose { target }
                     } else {
@@ -767,7 +899,7 @@ mod tests {
             ),
             (name(), any::<[u8; 32]>()).prop_map(|(name, k)| AdminCommand::Rdetach {
                 name,
-                daemon: PublicKey::from_bytes(k),
+                daemon: PublicKey::from_bytes(k).into(),
             }),
         ]
     }

@@ -11,6 +11,10 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON};
+use super::daemons::{
+    DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_PAGE,
+    MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, bounded_daemon_page,
+};
 use super::records::{MAX_FIXED_CLIENTS, PathRecord, TenantName, TokenHash};
 use super::{Directory, DirectoryChange, MAX_PATHS_PER_TENANT};
 use crate::crypto::PublicKey;
@@ -21,7 +25,7 @@ use crate::rendezvous::messages::{ErrorCode, bounded_token, bounded_vec};
 pub const MAX_TREE_PAGE: usize = 4;
 
 /// Which of a path's two tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TokenRole {
     /// The server token: lets a daemon expose the path.
     Server,
@@ -77,9 +81,8 @@ pub enum AdminCommand {
     Rattach {
         /// The path.
         name: ServiceName,
-        /// The daemon.
-        #[serde(with = "crate::rendezvous::messages::key_bytes")]
-        daemon: PublicKey,
+        /// The daemon, by key or by the name its master registered it under.
+        daemon: DaemonRef,
         /// What it does with the path.
         attach: Attachment,
     },
@@ -88,9 +91,34 @@ pub enum AdminCommand {
     Rdetach {
         /// The path.
         name: ServiceName,
-        /// The daemon.
-        #[serde(with = "crate::rendezvous::messages::key_bytes")]
-        daemon: PublicKey,
+        /// The daemon, by key or by name.
+        daemon: DaemonRef,
+    },
+    /// Registers a daemon in the tenant under `name` with a new daemon token; the first
+    /// registration that presents the token binds its key to the entry.
+    Register {
+        /// The daemon's name.
+        name: DaemonName,
+    },
+    /// Removes a daemon entry: its token stops working, and the daemon bound to it loses its
+    /// registration and its sessions at once.
+    Unregister {
+        /// The daemon's name.
+        name: DaemonName,
+    },
+    /// Replaces a daemon's token and unbinds its key: the daemon bound to the old token loses
+    /// its registration and sessions, and the next registration with the new one binds again.
+    RedeemDaemon {
+        /// The daemon's name.
+        name: DaemonName,
+    },
+    /// Lists the tenant's daemons in name order from the first one after `after`; with
+    /// `path`, only those exposing or connecting to it.
+    Daemons {
+        /// Only the daemons using this path.
+        path: Option<ServiceName>,
+        /// Where the previous page ended.
+        after: Option<DaemonName>,
     },
 }
 
@@ -172,6 +200,39 @@ pub enum AdminAnswer {
         #[serde(with = "crate::rendezvous::messages::key_bytes")]
         daemon: PublicKey,
     },
+    /// The daemon entry exists now; its token is shown this once.
+    DaemonRegistered {
+        /// The daemon's name.
+        name: DaemonName,
+        /// Lets one daemon register in the tenant (the first key that uses it).
+        #[serde(deserialize_with = "bounded_token")]
+        token: String,
+    },
+    /// The daemon entry is gone.
+    Unregistered {
+        /// The daemon's name.
+        name: DaemonName,
+        /// The key that was bound to it, if one was.
+        #[serde(with = "crate::rendezvous::messages::opt_key_bytes")]
+        key: Option<PublicKey>,
+    },
+    /// The daemon's token was replaced and its key unbound; the new token is shown this once.
+    DaemonRedeemed {
+        /// The daemon's name.
+        name: DaemonName,
+        /// The new token.
+        #[serde(deserialize_with = "bounded_token")]
+        token: String,
+    },
+    /// One page of the tenant's daemons.
+    Daemons {
+        /// At most [`MAX_DAEMON_PAGE`] daemons, showing at most [`MAX_DAEMON_PAGE_PATHS`]
+        /// paths together.
+        #[serde(deserialize_with = "bounded_daemon_page")]
+        daemons: Vec<DaemonView>,
+        /// Whether more daemons follow the last one.
+        more: bool,
+    },
 }
 
 fn bounded_page<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathView>, D::Error> {
@@ -187,6 +248,9 @@ pub(crate) struct Live<'a> {
     pub(crate) exposed_by: &'a dyn Fn(&ServiceName) -> Option<PublicKey>,
     /// Whether a daemon is registered in the tenant now.
     pub(crate) registered: &'a dyn Fn(&PublicKey) -> bool,
+    /// The paths a daemon registered in the tenant exposes and holds client tokens for
+    /// (`None`: not registered in the tenant).
+    pub(crate) uses: &'a dyn Fn(&PublicKey) -> Option<Vec<DaemonPath>>,
 }
 
 /// Runs `command` for the master of `tenant`. `token` makes a new random token (48 hex
@@ -260,6 +324,7 @@ pub(crate) fn run(
             daemon,
             attach,
         } => {
+            let daemon = key_of(dir, tenant, &daemon)?;
             let mut path = existing(&name)?;
             attach
                 .check()
@@ -305,6 +370,7 @@ pub(crate) fn run(
             Ok((AdminAnswer::Rattached { name, daemon }, changes))
         }
         AdminCommand::Rdetach { name, daemon } => {
+            let daemon = key_of(dir, tenant, &daemon)?;
             let attached = dir
                 .attachment(tenant, &daemon, &name)
                 .is_some_and(|a| a.attach.is_some());
@@ -319,6 +385,79 @@ pub(crate) fn run(
                 attach: None,
             });
             Ok((AdminAnswer::Rdetached { name, daemon }, vec![change]))
+        }
+        AdminCommand::Register { name } => {
+            if dir.daemon(tenant, &name).is_some() {
+                let detail = format!(
+                    "daemon {name} already exists; unregister it first or redeem its token"
+                );
+                return Err((ErrorCode::NameTaken, detail));
+            }
+            if dir.daemons_of(tenant).count() >= MAX_DAEMONS_PER_TENANT {
+                let detail = format!(
+                    "a tenant has at most {MAX_DAEMONS_PER_TENANT} daemons \
+                     (MAX_DAEMONS_PER_TENANT); unregister one first"
+                );
+                return Err((ErrorCode::TooMany, detail));
+            }
+            let token = fresh();
+            let record = DaemonRecord {
+                tenant: tenant.clone(),
+                name: name.clone(),
+                token: TokenHash::of(&token),
+                key: None,
+            };
+            let answer = AdminAnswer::DaemonRegistered { name, token };
+            Ok((answer, vec![DirectoryChange::PutDaemon(record)]))
+        }
+        AdminCommand::Unregister { name } => {
+            let record = existing_daemon(dir, tenant, &name)?;
+            let change = DirectoryChange::DeleteDaemon {
+                tenant: tenant.clone(),
+                name: name.clone(),
+            };
+            let answer = AdminAnswer::Unregistered {
+                name,
+                key: record.key,
+            };
+            Ok((answer, vec![change]))
+        }
+        AdminCommand::RedeemDaemon { name } => {
+            let mut record = existing_daemon(dir, tenant, &name)?;
+            let token = fresh();
+            record.token = TokenHash::of(&token);
+            record.key = None;
+            let answer = AdminAnswer::DaemonRedeemed { name, token };
+            Ok((answer, vec![DirectoryChange::PutDaemon(record)]))
+        }
+        AdminCommand::Daemons { path, after } => {
+            if let Some(p) = &path {
+                existing(p)?;
+            }
+            let mut rest = dir
+                .daemons_of(tenant)
+                .filter(|d| after.as_ref().is_none_or(|a| d.name > *a))
+                .map(|d| view(dir, tenant, d, live))
+                .filter(|v| {
+                    path.as_ref()
+                        .is_none_or(|p| v.paths.iter().any(|u| u.name == *p))
+                })
+                .peekable();
+            let (mut daemons, mut shown) = (Vec::new(), 0);
+            while let Some(v) = rest.peek() {
+                let fits = daemons.is_empty() || shown + v.paths.len() <= MAX_DAEMON_PAGE_PATHS;
+                if daemons.len() == MAX_DAEMON_PAGE || !fits {
+                    break;
+                }
+                let Some(mut v) = rest.next() else { break };
+                let total = v.paths.len();
+                v.paths.truncate(MAX_DAEMON_PAGE_PATHS);
+                v.more_paths = u32::try_from(total - v.paths.len()).unwrap_or(u32::MAX);
+                shown += v.paths.len();
+                daemons.push(v);
+            }
+            let more = rest.next().is_some();
+            Ok((AdminAnswer::Daemons { daemons, more }, Vec::new()))
         }
         AdminCommand::Tree { after } => {
             let mut rest = dir
@@ -366,5 +505,74 @@ pub(crate) fn run(
             let answer = AdminAnswer::Reloaded { name, forgotten };
             Ok((answer, vec![DirectoryChange::PutPath(record)]))
         }
+    }
+}
+
+/// The daemon entry `name` of `tenant`, or the refusal that names it.
+fn existing_daemon(
+    dir: &Directory,
+    tenant: &TenantName,
+    name: &DaemonName,
+) -> Result<DaemonRecord, Refusal> {
+    dir.daemon(tenant, name).cloned().ok_or_else(|| {
+        let detail =
+            format!("{name} is not a daemon of tenant {tenant} (see `burrow admin daemons`)");
+        (ErrorCode::UnknownService, detail)
+    })
+}
+
+/// The key a [`DaemonRef`] names: the key itself, or the key bound to the daemon entry.
+fn key_of(dir: &Directory, tenant: &TenantName, daemon: &DaemonRef) -> Result<PublicKey, Refusal> {
+    match daemon {
+        DaemonRef::Key(key) => Ok(*key),
+        DaemonRef::Name(name) => {
+            let Some(record) = dir.daemon(tenant, name) else {
+                // `--daemon` takes either: say both.
+                let detail = format!(
+                    "{name} is not a public key nor a daemon of tenant {tenant} \
+                     (see `burrow admin daemons`)"
+                );
+                return Err((ErrorCode::UnknownService, detail));
+            };
+            record.key.ok_or_else(|| {
+                let detail = format!(
+                    "daemon {name} is not yet bound to a key: start it with its daemon token first"
+                );
+                (ErrorCode::UnknownService, detail)
+            })
+        }
+    }
+}
+
+/// What `burrow admin daemons` shows of `d`: every path it uses (untruncated; the page
+/// truncates), from its registration and its attachments, in order and without repeats.
+fn view(dir: &Directory, tenant: &TenantName, d: &DaemonRecord, live: &Live<'_>) -> DaemonView {
+    let mut paths = BTreeSet::new();
+    let mut online = false;
+    if let Some(key) = &d.key {
+        if let Some(uses) = (live.uses)(key) {
+            online = true;
+            paths.extend(uses);
+        }
+        for a in dir.attachments_of(tenant, key) {
+            if let Some(attach) = &a.attach {
+                let role = if attach.exposes() {
+                    TokenRole::Server
+                } else {
+                    TokenRole::Client
+                };
+                paths.insert(DaemonPath {
+                    name: a.name.clone(),
+                    role,
+                });
+            }
+        }
+    }
+    DaemonView {
+        name: d.name.clone(),
+        key: d.key,
+        online,
+        paths: paths.into_iter().collect(),
+        more_paths: 0,
     }
 }

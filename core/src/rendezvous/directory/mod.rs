@@ -17,11 +17,16 @@
 
 mod admin;
 mod attachments;
+mod daemons;
 mod records;
 
 pub use admin::{AdminAnswer, AdminCommand, MAX_TREE_PAGE, PathView, TokenRole};
 pub(crate) use admin::{Live, run as run_admin};
 pub use attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON, MAX_TARGET_LEN};
+pub use daemons::{
+    DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_NAME_LEN,
+    MAX_DAEMON_PAGE, MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT,
+};
 pub use records::{
     MAX_FIXED_CLIENTS, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantRecord, TokenHash,
 };
@@ -64,6 +69,15 @@ pub enum DirectoryChange {
         /// The path.
         name: ServiceName,
     },
+    /// Creates or replaces a daemon entry (a new token, a key bound or unbound).
+    PutDaemon(DaemonRecord),
+    /// Deletes a daemon entry.
+    DeleteDaemon {
+        /// Its tenant.
+        tenant: TenantName,
+        /// Its name.
+        name: DaemonName,
+    },
 }
 
 /// What a store holds: everything needed to rebuild a [`Directory`].
@@ -75,6 +89,8 @@ pub struct Records {
     pub paths: Vec<PathRecord>,
     /// Every path attached to a daemon by its master.
     pub attachments: Vec<AttachmentRecord>,
+    /// Every daemon its master registered.
+    pub daemons: Vec<DaemonRecord>,
 }
 
 /// Where a server keeps its directory between runs (an embedded database by default; a
@@ -102,13 +118,15 @@ pub(crate) enum Credential {
     Server(TenantName, ServiceName),
     /// A path's client token: may connect to it.
     Client(TenantName, ServiceName),
+    /// A daemon token: may register in the tenant, with the key bound to it.
+    Daemon(TenantName, DaemonName),
 }
 
 impl Credential {
     /// The tenant the token belongs to.
     pub(crate) fn tenant(&self) -> &TenantName {
         match self {
-            Self::Master(t) | Self::Server(t, _) | Self::Client(t, _) => t,
+            Self::Master(t) | Self::Server(t, _) | Self::Client(t, _) | Self::Daemon(t, _) => t,
         }
     }
 }
@@ -123,10 +141,11 @@ pub enum DirectoryError {
     UnknownPath(ServiceName),
     /// Two records carry the same token hash.
     DuplicateToken,
-    /// A tenant or a path is listed twice.
+    /// A tenant, a path or a daemon is listed twice.
     Duplicate(String),
-    /// More than [`MAX_TENANTS`] tenants, [`MAX_PATHS_PER_TENANT`] paths in one tenant or
-    /// [`MAX_FIXED_CLIENTS`] pinned keys on one path.
+    /// More than [`MAX_TENANTS`] tenants, [`MAX_PATHS_PER_TENANT`] paths or
+    /// [`MAX_DAEMONS_PER_TENANT`] daemons in one tenant, or [`MAX_FIXED_CLIENTS`] pinned keys
+    /// on one path.
     TooMany,
 }
 
@@ -139,7 +158,8 @@ impl fmt::Display for DirectoryError {
             Self::Duplicate(what) => write!(f, "{what} is stored twice"),
             Self::TooMany => write!(
                 f,
-                "more than {MAX_TENANTS} tenants or {MAX_PATHS_PER_TENANT} paths in one tenant"
+                "more than {MAX_TENANTS} tenants, or {MAX_PATHS_PER_TENANT} paths or \
+                 {MAX_DAEMONS_PER_TENANT} daemons in one tenant"
             ),
         }
     }
@@ -154,6 +174,7 @@ pub struct Directory {
     paths: BTreeMap<TenantName, BTreeMap<ServiceName, PathRecord>>,
     tokens: BTreeMap<TokenHash, Credential>,
     attachments: BTreeMap<(TenantName, PublicKey, ServiceName), AttachmentRecord>,
+    daemons: BTreeMap<(TenantName, DaemonName), DaemonRecord>,
 }
 
 impl Directory {
@@ -211,6 +232,21 @@ impl Directory {
             }
             dir.put_attachment(a);
         }
+        for d in records.daemons {
+            if !dir.tenants.contains_key(&d.tenant) {
+                return Err(DirectoryError::UnknownTenant(d.tenant));
+            }
+            if dir.daemon(&d.tenant, &d.name).is_some() {
+                return Err(DirectoryError::Duplicate(format!("daemon {}", d.name)));
+            }
+            if dir.daemons_of(&d.tenant).count() >= MAX_DAEMONS_PER_TENANT {
+                return Err(DirectoryError::TooMany);
+            }
+            if dir.tokens.contains_key(&d.token) {
+                return Err(DirectoryError::DuplicateToken);
+            }
+            dir.put_daemon(d);
+        }
         Ok(dir)
     }
 
@@ -225,6 +261,7 @@ impl Directory {
                 .flat_map(|p| p.values().cloned())
                 .collect(),
             attachments: self.attachments.values().cloned().collect(),
+            daemons: self.daemons.values().cloned().collect(),
         }
     }
 
@@ -245,7 +282,42 @@ impl Directory {
                 self.attachments
                     .remove(&(tenant.clone(), *daemon, name.clone()));
             }
+            DirectoryChange::PutDaemon(d) => self.put_daemon(d.clone()),
+            DirectoryChange::DeleteDaemon { tenant, name } => {
+                if let Some(old) = self.daemons.remove(&(tenant.clone(), name.clone())) {
+                    self.tokens.remove(&old.token);
+                }
+            }
         }
+    }
+
+    /// The daemon `name` of `tenant`, if its master registered it.
+    #[must_use]
+    pub fn daemon(&self, tenant: &TenantName, name: &DaemonName) -> Option<&DaemonRecord> {
+        self.daemons.get(&(tenant.clone(), name.clone()))
+    }
+
+    /// The daemons of `tenant`, ordered by name.
+    pub fn daemons_of<'a>(
+        &'a self,
+        tenant: &'a TenantName,
+    ) -> impl Iterator<Item = &'a DaemonRecord> {
+        self.daemons
+            .range((tenant.clone(), DaemonName::MIN)..)
+            .take_while(move |((t, _), _)| t == tenant)
+            .map(|(_, d)| d)
+    }
+
+    fn put_daemon(&mut self, d: DaemonRecord) {
+        let key = (d.tenant.clone(), d.name.clone());
+        if let Some(old) = self.daemons.get(&key) {
+            self.tokens.remove(&old.token);
+        }
+        self.tokens.insert(
+            d.token,
+            Credential::Daemon(d.tenant.clone(), d.name.clone()),
+        );
+        self.daemons.insert(key, d);
     }
 
     /// The attachment of path `name` to `daemon` in `tenant`, if its master made one.
@@ -311,6 +383,11 @@ impl Directory {
     /// What `token` is, if the directory knows it.
     pub(crate) fn credential(&self, token: &str) -> Option<&Credential> {
         self.tokens.get(&TokenHash::of(token))
+    }
+
+    /// What the token with `hash` is, if the directory knows it.
+    pub(crate) fn credential_of(&self, hash: &TokenHash) -> Option<&Credential> {
+        self.tokens.get(hash)
     }
 
     /// Whether `hash` is a token the directory knows.

@@ -61,21 +61,25 @@ impl FromStr for TenantName {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > MAX_TENANT_NAME_LEN {
-            return Err(format!(
-                "a tenant name has 1 to {MAX_TENANT_NAME_LEN} characters"
-            ));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
-        {
-            return Err(format!(
-                "a tenant name is made of a-z, 0-9, _ and -; {c:?} is not allowed"
-            ));
-        }
+        check_name(s, "tenant", MAX_TENANT_NAME_LEN)?;
         Ok(Self(s.to_string()))
     }
+}
+
+/// Checks a name of `what` (a tenant or a daemon): 1 to `max` bytes of `a-z 0-9 _ -`.
+pub(super) fn check_name(s: &str, what: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() || s.len() > max {
+        return Err(format!("a {what} name has 1 to {max} characters"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+    {
+        return Err(format!(
+            "a {what} name is made of a-z, 0-9, _ and -; {c:?} is not allowed"
+        ));
+    }
+    Ok(())
 }
 
 impl fmt::Display for TenantName {

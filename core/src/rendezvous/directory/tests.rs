@@ -25,6 +25,7 @@ fn acme() -> Directory {
         }],
         paths: Vec::new(),
         attachments: Vec::new(),
+        daemons: Vec::new(),
     };
     Directory::from_records(records).unwrap()
 }
@@ -35,6 +36,7 @@ fn live() -> Live<'static> {
     Live {
         exposed_by: &|_| None,
         registered: &|k| k.as_bytes()[0] < 8,
+        uses: &|k| (k.as_bytes()[0] < 8).then(Vec::new),
     }
 }
 
@@ -208,6 +210,7 @@ fn inconsistent_records_are_refused() {
             tenants,
             paths,
             attachments: Vec::new(),
+            daemons: Vec::new(),
         })
     };
     assert!(load(vec![t.clone()], vec![p.clone()]).is_ok());
@@ -243,6 +246,15 @@ fn inconsistent_records_are_refused() {
     assert_eq!(load(vec![t], vec![crowded]), Err(DirectoryError::TooMany));
 }
 
+fn daemon_name() -> impl Strategy<Value = DaemonName> {
+    (0..4u8).prop_map(|i| format!("d{i}").parse().unwrap())
+}
+
+/// A daemon binding its key, as the server does at a first registration.
+fn bind() -> impl Strategy<Value = (DaemonName, u8)> {
+    (daemon_name(), 0..10u8)
+}
+
 fn command() -> impl Strategy<Value = AdminCommand> {
     let name = (0..6u8).prop_map(|i| path(&format!("/p{i}")));
     prop_oneof![
@@ -262,7 +274,7 @@ fn command() -> impl Strategy<Value = AdminCommand> {
         (name.clone(), 0..10u8, any::<bool>()).prop_map(|(name, k, expose)| {
             AdminCommand::Rattach {
                 name,
-                daemon: PublicKey::from_bytes([k; 32]),
+                daemon: PublicKey::from_bytes([k; 32]).into(),
                 attach: if expose {
                     Attachment::Expose {
                         target: "127.0.0.1:22".into(),
@@ -274,9 +286,19 @@ fn command() -> impl Strategy<Value = AdminCommand> {
                 },
             }
         }),
-        (name, 0..10u8).prop_map(|(name, k)| AdminCommand::Rdetach {
+        (name.clone(), 0..10u8).prop_map(|(name, k)| AdminCommand::Rdetach {
             name,
-            daemon: PublicKey::from_bytes([k; 32]),
+            daemon: PublicKey::from_bytes([k; 32]).into(),
+        }),
+        daemon_name().prop_map(|name| AdminCommand::Register { name }),
+        daemon_name().prop_map(|name| AdminCommand::Unregister { name }),
+        daemon_name().prop_map(|name| AdminCommand::RedeemDaemon { name }),
+        (name, daemon_name()).prop_map(|(name, daemon)| AdminCommand::Rattach {
+            name,
+            daemon: DaemonRef::Name(daemon),
+            attach: Attachment::Listen {
+                addr: "127.0.0.1:2222".parse().unwrap(),
+            },
         }),
     ]
 }
@@ -289,9 +311,9 @@ fn attachments_need_their_path_and_go_with_it() {
     let listen = Attachment::Listen {
         addr: "127.0.0.1:2222".parse().unwrap(),
     };
-    let rattach = |daemon| AdminCommand::Rattach {
+    let rattach = |daemon: PublicKey| AdminCommand::Rattach {
         name: path("/ssh"),
-        daemon,
+        daemon: daemon.into(),
         attach: listen.clone(),
     };
     assert_eq!(
@@ -338,10 +360,22 @@ proptest! {
     /// What a store would hold after any sequence of commands rebuilds the same directory,
     /// and replaying the changes on the starting directory reaches it too.
     #[test]
-    fn stored_changes_rebuild_the_same_directory(commands in proptest::collection::vec(command(), 0..40)) {
+    fn stored_changes_rebuild_the_same_directory(
+        commands in proptest::collection::vec((command(), proptest::option::of(bind())), 0..40),
+    ) {
         let (mut dir, mut n) = (acme(), 0);
         let mut replica = acme();
-        for command in commands {
+        for (command, bind) in commands {
+            // Now and then a daemon registers with its token and binds its key.
+            let bound = bind.and_then(|(name, k)| {
+                let mut d = dir.daemon(&tenant("acme"), &name)?.clone();
+                d.key.get_or_insert(PublicKey::from_bytes([k; 32]));
+                Some(DirectoryChange::PutDaemon(d))
+            });
+            if let Some(change) = bound {
+                dir.apply(&change);
+                replica.apply(&change);
+            }
             let mut token = || { n += 1; format!("t{n}") };
             if let Ok((_, changes)) = run_admin(&dir, &tenant("acme"), command, &mut token, &live()) {
                 for change in &changes {
@@ -353,4 +387,260 @@ proptest! {
         prop_assert_eq!(&replica, &dir);
         prop_assert_eq!(Directory::from_records(dir.records()).unwrap(), dir);
     }
+}
+
+fn daemon(name: &str) -> DaemonName {
+    name.parse().unwrap()
+}
+
+#[test]
+fn daemon_names_follow_the_tenant_name_rules() {
+    for good in ["laptop", "a", "nas-2_b", &"x".repeat(MAX_DAEMON_NAME_LEN)] {
+        assert!(good.parse::<DaemonName>().is_ok(), "{good}");
+    }
+    for bad in [
+        "",
+        "Laptop",
+        "a b",
+        "é",
+        "a/b",
+        &"x".repeat(MAX_DAEMON_NAME_LEN + 1),
+    ] {
+        let err = bad.parse::<DaemonName>().unwrap_err();
+        assert!(err.contains("daemon name"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn daemon_tokens_resolve_and_redeemed_or_unregistered_ones_do_not() {
+    let (mut dir, mut n) = (acme(), 0);
+    let answer = admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Register {
+            name: daemon("laptop"),
+        },
+    );
+    let Ok(AdminAnswer::DaemonRegistered { token, .. }) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(
+        dir.credential(&token),
+        Some(&Credential::Daemon(tenant("acme"), daemon("laptop")))
+    );
+    let record = dir.daemon(&tenant("acme"), &daemon("laptop")).unwrap();
+    assert_eq!((record.token, record.key), (TokenHash::of(&token), None));
+    // Bound, then redeemed: the old token is gone and the key unbound.
+    let mut bound = record.clone();
+    bound.key = Some(PublicKey::from_bytes([1; 32]));
+    dir.apply(&DirectoryChange::PutDaemon(bound));
+    let answer = admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::RedeemDaemon {
+            name: daemon("laptop"),
+        },
+    );
+    let Ok(AdminAnswer::DaemonRedeemed { token: new, .. }) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(dir.credential(&token), None);
+    assert!(dir.credential(&new).is_some());
+    assert_eq!(
+        dir.daemon(&tenant("acme"), &daemon("laptop")).unwrap().key,
+        None
+    );
+    let answer = admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Unregister {
+            name: daemon("laptop"),
+        },
+    );
+    assert!(
+        matches!(answer, Ok(AdminAnswer::Unregistered { key: None, .. })),
+        "{answer:?}"
+    );
+    assert_eq!(dir.credential(&new), None);
+    assert!(dir.daemon(&tenant("acme"), &daemon("laptop")).is_none());
+    assert_eq!(
+        admin(
+            &mut dir,
+            &mut n,
+            AdminCommand::Unregister {
+                name: daemon("laptop")
+            }
+        ),
+        Err(ErrorCode::UnknownService)
+    );
+}
+
+#[test]
+fn a_tenant_holds_at_most_max_daemons() {
+    let (mut dir, mut n) = (acme(), 0);
+    for i in 0..MAX_DAEMONS_PER_TENANT {
+        let register = AdminCommand::Register {
+            name: daemon(&format!("d{i}")),
+        };
+        admin(&mut dir, &mut n, register).unwrap();
+    }
+    let one_more = AdminCommand::Register {
+        name: daemon("last"),
+    };
+    assert_eq!(
+        admin(&mut dir, &mut n, one_more.clone()),
+        Err(ErrorCode::TooMany)
+    );
+    // Stored, they load back; one more in the records is refused.
+    let mut records = dir.records();
+    assert_eq!(records.daemons.len(), MAX_DAEMONS_PER_TENANT);
+    assert_eq!(Directory::from_records(records.clone()).unwrap(), dir);
+    records.daemons.push(DaemonRecord {
+        tenant: tenant("acme"),
+        name: daemon("last"),
+        token: TokenHash::of("last"),
+        key: None,
+    });
+    assert_eq!(
+        Directory::from_records(records),
+        Err(DirectoryError::TooMany)
+    );
+    // One gone, one may come.
+    admin(
+        &mut dir,
+        &mut n,
+        AdminCommand::Unregister { name: daemon("d0") },
+    )
+    .unwrap();
+    admin(&mut dir, &mut n, one_more).unwrap();
+}
+
+#[test]
+fn stored_daemons_are_checked_when_loaded() {
+    let d = DaemonRecord {
+        tenant: tenant("acme"),
+        name: daemon("laptop"),
+        token: TokenHash::of("D"),
+        key: Some(PublicKey::from_bytes([1; 32])),
+    };
+    let load = |daemons: Vec<DaemonRecord>| {
+        let mut records = acme().records();
+        records.daemons = daemons;
+        Directory::from_records(records)
+    };
+    assert!(load(vec![d.clone()]).is_ok());
+    let mut stranger = d.clone();
+    stranger.tenant = tenant("nobody");
+    assert_eq!(
+        load(vec![stranger]),
+        Err(DirectoryError::UnknownTenant(tenant("nobody")))
+    );
+    let mut same_token = d.clone();
+    same_token.name = daemon("nas");
+    assert_eq!(
+        load(vec![d.clone(), same_token]),
+        Err(DirectoryError::DuplicateToken)
+    );
+    let mut masters = d.clone();
+    masters.token = TokenHash::of("M");
+    assert_eq!(load(vec![masters]), Err(DirectoryError::DuplicateToken));
+    let mut same_name = d.clone();
+    same_name.token = TokenHash::of("D2");
+    assert!(matches!(
+        load(vec![d, same_name]),
+        Err(DirectoryError::Duplicate(_))
+    ));
+}
+
+#[test]
+fn daemons_come_in_bounded_pages_filtered_by_path() {
+    let (mut dir, mut n) = (acme(), 0);
+    for path_name in ["/a", "/b"] {
+        admin(
+            &mut dir,
+            &mut n,
+            AdminCommand::Create {
+                name: path(path_name),
+                fixed: false,
+            },
+        )
+        .unwrap();
+    }
+    for i in 0..12 {
+        admin(
+            &mut dir,
+            &mut n,
+            AdminCommand::Register {
+                name: daemon(&format!("d{i:02}")),
+            },
+        )
+        .unwrap();
+        let mut d = dir
+            .daemon(&tenant("acme"), &daemon(&format!("d{i:02}")))
+            .unwrap()
+            .clone();
+        d.key = Some(PublicKey::from_bytes([i; 32]));
+        dir.apply(&DirectoryChange::PutDaemon(d));
+    }
+    // Daemon 0 uses more paths than a page shows; the even ones expose /a, the rest nothing.
+    let many: Vec<DaemonPath> = (0..=MAX_DAEMON_PAGE_PATHS)
+        .map(|i| DaemonPath {
+            name: path(&format!("/m{i}")),
+            role: TokenRole::Client,
+        })
+        .collect();
+    let uses = move |k: &PublicKey| -> Option<Vec<DaemonPath>> {
+        match k.as_bytes()[0] {
+            0 => Some(many.clone()),
+            b if b % 2 == 0 => Some(vec![DaemonPath {
+                name: path("/a"),
+                role: TokenRole::Server,
+            }]),
+            1 => None,
+            _ => Some(Vec::new()),
+        }
+    };
+    let live = Live {
+        exposed_by: &|_| None,
+        registered: &|_| true,
+        uses: &uses,
+    };
+    let page = |after: Option<DaemonName>, path: Option<ServiceName>| {
+        let command = AdminCommand::Daemons { path, after };
+        let mut token = || String::from("x");
+        match run_admin(&dir, &tenant("acme"), command, &mut token, &live) {
+            Ok((AdminAnswer::Daemons { daemons, more }, changes)) => {
+                assert!(changes.is_empty());
+                (daemons, more)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let (daemons, more) = page(after.clone(), None);
+        assert!(!daemons.is_empty() && daemons.len() <= MAX_DAEMON_PAGE);
+        assert!(daemons.iter().map(|d| d.paths.len()).sum::<usize>() <= MAX_DAEMON_PAGE_PATHS);
+        after = daemons.last().map(|d| d.name.clone());
+        all.extend(daemons);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(all.len(), 12);
+    assert_eq!(
+        (all[0].paths.len(), all[0].more_paths),
+        (MAX_DAEMON_PAGE_PATHS, 1)
+    );
+    assert!(!all[1].online && all[1].paths.is_empty(), "{:?}", all[1]);
+    // Only the daemons using /a: the even ones but 0.
+    let (filtered, more) = page(None, Some(path("/a")));
+    assert!(!more);
+    let names: Vec<&str> = filtered.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["d02", "d04", "d06", "d08", "d10"]);
+    assert!(
+        filtered
+            .iter()
+            .all(|d| d.online && d.paths.iter().any(|p| p.name == path("/a")))
+    );
 }

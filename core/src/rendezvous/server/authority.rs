@@ -11,7 +11,7 @@
 
 use super::super::config::TokenPolicy;
 use super::super::directory::{self, Credential, DirectoryChange, TokenHash};
-use super::super::directory::{TenantName, TokenRole};
+use super::super::directory::{DaemonPath, TenantName, TokenRole};
 use super::super::grants::{Grant, Grants, MAX_GRANTS};
 use super::super::lease::{Rights, TokenLimits};
 use super::super::messages::{ErrorCode, ServerMessage};
@@ -39,6 +39,50 @@ const OPEN_TENANT: &str = "t:";
 type Refusal = (ErrorCode, String);
 
 impl Server {
+    /// The daemon entries whose tokens `key` presents (`token` and `path_tokens`) and which
+    /// are not bound yet, to bind once its registration is accepted; refuses a daemon token
+    /// bound to another key (counted, and handed out as [`ServerEvent::DaemonKeyRefused`]).
+    pub(super) fn daemons_to_bind(
+        &mut self,
+        key: PublicKey,
+        token: &str,
+        path_tokens: &[String],
+    ) -> Result<Vec<DirectoryChange>, Refusal> {
+        let mut binds = Vec::new();
+        for t in std::iter::once(token).chain(path_tokens.iter().map(String::as_str)) {
+            let Some(Credential::Daemon(tenant, name)) = self.directory.credential(t) else {
+                continue;
+            };
+            let Some(record) = self.directory.daemon(tenant, name) else {
+                continue;
+            };
+            match record.key {
+                Some(bound) if bound == key => {}
+                Some(bound) => {
+                    self.keys_refused += 1;
+                    let (tenant, daemon) = (tenant.to_string(), name.clone());
+                    let detail = format!(
+                        "daemon token of {daemon} is bound to another key ({bound}); its master \
+                         can unbind it with `burrow admin redeem daemon {daemon}`"
+                    );
+                    self.events.push_back(ServerEvent::DaemonKeyRefused {
+                        key,
+                        tenant,
+                        daemon,
+                        refused: self.keys_refused,
+                    });
+                    return Err((ErrorCode::BadToken, detail));
+                }
+                None => {
+                    let mut record = record.clone();
+                    record.key = Some(key);
+                    binds.push(DirectoryChange::PutDaemon(record));
+                }
+            }
+        }
+        Ok(binds)
+    }
+
     /// What a `Register`'s tokens make of it: the tenant key, the rights and the limits
     /// (`None`: unlimited).
     pub(super) fn resolve(
@@ -105,7 +149,7 @@ impl Server {
                     name: name.clone(),
                     role: TokenRole::Client,
                 },
-                None => continue,
+                Some(Credential::Daemon(..)) | None => continue,
             };
             // One per token, so never more than MAX_GRANTS.
             if !grants.paths.contains(&grant) && grants.paths.len() < MAX_GRANTS {
@@ -213,14 +257,50 @@ impl Server {
         let exposed_by = |name: &ServiceName| registry.owner(&tenant_key, name);
         let registered =
             |key: &PublicKey| registry.get(key).is_some_and(|r| r.token() == tenant_key);
+        let dir = &self.directory;
+        let uses = |key: &PublicKey| {
+            let reg = registry.get(key).filter(|r| r.token() == tenant_key)?;
+            let mut paths: Vec<DaemonPath> = reg
+                .services()
+                .iter()
+                .map(|name| DaemonPath {
+                    name: name.clone(),
+                    role: TokenRole::Server,
+                })
+                .collect();
+            for hash in &reg.rights().tokens {
+                if let Some(Credential::Client(_, name)) = dir.credential_of(hash) {
+                    paths.push(DaemonPath {
+                        name: name.clone(),
+                        role: TokenRole::Client,
+                    });
+                }
+            }
+            Some(paths)
+        };
         let live = directory::Live {
             exposed_by: &exposed_by,
             registered: &registered,
+            uses: &uses,
         };
         let outcome = directory::run_admin(&self.directory, &tenant, command, &mut token, &live);
         match outcome {
             Err((code, detail)) => self.fail(from, request, code, detail),
             Ok((answer, changes)) => {
+                // A daemon entry removed or unbound ends the registration of the key that
+                // was bound to it, whatever other tokens it holds.
+                let unbound: Vec<PublicKey> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        DirectoryChange::DeleteDaemon { tenant, name } => {
+                            self.directory.daemon(tenant, name)?.key
+                        }
+                        DirectoryChange::PutDaemon(d) if d.key.is_none() => {
+                            self.directory.daemon(&d.tenant, &d.name)?.key
+                        }
+                        _ => None,
+                    })
+                    .collect();
                 for change in changes {
                     if let DirectoryChange::PutAttachment(a) = &change {
                         self.push_attachment(now, a);
@@ -228,6 +308,15 @@ impl Server {
                     self.change(change);
                 }
                 self.enforce(now, &tenant_key);
+                for key in unbound {
+                    if self
+                        .registry
+                        .get(&key)
+                        .is_some_and(|r| r.token() == tenant_key)
+                    {
+                        self.revoke(now, key);
+                    }
+                }
                 let msg = ServerMessage::Admin { request, answer };
                 if let Some(reg) = self.registry.get_mut(&from) {
                     reg.remember(request, msg.clone());

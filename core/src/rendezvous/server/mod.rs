@@ -62,6 +62,8 @@ pub(crate) struct Server {
     directory: Directory,
     /// Makes new path tokens.
     rng: SeededRng,
+    /// Registrations refused because their daemon token is bound to another key.
+    keys_refused: u64,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -90,6 +92,7 @@ impl Server {
             relay_drops: BTreeMap::new(),
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
+            keys_refused: 0,
         }
     }
 
@@ -234,6 +237,10 @@ impl Server {
                 host_candidates,
                 path_tokens,
             } => {
+                let binds = match self.daemons_to_bind(from, &token, &path_tokens) {
+                    Ok(binds) => binds,
+                    Err((code, detail)) => return self.error(from, request, code, detail),
+                };
                 let (tenant, rights, limits) = match self.resolve(&token, &path_tokens) {
                     Ok(resolved) => resolved,
                     Err((code, detail)) => return self.error(from, request, code, detail),
@@ -256,6 +263,9 @@ impl Server {
                     self.send(from, ServerMessage::Granted { request, grants });
                 }
                 if accepted {
+                    for bind in binds {
+                        self.change(bind);
+                    }
                     self.push_attachments_of(now, from);
                 }
             }

@@ -32,6 +32,7 @@ pub(super) fn server_config(fixed: bool) -> ServerConfig {
         tenants: vec![tenant("acme", "M"), tenant("other", "M2")],
         paths: vec![ssh("acme", "S", "C"), ssh("other", "S2", "C2")],
         attachments: Vec::new(),
+        daemons: Vec::new(),
     };
     ServerConfig {
         tokens: TokenPolicy::Only([("open".to_string(), limits(100))].into()),

@@ -22,7 +22,7 @@ fn listen() -> Attachment {
 fn rattach(path: &str, daemon: usize, attach: Attachment) -> AdminCommand {
     AdminCommand::Rattach {
         name: name(path),
-        daemon: key(daemon),
+        daemon: key(daemon).into(),
         attach,
     }
 }
@@ -30,7 +30,7 @@ fn rattach(path: &str, daemon: usize, attach: Attachment) -> AdminCommand {
 fn rdetach(path: &str, daemon: usize) -> AdminCommand {
     AdminCommand::Rdetach {
         name: name(path),
-        daemon: key(daemon),
+        daemon: key(daemon).into(),
     }
 }
 

@@ -117,22 +117,9 @@ pub fn load(state_dir: &Path) -> Result<Attached, String> {
 
 /// Writes `attached` to `attached.toml` in `state_dir`: a new 0600 file renamed into place.
 fn save(state_dir: &Path, attached: &Attached) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join(ATTACHED_FILE);
-    let tmp = state_dir.join(format!(".{ATTACHED_FILE}.{}.tmp", std::process::id()));
     let text = toml::to_string(attached).map_err(|e| format!("{}: {e}", path.display()))?;
-    let _ = std::fs::remove_file(&tmp);
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    crate::secrets::write_private(&path, &text)
 }
 
 /// The services a running daemon runs: its config file's and the attached ones.

@@ -253,20 +253,8 @@ pub fn import(state_dir: &Path, token: &str) -> Result<String, String> {
     let body = serde_json::json!({ "cmd": "import", "token": token });
     // The daemon registers again and waits for the server's verdict (at most 20 s).
     let (line, socket) = request_within(state_dir, body, std::time::Duration::from_secs(30))?;
-    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
-        format!(
-            "control socket {}: unexpected answer: {line}",
-            socket.display()
-        )
-    })?;
-    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
-        return Err(format!("import refused: {e}"));
-    }
-    Ok(answer
-        .get("imported")
-        .and_then(|s| s.as_str())
-        .unwrap_or("")
-        .to_string())
+    let answer = parse_answer(&line, &socket).map_err(|e| format!("import refused: {e}"))?;
+    Ok(text(&answer, "imported").to_string())
 }
 
 /// Pings `target` through the daemon with `state_dir`: the path that answered and the round
@@ -274,37 +262,35 @@ pub fn import(state_dir: &Path, token: &str) -> Result<String, String> {
 pub fn ping(state_dir: &Path, target: &str) -> Result<(String, std::time::Duration), String> {
     let body = serde_json::json!({ "cmd": "ping", "target": target });
     let (line, socket) = request_within(state_dir, body, std::time::Duration::from_secs(5))?;
-    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|_| {
+    let answer = parse_answer(&line, &socket)?;
+    let rtt = answer.get("rtt_us").and_then(serde_json::Value::as_u64);
+    let rtt = std::time::Duration::from_micros(rtt.unwrap_or(0));
+    Ok((text(&answer, "path").to_string(), rtt))
+}
+
+/// Reads a `{"reloaded": ...}` or `{"error": ...}` answer.
+fn summary(line: &str, path: &Path, refused: &str, done: &str) -> Result<String, String> {
+    let answer = parse_answer(line, path).map_err(|e| format!("{refused}: {e}"))?;
+    Ok(format!("{done}: {}", text(&answer, "reloaded")))
+}
+
+/// An answer line as JSON; its `error` as the error.
+fn parse_answer(line: &str, socket: &Path) -> Result<serde_json::Value, String> {
+    let answer: serde_json::Value = serde_json::from_str(line).map_err(|_| {
         format!(
             "control socket {}: unexpected answer: {line}",
             socket.display()
         )
     })?;
-    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
-        return Err(e.to_string());
+    match answer.get("error").and_then(|e| e.as_str()) {
+        Some(e) => Err(e.to_string()),
+        None => Ok(answer),
     }
-    let path = answer.get("path").and_then(|p| p.as_str()).unwrap_or("");
-    let rtt = answer.get("rtt_us").and_then(serde_json::Value::as_u64);
-    let rtt = std::time::Duration::from_micros(rtt.unwrap_or(0));
-    Ok((path.to_string(), rtt))
 }
 
-/// Reads a `{"reloaded": ...}` or `{"error": ...}` answer.
-fn summary(line: &str, path: &Path, refused: &str, done: &str) -> Result<String, String> {
-    let answer: serde_json::Value = serde_json::from_str(line).map_err(|_| {
-        format!(
-            "control socket {}: unexpected answer: {line}",
-            path.display()
-        )
-    })?;
-    if let Some(e) = answer.get("error").and_then(|e| e.as_str()) {
-        return Err(format!("{refused}: {e}"));
-    }
-    let summary = answer
-        .get("reloaded")
-        .and_then(|s| s.as_str())
-        .unwrap_or("");
-    Ok(format!("{done}: {summary}"))
+/// The string field `key` of an answer (empty if missing).
+fn text<'a>(answer: &'a serde_json::Value, key: &str) -> &'a str {
+    answer.get(key).and_then(|s| s.as_str()).unwrap_or("")
 }
 
 /// Sends one command to the daemon with `state_dir`; its answer line and the socket's path.

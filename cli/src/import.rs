@@ -58,26 +58,12 @@ pub fn load(state_dir: &Path) -> Result<Vec<String>, String> {
 
 /// Writes `tokens` to `path-tokens` in `state_dir`: a new 0600 file renamed into place.
 fn save(state_dir: &Path, tokens: &[String]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = state_dir.join(IMPORTED_FILE);
-    let tmp = state_dir.join(format!(".{IMPORTED_FILE}.{}.tmp", std::process::id()));
     let mut text = String::from("# path tokens imported with `burrow import`\n");
     for t in tokens {
         text.push_str(t);
         text.push('\n');
     }
-    let _ = std::fs::remove_file(&tmp);
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(text.as_bytes()).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    crate::secrets::write_private(&state_dir.join(IMPORTED_FILE), &text)
 }
 
 /// The path tokens a running daemon presents: its config's and the imported ones.

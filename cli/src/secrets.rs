@@ -53,6 +53,27 @@ pub fn read_private(path: &Path, what: &str, limit: u64) -> Result<String, Strin
     Ok(text)
 }
 
+/// Writes `text` to `path` so that a crash leaves the old file or the new one: a new file
+/// beside it (mode 0600, created exclusively, so a symlink planted there is not followed),
+/// synced, then renamed over `path`.
+pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
 /// Checks one token: 1 to [`MAX_TOKEN_LEN`] printable ASCII characters, no spaces.
 pub fn check_token(token: &str) -> Result<(), String> {
     if token.is_empty() {

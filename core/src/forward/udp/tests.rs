@@ -165,6 +165,20 @@ impl Net {
         });
     }
 
+    /// [`Net::new`] with A also exposing `/t/other` over UDP (which B has not looked up),
+    /// once B's first flow is up; with B's handle for A.
+    fn with_a_second_service() -> (Self, PeerId) {
+        let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+        net.with(A, |n, now| {
+            n.ep.expose_with(now, name("/t/other"), "10.9.9.9:54", ExposeOptions::udp())
+                .unwrap();
+        });
+        net.send(1, b"hello");
+        net.run_for(Duration::from_millis(200));
+        let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+        (net, peer)
+    }
+
     /// B sends an OPEN of its own making to `peer` (A), bypassing its forwarder.
     fn open_by_hand(&mut self, peer: PeerId, flow: u64, service: &str, payload: &[u8]) {
         let open = FlowMsg::Open {
@@ -392,14 +406,7 @@ fn closes(net: &Net) -> Vec<Vec<u8>> {
 /// admitted when the introduction arrives, not refused.
 #[test]
 fn a_flow_that_outruns_its_introduction_waits_for_it() {
-    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
-    net.with(A, |n, now| {
-        n.ep.expose_with(now, name("/t/other"), "10.9.9.9:54", ExposeOptions::udp())
-            .unwrap();
-    });
-    net.send(1, b"hello");
-    net.run_for(Duration::from_millis(200));
-    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+    let (mut net, peer) = Net::with_a_second_service();
     // Flow 40 for /t/other, before B looked it up: two datagrams wait at A.
     for payload in [&b"early-1"[..], b"early-2"] {
         net.open_by_hand(peer, 40, "/t/other", payload);
@@ -534,14 +541,7 @@ fn lossy_links_lose_datagrams_but_never_mix_flows() {
 /// opener had ended, and a socket stayed open until the idle timeout).
 #[test]
 fn regression_a_held_flow_ended_by_its_opener_is_not_opened() {
-    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
-    net.with(A, |n, now| {
-        n.ep.expose_with(now, name("/t/other"), "10.9.9.9:54", ExposeOptions::udp())
-            .unwrap();
-    });
-    net.send(1, b"hello");
-    net.run_for(Duration::from_millis(200));
-    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+    let (mut net, peer) = Net::with_a_second_service();
     net.open_by_hand(peer, 40, "/t/other", b"early-1");
     net.run_for(Duration::from_millis(100));
     let end = FlowMsg::End { flow: 40 }.encode();

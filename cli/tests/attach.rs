@@ -1,7 +1,7 @@
 //! `burrow attach` and `burrow detach` on running daemons: a service added or removed takes
 //! effect at once, the others keep going, and what is attached comes back after a restart.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -23,14 +23,6 @@ fn daemon(dir: &Path, state: &str, server: &(Proc, String, String), cmd: &[&str]
     ]);
     args.extend(["--state-dir", path(&state_dir), "--udp", "127.0.0.1:0"]);
     spawn(&args)
-}
-
-/// A local port nobody listens on right now.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[test]

@@ -3,21 +3,13 @@
 //! the server's answer says what it allows, refusals change nothing, the limit on path tokens
 //! holds, and what was imported comes back after a restart.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
 mod common;
 
 use common::authority::*;
 use common::*;
-
-/// A local port nobody listens on right now.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 #[test]
 fn import_and_attach_on_a_running_daemon_take_effect_without_a_restart() {

@@ -3,20 +3,10 @@
 //! its machine), keeps it across a restart, and lets it go when the master detaches it; every
 //! refusal names its reason.
 
-use std::net::{SocketAddr, TcpListener};
-
 mod common;
 
 use common::authority::*;
 use common::*;
-
-/// A local port nobody listens on right now.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// The key a daemon printed.
 fn key_of(daemon: &Proc) -> String {

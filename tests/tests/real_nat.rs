@@ -257,6 +257,22 @@ struct Outcome {
     error: Option<String>,
 }
 
+impl Outcome {
+    /// A cell with nothing measured yet.
+    fn blank(label: &str) -> Self {
+        Self {
+            pair: label.into(),
+            path: "-".into(),
+            ttfb_ms: None,
+            rtt_ms: None,
+            probe_ttl: None,
+            secs: None,
+            sha_ok: false,
+            error: None,
+        }
+    }
+}
+
 /// Polls `burrow status --json` for a daemon until `f` accepts its JSON, at most `limit`.
 fn status_until(
     burrow: &Path,
@@ -350,16 +366,7 @@ struct Impairment {
 }
 
 fn run_pair_impaired(label: &str, sites: &[Site], bytes: u64, impair: &Impairment) -> Outcome {
-    let mut outcome = Outcome {
-        pair: label.into(),
-        path: "-".into(),
-        ttfb_ms: None,
-        rtt_ms: None,
-        probe_ttl: None,
-        secs: None,
-        sha_ok: false,
-        error: None,
-    };
+    let mut outcome = Outcome::blank(label);
     if let Err(e) = try_pair(sites, bytes, impair, &mut outcome) {
         outcome.error = Some(e);
     }

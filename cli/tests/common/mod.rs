@@ -248,6 +248,14 @@ pub fn server(dir: &Path) -> (Proc, String, String) {
 }
 
 /// A one-connection-at-a-time echo service on a random port.
+/// A local port nobody listens on right now.
+pub fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 pub fn echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("bound");

@@ -116,19 +116,6 @@ fn timeline(samples: &[Sample], origin: u128) -> String {
     out.join(", ")
 }
 
-fn blank_outcome(label: &str) -> Outcome {
-    Outcome {
-        pair: label.into(),
-        path: "-".into(),
-        ttfb_ms: None,
-        rtt_ms: None,
-        probe_ttl: None,
-        secs: None,
-        sha_ok: false,
-        error: None,
-    }
-}
-
 /// Bytes of the flush test's transfer and the sender's pace: about 6 s, the flush 2.5 s in.
 const FLUSH_BYTES: u64 = 24 << 20;
 const FLUSH_RATE: u64 = 4 << 20;
@@ -162,7 +149,7 @@ fn flush_run(sites: &[Site], flush_site: usize) -> Result<FlushRun, String> {
     let nat = &pair.topo.nats[flush_site];
     let flushed = unix_ms();
     pair.lab.exec(nat, "conntrack", &["-F"])?;
-    let mut outcome = blank_outcome("flush");
+    let mut outcome = Outcome::blank("flush");
     let line = pair.finish_send(send, FLUSH_BYTES, &mut outcome)?;
     // A moment for the path to settle before the last sample.
     std::thread::sleep(Duration::from_millis(300));
@@ -356,7 +343,7 @@ fn a_nat_that_turns_from_symmetric_to_cone_goes_direct_within_a_minute() {
         )?;
         let started = unix_ms();
         let watch = PathWatch::start(pair.burrow.clone(), pair.state_b.clone());
-        let mut before = blank_outcome("before");
+        let mut before = Outcome::blank("before");
         let send = pair.spawn_send(1 << 20, None)?;
         pair.finish_send(send, 1 << 20, &mut before)?;
         if !before.path.starts_with("relay") {
@@ -387,7 +374,7 @@ fn a_nat_that_turns_from_symmetric_to_cone_goes_direct_within_a_minute() {
                 eprintln!("conntrack of {nat}:\n{table}");
             }
         }
-        let mut after = blank_outcome("after");
+        let mut after = Outcome::blank("after");
         let transfer = direct.as_ref().map_err(Clone::clone).and_then(|_| {
             let send = pair.spawn_send(4 << 20, None)?;
             pair.finish_send(send, 4 << 20, &mut after)
@@ -449,7 +436,7 @@ fn relay_first_starts_on_the_relay_and_moves_to_direct() {
             .map(|(a, b)| a + b);
         let asked = unix_ms();
         let send = pair.spawn_send(BYTES, Some(8 << 20))?;
-        let mut o = blank_outcome("relay-first");
+        let mut o = Outcome::blank("relay-first");
         let line = pair.finish_send(send, BYTES, &mut o)?;
         let first_byte: u128 = send_field(&line, "first_byte_unix_ms")
             .and_then(|v| v.parse().ok())

@@ -99,6 +99,10 @@ pub enum Command {
         /// `-lease_timeout`; default 90).
         #[arg(long, value_name = "SECS", requires = "cb_listen", value_parser = clap::value_parser!(u64).range(1..=86400))]
         cb_lease_timeout: Option<u64>,
+        /// Seconds a daemon that asked to meet another in peer mode (`[[peer]]`) waits for
+        /// the other to ask too, before it is told the other never did (default 90).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        peer_wait: Option<u64>,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///

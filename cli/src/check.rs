@@ -206,6 +206,8 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
         if let Err(why) = config::expose_options_of(e) {
             let key = if why.starts_with("proxy_protocol") || why.contains("TCP only") {
                 "proxy_protocol"
+            } else if why.starts_with("route") {
+                "route"
             } else if why.starts_with("protocol") {
                 "protocol"
             } else {
@@ -259,6 +261,67 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
         if let Some(k) = &c.peer_key {
             if let Err(e) = k.parse::<PublicKey>() {
                 p.entry("connect", i, "peer_key", format!("`{k}`: {e}"));
+            }
+        }
+        if let Err(why) = config::service_route(c.route.as_deref()) {
+            p.entry("connect", i, "route", why);
+        }
+    }
+    if file.peer.len() > burrow_core::config::MAX_PEERS {
+        p.top(
+            "peer",
+            format!(
+                "at most {} [[peer]] entries",
+                burrow_core::config::MAX_PEERS
+            ),
+        );
+    }
+    let mut keys: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, peer) in file.peer.iter().enumerate() {
+        match peer.key.parse::<PublicKey>() {
+            Err(e) => p.entry("peer", i, "key", format!("`{}`: {e}", peer.key)),
+            Ok(key) => {
+                if let Some(first) = keys.insert(key.to_string(), i) {
+                    let why = format!("{key} is named already by [[peer]] #{}", first + 1);
+                    p.entry("peer", i, "key", why);
+                }
+            }
+        }
+        for name in &peer.allow {
+            if let Err(why) = config::service(name) {
+                p.entry("peer", i, "allow", why);
+            }
+        }
+        if let Err(why) = config::service_route(peer.route.as_deref()) {
+            p.entry("peer", i, "route", why);
+        }
+        for c in &peer.connect {
+            if let Err(why) = config::service(&c.name) {
+                p.entry("peer", i, "connect", why);
+            } else if let Some(first) = names.insert(c.name.clone(), usize::MAX - i) {
+                let why = match first {
+                    f if f > usize::MAX / 2 => format!("`{}` is connected twice", c.name),
+                    f => format!(
+                        "`{}` is connected already by [[connect]] #{}",
+                        c.name,
+                        f + 1
+                    ),
+                };
+                p.entry("peer", i, "connect", why);
+            }
+            match c.listen.parse::<SocketAddr>() {
+                Err(_) => p.entry(
+                    "peer",
+                    i,
+                    "connect",
+                    format!("listen `{}` is not IP:PORT", c.listen),
+                ),
+                Ok(addr) if addr.port() != 0 => {
+                    if ports.insert((false, addr), usize::MAX - i).is_some() {
+                        p.entry("peer", i, "connect", format!("{addr} is listened on twice"));
+                    }
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -327,7 +390,9 @@ mod tests {
             [[expose]]\nname = \"/a\"\ntarget = \"localhost:53\"\nprotocol = \"udp\"\n\
             [[connect]]\nname = \"/b\"\nlisten = \"127.0.0.1:53\"\nprotocol = \"udp\"\n\
             [[connect]]\nname = \"/c\"\nlisten = \"127.0.0.1:53\"\n\
-            [[connect]]\nname = \"/d\"\nlisten = \"127.0.0.1:54\"\nprotocol = \"quic\"\n";
+            [[connect]]\nname = \"/d\"\nlisten = \"127.0.0.1:54\"\nprotocol = \"quic\"\n\
+            [[expose]]\nname = \"/e\"\ntarget = \"127.0.0.1:80\"\nroute = \"sideways\"\n\
+            [[connect]]\nname = \"/f\"\nlisten = \"127.0.0.1:0\"\nroute = \"relay-first\"\n";
         let dir = std::env::temp_dir().join(format!("burrow-check-udp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("d.toml");
@@ -340,8 +405,44 @@ mod tests {
         );
         assert!(err.contains("[[connect]] #3 protocol"), "{err}");
         assert!(
+            err.contains("[[expose]] #2 route") && err.contains("line 23"),
+            "{err}"
+        );
+        assert!(
+            err.contains("[[connect]] #4 route") && err.contains("daemon-wide only"),
+            "{err}"
+        );
+        assert!(
             !err.contains("used already"),
             "TCP and UDP share port 53: {err}"
         );
+    }
+
+    #[test]
+    fn peer_entries_are_checked() {
+        let key = burrow_core::SecretKey::from_bytes([5; 32]).public_key();
+        let text = format!(
+            "server = \"127.0.0.1:7000\"\nserver_key = \"{key}\"\ntoken = \"t\"\n\
+            [[connect]]\nname = \"/b\"\nlisten = \"127.0.0.1:53\"\n\
+            [[peer]]\nkey = \"bad\"\n\
+            [[peer]]\nkey = \"{key}\"\nallow = [\"nope\"]\nroute = \"up\"\n\
+            connect = [{{ name = \"/b\", listen = \"127.0.0.1:54\" }}, {{ name = \"/c\", listen = \"127.0.0.1:53\" }}]\n\
+            [[peer]]\nkey = \"{key}\"\n"
+        );
+        let dir = std::env::temp_dir().join(format!("burrow-check-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = daemon(&path).unwrap_err().join("\n");
+        for want in [
+            "line 7: `[[peer]] #1 key`",
+            "`[[peer]] #2 allow`",
+            "`[[peer]] #2 route`",
+            "connected already by [[connect]] #1",
+            "127.0.0.1:53 is listened on twice",
+            "`[[peer]] #3 key`",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use burrow_core::config::{MAX_PEERS, PeerConfig};
 use burrow_core::forward::udp::UdpConfig;
 use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion};
 use burrow_core::rendezvous::ServiceName;
@@ -47,6 +48,34 @@ pub struct File {
     pub expose: Vec<Expose>,
     #[serde(default)]
     pub connect: Vec<Connect>,
+    /// Daemons met in peer mode: each names the other.
+    #[serde(default)]
+    pub peer: Vec<Peer>,
+}
+
+/// A `[[peer]]`: another daemon, met in peer mode (both sides name each other), with no
+/// lookup through the server's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its public key (`burrow daemon` prints it at start).
+    pub key: String,
+    /// Our exposed services it may reach (default: none).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// `any`, `direct` or `relay`: the paths the session with it may take.
+    pub route: Option<String>,
+    /// Its services to reach, each on a local address.
+    #[serde(default)]
+    pub connect: Vec<PeerConnect>,
+}
+
+/// One service of a `[[peer]]` to reach.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConnect {
+    pub name: String,
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +87,9 @@ pub struct Expose {
     pub protocol: Option<String>,
     /// `v1` or `v2`: send the client's address ahead of each connection (TCP only).
     pub proxy_protocol: Option<String>,
+    /// `any`, `direct` or `relay`: the paths this service may take (default: the daemon's
+    /// `route`).
+    pub route: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +100,9 @@ pub struct Connect {
     pub peer_key: Option<String>,
     /// `tcp` (the default) or `udp`.
     pub protocol: Option<String>,
+    /// `any`, `direct` or `relay`: the paths this connect may take (default: the daemon's
+    /// `route`), combined with the exposing side's, the stricter winning.
+    pub route: Option<String>,
 }
 
 /// Everything a daemon needs, checked.
@@ -100,6 +135,12 @@ pub struct Settings {
     pub udp_forward: UdpConfig,
     /// Destination keys given up front (`peer_key`), by service.
     pub peer_keys: BTreeMap<ServiceName, PublicKey>,
+    /// Route policies `[[connect]]` entries set for themselves (the others take `route`).
+    pub connect_routes: BTreeMap<ServiceName, RoutePolicy>,
+    /// Daemons met in peer mode, by key.
+    pub peers: BTreeMap<PublicKey, PeerConfig>,
+    /// Services reached through a `[[peer]]` (also in `connect`, with their listeners).
+    pub peer_services: BTreeMap<ServiceName, PublicKey>,
 }
 
 /// Reads and parses `path`; errors name the file and, from the TOML parser, the line.
@@ -251,6 +292,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
     let mut connect = Vec::new();
     let mut connect_udp: Vec<(ServiceName, SocketAddr)> = Vec::new();
     let mut peer_keys = BTreeMap::new();
+    let mut connect_routes = BTreeMap::new();
     for (i, c) in file.connect.into_iter().enumerate() {
         let at = || format!("[[connect]] #{} in {source}", i + 1);
         let name = service(&c.name).map_err(|why| format!("{}: {why}", at()))?;
@@ -277,11 +319,17 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
                 .map_err(|e| format!("{}: peer_key `{text}`: {e}", at()))?;
             peer_keys.insert(name.clone(), key);
         }
+        if let Some(route) =
+            service_route(c.route.as_deref()).map_err(|e| format!("{}: {e}", at()))?
+        {
+            connect_routes.insert(name.clone(), route);
+        }
         match protocol {
             Protocol::Udp => connect_udp.push((name, listen)),
             Protocol::Tcp => connect.push((name, listen)),
         }
     }
+    let (peers, peer_services) = peers_of(file.peer, &mut connect, &connect_udp, source)?;
     let mut udp_forward = UdpConfig::default();
     if let Some(secs) = file.udp_flow_timeout {
         if secs == 0 {
@@ -325,7 +373,92 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         connect_udp,
         udp_forward,
         peer_keys,
+        connect_routes,
+        peers,
+        peer_services,
     })
+}
+
+/// The `[[peer]]` entries, checked: their keys (each once, at most [`MAX_PEERS`]), the
+/// services they may reach, their routes, and their services to reach, whose listeners join
+/// `connect` (a name or address already used there is refused).
+#[allow(clippy::type_complexity)]
+pub fn peers_of(
+    entries: Vec<Peer>,
+    connect: &mut Vec<(ServiceName, SocketAddr)>,
+    connect_udp: &[(ServiceName, SocketAddr)],
+    source: &str,
+) -> Result<
+    (
+        BTreeMap<PublicKey, PeerConfig>,
+        BTreeMap<ServiceName, PublicKey>,
+    ),
+    String,
+> {
+    if entries.len() > MAX_PEERS {
+        return Err(format!(
+            "at most {MAX_PEERS} [[peer]] entries in {source} (the server lets a daemon wait \
+             for that many at once)"
+        ));
+    }
+    let mut peers = BTreeMap::new();
+    let mut services = BTreeMap::new();
+    for (i, p) in entries.into_iter().enumerate() {
+        let at = || format!("[[peer]] #{} in {source}", i + 1);
+        let key: PublicKey = p
+            .key
+            .parse()
+            .map_err(|e| format!("{}: key `{}`: {e}", at(), p.key))?;
+        if peers.contains_key(&key) {
+            return Err(format!("{}: key {key} is named twice", at()));
+        }
+        let mut allow = Vec::new();
+        for name in &p.allow {
+            let name = service(name).map_err(|why| format!("{}: allow: {why}", at()))?;
+            if !allow.contains(&name) {
+                allow.push(name);
+            }
+        }
+        let route = service_route(p.route.as_deref()).map_err(|why| format!("{}: {why}", at()))?;
+        for c in p.connect {
+            let name = service(&c.name).map_err(|why| format!("{}: connect: {why}", at()))?;
+            let listen: SocketAddr = c.listen.parse().map_err(|_| {
+                format!(
+                    "{}: connect {name}: listen `{}` is not IP:PORT",
+                    at(),
+                    c.listen
+                )
+            })?;
+            let both = connect.iter().chain(connect_udp);
+            if both.clone().any(|(n, _)| *n == name) || services.contains_key(&name) {
+                return Err(format!("{}: `{name}` is connected twice", at()));
+            }
+            if listen.port() != 0 && connect.iter().any(|(_, a)| *a == listen) {
+                return Err(format!("{}: {listen} is listened on twice", at()));
+            }
+            services.insert(name.clone(), key);
+            connect.push((name, listen));
+        }
+        peers.insert(key, PeerConfig { allow, route });
+    }
+    Ok((peers, services))
+}
+
+/// A service's `route = "any" | "direct" | "relay"` (`None` when absent: the daemon's).
+/// `relay-first` is the daemon's way of starting sessions, not a service's policy.
+pub fn service_route(text: Option<&str>) -> Result<Option<RoutePolicy>, String> {
+    match text {
+        None => Ok(None),
+        Some("relay-first") => Err(
+            "route `relay-first` is daemon-wide only (the top-level `route`); a service takes \
+             any, direct or relay"
+                .into(),
+        ),
+        Some(t) => t
+            .parse::<RoutePolicy>()
+            .map(Some)
+            .map_err(|_| format!("route `{t}` is not one of any, direct, relay")),
+    }
 }
 
 /// `protocol = "tcp" | "udp"`, TCP when absent.
@@ -360,6 +493,7 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
     Ok(ExposeOptions {
         protocol,
         proxy_protocol,
+        route: service_route(e.route.as_deref())?,
     })
 }
 
@@ -481,7 +615,8 @@ mod tests {
                     service("/a/web").unwrap(),
                     ExposeOptions {
                         protocol: Protocol::Tcp,
-                        proxy_protocol: Some(ProxyVersion::V2)
+                        proxy_protocol: Some(ProxyVersion::V2),
+                        route: None,
                     }
                 ),
             ]
@@ -520,6 +655,95 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn routes_per_service() {
+        let text = format!(
+            "{HEAD}route = \"direct\"\n\
+             [[expose]]\nname = \"/a/r\"\ntarget = \"127.0.0.1:80\"\nroute = \"relay\"\n\
+             [[expose]]\nname = \"/a/d\"\ntarget = \"127.0.0.1:81\"\n\
+             [[connect]]\nname = \"/b/r\"\nlisten = \"127.0.0.1:0\"\nroute = \"any\"\n"
+        );
+        let file: File = toml::from_str(&text).unwrap();
+        let s = settings(file, DaemonArgs::default(), "c.toml").unwrap();
+        assert_eq!(s.route, RoutePolicy::Direct);
+        assert_eq!(s.expose_options.len(), 1, "only /a/r sets its own");
+        assert_eq!(s.expose_options[0].1.route, Some(RoutePolicy::Relay));
+        assert_eq!(
+            s.connect_routes.get(&service("/b/r").unwrap()),
+            Some(&RoutePolicy::Any)
+        );
+        for (entry, want) in [
+            ("route = \"relay-first\"", "daemon-wide only"),
+            ("route = \"both\"", "not one of any, direct, relay"),
+        ] {
+            for table in ["expose", "connect"] {
+                let text = format!(
+                    "{HEAD}[[{table}]]\nname = \"/a/x\"\ntarget = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:1\"\n{entry}\n"
+                )
+                .replace(if table == "expose" { "listen = \"127.0.0.1:1\"\n" } else { "target = \"127.0.0.1:1\"\n" }, "");
+                let file: File = toml::from_str(&text).unwrap();
+                let err = settings(file, DaemonArgs::default(), "c.toml").unwrap_err();
+                assert!(
+                    err.contains(want) && err.contains(&format!("[[{table}]] #1")),
+                    "{err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn peers_are_read_and_checked() {
+        let key = burrow_core::SecretKey::from_bytes([5; 32]).public_key();
+        let text = format!(
+            "{HEAD}[[expose]]\nname = \"/a/ssh\"\ntarget = \"127.0.0.1:22\"\n\
+             [[peer]]\nkey = \"{key}\"\nallow = [\"/a/ssh\"]\nroute = \"relay\"\n\
+             connect = [{{ name = \"/b/db\", listen = \"127.0.0.1:5432\" }}]\n"
+        );
+        let file: File = toml::from_str(&text).unwrap();
+        let s = settings(file, DaemonArgs::default(), "c.toml").unwrap();
+        let peer = s.peers.get(&key).expect("the peer");
+        assert_eq!(peer.allow, vec![service("/a/ssh").unwrap()]);
+        assert_eq!(peer.route, Some(RoutePolicy::Relay));
+        assert_eq!(s.peer_services.get(&service("/b/db").unwrap()), Some(&key));
+        assert!(s.connect.iter().any(|(n, _)| n.as_str() == "/b/db"));
+        for (entry, want) in [
+            ("key = \"nope\"", "[[peer]] #1 in c.toml: key `nope`"),
+            (
+                &format!("key = \"{key}\"\nallow = [\"x\"]"),
+                "allow: service name `x`",
+            ),
+            (
+                &format!("key = \"{key}\"\nroute = \"relay-first\""),
+                "daemon-wide only",
+            ),
+            (
+                &format!("key = \"{key}\"\nconnect = [{{ name = \"/b\", listen = \"x\" }}]"),
+                "listen `x` is not IP:PORT",
+            ),
+            (
+                &format!("key = \"{key}\"\n[[peer]]\nkey = \"{key}\""),
+                "named twice",
+            ),
+            (&format!("key = \"{key}\"\nsecret = 1"), "unknown field"),
+        ] {
+            let text = format!("{HEAD}[[peer]]\n{entry}\n");
+            let err = match toml::from_str::<File>(&text) {
+                Ok(file) => settings(file, DaemonArgs::default(), "c.toml").unwrap_err(),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(want), "{entry}: {err}");
+        }
+        let many: String = (0..=MAX_PEERS as u8)
+            .map(|i| {
+                let k = burrow_core::SecretKey::from_bytes([i + 1; 32]).public_key();
+                format!("[[peer]]\nkey = \"{k}\"\n")
+            })
+            .collect();
+        let file: File = toml::from_str(&format!("{HEAD}{many}")).unwrap();
+        let err = settings(file, DaemonArgs::default(), "c.toml").unwrap_err();
+        assert!(err.contains("at most 16 [[peer]]"), "{err}");
     }
 
     #[test]

@@ -370,24 +370,40 @@ pub fn render(s: &Status) -> String {
     }
     if !s.exposed.is_empty() {
         line(String::new());
-        line("EXPOSED                         TARGET".into());
+        line("EXPOSED                         ROUTE   TARGET".into());
         for (name, target) in &s.exposed {
-            line(format!("{name:<31} {target}"));
+            let route = s.exposed_routes.iter().find(|(n, _)| n == name);
+            let route = route.map_or("-", |(_, r)| r.as_str());
+            line(format!("{name:<31} {route:<7} {target}"));
         }
     }
     if !s.services.is_empty() {
         line(String::new());
-        line("SERVICE                         LISTEN                  STATE    PEER  WAITING  LAST ERROR".into());
+        line("SERVICE                         LISTEN                  STATE    ROUTE   PEER  WAITING  LAST ERROR".into());
         for v in &s.services {
             let listen: Vec<String> = v.listen.iter().map(|a| a.to_string()).collect();
             line(format!(
-                "{:<31} {:<23} {:<8} {:<5} {:<8} {}",
+                "{:<31} {:<23} {:<8} {:<7} {:<5} {:<8} {}",
                 v.name,
                 listen.join(","),
                 v.state,
+                v.route.as_deref().unwrap_or("-"),
                 v.peer.map_or("-".into(), |p| p.to_string()),
                 v.waiting,
                 v.last_error.as_deref().unwrap_or("-"),
+            ));
+        }
+    }
+    if !s.meetings.is_empty() {
+        line(String::new());
+        line("PEER MODE                                     STATE    PEER  LAST ERROR".into());
+        for m in &s.meetings {
+            line(format!(
+                "{:<45} {:<8} {:<5} {}",
+                m.key,
+                m.state,
+                m.peer.map_or("-".into(), |p| p.to_string()),
+                m.last_error.as_deref().unwrap_or("-"),
             ));
         }
     }

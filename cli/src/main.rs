@@ -168,6 +168,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             open,
             cb_listen,
             cb_lease_timeout,
+            peer_wait,
         } => {
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
@@ -192,6 +193,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 open,
                 state_dir.as_deref(),
                 cb,
+                peer_wait.map(std::time::Duration::from_secs),
             )
         }
         Command::Daemon { config, common } => {
@@ -241,6 +243,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     target,
                     protocol: Some(protocol.to_string()),
                     proxy_protocol: proxy_protocol.map(|v| v.to_string()),
+                    route: None,
                 }],
                 ..config::File::default()
             };
@@ -259,6 +262,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     listen: listen.to_string(),
                     peer_key,
                     protocol: Some(protocol.to_string()),
+                    route: None,
                 }],
                 ..config::File::default()
             };

@@ -43,9 +43,13 @@ pub fn server(
     open: bool,
     state_dir: Option<&Path>,
     cb: Option<(SocketAddr, BreachConfig)>,
+    peer_wait: Option<Duration>,
 ) -> Result<(), String> {
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
+    if let Some(wait) = peer_wait {
+        config.peer_wait = wait;
+    }
     let mut store = match state_dir {
         Some(dir) => {
             let mut store = SqliteStore::open(dir)?;
@@ -148,6 +152,14 @@ impl Reloader {
             ("state_dir", new.state_dir != running.state_dir),
             ("udp", new.udp != running.udp),
             ("route", new.route != running.route),
+            (
+                "a [[connect]]'s route",
+                new.connect_routes != running.connect_routes,
+            ),
+            (
+                "[[peer]]",
+                new.peers != running.peers || new.peer_services != running.peer_services,
+            ),
             ("congestion", new.congestion != running.congestion),
         ]
         .into_iter()
@@ -190,6 +202,9 @@ pub fn daemon(
     let mut rendezvous =
         RendezvousConfig::new(settings.server_key, settings.server, settings.token.clone());
     rendezvous.route = settings.route;
+    rendezvous.connect_routes = settings.connect_routes.clone();
+    rendezvous.peers = settings.peers.clone();
+    rendezvous.peer_services = settings.peer_services.clone();
     // Path tokens imported at run time come back after the config's.
     let imported = import::load(&settings.state_dir)?;
     rendezvous.path_tokens = Imports::all(&settings.path_tokens, &imported);

@@ -105,6 +105,28 @@ impl Access {
         }
     }
 
+    /// Grants `key` exactly `services` (a peer met in peer mode that its `[[peer]]` allows
+    /// those): its sessions are admitted even when the list is empty, and its streams reach
+    /// only those. Returns false when a limit refused it.
+    pub(crate) fn grant_only(&mut self, key: PublicKey, services: &[ServiceName]) -> bool {
+        if !self.grants.contains_key(&key) && self.grants.len() >= MAX_GRANTED_KEYS {
+            return false;
+        }
+        let grant = self
+            .grants
+            .entry(key)
+            .or_insert_with(|| Grant::Services(BTreeSet::new()));
+        if let Grant::Services(set) = grant {
+            for service in services {
+                if set.len() >= MAX_SERVICES_PER_KEY {
+                    return false;
+                }
+                set.insert(service.clone());
+            }
+        }
+        true
+    }
+
     /// Withdraws every grant of `key` (its session ended).
     pub(crate) fn revoke(&mut self, key: &PublicKey) {
         self.grants.remove(key);

@@ -151,6 +151,19 @@ impl Default for SessionConfig {
     }
 }
 
+/// Most daemons one daemon meets in peer mode (the server lets each wait for 16 at once).
+pub const MAX_PEERS: usize = 16;
+
+/// A daemon met in peer mode: each side names the other; met only when both ask within the
+/// server's wait.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Our exposed services it may reach (none: it may reach nothing here, only serve us).
+    pub allow: Vec<ServiceName>,
+    /// Which paths the session with it may take (`None`: the daemon's `route`).
+    pub route: Option<RoutePolicy>,
+}
+
 /// Where a daemon registers and looks services up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RendezvousConfig {
@@ -166,8 +179,22 @@ pub struct RendezvousConfig {
     pub path_tokens: Vec<String>,
     /// Local addresses peers on our own network may reach us at (LAN short-cut).
     pub host_candidates: Vec<SocketAddr>,
-    /// Which paths sessions to introduced peers may take; the server relays.
+    /// Which paths sessions to introduced peers may take; the server relays. The default for
+    /// services that set none of their own.
     pub route: RoutePolicy,
+    /// Route policies of services we connect to that set their own (a `[[connect]]`'s
+    /// `route`), instead of [`Self::route`]. Combined with the exposing side's, the stricter
+    /// winning; a connect whose policy and the exposing side's share no path fails with
+    /// [`crate::Event::ServiceFailed`] saying why.
+    pub connect_routes: BTreeMap<ServiceName, RoutePolicy>,
+    /// Daemons to meet in peer mode (a config's `[[peer]]`), by key: the node asks the
+    /// server to introduce each at start, and again whenever the other side did not ask in
+    /// time, until it does; what each may reach here. At most [`MAX_PEERS`].
+    pub peers: BTreeMap<PublicKey, PeerConfig>,
+    /// Services reached through a daemon met in peer mode, by its key, with no lookup: a
+    /// connection for one waits for the meeting ([`crate::Event::PeerReady`]), and fails
+    /// with the meeting's error.
+    pub peer_services: BTreeMap<ServiceName, PublicKey>,
     /// The destination key each service must have (ssh known_hosts): given up front, or
     /// remembered from an earlier first use. A lookup the server answers with another key
     /// fails instead of connecting; a service with no pin is pinned at its first
@@ -186,6 +213,9 @@ impl RendezvousConfig {
             path_tokens: Vec::new(),
             host_candidates: Vec::new(),
             route: RoutePolicy::Any,
+            connect_routes: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            peer_services: BTreeMap::new(),
             pinned: BTreeMap::new(),
         }
     }

@@ -67,6 +67,53 @@ impl RoutePolicy {
     pub fn allows_direct(self) -> bool {
         self != RoutePolicy::Relay
     }
+
+    /// Whether packets may travel by `path` under this policy.
+    pub fn allows(self, path: Path) -> bool {
+        match path {
+            Path::Direct(_) => self.allows_direct(),
+            Path::Relay(_) => self.allows_relay(),
+        }
+    }
+
+    /// The stricter of two policies (connet's rule: the stricter side wins): `any` gives way
+    /// to the other; `direct` and `relay` together are a conflict (`None`), since no path
+    /// satisfies both.
+    pub fn combine(self, other: RoutePolicy) -> Option<RoutePolicy> {
+        match (self, other) {
+            (RoutePolicy::Any, p) | (p, RoutePolicy::Any) => Some(p),
+            (a, b) if a == b => Some(a),
+            _ => None,
+        }
+    }
+
+    /// How the policy reads in an error: `direct-only`, `relay-only` or `any-path`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RoutePolicy::Any => "any-path",
+            RoutePolicy::Direct => "direct-only",
+            RoutePolicy::Relay => "relay-only",
+        }
+    }
+
+    /// Its byte on the wire (rendezvous messages' route trailers): 0 any, 1 direct, 2 relay.
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            RoutePolicy::Any => 0,
+            RoutePolicy::Direct => 1,
+            RoutePolicy::Relay => 2,
+        }
+    }
+
+    /// The policy a wire byte names; `None` for any other byte.
+    pub(crate) fn from_byte(byte: u8) -> Option<RoutePolicy> {
+        match byte {
+            0 => Some(RoutePolicy::Any),
+            1 => Some(RoutePolicy::Direct),
+            2 => Some(RoutePolicy::Relay),
+            _ => None,
+        }
+    }
 }
 
 impl std::str::FromStr for RoutePolicy {
@@ -104,6 +151,23 @@ mod tests {
             assert_eq!(p.to_string().parse::<RoutePolicy>(), Ok(p));
         }
         assert!("both".parse::<RoutePolicy>().is_err());
+    }
+
+    #[test]
+    fn the_stricter_side_wins_and_direct_with_relay_conflicts() {
+        use RoutePolicy::*;
+        for p in [Any, Direct, Relay] {
+            assert_eq!(Any.combine(p), Some(p));
+            assert_eq!(p.combine(Any), Some(p));
+            assert_eq!(p.combine(p), Some(p));
+            assert_eq!(RoutePolicy::from_byte(p.to_byte()), Some(p));
+        }
+        assert_eq!(Direct.combine(Relay), None);
+        assert_eq!(Relay.combine(Direct), None);
+        assert!((3..=255).all(|b| RoutePolicy::from_byte(b).is_none()));
+        let a: SocketAddr = "192.0.2.1:5".parse().unwrap();
+        assert!(Relay.allows(Path::Relay(a)) && !Relay.allows(Path::Direct(a)));
+        assert!(Direct.allows(Path::Direct(a)) && !Direct.allows(Path::Relay(a)));
     }
 
     #[test]

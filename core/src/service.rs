@@ -31,6 +31,9 @@ const ORIGIN_V6: usize = 2 * (16 + 2);
 pub(crate) const UNKNOWN_SERVICE: u64 = 0x5E01;
 /// Reset code for a stream whose header does not parse.
 pub(crate) const BAD_HEADER: u64 = 0x5E02;
+/// Reset code for a stream whose service's route policy does not allow the path its
+/// session uses now (a relay-only service on a direct path, or the other way round).
+pub(crate) const ROUTE_REFUSED: u64 = 0x5E03;
 
 /// The stream header for `name`, with where the connection came from when known.
 pub(crate) fn header(name: &ServiceName, origin: Option<Origin>) -> Vec<u8> {
@@ -199,6 +202,12 @@ impl Exposed {
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &ServiceName> {
         self.0.keys()
+    }
+
+    /// The route policy of an exposed service (`any` when it set none), `None` when we do
+    /// not expose it.
+    pub(crate) fn route(&self, name: &ServiceName) -> Option<crate::path::RoutePolicy> {
+        self.0.get(name).map(|(_, o)| o.route.unwrap_or_default())
     }
 }
 

@@ -69,6 +69,9 @@ pub struct Stats {
     /// A packet for a session whose route policy forbids the path it came by (a relay-only
     /// session's direct packets, or relayed packets for a direct-only session).
     pub dropped_route_policy: u64,
+    /// Incoming streams refused because their service's route policy does not allow the
+    /// path the session used (reset with code 0x5E03; also counted in `streams_refused`).
+    pub streams_route_refused: u64,
     /// Packets of ours wrapped for the relay.
     pub relayed_out: u64,
     /// Relayed packets for us that arrived from the relay.

@@ -43,6 +43,26 @@ pub struct Status {
     /// The largest UDP datagram a flow carries; larger ones are dropped and counted.
     #[serde(default)]
     pub udp_max_payload: Option<usize>,
+    /// The route policy of each service we expose (name, `any`/`direct`/`relay`): its own,
+    /// or the daemon's.
+    #[serde(default)]
+    pub exposed_routes: Vec<(String, String)>,
+    /// The daemons met in peer mode (`[[peer]]`): whether each is met, and why not.
+    #[serde(default)]
+    pub meetings: Vec<MeetingInfo>,
+}
+
+/// One daemon met in peer mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeetingInfo {
+    /// Its public key (base64).
+    pub key: String,
+    /// `met` (a session is up) or `waiting` (for the other side to ask too).
+    pub state: String,
+    /// The session to it, once met.
+    pub peer: Option<u64>,
+    /// Why the last meeting failed (the other side did not ask in time, ...), until met.
+    pub last_error: Option<String>,
 }
 
 /// One session.
@@ -100,6 +120,10 @@ pub struct ServiceInfo {
     pub waiting: usize,
     /// The last failure.
     pub last_error: Option<String>,
+    /// The effective route policy (`any`, `direct` or `relay`): ours combined with the
+    /// exposing side's once introduced, else ours.
+    #[serde(default)]
+    pub route: Option<String>,
 }
 
 /// One local connection.
@@ -129,6 +153,8 @@ pub(crate) struct Seen {
     pub(crate) registered: Option<SocketAddr>,
     /// Why the last registration was refused, until one succeeds.
     pub(crate) registration_error: Option<String>,
+    /// Peer-mode meetings: the session once met, else the last failure.
+    pub(crate) meetings: BTreeMap<PublicKey, Result<PeerId, String>>,
 }
 
 impl Seen {
@@ -146,6 +172,12 @@ impl Seen {
                 self.registration_error = None;
             }
             Event::RegistrationLost => self.registered = None,
+            Event::PeerReady { key, peer } => {
+                self.meetings.insert(*key, Ok(*peer));
+            }
+            Event::PeerFailed { key, reason } => {
+                self.meetings.insert(*key, Err(reason.clone()));
+            }
             Event::RegistrationFailed { reason } => {
                 self.registered = None;
                 self.registration_error = Some(reason.clone());
@@ -215,6 +247,7 @@ pub(crate) fn snapshot(
                 peer,
                 waiting: s.waiting,
                 last_error: s.last_error,
+                route: ep.service_route(&s.name).map(|r| r.to_string()),
             }
         })
         .collect();
@@ -229,8 +262,26 @@ pub(crate) fn snapshot(
             bytes_written: c.bytes_written,
         })
         .collect();
+    let meetings = ep
+        .configured_peers()
+        .into_iter()
+        .map(|key| {
+            let seen = seen.meetings.get(&key);
+            let peer = match seen {
+                Some(Ok(peer)) if ep.is_connected(*peer) => Some(*peer),
+                _ => None,
+            };
+            MeetingInfo {
+                key: key.to_string(),
+                state: if peer.is_some() { "met" } else { "waiting" }.into(),
+                peer: peer.map(|p| p.0),
+                last_error: seen.and_then(|s| s.clone().err()),
+            }
+        })
+        .collect();
     Status {
         public_key: ep.public_key().to_string(),
+        meetings,
         udp_addr,
         registered: seen.registered,
         registration_error: seen.registration_error.clone(),
@@ -238,6 +289,10 @@ pub(crate) fn snapshot(
         exposed: exposed
             .iter()
             .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect(),
+        exposed_routes: exposed
+            .iter()
+            .filter_map(|(n, _)| Some((n.to_string(), ep.expose_route(n)?.to_string())))
             .collect(),
         services,
         conns,
@@ -274,6 +329,7 @@ pub(crate) fn add_udp(
             peer,
             waiting,
             last_error: last_error.cloned(),
+            route: ep.service_route(name).map(|r| r.to_string()),
         });
     }
     for (name, target) in &mut status.exposed {

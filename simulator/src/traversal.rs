@@ -408,6 +408,7 @@ fn run_on(
             path_tokens: Vec::new(),
             host_candidates: vec![host_addr],
             route: Default::default(),
+            connect_routes: Default::default(),
             pinned: Default::default(),
         };
         let mut config = Config::daemon(secret_key(seed, name), rendezvous);

@@ -62,6 +62,7 @@ fn daemon_config(seed: u64, name: &str, w: (&SecretKey, SocketAddr), host: Socke
         path_tokens: Vec::new(),
         host_candidates: vec![host],
         route: Default::default(),
+        connect_routes: Default::default(),
         pinned: Default::default(),
     };
     Config::daemon(secret_key(seed, name), rendezvous)

@@ -622,9 +622,13 @@ impl Endpoint {
         now: Instant,
         service: ServiceName,
         target: impl Into<String>,
-        options: ExposeOptions,
+        mut options: ExposeOptions,
     ) -> Result<(), ServiceError> {
-        self.publish(now, Some(&service))?;
+        if options.route.is_none() {
+            options.route = self.daemon.as_ref().map(|d| d.config.route);
+        }
+        let route = options.route.unwrap_or_default();
+        self.publish(now, Some((&service, route)))?;
         self.exposed.insert(service, target.into(), options);
         self.after(now);
         Ok(())
@@ -637,6 +641,18 @@ impl Endpoint {
             return None;
         }
         self.exposed.udp_target(service)
+    }
+
+    /// Whether the route policy of `service`, which we expose, allows the path the session
+    /// with `peer` uses now (a flow or stream on another is refused with the reason).
+    pub(crate) fn route_allows(&self, peer: PeerId, service: &ServiceName) -> bool {
+        let route = self.exposed.route(service).unwrap_or_default();
+        self.peer_path(peer).is_none_or(|path| route.allows(path))
+    }
+
+    /// The route policy of `service`, which we expose: its own, or the daemon's.
+    pub fn expose_route(&self, service: &ServiceName) -> Option<RoutePolicy> {
+        self.exposed.route(service)
     }
 
     /// Whether `peer` holds a grant for `service` (whether or not we expose it).

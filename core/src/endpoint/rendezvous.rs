@@ -9,8 +9,9 @@ use crate::config::RendezvousConfig;
 use crate::crypto::PublicKey;
 use crate::error::{CloseReason, ServiceError};
 use crate::event::Event;
+use crate::path::{Path, RoutePolicy};
 use crate::rendezvous::{
-    Client, ClientConfig, ClientEvent, ClientMessage, ServerMessage, ServiceName,
+    Client, ClientConfig, ClientEvent, ClientMessage, ErrorCode, ServerMessage, ServiceName,
 };
 use crate::session::Note;
 use crate::timer::Timer;
@@ -36,6 +37,9 @@ pub(super) struct Daemon {
     rejoins: BTreeMap<u64, PublicKey>,
     /// Outstanding master commands.
     admins: BTreeSet<u64>,
+    /// The effective route policy of each service we connect to, once introduced: ours
+    /// combined with the exposing side's.
+    routes: BTreeMap<ServiceName, RoutePolicy>,
 }
 
 impl Daemon {
@@ -59,11 +63,18 @@ impl Daemon {
             rejoins: BTreeMap::new(),
             admins: BTreeSet::new(),
             reflexive: None,
+            routes: BTreeMap::new(),
         }
     }
 
     pub(super) fn poll_timeout(&self) -> Option<(Instant, Timer)> {
         self.client.poll_timeout().map(|at| (at, Timer::LeaseRenew))
+    }
+
+    /// Our own route policy for a service we connect to: the connect's, or the daemon's.
+    fn own_route(&self, service: &ServiceName) -> RoutePolicy {
+        let own = self.config.connect_routes.get(service);
+        own.copied().unwrap_or(self.config.route)
     }
 }
 
@@ -75,6 +86,52 @@ fn key_changed(service: &ServiceName, pinned: PublicKey, offered: PublicKey) -> 
          the name. If the service's key changed on purpose, remove its line from \
          known_services in the state directory (or set its peer_key) and connect again"
     )
+}
+
+/// Why a connect whose route policy (`own`) and the exposing side's (`theirs`) allow no
+/// common path fails, and the fix.
+fn route_conflict(service: &ServiceName, theirs: RoutePolicy, own: RoutePolicy) -> String {
+    format!(
+        "{service} is exposed {} and this connect is {}: no path satisfies both; set \
+         route = \"{theirs}\" or \"any\" on its [[connect]] (or --route), or change the \
+         exposing side's",
+        theirs.describe(),
+        own.describe()
+    )
+}
+
+/// The route policy a session to a peer takes when a service that wants `wanted` starts
+/// using it: the stricter of `wanted` and the session's own (the session is shared by every
+/// service between the two daemons), or why they cannot share it.
+fn session_route(
+    session: Option<&crate::session::Session>,
+    wanted: RoutePolicy,
+) -> Result<RoutePolicy, String> {
+    let Some(session) = session.filter(|s| !s.closed) else {
+        return Ok(wanted);
+    };
+    let combined = match session.punch.route() {
+        Some(current) => current.combine(wanted).ok_or_else(|| {
+            format!(
+                "the session to its daemon is {} for another service, and this one is {}",
+                current.describe(),
+                wanted.describe()
+            )
+        })?,
+        None => wanted,
+    };
+    let path = session.path();
+    if session.is_connected() && !combined.allows(path) {
+        let way = match path {
+            Path::Direct(_) => "direct",
+            Path::Relay(_) => "relayed",
+        };
+        return Err(format!(
+            "the session to its daemon is {way} now (for another service), and this one is {}",
+            combined.describe()
+        ));
+    }
+    Ok(combined)
 }
 
 fn body(encoded: Vec<u8>) -> Vec<u8> {
@@ -249,27 +306,54 @@ impl Endpoint {
                 peer,
                 service,
                 candidates,
+                route: theirs,
                 ..
             } => {
+                // The route policy the session takes for this introduction (see below).
+                let mut route = self
+                    .sessions
+                    .get(&peer)
+                    .and_then(|s| s.punch.route())
+                    .unwrap_or(daemon.config.route);
                 if let Some(service) = request.and_then(|r| daemon.lookups.remove(&r)) {
                     // ssh known_hosts: the first key met is pinned; another is refused.
-                    match daemon.config.pinned.get(&service) {
-                        Some(pinned) if *pinned != peer => {
+                    if let Some(pinned) = daemon.config.pinned.get(&service) {
+                        if *pinned != peer {
                             let reason = key_changed(&service, *pinned, peer);
                             self.out
                                 .events
                                 .push_back(Event::ServiceFailed { service, reason });
                             return;
                         }
-                        Some(_) => {}
-                        None => {
-                            daemon.config.pinned.insert(service.clone(), peer);
-                            self.out.events.push_back(Event::ServiceKeyPinned {
-                                service: service.clone(),
-                                key: peer,
-                            });
-                        }
                     }
+                    // connet's rule: the stricter side wins; direct with relay is no path.
+                    let own = daemon.own_route(&service);
+                    let theirs = theirs.unwrap_or_default();
+                    let wanted = own
+                        .combine(theirs)
+                        .ok_or_else(|| route_conflict(&service, theirs, own))
+                        .and_then(|wanted| {
+                            session_route(self.sessions.get(&peer), wanted).map(|r| (wanted, r))
+                        });
+                    let (wanted, session) = match wanted {
+                        Ok(routes) => routes,
+                        Err(reason) => {
+                            let reason = format!("refused: {reason}");
+                            self.out
+                                .events
+                                .push_back(Event::ServiceFailed { service, reason });
+                            return;
+                        }
+                    };
+                    route = session;
+                    if !daemon.config.pinned.contains_key(&service) {
+                        daemon.config.pinned.insert(service.clone(), peer);
+                        self.out.events.push_back(Event::ServiceKeyPinned {
+                            service: service.clone(),
+                            key: peer,
+                        });
+                    }
+                    daemon.routes.insert(service.clone(), wanted);
                     daemon.resolved.insert(service, peer);
                 }
                 // What the introduction authorises the peer to reach here: the service it
@@ -279,17 +363,40 @@ impl Endpoint {
                 if let Some(r) = request {
                     daemon.rejoins.remove(&r);
                 }
+                if let (None, Some(service)) = (request, &service) {
+                    // A peer looked up a service of ours: its route policy joins the
+                    // session's. If they cannot share the session, the session keeps its
+                    // own and the service's streams are refused on a path it does not allow.
+                    let own = self.exposed.route(service).unwrap_or(daemon.config.route);
+                    if let Ok(combined) = session_route(self.sessions.get(&peer), own) {
+                        route = combined;
+                    }
+                }
+                let configured = daemon.config.peers.get(&peer);
+                if met {
+                    // A `[[peer]]` sets its session's route; else the daemon's holds.
+                    let own = configured
+                        .and_then(|c| c.route)
+                        .unwrap_or(daemon.config.route);
+                    if let Ok(combined) = session_route(self.sessions.get(&peer), own) {
+                        route = combined;
+                    }
+                }
                 let grant = match (request, service) {
                     (None, Some(service)) => Some(Some(service)),
                     _ if met => Some(None),
                     _ => None,
                 };
                 let granted = grant.is_some();
-                if let Some(grant) = grant {
-                    if !self.access.grant(peer, grant) {
-                        self.out.stats.dropped_grant_limit += 1;
-                        return;
-                    }
+                let allowed = match (grant, configured) {
+                    // A `[[peer]]` lets it reach only what it lists.
+                    (Some(None), Some(c)) => self.access.grant_only(peer, &c.allow),
+                    (Some(grant), _) => self.access.grant(peer, grant),
+                    (None, _) => true,
+                };
+                if !allowed {
+                    self.out.stats.dropped_grant_limit += 1;
+                    return;
                 }
                 // Both sides punch toward each other; the session's tie-break picks one
                 // handshake if both get through. Only toward host candidates on a LAN we
@@ -307,7 +414,7 @@ impl Endpoint {
                         candidates.push(guess);
                     }
                 }
-                let relay = Some((daemon.config.server_addr, daemon.config.route));
+                let relay = Some((daemon.config.server_addr, route));
                 if granted {
                     // A stream or flow the peer opened before this introduction reached us
                     // may be waiting for it.
@@ -339,7 +446,32 @@ impl Endpoint {
                         .events
                         .push_back(Event::ServiceFailed { service, reason });
                 } else if let Some(key) = daemon.meetings.remove(&request) {
-                    daemon.peers.remove(&key);
+                    // A `[[peer]]` is asked for again at once when the other side did not
+                    // come (or the server did not answer): the server waits anew, and the
+                    // error stands until the two meet.
+                    let again = matches!(
+                        code,
+                        ErrorCode::PeerTimeout | ErrorCode::LeaseExpired | ErrorCode::NoAnswer
+                    ) && daemon.config.peers.contains_key(&key);
+                    if again {
+                        let request = daemon.client.connect_peer(now, key);
+                        daemon.meetings.insert(request, key);
+                    } else {
+                        daemon.peers.remove(&key);
+                    }
+                    let services: Vec<ServiceName> = daemon
+                        .config
+                        .peer_services
+                        .iter()
+                        .filter(|(_, k)| **k == key)
+                        .map(|(s, _)| s.clone())
+                        .collect();
+                    for service in services {
+                        let reason = format!("peer {key}: {reason}");
+                        self.out
+                            .events
+                            .push_back(Event::ServiceFailed { service, reason });
+                    }
                     self.out.events.push_back(Event::PeerFailed { key, reason });
                 } else if daemon.admins.remove(&request) {
                     self.out
@@ -452,15 +584,18 @@ impl Endpoint {
             daemon.peers.remove(&key);
             return;
         }
+        // Services reached through a peer met in peer mode stay with it: it is met again.
+        let peer_services = &daemon.config.peer_services;
         let lost: Vec<ServiceName> = daemon
             .resolved
             .iter()
-            .filter(|(_, k)| **k == key)
+            .filter(|(s, k)| **k == key && !peer_services.contains_key(*s))
             .map(|(s, _)| s.clone())
             .collect();
         for service in lost {
             daemon.resolved.remove(&service);
-            let request = daemon.client.lookup(now, service.clone());
+            let route = daemon.own_route(&service);
+            let request = daemon.client.lookup_with_route(now, service.clone(), route);
             daemon.lookups.insert(request, service);
         }
         if daemon.peers.contains(&key) {
@@ -519,6 +654,11 @@ impl Endpoint {
             .daemon
             .as_mut()
             .ok_or(crate::error::ServiceError::NoRendezvous)?;
+        if let Some(key) = daemon.config.peer_services.get(&service).copied() {
+            // Reached through a daemon met in peer mode: no lookup, the meeting serves it.
+            daemon.resolved.insert(service, key);
+            return self.meet(now, key);
+        }
         if let Some(key) = daemon.resolved.get(&service).copied() {
             if self.sessions.get(&key).is_some_and(|s| s.is_connected()) {
                 self.announce_ready(key);
@@ -526,10 +666,34 @@ impl Endpoint {
             }
         }
         let daemon = self.daemon.as_mut().expect("checked above");
-        let request = daemon.client.lookup(now, service.clone());
+        let route = daemon.own_route(&service);
+        let request = daemon.client.lookup_with_route(now, service.clone(), route);
         daemon.lookups.insert(request, service);
         self.after(now);
         Ok(())
+    }
+
+    /// The route policy of a service we connect to: ours combined with the exposing side's
+    /// once an introduction told it, else ours (the `[[connect]]`'s or the daemon's).
+    pub fn service_route(&self, service: &ServiceName) -> Option<RoutePolicy> {
+        let daemon = self.daemon.as_ref()?;
+        let own = daemon.own_route(service);
+        Some(daemon.routes.get(service).copied().unwrap_or(own))
+    }
+
+    /// The daemons this one meets in peer mode (its `[[peer]]`s).
+    pub fn configured_peers(&self) -> Vec<PublicKey> {
+        let daemon = self.daemon.as_ref();
+        daemon.map_or_else(Vec::new, |d| d.config.peers.keys().copied().collect())
+    }
+
+    /// Asks the server to introduce us to every daemon of
+    /// [`crate::config::RendezvousConfig::peers`] (peer mode; each must ask for us too).
+    /// The node does it at start.
+    pub fn meet_configured(&mut self, now: Instant) {
+        for key in self.configured_peers() {
+            let _ = self.meet(now, key);
+        }
     }
 
     /// The key of the daemon `service` was resolved to (a daemon's connected services).
@@ -602,21 +766,32 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Publishes the exposed services with `service` added (`None`: as they are), after
+    /// Publishes the exposed services with `service` added with its route policy (`None`: as
+    /// they are), after
     /// checking the server could take them. Nothing changes if it could not.
     pub(super) fn publish(
         &mut self,
         now: Instant,
-        service: Option<&ServiceName>,
+        service: Option<(&ServiceName, RoutePolicy)>,
     ) -> Result<(), ServiceError> {
         let mut names: Vec<ServiceName> = self.exposed.names().cloned().collect();
-        if let Some(service) = service.filter(|s| !names.contains(s)) {
-            names.push(service.clone());
+        let mut routes: Vec<RoutePolicy> = names
+            .iter()
+            .map(|n| self.exposed.route(n).unwrap_or_default())
+            .collect();
+        if let Some((service, route)) = service {
+            match names.iter().position(|n| n == service) {
+                Some(at) => routes[at] = route,
+                None => {
+                    names.push(service.clone());
+                    routes.push(route);
+                }
+            }
         }
         if let Some(daemon) = self.daemon.as_mut() {
             daemon
                 .client
-                .set_services(now, names)
+                .set_services(now, names, routes)
                 .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         }
         Ok(())

@@ -437,7 +437,17 @@ impl Forwarder {
             Event::StreamReset { peer, stream, code }
             | Event::StreamStopped { peer, stream, code } => {
                 if let Some(&conn) = self.streams.get(&(*peer, *stream)) {
-                    let why = format!("the remote side reset the connection (code {code:#x})");
+                    let why = if *code == crate::service::ROUTE_REFUSED {
+                        let service = self.conns.get(&conn).map(|c| c.service.clone());
+                        let why = "refused by the exposing daemon: the service's route policy \
+                                   does not allow the path the session uses now";
+                        if let Some(w) = service.and_then(|s| self.wanted.get_mut(&s)) {
+                            w.last_error = Some(why.to_string());
+                        }
+                        why.to_string()
+                    } else {
+                        format!("the remote side reset the connection (code {code:#x})")
+                    };
                     // Both directions end: the remote connection is gone.
                     self.fail(now, ep, conn, *code, why);
                 }

@@ -75,6 +75,11 @@ pub struct ExposeOptions {
     pub protocol: Protocol,
     /// Send the connecting client's address ahead of each connection (TCP only).
     pub proxy_protocol: Option<ProxyVersion>,
+    /// Which paths may carry the service (`None`: the daemon's route policy). A connecting
+    /// daemon learns it from the server's introduction and combines it with its own (the
+    /// stricter side wins); a stream or flow that arrives on a path it does not allow is
+    /// refused with the reason.
+    pub route: Option<crate::path::RoutePolicy>,
 }
 
 impl ExposeOptions {
@@ -82,7 +87,7 @@ impl ExposeOptions {
     pub fn udp() -> Self {
         Self {
             protocol: Protocol::Udp,
-            proxy_protocol: None,
+            ..Self::default()
         }
     }
 }

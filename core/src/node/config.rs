@@ -99,6 +99,8 @@ impl NodeConfig {
                     source,
                 })?;
         }
+        // Both sides of a `[[peer]]` ask at start; each waits for the other.
+        endpoint.meet_configured(now);
         let public_key = endpoint.public_key();
         let mut forwarder = Forwarder::new(self.forward);
         let mut listen = Vec::new();

@@ -44,12 +44,14 @@ impl LogLine {
             | Event::Registered { .. }
             | Event::ServiceReady { .. }
             | Event::ServiceKeyPinned { .. }
+            | Event::PeerReady { .. }
             | Event::PathTokensSet { result: Ok(_) }
             | Event::MasterAttach { .. }
             | Event::Rendezvous(_) => Level::Info,
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
             | Event::ServiceFailed { .. }
+            | Event::PeerFailed { .. }
             | Event::PeerRejected { .. }
             | Event::StreamUnauthorized { .. }
             | Event::AccessRevoked { .. }
@@ -100,6 +102,13 @@ impl fmt::Display for LogLine {
             Event::ServiceFailed { service, reason } => {
                 write!(f, "service unavailable: {reason} service={service}")
             }
+            Event::PeerReady { key, peer } => {
+                write!(f, "met a peer in peer mode peer={peer} key={key}")
+            }
+            Event::PeerFailed { key, reason } => write!(
+                f,
+                "peer mode: not met yet, asking again: {reason} key={key}"
+            ),
             Event::PeerRejected { key, addr } => {
                 write!(
                     f,

@@ -69,6 +69,8 @@ pub(crate) struct Agent {
     host_budget: usize,
     /// How the first probes' TTL is chosen.
     first_ttl: ProbeTtl,
+    /// The route policy the last introduction gave (`None` before any).
+    route: Option<RoutePolicy>,
     out: VecDeque<Outgoing>,
 }
 
@@ -88,8 +90,15 @@ impl Agent {
             search: Search::default(),
             host_budget: HOST_BUDGET,
             first_ttl: ProbeTtl::Climb,
+            route: None,
             out: VecDeque::new(),
         }
+    }
+
+    /// The route policy the session was introduced with (the stricter of every service's
+    /// that uses it), `None` before any introduction.
+    pub(crate) fn route(&self) -> Option<RoutePolicy> {
+        self.route
     }
 
     /// How the first probes' TTL is chosen (from now on: punching attempts and search rounds
@@ -138,6 +147,14 @@ impl Agent {
         connected: bool,
     ) {
         let direct_allowed = super::candidates::direct_allowed(relay);
+        if let Some((_, route)) = relay {
+            self.route = Some(route);
+            if !route.allows_relay() {
+                // Direct only from now on (an earlier introduction may have allowed both).
+                self.relay = None;
+                self.relay_from = None;
+            }
+        }
         if let Some((server, _)) = relay.filter(|(_, r)| r.allows_relay()) {
             self.relay = Some(server);
             self.direct_allowed = direct_allowed;

@@ -189,16 +189,20 @@ impl Client {
         self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
     }
 
-    /// Publishes `services` from now on (replacing the previous set): registers again at once
+    /// Publishes `services` from now on (replacing the previous set), each with its route
+    /// policy in `routes` (same order; empty when all are `any`): registers again at once
     /// if the session to the server is up, otherwise at the next [`Self::start`]. Pending
     /// requests are kept. Refused, with nothing changed, if the set is invalid.
     pub(crate) fn set_services(
         &mut self,
         now: Instant,
         services: Vec<ServiceName>,
+        routes: Vec<crate::path::RoutePolicy>,
     ) -> Result<(), ConfigError> {
         check_services(&services)?;
         self.config.services = services;
+        let any = routes.iter().all(|r| *r == crate::path::RoutePolicy::Any);
+        self.config.routes = if any { Vec::new() } else { routes };
         if !matches!(self.state, State::Idle) {
             self.register(now);
         }
@@ -275,9 +279,28 @@ impl Client {
 
     /// Client/server mode: asks for the daemon that publishes `name`. Returns the request id
     /// that [`ClientEvent::Introduced`] or [`ClientEvent::RequestFailed`] will carry.
+    #[cfg(test)]
     pub(crate) fn lookup(&mut self, now: Instant, name: ServiceName) -> u64 {
+        self.lookup_with_route(now, name, crate::path::RoutePolicy::Any)
+    }
+
+    /// [`Self::lookup`] telling the server our `route` policy for the service, which it
+    /// checks against the service's own (a conflict fails the request at once).
+    pub(crate) fn lookup_with_route(
+        &mut self,
+        now: Instant,
+        name: ServiceName,
+        route: crate::path::RoutePolicy,
+    ) -> u64 {
         let request = self.request_id();
-        self.add_request(now, ClientMessage::Lookup { request, name })
+        self.add_request(
+            now,
+            ClientMessage::Lookup {
+                request,
+                name,
+                route,
+            },
+        )
     }
 
     /// Peer mode: asks to be introduced to `peer`, which must ask for us too. Returns the
@@ -342,6 +365,7 @@ impl Client {
             path_tokens: self.config.path_tokens.clone(),
             services: self.config.services.clone(),
             host_candidates: self.config.host_candidates.clone(),
+            routes: self.config.routes.clone(),
         });
     }
 
@@ -446,6 +470,7 @@ impl Client {
                 service,
                 candidates,
                 role,
+                route,
             } => {
                 // Acknowledge every copy: the previous acknowledgement may have been lost.
                 self.messages.push_back(ClientMessage::Ack { id });
@@ -465,6 +490,7 @@ impl Client {
                     service,
                     candidates,
                     role,
+                    route,
                 });
             }
             ServerMessage::LeaseExpired => {

@@ -76,6 +76,9 @@ pub(crate) struct ClientConfig {
     pub path_tokens: Vec<String>,
     /// Names this daemon publishes as a destination (at most [`MAX_SERVICES`], no duplicates).
     pub services: Vec<ServiceName>,
+    /// The route policy of each service, in the order of `services`; empty when every one
+    /// is `any` (so a server from before per-service routes reads the registration).
+    pub routes: Vec<crate::path::RoutePolicy>,
     /// Local addresses a peer on the same network can use; only the first
     /// [`MAX_HOST_CANDIDATES`](super::messages::MAX_HOST_CANDIDATES) are announced.
     pub host_candidates: Vec<SocketAddr>,
@@ -91,6 +94,7 @@ impl ClientConfig {
             token: token.into(),
             path_tokens: Vec::new(),
             services: Vec::new(),
+            routes: Vec::new(),
             host_candidates: Vec::new(),
             renew_every: None,
         }

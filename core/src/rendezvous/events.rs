@@ -39,6 +39,9 @@ pub(crate) enum ClientEvent {
         candidates: Vec<SocketAddr>,
         /// Our part in the punch.
         role: PunchRole,
+        /// The route policy the exposing side set for `service` (told to the side that
+        /// looked it up); `None` for `any`.
+        route: Option<crate::path::RoutePolicy>,
     },
     /// A `lookup` or `connect_peer` request failed; [`ErrorCode::NoAnswer`] when the server
     /// never answered.

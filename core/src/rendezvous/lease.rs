@@ -10,6 +10,7 @@ use super::messages::{ErrorCode, ServerMessage};
 use super::name::ServiceName;
 use super::plausible::plausible_host;
 use crate::crypto::PublicKey;
+use crate::path::RoutePolicy;
 
 /// How many final answers a registration remembers, to answer retransmitted requests
 /// identically.
@@ -43,6 +44,9 @@ pub(crate) struct Registration {
     token: String,
     rights: Rights,
     services: Vec<ServiceName>,
+    /// The route policy of each service, in the order of `services` as registered; empty
+    /// when all are `any`.
+    routes: Vec<RoutePolicy>,
     host_candidates: Vec<SocketAddr>,
     since: Instant,
     expires: Instant,
@@ -75,6 +79,15 @@ impl Registration {
     /// The services it publishes.
     pub(crate) fn services(&self) -> &[ServiceName] {
         &self.services
+    }
+
+    /// The route policy it set for `name`; `None` for `any` (or a name it does not publish).
+    pub(crate) fn route(&self, name: &ServiceName) -> Option<RoutePolicy> {
+        let at = self.services.iter().position(|n| n == name)?;
+        self.routes
+            .get(at)
+            .copied()
+            .filter(|r| *r != RoutePolicy::Any)
     }
 
     /// The host candidates it announced.
@@ -133,6 +146,8 @@ pub(crate) struct NewRegistration {
     pub(crate) token: String,
     pub(crate) rights: Rights,
     pub(crate) services: Vec<ServiceName>,
+    /// One per service (see [`Registration::route`]), or empty.
+    pub(crate) routes: Vec<RoutePolicy>,
     pub(crate) host_candidates: Vec<SocketAddr>,
     pub(crate) expires: Instant,
 }
@@ -244,6 +259,7 @@ impl Registry {
                 token: new.token,
                 rights: new.rights,
                 services: new.services,
+                routes: new.routes,
                 host_candidates: new.host_candidates,
                 since,
                 expires: new.expires,
@@ -283,8 +299,18 @@ impl Registry {
         let Some(reg) = self.by_key.get_mut(key) else {
             return Vec::new();
         };
-        let (kept, dropped): (Vec<_>, Vec<_>) = reg.services.drain(..).partition(|n| keep(n));
-        reg.services = kept;
+        let routes = std::mem::take(&mut reg.routes);
+        let route = |i: usize| routes.get(i).copied().unwrap_or_default();
+        let (kept, dropped): (Vec<_>, Vec<_>) = reg
+            .services
+            .drain(..)
+            .enumerate()
+            .partition(|(_, n)| keep(n));
+        if !routes.is_empty() {
+            reg.routes = kept.iter().map(|(i, _)| route(*i)).collect();
+        }
+        reg.services = kept.into_iter().map(|(_, n)| n).collect();
+        let dropped: Vec<ServiceName> = dropped.into_iter().map(|(_, n)| n).collect();
         for name in &dropped {
             self.names.remove(&(reg.token.clone(), name.clone()));
         }

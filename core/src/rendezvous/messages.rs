@@ -11,6 +11,14 @@
 //! Every list and string is bounded, and the bounds are checked while decoding, so any message
 //! encodes to at most [`MAX_MESSAGE_LEN`] bytes and a hostile one cannot make the decoder
 //! allocate more than the datagram it came in.
+//!
+//! Route policies per service travel as a trailer after the postcard body, present only when
+//! one is not `any`: a `Register` ends with one byte per published service (its route), an
+//! `Introduce` for a service with that service's route (0 any, 1 direct, 2 relay). A
+//! message without a trailer reads as before, so daemons and servers from before per-service
+//! routes keep working with each other as long as no route other than `any` is set; an older
+//! decoder refuses a message with a trailer (it reads past the body), which is why a server is
+//! upgraded before its daemons use per-service routes.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,6 +29,7 @@ use super::directory::{AdminAnswer, AdminCommand, Attachment};
 use super::grants::Grants;
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
+use crate::path::RoutePolicy;
 
 /// Upper bound of any encoded rendezvous message, in bytes (checked by tests at the limits):
 /// with the version byte and the transport's 33 bytes around it, under the 1200-byte UDP
@@ -63,6 +72,10 @@ pub(crate) enum ClientMessage {
         /// path's server token lets this daemon expose it, its client token lets it connect.
         #[serde(deserialize_with = "bounded_path_tokens")]
         path_tokens: Vec<String>,
+        /// The route policy of each service in `services`, in the same order; empty when
+        /// every one is `any` (the trailer, see the module docs).
+        #[serde(skip)]
+        routes: Vec<RoutePolicy>,
     },
     /// Extends the lease. Answered by `Renewed`, or `Error { NotRegistered }`.
     Renew {
@@ -78,6 +91,11 @@ pub(crate) enum ClientMessage {
         request: u64,
         /// The service.
         name: ServiceName,
+        /// The asker's route policy for it: the server refuses the lookup at once when the
+        /// service's own allows no common path (`RouteConflict`). `any` sends no trailer
+        /// (see the module docs).
+        #[serde(skip)]
+        route: RoutePolicy,
     },
     /// Peer mode: asks to be introduced to `peer`, which must ask for us too. Answered by
     /// `Waiting` until it does, then `Introduce`; or `Error` if it never does.
@@ -162,6 +180,11 @@ pub(crate) enum ServerMessage {
         candidates: Vec<SocketAddr>,
         /// Our part in the punch.
         role: PunchRole,
+        /// The route policy the exposing daemon set for `service`, told to the side that
+        /// looked it up; `None` for `any` or a daemon that set none (the trailer, see the
+        /// module docs).
+        #[serde(skip)]
+        route: Option<RoutePolicy>,
     },
     /// The registration's lease ran out and it was removed: register again.
     LeaseExpired,
@@ -239,6 +262,9 @@ pub enum ErrorCode {
     NoAnswer,
     /// A fixed path refused a client key it has not pinned.
     NotPinned,
+    /// The looked-up service's route policy and the asker's allow no common path (one is
+    /// direct-only, the other relay-only). Sent only to a daemon whose lookup named a route.
+    RouteConflict,
 }
 
 impl fmt::Display for ErrorCode {
@@ -254,6 +280,7 @@ impl fmt::Display for ErrorCode {
             Self::Malformed => "the request was refused as malformed",
             Self::NoAnswer => "the rendezvous server did not answer in time; check it is reachable",
             Self::NotPinned => "the path is fixed to other client keys; its master can let new ones in with `burrow admin reload PATH`",
+            Self::RouteConflict => "the service's route policy and this connect's allow no common path; set route = \"any\" on the connect or match the exposing side's",
         })
     }
 }
@@ -295,34 +322,91 @@ impl fmt::Display for MessageError {
 
 impl std::error::Error for MessageError {}
 
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, MessageError> {
-    match postcard::take_from_bytes(bytes) {
-        Ok((msg, [])) => Ok(msg),
-        _ => Err(MessageError::Malformed),
+/// Route bytes read from a trailer: exactly `len` valid ones, or `None`.
+fn routes_from(trailer: &[u8], len: usize) -> Option<Vec<RoutePolicy>> {
+    if trailer.len() != len {
+        return None;
     }
+    trailer.iter().map(|b| RoutePolicy::from_byte(*b)).collect()
 }
 
 impl ClientMessage {
-    /// The postcard body (no version byte; the wire layer adds it).
+    /// The postcard body (no version byte; the wire layer adds it), then the route trailer
+    /// of a `Register` that has one.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("rendezvous messages always serialize")
+        let mut out = postcard::to_allocvec(self).expect("rendezvous messages always serialize");
+        if let ClientMessage::Register {
+            services, routes, ..
+        } = self
+        {
+            if !routes.is_empty() {
+                let route = |i: usize| routes.get(i).copied().unwrap_or_default();
+                out.extend((0..services.len()).map(|i| route(i).to_byte()));
+            }
+        }
+        if let ClientMessage::Lookup { route, .. } = self {
+            if *route != RoutePolicy::Any {
+                out.push(route.to_byte());
+            }
+        }
+        out
     }
 
-    /// Decodes a postcard body, checking every bound; trailing bytes are refused.
+    /// Decodes a postcard body, checking every bound; trailing bytes are refused, except a
+    /// `Register`'s route trailer (one valid byte per service).
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
-        decode(bytes)
+        let (mut msg, trailer) =
+            postcard::take_from_bytes::<Self>(bytes).map_err(|_| MessageError::Malformed)?;
+        if trailer.is_empty() {
+            return Ok(msg);
+        }
+        match &mut msg {
+            ClientMessage::Register {
+                services, routes, ..
+            } => {
+                *routes = routes_from(trailer, services.len()).ok_or(MessageError::Malformed)?;
+                Ok(msg)
+            }
+            ClientMessage::Lookup { route, .. } => {
+                let one = routes_from(trailer, 1).ok_or(MessageError::Malformed)?;
+                *route = one[0];
+                Ok(msg)
+            }
+            _ => Err(MessageError::Malformed),
+        }
     }
 }
 
 impl ServerMessage {
-    /// The postcard body (no version byte; the wire layer adds it).
+    /// The postcard body (no version byte; the wire layer adds it), then the route trailer
+    /// of an `Introduce` that has one.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("rendezvous messages always serialize")
+        let mut out = postcard::to_allocvec(self).expect("rendezvous messages always serialize");
+        if let ServerMessage::Introduce {
+            route: Some(route), ..
+        } = self
+        {
+            out.push(route.to_byte());
+        }
+        out
     }
 
-    /// Decodes a postcard body, checking every bound; trailing bytes are refused.
+    /// Decodes a postcard body, checking every bound; trailing bytes are refused, except an
+    /// `Introduce`'s route trailer (one valid byte).
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
-        decode(bytes)
+        let (mut msg, trailer) =
+            postcard::take_from_bytes::<Self>(bytes).map_err(|_| MessageError::Malformed)?;
+        if trailer.is_empty() {
+            return Ok(msg);
+        }
+        match &mut msg {
+            ServerMessage::Introduce { route, .. } => {
+                let mut one = routes_from(trailer, 1).ok_or(MessageError::Malformed)?;
+                *route = one.pop();
+                Ok(msg)
+            }
+            _ => Err(MessageError::Malformed),
+        }
     }
 }
 
@@ -483,6 +567,7 @@ mod tests {
             services: (0..MAX_SERVICES).map(longest_name).collect(),
             host_candidates: vec![v6(); MAX_HOST_CANDIDATES],
             path_tokens: vec!["p".repeat(MAX_PATH_TOKEN_LEN); MAX_PATH_TOKENS],
+            routes: vec![RoutePolicy::Direct; MAX_SERVICES],
         };
         let introduce = ServerMessage::Introduce {
             id: u64::MAX,
@@ -491,6 +576,7 @@ mod tests {
             service: Some(longest_name(0)),
             candidates: vec![v6(); MAX_CANDIDATES],
             role: PunchRole::Responder,
+            route: Some(RoutePolicy::Relay),
         };
         let error = ServerMessage::Error {
             request: u64::MAX,
@@ -755,6 +841,64 @@ mod tests {
         }
     }
 
+    /// Hostile route trailers: a `Register` trailer of the wrong length or with an unknown
+    /// byte, an `Introduce` trailer longer than one byte, and a trailer on any other message
+    /// are refused; a message without one reads as before (all routes `any`).
+    #[test]
+    fn route_trailers_are_checked() {
+        let services: Vec<ServiceName> = (0..3).map(longest_name).collect();
+        let register = ClientMessage::Register {
+            request: 1,
+            token: String::new(),
+            services: services.clone(),
+            host_candidates: vec![],
+            path_tokens: vec![],
+            routes: vec![RoutePolicy::Relay, RoutePolicy::Any, RoutePolicy::Direct],
+        };
+        let bytes = register.encode();
+        assert_eq!(&bytes[bytes.len() - 3..], &[2, 0, 1]);
+        assert_eq!(ClientMessage::decode(&bytes), Ok(register.clone()));
+        let body = &bytes[..bytes.len() - 3];
+        let ClientMessage::Register { routes, .. } = ClientMessage::decode(body).unwrap() else {
+            panic!("a register");
+        };
+        assert!(routes.is_empty(), "no trailer: every route any");
+        for bad in [&[2u8, 0][..], &[2, 0, 1, 0], &[2, 0, 3], &[0xff, 0, 0]] {
+            let bytes = [body, bad].concat();
+            assert_eq!(
+                ClientMessage::decode(&bytes),
+                Err(MessageError::Malformed),
+                "{bad:?}"
+            );
+        }
+        let lookup = ClientMessage::Lookup {
+            request: 1,
+            name: longest_name(0),
+            route: RoutePolicy::Relay,
+        };
+        let bytes = lookup.encode();
+        assert_eq!(bytes.last(), Some(&2));
+        assert_eq!(ClientMessage::decode(&bytes), Ok(lookup));
+        for bad in [&[2u8, 2][..], &[3]] {
+            let bytes = [&bytes[..bytes.len() - 1], bad].concat();
+            assert_eq!(ClientMessage::decode(&bytes), Err(MessageError::Malformed));
+        }
+        let renew = ClientMessage::Renew { request: 1 }.encode();
+        assert_eq!(
+            ClientMessage::decode(&[&renew[..], &[0]].concat()),
+            Err(MessageError::Malformed)
+        );
+        let (_, introduce, error) = largest_messages();
+        let bytes = introduce.encode();
+        assert_eq!(bytes.last(), Some(&2));
+        for bad in [&[2u8, 2][..], &[9]] {
+            let bytes = [&bytes[..bytes.len() - 1], bad].concat();
+            assert_eq!(ServerMessage::decode(&bytes), Err(MessageError::Malformed));
+        }
+        let bytes = [&error.encode()[..], &[2]].concat();
+        assert_eq!(ServerMessage::decode(&bytes), Err(MessageError::Malformed));
+    }
+
     #[test]
     fn over_limit_lists_and_strings_are_refused() {
         let ok = ClientMessage::Register {
@@ -763,6 +907,7 @@ mod tests {
             services: vec![],
             host_candidates: vec![],
             path_tokens: vec![],
+            routes: vec![],
         };
         assert_eq!(
             ClientMessage::decode(&ok.encode()),
@@ -774,6 +919,7 @@ mod tests {
             services: vec![],
             host_candidates: vec![(Ipv4Addr::LOCALHOST, 1).into(); MAX_HOST_CANDIDATES + 1],
             path_tokens: vec![],
+            routes: vec![],
         };
         assert_eq!(
             ClientMessage::decode(&hosts.encode()),
@@ -785,6 +931,7 @@ mod tests {
             services: (0..=MAX_SERVICES).map(longest_name).collect(),
             host_candidates: vec![],
             path_tokens: vec![],
+            routes: vec![],
         };
         assert_eq!(
             ClientMessage::decode(&services.encode()),
@@ -800,6 +947,7 @@ mod tests {
                 services: vec![],
                 host_candidates: vec![],
                 path_tokens,
+                routes: vec![],
             };
             assert_eq!(
                 ClientMessage::decode(&tokens.encode()),
@@ -841,22 +989,35 @@ mod tests {
                 proptest::collection::vec(name(), 0..=MAX_SERVICES),
                 proptest::collection::vec(addr(), 0..=MAX_HOST_CANDIDATES),
                 proptest::collection::vec("[a-f0-9]{0,48}", 0..=MAX_PATH_TOKENS),
+                any::<bool>(),
             )
                 .prop_map(
-                    |(request, token, services, host_candidates, path_tokens)| {
+                    |(request, token, services, host_candidates, path_tokens, routed)| {
+                        // Every other service relay-only, when the registration has routes.
+                        let routes = if routed {
+                            (0..services.len())
+                                .map(|i| RoutePolicy::from_byte((i % 3) as u8).unwrap_or_default())
+                                .collect()
+                        } else {
+                            vec![]
+                        };
                         ClientMessage::Register {
                             request,
                             token,
                             services,
                             host_candidates,
                             path_tokens,
+                            routes,
                         }
                     }
                 ),
             any::<u64>().prop_map(|request| ClientMessage::Renew { request }),
             Just(ClientMessage::Unregister),
-            (any::<u64>(), name())
-                .prop_map(|(request, name)| ClientMessage::Lookup { request, name }),
+            (any::<u64>(), name(), 0u8..3).prop_map(|(request, name, r)| ClientMessage::Lookup {
+                request,
+                name,
+                route: RoutePolicy::from_byte(r).unwrap_or_default(),
+            }),
             (any::<u64>(), any::<[u8; 32]>()).prop_map(|(request, k)| ClientMessage::ConnectPeer {
                 request,
                 peer: PublicKey::from_bytes(k)
@@ -994,9 +1155,10 @@ mod tests {
                 any::<[u8; 32]>(),
                 proptest::option::of(name()),
                 proptest::collection::vec(addr(), 0..=MAX_CANDIDATES),
-                any::<bool>()
+                any::<bool>(),
+                proptest::option::of(0u8..3),
             )
-                .prop_map(|(id, request, k, service, candidates, init)| {
+                .prop_map(|(id, request, k, service, candidates, init, route)| {
                     ServerMessage::Introduce {
                         id,
                         request,
@@ -1008,6 +1170,7 @@ mod tests {
                         } else {
                             PunchRole::Responder
                         },
+                        route: route.and_then(RoutePolicy::from_byte),
                     }
                 }),
             Just(ServerMessage::LeaseExpired),

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use super::{Context, STREAM_OVERHEAD};
 use crate::crypto::PublicKey;
 use crate::event::{Event, PeerId};
-use crate::service::{BAD_HEADER, HeaderReader, HeaderState, UNKNOWN_SERVICE};
+use crate::path::Path;
+use crate::service::{BAD_HEADER, HeaderReader, HeaderState, ROUTE_REFUSED, UNKNOWN_SERVICE};
 use crate::stream::{Mux, ReadOutcome, Role, StreamEvent, StreamId};
 
 /// How long a stream for a service its peer may not reach (yet) waits for the server's
@@ -67,14 +68,15 @@ impl Streams {
         }
     }
 
-    /// Passes the stream layer's events on; returns whether there were any.
+    /// Passes the stream layer's events on; returns whether there were any. `path` is the
+    /// one the session uses now, which an incoming stream's service must allow.
     pub(crate) fn pass_events(
         &mut self,
         ctx: &mut Context<'_>,
-        peer: PeerId,
+        (peer, path): (PeerId, Path),
         now: Instant,
     ) -> bool {
-        let mut any = self.recheck_held(ctx, peer, now);
+        let mut any = self.recheck_held(ctx, (peer, path), now);
         while let Some(event) = self.mux.poll_event() {
             any = true;
             let event = match event {
@@ -83,7 +85,7 @@ impl Streams {
                     continue;
                 }
                 StreamEvent::Readable(stream) if self.headers.contains_key(&stream) => {
-                    match self.read_header(ctx, peer, stream, now) {
+                    match self.read_header(ctx, (peer, path), stream, now) {
                         Some(event) => event,
                         None => continue,
                     }
@@ -124,7 +126,7 @@ impl Streams {
     fn read_header(
         &mut self,
         ctx: &mut Context<'_>,
-        peer: PeerId,
+        (peer, path): (PeerId, Path),
         stream: StreamId,
         now: Instant,
     ) -> Option<Event> {
@@ -149,7 +151,7 @@ impl Streams {
                     origin,
                     until: now + HOLD_UNAUTHORIZED,
                 };
-                self.admit(ctx, peer, stream, held, now)
+                self.admit(ctx, (peer, path), stream, held, now)
             }
             HeaderState::Bad | HeaderState::Need(_) => {
                 ctx.out.stats.streams_refused += 1;
@@ -162,18 +164,27 @@ impl Streams {
     /// Announces a stream whose header named `held.service` if the peer may reach it; else
     /// holds it until `held.until` (the server's introduction that authorises the peer may
     /// still be on its way: it and the peer's first stream race), then refuses it exactly
-    /// like a service we do not expose. At most [`MAX_HELD`] streams wait per session.
+    /// like a service we do not expose. At most [`MAX_HELD`] streams wait per session. A
+    /// stream the peer may reach whose service's route policy does not allow `path` is
+    /// refused with [`ROUTE_REFUSED`].
     fn admit(
         &mut self,
         ctx: &mut Context<'_>,
-        peer: PeerId,
+        (peer, path): (PeerId, Path),
         stream: StreamId,
         held: Held,
         now: Instant,
     ) -> Option<Event> {
         let target = ctx.exposed.target(&held.service);
         let allowed = authorized(ctx, peer, &held.service);
+        let route = ctx.exposed.route(&held.service).unwrap_or_default();
         match target {
+            Some(_) if allowed && !route.allows(path) => {
+                ctx.out.stats.streams_refused += 1;
+                ctx.out.stats.streams_route_refused += 1;
+                refuse(&mut self.mux, stream, ROUTE_REFUSED);
+                None
+            }
             Some((target, proxy)) if allowed => {
                 let target = target.to_string();
                 ctx.out.events.push_back(Event::IncomingStream {
@@ -226,7 +237,12 @@ impl Streams {
 
     /// Looks at the held streams again: announces those the peer may reach now, refuses
     /// those whose wait is over. Returns whether anything happened.
-    fn recheck_held(&mut self, ctx: &mut Context<'_>, peer: PeerId, now: Instant) -> bool {
+    fn recheck_held(
+        &mut self,
+        ctx: &mut Context<'_>,
+        (peer, path): (PeerId, Path),
+        now: Instant,
+    ) -> bool {
         if self.held.is_empty() {
             return false;
         }
@@ -237,7 +253,7 @@ impl Streams {
                 continue;
             }
             any = true;
-            if let Some(event) = self.admit(ctx, peer, stream, held, now) {
+            if let Some(event) = self.admit(ctx, (peer, path), stream, held, now) {
                 ctx.out.events.push_back(event);
             }
         }

@@ -308,7 +308,10 @@ impl Session {
     pub(crate) fn flush_mux(&mut self, ctx: &mut Context<'_>, now: Instant) {
         self.send_mux_packets(ctx, now);
         // Reading a header may free credit and queue a window update: send again until quiet.
-        while self.streams.pass_events(ctx, self.id, now) {
+        while self
+            .streams
+            .pass_events(ctx, (self.id, self.punch.path()), now)
+        {
             if self.streams.violated {
                 ctx.out.stats.protocol_violations += 1;
                 self.close(ctx, now, CloseCode::ProtocolViolation);

@@ -90,6 +90,9 @@ impl UdpForwarder {
             Some(Err(_)) => return self.refuse(now, ep, peer, remote, CloseWhy::Failed),
             Some(Ok(target)) => target,
         };
+        if !ep.route_allows(peer, &service) {
+            return self.refuse(now, ep, peer, remote, CloseWhy::Route);
+        }
         let open = self
             .incoming
             .values()

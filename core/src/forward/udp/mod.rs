@@ -131,6 +131,9 @@ fn refusal(why: CloseWhy) -> String {
         CloseWhy::Refused => "not a UDP service it exposes to us".to_string(),
         CloseWhy::Limit => "the service has as many flows as it allows".into(),
         CloseWhy::Failed => "its socket toward the service failed".into(),
+        CloseWhy::Route => "the service's route policy does not allow the path the session \
+                            uses now (see `route` on its [[expose]])"
+            .into(),
         CloseWhy::Unknown => "it forgot the flow".into(),
         CloseWhy::Other(code) => format!("reason {code}"),
     };

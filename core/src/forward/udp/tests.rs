@@ -388,6 +388,41 @@ fn flows_reach_only_granted_udp_services() {
     );
 }
 
+/// A flow for a UDP service whose route policy does not allow the path the session uses
+/// now (here: relay-only, on a direct session) is refused with `Route`, which the opener
+/// shows as the reason; no socket is opened for it.
+#[test]
+fn a_flow_on_a_path_its_service_does_not_allow_is_refused_with_the_reason() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.send(1, b"hello");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.hosts[A].m.open.len(), 1);
+    let peer = PeerId(net.hosts[B].m.udp.flows(net.now)[0].peer.expect("peer"));
+    assert!(matches!(
+        net.hosts[B].m.ep.peer_path(peer),
+        Some(crate::Path::Direct(_))
+    ));
+    let relay_only = ExposeOptions {
+        route: Some(crate::RoutePolicy::Relay),
+        ..ExposeOptions::udp()
+    };
+    net.with(A, |n, now| {
+        n.ep.expose_with(now, name("/t/dns"), TARGET, relay_only)
+            .unwrap();
+    });
+    net.open_by_hand(peer, 20, "/t/dns", b"direct");
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(
+        net.hosts[A].m.open.len(),
+        1,
+        "no socket for the refused flow"
+    );
+    assert_eq!(net.hosts[A].m.udp.stats().flows_refused, 1);
+    let closes = closes(&net);
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(closes[0][2], 4, "`Route`: {closes:?}");
+}
+
 /// The CLOSE messages B received.
 fn closes(net: &Net) -> Vec<Vec<u8>> {
     net.hosts[B]

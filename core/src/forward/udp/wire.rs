@@ -47,6 +47,9 @@ pub enum CloseWhy {
     Limit,
     /// Its local socket failed.
     Failed,
+    /// The service's route policy does not allow the path the session uses now (a
+    /// relay-only service on a direct path, or the other way round).
+    Route,
     /// A reason this version does not know.
     Other(u8),
 }
@@ -58,6 +61,7 @@ impl CloseWhy {
             Self::Refused => 1,
             Self::Limit => 2,
             Self::Failed => 3,
+            Self::Route => 4,
             Self::Other(b) => b,
         }
     }
@@ -68,6 +72,7 @@ impl CloseWhy {
             1 => Self::Refused,
             2 => Self::Limit,
             3 => Self::Failed,
+            4 => Self::Route,
             b => Self::Other(b),
         }
     }
@@ -347,6 +352,13 @@ mod tests {
                 why: CloseWhy::Other(9)
             })
         );
+        // The route refusal (4) reads back as itself; an older peer keeps it as Other(4).
+        let close = FlowMsg::Close {
+            flow: 5,
+            why: CloseWhy::Route,
+        };
+        assert_eq!(close.encode(), vec![0x13, 5, 4]);
+        assert_eq!(FlowMsg::decode(&[0x13, 5, 4]), Ok(close));
     }
 
     proptest! {

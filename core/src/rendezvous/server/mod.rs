@@ -24,6 +24,7 @@ use super::pending::{Push, Pushes, Waiter, Waiters};
 use super::relay::{Held, RelayBudget, RelayLimits, RelayRefusal, RelayShaper, Shaped};
 use super::retry::Retry;
 use crate::crypto::PublicKey;
+use crate::path::RoutePolicy;
 use crate::rng::SeededRng;
 
 /// Most `ConnectPeer` requests one daemon may have waiting at once.
@@ -236,6 +237,7 @@ impl Server {
                 services,
                 host_candidates,
                 path_tokens,
+                routes,
             } => {
                 let binds = match self.daemons_to_bind(from, &token, &path_tokens) {
                     Ok(binds) => binds,
@@ -252,6 +254,7 @@ impl Server {
                     token: tenant,
                     rights,
                     services,
+                    routes,
                     host_candidates,
                     expires: now + self.config.lease,
                 };
@@ -298,14 +301,18 @@ impl Server {
                 );
                 self.observed(from, request, ttl);
             }
-            ClientMessage::Lookup { request, name } => {
+            ClientMessage::Lookup {
+                request,
+                name,
+                route,
+            } => {
                 if self.repeat_answer(from, request) {
                     return;
                 }
                 if self.registry.get(&from).is_none() {
                     return self.not_registered(from, request);
                 }
-                self.on_lookup(now, from, request, name);
+                self.on_lookup(now, from, request, name, route);
             }
             ClientMessage::ConnectPeer { request, peer } => {
                 if self.repeat_answer(from, request) {
@@ -395,7 +402,14 @@ impl Server {
         true
     }
 
-    fn on_lookup(&mut self, now: Instant, from: PublicKey, request: u64, name: ServiceName) {
+    fn on_lookup(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        request: u64,
+        name: ServiceName,
+        route: RoutePolicy,
+    ) {
         // Only the asker's own tenant is searched: a name of another tenant is as unknown as
         // one nobody publishes, with the same answer.
         // Likewise a declared path the asker holds no client token for.
@@ -414,6 +428,17 @@ impl Server {
         if target == from {
             let detail = format!("{name} is published by the asking daemon itself");
             return self.fail(from, request, ErrorCode::Malformed, detail);
+        }
+        // connet's rule, checked before anyone is introduced: a direct-only side and a
+        // relay-only side share no path.
+        let theirs = self.registry.get(&target).and_then(|r| r.route(&name));
+        if let Some(theirs) = theirs.filter(|t| route.combine(*t).is_none()) {
+            let detail = format!(
+                "{name} is exposed {} and this connect is {}",
+                theirs.describe(),
+                route.describe()
+            );
+            return self.fail(from, request, ErrorCode::RouteConflict, detail);
         }
         if self.pushes.values().filter(|p| p.to == target).count() >= MAX_PUSHES_PER_KEY {
             let detail = format!("too many introductions pending for {name}; try again");
@@ -516,11 +541,13 @@ impl Server {
             return;
         };
         let (cands_a, cands_b) = (reg_a.candidates(), reg_b.candidates());
+        // The asker learns the route the service's owner set for it (the owner knows it).
+        let route = service.as_ref().and_then(|s| reg_b.route(s));
         let sides = [
-            (a.key, a.request, b, cands_b, a.role),
-            (b, b_request, a.key, cands_a, a.role.opposite()),
+            (a.key, a.request, b, cands_b, a.role, route),
+            (b, b_request, a.key, cands_a, a.role.opposite(), None),
         ];
-        for (to, request, peer, candidates, role) in sides {
+        for (to, request, peer, candidates, role, route) in sides {
             let id = self.next_id;
             self.next_id += 1;
             let msg = ServerMessage::Introduce {
@@ -530,6 +557,7 @@ impl Server {
                 service: service.clone(),
                 candidates,
                 role,
+                route,
             };
             if let (Some(request), Some(reg)) = (request, self.registry.get_mut(&to)) {
                 reg.remember(request, msg.clone());

@@ -344,6 +344,7 @@ fn introduced(
             service,
             candidates,
             role,
+            ..
         } => (*request, *peer, service.clone(), candidates.clone(), *role),
         other => panic!("not an introduction: {other:?}"),
     }
@@ -555,6 +556,61 @@ fn client_server_introduction_reaches_both_sides() {
     );
 }
 
+/// Route policies per service: the server passes the exposing side's to the asker with its
+/// introduction (and nothing to the exposing side, which knows it), and refuses a lookup
+/// whose own policy shares no path with the service's at once, introducing no one.
+#[test]
+fn service_routes_reach_the_asker_and_a_conflict_is_refused_at_once() {
+    use crate::path::RoutePolicy;
+    let mut h = Harness::new(ServerConfig::default());
+    let mut config = ClientConfig::new("t");
+    config.services = vec![name("/r/relayed"), name("/r/open")];
+    config.routes = vec![RoutePolicy::Relay, RoutePolicy::Any];
+    let dest = h.add_with(config);
+    let src = h.add(&[]);
+    h.run(Duration::from_secs(1));
+    let route_of = |e: &ClientEvent| match e {
+        ClientEvent::Introduced { route, .. } => *route,
+        other => panic!("not an introduction: {other:?}"),
+    };
+    h.with(src, |c, now| {
+        c.lookup_with_route(now, name("/r/relayed"), RoutePolicy::Any)
+    });
+    h.with(src, |c, now| c.lookup(now, name("/r/open")));
+    h.run(Duration::from_secs(1));
+    let routes: Vec<_> = h.introductions(src).iter().map(route_of).collect();
+    assert_eq!(routes, [Some(RoutePolicy::Relay), None]);
+    let routes: Vec<_> = h.introductions(dest).iter().map(route_of).collect();
+    assert_eq!(routes, [None, None], "the exposing side is told nothing");
+    // Direct-only against relay-only: refused at once, nobody introduced.
+    let request = h.with(src, |c, now| {
+        c.lookup_with_route(now, name("/r/relayed"), RoutePolicy::Direct)
+    });
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.introductions(dest).len(), 2, "no third introduction");
+    let failed = h.events(src).into_iter().find_map(|e| match e {
+        ClientEvent::RequestFailed {
+            request: r,
+            code,
+            detail,
+        } if r == request => Some((code, detail)),
+        _ => None,
+    });
+    assert_eq!(
+        failed,
+        Some((
+            ErrorCode::RouteConflict,
+            "/r/relayed is exposed relay-only and this connect is direct-only".to_string()
+        ))
+    );
+    // A direct-only lookup of the any-path service goes through.
+    h.with(src, |c, now| {
+        c.lookup_with_route(now, name("/r/open"), RoutePolicy::Direct)
+    });
+    h.run(Duration::from_secs(1));
+    assert_eq!(h.introductions(dest).len(), 3);
+}
+
 #[test]
 fn peer_mode_introduces_when_both_ask_in_either_order() {
     for first_is_a in [true, false] {
@@ -660,11 +716,13 @@ fn the_server_answers_a_duplicate_identically_without_side_effects() {
             services: svc,
             host_candidates: vec![],
             path_tokens: vec![],
+            routes: vec![],
         };
         server.handle_message(t0, k, addr, msg, None);
     }
     while server.poll_message().is_some() {}
     let lookup = ClientMessage::Lookup {
+        route: Default::default(),
         request: 7,
         name: name("/svc"),
     };

@@ -114,8 +114,10 @@ fn a_rattached_server_may_publish_the_path() {
     );
     assert_eq!(pushed(&h, exposer), [(name("/ssh"), Some(target))]);
     // The daemon publishes it (as its owner does on the push).
-    h.with(exposer, |c, now| c.set_services(now, vec![name("/ssh")]))
-        .unwrap();
+    h.with(exposer, |c, now| {
+        c.set_services(now, vec![name("/ssh")], vec![])
+    })
+    .unwrap();
     h.run(SECOND);
     assert!(registered(&h, exposer));
     assert_eq!(lookup(&mut h, user, "/ssh"), Ok(key(exposer)));

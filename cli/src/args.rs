@@ -135,6 +135,12 @@ pub enum Command {
     ///   listen = "127.0.0.1:5432"
     ///   peer_key = "BASE64 key"         # optional; else pinned at first use
     ///   protocol = "tcp"                # tcp (default) or udp
+    ///   route = "relay"                 # optional per service: any, direct or relay
+    ///
+    ///   [[peer]]                        # peer mode: met once it names us too
+    ///   key = "BASE64 key of the other daemon"
+    ///   allow = ["/home/ssh"]           # our services it may reach (default: none)
+    ///   connect = [{ name = "/its/web", listen = "127.0.0.1:8080" }]
     #[command(verbatim_doc_comment)]
     Daemon {
         /// The TOML config file.

@@ -338,6 +338,78 @@ fn peers_met_in_peer_mode_reach_every_service() {
     assert_eq!(net.hosts[A].m.stats().streams_unauthorized, 0);
 }
 
+/// `[[peer]]` from the configuration: both sides name each other and meet at start; the
+/// exposing side's entry lists what the other may reach (here `/a`, not `/b`), and the
+/// connecting side reaches `/a` through the meeting with no lookup.
+#[test]
+fn configured_peers_meet_and_reach_only_what_they_are_allowed() {
+    use crate::config::PeerConfig;
+    let (a_key, b_key) = (key(1).public_key(), key(2).public_key());
+    let mut net = lab_with(|n, config| {
+        let r = config.rendezvous.as_mut().expect("a daemon");
+        if n == 1 {
+            let allow = vec![name("/a")];
+            r.peers.insert(b_key, PeerConfig { allow, route: None });
+        } else {
+            r.peers.insert(a_key, PeerConfig::default());
+            r.peer_services.insert(name("/a"), a_key);
+            r.peer_services.insert(name("/b"), a_key);
+        }
+    });
+    expose(&mut net, A, &["/a", "/b"]);
+    for i in [A, B] {
+        net.with(i, |ep, now| ep.meet_configured(now));
+    }
+    let peer = look_up(&mut net, B, "/a");
+    open(&mut net, B, peer, "/a");
+    let b_stream = open(&mut net, B, peer, "/b");
+    let got: Vec<ServiceName> = incoming(&net, A).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(got, [name("/a")]);
+    assert!(refused(&net, B, b_stream), "/b is not allowed");
+    assert_eq!(net.hosts[A].m.stats().streams_unauthorized, 1);
+    assert_eq!(count(&net, B, |e| matches!(e, Event::PeerReady { .. })), 1);
+}
+
+/// A `[[peer]]` the other side never names: the server's wait ends with an error
+/// ([`Event::PeerFailed`], and [`Event::ServiceFailed`] for the services reached through it),
+/// and the daemon asks again, so they meet as soon as the other side asks too.
+#[test]
+fn a_configured_peer_that_never_asks_fails_and_is_asked_again() {
+    use crate::config::PeerConfig;
+    let a_key = key(1).public_key();
+    let mut net = lab_with(|n, config| {
+        if n == 2 {
+            let r = config.rendezvous.as_mut().expect("a daemon");
+            r.peers.insert(a_key, PeerConfig::default());
+            r.peer_services.insert(name("/a"), a_key);
+        }
+    });
+    expose(&mut net, A, &["/a"]);
+    net.with(B, |ep, now| ep.meet_configured(now));
+    net.with(B, |ep, now| ep.connect_service(now, name("/a")))
+        .expect("connect_service");
+    let wait = ServerConfig::default().peer_wait;
+    net.run_for(wait + Duration::from_secs(5));
+    let failed = |net: &Net<Endpoint>| {
+        count(
+            net,
+            B,
+            |e| matches!(e, Event::PeerFailed { reason, .. } if reason.contains("PeerTimeout")),
+        )
+    };
+    assert_eq!(failed(&net), 1, "{:?}", net.hosts[B].events);
+    assert!(
+        failure(&net, B).is_some_and(|f| f.contains("PeerTimeout")),
+        "the service says why"
+    );
+    // Asked again at once: A names B now, and they meet.
+    let b_key = key(2).public_key();
+    net.with(A, |ep, now| ep.meet(now, b_key)).unwrap();
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(count(&net, B, |e| matches!(e, Event::PeerReady { .. })), 1);
+    assert_eq!(failed(&net), 1);
+}
+
 #[test]
 fn an_allow_listed_key_reaches_every_service_without_the_server() {
     let stranger = key(5).public_key();

@@ -35,6 +35,7 @@ use burrow_core::rendezvous::MAX_PATH_TOKENS;
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
 /// `burrow server`.
+#[allow(clippy::too_many_arguments)] // the flags of `burrow server`, each its own setting
 pub fn server(
     runtime: Runtime,
     listen: SocketAddr,

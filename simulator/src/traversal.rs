@@ -409,6 +409,8 @@ fn run_on(
             host_candidates: vec![host_addr],
             route: Default::default(),
             connect_routes: Default::default(),
+            peers: Default::default(),
+            peer_services: Default::default(),
             pinned: Default::default(),
         };
         let mut config = Config::daemon(secret_key(seed, name), rendezvous);

@@ -63,6 +63,8 @@ fn daemon_config(seed: u64, name: &str, w: (&SecretKey, SocketAddr), host: Socke
         host_candidates: vec![host],
         route: Default::default(),
         connect_routes: Default::default(),
+        peers: Default::default(),
+        peer_services: Default::default(),
         pinned: Default::default(),
     };
     Config::daemon(secret_key(seed, name), rendezvous)

@@ -435,7 +435,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let err = daemon(&path).unwrap_err().join("\n");
         for want in [
-            "line 7: `[[peer]] #1 key`",
+            "line 8: `[[peer]] #1 key`",
             "`[[peer]] #2 allow`",
             "`[[peer]] #2 route`",
             "connected already by [[connect]] #1",

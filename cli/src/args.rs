@@ -99,6 +99,11 @@ pub enum Command {
         /// `-lease_timeout`; default 90).
         #[arg(long, value_name = "SECS", requires = "cb_listen", value_parser = clap::value_parser!(u64).range(1..=86400))]
         cb_lease_timeout: Option<u64>,
+        /// A second UDP address answering STUN, which `burrow netcheck` needs to tell how a
+        /// client's NAT maps and filters: `auto` (the next port after --listen's), `off`, or
+        /// IP:PORT (a second IP address of this machine tells the most).
+        #[arg(long, default_value = "auto", value_name = "ADDR|auto|off")]
+        netcheck_udp: String,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///
@@ -227,6 +232,25 @@ pub enum Command {
         /// The daemon's state directory (default as for `burrow daemon`).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+    },
+    /// Tell what the NAT in front of this machine does, against a rendezvous server: its
+    /// mapping (does the public address change per destination?), its filtering (who may
+    /// send to us?), hairpinning, IPv4 and IPv6, which port-mapping protocols the router
+    /// answers, and what that means for direct paths. Takes a few seconds.
+    Netcheck {
+        /// The rendezvous server (HOST:PORT). Default: `server` of the daemon's config file.
+        #[arg(long, value_name = "ADDR", required_unless_present = "config")]
+        server: Option<String>,
+        /// A daemon config file to take the server from.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Do not ask the default gateway for NAT-PMP and PCP, nor search the LAN for a UPnP
+        /// gateway (a multicast datagram).
+        #[arg(long)]
+        no_port_mapping: bool,
     },
     /// Ping a service this daemon reaches (once a connection has used it) or a peer by its
     /// key, through the running daemon: one line per ping with the path that answered

@@ -13,6 +13,7 @@ mod demo;
 mod import;
 mod keys;
 mod logging;
+mod netcheck;
 mod node;
 mod notify;
 mod run;
@@ -85,6 +86,33 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let dir = state_dir.unwrap_or_else(config::default_state_dir);
             let summary = control::attach(&dir, &path, expose.as_deref(), listen.as_deref())?;
             println!("{summary}");
+            Ok(())
+        }
+        Command::Netcheck {
+            server,
+            config,
+            json,
+            no_port_mapping,
+        } => {
+            let server = match (server, config) {
+                (Some(s), _) => s,
+                (None, Some(path)) => config::load(&path)?.server.ok_or_else(|| {
+                    format!(
+                        "{}: no `server` in the file; give --server HOST:PORT",
+                        path.display()
+                    )
+                })?,
+                (None, None) => return Err("give --server HOST:PORT or -c CONFIG".into()),
+            };
+            let report = netcheck::run(&server, !no_port_mapping)?;
+            if json {
+                println!("{}", netcheck::to_json(&report));
+            } else {
+                println!("{report}");
+            }
+            if report.public_v4.is_none() && !matches!(report.public_v6, Some(Some(_))) {
+                return Err(format!("no answer from {server} over UDP"));
+            }
             Ok(())
         }
         Command::Ping {
@@ -168,7 +196,9 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             open,
             cb_listen,
             cb_lease_timeout,
+            netcheck_udp,
         } => {
+            let netcheck = netcheck::alternate_addr(&netcheck_udp, listen)?;
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
                 secrets::check_token(t).map_err(|e| format!("--token: {e}"))?;
@@ -184,15 +214,16 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }
                 (addr, config)
             });
-            run::server(
-                or_default(runtime),
+            run::server(run::ServerOptions {
+                runtime: or_default(runtime),
                 listen,
-                &key,
+                key,
                 tokens,
                 open,
-                state_dir.as_deref(),
+                state_dir,
                 cb,
-            )
+                netcheck,
+            })
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;

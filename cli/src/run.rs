@@ -34,18 +34,37 @@ use burrow_core::rendezvous::MAX_PATH_TOKENS;
 /// How long a daemon waits for its registration before diagnosing why it is missing.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
+/// What `burrow server` was started with.
+pub struct ServerOptions {
+    pub runtime: Runtime,
+    pub listen: SocketAddr,
+    pub key: PathBuf,
+    pub tokens: Vec<String>,
+    pub open: bool,
+    pub state_dir: Option<PathBuf>,
+    /// The Containment Breach API's address and settings.
+    pub cb: Option<(SocketAddr, BreachConfig)>,
+    /// The second STUN address for `burrow netcheck`.
+    pub netcheck: Option<SocketAddr>,
+}
+
 /// `burrow server`.
-pub fn server(
-    runtime: Runtime,
-    listen: SocketAddr,
-    key: &Path,
-    tokens: Vec<String>,
-    open: bool,
-    state_dir: Option<&Path>,
-    cb: Option<(SocketAddr, BreachConfig)>,
-) -> Result<(), String> {
+pub fn server(options: ServerOptions) -> Result<(), String> {
+    let ServerOptions {
+        runtime,
+        listen,
+        key,
+        tokens,
+        open,
+        state_dir,
+        cb,
+        netcheck,
+    } = options;
+    let (key, state_dir) = (key.as_path(), state_dir.as_deref());
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
+    // Bound first, so that the main socket's STUN answers can name it.
+    let alternate = netcheck.map(crate::netcheck::bind_alternate).transpose()?;
     let mut store = match state_dir {
         Some(dir) => {
             let mut store = SqliteStore::open(dir)?;
@@ -82,10 +101,9 @@ pub fn server(
         // Only the directory's tokens: no open tenant at all.
         config.tokens = TokenPolicy::Only(BTreeMap::new());
     }
-    let mut node = Node::spawn(
-        runtime,
-        NodeConfig::new(Config::server(key, config), listen),
-    )?;
+    let mut endpoint = Config::server(key, config);
+    endpoint.stun_other_address = alternate.as_ref().and_then(|s| s.local_addr().ok());
+    let mut node = Node::spawn(runtime, NodeConfig::new(endpoint, listen))?;
     if let Some((mut store, _)) = store.take() {
         let mut changes = node.directory_changes();
         std::thread::spawn(move || {
@@ -104,6 +122,15 @@ pub fn server(
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = runtime.name(), "server running");
+    if let Some(alternate) = alternate {
+        let addr = alternate.local_addr().map_err(|e| e.to_string())?;
+        let main = node
+            .udp_socket()
+            .map_err(|e| format!("a second handle on the server's socket: {e}"))?;
+        crate::netcheck::spawn_alternate(alternate, main, node.udp_addr());
+        println!("netcheck stun on udp {addr}");
+        tracing::info!(%addr, "second STUN address for `burrow netcheck`");
+    }
     if let Some((listen, config)) = cb {
         let lease = config.lease_timeout.as_secs();
         let addr = crate::breach::spawn(listen, config)?;

@@ -282,6 +282,9 @@ pub struct Config {
     /// Answer STUN Binding requests on our port, as a rendezvous server does, so that any
     /// standard STUN client can learn its public address from us.
     pub answer_stun: bool,
+    /// The rendezvous server's second STUN address (`burrow server --netcheck-udp`), named
+    /// in its STUN answers as RFC 5780's OTHER-ADDRESS so that `burrow netcheck` finds it.
+    pub stun_other_address: Option<SocketAddr>,
     /// Be a daemon registered with this rendezvous server: the endpoint keeps a session to it,
     /// publishes what it exposes, and resolves `connect_service` through it.
     pub rendezvous: Option<RendezvousConfig>,
@@ -300,6 +303,7 @@ impl Config {
             max_udp_payload: 1200,
             max_udp_payload_probe: 1452,
             answer_stun: false,
+            stun_other_address: None,
             rendezvous: None,
             server: None,
         }

@@ -129,6 +129,7 @@
 pub mod breach;
 pub mod config;
 pub mod forward;
+pub mod netcheck;
 pub mod node;
 pub mod rendezvous;
 pub mod status;

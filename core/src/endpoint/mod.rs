@@ -359,6 +359,7 @@ impl Endpoint {
         if let StunMessage::BindingSuccess {
             transaction,
             mapped,
+            ..
         } = &message
         {
             match self.stun.on_response(from, transaction, *mapped) {
@@ -366,7 +367,8 @@ impl Endpoint {
                 None => self.out.stats.dropped_unexpected += 1,
             }
         } else if let Some(reply) =
-            crate::stun::answer(&message, bytes.len(), from).filter(|_| self.config.answer_stun)
+            crate::stun::answer(&message, bytes.len(), from, self.config.stun_other_address)
+                .filter(|_| self.config.answer_stun)
         {
             self.out.send(Transmit {
                 dst: from,

@@ -115,6 +115,7 @@ pub enum Command {
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
     ///   route = "any"                   # any, relay-first, direct or relay
     ///   congestion = "bbr"              # bbr or newreno
+    ///   port_mapping = true             # ask the router for a port (NAT-PMP/PCP)
     ///   runtime = "tokio"               # tokio, smol or mio
     ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
@@ -464,4 +465,10 @@ pub struct DaemonArgs {
     /// down) or newreno (every loss halves the window, as TCP Reno).
     #[arg(long, value_name = "CC")]
     pub congestion: Option<String>,
+    /// Do not ask the home router for a port (NAT-PMP or PCP). By default a daemon whose way
+    /// to the server leaves through a gateway asks it, and announces the mapped address so
+    /// that peers behind symmetric NATs reach it directly; the mapping is renewed while the
+    /// daemon runs and removed when it stops. Same as `port_mapping = false` in the file.
+    #[arg(long)]
+    pub no_port_mapping: bool,
 }

@@ -35,6 +35,8 @@ pub struct File {
     pub udp: Option<String>,
     pub route: Option<String>,
     pub congestion: Option<String>,
+    /// Ask the gateway for a port (NAT-PMP/PCP); default true.
+    pub port_mapping: Option<bool>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     /// The runtime (`--runtime` overrides it).
@@ -88,6 +90,8 @@ pub struct Settings {
     pub relay_first: bool,
     /// The tunnels' congestion controller.
     pub congestion: CongestionControl,
+    /// Ask the gateway for a port (NAT-PMP/PCP) and announce it.
+    pub port_mapping: bool,
     /// Exposed services, TCP and UDP alike (`expose_options` says which).
     pub expose: Vec<(ServiceName, String)>,
     /// How exposed services are forwarded, for those that are not plain TCP.
@@ -234,6 +238,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             ));
         }
     };
+    let port_mapping = !args.no_port_mapping && file.port_mapping.unwrap_or(true);
     let mut expose = Vec::new();
     let mut expose_options = Vec::new();
     for (i, e) in file.expose.into_iter().enumerate() {
@@ -319,6 +324,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         route,
         relay_first,
         congestion,
+        port_mapping,
         expose,
         expose_options,
         connect,

@@ -200,6 +200,22 @@ fn local_ip_toward(server: SocketAddr) -> Option<IpAddr> {
     Some(socket.local_addr().ok()?.ip())
 }
 
+/// The gateway a daemon asks for a port mapping: the IPv4 default gateway, unless the way to
+/// `server` does not leave this machine through it (a server on loopback or IPv6, or on this
+/// host's own network), where a mapping would serve nothing.
+pub fn gateway_toward(server: SocketAddr) -> Option<Ipv4Addr> {
+    let local = local_ip_toward(server)?;
+    if !server.is_ipv4() || local.is_loopback() || server.ip().is_loopback() {
+        return None;
+    }
+    let gateway = default_gateway()?;
+    let same_subnet = |a: IpAddr| match (a, server.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(s)) => a.octets()[..3] == s.octets()[..3],
+        _ => false,
+    };
+    (!same_subnet(local)).then_some(gateway)
+}
+
 /// The IPv4 default gateway from /proc/net/route (Linux); `None` elsewhere or without one.
 fn default_gateway() -> Option<Ipv4Addr> {
     parse_route_table(&std::fs::read_to_string("/proc/net/route").ok()?)

@@ -9,7 +9,7 @@ use burrow_core::Config;
 use burrow_core::PublicKey;
 use burrow_core::breach::BreachConfig;
 use burrow_core::config::PeerPolicy;
-use burrow_core::config::RendezvousConfig;
+use burrow_core::config::{PortMappingConfig, RendezvousConfig};
 use burrow_core::node::{KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES_LEN, parse_known_services};
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
@@ -230,6 +230,15 @@ pub fn daemon(
     // Pins remembered from earlier runs, then the ones given now (which win).
     rendezvous.pinned = known_services(&settings.state_dir)?;
     rendezvous.pinned.extend(settings.peer_keys.clone());
+    if settings.port_mapping {
+        rendezvous.port_mapping = crate::netcheck::gateway_toward(settings.server).map(|gateway| {
+            tracing::debug!(%gateway, "asking the gateway for a port (NAT-PMP/PCP)");
+            PortMappingConfig {
+                gateway,
+                internal_port: 0,
+            }
+        });
+    }
     let mut config = Config::daemon(key, rendezvous);
     config.session.relay_first = settings.relay_first;
     config.stream.congestion = settings.congestion;

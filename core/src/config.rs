@@ -173,6 +173,19 @@ pub struct RendezvousConfig {
     /// fails instead of connecting; a service with no pin is pinned at its first
     /// introduction ([`crate::Event::ServiceKeyPinned`] hands the pin out to be stored).
     pub pinned: BTreeMap<ServiceName, PublicKey>,
+    /// Ask the home router for a port (NAT-PMP, which PCP routers answer too) and announce
+    /// it as a candidate; `None`: off. The runtime finds the default gateway;
+    /// [`crate::node::NodeConfig::start`] fills in the bound port.
+    pub port_mapping: Option<PortMappingConfig>,
+}
+
+/// A NAT-PMP mapping of our UDP port (see [`RendezvousConfig::port_mapping`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMappingConfig {
+    /// The IPv4 default gateway, asked on UDP port 5351.
+    pub gateway: std::net::Ipv4Addr,
+    /// Our UDP port: what the mapping forwards to.
+    pub internal_port: u16,
 }
 
 impl RendezvousConfig {
@@ -187,6 +200,7 @@ impl RendezvousConfig {
             host_candidates: Vec::new(),
             route: RoutePolicy::Any,
             pinned: BTreeMap::new(),
+            port_mapping: None,
         }
     }
 

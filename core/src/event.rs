@@ -251,6 +251,20 @@ pub enum Event {
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.
     Stun(ProbeOutcome),
+    /// The gateway (NAT-PMP, see [`crate::config::PortMappingConfig`]) maps `external` to our
+    /// UDP port; it is announced to the server as a candidate.
+    PortMapped {
+        /// The public address peers may send to.
+        external: std::net::SocketAddrV4,
+        /// Whether it is announced: only when its IP is the public address the server sees
+        /// (behind a second NAT, the gateway's outside is not the Internet).
+        announced: bool,
+    },
+    /// No mapping from the gateway: it never answered, refused, or let the mapping expire.
+    PortMappingFailed {
+        /// Why.
+        reason: crate::PortMappingFailure,
+    },
     /// A session ended; the peer handle is forgotten after this event.
     SessionClosed {
         /// The peer.

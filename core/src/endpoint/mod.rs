@@ -2,6 +2,7 @@
 
 mod initiation;
 mod load;
+mod portmap;
 mod relay;
 mod rendezvous;
 mod sessions;
@@ -222,6 +223,12 @@ impl Endpoint {
         if stun::is_stun(bytes) {
             self.out.stats.stun_received += 1;
             self.on_stun(from, bytes);
+            return;
+        }
+        if self.is_port_mapping_answer(from) {
+            self.on_port_mapping_answer(now, bytes);
+            self.after(now);
+            self.settle();
             return;
         }
         self.handle_packet(now, Path::Direct(from), bytes);

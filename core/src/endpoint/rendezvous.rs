@@ -30,12 +30,16 @@ pub(super) struct Daemon {
     /// Peers the application asked to meet; `PeerReady` once a session to one is up.
     peers: BTreeSet<PublicKey>,
     /// Our address as the server saw it at the last registration.
-    reflexive: Option<std::net::SocketAddr>,
+    pub(super) reflexive: Option<std::net::SocketAddr>,
     /// Outstanding requests to be introduced again to a peer we have a session with (after
     /// registering again): request id to the peer.
     rejoins: BTreeMap<u64, PublicKey>,
     /// Outstanding master commands.
     admins: BTreeSet<u64>,
+    /// The gateway's mapping of our port, when port mapping is on.
+    pub(super) port_mapper: Option<crate::portmap::PortMapper>,
+    /// The mapped address and whether it is announced, once judged against `reflexive`.
+    pub(super) mapped: Option<(std::net::SocketAddrV4, Option<bool>)>,
 }
 
 impl Daemon {
@@ -50,7 +54,6 @@ impl Daemon {
                 .expect("an empty configuration is valid")
         });
         Self {
-            config,
             client,
             lookups: BTreeMap::new(),
             resolved: BTreeMap::new(),
@@ -59,11 +62,22 @@ impl Daemon {
             rejoins: BTreeMap::new(),
             admins: BTreeSet::new(),
             reflexive: None,
+            port_mapper: config
+                .port_mapping
+                .map(|pm| crate::portmap::PortMapper::new(pm.gateway, pm.internal_port, now)),
+            mapped: None,
+            config,
         }
     }
 
     pub(super) fn poll_timeout(&self) -> Option<(Instant, Timer)> {
-        self.client.poll_timeout().map(|at| (at, Timer::LeaseRenew))
+        let lease = self.client.poll_timeout().map(|at| (at, Timer::LeaseRenew));
+        let mapping = self
+            .port_mapper
+            .as_ref()
+            .and_then(crate::portmap::PortMapper::next_deadline)
+            .map(|at| (at, Timer::PortMapping));
+        lease.into_iter().chain(mapping).min()
     }
 }
 
@@ -237,6 +251,7 @@ impl Endpoint {
                 daemon.reflexive = Some(reflexive);
                 self.out.events.push_back(Event::Registered { reflexive });
                 self.refresh_introductions(now);
+                self.announce_mapping(now);
             }
             ClientEvent::RegistrationFailed { code, detail } => {
                 let reason = format!("{code:?}: {detail}");
@@ -480,6 +495,7 @@ impl Endpoint {
                 let _ = self.connect(now, key, addr);
             }
         }
+        self.port_mapping_timeout(now);
         if let Some(server) = self.server.as_mut() {
             if server.poll_timeout().is_some_and(|at| at <= now) {
                 server.handle_timeout(now);

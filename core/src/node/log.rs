@@ -46,6 +46,8 @@ impl LogLine {
             | Event::ServiceKeyPinned { .. }
             | Event::PathTokensSet { result: Ok(_) }
             | Event::MasterAttach { .. }
+            | Event::PortMapped { .. }
+            | Event::PortMappingFailed { .. }
             | Event::Rendezvous(_) => Level::Info,
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
@@ -131,6 +133,21 @@ impl fmt::Display for LogLine {
                 service,
                 attach: None,
             } => write!(f, "the tenant's master detached {service}"),
+            Event::PortMapped {
+                external,
+                announced: true,
+            } => write!(
+                f,
+                "port mapping: the gateway forwards {external} to this daemon; announced as a candidate"
+            ),
+            Event::PortMapped {
+                external,
+                announced: false,
+            } => write!(
+                f,
+                "port mapping: the gateway forwards {external}, which is not the public address the server sees (a second NAT in front); not announced"
+            ),
+            Event::PortMappingFailed { reason } => write!(f, "port mapping: {reason}"),
             Event::PathTokensSet { result: Err(why) } => write!(
                 f,
                 "path tokens refused, the previous ones are in use again: {why}"

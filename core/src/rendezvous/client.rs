@@ -205,6 +205,20 @@ impl Client {
         Ok(())
     }
 
+    /// Announces `candidates` as our host candidates from now on (a port mapping came or
+    /// went): registers again at once if the session to the server is up. At most
+    /// `MAX_HOST_CANDIDATES` are kept, as at start.
+    pub(crate) fn set_host_candidates(&mut self, now: Instant, mut candidates: Vec<SocketAddr>) {
+        candidates.truncate(MAX_HOST_CANDIDATES);
+        if candidates == self.config.host_candidates {
+            return;
+        }
+        self.config.host_candidates = candidates;
+        if !matches!(self.state, State::Idle) {
+            self.register(now);
+        }
+    }
+
     /// Presents `tokens` as the path tokens from now on (`burrow import`): registers again
     /// with them at once if the session to the server is up, otherwise at the next
     /// [`Self::start`]. The outcome comes as [`ClientEvent::PathTokensSet`]: what the server

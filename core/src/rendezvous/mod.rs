@@ -33,7 +33,7 @@ mod config;
 pub mod directory;
 mod events;
 mod grants;
-mod lease;
+pub(crate) mod lease;
 mod messages;
 mod name;
 mod pairs;

@@ -168,6 +168,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             open,
             cb_listen,
             cb_lease_timeout,
+            publish_ports,
+            publish_limit,
         } => {
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
@@ -184,6 +186,10 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }
                 (addr, config)
             });
+            let publish = burrow_core::rendezvous::PublishConfig {
+                ports: publish_ports,
+                max_per_token: publish_limit,
+            };
             run::server(
                 or_default(runtime),
                 listen,
@@ -191,7 +197,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens,
                 open,
                 state_dir.as_deref(),
-                cb,
+                run::ServerExtras { cb, publish },
             )
         }
         Command::Daemon { config, common } => {
@@ -233,6 +239,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             target,
             protocol,
             proxy_protocol,
+            publish,
             common,
         } => {
             let file = config::File {
@@ -241,6 +248,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     target,
                     protocol: Some(protocol.to_string()),
                     proxy_protocol: proxy_protocol.map(|v| v.to_string()),
+                    publish: publish.map(|p| config::Publish::Word(p.to_string())),
                 }],
                 ..config::File::default()
             };

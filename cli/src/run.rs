@@ -12,7 +12,7 @@ use burrow_core::config::PeerPolicy;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::node::{KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES_LEN, parse_known_services};
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
+use burrow_core::rendezvous::{PublishConfig, ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
 use std::path::PathBuf;
@@ -34,6 +34,14 @@ use burrow_core::rendezvous::MAX_PATH_TOKENS;
 /// How long a daemon waits for its registration before diagnosing why it is missing.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
+/// What `burrow server` runs besides the rendezvous server itself.
+pub struct ServerExtras {
+    /// The Containment Breach API's address and settings, if it runs.
+    pub cb: Option<(SocketAddr, BreachConfig)>,
+    /// Which public TCP ports daemons may publish their paths on.
+    pub publish: PublishConfig,
+}
+
 /// `burrow server`.
 pub fn server(
     runtime: Runtime,
@@ -42,10 +50,19 @@ pub fn server(
     tokens: Vec<String>,
     open: bool,
     state_dir: Option<&Path>,
-    cb: Option<(SocketAddr, BreachConfig)>,
+    extras: ServerExtras,
 ) -> Result<(), String> {
+    let ServerExtras { cb, publish } = extras;
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
+    if let Some((first, last)) = publish.ports {
+        tracing::info!(
+            "publishing daemons' paths on TCP ports {first}-{last} of {}, at most {} per token",
+            listen.ip(),
+            publish.max_per_token
+        );
+    }
+    config.publish = publish;
     let mut store = match state_dir {
         Some(dir) => {
             let mut store = SqliteStore::open(dir)?;

@@ -1006,3 +1006,4 @@ mod authority;
 mod daemons;
 mod import;
 mod rattach;
+mod publish;

@@ -505,7 +505,9 @@ impl Loop {
     /// Binds a listener the node asked for at `addr` and polls it; its address.
     fn listen(&mut self, id: ListenerId, addr: SocketAddr) -> io::Result<SocketAddr> {
         if FIRST_LISTENER + id.0 as usize >= FIRST_UDP_LISTENER {
-            return Err(io::Error::other("the node has used up its listener ids; restart it"));
+            return Err(io::Error::other(
+                "the node has used up its listener ids; restart it",
+            ));
         }
         let mut listener = TcpListener::bind(addr)?;
         let bound = listener.local_addr()?;

@@ -632,7 +632,12 @@ impl Endpoint {
 
     /// A rendezvous server's owner bound the public listener for `port` (`Ok`) or could not
     /// (`Err`, why): the daemon that asked to publish there is told. Drain the output after.
-    pub(crate) fn publish_listening(&mut self, now: Instant, port: u16, result: Result<(), String>) {
+    pub(crate) fn publish_listening(
+        &mut self,
+        now: Instant,
+        port: u16,
+        result: Result<(), String>,
+    ) {
         if let Some(server) = self.server.as_mut() {
             server.listening(port, result);
             self.after(now);

@@ -39,9 +39,7 @@ impl LogLine {
             ) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
             // Asked again at every registration: logged when it changed.
-            Event::Published { service, at }
-                if seen.published.get(service) == Some(&Ok(*at)) =>
-            {
+            Event::Published { service, at } if seen.published.get(service) == Some(&Ok(*at)) => {
                 Level::Trace
             }
             Event::Rendezvous(crate::rendezvous::ServerEvent::Listen { .. }) => Level::Trace,

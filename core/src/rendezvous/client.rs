@@ -312,7 +312,14 @@ impl Client {
     /// registration: ask again after each [`ClientEvent::Registered`].
     pub(crate) fn publish(&mut self, now: Instant, name: ServiceName, port: Option<u16>) -> u64 {
         let request = self.request_id();
-        self.add_request(now, ClientMessage::Publish { request, name, port })
+        self.add_request(
+            now,
+            ClientMessage::Publish {
+                request,
+                name,
+                port,
+            },
+        )
     }
 
     fn add_request(&mut self, now: Instant, msg: ClientMessage) -> u64 {

@@ -86,7 +86,11 @@ impl Server {
             if port.is_none_or(|p| p == old) {
                 // Asked again (a retransmission, or after registering again): same answer,
                 // once the listener is bound.
-                if self.publications.get(old).is_some_and(|p| p.binding.is_none()) {
+                if self
+                    .publications
+                    .get(old)
+                    .is_some_and(|p| p.binding.is_none())
+                {
                     self.send(
                         from,
                         ServerMessage::Published {

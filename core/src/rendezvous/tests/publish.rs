@@ -75,7 +75,11 @@ fn a_publication_is_answered_once_its_listener_is_bound() {
     h.run(SECOND);
     let request = publish(&mut h, a, "/web", Some(20001));
     assert_eq!(listens(&h).0, vec![(20001, key(a), name("/web"))]);
-    assert_eq!(published(&h, a, request), None, "not before the listener is bound");
+    assert_eq!(
+        published(&h, a, request),
+        None,
+        "not before the listener is bound"
+    );
     bound(&mut h, 20001);
     assert_eq!(published(&h, a, request), Some(20001));
     assert!(h.server().publication(20001).unwrap().binding.is_none());
@@ -99,12 +103,37 @@ fn refusals_say_why() {
     let b = h.add(&["/other"]);
     h.run(SECOND);
     let cases: [(usize, &str, Option<u16>, &str); 5] = [
-        (a, "/web", Some(30000), "port 30000 outside the server's range 20000-20010"),
-        (a, "/web", Some(0), "port 0 outside the server's range 20000-20010"),
-        (a, "/web", Some(19999), "port 19999 outside the server's range 20000-20010"),
-        (a, "/nope", Some(20001), "/nope is not a path this daemon's registration exposes"),
+        (
+            a,
+            "/web",
+            Some(30000),
+            "port 30000 outside the server's range 20000-20010",
+        ),
+        (
+            a,
+            "/web",
+            Some(0),
+            "port 0 outside the server's range 20000-20010",
+        ),
+        (
+            a,
+            "/web",
+            Some(19999),
+            "port 19999 outside the server's range 20000-20010",
+        ),
+        (
+            a,
+            "/nope",
+            Some(20001),
+            "/nope is not a path this daemon's registration exposes",
+        ),
         // Another daemon's path: only the daemon that holds it may publish it.
-        (b, "/web", Some(20001), "/web is not a path this daemon's registration exposes"),
+        (
+            b,
+            "/web",
+            Some(20001),
+            "/web is not a path this daemon's registration exposes",
+        ),
     ];
     for (i, path, port, want) in cases {
         let request = publish(&mut h, i, path, port);

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use burrow_core::forward::{Protocol, ProxyVersion};
+use burrow_core::forward::{Protocol, ProxyVersion, PublishPort};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::node::Runtime;
@@ -104,6 +104,14 @@ pub enum Command {
         /// IP:PORT (a second IP address of this machine tells the most).
         #[arg(long, default_value = "auto", value_name = "ADDR|auto|off")]
         netcheck_udp: String,
+        /// Let daemons publish their paths on public TCP ports of this server, from this
+        /// range (FIRST-LAST, such as 20000-20100): a connection to such a port reaches the
+        /// daemon through its session with the server. Off without it.
+        #[arg(long, value_name = "FIRST-LAST", value_parser = port_range)]
+        publish_ports: Option<(u16, u16)>,
+        /// Most ports one token (tenant) may have published at once.
+        #[arg(long, value_name = "N", default_value_t = burrow_core::rendezvous::DEFAULT_PUBLISH_LIMIT, requires = "publish_ports")]
+        publish_limit: usize,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///
@@ -126,6 +134,7 @@ pub enum Command {
     ///   name = "/home/ssh"
     ///   target = "127.0.0.1:22"
     ///   proxy_protocol = "v2"           # optional: v1 or v2, the client's address first
+    ///   publish = 20001                 # optional: a public port of the server, or "any"
     ///
     ///   [[expose]]
     ///   name = "/home/dns"
@@ -158,6 +167,11 @@ pub enum Command {
         /// Send each connection's client address first, with the PROXY protocol (v1 or v2).
         #[arg(long, value_name = "v1|v2")]
         proxy_protocol: Option<ProxyVersion>,
+        /// Ask the rendezvous server to publish the service on this public TCP port of its
+        /// own (`any`: one it picks from its --publish-ports range). Anyone who reaches
+        /// that port reaches the service.
+        #[arg(long, value_name = "PORT|any")]
+        publish: Option<PublishPort>,
         #[command(flatten)]
         common: DaemonArgs,
     },
@@ -471,4 +485,20 @@ pub struct DaemonArgs {
     /// daemon runs and removed when it stops. Same as `port_mapping = false` in the file.
     #[arg(long)]
     pub no_port_mapping: bool,
+}
+
+/// `FIRST-LAST`, a range of TCP ports (a single port is a range of one).
+pub fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let port = |t: &str| match t.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("`{t}` is not a port (1-65535)")),
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(text)?, port(text)?),
+    };
+    if first > last {
+        return Err(format!("{first}-{last}: the first port is above the last"));
+    }
+    Ok((first, last))
 }

@@ -204,7 +204,9 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
             p.entry("expose", i, "target", why);
         }
         if let Err(why) = config::expose_options_of(e) {
-            let key = if why.starts_with("proxy_protocol") || why.contains("TCP only") {
+            let key = if why.starts_with("publish") {
+                "publish"
+            } else if why.starts_with("proxy_protocol") || why.contains("TCP only") {
                 "proxy_protocol"
             } else if why.starts_with("protocol") {
                 "protocol"

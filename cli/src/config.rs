@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use burrow_core::forward::udp::UdpConfig;
-use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion};
+use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion, PublishPort};
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::{CongestionControl, PublicKey, RoutePolicy};
 use serde::Deserialize;
@@ -60,6 +60,29 @@ pub struct Expose {
     pub protocol: Option<String>,
     /// `v1` or `v2`: send the client's address ahead of each connection (TCP only).
     pub proxy_protocol: Option<String>,
+    /// A port of the rendezvous server to publish the service on (TCP only), or `"any"`.
+    pub publish: Option<Publish>,
+}
+
+/// `publish = 20001` or `publish = "any"`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Publish {
+    /// A port number.
+    Port(i64),
+    /// A word: `any` (or a port written as a string).
+    Word(String),
+}
+
+impl Publish {
+    /// The port asked for, checked.
+    pub fn port(&self) -> Result<PublishPort, String> {
+        let text = match self {
+            Self::Port(n) => n.to_string(),
+            Self::Word(w) => w.clone(),
+        };
+        text.parse().map_err(|e| format!("publish {e}"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,9 +375,13 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
                 .map_err(|e| format!("proxy_protocol {e}"))?,
         ),
     };
+    let publish = e.publish.as_ref().map(Publish::port).transpose()?;
     if protocol == Protocol::Udp {
         if proxy_protocol.is_some() {
             return Err("proxy_protocol is for TCP services only".into());
+        }
+        if publish.is_some() {
+            return Err("publish is for TCP services only".into());
         }
         if e.target.parse::<SocketAddr>().is_err() {
             return Err(format!(
@@ -366,6 +393,7 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
     Ok(ExposeOptions {
         protocol,
         proxy_protocol,
+        publish,
     })
 }
 
@@ -487,7 +515,8 @@ mod tests {
                     service("/a/web").unwrap(),
                     ExposeOptions {
                         protocol: Protocol::Tcp,
-                        proxy_protocol: Some(ProxyVersion::V2)
+                        proxy_protocol: Some(ProxyVersion::V2),
+                        publish: None,
                     }
                 ),
             ]
@@ -517,6 +546,18 @@ mod tests {
                 "target = \"127.0.0.1:80\"\nproxy_protocol = \"v3\"",
                 "not one of v1, v2",
             ),
+            (
+                "target = \"127.0.0.1:80\"\npublish = 70000",
+                "neither a port",
+            ),
+            (
+                "target = \"127.0.0.1:80\"\npublish = \"some\"",
+                "neither a port",
+            ),
+            (
+                "target = \"127.0.0.1:53\"\nprotocol = \"udp\"\npublish = 20001",
+                "TCP services only",
+            ),
         ] {
             let text = format!("{HEAD}[[expose]]\nname = \"/a/x\"\n{entry}\n");
             let file: File = toml::from_str(&text).unwrap();
@@ -525,6 +566,21 @@ mod tests {
                 err.starts_with("[[expose]] #1 in c.toml") && err.contains(want),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn publish_takes_a_port_or_any() {
+        for (value, want) in [
+            ("20001", PublishPort::Port(20001)),
+            ("\"any\"", PublishPort::Any),
+        ] {
+            let text = format!(
+                "{HEAD}[[expose]]\nname = \"/a/web\"\ntarget = \"127.0.0.1:80\"\npublish = {value}\n"
+            );
+            let file: File = toml::from_str(&text).unwrap();
+            let s = settings(file, DaemonArgs::default(), "c.toml").unwrap();
+            assert_eq!(s.expose_options[0].1.publish, Some(want));
         }
     }
 

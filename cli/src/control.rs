@@ -375,6 +375,13 @@ pub fn render(s: &Status) -> String {
             line(format!("{name:<31} {target}"));
         }
     }
+    if !s.published.is_empty() {
+        line(String::new());
+        line("PUBLISHED                       WHERE".into());
+        for (name, state) in &s.published {
+            line(format!("{name:<31} {state}"));
+        }
+    }
     if !s.services.is_empty() {
         line(String::new());
         line("SERVICE                         LISTEN                  STATE    PEER  WAITING  LAST ERROR".into());

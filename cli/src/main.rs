@@ -197,6 +197,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             cb_listen,
             cb_lease_timeout,
             netcheck_udp,
+            publish_ports,
+            publish_limit,
         } => {
             let netcheck = netcheck::alternate_addr(&netcheck_udp, listen)?;
             let key = key.ok_or("--key is required")?;
@@ -214,6 +216,10 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }
                 (addr, config)
             });
+            let publish = burrow_core::rendezvous::PublishConfig {
+                ports: publish_ports,
+                max_per_token: publish_limit,
+            };
             run::server(run::ServerOptions {
                 runtime: or_default(runtime),
                 listen,
@@ -223,6 +229,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 state_dir,
                 cb,
                 netcheck,
+                publish,
             })
         }
         Command::Daemon { config, common } => {
@@ -264,6 +271,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             target,
             protocol,
             proxy_protocol,
+            publish,
             common,
         } => {
             let file = config::File {
@@ -272,6 +280,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     target,
                     protocol: Some(protocol.to_string()),
                     proxy_protocol: proxy_protocol.map(|v| v.to_string()),
+                    publish: publish.map(|p| config::Publish::Word(p.to_string())),
                 }],
                 ..config::File::default()
             };

@@ -12,7 +12,7 @@ use burrow_core::config::PeerPolicy;
 use burrow_core::config::{PortMappingConfig, RendezvousConfig};
 use burrow_core::node::{KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES_LEN, parse_known_services};
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
+use burrow_core::rendezvous::{PublishConfig, ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
 use std::path::PathBuf;
@@ -46,6 +46,8 @@ pub struct ServerOptions {
     pub cb: Option<(SocketAddr, BreachConfig)>,
     /// The second STUN address for `burrow netcheck`.
     pub netcheck: Option<SocketAddr>,
+    /// Which public TCP ports daemons may publish their paths on.
+    pub publish: PublishConfig,
 }
 
 /// `burrow server`.
@@ -59,12 +61,21 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
         state_dir,
         cb,
         netcheck,
+        publish,
     } = options;
     let (key, state_dir) = (key.as_path(), state_dir.as_deref());
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
     // Bound first, so that the main socket's STUN answers can name it.
     let alternate = netcheck.map(crate::netcheck::bind_alternate).transpose()?;
+    if let Some((first, last)) = publish.ports {
+        tracing::info!(
+            "publishing daemons' paths on TCP ports {first}-{last} of {}, at most {} per token",
+            listen.ip(),
+            publish.max_per_token
+        );
+    }
+    config.publish = publish;
     let mut store = match state_dir {
         Some(dir) => {
             let mut store = SqliteStore::open(dir)?;

@@ -105,6 +105,16 @@ impl Access {
         }
     }
 
+    /// Withdraws `key`'s grant for `service` alone (an all-services grant stays).
+    pub(crate) fn revoke_service(&mut self, key: &PublicKey, service: &ServiceName) {
+        if let Some(Grant::Services(set)) = self.grants.get_mut(key) {
+            set.remove(service);
+            if set.is_empty() {
+                self.grants.remove(key);
+            }
+        }
+    }
+
     /// Withdraws every grant of `key` (its session ended).
     pub(crate) fn revoke(&mut self, key: &PublicKey) {
         self.grants.remove(key);
@@ -189,6 +199,18 @@ mod tests {
         access.grant(key(1), Some(name("/b")));
         access.revoke(&key(1));
         assert!(!access.admits(&key(1)));
+        assert_eq!(access.granted_keys(), 0);
+    }
+
+    #[test]
+    fn revoking_one_service_keeps_the_others() {
+        let mut access = authorized(&[]);
+        access.grant(key(1), Some(name("/a")));
+        access.grant(key(1), Some(name("/b")));
+        access.revoke_service(&key(1), &name("/a"));
+        assert!(!access.allows(&key(1), &name("/a")));
+        assert!(access.allows(&key(1), &name("/b")));
+        access.revoke_service(&key(1), &name("/b"));
         assert_eq!(access.granted_keys(), 0);
     }
 

@@ -247,6 +247,21 @@ pub enum Event {
         /// What to do with it.
         attach: Option<crate::rendezvous::directory::Attachment>,
     },
+    /// The rendezvous server publishes the exposed `service` on its public TCP port: `at` is
+    /// the server's address (as the daemon knows it) with that port.
+    Published {
+        /// The path.
+        service: ServiceName,
+        /// Where the public reaches it.
+        at: SocketAddr,
+    },
+    /// The rendezvous server refused to publish the exposed `service` (or never answered).
+    PublishRefused {
+        /// The path.
+        service: ServiceName,
+        /// Why, in the server's words.
+        reason: String,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::forward::{ExposeOptions, Origin, Protocol, ProxyVersion};
+use crate::forward::{ExposeOptions, Origin, Protocol, ProxyVersion, PublishPort};
 use crate::rendezvous::ServiceName;
 
 /// Version byte of the stream header without an origin.
@@ -199,6 +199,13 @@ impl Exposed {
 
     pub(crate) fn names(&self) -> impl Iterator<Item = &ServiceName> {
         self.0.keys()
+    }
+
+    /// The services to publish on the rendezvous server's public ports, and where.
+    pub(crate) fn to_publish(&self) -> impl Iterator<Item = (&ServiceName, PublishPort)> {
+        self.0
+            .iter()
+            .filter_map(|(name, (_, o))| Some((name, o.publish?)))
     }
 }
 

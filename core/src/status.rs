@@ -43,6 +43,10 @@ pub struct Status {
     /// The largest UDP datagram a flow carries; larger ones are dropped and counted.
     #[serde(default)]
     pub udp_max_payload: Option<usize>,
+    /// Exposed services asked to be published on the rendezvous server's public ports, and
+    /// where each stands: `published on SERVER:PORT`, `publish refused: why`, or waiting.
+    #[serde(default)]
+    pub published: Vec<(String, String)>,
 }
 
 /// One session.
@@ -129,6 +133,8 @@ pub(crate) struct Seen {
     pub(crate) registered: Option<SocketAddr>,
     /// Why the last registration was refused, until one succeeds.
     pub(crate) registration_error: Option<String>,
+    /// Where each exposed service is published on the server, or why it is not.
+    pub(crate) published: BTreeMap<ServiceName, Result<SocketAddr, String>>,
 }
 
 impl Seen {
@@ -145,7 +151,17 @@ impl Seen {
                 self.registered = Some(*reflexive);
                 self.registration_error = None;
             }
-            Event::RegistrationLost => self.registered = None,
+            Event::RegistrationLost => {
+                self.registered = None;
+                // The server dropped its publications with the registration; asked again.
+                self.published.clear();
+            }
+            Event::Published { service, at } => {
+                self.published.insert(service.clone(), Ok(*at));
+            }
+            Event::PublishRefused { service, reason } => {
+                self.published.insert(service.clone(), Err(reason.clone()));
+            }
             Event::RegistrationFailed { reason } => {
                 self.registered = None;
                 self.registration_error = Some(reason.clone());
@@ -287,4 +303,28 @@ pub(crate) fn add_udp(
             target.push_str(&format!(" (proxy protocol {v})"));
         }
     }
+}
+
+/// Adds to `status` where each exposed service that asked to be published (`options`)
+/// stands, from what `seen` heard.
+pub(crate) fn add_published(
+    status: &mut Status,
+    seen: &Seen,
+    options: &BTreeMap<ServiceName, ExposeOptions>,
+) {
+    status.published = options
+        .iter()
+        .filter(|(_, o)| o.publish.is_some())
+        .map(|(name, o)| {
+            let state = match seen.published.get(name) {
+                Some(Ok(at)) => format!("published on {at}"),
+                Some(Err(why)) => format!("publish refused: {why}"),
+                None => format!(
+                    "asking the server to publish it on port {}",
+                    o.publish.expect("filtered")
+                ),
+            };
+            (name.to_string(), state)
+        })
+        .collect();
 }

@@ -639,6 +639,20 @@ impl Endpoint {
         Ok(())
     }
 
+    /// A rendezvous server's owner bound the public listener for `port` (`Ok`) or could not
+    /// (`Err`, why): the daemon that asked to publish there is told. Drain the output after.
+    pub(crate) fn publish_listening(
+        &mut self,
+        now: Instant,
+        port: u16,
+        result: Result<(), String>,
+    ) {
+        if let Some(server) = self.server.as_mut() {
+            server.listening(port, result);
+            self.after(now);
+        }
+    }
+
     /// The local target of the UDP `service` for a flow from `peer`, if we expose it as UDP
     /// and the peer holds a grant for it: the same check as for a stream.
     pub(crate) fn udp_target(&self, peer: PeerId, service: &ServiceName) -> Option<&str> {
@@ -660,6 +674,7 @@ impl Endpoint {
     pub fn unexpose(&mut self, now: Instant, service: &ServiceName) -> bool {
         let was = self.exposed.remove(service);
         if was {
+            self.forget_publication(service);
             // Fewer services than the server took before: nothing to refuse.
             let _ = self.publish(now, None);
             self.after(now);

@@ -40,6 +40,8 @@ pub(super) struct Daemon {
     pub(super) port_mapper: Option<crate::portmap::PortMapper>,
     /// The mapped address and whether it is announced, once judged against `reflexive`.
     pub(super) mapped: Option<(std::net::SocketAddrV4, Option<bool>)>,
+    /// Outstanding requests to publish an exposed service on the server's public ports.
+    publishing: BTreeMap<u64, ServiceName>,
 }
 
 impl Daemon {
@@ -61,6 +63,7 @@ impl Daemon {
             peers: BTreeSet::new(),
             rejoins: BTreeMap::new(),
             admins: BTreeSet::new(),
+            publishing: BTreeMap::new(),
             reflexive: None,
             port_mapper: config
                 .port_mapping
@@ -252,6 +255,7 @@ impl Endpoint {
                 self.out.events.push_back(Event::Registered { reflexive });
                 self.refresh_introductions(now);
                 self.announce_mapping(now);
+                self.request_publications(now);
             }
             ClientEvent::RegistrationFailed { code, detail } => {
                 let reason = format!("{code:?}: {detail}");
@@ -341,13 +345,43 @@ impl Endpoint {
                     Err(_) => {}
                 }
             }
+            ClientEvent::Published {
+                request,
+                name,
+                port,
+            } => {
+                let server_key = daemon.config.server_key;
+                let at = std::net::SocketAddr::new(daemon.config.server_addr.ip(), port);
+                if daemon.publishing.remove(&request).is_some()
+                    && self.exposed.to_publish().any(|(n, _)| *n == name)
+                {
+                    // The server's streams may reach exactly the paths it publishes.
+                    if self.access.grant(server_key, Some(name.clone())) {
+                        self.admit_held_streams(now, &server_key);
+                        self.out
+                            .events
+                            .push_back(Event::Published { service: name, at });
+                    } else {
+                        self.out.stats.dropped_grant_limit += 1;
+                    }
+                }
+            }
             ClientEvent::RequestFailed {
                 request,
                 code,
                 detail,
             } => {
                 let reason = format!("{code:?}: {detail}");
-                if daemon.rejoins.remove(&request).is_some() {
+                if let Some(service) = daemon.publishing.remove(&request) {
+                    let server_key = daemon.config.server_key;
+                    self.access.revoke_service(&server_key, &service);
+                    if self.exposed.to_publish().any(|(n, _)| *n == service) {
+                        self.out.events.push_back(Event::PublishRefused {
+                            service,
+                            reason: detail,
+                        });
+                    }
+                } else if daemon.rejoins.remove(&request).is_some() {
                     // The other side did not ask in time: its session stands or falls alone.
                 } else if let Some(service) = daemon.lookups.remove(&request) {
                     self.out
@@ -390,6 +424,33 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// After a registration: asks the server to publish each exposed service that wants it
+    /// (a publication lives as long as the registration; the server answers one it holds
+    /// already with the same port). One still waiting for its answer is not asked again.
+    fn request_publications(&mut self, now: Instant) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        for (name, port) in self.exposed.to_publish() {
+            if daemon.publishing.values().any(|n| n == name) {
+                continue;
+            }
+            let request = daemon.client.publish(now, name.clone(), port.port());
+            daemon.publishing.insert(request, name.clone());
+        }
+    }
+
+    /// Forgets what was asked or granted for publishing `service` (no longer exposed): the
+    /// server's streams may not reach it any more, and a late answer is ignored.
+    pub(super) fn forget_publication(&mut self, service: &ServiceName) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        daemon.publishing.retain(|_, n| n != service);
+        let server_key = daemon.config.server_key;
+        self.access.revoke_service(&server_key, service);
     }
 
     /// After a registration (also again after a server restart or a lapsed lease, which cost

@@ -38,6 +38,13 @@ impl LogLine {
                 | crate::rendezvous::ServerEvent::DaemonKeyRefused { .. },
             ) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
+            // Asked again at every registration: logged when it changed.
+            Event::Published { service, at } if seen.published.get(service) == Some(&Ok(*at)) => {
+                Level::Trace
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Listen { .. }) => Level::Trace,
+            Event::Published { .. } => Level::Info,
+            Event::PublishRefused { .. } => Level::Warn,
             Event::Connected { .. }
             | Event::PathChanged { .. }
             | Event::SessionClosed { .. }
@@ -167,6 +174,27 @@ impl fmt::Display for LogLine {
                 f,
                 "refused a registration: daemon token of {daemon} (tenant {tenant}) is bound to another key (refused {refused} so far) key={key}"
             ),
+            Event::Published { service, at } => write!(f, "{service} published on {at}"),
+            Event::PublishRefused { service, reason } => {
+                write!(f, "{service}: publish refused: {reason}")
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Published { port, key, service }) => {
+                write!(f, "published {service} of daemon {key} on port {port}")
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Unlisten {
+                port,
+                key,
+                service,
+                reason,
+            }) => write!(
+                f,
+                "stopped publishing {service} of daemon {key} on port {port}: {reason}"
+            ),
+            Event::Rendezvous(crate::rendezvous::ServerEvent::PublishRefused {
+                key,
+                service,
+                reason,
+            }) => write!(f, "refused to publish {service} for daemon {key}: {reason}"),
             Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
             other => write!(f, "{other:?}"),
         }

@@ -320,6 +320,22 @@ impl Client {
         self.add_request(now, msg)
     }
 
+    /// Asks the server to publish `name` on its public TCP `port` (`None`: any of its range).
+    /// Returns the request id that [`ClientEvent::Published`] or
+    /// [`ClientEvent::RequestFailed`] will carry. A publication lives as long as the
+    /// registration: ask again after each [`ClientEvent::Registered`].
+    pub(crate) fn publish(&mut self, now: Instant, name: ServiceName, port: Option<u16>) -> u64 {
+        let request = self.request_id();
+        self.add_request(
+            now,
+            ClientMessage::Publish {
+                request,
+                name,
+                port,
+            },
+        )
+    }
+
     fn add_request(&mut self, now: Instant, msg: ClientMessage) -> u64 {
         let request = request_of(&msg);
         let mut req = Request {
@@ -501,6 +517,19 @@ impl Client {
             ServerMessage::Attach { id, name, attach } => {
                 if self.first_sight(now, id) {
                     self.events.push_back(ClientEvent::Attach { name, attach });
+                }
+            }
+            ServerMessage::Published {
+                request,
+                name,
+                port,
+            } => {
+                if self.requests.remove(&request).is_some() {
+                    self.events.push_back(ClientEvent::Published {
+                        request,
+                        name,
+                        port,
+                    });
                 }
             }
             ServerMessage::Granted { request, grants } => {
@@ -729,7 +758,8 @@ fn request_of(msg: &ClientMessage) -> u64 {
         | ClientMessage::Renew { request }
         | ClientMessage::Lookup { request, .. }
         | ClientMessage::ConnectPeer { request, .. }
-        | ClientMessage::Admin { request, .. } => *request,
+        | ClientMessage::Admin { request, .. }
+        | ClientMessage::Publish { request, .. } => *request,
         ClientMessage::Unregister | ClientMessage::Ack { .. } => 0,
     }
 }

@@ -104,6 +104,19 @@ pub(crate) enum ClientMessage {
         /// What to do.
         command: AdminCommand,
     },
+    /// Asks the server to publish `name` (a path this daemon's registration exposes) on a
+    /// public TCP port of the server: `port`, or one the server picks (`None`). Connections to
+    /// that port come to this daemon as streams from the server's key. Answered by
+    /// `Published` or `Error`. Appended, like `ServerMessage::Observed`: an older server drops
+    /// it as undecodable, and the daemon gives up with `NoAnswer`.
+    Publish {
+        /// The request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+        /// The public port asked for; `None` for any port of the server's range.
+        port: Option<u16>,
+    },
 }
 
 /// What the rendezvous server answers or pushes to a daemon.
@@ -214,6 +227,16 @@ pub(crate) enum ServerMessage {
         /// What to do with it; `None` to detach it.
         attach: Option<Attachment>,
     },
+    /// The answer to a `Publish`: the server listens on `port` for `name`, and opens a stream
+    /// to the daemon for each connection it accepts there.
+    Published {
+        /// The `Publish`'s request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+        /// The public TCP port.
+        port: u16,
+    },
 }
 
 /// Why the server refused a request.
@@ -239,6 +262,9 @@ pub enum ErrorCode {
     NoAnswer,
     /// A fixed path refused a client key it has not pinned.
     NotPinned,
+    /// The server does not publish that path on that port (outside its range, taken, or
+    /// publishing is off); the detail says which.
+    PublishRefused,
 }
 
 impl fmt::Display for ErrorCode {
@@ -254,6 +280,7 @@ impl fmt::Display for ErrorCode {
             Self::Malformed => "the request was refused as malformed",
             Self::NoAnswer => "the rendezvous server did not answer in time; check it is reachable",
             Self::NotPinned => "the path is fixed to other client keys; its master can let new ones in with `burrow admin reload PATH`",
+            Self::PublishRefused => "the rendezvous server does not publish the path on that port",
         })
     }
 }

@@ -358,6 +358,10 @@ impl Server {
                 self.events
                     .push_back(ServerEvent::NameWithdrawn { key, name });
             }
+            self.unpublish_stale(
+                &key,
+                "the directory no longer lets the daemon expose the path",
+            );
             let live = rights.master || rights.tokens.iter().any(|t| self.directory.knows(t));
             if !live {
                 self.revoke(now, key);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod attach;
 mod authority;
+mod publish;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
@@ -64,6 +65,8 @@ pub(crate) struct Server {
     rng: SeededRng,
     /// Registrations refused because their daemon token is bound to another key.
     keys_refused: u64,
+    /// Paths published on public TCP ports.
+    publications: publish::Publications,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -93,6 +96,7 @@ impl Server {
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
             keys_refused: 0,
+            publications: publish::Publications::default(),
         }
     }
 
@@ -113,6 +117,19 @@ impl Server {
     #[cfg(test)]
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The publication on public `port`, if any: the daemon and path, and whether its
+    /// listener is bound.
+    #[cfg(test)]
+    pub(crate) fn publication(&self, port: u16) -> Option<&publish::Publication> {
+        self.publications.get(port)
+    }
+
+    /// Every publication, by port.
+    #[cfg(test)]
+    pub(crate) fn publications(&self) -> impl Iterator<Item = (&u16, &publish::Publication)> {
+        self.publications.iter()
     }
 
     /// Whether the relay forwards between `a` and `b`.
@@ -329,6 +346,16 @@ impl Server {
                 }
                 self.on_admin(now, from, request, &master, command);
             }
+            ClientMessage::Publish {
+                request,
+                name,
+                port,
+            } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                self.on_publish(from, request, name, port);
+            }
         }
     }
 
@@ -377,6 +404,7 @@ impl Server {
         }
         let (addr, services) = (new.addr, new.services.clone());
         let is_new = self.registry.upsert(now, new);
+        self.unpublish_stale(&key, "the daemon no longer exposes the path");
         self.events.push_back(ServerEvent::Registered {
             key,
             addr,
@@ -608,6 +636,7 @@ impl Server {
     /// Cleans up after `key`'s registration ended: its own waits and pushes go, and whoever
     /// waited for it fails now.
     fn forget(&mut self, key: &PublicKey, why: &str) {
+        self.unpublish_stale(key, why);
         self.pairs.remove_key(key);
         self.pushes.retain(|_, p| p.to != *key);
         self.waiters.retain(|(asker, _), _| asker != key);

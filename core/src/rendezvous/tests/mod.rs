@@ -1005,4 +1005,5 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 mod authority;
 mod daemons;
 mod import;
+mod publish;
 mod rattach;

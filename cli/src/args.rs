@@ -99,6 +99,14 @@ pub enum Command {
         /// `-lease_timeout`; default 90).
         #[arg(long, value_name = "SECS", requires = "cb_listen", value_parser = clap::value_parser!(u64).range(1..=86400))]
         cb_lease_timeout: Option<u64>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback
+        /// address unless --metrics-public).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Allow --metrics on a non-loopback address (the metrics name daemons' keys and
+        /// traffic).
+        #[arg(long, requires = "metrics")]
+        metrics_public: bool,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///
@@ -440,4 +448,11 @@ pub struct DaemonArgs {
     /// down) or newreno (every loss halves the window, as TCP Reno).
     #[arg(long, value_name = "CC")]
     pub congestion: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback address
+    /// unless --metrics-public).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on a non-loopback address (the metrics name peers' keys and traffic).
+    #[arg(long)]
+    pub metrics_public: bool,
 }

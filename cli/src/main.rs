@@ -13,6 +13,7 @@ mod demo;
 mod import;
 mod keys;
 mod logging;
+mod metrics;
 mod node;
 mod notify;
 mod run;
@@ -41,12 +42,21 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let key = keys::generate()?;
             match out {
                 Some(path) => {
+                    // The secret goes to the file; stdout gets what others may see, alone,
+                    // for `PUB=$(burrow keygen --out FILE)`.
                     keys::write(&path, &key, force)?;
                     eprintln!("wrote secret key to {}", path.display());
+                    println!("{}", key.public_key());
                 }
-                None => println!("{}", key.to_base64()),
+                None => {
+                    println!("secret key: {}", key.to_base64());
+                    println!("public key: {}", key.public_key());
+                    eprintln!(
+                        "keep the secret key to yourself; `burrow keygen --out FILE` writes it to \
+                         an owner-only file instead"
+                    );
+                }
             }
-            eprintln!("public key: {}", key.public_key());
             Ok(())
         }
         Command::Token => {
@@ -168,7 +178,12 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             open,
             cb_listen,
             cb_lease_timeout,
+            metrics,
+            metrics_public,
         } => {
+            let metrics = metrics
+                .map(|addr| metrics::Listen::new(addr, metrics_public))
+                .transpose()?;
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
                 secrets::check_token(t).map_err(|e| format!("--token: {e}"))?;
@@ -191,7 +206,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 tokens,
                 open,
                 state_dir.as_deref(),
-                cb,
+                run::Extras { cb, metrics },
             )
         }
         Command::Daemon { config, common } => {

@@ -43,6 +43,12 @@ pub struct Status {
     /// The largest UDP datagram a flow carries; larger ones are dropped and counted.
     #[serde(default)]
     pub udp_max_payload: Option<usize>,
+    /// The endpoint's counters (what the metrics endpoint exports).
+    #[serde(default)]
+    pub stats: crate::Stats,
+    /// A server's registrations and relayed bytes per token; `None` for a daemon.
+    #[serde(default)]
+    pub server: Option<crate::ServerCounters>,
 }
 
 /// One session.
@@ -83,6 +89,10 @@ pub struct PeerInfo {
     /// configured start when that is unknown.
     #[serde(default)]
     pub probe_ttl_reason: Option<String>,
+    /// Why the session rides the relay (what punching toward each candidate got, and one
+    /// line), when it does and the server introduced the peer.
+    #[serde(default)]
+    pub why_relayed: Option<crate::WhyRelayed>,
 }
 
 /// One service we connect to.
@@ -193,6 +203,7 @@ pub(crate) fn snapshot(
                 keepalive_secs: ep.peer_keepalive(peer).map(|d| d.as_secs_f64()),
                 probe_ttl: ep.peer_probe_ttl(peer).map(|(ttl, _)| ttl),
                 probe_ttl_reason: ep.peer_probe_ttl(peer).map(|(_, why)| why.reason()),
+                why_relayed: ep.peer_why_relayed(peer).filter(|_| connected),
             }
         })
         .collect();
@@ -241,6 +252,8 @@ pub(crate) fn snapshot(
             .collect(),
         services,
         conns,
+        stats: ep.stats().clone(),
+        server: ep.server_counters(),
         ..Status::default()
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod attach;
 mod authority;
+mod counters;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
@@ -64,6 +65,8 @@ pub(crate) struct Server {
     rng: SeededRng,
     /// Registrations refused because their daemon token is bound to another key.
     keys_refused: u64,
+    /// Registrations and relayed bytes, for metrics.
+    counted: counters::Counted,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -93,6 +96,7 @@ impl Server {
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
             keys_refused: 0,
+            counted: counters::Counted::default(),
         }
     }
 
@@ -256,6 +260,7 @@ impl Server {
                     expires: now + self.config.lease,
                 };
                 let accepted = self.on_register(now, request, new, limits);
+                self.counted.registration(accepted);
                 if self.registry.get(&from).is_some() {
                     self.observed(from, request, ttl);
                 }

@@ -64,7 +64,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Pubkey { key } => {
-            println!("{}", keys::read(&key)?.public_key());
+            println!("{}", keys::public_of(&key)?);
             Ok(())
         }
         Command::Status { state_dir, json } => {

@@ -563,3 +563,24 @@ fn both_license_files_are_at_the_root() {
     assert!(apache.contains("Apache License") && apache.contains("Version 2.0, January 2004"));
     assert!(apache.contains("END OF TERMS AND CONDITIONS"));
 }
+
+/// Issue 19: `burrow pubkey` given a key instead of a key file says what it is rather than
+/// suggesting to create a key file of that name.
+#[test]
+fn pubkey_given_a_key_says_it_is_a_key() {
+    let out = Command::new(BIN).arg("keygen").output().expect("keygen");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key");
+    let err = run(&["pubkey", "--key", public]).expect_err("a key is not a key file");
+    assert!(
+        err.contains("is a key, not a key file") && err.contains("public key already"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("keygen --out"),
+        "no advice to create it: {err}"
+    );
+}

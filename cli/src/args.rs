@@ -112,6 +112,14 @@ pub enum Command {
         /// Most ports one token (tenant) may have published at once.
         #[arg(long, value_name = "N", default_value_t = burrow_core::rendezvous::DEFAULT_PUBLISH_LIMIT, requires = "publish_ports")]
         publish_limit: usize,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback
+        /// address unless --metrics-public).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Allow --metrics on a non-loopback address (the metrics name daemons' keys and
+        /// traffic).
+        #[arg(long, requires = "metrics")]
+        metrics_public: bool,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///
@@ -485,6 +493,13 @@ pub struct DaemonArgs {
     /// daemon runs and removed when it stops. Same as `port_mapping = false` in the file.
     #[arg(long)]
     pub no_port_mapping: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback address
+    /// unless --metrics-public).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on a non-loopback address (the metrics name peers' keys and traffic).
+    #[arg(long)]
+    pub metrics_public: bool,
 }
 
 /// `FIRST-LAST`, a range of TCP ports (a single port is a range of one).

@@ -37,6 +37,10 @@ pub struct File {
     pub congestion: Option<String>,
     /// Ask the gateway for a port (NAT-PMP/PCP); default true.
     pub port_mapping: Option<bool>,
+    /// Where to serve Prometheus metrics (`--metrics` overrides it); off when absent.
+    pub metrics: Option<String>,
+    /// Allow `metrics` on a non-loopback address.
+    pub metrics_public: Option<bool>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     /// The runtime (`--runtime` overrides it).
@@ -127,6 +131,8 @@ pub struct Settings {
     pub udp_forward: UdpConfig,
     /// Destination keys given up front (`peer_key`), by service.
     pub peer_keys: BTreeMap<ServiceName, PublicKey>,
+    /// The metrics endpoint, if asked for.
+    pub metrics: Option<crate::metrics::Listen>,
 }
 
 /// Reads and parses `path`; errors name the file and, from the TOML parser, the line.
@@ -310,6 +316,21 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             Protocol::Tcp => connect.push((name, listen)),
         }
     }
+    let metrics_addr = match (args.metrics, file.metrics) {
+        (Some(a), _) => Some(a),
+        (None, Some(text)) => Some(text.parse().map_err(|_| {
+            format!(
+                "{}: `{text}` is not IP:PORT",
+                origin(source, "metrics", "metrics")
+            )
+        })?),
+        (None, None) => None,
+    };
+    let public = args.metrics_public || file.metrics_public.unwrap_or(false);
+    let metrics = metrics_addr
+        .map(|a| crate::metrics::Listen::new(a, public))
+        .transpose()
+        .map_err(|e| format!("{}: {e}", origin(source, "metrics", "metrics")))?;
     let mut udp_forward = UdpConfig::default();
     if let Some(secs) = file.udp_flow_timeout {
         if secs == 0 {
@@ -354,6 +375,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         connect_udp,
         udp_forward,
         peer_keys,
+        metrics,
     })
 }
 

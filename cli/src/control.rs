@@ -368,6 +368,19 @@ pub fn render(s: &Status) -> String {
             p.key,
         ));
     }
+    for p in &s.peers {
+        if let Some(w) = &p.why_relayed {
+            line(format!("{:<5} {}", p.peer, w.line));
+            let each: Vec<String> = w
+                .candidates
+                .iter()
+                .map(|(addr, outcome)| format!("{addr} {outcome}"))
+                .collect();
+            if !each.is_empty() {
+                line(format!("      candidates: {}", each.join(", ")));
+            }
+        }
+    }
     if !s.exposed.is_empty() {
         line(String::new());
         line("EXPOSED                         TARGET".into());

@@ -13,6 +13,7 @@ mod demo;
 mod import;
 mod keys;
 mod logging;
+mod metrics;
 mod netcheck;
 mod node;
 mod notify;
@@ -42,12 +43,21 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let key = keys::generate()?;
             match out {
                 Some(path) => {
+                    // The secret goes to the file; stdout gets what others may see, alone,
+                    // for `PUB=$(burrow keygen --out FILE)`.
                     keys::write(&path, &key, force)?;
                     eprintln!("wrote secret key to {}", path.display());
+                    println!("{}", key.public_key());
                 }
-                None => println!("{}", key.to_base64()),
+                None => {
+                    println!("secret key: {}", key.to_base64());
+                    println!("public key: {}", key.public_key());
+                    eprintln!(
+                        "keep the secret key to yourself; `burrow keygen --out FILE` writes it to \
+                         an owner-only file instead"
+                    );
+                }
             }
-            eprintln!("public key: {}", key.public_key());
             Ok(())
         }
         Command::Token => {
@@ -55,7 +65,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Pubkey { key } => {
-            println!("{}", keys::read(&key)?.public_key());
+            println!("{}", keys::public_of(&key)?);
             Ok(())
         }
         Command::Status { state_dir, json } => {
@@ -199,8 +209,13 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             netcheck_udp,
             publish_ports,
             publish_limit,
+            metrics,
+            metrics_public,
         } => {
             let netcheck = netcheck::alternate_addr(&netcheck_udp, listen)?;
+            let metrics = metrics
+                .map(|addr| metrics::Listen::new(addr, metrics_public))
+                .transpose()?;
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
                 secrets::check_token(t).map_err(|e| format!("--token: {e}"))?;
@@ -230,6 +245,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 cb,
                 netcheck,
                 publish,
+                metrics,
             })
         }
         Command::Daemon { config, common } => {

@@ -28,7 +28,7 @@ use crate::control::AttachRequest;
 use crate::import::{self, Imports};
 use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
-use crate::{control, keys, logging, notify};
+use crate::{control, keys, logging, metrics, notify};
 use burrow_core::rendezvous::MAX_PATH_TOKENS;
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
@@ -48,6 +48,8 @@ pub struct ServerOptions {
     pub netcheck: Option<SocketAddr>,
     /// Which public TCP ports daemons may publish their paths on.
     pub publish: PublishConfig,
+    /// The metrics endpoint.
+    pub metrics: Option<metrics::Listen>,
 }
 
 /// `burrow server`.
@@ -62,6 +64,7 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
         cb,
         netcheck,
         publish,
+        metrics,
     } = options;
     let (key, state_dir) = (key.as_path(), state_dir.as_deref());
     let key = keys::read(key)?;
@@ -148,6 +151,7 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
         println!("containment breach api on udp+tcp {addr}");
         tracing::info!(%addr, lease_timeout_secs = lease, "containment breach api running");
     }
+    serve_metrics(metrics.as_ref(), &node)?;
     notify::notify(&format!(
         "READY=1\nSTATUS=listening on udp {}",
         node.udp_addr()
@@ -187,6 +191,7 @@ impl Reloader {
             ("udp", new.udp != running.udp),
             ("route", new.route != running.route),
             ("congestion", new.congestion != running.congestion),
+            ("metrics", new.metrics != running.metrics),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -274,6 +279,9 @@ pub fn daemon(
     spec.connect = all.connect;
     spec.expose_options = all.options;
     spec.connect_udp.clone_from(&settings.connect_udp);
+    if spec.expose.is_empty() && spec.connect.is_empty() && spec.connect_udp.is_empty() {
+        tracing::warn!("{}", crate::check::NOTHING_TO_DO);
+    }
     spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
     let mut node = Node::spawn(runtime, spec)?;
@@ -340,6 +348,7 @@ pub fn daemon(
     for (service, addr) in node.listeners() {
         println!("listening on {addr} for {service}");
     }
+    serve_metrics(settings.metrics.as_ref(), &node)?;
     tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = runtime.name(), "daemon running");
     let forwards_udp = !settings.connect_udp.is_empty()
         || settings
@@ -364,6 +373,16 @@ pub fn daemon(
     let result = wait(node, &interrupted);
     let _ = std::fs::remove_file(control::socket_path(&settings.state_dir));
     result
+}
+
+/// Starts the metrics endpoint if asked for, and says where it is.
+fn serve_metrics(listen: Option<&metrics::Listen>, node: &Node) -> Result<(), String> {
+    if let Some(listen) = listen {
+        let addr = metrics::spawn(listen, node.control())?;
+        println!("metrics on http://{addr}/metrics");
+        tracing::info!(%addr, "metrics endpoint running");
+    }
+    Ok(())
 }
 
 /// The pins in `known_services` in `state_dir`; none if the file does not exist.

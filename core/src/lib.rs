@@ -171,7 +171,10 @@ pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
 pub use portmap::Failure as PortMappingFailure;
 pub use punch::schedule::ProbeTtl;
-pub use stats::Stats;
+pub use punch::why::{CandidateOutcome, WhyRelayed};
+pub use stats::{
+    Histogram, PunchStats, RelayedBy, ServerCounters, Stats, TIME_TO_DIRECT_BOUNDS_MS,
+};
 pub use stream::{CongestionControl, ReadOutcome, StreamId};
 pub use stun::ProbeOutcome;
 pub use timer::Timer;

@@ -47,6 +47,12 @@ pub struct Status {
     /// where each stands: `published on SERVER:PORT`, `publish refused: why`, or waiting.
     #[serde(default)]
     pub published: Vec<(String, String)>,
+    /// The endpoint's counters (what the metrics endpoint exports).
+    #[serde(default)]
+    pub stats: crate::Stats,
+    /// A server's registrations and relayed bytes per token; `None` for a daemon.
+    #[serde(default)]
+    pub server: Option<crate::ServerCounters>,
 }
 
 /// One session.
@@ -87,6 +93,10 @@ pub struct PeerInfo {
     /// configured start when that is unknown.
     #[serde(default)]
     pub probe_ttl_reason: Option<String>,
+    /// Why the session rides the relay (what punching toward each candidate got, and one
+    /// line), when it does and the server introduced the peer.
+    #[serde(default)]
+    pub why_relayed: Option<crate::WhyRelayed>,
 }
 
 /// One service we connect to.
@@ -209,6 +219,7 @@ pub(crate) fn snapshot(
                 keepalive_secs: ep.peer_keepalive(peer).map(|d| d.as_secs_f64()),
                 probe_ttl: ep.peer_probe_ttl(peer).map(|(ttl, _)| ttl),
                 probe_ttl_reason: ep.peer_probe_ttl(peer).map(|(_, why)| why.reason()),
+                why_relayed: ep.peer_why_relayed(peer).filter(|_| connected),
             }
         })
         .collect();
@@ -257,6 +268,8 @@ pub(crate) fn snapshot(
             .collect(),
         services,
         conns,
+        stats: ep.stats().clone(),
+        server: ep.server_counters(),
         ..Status::default()
     }
 }

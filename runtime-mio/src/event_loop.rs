@@ -523,7 +523,7 @@ impl Loop {
     fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
         let plan = self.node.plan(services);
         let bound =
-            node::bind_listeners(&plan.connect, TcpListener::bind, TcpListener::local_addr)?;
+            node::bind_listeners(&plan.connect, crate::tcp_listener, TcpListener::local_addr)?;
         let applied = self.node.apply(now, plan, bound);
         // Dropping a listener deregisters it from the poll.
         self.listeners.retain(|l| !applied.closed.contains(&l.0));

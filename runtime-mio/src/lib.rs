@@ -59,6 +59,11 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub struct Node;
 
+/// A local service's listener, with the deep accept queue every runtime uses.
+pub(crate) fn tcp_listener(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
+    burrow_tokio::tcp_listener(addr).map(mio::net::TcpListener::from_std)
+}
+
 impl Node {
     /// Binds the UDP socket and the listeners, exposes the services, and starts the node's
     /// thread.
@@ -74,7 +79,7 @@ impl Node {
         let socket = mio::net::UdpSocket::from_std(socket);
         let listeners = node::bind_listeners(
             &config.connect,
-            mio::net::TcpListener::bind,
+            tcp_listener,
             mio::net::TcpListener::local_addr,
         )?;
         let udp_listeners = node::bind_listeners(

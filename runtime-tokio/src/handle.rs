@@ -116,8 +116,7 @@ pub(crate) fn bind_listeners<R: Runtime>(
     node::bind_listeners(
         connect,
         |addr| {
-            let listener = std::net::TcpListener::bind(addr)?;
-            listener.set_nonblocking(true)?;
+            let listener = crate::tcp_listener(addr)?;
             R::wrap_listener(listener)
         },
         |l: &R::Listener| {

@@ -721,3 +721,61 @@ fn a_ping_on_a_relayed_session_comes_back_through_the_relay() {
         "a ping moves nothing"
     );
 }
+
+/// Issue 19, why relayed: between two symmetric NATs every candidate is tried and nothing
+/// answers, and each side says so in one line (its status) and counts the failed punch with
+/// its reason; between two full-cone NATs the session goes direct, explains nothing, and
+/// counts the time it took.
+#[test]
+fn symmetric_nats_say_why_they_are_relayed_and_count_the_failed_punch() {
+    let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
+    let mut w = World::new(3, &setup);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    assert!(matches!(w.path(w.b), Some(Path::Relay(_))));
+    let why = w
+        .sim
+        .endpoint(w.b)
+        .endpoint()
+        .peer_why_relayed(peer)
+        .expect("a relayed introduced session explains itself");
+    println!("B: {}", why.line);
+    println!("B's candidates: {:?}", why.candidates);
+    assert_eq!(why.reason, burrow_core::CandidateOutcome::NoAnswer);
+    let n = why.candidates.len();
+    assert!(n >= 2, "the reflexive and the host candidate: {why:?}");
+    assert!(
+        why.candidates
+            .iter()
+            .all(|(_, o)| *o == burrow_core::CandidateOutcome::NoAnswer),
+        "{why:?}"
+    );
+    assert!(
+        why.line.starts_with(&format!(
+            "relayed: {n} candidates tried, no answer from any ("
+        )),
+        "{}",
+        why.line
+    );
+    // A hears B's first packet on the new session a relay trip later.
+    w.sim.run_for(Duration::from_secs(1)).expect("sim");
+    for node in [w.a, w.b] {
+        let punch = &w.stats(node).punch;
+        assert_eq!(punch.relayed.no_answer, 1, "{punch:?}");
+        assert_eq!(punch.direct, 0, "{punch:?}");
+        assert!(punch.attempts >= 2, "{punch:?}");
+        assert_eq!(punch.time_to_direct.count, 0, "{punch:?}");
+    }
+
+    let cone = Setup::new(NatConfig::full_cone(), NatConfig::full_cone());
+    let mut w = World::new(3, &cone);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    assert!(matches!(w.path(w.b), Some(Path::Direct(_))));
+    assert_eq!(w.sim.endpoint(w.b).endpoint().peer_why_relayed(peer), None);
+    let punch = &w.stats(w.b).punch;
+    assert_eq!(punch.direct, 1, "{punch:?}");
+    assert_eq!(punch.time_to_direct.count, 1, "{punch:?}");
+    assert!(
+        punch.time_to_direct.sum_micros < 1_000_000,
+        "direct within a second: {punch:?}"
+    );
+}

@@ -536,10 +536,15 @@ impl Endpoint {
         });
         session.announced = true;
         let connected = session.is_connected();
+        let first_introduction = !session.punch.was_introduced();
         session.punch.set_first_ttl(first_ttl);
         session
             .punch
             .introduce(&ctx.config.session, now, candidates, relay, connected);
+        if connected && first_introduction {
+            // The peer's handshake (through the relay) beat its introduction here.
+            session.note_punch_outcome(&mut ctx, now);
+        }
         if !connected {
             session.start_handshake(&mut ctx, now);
         }
@@ -721,6 +726,20 @@ impl Endpoint {
         punch
             .has_candidates()
             .then(|| (first.first(&self.config.session), first))
+    }
+
+    /// Why the session with `peer` rides the relay: what punching toward each of its
+    /// candidates got, and one line saying so. `None` when it is direct, or was never
+    /// introduced by the server.
+    pub fn peer_why_relayed(&self, peer: PeerId) -> Option<crate::WhyRelayed> {
+        let key = self.ids.key(peer)?;
+        self.sessions.get(&key)?.punch.why_relayed()
+    }
+
+    /// Server: registrations, and relayed bytes by the token of the daemon that sent them.
+    /// `None` for a daemon.
+    pub fn server_counters(&self) -> Option<crate::ServerCounters> {
+        Some(self.server.as_ref()?.counters())
     }
 
     /// Whether the session with `peer` has completed a handshake.

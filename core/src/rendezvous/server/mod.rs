@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod attach;
 mod authority;
+mod counters;
 mod publish;
 
 use super::config::ServerConfig;
@@ -67,6 +68,8 @@ pub(crate) struct Server {
     keys_refused: u64,
     /// Paths published on public TCP ports.
     publications: publish::Publications,
+    /// Registrations and relayed bytes, for metrics.
+    counted: counters::Counted,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -97,6 +100,7 @@ impl Server {
             evictions: VecDeque::new(),
             keys_refused: 0,
             publications: publish::Publications::default(),
+            counted: counters::Counted::default(),
         }
     }
 
@@ -273,6 +277,7 @@ impl Server {
                     expires: now + self.config.lease,
                 };
                 let accepted = self.on_register(now, request, new, limits);
+                self.counted.registration(accepted);
                 if self.registry.get(&from).is_some() {
                     self.observed(from, request, ttl);
                 }

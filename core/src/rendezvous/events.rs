@@ -75,6 +75,13 @@ pub(crate) enum ClientEvent {
         /// What to do with it.
         attach: Option<super::directory::Attachment>,
     },
+    /// `name`, a fixed path we expose, admits only `clients` through introductions.
+    Pins {
+        /// The path.
+        name: ServiceName,
+        /// The pinned client keys.
+        clients: Vec<PublicKey>,
+    },
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,

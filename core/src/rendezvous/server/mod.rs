@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod attach;
 mod authority;
+mod connections;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
@@ -64,6 +65,8 @@ pub(crate) struct Server {
     rng: SeededRng,
     /// Registrations refused because their daemon token is bound to another key.
     keys_refused: u64,
+    /// The connecting daemons introduced to each path, for its limit of connections.
+    connections: connections::Connections,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -93,6 +96,7 @@ impl Server {
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
             keys_refused: 0,
+            connections: connections::Connections::default(),
         }
     }
 
@@ -267,6 +271,7 @@ impl Server {
                         self.change(bind);
                     }
                     self.push_attachments_of(now, from);
+                    self.push_pins_of(now, from);
                 }
             }
             ClientMessage::Ack { id } => {
@@ -374,6 +379,7 @@ impl Server {
         {
             // A daemon that moves to another tenant keeps none of its introductions.
             self.pairs.remove_key(&key);
+            self.connections.remove_key(&key);
         }
         let (addr, services) = (new.addr, new.services.clone());
         let is_new = self.registry.upsert(now, new);
@@ -426,15 +432,24 @@ impl Server {
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
 
-        // Last, so that only a lookup that goes through pins its key.
-        if let Err(detail) = self.pin_client(&tenant, &rights, &name, from) {
-            return self.fail(from, request, ErrorCode::NotPinned, detail);
+        if let Err(detail) = self.room_for(&tenant, &name, &from) {
+            return self.fail(from, request, ErrorCode::TooMany, detail);
         }
+        // Last, so that only a lookup that goes through pins its key; the destination
+        // learns the new pin before the introduction.
+        let pinned = match self.pin_client(&tenant, &rights, &name, from) {
+            Err(detail) => return self.fail(from, request, ErrorCode::NotPinned, detail),
+            Ok(pinned) => pinned,
+        };
         let a = Side {
             key: from,
             request: Some(request),
             role: PunchRole::Initiator,
         };
+        self.connections.insert(&tenant, name.clone(), from, target);
+        if pinned {
+            self.push_pins(now, &tenant, &name);
+        }
         self.introduce(now, a, target, None, Some(name));
     }
 
@@ -609,6 +624,7 @@ impl Server {
     /// waited for it fails now.
     fn forget(&mut self, key: &PublicKey, why: &str) {
         self.pairs.remove_key(key);
+        self.connections.remove_key(key);
         self.pushes.retain(|_, p| p.to != *key);
         self.waiters.retain(|(asker, _), _| asker != key);
         let failed: Vec<_> = self

@@ -1005,4 +1005,6 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 mod authority;
 mod daemons;
 mod import;
+mod limits;
+mod pins;
 mod rattach;

@@ -388,7 +388,6 @@ fn print_tree(pages: &[AdminAnswer]) {
             .map_or("not exposed".to_string(), |k| format!("exposed by {k}"));
         let connections = match p.max_connections {
             Some(max) => format!("   connections {} of {max}", p.connections),
-            None if p.connections > 0 => format!("   connections {}", p.connections),
             None => String::new(),
         };
         let fixed = if p.fixed {
@@ -417,7 +416,11 @@ fn print_tree(pages: &[AdminAnswer]) {
             lines.push(format!("and {} more attachment(s)", p.more_attached));
         }
         for (n, line) in lines.iter().enumerate() {
-            let twig = if n + 1 == lines.len() { "└──" } else { "├──" };
+            let twig = if n + 1 == lines.len() {
+                "└──"
+            } else {
+                "├──"
+            };
             println!("{stem}{twig} {line}");
         }
     }

@@ -278,7 +278,9 @@ impl DirectoryStore for SqliteStore {
                     clients: keys(&clients, &what)?,
                     max_connections: r
                         .get::<_, Option<i64>>(6)?
-                        .map(|n| u32::try_from(n).map_err(|_| bad(&what, "has a bad max_connections")))
+                        .map(|n| {
+                            u32::try_from(n).map_err(|_| bad(&what, "has a bad max_connections"))
+                        })
                         .transpose()?,
                 })
             })
@@ -566,7 +568,9 @@ mod tests {
             "no limit"
         );
         path.max_connections = Some(3);
-        store.apply(&DirectoryChange::PutPath(path.clone())).unwrap();
+        store
+            .apply(&DirectoryChange::PutPath(path.clone()))
+            .unwrap();
         assert_eq!(store.load().unwrap().paths, [path]);
         // Opened again, the column is not added twice.
         drop(store);

@@ -24,7 +24,7 @@ fn a_declared_path_is_exposed_with_its_server_token_and_reached_with_its_client_
     wait_for(&exposer.stderr, "registered with the rendezvous server");
     let tree = tree_when_exposed(&auth, "/home/ssh");
     eprintln!("burrow admin tree:\n{tree}");
-    assert!(tree.starts_with("tenant acme\n"), "{tree}");
+    assert!(tree.starts_with("tenant acme   limits: "), "{tree}");
     assert!(
         tree.contains(&format!("/home/ssh  exposed by {key}")),
         "{tree}"

@@ -141,7 +141,10 @@ fn a_redeemed_imported_token_is_named_and_forgotten_without_a_restart() {
     let mut forget = vec!["import", "--forget", &ssh_client];
     forget.extend(state);
     let out = run(&forget).expect("forget");
-    assert_eq!(out.trim(), "forgotten; this daemon may use: exposes /office/web");
+    assert_eq!(
+        out.trim(),
+        "forgotten; this daemon may use: exposes /office/web"
+    );
     wait_for(&b.stderr, "registered with the rendezvous server");
     let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
     assert!(!kept.contains(&ssh_client), "{kept}");

@@ -35,6 +35,11 @@ fn a_path_at_its_limit_refuses_a_connecting_daemon_until_one_stops() {
     let first = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client);
     assert_eq!(ask_until_answered(listening(&first), "one"), "one\n");
     let second = auth.daemon("c", &["connect", "/home/ssh", "127.0.0.1:0"], &client);
+    let second_key = wait_for(&second.stdout, "daemon public key:")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
     let second_at = listening(&second);
     assert_eq!(ask(second_at, "two"), "", "refused");
     let refusal = wait_for(&second.stderr, "is at its limit");
@@ -44,11 +49,6 @@ fn a_path_at_its_limit_refuses_a_connecting_daemon_until_one_stops() {
     );
 
     // The tree shows the limit, the one connection, and an attachment.
-    let second_key = wait_for(&second.stdout, "daemon public key:")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_string();
     let web_at = free_port().to_string();
     auth.admin(&[
         "rattach",
@@ -62,9 +62,9 @@ fn a_path_at_its_limit_refuses_a_connecting_daemon_until_one_stops() {
     let tree = auth.admin(&["tree"]).expect("tree");
     eprintln!("burrow admin tree:\n{tree}");
     assert!(
-        tree.lines()
-            .next()
-            .is_some_and(|l| l.contains("tenant acme   limits: 10000 paths, 1000 daemons, relay 16 MiB/s")),
+        tree.lines().next().is_some_and(
+            |l| l.contains("tenant acme   limits: 10000 paths, 1000 daemons, relay 16 MiB/s")
+        ),
         "{tree}"
     );
     let row = tree.lines().find(|l| l.contains("/home/ssh")).unwrap_or("");

@@ -219,7 +219,10 @@ mod tests {
         assert!(a.pin(name("/ssh"), vec![key(2)]));
         assert!(!a.allows(&key(1), &name("/ssh")) && a.allows(&key(2), &name("/ssh")));
         assert!(a.pin(name("/ssh"), Vec::new()));
-        assert!(!a.allows(&key(2), &name("/ssh")), "none pinned: none admitted");
+        assert!(
+            !a.allows(&key(2), &name("/ssh")),
+            "none pinned: none admitted"
+        );
         // Bounded.
         for i in 0..MAX_PINNED_SERVICES {
             a.pin(name(&format!("/p{i}")), Vec::new());

@@ -1019,13 +1019,15 @@ mod tests {
 
     fn admin_command() -> impl Strategy<Value = AdminCommand> {
         prop_oneof![
-            (name(), any::<bool>(), any::<Option<u32>>()).prop_map(|(name, fixed, max_connections)| {
-                AdminCommand::Create {
-                    name,
-                    fixed,
-                    max_connections,
+            (name(), any::<bool>(), any::<Option<u32>>()).prop_map(
+                |(name, fixed, max_connections)| {
+                    AdminCommand::Create {
+                        name,
+                        fixed,
+                        max_connections,
+                    }
                 }
-            }),
+            ),
             name().prop_map(|name| AdminCommand::Delete { name }),
             proptest::option::of(name()).prop_map(|after| AdminCommand::Tree { after }),
             (name(), any::<bool>()).prop_map(|(name, s)| AdminCommand::Redeem {
@@ -1080,7 +1082,14 @@ mod tests {
             ),
         )
             .prop_map(
-                |(name, fixed, pinned, k, (max_connections, connections, more_attached), attached)| {
+                |(
+                    name,
+                    fixed,
+                    pinned,
+                    k,
+                    (max_connections, connections, more_attached),
+                    attached,
+                )| {
                     PathView {
                         name,
                         fixed,

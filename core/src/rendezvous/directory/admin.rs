@@ -668,7 +668,9 @@ fn tree(
                     let daemon = dir
                         .daemons_of(tenant)
                         .find(|d| d.key == Some(a.daemon))
-                        .map_or(DaemonRef::Key(a.daemon), |d| DaemonRef::Name(d.name.clone()));
+                        .map_or(DaemonRef::Key(a.daemon), |d| {
+                            DaemonRef::Name(d.name.clone())
+                        });
                     Some(AttachedView {
                         daemon,
                         role,

@@ -170,7 +170,11 @@ fn a_tree_comes_in_pages_that_cover_every_path_once() {
         admin(
             &mut dir,
             &mut n,
-            AdminCommand::Create { name, fixed: false, max_connections: None },
+            AdminCommand::Create {
+                name,
+                fixed: false,
+                max_connections: None,
+            },
         )
         .unwrap();
     }
@@ -264,16 +268,13 @@ fn bind() -> impl Strategy<Value = (DaemonName, u8)> {
 fn command() -> impl Strategy<Value = AdminCommand> {
     let name = (0..6u8).prop_map(|i| path(&format!("/p{i}")));
     prop_oneof![
-        (
-            name.clone(),
-            any::<bool>(),
-            proptest::option::of(1..4u32)
-        )
-            .prop_map(|(name, fixed, max_connections)| AdminCommand::Create {
+        (name.clone(), any::<bool>(), proptest::option::of(1..4u32)).prop_map(
+            |(name, fixed, max_connections)| AdminCommand::Create {
                 name,
                 fixed,
                 max_connections
-            }),
+            }
+        ),
         name.clone().prop_map(|name| AdminCommand::Delete { name }),
         (name.clone(), any::<bool>()).prop_map(|(name, s)| AdminCommand::Redeem {
             name,
@@ -684,7 +685,10 @@ fn a_tree_shows_limits_connections_and_a_bounded_number_of_attachments() {
         name: "laptop".parse().unwrap(),
     };
     admin(&mut dir, &mut n, register).unwrap();
-    let mut record = dir.daemon(&tenant("acme"), &"laptop".parse().unwrap()).cloned().unwrap();
+    let mut record = dir
+        .daemon(&tenant("acme"), &"laptop".parse().unwrap())
+        .cloned()
+        .unwrap();
     record.key = Some(laptop);
     dir.apply(&DirectoryChange::PutDaemon(record));
     let expose = AdminCommand::Rattach {

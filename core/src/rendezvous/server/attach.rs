@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
+use super::super::directory::MAX_FIXED_CLIENTS;
 use super::super::directory::{AttachmentRecord, DirectoryChange};
 use super::super::messages::ServerMessage;
-use super::super::directory::MAX_FIXED_CLIENTS;
 use super::super::name::ServiceName;
 use super::super::pending::Push;
 use super::super::retry::Retry;
@@ -85,9 +85,13 @@ impl Server {
         };
         // The pinned keys, then masters introduced to it (never pinned), within the bound.
         let mut clients: Vec<PublicKey> = path.clients.iter().copied().collect();
-        let masters = self.connections.sources(tenant, name).into_iter().filter(|k| {
-            !path.clients.contains(k) && self.registry.get(k).is_some_and(|r| r.rights().master)
-        });
+        let masters = self
+            .connections
+            .sources(tenant, name)
+            .into_iter()
+            .filter(|k| {
+                !path.clients.contains(k) && self.registry.get(k).is_some_and(|r| r.rights().master)
+            });
         clients.extend(masters);
         clients.truncate(MAX_FIXED_CLIENTS);
         self.pushes.retain(|_, p| {

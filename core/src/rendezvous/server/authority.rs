@@ -179,7 +179,8 @@ impl Server {
         let Some(max) = self.declared(tenant, name).and_then(|p| p.max_connections) else {
             return Ok(());
         };
-        let full = self.connections.count(tenant, name) >= usize::try_from(max).unwrap_or(usize::MAX);
+        let full =
+            self.connections.count(tenant, name) >= usize::try_from(max).unwrap_or(usize::MAX);
         if full && !self.connections.holds(tenant, name, source) {
             return Err(format!(
                 "path {name} is at its limit of {max} connections; try again when one of its \

@@ -96,7 +96,11 @@ mod tests {
         assert_eq!(c.count("d:other", &ssh), 0, "tenants apart");
         assert!(c.holds("d:acme", &ssh, &key(1)));
         c.remove_key(&key(9));
-        assert_eq!(c.count("d:acme", &ssh), 1, "key 1 still introduced to key 8");
+        assert_eq!(
+            c.count("d:acme", &ssh),
+            1,
+            "key 1 still introduced to key 8"
+        );
         c.remove_key(&key(1));
         assert_eq!(c.count("d:acme", &ssh), 0);
         assert!(c.by_path.is_empty(), "nothing left behind");

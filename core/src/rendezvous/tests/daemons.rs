@@ -337,15 +337,19 @@ fn daemons_online_without_an_entry_are_listed_apart_in_pages() {
         (key(client), TokenRole::Client),
     ];
     expected.sort();
-    let shown: Vec<(PublicKey, TokenRole)> = all
-        .iter()
-        .map(|v| (v.key, v.paths[0].role))
-        .collect();
-    assert_eq!((shown, more), (expected.clone(), false), "the asking master is left out");
+    let shown: Vec<(PublicKey, TokenRole)> = all.iter().map(|v| (v.key, v.paths[0].role)).collect();
+    assert_eq!(
+        (shown, more),
+        (expected.clone(), false),
+        "the asking master is left out"
+    );
     assert!(all.iter().all(|v| v.paths[0].name == name("/ssh")));
     // Paged by key.
     let (rest, _) = unnamed(&mut h, None, Some(expected[0].0));
-    assert_eq!(rest.iter().map(|v| v.key).collect::<Vec<_>>(), [expected[1].0]);
+    assert_eq!(
+        rest.iter().map(|v| v.key).collect::<Vec<_>>(),
+        [expected[1].0]
+    );
     // A daemon bound to an entry is listed by `Daemons`, not here.
     let register = AdminCommand::Register { name: laptop() };
     let Ok(AdminAnswer::DaemonRegistered { token, .. }) = admin(&mut h, master, "M", register)

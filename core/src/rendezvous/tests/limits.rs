@@ -38,11 +38,12 @@ fn create(
 fn last_detail(h: &Harness, i: usize) -> String {
     h.events(i)
         .into_iter()
+        .rev()
         .filter_map(|e| match e {
             ClientEvent::RequestFailed { detail, .. } => Some(detail),
             _ => None,
         })
-        .last()
+        .next()
         .unwrap_or_default()
 }
 
@@ -79,10 +80,7 @@ fn a_path_at_its_limit_refuses_another_daemon_until_one_stops() {
     );
     assert_eq!(lookup(&mut h, clients[1], "/web"), Ok(key(exposer)));
     assert_eq!(shown(&mut h, master, "/web"), (2, Some(2)));
-    assert_eq!(
-        lookup(&mut h, clients[2], "/web"),
-        Err(ErrorCode::TooMany)
-    );
+    assert_eq!(lookup(&mut h, clients[2], "/web"), Err(ErrorCode::TooMany));
     let detail = last_detail(&h, clients[2]);
     assert!(
         detail.contains("path /web is at its limit of 2 connections"),

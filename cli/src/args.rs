@@ -244,11 +244,16 @@ pub enum Command {
     /// Add a path token to a running daemon's registration, without a restart: the daemon
     /// registers again with it and prints which paths it may now expose or connect to (or
     /// why the server refused the token; then nothing changes). Kept in `path-tokens` in the
-    /// state directory: it comes back after a restart.
+    /// state directory: it comes back after a restart. With --forget, removes an imported
+    /// token instead (one its master redeemed, say): the daemon registers again without it
+    /// and drops it from `path-tokens`.
     Import {
         /// The token (visible to other users on a command line: prefer --token-file).
         #[arg(value_name = "TOKEN", required_unless_present = "token_file")]
         token: Option<String>,
+        /// Remove the imported TOKEN from the running daemon and from `path-tokens`.
+        #[arg(long)]
+        forget: bool,
         /// A file holding the token (readable by its owner only).
         #[arg(long, value_name = "FILE", conflicts_with = "token")]
         token_file: Option<PathBuf>,
@@ -370,13 +375,20 @@ pub enum AdminAction {
         /// Pin the first client key that connects; others are refused until `reload`.
         #[arg(long)]
         fixed: bool,
+        /// Most connecting daemons the server introduces to PATH at once (at least 1;
+        /// default: no limit). One counts from its first lookup of PATH until it stops or
+        /// unregisters (or PATH's exposing daemon does); looking PATH up again takes no second
+        /// place. One more is refused: "path PATH is at its limit of N connections".
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
     },
     /// Delete PATH: its tokens stop working and its daemon stops publishing it.
     Delete {
         /// The path.
         path: String,
     },
-    /// List the tenant's paths: who exposes each, which are fixed.
+    /// List the tenant's paths: who exposes each, which are fixed, their connections and
+    /// limits, and the daemons each is attached to; the tenant's own limits come first.
     Tree,
     /// Replace PATH's server or client token (`redeem PATH server|client`), or a daemon's
     /// token (`redeem daemon NAME`, which also unbinds its key); the old one stops working at

@@ -160,6 +160,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Command::Import {
             token,
+            forget,
             token_file,
             state_dir,
         } => {
@@ -170,7 +171,11 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 (None, None) => return Err("give the token, or --token-file FILE".into()),
             };
             import::check(&token)?;
-            println!("{}", control::import(&dir, &token)?);
+            if forget {
+                println!("{}", control::forget(&dir, &token)?);
+            } else {
+                println!("{}", control::import(&dir, &token)?);
+            }
             Ok(())
         }
         Command::Detach { path, state_dir } => {

@@ -322,22 +322,30 @@ pub fn daemon(
         } => lock(&running).attach(&path, expose, listen.as_deref()),
         AttachRequest::Detach { path } => lock(&running).detach(&path),
     });
-    let imports = Mutex::new(Imports::new(
+    let imports = Arc::new(Mutex::new(Imports::new(
         node.control(),
         settings.state_dir.clone(),
         settings.path_tokens.clone(),
         imported,
-    ));
+    )));
+    let forgets = Arc::clone(&imports);
     let import: control::Import = Arc::new(move |token| {
         imports
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .import(token)
     });
+    let forget: control::Import = Arc::new(move |token| {
+        forgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget(token)
+    });
     let handlers = control::Handlers {
         reload: reload.clone(),
         attach,
         import,
+        forget,
     };
     control::serve(&settings.state_dir, node.control(), handlers)?;
     hangups(move || match reload() {

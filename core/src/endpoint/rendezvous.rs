@@ -412,6 +412,10 @@ impl Endpoint {
                     attach,
                 });
             }
+            ClientEvent::Pins { name, clients } => {
+                // Past the bound, only the server's own check holds (see `Access::pin`).
+                self.access.pin(name, clients);
+            }
             ClientEvent::PathTokensSet { result } => {
                 let result = result.map_err(|(code, detail)| format!("{code:?}: {detail}"));
                 self.out.events.push_back(Event::PathTokensSet { result });

@@ -532,6 +532,12 @@ impl Client {
                     });
                 }
             }
+            ServerMessage::Pins { id, name, clients } => {
+                // Every copy is applied: a later push replaces an earlier one that was lost,
+                // and applying one twice changes nothing.
+                self.first_sight(now, id);
+                self.events.push_back(ClientEvent::Pins { name, clients });
+            }
             ServerMessage::Granted { request, grants } => {
                 if self.import.as_ref().is_some_and(|i| i.request == request) {
                     self.end_import(now, Ok(grants));

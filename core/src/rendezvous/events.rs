@@ -85,6 +85,13 @@ pub(crate) enum ClientEvent {
         /// The server's port.
         port: u16,
     },
+    /// `name`, a fixed path we expose, admits only `clients` through introductions.
+    Pins {
+        /// The path.
+        name: ServiceName,
+        /// The pinned client keys.
+        clients: Vec<PublicKey>,
+    },
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,

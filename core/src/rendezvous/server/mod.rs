@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 mod attach;
 mod authority;
+mod connections;
 mod counters;
 mod publish;
 
@@ -70,6 +71,8 @@ pub(crate) struct Server {
     publications: publish::Publications,
     /// Registrations and relayed bytes, for metrics.
     counted: counters::Counted,
+    /// The connecting daemons introduced to each path, for its limit of connections.
+    connections: connections::Connections,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -101,6 +104,7 @@ impl Server {
             keys_refused: 0,
             publications: publish::Publications::default(),
             counted: counters::Counted::default(),
+            connections: connections::Connections::default(),
         }
     }
 
@@ -289,6 +293,7 @@ impl Server {
                         self.change(bind);
                     }
                     self.push_attachments_of(now, from);
+                    self.push_pins_of(now, from);
                 }
             }
             ClientMessage::Ack { id } => {
@@ -406,6 +411,7 @@ impl Server {
         {
             // A daemon that moves to another tenant keeps none of its introductions.
             self.pairs.remove_key(&key);
+            self.connections.remove_key(&key);
         }
         let (addr, services) = (new.addr, new.services.clone());
         let is_new = self.registry.upsert(now, new);
@@ -459,15 +465,24 @@ impl Server {
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
 
-        // Last, so that only a lookup that goes through pins its key.
-        if let Err(detail) = self.pin_client(&tenant, &rights, &name, from) {
-            return self.fail(from, request, ErrorCode::NotPinned, detail);
+        if let Err(detail) = self.room_for(&tenant, &name, &from) {
+            return self.fail(from, request, ErrorCode::TooMany, detail);
         }
+        // Last, so that only a lookup that goes through pins its key; the destination
+        // learns the new pin before the introduction.
+        let pinned = match self.pin_client(&tenant, &rights, &name, from) {
+            Err(detail) => return self.fail(from, request, ErrorCode::NotPinned, detail),
+            Ok(pinned) => pinned,
+        };
         let a = Side {
             key: from,
             request: Some(request),
             role: PunchRole::Initiator,
         };
+        self.connections.insert(&tenant, name.clone(), from, target);
+        if pinned {
+            self.push_pins(now, &tenant, &name);
+        }
         self.introduce(now, a, target, None, Some(name));
     }
 
@@ -643,6 +658,7 @@ impl Server {
     fn forget(&mut self, key: &PublicKey, why: &str) {
         self.unpublish_stale(key, why);
         self.pairs.remove_key(key);
+        self.connections.remove_key(key);
         self.pushes.retain(|_, p| p.to != *key);
         self.waiters.retain(|(asker, _), _| asker != key);
         let failed: Vec<_> = self

@@ -11,8 +11,8 @@ use burrow_core::PublicKey;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
-    AdminAnswer, AdminCommand, Attachment, DaemonName, DaemonRef, DaemonView, DirectoryChange,
-    DirectoryStore, TenantName, TenantRecord, TokenHash, TokenRole,
+    AdminAnswer, AdminCommand, Attachment, DaemonName, DaemonPath, DaemonRef, DaemonView,
+    DirectoryChange, DirectoryStore, TenantName, TenantRecord, TokenHash, TokenRole, UnnamedView,
 };
 
 use crate::args::AdminAction;
@@ -111,12 +111,15 @@ pub fn run(
     let node = Node::spawn(runtime, config)?;
     let result = registered(&node).and_then(|()| {
         let control = node.control();
-        let (mut tree, mut daemons) = (Vec::new(), Vec::new());
+        let (mut tree, mut daemons, mut unnamed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut listed: Option<Option<ServiceName>> = None;
         for command in commands {
             let mut next = Some(command);
             while let Some(command) = next.take() {
                 let filter = match &command {
-                    AdminCommand::Daemons { path, .. } => path.clone(),
+                    AdminCommand::Daemons { path, .. } | AdminCommand::Unnamed { path, .. } => {
+                        path.clone()
+                    }
                     _ => None,
                 };
                 let answer = control.admin(master.clone(), command)?;
@@ -142,9 +145,19 @@ pub fn run(
                             });
                         }
                         daemons.extend(page);
-                        if next.is_none() {
-                            print_daemons(&daemons, filter.as_ref());
+                        listed = Some(filter);
+                    }
+                    AdminAnswer::Unnamed {
+                        daemons: page,
+                        more,
+                    } => {
+                        if more {
+                            next = page.last().map(|d| AdminCommand::Unnamed {
+                                path: filter.clone(),
+                                after: Some(d.key),
+                            });
                         }
+                        unnamed.extend(page);
                     }
                     other => print_answer(&other),
                 }
@@ -152,6 +165,9 @@ pub fn run(
         }
         if !tree.is_empty() {
             print_tree(&tree);
+        }
+        if let Some(filter) = listed {
+            print_daemons(&daemons, &unnamed, filter.as_ref());
         }
         Ok(())
     });
@@ -162,9 +178,14 @@ pub fn run(
 fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
     let path = |p: &str| ServiceName::parse(p).map_err(|e| format!("{p}: {e}"));
     Ok(vec![match action {
-        AdminAction::Create { path: p, fixed } => AdminCommand::Create {
+        AdminAction::Create {
+            path: p,
+            fixed,
+            max_connections,
+        } => AdminCommand::Create {
             name: path(&p)?,
             fixed,
+            max_connections,
         },
         AdminAction::Delete { path: p } => AdminCommand::Delete { name: path(&p)? },
         AdminAction::Tree => AdminCommand::Tree { after: None },
@@ -190,10 +211,19 @@ fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
         AdminAction::Unregister { name } => AdminCommand::Unregister {
             name: daemon_name(&name)?,
         },
-        AdminAction::Daemons { path: p } => AdminCommand::Daemons {
-            path: p.as_deref().map(path).transpose()?,
-            after: None,
-        },
+        AdminAction::Daemons { path: p } => {
+            let p = p.as_deref().map(path).transpose()?;
+            return Ok(vec![
+                AdminCommand::Daemons {
+                    path: p.clone(),
+                    after: None,
+                },
+                AdminCommand::Unnamed {
+                    path: p,
+                    after: None,
+                },
+            ]);
+        }
         AdminAction::Reload { path: p } => AdminCommand::Reload { name: path(&p)? },
         AdminAction::Rattach {
             path: p,
@@ -315,23 +345,32 @@ fn print_answer(answer: &AdminAnswer) {
 /// Prints the pages of a tree:
 ///
 /// ```text
-/// tenant acme
-/// ├── /home/ssh   exposed by KEY
-/// └── /office/db  not exposed   fixed, 1 client pinned
+/// tenant acme   limits: 10000 paths, 1000 daemons, relay 16 MiB/s
+/// ├── /home/ssh   exposed by KEY   connections 1 of 2
+/// │   └── attached to laptop (client, online)
+/// └── /office/db  not exposed   fixed, 1 client(s) pinned
 /// ```
 fn print_tree(pages: &[AdminAnswer]) {
     let mut rows = Vec::new();
-    let mut tenant = String::new();
+    let mut header = String::new();
     for page in pages {
         if let AdminAnswer::Tree {
-            tenant: t, paths, ..
+            tenant,
+            paths,
+            limits,
+            ..
         } = page
         {
-            tenant.clone_from(t);
+            header = format!(
+                "tenant {tenant}   limits: {} paths, {} daemons, relay {}",
+                limits.max_paths,
+                limits.max_daemons,
+                rate(limits.relay_bytes_per_sec)
+            );
             rows.extend(paths.iter().cloned());
         }
     }
-    println!("tenant {tenant}");
+    println!("{header}");
     if rows.is_empty() {
         println!("└── (no paths: create one with `burrow admin ... create PATH`)");
         return;
@@ -342,74 +381,117 @@ fn print_tree(pages: &[AdminAnswer]) {
         .max()
         .unwrap_or(0);
     for (i, p) in rows.iter().enumerate() {
-        let branch = if i + 1 == rows.len() {
-            "└──"
-        } else {
-            "├──"
-        };
+        let last = i + 1 == rows.len();
+        let branch = if last { "└──" } else { "├──" };
         let exposed = p
             .exposed_by
             .map_or("not exposed".to_string(), |k| format!("exposed by {k}"));
+        let connections = match p.max_connections {
+            Some(max) => format!("   connections {} of {max}", p.connections),
+            None => String::new(),
+        };
         let fixed = if p.fixed {
             format!("   fixed, {} client(s) pinned", p.pinned)
         } else {
             String::new()
         };
-        println!("{branch} {:width$}  {exposed}{fixed}", p.name.as_str());
+        println!(
+            "{branch} {:width$}  {exposed}{connections}{fixed}",
+            p.name.as_str()
+        );
+        let stem = if last { "    " } else { "│   " };
+        let mut lines: Vec<String> = p
+            .attached
+            .iter()
+            .map(|a| {
+                let role = match a.role {
+                    TokenRole::Server => "server",
+                    TokenRole::Client => "client",
+                };
+                let state = if a.online { "online" } else { "offline" };
+                format!("attached to {} ({role}, {state})", a.daemon)
+            })
+            .collect();
+        if p.more_attached > 0 {
+            lines.push(format!("and {} more attachment(s)", p.more_attached));
+        }
+        for (n, line) in lines.iter().enumerate() {
+            let twig = if n + 1 == lines.len() {
+                "└──"
+            } else {
+                "├──"
+            };
+            println!("{stem}{twig} {line}");
+        }
     }
 }
 
-/// Prints the tenant's daemons:
+/// A byte rate as people read it.
+fn rate(bytes_per_sec: u64) -> String {
+    match bytes_per_sec {
+        b if b > 0 && b % (1 << 20) == 0 => format!("{} MiB/s", b >> 20),
+        b if b > 0 && b % (1 << 10) == 0 => format!("{} KiB/s", b >> 10),
+        b => format!("{b} B/s"),
+    }
+}
+
+/// Prints the tenant's daemons, those its master registered and then those online without
+/// an entry (registered with a path token or the master token), marked as such:
 ///
 /// ```text
-/// NAME    KEY        STATE    PATHS
-/// laptop  KEY        online   exposes /home/ssh, connects to /office/db
-/// nas     not yet bound  offline  -
+/// NAME              KEY            STATE    PATHS
+/// laptop            KEY            online   exposes /home/ssh, connects to /office/db
+/// nas               not yet bound  offline  -
+/// (not registered)  KEY            online   connects to /home/ssh
 /// ```
-fn print_daemons(daemons: &[DaemonView], filter: Option<&ServiceName>) {
-    if daemons.is_empty() {
+fn print_daemons(daemons: &[DaemonView], unnamed: &[UnnamedView], filter: Option<&ServiceName>) {
+    if daemons.is_empty() && unnamed.is_empty() {
         match filter {
             Some(p) => println!("(no daemon uses {p})"),
             None => println!("(no daemons: register one with `burrow admin ... register NAME`)"),
         }
         return;
     }
-    let key = |d: &DaemonView| d.key.map_or("not yet bound".to_string(), |k| k.to_string());
-    let name_w = daemons
-        .iter()
-        .map(|d| d.name.as_str().len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let key_w = daemons
-        .iter()
-        .map(|d| key(d).len())
-        .max()
-        .unwrap_or(0)
-        .max(3);
-    println!("{:name_w$}  {:key_w$}  {:7}  PATHS", "NAME", "KEY", "STATE");
-    for d in daemons {
-        let mut paths: Vec<String> = d
-            .paths
+    let describe = |paths: &[DaemonPath], more: u32| {
+        let mut shown: Vec<String> = paths
             .iter()
             .map(|p| match p.role {
                 TokenRole::Server => format!("exposes {}", p.name),
                 TokenRole::Client => format!("connects to {}", p.name),
             })
             .collect();
-        if d.more_paths > 0 {
-            paths.push(format!("and {} more", d.more_paths));
+        if more > 0 {
+            shown.push(format!("and {more} more"));
         }
-        let paths = if paths.is_empty() {
+        if shown.is_empty() {
             "-".to_string()
         } else {
-            paths.join(", ")
-        };
-        let state = if d.online { "online" } else { "offline" };
-        println!(
-            "{:name_w$}  {:key_w$}  {state:7}  {paths}",
-            d.name.as_str(),
-            key(d)
-        );
+            shown.join(", ")
+        }
+    };
+    let mut rows: Vec<[String; 4]> = daemons
+        .iter()
+        .map(|d| {
+            [
+                d.name.to_string(),
+                d.key.map_or("not yet bound".to_string(), |k| k.to_string()),
+                if d.online { "online" } else { "offline" }.to_string(),
+                describe(&d.paths, d.more_paths),
+            ]
+        })
+        .collect();
+    rows.extend(unnamed.iter().map(|d| {
+        [
+            "(not registered)".to_string(),
+            d.key.to_string(),
+            "online".to_string(),
+            describe(&d.paths, d.more_paths),
+        ]
+    }));
+    let name_w = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(4);
+    let key_w = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(3);
+    println!("{:name_w$}  {:key_w$}  {:7}  PATHS", "NAME", "KEY", "STATE");
+    for [name, key, state, paths] in rows {
+        println!("{name:name_w$}  {key:key_w$}  {state:7}  {paths}");
     }
 }

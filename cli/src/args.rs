@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use burrow_core::forward::{Protocol, ProxyVersion};
+use burrow_core::forward::{Protocol, ProxyVersion, PublishPort};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::node::Runtime;
@@ -103,6 +103,27 @@ pub enum Command {
         /// the other to ask too, before it is told the other never did (default 90).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         peer_wait: Option<u64>,
+        /// A second UDP address answering STUN, which `burrow netcheck` needs to tell how a
+        /// client's NAT maps and filters: `auto` (the next port after --listen's), `off`, or
+        /// IP:PORT (a second IP address of this machine tells the most).
+        #[arg(long, default_value = "auto", value_name = "ADDR|auto|off")]
+        netcheck_udp: String,
+        /// Let daemons publish their paths on public TCP ports of this server, from this
+        /// range (FIRST-LAST, such as 20000-20100): a connection to such a port reaches the
+        /// daemon through its session with the server. Off without it.
+        #[arg(long, value_name = "FIRST-LAST", value_parser = port_range)]
+        publish_ports: Option<(u16, u16)>,
+        /// Most ports one token (tenant) may have published at once.
+        #[arg(long, value_name = "N", default_value_t = burrow_core::rendezvous::DEFAULT_PUBLISH_LIMIT, requires = "publish_ports")]
+        publish_limit: usize,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback
+        /// address unless --metrics-public).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Allow --metrics on a non-loopback address (the metrics name daemons' keys and
+        /// traffic).
+        #[arg(long, requires = "metrics")]
+        metrics_public: bool,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///
@@ -114,6 +135,7 @@ pub enum Command {
     ///   state_dir = "/var/lib/burrow"   # holds the key and the control socket
     ///   route = "any"                   # any, relay-first, direct or relay
     ///   congestion = "bbr"              # bbr or newreno
+    ///   port_mapping = true             # ask the router for a port (NAT-PMP/PCP)
     ///   runtime = "tokio"               # tokio, smol or mio
     ///   allow = ["BASE64 key"]          # reach every exposed service without the server
     ///
@@ -124,6 +146,7 @@ pub enum Command {
     ///   name = "/home/ssh"
     ///   target = "127.0.0.1:22"
     ///   proxy_protocol = "v2"           # optional: v1 or v2, the client's address first
+    ///   publish = 20001                 # optional: a public port of the server, or "any"
     ///
     ///   [[expose]]
     ///   name = "/home/dns"
@@ -162,6 +185,11 @@ pub enum Command {
         /// Send each connection's client address first, with the PROXY protocol (v1 or v2).
         #[arg(long, value_name = "v1|v2")]
         proxy_protocol: Option<ProxyVersion>,
+        /// Ask the rendezvous server to publish the service on this public TCP port of its
+        /// own (`any`: one it picks from its --publish-ports range). Anyone who reaches
+        /// that port reaches the service.
+        #[arg(long, value_name = "PORT|any")]
+        publish: Option<PublishPort>,
         #[command(flatten)]
         common: DaemonArgs,
     },
@@ -226,17 +254,41 @@ pub enum Command {
     /// Add a path token to a running daemon's registration, without a restart: the daemon
     /// registers again with it and prints which paths it may now expose or connect to (or
     /// why the server refused the token; then nothing changes). Kept in `path-tokens` in the
-    /// state directory: it comes back after a restart.
+    /// state directory: it comes back after a restart. With --forget, removes an imported
+    /// token instead (one its master redeemed, say): the daemon registers again without it
+    /// and drops it from `path-tokens`.
     Import {
         /// The token (visible to other users on a command line: prefer --token-file).
         #[arg(value_name = "TOKEN", required_unless_present = "token_file")]
         token: Option<String>,
+        /// Remove the imported TOKEN from the running daemon and from `path-tokens`.
+        #[arg(long)]
+        forget: bool,
         /// A file holding the token (readable by its owner only).
         #[arg(long, value_name = "FILE", conflicts_with = "token")]
         token_file: Option<PathBuf>,
         /// The daemon's state directory (default as for `burrow daemon`).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+    },
+    /// Tell what the NAT in front of this machine does, against a rendezvous server: its
+    /// mapping (does the public address change per destination?), its filtering (who may
+    /// send to us?), hairpinning, IPv4 and IPv6, which port-mapping protocols the router
+    /// answers, and what that means for direct paths. Takes a few seconds.
+    Netcheck {
+        /// The rendezvous server (HOST:PORT). Default: `server` of the daemon's config file.
+        #[arg(long, value_name = "ADDR", required_unless_present = "config")]
+        server: Option<String>,
+        /// A daemon config file to take the server from.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Do not ask the default gateway for NAT-PMP and PCP, nor search the LAN for a UPnP
+        /// gateway (a multicast datagram).
+        #[arg(long)]
+        no_port_mapping: bool,
     },
     /// Ping a service this daemon reaches (once a connection has used it) or a peer by its
     /// key, through the running daemon: one line per ping with the path that answered
@@ -333,13 +385,20 @@ pub enum AdminAction {
         /// Pin the first client key that connects; others are refused until `reload`.
         #[arg(long)]
         fixed: bool,
+        /// Most connecting daemons the server introduces to PATH at once (at least 1;
+        /// default: no limit). One counts from its first lookup of PATH until it stops or
+        /// unregisters (or PATH's exposing daemon does); looking PATH up again takes no second
+        /// place. One more is refused: "path PATH is at its limit of N connections".
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
     },
     /// Delete PATH: its tokens stop working and its daemon stops publishing it.
     Delete {
         /// The path.
         path: String,
     },
-    /// List the tenant's paths: who exposes each, which are fixed.
+    /// List the tenant's paths: who exposes each, which are fixed, their connections and
+    /// limits, and the daemons each is attached to; the tenant's own limits come first.
     Tree,
     /// Replace PATH's server or client token (`redeem PATH server|client`), or a daemon's
     /// token (`redeem daemon NAME`, which also unbinds its key); the old one stops working at
@@ -450,4 +509,33 @@ pub struct DaemonArgs {
     /// down) or newreno (every loss halves the window, as TCP Reno).
     #[arg(long, value_name = "CC")]
     pub congestion: Option<String>,
+    /// Do not ask the home router for a port (NAT-PMP or PCP). By default a daemon whose way
+    /// to the server leaves through a gateway asks it, and announces the mapped address so
+    /// that peers behind symmetric NATs reach it directly; the mapping is renewed while the
+    /// daemon runs and removed when it stops. Same as `port_mapping = false` in the file.
+    #[arg(long)]
+    pub no_port_mapping: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback address
+    /// unless --metrics-public).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on a non-loopback address (the metrics name peers' keys and traffic).
+    #[arg(long)]
+    pub metrics_public: bool,
+}
+
+/// `FIRST-LAST`, a range of TCP ports (a single port is a range of one).
+pub fn port_range(text: &str) -> Result<(u16, u16), String> {
+    let port = |t: &str| match t.trim().parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("`{t}` is not a port (1-65535)")),
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(text)?, port(text)?),
+    };
+    if first > last {
+        return Err(format!("{first}-{last}: the first port is above the last"));
+    }
+    Ok((first, last))
 }

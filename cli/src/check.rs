@@ -188,6 +188,17 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
             p.top("log_level", e);
         }
     }
+    if let Some(text) = &file.metrics {
+        match text.parse() {
+            Err(_) => p.top("metrics", format!("`{text}` is not IP:PORT")),
+            Ok(addr) => {
+                let public = file.metrics_public.unwrap_or(false);
+                if let Err(e) = crate::metrics::Listen::new(addr, public) {
+                    p.top("metrics", e);
+                }
+            }
+        }
+    }
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, e) in file.expose.iter().enumerate() {
         if let Err(why) = config::service(&e.name) {
@@ -204,7 +215,9 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
             p.entry("expose", i, "target", why);
         }
         if let Err(why) = config::expose_options_of(e) {
-            let key = if why.starts_with("proxy_protocol") || why.contains("TCP only") {
+            let key = if why.starts_with("publish") {
+                "publish"
+            } else if why.starts_with("proxy_protocol") || why.contains("TCP only") {
                 "proxy_protocol"
             } else if why.starts_with("route") {
                 "route"
@@ -332,14 +345,23 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
             format!(" ({})", names.join(", "))
         }
     };
+    let idle = if file.expose.is_empty() && file.connect.is_empty() {
+        format!("; warning: {NOTHING_TO_DO}")
+    } else {
+        String::new()
+    };
     format!(
-        "server {server}, {} exposed{}, {} connected{}",
+        "server {server}, {} exposed{}, {} connected{}{idle}",
         file.expose.len(),
         list(file.expose.iter().map(|e| e.name.as_str()).collect()),
         file.connect.len(),
         list(file.connect.iter().map(|c| c.name.as_str()).collect()),
     )
 }
+
+/// What `check` and a starting daemon say about a config without services.
+pub const NOTHING_TO_DO: &str = "nothing to do: no [[expose]] or [[connect]] entry (services can \
+                                 still come from `burrow attach` or the tenant's master)";
 
 /// An expose target: `host:port` or `unix:PATH`.
 fn check_target(target: &str) -> Result<(), String> {

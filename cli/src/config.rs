@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burrow_core::config::{MAX_PEERS, PeerConfig};
 use burrow_core::forward::udp::UdpConfig;
-use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion};
+use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion, PublishPort};
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::{CongestionControl, PublicKey, RoutePolicy};
 use serde::Deserialize;
@@ -36,6 +36,12 @@ pub struct File {
     pub udp: Option<String>,
     pub route: Option<String>,
     pub congestion: Option<String>,
+    /// Ask the gateway for a port (NAT-PMP/PCP); default true.
+    pub port_mapping: Option<bool>,
+    /// Where to serve Prometheus metrics (`--metrics` overrides it); off when absent.
+    pub metrics: Option<String>,
+    /// Allow `metrics` on a non-loopback address.
+    pub metrics_public: Option<bool>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     /// The runtime (`--runtime` overrides it).
@@ -90,6 +96,29 @@ pub struct Expose {
     /// `any`, `direct` or `relay`: the paths this service may take (default: the daemon's
     /// `route`).
     pub route: Option<String>,
+    /// A port of the rendezvous server to publish the service on (TCP only), or `"any"`.
+    pub publish: Option<Publish>,
+}
+
+/// `publish = 20001` or `publish = "any"`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Publish {
+    /// A port number.
+    Port(i64),
+    /// A word: `any` (or a port written as a string).
+    Word(String),
+}
+
+impl Publish {
+    /// The port asked for, checked.
+    pub fn port(&self) -> Result<PublishPort, String> {
+        let text = match self {
+            Self::Port(n) => n.to_string(),
+            Self::Word(w) => w.clone(),
+        };
+        text.parse().map_err(|e| format!("publish {e}"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +152,8 @@ pub struct Settings {
     pub relay_first: bool,
     /// The tunnels' congestion controller.
     pub congestion: CongestionControl,
+    /// Ask the gateway for a port (NAT-PMP/PCP) and announce it.
+    pub port_mapping: bool,
     /// Exposed services, TCP and UDP alike (`expose_options` says which).
     pub expose: Vec<(ServiceName, String)>,
     /// How exposed services are forwarded, for those that are not plain TCP.
@@ -141,6 +172,8 @@ pub struct Settings {
     pub peers: BTreeMap<PublicKey, PeerConfig>,
     /// Services reached through a `[[peer]]` (also in `connect`, with their listeners).
     pub peer_services: BTreeMap<ServiceName, PublicKey>,
+    /// The metrics endpoint, if asked for.
+    pub metrics: Option<crate::metrics::Listen>,
 }
 
 /// Reads and parses `path`; errors name the file and, from the TOML parser, the line.
@@ -275,6 +308,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             ));
         }
     };
+    let port_mapping = !args.no_port_mapping && file.port_mapping.unwrap_or(true);
     let mut expose = Vec::new();
     let mut expose_options = Vec::new();
     for (i, e) in file.expose.into_iter().enumerate() {
@@ -330,6 +364,21 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         }
     }
     let (peers, peer_services) = peers_of(file.peer, &mut connect, &connect_udp, source)?;
+    let metrics_addr = match (args.metrics, file.metrics) {
+        (Some(a), _) => Some(a),
+        (None, Some(text)) => Some(text.parse().map_err(|_| {
+            format!(
+                "{}: `{text}` is not IP:PORT",
+                origin(source, "metrics", "metrics")
+            )
+        })?),
+        (None, None) => None,
+    };
+    let public = args.metrics_public || file.metrics_public.unwrap_or(false);
+    let metrics = metrics_addr
+        .map(|a| crate::metrics::Listen::new(a, public))
+        .transpose()
+        .map_err(|e| format!("{}: {e}", origin(source, "metrics", "metrics")))?;
     let mut udp_forward = UdpConfig::default();
     if let Some(secs) = file.udp_flow_timeout {
         if secs == 0 {
@@ -367,6 +416,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         route,
         relay_first,
         congestion,
+        port_mapping,
         expose,
         expose_options,
         connect,
@@ -376,6 +426,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         connect_routes,
         peers,
         peer_services,
+        metrics,
     })
 }
 
@@ -479,9 +530,13 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
                 .map_err(|e| format!("proxy_protocol {e}"))?,
         ),
     };
+    let publish = e.publish.as_ref().map(Publish::port).transpose()?;
     if protocol == Protocol::Udp {
         if proxy_protocol.is_some() {
             return Err("proxy_protocol is for TCP services only".into());
+        }
+        if publish.is_some() {
+            return Err("publish is for TCP services only".into());
         }
         if e.target.parse::<SocketAddr>().is_err() {
             return Err(format!(
@@ -494,6 +549,7 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
         protocol,
         proxy_protocol,
         route: service_route(e.route.as_deref())?,
+        publish,
     })
 }
 
@@ -617,6 +673,7 @@ mod tests {
                         protocol: Protocol::Tcp,
                         proxy_protocol: Some(ProxyVersion::V2),
                         route: None,
+                        publish: None,
                     }
                 ),
             ]
@@ -645,6 +702,18 @@ mod tests {
             (
                 "target = \"127.0.0.1:80\"\nproxy_protocol = \"v3\"",
                 "not one of v1, v2",
+            ),
+            (
+                "target = \"127.0.0.1:80\"\npublish = 70000",
+                "neither a port",
+            ),
+            (
+                "target = \"127.0.0.1:80\"\npublish = \"some\"",
+                "neither a port",
+            ),
+            (
+                "target = \"127.0.0.1:53\"\nprotocol = \"udp\"\npublish = 20001",
+                "TCP services only",
             ),
         ] {
             let text = format!("{HEAD}[[expose]]\nname = \"/a/x\"\n{entry}\n");
@@ -690,6 +759,21 @@ mod tests {
                     "{err}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn publish_takes_a_port_or_any() {
+        for (value, want) in [
+            ("20001", PublishPort::Port(20001)),
+            ("\"any\"", PublishPort::Any),
+        ] {
+            let text = format!(
+                "{HEAD}[[expose]]\nname = \"/a/web\"\ntarget = \"127.0.0.1:80\"\npublish = {value}\n"
+            );
+            let file: File = toml::from_str(&text).unwrap();
+            let s = settings(file, DaemonArgs::default(), "c.toml").unwrap();
+            assert_eq!(s.expose_options[0].1.publish, Some(want));
         }
     }
 

@@ -7,6 +7,8 @@
 //! `{"reloaded": "what changed"}` or `{"error": "..."}`.
 //! Request `{"cmd":"import","token":"..."}`: a path token added to the daemon's registration;
 //! answer `{"imported": "what the registration may use"}` or `{"error": "..."}`.
+//! Request `{"cmd":"forget","token":"..."}`: an imported path token removed; answer
+//! `{"forgotten": "what the registration may use"}` or `{"error": "..."}`.
 //! Request `{"cmd":"ping","target":"/x"}` (a connected service, or a peer's key): answer
 //! `{"path": "direct 1.2.3.4:5", "rtt_us": 1234}` or `{"error": "..."}` (within 2 s).
 
@@ -49,6 +51,7 @@ pub struct Handlers {
     pub reload: Reload,
     pub attach: Attach,
     pub import: Import,
+    pub forget: Import,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +186,14 @@ fn answer(stream: UnixStream, node: Control, handlers: &Handlers) {
             },
             Ok(Request {
                 cmd,
+                token: Some(token),
+                ..
+            }) if cmd == "forget" => match (handlers.forget)(&token) {
+                Ok(summary) => serde_json::json!({ "forgotten": summary }).to_string(),
+                Err(e) => serde_json::json!({ "error": e }).to_string(),
+            },
+            Ok(Request {
+                cmd,
                 target: Some(target),
                 ..
             }) if cmd == "ping" => match node.ping(target) {
@@ -255,6 +266,15 @@ pub fn import(state_dir: &Path, token: &str) -> Result<String, String> {
     let (line, socket) = request_within(state_dir, body, std::time::Duration::from_secs(30))?;
     let answer = parse_answer(&line, &socket).map_err(|e| format!("import refused: {e}"))?;
     Ok(text(&answer, "imported").to_string())
+}
+
+/// Asks the daemon with `state_dir` to remove the imported path token `token`: what the
+/// registration may use now.
+pub fn forget(state_dir: &Path, token: &str) -> Result<String, String> {
+    let body = serde_json::json!({ "cmd": "forget", "token": token });
+    let (line, socket) = request_within(state_dir, body, std::time::Duration::from_secs(30))?;
+    let answer = parse_answer(&line, &socket).map_err(|e| format!("forget refused: {e}"))?;
+    Ok(text(&answer, "forgotten").to_string())
 }
 
 /// Pings `target` through the daemon with `state_dir`: the path that answered and the round
@@ -368,6 +388,19 @@ pub fn render(s: &Status) -> String {
             p.key,
         ));
     }
+    for p in &s.peers {
+        if let Some(w) = &p.why_relayed {
+            line(format!("{:<5} {}", p.peer, w.line));
+            let each: Vec<String> = w
+                .candidates
+                .iter()
+                .map(|(addr, outcome)| format!("{addr} {outcome}"))
+                .collect();
+            if !each.is_empty() {
+                line(format!("      candidates: {}", each.join(", ")));
+            }
+        }
+    }
     if !s.exposed.is_empty() {
         line(String::new());
         line("EXPOSED                         ROUTE   TARGET".into());
@@ -375,6 +408,13 @@ pub fn render(s: &Status) -> String {
             let route = s.exposed_routes.iter().find(|(n, _)| n == name);
             let route = route.map_or("-", |(_, r)| r.as_str());
             line(format!("{name:<31} {route:<7} {target}"));
+        }
+    }
+    if !s.published.is_empty() {
+        line(String::new());
+        line("PUBLISHED                       WHERE".into());
+        for (name, state) in &s.published {
+            line(format!("{name:<31} {state}"));
         }
     }
     if !s.services.is_empty() {

@@ -133,6 +133,39 @@ impl Imports {
     }
 }
 
+impl Imports {
+    /// Removes the imported `token`: the daemon registers again without it (a token its
+    /// master redeemed makes every registration that presents it fail), and `path-tokens`
+    /// drops it. What the registration may use then, or why the server refused the tokens
+    /// left (they stay forgotten: the file no longer holds the token).
+    pub fn forget(&mut self, token: &str) -> Result<String, String> {
+        check(token)?;
+        if !self.imported.iter().any(|t| t == token) {
+            if self.base.iter().any(|t| t == token) {
+                return Err(
+                    "that token comes from the config (--path-token-file or path_token_files), \
+                     not from `burrow import`; remove it there and reload"
+                        .to_string(),
+                );
+            }
+            return Err("that token was not imported into this daemon".to_string());
+        }
+        let imported: Vec<String> = self
+            .imported
+            .iter()
+            .filter(|t| *t != token)
+            .cloned()
+            .collect();
+        save(&self.state_dir, &imported)?;
+        self.imported = imported;
+        let all = Self::all(&self.base, &self.imported);
+        let grants = self.node.set_path_tokens(all).map_err(|e| {
+            format!("forgotten (path-tokens no longer holds it), but the registration with the tokens left failed: {e}")
+        })?;
+        Ok(format!("forgotten; this daemon may use: {grants}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,21 @@ pub fn read(path: &Path) -> Result<SecretKey, String> {
         .map_err(|e| format!("key file {}: {e}", path.display()))
 }
 
+/// The public key of the secret key file at `path` (`burrow pubkey`). A key given in place of
+/// the file is refused with what it is: the bytes of a public and a secret key look alike,
+/// and printing the "public key" of a public key would give a key nobody holds.
+pub fn public_of(path: &Path) -> Result<burrow_core::PublicKey, String> {
+    let text = path.to_string_lossy();
+    if std::fs::symlink_metadata(path).is_err() && text.parse::<burrow_core::PublicKey>().is_ok() {
+        return Err(format!(
+            "`{text}` is a key, not a key file: if `burrow keygen`, `burrow server` or a daemon \
+             printed it, it is a public key already; `burrow pubkey --key FILE` reads a secret \
+             key file"
+        ));
+    }
+    Ok(read(path)?.public_key())
+}
+
 /// Reads the key at `path`, creating it first if it does not exist.
 pub fn read_or_create(path: &Path) -> Result<SecretKey, String> {
     if std::fs::symlink_metadata(path).is_err() {

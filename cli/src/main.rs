@@ -13,6 +13,8 @@ mod demo;
 mod import;
 mod keys;
 mod logging;
+mod metrics;
+mod netcheck;
 mod node;
 mod notify;
 mod run;
@@ -41,12 +43,21 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let key = keys::generate()?;
             match out {
                 Some(path) => {
+                    // The secret goes to the file; stdout gets what others may see, alone,
+                    // for `PUB=$(burrow keygen --out FILE)`.
                     keys::write(&path, &key, force)?;
                     eprintln!("wrote secret key to {}", path.display());
+                    println!("{}", key.public_key());
                 }
-                None => println!("{}", key.to_base64()),
+                None => {
+                    println!("secret key: {}", key.to_base64());
+                    println!("public key: {}", key.public_key());
+                    eprintln!(
+                        "keep the secret key to yourself; `burrow keygen --out FILE` writes it to \
+                         an owner-only file instead"
+                    );
+                }
             }
-            eprintln!("public key: {}", key.public_key());
             Ok(())
         }
         Command::Token => {
@@ -54,7 +65,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Pubkey { key } => {
-            println!("{}", keys::read(&key)?.public_key());
+            println!("{}", keys::public_of(&key)?);
             Ok(())
         }
         Command::Status { state_dir, json } => {
@@ -85,6 +96,33 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let dir = state_dir.unwrap_or_else(config::default_state_dir);
             let summary = control::attach(&dir, &path, expose.as_deref(), listen.as_deref())?;
             println!("{summary}");
+            Ok(())
+        }
+        Command::Netcheck {
+            server,
+            config,
+            json,
+            no_port_mapping,
+        } => {
+            let server = match (server, config) {
+                (Some(s), _) => s,
+                (None, Some(path)) => config::load(&path)?.server.ok_or_else(|| {
+                    format!(
+                        "{}: no `server` in the file; give --server HOST:PORT",
+                        path.display()
+                    )
+                })?,
+                (None, None) => return Err("give --server HOST:PORT or -c CONFIG".into()),
+            };
+            let report = netcheck::run(&server, !no_port_mapping)?;
+            if json {
+                println!("{}", netcheck::to_json(&report));
+            } else {
+                println!("{report}");
+            }
+            if report.public_v4.is_none() && !matches!(report.public_v6, Some(Some(_))) {
+                return Err(format!("no answer from {server} over UDP"));
+            }
             Ok(())
         }
         Command::Ping {
@@ -122,6 +160,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
         }
         Command::Import {
             token,
+            forget,
             token_file,
             state_dir,
         } => {
@@ -132,7 +171,11 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 (None, None) => return Err("give the token, or --token-file FILE".into()),
             };
             import::check(&token)?;
-            println!("{}", control::import(&dir, &token)?);
+            if forget {
+                println!("{}", control::forget(&dir, &token)?);
+            } else {
+                println!("{}", control::import(&dir, &token)?);
+            }
             Ok(())
         }
         Command::Detach { path, state_dir } => {
@@ -169,7 +212,16 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             cb_listen,
             cb_lease_timeout,
             peer_wait,
+            netcheck_udp,
+            publish_ports,
+            publish_limit,
+            metrics,
+            metrics_public,
         } => {
+            let netcheck = netcheck::alternate_addr(&netcheck_udp, listen)?;
+            let metrics = metrics
+                .map(|addr| metrics::Listen::new(addr, metrics_public))
+                .transpose()?;
             let key = key.ok_or("--key is required")?;
             for t in &tokens {
                 secrets::check_token(t).map_err(|e| format!("--token: {e}"))?;
@@ -185,16 +237,23 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 }
                 (addr, config)
             });
-            run::server(
-                or_default(runtime),
+            let publish = burrow_core::rendezvous::PublishConfig {
+                ports: publish_ports,
+                max_per_token: publish_limit,
+            };
+            run::server(run::ServerOptions {
+                runtime: or_default(runtime),
                 listen,
-                &key,
+                key,
                 tokens,
                 open,
-                state_dir.as_deref(),
+                state_dir,
                 cb,
-                peer_wait.map(std::time::Duration::from_secs),
-            )
+                netcheck,
+                publish,
+                metrics,
+                peer_wait: peer_wait.map(std::time::Duration::from_secs),
+            })
         }
         Command::Daemon { config, common } => {
             let file = config::load(&config)?;
@@ -235,6 +294,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             target,
             protocol,
             proxy_protocol,
+            publish,
             common,
         } => {
             let file = config::File {
@@ -244,6 +304,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     protocol: Some(protocol.to_string()),
                     proxy_protocol: proxy_protocol.map(|v| v.to_string()),
                     route: None,
+                    publish: publish.map(|p| config::Publish::Word(p.to_string())),
                 }],
                 ..config::File::default()
             };

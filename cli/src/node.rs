@@ -119,6 +119,16 @@ impl Node {
         }
     }
 
+    /// Another handle on the node's UDP socket, to send from its address.
+    pub fn udp_socket(&self) -> std::io::Result<std::net::UdpSocket> {
+        match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => h.udp_socket(),
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => h.udp_socket(),
+        }
+    }
+
     pub fn public_key(&self) -> PublicKey {
         match &self.0 {
             #[cfg(any(feature = "tokio", feature = "smol"))]

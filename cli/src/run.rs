@@ -9,10 +9,10 @@ use burrow_core::Config;
 use burrow_core::PublicKey;
 use burrow_core::breach::BreachConfig;
 use burrow_core::config::PeerPolicy;
-use burrow_core::config::RendezvousConfig;
+use burrow_core::config::{PortMappingConfig, RendezvousConfig};
 use burrow_core::node::{KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES_LEN, parse_known_services};
 use burrow_core::rendezvous::ServiceName;
-use burrow_core::rendezvous::{ServerConfig, TokenLimits, TokenPolicy};
+use burrow_core::rendezvous::{PublishConfig, ServerConfig, TokenLimits, TokenPolicy};
 use std::collections::BTreeMap;
 
 use std::path::PathBuf;
@@ -28,29 +28,63 @@ use crate::control::AttachRequest;
 use crate::import::{self, Imports};
 use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
-use crate::{control, keys, logging, notify};
+use crate::{control, keys, logging, metrics, notify};
 use burrow_core::rendezvous::MAX_PATH_TOKENS;
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
 
+/// What `burrow server` was started with.
+pub struct ServerOptions {
+    pub runtime: Runtime,
+    pub listen: SocketAddr,
+    pub key: PathBuf,
+    pub tokens: Vec<String>,
+    pub open: bool,
+    pub state_dir: Option<PathBuf>,
+    /// The Containment Breach API's address and settings.
+    pub cb: Option<(SocketAddr, BreachConfig)>,
+    /// The second STUN address for `burrow netcheck`.
+    pub netcheck: Option<SocketAddr>,
+    /// Which public TCP ports daemons may publish their paths on.
+    pub publish: PublishConfig,
+    /// The metrics endpoint.
+    pub metrics: Option<metrics::Listen>,
+    /// How long a peer-mode request waits for the other side (`--peer-wait`).
+    pub peer_wait: Option<Duration>,
+}
+
 /// `burrow server`.
-#[allow(clippy::too_many_arguments)] // the flags of `burrow server`, each its own setting
-pub fn server(
-    runtime: Runtime,
-    listen: SocketAddr,
-    key: &Path,
-    tokens: Vec<String>,
-    open: bool,
-    state_dir: Option<&Path>,
-    cb: Option<(SocketAddr, BreachConfig)>,
-    peer_wait: Option<Duration>,
-) -> Result<(), String> {
+pub fn server(options: ServerOptions) -> Result<(), String> {
+    let ServerOptions {
+        runtime,
+        listen,
+        key,
+        tokens,
+        open,
+        state_dir,
+        cb,
+        netcheck,
+        publish,
+        metrics,
+        peer_wait,
+    } = options;
+    let (key, state_dir) = (key.as_path(), state_dir.as_deref());
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
     if let Some(wait) = peer_wait {
         config.peer_wait = wait;
     }
+    // Bound first, so that the main socket's STUN answers can name it.
+    let alternate = netcheck.map(crate::netcheck::bind_alternate).transpose()?;
+    if let Some((first, last)) = publish.ports {
+        tracing::info!(
+            "publishing daemons' paths on TCP ports {first}-{last} of {}, at most {} per token",
+            listen.ip(),
+            publish.max_per_token
+        );
+    }
+    config.publish = publish;
     let mut store = match state_dir {
         Some(dir) => {
             let mut store = SqliteStore::open(dir)?;
@@ -87,10 +121,9 @@ pub fn server(
         // Only the directory's tokens: no open tenant at all.
         config.tokens = TokenPolicy::Only(BTreeMap::new());
     }
-    let mut node = Node::spawn(
-        runtime,
-        NodeConfig::new(Config::server(key, config), listen),
-    )?;
+    let mut endpoint = Config::server(key, config);
+    endpoint.stun_other_address = alternate.as_ref().and_then(|s| s.local_addr().ok());
+    let mut node = Node::spawn(runtime, NodeConfig::new(endpoint, listen))?;
     if let Some((mut store, _)) = store.take() {
         let mut changes = node.directory_changes();
         std::thread::spawn(move || {
@@ -109,12 +142,22 @@ pub fn server(
     println!("server public key: {}", node.public_key());
     println!("listening on udp {}", node.udp_addr());
     tracing::info!(udp = %node.udp_addr(), public_key = %node.public_key(), runtime = runtime.name(), "server running");
+    if let Some(alternate) = alternate {
+        let addr = alternate.local_addr().map_err(|e| e.to_string())?;
+        let main = node
+            .udp_socket()
+            .map_err(|e| format!("a second handle on the server's socket: {e}"))?;
+        crate::netcheck::spawn_alternate(alternate, main, node.udp_addr());
+        println!("netcheck stun on udp {addr}");
+        tracing::info!(%addr, "second STUN address for `burrow netcheck`");
+    }
     if let Some((listen, config)) = cb {
         let lease = config.lease_timeout.as_secs();
         let addr = crate::breach::spawn(listen, config)?;
         println!("containment breach api on udp+tcp {addr}");
         tracing::info!(%addr, lease_timeout_secs = lease, "containment breach api running");
     }
+    serve_metrics(metrics.as_ref(), &node)?;
     notify::notify(&format!(
         "READY=1\nSTATUS=listening on udp {}",
         node.udp_addr()
@@ -162,6 +205,7 @@ impl Reloader {
                 new.peers != running.peers || new.peer_services != running.peer_services,
             ),
             ("congestion", new.congestion != running.congestion),
+            ("metrics", new.metrics != running.metrics),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -219,6 +263,15 @@ pub fn daemon(
     // Pins remembered from earlier runs, then the ones given now (which win).
     rendezvous.pinned = known_services(&settings.state_dir)?;
     rendezvous.pinned.extend(settings.peer_keys.clone());
+    if settings.port_mapping {
+        rendezvous.port_mapping = crate::netcheck::gateway_toward(settings.server).map(|gateway| {
+            tracing::debug!(%gateway, "asking the gateway for a port (NAT-PMP/PCP)");
+            PortMappingConfig {
+                gateway,
+                internal_port: 0,
+            }
+        });
+    }
     let mut config = Config::daemon(key, rendezvous);
     config.session.relay_first = settings.relay_first;
     config.stream.congestion = settings.congestion;
@@ -243,6 +296,9 @@ pub fn daemon(
     spec.connect = all.connect;
     spec.expose_options = all.options;
     spec.connect_udp.clone_from(&settings.connect_udp);
+    if spec.expose.is_empty() && spec.connect.is_empty() && spec.connect_udp.is_empty() {
+        tracing::warn!("{}", crate::check::NOTHING_TO_DO);
+    }
     spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
     let mut node = Node::spawn(runtime, spec)?;
@@ -283,22 +339,30 @@ pub fn daemon(
         } => lock(&running).attach(&path, expose, listen.as_deref()),
         AttachRequest::Detach { path } => lock(&running).detach(&path),
     });
-    let imports = Mutex::new(Imports::new(
+    let imports = Arc::new(Mutex::new(Imports::new(
         node.control(),
         settings.state_dir.clone(),
         settings.path_tokens.clone(),
         imported,
-    ));
+    )));
+    let forgets = Arc::clone(&imports);
     let import: control::Import = Arc::new(move |token| {
         imports
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .import(token)
     });
+    let forget: control::Import = Arc::new(move |token| {
+        forgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget(token)
+    });
     let handlers = control::Handlers {
         reload: reload.clone(),
         attach,
         import,
+        forget,
     };
     control::serve(&settings.state_dir, node.control(), handlers)?;
     hangups(move || match reload() {
@@ -309,6 +373,7 @@ pub fn daemon(
     for (service, addr) in node.listeners() {
         println!("listening on {addr} for {service}");
     }
+    serve_metrics(settings.metrics.as_ref(), &node)?;
     tracing::info!(udp = %node.udp_addr(), server = %settings.server, runtime = runtime.name(), "daemon running");
     let forwards_udp = !settings.connect_udp.is_empty()
         || settings
@@ -333,6 +398,16 @@ pub fn daemon(
     let result = wait(node, &interrupted);
     let _ = std::fs::remove_file(control::socket_path(&settings.state_dir));
     result
+}
+
+/// Starts the metrics endpoint if asked for, and says where it is.
+fn serve_metrics(listen: Option<&metrics::Listen>, node: &Node) -> Result<(), String> {
+    if let Some(listen) = listen {
+        let addr = metrics::spawn(listen, node.control())?;
+        println!("metrics on http://{addr}/metrics");
+        tracing::info!(%addr, "metrics endpoint running");
+    }
+    Ok(())
 }
 
 /// The pins in `known_services` in `state_dir`; none if the file does not exist.

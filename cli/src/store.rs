@@ -19,8 +19,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// The database file in the state directory.
 pub const DB_FILE: &str = "directory.sqlite3";
 /// The schema this binary writes (SQLite's `user_version`): 2 added `attachments`, 3 added
-/// `daemons` (an older store gains the empty table when this binary opens it).
-const SCHEMA_VERSION: i64 = 3;
+/// `daemons` (an older store gains the empty table when this binary opens it), 4 added
+/// `paths.max_connections` (an older store's paths gain it, with no limit).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS paths (
     client  BLOB NOT NULL UNIQUE CHECK (length(client) = 32),
     fixed   INTEGER NOT NULL CHECK (fixed IN (0, 1)),
     clients TEXT NOT NULL DEFAULT '',
+    max_connections INTEGER CHECK (max_connections IS NULL OR max_connections BETWEEN 1 AND 4294967295),
     PRIMARY KEY (tenant, name)
 );
 CREATE TABLE IF NOT EXISTS attachments (
@@ -78,6 +80,21 @@ impl SqliteStore {
             ));
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Schema 4: a store of 3 or older has paths without a limit of connections.
+        let limited: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('paths') WHERE name = 'max_connections'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if limited == 0 {
+            conn.execute_batch(
+                "ALTER TABLE paths ADD COLUMN max_connections INTEGER \
+                 CHECK (max_connections IS NULL OR max_connections BETWEEN 1 AND 4294967295)",
+            )
+            .map_err(err)?;
+        }
         conn.execute_batch(&format!(
             "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA foreign_keys = ON;"
         ))
@@ -240,7 +257,8 @@ impl DirectoryStore for SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT tenant, name, server, client, fixed, clients FROM paths ORDER BY tenant, name",
+                "SELECT tenant, name, server, client, fixed, clients, max_connections FROM paths \
+                 ORDER BY tenant, name",
             )
             .map_err(|e| self.error(e))?;
         let rows = stmt
@@ -258,6 +276,12 @@ impl DirectoryStore for SqliteStore {
                     client: hash(&client, &what)?,
                     fixed: r.get::<_, i64>(4)? != 0,
                     clients: keys(&clients, &what)?,
+                    max_connections: r
+                        .get::<_, Option<i64>>(6)?
+                        .map(|n| {
+                            u32::try_from(n).map_err(|_| bad(&what, "has a bad max_connections"))
+                        })
+                        .transpose()?,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -284,8 +308,9 @@ impl DirectoryStore for SqliteStore {
             DirectoryChange::PutPath(p) => {
                 let clients: Vec<String> = p.clients.iter().map(ToString::to_string).collect();
                 self.conn.execute(
-                    "INSERT OR REPLACE INTO paths (tenant, name, server, client, fixed, clients)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR REPLACE INTO paths
+                     (tenant, name, server, client, fixed, clients, max_connections)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
                         p.tenant.as_str(),
                         p.name.as_str(),
@@ -293,6 +318,7 @@ impl DirectoryStore for SqliteStore {
                         p.client.as_bytes().as_slice(),
                         i64::from(p.fixed),
                         clients.join(","),
+                        p.max_connections.map(i64::from),
                     ],
                 )
             }
@@ -381,8 +407,10 @@ mod tests {
                 PublicKey::from_bytes([4; 32]),
             ]
             .into(),
+            max_connections: Some(5),
         };
         let mut other = path.clone();
+        other.max_connections = None;
         other.name = ServiceName::parse("/web").unwrap();
         other.server = TokenHash::of("s2");
         other.client = TokenHash::of("c2");
@@ -505,6 +533,49 @@ mod tests {
             .apply(&DirectoryChange::PutDaemon(laptop.clone()))
             .unwrap();
         assert_eq!(store.load().unwrap().daemons, [laptop]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_schema_3_store_gains_the_limit_of_connections() {
+        let dir = temp();
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let acme = TenantRecord {
+            name: "acme".parse().unwrap(),
+            master: TokenHash::of("m"),
+        };
+        store.apply(&DirectoryChange::PutTenant(acme)).unwrap();
+        // What a schema-3 binary left: paths without max_connections.
+        store
+            .conn
+            .execute_batch(
+                "ALTER TABLE paths DROP COLUMN max_connections; PRAGMA user_version = 3;
+                 INSERT INTO paths (tenant, name, server, client, fixed, clients)
+                 VALUES ('acme', '/home/ssh', zeroblob(32), randomblob(32), 0, '');",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mut path = store.load().unwrap().paths.pop().expect("the old path");
+        assert_eq!(
+            (path.name.as_str(), path.max_connections),
+            ("/home/ssh", None),
+            "no limit"
+        );
+        path.max_connections = Some(3);
+        store
+            .apply(&DirectoryChange::PutPath(path.clone()))
+            .unwrap();
+        assert_eq!(store.load().unwrap().paths, [path]);
+        // Opened again, the column is not added twice.
+        drop(store);
+        let mut store = SqliteStore::open(&dir).unwrap();
+        assert_eq!(store.load().unwrap().paths[0].max_connections, Some(3));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

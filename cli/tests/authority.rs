@@ -24,7 +24,7 @@ fn a_declared_path_is_exposed_with_its_server_token_and_reached_with_its_client_
     wait_for(&exposer.stderr, "registered with the rendezvous server");
     let tree = tree_when_exposed(&auth, "/home/ssh");
     eprintln!("burrow admin tree:\n{tree}");
-    assert!(tree.starts_with("tenant acme\n"), "{tree}");
+    assert!(tree.starts_with("tenant acme   limits: "), "{tree}");
     assert!(
         tree.contains(&format!("/home/ssh  exposed by {key}")),
         "{tree}"
@@ -129,7 +129,13 @@ fn a_fixed_path_refuses_a_second_client_until_the_master_reloads_it() {
     let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
     wait_for(&exposer.stderr, "registered with the rendezvous server");
     let first = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
-    assert_eq!(ask_until_answered(listening(&first), "one"), "one\n");
+    let first_key = wait_for(&first.stdout, "daemon public key:")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let first_at = listening(&first);
+    assert_eq!(ask_until_answered(first_at, "one"), "one\n");
     let second = auth.daemon("c", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
     let listen = listening(&second);
     assert_eq!(ask(listen, "two"), "");
@@ -143,6 +149,11 @@ fn a_fixed_path_refuses_a_second_client_until_the_master_reloads_it() {
         "{reloaded}"
     );
     assert_eq!(ask_until_answered(listen, "two"), "two\n");
+    // The exposing daemon holds the pins too: the first client's session still stands, but
+    // the daemon refuses its next connection by itself (and the server its next lookup).
+    assert_eq!(ask(first_at, "three"), "");
+    let refused = wait_for(&exposer.stderr, "refused a stream");
+    assert!(refused.contains(&first_key), "{refused}");
 }
 
 #[test]

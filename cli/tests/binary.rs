@@ -127,11 +127,10 @@ fn wrong_server_key_is_reported_in_one_line() {
     let dir = temp_dir("wrongkey");
     let (_server, addr, _key) = server(&dir);
     let other = Command::new(BIN).args(["keygen"]).output().expect("keygen");
-    let other = String::from_utf8(other.stderr).expect("utf-8");
+    let other = String::from_utf8(other.stdout).expect("utf-8");
     let wrong = other
-        .trim()
-        .rsplit(' ')
-        .next()
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
         .expect("public key")
         .to_string();
     let connector = spawn(&[

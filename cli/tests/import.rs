@@ -106,3 +106,48 @@ fn import_and_attach_on_a_running_daemon_take_effect_without_a_restart() {
         "after restart\n"
     );
 }
+
+#[test]
+fn a_redeemed_imported_token_is_named_and_forgotten_without_a_restart() {
+    let dir = temp_dir("import-forget");
+    let auth = Authority::start(&dir);
+    let (ssh_server, ssh_client) = auth.create("/home/ssh", false);
+    let (web_server, _) = auth.create("/office/web", false);
+    let (ssh_target, web_target) = (echo().to_string(), echo().to_string());
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &ssh_target], &ssh_server);
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
+    wait_for(&b.stderr, "registered with the rendezvous server");
+    let b_state = dir.join("b");
+    let state = ["--state-dir", path(&b_state)];
+    let mut args = vec!["import", &ssh_client];
+    args.extend(state);
+    run(&args).expect("import");
+
+    // Its master redeems the client token: b's next registration (after a restart) is
+    // refused as a whole, and its log names the token.
+    auth.admin(&["redeem", "/home/ssh", "client"])
+        .expect("redeem");
+    drop(b);
+    let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
+    let refused = wait_for(&b.stderr, "registration refused");
+    assert!(
+        refused.contains(&format!("path token {}", &ssh_client[..6])),
+        "{refused}"
+    );
+    assert!(refused.contains("burrow import --forget"), "{refused}");
+
+    // Forgotten at run time: b registers again with what it has left.
+    let mut forget = vec!["import", "--forget", &ssh_client];
+    forget.extend(state);
+    let out = run(&forget).expect("forget");
+    assert_eq!(
+        out.trim(),
+        "forgotten; this daemon may use: exposes /office/web"
+    );
+    wait_for(&b.stderr, "registered with the rendezvous server");
+    let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
+    assert!(!kept.contains(&ssh_client), "{kept}");
+    let err = run(&forget).unwrap_err();
+    assert!(err.contains("was not imported"), "{err}");
+}

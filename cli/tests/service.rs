@@ -475,3 +475,112 @@ fn unit_files_use_readiness_hardening_and_reload() {
     let text = std::fs::read_to_string(&example).unwrap();
     assert!(text.contains("[[expose]]") && text.contains("[[connect]]"));
 }
+
+/// Issue 19, what a new user hit: a config with nothing to do passes `check` with a warning
+/// that says so (services may still be attached at run time), and a metrics address off
+/// loopback is a problem unless `metrics_public` says so.
+#[test]
+fn check_warns_of_a_config_with_nothing_to_do_and_refuses_public_metrics() {
+    let dir = temp_dir("check-idle");
+    let config = dir.join("idle.toml");
+    std::fs::write(&config, top(&dir)).unwrap();
+    let (ok, out, err) = check(&config);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(
+            "0 exposed, 0 connected; warning: nothing to do: no [[expose]] or [[connect]]"
+        ),
+        "{out}"
+    );
+    let config = dir.join("metrics.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}metrics = \"0.0.0.0:9464\"\n[[expose]]\nname = \"/a\"\ntarget = \"127.0.0.1:22\"\n",
+            top(&dir)
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = check(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("metrics") && err.contains("--metrics-public"),
+        "{err}"
+    );
+    assert!(!out.contains("warning"), "{out}");
+    let config = dir.join("public.toml");
+    std::fs::write(
+        &config,
+        format!("{}metrics = \"0.0.0.0:9464\"\nmetrics_public = true\n[[expose]]\nname = \"/a\"\ntarget = \"127.0.0.1:22\"\n", top(&dir)),
+    )
+    .unwrap();
+    let (ok, out, err) = check(&config);
+    assert!(ok, "{out}{err}");
+}
+
+/// Issue 19: `keygen` labels what it prints without `--out`, and with `--out` prints the
+/// public key alone on stdout (the secret only in the file).
+#[test]
+fn keygen_labels_the_secret_and_prints_the_public_key_for_a_file() {
+    let out = Command::new(BIN).arg("keygen").output().expect("keygen");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("secret key: "), "{text}");
+    assert!(lines[1].starts_with("public key: "), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out FILE"));
+
+    let dir = temp_dir("keygen-out");
+    let key = dir.join("k");
+    let out = Command::new(BIN)
+        .args(["keygen", "--out", path(&key)])
+        .output()
+        .expect("keygen");
+    assert!(out.status.success());
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let secret = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(
+        run(&["pubkey", "--key", path(&key)])
+            .expect("pubkey")
+            .trim(),
+        public,
+        "stdout is the file's public key"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(secret.trim()));
+    assert!(!public.contains(secret.trim()));
+}
+
+/// Issue 19: Cargo.toml says MIT OR Apache-2.0; both license texts are at the root.
+#[test]
+fn both_license_files_are_at_the_root() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("license = \"MIT OR Apache-2.0\""));
+    let mit = std::fs::read_to_string(root.join("LICENSE-MIT")).expect("LICENSE-MIT");
+    assert!(mit.starts_with("MIT License") && mit.contains("WITHOUT WARRANTY OF ANY KIND"));
+    let apache = std::fs::read_to_string(root.join("LICENSE-APACHE")).expect("LICENSE-APACHE");
+    assert!(apache.contains("Apache License") && apache.contains("Version 2.0, January 2004"));
+    assert!(apache.contains("END OF TERMS AND CONDITIONS"));
+}
+
+/// Issue 19: `burrow pubkey` given a key instead of a key file says what it is rather than
+/// suggesting to create a key file of that name.
+#[test]
+fn pubkey_given_a_key_says_it_is_a_key() {
+    let out = Command::new(BIN).arg("keygen").output().expect("keygen");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("public key");
+    let err = run(&["pubkey", "--key", public]).expect_err("a key is not a key file");
+    assert!(
+        err.contains("is a key, not a key file") && err.contains("public key already"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("keygen --out"),
+        "no advice to create it: {err}"
+    );
+}

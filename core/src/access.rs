@@ -26,6 +26,8 @@ use crate::rendezvous::ServiceName;
 pub(crate) const MAX_GRANTED_KEYS: usize = 65_536;
 /// Most services one key is granted (a daemon exposes at most a few).
 pub(crate) const MAX_SERVICES_PER_KEY: usize = 64;
+/// Most fixed paths whose pinned keys we keep (a daemon exposes a few paths).
+pub(crate) const MAX_PINNED_SERVICES: usize = 256;
 /// Most keys whose refusal we remember having reported, so each is logged once.
 const REPORTED_KEYS: usize = 1024;
 
@@ -46,6 +48,9 @@ pub(crate) struct Access {
     grants: BTreeMap<PublicKey, Grant>,
     /// Keys refused since the set was last cleared, so a flood logs one line per key.
     reported: BTreeSet<PublicKey>,
+    /// The fixed paths we expose, with the client keys their server pinned: an introduced
+    /// key reaches one only if it is pinned.
+    pins: BTreeMap<ServiceName, BTreeSet<PublicKey>>,
 }
 
 impl Access {
@@ -54,6 +59,7 @@ impl Access {
             policy,
             grants: BTreeMap::new(),
             reported: BTreeSet::new(),
+            pins: BTreeMap::new(),
         }
     }
 
@@ -73,7 +79,10 @@ impl Access {
             PeerPolicy::Authorized(allow) if allow.contains(key) => true,
             PeerPolicy::Authorized(_) => match self.grants.get(key) {
                 Some(Grant::All) => true,
-                Some(Grant::Services(set)) => set.contains(service),
+                Some(Grant::Services(set)) => {
+                    set.contains(service)
+                        && self.pins.get(service).is_none_or(|keys| keys.contains(key))
+                }
                 None => false,
             },
         }
@@ -124,6 +133,29 @@ impl Access {
                 set.insert(service.clone());
             }
         }
+        true
+    }
+
+    /// Withdraws `key`'s grant for `service` alone (an all-services grant stays).
+    pub(crate) fn revoke_service(&mut self, key: &PublicKey, service: &ServiceName) {
+        if let Some(Grant::Services(set)) = self.grants.get_mut(key) {
+            set.remove(service);
+            if set.is_empty() {
+                self.grants.remove(key);
+            }
+        }
+    }
+
+    /// Records that `service` is a fixed path admitting only `clients` through introductions
+    /// (the server's latest word replaces the earlier one). Allow-listed keys and peers met
+    /// in peer mode are not introduced and not held to it. At most [`MAX_PINNED_SERVICES`]
+    /// paths are kept (a daemon exposes a few); past it, a new path's pins are ignored and
+    /// only the server's own check holds for it. Returns whether they were kept.
+    pub(crate) fn pin(&mut self, service: ServiceName, clients: Vec<PublicKey>) -> bool {
+        if self.pins.len() >= MAX_PINNED_SERVICES && !self.pins.contains_key(&service) {
+            return false;
+        }
+        self.pins.insert(service, clients.into_iter().collect());
         true
     }
 
@@ -205,12 +237,51 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_path_admits_only_its_pinned_introduced_keys() {
+        let mut a = authorized(&[9]);
+        a.grant(key(1), Some(name("/ssh")));
+        a.grant(key(2), Some(name("/ssh")));
+        a.grant(key(3), None);
+        assert!(a.pin(name("/ssh"), vec![key(1)]));
+        assert!(a.allows(&key(1), &name("/ssh")));
+        assert!(!a.allows(&key(2), &name("/ssh")), "introduced, not pinned");
+        assert!(a.allows(&key(3), &name("/ssh")), "a peer met in peer mode");
+        assert!(a.allows(&key(9), &name("/ssh")), "allow-listed");
+        // The master reloads the path and the server pins key 2: key 1 is out.
+        assert!(a.pin(name("/ssh"), vec![key(2)]));
+        assert!(!a.allows(&key(1), &name("/ssh")) && a.allows(&key(2), &name("/ssh")));
+        assert!(a.pin(name("/ssh"), Vec::new()));
+        assert!(
+            !a.allows(&key(2), &name("/ssh")),
+            "none pinned: none admitted"
+        );
+        // Bounded.
+        for i in 0..MAX_PINNED_SERVICES {
+            a.pin(name(&format!("/p{i}")), Vec::new());
+        }
+        assert!(!a.pin(name("/one-more"), vec![key(1)]));
+        assert!(a.pin(name("/ssh"), vec![key(1)]), "a known path is updated");
+    }
+
+    #[test]
     fn revoking_ends_every_grant_of_the_key() {
         let mut access = authorized(&[]);
         access.grant(key(1), Some(name("/a")));
         access.grant(key(1), Some(name("/b")));
         access.revoke(&key(1));
         assert!(!access.admits(&key(1)));
+        assert_eq!(access.granted_keys(), 0);
+    }
+
+    #[test]
+    fn revoking_one_service_keeps_the_others() {
+        let mut access = authorized(&[]);
+        access.grant(key(1), Some(name("/a")));
+        access.grant(key(1), Some(name("/b")));
+        access.revoke_service(&key(1), &name("/a"));
+        assert!(!access.allows(&key(1), &name("/a")));
+        assert!(access.allows(&key(1), &name("/b")));
+        access.revoke_service(&key(1), &name("/b"));
         assert_eq!(access.granted_keys(), 0);
     }
 

@@ -200,6 +200,19 @@ pub struct RendezvousConfig {
     /// fails instead of connecting; a service with no pin is pinned at its first
     /// introduction ([`crate::Event::ServiceKeyPinned`] hands the pin out to be stored).
     pub pinned: BTreeMap<ServiceName, PublicKey>,
+    /// Ask the home router for a port (NAT-PMP, which PCP routers answer too) and announce
+    /// it as a candidate; `None`: off. The runtime finds the default gateway;
+    /// [`crate::node::NodeConfig::start`] fills in the bound port.
+    pub port_mapping: Option<PortMappingConfig>,
+}
+
+/// A NAT-PMP mapping of our UDP port (see [`RendezvousConfig::port_mapping`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortMappingConfig {
+    /// The IPv4 default gateway, asked on UDP port 5351.
+    pub gateway: std::net::Ipv4Addr,
+    /// Our UDP port: what the mapping forwards to.
+    pub internal_port: u16,
 }
 
 impl RendezvousConfig {
@@ -217,6 +230,7 @@ impl RendezvousConfig {
             peers: BTreeMap::new(),
             peer_services: BTreeMap::new(),
             pinned: BTreeMap::new(),
+            port_mapping: None,
         }
     }
 
@@ -312,6 +326,9 @@ pub struct Config {
     /// Answer STUN Binding requests on our port, as a rendezvous server does, so that any
     /// standard STUN client can learn its public address from us.
     pub answer_stun: bool,
+    /// The rendezvous server's second STUN address (`burrow server --netcheck-udp`), named
+    /// in its STUN answers as RFC 5780's OTHER-ADDRESS so that `burrow netcheck` finds it.
+    pub stun_other_address: Option<SocketAddr>,
     /// Be a daemon registered with this rendezvous server: the endpoint keeps a session to it,
     /// publishes what it exposes, and resolves `connect_service` through it.
     pub rendezvous: Option<RendezvousConfig>,
@@ -330,6 +347,7 @@ impl Config {
             max_udp_payload: 1200,
             max_udp_payload_probe: 1452,
             answer_stun: false,
+            stun_other_address: None,
             rendezvous: None,
             server: None,
         }

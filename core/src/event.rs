@@ -247,10 +247,39 @@ pub enum Event {
         /// What to do with it.
         attach: Option<crate::rendezvous::directory::Attachment>,
     },
+    /// The rendezvous server publishes the exposed `service` on its public TCP port: `at` is
+    /// the server's address (as the daemon knows it) with that port.
+    Published {
+        /// The path.
+        service: ServiceName,
+        /// Where the public reaches it.
+        at: SocketAddr,
+    },
+    /// The rendezvous server refused to publish the exposed `service` (or never answered).
+    PublishRefused {
+        /// The path.
+        service: ServiceName,
+        /// Why, in the server's words.
+        reason: String,
+    },
     /// What the rendezvous server role did (registrations, expiries, introductions).
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.
     Stun(ProbeOutcome),
+    /// The gateway (NAT-PMP, see [`crate::config::PortMappingConfig`]) maps `external` to our
+    /// UDP port; it is announced to the server as a candidate.
+    PortMapped {
+        /// The public address peers may send to.
+        external: std::net::SocketAddrV4,
+        /// Whether it is announced: only when its IP is the public address the server sees
+        /// (behind a second NAT, the gateway's outside is not the Internet).
+        announced: bool,
+    },
+    /// No mapping from the gateway: it never answered, refused, or let the mapping expire.
+    PortMappingFailed {
+        /// Why.
+        reason: crate::PortMappingFailure,
+    },
     /// A session ended; the peer handle is forgotten after this event.
     SessionClosed {
         /// The peer.

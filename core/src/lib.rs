@@ -129,6 +129,7 @@
 pub mod breach;
 pub mod config;
 pub mod forward;
+pub mod netcheck;
 pub mod node;
 pub mod rendezvous;
 pub mod status;
@@ -140,6 +141,7 @@ mod endpoint;
 mod error;
 mod event;
 mod path;
+mod portmap;
 mod punch;
 mod rng;
 mod service;
@@ -167,8 +169,12 @@ pub use endpoint::Endpoint;
 pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError};
 pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
+pub use portmap::Failure as PortMappingFailure;
 pub use punch::schedule::ProbeTtl;
-pub use stats::Stats;
+pub use punch::why::{CandidateOutcome, WhyRelayed};
+pub use stats::{
+    Histogram, PunchStats, RelayedBy, ServerCounters, Stats, TIME_TO_DIRECT_BOUNDS_MS,
+};
 pub use stream::{CongestionControl, ReadOutcome, StreamId};
 pub use stun::ProbeOutcome;
 pub use timer::Timer;

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::forward::{ExposeOptions, Origin, Protocol, ProxyVersion};
+use crate::forward::{ExposeOptions, Origin, Protocol, ProxyVersion, PublishPort};
 use crate::rendezvous::ServiceName;
 
 /// Version byte of the stream header without an origin.
@@ -208,6 +208,13 @@ impl Exposed {
     /// not expose it.
     pub(crate) fn route(&self, name: &ServiceName) -> Option<crate::path::RoutePolicy> {
         self.0.get(name).map(|(_, o)| o.route.unwrap_or_default())
+    }
+
+    /// The services to publish on the rendezvous server's public ports, and where.
+    pub(crate) fn to_publish(&self) -> impl Iterator<Item = (&ServiceName, PublishPort)> {
+        self.0
+            .iter()
+            .filter_map(|(name, (_, o))| Some((name, o.publish?)))
     }
 }
 

@@ -1,10 +1,15 @@
 //! Counters of everything an endpoint did and refused.
 
+use serde::{Deserialize, Serialize};
+
+use crate::punch::why::CandidateOutcome;
+
 /// Counters since the endpoint started, from [`crate::Endpoint::stats`].
 ///
 /// Every datagram that `handle_input` does not act on lands in exactly one `dropped_*` counter,
 /// so bad input is visible without ever being an error.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Stats {
     /// Datagrams handed to `handle_input`.
@@ -94,4 +99,159 @@ pub struct Stats {
     /// Server: relay packets that waited in their token's queue for the rate limit (then
     /// forwarded, unless their session went away meanwhile).
     pub relay_queued: u64,
+    /// Hole punching: attempts, how sessions came up, and how long a direct path took.
+    pub punch: PunchStats,
+}
+
+/// What a rendezvous server counts besides [`Stats`], from
+/// [`crate::Endpoint::server_counters`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ServerCounters {
+    /// Live registrations now.
+    pub registrations_live: u64,
+    /// Registrations accepted (new ones and renewals).
+    pub registrations: u64,
+    /// Registrations refused (a bad token, a name another daemon holds, a limit).
+    pub registrations_refused: u64,
+    /// Bytes relayed, by the token of the daemon that sent them: the first 8 hex digits of
+    /// the token's BLAKE2s hash (never the token itself), for tokens with a live
+    /// registration.
+    pub relayed_bytes_by_token: Vec<(String, u64)>,
+}
+
+/// Hole punching, over every introduced session (see [`Stats::punch`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PunchStats {
+    /// Handshake attempts sent while punching (each: TTL-limited probes and an initiation to
+    /// every candidate).
+    pub attempts: u64,
+    /// Introduced sessions that came up on a direct path.
+    pub direct: u64,
+    /// Introduced sessions that came up on the relay, by the reason the punching failed (see
+    /// [`crate::WhyRelayed::reason`]).
+    pub relayed: RelayedBy,
+    /// From an introduction to the session's first direct path (punched at once, or found
+    /// later by the relayed search).
+    pub time_to_direct: Histogram,
+}
+
+/// Sessions that came up on the relay, by why punching failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RelayedBy {
+    /// [`CandidateOutcome::NeverTried`].
+    pub never_tried: u64,
+    /// [`CandidateOutcome::NoAnswer`].
+    pub no_answer: u64,
+    /// [`CandidateOutcome::Filtered`].
+    pub filtered: u64,
+    /// [`CandidateOutcome::MappingVaries`].
+    pub mapping_varies: u64,
+    /// [`CandidateOutcome::Policy`].
+    pub policy: u64,
+    /// [`CandidateOutcome::Lost`].
+    pub direct_lost: u64,
+}
+
+impl RelayedBy {
+    fn slot(&mut self, reason: CandidateOutcome) -> &mut u64 {
+        match reason {
+            CandidateOutcome::NeverTried => &mut self.never_tried,
+            CandidateOutcome::NoAnswer => &mut self.no_answer,
+            CandidateOutcome::Filtered => &mut self.filtered,
+            CandidateOutcome::MappingVaries => &mut self.mapping_varies,
+            CandidateOutcome::Policy => &mut self.policy,
+            CandidateOutcome::Lost => &mut self.direct_lost,
+        }
+    }
+
+    /// Counts one session relayed for `reason`.
+    pub(crate) fn count(&mut self, reason: CandidateOutcome) {
+        *self.slot(reason) += 1;
+    }
+
+    /// Sessions relayed for `reason`.
+    pub fn get(&self, reason: CandidateOutcome) -> u64 {
+        match reason {
+            CandidateOutcome::NeverTried => self.never_tried,
+            CandidateOutcome::NoAnswer => self.no_answer,
+            CandidateOutcome::Filtered => self.filtered,
+            CandidateOutcome::MappingVaries => self.mapping_varies,
+            CandidateOutcome::Policy => self.policy,
+            CandidateOutcome::Lost => self.direct_lost,
+        }
+    }
+}
+
+/// Upper bounds of the [`Histogram`] buckets for [`PunchStats::time_to_direct`], in
+/// milliseconds (the last bucket, past them all, is implicit).
+pub const TIME_TO_DIRECT_BOUNDS_MS: [u64; 10] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
+];
+
+/// A histogram of durations with the fixed bounds of [`TIME_TO_DIRECT_BOUNDS_MS`]: plain
+/// numbers, rendered by whoever exports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative): one per bound, then the overflow bucket.
+    pub buckets: [u64; 11],
+    /// Observations in all.
+    pub count: u64,
+    /// Their sum, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl Histogram {
+    /// Counts one duration.
+    pub(crate) fn observe(&mut self, d: std::time::Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let i = TIME_TO_DIRECT_BOUNDS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(TIME_TO_DIRECT_BOUNDS_MS.len());
+        self.buckets[i] += 1;
+        self.count += 1;
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_histogram_puts_each_duration_in_its_bucket() {
+        let mut h = Histogram::default();
+        h.observe(Duration::from_millis(50));
+        h.observe(Duration::from_millis(51));
+        h.observe(Duration::from_secs(3600));
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[10], 1);
+        assert_eq!(h.count, 3);
+        assert_eq!(h.sum_micros, 3_600_101_000);
+    }
+
+    #[test]
+    fn relayed_by_counts_each_reason_in_its_own_slot() {
+        let mut r = RelayedBy::default();
+        for (i, o) in CandidateOutcome::ALL.iter().enumerate() {
+            for _ in 0..=i {
+                r.count(*o);
+            }
+        }
+        for (i, o) in CandidateOutcome::ALL.iter().enumerate() {
+            assert_eq!(r.get(*o), i as u64 + 1, "{o}");
+        }
+    }
 }

@@ -50,6 +50,16 @@ pub struct Status {
     /// The daemons met in peer mode (`[[peer]]`): whether each is met, and why not.
     #[serde(default)]
     pub meetings: Vec<MeetingInfo>,
+    /// Exposed services asked to be published on the rendezvous server's public ports, and
+    /// where each stands: `published on SERVER:PORT`, `publish refused: why`, or waiting.
+    #[serde(default)]
+    pub published: Vec<(String, String)>,
+    /// The endpoint's counters (what the metrics endpoint exports).
+    #[serde(default)]
+    pub stats: crate::Stats,
+    /// A server's registrations and relayed bytes per token; `None` for a daemon.
+    #[serde(default)]
+    pub server: Option<crate::ServerCounters>,
 }
 
 /// One daemon met in peer mode.
@@ -103,6 +113,10 @@ pub struct PeerInfo {
     /// configured start when that is unknown.
     #[serde(default)]
     pub probe_ttl_reason: Option<String>,
+    /// Why the session rides the relay (what punching toward each candidate got, and one
+    /// line), when it does and the server introduced the peer.
+    #[serde(default)]
+    pub why_relayed: Option<crate::WhyRelayed>,
 }
 
 /// One service we connect to.
@@ -155,6 +169,8 @@ pub(crate) struct Seen {
     pub(crate) registration_error: Option<String>,
     /// Peer-mode meetings: the session once met, else the last failure.
     pub(crate) meetings: BTreeMap<PublicKey, Result<PeerId, String>>,
+    /// Where each exposed service is published on the server, or why it is not.
+    pub(crate) published: BTreeMap<ServiceName, Result<SocketAddr, String>>,
 }
 
 impl Seen {
@@ -171,12 +187,22 @@ impl Seen {
                 self.registered = Some(*reflexive);
                 self.registration_error = None;
             }
-            Event::RegistrationLost => self.registered = None,
             Event::PeerReady { key, peer } => {
                 self.meetings.insert(*key, Ok(*peer));
             }
             Event::PeerFailed { key, reason } => {
                 self.meetings.insert(*key, Err(reason.clone()));
+            }
+            Event::RegistrationLost => {
+                self.registered = None;
+                // The server dropped its publications with the registration; asked again.
+                self.published.clear();
+            }
+            Event::Published { service, at } => {
+                self.published.insert(service.clone(), Ok(*at));
+            }
+            Event::PublishRefused { service, reason } => {
+                self.published.insert(service.clone(), Err(reason.clone()));
             }
             Event::RegistrationFailed { reason } => {
                 self.registered = None;
@@ -225,6 +251,7 @@ pub(crate) fn snapshot(
                 keepalive_secs: ep.peer_keepalive(peer).map(|d| d.as_secs_f64()),
                 probe_ttl: ep.peer_probe_ttl(peer).map(|(ttl, _)| ttl),
                 probe_ttl_reason: ep.peer_probe_ttl(peer).map(|(_, why)| why.reason()),
+                why_relayed: ep.peer_why_relayed(peer).filter(|_| connected),
             }
         })
         .collect();
@@ -296,6 +323,8 @@ pub(crate) fn snapshot(
             .collect(),
         services,
         conns,
+        stats: ep.stats().clone(),
+        server: ep.server_counters(),
         ..Status::default()
     }
 }
@@ -343,4 +372,28 @@ pub(crate) fn add_udp(
             target.push_str(&format!(" (proxy protocol {v})"));
         }
     }
+}
+
+/// Adds to `status` where each exposed service that asked to be published (`options`)
+/// stands, from what `seen` heard.
+pub(crate) fn add_published(
+    status: &mut Status,
+    seen: &Seen,
+    options: &BTreeMap<ServiceName, ExposeOptions>,
+) {
+    status.published = options
+        .iter()
+        .filter(|(_, o)| o.publish.is_some())
+        .map(|(name, o)| {
+            let state = match seen.published.get(name) {
+                Some(Ok(at)) => format!("published on {at}"),
+                Some(Err(why)) => format!("publish refused: {why}"),
+                None => format!(
+                    "asking the server to publish it on port {}",
+                    o.publish.expect("filtered")
+                ),
+            };
+            (name.to_string(), state)
+        })
+        .collect();
 }

@@ -86,6 +86,7 @@ impl StunClient {
                 probe.server,
                 StunMessage::BindingRequest {
                     transaction: *transaction,
+                    change: false,
                 }
                 .encode(),
             );
@@ -129,20 +130,64 @@ impl StunClient {
 pub(crate) const STUN_AMPLIFICATION: usize = 3;
 
 /// The answer a STUN server gives a Binding request of `request_len` bytes from `from`, if it
-/// is one; never more than [`STUN_AMPLIFICATION`] times the request.
+/// is one; never more than [`STUN_AMPLIFICATION`] times the request. `other` is the server's
+/// other address for RFC 5780 clients (`burrow netcheck`), left out when it does not fit.
 pub(crate) fn answer(
     request: &StunMessage,
     request_len: usize,
     from: SocketAddr,
+    other: Option<SocketAddr>,
 ) -> Option<Vec<u8>> {
-    match request {
-        StunMessage::BindingRequest { transaction } => StunMessage::BindingSuccess {
-            transaction: *transaction,
-            mapped: Some(from),
-        }
-        .encode_within(request_len * STUN_AMPLIFICATION),
-        StunMessage::BindingSuccess { .. } => None,
-    }
+    let StunMessage::BindingRequest { transaction, .. } = request else {
+        return None;
+    };
+    let limit = request_len * STUN_AMPLIFICATION;
+    let success = |other| StunMessage::BindingSuccess {
+        transaction: *transaction,
+        mapped: Some(from),
+        other,
+    };
+    success(other)
+        .encode_within(limit)
+        .or_else(|| success(None).encode_within(limit))
+}
+
+/// Which of a server's two STUN sockets sends an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerFrom {
+    /// The socket the request came to.
+    Same,
+    /// The other one: the request asked for a change (RFC 5780 CHANGE-REQUEST).
+    Other,
+}
+
+/// What a rendezvous server's alternate STUN socket (the second address `burrow netcheck`
+/// needs) does with a datagram: `None` for anything but a Binding request, else the answer and
+/// the socket to send it from. `here` is the alternate socket's own address and `primary`
+/// the server's main one; each names the other as OTHER-ADDRESS, so an answer sent from the
+/// main socket names this one.
+///
+/// A request carrying CHANGE-REQUEST is answered from the main socket: a client that has
+/// only ever sent to the alternate address learns whether its NAT lets in a packet from an
+/// address it never sent to (its filtering). The answer is bounded like every other
+/// ([`STUN_AMPLIFICATION`]), so the second socket cannot be used to aim larger packets at a
+/// third party.
+pub fn answer_alternate(
+    bytes: &[u8],
+    from: SocketAddr,
+    here: SocketAddr,
+    primary: SocketAddr,
+) -> Option<(AnswerFrom, Vec<u8>)> {
+    let request = StunMessage::parse(bytes).ok()?;
+    let StunMessage::BindingRequest { change, .. } = request else {
+        return None;
+    };
+    let (via, other) = if change {
+        (AnswerFrom::Other, here)
+    } else {
+        (AnswerFrom::Same, primary)
+    };
+    answer(&request, bytes.len(), from, Some(other)).map(|reply| (via, reply))
 }
 
 #[cfg(test)]
@@ -153,15 +198,23 @@ mod tests {
     fn answers_stay_within_three_times_the_request() {
         let request = StunMessage::BindingRequest {
             transaction: [9; 12],
+            change: false,
         };
         let len = 20;
+        let other: SocketAddr = "192.0.2.10:3479".parse().unwrap();
         for from in ["192.0.2.1:5000", "[2001:db8::1]:5000"] {
             let from: SocketAddr = from.parse().unwrap();
-            let answer = answer(&request, len, from).expect("answered");
+            let answer = answer(&request, len, from, Some(other)).expect("answered");
             assert!(answer.len() <= 3 * len, "{from}: {} bytes", answer.len());
-            // Still a valid answer carrying the address.
+            // Still a valid answer carrying the address; the other address where it fits
+            // (an IPv6 client's minimal request leaves no room for it).
             match StunMessage::parse(&answer) {
-                Ok(StunMessage::BindingSuccess { mapped, .. }) => assert_eq!(mapped, Some(from)),
+                Ok(StunMessage::BindingSuccess {
+                    mapped, other: o, ..
+                }) => {
+                    assert_eq!(mapped, Some(from));
+                    assert_eq!(o, from.is_ipv4().then_some(other));
+                }
                 other => panic!("{other:?}"),
             }
         }

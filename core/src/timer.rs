@@ -36,4 +36,6 @@ pub enum Timer {
     PathCheck,
     /// Refuse a stream whose peer was not authorised for its service within the wait.
     HeldStream,
+    /// Retransmit a port-mapping request, give it up, or renew the mapping.
+    PortMapping,
 }

@@ -273,6 +273,19 @@ impl Loop {
                             let _ = reply.send(result);
                         }
                     }
+                    Output::Listen { listener, addr } => {
+                        let bound = self.listen(listener, addr);
+                        let result = bound.as_ref().map(|a| *a).map_err(|e| e.to_string());
+                        self.node.handle_listening(now, listener, result);
+                        if bound.is_ok() {
+                            // Edge-triggered: take what arrived before the registration.
+                            self.accept(now, listener);
+                        }
+                    }
+                    Output::Unlisten { listener } => {
+                        // Dropping a listener deregisters it from the poll.
+                        self.listeners.retain(|l| l.0 != listener);
+                    }
                     Output::Timeout(at) => break at,
                 }
             };
@@ -489,12 +502,28 @@ impl Loop {
         }
     }
 
+    /// Binds a listener the node asked for at `addr` and polls it; its address.
+    fn listen(&mut self, id: ListenerId, addr: SocketAddr) -> io::Result<SocketAddr> {
+        if FIRST_LISTENER + id.0 as usize >= FIRST_UDP_LISTENER {
+            return Err(io::Error::other(
+                "the node has used up its listener ids; restart it",
+            ));
+        }
+        let mut listener = TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        self.poll
+            .registry()
+            .register(&mut listener, listener_token(id), Interest::READABLE)?;
+        self.listeners.push((id, listener, None));
+        Ok(bound)
+    }
+
     /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
     /// has the node stop and start services; closes the removed listeners.
     fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
         let plan = self.node.plan(services);
         let bound =
-            node::bind_listeners(&plan.connect, TcpListener::bind, TcpListener::local_addr)?;
+            node::bind_listeners(&plan.connect, crate::tcp_listener, TcpListener::local_addr)?;
         let applied = self.node.apply(now, plan, bound);
         // Dropping a listener deregisters it from the poll.
         self.listeners.retain(|l| !applied.closed.contains(&l.0));

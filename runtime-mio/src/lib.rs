@@ -22,6 +22,7 @@ mod conn;
 mod event_loop;
 mod udp_flows;
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -58,6 +59,11 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub struct Node;
 
+/// A local service's listener, with the deep accept queue every runtime uses.
+pub(crate) fn tcp_listener(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
+    burrow_tokio::tcp_listener(addr).map(mio::net::TcpListener::from_std)
+}
+
 impl Node {
     /// Binds the UDP socket and the listeners, exposes the services, and starts the node's
     /// thread.
@@ -69,10 +75,11 @@ impl Node {
         let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
         socket.set_nonblocking(true).map_err(bind_err)?;
         let udp_addr = socket.local_addr().map_err(bind_err)?;
+        let shared_socket = socket.try_clone().map_err(bind_err)?;
         let socket = mio::net::UdpSocket::from_std(socket);
         let listeners = node::bind_listeners(
             &config.connect,
-            mio::net::TcpListener::bind,
+            tcp_listener,
             mio::net::TcpListener::local_addr,
         )?;
         let udp_listeners = node::bind_listeners(
@@ -117,6 +124,7 @@ impl Node {
             .map_err(bind_err)?;
         Ok(NodeHandle {
             udp_addr,
+            shared_socket,
             public_key,
             listeners,
             control: NodeControl { commands, waker },
@@ -132,6 +140,8 @@ impl Node {
 #[derive(Debug)]
 pub struct NodeHandle {
     udp_addr: SocketAddr,
+    /// A second handle on the node's UDP socket (see [`NodeHandle::udp_socket`]).
+    shared_socket: std::net::UdpSocket,
     public_key: PublicKey,
     listeners: Vec<(ServiceName, SocketAddr)>,
     control: NodeControl,
@@ -146,6 +156,13 @@ impl NodeHandle {
     /// The bound UDP address (with the real port when port 0 was asked for).
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// Another handle on the node's UDP socket, to send from its address outside the node
+    /// (a server's second STUN socket answers change requests from the main address). It is
+    /// non-blocking, as the node's own.
+    pub fn udp_socket(&self) -> io::Result<std::net::UdpSocket> {
+        self.shared_socket.try_clone()
     }
 
     /// The endpoint's static public key.

@@ -266,6 +266,15 @@ impl<R: Runtime> Loop<R> {
         self.accepts.insert(id, task);
     }
 
+    /// Binds a listener the node asked for at `addr` and accepts on it; its address.
+    fn listen(&mut self, id: ListenerId, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        self.accept(id, R::wrap_listener(listener)?);
+        Ok(bound)
+    }
+
     /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
     /// has the node stop and start services; closes the removed listeners.
     fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
@@ -316,6 +325,14 @@ impl<R: Runtime> Loop<R> {
                     if let Some(reply) = self.ping.take() {
                         let _ = reply.try_send(result);
                     }
+                }
+                Output::Listen { listener, addr } => {
+                    let bound = self.listen(listener, addr);
+                    // Reported through the loop, which has the clock.
+                    let _ = self.to_loop.try_send(Local::Listening(listener, bound));
+                }
+                Output::Unlisten { listener } => {
+                    self.accepts.remove(&listener);
                 }
                 Output::Timeout(at) => return at,
             }
@@ -387,6 +404,9 @@ impl<R: Runtime> Loop<R> {
                 node.handle_udp_recv_from(now, listener, from, &data)
             }
             Local::FlowRecv(flow, data) => node.handle_udp_recv(now, flow, &data),
+            Local::Listening(listener, bound) => {
+                node.handle_listening(now, listener, bound.map_err(|e| e.to_string()));
+            }
             Local::FlowFailed(flow, e) => {
                 self.flows.remove(&flow);
                 node.handle_udp_error(now, flow, &e.to_string());

@@ -51,6 +51,7 @@ pub fn start<R: Runtime>(
     let socket = std::net::UdpSocket::bind(config.bind).map_err(bind_err)?;
     socket.set_nonblocking(true).map_err(bind_err)?;
     let udp_addr = socket.local_addr().map_err(bind_err)?;
+    let shared_socket = socket.try_clone().map_err(bind_err)?;
     let socket = R::wrap_udp(socket).map_err(bind_err)?;
     let listeners = bind_listeners::<R>(&config.connect)?;
     let udp_listeners = node::bind_listeners(
@@ -98,6 +99,7 @@ pub fn start<R: Runtime>(
     spawn(Box::pin(driver::run(node, parts))).map_err(bind_err)?;
     Ok(NodeHandle {
         udp_addr,
+        shared_socket,
         public_key,
         listeners: listen_addrs,
         control: NodeControl { commands },
@@ -114,8 +116,7 @@ pub(crate) fn bind_listeners<R: Runtime>(
     node::bind_listeners(
         connect,
         |addr| {
-            let listener = std::net::TcpListener::bind(addr)?;
-            listener.set_nonblocking(true)?;
+            let listener = crate::tcp_listener(addr)?;
             R::wrap_listener(listener)
         },
         |l: &R::Listener| {
@@ -131,6 +132,8 @@ pub(crate) fn bind_listeners<R: Runtime>(
 #[derive(Debug)]
 pub struct NodeHandle {
     udp_addr: SocketAddr,
+    /// A second handle on the node's UDP socket (see [`NodeHandle::udp_socket`]).
+    shared_socket: std::net::UdpSocket,
     public_key: PublicKey,
     listeners: Vec<(ServiceName, SocketAddr)>,
     control: NodeControl,
@@ -146,6 +149,13 @@ impl NodeHandle {
     /// The bound UDP address (with the real port when port 0 was asked for).
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// Another handle on the node's UDP socket, to send from its address outside the node
+    /// (a server's second STUN socket answers change requests from the main address). It is
+    /// non-blocking, as the node's own.
+    pub fn udp_socket(&self) -> io::Result<std::net::UdpSocket> {
+        self.shared_socket.try_clone()
     }
 
     /// The endpoint's static public key.

@@ -114,6 +114,26 @@ pub fn flow_socket(target: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
+/// The accept queue of local listeners: redis's 511 (the kernel caps it at
+/// `net.core.somaxconn`), where the standard library's 128 overflowed under a burst of 500
+/// connections.
+pub const LISTEN_BACKLOG: i32 = 511;
+
+/// A non-blocking TCP listener on `addr` with a [`LISTEN_BACKLOG`]-deep accept queue, for a
+/// service's local port (every runtime binds them here).
+pub fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As the standard library does: a restarted daemon rebinds a port whose old
+    // connections linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// The local address the OS routes toward `server` from, found by connecting a throwaway UDP
 /// socket (which sends nothing); the OS query behind
 /// [`burrow_core::config::RendezvousConfig::default_host_candidates`].
@@ -126,4 +146,34 @@ pub fn local_ip_toward(server: SocketAddr) -> Option<IpAddr> {
     let socket = std::net::UdpSocket::bind(any).ok()?;
     socket.connect(server).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// 400 connections complete their handshake while nobody accepts: the accept queue holds
+    /// them (with the standard library's backlog of 128, the rest time out).
+    #[test]
+    fn a_local_listener_queues_hundreds_of_connections() {
+        let somaxconn: i32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if somaxconn < super::LISTEN_BACKLOG {
+            println!("skipping: net.core.somaxconn is {somaxconn}");
+            return;
+        }
+        let listener = super::tcp_listener("127.0.0.1:0".parse().expect("literal")).expect("bind");
+        let addr = listener.local_addr().expect("bound");
+        let mut held = Vec::new();
+        for i in 0..400 {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(conn) => held.push(conn),
+                Err(e) => panic!("connection {i} not queued: {e}"),
+            }
+        }
+        assert_eq!(held.len(), 400);
+    }
 }

@@ -29,6 +29,9 @@ pub(crate) enum Local<R: Runtime> {
     FlowRecv(FlowId, Bytes),
     /// A flow's socket could not be opened, or failed.
     FlowFailed(FlowId, io::Error),
+    /// A listener the node asked for ([`burrow_core::node::Output::Listen`]) was bound at
+    /// this address, or could not be.
+    Listening(ListenerId, io::Result<SocketAddr>),
     Connected(ConnId, R::Stream),
     ConnectFailed(ConnId, io::Error),
     Read(ConnId, Bytes),

@@ -401,18 +401,9 @@ fn run_on(
     );
     let server_addr = sim.node_addr(server);
     let daemon = |name: &str, host_addr: SocketAddr| {
-        let rendezvous = RendezvousConfig {
-            server_key: server_secret.public_key(),
-            server_addr,
-            token: "matrix".into(),
-            path_tokens: Vec::new(),
-            host_candidates: vec![host_addr],
-            route: Default::default(),
-            connect_routes: Default::default(),
-            peers: Default::default(),
-            peer_services: Default::default(),
-            pinned: Default::default(),
-        };
+        let mut rendezvous =
+            RendezvousConfig::new(server_secret.public_key(), server_addr, "matrix");
+        rendezvous.host_candidates = vec![host_addr];
         let mut config = Config::daemon(secret_key(seed, name), rendezvous);
         config.session.relay_first = options.relay_first;
         if let Some(ttl) = options.probe_ttl {

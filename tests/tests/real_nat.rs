@@ -15,6 +15,8 @@ use burrow_tests::netns::{self, Lab, Proc, Site, Topology};
 
 #[path = "real_nat/moves.rs"]
 mod moves;
+#[path = "real_nat/netcheck.rs"]
+mod netcheck;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";

@@ -40,6 +40,7 @@ fn directory() -> Directory {
             client: TokenHash::of("C"),
             fixed: false,
             clients: BTreeSet::new(),
+            max_connections: None,
         }],
         attachments: Vec::new(),
         daemons: Vec::new(),

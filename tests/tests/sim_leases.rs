@@ -55,18 +55,8 @@ fn only_token(token: &str) -> TokenPolicy {
 }
 
 fn daemon_config(seed: u64, name: &str, w: (&SecretKey, SocketAddr), host: SocketAddr) -> Config {
-    let rendezvous = RendezvousConfig {
-        server_key: w.0.public_key(),
-        server_addr: w.1,
-        token: TOKEN.into(),
-        path_tokens: Vec::new(),
-        host_candidates: vec![host],
-        route: Default::default(),
-        connect_routes: Default::default(),
-        peers: Default::default(),
-        peer_services: Default::default(),
-        pinned: Default::default(),
-    };
+    let mut rendezvous = RendezvousConfig::new(w.0.public_key(), w.1, TOKEN);
+    rendezvous.host_candidates = vec![host];
     Config::daemon(secret_key(seed, name), rendezvous)
 }
 

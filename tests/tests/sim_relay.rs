@@ -37,6 +37,8 @@ struct Setup {
     a_route: RoutePolicy,
     b_route: RoutePolicy,
     server: ServerConfig,
+    /// Both daemons start on the relay and move to a direct path once one is proven.
+    relay_first: bool,
 }
 
 impl Setup {
@@ -47,6 +49,7 @@ impl Setup {
             a_route: RoutePolicy::Any,
             b_route: RoutePolicy::Any,
             server: ServerConfig::default(),
+            relay_first: false,
         }
     }
 }
@@ -93,7 +96,9 @@ impl World {
                 RendezvousConfig::new(server_secret.public_key(), server_addr, "relay-test");
             rendezvous.host_candidates = vec![sim.network().host_addr(host, DAEMON_PORT)];
             rendezvous.route = route;
-            Config::daemon(secret_key(seed, name), rendezvous)
+            let mut config = Config::daemon(secret_key(seed, name), rendezvous);
+            config.session.relay_first = setup.relay_first;
+            config
         };
         let a_config = daemon(&sim, "a", a_host, setup.a_route);
         let b_config = daemon(&sim, "b", b_host, setup.b_route);
@@ -622,6 +627,70 @@ fn a_server_restart_during_a_relayed_transfer_recovers() {
 /// `Endpoint::ping` on a relayed session: the challenge goes through the relay, the peer
 /// answers the same way, and `Pong` names the relay with a round trip through it (the relay
 /// is 2 hops, the two uplinks' latency each way).
+/// `burrow ping` shows the move from the relay to the direct path as it happens (issue 19):
+/// relay first between two cone NATs, B pings A every 20 ms from the moment the service is
+/// ready; in the order they were sent, the first pings come back through the relay, the
+/// later ones on the direct path, and never the relay again once direct.
+#[test]
+fn pings_show_the_move_from_the_relay_to_the_direct_path() {
+    let mut setup = Setup::new(
+        NatConfig::port_restricted_cone(),
+        NatConfig::port_restricted_cone(),
+    );
+    setup.relay_first = true;
+    let mut w = World::new(3, &setup);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    let b = w.b;
+    for _ in 0..100 {
+        // At most 16 pings wait for an answer; an answered one frees its slot.
+        let _ = w.sim.endpoint_command(b, |ep, now| ep.ping(now, peer));
+        w.sim.run_for(Duration::from_millis(20)).expect("sim");
+    }
+    // In the order the pings were sent (a relayed ping sent just before the move can come
+    // back after a direct one sent just after it).
+    let mut pongs: Vec<(Duration, bool, Duration)> = w
+        .sim
+        .endpoint(b)
+        .events()
+        .iter()
+        .filter_map(|l| match l.event {
+            burrow_core::Event::Pong { path, rtt, .. } => {
+                Some((l.at - rtt, matches!(path, Path::Relay(_)), rtt))
+            }
+            _ => None,
+        })
+        .collect();
+    pongs.sort_by_key(|(sent, ..)| *sent);
+    let pongs: Vec<(bool, Duration)> = pongs.into_iter().map(|(_, r, rtt)| (r, rtt)).collect();
+    let relayed = pongs.iter().take_while(|(relay, _)| *relay).count();
+    let line: Vec<String> = pongs
+        .iter()
+        .map(|(relay, rtt)| {
+            format!(
+                "{}{:.0}",
+                if *relay { "R" } else { "D" },
+                rtt.as_secs_f64() * 1e3
+            )
+        })
+        .collect();
+    println!("pongs (R relay, D direct, ms): {}", line.join(" "));
+    assert!(
+        relayed >= 1,
+        "the first pongs come through the relay: {line:?}"
+    );
+    assert!(
+        relayed < pongs.len(),
+        "then the direct path answers: {line:?}"
+    );
+    assert!(
+        pongs[relayed..].iter().all(|(relay, _)| !relay),
+        "never the relay again once direct: {line:?}"
+    );
+    // The relay's round trip is longer than the direct path's (the server is farther).
+    let (r, d) = (pongs[0].1, pongs[pongs.len() - 1].1);
+    assert!(r > d, "relay {r:?}, direct {d:?}");
+}
+
 #[test]
 fn a_ping_on_a_relayed_session_comes_back_through_the_relay() {
     let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
@@ -650,5 +719,63 @@ fn a_ping_on_a_relayed_session_comes_back_through_the_relay() {
     assert!(
         matches!(w.path(w.a), Some(Path::Relay(_))),
         "a ping moves nothing"
+    );
+}
+
+/// Issue 19, why relayed: between two symmetric NATs every candidate is tried and nothing
+/// answers, and each side says so in one line (its status) and counts the failed punch with
+/// its reason; between two full-cone NATs the session goes direct, explains nothing, and
+/// counts the time it took.
+#[test]
+fn symmetric_nats_say_why_they_are_relayed_and_count_the_failed_punch() {
+    let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
+    let mut w = World::new(3, &setup);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    assert!(matches!(w.path(w.b), Some(Path::Relay(_))));
+    let why = w
+        .sim
+        .endpoint(w.b)
+        .endpoint()
+        .peer_why_relayed(peer)
+        .expect("a relayed introduced session explains itself");
+    println!("B: {}", why.line);
+    println!("B's candidates: {:?}", why.candidates);
+    assert_eq!(why.reason, burrow_core::CandidateOutcome::NoAnswer);
+    let n = why.candidates.len();
+    assert!(n >= 2, "the reflexive and the host candidate: {why:?}");
+    assert!(
+        why.candidates
+            .iter()
+            .all(|(_, o)| *o == burrow_core::CandidateOutcome::NoAnswer),
+        "{why:?}"
+    );
+    assert!(
+        why.line.starts_with(&format!(
+            "relayed: {n} candidates tried, no answer from any ("
+        )),
+        "{}",
+        why.line
+    );
+    // A hears B's first packet on the new session a relay trip later.
+    w.sim.run_for(Duration::from_secs(1)).expect("sim");
+    for node in [w.a, w.b] {
+        let punch = &w.stats(node).punch;
+        assert_eq!(punch.relayed.no_answer, 1, "{punch:?}");
+        assert_eq!(punch.direct, 0, "{punch:?}");
+        assert!(punch.attempts >= 2, "{punch:?}");
+        assert_eq!(punch.time_to_direct.count, 0, "{punch:?}");
+    }
+
+    let cone = Setup::new(NatConfig::full_cone(), NatConfig::full_cone());
+    let mut w = World::new(3, &cone);
+    let peer = w.connect(Duration::from_secs(10)).expect("service ready");
+    assert!(matches!(w.path(w.b), Some(Path::Direct(_))));
+    assert_eq!(w.sim.endpoint(w.b).endpoint().peer_why_relayed(peer), None);
+    let punch = &w.stats(w.b).punch;
+    assert_eq!(punch.direct, 1, "{punch:?}");
+    assert_eq!(punch.time_to_direct.count, 1, "{punch:?}");
+    assert!(
+        punch.time_to_direct.sum_micros < 1_000_000,
+        "direct within a second: {punch:?}"
     );
 }

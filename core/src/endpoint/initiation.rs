@@ -100,6 +100,7 @@ impl Endpoint {
         let public_key = self.public_key;
         let (mut ctx, sessions) = self.parts();
         if let Some(session) = sessions.get_mut(&key) {
+            session.punch.heard(from);
             if !session.is_fresh_initiation(payload.timestamp) {
                 ctx.out.stats.dropped_handshake_replay += 1;
                 return;

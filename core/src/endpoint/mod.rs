@@ -2,6 +2,7 @@
 
 mod initiation;
 mod load;
+mod portmap;
 mod relay;
 mod rendezvous;
 mod sessions;
@@ -224,6 +225,12 @@ impl Endpoint {
             self.on_stun(from, bytes);
             return;
         }
+        if self.is_port_mapping_answer(from) {
+            self.on_port_mapping_answer(now, bytes);
+            self.after(now);
+            self.settle();
+            return;
+        }
         self.handle_packet(now, Path::Direct(from), bytes);
         self.reap();
         self.after(now);
@@ -359,6 +366,7 @@ impl Endpoint {
         if let StunMessage::BindingSuccess {
             transaction,
             mapped,
+            ..
         } = &message
         {
             match self.stun.on_response(from, transaction, *mapped) {
@@ -366,7 +374,8 @@ impl Endpoint {
                 None => self.out.stats.dropped_unexpected += 1,
             }
         } else if let Some(reply) =
-            crate::stun::answer(&message, bytes.len(), from).filter(|_| self.config.answer_stun)
+            crate::stun::answer(&message, bytes.len(), from, self.config.stun_other_address)
+                .filter(|_| self.config.answer_stun)
         {
             self.out.send(Transmit {
                 dst: from,
@@ -527,10 +536,15 @@ impl Endpoint {
         });
         session.announced = true;
         let connected = session.is_connected();
+        let first_introduction = !session.punch.was_introduced();
         session.punch.set_first_ttl(first_ttl);
         session
             .punch
             .introduce(&ctx.config.session, now, candidates, relay, connected);
+        if connected && first_introduction {
+            // The peer's handshake (through the relay) beat its introduction here.
+            session.note_punch_outcome(&mut ctx, now);
+        }
         if !connected {
             session.start_handshake(&mut ctx, now);
         }
@@ -634,6 +648,20 @@ impl Endpoint {
         Ok(())
     }
 
+    /// A rendezvous server's owner bound the public listener for `port` (`Ok`) or could not
+    /// (`Err`, why): the daemon that asked to publish there is told. Drain the output after.
+    pub(crate) fn publish_listening(
+        &mut self,
+        now: Instant,
+        port: u16,
+        result: Result<(), String>,
+    ) {
+        if let Some(server) = self.server.as_mut() {
+            server.listening(port, result);
+            self.after(now);
+        }
+    }
+
     /// The local target of the UDP `service` for a flow from `peer`, if we expose it as UDP
     /// and the peer holds a grant for it: the same check as for a stream.
     pub(crate) fn udp_target(&self, peer: PeerId, service: &ServiceName) -> Option<&str> {
@@ -667,6 +695,7 @@ impl Endpoint {
     pub fn unexpose(&mut self, now: Instant, service: &ServiceName) -> bool {
         let was = self.exposed.remove(service);
         if was {
+            self.forget_publication(service);
             // Fewer services than the server took before: nothing to refuse.
             let _ = self.publish(now, None);
             self.after(now);
@@ -713,6 +742,20 @@ impl Endpoint {
         punch
             .has_candidates()
             .then(|| (first.first(&self.config.session), first))
+    }
+
+    /// Why the session with `peer` rides the relay: what punching toward each of its
+    /// candidates got, and one line saying so. `None` when it is direct, or was never
+    /// introduced by the server.
+    pub fn peer_why_relayed(&self, peer: PeerId) -> Option<crate::WhyRelayed> {
+        let key = self.ids.key(peer)?;
+        self.sessions.get(&key)?.punch.why_relayed()
+    }
+
+    /// Server: registrations, and relayed bytes by the token of the daemon that sent them.
+    /// `None` for a daemon.
+    pub fn server_counters(&self) -> Option<crate::ServerCounters> {
+        Some(self.server.as_ref()?.counters())
     }
 
     /// Whether the session with `peer` has completed a handshake.

@@ -93,6 +93,9 @@ impl Endpoint {
         if forwarded {
             ctx.out.stats.relay_forwarded += 1;
             ctx.out.stats.relay_forwarded_bytes += packet.len() as u64;
+            if let Some(server) = self.server.as_mut() {
+                server.count_relayed(&from, packet.len() as u64);
+            }
         } else {
             ctx.out.stats.relay_refused += 1;
         }

@@ -31,7 +31,7 @@ pub(super) struct Daemon {
     /// Peers the application asked to meet; `PeerReady` once a session to one is up.
     peers: BTreeSet<PublicKey>,
     /// Our address as the server saw it at the last registration.
-    reflexive: Option<std::net::SocketAddr>,
+    pub(super) reflexive: Option<std::net::SocketAddr>,
     /// Outstanding requests to be introduced again to a peer we have a session with (after
     /// registering again): request id to the peer.
     rejoins: BTreeMap<u64, PublicKey>,
@@ -40,6 +40,12 @@ pub(super) struct Daemon {
     /// The effective route policy of each service we connect to, once introduced: ours
     /// combined with the exposing side's.
     routes: BTreeMap<ServiceName, RoutePolicy>,
+    /// The gateway's mapping of our port, when port mapping is on.
+    pub(super) port_mapper: Option<crate::portmap::PortMapper>,
+    /// The mapped address and whether it is announced, once judged against `reflexive`.
+    pub(super) mapped: Option<(std::net::SocketAddrV4, Option<bool>)>,
+    /// Outstanding requests to publish an exposed service on the server's public ports.
+    publishing: BTreeMap<u64, ServiceName>,
 }
 
 impl Daemon {
@@ -54,7 +60,6 @@ impl Daemon {
                 .expect("an empty configuration is valid")
         });
         Self {
-            config,
             client,
             lookups: BTreeMap::new(),
             resolved: BTreeMap::new(),
@@ -62,13 +67,25 @@ impl Daemon {
             peers: BTreeSet::new(),
             rejoins: BTreeMap::new(),
             admins: BTreeSet::new(),
+            publishing: BTreeMap::new(),
             reflexive: None,
             routes: BTreeMap::new(),
+            port_mapper: config
+                .port_mapping
+                .map(|pm| crate::portmap::PortMapper::new(pm.gateway, pm.internal_port, now)),
+            mapped: None,
+            config,
         }
     }
 
     pub(super) fn poll_timeout(&self) -> Option<(Instant, Timer)> {
-        self.client.poll_timeout().map(|at| (at, Timer::LeaseRenew))
+        let lease = self.client.poll_timeout().map(|at| (at, Timer::LeaseRenew));
+        let mapping = self
+            .port_mapper
+            .as_ref()
+            .and_then(crate::portmap::PortMapper::next_deadline)
+            .map(|at| (at, Timer::PortMapping));
+        lease.into_iter().chain(mapping).min()
     }
 
     /// Our own route policy for a service we connect to: the connect's, or the daemon's.
@@ -294,6 +311,8 @@ impl Endpoint {
                 daemon.reflexive = Some(reflexive);
                 self.out.events.push_back(Event::Registered { reflexive });
                 self.refresh_introductions(now);
+                self.announce_mapping(now);
+                self.request_publications(now);
             }
             ClientEvent::RegistrationFailed { code, detail } => {
                 let reason = format!("{code:?}: {detail}");
@@ -433,13 +452,43 @@ impl Endpoint {
                     Err(_) => {}
                 }
             }
+            ClientEvent::Published {
+                request,
+                name,
+                port,
+            } => {
+                let server_key = daemon.config.server_key;
+                let at = std::net::SocketAddr::new(daemon.config.server_addr.ip(), port);
+                if daemon.publishing.remove(&request).is_some()
+                    && self.exposed.to_publish().any(|(n, _)| *n == name)
+                {
+                    // The server's streams may reach exactly the paths it publishes.
+                    if self.access.grant(server_key, Some(name.clone())) {
+                        self.admit_held_streams(now, &server_key);
+                        self.out
+                            .events
+                            .push_back(Event::Published { service: name, at });
+                    } else {
+                        self.out.stats.dropped_grant_limit += 1;
+                    }
+                }
+            }
             ClientEvent::RequestFailed {
                 request,
                 code,
                 detail,
             } => {
                 let reason = format!("{code:?}: {detail}");
-                if daemon.rejoins.remove(&request).is_some() {
+                if let Some(service) = daemon.publishing.remove(&request) {
+                    let server_key = daemon.config.server_key;
+                    self.access.revoke_service(&server_key, &service);
+                    if self.exposed.to_publish().any(|(n, _)| *n == service) {
+                        self.out.events.push_back(Event::PublishRefused {
+                            service,
+                            reason: detail,
+                        });
+                    }
+                } else if daemon.rejoins.remove(&request).is_some() {
                     // The other side did not ask in time: its session stands or falls alone.
                 } else if let Some(service) = daemon.lookups.remove(&request) {
                     self.out
@@ -495,6 +544,10 @@ impl Endpoint {
                     attach,
                 });
             }
+            ClientEvent::Pins { name, clients } => {
+                // Past the bound, only the server's own check holds (see `Access::pin`).
+                self.access.pin(name, clients);
+            }
             ClientEvent::PathTokensSet { result } => {
                 let result = result.map_err(|(code, detail)| format!("{code:?}: {detail}"));
                 self.out.events.push_back(Event::PathTokensSet { result });
@@ -507,6 +560,33 @@ impl Endpoint {
                 }
             }
         }
+    }
+
+    /// After a registration: asks the server to publish each exposed service that wants it
+    /// (a publication lives as long as the registration; the server answers one it holds
+    /// already with the same port). One still waiting for its answer is not asked again.
+    fn request_publications(&mut self, now: Instant) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        for (name, port) in self.exposed.to_publish() {
+            if daemon.publishing.values().any(|n| n == name) {
+                continue;
+            }
+            let request = daemon.client.publish(now, name.clone(), port.port());
+            daemon.publishing.insert(request, name.clone());
+        }
+    }
+
+    /// Forgets what was asked or granted for publishing `service` (no longer exposed): the
+    /// server's streams may not reach it any more, and a late answer is ignored.
+    pub(super) fn forget_publication(&mut self, service: &ServiceName) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        daemon.publishing.retain(|_, n| n != service);
+        let server_key = daemon.config.server_key;
+        self.access.revoke_service(&server_key, service);
     }
 
     /// After a registration (also again after a server restart or a lapsed lease, which cost
@@ -615,6 +695,7 @@ impl Endpoint {
                 let _ = self.connect(now, key, addr);
             }
         }
+        self.port_mapping_timeout(now);
         if let Some(server) = self.server.as_mut() {
             if server.poll_timeout().is_some_and(|at| at <= now) {
                 server.handle_timeout(now);

@@ -6,8 +6,9 @@ use super::Endpoint;
 use crate::wire::control::CloseCode;
 
 impl Endpoint {
-    /// Stops the endpoint politely: a daemon unregisters from its rendezvous server (which
-    /// forgets its registration and services at once), then every session is closed, telling
+    /// Stops the endpoint politely: a daemon removes its port mapping on the gateway and
+    /// unregisters from its rendezvous server (which forgets its registration and services
+    /// at once), then every session is closed, telling
     /// its peer, so that peers reset their streams within a round trip instead of noticing a
     /// silence. [`crate::Event::SessionClosed`] follows for every announced session. Send the
     /// transmits that follow before dropping the endpoint.
@@ -15,6 +16,8 @@ impl Endpoint {
         if let Some(daemon) = self.daemon.as_mut() {
             daemon.client.stop(now);
         }
+        // The gateway forgets our port (the request goes out first: it needs no session).
+        self.remove_port_mapping();
         // The Unregister goes out on the server's session before its close.
         self.after(now);
         for key in self.sessions.keys() {

@@ -36,6 +36,8 @@ pub(super) struct Conn {
     /// The PROXY protocol header to write once connected, for an incoming stream whose
     /// service wants one.
     pub(super) proxy_header: Option<Vec<u8>>,
+    /// The [`super::Forwarder::listen_to`] listener it was accepted on.
+    pub(super) via: Option<super::ListenerId>,
 }
 
 impl Conn {
@@ -56,6 +58,7 @@ impl Conn {
             bytes_written: 0,
             origin: None,
             proxy_header: None,
+            via: None,
         }
     }
 

@@ -83,8 +83,9 @@ use bytes::Bytes;
 
 pub use action::{Action, ConnId, ListenerId};
 pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
-pub use options::{ExposeOptions, Origin, Protocol, ProxyVersion};
+pub use options::{ExposeOptions, Origin, Protocol, ProxyVersion, PublishPort};
 
+use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::error::StreamError;
 use crate::event::{Event, PeerId};
@@ -136,6 +137,9 @@ pub struct Forwarder {
     next_conn: u64,
     next_listener: u64,
     listeners: BTreeMap<ListenerId, ServiceName>,
+    /// Listeners whose connections go straight to one daemon's path, with no lookup (a
+    /// rendezvous server's published ports).
+    direct: BTreeMap<ListenerId, (PublicKey, ServiceName)>,
     wanted: BTreeMap<ServiceName, Wanted>,
     conns: BTreeMap<ConnId, Conn>,
     streams: BTreeMap<(PeerId, StreamId), ConnId>,
@@ -157,6 +161,7 @@ impl Forwarder {
             next_conn: 0,
             next_listener: 0,
             listeners: BTreeMap::new(),
+            direct: BTreeMap::new(),
             wanted: BTreeMap::new(),
             conns: BTreeMap::new(),
             streams: BTreeMap::new(),
@@ -179,6 +184,17 @@ impl Forwarder {
         id
     }
 
+    /// Registers a local listener whose connections go to `service` at the peer with `key`,
+    /// over the session we already have with it (no lookup): a rendezvous server's public
+    /// port for a path a daemon published. A connection accepted while there is no session
+    /// is refused.
+    pub fn listen_to(&mut self, key: PublicKey, service: ServiceName) -> ListenerId {
+        let id = ListenerId(self.next_listener);
+        self.next_listener += 1;
+        self.direct.insert(id, (key, service));
+        id
+    }
+
     /// Forgets `listener` (the runtime closes its socket): later accepts on it are refused.
     /// When it was the last listener for its service, the service is forgotten too and every
     /// connection accepted for it is reset (its stream reset and stopped with `CONN_FAILED`,
@@ -190,6 +206,19 @@ impl Forwarder {
         ep: &mut Endpoint,
         listener: ListenerId,
     ) -> Option<ServiceName> {
+        if let Some((_, service)) = self.direct.remove(&listener) {
+            let gone: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.via == Some(listener))
+                .map(|(&conn, _)| conn)
+                .collect();
+            for conn in gone {
+                let why = format!("{service} is no longer published");
+                self.fail(now, ep, conn, CONN_FAILED, why);
+            }
+            return Some(service);
+        }
         let service = self.listeners.remove(&listener)?;
         if self.listeners.values().all(|s| *s != service) {
             let gone = self.conns_of(&service, false);
@@ -265,6 +294,9 @@ impl Forwarder {
         listener: ListenerId,
         origin: Option<Origin>,
     ) -> Option<ConnId> {
+        if let Some((key, service)) = self.direct.get(&listener).cloned() {
+            return self.accept_direct(now, ep, listener, (key, service), origin);
+        }
         let service = self.listeners.get(&listener)?.clone();
         let conn = self.new_conn();
         let mut c = Conn::new(service.clone(), false, true);
@@ -478,6 +510,29 @@ impl Forwarder {
     }
 
     // ----- internals ----------------------------------------------------------------------
+
+    /// A connection accepted on a [`Self::listen_to`] listener: a stream to the peer at once,
+    /// or `None` (the runtime drops the socket) when there is no session or no room for one.
+    fn accept_direct(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        listener: ListenerId,
+        (key, service): (PublicKey, ServiceName),
+        origin: Option<Origin>,
+    ) -> Option<ConnId> {
+        let peer = ep.peer_of(&key).filter(|p| ep.is_connected(*p))?;
+        let stream = ep.open_stream_from(now, peer, &service, origin).ok()?;
+        let conn = self.new_conn();
+        let mut c = Conn::new(service, false, true);
+        c.origin = origin;
+        c.via = Some(listener);
+        c.stream = Some((peer, stream));
+        self.conns.insert(conn, c);
+        self.streams.insert((peer, stream), conn);
+        self.actions.push_back(Action::Read { conn });
+        Some(conn)
+    }
 
     fn new_conn(&mut self) -> ConnId {
         let conn = ConnId(self.next_conn);

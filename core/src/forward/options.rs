@@ -68,6 +68,48 @@ impl FromStr for ProxyVersion {
     }
 }
 
+/// A public TCP port of the rendezvous server to publish an exposed service on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PublishPort {
+    /// Whichever free port of its range the server picks.
+    Any,
+    /// This port.
+    Port(u16),
+}
+
+impl PublishPort {
+    /// The port asked for, `None` for any.
+    pub fn port(self) -> Option<u16> {
+        match self {
+            Self::Any => None,
+            Self::Port(p) => Some(p),
+        }
+    }
+}
+
+impl fmt::Display for PublishPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::Port(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+impl FromStr for PublishPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(Self::Any),
+            port => match port.parse::<u16>() {
+                Ok(p) if p > 0 => Ok(Self::Port(p)),
+                _ => Err(format!("`{s}` is neither a port (1-65535) nor `any`")),
+            },
+        }
+    }
+}
+
 /// How one exposed service is forwarded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ExposeOptions {
@@ -80,6 +122,9 @@ pub struct ExposeOptions {
     /// stricter side wins); a stream or flow that arrives on a path it does not allow is
     /// refused with the reason.
     pub route: Option<crate::path::RoutePolicy>,
+    /// Ask the rendezvous server to publish the service on one of its public TCP ports
+    /// (TCP only): connections there reach it through the daemon's session with the server.
+    pub publish: Option<PublishPort>,
 }
 
 impl ExposeOptions {

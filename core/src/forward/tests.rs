@@ -531,7 +531,7 @@ fn proxy_protocol_header_comes_first() {
     let options = ExposeOptions {
         protocol: Protocol::Tcp,
         proxy_protocol: Some(ProxyVersion::V1),
-        route: None,
+        ..ExposeOptions::default()
     };
     net.with(A, |_, ep, now| {
         ep.expose_with(now, name("/t/echo"), "echo", options)

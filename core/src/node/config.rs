@@ -80,6 +80,9 @@ impl NodeConfig {
         let mut endpoint_config = self.endpoint;
         if let Some(r) = endpoint_config.rendezvous.as_mut() {
             r.default_host_candidates(udp_addr, local_ip_toward);
+            if let Some(pm) = r.port_mapping.as_mut() {
+                pm.internal_port = udp_addr.port();
+            }
         }
         let known = endpoint_config
             .rendezvous

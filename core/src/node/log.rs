@@ -38,6 +38,13 @@ impl LogLine {
                 | crate::rendezvous::ServerEvent::DaemonKeyRefused { .. },
             ) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
+            // Asked again at every registration: logged when it changed.
+            Event::Published { service, at } if seen.published.get(service) == Some(&Ok(*at)) => {
+                Level::Trace
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Listen { .. }) => Level::Trace,
+            Event::Published { .. } => Level::Info,
+            Event::PublishRefused { .. } => Level::Warn,
             Event::Connected { .. }
             | Event::PathChanged { .. }
             | Event::SessionClosed { .. }
@@ -47,6 +54,8 @@ impl LogLine {
             | Event::PeerReady { .. }
             | Event::PathTokensSet { result: Ok(_) }
             | Event::MasterAttach { .. }
+            | Event::PortMapped { .. }
+            | Event::PortMappingFailed { .. }
             | Event::Rendezvous(_) => Level::Info,
             Event::RegistrationLost
             | Event::RegistrationFailed { .. }
@@ -140,6 +149,21 @@ impl fmt::Display for LogLine {
                 service,
                 attach: None,
             } => write!(f, "the tenant's master detached {service}"),
+            Event::PortMapped {
+                external,
+                announced: true,
+            } => write!(
+                f,
+                "port mapping: the gateway forwards {external} to this daemon; announced as a candidate"
+            ),
+            Event::PortMapped {
+                external,
+                announced: false,
+            } => write!(
+                f,
+                "port mapping: the gateway forwards {external}, which is not the public address the server sees (a second NAT in front); not announced"
+            ),
+            Event::PortMappingFailed { reason } => write!(f, "port mapping: {reason}"),
             Event::PathTokensSet { result: Err(why) } => write!(
                 f,
                 "path tokens refused, the previous ones are in use again: {why}"
@@ -159,6 +183,27 @@ impl fmt::Display for LogLine {
                 f,
                 "refused a registration: daemon token of {daemon} (tenant {tenant}) is bound to another key (refused {refused} so far) key={key}"
             ),
+            Event::Published { service, at } => write!(f, "{service} published on {at}"),
+            Event::PublishRefused { service, reason } => {
+                write!(f, "{service}: publish refused: {reason}")
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Published { port, key, service }) => {
+                write!(f, "published {service} of daemon {key} on port {port}")
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Unlisten {
+                port,
+                key,
+                service,
+                reason,
+            }) => write!(
+                f,
+                "stopped publishing {service} of daemon {key} on port {port}: {reason}"
+            ),
+            Event::Rendezvous(crate::rendezvous::ServerEvent::PublishRefused {
+                key,
+                service,
+                reason,
+            }) => write!(f, "refused to publish {service} for daemon {key}: {reason}"),
             Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
             other => write!(f, "{other:?}"),
         }

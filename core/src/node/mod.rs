@@ -108,6 +108,21 @@ pub enum Output {
     /// The answer to [`Node::ping`]: the path that answered and the round trip, or why none
     /// came.
     Pong(Pong),
+    /// A rendezvous server publishes a daemon's path on a public port: bind a TCP listener
+    /// at `addr`, report the outcome with [`Node::handle_listening`], and report its
+    /// connections with [`Node::handle_accept_from`] under `listener`.
+    Listen {
+        /// The id to report under.
+        listener: ListenerId,
+        /// Where to listen: the node's IP, the published port.
+        addr: SocketAddr,
+    },
+    /// Close the listener of an earlier [`Output::Listen`] (its connections are already being
+    /// reset).
+    Unlisten {
+        /// The listener.
+        listener: ListenerId,
+    },
     /// Nothing more to do until this instant (or a datagram, a local socket report or a
     /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
     Timeout(Instant),
@@ -143,6 +158,8 @@ pub struct Node {
     udp_listeners: Vec<(ServiceName, SocketAddr, UdpListenerId)>,
     /// How each exposed service is forwarded (not listed: plain TCP).
     options: BTreeMap<ServiceName, ExposeOptions>,
+    /// A rendezvous server's published ports and the forwarder's listener for each.
+    published: BTreeMap<u16, ListenerId>,
 }
 
 impl Node {
@@ -177,6 +194,7 @@ impl Node {
             udp: UdpForwarder::new(Default::default()),
             udp_listeners: Vec::new(),
             options: BTreeMap::new(),
+            published: BTreeMap::new(),
         }
     }
 
@@ -282,6 +300,22 @@ impl Node {
             Event::Rendezvous(ServerEvent::Directory(change)) => {
                 self.queued.push_back(Output::Directory(change.clone()));
             }
+            Event::Rendezvous(ServerEvent::Listen { port, key, service }) => {
+                let listener = self.fwd.listen_to(*key, service.clone());
+                if let Some(old) = self.published.insert(*port, listener) {
+                    // The server never asks twice for one port; if it did, the new one wins.
+                    self.fwd.unlisten(self.now, &mut self.ep, old);
+                    self.queued.push_back(Output::Unlisten { listener: old });
+                }
+                let addr = SocketAddr::new(self.udp_addr.ip(), *port);
+                self.queued.push_back(Output::Listen { listener, addr });
+            }
+            Event::Rendezvous(ServerEvent::Unlisten { port, .. }) => {
+                if let Some(listener) = self.published.remove(port) {
+                    self.fwd.unlisten(self.now, &mut self.ep, listener);
+                    self.queued.push_back(Output::Unlisten { listener });
+                }
+            }
             Event::AdminAnswered { request, answer } => self.queued.push_back(Output::Admin {
                 request: *request,
                 result: Ok(answer.clone()),
@@ -369,6 +403,34 @@ impl Node {
     ) -> Option<ConnId> {
         let (fwd, ep) = self.input(now);
         fwd.handle_accept_from(now, ep, listener, origin)
+    }
+
+    /// The runtime bound the listener of an [`Output::Listen`] (`Ok`, at that address) or
+    /// could not (`Err`, why). A failure is reported to the daemon that asked for the port.
+    pub fn handle_listening(
+        &mut self,
+        now: Instant,
+        listener: ListenerId,
+        result: Result<SocketAddr, String>,
+    ) {
+        self.now = now;
+        let Some(port) = self
+            .published
+            .iter()
+            .find(|(_, l)| **l == listener)
+            .map(|(p, _)| *p)
+        else {
+            return;
+        };
+        let result = match result {
+            Ok(_) => Ok(()),
+            Err(why) => {
+                self.published.remove(&port);
+                self.fwd.unlisten(now, &mut self.ep, listener);
+                Err(why)
+            }
+        };
+        self.ep.publish_listening(now, port, result);
     }
 
     /// A UDP listener socket received `data` from the local client `from`.
@@ -530,6 +592,7 @@ impl Node {
             &self.udp_listeners,
             &self.options,
         );
+        status::add_published(&mut status, &self.seen, &self.options);
         status
     }
 

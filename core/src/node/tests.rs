@@ -617,7 +617,7 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
     let proxied = ExposeOptions {
         protocol: Protocol::Tcp,
         proxy_protocol: Some(ProxyVersion::V2),
-        route: None,
+        ..ExposeOptions::default()
     };
     wanted.options = vec![
         (name("/keep"), ExposeOptions::udp()),
@@ -640,3 +640,5 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
     assert!(targets[0].ends_with("(udp)"), "{targets:?}");
     assert!(targets[1].ends_with("(proxy protocol v2)"), "{targets:?}");
 }
+
+mod publish;

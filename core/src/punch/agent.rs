@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::candidates::{HOST_BUDGET, targets};
 use super::schedule::{self, ProbeTtl, Search, Step};
+use super::why::{Attempts, WhyRelayed};
 use crate::config::SessionConfig;
 use crate::crypto::PublicKey;
 use crate::path::{Path, RoutePolicy};
@@ -71,6 +72,13 @@ pub(crate) struct Agent {
     first_ttl: ProbeTtl,
     /// The route policy the last introduction gave (`None` before any).
     route: Option<RoutePolicy>,
+    /// What punching toward each candidate got (for [`Self::why_relayed`]).
+    attempts: Attempts,
+    /// When the server first introduced the peer; `None`: never (the server's own session,
+    /// or a peer that came to our address).
+    introduced_at: Option<Instant>,
+    /// Whether the session has had a direct path since its introduction.
+    went_direct: bool,
     out: VecDeque<Outgoing>,
 }
 
@@ -91,6 +99,9 @@ impl Agent {
             host_budget: HOST_BUDGET,
             first_ttl: ProbeTtl::Climb,
             route: None,
+            attempts: Attempts::default(),
+            introduced_at: None,
+            went_direct: false,
             out: VecDeque::new(),
         }
     }
@@ -154,6 +165,10 @@ impl Agent {
                 self.relay = None;
                 self.relay_from = None;
             }
+        }
+        self.introduced_at.get_or_insert(now);
+        if !connected || self.path.is_relay() {
+            self.attempts.introduce(&candidates, direct_allowed);
         }
         if let Some((server, _)) = relay.filter(|(_, r)| r.allows_relay()) {
             self.relay = Some(server);
@@ -271,7 +286,39 @@ impl Agent {
                 None => false,
             }
         });
+        for dst in &out {
+            self.attempts.sent(*dst);
+        }
         out
+    }
+
+    /// Something came straight from `from` (an initiation, say), whether or not it made a
+    /// path: noted for [`Self::why_relayed`].
+    pub(crate) fn heard(&mut self, from: Path) {
+        if let Path::Direct(addr) = from {
+            self.attempts.heard(addr);
+        }
+    }
+
+    /// Why the session rides the relay, when it does and the server introduced the peer.
+    pub(crate) fn why_relayed(&self) -> Option<WhyRelayed> {
+        (self.path.is_relay() && !self.attempts.is_empty()).then(|| self.attempts.why())
+    }
+
+    /// Whether the server introduced the peer (so punching counts for the metrics).
+    pub(crate) fn was_introduced(&self) -> bool {
+        self.introduced_at.is_some()
+    }
+
+    /// The first time an introduced session is on a direct path: how long that took since
+    /// the introduction. `None` afterwards, and while relayed.
+    pub(crate) fn first_direct(&mut self, now: Instant) -> Option<std::time::Duration> {
+        let at = self.introduced_at?;
+        if self.went_direct || self.path.is_relay() {
+            return None;
+        }
+        self.went_direct = true;
+        Some(now.saturating_duration_since(at))
     }
 
     /// Sends on `path` from now on (an authenticated packet came by it); returns whether the
@@ -287,6 +334,11 @@ impl Agent {
             return false;
         }
         let fell_back = matches!(self.path, Path::Direct(_)) && path.is_relay();
+        if let (Path::Direct(addr), true) = (self.path, fell_back && connected) {
+            // A connected session's direct path went silent (before connecting, the first
+            // candidate was only where we aimed).
+            self.attempts.carried(addr);
+        }
         self.path = path;
         self.restart_search(cfg, now, connected);
         if fell_back && self.search.poll_timeout().is_some() {

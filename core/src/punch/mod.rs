@@ -22,6 +22,8 @@
 //! - `schedule.rs`: every timing rule, in one place: when a TTL-limited probe goes out and with
 //!   which TTL, the attempt backoff, when the relay joins in, the relayed search rounds.
 //! - `candidates.rs`: punch targets, port prediction, the first path of an introduced session.
+//! - `why.rs`: what punching toward each candidate got, and the one line that says why a
+//!   session is relayed (`burrow status`, [`crate::WhyRelayed`]).
 //! - `agent.rs`: `Agent`, one session's path state, driven by the session with
 //!   `handle_*`/`poll_*` like every core machine, and the key tie-break.
 //!
@@ -30,6 +32,7 @@
 pub(crate) mod agent;
 pub(crate) mod candidates;
 pub(crate) mod schedule;
+pub(crate) mod why;
 
 pub(crate) use agent::{Agent, Outgoing};
 

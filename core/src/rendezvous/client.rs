@@ -209,6 +209,20 @@ impl Client {
         Ok(())
     }
 
+    /// Announces `candidates` as our host candidates from now on (a port mapping came or
+    /// went): registers again at once if the session to the server is up. At most
+    /// `MAX_HOST_CANDIDATES` are kept, as at start.
+    pub(crate) fn set_host_candidates(&mut self, now: Instant, mut candidates: Vec<SocketAddr>) {
+        candidates.truncate(MAX_HOST_CANDIDATES);
+        if candidates == self.config.host_candidates {
+            return;
+        }
+        self.config.host_candidates = candidates;
+        if !matches!(self.state, State::Idle) {
+            self.register(now);
+        }
+    }
+
     /// Presents `tokens` as the path tokens from now on (`burrow import`): registers again
     /// with them at once if the session to the server is up, otherwise at the next
     /// [`Self::start`]. The outcome comes as [`ClientEvent::PathTokensSet`]: what the server
@@ -327,6 +341,22 @@ impl Client {
             command,
         };
         self.add_request(now, msg)
+    }
+
+    /// Asks the server to publish `name` on its public TCP `port` (`None`: any of its range).
+    /// Returns the request id that [`ClientEvent::Published`] or
+    /// [`ClientEvent::RequestFailed`] will carry. A publication lives as long as the
+    /// registration: ask again after each [`ClientEvent::Registered`].
+    pub(crate) fn publish(&mut self, now: Instant, name: ServiceName, port: Option<u16>) -> u64 {
+        let request = self.request_id();
+        self.add_request(
+            now,
+            ClientMessage::Publish {
+                request,
+                name,
+                port,
+            },
+        )
     }
 
     fn add_request(&mut self, now: Instant, msg: ClientMessage) -> u64 {
@@ -514,6 +544,25 @@ impl Client {
                 if self.first_sight(now, id) {
                     self.events.push_back(ClientEvent::Attach { name, attach });
                 }
+            }
+            ServerMessage::Published {
+                request,
+                name,
+                port,
+            } => {
+                if self.requests.remove(&request).is_some() {
+                    self.events.push_back(ClientEvent::Published {
+                        request,
+                        name,
+                        port,
+                    });
+                }
+            }
+            ServerMessage::Pins { id, name, clients } => {
+                // Every copy is applied: a later push replaces an earlier one that was lost,
+                // and applying one twice changes nothing.
+                self.first_sight(now, id);
+                self.events.push_back(ClientEvent::Pins { name, clients });
             }
             ServerMessage::Granted { request, grants } => {
                 if self.import.as_ref().is_some_and(|i| i.request == request) {
@@ -741,7 +790,8 @@ fn request_of(msg: &ClientMessage) -> u64 {
         | ClientMessage::Renew { request }
         | ClientMessage::Lookup { request, .. }
         | ClientMessage::ConnectPeer { request, .. }
-        | ClientMessage::Admin { request, .. } => *request,
+        | ClientMessage::Admin { request, .. }
+        | ClientMessage::Publish { request, .. } => *request,
         ClientMessage::Unregister | ClientMessage::Ack { .. } => 0,
     }
 }

@@ -49,6 +49,32 @@ pub struct ServerConfig {
     /// [`TokenPolicy::Only`], an open tenant of its own (seeing none of the directory's
     /// paths) under [`TokenPolicy::AnyToken`].
     pub directory: Directory,
+    /// Which public TCP ports daemons may have their paths published on, and how many each
+    /// token may hold. Off by default.
+    pub publish: PublishConfig,
+}
+
+/// Default of [`PublishConfig::max_per_token`].
+pub const DEFAULT_PUBLISH_LIMIT: usize = 4;
+
+/// Publishing daemons' paths on public TCP ports of the server (`burrow server
+/// --publish-ports`): a connection to such a port goes to the daemon through its session
+/// with the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishConfig {
+    /// The ports daemons may ask for, first and last (inclusive); `None`: publishing is off.
+    pub ports: Option<(u16, u16)>,
+    /// Most ports one token (tenant) may have published at once.
+    pub max_per_token: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            ports: None,
+            max_per_token: DEFAULT_PUBLISH_LIMIT,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -62,6 +88,7 @@ impl Default for ServerConfig {
             relay_initiations_per_sec: 20,
             register_within: Duration::from_secs(5),
             directory: Directory::default(),
+            publish: PublishConfig::default(),
         }
     }
 }

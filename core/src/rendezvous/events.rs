@@ -78,6 +78,23 @@ pub(crate) enum ClientEvent {
         /// What to do with it.
         attach: Option<super::directory::Attachment>,
     },
+    /// The server publishes `name` on its public TCP `port` (the answer to
+    /// [`super::Client::publish`]).
+    Published {
+        /// The request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+        /// The server's port.
+        port: u16,
+    },
+    /// `name`, a fixed path we expose, admits only `clients` through introductions.
+    Pins {
+        /// The path.
+        name: ServiceName,
+        /// The pinned client keys.
+        clients: Vec<PublicKey>,
+    },
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,
@@ -182,6 +199,48 @@ pub enum ServerEvent {
         key: PublicKey,
         /// The name.
         name: ServiceName,
+    },
+    /// Listen on TCP `port` (at the server's address) for `service` of the daemon `key`:
+    /// connections accepted there go to it as streams (see [`crate::node::Node`], which binds
+    /// through its runtime and reports back with [`crate::node::Node::handle_listening`]).
+    Listen {
+        /// The public port.
+        port: u16,
+        /// The daemon that holds the path.
+        key: PublicKey,
+        /// The path.
+        service: ServiceName,
+    },
+    /// Stop listening on `port`: its publication ended (the daemon unregistered, its lease
+    /// ended, it no longer exposes the path, or the port could not be bound). Connections
+    /// accepted there are reset.
+    Unlisten {
+        /// The public port.
+        port: u16,
+        /// The daemon that held the path.
+        key: PublicKey,
+        /// The path.
+        service: ServiceName,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// `service` of the daemon `key` is published on `port` (its listener is bound).
+    Published {
+        /// The public port.
+        port: u16,
+        /// The daemon.
+        key: PublicKey,
+        /// The path.
+        service: ServiceName,
+    },
+    /// A daemon asked to publish `service` and was refused.
+    PublishRefused {
+        /// The daemon.
+        key: PublicKey,
+        /// The path.
+        service: ServiceName,
+        /// Why (as the daemon is told).
+        reason: String,
     },
     /// A daemon never acknowledged an introduction; the server stopped retransmitting it.
     IntroductionUnacked {

@@ -182,6 +182,11 @@ impl Registry {
         self.by_key.values()
     }
 
+    /// How many registrations are live.
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
     /// The key that publishes `name` in the namespace of `tenant` (a token).
     pub(crate) fn owner(&self, tenant: &str, name: &ServiceName) -> Option<PublicKey> {
         self.names.get(&(tenant.to_string(), name.clone())).copied()

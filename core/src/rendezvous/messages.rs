@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::directory::{AdminAnswer, AdminCommand, Attachment};
+use super::directory::{AdminAnswer, AdminCommand, Attachment, MAX_FIXED_CLIENTS};
 use super::grants::Grants;
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
@@ -121,6 +121,19 @@ pub(crate) enum ClientMessage {
         master: String,
         /// What to do.
         command: AdminCommand,
+    },
+    /// Asks the server to publish `name` (a path this daemon's registration exposes) on a
+    /// public TCP port of the server: `port`, or one the server picks (`None`). Connections to
+    /// that port come to this daemon as streams from the server's key. Answered by
+    /// `Published` or `Error`. Appended, like `ServerMessage::Observed`: an older server drops
+    /// it as undecodable, and the daemon gives up with `NoAnswer`.
+    Publish {
+        /// The request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+        /// The public port asked for; `None` for any port of the server's range.
+        port: Option<u16>,
     },
 }
 
@@ -237,6 +250,31 @@ pub(crate) enum ServerMessage {
         /// What to do with it; `None` to detach it.
         attach: Option<Attachment>,
     },
+    /// The answer to a `Publish`: the server listens on `port` for `name`, and opens a stream
+    /// to the daemon for each connection it accepts there.
+    Published {
+        /// The `Publish`'s request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+        /// The public TCP port.
+        port: u16,
+    },
+    /// `name`, which this daemon exposes, is a fixed path: only `clients` (the keys it
+    /// pinned, at most [`MAX_FIXED_CLIENTS`]) may reach it through an introduction; refuse
+    /// any other. Sent after every registration that exposes it and whenever its pins change
+    /// (before the introduction of a newly pinned key); acknowledge it with `Ack { id }` (ids
+    /// are shared with `Introduce`). An older daemon drops it as undecodable and enforces
+    /// nothing more than before (the server still refuses unpinned lookups).
+    Pins {
+        /// The push id.
+        id: u64,
+        /// The path.
+        name: ServiceName,
+        /// The keys it admits (empty: none yet; the server pins the next one first).
+        #[serde(with = "pinned_keys")]
+        clients: Vec<PublicKey>,
+    },
 }
 
 /// Why the server refused a request.
@@ -265,6 +303,9 @@ pub enum ErrorCode {
     /// The looked-up service's route policy and the asker's allow no common path (one is
     /// direct-only, the other relay-only). Sent only to a daemon whose lookup named a route.
     RouteConflict,
+    /// The server does not publish that path on that port (outside its range, taken, or
+    /// publishing is off); the detail says which.
+    PublishRefused,
 }
 
 impl fmt::Display for ErrorCode {
@@ -281,6 +322,7 @@ impl fmt::Display for ErrorCode {
             Self::NoAnswer => "the rendezvous server did not answer in time; check it is reachable",
             Self::NotPinned => "the path is fixed to other client keys; its master can let new ones in with `burrow admin reload PATH`",
             Self::RouteConflict => "the service's route policy and this connect's allow no common path; set route = \"any\" on the connect or match the exposing side's",
+            Self::PublishRefused => "the rendezvous server does not publish the path on that port",
         })
     }
 }
@@ -519,6 +561,26 @@ pub(crate) mod key_bytes {
     }
 }
 
+/// A fixed path's pinned keys travel as a list of their 32 raw bytes, at most
+/// [`MAX_FIXED_CLIENTS`].
+pub(crate) mod pinned_keys {
+    use serde::{Deserializer, Serialize, Serializer};
+
+    use super::{MAX_FIXED_CLIENTS, bounded_vec};
+    use crate::crypto::PublicKey;
+    use crate::crypto::keys::KEY_LEN;
+
+    pub(crate) fn serialize<S: Serializer>(keys: &[PublicKey], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<&[u8; KEY_LEN]> = keys.iter().map(PublicKey::as_bytes).collect();
+        bytes.serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PublicKey>, D::Error> {
+        let bytes: Vec<[u8; KEY_LEN]> = bounded_vec(d, MAX_FIXED_CLIENTS)?;
+        Ok(bytes.into_iter().map(PublicKey::from_bytes).collect())
+    }
+}
+
 /// An optional public key travels as an option of its 32 raw bytes.
 pub(crate) mod opt_key_bytes {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -543,7 +605,10 @@ pub(crate) mod opt_key_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rendezvous::directory::{MAX_TREE_PAGE, PathView, TokenRole};
+    use crate::rendezvous::directory::{
+        AttachedView, DaemonRef, MAX_TREE_PAGE, MAX_TREE_PAGE_ATTACHMENTS, PathView, TenantLimits,
+        TokenRole,
+    };
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 
@@ -588,20 +653,55 @@ mod tests {
 
     #[test]
     fn the_largest_admin_messages_fit_and_round_trip() {
+        let attached = AttachedView {
+            daemon: PublicKey::from_bytes([0xff; 32]).into(),
+            role: TokenRole::Client,
+            online: true,
+        };
         let view = PathView {
             name: longest_name(0),
             fixed: true,
             pinned: u32::MAX,
             exposed_by: Some(PublicKey::from_bytes([0xff; 32])),
+            max_connections: Some(u32::MAX),
+            connections: u32::MAX,
+            attached: Vec::new(),
+            more_attached: u32::MAX,
+        };
+        let mut paths = vec![view; MAX_TREE_PAGE];
+        // The page's attachments, all on one path (where they fall does not change the size).
+        paths[0].attached = vec![attached; MAX_TREE_PAGE_ATTACHMENTS];
+        let limits = TenantLimits {
+            max_paths: u32::MAX,
+            max_daemons: u32::MAX,
+            relay_bytes_per_sec: u64::MAX,
         };
         let tree = ServerMessage::Admin {
             request: u64::MAX,
             answer: AdminAnswer::Tree {
                 tenant: "t".repeat(32),
-                paths: vec![view; MAX_TREE_PAGE],
+                paths: paths.clone(),
                 more: true,
+                limits,
             },
         };
+        // One attachment more on a path is refused as it decodes.
+        let mut over = paths;
+        over[1].attached = vec![over[0].attached[0].clone(); MAX_TREE_PAGE_ATTACHMENTS + 1];
+        over[0].attached.clear();
+        let over = ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Tree {
+                tenant: "t".repeat(32),
+                paths: over,
+                more: true,
+                limits,
+            },
+        };
+        assert_eq!(
+            ServerMessage::decode(&over.encode()),
+            Err(MessageError::Malformed)
+        );
         let created = ServerMessage::Admin {
             request: u64::MAX,
             answer: AdminAnswer::Created {
@@ -802,6 +902,78 @@ mod tests {
             ClientMessage::decode(&command(MAX_TARGET_LEN + 1).encode()),
             Err(MessageError::Malformed)
         );
+    }
+
+    #[test]
+    fn the_largest_unnamed_daemon_pages_fit_and_longer_ones_are_refused() {
+        use crate::rendezvous::directory::{
+            DaemonPath, MAX_DAEMON_PAGE, MAX_DAEMON_PAGE_PATHS, UnnamedView,
+        };
+        let view = UnnamedView {
+            key: PublicKey::from_bytes([0xff; 32]),
+            paths: Vec::new(),
+            more_paths: u32::MAX,
+        };
+        let mut daemons = vec![view; MAX_DAEMON_PAGE];
+        daemons[0].paths = vec![
+            DaemonPath {
+                name: longest_name(0),
+                role: TokenRole::Client,
+            };
+            MAX_DAEMON_PAGE_PATHS
+        ];
+        let page = |daemons: Vec<UnnamedView>| ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Unnamed {
+                daemons,
+                more: true,
+            },
+        };
+        let largest = page(daemons.clone());
+        let bytes = largest.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "{}", bytes.len());
+        assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
+        let mut over = daemons.clone();
+        over.push(daemons[1].clone());
+        assert_eq!(
+            ServerMessage::decode(&page(over).encode()),
+            Err(MessageError::Malformed)
+        );
+        let command = ClientMessage::Admin {
+            request: u64::MAX,
+            master: "m".repeat(MAX_TOKEN_LEN),
+            command: AdminCommand::Unnamed {
+                path: Some(longest_name(0)),
+                after: Some(PublicKey::from_bytes([0xff; 32])),
+            },
+        };
+        let bytes = command.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN);
+        assert_eq!(ClientMessage::decode(&bytes), Ok(command));
+    }
+
+    #[test]
+    fn the_largest_pins_fit_and_more_keys_are_refused() {
+        let keys: Vec<PublicKey> = (0..=MAX_FIXED_CLIENTS)
+            .map(|i| PublicKey::from_bytes([u8::try_from(i).unwrap(); 32]))
+            .collect();
+        let pins = |clients: &[PublicKey]| ServerMessage::Pins {
+            id: u64::MAX,
+            name: longest_name(0),
+            clients: clients.to_vec(),
+        };
+        let largest = pins(&keys[..MAX_FIXED_CLIENTS]);
+        let bytes = largest.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "{}", bytes.len());
+        assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
+        assert_eq!(
+            ServerMessage::decode(&pins(&keys).encode()),
+            Err(MessageError::Malformed)
+        );
+        // A key cut short does not decode either.
+        let mut short = pins(&keys[..1]).encode();
+        short.pop();
+        assert_eq!(ServerMessage::decode(&short), Err(MessageError::Malformed));
     }
 
     #[test]
@@ -1035,7 +1207,15 @@ mod tests {
 
     fn admin_command() -> impl Strategy<Value = AdminCommand> {
         prop_oneof![
-            (name(), any::<bool>()).prop_map(|(name, fixed)| AdminCommand::Create { name, fixed }),
+            (name(), any::<bool>(), any::<Option<u32>>()).prop_map(
+                |(name, fixed, max_connections)| {
+                    AdminCommand::Create {
+                        name,
+                        fixed,
+                        max_connections,
+                    }
+                }
+            ),
             name().prop_map(|name| AdminCommand::Delete { name }),
             proptest::option::of(name()).prop_map(|after| AdminCommand::Tree { after }),
             (name(), any::<bool>()).prop_map(|(name, s)| AdminCommand::Redeem {
@@ -1071,13 +1251,45 @@ mod tests {
             any::<bool>(),
             any::<u32>(),
             any::<Option<[u8; 32]>>(),
+            (any::<Option<u32>>(), any::<u32>(), any::<u32>()),
+            proptest::collection::vec(
+                (any::<[u8; 32]>(), any::<bool>()).prop_map(|(k, s)| AttachedView {
+                    daemon: if s {
+                        PublicKey::from_bytes(k).into()
+                    } else {
+                        DaemonRef::Name("laptop".parse().unwrap())
+                    },
+                    role: if k[0] % 2 == 0 {
+                        TokenRole::Server
+                    } else {
+                        TokenRole::Client
+                    },
+                    online: s,
+                }),
+                0..=2,
+            ),
         )
-            .prop_map(|(name, fixed, pinned, k)| PathView {
-                name,
-                fixed,
-                pinned,
-                exposed_by: k.map(PublicKey::from_bytes),
-            });
+            .prop_map(
+                |(
+                    name,
+                    fixed,
+                    pinned,
+                    k,
+                    (max_connections, connections, more_attached),
+                    attached,
+                )| {
+                    PathView {
+                        name,
+                        fixed,
+                        pinned,
+                        exposed_by: k.map(PublicKey::from_bytes),
+                        max_connections,
+                        connections,
+                        attached,
+                        more_attached,
+                    }
+                },
+            );
         prop_oneof![
             (name(), "[a-f0-9]{48}", "[a-f0-9]{48}").prop_map(|(name, s, c)| {
                 AdminAnswer::Created {
@@ -1090,12 +1302,18 @@ mod tests {
             (
                 "[a-z]{1,32}",
                 proptest::collection::vec(view, 0..=MAX_TREE_PAGE),
-                any::<bool>()
+                any::<bool>(),
+                (any::<u32>(), any::<u32>(), any::<u64>()),
             )
-                .prop_map(|(tenant, paths, more)| AdminAnswer::Tree {
+                .prop_map(|(tenant, paths, more, (p, d, r))| AdminAnswer::Tree {
                     tenant,
                     paths,
-                    more
+                    more,
+                    limits: TenantLimits {
+                        max_paths: p,
+                        max_daemons: d,
+                        relay_bytes_per_sec: r,
+                    },
                 }),
             (name(), "[a-f0-9]{48}").prop_map(|(name, token)| AdminAnswer::Redeemed {
                 name,
@@ -1117,6 +1335,16 @@ mod tests {
 
     fn server_message() -> impl Strategy<Value = ServerMessage> {
         prop_oneof![
+            (
+                any::<u64>(),
+                name(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..=MAX_FIXED_CLIENTS)
+            )
+                .prop_map(|(id, name, keys)| ServerMessage::Pins {
+                    id,
+                    name,
+                    clients: keys.into_iter().map(PublicKey::from_bytes).collect(),
+                }),
             (any::<u64>(), any::<u32>(), addr()).prop_map(|(request, lease_secs, reflexive)| {
                 ServerMessage::Registered {
                     request,

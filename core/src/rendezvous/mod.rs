@@ -33,7 +33,7 @@ mod config;
 pub mod directory;
 mod events;
 mod grants;
-mod lease;
+pub(crate) mod lease;
 mod messages;
 mod name;
 mod pairs;
@@ -46,7 +46,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ServerConfig, TokenPolicy};
+pub use config::{DEFAULT_PUBLISH_LIMIT, PublishConfig, ServerConfig, TokenPolicy};
 pub use events::ServerEvent;
 pub use grants::{Grant, Grants, MAX_GRANTS};
 pub use lease::TokenLimits;

@@ -71,6 +71,9 @@ impl Session {
             &self.cookies,
         );
         let packet = Bytes::from(init.packet);
+        if self.punch.is_punching(self.connected) {
+            ctx.out.stats.punch.attempts += 1;
+        }
         let next_attempt =
             self.punch
                 .handle_attempt(&ctx.config.session, now, attempts, self.connected, packet);
@@ -347,10 +350,35 @@ impl Session {
             self.liveness.path_lost(&ctx.config.session, now);
         }
         if changed && self.connected {
+            self.note_direct(ctx, now);
             ctx.out.events.push_back(Event::PathChanged {
                 peer: self.id,
                 path,
             });
+        }
+    }
+
+    /// Counts the first direct path of an introduced session, with how long it took.
+    fn note_direct(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if let Some(took) = self.punch.first_direct(now) {
+            ctx.out.stats.punch.time_to_direct.observe(took);
+        }
+    }
+
+    /// Counts how an introduced session came up: direct, or relayed and why.
+    pub(crate) fn note_punch_outcome(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if !self.punch.was_introduced() {
+            return;
+        }
+        if self.punch.path().is_relay() {
+            let reason = self
+                .punch
+                .why_relayed()
+                .map_or(punch::why::CandidateOutcome::NeverTried, |w| w.reason);
+            ctx.out.stats.punch.relayed.count(reason);
+        } else {
+            ctx.out.stats.punch.direct += 1;
+            self.note_direct(ctx, now);
         }
     }
 
@@ -361,6 +389,7 @@ impl Session {
             self.punch
                 .restart_search(&ctx.config.session, now, self.connected);
             self.announced = true;
+            self.note_punch_outcome(ctx, now);
             ctx.out.notes.push_back(Note::Up(self.key));
             ctx.out.events.push_back(Event::Connected {
                 peer: self.id,

@@ -562,3 +562,73 @@ fn a_daemon_with_a_refused_token_is_closed_and_tries_again_later() {
     let refused = count(&net, 1, |e| matches!(e, Event::RegistrationFailed { .. }));
     assert!(refused >= 1);
 }
+
+/// The lab with a server whose directory has tenant `acme` (master `M`) and the fixed path
+/// `/ssh` (server token `S`, client token `C`); A registers with `S`, B with `C`.
+fn fixed_lab() -> Net<Endpoint> {
+    use crate::rendezvous::directory::{Directory, PathRecord, Records, TenantRecord, TokenHash};
+    let now = super::origin();
+    let mut net = Net::new(now, Link::clean(Duration::from_millis(10)), 1);
+    let unix = Duration::from_secs(1_800_000_000);
+    let records = Records {
+        tenants: vec![TenantRecord {
+            name: "acme".parse().expect("tenant"),
+            master: TokenHash::of("M"),
+        }],
+        paths: vec![PathRecord {
+            tenant: "acme".parse().expect("tenant"),
+            name: name("/ssh"),
+            server: TokenHash::of("S"),
+            client: TokenHash::of("C"),
+            fixed: true,
+            clients: BTreeSet::new(),
+            max_connections: None,
+        }],
+        attachments: Vec::new(),
+        daemons: Vec::new(),
+    };
+    let server = ServerConfig {
+        directory: Directory::from_records(records).expect("directory"),
+        ..ServerConfig::default()
+    };
+    let server = Config::server(key(9), server);
+    net.add(Endpoint::new(server, [9; 32], now, unix), addr(SERVER_ADDR));
+    for (n, at, token) in [(1u8, "10.0.0.1:1000", "S"), (2, "10.0.0.2:2000", "C")] {
+        let rendezvous = RendezvousConfig::new(key(9).public_key(), addr(SERVER_ADDR), token);
+        let config = Config::daemon(key(n), rendezvous);
+        net.add(Endpoint::new(config, [n; 32], now, unix), addr(at));
+    }
+    net.run_for(Duration::from_secs(2));
+    for i in [A, B] {
+        assert!(registered(&net, i), "host {i}: {:?}", net.hosts[i].events);
+    }
+    net
+}
+
+/// Must-show 8 on the destination: a fixed path's daemon admits only the client keys its
+/// server pinned, whatever grants it holds. The master's reload unpins B; B's session (and
+/// its grant) stand, but the destination refuses B's next stream by itself. (That a new key
+/// is pinned and let in after the reload is in `rendezvous::tests::pins` and the binary's
+/// `a_fixed_path_refuses_a_second_client_until_the_master_reloads_it`.)
+#[test]
+fn a_fixed_paths_destination_refuses_a_key_its_server_did_not_pin() {
+    use crate::rendezvous::directory::AdminCommand;
+    let mut net = fixed_lab();
+    expose(&mut net, A, &["/ssh"]);
+    let peer = look_up(&mut net, B, "/ssh");
+    let first = open(&mut net, B, peer, "/ssh");
+    assert!(!refused(&net, B, first));
+    assert_eq!(incoming(&net, A).len(), 1);
+
+    // A is also the tenant's master here: it reloads /ssh, and its server tells it that no
+    // key is pinned any more.
+    net.with(A, |ep, now| {
+        ep.admin(now, "M".into(), AdminCommand::Reload { name: name("/ssh") })
+    })
+    .expect("admin");
+    net.run_for(Duration::from_secs(1));
+    let denied = open(&mut net, B, peer, "/ssh");
+    assert!(refused(&net, B, denied), "{:?}", net.hosts[B].events);
+    assert_eq!(incoming(&net, A).len(), 1);
+    assert_eq!(net.hosts[A].m.stats().streams_unauthorized, 1);
+}

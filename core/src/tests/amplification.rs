@@ -39,6 +39,8 @@ fn endpoints(now: Instant, load_threshold: u32) -> (Endpoint, Endpoint) {
     daemon.session.handshake_load_threshold = load_threshold;
     let mut server = Config::new(key(2));
     server.answer_stun = true;
+    // Its answers also name a second STUN address (netcheck), which must fit the bound too.
+    server.stun_other_address = Some("[2001:db8::10]:3479".parse().expect("literal"));
     server.session.handshake_load_threshold = load_threshold;
     (
         Endpoint::new(daemon, [1; 32], now, UNIX),
@@ -84,6 +86,7 @@ fn no_unauthenticated_reply_is_larger_than_its_request_stun_at_most_three_times(
     let v6: SocketAddr = "[2001:db8::9]:4000".parse().expect("literal");
     let stun = StunMessage::BindingRequest {
         transaction: [3; 12],
+        change: false,
     };
     let stun_min = {
         // The smallest request a STUN client may send: the 20-byte header alone.

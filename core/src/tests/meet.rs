@@ -15,21 +15,28 @@ use crate::event::Event;
 use crate::rendezvous::ServerConfig;
 use crate::{Endpoint, ServiceError};
 
-const SERVER: usize = 0;
-const A: usize = 1;
-const B: usize = 2;
+pub(super) const SERVER: usize = 0;
+pub(super) const A: usize = 1;
+pub(super) const B: usize = 2;
 
 /// A rendezvous server and two daemons on one clean network, 10 ms apart.
-struct Net {
-    eps: Vec<Endpoint>,
-    addrs: Vec<SocketAddr>,
-    now: Instant,
+pub(super) struct Net {
+    pub(super) eps: Vec<Endpoint>,
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) now: Instant,
     flights: VecDeque<(Instant, usize, SocketAddr, Bytes)>,
-    events: Vec<Vec<Event>>,
+    pub(super) events: Vec<Vec<Event>>,
+    /// Datagrams to addresses of no endpoint: (sender, destination, bytes).
+    pub(super) unrouted: Vec<(usize, SocketAddr, Bytes)>,
 }
 
 impl Net {
     fn new() -> Self {
+        Self::with(|_, _| {})
+    }
+
+    /// As [`Self::new`], with `change` applied to each daemon's configuration (its index).
+    pub(super) fn with(mut change: impl FnMut(usize, &mut Config)) -> Self {
         let now = super::origin();
         let addrs: Vec<SocketAddr> = ["10.0.0.9:7000", "10.0.0.1:1000", "10.0.0.2:2000"]
             .iter()
@@ -40,11 +47,14 @@ impl Net {
             let rendezvous = RendezvousConfig::new(server_key, addrs[SERVER], "token");
             Config::daemon(key(n), rendezvous)
         };
-        let configs = [
+        let mut configs = [
             Config::server(key(9), ServerConfig::default()),
             daemon(1),
             daemon(2),
         ];
+        for (i, c) in configs.iter_mut().enumerate().skip(1) {
+            change(i, c);
+        }
         let unix = Duration::from_secs(1_800_000_000);
         let eps = configs
             .into_iter()
@@ -57,6 +67,7 @@ impl Net {
             now,
             flights: VecDeque::new(),
             events: vec![Vec::new(); 3],
+            unrouted: Vec::new(),
         }
     }
 
@@ -70,6 +81,8 @@ impl Net {
                 if let Some(to) = self.addrs.iter().position(|a| *a == t.dst) {
                     let at = self.now + Duration::from_millis(10);
                     self.flights.push_back((at, to, self.addrs[i], t.payload));
+                } else {
+                    self.unrouted.push((i, t.dst, t.payload));
                 }
             }
             while let Some(e) = self.eps[i].poll_event() {
@@ -79,7 +92,14 @@ impl Net {
         }
     }
 
-    fn run_for(&mut self, d: Duration) {
+    /// Delivers `bytes` from `from` to endpoint `to` 10 ms from now.
+    pub(super) fn send(&mut self, to: usize, from: SocketAddr, bytes: Vec<u8>) {
+        let at = self.now + Duration::from_millis(10);
+        let i = self.flights.partition_point(|f| f.0 <= at);
+        self.flights.insert(i, (at, to, from, bytes.into()));
+    }
+
+    pub(super) fn run_for(&mut self, d: Duration) {
         let limit = self.now + d;
         loop {
             self.drain();
@@ -115,7 +135,7 @@ impl Net {
         self.now = limit;
     }
 
-    fn registered(&self, i: usize) -> bool {
+    pub(super) fn registered(&self, i: usize) -> bool {
         self.events[i]
             .iter()
             .any(|e| matches!(e, Event::Registered { .. }))

@@ -21,5 +21,6 @@ mod amplification;
 mod half_open;
 mod limits;
 mod meet;
+mod portmap;
 mod session;
 mod streams;

@@ -2,8 +2,10 @@
 //!
 //! burrow speaks just enough STUN to be a standard server-reflexive address oracle and to use
 //! any standard STUN server: Binding requests and success responses with XOR-MAPPED-ADDRESS
-//! (MAPPED-ADDRESS is read too, for RFC 3489-era servers), SOFTWARE, and FINGERPRINT. Unknown
-//! comprehension-optional attributes are skipped; nothing here ever panics on input.
+//! (MAPPED-ADDRESS is read too, for RFC 3489-era servers), SOFTWARE, and FINGERPRINT. For
+//! `burrow netcheck` it also speaks two attributes of RFC 5780 (NAT behaviour discovery):
+//! CHANGE-REQUEST on requests and OTHER-ADDRESS on responses. Unknown comprehension-optional
+//! attributes are skipped; nothing here ever panics on input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -17,6 +19,12 @@ pub(crate) const BINDING_REQUEST: u16 = 0x0001;
 pub(crate) const BINDING_SUCCESS: u16 = 0x0101;
 
 const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
+/// RFC 5780 section 7.2: ask for the answer from another address (flags: 0x4 IP, 0x2 port).
+const ATTR_CHANGE_REQUEST: u16 = 0x0003;
+/// RFC 5780 section 7.4: the server's other address, the one a change request answers from.
+const ATTR_OTHER_ADDRESS: u16 = 0x802C;
+/// CHANGE-REQUEST's "change IP" and "change port" flags.
+const CHANGE_IP_AND_PORT: u32 = 0x06;
 const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
 const ATTR_SOFTWARE: u16 = 0x8022;
 const ATTR_FINGERPRINT: u16 = 0x8028;
@@ -45,6 +53,9 @@ pub(crate) enum StunMessage {
     BindingRequest {
         /// The requester's transaction id.
         transaction: TransactionId,
+        /// It carries a CHANGE-REQUEST with either flag set: answer from the other address.
+        /// burrow's alternate socket has one other address, so the two flags mean the same.
+        change: bool,
     },
     /// A Binding success response.
     BindingSuccess {
@@ -52,6 +63,8 @@ pub(crate) enum StunMessage {
         transaction: TransactionId,
         /// The requester's address as the server saw it (server-reflexive), if present.
         mapped: Option<SocketAddr>,
+        /// The server's other address (RFC 5780 OTHER-ADDRESS), if it has one.
+        other: Option<SocketAddr>,
     },
 }
 
@@ -79,6 +92,8 @@ impl StunMessage {
         let transaction: TransactionId = bytes[8..20].try_into().expect("header is 20 bytes");
         let mut mapped = None;
         let mut xor_mapped = None;
+        let mut other = None;
+        let mut change = false;
         let mut at = HEADER_LEN;
         while at < bytes.len() {
             if at + 4 > bytes.len() {
@@ -92,6 +107,10 @@ impl StunMessage {
             match attr {
                 ATTR_MAPPED_ADDRESS => mapped = decode_address(value, None),
                 ATTR_XOR_MAPPED_ADDRESS => xor_mapped = decode_address(value, Some(&transaction)),
+                ATTR_OTHER_ADDRESS => other = decode_address(value, None),
+                ATTR_CHANGE_REQUEST => {
+                    change = value.len() == 4 && value[3] & CHANGE_IP_AND_PORT as u8 != 0;
+                }
                 ATTR_FINGERPRINT => {
                     let expected =
                         crc32(&with_length(&bytes[..at], at + 8 - HEADER_LEN)) ^ FINGERPRINT_XOR;
@@ -104,10 +123,14 @@ impl StunMessage {
             at += 4 + len.div_ceil(4) * 4;
         }
         match kind {
-            BINDING_REQUEST => Ok(StunMessage::BindingRequest { transaction }),
+            BINDING_REQUEST => Ok(StunMessage::BindingRequest {
+                transaction,
+                change,
+            }),
             BINDING_SUCCESS => Ok(StunMessage::BindingSuccess {
                 transaction,
                 mapped: xor_mapped.or(mapped),
+                other,
             }),
             other => Err(StunError::Unsupported(other)),
         }
@@ -132,7 +155,7 @@ impl StunMessage {
 
     fn encode_with(&self, software: bool) -> Vec<u8> {
         let (kind, transaction) = match self {
-            StunMessage::BindingRequest { transaction } => (BINDING_REQUEST, transaction),
+            StunMessage::BindingRequest { transaction, .. } => (BINDING_REQUEST, transaction),
             StunMessage::BindingSuccess { transaction, .. } => (BINDING_SUCCESS, transaction),
         };
         let mut out = Vec::with_capacity(64);
@@ -140,14 +163,26 @@ impl StunMessage {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
         out.extend_from_slice(transaction);
-        if let StunMessage::BindingSuccess {
-            mapped: Some(addr), ..
-        } = self
-        {
-            let value = encode_xor_address(*addr, transaction);
-            push_attr(&mut out, ATTR_XOR_MAPPED_ADDRESS, &value);
-            if software {
-                push_attr(&mut out, ATTR_SOFTWARE, b"burrow");
+        match self {
+            StunMessage::BindingRequest { change: true, .. } => {
+                push_attr(
+                    &mut out,
+                    ATTR_CHANGE_REQUEST,
+                    &CHANGE_IP_AND_PORT.to_be_bytes(),
+                );
+            }
+            StunMessage::BindingRequest { change: false, .. } => {}
+            StunMessage::BindingSuccess { mapped, other, .. } => {
+                if let Some(addr) = mapped {
+                    let value = encode_xor_address(*addr, transaction);
+                    push_attr(&mut out, ATTR_XOR_MAPPED_ADDRESS, &value);
+                }
+                if let Some(addr) = other {
+                    push_attr(&mut out, ATTR_OTHER_ADDRESS, &encode_address(*addr));
+                }
+                if software && mapped.is_some() {
+                    push_attr(&mut out, ATTR_SOFTWARE, b"burrow");
+                }
             }
         }
         let body_len = out.len() - HEADER_LEN + 8;
@@ -206,8 +241,16 @@ fn decode_address(value: &[u8], xor: Option<&TransactionId>) -> Option<SocketAdd
     Some(SocketAddr::new(ip, port))
 }
 
+/// An address attribute's value in the clear (MAPPED-ADDRESS's layout, as OTHER-ADDRESS uses).
+fn encode_address(addr: SocketAddr) -> Vec<u8> {
+    encode_masked(addr, [0; 16])
+}
+
 fn encode_xor_address(addr: SocketAddr, transaction: &TransactionId) -> Vec<u8> {
-    let mask = xor_mask(transaction);
+    encode_masked(addr, xor_mask(transaction))
+}
+
+fn encode_masked(addr: SocketAddr, mask: [u8; 16]) -> Vec<u8> {
     let port = addr.port() ^ u16::from_be_bytes([mask[0], mask[1]]);
     let mut value = vec![0];
     match addr.ip() {
@@ -278,22 +321,31 @@ mod tests {
     fn binding_messages_round_trip_with_fingerprint() {
         let transaction = [9; 12];
         for mapped in ["198.51.100.7:40000", "[2001:db8::1]:5"] {
-            let msg = StunMessage::BindingSuccess {
-                transaction,
-                mapped: Some(mapped.parse().unwrap()),
-            };
-            let bytes = msg.encode();
-            assert!(is_stun(&bytes));
-            assert_eq!(StunMessage::parse(&bytes), Ok(msg));
+            for other in [None, Some("192.0.2.11:3479".parse().unwrap())] {
+                let msg = StunMessage::BindingSuccess {
+                    transaction,
+                    mapped: Some(mapped.parse().unwrap()),
+                    other,
+                };
+                let bytes = msg.encode();
+                assert!(is_stun(&bytes));
+                assert_eq!(StunMessage::parse(&bytes), Ok(msg));
+            }
         }
-        let req = StunMessage::BindingRequest { transaction };
-        assert_eq!(StunMessage::parse(&req.encode()), Ok(req));
+        for change in [false, true] {
+            let req = StunMessage::BindingRequest {
+                transaction,
+                change,
+            };
+            assert_eq!(StunMessage::parse(&req.encode()), Ok(req));
+        }
     }
 
     #[test]
     fn a_corrupted_fingerprint_is_refused() {
         let mut bytes = StunMessage::BindingRequest {
             transaction: [1; 12],
+            change: false,
         }
         .encode();
         bytes[10] ^= 1;
@@ -304,6 +356,7 @@ mod tests {
     fn burrow_packets_are_not_stun() {
         let mut bytes = StunMessage::BindingRequest {
             transaction: [1; 12],
+            change: false,
         }
         .encode();
         assert!(is_stun(&bytes));
@@ -326,7 +379,7 @@ mod tests {
 
         #[test]
         fn success_round_trips(transaction: [u8; 12], ip: [u8; 4], port: u16) {
-            let msg = StunMessage::BindingSuccess { transaction, mapped: Some(SocketAddr::from((ip, port))) };
+            let msg = StunMessage::BindingSuccess { transaction, mapped: Some(SocketAddr::from((ip, port))), other: None };
             prop_assert_eq!(StunMessage::parse(&msg.encode()), Ok(msg));
         }
     }

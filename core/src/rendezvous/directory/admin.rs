@@ -13,7 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON};
 use super::daemons::{
     DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_PAGE,
-    MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, bounded_daemon_page,
+    MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, UnnamedView, bounded_daemon_page,
+    bounded_unnamed_page,
 };
 use super::records::{MAX_FIXED_CLIENTS, PathRecord, TenantName, TokenHash};
 use super::{Directory, DirectoryChange, MAX_PATHS_PER_TENANT};
@@ -23,6 +24,9 @@ use crate::rendezvous::messages::{ErrorCode, bounded_token, bounded_vec};
 
 /// Most paths in one page of a tree.
 pub const MAX_TREE_PAGE: usize = 4;
+/// Most attachments one page of a tree shows, over all its paths (a path with more says how
+/// many it left out).
+pub const MAX_TREE_PAGE_ATTACHMENTS: usize = 6;
 
 /// Which of a path's two tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -52,6 +56,9 @@ pub enum AdminCommand {
         name: ServiceName,
         /// Pin the client keys that use it (see [`super::PathRecord::fixed`]).
         fixed: bool,
+        /// Most connecting daemons introduced to it at once (see
+        /// [`super::PathRecord::max_connections`]); `None`: no limit. At least 1.
+        max_connections: Option<u32>,
     },
     /// Deletes a path: its tokens stop working, and the daemon exposing it loses the name.
     Delete {
@@ -120,6 +127,17 @@ pub enum AdminCommand {
         /// Where the previous page ended.
         after: Option<DaemonName>,
     },
+    /// Lists the daemons registered in the tenant now that no daemon entry binds (they
+    /// registered with a path token or the master token), in key order from the first one
+    /// after `after`; with `path`, only those exposing or connecting to it. (A variant added
+    /// last: an older server drops it as undecodable.)
+    Unnamed {
+        /// Only the daemons using this path.
+        path: Option<ServiceName>,
+        /// Where the previous page ended.
+        #[serde(with = "crate::rendezvous::messages::opt_key_bytes")]
+        after: Option<PublicKey>,
+    },
 }
 
 /// One path as a tree shows it.
@@ -134,6 +152,43 @@ pub struct PathView {
     /// The key of the daemon exposing it now, if one is registered.
     #[serde(with = "crate::rendezvous::messages::opt_key_bytes")]
     pub exposed_by: Option<PublicKey>,
+    /// Its limit of connecting daemons at once, if it has one.
+    pub max_connections: Option<u32>,
+    /// Connecting daemons introduced to it now (introductions standing).
+    pub connections: u32,
+    /// The daemons its master attached it to (`burrow admin rattach`), by name where one is
+    /// registered under that key; the page shows at most [`MAX_TREE_PAGE_ATTACHMENTS`]
+    /// together.
+    #[serde(deserialize_with = "bounded_attached")]
+    pub attached: Vec<AttachedView>,
+    /// How many attachments of this path the page left out.
+    pub more_attached: u32,
+}
+
+/// One attachment of a path as a tree shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedView {
+    /// The daemon: its registered name, else its key.
+    pub daemon: DaemonRef,
+    /// Server (exposes the path) or client (listens for it).
+    pub role: TokenRole,
+    /// Whether the daemon is registered now.
+    pub online: bool,
+}
+
+/// The tenant's limits, as a tree shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLimits {
+    /// Most paths it may declare.
+    pub max_paths: u32,
+    /// Most daemons its master may register.
+    pub max_daemons: u32,
+    /// Bytes per second its daemons may relay through the server together.
+    pub relay_bytes_per_sec: u64,
+}
+
+fn bounded_attached<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<AttachedView>, D::Error> {
+    bounded_vec(d, MAX_TREE_PAGE_ATTACHMENTS)
 }
 
 /// The server's answer to an [`AdminCommand`].
@@ -165,6 +220,8 @@ pub enum AdminAnswer {
         paths: Vec<PathView>,
         /// Whether more paths follow the last one.
         more: bool,
+        /// The tenant's limits.
+        limits: TenantLimits,
     },
     /// The token was replaced; the new one is shown this once.
     Redeemed {
@@ -233,6 +290,15 @@ pub enum AdminAnswer {
         /// Whether more daemons follow the last one.
         more: bool,
     },
+    /// One page of the daemons online in the tenant that no daemon entry binds.
+    Unnamed {
+        /// At most [`MAX_DAEMON_PAGE`] daemons, showing at most [`MAX_DAEMON_PAGE_PATHS`]
+        /// paths together.
+        #[serde(deserialize_with = "bounded_unnamed_page")]
+        daemons: Vec<UnnamedView>,
+        /// Whether more daemons follow the last one.
+        more: bool,
+    },
 }
 
 fn bounded_page<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathView>, D::Error> {
@@ -251,6 +317,12 @@ pub(crate) struct Live<'a> {
     /// The paths a daemon registered in the tenant exposes and holds client tokens for
     /// (`None`: not registered in the tenant).
     pub(crate) uses: &'a dyn Fn(&PublicKey) -> Option<Vec<DaemonPath>>,
+    /// How many connecting daemons are introduced to a path now.
+    pub(crate) connections: &'a dyn Fn(&ServiceName) -> u32,
+    /// Bytes per second a tenant's daemons may relay together.
+    pub(crate) relay_bytes_per_sec: u64,
+    /// The keys registered in the tenant now, in key order.
+    pub(crate) online: &'a dyn Fn() -> Vec<PublicKey>,
 }
 
 /// Runs `command` for the master of `tenant`. `token` makes a new random token (48 hex
@@ -278,7 +350,15 @@ pub(crate) fn run(
         }
     };
     match command {
-        AdminCommand::Create { name, fixed } => {
+        AdminCommand::Create {
+            name,
+            fixed,
+            max_connections,
+        } => {
+            if max_connections == Some(0) {
+                let detail = "--max-connections is at least 1 (leave it out for no limit)";
+                return Err((ErrorCode::Malformed, detail.to_string()));
+            }
             if dir.path(tenant, &name).is_some() {
                 let detail = format!("{name} already exists; delete it first or redeem its tokens");
                 return Err((ErrorCode::NameTaken, detail));
@@ -295,6 +375,7 @@ pub(crate) fn run(
                 client: TokenHash::of(&client_token),
                 fixed,
                 clients: BTreeSet::new(),
+                max_connections,
             };
             let answer = AdminAnswer::Created {
                 name,
@@ -459,30 +540,12 @@ pub(crate) fn run(
             let more = rest.next().is_some();
             Ok((AdminAnswer::Daemons { daemons, more }, Vec::new()))
         }
-        AdminCommand::Tree { after } => {
-            let mut rest = dir
-                .paths_of(tenant)
-                .filter(|p| after.as_ref().is_none_or(|a| p.name > *a));
-            let paths: Vec<PathView> = rest
-                .by_ref()
-                .take(MAX_TREE_PAGE)
-                .map(|p| PathView {
-                    name: p.name.clone(),
-                    fixed: p.fixed,
-                    pinned: u32::try_from(p.clients.len()).unwrap_or(u32::MAX),
-                    exposed_by: exposed_by(&p.name),
-                })
-                .collect();
-            let more = rest.next().is_some();
-            let tenant = tenant.to_string();
-            Ok((
-                AdminAnswer::Tree {
-                    tenant,
-                    paths,
-                    more,
-                },
-                Vec::new(),
-            ))
+        AdminCommand::Tree { after } => Ok((tree(dir, tenant, after, live), Vec::new())),
+        AdminCommand::Unnamed { path, after } => {
+            if let Some(p) = &path {
+                existing(p)?;
+            }
+            Ok((unnamed(dir, tenant, path, after, live), Vec::new()))
         }
         AdminCommand::Redeem { name, role } => {
             let mut record = existing(&name)?;
@@ -575,4 +638,127 @@ fn view(dir: &Directory, tenant: &TenantName, d: &DaemonRecord, live: &Live<'_>)
         paths: paths.into_iter().collect(),
         more_paths: 0,
     }
+}
+
+/// One page of `tenant`'s tree from the first path after `after`: at most [`MAX_TREE_PAGE`]
+/// paths showing at most [`MAX_TREE_PAGE_ATTACHMENTS`] attachments together (a path shows
+/// as many as are left, and counts the rest).
+fn tree(
+    dir: &Directory,
+    tenant: &TenantName,
+    after: Option<ServiceName>,
+    live: &Live<'_>,
+) -> AdminAnswer {
+    let mut rest = dir
+        .paths_of(tenant)
+        .filter(|p| after.as_ref().is_none_or(|a| p.name > *a));
+    let mut room = MAX_TREE_PAGE_ATTACHMENTS;
+    let paths: Vec<PathView> = rest
+        .by_ref()
+        .take(MAX_TREE_PAGE)
+        .map(|p| {
+            let all: Vec<AttachedView> = dir
+                .attachments_to(tenant, &p.name)
+                .filter_map(|a| {
+                    let role = if a.attach.as_ref()?.exposes() {
+                        TokenRole::Server
+                    } else {
+                        TokenRole::Client
+                    };
+                    let daemon = dir
+                        .daemons_of(tenant)
+                        .find(|d| d.key == Some(a.daemon))
+                        .map_or(DaemonRef::Key(a.daemon), |d| {
+                            DaemonRef::Name(d.name.clone())
+                        });
+                    Some(AttachedView {
+                        daemon,
+                        role,
+                        online: (live.registered)(&a.daemon),
+                    })
+                })
+                .collect();
+            let shown = all.len().min(room);
+            room -= shown;
+            let more_attached = u32::try_from(all.len() - shown).unwrap_or(u32::MAX);
+            PathView {
+                name: p.name.clone(),
+                fixed: p.fixed,
+                pinned: u32::try_from(p.clients.len()).unwrap_or(u32::MAX),
+                exposed_by: (live.exposed_by)(&p.name),
+                max_connections: p.max_connections,
+                connections: (live.connections)(&p.name),
+                attached: all.into_iter().take(shown).collect(),
+                more_attached,
+            }
+        })
+        .collect();
+    let more = rest.next().is_some();
+    let limits = TenantLimits {
+        max_paths: u32::try_from(MAX_PATHS_PER_TENANT).unwrap_or(u32::MAX),
+        max_daemons: u32::try_from(MAX_DAEMONS_PER_TENANT).unwrap_or(u32::MAX),
+        relay_bytes_per_sec: live.relay_bytes_per_sec,
+    };
+    AdminAnswer::Tree {
+        tenant: tenant.to_string(),
+        paths,
+        more,
+        limits,
+    }
+}
+
+/// One page of the daemons online in `tenant` that no daemon entry binds, from the first key
+/// after `after`, packed as a page of `daemons` is.
+fn unnamed(
+    dir: &Directory,
+    tenant: &TenantName,
+    path: Option<ServiceName>,
+    after: Option<PublicKey>,
+    live: &Live<'_>,
+) -> AdminAnswer {
+    let bound: BTreeSet<PublicKey> = dir.daemons_of(tenant).filter_map(|d| d.key).collect();
+    let mut rest = (live.online)()
+        .into_iter()
+        .filter(|k| !bound.contains(k) && after.is_none_or(|a| *k > a))
+        .filter_map(|key| {
+            let mut paths: BTreeSet<DaemonPath> = (live.uses)(&key)?.into_iter().collect();
+            for a in dir.attachments_of(tenant, &key) {
+                if let Some(attach) = &a.attach {
+                    let role = if attach.exposes() {
+                        TokenRole::Server
+                    } else {
+                        TokenRole::Client
+                    };
+                    paths.insert(DaemonPath {
+                        name: a.name.clone(),
+                        role,
+                    });
+                }
+            }
+            Some(UnnamedView {
+                key,
+                paths: paths.into_iter().collect(),
+                more_paths: 0,
+            })
+        })
+        .filter(|v| {
+            path.as_ref()
+                .is_none_or(|p| v.paths.iter().any(|u| u.name == *p))
+        })
+        .peekable();
+    let (mut daemons, mut shown) = (Vec::new(), 0);
+    while let Some(v) = rest.peek() {
+        let fits = daemons.is_empty() || shown + v.paths.len() <= MAX_DAEMON_PAGE_PATHS;
+        if daemons.len() == MAX_DAEMON_PAGE || !fits {
+            break;
+        }
+        let Some(mut v) = rest.next() else { break };
+        let total = v.paths.len();
+        v.paths.truncate(MAX_DAEMON_PAGE_PATHS);
+        v.more_paths = u32::try_from(total - v.paths.len()).unwrap_or(u32::MAX);
+        shown += v.paths.len();
+        daemons.push(v);
+    }
+    let more = rest.next().is_some();
+    AdminAnswer::Unnamed { daemons, more }
 }

@@ -135,6 +135,27 @@ pub struct DaemonView {
     pub more_paths: u32,
 }
 
+/// A daemon registered in the tenant now that no daemon entry binds (it registered with a
+/// path token or the master token), as `burrow admin daemons` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnnamedView {
+    /// Its key.
+    #[serde(with = "crate::rendezvous::messages::key_bytes")]
+    pub key: PublicKey,
+    /// The paths it exposes and connects to, in order; at most [`MAX_DAEMON_PAGE_PATHS`].
+    #[serde(deserialize_with = "bounded_paths")]
+    pub paths: Vec<DaemonPath>,
+    /// How many more paths it uses than `paths` shows.
+    pub more_paths: u32,
+}
+
+/// Reads a page of unnamed daemons with at most [`MAX_DAEMON_PAGE`] entries.
+pub(crate) fn bounded_unnamed_page<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<UnnamedView>, D::Error> {
+    bounded_vec(d, MAX_DAEMON_PAGE)
+}
+
 fn bounded_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DaemonPath>, D::Error> {
     bounded_vec(d, MAX_DAEMON_PAGE_PATHS)
 }

@@ -20,12 +20,15 @@ mod attachments;
 mod daemons;
 mod records;
 
-pub use admin::{AdminAnswer, AdminCommand, MAX_TREE_PAGE, PathView, TokenRole};
+pub use admin::{
+    AdminAnswer, AdminCommand, AttachedView, MAX_TREE_PAGE, MAX_TREE_PAGE_ATTACHMENTS, PathView,
+    TenantLimits, TokenRole,
+};
 pub(crate) use admin::{Live, run as run_admin};
 pub use attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON, MAX_TARGET_LEN};
 pub use daemons::{
     DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_NAME_LEN,
-    MAX_DAEMON_PAGE, MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT,
+    MAX_DAEMON_PAGE, MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, UnnamedView,
 };
 pub use records::{
     MAX_FIXED_CLIENTS, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantRecord, TokenHash,

@@ -119,4 +119,9 @@ pub struct PathRecord {
     pub fixed: bool,
     /// The pinned client keys of a fixed path.
     pub clients: BTreeSet<PublicKey>,
+    /// Most connecting daemons introduced to it at once (`None`: no limit of its own). An
+    /// introduction stands while both daemons stay registered, so this counts the distinct
+    /// daemons that looked the path up and are still registered; one that stops or
+    /// unregisters frees its place at once.
+    pub max_connections: Option<u32>,
 }

@@ -37,6 +37,9 @@ fn live() -> Live<'static> {
         exposed_by: &|_| None,
         registered: &|k| k.as_bytes()[0] < 8,
         uses: &|k| (k.as_bytes()[0] < 8).then(Vec::new),
+        connections: &|_| 0,
+        relay_bytes_per_sec: 1000,
+        online: &Vec::new,
     }
 }
 
@@ -84,6 +87,7 @@ fn created_tokens_resolve_and_redeemed_or_deleted_ones_do_not() {
         AdminCommand::Create {
             name: path("/ssh"),
             fixed: false,
+            max_connections: None,
         },
     );
     let Ok(AdminAnswer::Created {
@@ -112,6 +116,7 @@ fn created_tokens_resolve_and_redeemed_or_deleted_ones_do_not() {
         AdminCommand::Create {
             name: path("/ssh"),
             fixed: true,
+            max_connections: None,
         },
     );
     assert_eq!(again, Err(ErrorCode::NameTaken));
@@ -165,7 +170,11 @@ fn a_tree_comes_in_pages_that_cover_every_path_once() {
         admin(
             &mut dir,
             &mut n,
-            AdminCommand::Create { name, fixed: false },
+            AdminCommand::Create {
+                name,
+                fixed: false,
+                max_connections: None,
+            },
         )
         .unwrap();
     }
@@ -204,6 +213,7 @@ fn inconsistent_records_are_refused() {
         client: TokenHash::of("C"),
         fixed: false,
         clients: BTreeSet::new(),
+        max_connections: None,
     };
     let load = |tenants: Vec<TenantRecord>, paths: Vec<PathRecord>| {
         Directory::from_records(Records {
@@ -258,8 +268,13 @@ fn bind() -> impl Strategy<Value = (DaemonName, u8)> {
 fn command() -> impl Strategy<Value = AdminCommand> {
     let name = (0..6u8).prop_map(|i| path(&format!("/p{i}")));
     prop_oneof![
-        (name.clone(), any::<bool>())
-            .prop_map(|(name, fixed)| AdminCommand::Create { name, fixed }),
+        (name.clone(), any::<bool>(), proptest::option::of(1..4u32)).prop_map(
+            |(name, fixed, max_connections)| AdminCommand::Create {
+                name,
+                fixed,
+                max_connections
+            }
+        ),
         name.clone().prop_map(|name| AdminCommand::Delete { name }),
         (name.clone(), any::<bool>()).prop_map(|(name, s)| AdminCommand::Redeem {
             name,
@@ -324,6 +339,7 @@ fn attachments_need_their_path_and_go_with_it() {
     let create = AdminCommand::Create {
         name: path("/ssh"),
         fixed: true,
+        max_connections: None,
     };
     admin(&mut dir, &mut n, create).unwrap();
     assert_eq!(
@@ -562,6 +578,7 @@ fn daemons_come_in_bounded_pages_filtered_by_path() {
             AdminCommand::Create {
                 name: path(path_name),
                 fixed: false,
+                max_connections: None,
             },
         )
         .unwrap();
@@ -604,6 +621,9 @@ fn daemons_come_in_bounded_pages_filtered_by_path() {
         exposed_by: &|_| None,
         registered: &|_| true,
         uses: &uses,
+        connections: &|_| 0,
+        relay_bytes_per_sec: 1000,
+        online: &Vec::new,
     };
     let page = |after: Option<DaemonName>, path: Option<ServiceName>| {
         let command = AdminCommand::Daemons { path, after };
@@ -642,5 +662,97 @@ fn daemons_come_in_bounded_pages_filtered_by_path() {
         filtered
             .iter()
             .all(|d| d.online && d.paths.iter().any(|p| p.name == path("/a")))
+    );
+}
+
+#[test]
+fn a_tree_shows_limits_connections_and_a_bounded_number_of_attachments() {
+    let (mut dir, mut n) = (acme(), 0);
+    let listen = Attachment::Listen {
+        addr: "127.0.0.1:2222".parse().unwrap(),
+    };
+    for (p, max) in [("/a", Some(3)), ("/b", None)] {
+        let create = AdminCommand::Create {
+            name: path(p),
+            fixed: false,
+            max_connections: max,
+        };
+        admin(&mut dir, &mut n, create).unwrap();
+    }
+    // A daemon registered under a name shows by name, others by key.
+    let laptop = PublicKey::from_bytes([1; 32]);
+    let register = AdminCommand::Register {
+        name: "laptop".parse().unwrap(),
+    };
+    admin(&mut dir, &mut n, register).unwrap();
+    let mut record = dir
+        .daemon(&tenant("acme"), &"laptop".parse().unwrap())
+        .cloned()
+        .unwrap();
+    record.key = Some(laptop);
+    dir.apply(&DirectoryChange::PutDaemon(record));
+    let expose = AdminCommand::Rattach {
+        name: path("/a"),
+        daemon: laptop.into(),
+        attach: Attachment::Expose {
+            target: "127.0.0.1:80".into(),
+        },
+    };
+    admin(&mut dir, &mut n, expose).unwrap();
+    // Seven more clients: /a shows MAX_TREE_PAGE_ATTACHMENTS in all and counts the rest;
+    // /b, after it, has no room left and counts its one.
+    for b in 2..8u8 {
+        let rattach = AdminCommand::Rattach {
+            name: path("/a"),
+            daemon: PublicKey::from_bytes([b; 32]).into(),
+            attach: listen.clone(),
+        };
+        admin(&mut dir, &mut n, rattach).unwrap();
+    }
+    let rattach = AdminCommand::Rattach {
+        name: path("/b"),
+        daemon: PublicKey::from_bytes([2; 32]).into(),
+        attach: listen.clone(),
+    };
+    admin(&mut dir, &mut n, rattach).unwrap();
+    let live = Live {
+        exposed_by: &|_| None,
+        registered: &|k| k.as_bytes()[0] % 2 == 1,
+        uses: &|_| None,
+        connections: &|p| if p.as_str() == "/a" { 2 } else { 0 },
+        relay_bytes_per_sec: 1 << 20,
+        online: &Vec::new,
+    };
+    let mut token = || String::from("x");
+    let tree = AdminCommand::Tree { after: None };
+    let Ok((AdminAnswer::Tree { paths, limits, .. }, _)) =
+        run_admin(&dir, &tenant("acme"), tree, &mut token, &live)
+    else {
+        panic!("a tree")
+    };
+    assert_eq!(limits.relay_bytes_per_sec, 1 << 20);
+    assert_eq!(limits.max_paths as usize, MAX_PATHS_PER_TENANT);
+    assert_eq!(limits.max_daemons as usize, MAX_DAEMONS_PER_TENANT);
+    let (a, b) = (&paths[0], &paths[1]);
+    assert_eq!((a.connections, a.max_connections), (2, Some(3)));
+    assert_eq!((b.connections, b.max_connections), (0, None));
+    assert_eq!(a.attached.len(), MAX_TREE_PAGE_ATTACHMENTS);
+    assert_eq!(a.more_attached, 7 - MAX_TREE_PAGE_ATTACHMENTS as u32);
+    assert_eq!((b.attached.len(), b.more_attached), (0, 1));
+    assert_eq!(
+        a.attached[0],
+        AttachedView {
+            daemon: DaemonRef::Name("laptop".parse().unwrap()),
+            role: TokenRole::Server,
+            online: true,
+        }
+    );
+    assert_eq!(
+        a.attached[1],
+        AttachedView {
+            daemon: PublicKey::from_bytes([2; 32]).into(),
+            role: TokenRole::Client,
+            online: false,
+        }
     );
 }

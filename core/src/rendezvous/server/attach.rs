@@ -2,11 +2,16 @@
 //! is pushed to its daemon as a [`ServerMessage::Attach`], retransmitted until acknowledged
 //! like an introduction, and pushed again whenever the daemon registers, so one that was away
 //! (or restarted) gets it when it comes back. A detachment's record goes once acknowledged.
+//!
+//! A fixed path's pinned client keys reach the daemon exposing it the same way
+//! ([`ServerMessage::Pins`]), so that it refuses an unpinned key itself.
 
 use std::time::Instant;
 
+use super::super::directory::MAX_FIXED_CLIENTS;
 use super::super::directory::{AttachmentRecord, DirectoryChange};
 use super::super::messages::ServerMessage;
+use super::super::name::ServiceName;
 use super::super::pending::Push;
 use super::super::retry::Retry;
 use super::Server;
@@ -62,6 +67,60 @@ impl Server {
             .collect();
         for a in &records {
             self.push_attachment(now, a);
+        }
+    }
+
+    /// Pushes the pinned client keys of `name` of `tenant` (a registry key) to the daemon
+    /// exposing it, if it is a fixed path and one exposes it, replacing an earlier push of
+    /// the same path that is still unacknowledged.
+    pub(super) fn push_pins(&mut self, now: Instant, tenant: &str, name: &ServiceName) {
+        let Some(owner) = self.registry.owner(tenant, name) else {
+            return;
+        };
+        let Some(path) = directory_tenant(tenant)
+            .and_then(|t| self.directory.path(&t, name))
+            .filter(|p| p.fixed)
+        else {
+            return;
+        };
+        // The pinned keys, then masters introduced to it (never pinned), within the bound.
+        let mut clients: Vec<PublicKey> = path.clients.iter().copied().collect();
+        let masters = self
+            .connections
+            .sources(tenant, name)
+            .into_iter()
+            .filter(|k| {
+                !path.clients.contains(k) && self.registry.get(k).is_some_and(|r| r.rights().master)
+            });
+        clients.extend(masters);
+        clients.truncate(MAX_FIXED_CLIENTS);
+        self.pushes.retain(|_, p| {
+            p.to != owner || !matches!(&p.msg, ServerMessage::Pins { name: n, .. } if n == name)
+        });
+        let id = self.next_id;
+        self.next_id += 1;
+        let msg = ServerMessage::Pins {
+            id,
+            name: name.clone(),
+            clients,
+        };
+        let push = Push {
+            to: owner,
+            msg: msg.clone(),
+            retry: Retry::new(now),
+        };
+        self.pushes.insert(id, push);
+        self.send(owner, msg);
+    }
+
+    /// Pushes the pins of every fixed path `key` exposes (it just registered).
+    pub(super) fn push_pins_of(&mut self, now: Instant, key: PublicKey) {
+        let Some(reg) = self.registry.get(&key) else {
+            return;
+        };
+        let (tenant, names) = (reg.token().to_string(), reg.services().to_vec());
+        for name in &names {
+            self.push_pins(now, &tenant, name);
         }
     }
 

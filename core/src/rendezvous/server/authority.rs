@@ -117,9 +117,12 @@ impl Server {
                 .credential(extra)
                 .filter(|c| tenant == format!("{DIRECTORY_TENANT}{}", c.tenant()));
             let Some(credential) = credential else {
-                return Err(bad(
-                    "a path token is unknown, was redeemed, or belongs to another tenant",
-                ));
+                // Name it by its first characters, so the daemon's log says which one.
+                let start: String = extra.chars().take(6).collect();
+                return Err(bad(&format!(
+                    "path token {start}... is unknown, was redeemed, or belongs to another \
+                     tenant; if it was imported, remove it with `burrow import --forget TOKEN`"
+                )));
             };
             rights.master |= matches!(credential, Credential::Master(_));
             rights.tokens.push(TokenHash::of(extra));
@@ -163,6 +166,28 @@ impl Server {
     /// that declared it.
     fn declared(&self, tenant: &str, name: &ServiceName) -> Option<&directory::PathRecord> {
         self.directory.path(&directory_tenant(tenant)?, name)
+    }
+
+    /// Whether `source` may be introduced for `name` of `tenant` under the path's limit of
+    /// connections: it holds a place already, or one is free. The refusal names the limit.
+    pub(super) fn room_for(
+        &self,
+        tenant: &str,
+        name: &ServiceName,
+        source: &PublicKey,
+    ) -> Result<(), String> {
+        let Some(max) = self.declared(tenant, name).and_then(|p| p.max_connections) else {
+            return Ok(());
+        };
+        let full =
+            self.connections.count(tenant, name) >= usize::try_from(max).unwrap_or(usize::MAX);
+        if full && !self.connections.holds(tenant, name, source) {
+            return Err(format!(
+                "path {name} is at its limit of {max} connections; try again when one of its \
+                 connecting daemons stops, or ask its master to raise the limit"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a daemon of `tenant` with `rights` may publish `name`.
@@ -211,19 +236,22 @@ impl Server {
 
     /// For a fixed path: lets `key` in if it is the pinned client key, or pins it if none is
     /// pinned yet (the first client to connect is the one kept, until the master reloads the
-    /// path). A master's own connections are never pinned and never refused.
+    /// path). A master's own connections are never pinned and never refused by the server;
+    /// the destination, which admits only pinned keys to a fixed path, is told of a master's
+    /// key as pinned for as long as it is introduced (see [`Self::pins_of`]). Returns whether
+    /// the pinned keys changed.
     pub(super) fn pin_client(
         &mut self,
         tenant: &str,
         rights: &Rights,
         name: &ServiceName,
         key: PublicKey,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let Some(path) = self.declared(tenant, name) else {
-            return Ok(());
+            return Ok(false);
         };
         if !path.fixed || rights.master || path.clients.contains(&key) {
-            return Ok(());
+            return Ok(path.fixed && rights.master);
         }
         if !path.clients.is_empty() {
             return Err(format!(
@@ -234,7 +262,7 @@ impl Server {
         let mut path = path.clone();
         path.clients.insert(key);
         self.change(DirectoryChange::PutPath(path));
-        Ok(())
+        Ok(true)
     }
 
     /// Runs a master's command for `from`'s request.
@@ -278,10 +306,22 @@ impl Server {
             }
             Some(paths)
         };
+        let connections = &self.connections;
+        let count = |name: &ServiceName| {
+            u32::try_from(connections.count(&tenant_key, name)).unwrap_or(u32::MAX)
+        };
         let live = directory::Live {
             exposed_by: &exposed_by,
             registered: &registered,
             uses: &uses,
+            connections: &count,
+            relay_bytes_per_sec: self.config.relay.bytes_per_sec,
+            // The asking admin's own short-lived daemon is no daemon of the tenant's to list.
+            online: &|| {
+                let mut keys = registry.keys_of(&tenant_key);
+                keys.retain(|k| *k != from);
+                keys
+            },
         };
         let outcome = directory::run_admin(&self.directory, &tenant, command, &mut token, &live);
         match outcome {
@@ -301,11 +341,17 @@ impl Server {
                         _ => None,
                     })
                     .collect();
+                let mut pins = Vec::new();
                 for change in changes {
-                    if let DirectoryChange::PutAttachment(a) = &change {
-                        self.push_attachment(now, a);
+                    match &change {
+                        DirectoryChange::PutAttachment(a) => self.push_attachment(now, a),
+                        DirectoryChange::PutPath(p) if p.fixed => pins.push(p.name.clone()),
+                        _ => {}
                     }
                     self.change(change);
+                }
+                for name in &pins {
+                    self.push_pins(now, &tenant_key, name);
                 }
                 self.enforce(now, &tenant_key);
                 for key in unbound {
@@ -328,6 +374,10 @@ impl Server {
 
     /// Applies a change to the directory and hands it out to be stored.
     pub(super) fn change(&mut self, change: DirectoryChange) {
+        if let DirectoryChange::DeletePath { tenant, name } = &change {
+            let tenant = format!("{DIRECTORY_TENANT}{tenant}");
+            self.connections.remove_path(&tenant, name);
+        }
         self.directory.apply(&change);
         self.events.push_back(ServerEvent::Directory(change));
     }
@@ -358,6 +408,10 @@ impl Server {
                 self.events
                     .push_back(ServerEvent::NameWithdrawn { key, name });
             }
+            self.unpublish_stale(
+                &key,
+                "the directory no longer lets the daemon expose the path",
+            );
             let live = rights.master || rights.tokens.iter().any(|t| self.directory.knows(t));
             if !live {
                 self.revoke(now, key);

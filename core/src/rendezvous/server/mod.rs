@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 mod attach;
 mod authority;
+mod connections;
+mod counters;
+mod publish;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
@@ -65,6 +68,12 @@ pub(crate) struct Server {
     rng: SeededRng,
     /// Registrations refused because their daemon token is bound to another key.
     keys_refused: u64,
+    /// Paths published on public TCP ports.
+    publications: publish::Publications,
+    /// Registrations and relayed bytes, for metrics.
+    counted: counters::Counted,
+    /// The connecting daemons introduced to each path, for its limit of connections.
+    connections: connections::Connections,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -94,6 +103,9 @@ impl Server {
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
             keys_refused: 0,
+            publications: publish::Publications::default(),
+            counted: counters::Counted::default(),
+            connections: connections::Connections::default(),
         }
     }
 
@@ -114,6 +126,19 @@ impl Server {
     #[cfg(test)]
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The publication on public `port`, if any: the daemon and path, and whether its
+    /// listener is bound.
+    #[cfg(test)]
+    pub(crate) fn publication(&self, port: u16) -> Option<&publish::Publication> {
+        self.publications.get(port)
+    }
+
+    /// Every publication, by port.
+    #[cfg(test)]
+    pub(crate) fn publications(&self) -> impl Iterator<Item = (&u16, &publish::Publication)> {
+        self.publications.iter()
     }
 
     /// Whether the relay forwards between `a` and `b`.
@@ -259,6 +284,7 @@ impl Server {
                     expires: now + self.config.lease,
                 };
                 let accepted = self.on_register(now, request, new, limits);
+                self.counted.registration(accepted);
                 if self.registry.get(&from).is_some() {
                     self.observed(from, request, ttl);
                 }
@@ -270,6 +296,7 @@ impl Server {
                         self.change(bind);
                     }
                     self.push_attachments_of(now, from);
+                    self.push_pins_of(now, from);
                 }
             }
             ClientMessage::Ack { id } => {
@@ -336,6 +363,16 @@ impl Server {
                 }
                 self.on_admin(now, from, request, &master, command);
             }
+            ClientMessage::Publish {
+                request,
+                name,
+                port,
+            } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                self.on_publish(from, request, name, port);
+            }
         }
     }
 
@@ -381,9 +418,11 @@ impl Server {
         {
             // A daemon that moves to another tenant keeps none of its introductions.
             self.pairs.remove_key(&key);
+            self.connections.remove_key(&key);
         }
         let (addr, services) = (new.addr, new.services.clone());
         let is_new = self.registry.upsert(now, new);
+        self.unpublish_stale(&key, "the daemon no longer exposes the path");
         self.events.push_back(ServerEvent::Registered {
             key,
             addr,
@@ -451,15 +490,24 @@ impl Server {
             return self.fail(from, request, ErrorCode::TooMany, detail);
         }
 
-        // Last, so that only a lookup that goes through pins its key.
-        if let Err(detail) = self.pin_client(&tenant, &rights, &name, from) {
-            return self.fail(from, request, ErrorCode::NotPinned, detail);
+        if let Err(detail) = self.room_for(&tenant, &name, &from) {
+            return self.fail(from, request, ErrorCode::TooMany, detail);
         }
+        // Last, so that only a lookup that goes through pins its key; the destination
+        // learns the new pin before the introduction.
+        let pinned = match self.pin_client(&tenant, &rights, &name, from) {
+            Err(detail) => return self.fail(from, request, ErrorCode::NotPinned, detail),
+            Ok(pinned) => pinned,
+        };
         let a = Side {
             key: from,
             request: Some(request),
             role: PunchRole::Initiator,
         };
+        self.connections.insert(&tenant, name.clone(), from, target);
+        if pinned {
+            self.push_pins(now, &tenant, &name);
+        }
         self.introduce(now, a, target, None, Some(name));
     }
 
@@ -636,7 +684,9 @@ impl Server {
     /// Cleans up after `key`'s registration ended: its own waits and pushes go, and whoever
     /// waited for it fails now.
     fn forget(&mut self, key: &PublicKey, why: &str) {
+        self.unpublish_stale(key, why);
         self.pairs.remove_key(key);
+        self.connections.remove_key(key);
         self.pushes.retain(|_, p| p.to != *key);
         self.waiters.retain(|(asker, _), _| asker != key);
         let failed: Vec<_> = self

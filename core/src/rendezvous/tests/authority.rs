@@ -27,6 +27,7 @@ pub(super) fn server_config(fixed: bool) -> ServerConfig {
         client: TokenHash::of(client),
         fixed,
         clients: BTreeSet::new(),
+        max_connections: None,
     };
     let records = Records {
         tenants: vec![tenant("acme", "M"), tenant("other", "M2")],
@@ -324,6 +325,7 @@ fn only_a_master_token_administers_and_only_its_own_tenant() {
         AdminCommand::Create {
             name: name("/db"),
             fixed: false,
+            max_connections: None,
         },
     );
     assert!(
@@ -335,6 +337,7 @@ fn only_a_master_token_administers_and_only_its_own_tenant() {
         tenant,
         paths,
         more,
+        ..
     } = tree
     else {
         panic!("{tree:?}")
@@ -359,6 +362,7 @@ fn every_change_comes_out_for_the_store_and_rebuilds_the_directory() {
     let create = AdminCommand::Create {
         name: name("/web"),
         fixed: false,
+        max_connections: None,
     };
     admin(&mut h, master, "M", create).unwrap();
     let redeem = AdminCommand::Redeem {

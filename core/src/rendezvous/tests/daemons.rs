@@ -311,3 +311,64 @@ fn daemon_commands_refuse_bad_names_unknown_daemons_and_other_tenants() {
     assert!(!registered(&h, stranger));
     assert_eq!(bound_key(&h), Some(None));
 }
+
+#[test]
+fn daemons_online_without_an_entry_are_listed_apart_in_pages() {
+    let mut h = Harness::new(server_config(false));
+    let exposer = daemon(&mut h, "S", &[], &["/ssh"]);
+    let client = daemon(&mut h, "C", &[], &[]);
+    // Another tenant's daemon is never listed.
+    let _other = daemon(&mut h, "C2", &[], &[]);
+    let master = daemon(&mut h, "M", &[], &[]);
+    h.run(SECOND);
+    let unnamed = |h: &mut Harness, path: Option<&str>, after: Option<PublicKey>| {
+        let command = AdminCommand::Unnamed {
+            path: path.map(name),
+            after,
+        };
+        match admin(h, master, "M", command) {
+            Ok(AdminAnswer::Unnamed { daemons, more }) => (daemons, more),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (all, more) = unnamed(&mut h, None, None);
+    let mut expected = vec![
+        (key(exposer), TokenRole::Server),
+        (key(client), TokenRole::Client),
+    ];
+    expected.sort();
+    let shown: Vec<(PublicKey, TokenRole)> = all.iter().map(|v| (v.key, v.paths[0].role)).collect();
+    assert_eq!(
+        (shown, more),
+        (expected.clone(), false),
+        "the asking master is left out"
+    );
+    assert!(all.iter().all(|v| v.paths[0].name == name("/ssh")));
+    // Paged by key.
+    let (rest, _) = unnamed(&mut h, None, Some(expected[0].0));
+    assert_eq!(
+        rest.iter().map(|v| v.key).collect::<Vec<_>>(),
+        [expected[1].0]
+    );
+    // A daemon bound to an entry is listed by `Daemons`, not here.
+    let register = AdminCommand::Register { name: laptop() };
+    let Ok(AdminAnswer::DaemonRegistered { token, .. }) = admin(&mut h, master, "M", register)
+    else {
+        panic!("register")
+    };
+    let bound = daemon(&mut h, &token, &["C"], &[]);
+    h.run(SECOND);
+    assert!(registered(&h, bound));
+    let (all, _) = unnamed(&mut h, Some("/ssh"), None);
+    assert!(all.iter().all(|v| v.key != key(bound)), "{all:?}");
+    assert_eq!(all.len(), 2);
+    // An unknown path is refused by name.
+    let command = AdminCommand::Unnamed {
+        path: Some(name("/nope")),
+        after: None,
+    };
+    assert_eq!(
+        admin(&mut h, master, "M", command),
+        Err(ErrorCode::UnknownService)
+    );
+}

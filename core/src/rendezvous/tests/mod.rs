@@ -1063,4 +1063,7 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 mod authority;
 mod daemons;
 mod import;
+mod limits;
+mod pins;
+mod publish;
 mod rattach;

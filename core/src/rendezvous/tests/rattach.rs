@@ -225,6 +225,7 @@ fn rattach_refuses_other_tenants_unknown_daemons_and_bad_input_by_name() {
         let create = AdminCommand::Create {
             name: name(&path),
             fixed: false,
+            max_connections: None,
         };
         assert!(admin(&mut h, master, "M", create).is_ok());
         let outcome = admin(&mut h, master, "M", rattach(&path, user, listen()));

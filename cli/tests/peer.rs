@@ -41,12 +41,8 @@ fn daemon_key(dir: &Path, name: &str) -> (String, String) {
         .output()
         .expect("keygen");
     assert!(out.status.success(), "keygen: {out:?}");
-    let text = String::from_utf8_lossy(&out.stderr).to_string();
-    let public = text
-        .split_whitespace()
-        .last()
-        .expect("public key")
-        .to_string();
+    // With --out, keygen prints the public key alone on stdout.
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (path(&file).to_string(), public)
 }
 

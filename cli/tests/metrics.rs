@@ -222,29 +222,7 @@ fn scrape_until(addr: SocketAddr, what: &str, ok: impl Fn(&Scrape) -> bool) -> S
 #[test]
 fn scrapes_show_a_transfer_a_failed_punch_and_the_servers_relay() {
     let dir = temp_dir("metrics");
-    let key = dir.join("server.key");
-    keygen(&key);
-    let server = spawn(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        path(&key),
-        "--token",
-        "tok",
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
-    let server_key = wait_for(&server.stdout, "server public key:")
-        .rsplit(' ')
-        .next()
-        .expect("key")
-        .to_string();
-    let server_addr = wait_for(&server.stdout, "listening on udp")
-        .rsplit(' ')
-        .next()
-        .expect("addr")
-        .to_string();
+    let (server, server_addr, server_key) = server_with(&dir, &["--metrics", "127.0.0.1:0"]);
     let server_metrics = metrics_addr(&server);
     let common = |state: &str| {
         vec![

@@ -9,24 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// A server with the given `--netcheck-udp` value; its address and the netcheck line.
-fn server_with(dir: &std::path::Path, netcheck: &str) -> (Proc, String, Option<String>) {
-    let key = dir.join("server.key");
-    keygen(&key);
-    let server = spawn(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        path(&key),
-        "--open",
-        "--netcheck-udp",
-        netcheck,
-    ]);
-    let addr = wait_for(&server.stdout, "listening on udp")
-        .rsplit(' ')
-        .next()
-        .expect("addr")
-        .to_string();
+fn server_netcheck(dir: &std::path::Path, netcheck: &str) -> (Proc, String, Option<String>) {
+    let (server, addr, _) = server_with(dir, &["--netcheck-udp", netcheck]);
     let alt = (netcheck != "off").then(|| {
         wait_for(&server.stdout, "netcheck stun on udp")
             .rsplit(' ')
@@ -49,7 +33,7 @@ fn json(out: &str, key: &str) -> String {
 #[test]
 fn netcheck_on_loopback_finds_no_nat_and_both_server_addresses() {
     let dir = temp_dir("netcheck-ok");
-    let (mut server, addr, alt) = server_with(&dir, "auto");
+    let (mut server, addr, alt) = server_netcheck(&dir, "auto");
     let alt = alt.expect("auto binds a second address");
     // Hostile input to the second socket first: garbage, a STUN answer, an oversize datagram.
     let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -80,7 +64,7 @@ fn netcheck_on_loopback_finds_no_nat_and_both_server_addresses() {
 #[test]
 fn netcheck_says_what_a_server_without_a_second_address_cannot_tell() {
     let dir = temp_dir("netcheck-off");
-    let (_server, addr, _) = server_with(&dir, "off");
+    let (_server, addr, _) = server_netcheck(&dir, "off");
     let out = run(&["netcheck", "--server", &addr, "--json", "--no-port-mapping"])
         .expect("still succeeds: UDP works");
     assert_eq!(json(&out, "server_other"), "null", "{out}");

@@ -14,23 +14,7 @@ use common::*;
 
 /// `burrow server` with a short peer-mode wait.
 fn server_with_wait(dir: &Path, secs: u64) -> (Proc, String, String) {
-    let key = dir.join("server.key");
-    keygen(&key);
-    let server = spawn(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        path(&key),
-        "--token",
-        "tok",
-        "--peer-wait",
-        &secs.to_string(),
-    ]);
-    let word = |l: String| l.rsplit(' ').next().expect("word").to_string();
-    let public = word(wait_for(&server.stdout, "server public key:"));
-    let addr = word(wait_for(&server.stdout, "listening on udp"));
-    (server, addr, public)
+    server_with(dir, &["--peer-wait", &secs.to_string()])
 }
 
 /// A daemon's key file (made now) and its public key.

@@ -37,28 +37,19 @@ fn publishing_server(
     (first, last): (u16, u16),
     limit: usize,
 ) -> (Proc, String, String) {
-    let key = dir.join("server.key");
-    keygen(&key);
-    let server = spawn(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        path(&key),
-        "--token",
-        "tok",
-        "--publish-ports",
-        &format!("{first}-{last}"),
-        "--publish-limit",
-        &limit.to_string(),
-        "--runtime",
-        runtime,
-    ]);
-    let key_line = wait_for(&server.stdout, "server public key:");
-    let addr_line = wait_for(&server.stdout, "listening on udp");
-    let public = key_line.rsplit(' ').next().expect("key").to_string();
-    let addr = addr_line.rsplit(' ').next().expect("addr").to_string();
-    (server, addr, public)
+    let range = format!("{first}-{last}");
+    let limit = limit.to_string();
+    server_with(
+        dir,
+        &[
+            "--publish-ports",
+            &range,
+            "--publish-limit",
+            &limit,
+            "--runtime",
+            runtime,
+        ],
+    )
 }
 
 /// `burrow status` of the daemon with `state`, until it contains every one of `needles`.

@@ -229,9 +229,15 @@ pub fn path(p: &Path) -> &str {
 
 /// Starts `burrow server` with a fresh key; returns it with its address and public key.
 pub fn server(dir: &Path) -> (Proc, String, String) {
+    server_with(dir, &[])
+}
+
+/// [`server`] with more flags after the common ones (`--listen 127.0.0.1:0 --key ...
+/// --token tok`).
+pub fn server_with(dir: &Path, extra: &[&str]) -> (Proc, String, String) {
     let key = dir.join("server.key");
     keygen(&key);
-    let server = spawn(&[
+    let mut args = vec![
         "server",
         "--listen",
         "127.0.0.1:0",
@@ -239,7 +245,9 @@ pub fn server(dir: &Path) -> (Proc, String, String) {
         path(&key),
         "--token",
         "tok",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let server = spawn(&args);
     let key_line = wait_for(&server.stdout, "server public key:");
     let addr_line = wait_for(&server.stdout, "listening on udp");
     let public = key_line.rsplit(' ').next().expect("key").to_string();

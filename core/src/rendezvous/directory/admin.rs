@@ -515,7 +515,7 @@ pub(crate) fn run(
             if let Some(p) = &path {
                 existing(p)?;
             }
-            let mut rest = dir
+            let rest = dir
                 .daemons_of(tenant)
                 .filter(|d| after.as_ref().is_none_or(|a| d.name > *a))
                 .map(|d| view(dir, tenant, d, live))
@@ -524,20 +524,8 @@ pub(crate) fn run(
                         .is_none_or(|p| v.paths.iter().any(|u| u.name == *p))
                 })
                 .peekable();
-            let (mut daemons, mut shown) = (Vec::new(), 0);
-            while let Some(v) = rest.peek() {
-                let fits = daemons.is_empty() || shown + v.paths.len() <= MAX_DAEMON_PAGE_PATHS;
-                if daemons.len() == MAX_DAEMON_PAGE || !fits {
-                    break;
-                }
-                let Some(mut v) = rest.next() else { break };
-                let total = v.paths.len();
-                v.paths.truncate(MAX_DAEMON_PAGE_PATHS);
-                v.more_paths = u32::try_from(total - v.paths.len()).unwrap_or(u32::MAX);
-                shown += v.paths.len();
-                daemons.push(v);
-            }
-            let more = rest.next().is_some();
+            let (daemons, more) =
+                page(rest, |v: &mut DaemonView| (&mut v.paths, &mut v.more_paths));
             Ok((AdminAnswer::Daemons { daemons, more }, Vec::new()))
         }
         AdminCommand::Tree { after } => Ok((tree(dir, tenant, after, live), Vec::new())),
@@ -717,7 +705,7 @@ fn unnamed(
     live: &Live<'_>,
 ) -> AdminAnswer {
     let bound: BTreeSet<PublicKey> = dir.daemons_of(tenant).filter_map(|d| d.key).collect();
-    let mut rest = (live.online)()
+    let rest = (live.online)()
         .into_iter()
         .filter(|k| !bound.contains(k) && after.is_none_or(|a| *k > a))
         .filter_map(|key| {
@@ -746,19 +734,35 @@ fn unnamed(
                 .is_none_or(|p| v.paths.iter().any(|u| u.name == *p))
         })
         .peekable();
+    let (daemons, more) = page(rest, |v: &mut UnnamedView| {
+        (&mut v.paths, &mut v.more_paths)
+    });
+    AdminAnswer::Unnamed { daemons, more }
+}
+
+/// One page of daemons from `rest`: at most [`MAX_DAEMON_PAGE`] of them and
+/// [`MAX_DAEMON_PAGE_PATHS`] paths in all (a first daemon with more has its list cut, and
+/// says how many more it has); `paths_of` reaches a view's path list and its count of the
+/// rest. Whether more daemons follow.
+fn page<V>(
+    mut rest: std::iter::Peekable<impl Iterator<Item = V>>,
+    paths_of: impl Fn(&mut V) -> (&mut Vec<DaemonPath>, &mut u32),
+) -> (Vec<V>, bool) {
     let (mut daemons, mut shown) = (Vec::new(), 0);
-    while let Some(v) = rest.peek() {
-        let fits = daemons.is_empty() || shown + v.paths.len() <= MAX_DAEMON_PAGE_PATHS;
+    while let Some(v) = rest.peek_mut() {
+        let count = paths_of(v).0.len();
+        let fits = daemons.is_empty() || shown + count <= MAX_DAEMON_PAGE_PATHS;
         if daemons.len() == MAX_DAEMON_PAGE || !fits {
             break;
         }
         let Some(mut v) = rest.next() else { break };
-        let total = v.paths.len();
-        v.paths.truncate(MAX_DAEMON_PAGE_PATHS);
-        v.more_paths = u32::try_from(total - v.paths.len()).unwrap_or(u32::MAX);
-        shown += v.paths.len();
+        let (paths, more_paths) = paths_of(&mut v);
+        let total = paths.len();
+        paths.truncate(MAX_DAEMON_PAGE_PATHS);
+        *more_paths = u32::try_from(total - paths.len()).unwrap_or(u32::MAX);
+        shown += paths.len();
         daemons.push(v);
     }
     let more = rest.next().is_some();
-    AdminAnswer::Unnamed { daemons, more }
+    (daemons, more)
 }

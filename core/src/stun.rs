@@ -170,7 +170,7 @@ pub enum AnswerFrom {
 /// A request carrying CHANGE-REQUEST is answered from the main socket: a client that has
 /// only ever sent to the alternate address learns whether its NAT lets in a packet from an
 /// address it never sent to (its filtering). The answer is bounded like every other
-/// ([`STUN_AMPLIFICATION`]), so the second socket cannot be used to aim larger packets at a
+/// (three times the request), so the second socket cannot be used to aim larger packets at a
 /// third party.
 pub fn answer_alternate(
     bytes: &[u8],

@@ -1,5 +1,6 @@
 //! [`Endpoint`]: the one type a driver talks to.
 
+mod daemon_commands;
 mod initiation;
 mod load;
 mod portmap;

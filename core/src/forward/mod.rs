@@ -422,7 +422,7 @@ impl Forwarder {
     }
 
     /// Resets every connection (the node is stopping): each stream is reset and stopped with
-    /// [`CONN_FAILED`], so the peer's local connection resets at once, and each local
+    /// the code for a failed connection (0x5E10), so the peer's local connection resets at once, and each local
     /// connection is closed with [`Action::Close`] `abort` (a TCP reset), never a clean end
     /// that could pass for a complete transfer.
     pub fn shutdown(&mut self, now: Instant, ep: &mut Endpoint) {

@@ -500,8 +500,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_schema_2_store_gains_the_daemons_table() {
+    /// A fresh store in a fresh directory, holding tenant `acme`.
+    fn store_with_acme() -> (PathBuf, SqliteStore) {
         let dir = temp();
         let mut store = SqliteStore::open(&dir).unwrap();
         let acme = TenantRecord {
@@ -509,6 +509,12 @@ mod tests {
             master: TokenHash::of("m"),
         };
         store.apply(&DirectoryChange::PutTenant(acme)).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_schema_2_store_gains_the_daemons_table() {
+        let (dir, store) = store_with_acme();
         // What a schema-2 binary left: no daemons table.
         store
             .conn
@@ -538,13 +544,7 @@ mod tests {
 
     #[test]
     fn a_schema_3_store_gains_the_limit_of_connections() {
-        let dir = temp();
-        let mut store = SqliteStore::open(&dir).unwrap();
-        let acme = TenantRecord {
-            name: "acme".parse().unwrap(),
-            master: TokenHash::of("m"),
-        };
-        store.apply(&DirectoryChange::PutTenant(acme)).unwrap();
+        let (dir, store) = store_with_acme();
         // What a schema-3 binary left: paths without max_connections.
         store
             .conn

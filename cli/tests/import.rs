@@ -11,15 +11,23 @@ mod common;
 use common::authority::*;
 use common::*;
 
-#[test]
-fn import_and_attach_on_a_running_daemon_take_effect_without_a_restart() {
-    let dir = temp_dir("import");
-    let auth = Authority::start(&dir);
+/// A tenant with paths /home/ssh and /office/web, daemon `a` exposing /home/ssh (registered);
+/// returns the authority, `a`, /home/ssh's client token, /office/web's server token and an
+/// echo target for it.
+fn exposed_ssh(dir: &std::path::Path) -> (Authority, Proc, String, String, String) {
+    let auth = Authority::start(dir);
     let (ssh_server, ssh_client) = auth.create("/home/ssh", false);
     let (web_server, _) = auth.create("/office/web", false);
     let (ssh_target, web_target) = (echo().to_string(), echo().to_string());
     let exposer = auth.daemon("a", &["expose", "/home/ssh", &ssh_target], &ssh_server);
     wait_for(&exposer.stderr, "registered with the rendezvous server");
+    (auth, exposer, ssh_client, web_server, web_target)
+}
+
+#[test]
+fn import_and_attach_on_a_running_daemon_take_effect_without_a_restart() {
+    let dir = temp_dir("import");
+    let (auth, _exposer, ssh_client, web_server, web_target) = exposed_ssh(&dir);
     // Daemon b exposes /office/web and holds no token for /home/ssh yet.
     let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
     wait_for(&b.stderr, "registered with the rendezvous server");
@@ -110,12 +118,7 @@ fn import_and_attach_on_a_running_daemon_take_effect_without_a_restart() {
 #[test]
 fn a_redeemed_imported_token_is_named_and_forgotten_without_a_restart() {
     let dir = temp_dir("import-forget");
-    let auth = Authority::start(&dir);
-    let (ssh_server, ssh_client) = auth.create("/home/ssh", false);
-    let (web_server, _) = auth.create("/office/web", false);
-    let (ssh_target, web_target) = (echo().to_string(), echo().to_string());
-    let exposer = auth.daemon("a", &["expose", "/home/ssh", &ssh_target], &ssh_server);
-    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let (auth, _exposer, ssh_client, web_server, web_target) = exposed_ssh(&dir);
     let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
     wait_for(&b.stderr, "registered with the rendezvous server");
     let b_state = dir.join("b");

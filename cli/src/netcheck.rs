@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use burrow_core::netcheck::{
     AnswerFrom, Netcheck, NetcheckConfig, Report, Socket, answer_alternate,
 };
+use burrow_tokio::local_ip_toward;
 
 /// Largest datagram read; STUN answers and port-mapping replies are far smaller.
 const MAX_DATAGRAM: usize = 2048;
@@ -191,13 +192,6 @@ pub fn to_json(report: &Report) -> String {
         "verdict": report.verdict(),
     })
     .to_string()
-}
-
-/// The source address this host uses toward `server` (no packet is sent).
-fn local_ip_toward(server: SocketAddr) -> Option<IpAddr> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
-    socket.connect(server).ok()?;
-    Some(socket.local_addr().ok()?.ip())
 }
 
 /// The gateway a daemon asks for a port mapping: the IPv4 default gateway, unless the way to

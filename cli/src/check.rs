@@ -228,6 +228,13 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
             };
             p.entry("expose", i, key, why);
         }
+        match e.hook_keys().check() {
+            Err((key, why)) => p.entry("expose", i, key, why),
+            Ok(Some(_)) if e.protocol.as_deref() == Some("udp") => {
+                p.entry("expose", i, "on_up", "hooks run for TCP services only");
+            }
+            Ok(_) => {}
+        }
     }
     if file.udp_flow_timeout == Some(0) {
         p.top("udp_flow_timeout", "must be at least 1 (seconds)");
@@ -279,6 +286,9 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
         if let Err(why) = config::service_route(c.route.as_deref()) {
             p.entry("connect", i, "route", why);
         }
+        if let Err((key, why)) = c.hook_keys().check() {
+            p.entry("connect", i, key, why);
+        }
     }
     if file.peer.len() > burrow_core::config::MAX_PEERS {
         p.top(
@@ -307,6 +317,9 @@ fn check_file(file: &File, p: &mut Problems<'_>) -> String {
         }
         if let Err(why) = config::service_route(peer.route.as_deref()) {
             p.entry("peer", i, "route", why);
+        }
+        if let Err((key, why)) = peer.hook_keys().check() {
+            p.entry("peer", i, key, why);
         }
         for c in &peer.connect {
             if let Err(why) = config::service(&c.name) {

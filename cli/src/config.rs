@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use burrow_core::config::{MAX_PEERS, PeerConfig};
 use burrow_core::forward::udp::UdpConfig;
 use burrow_core::forward::{ExposeOptions, Protocol, ProxyVersion, PublishPort};
+use burrow_core::node::HookSubject;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::{CongestionControl, PublicKey, RoutePolicy};
 use serde::Deserialize;
@@ -14,7 +15,7 @@ use serde::Deserialize;
 use crate::args::{DaemonArgs, LogFormat};
 use crate::node::Runtime;
 
-use crate::secrets;
+use crate::{hooks, secrets};
 /// Most path tokens a daemon presents (the server's limit).
 use burrow_core::rendezvous::MAX_PATH_TOKENS;
 
@@ -74,6 +75,16 @@ pub struct Peer {
     /// Its services to reach, each on a local address.
     #[serde(default)]
     pub connect: Vec<PeerConnect>,
+    /// A program to run when a session comes up for it (see `hooks.rs`).
+    pub on_up: Option<hooks::Written>,
+    /// A program to run when that session moves to another path.
+    pub on_path: Option<hooks::Written>,
+    /// A program to run when that session ends.
+    pub on_down: Option<hooks::Written>,
+    /// Run the hooks with `sh -c` (each is one script then).
+    pub shell: Option<bool>,
+    /// Seconds a hook may run before it is killed (default 30).
+    pub hook_timeout: Option<u64>,
 }
 
 /// One service of a `[[peer]]` to reach.
@@ -84,7 +95,7 @@ pub struct PeerConnect {
     pub listen: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expose {
     pub name: String,
@@ -98,6 +109,16 @@ pub struct Expose {
     pub route: Option<String>,
     /// A port of the rendezvous server to publish the service on (TCP only), or `"any"`.
     pub publish: Option<Publish>,
+    /// A program to run when a session comes up for it (see `hooks.rs`).
+    pub on_up: Option<hooks::Written>,
+    /// A program to run when that session moves to another path.
+    pub on_path: Option<hooks::Written>,
+    /// A program to run when that session ends.
+    pub on_down: Option<hooks::Written>,
+    /// Run the hooks with `sh -c` (each is one script then).
+    pub shell: Option<bool>,
+    /// Seconds a hook may run before it is killed (default 30).
+    pub hook_timeout: Option<u64>,
 }
 
 /// `publish = 20001` or `publish = "any"`.
@@ -121,7 +142,7 @@ impl Publish {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Connect {
     pub name: String,
@@ -132,7 +153,36 @@ pub struct Connect {
     /// `any`, `direct` or `relay`: the paths this connect may take (default: the daemon's
     /// `route`), combined with the exposing side's, the stricter winning.
     pub route: Option<String>,
+    /// A program to run when a session comes up for it (see `hooks.rs`).
+    pub on_up: Option<hooks::Written>,
+    /// A program to run when that session moves to another path.
+    pub on_path: Option<hooks::Written>,
+    /// A program to run when that session ends.
+    pub on_down: Option<hooks::Written>,
+    /// Run the hooks with `sh -c` (each is one script then).
+    pub shell: Option<bool>,
+    /// Seconds a hook may run before it is killed (default 30).
+    pub hook_timeout: Option<u64>,
 }
+
+/// The hook keys of an `[[expose]]`, `[[connect]]` or `[[peer]]`.
+macro_rules! hook_keys {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// Its hook keys, to check.
+            pub fn hook_keys(&self) -> hooks::Keys<'_> {
+                hooks::Keys {
+                    on_up: self.on_up.as_ref(),
+                    on_path: self.on_path.as_ref(),
+                    on_down: self.on_down.as_ref(),
+                    shell: self.shell,
+                    hook_timeout: self.hook_timeout,
+                }
+            }
+        }
+    )*};
+}
+hook_keys!(Expose, Connect, Peer);
 
 /// Everything a daemon needs, checked.
 #[derive(Clone, Debug)]
@@ -174,6 +224,8 @@ pub struct Settings {
     pub peer_services: BTreeMap<ServiceName, PublicKey>,
     /// The metrics endpoint, if asked for.
     pub metrics: Option<crate::metrics::Listen>,
+    /// The hooks of every entry that has some.
+    pub hooks: hooks::Table,
 }
 
 /// Reads and parses `path`; errors name the file and, from the TOML parser, the line.
@@ -311,6 +363,7 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
     let port_mapping = !args.no_port_mapping && file.port_mapping.unwrap_or(true);
     let mut expose = Vec::new();
     let mut expose_options = Vec::new();
+    let mut hooks = hooks::Table::new();
     for (i, e) in file.expose.into_iter().enumerate() {
         let at = || format!("[[expose]] #{} in {source}", i + 1);
         let name = service(&e.name).map_err(|why| format!("{}: {why}", at()))?;
@@ -318,6 +371,16 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
             return Err(format!("{}: `{name}` is exposed twice", at()));
         }
         let options = expose_options_of(&e).map_err(|why| format!("{}: {why}", at()))?;
+        if let Some(h) = entry_hooks(&e.hook_keys(), &at())? {
+            if options.protocol == Protocol::Udp {
+                return Err(format!(
+                    "{}: hooks run for TCP services only (a UDP expose has no stream to start \
+                     a session's use of it)",
+                    at()
+                ));
+            }
+            hooks.insert(HookSubject::Expose(name.clone()), h);
+        }
         if options != ExposeOptions::default() {
             expose_options.push((name.clone(), options));
         }
@@ -353,6 +416,9 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
                 .map_err(|e| format!("{}: peer_key `{text}`: {e}", at()))?;
             peer_keys.insert(name.clone(), key);
         }
+        if let Some(h) = entry_hooks(&c.hook_keys(), &at())? {
+            hooks.insert(HookSubject::Connect(name.clone()), h);
+        }
         if let Some(route) =
             service_route(c.route.as_deref()).map_err(|e| format!("{}: {e}", at()))?
         {
@@ -361,6 +427,12 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         match protocol {
             Protocol::Udp => connect_udp.push((name, listen)),
             Protocol::Tcp => connect.push((name, listen)),
+        }
+    }
+    for (i, p) in file.peer.iter().enumerate() {
+        let at = format!("[[peer]] #{} in {source}", i + 1);
+        if let (Some(h), Ok(key)) = (entry_hooks(&p.hook_keys(), &at)?, p.key.parse()) {
+            hooks.insert(HookSubject::Peer(key), h);
         }
     }
     let (peers, peer_services) = peers_of(file.peer, &mut connect, &connect_udp, source)?;
@@ -427,7 +499,14 @@ pub fn settings(file: File, args: DaemonArgs, source: &str) -> Result<Settings, 
         peers,
         peer_services,
         metrics,
+        hooks,
     })
+}
+
+/// An entry's hooks, checked; errors name the entry `at` and the key.
+fn entry_hooks(keys: &hooks::Keys<'_>, at: &str) -> Result<Option<hooks::Hooks>, String> {
+    keys.check()
+        .map_err(|(key, why)| format!("{at}: {key}: {why}"))
 }
 
 /// The `[[peer]]` entries, checked: their keys (each once, at most [`MAX_PEERS`]), the

@@ -10,6 +10,7 @@ mod check;
 mod config;
 mod control;
 mod demo;
+mod hooks;
 mod import;
 mod keys;
 mod logging;
@@ -305,6 +306,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     proxy_protocol: proxy_protocol.map(|v| v.to_string()),
                     route: None,
                     publish: publish.map(|p| config::Publish::Word(p.to_string())),
+                    ..config::Expose::default()
                 }],
                 ..config::File::default()
             };
@@ -324,6 +326,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     peer_key,
                     protocol: Some(protocol.to_string()),
                     route: None,
+                    ..config::Connect::default()
                 }],
                 ..config::File::default()
             };

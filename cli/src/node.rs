@@ -12,7 +12,7 @@ use burrow_core::status::Status;
 
 /// What a node runs: the same type on every runtime.
 pub use burrow_core::node::NodeConfig;
-use burrow_core::node::{Services, Summary};
+use burrow_core::node::{HookEvent, Services, Summary};
 
 #[cfg(not(any(feature = "tokio", feature = "smol", feature = "mio")))]
 compile_error!("build burrow with at least one of the `tokio`, `smol` and `mio` features");
@@ -197,6 +197,23 @@ impl Node {
             Handle::Mio(h) => {
                 let pushed = h.master_attachments();
                 Box::new(move || pushed.as_ref()?.recv().ok())
+            }
+        }
+    }
+
+    /// When configured services and peers came up on a session, moved path or went down,
+    /// one per call, blocking; `None` once the node stopped. For one consumer (the hooks).
+    pub fn hook_events(&mut self) -> Box<dyn FnMut() -> Option<HookEvent> + Send> {
+        match &mut self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            Handle::Async(_, h) => {
+                let events = h.hook_events();
+                Box::new(move || events.recv_blocking().ok())
+            }
+            #[cfg(feature = "mio")]
+            Handle::Mio(h) => {
+                let events = h.hook_events();
+                Box::new(move || events.as_ref()?.recv().ok())
             }
         }
     }

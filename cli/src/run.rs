@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use burrow_core::node::Services;
+use burrow_core::node::{Routing, Services};
 use burrow_core::rendezvous::directory::{Directory, DirectoryStore};
 
 use crate::args::DaemonArgs;
@@ -28,8 +28,9 @@ use crate::control::AttachRequest;
 use crate::import::{self, Imports};
 use crate::node::{Control, Node, NodeConfig, Runtime};
 use crate::store::SqliteStore;
-use crate::{control, keys, logging, metrics, notify};
+use crate::{control, hooks, keys, logging, metrics, notify};
 use burrow_core::rendezvous::MAX_PATH_TOKENS;
+use std::sync::PoisonError;
 
 /// How long a daemon waits for its registration before diagnosing why it is missing.
 const REGISTRATION_GRACE: Duration = Duration::from_secs(5);
@@ -180,7 +181,12 @@ pub struct Reloader {
 impl Reloader {
     /// Reads and checks the file again (as at start, flags winning), and has the node run its
     /// services. Settings that only a restart can change are logged if they changed.
-    fn reload(&self, node: &Mutex<Running>, running: &Settings) -> Result<String, String> {
+    fn reload(
+        &self,
+        node: &Mutex<Running>,
+        running: &Settings,
+        hooks: &Mutex<hooks::Table>,
+    ) -> Result<String, String> {
         let file = config::load(&self.config)?;
         if let Some(level) = &file.log_level {
             logging::check_level(level)?;
@@ -196,14 +202,6 @@ impl Reloader {
             ("state_dir", new.state_dir != running.state_dir),
             ("udp", new.udp != running.udp),
             ("route", new.route != running.route),
-            (
-                "a [[connect]]'s route",
-                new.connect_routes != running.connect_routes,
-            ),
-            (
-                "[[peer]]",
-                new.peers != running.peers || new.peer_services != running.peer_services,
-            ),
             ("congestion", new.congestion != running.congestion),
             ("metrics", new.metrics != running.metrics),
         ]
@@ -219,11 +217,21 @@ impl Reloader {
         if new.connect_udp != running.connect_udp {
             tracing::warn!("reload: UDP [[connect]] entries changed; that takes a restart");
         }
+        let hooks_changed = new.hooks != *hooks.lock().unwrap_or_else(PoisonError::into_inner);
+        *hooks.lock().unwrap_or_else(PoisonError::into_inner) = new.hooks;
+        if hooks_changed {
+            tracing::info!("reload: hooks changed; new sessions' events run the new ones");
+        }
         let services = Services {
             expose: new.expose,
             connect: new.connect,
             pins: new.peer_keys.into_iter().collect(),
             options: new.expose_options,
+            routing: Some(Routing {
+                peers: new.peers,
+                peer_services: new.peer_services,
+                connect_routes: new.connect_routes,
+            }),
         };
         lock(node).reload_base(services)
     }
@@ -283,6 +291,8 @@ pub fn daemon(
         connect: settings.connect.clone(),
         pins: settings.peer_keys.clone().into_iter().collect(),
         options: settings.expose_options.clone(),
+        // The node starts with the settings' routing; a reload says the new one.
+        routing: None,
     };
     // What was attached at run time comes back (the config file's entries win a clash: that
     // is refused here, not silently dropped).
@@ -302,6 +312,7 @@ pub fn daemon(
     spec.udp = settings.udp_forward.clone();
     let interrupted = interrupts()?;
     let mut node = Node::spawn(runtime, spec)?;
+    let hook_table = hooks::spawn(settings.hooks.clone(), node.hook_events());
     let running = Arc::new(Mutex::new(Running::new(
         node.control(),
         settings.state_dir.clone(),
@@ -324,7 +335,7 @@ pub fn daemon(
         let settings = settings.clone();
         let reloader = reloader.map(Arc::new);
         Arc::new(move || match &reloader {
-            Some(r) => r.reload(&running, &settings),
+            Some(r) => r.reload(&running, &settings, &hook_table),
             None => Err(
                 "this daemon was started without a config file (`burrow daemon -c FILE` reloads)"
                     .into(),

@@ -28,6 +28,7 @@
 //!             Output::Log(line)     => log line at line.level(),
 //!             Output::StunResult{..} => answer whoever asked for that probe,
 //!             Output::Save{path, contents} => replace the file at path (atomically, mode 0600),
+//!             Output::Hook(h)       => hand h to whoever runs the configured hooks,
 //!             Output::Timeout(at)   => break at,
 //!         }
 //!     };

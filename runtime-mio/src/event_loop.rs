@@ -46,6 +46,7 @@ pub(crate) struct Parts {
     pub(crate) commands: Receiver<Command>,
     pub(crate) directory: Sender<DirectoryChange>,
     pub(crate) attachments: Sender<MasterAttach>,
+    pub(crate) hooks: Sender<burrow_core::node::HookEvent>,
 }
 
 /// The poll token of a listener.
@@ -83,6 +84,8 @@ struct Loop {
     directory: Sender<DirectoryChange>,
     /// Where the master's attachments go, to be run.
     attachments: Sender<MasterAttach>,
+    /// Where hook events go, to be run.
+    hooks: Sender<burrow_core::node::HookEvent>,
     read_buf: Vec<u8>,
     /// UDP listener and flow sockets of forwarded UDP services.
     udp_sockets: UdpSockets,
@@ -100,6 +103,7 @@ pub(crate) fn run(parts: Parts) {
         commands,
         directory,
         attachments,
+        hooks,
     } = parts;
     let registry = poll.registry();
     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -145,6 +149,7 @@ pub(crate) fn run(parts: Parts) {
         ping: None,
         directory,
         attachments,
+        hooks,
         udp_sockets: UdpSockets::new(),
     };
     for (id, socket) in udp_listeners {
@@ -262,6 +267,9 @@ impl Loop {
                     }
                     Output::MasterAttach { service, attach } => {
                         let _ = self.attachments.send((service, attach));
+                    }
+                    Output::Hook(event) => {
+                        let _ = self.hooks.send(event);
                     }
                     Output::PathTokens(result) => {
                         if let Some(reply) = self.path_tokens.take() {

@@ -107,9 +107,11 @@ impl Node {
         let (commands, rx) = mpsc::channel();
         let (directory, changes) = mpsc::channel();
         let (attachments, attached) = mpsc::channel();
+        let (hooks, hook_events) = mpsc::channel();
         let parts = event_loop::Parts {
             directory,
             attachments,
+            hooks,
             poll,
             waker: waker.clone(),
             node,
@@ -131,6 +133,7 @@ impl Node {
             thread: Some(thread),
             changes: Some(changes),
             attached: Some(attached),
+            hook_events: Some(hook_events),
         })
     }
 }
@@ -150,6 +153,8 @@ pub struct NodeHandle {
     changes: Option<Receiver<DirectoryChange>>,
     /// The master's attachments, until taken.
     attached: Option<Receiver<MasterAttach>>,
+    /// Hook events, until taken.
+    hook_events: Option<Receiver<burrow_core::node::HookEvent>>,
 }
 
 impl NodeHandle {
@@ -197,6 +202,12 @@ impl NodeHandle {
     /// first call.
     pub fn master_attachments(&mut self) -> Option<Receiver<MasterAttach>> {
         self.attached.take()
+    }
+
+    /// When configured services and peers came up on a session, moved path, or went down,
+    /// in order, for the caller to run their hooks; `None` after the first call.
+    pub fn hook_events(&mut self) -> Option<Receiver<burrow_core::node::HookEvent>> {
+        self.hook_events.take()
     }
 
     /// Whether the node's thread has ended.

@@ -48,6 +48,8 @@ pub(crate) struct Parts<R: Runtime> {
     pub(crate) directory: Sender<DirectoryChange>,
     /// Where the master's attachments go, to be run.
     pub(crate) attachments: Sender<MasterAttach>,
+    /// Where hook events go, to be run.
+    pub(crate) hooks: Sender<burrow_core::node::HookEvent>,
 }
 
 struct Loop<R: Runtime> {
@@ -70,6 +72,7 @@ struct Loop<R: Runtime> {
     ping: Option<Sender<burrow_core::node::Pong>>,
     directory: Sender<DirectoryChange>,
     attachments: Sender<MasterAttach>,
+    hooks: Sender<burrow_core::node::HookEvent>,
     /// Each listener's accept task; dropping it closes the listener.
     accepts: BTreeMap<ListenerId, R::Task>,
     /// Each UDP listener socket and its reader task.
@@ -101,6 +104,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         done: _done,
         directory,
         attachments,
+        hooks,
     } = parts;
     let (to_loop, local) = async_channel::unbounded();
     let (udp_to_loop, forwarded) = async_channel::bounded(UDP_QUEUE);
@@ -131,6 +135,7 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         ping: None,
         directory,
         attachments,
+        hooks,
         accepts: BTreeMap::new(),
         udp_listeners: BTreeMap::new(),
         flows: BTreeMap::new(),
@@ -315,6 +320,9 @@ impl<R: Runtime> Loop<R> {
                 }
                 Output::MasterAttach { service, attach } => {
                     let _ = self.attachments.try_send((service, attach));
+                }
+                Output::Hook(event) => {
+                    let _ = self.hooks.try_send(event);
                 }
                 Output::PathTokens(result) => {
                     if let Some(reply) = self.path_tokens.take() {

@@ -87,6 +87,7 @@ pub fn start<R: Runtime>(
     let (done, stopped) = bounded(1);
     let (directory, changes) = async_channel::unbounded();
     let (attachments, attached) = async_channel::unbounded();
+    let (hooks, hook_events) = async_channel::unbounded();
     let parts = Parts::<R> {
         socket,
         listeners,
@@ -95,6 +96,7 @@ pub fn start<R: Runtime>(
         done,
         directory,
         attachments,
+        hooks,
     };
     spawn(Box::pin(driver::run(node, parts))).map_err(bind_err)?;
     Ok(NodeHandle {
@@ -106,6 +108,7 @@ pub fn start<R: Runtime>(
         stopped,
         changes,
         attached,
+        hook_events,
     })
 }
 
@@ -143,6 +146,8 @@ pub struct NodeHandle {
     changes: Receiver<DirectoryChange>,
     /// Paths the tenant's master attached or detached (a daemon's only).
     attached: Receiver<MasterAttach>,
+    /// When configured services and peers came up, moved or went down (a daemon's only).
+    hook_events: Receiver<node::HookEvent>,
 }
 
 impl NodeHandle {
@@ -190,6 +195,12 @@ impl NodeHandle {
     /// received.
     pub fn master_attachments(&self) -> Receiver<MasterAttach> {
         self.attached.clone()
+    }
+
+    /// When configured services and peers came up on a session, moved path, or went down,
+    /// in order, for the caller to run their hooks. They wait here until received.
+    pub fn hook_events(&self) -> Receiver<node::HookEvent> {
+        self.hook_events.clone()
     }
 
     /// Whether the node's loop has ended.

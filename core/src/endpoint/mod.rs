@@ -4,6 +4,8 @@ mod daemon_commands;
 mod initiation;
 mod load;
 mod portmap;
+mod reconfigure;
+pub use reconfigure::Routing;
 mod relay;
 mod rendezvous;
 mod sessions;

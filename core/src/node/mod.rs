@@ -10,6 +10,7 @@
 //! [`Node::remove_service`], and [`Node::plan`] with [`Node::apply`] for a reloaded config).
 
 mod config;
+mod hooks;
 mod known;
 mod log;
 mod services;
@@ -19,7 +20,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use crate::endpoint::Routing;
 pub use config::{Listener, NodeConfig, StartError, Started, Stopped, bind_listeners, seed};
+pub use hooks::{HookEvent, HookKind, HookSubject};
 pub use known::{
     KNOWN_SERVICES_FILE, MAX_KNOWN_SERVICES, MAX_KNOWN_SERVICES_LEN, parse_known_services,
 };
@@ -123,6 +126,9 @@ pub enum Output {
         /// The listener.
         listener: ListenerId,
     },
+    /// A configured service or peer came up on a session, moved path, or went down: run its
+    /// hook, if it has one (see [`HookEvent`]).
+    Hook(HookEvent),
     /// Nothing more to do until this instant (or a datagram, a local socket report or a
     /// command): call [`Node::handle_timeout`] then. Always the last output of a drain.
     Timeout(Instant),
@@ -160,6 +166,8 @@ pub struct Node {
     options: BTreeMap<ServiceName, ExposeOptions>,
     /// A rendezvous server's published ports and the forwarder's listener for each.
     published: BTreeMap<u16, ListenerId>,
+    /// Which sessions serve which hook subjects.
+    hooks: hooks::Hooks,
 }
 
 impl Node {
@@ -195,6 +203,7 @@ impl Node {
             udp_listeners: Vec::new(),
             options: BTreeMap::new(),
             published: BTreeMap::new(),
+            hooks: hooks::Hooks::default(),
         }
     }
 
@@ -339,6 +348,14 @@ impl Node {
             }
             _ => {}
         }
+        let host = hooks::Host {
+            key: self.ep.public_key(),
+            inner: self.udp_addr,
+            outer: self.seen.registered,
+        };
+        let mut fired = Vec::new();
+        self.hooks.handle_event(&event, &host, &mut fired);
+        self.queued.extend(fired.into_iter().map(Output::Hook));
         if let Some(line) = LogLine::new(event, &self.seen) {
             self.seen.handle_event(line.event());
             self.queued.push_back(Output::Log(line));

@@ -41,6 +41,8 @@ pub struct Services {
     /// How exposed services are forwarded (UDP, PROXY protocol), by name; not listed: plain
     /// TCP. A changed entry restarts its service.
     pub options: Vec<(ServiceName, ExposeOptions)>,
+    /// The daemons met in peer mode and the connects' own routes; `None`: as they are.
+    pub routing: Option<super::Routing>,
 }
 
 impl Services {
@@ -68,6 +70,8 @@ pub struct Plan {
     pub options: Vec<(ServiceName, ExposeOptions)>,
     /// Services that stay as they are.
     pub unchanged: Vec<ServiceName>,
+    /// New routing (peers met in peer mode, connects' routes), when it changed.
+    pub routing: Option<super::Routing>,
 }
 
 impl Plan {
@@ -77,6 +81,7 @@ impl Plan {
             && self.expose.is_empty()
             && self.connect.is_empty()
             && self.pins.is_empty()
+            && self.routing.is_none()
     }
 }
 
@@ -186,6 +191,7 @@ impl Node {
             connect: self.listen_addrs.clone(),
             pins: self.known.iter().map(|(s, k)| (s.clone(), *k)).collect(),
             options: self.options.iter().map(|(s, o)| (s.clone(), *o)).collect(),
+            routing: self.ep.routing(),
         }
     }
 
@@ -350,6 +356,10 @@ impl Node {
             .filter(|(n, k)| self.known.get(n) != Some(k))
             .cloned()
             .collect();
+        plan.routing = wanted
+            .routing
+            .clone()
+            .filter(|r| self.ep.routing().as_ref() != Some(r));
         plan.unchanged = keep.difference(&remove).cloned().collect();
         plan.remove = remove.into_iter().collect();
         plan
@@ -388,6 +398,13 @@ impl Node {
                 } else {
                     applied.summary.removed.push(name.to_string());
                 }
+            }
+        }
+        // Before services start: a new one reached through a new peer must find it.
+        if let Some(routing) = plan.routing {
+            match self.ep.set_routing(now, routing) {
+                Ok(changed) => applied.summary.changed.extend(changed),
+                Err(e) => applied.summary.failed.push(format!("routing: {e}")),
             }
         }
         for (name, key) in plan.pins {

@@ -489,6 +489,7 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
         connect: vec![(name("/far"), addr("127.0.0.1:0"))],
         pins: vec![(name("/far"), key(5).public_key())],
         options: Vec::new(),
+        routing: None,
     };
     let plan = a.plan(&wanted);
     assert_eq!(plan.remove, vec![name("/gone"), name("/moved")]);
@@ -534,6 +535,7 @@ fn removing_a_service_resets_its_connections_and_spares_the_others() {
         ],
         pins: Vec::new(),
         options: Vec::new(),
+        routing: None,
     };
     let at = net.now;
     let b = net.node(2);

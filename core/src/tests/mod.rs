@@ -22,5 +22,6 @@ mod half_open;
 mod limits;
 mod meet;
 mod portmap;
+mod reroute;
 mod session;
 mod streams;

@@ -217,14 +217,15 @@ fn wildcards(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `%name%` words of `text`: a `%`, lowercase letters, a `%`. Any other `%` is text.
+/// The `%name%` words of `text`: a `%`, lowercase letters or `_`, a `%`. Any other `%` is
+/// text.
 fn names(text: &str) -> Vec<&str> {
     let mut found = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find('%') {
         let after = &rest[start + 1..];
         let word_len = after
-            .find(|c: char| !c.is_ascii_lowercase())
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
             .unwrap_or(after.len());
         if word_len > 0 && after[word_len..].starts_with('%') {
             found.push(&after[..word_len]);
@@ -244,7 +245,7 @@ fn substitute(text: &str, value: impl Fn(&str) -> String) -> String {
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let word_len = after
-            .find(|c: char| !c.is_ascii_lowercase())
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
             .unwrap_or(after.len());
         let word = &after[..word_len];
         if word_len > 0 && after[word_len..].starts_with('%') && WILDCARDS.contains(&word) {
@@ -594,7 +595,7 @@ mod tests {
     fn substitution_replaces_known_words_only() {
         let got = substitute("%peerip%:%peerport% 100% %x% %%path%", |n| n.to_uppercase());
         assert_eq!(got, "PEERIP:PEERPORT 100% %x% %PATH");
-        assert_eq!(names("a %b% %c d% %e%f%"), vec!["b", "e"]);
+        assert_eq!(names("a %b% %c d% %e%f% %g_h% %I%"), vec!["b", "e", "g_h"]);
     }
 
     #[test]

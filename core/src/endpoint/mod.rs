@@ -161,6 +161,9 @@ impl Endpoint {
     /// Forgets sessions that ended during the last call, remembering how new their peers'
     /// last handshakes were.
     fn reap(&mut self) {
+        if !std::mem::take(&mut self.out.ended) {
+            return;
+        }
         let floor = &mut self.replay_floor;
         self.sessions.retain(|key, s| {
             if s.closed && s.handshake_timestamp() > 0 {
@@ -236,8 +239,11 @@ impl Endpoint {
         }
         self.handle_packet(now, Path::Direct(from), bytes);
         self.reap();
-        self.after(now);
-        self.settle();
+        // The deadlines wait for the output to be drained (`poll_transmit`): a runtime feeds
+        // a whole batch of datagrams first, and a busy session's deadline is worth computing
+        // once per batch, not once per packet.
+        self.after_unsettled(now);
+        self.sessions.sync_half_open();
     }
 
     /// Acts on one burrow packet that came by `from`: straight from the network, or out of
@@ -432,6 +438,9 @@ impl Endpoint {
     /// `now`.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.sessions.is_synced() {
+            self.settle();
+        }
         self.out.transmits.pop_front()
     }
 
@@ -439,6 +448,9 @@ impl Endpoint {
     /// takes `now`.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        if !self.sessions.is_synced() {
+            self.settle();
+        }
         self.out.events.pop_front()
     }
 
@@ -446,7 +458,10 @@ impl Endpoint {
     /// pending. Read it after draining the output queues.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(Instant, Timer)> {
-        debug_assert!(self.sessions.is_synced(), "a call did not settle");
+        debug_assert!(
+            self.sessions.is_synced(),
+            "poll_timeout before the output was drained"
+        );
         let stun = self.stun.next_deadline().map(|at| (at, Timer::Stun));
         let daemon = self
             .daemon

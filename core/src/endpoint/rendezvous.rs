@@ -162,6 +162,12 @@ impl Endpoint {
     /// Acts on what sessions noted during the last call (sessions up or down, rendezvous
     /// messages) and moves the rendezvous roles' output onto sessions and into events.
     pub(super) fn after(&mut self, now: Instant) {
+        self.after_unsettled(now);
+        self.settle();
+    }
+
+    /// [`Self::after`] but for the deadlines, which stay stale until the next settle.
+    pub(super) fn after_unsettled(&mut self, now: Instant) {
         loop {
             while let Some(note) = self.out.notes.pop_front() {
                 self.on_note(now, note);
@@ -172,7 +178,6 @@ impl Endpoint {
                 break;
             }
         }
-        self.settle();
     }
 
     fn on_note(&mut self, now: Instant, note: Note) {

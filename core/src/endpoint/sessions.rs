@@ -2,8 +2,9 @@
 //!
 //! Every session's next deadline is derived from its state ([`Session::poll_timeout`]). Rather
 //! than asking every session after every datagram, the map remembers which sessions it lent
-//! out mutably, and [`Sessions::sync`] (run at the end of every endpoint call) recomputes the
-//! deadlines of those alone. The earliest deadline and the sessions due at `now` then cost
+//! out mutably, and [`Sessions::sync`] (run at the end of every endpoint call but a datagram's,
+//! and before the first output is drained after datagrams) recomputes the deadlines of those
+//! alone. The earliest deadline and the sessions due at `now` then cost
 //! O(log n).
 //!
 //! The same bookkeeping counts half-open handshakes (sessions made by answering an initiation,
@@ -80,26 +81,12 @@ impl Sessions {
     }
 
     fn set_half_open(&mut self, key: PublicKey, source: Option<IpAddr>) {
-        let old = match source {
-            Some(source) => self.half_open.insert(key, source),
-            None => self.half_open.remove(&key),
-        };
-        if old == source {
-            return;
-        }
-        if let Some(old) = old {
-            let n = self
-                .half_open_by_source
-                .get_mut(&old)
-                .expect("counted when it was added");
-            *n -= 1;
-            if *n == 0 {
-                self.half_open_by_source.remove(&old);
-            }
-        }
-        if let Some(source) = source {
-            *self.half_open_by_source.entry(source).or_default() += 1;
-        }
+        count_half_open(
+            &mut self.half_open,
+            &mut self.half_open_by_source,
+            key,
+            source,
+        );
     }
 
     pub(super) fn contains_key(&self, key: &PublicKey) -> bool {
@@ -150,6 +137,22 @@ impl Sessions {
             let half_open = session.and_then(Session::half_open_source);
             self.set_deadline(key, next);
             self.set_half_open(key, half_open);
+        }
+    }
+
+    /// Brings the half-open counts up to date with the sessions changed since the last sync,
+    /// leaving their deadlines for [`Self::sync`]: after each datagram, so that the next
+    /// initiation in the same batch meets current counts, while the deadlines (which nothing
+    /// reads until the output is drained) are recomputed once per batch.
+    pub(super) fn sync_half_open(&mut self) {
+        for key in &self.dirty {
+            let source = self.map.get(key).and_then(Session::half_open_source);
+            count_half_open(
+                &mut self.half_open,
+                &mut self.half_open_by_source,
+                *key,
+                source,
+            );
         }
     }
 
@@ -213,5 +216,32 @@ impl Sessions {
         }
         assert_eq!(self.half_open, half_open, "half-open sessions");
         assert_eq!(self.half_open_by_source, by_source, "half-open by source");
+    }
+}
+
+/// Records that `key` is half-open from `source` (or not half-open: `None`) in `half_open`,
+/// and moves its count in `by_source`.
+fn count_half_open(
+    half_open: &mut BTreeMap<PublicKey, IpAddr>,
+    by_source: &mut BTreeMap<IpAddr, usize>,
+    key: PublicKey,
+    source: Option<IpAddr>,
+) {
+    let old = match source {
+        Some(source) => half_open.insert(key, source),
+        None => half_open.remove(&key),
+    };
+    if old == source {
+        return;
+    }
+    if let Some(old) = old {
+        let n = by_source.get_mut(&old).expect("counted when it was added");
+        *n -= 1;
+        if *n == 0 {
+            by_source.remove(&old);
+        }
+    }
+    if let Some(source) = source {
+        *by_source.entry(source).or_default() += 1;
     }
 }

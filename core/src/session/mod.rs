@@ -95,6 +95,8 @@ pub(crate) struct Output {
     /// Packets for the relay to carry to a peer (its key), not yet wrapped.
     pub(crate) relayed: VecDeque<(PublicKey, bytes::Bytes)>,
     pub(crate) stats: Stats,
+    /// A session ended since the endpoint last reaped: only then is the map worth a pass.
+    pub(crate) ended: bool,
 }
 
 impl Output {

@@ -217,6 +217,7 @@ impl Session {
             return;
         }
         self.closed = true;
+        ctx.out.ended = true;
         ctx.out.notes.push_back(Note::Down(self.key, reason));
         if self.announced {
             ctx.out.events.push_back(Event::SessionClosed {

@@ -72,9 +72,14 @@ impl Link {
                     node.1.handle_input(now, from, &t.payload);
                 }
             }
-            for node in &mut self.nodes {
-                if node.1.poll_timeout().is_some_and(|(at, _)| at <= now) {
-                    node.1.handle_timeout(now);
+            for (from, ep, events) in &mut self.nodes {
+                // Drained before the deadline is read, as the run-loop contract asks.
+                while let Some(t) = ep.poll_transmit() {
+                    flights.push((now + Duration::from_millis(1), *from, t));
+                }
+                events.extend(std::iter::from_fn(|| ep.poll_event()));
+                if ep.poll_timeout().is_some_and(|(at, _)| at <= now) {
+                    ep.handle_timeout(now);
                 }
             }
         }

@@ -12,9 +12,8 @@ use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
     AdminAnswer, AdminCommand, AttachFailure, Attachment, DaemonName, DaemonPath, DaemonRef,
-    DaemonView,
-    DirectoryChange, DirectoryStore, MAX_QUOTA, TenantName, TenantQuota, TenantRecord, TokenHash,
-    TokenRole, UnnamedView,
+    DaemonView, DirectoryChange, DirectoryStore, MAX_QUOTA, TenantName, TenantQuota, TenantRecord,
+    TokenHash, TokenRole, UnnamedView,
 };
 
 use crate::args::AdminAction;

@@ -79,7 +79,11 @@ fn load_with_paths(state_dir: &Path) -> Result<(Vec<String>, BTreeMap<String, St
 /// Writes `tokens` to `path-tokens` in `state_dir`, each under a `# for PATH` line where
 /// `paths` knows its path (older binaries read those as comments): a new 0600 file renamed
 /// into place.
-fn save(state_dir: &Path, tokens: &[String], paths: &BTreeMap<String, String>) -> Result<(), String> {
+fn save(
+    state_dir: &Path,
+    tokens: &[String],
+    paths: &BTreeMap<String, String>,
+) -> Result<(), String> {
     let mut text = String::from("# path tokens imported with `burrow import`\n");
     for t in tokens {
         if let Some(name) = paths.get(t) {
@@ -313,7 +317,11 @@ mod tests {
         assert_eq!(load_with_paths(&d).unwrap(), (tokens.clone(), paths));
         // A comment that names no path, or one not above a token, names nothing.
         let file = d.join(IMPORTED_FILE);
-        std::fs::write(&file, format!("# for not a path\n{}\n# for /x\n", tokens[0])).unwrap();
+        std::fs::write(
+            &file,
+            format!("# for not a path\n{}\n# for /x\n", tokens[0]),
+        )
+        .unwrap();
         assert_eq!(
             load_with_paths(&d).unwrap(),
             (vec![tokens[0].clone()], BTreeMap::new())

@@ -253,8 +253,9 @@ impl Control {
     pub fn report_attach(&self, service: ServiceName, failed: Option<String>) {
         let _ = match &self.0 {
             #[cfg(any(feature = "tokio", feature = "smol"))]
-            ControlHandle::Async(rt, c) => block_on(*rt, c.report_attach(service, failed))
-                .map(|r| r.is_ok()),
+            ControlHandle::Async(rt, c) => {
+                block_on(*rt, c.report_attach(service, failed)).map(|r| r.is_ok())
+            }
             #[cfg(feature = "mio")]
             ControlHandle::Mio(c) => Ok(c.report_attach(service, failed).is_ok()),
         };

@@ -673,9 +673,17 @@ mod tests {
         // A limit out of range is named, not loaded.
         store
             .conn
-            .execute("UPDATE tenants SET max_paths = NULL, max_daemons = NULL", [])
+            .execute(
+                "UPDATE tenants SET max_paths = NULL, max_daemons = NULL",
+                [],
+            )
             .unwrap();
-        store.conn.execute_batch("PRAGMA ignore_check_constraints = ON; UPDATE tenants SET relay_bytes_per_sec = 0;").unwrap();
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON; UPDATE tenants SET relay_bytes_per_sec = 0;",
+            )
+            .unwrap();
         let err = store.load().unwrap_err();
         assert!(err.contains("relay-rate"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);

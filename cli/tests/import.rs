@@ -127,7 +127,10 @@ fn a_redeemed_imported_token_is_refused_alone_named_and_forgotten_by_path() {
     args.extend(state);
     run(&args).expect("import");
     let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
-    assert!(kept.contains(&format!("# for /home/ssh\n{ssh_client}")), "{kept}");
+    assert!(
+        kept.contains(&format!("# for /home/ssh\n{ssh_client}")),
+        "{kept}"
+    );
 
     // Its master redeems the client token: after a restart b registers with the tokens left,
     // and its log names the stale one and the fix.
@@ -141,7 +144,11 @@ fn a_redeemed_imported_token_is_refused_alone_named_and_forgotten_by_path() {
         &b.stderr,
         &[&needle, "registered with the rendezvous server"],
     );
-    assert!(lines[0].contains("burrow import --forget PATH"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("burrow import --forget PATH"),
+        "{}",
+        lines[0]
+    );
 
     // The stale token does not stop a new import either.
     let (_, other_client) = auth.create("/other", false);
@@ -163,16 +170,25 @@ fn a_redeemed_imported_token_is_refused_alone_named_and_forgotten_by_path() {
         "forgotten; this daemon may use: exposes /office/web; connects to /other"
     );
     let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
-    assert!(!kept.contains(&ssh_client) && !kept.contains("/home/ssh"), "{kept}");
+    assert!(
+        !kept.contains(&ssh_client) && !kept.contains("/home/ssh"),
+        "{kept}"
+    );
     let err = run(&forget).unwrap_err();
-    assert!(err.contains("no token imported into this daemon is for /home/ssh"), "{err}");
+    assert!(
+        err.contains("no token imported into this daemon is for /home/ssh"),
+        "{err}"
+    );
     let mut short = vec!["import", "--forget", &other_client[..5]];
     short.extend(state);
     assert!(run(&short).unwrap_err().contains("was not imported"));
     let mut by_start = vec!["import", "--forget", &other_client[..6]];
     by_start.extend(state);
     let out = run(&by_start).expect("forget by the start of the token");
-    assert_eq!(out.trim(), "forgotten; this daemon may use: exposes /office/web");
+    assert_eq!(
+        out.trim(),
+        "forgotten; this daemon may use: exposes /office/web"
+    );
     let mut again = vec!["import", "--forget", &ssh_client];
     again.extend(state);
     assert!(run(&again).unwrap_err().contains("was not imported"));

@@ -191,7 +191,11 @@ fn tree_showing(auth: &Authority, needle: &str, present: bool) -> String {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
             "tree {} {needle:?}:\n{tree}",
-            if present { "never showed" } else { "still shows" }
+            if present {
+                "never showed"
+            } else {
+                "still shows"
+            }
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
@@ -215,9 +219,19 @@ fn a_failed_rattach_is_shown_to_the_master_until_it_is_detached() {
     // The address the master names is taken on b's machine: b cannot listen there.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    auth.admin(&["rattach", "/home/ssh", "--daemon", &b_key, "--listen", &addr])
-        .expect("rattach");
-    wait_for(&b.stderr, "cannot run what the master attached as /home/ssh");
+    auth.admin(&[
+        "rattach",
+        "/home/ssh",
+        "--daemon",
+        &b_key,
+        "--listen",
+        &addr,
+    ])
+    .expect("rattach");
+    wait_for(
+        &b.stderr,
+        "cannot run what the master attached as /home/ssh",
+    );
     let tree = tree_showing(&auth, "attach failed:", true);
     println!("{tree}");
     let line = tree
@@ -225,14 +239,14 @@ fn a_failed_rattach_is_shown_to_the_master_until_it_is_detached() {
         .find(|l| l.contains("attach failed:"))
         .unwrap()
         .to_string();
-    assert!(line.contains(&format!("attached to {b_key} (client, online)")), "{tree}");
+    assert!(
+        line.contains(&format!("attached to {b_key} (client, online)")),
+        "{tree}"
+    );
     assert!(line.contains(&addr), "the reason names the address: {tree}");
     let daemons = auth.admin(&["daemons"]).expect("daemons");
     println!("{daemons}");
-    assert!(
-        daemons.contains("/home/ssh: attach failed:"),
-        "{daemons}"
-    );
+    assert!(daemons.contains("/home/ssh: attach failed:"), "{daemons}");
 
     // Detached by the master: the failure goes with it.
     auth.admin(&["rdetach", "/home/ssh", "--daemon", &b_key])

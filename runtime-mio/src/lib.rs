@@ -276,7 +276,11 @@ impl NodeControl {
 
     /// Tells the daemon's rendezvous server that its attachment of `service` failed, with
     /// why, or runs (`None`). See [`burrow_core::node::Node::report_attach`].
-    pub fn report_attach(&self, service: ServiceName, failed: Option<String>) -> Result<(), Stopped> {
+    pub fn report_attach(
+        &self,
+        service: ServiceName,
+        failed: Option<String>,
+    ) -> Result<(), Stopped> {
         self.ask(|tx| Command::ReportAttach(service, failed, tx))
     }
 

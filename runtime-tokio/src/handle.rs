@@ -265,7 +265,8 @@ impl NodeControl {
         service: ServiceName,
         failed: Option<String>,
     ) -> Result<(), Stopped> {
-        self.ask(|tx| Command::ReportAttach(service, failed, tx)).await
+        self.ask(|tx| Command::ReportAttach(service, failed, tx))
+            .await
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

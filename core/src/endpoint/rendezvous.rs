@@ -560,7 +560,9 @@ impl Endpoint {
                 }
             }
             ClientEvent::TokensRefused { starts } => {
-                self.out.events.push_back(Event::PathTokensRefused { starts });
+                self.out
+                    .events
+                    .push_back(Event::PathTokensRefused { starts });
             }
         }
     }

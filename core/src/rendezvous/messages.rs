@@ -1076,7 +1076,9 @@ mod tests {
         assert!(bytes.len() <= MAX_MESSAGE_LEN, "failed: {}", bytes.len());
         assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
         assert_eq!(
-            ServerMessage::decode(&failed(crate::rendezvous::directory::MAX_FAILED_PAGE + 1).encode()),
+            ServerMessage::decode(
+                &failed(crate::rendezvous::directory::MAX_FAILED_PAGE + 1).encode()
+            ),
             Err(MessageError::Malformed)
         );
         let uses = |n: usize| ServerMessage::Tokens {

@@ -707,5 +707,8 @@ fn a_daemon_that_stops_connecting_frees_its_place_in_the_paths_limit() {
     assert!(again.is_ok());
     net.run_for(Duration::from_secs(3));
     let refused = failure(&net, B).unwrap_or_default();
-    assert!(refused.contains("limit of 1 connections"), "C holds it now: {refused}");
+    assert!(
+        refused.contains("limit of 1 connections"),
+        "C holds it now: {refused}"
+    );
 }

@@ -9,10 +9,10 @@ use super::super::config::ConfigError;
 use super::super::events::ClientEvent;
 use super::super::grants::{Grants, TokenUse, token_start};
 use super::super::messages::ErrorCode;
-use super::super::retry::{GIVE_UP_AFTER, Retry};
-use super::{Client, State};
 #[cfg(doc)]
 use super::super::messages::ServerMessage;
+use super::super::retry::{GIVE_UP_AFTER, Retry};
+use super::{Client, State};
 
 /// A change of path tokens ([`Client::set_path_tokens`]) waiting for the server's verdict.
 #[derive(Clone, Debug)]
@@ -98,7 +98,8 @@ impl Client {
             .map(|(t, _)| token_start(t))
             .collect();
         if !refused.is_empty() {
-            self.events.push_back(ClientEvent::TokensRefused { starts: refused });
+            self.events
+                .push_back(ClientEvent::TokensRefused { starts: refused });
         }
     }
 

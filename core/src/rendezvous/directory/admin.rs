@@ -12,8 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON};
 use super::daemons::{
-    DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, UnnamedView,
-    bounded_daemon_page,
+    DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, UnnamedView, bounded_daemon_page,
     bounded_unnamed_page,
 };
 use super::records::{MAX_FIXED_CLIENTS, PathRecord, TenantName, TenantQuota, TokenHash};
@@ -493,7 +492,13 @@ pub(crate) fn run(
             }
             let most = quota(dir, tenant).daemons();
             if dir.daemons_of(tenant).count() >= most {
-                return Err(at_limit(tenant, most, "daemons", "max-daemons", "unregister one"));
+                return Err(at_limit(
+                    tenant,
+                    most,
+                    "daemons",
+                    "max-daemons",
+                    "unregister one",
+                ));
             }
             let token = fresh();
             let record = DaemonRecord {

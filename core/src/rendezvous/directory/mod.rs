@@ -28,11 +28,11 @@ pub use admin::{
 };
 pub(crate) use admin::{Live, run as run_admin};
 pub use attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON, MAX_TARGET_LEN};
-pub use failures::{AttachFailure, MAX_ATTACH_ERROR_LEN, MAX_FAILED_PAGE, MAX_FAILED_PER_DAEMON};
 pub use daemons::{
     DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_NAME_LEN,
     MAX_DAEMON_PAGE, MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, UnnamedView,
 };
+pub use failures::{AttachFailure, MAX_ATTACH_ERROR_LEN, MAX_FAILED_PAGE, MAX_FAILED_PER_DAEMON};
 pub use records::{
     MAX_FIXED_CLIENTS, MAX_QUOTA, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantQuota,
     TenantRecord, TokenHash,
@@ -371,13 +371,21 @@ impl Directory {
     /// Most paths stored records of `tenant` may hold: its limit, or the default when that
     /// is higher (an operator who lowers a limit keeps what was declared before).
     fn most_paths(&self, tenant: &TenantName) -> usize {
-        let quota = self.tenants.get(tenant).map(|t| t.limits).unwrap_or_default();
+        let quota = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.limits)
+            .unwrap_or_default();
         quota.paths().max(MAX_PATHS_PER_TENANT)
     }
 
     /// Most daemons stored records of `tenant` may hold (as [`Self::most_paths`]).
     fn most_daemons(&self, tenant: &TenantName) -> usize {
-        let quota = self.tenants.get(tenant).map(|t| t.limits).unwrap_or_default();
+        let quota = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.limits)
+            .unwrap_or_default();
         quota.daemons().max(MAX_DAEMONS_PER_TENANT)
     }
 

@@ -128,9 +128,14 @@ impl TenantQuota {
     /// # Errors
     /// Which limit is out of range, for the operator.
     pub fn check(&self) -> Result<(), String> {
-        for (what, n) in [("--max-paths", self.max_paths), ("--max-daemons", self.max_daemons)] {
+        for (what, n) in [
+            ("--max-paths", self.max_paths),
+            ("--max-daemons", self.max_daemons),
+        ] {
             if n.is_some_and(|n| n == 0 || n > MAX_QUOTA) {
-                return Err(format!("{what} is 1 to {MAX_QUOTA} (leave it out for the default)"));
+                return Err(format!(
+                    "{what} is 1 to {MAX_QUOTA} (leave it out for the default)"
+                ));
             }
         }
         if self.relay_bytes_per_sec == Some(0) {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::Directory;
 use super::admin::{AdminAnswer, AttachedView, Live, PathView, TenantLimits, TokenRole};
 use super::admin::{MAX_TREE_PAGE, MAX_TREE_PAGE_ATTACHMENTS};
 use super::daemons::{
@@ -10,13 +11,17 @@ use super::daemons::{
     UnnamedView,
 };
 use super::records::{TenantName, TenantQuota};
-use super::Directory;
 use crate::crypto::PublicKey;
 use crate::rendezvous::ServiceName;
 
 /// What `burrow admin daemons` shows of `d`: every path it uses (untruncated; the page
 /// truncates), from its registration and its attachments, in order and without repeats.
-pub(super) fn view(dir: &Directory, tenant: &TenantName, d: &DaemonRecord, live: &Live<'_>) -> DaemonView {
+pub(super) fn view(
+    dir: &Directory,
+    tenant: &TenantName,
+    d: &DaemonRecord,
+    live: &Live<'_>,
+) -> DaemonView {
     let mut paths = BTreeSet::new();
     let mut online = false;
     if let Some(key) = &d.key {
@@ -105,7 +110,9 @@ pub(super) fn tree(
     let limits = TenantLimits {
         max_paths: u32::try_from(quota.paths()).unwrap_or(u32::MAX),
         max_daemons: u32::try_from(quota.daemons()).unwrap_or(u32::MAX),
-        relay_bytes_per_sec: quota.relay_bytes_per_sec.unwrap_or(live.relay_bytes_per_sec),
+        relay_bytes_per_sec: quota
+            .relay_bytes_per_sec
+            .unwrap_or(live.relay_bytes_per_sec),
     };
     AdminAnswer::Tree {
         tenant: tenant.to_string(),

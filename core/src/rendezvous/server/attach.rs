@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use super::super::directory::{MAX_ATTACH_ERROR_LEN, MAX_FAILED_PER_DAEMON, MAX_FIXED_CLIENTS};
 use super::super::directory::{AttachmentRecord, DirectoryChange};
+use super::super::directory::{MAX_ATTACH_ERROR_LEN, MAX_FAILED_PER_DAEMON, MAX_FIXED_CLIENTS};
 use super::super::messages::{ServerMessage, truncate};
 use super::super::name::ServiceName;
 use super::super::pending::Push;

@@ -14,9 +14,9 @@ use super::super::directory::{self, Credential, DirectoryChange, TokenHash};
 use super::super::directory::{DaemonPath, TenantName, TokenRole};
 use super::super::grants::{Grant, Grants, MAX_GRANTS, TokenUse};
 use super::super::lease::{Rights, TokenLimits};
-use super::super::relay::RelayLimits;
 use super::super::messages::{ErrorCode, ServerMessage};
 use super::super::name::ServiceName;
+use super::super::relay::RelayLimits;
 use super::super::{ServerEvent, directory::AdminCommand};
 use std::time::Instant;
 
@@ -468,9 +468,12 @@ impl Server {
 
 /// The relay limits of registry tenant `tenant`: the server's (`base`), with the rate its
 /// operator set for a directory tenant.
-pub(super) fn relay_limits(dir: &directory::Directory, base: RelayLimits, tenant: &str) -> RelayLimits {
-    let rate = directory_tenant(tenant)
-        .and_then(|t| dir.tenant(&t)?.limits.relay_bytes_per_sec);
+pub(super) fn relay_limits(
+    dir: &directory::Directory,
+    base: RelayLimits,
+    tenant: &str,
+) -> RelayLimits {
+    let rate = directory_tenant(tenant).and_then(|t| dir.tenant(&t)?.limits.relay_bytes_per_sec);
     RelayLimits {
         bytes_per_sec: rate.unwrap_or(base.bytes_per_sec),
         ..base

@@ -4,12 +4,12 @@
 
 use std::time::Instant;
 
+use super::super::ServerEvent;
 use super::super::messages::{ErrorCode, PunchRole, ServerMessage};
 use super::super::name::ServiceName;
 use super::super::pairs::MAX_INTRODUCED_PER_KEY;
 use super::super::pending::{Push, Waiter};
 use super::super::retry::Retry;
-use super::super::ServerEvent;
 use super::{MAX_PUSHES_PER_KEY, MAX_WAITERS_PER_KEY, Server, secs};
 use crate::crypto::PublicKey;
 use crate::path::RoutePolicy;
@@ -85,7 +85,13 @@ impl Server {
         self.introduce(now, a, target, None, Some(name));
     }
 
-    pub(super) fn on_connect_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
+    pub(super) fn on_connect_peer(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        request: u64,
+        peer: PublicKey,
+    ) {
         if peer == from {
             let detail = "cannot connect to our own key".to_string();
             return self.fail(from, request, ErrorCode::Malformed, detail);

@@ -19,9 +19,7 @@ use super::config::ServerConfig;
 use super::directory::Directory;
 use super::events::ServerEvent;
 use super::lease::{NewRegistration, Registry};
-use super::messages::{
-    ClientMessage, ErrorCode, MAX_DETAIL_LEN, ServerMessage, truncate,
-};
+use super::messages::{ClientMessage, ErrorCode, MAX_DETAIL_LEN, ServerMessage, truncate};
 use super::name::ServiceName;
 use super::pairs::Pairs;
 use super::pending::{Pushes, Waiters};
@@ -197,8 +195,7 @@ impl Server {
         }
         let token = sender.token().to_string();
         let limits = authority::relay_limits(&self.directory, self.config.relay, &token);
-        match self.relay.offer(limits, &token, now, *from, *to, packet)
-        {
+        match self.relay.offer(limits, &token, now, *from, *to, packet) {
             Shaped::Now => Ok(true),
             Shaped::Queued => Ok(false),
             Shaped::Dropped => {

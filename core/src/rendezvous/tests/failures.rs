@@ -44,7 +44,12 @@ fn a_failed_attachment_is_listed_until_it_runs_or_its_daemon_goes() {
     let user = daemon(&mut h, "C", &[], &[]);
     let stranger = daemon(&mut h, "C2", &[], &[]);
     // Told before it is registered: sent once it is.
-    report(&mut h, user, "/ssh", Some("cannot listen on 127.0.0.1:22:\naddress in use"));
+    report(
+        &mut h,
+        user,
+        "/ssh",
+        Some("cannot listen on 127.0.0.1:22:\naddress in use"),
+    );
     h.run(SECOND);
     // Another tenant's daemon and a path nobody declared are not acme's business.
     report(&mut h, stranger, "/ssh", Some("other tenant"));
@@ -58,7 +63,12 @@ fn a_failed_attachment_is_listed_until_it_runs_or_its_daemon_goes() {
     assert_eq!(failed(&mut h, master), [shown]);
 
     // A long reason is cut to the bound, on a character boundary.
-    report(&mut h, user, "/ssh", Some(&"é".repeat(MAX_ATTACH_ERROR_LEN)));
+    report(
+        &mut h,
+        user,
+        "/ssh",
+        Some(&"é".repeat(MAX_ATTACH_ERROR_LEN)),
+    );
     h.run(SECOND);
     let reason = failed(&mut h, master).pop().expect("listed").reason;
     assert!(reason.len() <= MAX_ATTACH_ERROR_LEN && reason.starts_with('é'));
@@ -109,7 +119,10 @@ fn a_detachment_ends_a_failure_and_pages_hold_every_one() {
     assert!(admin(&mut h, master, "M", detach).is_ok());
     let left = failed(&mut h, master);
     assert_eq!(left.len(), users.len() - 1);
-    assert!(left.iter().all(|f| f.daemon != DaemonRef::Key(key(users[0]))));
+    assert!(
+        left.iter()
+            .all(|f| f.daemon != DaemonRef::Key(key(users[0])))
+    );
 
     // The path is deleted: every failure of it goes.
     let delete = AdminCommand::Delete { name: name("/ssh") };

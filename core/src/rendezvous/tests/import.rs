@@ -185,7 +185,12 @@ fn a_stale_token_is_refused_alone_and_named_and_the_registration_stands() {
         })
         .collect();
     assert_eq!(refused, [vec!["nope-1".to_string(), "C2".to_string()]]);
-    let uses: Vec<TokenUse> = h.client(user).token_uses().iter().map(|(_, u)| u.clone()).collect();
+    let uses: Vec<TokenUse> = h
+        .client(user)
+        .token_uses()
+        .iter()
+        .map(|(_, u)| u.clone())
+        .collect();
     assert_eq!(
         uses,
         [

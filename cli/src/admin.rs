@@ -11,8 +11,9 @@ use burrow_core::PublicKey;
 use burrow_core::config::RendezvousConfig;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
-    AdminAnswer, AdminCommand, Attachment, DaemonName, DaemonPath, DaemonRef, DaemonView,
-    DirectoryChange, DirectoryStore, TenantName, TenantRecord, TokenHash, TokenRole, UnnamedView,
+    AdminAnswer, AdminCommand, AttachFailure, Attachment, DaemonName, DaemonPath, DaemonRef,
+    DaemonView, DirectoryChange, DirectoryStore, MAX_QUOTA, TenantName, TenantQuota, TenantRecord,
+    TokenHash, TokenRole, UnnamedView,
 };
 
 use crate::args::AdminAction;
@@ -23,10 +24,106 @@ use crate::{keys, secrets};
 /// How long `burrow admin` waits to be registered with the server.
 const REGISTER_WAIT: Duration = Duration::from_secs(10);
 
+/// A tenant's limits as the server's operator sets them (`burrow server init`, `burrow
+/// server limits`); each left out is the server's default (or, for `limits`, stays).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct LimitArgs {
+    /// Most paths the tenant's master may create (default 10000; at most 1000000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_QUOTA)))]
+    pub max_paths: Option<u32>,
+    /// Most daemons the tenant's master may register (default 1000; at most 1000000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_QUOTA)))]
+    pub max_daemons: Option<u32>,
+    /// Bytes per second the tenant's daemons may relay through the server together, such as
+    /// 2MiB, 512KiB or 100000 (default: the server's 16 MiB/s per token).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub relay_rate: Option<u64>,
+}
+
+impl LimitArgs {
+    /// `base` with the limits given here.
+    fn onto(&self, base: TenantQuota) -> TenantQuota {
+        TenantQuota {
+            max_paths: self.max_paths.or(base.max_paths),
+            max_daemons: self.max_daemons.or(base.max_daemons),
+            relay_bytes_per_sec: self.relay_rate.or(base.relay_bytes_per_sec),
+        }
+    }
+}
+
+/// A rate in bytes per second: a number, optionally followed by KiB, MiB or GiB (or K, M, G:
+/// the same binary units), with an optional `/s`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => return Err(format!("`{other}` is not a unit: use KiB, MiB or GiB")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a rate such as 2MiB or 100000"))?;
+    match n.checked_mul(1 << shift) {
+        Some(0) => Err("a relay rate is at least 1 byte/s".into()),
+        Some(rate) if rate <= 1 << 40 => Ok(rate),
+        _ => Err(format!("`{text}` is more than 1 TiB/s")),
+    }
+}
+
+/// `burrow server limits`: sets a tenant's limits in the store.
+pub fn set_limits(state_dir: &Path, tenant: &str, limits: &LimitArgs) -> Result<(), String> {
+    let name: TenantName = tenant.parse().map_err(|e| format!("--tenant: {e}"))?;
+    if !state_dir.join(crate::store::DB_FILE).exists() {
+        return Err(format!(
+            "{} holds no server store; create one with `burrow server init`",
+            state_dir.display()
+        ));
+    }
+    let mut store = SqliteStore::open(state_dir)?;
+    let records = store.load()?;
+    let Some(mut record) = records.tenants.into_iter().find(|t| t.name == name) else {
+        return Err(format!(
+            "no tenant {name} in {}; create it with `burrow server init --tenant {name}`",
+            state_dir.display()
+        ));
+    };
+    record.limits = limits.onto(record.limits);
+    record.limits.check()?;
+    store.apply(&DirectoryChange::PutTenant(record.clone()))?;
+    println!(
+        "tenant {name}: {} (the server applies them when it starts again)",
+        describe(&record.limits)
+    );
+    Ok(())
+}
+
+/// A tenant's limits in one line, defaults named as such.
+fn describe(q: &TenantQuota) -> String {
+    let or_default = |n: Option<String>| n.unwrap_or_else(|| "default".into());
+    format!(
+        "max paths {}, max daemons {}, relay {}",
+        or_default(q.max_paths.map(|n| n.to_string())),
+        or_default(q.max_daemons.map(|n| n.to_string())),
+        or_default(q.relay_bytes_per_sec.map(rate)),
+    )
+}
+
 /// `burrow server init`: creates the store if needed and the tenant, and hands out its master
 /// token once.
-pub fn init(state_dir: &Path, tenant: &str, out: Option<&Path>) -> Result<(), String> {
+pub fn init(
+    state_dir: &Path,
+    tenant: &str,
+    out: Option<&Path>,
+    limits: &LimitArgs,
+) -> Result<(), String> {
     let name: TenantName = tenant.parse().map_err(|e| format!("--tenant: {e}"))?;
+    let limits = limits.onto(TenantQuota::default());
+    limits.check()?;
     let mut store = SqliteStore::open(state_dir)?;
     if store.has_tenant(&name)? {
         return Err(format!(
@@ -42,8 +139,12 @@ pub fn init(state_dir: &Path, tenant: &str, out: Option<&Path>) -> Result<(), St
     store.apply(&DirectoryChange::PutTenant(TenantRecord {
         name: name.clone(),
         master: TokenHash::of(&master),
+        limits,
     }))?;
     println!("tenant {name} created in {}", state_dir.display());
+    if limits != TenantQuota::default() {
+        println!("limits: {}", describe(&limits));
+    }
     match out {
         Some(path) => println!("master token written to {}", path.display()),
         None => println!("master token: {master}"),
@@ -112,6 +213,7 @@ pub fn run(
     let result = registered(&node).and_then(|()| {
         let control = node.control();
         let (mut tree, mut daemons, mut unnamed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut failed: Vec<AttachFailure> = Vec::new();
         let mut listed: Option<Option<ServiceName>> = None;
         for command in commands {
             let mut next = Some(command);
@@ -122,7 +224,12 @@ pub fn run(
                     }
                     _ => None,
                 };
-                let answer = control.admin(master.clone(), command)?;
+                let optional = matches!(command, AdminCommand::Failed { .. });
+                let answer = match control.admin(master.clone(), command) {
+                    // An older server knows no failed attachments: the listing goes without.
+                    Err(_) if optional => break,
+                    answer => answer?,
+                };
                 match answer {
                     AdminAnswer::Tree {
                         ref paths, more, ..
@@ -159,15 +266,23 @@ pub fn run(
                         }
                         unnamed.extend(page);
                     }
+                    AdminAnswer::Failed { failures, more } => {
+                        failed.extend(failures);
+                        if more {
+                            let after = u32::try_from(failed.len()).unwrap_or(u32::MAX);
+                            next = Some(AdminCommand::Failed { after });
+                        }
+                    }
                     other => print_answer(&other),
                 }
             }
         }
         if !tree.is_empty() {
-            print_tree(&tree);
+            print_tree(&tree, &failed);
         }
         if let Some(filter) = listed {
-            print_daemons(&daemons, &unnamed, filter.as_ref());
+            failed.retain(|f| filter.as_ref().is_none_or(|p| f.name == *p));
+            print_daemons(&daemons, &unnamed, filter.as_ref(), &failed);
         }
         Ok(())
     });
@@ -188,7 +303,10 @@ fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
             max_connections,
         },
         AdminAction::Delete { path: p } => AdminCommand::Delete { name: path(&p)? },
-        AdminAction::Tree => AdminCommand::Tree { after: None },
+        AdminAction::Tree => {
+            let failed = AdminCommand::Failed { after: 0 };
+            return Ok(vec![AdminCommand::Tree { after: None }, failed]);
+        }
         AdminAction::Redeem { path: p, role } if p == "daemon" => AdminCommand::RedeemDaemon {
             name: daemon_name(&role)?,
         },
@@ -222,6 +340,7 @@ fn commands(action: AdminAction) -> Result<Vec<AdminCommand>, String> {
                     path: p,
                     after: None,
                 },
+                AdminCommand::Failed { after: 0 },
             ]);
         }
         AdminAction::Reload { path: p } => AdminCommand::Reload { name: path(&p)? },
@@ -350,7 +469,7 @@ fn print_answer(answer: &AdminAnswer) {
 /// │   └── attached to laptop (client, online)
 /// └── /office/db  not exposed   fixed, 1 client(s) pinned
 /// ```
-fn print_tree(pages: &[AdminAnswer]) {
+fn print_tree(pages: &[AdminAnswer], failed: &[AttachFailure]) {
     let mut rows = Vec::new();
     let mut header = String::new();
     for page in pages {
@@ -409,9 +528,20 @@ fn print_tree(pages: &[AdminAnswer]) {
                     TokenRole::Client => "client",
                 };
                 let state = if a.online { "online" } else { "offline" };
-                format!("attached to {} ({role}, {state})", a.daemon)
+                let why = failed
+                    .iter()
+                    .find(|f| f.name == p.name && f.daemon == a.daemon)
+                    .map_or(String::new(), |f| format!("   attach failed: {}", f.reason));
+                format!("attached to {} ({role}, {state}){why}", a.daemon)
             })
             .collect();
+        // Failures of a daemon's own attachments (`burrow attach`), which the tree lists not.
+        lines.extend(
+            failed
+                .iter()
+                .filter(|f| f.name == p.name && !p.attached.iter().any(|a| a.daemon == f.daemon))
+                .map(|f| format!("{}: attach failed: {}", f.daemon, f.reason)),
+        );
         if p.more_attached > 0 {
             lines.push(format!("and {} more attachment(s)", p.more_attached));
         }
@@ -444,7 +574,12 @@ fn rate(bytes_per_sec: u64) -> String {
 /// nas               not yet bound  offline  -
 /// (not registered)  KEY            online   connects to /home/ssh
 /// ```
-fn print_daemons(daemons: &[DaemonView], unnamed: &[UnnamedView], filter: Option<&ServiceName>) {
+fn print_daemons(
+    daemons: &[DaemonView],
+    unnamed: &[UnnamedView],
+    filter: Option<&ServiceName>,
+    failed: &[AttachFailure],
+) {
     if daemons.is_empty() && unnamed.is_empty() {
         match filter {
             Some(p) => println!("(no daemon uses {p})"),
@@ -469,29 +604,35 @@ fn print_daemons(daemons: &[DaemonView], unnamed: &[UnnamedView], filter: Option
             shown.join(", ")
         }
     };
-    let mut rows: Vec<[String; 4]> = daemons
+    // Each row with the daemon as a failure names it (its registered name, else its key).
+    let mut rows: Vec<([String; 4], DaemonRef)> = daemons
         .iter()
         .map(|d| {
-            [
+            let row = [
                 d.name.to_string(),
                 d.key.map_or("not yet bound".to_string(), |k| k.to_string()),
                 if d.online { "online" } else { "offline" }.to_string(),
                 describe(&d.paths, d.more_paths),
-            ]
+            ];
+            (row, DaemonRef::Name(d.name.clone()))
         })
         .collect();
     rows.extend(unnamed.iter().map(|d| {
-        [
+        let row = [
             "(not registered)".to_string(),
             d.key.to_string(),
             "online".to_string(),
             describe(&d.paths, d.more_paths),
-        ]
+        ];
+        (row, DaemonRef::Key(d.key))
     }));
-    let name_w = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(4);
-    let key_w = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(3);
+    let name_w = rows.iter().map(|r| r.0[0].len()).max().unwrap_or(0).max(4);
+    let key_w = rows.iter().map(|r| r.0[1].len()).max().unwrap_or(0).max(3);
     println!("{:name_w$}  {:key_w$}  {:7}  PATHS", "NAME", "KEY", "STATE");
-    for [name, key, state, paths] in rows {
+    for ([name, key, state, paths], daemon) in rows {
         println!("{name:name_w$}  {key:key_w$}  {state:7}  {paths}");
+        for f in failed.iter().filter(|f| f.daemon == daemon) {
+            println!("  └── {}: attach failed: {}", f.name, f.reason);
+        }
     }
 }

@@ -256,12 +256,14 @@ pub enum Command {
     /// why the server refused the token; then nothing changes). Kept in `path-tokens` in the
     /// state directory: it comes back after a restart. With --forget, removes an imported
     /// token instead (one its master redeemed, say): the daemon registers again without it
-    /// and drops it from `path-tokens`.
+    /// and drops it from `path-tokens`. `--forget PATH` removes every imported token for
+    /// PATH; a token's first 6 characters (as the log names a refused one) also do.
     Import {
         /// The token (visible to other users on a command line: prefer --token-file).
         #[arg(value_name = "TOKEN", required_unless_present = "token_file")]
         token: Option<String>,
-        /// Remove the imported TOKEN from the running daemon and from `path-tokens`.
+        /// Remove the imported TOKEN (or the tokens for TOKEN when it is a PATH such as
+        /// /home/ssh) from the running daemon and from `path-tokens`.
         #[arg(long)]
         forget: bool,
         /// A file holding the token (readable by its owner only).
@@ -372,6 +374,20 @@ pub enum ServerCommand {
         /// Write the master token to FILE (0600) instead of printing it.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        limits: crate::admin::LimitArgs,
+    },
+    /// Set a tenant's limits in the server's store (those left out stay as they are); a
+    /// running server applies them when it starts again. `burrow admin tree` shows them.
+    Limits {
+        /// The server's store, as `burrow server init` created it.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// The tenant.
+        #[arg(long, default_value = "default", value_name = "NAME")]
+        tenant: String,
+        #[command(flatten)]
+        limits: crate::admin::LimitArgs,
     },
 }
 

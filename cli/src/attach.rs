@@ -148,6 +148,13 @@ impl Running {
         Ok(summary.to_string())
     }
 
+    /// Tells the daemon's server how the attachment of `name` went (the master sees a
+    /// failure in `burrow admin tree` and `daemons`).
+    fn report(&self, name: &ServiceName, result: &Result<String, String>) {
+        self.node
+            .report_attach(name.clone(), result.as_ref().err().cloned());
+    }
+
     /// Attaches `name`: exposed toward `target`, or listened for on `listen`.
     pub fn attach(
         &mut self,
@@ -159,7 +166,7 @@ impl Running {
         let mut attached = self.attached.clone();
         match (target, listen) {
             (Some(target), None) => attached.expose.push(Exposed {
-                name,
+                name: name.clone(),
                 target,
                 by_master: false,
             }),
@@ -168,14 +175,16 @@ impl Running {
                     .parse()
                     .map_err(|_| format!("listen address `{listen}` is not IP:PORT"))?;
                 attached.connect.push(Connected {
-                    name,
+                    name: name.clone(),
                     listen,
                     by_master: false,
                 });
             }
             _ => return Err("give a target to expose, or a listen address, not both".into()),
         }
-        self.apply(attached)
+        let result = self.apply(attached);
+        self.report(&name, &result);
+        result
     }
 
     /// Detaches `name`.
@@ -204,7 +213,11 @@ impl Running {
                 "{name} is not attached (a service of the config file goes by editing the file and reloading)"
             ));
         }
-        self.apply(attached)
+        let result = self.apply(attached);
+        if result.is_ok() {
+            self.report(&name, &Ok(String::new()));
+        }
+        result
     }
 
     /// Does what the tenant's master pushed: attaches `name` as `attach` says (replacing
@@ -234,7 +247,10 @@ impl Running {
         if attached == self.attached {
             return Ok(format!("{name}: nothing to change"));
         }
-        self.apply(attached)
+        let result = self.apply(attached);
+        // A detachment that went through ends a failure too.
+        self.report(&name, &result);
+        result
     }
 
     /// Runs the config's services with `attached`, and keeps `attached` if that worked.

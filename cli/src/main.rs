@@ -85,9 +85,19 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                     state_dir,
                     tenant,
                     out,
+                    limits,
                 }),
             ..
-        } => admin::init(&state_dir, &tenant, out.as_deref()),
+        } => admin::init(&state_dir, &tenant, out.as_deref(), &limits),
+        Command::Server {
+            init:
+                Some(ServerCommand::Limits {
+                    state_dir,
+                    tenant,
+                    limits,
+                }),
+            ..
+        } => admin::set_limits(&state_dir, &tenant, &limits),
         Command::Attach {
             path,
             expose,
@@ -171,7 +181,9 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 (None, Some(file)) => secrets::read_token(&file)?,
                 (None, None) => return Err("give the token, or --token-file FILE".into()),
             };
-            import::check(&token)?;
+            if !(forget && token.starts_with('/')) {
+                import::check(&token)?;
+            }
             if forget {
                 println!("{}", control::forget(&dir, &token)?);
             } else {

@@ -12,7 +12,7 @@ use burrow_core::PublicKey;
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{
     Attachment, AttachmentRecord, DaemonRecord, DirectoryChange, DirectoryStore, PathRecord,
-    Records, TenantName, TenantRecord, TokenHash,
+    Records, TenantName, TenantQuota, TenantRecord, TokenHash,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -20,13 +20,25 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub const DB_FILE: &str = "directory.sqlite3";
 /// The schema this binary writes (SQLite's `user_version`): 2 added `attachments`, 3 added
 /// `daemons` (an older store gains the empty table when this binary opens it), 4 added
-/// `paths.max_connections` (an older store's paths gain it, with no limit).
-const SCHEMA_VERSION: i64 = 4;
+/// `paths.max_connections` (an older store's paths gain it, with no limit), 5 added the
+/// tenants' limits `max_paths`, `max_daemons` and `relay_bytes_per_sec` (an older store's
+/// tenants gain them, unset: the server's defaults).
+const SCHEMA_VERSION: i64 = 5;
+
+/// The tenants' limit columns (schema 5), as `ALTER TABLE` adds them to an older store.
+const TENANT_LIMITS: [&str; 3] = [
+    "max_paths INTEGER CHECK (max_paths IS NULL OR max_paths BETWEEN 1 AND 1000000)",
+    "max_daemons INTEGER CHECK (max_daemons IS NULL OR max_daemons BETWEEN 1 AND 1000000)",
+    "relay_bytes_per_sec INTEGER CHECK (relay_bytes_per_sec IS NULL OR relay_bytes_per_sec >= 1)",
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
     name   TEXT PRIMARY KEY NOT NULL,
-    master BLOB NOT NULL UNIQUE CHECK (length(master) = 32)
+    master BLOB NOT NULL UNIQUE CHECK (length(master) = 32),
+    max_paths INTEGER CHECK (max_paths IS NULL OR max_paths BETWEEN 1 AND 1000000),
+    max_daemons INTEGER CHECK (max_daemons IS NULL OR max_daemons BETWEEN 1 AND 1000000),
+    relay_bytes_per_sec INTEGER CHECK (relay_bytes_per_sec IS NULL OR relay_bytes_per_sec >= 1)
 );
 CREATE TABLE IF NOT EXISTS paths (
     tenant  TEXT NOT NULL REFERENCES tenants(name),
@@ -94,6 +106,21 @@ impl SqliteStore {
                  CHECK (max_connections IS NULL OR max_connections BETWEEN 1 AND 4294967295)",
             )
             .map_err(err)?;
+        }
+        // Schema 5: a store of 4 or older has tenants without limits of their own.
+        for column in TENANT_LIMITS {
+            let name = column.split_whitespace().next().unwrap_or_default();
+            let has: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('tenants') WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if has == 0 {
+                conn.execute_batch(&format!("ALTER TABLE tenants ADD COLUMN {column}"))
+                    .map_err(err)?;
+            }
         }
         conn.execute_batch(&format!(
             "PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA foreign_keys = ON;"
@@ -234,18 +261,35 @@ impl DirectoryStore for SqliteStore {
         let mut tenants = Vec::new();
         let mut stmt = self
             .conn
-            .prepare("SELECT name, master FROM tenants ORDER BY name")
+            .prepare(
+                "SELECT name, master, max_paths, max_daemons, relay_bytes_per_sec FROM tenants \
+                 ORDER BY name",
+            )
             .map_err(|e| self.error(e))?;
         let rows = stmt
             .query_map([], |r| {
                 let name: String = r.get(0)?;
                 let master: Vec<u8> = r.get(1)?;
-                let parsed: TenantName = name
-                    .parse()
-                    .map_err(|e: String| bad(&format!("tenant {name:?}"), &e))?;
+                let what = format!("tenant {name:?}");
+                let parsed: TenantName = name.parse().map_err(|e: String| bad(&what, &e))?;
+                let count = |i: usize| -> rusqlite::Result<Option<u32>> {
+                    r.get::<_, Option<i64>>(i)?
+                        .map(|n| u32::try_from(n).map_err(|_| bad(&what, "has a bad limit")))
+                        .transpose()
+                };
+                let limits = TenantQuota {
+                    max_paths: count(2)?,
+                    max_daemons: count(3)?,
+                    relay_bytes_per_sec: r
+                        .get::<_, Option<i64>>(4)?
+                        .map(|n| u64::try_from(n).map_err(|_| bad(&what, "has a bad relay rate")))
+                        .transpose()?,
+                };
+                limits.check().map_err(|e| bad(&what, &e))?;
                 Ok(TenantRecord {
                     master: hash(&master, &format!("tenant {name}'s master hash"))?,
                     name: parsed,
+                    limits,
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -302,8 +346,18 @@ impl DirectoryStore for SqliteStore {
     fn apply(&mut self, change: &DirectoryChange) -> Result<(), String> {
         let result = match change {
             DirectoryChange::PutTenant(t) => self.conn.execute(
-                "INSERT OR REPLACE INTO tenants (name, master) VALUES (?1, ?2)",
-                params![t.name.as_str(), t.master.as_bytes().as_slice()],
+                "INSERT OR REPLACE INTO tenants
+                 (name, master, max_paths, max_daemons, relay_bytes_per_sec)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    t.name.as_str(),
+                    t.master.as_bytes().as_slice(),
+                    t.limits.max_paths,
+                    t.limits.max_daemons,
+                    t.limits
+                        .relay_bytes_per_sec
+                        .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                ],
             ),
             DirectoryChange::PutPath(p) => {
                 let clients: Vec<String> = p.clients.iter().map(ToString::to_string).collect();
@@ -418,6 +472,11 @@ mod tests {
             DirectoryChange::PutTenant(TenantRecord {
                 name: tenant.clone(),
                 master: TokenHash::of("m"),
+                limits: TenantQuota {
+                    max_paths: Some(7),
+                    max_daemons: None,
+                    relay_bytes_per_sec: Some(1 << 20),
+                },
             }),
             DirectoryChange::PutPath(path.clone()),
             DirectoryChange::PutPath(other.clone()),
@@ -507,6 +566,7 @@ mod tests {
         let acme = TenantRecord {
             name: "acme".parse().unwrap(),
             master: TokenHash::of("m"),
+            limits: TenantQuota::default(),
         };
         store.apply(&DirectoryChange::PutTenant(acme)).unwrap();
         (dir, store)
@@ -576,6 +636,56 @@ mod tests {
         drop(store);
         let mut store = SqliteStore::open(&dir).unwrap();
         assert_eq!(store.load().unwrap().paths[0].max_connections, Some(3));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_schema_4_store_gains_the_tenants_limits() {
+        let (dir, store) = store_with_acme();
+        // What a schema-4 binary left: tenants without limits.
+        store
+            .conn
+            .execute_batch(
+                "ALTER TABLE tenants DROP COLUMN max_paths;
+                 ALTER TABLE tenants DROP COLUMN max_daemons;
+                 ALTER TABLE tenants DROP COLUMN relay_bytes_per_sec;
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&dir).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mut acme = store.load().unwrap().tenants.pop().expect("the old tenant");
+        assert_eq!(acme.limits, TenantQuota::default(), "the server's defaults");
+        acme.limits.max_daemons = Some(2);
+        acme.limits.relay_bytes_per_sec = Some(65536);
+        store
+            .apply(&DirectoryChange::PutTenant(acme.clone()))
+            .unwrap();
+        drop(store);
+        // Opened again, the columns are not added twice, and the limits stayed.
+        let mut store = SqliteStore::open(&dir).unwrap();
+        assert_eq!(store.load().unwrap().tenants, [acme]);
+        // A limit out of range is named, not loaded.
+        store
+            .conn
+            .execute(
+                "UPDATE tenants SET max_paths = NULL, max_daemons = NULL",
+                [],
+            )
+            .unwrap();
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON; UPDATE tenants SET relay_bytes_per_sec = 0;",
+            )
+            .unwrap();
+        let err = store.load().unwrap_err();
+        assert!(err.contains("relay-rate"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

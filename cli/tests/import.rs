@@ -116,7 +116,7 @@ fn import_and_attach_on_a_running_daemon_take_effect_without_a_restart() {
 }
 
 #[test]
-fn a_redeemed_imported_token_is_named_and_forgotten_without_a_restart() {
+fn a_redeemed_imported_token_is_refused_alone_named_and_forgotten_by_path() {
     let dir = temp_dir("import-forget");
     let (auth, _exposer, ssh_client, web_server, web_target) = exposed_ssh(&dir);
     let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
@@ -126,31 +126,70 @@ fn a_redeemed_imported_token_is_named_and_forgotten_without_a_restart() {
     let mut args = vec!["import", &ssh_client];
     args.extend(state);
     run(&args).expect("import");
+    let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
+    assert!(
+        kept.contains(&format!("# for /home/ssh\n{ssh_client}")),
+        "{kept}"
+    );
 
-    // Its master redeems the client token: b's next registration (after a restart) is
-    // refused as a whole, and its log names the token.
+    // Its master redeems the client token: after a restart b registers with the tokens left,
+    // and its log names the stale one and the fix.
     auth.admin(&["redeem", "/home/ssh", "client"])
         .expect("redeem");
     drop(b);
     let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
-    let refused = wait_for(&b.stderr, "registration refused");
-    assert!(
-        refused.contains(&format!("path token {}", &ssh_client[..6])),
-        "{refused}"
+    let start = &ssh_client[..6];
+    let needle = format!("path token {start}... refused");
+    let lines = wait_for_each(
+        &b.stderr,
+        &[&needle, "registered with the rendezvous server"],
     );
-    assert!(refused.contains("burrow import --forget"), "{refused}");
+    assert!(
+        lines[0].contains("burrow import --forget PATH"),
+        "{}",
+        lines[0]
+    );
 
-    // Forgotten at run time: b registers again with what it has left.
-    let mut forget = vec!["import", "--forget", &ssh_client];
+    // The stale token does not stop a new import either.
+    let (_, other_client) = auth.create("/other", false);
+    let mut args = vec!["import", &other_client];
+    args.extend(state);
+    let out = run(&args).expect("import next to a stale token");
+    assert_eq!(
+        out.trim(),
+        "imported; this daemon may use: exposes /office/web; connects to /other"
+    );
+
+    // Forgotten by its path at run time (the server no longer knows the token; the daemon
+    // remembered what it was for), then the other by the start of its token.
+    let mut forget = vec!["import", "--forget", "/home/ssh"];
     forget.extend(state);
     let out = run(&forget).expect("forget");
     assert_eq!(
         out.trim(),
+        "forgotten; this daemon may use: exposes /office/web; connects to /other"
+    );
+    let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
+    assert!(
+        !kept.contains(&ssh_client) && !kept.contains("/home/ssh"),
+        "{kept}"
+    );
+    let err = run(&forget).unwrap_err();
+    assert!(
+        err.contains("no token imported into this daemon is for /home/ssh"),
+        "{err}"
+    );
+    let mut short = vec!["import", "--forget", &other_client[..5]];
+    short.extend(state);
+    assert!(run(&short).unwrap_err().contains("was not imported"));
+    let mut by_start = vec!["import", "--forget", &other_client[..6]];
+    by_start.extend(state);
+    let out = run(&by_start).expect("forget by the start of the token");
+    assert_eq!(
+        out.trim(),
         "forgotten; this daemon may use: exposes /office/web"
     );
-    wait_for(&b.stderr, "registered with the rendezvous server");
-    let kept = std::fs::read_to_string(b_state.join("path-tokens")).unwrap();
-    assert!(!kept.contains(&ssh_client), "{kept}");
-    let err = run(&forget).unwrap_err();
-    assert!(err.contains("was not imported"), "{err}");
+    let mut again = vec!["import", "--forget", &ssh_client];
+    again.extend(state);
+    assert!(run(&again).unwrap_err().contains("was not imported"));
 }

@@ -106,3 +106,105 @@ fn a_path_at_its_limit_refuses_a_connecting_daemon_until_one_stops() {
         .unwrap_err();
     assert!(err.contains("--max-connections"), "{err}");
 }
+
+#[test]
+fn a_tenants_limits_are_set_by_the_operator_shown_and_enforced() {
+    let dir = temp_dir("tenant-limits");
+    let mut auth = Authority::start(&dir);
+    let store = path(&auth.store).to_string();
+    // Out of range, or a tenant that does not exist: refused with the reason.
+    let err = run(&[
+        "server",
+        "limits",
+        "--state-dir",
+        &store,
+        "--tenant",
+        "acme",
+        "--max-paths",
+        "0",
+    ])
+    .unwrap_err();
+    assert!(err.contains("--max-paths"), "{err}");
+    let err = run(&[
+        "server",
+        "limits",
+        "--state-dir",
+        &store,
+        "--tenant",
+        "nobody",
+        "--max-paths",
+        "1",
+    ])
+    .unwrap_err();
+    assert!(err.contains("no tenant nobody"), "{err}");
+    let err = run(&[
+        "server",
+        "limits",
+        "--state-dir",
+        &store,
+        "--tenant",
+        "acme",
+        "--relay-rate",
+        "3 furlongs",
+    ])
+    .unwrap_err();
+    assert!(err.contains("not a unit"), "{err}");
+    let out = run(&[
+        "server",
+        "limits",
+        "--state-dir",
+        &store,
+        "--tenant",
+        "acme",
+        "--max-paths",
+        "1",
+        "--max-daemons",
+        "1",
+        "--relay-rate",
+        "64KiB",
+    ])
+    .expect("server limits");
+    assert!(
+        out.contains("tenant acme: max paths 1, max daemons 1, relay 64 KiB/s"),
+        "{out}"
+    );
+    auth.restart();
+
+    let tree = auth.admin(&["tree"]).expect("tree");
+    println!("{tree}");
+    assert!(
+        tree.starts_with("tenant acme   limits: 1 paths, 1 daemons, relay 64 KiB/s"),
+        "{tree}"
+    );
+    auth.create("/home/ssh", false);
+    let err = auth.admin(&["create", "/office/web"]).unwrap_err();
+    assert!(
+        err.contains("tenant acme is at its limit of 1 paths"),
+        "{err}"
+    );
+    auth.admin(&["register", "laptop"]).expect("register");
+    let err = auth.admin(&["register", "nas"]).unwrap_err();
+    assert!(
+        err.contains("tenant acme is at its limit of 1 daemons"),
+        "{err}"
+    );
+
+    // A new tenant gets its limits at creation.
+    let out = run(&[
+        "server",
+        "init",
+        "--state-dir",
+        &store,
+        "--tenant",
+        "beta",
+        "--max-daemons",
+        "3",
+        "--out",
+        path(&dir.join("beta.master")),
+    ])
+    .expect("init beta");
+    assert!(
+        out.contains("limits: max paths default, max daemons 3, relay default"),
+        "{out}"
+    );
+}

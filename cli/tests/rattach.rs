@@ -179,3 +179,78 @@ fn rattach_from_the_master_takes_effect_on_a_running_daemon_without_a_restart() 
     let attached = std::fs::read_to_string(b_state.join("attached.toml")).unwrap();
     assert!(!attached.contains("/home/ssh"), "{attached}");
 }
+
+/// `burrow admin tree` once it shows `needle`, or a panic after a while.
+fn tree_showing(auth: &Authority, needle: &str, present: bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let tree = auth.admin(&["tree"]).expect("tree");
+        if tree.contains(needle) == present {
+            return tree;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "tree {} {needle:?}:\n{tree}",
+            if present {
+                "never showed"
+            } else {
+                "still shows"
+            }
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_failed_rattach_is_shown_to_the_master_until_it_is_detached() {
+    let dir = temp_dir("rattach-failed");
+    let auth = Authority::start(&dir);
+    let (ssh_server, _) = auth.create("/home/ssh", false);
+    let (web_server, _) = auth.create("/office/web", false);
+    let ssh_target = echo().to_string();
+    let exposer = auth.daemon("a", &["expose", "/home/ssh", &ssh_target], &ssh_server);
+    wait_for(&exposer.stderr, "registered with the rendezvous server");
+    let web_target = echo().to_string();
+    let b = auth.daemon("b", &["expose", "/office/web", &web_target], &web_server);
+    let b_key = key_of(&b);
+    wait_for(&b.stderr, "registered with the rendezvous server");
+    auth.admin(&["register", "laptop"]).expect("register");
+
+    // The address the master names is taken on b's machine: b cannot listen there.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    auth.admin(&[
+        "rattach",
+        "/home/ssh",
+        "--daemon",
+        &b_key,
+        "--listen",
+        &addr,
+    ])
+    .expect("rattach");
+    wait_for(
+        &b.stderr,
+        "cannot run what the master attached as /home/ssh",
+    );
+    let tree = tree_showing(&auth, "attach failed:", true);
+    println!("{tree}");
+    let line = tree
+        .lines()
+        .find(|l| l.contains("attach failed:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(&format!("attached to {b_key} (client, online)")),
+        "{tree}"
+    );
+    assert!(line.contains(&addr), "the reason names the address: {tree}");
+    let daemons = auth.admin(&["daemons"]).expect("daemons");
+    println!("{daemons}");
+    assert!(daemons.contains("/home/ssh: attach failed:"), "{daemons}");
+
+    // Detached by the master: the failure goes with it.
+    auth.admin(&["rdetach", "/home/ssh", "--daemon", &b_key])
+        .expect("rdetach");
+    tree_showing(&auth, "attach failed:", false);
+    drop(taken);
+}

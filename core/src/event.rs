@@ -238,6 +238,13 @@ pub enum Event {
         /// The grants, or the refusal.
         result: Result<crate::rendezvous::Grants, String>,
     },
+    /// The server refused these path tokens of the daemon's registration (named by their
+    /// first 6 characters: unknown, redeemed, or another tenant's) and registered it with
+    /// the others; `burrow import --forget` removes an imported one.
+    PathTokensRefused {
+        /// The refused tokens' starts.
+        starts: Vec<String>,
+    },
     /// The tenant's master attached `service` to this daemon (`burrow admin rattach`): expose
     /// it or listen for it as `attach` says, as `burrow attach` would; `None`: detach it
     /// (`rdetach`). The endpoint only reports it: running services is the node's owner's.

@@ -60,6 +60,10 @@ pub struct Status {
     /// A server's registrations and relayed bytes per token; `None` for a daemon.
     #[serde(default)]
     pub server: Option<crate::ServerCounters>,
+    /// What each path token of the registration does, as the server said: the token's first
+    /// 6 characters and its use, in the order presented.
+    #[serde(default)]
+    pub path_tokens: Vec<(String, crate::rendezvous::TokenUse)>,
 }
 
 /// One daemon met in peer mode.
@@ -325,6 +329,7 @@ pub(crate) fn snapshot(
         conns,
         stats: ep.stats().clone(),
         server: ep.server_counters(),
+        path_tokens: ep.path_token_uses(),
         ..Status::default()
     }
 }

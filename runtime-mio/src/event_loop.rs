@@ -497,6 +497,10 @@ impl Loop {
                     let _ = reply.send(Err(e.to_string()));
                 }
             },
+            Command::ReportAttach(service, failed, reply) => {
+                self.node.report_attach(now, service, failed);
+                let _ = reply.send(());
+            }
             Command::Ping(target, reply) => match self.node.ping(now, &target) {
                 Ok(()) => self.ping = Some(reply),
                 Err(e) => {

@@ -53,6 +53,7 @@ pub(crate) enum Command {
     Ping(String, Sender<node::Pong>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
+    ReportAttach(ServiceName, Option<String>, Sender<()>),
 }
 
 /// Starts nodes.
@@ -282,6 +283,16 @@ impl NodeControl {
     /// in use again then).
     pub fn set_path_tokens(&self, tokens: Vec<String>) -> Result<Result<Grants, String>, Stopped> {
         self.ask(|tx| Command::SetPathTokens(tokens, tx))
+    }
+
+    /// Tells the daemon's rendezvous server that its attachment of `service` failed, with
+    /// why, or runs (`None`). See [`burrow_core::node::Node::report_attach`].
+    pub fn report_attach(
+        &self,
+        service: ServiceName,
+        failed: Option<String>,
+    ) -> Result<(), Stopped> {
+        self.ask(|tx| Command::ReportAttach(service, failed, tx))
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

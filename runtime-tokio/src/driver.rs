@@ -239,6 +239,10 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
                     }
                 }
             }
+            Wake::Command(Some(Command::ReportAttach(service, failed, reply))) => {
+                state.node.report_attach(now, service, failed);
+                let _ = reply.try_send(());
+            }
             Wake::Command(Some(Command::Ping(target, reply))) => {
                 match state.node.ping(now, &target) {
                     Ok(()) => state.ping = Some(reply),

@@ -33,6 +33,7 @@ pub(crate) enum Command {
     Ping(String, Sender<node::Pong>),
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
+    ReportAttach(ServiceName, Option<String>, Sender<()>),
 }
 
 /// The node's loop, for a runtime's `spawn`.
@@ -266,6 +267,17 @@ impl NodeControl {
         tokens: Vec<String>,
     ) -> Result<Result<Grants, String>, Stopped> {
         self.ask(|tx| Command::SetPathTokens(tokens, tx)).await
+    }
+
+    /// Tells the daemon's rendezvous server that its attachment of `service` failed, with
+    /// why, or runs (`None`). See [`burrow_core::node::Node::report_attach`].
+    pub async fn report_attach(
+        &self,
+        service: ServiceName,
+        failed: Option<String>,
+    ) -> Result<(), Stopped> {
+        self.ask(|tx| Command::ReportAttach(service, failed, tx))
+            .await
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

@@ -32,6 +32,7 @@ fn directory() -> Directory {
         tenants: vec![TenantRecord {
             name: "acme".parse().expect("tenant"),
             master: TokenHash::of("M"),
+            limits: Default::default(),
         }],
         paths: vec![PathRecord {
             tenant: acme,

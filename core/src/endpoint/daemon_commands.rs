@@ -153,6 +153,48 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Tells the rendezvous server that this daemon's attachment of `service` (by its
+    /// tenant's master or its own) failed, with why (`Some`, cut to
+    /// [`crate::rendezvous::directory::MAX_ATTACH_ERROR_LEN`] bytes), or runs now (`None`):
+    /// `burrow admin tree` and `daemons` show a failure until it runs, is detached, or the
+    /// registration ends. Sent again after every registration while it stands. Nothing
+    /// happens without a rendezvous server.
+    pub fn report_attach(&mut self, now: Instant, service: ServiceName, failed: Option<String>) {
+        if let Some(daemon) = self.daemon.as_mut() {
+            daemon.client.report_attach(service, failed);
+            self.after(now);
+        }
+    }
+
+    /// The daemon no longer connects to `service` (its listener was removed): the server
+    /// frees its place in the path's limit of connections, and a later connect looks the
+    /// path up again. Nothing happens for a service that was not looked up.
+    pub fn forget_service(&mut self, now: Instant, service: &ServiceName) {
+        let Some(daemon) = self.daemon.as_mut() else {
+            return;
+        };
+        if daemon.config.peer_services.contains_key(service) {
+            return;
+        }
+        if daemon.resolved.remove(service).is_some() {
+            daemon.client.disconnected(service.clone());
+            self.after(now);
+        }
+    }
+
+    /// What each path token of the latest registration does, as the server said, by the
+    /// token's first 6 characters, in the order presented (empty until it said).
+    #[must_use]
+    pub fn path_token_uses(&self) -> Vec<(String, crate::rendezvous::TokenUse)> {
+        self.daemon.as_ref().map_or_else(Vec::new, |d| {
+            d.client
+                .token_uses()
+                .iter()
+                .map(|(t, u)| (crate::rendezvous::token_start(t), u.clone()))
+                .collect()
+        })
+    }
+
     /// Publishes the exposed services with `service` added with its route policy (`None`: as
     /// they are), after
     /// checking the server could take them. Nothing changes if it could not.

@@ -564,6 +564,11 @@ impl Endpoint {
                         .push_back(Event::AdminAnswered { request, answer });
                 }
             }
+            ClientEvent::TokensRefused { starts } => {
+                self.out
+                    .events
+                    .push_back(Event::PathTokensRefused { starts });
+            }
         }
     }
 
@@ -665,6 +670,17 @@ impl Endpoint {
             return;
         };
         if reason == CloseReason::Local {
+            // Our last session for these paths ended: their places in the paths' limits go.
+            let peer_services = &daemon.config.peer_services;
+            let ended: Vec<ServiceName> = daemon
+                .resolved
+                .iter()
+                .filter(|(s, k)| **k == key && !peer_services.contains_key(*s))
+                .map(|(s, _)| s.clone())
+                .collect();
+            for service in ended {
+                daemon.client.disconnected(service);
+            }
             daemon.resolved.retain(|_, k| *k != key);
             daemon.peers.remove(&key);
             return;

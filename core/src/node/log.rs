@@ -64,7 +64,8 @@ impl LogLine {
             | Event::PeerRejected { .. }
             | Event::StreamUnauthorized { .. }
             | Event::AccessRevoked { .. }
-            | Event::PathTokensSet { result: Err(_) } => Level::Warn,
+            | Event::PathTokensSet { result: Err(_) }
+            | Event::PathTokensRefused { .. } => Level::Warn,
             _ => Level::Trace,
         };
         Some(Self { event, level })
@@ -164,6 +165,11 @@ impl fmt::Display for LogLine {
                 "port mapping: the gateway forwards {external}, which is not the public address the server sees (a second NAT in front); not announced"
             ),
             Event::PortMappingFailed { reason } => write!(f, "port mapping: {reason}"),
+            Event::PathTokensRefused { starts } => write!(
+                f,
+                "path token {}... refused by the rendezvous server (unknown, redeemed, or another tenant's); registered with the other tokens. Remove an imported one with `burrow import --forget PATH` (or --forget TOKEN), or take it out of the config",
+                starts.join("..., ")
+            ),
             Event::PathTokensSet { result: Err(why) } => write!(
                 f,
                 "path tokens refused, the previous ones are in use again: {why}"

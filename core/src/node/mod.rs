@@ -551,6 +551,13 @@ impl Node {
         self.input(now).1.set_path_tokens(now, tokens)
     }
 
+    /// Tells the rendezvous server that this daemon's attachment of `service` failed, with
+    /// why (`Some`), or runs now (`None`), so that its tenant's master sees it (as
+    /// [`Endpoint::report_attach`]).
+    pub fn report_attach(&mut self, now: Instant, service: ServiceName, failed: Option<String>) {
+        self.input(now).1.report_attach(now, service, failed);
+    }
+
     /// Pings `target` (a service this daemon connects to, once a connection has used it, or
     /// a peer's public key) on the path its session uses now; the answer comes as an
     /// [`Output::Pong`], within [`PING_WAIT`]. One ping at a time.

@@ -284,6 +284,7 @@ impl Node {
         if let Some(id) = listener {
             let (fwd, ep) = self.input(now);
             fwd.unlisten(now, ep, id);
+            ep.forget_service(now, service);
             self.listen_addrs.retain(|(s, _)| s != service);
         }
         (exposed || listener.is_some()).then_some(Removed { exposed, listener })

@@ -98,6 +98,12 @@ pub(crate) enum ClientEvent {
     /// Our registration is gone (the server said the lease expired, or renewals went
     /// unanswered until it would have). The client is already registering again.
     LeaseLost,
+    /// The server refused these path tokens of our registration (named by their first 6
+    /// characters) and registered us with the others.
+    TokensRefused {
+        /// The refused tokens' starts.
+        starts: Vec<String>,
+    },
 }
 
 /// What the server did, for logs, status and tests.

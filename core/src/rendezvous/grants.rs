@@ -88,6 +88,46 @@ impl fmt::Display for Grants {
     }
 }
 
+/// What one path token of a registration does, as the server tells the daemon after each
+/// `Register` that presented path tokens ([`super::ServerMessage`]'s `Tokens`, one per path
+/// token in the order they were presented). A refused token costs the registration nothing:
+/// the server registers with the others, and the daemon names the refused one in its log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenUse {
+    /// A path's server or client token: what it lets the daemon do.
+    Path(Grant),
+    /// Its tenant's master token.
+    Master,
+    /// A daemon token (it grants no path).
+    Daemon,
+    /// Unknown to the server, redeemed, or a token of another tenant: ignored.
+    Refused,
+}
+
+impl fmt::Display for TokenUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(Grant {
+                name,
+                role: TokenRole::Server,
+            }) => write!(f, "exposes {name}"),
+            Self::Path(Grant {
+                name,
+                role: TokenRole::Client,
+            }) => write!(f, "connects to {name}"),
+            Self::Master => f.write_str("master token"),
+            Self::Daemon => f.write_str("daemon token"),
+            Self::Refused => f.write_str("refused"),
+        }
+    }
+}
+
+/// How a refused token is named in logs and answers: its first 6 characters.
+#[must_use]
+pub fn token_start(token: &str) -> String {
+    token.chars().take(6).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,8 +25,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::directory::{AdminAnswer, AdminCommand, Attachment, MAX_FIXED_CLIENTS};
-use super::grants::Grants;
+use super::directory::{
+    AdminAnswer, AdminCommand, Attachment, MAX_ATTACH_ERROR_LEN, MAX_FIXED_CLIENTS,
+};
+use super::grants::{Grants, TokenUse};
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
 use crate::path::RoutePolicy;
@@ -135,6 +137,35 @@ pub(crate) enum ClientMessage {
         /// The public port asked for; `None` for any port of the server's range.
         port: Option<u16>,
     },
+    /// An attachment of `name` on this daemon (by its master or its own) failed, with why
+    /// (`Some`, at most [`MAX_ATTACH_ERROR_LEN`] bytes), or runs now (`None`). Not answered;
+    /// sent again after every registration while it stands. Appended, as `Publish`: an older
+    /// server drops it as undecodable.
+    AttachOutcome {
+        /// The path.
+        name: ServiceName,
+        /// Why it failed; `None`: it runs.
+        #[serde(deserialize_with = "bounded_reason")]
+        failed: Option<String>,
+    },
+    /// This daemon's last session for `name`, which it looked up, ended: the server frees its
+    /// place in the path's limit of connections (its introduction no longer counts there).
+    /// Not answered; concerns only the sender's own place. Appended last: an older server
+    /// drops it as undecodable and frees the place when the registration ends, as before.
+    Disconnected {
+        /// The path.
+        name: ServiceName,
+    },
+}
+
+fn bounded_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Reason(String);
+    impl<'de> Deserialize<'de> for Reason {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            bounded_string(d, MAX_ATTACH_ERROR_LEN).map(Reason)
+        }
+    }
+    Ok(Option::<Reason>::deserialize(d)?.map(|r| r.0))
 }
 
 /// What the rendezvous server answers or pushes to a daemon.
@@ -275,6 +306,21 @@ pub(crate) enum ServerMessage {
         #[serde(with = "pinned_keys")]
         clients: Vec<PublicKey>,
     },
+    /// Sent after `Registered`, before `Granted`, to a daemon whose `Register` presented path
+    /// tokens: what each does, in the order presented (at most [`MAX_PATH_TOKENS`]). A
+    /// refused one ([`TokenUse::Refused`]) was ignored and the daemon registered with the
+    /// others. An older daemon drops it as undecodable.
+    Tokens {
+        /// The `Register`'s request id.
+        request: u64,
+        /// One per path token.
+        #[serde(deserialize_with = "bounded_uses")]
+        uses: Vec<TokenUse>,
+    },
+}
+
+fn bounded_uses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TokenUse>, D::Error> {
+    bounded_vec(d, MAX_PATH_TOKENS)
 }
 
 /// Why the server refused a request.
@@ -998,6 +1044,55 @@ mod tests {
             ServerMessage::decode(&granted(MAX_GRANTS + 1).encode()),
             Err(MessageError::Malformed)
         );
+        let outcome = |len: usize| ClientMessage::AttachOutcome {
+            name: longest_name(0),
+            failed: Some("é".repeat(len / 2)),
+        };
+        let bytes = outcome(MAX_ATTACH_ERROR_LEN).encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "outcome: {}", bytes.len());
+        assert_eq!(
+            ClientMessage::decode(&bytes),
+            Ok(outcome(MAX_ATTACH_ERROR_LEN))
+        );
+        assert_eq!(
+            ClientMessage::decode(&outcome(MAX_ATTACH_ERROR_LEN + 2).encode()),
+            Err(MessageError::Malformed)
+        );
+        let failed = |n: usize| ServerMessage::Admin {
+            request: u64::MAX,
+            answer: AdminAnswer::Failed {
+                failures: (0..n)
+                    .map(|i| crate::rendezvous::directory::AttachFailure {
+                        daemon: PublicKey::from_bytes([0xff; 32]).into(),
+                        name: longest_name(i),
+                        reason: "r".repeat(MAX_ATTACH_ERROR_LEN),
+                    })
+                    .collect(),
+                more: true,
+            },
+        };
+        let largest = failed(crate::rendezvous::directory::MAX_FAILED_PAGE);
+        let bytes = largest.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "failed: {}", bytes.len());
+        assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
+        assert_eq!(
+            ServerMessage::decode(
+                &failed(crate::rendezvous::directory::MAX_FAILED_PAGE + 1).encode()
+            ),
+            Err(MessageError::Malformed)
+        );
+        let uses = |n: usize| ServerMessage::Tokens {
+            request: u64::MAX,
+            uses: (0..n).map(|i| TokenUse::Path(grant(i))).collect(),
+        };
+        let largest = uses(MAX_PATH_TOKENS);
+        let bytes = largest.encode();
+        assert!(bytes.len() <= MAX_MESSAGE_LEN, "tokens: {}", bytes.len());
+        assert_eq!(ServerMessage::decode(&bytes), Ok(largest));
+        assert_eq!(
+            ServerMessage::decode(&uses(MAX_PATH_TOKENS + 1).encode()),
+            Err(MessageError::Malformed)
+        );
     }
 
     #[test]
@@ -1344,6 +1439,25 @@ mod tests {
                     id,
                     name,
                     clients: keys.into_iter().map(PublicKey::from_bytes).collect(),
+                }),
+            (
+                any::<u64>(),
+                proptest::collection::vec((name(), 0..4u8), 0..=MAX_PATH_TOKENS)
+            )
+                .prop_map(|(request, uses)| ServerMessage::Tokens {
+                    request,
+                    uses: uses
+                        .into_iter()
+                        .map(|(name, k)| match k {
+                            0 => TokenUse::Master,
+                            1 => TokenUse::Daemon,
+                            2 => TokenUse::Refused,
+                            _ => TokenUse::Path(crate::rendezvous::Grant {
+                                name,
+                                role: TokenRole::Server,
+                            }),
+                        })
+                        .collect(),
                 }),
             (any::<u64>(), any::<u32>(), addr()).prop_map(|(request, lease_secs, reflexive)| {
                 ServerMessage::Registered {

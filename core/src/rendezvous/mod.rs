@@ -48,7 +48,7 @@ mod tests;
 
 pub use config::{DEFAULT_PUBLISH_LIMIT, PublishConfig, ServerConfig, TokenPolicy};
 pub use events::ServerEvent;
-pub use grants::{Grant, Grants, MAX_GRANTS};
+pub use grants::{Grant, Grants, MAX_GRANTS, TokenUse, token_start};
 pub use lease::TokenLimits;
 pub use messages::{ErrorCode, MAX_PATH_TOKEN_LEN, MAX_PATH_TOKENS};
 pub use name::{NameError, ServiceName};

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::crypto::PublicKey;
 
-/// Per-token relay limits.
+/// Per-token relay limits (a directory tenant's rate may be its own, set by the server's
+/// operator).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayLimits {
     /// Sustained bytes per second one token's daemons may relay, together.
@@ -196,20 +197,26 @@ impl RelayShaper {
 
     /// When the first waiting packet can leave: the earliest instant a token's bucket holds
     /// the packet at the head of its queue. `None` when nothing waits.
-    pub(crate) fn poll_timeout(&self, limits: RelayLimits) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self, limits: &dyn Fn(&str) -> RelayLimits) -> Option<Instant> {
         self.queues
             .iter()
             .filter_map(|(token, q)| {
                 let head = q.packets.front()?;
                 self.budget
-                    .ready_at(limits, token, head.packet.len() as u64)
+                    .ready_at(limits(token), token, head.packet.len() as u64)
             })
             .min()
     }
 
     /// Takes every waiting packet whose token's budget holds it by `now`, in order per token.
-    pub(crate) fn release(&mut self, limits: RelayLimits, now: Instant, out: &mut Vec<Held>) {
+    pub(crate) fn release(
+        &mut self,
+        limits: &dyn Fn(&str) -> RelayLimits,
+        now: Instant,
+        out: &mut Vec<Held>,
+    ) {
         for (token, q) in &mut self.queues {
+            let limits = limits(token);
             while let Some(head) = q.packets.front() {
                 let len = head.packet.len() as u64;
                 if !self.budget.take(limits, token, now, len) {
@@ -339,10 +346,10 @@ mod tests {
         while next_packet < end {
             // Time moves to whichever comes first: the next packet or the shaper's deadline.
             let now = shaper
-                .poll_timeout(limits)
+                .poll_timeout(&|_| limits)
                 .filter(|at| *at < next_packet)
                 .unwrap_or(next_packet);
-            shaper.release(limits, now, &mut out);
+            shaper.release(&|_| limits, now, &mut out);
             for _ in out.drain(..) {
                 released += PACKET as u64;
                 let at = queued_at.pop_front().expect("released in order");
@@ -412,10 +419,10 @@ mod tests {
         );
         let mut out = Vec::new();
         let mut now = t0;
-        while let Some(at) = shaper.poll_timeout(limits) {
+        while let Some(at) = shaper.poll_timeout(&|_| limits) {
             assert!(at > now, "a deadline that is not in the future");
             now = at;
-            shaper.release(limits, now, &mut out);
+            shaper.release(&|_| limits, now, &mut out);
         }
         let order: Vec<u8> = out.iter().map(|h| h.packet[0]).collect();
         assert_eq!(order, [1, 2, 3, 4, 5]);
@@ -448,6 +455,6 @@ mod tests {
         );
         shaper.retain(|t| t != "t");
         assert_eq!(shaper.queued_bytes(), 0);
-        assert_eq!(shaper.poll_timeout(limits), None);
+        assert_eq!(shaper.poll_timeout(&|_| limits), None);
     }
 }

@@ -574,6 +574,7 @@ fn fixed_lab() -> Net<Endpoint> {
         tenants: vec![TenantRecord {
             name: "acme".parse().expect("tenant"),
             master: TokenHash::of("M"),
+            limits: crate::rendezvous::directory::TenantQuota::default(),
         }],
         paths: vec![PathRecord {
             tenant: "acme".parse().expect("tenant"),
@@ -631,4 +632,83 @@ fn a_fixed_paths_destination_refuses_a_key_its_server_did_not_pin() {
     assert!(refused(&net, B, denied), "{:?}", net.hosts[B].events);
     assert_eq!(incoming(&net, A).len(), 1);
     assert_eq!(net.hosts[A].m.stats().streams_unauthorized, 1);
+}
+
+/// A server whose directory has tenant `acme` with `/ssh` limited to one connecting daemon
+/// (server token `S`, client token `C`); A registers with `S`, B and host 3 with `C`.
+fn limited_lab() -> Net<Endpoint> {
+    use crate::rendezvous::directory::{Directory, PathRecord, Records, TenantRecord, TokenHash};
+    let now = super::origin();
+    let mut net = Net::new(now, Link::clean(Duration::from_millis(10)), 1);
+    let unix = Duration::from_secs(1_800_000_000);
+    let records = Records {
+        tenants: vec![TenantRecord {
+            name: "acme".parse().expect("tenant"),
+            master: TokenHash::of("M"),
+            limits: crate::rendezvous::directory::TenantQuota::default(),
+        }],
+        paths: vec![PathRecord {
+            tenant: "acme".parse().expect("tenant"),
+            name: name("/ssh"),
+            server: TokenHash::of("S"),
+            client: TokenHash::of("C"),
+            fixed: false,
+            clients: BTreeSet::new(),
+            max_connections: Some(1),
+        }],
+        attachments: Vec::new(),
+        daemons: Vec::new(),
+    };
+    let server = ServerConfig {
+        directory: Directory::from_records(records).expect("directory"),
+        ..ServerConfig::default()
+    };
+    net.add(
+        Endpoint::new(Config::server(key(9), server), [9; 32], now, unix),
+        addr(SERVER_ADDR),
+    );
+    let daemons = [
+        (1u8, "10.0.0.1:1000", "S"),
+        (2, "10.0.0.2:2000", "C"),
+        (3, "10.0.0.3:3000", "C"),
+    ];
+    for (n, at, token) in daemons {
+        let rendezvous = RendezvousConfig::new(key(9).public_key(), addr(SERVER_ADDR), token);
+        let config = Config::daemon(key(n), rendezvous);
+        net.add(Endpoint::new(config, [n; 32], now, unix), addr(at));
+    }
+    net.run_for(Duration::from_secs(2));
+    net
+}
+
+/// A connecting daemon that stops connecting to a path while both daemons stay registered
+/// tells the server, which frees its place in the path's limit of connections at once.
+#[test]
+fn a_daemon_that_stops_connecting_frees_its_place_in_the_paths_limit() {
+    const C: usize = 3;
+    let mut net = limited_lab();
+    expose(&mut net, A, &["/ssh"]);
+    look_up(&mut net, B, "/ssh");
+    net.with(C, |ep, now| ep.connect_service(now, name("/ssh")))
+        .expect("connect_service");
+    net.run_for(Duration::from_secs(3));
+    let refused = failure(&net, C).unwrap_or_default();
+    assert!(refused.contains("limit of 1 connections"), "{refused}");
+
+    // B's listener goes: its place goes with it, while A, B and their session stay.
+    net.with(B, |ep, now| ep.forget_service(now, &name("/ssh")));
+    net.run_for(Duration::from_secs(1));
+    assert!(registered(&net, A) && registered(&net, B));
+    look_up(&mut net, C, "/ssh");
+    // Forgetting a service never looked up tells the server nothing (and frees nothing).
+    net.with(B, |ep, now| ep.forget_service(now, &name("/ssh")));
+    net.run_for(Duration::from_secs(1));
+    let again = net.with(B, |ep, now| ep.connect_service(now, name("/ssh")));
+    assert!(again.is_ok());
+    net.run_for(Duration::from_secs(3));
+    let refused = failure(&net, B).unwrap_or_default();
+    assert!(
+        refused.contains("limit of 1 connections"),
+        "C holds it now: {refused}"
+    );
 }

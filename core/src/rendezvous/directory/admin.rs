@@ -12,12 +12,12 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::attachments::{Attachment, AttachmentRecord, MAX_ATTACHMENTS_PER_DAEMON};
 use super::daemons::{
-    DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_PAGE,
-    MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, UnnamedView, bounded_daemon_page,
+    DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, UnnamedView, bounded_daemon_page,
     bounded_unnamed_page,
 };
-use super::records::{MAX_FIXED_CLIENTS, PathRecord, TenantName, TokenHash};
-use super::{Directory, DirectoryChange, MAX_PATHS_PER_TENANT};
+use super::records::{MAX_FIXED_CLIENTS, PathRecord, TenantName, TenantQuota, TokenHash};
+use super::views::{page, tree, unnamed, view};
+use super::{Directory, DirectoryChange};
 use crate::crypto::PublicKey;
 use crate::rendezvous::ServiceName;
 use crate::rendezvous::messages::{ErrorCode, bounded_token, bounded_vec};
@@ -137,6 +137,12 @@ pub enum AdminCommand {
         /// Where the previous page ended.
         #[serde(with = "crate::rendezvous::messages::opt_key_bytes")]
         after: Option<PublicKey>,
+    },
+    /// Lists the attachments that failed on the tenant's daemons (see
+    /// [`super::AttachFailure`]), from the `after`-th on. (Added last, as `Unnamed`.)
+    Failed {
+        /// How many the previous pages showed.
+        after: u32,
     },
 }
 
@@ -299,6 +305,14 @@ pub enum AdminAnswer {
         /// Whether more daemons follow the last one.
         more: bool,
     },
+    /// One page of the attachments that failed on the tenant's daemons.
+    Failed {
+        /// At most [`super::MAX_FAILED_PAGE`].
+        #[serde(deserialize_with = "super::failures::bounded_failed_page")]
+        failures: Vec<super::AttachFailure>,
+        /// Whether more follow.
+        more: bool,
+    },
 }
 
 fn bounded_page<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathView>, D::Error> {
@@ -323,6 +337,8 @@ pub(crate) struct Live<'a> {
     pub(crate) relay_bytes_per_sec: u64,
     /// The keys registered in the tenant now, in key order.
     pub(crate) online: &'a dyn Fn() -> Vec<PublicKey>,
+    /// The attachments that failed on the tenant's daemons, by key and path, with why.
+    pub(crate) failed: &'a dyn Fn() -> Vec<(PublicKey, ServiceName, String)>,
 }
 
 /// Runs `command` for the master of `tenant`. `token` makes a new random token (48 hex
@@ -363,9 +379,9 @@ pub(crate) fn run(
                 let detail = format!("{name} already exists; delete it first or redeem its tokens");
                 return Err((ErrorCode::NameTaken, detail));
             }
-            if dir.paths_of(tenant).count() >= MAX_PATHS_PER_TENANT {
-                let detail = format!("a tenant has at most {MAX_PATHS_PER_TENANT} paths");
-                return Err((ErrorCode::TooMany, detail));
+            let most = quota(dir, tenant).paths();
+            if dir.paths_of(tenant).count() >= most {
+                return Err(at_limit(tenant, most, "paths", "max-paths", "delete one"));
             }
             let (server_token, client_token) = (fresh(), fresh());
             let record = PathRecord {
@@ -474,12 +490,15 @@ pub(crate) fn run(
                 );
                 return Err((ErrorCode::NameTaken, detail));
             }
-            if dir.daemons_of(tenant).count() >= MAX_DAEMONS_PER_TENANT {
-                let detail = format!(
-                    "a tenant has at most {MAX_DAEMONS_PER_TENANT} daemons \
-                     (MAX_DAEMONS_PER_TENANT); unregister one first"
-                );
-                return Err((ErrorCode::TooMany, detail));
+            let most = quota(dir, tenant).daemons();
+            if dir.daemons_of(tenant).count() >= most {
+                return Err(at_limit(
+                    tenant,
+                    most,
+                    "daemons",
+                    "max-daemons",
+                    "unregister one",
+                ));
             }
             let token = fresh();
             let record = DaemonRecord {
@@ -529,6 +548,10 @@ pub(crate) fn run(
             Ok((AdminAnswer::Daemons { daemons, more }, Vec::new()))
         }
         AdminCommand::Tree { after } => Ok((tree(dir, tenant, after, live), Vec::new())),
+        AdminCommand::Failed { after } => {
+            let (failures, more) = super::failures::page(dir, tenant, after, &(live.failed)());
+            Ok((AdminAnswer::Failed { failures, more }, Vec::new()))
+        }
         AdminCommand::Unnamed { path, after } => {
             if let Some(p) = &path {
                 existing(p)?;
@@ -557,6 +580,20 @@ pub(crate) fn run(
             Ok((answer, vec![DirectoryChange::PutPath(record)]))
         }
     }
+}
+
+/// The limits the server's operator set for `tenant`.
+fn quota(dir: &Directory, tenant: &TenantName) -> TenantQuota {
+    dir.tenant(tenant).map(|t| t.limits).unwrap_or_default()
+}
+
+/// The refusal of one more of `what` past `tenant`'s limit of `most`, naming the limit.
+fn at_limit(tenant: &TenantName, most: usize, what: &str, flag: &str, fix: &str) -> Refusal {
+    let detail = format!(
+        "tenant {tenant} is at its limit of {most} {what}; {fix} first, or ask the server's \
+         operator to raise it (`burrow server limits --{flag}`)"
+    );
+    (ErrorCode::TooMany, detail)
 }
 
 /// The daemon entry `name` of `tenant`, or the refusal that names it.
@@ -593,176 +630,4 @@ fn key_of(dir: &Directory, tenant: &TenantName, daemon: &DaemonRef) -> Result<Pu
             })
         }
     }
-}
-
-/// What `burrow admin daemons` shows of `d`: every path it uses (untruncated; the page
-/// truncates), from its registration and its attachments, in order and without repeats.
-fn view(dir: &Directory, tenant: &TenantName, d: &DaemonRecord, live: &Live<'_>) -> DaemonView {
-    let mut paths = BTreeSet::new();
-    let mut online = false;
-    if let Some(key) = &d.key {
-        if let Some(uses) = (live.uses)(key) {
-            online = true;
-            paths.extend(uses);
-        }
-        for a in dir.attachments_of(tenant, key) {
-            if let Some(attach) = &a.attach {
-                let role = if attach.exposes() {
-                    TokenRole::Server
-                } else {
-                    TokenRole::Client
-                };
-                paths.insert(DaemonPath {
-                    name: a.name.clone(),
-                    role,
-                });
-            }
-        }
-    }
-    DaemonView {
-        name: d.name.clone(),
-        key: d.key,
-        online,
-        paths: paths.into_iter().collect(),
-        more_paths: 0,
-    }
-}
-
-/// One page of `tenant`'s tree from the first path after `after`: at most [`MAX_TREE_PAGE`]
-/// paths showing at most [`MAX_TREE_PAGE_ATTACHMENTS`] attachments together (a path shows
-/// as many as are left, and counts the rest).
-fn tree(
-    dir: &Directory,
-    tenant: &TenantName,
-    after: Option<ServiceName>,
-    live: &Live<'_>,
-) -> AdminAnswer {
-    let mut rest = dir
-        .paths_of(tenant)
-        .filter(|p| after.as_ref().is_none_or(|a| p.name > *a));
-    let mut room = MAX_TREE_PAGE_ATTACHMENTS;
-    let paths: Vec<PathView> = rest
-        .by_ref()
-        .take(MAX_TREE_PAGE)
-        .map(|p| {
-            let all: Vec<AttachedView> = dir
-                .attachments_to(tenant, &p.name)
-                .filter_map(|a| {
-                    let role = if a.attach.as_ref()?.exposes() {
-                        TokenRole::Server
-                    } else {
-                        TokenRole::Client
-                    };
-                    let daemon = dir
-                        .daemons_of(tenant)
-                        .find(|d| d.key == Some(a.daemon))
-                        .map_or(DaemonRef::Key(a.daemon), |d| {
-                            DaemonRef::Name(d.name.clone())
-                        });
-                    Some(AttachedView {
-                        daemon,
-                        role,
-                        online: (live.registered)(&a.daemon),
-                    })
-                })
-                .collect();
-            let shown = all.len().min(room);
-            room -= shown;
-            let more_attached = u32::try_from(all.len() - shown).unwrap_or(u32::MAX);
-            PathView {
-                name: p.name.clone(),
-                fixed: p.fixed,
-                pinned: u32::try_from(p.clients.len()).unwrap_or(u32::MAX),
-                exposed_by: (live.exposed_by)(&p.name),
-                max_connections: p.max_connections,
-                connections: (live.connections)(&p.name),
-                attached: all.into_iter().take(shown).collect(),
-                more_attached,
-            }
-        })
-        .collect();
-    let more = rest.next().is_some();
-    let limits = TenantLimits {
-        max_paths: u32::try_from(MAX_PATHS_PER_TENANT).unwrap_or(u32::MAX),
-        max_daemons: u32::try_from(MAX_DAEMONS_PER_TENANT).unwrap_or(u32::MAX),
-        relay_bytes_per_sec: live.relay_bytes_per_sec,
-    };
-    AdminAnswer::Tree {
-        tenant: tenant.to_string(),
-        paths,
-        more,
-        limits,
-    }
-}
-
-/// One page of the daemons online in `tenant` that no daemon entry binds, from the first key
-/// after `after`, packed as a page of `daemons` is.
-fn unnamed(
-    dir: &Directory,
-    tenant: &TenantName,
-    path: Option<ServiceName>,
-    after: Option<PublicKey>,
-    live: &Live<'_>,
-) -> AdminAnswer {
-    let bound: BTreeSet<PublicKey> = dir.daemons_of(tenant).filter_map(|d| d.key).collect();
-    let rest = (live.online)()
-        .into_iter()
-        .filter(|k| !bound.contains(k) && after.is_none_or(|a| *k > a))
-        .filter_map(|key| {
-            let mut paths: BTreeSet<DaemonPath> = (live.uses)(&key)?.into_iter().collect();
-            for a in dir.attachments_of(tenant, &key) {
-                if let Some(attach) = &a.attach {
-                    let role = if attach.exposes() {
-                        TokenRole::Server
-                    } else {
-                        TokenRole::Client
-                    };
-                    paths.insert(DaemonPath {
-                        name: a.name.clone(),
-                        role,
-                    });
-                }
-            }
-            Some(UnnamedView {
-                key,
-                paths: paths.into_iter().collect(),
-                more_paths: 0,
-            })
-        })
-        .filter(|v| {
-            path.as_ref()
-                .is_none_or(|p| v.paths.iter().any(|u| u.name == *p))
-        })
-        .peekable();
-    let (daemons, more) = page(rest, |v: &mut UnnamedView| {
-        (&mut v.paths, &mut v.more_paths)
-    });
-    AdminAnswer::Unnamed { daemons, more }
-}
-
-/// One page of daemons from `rest`: at most [`MAX_DAEMON_PAGE`] of them and
-/// [`MAX_DAEMON_PAGE_PATHS`] paths in all (a first daemon with more has its list cut, and
-/// says how many more it has); `paths_of` reaches a view's path list and its count of the
-/// rest. Whether more daemons follow.
-fn page<V>(
-    mut rest: std::iter::Peekable<impl Iterator<Item = V>>,
-    paths_of: impl Fn(&mut V) -> (&mut Vec<DaemonPath>, &mut u32),
-) -> (Vec<V>, bool) {
-    let (mut daemons, mut shown) = (Vec::new(), 0);
-    while let Some(v) = rest.peek_mut() {
-        let count = paths_of(v).0.len();
-        let fits = daemons.is_empty() || shown + count <= MAX_DAEMON_PAGE_PATHS;
-        if daemons.len() == MAX_DAEMON_PAGE || !fits {
-            break;
-        }
-        let Some(mut v) = rest.next() else { break };
-        let (paths, more_paths) = paths_of(&mut v);
-        let total = paths.len();
-        paths.truncate(MAX_DAEMON_PAGE_PATHS);
-        *more_paths = u32::try_from(total - paths.len()).unwrap_or(u32::MAX);
-        shown += paths.len();
-        daemons.push(v);
-    }
-    let more = rest.next().is_some();
-    (daemons, more)
 }

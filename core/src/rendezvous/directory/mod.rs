@@ -18,7 +18,9 @@
 mod admin;
 mod attachments;
 mod daemons;
+mod failures;
 mod records;
+mod views;
 
 pub use admin::{
     AdminAnswer, AdminCommand, AttachedView, MAX_TREE_PAGE, MAX_TREE_PAGE_ATTACHMENTS, PathView,
@@ -30,8 +32,10 @@ pub use daemons::{
     DaemonName, DaemonPath, DaemonRecord, DaemonRef, DaemonView, MAX_DAEMON_NAME_LEN,
     MAX_DAEMON_PAGE, MAX_DAEMON_PAGE_PATHS, MAX_DAEMONS_PER_TENANT, UnnamedView,
 };
+pub use failures::{AttachFailure, MAX_ATTACH_ERROR_LEN, MAX_FAILED_PAGE, MAX_FAILED_PER_DAEMON};
 pub use records::{
-    MAX_FIXED_CLIENTS, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantRecord, TokenHash,
+    MAX_FIXED_CLIENTS, MAX_QUOTA, MAX_TENANT_NAME_LEN, PathRecord, TenantName, TenantQuota,
+    TenantRecord, TokenHash,
 };
 
 use std::collections::BTreeMap;
@@ -40,7 +44,8 @@ use std::fmt;
 use super::name::ServiceName;
 use crate::crypto::PublicKey;
 
-/// Most paths one tenant may declare.
+/// Most paths one tenant may declare, unless the server's operator set its own limit
+/// ([`TenantQuota`]).
 pub const MAX_PATHS_PER_TENANT: usize = 10_000;
 /// Most tenants one server holds.
 pub const MAX_TENANTS: usize = 10_000;
@@ -206,7 +211,7 @@ impl Directory {
             if dir.path(&path.tenant, &path.name).is_some() {
                 return Err(DirectoryError::Duplicate(format!("path {}", path.name)));
             }
-            if dir.paths_of(&path.tenant).count() >= MAX_PATHS_PER_TENANT {
+            if dir.paths_of(&path.tenant).count() >= dir.most_paths(&path.tenant) {
                 return Err(DirectoryError::TooMany);
             }
             if path.clients.len() > MAX_FIXED_CLIENTS {
@@ -242,7 +247,7 @@ impl Directory {
             if dir.daemon(&d.tenant, &d.name).is_some() {
                 return Err(DirectoryError::Duplicate(format!("daemon {}", d.name)));
             }
-            if dir.daemons_of(&d.tenant).count() >= MAX_DAEMONS_PER_TENANT {
+            if dir.daemons_of(&d.tenant).count() >= dir.most_daemons(&d.tenant) {
                 return Err(DirectoryError::TooMany);
             }
             if dir.tokens.contains_key(&d.token) {
@@ -361,6 +366,27 @@ impl Directory {
     fn put_attachment(&mut self, a: AttachmentRecord) {
         let key = (a.tenant.clone(), a.daemon, a.name.clone());
         self.attachments.insert(key, a);
+    }
+
+    /// Most paths stored records of `tenant` may hold: its limit, or the default when that
+    /// is higher (an operator who lowers a limit keeps what was declared before).
+    fn most_paths(&self, tenant: &TenantName) -> usize {
+        let quota = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.limits)
+            .unwrap_or_default();
+        quota.paths().max(MAX_PATHS_PER_TENANT)
+    }
+
+    /// Most daemons stored records of `tenant` may hold (as [`Self::most_paths`]).
+    fn most_daemons(&self, tenant: &TenantName) -> usize {
+        let quota = self
+            .tenants
+            .get(tenant)
+            .map(|t| t.limits)
+            .unwrap_or_default();
+        quota.daemons().max(MAX_DAEMONS_PER_TENANT)
     }
 
     /// The tenant named `name`.

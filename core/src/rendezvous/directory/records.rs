@@ -101,6 +101,62 @@ pub struct TenantRecord {
     pub name: TenantName,
     /// The hash of its master token.
     pub master: TokenHash,
+    /// The limits the server's operator set for it (`burrow server init`/`limits`).
+    pub limits: TenantQuota,
+}
+
+/// Most a server's operator may set a tenant's limit of paths or daemons to.
+pub const MAX_QUOTA: u32 = 1_000_000;
+
+/// The limits a server's operator set for one tenant; `None`: the server's default
+/// ([`super::MAX_PATHS_PER_TENANT`] paths, [`super::MAX_DAEMONS_PER_TENANT`] daemons, the
+/// server's relay rate per token).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// Most paths its master may declare (1 to [`MAX_QUOTA`]).
+    pub max_paths: Option<u32>,
+    /// Most daemons its master may register (1 to [`MAX_QUOTA`]).
+    pub max_daemons: Option<u32>,
+    /// Bytes per second its daemons may relay through the server together (at least 1).
+    pub relay_bytes_per_sec: Option<u64>,
+}
+
+impl TenantQuota {
+    /// Checks what an operator asks for: every limit set is at least 1, and paths and
+    /// daemons at most [`MAX_QUOTA`].
+    ///
+    /// # Errors
+    /// Which limit is out of range, for the operator.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, n) in [
+            ("--max-paths", self.max_paths),
+            ("--max-daemons", self.max_daemons),
+        ] {
+            if n.is_some_and(|n| n == 0 || n > MAX_QUOTA) {
+                return Err(format!(
+                    "{what} is 1 to {MAX_QUOTA} (leave it out for the default)"
+                ));
+            }
+        }
+        if self.relay_bytes_per_sec == Some(0) {
+            return Err("--relay-rate is at least 1 byte/s (leave it out for the default)".into());
+        }
+        Ok(())
+    }
+
+    /// Most paths, with the default filled in.
+    #[must_use]
+    pub fn paths(&self) -> usize {
+        self.max_paths
+            .map_or(super::MAX_PATHS_PER_TENANT, |n| n as usize)
+    }
+
+    /// Most daemons, with the default filled in.
+    #[must_use]
+    pub fn daemons(&self) -> usize {
+        self.max_daemons
+            .map_or(super::MAX_DAEMONS_PER_TENANT, |n| n as usize)
+    }
 }
 
 /// A path a tenant's master declared.

@@ -22,6 +22,7 @@ fn acme() -> Directory {
         tenants: vec![TenantRecord {
             name: tenant("acme"),
             master: TokenHash::of("M"),
+            limits: Default::default(),
         }],
         paths: Vec::new(),
         attachments: Vec::new(),
@@ -40,6 +41,7 @@ fn live() -> Live<'static> {
         connections: &|_| 0,
         relay_bytes_per_sec: 1000,
         online: &Vec::new,
+        failed: &Vec::new,
     }
 }
 
@@ -205,6 +207,7 @@ fn inconsistent_records_are_refused() {
     let t = TenantRecord {
         name: tenant("acme"),
         master: TokenHash::of("M"),
+        limits: Default::default(),
     };
     let p = PathRecord {
         tenant: tenant("acme"),
@@ -624,6 +627,7 @@ fn daemons_come_in_bounded_pages_filtered_by_path() {
         connections: &|_| 0,
         relay_bytes_per_sec: 1000,
         online: &Vec::new,
+        failed: &Vec::new,
     };
     let page = |after: Option<DaemonName>, path: Option<ServiceName>| {
         let command = AdminCommand::Daemons { path, after };
@@ -722,6 +726,7 @@ fn a_tree_shows_limits_connections_and_a_bounded_number_of_attachments() {
         connections: &|p| if p.as_str() == "/a" { 2 } else { 0 },
         relay_bytes_per_sec: 1 << 20,
         online: &Vec::new,
+        failed: &Vec::new,
     };
     let mut token = || String::from("x");
     let tree = AdminCommand::Tree { after: None };

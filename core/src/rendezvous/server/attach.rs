@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use super::super::directory::MAX_FIXED_CLIENTS;
 use super::super::directory::{AttachmentRecord, DirectoryChange};
-use super::super::messages::ServerMessage;
+use super::super::directory::{MAX_ATTACH_ERROR_LEN, MAX_FAILED_PER_DAEMON, MAX_FIXED_CLIENTS};
+use super::super::messages::{ServerMessage, truncate};
 use super::super::name::ServiceName;
 use super::super::pending::Push;
 use super::super::retry::Retry;
@@ -150,5 +150,60 @@ impl Server {
                 name: name.clone(),
             });
         }
+    }
+}
+
+impl Server {
+    /// `from` says its attachment of `name` failed (`Some(why)`) or runs (`None`). Kept only
+    /// for a path of its directory tenant, at most [`MAX_FAILED_PER_DAEMON`] per daemon,
+    /// until it says otherwise, the path is detached or deleted, or its registration ends.
+    pub(super) fn on_attach_outcome(
+        &mut self,
+        from: PublicKey,
+        name: ServiceName,
+        failed: Option<String>,
+    ) {
+        let Some(tenant) = self
+            .registry
+            .get(&from)
+            .and_then(|r| directory_tenant(r.token()))
+        else {
+            return;
+        };
+        if self.directory.path(&tenant, &name).is_none() {
+            return;
+        }
+        let Some(why) = failed else {
+            self.forget_failure(&from, &name);
+            return;
+        };
+        let held = self.attach_failed.entry(from).or_default();
+        if held.len() < MAX_FAILED_PER_DAEMON || held.contains_key(&name) {
+            let why: String = why
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            held.insert(name, truncate(why, MAX_ATTACH_ERROR_LEN));
+        }
+    }
+
+    /// Forgets that `name` failed on `key`.
+    pub(super) fn forget_failure(&mut self, key: &PublicKey, name: &ServiceName) {
+        if let Some(held) = self.attach_failed.get_mut(key) {
+            held.remove(name);
+            if held.is_empty() {
+                self.attach_failed.remove(key);
+            }
+        }
+    }
+
+    /// The failed attachments of the daemons registered in `tenant` (a registry key), by key
+    /// and path.
+    pub(super) fn failed_in(&self, tenant: &str) -> Vec<(PublicKey, ServiceName, String)> {
+        self.attach_failed
+            .iter()
+            .filter(|(k, _)| self.registry.get(k).is_some_and(|r| r.token() == tenant))
+            .flat_map(|(k, held)| held.iter().map(|(n, why)| (*k, n.clone(), why.clone())))
+            .collect()
     }
 }

@@ -12,10 +12,11 @@
 use super::super::config::TokenPolicy;
 use super::super::directory::{self, Credential, DirectoryChange, TokenHash};
 use super::super::directory::{DaemonPath, TenantName, TokenRole};
-use super::super::grants::{Grant, Grants, MAX_GRANTS};
+use super::super::grants::{Grant, Grants, MAX_GRANTS, TokenUse};
 use super::super::lease::{Rights, TokenLimits};
 use super::super::messages::{ErrorCode, ServerMessage};
 use super::super::name::ServiceName;
+use super::super::relay::RelayLimits;
 use super::super::{ServerEvent, directory::AdminCommand};
 use std::time::Instant;
 
@@ -83,13 +84,15 @@ impl Server {
         Ok(binds)
     }
 
-    /// What a `Register`'s tokens make of it: the tenant key, the rights and the limits
-    /// (`None`: unlimited).
+    /// What a `Register`'s tokens make of it: the tenant key, the rights, the limits
+    /// (`None`: unlimited) and what each path token does. A path token that is unknown,
+    /// redeemed or another tenant's is refused alone ([`TokenUse::Refused`]): the others
+    /// still count, so one stale imported token never costs a daemon its registration.
     pub(super) fn resolve(
         &self,
         token: &str,
         path_tokens: &[String],
-    ) -> Result<(String, Rights, Option<TokenLimits>), Refusal> {
+    ) -> Result<(String, Rights, Option<TokenLimits>, Vec<TokenUse>), Refusal> {
         let bad = |detail: &str| (ErrorCode::BadToken, detail.to_string());
         let (tenant, mut rights, limits) = match self.directory.credential(token) {
             Some(credential) => {
@@ -111,23 +114,31 @@ impl Server {
                 (format!("{OPEN_TENANT}{token}"), Rights::default(), limits)
             }
         };
+        let mut uses = Vec::new();
         for extra in path_tokens {
             let credential = self
                 .directory
                 .credential(extra)
                 .filter(|c| tenant == format!("{DIRECTORY_TENANT}{}", c.tenant()));
-            let Some(credential) = credential else {
-                // Name it by its first characters, so the daemon's log says which one.
-                let start: String = extra.chars().take(6).collect();
-                return Err(bad(&format!(
-                    "path token {start}... is unknown, was redeemed, or belongs to another \
-                     tenant; if it was imported, remove it with `burrow import --forget TOKEN`"
-                )));
-            };
-            rights.master |= matches!(credential, Credential::Master(_));
-            rights.tokens.push(TokenHash::of(extra));
+            uses.push(match credential {
+                None => TokenUse::Refused,
+                Some(Credential::Master(_)) => TokenUse::Master,
+                Some(Credential::Daemon(..)) => TokenUse::Daemon,
+                Some(Credential::Server(_, name)) => TokenUse::Path(Grant {
+                    name: name.clone(),
+                    role: TokenRole::Server,
+                }),
+                Some(Credential::Client(_, name)) => TokenUse::Path(Grant {
+                    name: name.clone(),
+                    role: TokenRole::Client,
+                }),
+            });
+            if let Some(credential) = credential {
+                rights.master |= matches!(credential, Credential::Master(_));
+                rights.tokens.push(TokenHash::of(extra));
+            }
         }
-        Ok((tenant, rights, limits))
+        Ok((tenant, rights, limits, uses))
     }
 
     /// What a `Register` with `token` and `path_tokens` allows (once [`Self::resolve`]
@@ -279,6 +290,7 @@ impl Server {
             return self.fail(from, request, ErrorCode::BadToken, detail);
         };
         let tenant_key = format!("{DIRECTORY_TENANT}{tenant}");
+        let failed = self.failed_in(&tenant_key);
         let registry = &self.registry;
         let rng = &mut self.rng;
         let mut token = || hex(&rng.bytes::<24>());
@@ -322,6 +334,7 @@ impl Server {
                 keys.retain(|k| *k != from);
                 keys
             },
+            failed: &|| failed.clone(),
         };
         let outcome = directory::run_admin(&self.directory, &tenant, command, &mut token, &live);
         match outcome {
@@ -374,9 +387,17 @@ impl Server {
 
     /// Applies a change to the directory and hands it out to be stored.
     pub(super) fn change(&mut self, change: DirectoryChange) {
-        if let DirectoryChange::DeletePath { tenant, name } = &change {
-            let tenant = format!("{DIRECTORY_TENANT}{tenant}");
-            self.connections.remove_path(&tenant, name);
+        match &change {
+            DirectoryChange::DeletePath { tenant, name } => {
+                let tenant = format!("{DIRECTORY_TENANT}{tenant}");
+                self.connections.remove_path(&tenant, name);
+                for key in self.registry.keys_of(&tenant) {
+                    self.forget_failure(&key, name);
+                }
+            }
+            // Detached (or attached anew): an earlier failure is no longer what stands.
+            DirectoryChange::PutAttachment(a) => self.forget_failure(&a.daemon, &a.name),
+            _ => {}
         }
         self.directory.apply(&change);
         self.events.push_back(ServerEvent::Directory(change));
@@ -442,6 +463,20 @@ impl Server {
             self.forget(&key, "the peer's token was withdrawn");
             self.session_up(now, key);
         }
+    }
+}
+
+/// The relay limits of registry tenant `tenant`: the server's (`base`), with the rate its
+/// operator set for a directory tenant.
+pub(super) fn relay_limits(
+    dir: &directory::Directory,
+    base: RelayLimits,
+    tenant: &str,
+) -> RelayLimits {
+    let rate = directory_tenant(tenant).and_then(|t| dir.tenant(&t)?.limits.relay_bytes_per_sec);
+    RelayLimits {
+        bytes_per_sec: rate.unwrap_or(base.bytes_per_sec),
+        ..base
     }
 }
 

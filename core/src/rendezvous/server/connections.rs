@@ -62,6 +62,18 @@ impl Connections {
             .insert((source, destination));
     }
 
+    /// Frees the place `source` holds on `name` of `tenant` (its last session for the path
+    /// ended), if it holds one.
+    pub(crate) fn remove_source(&mut self, tenant: &str, name: &ServiceName, source: &PublicKey) {
+        let key = (tenant.to_string(), name.clone());
+        if let Some(set) = self.by_path.get_mut(&key) {
+            set.retain(|(s, _)| s != source);
+            if set.is_empty() {
+                self.by_path.remove(&key);
+            }
+        }
+    }
+
     /// Ends every introduction `key` is part of, on either side.
     pub(crate) fn remove_key(&mut self, key: &PublicKey) {
         self.by_path.retain(|_, set| {
@@ -106,6 +118,16 @@ mod tests {
         assert!(c.by_path.is_empty(), "nothing left behind");
         c.insert("d:acme", ssh.clone(), key(3), key(9));
         c.remove_path("d:acme", &ssh);
+        assert!(c.by_path.is_empty());
+        // A source frees only its own place, on its own tenant's path.
+        c.insert("d:acme", ssh.clone(), key(4), key(9));
+        c.insert("d:acme", ssh.clone(), key(5), key(9));
+        c.remove_source("d:other", &ssh, &key(4));
+        c.remove_source("d:acme", &ssh, &key(6));
+        assert_eq!(c.count("d:acme", &ssh), 2);
+        c.remove_source("d:acme", &ssh, &key(4));
+        assert_eq!(c.sources("d:acme", &ssh), [key(5)]);
+        c.remove_source("d:acme", &ssh, &key(5));
         assert!(c.by_path.is_empty());
     }
 }

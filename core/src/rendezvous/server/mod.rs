@@ -12,22 +12,19 @@ mod attach;
 mod authority;
 mod connections;
 mod counters;
+mod introduce;
 mod publish;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::events::ServerEvent;
 use super::lease::{NewRegistration, Registry};
-use super::messages::{
-    ClientMessage, ErrorCode, MAX_DETAIL_LEN, PunchRole, ServerMessage, truncate,
-};
+use super::messages::{ClientMessage, ErrorCode, MAX_DETAIL_LEN, ServerMessage, truncate};
 use super::name::ServiceName;
-use super::pairs::{MAX_INTRODUCED_PER_KEY, Pairs};
-use super::pending::{Push, Pushes, Waiter, Waiters};
+use super::pairs::Pairs;
+use super::pending::{Pushes, Waiters};
 use super::relay::{Held, RelayBudget, RelayLimits, RelayRefusal, RelayShaper, Shaped};
-use super::retry::Retry;
 use crate::crypto::PublicKey;
-use crate::path::RoutePolicy;
 use crate::rng::SeededRng;
 
 /// Most `ConnectPeer` requests one daemon may have waiting at once.
@@ -74,6 +71,8 @@ pub(crate) struct Server {
     counted: counters::Counted,
     /// The connecting daemons introduced to each path, for its limit of connections.
     connections: connections::Connections,
+    /// Attachments that failed on their daemons, with why (see `attach.rs`).
+    attach_failed: BTreeMap<PublicKey, BTreeMap<ServiceName, String>>,
 }
 
 fn secs(d: Duration) -> u32 {
@@ -106,6 +105,7 @@ impl Server {
             publications: publish::Publications::default(),
             counted: counters::Counted::default(),
             connections: connections::Connections::default(),
+            attach_failed: BTreeMap::new(),
         }
     }
 
@@ -194,10 +194,8 @@ impl Server {
             }
         }
         let token = sender.token().to_string();
-        match self
-            .relay
-            .offer(self.config.relay, &token, now, *from, *to, packet)
-        {
+        let limits = authority::relay_limits(&self.directory, self.config.relay, &token);
+        match self.relay.offer(limits, &token, now, *from, *to, packet) {
             Shaped::Now => Ok(true),
             Shaped::Queued => Ok(false),
             Shaped::Dropped => {
@@ -210,13 +208,17 @@ impl Server {
     /// When a relayed packet that waits for its token's budget can leave (see
     /// [`Self::release_relayed`]); `None` when none waits.
     pub(crate) fn relay_deadline(&self) -> Option<Instant> {
-        self.relay.poll_timeout(self.config.relay)
+        let (dir, base) = (&self.directory, self.config.relay);
+        self.relay
+            .poll_timeout(&|t| authority::relay_limits(dir, base, t))
     }
 
     /// Moves the waiting relayed packets whose budget is there by `now` into `out`, in the
     /// order each token's came. The caller forwards them.
     pub(crate) fn release_relayed(&mut self, now: Instant, out: &mut Vec<Held>) {
-        self.relay.release(self.config.relay, now, out);
+        let (dir, base) = (&self.directory, self.config.relay);
+        self.relay
+            .release(&|t| authority::relay_limits(dir, base, t), now, out);
     }
 
     /// Counts a packet of `from`'s token the relay's limit dropped, and reports the drops
@@ -268,11 +270,28 @@ impl Server {
                     Ok(binds) => binds,
                     Err((code, detail)) => return self.error(from, request, code, detail),
                 };
-                let (tenant, rights, limits) = match self.resolve(&token, &path_tokens) {
+                let (tenant, rights, limits, uses) = match self.resolve(&token, &path_tokens) {
                     Ok(resolved) => resolved,
                     Err((code, detail)) => return self.error(from, request, code, detail),
                 };
-                let grants = self.grants(&token, &path_tokens);
+                // The refused path tokens count for nothing (see `resolve`), and bind nothing.
+                let binds: Vec<_> = binds
+                    .into_iter()
+                    .filter(|b| {
+                        matches!(b, super::directory::DirectoryChange::PutDaemon(d)
+                            if authority::directory_tenant(&tenant).as_ref() == Some(&d.tenant))
+                    })
+                    .collect();
+                let valid: Vec<String> = path_tokens
+                    .iter()
+                    .zip(&uses)
+                    .filter(|(_, u)| **u != super::TokenUse::Refused)
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                // A daemon that presented path tokens hears what they allow, if nothing.
+                let grants = self
+                    .grants(&token, &valid)
+                    .or_else(|| (!path_tokens.is_empty()).then(super::Grants::default));
                 let new = NewRegistration {
                     key: from,
                     addr,
@@ -288,10 +307,15 @@ impl Server {
                 if self.registry.get(&from).is_some() {
                     self.observed(from, request, ttl);
                 }
+                if accepted && !uses.is_empty() {
+                    self.send(from, ServerMessage::Tokens { request, uses });
+                }
                 if let Some(grants) = grants.filter(|_| accepted) {
                     self.send(from, ServerMessage::Granted { request, grants });
                 }
                 if accepted {
+                    // The daemon tells its failed attachments again once registered.
+                    self.attach_failed.remove(&from);
                     for bind in binds {
                         self.change(bind);
                     }
@@ -373,6 +397,14 @@ impl Server {
                 }
                 self.on_publish(from, request, name, port);
             }
+            ClientMessage::AttachOutcome { name, failed } => {
+                self.on_attach_outcome(from, name, failed);
+            }
+            ClientMessage::Disconnected { name } => {
+                if let Some(tenant) = self.registry.get(&from).map(|r| r.token().to_string()) {
+                    self.connections.remove_source(&tenant, &name, &from);
+                }
+            }
         }
     }
 
@@ -441,193 +473,6 @@ impl Server {
         true
     }
 
-    fn on_lookup(
-        &mut self,
-        now: Instant,
-        from: PublicKey,
-        request: u64,
-        name: ServiceName,
-        route: RoutePolicy,
-    ) {
-        // Only the asker's own tenant is searched: a name of another tenant is as unknown as
-        // one nobody publishes, with the same answer.
-        // Likewise a declared path the asker holds no client token for.
-        let Some(reg) = self.registry.get(&from) else {
-            return self.not_registered(from, request);
-        };
-        let (tenant, rights) = (reg.token().to_string(), reg.rights().clone());
-        let target = self
-            .registry
-            .owner(&tenant, &name)
-            .filter(|_| self.may_connect(&tenant, &from, &rights, &name));
-        let Some(target) = target else {
-            let detail = format!("no daemon publishes {name}");
-            return self.fail(from, request, ErrorCode::UnknownService, detail);
-        };
-        if target == from {
-            let detail = format!("{name} is published by the asking daemon itself");
-            return self.fail(from, request, ErrorCode::Malformed, detail);
-        }
-        // connet's rule, checked before anyone is introduced: a direct-only side and a
-        // relay-only side share no path.
-        let theirs = self.registry.get(&target).and_then(|r| r.route(&name));
-        if let Some(theirs) = theirs.filter(|t| route.combine(*t).is_none()) {
-            let detail = format!(
-                "{name} is exposed {} and this connect is {}",
-                theirs.describe(),
-                route.describe()
-            );
-            return self.fail(from, request, ErrorCode::RouteConflict, detail);
-        }
-        if self.pushes.values().filter(|p| p.to == target).count() >= MAX_PUSHES_PER_KEY {
-            let detail = format!("too many introductions pending for {name}; try again");
-            return self.fail(from, request, ErrorCode::TooMany, detail);
-        }
-        if !self.pairs.allows(&from, &target) {
-            let detail = format!(
-                "{name} or this daemon already has {MAX_INTRODUCED_PER_KEY} peers; try again later"
-            );
-            return self.fail(from, request, ErrorCode::TooMany, detail);
-        }
-
-        if let Err(detail) = self.room_for(&tenant, &name, &from) {
-            return self.fail(from, request, ErrorCode::TooMany, detail);
-        }
-        // Last, so that only a lookup that goes through pins its key; the destination
-        // learns the new pin before the introduction.
-        let pinned = match self.pin_client(&tenant, &rights, &name, from) {
-            Err(detail) => return self.fail(from, request, ErrorCode::NotPinned, detail),
-            Ok(pinned) => pinned,
-        };
-        let a = Side {
-            key: from,
-            request: Some(request),
-            role: PunchRole::Initiator,
-        };
-        self.connections.insert(&tenant, name.clone(), from, target);
-        if pinned {
-            self.push_pins(now, &tenant, &name);
-        }
-        self.introduce(now, a, target, None, Some(name));
-    }
-
-    fn on_connect_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
-        if peer == from {
-            let detail = "cannot connect to our own key".to_string();
-            return self.fail(from, request, ErrorCode::Malformed, detail);
-        }
-        if let Some(deadline) = self.waiters.set_request(&(from, peer), request) {
-            // A retransmission, or the daemon asking again with a new id: still waiting.
-            let wait_secs = secs(deadline.saturating_duration_since(now));
-            return self.send(from, ServerMessage::Waiting { request, wait_secs });
-        }
-        if !self.same_tenant(&from, &peer) && self.registry.get(&peer).is_some() {
-            // A daemon of another tenant is invisible: wait as if it had not registered, and
-            // never pair with it (below).
-            return self.wait_for_peer(now, from, request, peer);
-        }
-        if !self.pairs.allows(&from, &peer) {
-            let detail =
-                format!("this daemon or its peer already has {MAX_INTRODUCED_PER_KEY} peers");
-            return self.fail(from, request, ErrorCode::TooMany, detail);
-        }
-        if let Some(w) = self.waiters.remove(&(peer, from)) {
-            // The peer asked for us first: introduce both. The smaller key initiates.
-            let a = Side {
-                key: from,
-                request: Some(request),
-                role: if from < peer {
-                    PunchRole::Initiator
-                } else {
-                    PunchRole::Responder
-                },
-            };
-            return self.introduce(now, a, peer, Some(w.request), None);
-        }
-        self.wait_for_peer(now, from, request, peer);
-    }
-
-    /// Records that `from` waits for `peer` (peer mode) and tells it so.
-    fn wait_for_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
-        if self.waiters.iter().filter(|((k, _), _)| *k == from).count() >= MAX_WAITERS_PER_KEY {
-            let detail = format!("at most {MAX_WAITERS_PER_KEY} peer requests may wait at once");
-            return self.fail(from, request, ErrorCode::TooMany, detail);
-        }
-        let deadline = now + self.config.peer_wait;
-        self.waiters
-            .insert((from, peer), Waiter { request, deadline });
-        self.events
-            .push_back(ServerEvent::Waiting { key: from, peer });
-        let wait_secs = secs(self.config.peer_wait);
-        self.send(from, ServerMessage::Waiting { request, wait_secs });
-    }
-
-    /// Whether two registered daemons hold the same token (tenant).
-    fn same_tenant(&self, a: &PublicKey, b: &PublicKey) -> bool {
-        match (self.registry.get(a), self.registry.get(b)) {
-            (Some(a), Some(b)) => a.token() == b.token(),
-            _ => false,
-        }
-    }
-
-    /// Introduces `a` (whose request completed the pairing) and `b` to each other.
-    fn introduce(
-        &mut self,
-        now: Instant,
-        a: Side,
-        b: PublicKey,
-        b_request: Option<u64>,
-        service: Option<ServiceName>,
-    ) {
-        let (Some(reg_a), Some(reg_b)) = (self.registry.get(&a.key), self.registry.get(&b)) else {
-            // Both are registered: callers check the asker, waiters die with their keys, and
-            // a name's owner is registered. Fail cleanly rather than panic if that ever breaks.
-            if let Some(request) = a.request {
-                let detail = "the peer is not registered".to_string();
-                self.fail(a.key, request, ErrorCode::LeaseExpired, detail);
-            }
-            return;
-        };
-        let (cands_a, cands_b) = (reg_a.candidates(), reg_b.candidates());
-        // The asker learns the route the service's owner set for it (the owner knows it).
-        let route = service.as_ref().and_then(|s| reg_b.route(s));
-        let sides = [
-            (a.key, a.request, b, cands_b, a.role, route),
-            (b, b_request, a.key, cands_a, a.role.opposite(), None),
-        ];
-        for (to, request, peer, candidates, role, route) in sides {
-            let id = self.next_id;
-            self.next_id += 1;
-            let msg = ServerMessage::Introduce {
-                id,
-                request,
-                peer,
-                service: service.clone(),
-                candidates,
-                role,
-                route,
-            };
-            if let (Some(request), Some(reg)) = (request, self.registry.get_mut(&to)) {
-                reg.remember(request, msg.clone());
-            }
-            self.pushes.insert(
-                id,
-                Push {
-                    to,
-                    msg: msg.clone(),
-                    retry: Retry::new(now),
-                },
-            );
-            self.send(to, msg);
-        }
-        self.pairs.insert(a.key, b);
-        self.events.push_back(ServerEvent::Introduced {
-            asker: a.key,
-            target: b,
-            service,
-        });
-    }
-
     /// Answers a retransmitted request from the remembered answer; returns whether it did.
     fn repeat_answer(&mut self, from: PublicKey, request: u64) -> bool {
         let Some(msg) = self
@@ -687,6 +532,7 @@ impl Server {
         self.unpublish_stale(key, why);
         self.pairs.remove_key(key);
         self.connections.remove_key(key);
+        self.attach_failed.remove(key);
         self.pushes.retain(|_, p| p.to != *key);
         self.waiters.retain(|(asker, _), _| asker != key);
         let failed: Vec<_> = self
@@ -781,11 +627,4 @@ impl Server {
         .flatten()
         .min()
     }
-}
-
-/// The side of an introduction whose request completed it.
-struct Side {
-    key: PublicKey,
-    request: Option<u64>,
-    role: PunchRole,
 }

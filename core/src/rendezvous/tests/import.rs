@@ -8,7 +8,7 @@ use super::authority::{daemon, lookup, registered, server_config};
 use super::*;
 use crate::rendezvous::config::ConfigError;
 use crate::rendezvous::directory::TokenRole;
-use crate::rendezvous::grants::{Grant, Grants};
+use crate::rendezvous::grants::{Grant, Grants, TokenUse};
 use crate::rendezvous::messages::{MAX_PATH_TOKEN_LEN, MAX_PATH_TOKENS};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -158,4 +158,59 @@ fn an_import_completes_through_loss_and_a_server_that_never_answers_undoes_it() 
     h.run(2 * SECOND);
     assert!(registered(&h, user));
     assert_eq!(lookup(&mut h, user, "/ssh"), Ok(key(server)));
+}
+
+#[test]
+fn a_stale_token_is_refused_alone_and_named_and_the_registration_stands() {
+    let mut h = Harness::new(server_config(false));
+    let server = daemon(&mut h, "S", &[], &["/ssh"]);
+    // One token nobody made (say, one its master redeemed) and another tenant's, with the
+    // client token of /ssh: registered with what is valid.
+    let user = daemon(&mut h, "S", &["nope-123", "C", "C2"], &[]);
+    h.run(SECOND);
+    assert!(registered(&h, user));
+    assert!(
+        !h.events(user)
+            .iter()
+            .any(|e| matches!(e, ClientEvent::RegistrationFailed { .. })),
+        "{:?}",
+        h.events(user)
+    );
+    let refused: Vec<Vec<String>> = h
+        .events(user)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::TokensRefused { starts } => Some(starts),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [vec!["nope-1".to_string(), "C2".to_string()]]);
+    let uses: Vec<TokenUse> = h
+        .client(user)
+        .token_uses()
+        .iter()
+        .map(|(_, u)| u.clone())
+        .collect();
+    assert_eq!(
+        uses,
+        [
+            TokenUse::Refused,
+            TokenUse::Path(grant("/ssh", TokenRole::Client)),
+            TokenUse::Refused
+        ]
+    );
+    // The valid token works, and another tenant's grants nothing.
+    assert_eq!(lookup(&mut h, user, "/ssh"), Ok(key(server)));
+
+    // An import that adds a good token goes through the stale one; one that adds a stale
+    // token is refused and undone.
+    let grants = import(&mut h, user, &["nope-123", "C"], 2 * SECOND).expect("imported");
+    assert_eq!(grants.to_string(), "exposes /ssh; connects to /ssh");
+    assert_eq!(
+        import(&mut h, user, &["nope-123", "C", "gone-456"], 2 * SECOND),
+        Err(ErrorCode::BadToken)
+    );
+    h.run(SECOND);
+    assert!(registered(&h, user));
+    assert_eq!(h.client(user).token_uses().len(), 2, "the previous tokens");
 }

@@ -1062,6 +1062,7 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 
 mod authority;
 mod daemons;
+mod failures;
 mod import;
 mod limits;
 mod pins;

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 use super::config::{ClientConfig, ConfigError, check_services};
 use super::directory::AdminCommand;
 use super::events::ClientEvent;
-use super::grants::Grants;
+use super::grants::TokenUse;
 use super::messages::{ClientMessage, ErrorCode, MAX_HOST_CANDIDATES, ServerMessage};
 use super::name::ServiceName;
 use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
 use crate::crypto::PublicKey;
+
+mod attach;
+mod tokens;
 
 /// How long a refused or unanswered registration waits before it is tried again.
 pub(crate) const REGISTER_RETRY: Duration = Duration::from_secs(30);
@@ -66,19 +69,6 @@ struct Request {
     give_up: Instant,
 }
 
-/// A change of path tokens ([`Client::set_path_tokens`]) waiting for the server's verdict.
-#[derive(Clone, Debug)]
-struct Import {
-    /// The tokens presented before, restored if the server refuses the new ones.
-    previous: Vec<String>,
-    /// The `Register` whose `Granted` answers it (the latest one sent).
-    request: u64,
-    /// Resends that `Register` while registered but not yet told what it was granted.
-    retry: Retry,
-    /// When it is given up and the previous tokens come back.
-    give_up: Instant,
-}
-
 /// A daemon's rendezvous state machine. Same verbs as the endpoint: after every call that
 /// takes `now`, drain `poll_message` and `poll_event`, then read `poll_timeout`.
 #[derive(Debug)]
@@ -101,7 +91,13 @@ pub(crate) struct Client {
     /// ([`ServerMessage::Observed`]).
     observed_ttl: Option<u8>,
     /// A change of path tokens in progress.
-    import: Option<Import>,
+    import: Option<tokens::Import>,
+    /// What each path token of the latest registration does, as the server said.
+    token_uses: Vec<(String, TokenUse)>,
+    /// The request id of the latest `Register` sent.
+    last_register: Option<u64>,
+    /// Our attachments that failed, with why (see `attach.rs`).
+    attach_failed: BTreeMap<ServiceName, String>,
 }
 
 impl Client {
@@ -132,6 +128,9 @@ impl Client {
             connect_due: false,
             observed_ttl: None,
             import: None,
+            token_uses: Vec::new(),
+            last_register: None,
+            attach_failed: BTreeMap::new(),
         })
     }
 
@@ -220,55 +219,6 @@ impl Client {
         self.config.host_candidates = candidates;
         if !matches!(self.state, State::Idle) {
             self.register(now);
-        }
-    }
-
-    /// Presents `tokens` as the path tokens from now on (`burrow import`): registers again
-    /// with them at once if the session to the server is up, otherwise at the next
-    /// [`Self::start`]. The outcome comes as [`ClientEvent::PathTokensSet`]: what the server
-    /// granted, or why it refused, in which case the previous tokens are presented again (a
-    /// refused token never costs the daemon its registration). Refused at once, with nothing
-    /// changed, when a token is too long, there are too many, or another change is waiting
-    /// for its answer.
-    pub(crate) fn set_path_tokens(
-        &mut self,
-        now: Instant,
-        tokens: Vec<String>,
-    ) -> Result<(), ConfigError> {
-        if self.import.is_some() {
-            return Err(ConfigError::ImportPending);
-        }
-        let mut candidate = self.config.clone();
-        candidate.path_tokens = tokens;
-        candidate.validate()?;
-        let previous = std::mem::replace(&mut self.config.path_tokens, candidate.path_tokens);
-        self.import = Some(Import {
-            previous,
-            request: 0,
-            retry: Retry::new(now),
-            // Long enough for a registration that first needs the session to come up.
-            give_up: now + 2 * GIVE_UP_AFTER,
-        });
-        if matches!(self.state, State::Idle) {
-            return Ok(());
-        }
-        self.register(now);
-        Ok(())
-    }
-
-    /// Ends the change of path tokens in progress with `result`; a refusal restores the
-    /// tokens presented before and registers with them again.
-    fn end_import(&mut self, now: Instant, result: Result<Grants, (ErrorCode, String)>) {
-        let Some(import) = self.import.take() else {
-            return;
-        };
-        let refused = result.is_err();
-        self.events.push_back(ClientEvent::PathTokensSet { result });
-        if refused {
-            self.config.path_tokens = import.previous;
-            if !matches!(self.state, State::Idle) {
-                self.register(now);
-            }
         }
     }
 
@@ -376,6 +326,8 @@ impl Client {
 
     fn register(&mut self, now: Instant) {
         let request = self.request_id();
+        self.last_register = Some(request);
+        self.token_uses.clear();
         self.state = State::Registering {
             request,
             retry: Retry::new(now),
@@ -450,6 +402,11 @@ impl Client {
                 };
                 self.events
                     .push_back(ClientEvent::Registered { reflexive, lease });
+                if let Some(import) = self.import.as_mut().filter(|i| i.retry.is_due(now)) {
+                    // Its `Register` was answered just now: `Granted` gets a retry interval.
+                    import.retry.backoff(now);
+                }
+                self.resend_attach_failures();
                 for req in self.requests.values_mut() {
                     if req.retry.is_none() {
                         self.messages.push_back(req.msg.clone());
@@ -564,11 +521,8 @@ impl Client {
                 self.first_sight(now, id);
                 self.events.push_back(ClientEvent::Pins { name, clients });
             }
-            ServerMessage::Granted { request, grants } => {
-                if self.import.as_ref().is_some_and(|i| i.request == request) {
-                    self.end_import(now, Ok(grants));
-                }
-            }
+            ServerMessage::Granted { request, grants } => self.on_granted(now, request, grants),
+            ServerMessage::Tokens { request, uses } => self.on_tokens(request, uses),
         }
     }
 
@@ -792,6 +746,9 @@ fn request_of(msg: &ClientMessage) -> u64 {
         | ClientMessage::ConnectPeer { request, .. }
         | ClientMessage::Admin { request, .. }
         | ClientMessage::Publish { request, .. } => *request,
-        ClientMessage::Unregister | ClientMessage::Ack { .. } => 0,
+        ClientMessage::Unregister
+        | ClientMessage::Ack { .. }
+        | ClientMessage::AttachOutcome { .. }
+        | ClientMessage::Disconnected { .. } => 0,
     }
 }

@@ -4,6 +4,7 @@ mod daemon_commands;
 mod initiation;
 mod load;
 mod portmap;
+mod publish_sni;
 mod relay;
 mod rendezvous;
 mod sessions;

@@ -642,3 +642,4 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
 }
 
 mod publish;
+mod publish_sni;

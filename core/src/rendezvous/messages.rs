@@ -135,6 +135,17 @@ pub(crate) enum ClientMessage {
         /// The public port asked for; `None` for any port of the server's range.
         port: Option<u16>,
     },
+    /// Asks the server to publish `name` on its SNI port, under the host name made of the
+    /// path's last segment and the server's domain (`/web/blog` as `blog.DOMAIN`): TLS
+    /// connections asking for that name come to this daemon as streams from the server's
+    /// key. Answered by `Published` (with the SNI port) or `Error`. Appended: an older server
+    /// drops it as undecodable.
+    PublishSni {
+        /// The request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+    },
 }
 
 /// What the rendezvous server answers or pushes to a daemon.

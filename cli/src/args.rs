@@ -113,9 +113,20 @@ pub enum Command {
         /// daemon through its session with the server. Off without it.
         #[arg(long, value_name = "FIRST-LAST", value_parser = port_range)]
         publish_ports: Option<(u16, u16)>,
-        /// Most ports one token (tenant) may have published at once.
-        #[arg(long, value_name = "N", default_value_t = burrow_core::rendezvous::DEFAULT_PUBLISH_LIMIT, requires = "publish_ports")]
+        /// Most ports (and --publish-sni host names) one token (tenant) may have published
+        /// at once.
+        #[arg(long, value_name = "N", default_value_t = burrow_core::rendezvous::DEFAULT_PUBLISH_LIMIT)]
         publish_limit: usize,
+        /// Let many TLS services share this one public TCP port, routed by the name each
+        /// client asks for (TLS SNI) without the server terminating TLS: a daemon's
+        /// `publish = "sni"` path /any/NAME answers as NAME.DOMAIN (see --sni-domain). A
+        /// connection naming no published path is closed (logged as `sni: refused`).
+        #[arg(long, value_name = "PORT", requires = "sni_domain")]
+        publish_sni: Option<u16>,
+        /// The domain the --publish-sni names end in (such as example.com, whose wildcard
+        /// *.example.com points at this server).
+        #[arg(long, value_name = "DOMAIN", requires = "publish_sni", value_parser = sni_domain)]
+        sni_domain: Option<String>,
         /// Serve Prometheus metrics at http://ADDR/metrics (off by default; a loopback
         /// address unless --metrics-public).
         #[arg(long, value_name = "ADDR")]
@@ -146,7 +157,8 @@ pub enum Command {
     ///   name = "/home/ssh"
     ///   target = "127.0.0.1:22"
     ///   proxy_protocol = "v2"           # optional: v1 or v2, the client's address first
-    ///   publish = 20001                 # optional: a public port of the server, or "any"
+    ///   publish = 20001                 # optional: a public port of the server, "any",
+    ///                                   # or "sni" (NAME.DOMAIN on its --publish-sni port)
     ///
     ///   [[expose]]
     ///   name = "/home/dns"
@@ -186,9 +198,10 @@ pub enum Command {
         #[arg(long, value_name = "v1|v2")]
         proxy_protocol: Option<ProxyVersion>,
         /// Ask the rendezvous server to publish the service on this public TCP port of its
-        /// own (`any`: one it picks from its --publish-ports range). Anyone who reaches
-        /// that port reaches the service.
-        #[arg(long, value_name = "PORT|any")]
+        /// own (`any`: one it picks from its --publish-ports range; `sni`: a TLS service
+        /// on its --publish-sni port, as NAME.DOMAIN for the path's last segment NAME).
+        /// Anyone who reaches that port reaches the service.
+        #[arg(long, value_name = "PORT|any|sni")]
         publish: Option<PublishPort>,
         #[command(flatten)]
         common: DaemonArgs,
@@ -554,4 +567,10 @@ pub fn port_range(text: &str) -> Result<(u16, u16), String> {
         return Err(format!("{first}-{last}: the first port is above the last"));
     }
     Ok((first, last))
+}
+
+/// A `--sni-domain`: a host name, in lower case.
+fn sni_domain(s: &str) -> Result<String, String> {
+    burrow_core::forward::sni::host_name(s.as_bytes())
+        .map_err(|_| format!("`{s}` is not a host name (letters, digits, '-' and dots)"))
 }

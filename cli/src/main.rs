@@ -228,6 +228,8 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             netcheck_udp,
             publish_ports,
             publish_limit,
+            publish_sni,
+            sni_domain,
             metrics,
             metrics_public,
         } => {
@@ -253,6 +255,9 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             let publish = burrow_core::rendezvous::PublishConfig {
                 ports: publish_ports,
                 max_per_token: publish_limit,
+                sni: publish_sni
+                    .zip(sni_domain)
+                    .map(|(port, domain)| burrow_core::rendezvous::SniConfig { port, domain }),
             };
             run::server(run::ServerOptions {
                 runtime: or_default(runtime),

@@ -85,6 +85,15 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
             publish.max_per_token
         );
     }
+    if let Some(sni) = &publish.sni {
+        tracing::info!(
+            "routing TLS connections to port {} of {} by their server name (*.{}), at most {} publications per token",
+            sni.port,
+            listen.ip(),
+            sni.domain,
+            publish.max_per_token
+        );
+    }
     config.publish = publish;
     let mut store = match state_dir {
         Some(dir) => {

@@ -6,6 +6,7 @@ mod load;
 mod portmap;
 mod reconfigure;
 pub use reconfigure::Routing;
+mod publish_sni;
 mod relay;
 mod rendezvous;
 mod sessions;

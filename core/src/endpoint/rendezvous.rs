@@ -583,7 +583,10 @@ impl Endpoint {
             if daemon.publishing.values().any(|n| n == name) {
                 continue;
             }
-            let request = daemon.client.publish(now, name.clone(), port.port());
+            let request = match port {
+                crate::forward::PublishPort::Sni => daemon.client.publish_sni(now, name.clone()),
+                port => daemon.client.publish(now, name.clone(), port.port()),
+            };
             daemon.publishing.insert(request, name.clone());
         }
     }

@@ -71,6 +71,8 @@ mod action;
 mod conn;
 mod options;
 pub mod proxy;
+mod routed;
+pub mod sni;
 pub mod udp;
 
 #[cfg(test)]
@@ -534,7 +536,7 @@ impl Forwarder {
         Some(conn)
     }
 
-    fn new_conn(&mut self) -> ConnId {
+    pub(super) fn new_conn(&mut self) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         conn
@@ -632,7 +634,7 @@ impl Forwarder {
 
     /// Moves held local bytes (and a pending end of file) into the stream; asks for the next
     /// read when everything was taken.
-    fn push_up(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId) {
+    pub(super) fn push_up(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -75,13 +75,17 @@ pub enum PublishPort {
     Any,
     /// This port.
     Port(u16),
+    /// The server's SNI port, under the host name made of the path's last segment and the
+    /// server's domain (`/web/blog` as `blog.DOMAIN`): for a TLS service, which the server
+    /// routes by the name its clients ask for without terminating TLS.
+    Sni,
 }
 
 impl PublishPort {
-    /// The port asked for, `None` for any.
+    /// The port asked for, `None` for any (or the SNI port).
     pub fn port(self) -> Option<u16> {
         match self {
-            Self::Any => None,
+            Self::Any | Self::Sni => None,
             Self::Port(p) => Some(p),
         }
     }
@@ -91,6 +95,7 @@ impl fmt::Display for PublishPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Any => f.write_str("any"),
+            Self::Sni => f.write_str("sni"),
             Self::Port(p) => write!(f, "{p}"),
         }
     }
@@ -102,9 +107,12 @@ impl FromStr for PublishPort {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "any" => Ok(Self::Any),
+            "sni" => Ok(Self::Sni),
             port => match port.parse::<u16>() {
                 Ok(p) if p > 0 => Ok(Self::Port(p)),
-                _ => Err(format!("`{s}` is neither a port (1-65535) nor `any`")),
+                _ => Err(format!(
+                    "`{s}` is neither a port (1-65535) nor `any` nor `sni`"
+                )),
             },
         }
     }

@@ -116,9 +116,10 @@ impl NodeConfig {
         }
         let listen_addrs = listen.iter().map(|(s, a, _)| (s.clone(), *a)).collect();
         let options = self.expose_options.into_iter().collect();
-        let node = Node::new(now, endpoint, forwarder, udp_addr, self.expose, listen)
+        let mut node = Node::new(now, endpoint, forwarder, udp_addr, self.expose, listen)
             .with_state(self.state_dir, known)
             .with_udp(UdpForwarder::new(self.udp), options);
+        node.start_sni();
         Ok(Started {
             node,
             public_key,

@@ -35,7 +35,8 @@ impl LogLine {
             Event::Stun(_) | Event::AdminAnswered { .. } => return None,
             Event::Rendezvous(
                 crate::rendezvous::ServerEvent::RelayLimited { .. }
-                | crate::rendezvous::ServerEvent::DaemonKeyRefused { .. },
+                | crate::rendezvous::ServerEvent::DaemonKeyRefused { .. }
+                | crate::rendezvous::ServerEvent::SniDown { .. },
             ) => Level::Warn,
             Event::Registered { .. } if seen.registered.is_some() => Level::Trace,
             // Asked again at every registration: logged when it changed.
@@ -210,6 +211,36 @@ impl fmt::Display for LogLine {
                 service,
                 reason,
             }) => write!(f, "refused to publish {service} for daemon {key}: {reason}"),
+            Event::Rendezvous(crate::rendezvous::ServerEvent::PublishedName {
+                host,
+                port,
+                key,
+                service,
+            }) => write!(
+                f,
+                "published {service} of daemon {key} as {host} on the SNI port {port}"
+            ),
+            Event::Rendezvous(crate::rendezvous::ServerEvent::UnpublishedName {
+                host,
+                key,
+                service,
+                reason,
+            }) => write!(
+                f,
+                "stopped publishing {service} of daemon {key} as {host}: {reason}"
+            ),
+            Event::Rendezvous(crate::rendezvous::ServerEvent::SniRefused { from, reason }) => {
+                match from {
+                    Some(from) => write!(f, "sni: refused a connection from {from}: {reason}"),
+                    None => write!(f, "sni: refused a connection: {reason}"),
+                }
+            }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::SniDown { reason, .. }) => {
+                write!(
+                    f,
+                    "{reason}; nothing can be published with publish = \"sni\""
+                )
+            }
             Event::Rendezvous(e) => write!(f, "rendezvous: {e:?}"),
             other => write!(f, "{other:?}"),
         }

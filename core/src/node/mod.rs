@@ -14,6 +14,7 @@ mod hooks;
 mod known;
 mod log;
 mod services;
+mod sni;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub use known::{
 };
 pub use log::{Level, LogLine};
 pub use services::{AddError, Applied, Plan, Removed, Services, Summary};
+pub use sni::{MAX_SNIFFING, SNI_WAIT};
 
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
@@ -168,6 +170,8 @@ pub struct Node {
     published: BTreeMap<u16, ListenerId>,
     /// Which sessions serve which hook subjects.
     hooks: hooks::Hooks,
+    /// A rendezvous server's SNI port, when it has one.
+    sni: Option<sni::SniPort>,
 }
 
 impl Node {
@@ -204,6 +208,7 @@ impl Node {
             options: BTreeMap::new(),
             published: BTreeMap::new(),
             hooks: hooks::Hooks::default(),
+            sni: None,
         }
     }
 
@@ -274,11 +279,17 @@ impl Node {
     /// latest input when it has none.
     fn timeout(&self) -> Instant {
         let ep = self.ep.poll_timeout().map(|(at, _)| at);
-        [ep, self.udp.poll_timeout(), self.ping.map(|(_, at)| at)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.now + IDLE_WAKE)
+        let sni = self.sni.as_ref().and_then(sni::SniPort::timeout);
+        [
+            ep,
+            self.udp.poll_timeout(),
+            self.ping.map(|(_, at)| at),
+            sni,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.now + IDLE_WAKE)
     }
 
     fn event(&mut self, event: Event) {
@@ -396,6 +407,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.input(now).1.handle_timeout(now);
         self.udp.handle_timeout(now, &mut self.ep);
+        self.sni_timeout(now);
         if self.ping.is_some_and(|(_, until)| now >= until) {
             self.ping = None;
             let why = format!("no answer within {} s", PING_WAIT.as_secs());
@@ -418,6 +430,10 @@ impl Node {
         listener: ListenerId,
         origin: Option<Origin>,
     ) -> Option<ConnId> {
+        if self.is_sni(listener) {
+            self.now = now;
+            return self.sni_accept(now, origin);
+        }
         let (fwd, ep) = self.input(now);
         fwd.handle_accept_from(now, ep, listener, origin)
     }
@@ -431,6 +447,9 @@ impl Node {
         result: Result<SocketAddr, String>,
     ) {
         self.now = now;
+        if self.is_sni(listener) {
+            return self.sni_listening(now, result);
+        }
         let Some(port) = self
             .published
             .iter()
@@ -489,12 +508,20 @@ impl Node {
 
     /// An [`Action::Read`] read `data` (not empty).
     pub fn handle_read(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+        if self.is_sniffing(conn) {
+            self.now = now;
+            return self.sni_read(now, conn, data);
+        }
         let (fwd, ep) = self.input(now);
         fwd.handle_read(now, ep, conn, data);
     }
 
     /// An [`Action::Read`] found the end of the local stream.
     pub fn handle_eof(&mut self, now: Instant, conn: ConnId) {
+        if self.is_sniffing(conn) {
+            self.now = now;
+            return self.sni_read(now, conn, &[]);
+        }
         let (fwd, ep) = self.input(now);
         fwd.handle_eof(now, ep, conn);
     }
@@ -507,6 +534,10 @@ impl Node {
 
     /// A local socket failed (reading, writing or shutting down), and why.
     pub fn handle_conn_error(&mut self, now: Instant, conn: ConnId, why: &str) {
+        if self.is_sniffing(conn) {
+            self.now = now;
+            return self.sni_failed(conn, why);
+        }
         let (fwd, ep) = self.input(now);
         fwd.handle_conn_error(now, ep, conn, why);
     }

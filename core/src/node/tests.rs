@@ -644,3 +644,4 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
 }
 
 mod publish;
+mod publish_sni;

@@ -64,8 +64,22 @@ pub const DEFAULT_PUBLISH_LIMIT: usize = 4;
 pub struct PublishConfig {
     /// The ports daemons may ask for, first and last (inclusive); `None`: publishing is off.
     pub ports: Option<(u16, u16)>,
-    /// Most ports one token (tenant) may have published at once.
+    /// Most ports one token (tenant) may have published at once (host names on the SNI port
+    /// count too).
     pub max_per_token: usize,
+    /// One public port where many TLS services share, each routed by the name its clients
+    /// ask for (`burrow server --publish-sni`); `None`: off.
+    pub sni: Option<SniConfig>,
+}
+
+/// The server's SNI port: a TLS connection to `port` asking for `LABEL.domain` goes to the
+/// path published under `LABEL` (its last segment), without the server terminating TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SniConfig {
+    /// The public TCP port.
+    pub port: u16,
+    /// The domain the published names end in (a valid host name, lower case).
+    pub domain: String,
 }
 
 impl Default for PublishConfig {
@@ -73,6 +87,7 @@ impl Default for PublishConfig {
         Self {
             ports: None,
             max_per_token: DEFAULT_PUBLISH_LIMIT,
+            sni: None,
         }
     }
 }

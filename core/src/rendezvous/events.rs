@@ -255,4 +255,41 @@ pub enum ServerEvent {
         /// The introduction id.
         id: u64,
     },
+    /// `service` of the daemon `key` is published on the SNI port `port` under the host
+    /// name `host`.
+    PublishedName {
+        /// The host name TLS clients ask for.
+        host: String,
+        /// The SNI port.
+        port: u16,
+        /// The daemon.
+        key: PublicKey,
+        /// The path.
+        service: ServiceName,
+    },
+    /// The publication of `service` under `host` ended (as [`Self::Unlisten`] says why).
+    UnpublishedName {
+        /// The host name.
+        host: String,
+        /// The daemon that held the path.
+        key: PublicKey,
+        /// The path.
+        service: ServiceName,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// A connection to the SNI port was closed without reaching a daemon.
+    SniRefused {
+        /// The client (`None` when the runtime did not say).
+        from: Option<SocketAddr>,
+        /// Why: the name nobody publishes, no name, not TLS, or too slow.
+        reason: String,
+    },
+    /// The SNI port could not be bound: nothing is published there.
+    SniDown {
+        /// The port.
+        port: u16,
+        /// Why.
+        reason: String,
+    },
 }

@@ -156,6 +156,17 @@ pub(crate) enum ClientMessage {
         /// The path.
         name: ServiceName,
     },
+    /// Asks the server to publish `name` on its SNI port, under the host name made of the
+    /// path's last segment and the server's domain (`/web/blog` as `blog.DOMAIN`): TLS
+    /// connections asking for that name come to this daemon as streams from the server's
+    /// key. Answered by `Published` (with the SNI port) or `Error`. Appended: an older server
+    /// drops it as undecodable.
+    PublishSni {
+        /// The request id.
+        request: u64,
+        /// The path.
+        name: ServiceName,
+    },
 }
 
 fn bounded_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

@@ -46,7 +46,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_PUBLISH_LIMIT, PublishConfig, ServerConfig, TokenPolicy};
+pub use config::{DEFAULT_PUBLISH_LIMIT, PublishConfig, ServerConfig, SniConfig, TokenPolicy};
 pub use events::ServerEvent;
 pub use grants::{Grant, Grants, MAX_GRANTS, TokenUse, token_start};
 pub use lease::TokenLimits;

@@ -15,6 +15,7 @@ fn server_and_daemon(now: Instant) -> Net {
         publish: PublishConfig {
             ports: Some((20000, 20010)),
             max_per_token: 4,
+            sni: None,
         },
         ..ServerConfig::default()
     };

@@ -309,6 +309,13 @@ impl Client {
         )
     }
 
+    /// Asks the server to publish `name` on its SNI port under the host name of its last
+    /// segment; answered as [`Self::publish`] is.
+    pub(crate) fn publish_sni(&mut self, now: Instant, name: ServiceName) -> u64 {
+        let request = self.request_id();
+        self.add_request(now, ClientMessage::PublishSni { request, name })
+    }
+
     fn add_request(&mut self, now: Instant, msg: ClientMessage) -> u64 {
         let request = request_of(&msg);
         let mut req = Request {
@@ -745,7 +752,8 @@ fn request_of(msg: &ClientMessage) -> u64 {
         | ClientMessage::Lookup { request, .. }
         | ClientMessage::ConnectPeer { request, .. }
         | ClientMessage::Admin { request, .. }
-        | ClientMessage::Publish { request, .. } => *request,
+        | ClientMessage::Publish { request, .. }
+        | ClientMessage::PublishSni { request, .. } => *request,
         ClientMessage::Unregister
         | ClientMessage::Ack { .. }
         | ClientMessage::AttachOutcome { .. }

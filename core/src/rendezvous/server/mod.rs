@@ -14,6 +14,7 @@ mod connections;
 mod counters;
 mod introduce;
 mod publish;
+mod publish_sni;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
@@ -126,19 +127,6 @@ impl Server {
     #[cfg(test)]
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
-    }
-
-    /// The publication on public `port`, if any: the daemon and path, and whether its
-    /// listener is bound.
-    #[cfg(test)]
-    pub(crate) fn publication(&self, port: u16) -> Option<&publish::Publication> {
-        self.publications.get(port)
-    }
-
-    /// Every publication, by port.
-    #[cfg(test)]
-    pub(crate) fn publications(&self) -> impl Iterator<Item = (&u16, &publish::Publication)> {
-        self.publications.iter()
     }
 
     /// Whether the relay forwards between `a` and `b`.
@@ -404,6 +392,12 @@ impl Server {
                 if let Some(tenant) = self.registry.get(&from).map(|r| r.token().to_string()) {
                     self.connections.remove_source(&tenant, &name, &from);
                 }
+            }
+            ClientMessage::PublishSni { request, name } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                self.on_publish_sni(from, request, name);
             }
         }
     }

@@ -32,6 +32,12 @@ pub(crate) struct Publication {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Publications {
     by_port: BTreeMap<u16, Publication>,
+    /// Publications on the SNI port, by host name (`binding` is always `None`).
+    pub(super) by_host: BTreeMap<String, Publication>,
+    /// Whether the SNI port is bound (`Ok`), could not be (`Err`, why), or not known yet.
+    pub(super) sni_bound: Option<Result<(), String>>,
+    /// Requests to publish on the SNI port waiting for it to be bound: daemon, request, path.
+    pub(super) sni_waiting: Vec<(PublicKey, u64, ServiceName)>,
 }
 
 impl Publications {
@@ -43,9 +49,10 @@ impl Publications {
             .map(|(port, _)| *port)
     }
 
-    /// How many ports `token` holds.
-    fn count(&self, token: &str) -> usize {
-        self.by_port.values().filter(|p| p.token == token).count()
+    /// How many ports and host names `token` holds.
+    pub(super) fn count(&self, token: &str) -> usize {
+        let ports = self.by_port.values().filter(|p| p.token == token).count();
+        ports + self.by_host.values().filter(|p| p.token == token).count()
     }
 
     /// The publication on `port`.
@@ -61,6 +68,19 @@ impl Publications {
 }
 
 impl Server {
+    /// The publication on public `port`, if any: the daemon and path, and whether its
+    /// listener is bound.
+    #[cfg(test)]
+    pub(crate) fn publication(&self, port: u16) -> Option<&Publication> {
+        self.publications.get(port)
+    }
+
+    /// Every publication, by port.
+    #[cfg(test)]
+    pub(crate) fn publications(&self) -> impl Iterator<Item = (&u16, &Publication)> {
+        self.publications.iter()
+    }
+
     /// `from` asks to publish `name` on `port` (`None`: any port of the range).
     pub(super) fn on_publish(
         &mut self,
@@ -144,7 +164,7 @@ impl Server {
         });
     }
 
-    fn refuse_publish(
+    pub(super) fn refuse_publish(
         &mut self,
         key: PublicKey,
         request: u64,
@@ -219,6 +239,7 @@ impl Server {
         for port in stale {
             self.unpublish(port, why);
         }
+        self.unpublish_stale_names(key, why);
     }
 
     /// Ends the publication on `port`.

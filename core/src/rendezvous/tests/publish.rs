@@ -14,6 +14,7 @@ fn publishing(max_per_token: usize) -> ServerConfig {
         publish: PublishConfig {
             ports: Some((20000, 20010)),
             max_per_token,
+            sni: None,
         },
         ..ServerConfig::default()
     }

@@ -66,6 +66,9 @@ impl Session {
         }
         ctx.out.stats.direct_upgrades += 1;
         self.move_to(ctx, now, from);
+        // The answer proves the peer reachable: probe timeouts that backed off while the old
+        // path was silent would hold the stream back for up to a second more.
+        self.streams.mux.peer_reachable();
         // Show the peer the way at once, rather than at the next stream packet.
         self.send_payload_on(ctx, now, &[], None);
     }

@@ -732,4 +732,3 @@ fn an_idle_tunnel_stays_direct_through_nats_that_forget_after_10_s() {
         w.assert_no_stalls();
     }
 }
-

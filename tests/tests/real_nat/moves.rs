@@ -543,6 +543,17 @@ fn an_idle_tunnel_through_nats_that_forget_after_10_s_ends_direct() {
         let send = pair.spawn_send(64 << 10, None)?;
         pair.finish_send(send, 64 << 10, &mut last)?;
         let samples = watch.finish();
+        // The NATs really forget after 10 s: no UDP entry has more left than that.
+        let table = pair
+            .lab
+            .exec(&pair.topo.nats[0], "conntrack", &["-L", "-p", "udp"])?;
+        let longest = table
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .max();
+        if longest.is_none_or(|t| t > 10) {
+            return Err(format!("UDP timeouts not 10 s at the NAT:\n{table}"));
+        }
         let spells = samples
             .windows(2)
             .filter(|w| w[1].path == "relay" && w[0].path != "relay")
@@ -550,8 +561,11 @@ fn an_idle_tunnel_through_nats_that_forget_after_10_s_ends_direct() {
             + usize::from(samples.first().is_some_and(|s| s.path == "relay"));
         println!();
         println!(
-            "cone : cone, 10 s UDP timeouts: {} before, idle {:?}, then {} (SHA-256 match); {spells} spell(s) on the relay",
-            first.path, idle, last.path
+            "cone : cone, 10 s UDP timeouts (longest conntrack entry left {}s): {} before, idle {:?}, then {} (SHA-256 match); {spells} spell(s) on the relay",
+            longest.unwrap_or(0),
+            first.path,
+            idle,
+            last.path
         );
         println!(
             "    path (from the idle start): {}",

@@ -94,8 +94,15 @@ pub struct SessionConfig {
     /// that starts direct never loads the relay.
     pub relay_first: bool,
     /// Relay fallback: a direct path that has answered nothing for this long while data is
-    /// waiting for acknowledgement is given up for the relay.
+    /// waiting for acknowledgement is given up for the relay. The longest such wait: on a
+    /// direct path with a relay to fall back to, the wait is [`DEAD_PATH_PTOS`] probe
+    /// timeouts of the path's measured round trip, at least `path_timeout_min` (so a path
+    /// that died mid-transfer is left within about a second, not after 3 s of silence).
     pub path_timeout: Duration,
+    /// Relay fallback: the shortest wait before a silent direct path is given up (the floor
+    /// of the round-trip-based wait; see `path_timeout`), so a short queueing hiccup on a
+    /// path with a sub-millisecond RTT does not send the session to the relay.
+    pub path_timeout_min: Duration,
     /// While relayed: the first interval between rounds of direct-path challenges; it doubles
     /// up to `path_probe_max`.
     pub path_probe_min: Duration,
@@ -143,6 +150,7 @@ impl Default for SessionConfig {
             relay_after: Duration::from_secs(2),
             relay_first: false,
             path_timeout: Duration::from_secs(3),
+            path_timeout_min: Duration::from_secs(1),
             path_probe_min: Duration::from_secs(1),
             path_probe_max: Duration::from_secs(60),
             path_probe_after_fallback: Duration::from_secs(32),
@@ -150,6 +158,13 @@ impl Default for SessionConfig {
         }
     }
 }
+
+/// Relay fallback: how many probe timeouts (RFC 9002's PTO before backoff: a smoothed round
+/// trip plus four deviations plus the peer's ack delay) data may go unanswered on a direct
+/// path before the session gives it up for the relay, within
+/// [`SessionConfig::path_timeout_min`]..=[`SessionConfig::path_timeout`]. Three, as QUIC's
+/// persistent-congestion rule: one lost packet or one late ack is not a dead path.
+pub const DEAD_PATH_PTOS: u32 = 3;
 
 /// Most daemons one daemon meets in peer mode (the server lets each wait for 16 at once).
 pub const MAX_PEERS: usize = 16;

@@ -185,7 +185,13 @@ impl Agent {
                 self.path = Path::Direct(*first);
             }
         }
+        let fresh = connected && self.path.is_relay() && !candidates.is_empty();
         self.candidates = candidates;
+        if fresh {
+            // A fresh introduction of a relayed session (the server answers both sides at
+            // once, so their rounds line up): the first round of the search need not wait.
+            self.search.hurry(now);
+        }
     }
 
     /// Whether handshake attempts punch: not connected yet, and candidates to punch toward.

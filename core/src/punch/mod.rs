@@ -13,8 +13,10 @@
 //! A relayed session keeps looking for a direct path in rounds of probes and path challenges;
 //! the first challenge answered from a direct address proves that path both ways (our
 //! challenge got in, the answer got out) and the session moves to it. When data waits for
-//! acknowledgement for [`crate::config::SessionConfig::path_timeout`], a direct path is given
-//! up for the relay. Either side's move shows the other the way: every authenticated packet
+//! acknowledgement for [`crate::config::DEAD_PATH_PTOS`] probe timeouts (within
+//! [`crate::config::SessionConfig::path_timeout_min`] and
+//! [`crate::config::SessionConfig::path_timeout`]), a direct path is given up for the relay,
+//! and the server's fresh introduction that follows starts a round of the search at once. Either side's move shows the other the way: every authenticated packet
 //! (other than a challenge or its answer) moves the receiver onto the path it came by.
 //!
 //! Files (the module is the crate's own; its items are not public API):

@@ -251,6 +251,16 @@ impl Search {
         }
     }
 
+    /// Starts the first round at `now` rather than later, if no round went out yet: the
+    /// server just introduced the pair again (after a fallback, the other side asked too), so
+    /// both have the addresses the server sees now and start their rounds together. A search
+    /// that already ran a round keeps its gaps (stale conntrack entries must expire first).
+    pub(crate) fn hurry(&mut self, now: Instant) {
+        if self.rounds == 0 && !self.challenge_next {
+            self.next = self.next.map(|at| at.min(now));
+        }
+    }
+
     /// Whether `nonce` is that of the latest round's challenges.
     pub(crate) fn is_current(&self, nonce: u64) -> bool {
         self.nonce == Some(nonce)
@@ -447,5 +457,39 @@ mod tests {
         assert!(starts[1] - starts[0] > Duration::from_secs(30));
         assert_eq!(starts[1] - starts[0], cfg.path_probe_after_fallback);
         assert_eq!(starts[2] - starts[1], cfg.path_probe_max);
+    }
+
+    #[test]
+    fn a_fresh_introduction_hurries_only_the_first_round() {
+        let cfg = SessionConfig::default();
+        let t0 = crate::tests::origin();
+        let mut rng = SeededRng::new([7; 32]);
+        let mut search = Search::after_fallback(&cfg, t0);
+        let soon = t0 + Duration::from_millis(300);
+        search.hurry(soon);
+        assert_eq!(search.poll_timeout(), Some(soon));
+        // A later introduction does not put the round off.
+        search.hurry(soon + Duration::from_millis(1));
+        assert_eq!(search.poll_timeout(), Some(soon));
+        assert!(matches!(
+            search.handle_timeout(&cfg, soon, &mut rng),
+            Step::Probes { .. }
+        ));
+        let challenges = search.poll_timeout().unwrap();
+        search.hurry(soon);
+        assert_eq!(search.poll_timeout(), Some(challenges), "mid-round");
+        search.handle_timeout(&cfg, challenges, &mut rng);
+        let second = search.poll_timeout().unwrap();
+        search.hurry(challenges);
+        assert_eq!(
+            search.poll_timeout(),
+            Some(second),
+            "the gap after a round stays"
+        );
+        assert_eq!(second - soon, cfg.path_probe_after_fallback);
+        // Not searching: nothing to hurry.
+        let mut idle = Search::new(&cfg, t0, false);
+        idle.hurry(t0);
+        assert_eq!(idle.poll_timeout(), None);
     }
 }

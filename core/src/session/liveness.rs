@@ -7,7 +7,8 @@
 //! nothing, at growing intervals (a tenth of `liveness_timeout`, then doubling), and gives up
 //! once `liveness_timeout` (4 s by default) has passed without a packet from the peer. An
 //! unanswered ping is data awaiting acknowledgement, so a silent direct path falls back to the
-//! relay first (after `path_timeout`, see `Session::path_timeout`); the relay then gets at
+//! relay first (after three probe timeouts, at least `path_timeout_min` and at most
+//! `path_timeout`, see `Session::path_timeout`); the relay then gets at
 //! least 1.2 `handshake_retry` (a relayed handshake, with room for the relay's round trip) to
 //! carry an answer before the session gives up. A session with nothing open keeps the
 //! keepalive and idle timeout.

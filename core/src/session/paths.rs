@@ -1,11 +1,11 @@
 //! A session's paths: what the punch agent wants sent, path challenges and responses, and the
 //! deadlines that decide when a direct path has gone silent.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::state::Session;
 use super::{Context, DATAGRAM_OVERHEAD, Note};
-use crate::config::SessionConfig;
+use crate::config::{DEAD_PATH_PTOS, SessionConfig};
 use crate::path::Path;
 use crate::punch::{Outgoing, RELAY_OVERHEAD};
 use crate::timer::Timer;
@@ -66,14 +66,18 @@ impl Session {
         }
         ctx.out.stats.direct_upgrades += 1;
         self.move_to(ctx, now, from);
+        // The answer proves the peer reachable: probe timeouts that backed off while the old
+        // path was silent would hold the stream back for up to a second more.
+        self.streams.mux.peer_reachable();
         // Show the peer the way at once, rather than at the next stream packet.
         self.send_payload_on(ctx, now, &[], None);
     }
 
-    /// When data sent on this session has gone unanswered for `path_timeout`: the later of the
-    /// last packet heard and the oldest packet still unacknowledged, plus the timeout (an idle
-    /// session that starts sending has not been waiting all along). `None` while nothing is
-    /// owed, or while a handshake is in flight (its own retries are the check then).
+    /// When data sent on this session has gone unanswered for too long (see
+    /// [`Self::silence_allowed`]): the later of the last packet heard and the oldest packet
+    /// still unacknowledged, plus the allowed silence (an idle session that starts sending has
+    /// not been waiting all along). `None` while nothing is owed, or while a handshake is in
+    /// flight (its own retries are the check then).
     fn unanswered_deadline(&self, cfg: &SessionConfig) -> Option<Instant> {
         if self.pending.is_some() {
             return None;
@@ -83,7 +87,21 @@ impl Session {
             .mux
             .awaiting_ack_since()?
             .max(self.last_received);
-        Some(since + cfg.path_timeout)
+        Some(since + self.silence_allowed(cfg))
+    }
+
+    /// How long owed data may go unanswered on the current path. On a direct path with a relay
+    /// to fall back to: [`DEAD_PATH_PTOS`] probe timeouts of the path's round trip, within
+    /// `path_timeout_min..=path_timeout`; a NAT that lost its state mid-transfer (a flush, a
+    /// reboot) is noticed within about a second and the fallback's fresh introduction can find
+    /// the new mapping at once. Otherwise (relayed, or direct only) `path_timeout`: a relay's
+    /// round trip is longer and varies more, and without a relay the check is only a handshake.
+    fn silence_allowed(&self, cfg: &SessionConfig) -> Duration {
+        if self.punch.fallback().is_none() {
+            return cfg.path_timeout;
+        }
+        let floor = cfg.path_timeout_min.min(cfg.path_timeout);
+        (self.streams.mux.round_trip_bound() * DEAD_PATH_PTOS).clamp(floor, cfg.path_timeout)
     }
 
     /// The next path deadline: a step of the relayed search for a direct path, or the moment

@@ -202,10 +202,13 @@ fn send_started(send: &netns::Proc) -> Option<u128> {
 /// On a NAT that drops unsolicited packets the next packet out takes the same port again; on
 /// one whose stack accepts them, the peer's packets that arrive first leave a conntrack entry
 /// that moves the host's flow to a new port, and the other side's NAT filters that port: the
-/// path goes silent, both sides fall back to the relay after `path_timeout` (3 s), and the
-/// fresh introduction (the server sees the new port once the daemon behind the flushed NAT
-/// asks it for one) makes the next round direct. The transfer continues, direct again within
-/// 5 s (`path_timeout` and one round), SHA-256 intact.
+/// path goes silent, both sides fall back to the relay once their data went unanswered for
+/// three probe timeouts (at least `path_timeout_min`, 1 s), and the fresh introduction (the
+/// server sees the new port once the daemon behind the flushed NAT asks it for one) makes a
+/// round at once, which goes direct. The transfer continues, direct again within 3 s of the
+/// flush, SHA-256 intact. (Before: the silence noticed after `path_timeout`, 3 s, and the
+/// round 1 s after the fallback: 4.1 s.) The simulator's
+/// `regression_a_flushed_accepting_nat_is_direct_again_within_3_s` is the same case.
 #[test]
 fn a_conntrack_flush_mid_transfer_stays_direct() {
     let Some(lab) = lab() else { return };
@@ -244,7 +247,7 @@ fn a_conntrack_flush_mid_transfer_stays_direct() {
                 println!("    path: {}", r.timeline);
                 if !r.path_after.starts_with("direct") {
                     failures.push(format!("{label}: path {} after the flush", r.path_after));
-                } else if r.direct_again_ms > 5000.0 {
+                } else if r.direct_again_ms > 3000.0 {
                     failures.push(format!(
                         "{label}: direct again only {:.2} s after the flush",
                         r.direct_again_ms / 1000.0
@@ -328,8 +331,15 @@ fn server_rtt_ms(pair: &Pair, state: &std::path::Path) -> Option<f64> {
 /// Open (issue 16): about half the runs are still relayed a minute after the switch. The
 /// conntrack tables printed then show the round after the 32 s gap giving the daemon's new
 /// flows to the peer a fresh random port, neither the server's flow's mapping (the reflexive
-/// address the peer sends to) nor the daemon's own port; why Linux takes neither is not known
-/// yet. Run it with `--run-ignored all`.
+/// address the peer sends to) nor the daemon's own port. A likely cause, not verified yet:
+/// `find_appropriate_src` (nf_nat_core.c) walks the NAT's by-source list without checking
+/// expiry, so an entry of an earlier round that has expired but that conntrack's garbage
+/// collector has not reaped yet (its interval adapts, up to 60 s) still lends its random port
+/// to the next new flow, and every later flow copies it; `conntrack -L` reaps expired entries
+/// as it dumps, so its printout cannot show the culprit. The peer only knows the server's
+/// view (the server's flow keeps its old mapping), so the fix in the product is likely to
+/// learn the mapping new flows get now (a binding request to the server's second address
+/// from the daemon's socket) and hand it to the peer. Run it with `--run-ignored all`.
 #[test]
 #[ignore = "flaky through real NAT (about half the runs stay relayed), issue 16"]
 fn a_nat_that_turns_from_symmetric_to_cone_goes_direct_within_a_minute() {
@@ -485,6 +495,94 @@ fn relay_first_starts_on_the_relay_and_moves_to_direct() {
         }
         if direct.is_none() || !o.path.starts_with("direct") {
             return Err(format!("never moved to direct: {paths:?}, path {}", o.path));
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        panic!("{e}");
+    }
+}
+
+/// Issue 16: both NATs forget a UDP mapping after 10 s (`nf_conntrack_udp_timeout` and
+/// `nf_conntrack_udp_timeout_stream` set to 10 in each NAT's namespace; some carrier and
+/// consumer NATs are that short), and the tunnel is left idle after a first transfer for
+/// `BURROW_REAL_NAT_IDLE_SECS` (default 45 s, to keep the suite short; the simulator's
+/// `an_idle_tunnel_stays_direct_through_nats_that_forget_after_10_s` covers five simulated
+/// minutes). The 15 s keepalive outlives the mappings, so the path may be lost once; the
+/// keepalive learned from that loss holds it from then on: at most one spell on the relay,
+/// direct at the end, and a second transfer arrives intact.
+#[test]
+fn an_idle_tunnel_through_nats_that_forget_after_10_s_ends_direct() {
+    let Some(lab) = lab() else { return };
+    drop(lab);
+    let idle = Duration::from_secs(
+        std::env::var("BURROW_REAL_NAT_IDLE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(45),
+    );
+    let run = || -> Result<(), String> {
+        let pair = Pair::start(
+            &[Site::CONE, Site::CONE],
+            &Impairment::default(),
+            |lab, topo| {
+                for nat in &topo.nats {
+                    lab.exec(
+                        nat,
+                        "sysctl",
+                        &[
+                            "-qw",
+                            "net.netfilter.nf_conntrack_udp_timeout=10",
+                            "net.netfilter.nf_conntrack_udp_timeout_stream=10",
+                        ],
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
+        let mut first = Outcome::blank("first");
+        let send = pair.spawn_send(64 << 10, None)?;
+        pair.finish_send(send, 64 << 10, &mut first)?;
+        let idle_from = unix_ms();
+        let watch = PathWatch::start(pair.burrow.clone(), pair.state_b.clone());
+        std::thread::sleep(idle);
+        let mut last = Outcome::blank("after");
+        let send = pair.spawn_send(64 << 10, None)?;
+        pair.finish_send(send, 64 << 10, &mut last)?;
+        let samples = watch.finish();
+        // The NATs really forget after 10 s: no UDP entry has more left than that.
+        let table = pair
+            .lab
+            .exec(&pair.topo.nats[0], "conntrack", &["-L", "-p", "udp"])?;
+        let longest = table
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .max();
+        if longest.is_none_or(|t| t > 10) {
+            return Err(format!("UDP timeouts not 10 s at the NAT:\n{table}"));
+        }
+        let spells = samples
+            .windows(2)
+            .filter(|w| w[1].path == "relay" && w[0].path != "relay")
+            .count()
+            + usize::from(samples.first().is_some_and(|s| s.path == "relay"));
+        println!();
+        println!(
+            "cone : cone, 10 s UDP timeouts (longest conntrack entry left {}s): {} before, idle {:?}, then {} (SHA-256 match); {spells} spell(s) on the relay",
+            longest.unwrap_or(0),
+            first.path,
+            idle,
+            last.path
+        );
+        println!(
+            "    path (from the idle start): {}",
+            timeline(&samples, idle_from)
+        );
+        if !first.path.starts_with("direct") || !last.path.starts_with("direct") {
+            return Err(format!("path {} before, {} after", first.path, last.path));
+        }
+        if spells > 1 {
+            return Err(format!("lost the direct path {spells} times"));
         }
         Ok(())
     };

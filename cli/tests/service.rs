@@ -625,5 +625,8 @@ fn pubkey_given_a_public_key_file_says_it_is_a_public_key() {
     assert!(err.contains("public key's name"), "{err}");
     assert!(!dir.join("new.pub").exists());
     // The secret key file itself still works.
-    assert_eq!(run(&["pubkey", "--key", path(&key)]).unwrap().trim(), public);
+    assert_eq!(
+        run(&["pubkey", "--key", path(&key)]).unwrap().trim(),
+        public
+    );
 }

@@ -72,21 +72,13 @@ impl Daemon {
             publishing: BTreeMap::new(),
             reflexive: None,
             routes: BTreeMap::new(),
-            port_mapper: config
-                .port_mapping
-                .map(|pm| {
-                    // PCP's mapping nonce, from the daemon's seed.
-                    let mut seed_bytes = [0x19; 32];
-                    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-                    let nonce = crate::rng::SeededRng::new(seed_bytes).bytes();
-                    crate::portmap::PortMapper::new(
-                        pm.gateway,
-                        pm.client,
-                        pm.internal_port,
-                        nonce,
-                        now,
-                    )
-                }),
+            port_mapper: config.port_mapping.map(|pm| {
+                // PCP's mapping nonce, from the daemon's seed.
+                let mut seed_bytes = [0x19; 32];
+                seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                let nonce = crate::rng::SeededRng::new(seed_bytes).bytes();
+                crate::portmap::PortMapper::new(pm.gateway, pm.client, pm.internal_port, nonce, now)
+            }),
             mapped: None,
             mapped_by: None,
             config,

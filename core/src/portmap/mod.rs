@@ -195,9 +195,7 @@ impl PortMapper {
             Protocol::Pcp => vec![self.pcp_request(lifetime).encode()],
             Protocol::NatPmp => {
                 // Suggest the port we hold, else our own: a router that can keeps it.
-                let suggested = self
-                    .current
-                    .map_or(self.internal_port, |(a, _)| a.port());
+                let suggested = self.current.map_or(self.internal_port, |(a, _)| a.port());
                 vec![
                     natpmp::address_request(),
                     natpmp::map_request(self.internal_port, suggested, lifetime),
@@ -322,7 +320,12 @@ impl PortMapper {
             self.current = None;
             return Some(Change::Failed(Failure::NotIpv4));
         };
-        self.mapped(now, SocketAddrV4::new(ip, resp.external_port), resp.lifetime, Protocol::Pcp)
+        self.mapped(
+            now,
+            SocketAddrV4::new(ip, resp.external_port),
+            resp.lifetime,
+            Protocol::Pcp,
+        )
     }
 
     fn on_nat_pmp(&mut self, now: Instant, bytes: &[u8]) -> Option<Change> {
@@ -344,7 +347,12 @@ impl PortMapper {
         let (Some(ip), Some(port)) = (self.external_ip, self.external_port) else {
             return None;
         };
-        self.mapped(now, SocketAddrV4::new(ip, port), self.lifetime, Protocol::NatPmp)
+        self.mapped(
+            now,
+            SocketAddrV4::new(ip, port),
+            self.lifetime,
+            Protocol::NatPmp,
+        )
     }
 
     fn refused(&mut self, protocol: Protocol, code: u16) -> Change {

@@ -86,7 +86,9 @@ mod tests {
             Some(Answer::Address(Ipv4Addr::new(203, 0, 113, 2)))
         );
         assert_eq!(
-            decode(&[0, 129, 0, 0, 0, 0, 0, 9, 0x0f, 0xa0, 0x79, 0x18, 0, 0, 0x0e, 0x10]),
+            decode(&[
+                0, 129, 0, 0, 0, 0, 0, 9, 0x0f, 0xa0, 0x79, 0x18, 0, 0, 0x0e, 0x10
+            ]),
             Some(Answer::Mapping {
                 internal: 4000,
                 external: 31000,

@@ -111,7 +111,8 @@ pub(super) fn decode(bytes: &[u8]) -> Option<MapResponse> {
     if bytes[0] != VERSION || bytes[1] != OP_MAP | RESPONSE_BIT {
         return None;
     }
-    let u32_at = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at =
+        |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
     let mut nonce = [0; 12];
     nonce.copy_from_slice(&bytes[24..36]);
@@ -126,9 +127,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<MapResponse> {
         protocol: bytes[36],
         internal_port: u16_at(40),
         external_port: u16_at(42),
-        external_ip: ip
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(ip), IpAddr::V4),
+        external_ip: ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4),
     })
 }
 
@@ -175,12 +174,18 @@ mod tests {
         assert_eq!(bytes.len(), MAP_LEN);
         assert_eq!(bytes[..8], [2, 1, 0, 0, 0, 0, 0x1c, 0x20]);
         // The client address IPv4-mapped.
-        assert_eq!(bytes[8..24], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 0, 11]);
+        assert_eq!(
+            bytes[8..24],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 0, 11]
+        );
         assert_eq!(bytes[24..36], NONCE);
         assert_eq!(bytes[36..40], [17, 0, 0, 0]);
         assert_eq!(bytes[40..44], [0x0f, 0xa0, 0x0f, 0xa0]);
         // No external address preference: ::ffff:0.0.0.0.
-        assert_eq!(bytes[44..60], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+        assert_eq!(
+            bytes[44..60],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -204,9 +209,18 @@ mod tests {
         assert_eq!(decode(&with_option), Some(resp));
         // Another nonce, another port, TCP: not ours.
         for other in [
-            MapResponse { nonce: [0; 12], ..resp },
-            MapResponse { internal_port: 4001, ..resp },
-            MapResponse { protocol: 6, ..resp },
+            MapResponse {
+                nonce: [0; 12],
+                ..resp
+            },
+            MapResponse {
+                internal_port: 4001,
+                ..resp
+            },
+            MapResponse {
+                protocol: 6,
+                ..resp
+            },
         ] {
             assert!(!other.answers(&request()));
         }

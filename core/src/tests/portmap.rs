@@ -160,7 +160,10 @@ fn a_silent_gateway_is_given_up_and_nothing_is_announced() {
         .iter()
         .filter(|(_, to, _)| *to == gateway())
         .count();
-    assert_eq!(sent, 13, "3 PCP requests, 5 attempts of NAT-PMP's 2, then silence");
+    assert_eq!(
+        sent, 13,
+        "3 PCP requests, 5 attempts of NAT-PMP's 2, then silence"
+    );
     let key = net.eps[A].public_key();
     assert_eq!(net.eps[SERVER].registered_candidates(&key).len(), 1);
 }

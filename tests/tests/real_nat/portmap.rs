@@ -59,7 +59,13 @@ fn forwarded(lab: &Lab, nat: &str) -> Result<Vec<(u16, String)>, String> {
     let chain = lab.exec(
         nat,
         "nft",
-        &["list", "chain", "inet", MAPPING_TABLE, "prerouting_miniupnpd"],
+        &[
+            "list",
+            "chain",
+            "inet",
+            MAPPING_TABLE,
+            "prerouting_miniupnpd",
+        ],
     )?;
     Ok(chain
         .lines()

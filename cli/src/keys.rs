@@ -25,6 +25,13 @@ pub fn token() -> Result<String, String> {
 /// `path`: a symlink at `path` is replaced, not followed, and `--force` leaves a 0600 file
 /// even where a 0644 one was.
 pub fn write(path: &Path, key: &SecretKey, force: bool) -> Result<(), String> {
+    if path.extension().is_some_and(|e| e == "pub") {
+        return Err(format!(
+            "{} is a public key's name (*.pub); write the secret key to another file, and its \
+             public key (printed on stdout) to this one if you like",
+            path.display()
+        ));
+    }
     if std::fs::symlink_metadata(path).is_ok() && !force {
         return Err(format!(
             "{} exists; pass --force to replace it (the old identity is lost)",
@@ -67,7 +74,7 @@ fn write_new(path: &Path, key: &SecretKey) -> std::io::Result<()> {
 }
 
 /// Reads the key at `path`. Refuses a key file that its group or others may read or write
-/// (as ssh does), with the `chmod` that fixes it.
+/// (as ssh does), with the `chmod` that fixes it, and a file that holds a public key.
 pub fn read(path: &Path) -> Result<SecretKey, String> {
     if std::fs::symlink_metadata(path).is_err() {
         return Err(format!(
@@ -76,7 +83,11 @@ pub fn read(path: &Path) -> Result<SecretKey, String> {
             path.display()
         ));
     }
-    crate::secrets::read_private(path, "key file", 1024)?
+    if let Some(why) = holds_public_key(path) {
+        return Err(why);
+    }
+    crate::secrets::read_private(path, "key file", 1024)
+        .map_err(|e| shared_key_file(path, e))?
         .trim()
         .parse()
         .map_err(|e| format!("key file {}: {e}", path.display()))
@@ -95,6 +106,44 @@ pub fn public_of(path: &Path) -> Result<burrow_core::PublicKey, String> {
         ));
     }
     Ok(read(path)?.public_key())
+}
+
+/// Largest file looked at for a public key: a key is 44 characters and a newline.
+const PUBLIC_KEY_FILE_MAX: u64 = 128;
+
+/// Whether the file at `path` holds one key (public or secret: their bytes look alike).
+fn holds_a_key(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= PUBLIC_KEY_FILE_MAX)
+        && std::fs::read_to_string(path)
+            .is_ok_and(|t| t.trim().parse::<burrow_core::PublicKey>().is_ok())
+}
+
+/// Why the file at `path` is taken for a public key, or `None`. The bytes of a public and a
+/// secret key look alike, so it is told by the file's name: `NAME.pub` is where a public key
+/// is saved (as ssh's are), and burrow never writes a secret key there.
+fn holds_public_key(path: &Path) -> Option<String> {
+    let named = path.extension().is_some_and(|e| e == "pub");
+    (named && holds_a_key(path)).then(|| {
+        format!(
+            "{} holds a public key (a *.pub file): it is the public key already, to give to \
+             others; `burrow pubkey --key FILE` and `--key` read a secret key file, which \
+             `burrow keygen --out FILE` makes",
+            path.display()
+        )
+    })
+}
+
+/// The error for a key file others can read, with what it means if it is a public key.
+fn shared_key_file(path: &Path, error: String) -> String {
+    if error.contains("chmod 600") && holds_a_key(path) {
+        format!(
+            "{error}; or, if it holds a public key (what `burrow pubkey` and `keygen --out` \
+             print, saved to a file), it is the public key already and --key wants the secret \
+             key file instead"
+        )
+    } else {
+        error
+    }
 }
 
 /// Reads the key at `path`, creating it first if it does not exist.

@@ -282,9 +282,13 @@ pub fn daemon(
     rendezvous.pinned.extend(settings.peer_keys.clone());
     if settings.port_mapping {
         rendezvous.port_mapping = crate::netcheck::gateway_toward(settings.server).map(|gateway| {
-            tracing::debug!(%gateway, "asking the gateway for a port (NAT-PMP/PCP)");
+            tracing::debug!(%gateway, "asking the gateway for a port (PCP, else NAT-PMP)");
             PortMappingConfig {
                 gateway,
+                client: match burrow_tokio::local_ip_toward((gateway, 5351).into()) {
+                    Some(std::net::IpAddr::V4(ip)) => Some(ip),
+                    _ => None,
+                },
                 internal_port: 0,
             }
         });

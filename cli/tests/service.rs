@@ -584,3 +584,49 @@ fn pubkey_given_a_key_says_it_is_a_key() {
         "no advice to create it: {err}"
     );
 }
+
+/// Issue 19: `burrow pubkey --key FILE` where FILE holds a public key says so instead of
+/// printing the "public key" of a public key (a key nobody holds). The bytes of the two look
+/// alike, so the file tells: a `*.pub` file is a public key (and keygen never writes a
+/// secret there); one that others can read is refused with both readings, the chmod for a
+/// secret and what a public key is for.
+#[test]
+fn pubkey_given_a_public_key_file_says_it_is_a_public_key() {
+    let dir = temp_dir("pubkey-file");
+    let key = dir.join("k");
+    let public = run(&["keygen", "--out", path(&key)]).expect("keygen");
+    let public = public.trim();
+    let saved = dir.join("k.pub");
+    std::fs::write(&saved, format!("{public}\n")).unwrap();
+    for mode in [0o600, 0o644] {
+        std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = run(&["pubkey", "--key", path(&saved)])
+            .expect_err("a public key file is not a secret key file");
+        assert!(
+            err.contains("holds a public key") && err.contains("public key already"),
+            "mode {mode:o}: {err}"
+        );
+        assert!(!err.contains(public), "{err}");
+    }
+    // Saved under another name where others can read it: both readings, in one line.
+    let shared = dir.join("server-key.txt");
+    std::fs::write(&shared, format!("{public}\n")).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = run(&["pubkey", "--key", path(&shared)]).expect_err("others can read it");
+    assert!(
+        err.contains(&format!("chmod 600 {}", path(&shared)))
+            && err.contains("if it holds a public key")
+            && err.contains("public key already"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // keygen never writes a secret key to a *.pub name.
+    let err = run(&["keygen", "--out", path(&dir.join("new.pub"))]).expect_err("*.pub");
+    assert!(err.contains("public key's name"), "{err}");
+    assert!(!dir.join("new.pub").exists());
+    // The secret key file itself still works.
+    assert_eq!(
+        run(&["pubkey", "--key", path(&key)]).unwrap().trim(),
+        public
+    );
+}

@@ -215,17 +215,20 @@ pub struct RendezvousConfig {
     /// fails instead of connecting; a service with no pin is pinned at its first
     /// introduction ([`crate::Event::ServiceKeyPinned`] hands the pin out to be stored).
     pub pinned: BTreeMap<ServiceName, PublicKey>,
-    /// Ask the home router for a port (NAT-PMP, which PCP routers answer too) and announce
-    /// it as a candidate; `None`: off. The runtime finds the default gateway;
+    /// Ask the home router for a port (PCP, else NAT-PMP) and announce it as a candidate;
+    /// `None`: off. The runtime finds the default gateway and our address toward it;
     /// [`crate::node::NodeConfig::start`] fills in the bound port.
     pub port_mapping: Option<PortMappingConfig>,
 }
 
-/// A NAT-PMP mapping of our UDP port (see [`RendezvousConfig::port_mapping`]).
+/// A PCP or NAT-PMP mapping of our UDP port (see [`RendezvousConfig::port_mapping`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortMappingConfig {
     /// The IPv4 default gateway, asked on UDP port 5351.
     pub gateway: std::net::Ipv4Addr,
+    /// Our address on the way to the gateway, which a PCP request carries (the router checks
+    /// it against the packet's source); `None`: NAT-PMP only.
+    pub client: Option<std::net::Ipv4Addr>,
     /// Our UDP port: what the mapping forwards to.
     pub internal_port: u16,
 }

@@ -273,11 +273,13 @@ pub enum Event {
     Rendezvous(ServerEvent),
     /// A STUN probe started with [`crate::Endpoint::stun_probe`] finished.
     Stun(ProbeOutcome),
-    /// The gateway (NAT-PMP, see [`crate::config::PortMappingConfig`]) maps `external` to our
-    /// UDP port; it is announced to the server as a candidate.
+    /// The gateway (PCP or NAT-PMP, see [`crate::config::PortMappingConfig`]) maps `external`
+    /// to our UDP port; it is announced to the server as a candidate.
     PortMapped {
         /// The public address peers may send to.
         external: std::net::SocketAddrV4,
+        /// The protocol the gateway answered.
+        protocol: crate::PortMappingProtocol,
         /// Whether it is announced: only when its IP is the public address the server sees
         /// (behind a second NAT, the gateway's outside is not the Internet).
         announced: bool,

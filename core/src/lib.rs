@@ -171,6 +171,7 @@ pub use error::{CloseReason, ConnectError, SendError, ServiceError, StreamError}
 pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
 pub use portmap::Failure as PortMappingFailure;
+pub use portmap::Protocol as PortMappingProtocol;
 pub use punch::schedule::ProbeTtl;
 pub use punch::why::{CandidateOutcome, WhyRelayed};
 pub use stats::{

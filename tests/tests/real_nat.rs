@@ -17,6 +17,8 @@ use burrow_tests::netns::{self, Lab, Proc, Site, Topology};
 mod moves;
 #[path = "real_nat/netcheck.rs"]
 mod netcheck;
+#[path = "real_nat/portmap.rs"]
+mod portmap;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";

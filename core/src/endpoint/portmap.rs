@@ -10,7 +10,7 @@ use crate::portmap::Change;
 use crate::transmit::Transmit;
 
 impl Endpoint {
-    /// Whether `from` is the gateway's NAT-PMP port; its datagram is then the mapper's.
+    /// Whether `from` is the gateway's PCP/NAT-PMP port; its datagram is then the mapper's.
     pub(super) fn is_port_mapping_answer(&self, from: SocketAddr) -> bool {
         self.daemon
             .as_ref()
@@ -18,7 +18,8 @@ impl Endpoint {
             .is_some_and(|m| m.gateway() == from)
     }
 
-    /// A datagram from the gateway's NAT-PMP port.
+    /// A datagram from the gateway's PCP/NAT-PMP port (a fallback to NAT-PMP sends its
+    /// requests at once).
     pub(super) fn on_port_mapping_answer(&mut self, now: Instant, bytes: &[u8]) {
         let change = self
             .daemon
@@ -28,6 +29,7 @@ impl Endpoint {
         if let Some(change) = change {
             self.on_port_mapping(now, change);
         }
+        self.flush_port_mapping();
     }
 
     /// Retransmissions, give-ups and renewals that are due, and the requests to send.
@@ -63,8 +65,9 @@ impl Endpoint {
             return;
         };
         match change {
-            Change::Mapped(external) => {
+            Change::Mapped(external, protocol) => {
                 daemon.mapped = Some((external, None));
+                daemon.mapped_by = Some(protocol);
                 self.announce_mapping(now);
             }
             Change::Failed(reason) => {
@@ -96,6 +99,7 @@ impl Endpoint {
         }
         self.out.events.push_back(Event::PortMapped {
             external,
+            protocol: daemon.mapped_by.unwrap_or(crate::portmap::Protocol::NatPmp),
             announced,
         });
     }

@@ -44,6 +44,8 @@ pub(super) struct Daemon {
     pub(super) port_mapper: Option<crate::portmap::PortMapper>,
     /// The mapped address and whether it is announced, once judged against `reflexive`.
     pub(super) mapped: Option<(std::net::SocketAddrV4, Option<bool>)>,
+    /// The protocol the gateway mapped it with.
+    pub(super) mapped_by: Option<crate::portmap::Protocol>,
     /// Outstanding requests to publish an exposed service on the server's public ports.
     pub(super) publishing: BTreeMap<u64, ServiceName>,
 }
@@ -70,10 +72,15 @@ impl Daemon {
             publishing: BTreeMap::new(),
             reflexive: None,
             routes: BTreeMap::new(),
-            port_mapper: config
-                .port_mapping
-                .map(|pm| crate::portmap::PortMapper::new(pm.gateway, pm.internal_port, now)),
+            port_mapper: config.port_mapping.map(|pm| {
+                // PCP's mapping nonce, from the daemon's seed.
+                let mut seed_bytes = [0x19; 32];
+                seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                let nonce = crate::rng::SeededRng::new(seed_bytes).bytes();
+                crate::portmap::PortMapper::new(pm.gateway, pm.client, pm.internal_port, nonce, now)
+            }),
             mapped: None,
+            mapped_by: None,
             config,
         }
     }

@@ -153,17 +153,19 @@ impl fmt::Display for LogLine {
             } => write!(f, "the tenant's master detached {service}"),
             Event::PortMapped {
                 external,
+                protocol,
                 announced: true,
             } => write!(
                 f,
-                "port mapping: the gateway forwards {external} to this daemon; announced as a candidate"
+                "port mapping: the gateway forwards {external} to this daemon ({protocol}); announced as a candidate"
             ),
             Event::PortMapped {
                 external,
+                protocol,
                 announced: false,
             } => write!(
                 f,
-                "port mapping: the gateway forwards {external}, which is not the public address the server sees (a second NAT in front); not announced"
+                "port mapping: the gateway forwards {external} ({protocol}), which is not the public address the server sees (a second NAT in front); not announced"
             ),
             Event::PortMappingFailed { reason } => write!(f, "port mapping: {reason}"),
             Event::PathTokensRefused { starts } => write!(

@@ -1,6 +1,7 @@
-//! A daemon's port mapping through the endpoint: the gateway's answer becomes a candidate the
-//! server hands out, a silent gateway is given up, a mapping behind a second NAT is not
-//! announced, and a stopping daemon removes its mapping.
+//! A daemon's port mapping through the endpoint: the gateway's answer (PCP, or NAT-PMP from a
+//! router that speaks only that) becomes a candidate the server hands out, a silent gateway
+//! is given up, a mapping behind a second NAT is not announced, and a stopping daemon
+//! removes its mapping.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use super::meet::{A, Net, SERVER};
 use crate::config::PortMappingConfig;
 use crate::event::Event;
-use crate::portmap::Failure;
+use crate::portmap::{Failure, Protocol};
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
 
@@ -22,23 +23,40 @@ fn net() -> Net {
         if i == A {
             c.rendezvous.as_mut().expect("a daemon").port_mapping = Some(PortMappingConfig {
                 gateway: GATEWAY,
+                client: Some(Ipv4Addr::new(10, 0, 0, 1)),
                 internal_port: 1000,
             });
         }
     })
 }
 
-/// Answers every NAT-PMP request A sent so far as a router mapping `external`.
-fn answer(net: &mut Net, external: SocketAddrV4) -> Vec<Vec<u8>> {
-    let asked: Vec<Vec<u8>> = net
-        .unrouted
+/// A's requests to the gateway so far, taken off the network.
+fn requests(net: &mut Net) -> Vec<Vec<u8>> {
+    net.unrouted
         .drain(..)
         .filter(|(from, to, _)| *from == A && *to == gateway())
         .map(|(_, _, b)| b.to_vec())
-        .collect();
+        .collect()
+}
+
+/// Answers every request A sent so far as a router mapping `external` would: PCP MAP
+/// requests when `pcp`, else with NAT-PMP's "unsupported version"; NAT-PMP requests with the
+/// address and the mapping.
+fn answer(net: &mut Net, external: SocketAddrV4, pcp: bool) -> Vec<Vec<u8>> {
+    let asked = requests(net);
     for req in &asked {
-        let reply = match req[1] {
-            0 => {
+        let reply = match (req[0], req[1]) {
+            (2, _) if pcp => {
+                let mut r = vec![2, 0x81, 0, 0];
+                r.extend_from_slice(&req[4..8]);
+                r.extend_from_slice(&[0; 16]);
+                r.extend_from_slice(&req[24..42]);
+                r.extend_from_slice(&external.port().to_be_bytes());
+                r.extend_from_slice(&external.ip().to_ipv6_mapped().octets());
+                r
+            }
+            (2, _) => vec![0, 129, 0, 1, 0, 0, 0, 5],
+            (_, 0) => {
                 let mut r = vec![0, 128, 0, 0, 0, 0, 0, 5];
                 r.extend_from_slice(&external.ip().octets());
                 r
@@ -63,13 +81,15 @@ fn a_mapped_port_is_announced_as_a_candidate_and_removed_on_stop() {
     // The daemon has no NAT in this network: the server sees 10.0.0.1:1000, so a mapping on
     // 10.0.0.1 is one the Internet reaches.
     let external = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 31_000);
-    let asked = answer(&mut net, external);
-    assert_eq!(asked.len(), 2, "the address and the mapping");
+    let asked = answer(&mut net, external, true);
+    assert_eq!(asked.len(), 1, "one PCP MAP request");
+    assert_eq!(asked[0][..2], [2, 1]);
     net.run_for(Duration::from_secs(2));
     assert!(net.registered(A));
     assert!(
         net.events[A].contains(&Event::PortMapped {
             external,
+            protocol: Protocol::Pcp,
             announced: true
         }),
         "{:?}",
@@ -81,20 +101,45 @@ fn a_mapped_port_is_announced_as_a_candidate_and_removed_on_stop() {
         candidates.contains(&SocketAddr::V4(external)),
         "{candidates:?}"
     );
-    // Stop: a delete (lifetime 0) for our port goes to the gateway.
+    // Stop: a delete (lifetime 0) of the same mapping (its nonce) goes to the gateway.
     net.unrouted.clear();
     let now = net.now;
     net.eps[A].shutdown(now);
     net.run_for(Duration::from_millis(1));
-    let delete: Vec<_> = net
-        .unrouted
-        .iter()
-        .filter(|(_, to, _)| *to == gateway())
-        .map(|(_, _, b)| b.to_vec())
-        .collect();
+    let delete = requests(&mut net);
+    assert_eq!(delete.len(), 1, "{delete:?}");
+    assert_eq!(delete[0][..8], [2, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(delete[0][24..36], asked[0][24..36]);
+}
+
+#[test]
+fn a_nat_pmp_only_router_maps_after_refusing_pcp() {
+    let mut net = net();
+    net.run_for(Duration::from_millis(100));
+    let external = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 31_000);
+    // PCP is refused with "unsupported version"; NAT-PMP's two requests follow at once.
+    assert_eq!(answer(&mut net, external, false).len(), 1);
+    net.run_for(Duration::from_millis(50));
+    let asked = answer(&mut net, external, false);
+    assert_eq!(asked.len(), 2, "the address and the mapping: {asked:?}");
+    net.run_for(Duration::from_secs(2));
+    assert!(
+        net.events[A].contains(&Event::PortMapped {
+            external,
+            protocol: Protocol::NatPmp,
+            announced: true
+        }),
+        "{:?}",
+        net.events[A]
+    );
+    net.unrouted.clear();
+    let now = net.now;
+    net.eps[A].shutdown(now);
+    net.run_for(Duration::from_millis(1));
     assert_eq!(
-        delete,
-        vec![vec![0, 1, 0, 0, 0x03, 0xe8, 0x03, 0xe8, 0, 0, 0, 0]]
+        requests(&mut net),
+        vec![vec![0, 1, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 0, 0]],
+        "NAT-PMP's delete: lifetime 0, suggested port 0"
     );
 }
 
@@ -115,7 +160,10 @@ fn a_silent_gateway_is_given_up_and_nothing_is_announced() {
         .iter()
         .filter(|(_, to, _)| *to == gateway())
         .count();
-    assert_eq!(sent, 10, "5 attempts of 2 requests, then silence");
+    assert_eq!(
+        sent, 13,
+        "3 PCP requests, 5 attempts of NAT-PMP's 2, then silence"
+    );
     let key = net.eps[A].public_key();
     assert_eq!(net.eps[SERVER].registered_candidates(&key).len(), 1);
 }
@@ -125,11 +173,12 @@ fn a_mapping_behind_a_second_nat_is_not_announced() {
     let mut net = net();
     net.run_for(Duration::from_millis(100));
     let external = SocketAddrV4::new(Ipv4Addr::new(100, 64, 0, 7), 31_000);
-    answer(&mut net, external);
+    answer(&mut net, external, true);
     net.run_for(Duration::from_secs(2));
     assert!(
         net.events[A].contains(&Event::PortMapped {
             external,
+            protocol: Protocol::Pcp,
             announced: false
         }),
         "{:?}",

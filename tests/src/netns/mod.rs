@@ -10,7 +10,9 @@
 
 mod topology;
 
-pub use topology::{Inbound, Mapping, Site, Topology};
+pub use topology::{
+    Inbound, MAPPING_NET, MAPPING_TABLE, Mapping, Site, Topology, miniupnpd_config,
+};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -178,6 +180,11 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends it SIGTERM (a daemon's orderly stop).
+    pub fn terminate(&self) -> Result<(), String> {
+        run_quiet("kill", &["-TERM", &self.child.id().to_string()]).map(|_| ())
     }
 
     /// Waits for the process to exit, at most `limit` (then kills it).

@@ -10,7 +10,11 @@
 //!
 //! "Public" addresses come from the documentation ranges: NAT outside addresses from
 //! 203.0.113.0/24, router links from 198.51.100.0/24, the server from 192.0.2.0/24. A
-//! carrier-grade NAT's inside is 100.64.0.0/10; site LANs are 10.N.0.0/24.
+//! carrier-grade NAT's inside is 100.64.0.0/10; site LANs are 10.N.0.0/24. A site whose NAT
+//! runs a port-mapping daemon ([`Site::port_mapping`]) has its outside link on
+//! [`MAPPING_NET`] instead: miniupnpd refuses to map on a reserved outside address (every
+//! documentation range is one), and the namespaces have no route out of the lab, so that
+//! address never leaves it.
 
 use super::Lab;
 
@@ -46,6 +50,11 @@ pub struct Site {
     pub carrier: bool,
     /// Hosts on the LAN (1 or 2).
     pub hosts: usize,
+    /// The NAT forwards what a port-mapping daemon (miniupnpd, started by the test with
+    /// [`miniupnpd_config`]) maps: its outside address is on [`MAPPING_NET`], its forward
+    /// filter lets in connections the daemon's DNAT rules created, and it has the empty
+    /// nftables table and chains miniupnpd fills.
+    pub port_mapping: bool,
 }
 
 impl Site {
@@ -55,6 +64,7 @@ impl Site {
         inbound: Inbound::Drop,
         carrier: false,
         hosts: 1,
+        port_mapping: false,
     };
     /// A cone NAT that accepts unsolicited inbound packets to its own stack.
     pub const CONE_ACCEPT: Site = Site {
@@ -65,6 +75,11 @@ impl Site {
     pub const SYMMETRIC: Site = Site {
         mapping: Mapping::FullyRandom,
         ..Site::CONE
+    };
+    /// A symmetric NAT whose router maps ports on request (NAT-PMP, PCP, UPnP-IGD).
+    pub const SYMMETRIC_MAPPING: Site = Site {
+        port_mapping: true,
+        ..Site::SYMMETRIC
     };
     /// A cone home NAT behind a cone carrier-grade NAT.
     pub const CARRIER: Site = Site {
@@ -90,6 +105,9 @@ impl Site {
         }
         if self.hosts > 1 {
             s.push_str(&format!("x{}", self.hosts));
+        }
+        if self.port_mapping {
+            s.push_str("+miniupnpd");
         }
         s
     }
@@ -118,7 +136,36 @@ pub struct Topology {
     pub hops_to_server: Vec<u32>,
 }
 
-fn nat_rules(mapping: Mapping, inbound: Inbound) -> String {
+/// The first three octets of a port-mapping site's outside link (`11.0.113.0/24`, where the
+/// other sites use `203.0.113.0/24`): outside the ranges miniupnpd 2.3 calls reserved.
+pub const MAPPING_NET: &str = "11.0.113";
+
+/// The nftables table miniupnpd puts its rules in (`upnp_table_name`, `upnp_nat_table_name`).
+pub const MAPPING_TABLE: &str = "upnp";
+
+/// The table and chains miniupnpd 2.3 expects to exist (it adds rules, never chains): its
+/// filter chain jumped to from the forward hook, its DNAT chain from prerouting and its SNAT
+/// chain from postrouting, in an `inet` table of their own.
+fn mapping_rules() -> String {
+    format!(
+        "table inet {MAPPING_TABLE} {{\n  chain miniupnpd {{\n  }}\n  chain prerouting_miniupnpd {{\n  }}\n  chain postrouting_miniupnpd {{\n  }}\n  chain forward {{\n    type filter hook forward priority filter - 1; policy accept;\n    jump miniupnpd\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump prerouting_miniupnpd\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat - 1; policy accept;\n    jump postrouting_miniupnpd\n  }}\n}}\n"
+    )
+}
+
+/// miniupnpd's configuration for the NAT of a port-mapping site whose LAN is `lan_if`:
+/// NAT-PMP and PCP (one switch) and UPnP-IGD on the LAN, mappings only for the LAN's hosts
+/// and each host only for itself (`secure_mode`), rules in [`MAPPING_TABLE`].
+pub fn miniupnpd_config(lan_if: &str, lan_net: &str) -> String {
+    format!(
+        "ext_ifname=wan\nlistening_ip={lan_if}\nhttp_port=0\nenable_natpmp=yes\nenable_upnp=yes\n\
+         secure_mode=yes\nupnp_table_name={MAPPING_TABLE}\nupnp_nat_table_name={MAPPING_TABLE}\n\
+         uuid=3e0e4b58-0f32-4b5c-9a2b-5b8d1c7a0019\n\
+         allow 1024-65535 {lan_net} 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+    )
+}
+
+fn nat_rules(site: &Site) -> String {
+    let (mapping, inbound) = (site.mapping, site.inbound);
     let random = match mapping {
         Mapping::Masquerade => "",
         Mapping::FullyRandom => " fully-random",
@@ -126,10 +173,20 @@ fn nat_rules(mapping: Mapping, inbound: Inbound) -> String {
     let mut rules = format!(
         "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname \"wan\" masquerade{random}\n  }}\n}}\n"
     );
+    // A router that maps ports lets in what its mappings forward (as OpenWrt's firewall
+    // does with `ct status dnat accept`).
+    let forwarded = if site.port_mapping {
+        "    iifname \"wan\" ct status dnat accept\n"
+    } else {
+        ""
+    };
     if inbound == Inbound::Drop {
-        rules.push_str(
-            "table inet filter {\n  chain input {\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    iifname \"wan\" counter drop\n  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    iifname \"wan\" counter drop\n  }\n}\n",
-        );
+        rules.push_str(&format!(
+            "table inet filter {{\n  chain input {{\n    type filter hook input priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n    iifname \"wan\" counter drop\n  }}\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n    iifname \"wan\" ct state established,related accept\n{forwarded}    iifname \"wan\" counter drop\n  }}\n}}\n",
+        ));
+    }
+    if site.port_mapping {
+        rules.push_str(&mapping_rules());
     }
     rules
 }
@@ -167,6 +224,15 @@ impl Topology {
             lab.add_ns(&r)?;
             lab.sysctl(&r, "net.ipv4.ip_forward=1")?;
             let base = 16 * n;
+            assert!(
+                !(site.carrier && site.port_mapping),
+                "port mapping is on the outermost NAT of a site without a carrier NAT"
+            );
+            let outside = if site.port_mapping {
+                MAPPING_NET
+            } else {
+                "203.0.113"
+            };
             lab.link(
                 (
                     "core",
@@ -180,7 +246,7 @@ impl Topology {
                 &[
                     "route",
                     "add",
-                    &format!("203.0.113.{base}/28"),
+                    &format!("{outside}.{base}/28"),
                     "via",
                     &format!("198.51.100.{}", base + 2),
                 ],
@@ -198,9 +264,9 @@ impl Topology {
             // The site's outer NAT.
             lab.add_ns(&nat)?;
             lab.sysctl(&nat, "net.ipv4.ip_forward=1")?;
-            let public = format!("203.0.113.{}", base + 2);
+            let public = format!("{outside}.{}", base + 2);
             lab.link(
-                (&r, "tonat", Some(&format!("203.0.113.{}/28", base + 1))),
+                (&r, "tonat", Some(&format!("{outside}.{}/28", base + 1))),
                 (&nat, "wan", Some(&format!("{public}/28"))),
             )?;
             lab.ip(
@@ -210,10 +276,10 @@ impl Topology {
                     "add",
                     "default",
                     "via",
-                    &format!("203.0.113.{}", base + 1),
+                    &format!("{outside}.{}", base + 1),
                 ],
             )?;
-            lab.nft(&nat, &nat_rules(site.mapping, site.inbound))?;
+            lab.nft(&nat, &nat_rules(site))?;
             let mut hops = 3; // nat, r, core
             // With a carrier NAT, the home NAT sits behind it on 100.64.N.0/24.
             let lan_nat = if site.carrier {
@@ -228,7 +294,7 @@ impl Topology {
                     &home,
                     &["route", "add", "default", "via", &format!("100.64.{n}.1")],
                 )?;
-                lab.nft(&home, &nat_rules(site.mapping, site.inbound))?;
+                lab.nft(&home, &nat_rules(site))?;
                 hops += 1;
                 home
             } else {

@@ -1,6 +1,7 @@
 //! Issue 19: `burrow netcheck` in each real-NAT profile reports the NAT behaviour the lab
 //! configured. The server listens on 192.0.2.10 and answers netcheck's second STUN address on
-//! 192.0.2.11, so both the mapping and the filtering tests toward a new IP address run.
+//! 192.0.2.11, so both the mapping and the filtering tests toward a new IP address run. The
+//! symmetric NAT running miniupnpd is reported as answering NAT-PMP, PCP and UPnP-IGD.
 
 use std::time::{Duration, Instant};
 
@@ -28,9 +29,13 @@ fn netcheck_reports_each_profiles_mapping_and_filtering() {
         Site::CONE_ACCEPT,
         Site::SYMMETRIC,
         Site::CARRIER,
+        Site::SYMMETRIC_MAPPING,
     ] {
         let Some(mut lab) = lab() else { return };
         let topo = Topology::build(&mut lab, &[site]).expect("topology");
+        let upnp = site
+            .port_mapping
+            .then(|| super::portmap::start_miniupnpd(&lab, &topo, 0).expect("miniupnpd"));
         let key = lab.dir.join("server.key");
         let key_s = key.to_string_lossy().into_owned();
         netns::run_quiet(&b, &["keygen", "--out", &key_s]).expect("keygen");
@@ -102,10 +107,19 @@ fn netcheck_reports_each_profiles_mapping_and_filtering() {
             site.label(),
             topo.public_addrs[0]
         );
-        // The gateway (the NAT box, or the home NAT in front of a carrier's) was asked and
-        // runs no port-mapping daemon.
+        // The gateway (the NAT box, or the home NAT in front of a carrier's) was asked; only
+        // the one running miniupnpd answers, with NAT-PMP, PCP and UPnP-IGD.
         assert!(!field("gateway").is_empty(), "{}: {json}", site.label());
-        assert_eq!(field("nat_pmp"), "false", "{}: {json}", site.label());
+        let mapping = site.port_mapping.to_string();
+        assert_eq!(field("nat_pmp"), mapping, "{}: {json}", site.label());
+        assert_eq!(field("pcp"), mapping, "{}: {json}", site.label());
+        assert_eq!(
+            !field("upnp").is_empty(),
+            site.port_mapping,
+            "{}: {json}",
+            site.label()
+        );
+        drop(upnp);
         drop(server);
         assert_clean(lab);
     }

@@ -695,7 +695,10 @@ mod tests {
         let mut store = SqliteStore::open(&dir).unwrap();
         store
             .conn
-            .execute("INSERT INTO tenants VALUES ('Bad Name', zeroblob(32))", [])
+            .execute(
+                "INSERT INTO tenants (name, master) VALUES ('Bad Name', zeroblob(32))",
+                [],
+            )
             .unwrap();
         let err = store.load().unwrap_err();
         assert!(err.contains("Bad Name"), "{err}");

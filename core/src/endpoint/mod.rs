@@ -4,6 +4,7 @@ mod daemon_commands;
 mod initiation;
 mod load;
 mod portmap;
+mod queries;
 mod reconfigure;
 pub use reconfigure::Routing;
 mod publish_sni;
@@ -722,69 +723,6 @@ impl Endpoint {
         was
     }
 
-    /// The address packets to `peer` go to, if the handle is live.
-    pub fn peer_addr(&self, peer: PeerId) -> Option<SocketAddr> {
-        self.ids
-            .key(peer)
-            .and_then(|k| self.sessions.get(&k))
-            .map(|s| s.path().addr())
-    }
-
-    /// The rendezvous server's key, for a daemon.
-    fn server_key(&self) -> Option<PublicKey> {
-        self.daemon.as_ref().map(|d| d.config.server_key)
-    }
-
-    /// The path packets to `peer` take, if the handle is live.
-    pub fn peer_path(&self, peer: PeerId) -> Option<Path> {
-        self.ids
-            .key(peer)
-            .and_then(|k| self.sessions.get(&k))
-            .map(Session::path)
-    }
-
-    /// The interval between keepalives to `peer` on a quiet session (see
-    /// `SessionConfig::keepalive_interval`; shorter once a NAT was found to forget sooner).
-    pub(crate) fn peer_keepalive(&self, peer: PeerId) -> Option<Duration> {
-        let key = self.ids.key(peer)?;
-        let session = self.sessions.get(&key)?;
-        Some(session.keepalive(&self.config.session))
-    }
-
-    /// How the session with `peer` chose its first punching probes' TTL.
-    /// `None` for a session that never punched (no candidates: the server's, or one the peer
-    /// opened straight to our address).
-    pub(crate) fn peer_probe_ttl(&self, peer: PeerId) -> Option<(u8, ProbeTtl)> {
-        let key = self.ids.key(peer)?;
-        let punch = &self.sessions.get(&key)?.punch;
-        let first = punch.first_ttl();
-        punch
-            .has_candidates()
-            .then(|| (first.first(&self.config.session), first))
-    }
-
-    /// Why the session with `peer` rides the relay: what punching toward each of its
-    /// candidates got, and one line saying so. `None` when it is direct, or was never
-    /// introduced by the server.
-    pub fn peer_why_relayed(&self, peer: PeerId) -> Option<crate::WhyRelayed> {
-        let key = self.ids.key(peer)?;
-        self.sessions.get(&key)?.punch.why_relayed()
-    }
-
-    /// Server: registrations, and relayed bytes by the token of the daemon that sent them.
-    /// `None` for a daemon.
-    pub fn server_counters(&self) -> Option<crate::ServerCounters> {
-        Some(self.server.as_ref()?.counters())
-    }
-
-    /// Whether the session with `peer` has completed a handshake.
-    pub fn is_connected(&self, peer: PeerId) -> bool {
-        self.ids
-            .key(peer)
-            .and_then(|k| self.sessions.get(&k))
-            .is_some_and(Session::is_connected)
-    }
-
     /// Asks the STUN server at `server` for our server-reflexive address; any RFC 5389 / 8489
     /// server will do, a burrow server included. [`Event::Stun`] brings the outcome, after
     /// retransmissions if needed (at most 9.5 s).
@@ -792,23 +730,6 @@ impl Endpoint {
         let transaction = self.rng.bytes();
         self.stun.probe(now, server, transaction);
         self.poll_stun(now);
-    }
-
-    /// Number of sessions (connected, handshaking, or awaiting confirmation).
-    pub fn session_count(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// Number of half-open handshakes: sessions made by answering an initiation that came
-    /// straight from its sender, not yet confirmed by it (at most
-    /// `SessionConfig::max_half_open_per_source` per source IP).
-    pub fn half_open_count(&self) -> usize {
-        self.sessions.half_open_count()
-    }
-
-    /// Half-open handshakes held for the source of `ip` (its IPv6 /64).
-    pub fn half_open_from(&self, ip: std::net::IpAddr) -> usize {
-        self.sessions.half_open_from(session::source_of(ip))
     }
 
     /// Panics unless the deadline index agrees with every session's own deadline.

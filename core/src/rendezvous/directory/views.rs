@@ -14,6 +14,25 @@ use super::records::{TenantName, TenantQuota};
 use crate::crypto::PublicKey;
 use crate::rendezvous::ServiceName;
 
+/// The paths `key` is attached to in `tenant`, each as server (it exposes) or client.
+fn attached_paths<'a>(
+    dir: &'a Directory,
+    tenant: &'a TenantName,
+    key: &'a PublicKey,
+) -> impl Iterator<Item = DaemonPath> + 'a {
+    dir.attachments_of(tenant, key).filter_map(|a| {
+        let role = if a.attach.as_ref()?.exposes() {
+            TokenRole::Server
+        } else {
+            TokenRole::Client
+        };
+        Some(DaemonPath {
+            name: a.name.clone(),
+            role,
+        })
+    })
+}
+
 /// What `burrow admin daemons` shows of `d`: every path it uses (untruncated; the page
 /// truncates), from its registration and its attachments, in order and without repeats.
 pub(super) fn view(
@@ -29,19 +48,7 @@ pub(super) fn view(
             online = true;
             paths.extend(uses);
         }
-        for a in dir.attachments_of(tenant, key) {
-            if let Some(attach) = &a.attach {
-                let role = if attach.exposes() {
-                    TokenRole::Server
-                } else {
-                    TokenRole::Client
-                };
-                paths.insert(DaemonPath {
-                    name: a.name.clone(),
-                    role,
-                });
-            }
-        }
+        paths.extend(attached_paths(dir, tenant, key));
     }
     DaemonView {
         name: d.name.clone(),
@@ -137,19 +144,7 @@ pub(super) fn unnamed(
         .filter(|k| !bound.contains(k) && after.is_none_or(|a| *k > a))
         .filter_map(|key| {
             let mut paths: BTreeSet<DaemonPath> = (live.uses)(&key)?.into_iter().collect();
-            for a in dir.attachments_of(tenant, &key) {
-                if let Some(attach) = &a.attach {
-                    let role = if attach.exposes() {
-                        TokenRole::Server
-                    } else {
-                        TokenRole::Client
-                    };
-                    paths.insert(DaemonPath {
-                        name: a.name.clone(),
-                        role,
-                    });
-                }
-            }
+            paths.extend(attached_paths(dir, tenant, &key));
             Some(UnnamedView {
                 key,
                 paths: paths.into_iter().collect(),

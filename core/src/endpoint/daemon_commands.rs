@@ -99,7 +99,12 @@ impl Endpoint {
         }
         let daemon = self.daemon.as_mut().ok_or(ServiceError::NoRendezvous)?;
         daemon.peers.insert(key);
-        if self.sessions.get(&key).is_some_and(|s| s.is_connected()) {
+        // Asking again for a peer already met and connected answers at once. A session that
+        // is up for another reason (a lookup) is no meeting: the server is asked, because the
+        // meeting is what grants the peer its `allow` here and what the other side's own ask
+        // waits for; the introduction then finds the session up and reports it ready.
+        let met = daemon.met.contains(&key);
+        if met && self.sessions.get(&key).is_some_and(|s| s.is_connected()) {
             self.announce_ready(key);
             return Ok(());
         }

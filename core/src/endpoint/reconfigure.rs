@@ -109,6 +109,7 @@ impl Endpoint {
         for key in &gone {
             let daemon = self.daemon.as_mut().expect("checked above");
             daemon.peers.remove(key);
+            daemon.met.remove(key);
             daemon.meetings.retain(|_, k| k != key);
             daemon.rejoins.retain(|_, k| k != key);
             self.access.revoke(key);

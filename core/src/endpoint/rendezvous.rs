@@ -28,6 +28,9 @@ pub(super) struct Daemon {
     pub(super) resolved: BTreeMap<ServiceName, PublicKey>,
     /// Outstanding peer-mode requests: request id to the peer asked for.
     pub(super) meetings: BTreeMap<u64, PublicKey>,
+    /// Peers the server introduced to us as a meeting, while that session lives: asking to
+    /// meet one of them again needs no server.
+    pub(super) met: BTreeSet<PublicKey>,
     /// Peers the application asked to meet; `PeerReady` once a session to one is up.
     pub(super) peers: BTreeSet<PublicKey>,
     /// Our address as the server saw it at the last registration.
@@ -66,6 +69,7 @@ impl Daemon {
             lookups: BTreeMap::new(),
             resolved: BTreeMap::new(),
             meetings: BTreeMap::new(),
+            met: BTreeSet::new(),
             peers: BTreeSet::new(),
             rejoins: BTreeMap::new(),
             admins: BTreeSet::new(),
@@ -216,6 +220,9 @@ impl Endpoint {
                 // session and a handshake started a new one (`PeerReset`).
                 if !matches!(reason, CloseReason::PeerRestarted | CloseReason::PeerReset) {
                     self.access.revoke(&key);
+                    if let Some(daemon) = self.daemon.as_mut() {
+                        daemon.met.remove(&key);
+                    }
                 }
                 self.on_peer_down(now, key, reason);
             }
@@ -391,6 +398,9 @@ impl Endpoint {
                 // looked up (we did not ask: `request` is `None`), or everything if we asked
                 // to meet it. Our own lookups and re-introductions grant nothing.
                 let met = request.is_some_and(|r| daemon.meetings.remove(&r).is_some());
+                if met {
+                    daemon.met.insert(peer);
+                }
                 if let Some(r) = request {
                     daemon.rejoins.remove(&r);
                 }

@@ -218,3 +218,54 @@ fn meet_needs_a_rendezvous_server_and_another_key() {
         Err(ServiceError::NoRendezvous)
     );
 }
+
+/// A session that is up because one side looked a service up is no meeting: when both then
+/// name each other, each side's ask reaches the server, so both get `PeerReady` and the
+/// meeting's grant (before, each side saw the session up and answered itself, and the side
+/// that had only looked a service up never let the other in).
+#[test]
+fn a_session_from_a_lookup_still_meets_through_the_server() {
+    let mut net = Net::new();
+    net.run_for(Duration::from_secs(2));
+    let svc = crate::rendezvous::ServiceName::parse("/svc").expect("literal");
+    let now = net.now;
+    net.eps[B].expose(now, svc.clone(), "127.0.0.1:9").unwrap();
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    net.eps[A].connect_service(now, svc).unwrap();
+    net.run_for(Duration::from_secs(3));
+    assert!(
+        net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::ServiceReady { .. })),
+        "the lookup made a session: {:?}",
+        net.events[A]
+    );
+    let (now, a_key, b_key) = (net.now, net.key(A), net.key(B));
+    net.eps[A].meet(now, b_key).unwrap();
+    net.eps[B].meet(now, a_key).unwrap();
+    net.run_for(Duration::from_secs(5));
+    for me in [A, B] {
+        assert!(
+            net.events[me]
+                .iter()
+                .any(|e| matches!(e, Event::PeerReady { .. })),
+            "node {me} met its peer: {:?}",
+            net.events[me]
+        );
+        assert!(
+            !net.events[me]
+                .iter()
+                .any(|e| matches!(e, Event::PeerFailed { .. })),
+            "node {me}"
+        );
+    }
+    // The meeting is what lets B reach A's side at all (A's lookup granted B nothing).
+    assert!(
+        net.events[A]
+            .iter()
+            .any(|e| matches!(e, Event::AccessGranted { key } if *key == b_key)),
+        "A granted B by the meeting: {:?}",
+        net.events[A]
+    );
+}

@@ -268,14 +268,16 @@ impl Control {
     /// Tells the daemon's server that its attachment of `service` failed, with why, or runs
     /// (`None`); best effort (a stopped node has nothing to tell).
     pub fn report_attach(&self, service: ServiceName, failed: Option<String>) {
-        let _ = match &self.0 {
+        match &self.0 {
             #[cfg(any(feature = "tokio", feature = "smol"))]
             ControlHandle::Async(rt, c) => {
-                block_on(*rt, c.report_attach(service, failed)).map(|r| r.is_ok())
+                let _ = block_on(*rt, c.report_attach(service, failed));
             }
             #[cfg(feature = "mio")]
-            ControlHandle::Mio(c) => Ok(c.report_attach(service, failed).is_ok()),
-        };
+            ControlHandle::Mio(c) => {
+                let _ = c.report_attach(service, failed);
+            }
+        }
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

@@ -89,7 +89,7 @@ impl fmt::Display for Grants {
 }
 
 /// What one path token of a registration does, as the server tells the daemon after each
-/// `Register` that presented path tokens ([`super::ServerMessage`]'s `Tokens`, one per path
+/// `Register` that presented path tokens (the server message `Tokens`, one per path
 /// token in the order they were presented). A refused token costs the registration nothing:
 /// the server registers with the others, and the daemon names the refused one in its log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -289,7 +289,7 @@ pub enum AdminAnswer {
     },
     /// One page of the tenant's daemons.
     Daemons {
-        /// At most [`MAX_DAEMON_PAGE`] daemons, showing at most [`MAX_DAEMON_PAGE_PATHS`]
+        /// At most [`super::daemons::MAX_DAEMON_PAGE`] daemons, showing at most [`super::daemons::MAX_DAEMON_PAGE_PATHS`]
         /// paths together.
         #[serde(deserialize_with = "bounded_daemon_page")]
         daemons: Vec<DaemonView>,
@@ -298,7 +298,7 @@ pub enum AdminAnswer {
     },
     /// One page of the daemons online in the tenant that no daemon entry binds.
     Unnamed {
-        /// At most [`MAX_DAEMON_PAGE`] daemons, showing at most [`MAX_DAEMON_PAGE_PATHS`]
+        /// At most [`super::daemons::MAX_DAEMON_PAGE`] daemons, showing at most [`super::daemons::MAX_DAEMON_PAGE_PATHS`]
         /// paths together.
         #[serde(deserialize_with = "bounded_unnamed_page")]
         daemons: Vec<UnnamedView>,

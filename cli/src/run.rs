@@ -134,15 +134,16 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
     let mut endpoint = Config::server(key, config);
     endpoint.stun_other_address = alternate.as_ref().and_then(|s| s.local_addr().ok());
     let mut node = Node::spawn(runtime, NodeConfig::new(endpoint, listen))?;
+    let mut writer = None;
     if let Some((mut store, _)) = store.take() {
         let mut changes = node.directory_changes();
-        std::thread::spawn(move || {
+        writer = Some(std::thread::spawn(move || {
             while let Some(change) = changes() {
                 if let Err(e) = store.apply(&change) {
                     tracing::error!(error = %e, "cannot store a directory change; it holds until the server stops");
                 }
             }
-        });
+        }));
     }
     hangups(|| {
         tracing::warn!(
@@ -177,7 +178,29 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
             "open server (--open): any token is accepted; anyone who reaches this port may register names and look them up"
         );
     }
-    wait(node, &interrupted)
+    let stopped = wait(node, &interrupted);
+    if let Some(writer) = writer {
+        finish_store(writer);
+    }
+    stopped
+}
+
+/// Lets the store take the directory changes made before the node stopped (the node's end
+/// closes their channel): a master was told "created" once core had a change, so the change
+/// must reach the disk before the process exits. Bounded, so a stuck disk cannot hold the
+/// exit forever.
+fn finish_store(writer: std::thread::JoinHandle<()>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !writer.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            tracing::error!(
+                "the directory store did not finish within 10 s; the last changes may be lost"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = writer.join();
 }
 
 /// Where a daemon's config comes from, to read it again on reload: the file and the flags

@@ -180,5 +180,5 @@ pub use stats::{
 pub use stream::{CongestionControl, ReadOutcome, StreamId};
 pub use stun::ProbeOutcome;
 pub use timer::Timer;
-pub use transmit::Transmit;
+pub use transmit::{MAX_RUN_BYTES, MAX_RUN_SEGMENTS, Transmit};
 pub use wire::control::CloseCode;

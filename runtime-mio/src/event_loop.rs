@@ -96,7 +96,7 @@ pub(crate) fn run(parts: Parts) {
     let Parts {
         poll,
         waker,
-        node,
+        mut node,
         mut socket,
         mut listeners,
         udp_listeners,
@@ -130,6 +130,8 @@ pub(crate) fn run(parts: Parts) {
         }
     }
     tracing::debug!(?udp, "UDP batching");
+    // Runs of datagrams leave the core as one transmit each, sent with one GSO call.
+    node.set_max_segments(udp.max_segments());
     let mut state = Loop {
         read_buf: vec![0; node.read_chunk()],
         poll,
@@ -572,6 +574,7 @@ mod tests {
             assert_eq!(udp.batches(), (true, true), "GSO and GRO");
         }
         let t = Transmit {
+            segment_size: None,
             dst: b.local_addr().unwrap(),
             ttl: Some(3),
             payload: bytes::Bytes::from_static(b"probe"),

@@ -148,11 +148,15 @@ impl Runtime for Smol {
         (stream.clone(), stream)
     }
 
-    async fn read(reader: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
-        match reader {
-            Stream::Tcp(s) => s.read(buf).await,
-            Stream::Unix(s) => s.read(buf).await,
-        }
+    async fn read(reader: &mut Stream, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
+        let start = buf.len();
+        buf.resize(start + max, 0);
+        let read = match reader {
+            Stream::Tcp(s) => s.read(&mut buf[start..]).await,
+            Stream::Unix(s) => s.read(&mut buf[start..]).await,
+        };
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
     }
 
     async fn write_all(writer: &mut Stream, data: &[u8]) -> io::Result<()> {
@@ -209,6 +213,7 @@ mod tests {
                 assert_eq!(udp.batches(), (true, true), "GSO and GRO");
             }
             let t = Transmit {
+                segment_size: None,
                 dst: b.get_ref().local_addr().unwrap(),
                 ttl: Some(3),
                 payload: bytes::Bytes::from_static(b"probe"),

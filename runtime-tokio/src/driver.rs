@@ -95,7 +95,7 @@ enum Wake<R: Runtime> {
 }
 
 /// Runs until shut down (or every handle is dropped).
-pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
+pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
     let Parts {
         socket,
         listeners,
@@ -121,6 +121,8 @@ pub(crate) async fn run<R: Runtime>(node: Node, parts: Parts<R>) {
         }
     }
     tracing::debug!(?udp, "UDP batching");
+    // Runs of datagrams leave the core as one transmit each, sent with one GSO call.
+    node.set_max_segments(udp.max_segments());
     let mut state = Loop::<R> {
         node,
         socket,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use burrow_core::forward::udp::{FlowId, UdpListenerId};
 use burrow_core::forward::{ConnId, ListenerId, Origin};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::runtime::Runtime;
 
@@ -177,11 +177,14 @@ async fn read_task<R: Runtime>(
     to_loop: Sender<Local<R>>,
     chunk: usize,
 ) {
-    let mut buf = vec![0u8; chunk];
+    // Each read's chunk is split off and sent on; once the loop has taken its bytes and
+    // dropped it, `reserve` finds the memory free again.
+    let mut buf = BytesMut::new();
     while credits.recv().await.is_ok() {
-        let (msg, end) = match R::read(&mut rd, &mut buf).await {
+        buf.reserve(chunk);
+        let (msg, end) = match R::read(&mut rd, &mut buf, chunk).await {
             Ok(0) => (Local::Eof(conn), true),
-            Ok(n) => (Local::Read(conn, Bytes::copy_from_slice(&buf[..n])), false),
+            Ok(_) => (Local::Read(conn, buf.split().freeze()), false),
             Err(e) => (Local::Failed(conn, e), true),
         };
         if to_loop.send(msg).await.is_err() || end {

@@ -149,10 +149,12 @@ impl Runtime for Tokio {
         }
     }
 
-    async fn read(reader: &mut Reader, buf: &mut [u8]) -> io::Result<usize> {
+    async fn read(reader: &mut Reader, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
+        // Into the buffer's spare room, never zeroed first.
+        let mut room = bytes::BufMut::limit(buf, max);
         match reader {
-            Reader::Tcp(r) => r.read(buf).await,
-            Reader::Unix(r) => r.read(buf).await,
+            Reader::Tcp(r) => r.read_buf(&mut room).await,
+            Reader::Unix(r) => r.read_buf(&mut room).await,
         }
     }
 
@@ -208,6 +210,7 @@ mod tests {
             assert_eq!(udp.batches(), (true, true), "GSO and GRO");
         }
         let t = Transmit {
+            segment_size: None,
             dst: b.local_addr().unwrap(),
             ttl: Some(3),
             payload: bytes::Bytes::from_static(b"probe"),

@@ -75,10 +75,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn connect(target: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// Splits a connected socket for its reader and writer tasks.
     fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer);
-    /// Reads once.
+    /// Reads once, appending at most `max` bytes to `buf` (which has room for them): the
+    /// chunk is then split off and handed on without another copy.
     fn read(
         reader: &mut Self::Reader,
-        buf: &mut [u8],
+        buf: &mut bytes::BytesMut,
+        max: usize,
     ) -> impl Future<Output = io::Result<usize>> + Send;
     /// Writes all of `data`.
     fn write_all(

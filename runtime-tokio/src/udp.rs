@@ -97,9 +97,16 @@ impl Udp {
         )
     }
 
-    /// Sends the first datagrams of `transmits` with one syscall and returns how many it
-    /// took: one with a TTL alone, or a run to one destination with no TTL, all of one size
-    /// but the last (which may be shorter), as one GSO batch. `WouldBlock` when the socket's
+    /// Most datagrams one send may carry (1 without GSO): what to give
+    /// `Node::set_max_segments`, so that the core hands out runs this socket can send whole.
+    pub fn max_segments(&self) -> usize {
+        self.state.max_gso_segments().max(1)
+    }
+
+    /// Sends the first transmits of `transmits` with one syscall and returns how many it
+    /// took: a run the core made ([`Transmit::segment_size`]) as it is; one with a TTL alone;
+    /// or consecutive single datagrams to one destination with no TTL, all of one size but
+    /// the last (which may be shorter), copied together into one GSO batch. `WouldBlock` when the socket's
     /// buffer is full (nothing was taken). Other errors are logged and the run is dropped: a
     /// lost datagram is the protocol's to recover.
     pub fn send(&mut self, socket: &impl AsFd, transmits: &[Transmit]) -> io::Result<usize> {
@@ -111,6 +118,12 @@ impl Udp {
             let sent = self.send_run(socket, first.dst, &first.payload, None);
             set_ttl(socket, default)?;
             return sent.map(|()| 1);
+        }
+        if let Some(size) = first.segment_size {
+            // A run the core sealed end to end: one send, nothing copied.
+            return self
+                .send_run(socket, first.dst, &first.payload, Some(size))
+                .map(|()| 1);
         }
         let max_segments = self.state.max_gso_segments().max(1);
         let size = first.payload.len();
@@ -241,6 +254,7 @@ mod tests {
         let default = SockRef::from(&a).ttl_v4().unwrap();
         let mut udp = Udp::new(&a).unwrap();
         let t = Transmit {
+            segment_size: None,
             dst: b.local_addr().unwrap(),
             ttl: Some(3),
             payload: bytes::Bytes::from_static(b"probe"),
@@ -272,6 +286,7 @@ mod tests {
         let transmits: Vec<Transmit> = sent
             .iter()
             .map(|p| Transmit {
+                segment_size: None,
                 dst,
                 ttl: None,
                 payload: bytes::Bytes::from(p.clone()),
@@ -306,6 +321,7 @@ mod tests {
         let default = SockRef::from(&a).ttl_v4().unwrap();
         for ttl in [Some(5), None] {
             let t = Transmit {
+                segment_size: None,
                 dst,
                 ttl,
                 payload: bytes::Bytes::from_static(b"x"),
@@ -326,6 +342,7 @@ mod tests {
         let transmits: Vec<Transmit> = sent
             .iter()
             .map(|p| Transmit {
+                segment_size: None,
                 dst,
                 ttl: None,
                 payload: bytes::Bytes::from(p.clone()),

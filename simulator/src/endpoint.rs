@@ -332,8 +332,10 @@ impl EndpointNode {
                 break;
             }
         }
-        self.out
-            .extend(std::iter::from_fn(|| self.ep.poll_transmit()));
+        // Runs, as a runtime with segmentation offload takes them, split as the kernel would.
+        while let Some(t) = self.ep.poll_transmit_run(burrow_core::MAX_RUN_SEGMENTS) {
+            self.out.extend(t.into_datagrams());
+        }
         acted || (self.events.len(), self.out.len()) != before
     }
 }

@@ -104,6 +104,7 @@ impl ScriptedNode {
     /// Queues a datagram now (for use from [`crate::Sim::with_node`]).
     pub fn send(&mut self, dst: SocketAddr, ttl: Option<u8>, payload: &[u8]) {
         self.out.push_back(Transmit {
+            segment_size: None,
             dst,
             ttl,
             payload: Bytes::copy_from_slice(payload),
@@ -132,6 +133,7 @@ impl Node for ScriptedNode {
         let payload = Bytes::copy_from_slice(bytes);
         if self.echo {
             self.out.push_back(Transmit {
+                segment_size: None,
                 dst: from,
                 ttl: None,
                 payload: payload.clone(),
@@ -149,6 +151,7 @@ impl Node for ScriptedNode {
         while self.script.front().is_some_and(|p| p.at <= now) {
             let p = self.script.pop_front().expect("front exists");
             self.out.push_back(Transmit {
+                segment_size: None,
                 dst: p.dst,
                 ttl: p.ttl,
                 payload: p.payload,

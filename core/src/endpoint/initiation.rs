@@ -54,6 +54,7 @@ impl Endpoint {
             stats.datagrams_out += 1;
             stats.bytes_out += packet.len() as u64;
             self.out.transmits.push_back(Transmit {
+                segment_size: None,
                 dst: from,
                 ttl: None,
                 payload: packet.into(),

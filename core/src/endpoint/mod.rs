@@ -389,6 +389,7 @@ impl Endpoint {
                 .filter(|_| self.config.answer_stun)
         {
             self.out.send(Transmit {
+                segment_size: None,
                 dst: from,
                 ttl: None,
                 payload: reply.into(),
@@ -403,6 +404,7 @@ impl Endpoint {
             now,
             |dst, payload| {
                 out.send(Transmit {
+                    segment_size: None,
                     dst,
                     ttl: None,
                     payload: payload.into(),
@@ -440,8 +442,22 @@ impl Endpoint {
     /// `now`.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.poll_transmit_run(1)
+    }
+
+    /// [`Self::poll_transmit`] for a runtime whose socket sends runs of datagrams with one
+    /// call (segmentation offload, `UDP_SEGMENT`): the next transmit, a run of at most
+    /// `max_segments` datagrams to one destination ([`Transmit::segment_size`]) where the core
+    /// has them, which a bulk stream does. A run's datagrams were sealed end to end into one
+    /// buffer, so sending it copies nothing. `max_segments` of 1 is [`Self::poll_transmit`].
+    #[must_use]
+    pub fn poll_transmit_run(&mut self, max_segments: usize) -> Option<Transmit> {
         if !self.sessions.is_synced() {
             self.settle();
+        }
+        let front = self.out.transmits.front_mut()?;
+        if front.datagrams() > max_segments {
+            return Some(front.split_datagrams(max_segments));
         }
         self.out.transmits.pop_front()
     }

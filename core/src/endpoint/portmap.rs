@@ -53,6 +53,7 @@ impl Endpoint {
         };
         while let Some((dst, payload)) = mapper.poll_transmit() {
             self.out.send(Transmit {
+                segment_size: None,
                 dst,
                 ttl: None,
                 payload: payload.into(),

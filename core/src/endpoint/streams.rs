@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::BytesMut;
+
 use super::Endpoint;
 use crate::crypto::PublicKey;
 use crate::error::StreamError;
@@ -10,7 +12,7 @@ use crate::event::PeerId;
 use crate::forward::Origin;
 use crate::rendezvous::ServiceName;
 use crate::session::{Context, Session};
-use crate::stream::{MuxStats, ReadOutcome, StreamId};
+use crate::stream::{Limited, MuxStats, ReadOutcome, StreamId};
 
 impl Endpoint {
     /// Runs `f` on the session of `peer` with its context, then sends whatever its stream layer
@@ -87,6 +89,22 @@ impl Endpoint {
         buf: &mut [u8],
     ) -> Result<ReadOutcome, StreamError> {
         self.with_session(now, peer, |s, _| Ok(s.streams.mux.read(stream, buf)?))
+    }
+
+    /// [`Self::stream_read`], appending at most `max` bytes to `buf`: what a forwarder uses to
+    /// hand the data on as an owned chunk without copying it once more.
+    pub fn stream_read_into(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Result<ReadOutcome, StreamError> {
+        let mut sink = Limited { buf, limit: max };
+        self.with_session(now, peer, |s, _| {
+            Ok(s.streams.mux.read_into(stream, &mut sink)?)
+        })
     }
 
     /// Finishes our sending side (TCP half-close): the peer reads to the end, then `Finished`;

@@ -81,7 +81,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 pub use action::{Action, ConnId, ListenerId};
 pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
@@ -146,7 +146,8 @@ pub struct Forwarder {
     conns: BTreeMap<ConnId, Conn>,
     streams: BTreeMap<(PeerId, StreamId), ConnId>,
     actions: VecDeque<Action>,
-    scratch: Vec<u8>,
+    /// Where stream data is read; each write splits its chunk off.
+    rx: BytesMut,
 }
 
 impl Forwarder {
@@ -158,7 +159,7 @@ impl Forwarder {
     /// A forwarder with no listeners and no connections.
     pub fn new(config: ForwardConfig) -> Self {
         Self {
-            scratch: vec![0; config.read_chunk.max(1)],
+            rx: BytesMut::new(),
             config,
             next_conn: 0,
             next_listener: 0,
@@ -680,12 +681,15 @@ impl Forwarder {
             return;
         }
         while !c.remote_done && c.unflushed < self.config.write_budget {
-            let room = (self.config.write_budget - c.unflushed).min(self.scratch.len());
-            match ep.stream_read(now, peer, stream, &mut self.scratch[..room]) {
+            let room = (self.config.write_budget - c.unflushed).min(self.config.read_chunk.max(1));
+            // Read straight into the chunk the write hands on: its memory comes back to
+            // `self.rx` once the runtime has written and dropped it.
+            self.rx.reserve(room);
+            match ep.stream_read_into(now, peer, stream, &mut self.rx, room) {
                 Ok(ReadOutcome::Data(n)) => {
                     c.unflushed += n;
                     c.bytes_written += n as u64;
-                    let data = Bytes::copy_from_slice(&self.scratch[..n]);
+                    let data = self.rx.split().freeze();
                     self.actions.push_back(Action::Write { conn, data });
                 }
                 Ok(ReadOutcome::Finished) => {

@@ -172,6 +172,8 @@ pub struct Node {
     hooks: hooks::Hooks,
     /// A rendezvous server's SNI port, when it has one.
     sni: Option<sni::SniPort>,
+    /// Most datagrams per [`Output::Transmit`] ([`Node::set_max_segments`]).
+    max_segments: usize,
 }
 
 impl Node {
@@ -209,7 +211,16 @@ impl Node {
             published: BTreeMap::new(),
             hooks: hooks::Hooks::default(),
             sni: None,
+            max_segments: 1,
         }
+    }
+
+    /// Lets [`Output::Transmit`] carry runs of up to `segments` datagrams to one destination
+    /// ([`crate::Transmit::segment_size`]), for a socket that sends a run with one call
+    /// (segmentation offload); 1, the default, hands out single datagrams. Values above
+    /// [`crate::MAX_RUN_SEGMENTS`] are taken as that.
+    pub fn set_max_segments(&mut self, segments: usize) {
+        self.max_segments = segments.clamp(1, crate::MAX_RUN_SEGMENTS);
     }
 
     /// Forwards UDP with `udp`; `options` say how each exposed service is forwarded.
@@ -256,7 +267,7 @@ impl Node {
     /// their consequences come out of the same drain.
     pub fn poll_output(&mut self) -> Output {
         loop {
-            if let Some(t) = self.ep.poll_transmit() {
+            if let Some(t) = self.ep.poll_transmit_run(self.max_segments) {
                 return Output::Transmit(t);
             }
             if let Some(out) = self.queued.pop_front() {

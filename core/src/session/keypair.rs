@@ -41,6 +41,15 @@ pub(crate) struct Keypair {
 /// Bytes of [`Keypair`]'s packet arena: sixteen 1452-byte packets between allocations.
 const ARENA: usize = 16 * 1452;
 
+/// Bytes of the arena of a session that sends runs: a whole run and one more packet, so a run
+/// is never cut short by the arena's end.
+const RUN_ARENA: usize = crate::transmit::MAX_RUN_BYTES + 1500;
+
+/// A whole packet's bytes around a plaintext of `plaintext` bytes.
+fn packet_len(plaintext: usize) -> usize {
+    TRANSPORT_HEADER_LEN + plaintext + TAG_LEN
+}
+
 impl Keypair {
     pub(crate) fn new(
         keys: TransportKeys,
@@ -90,19 +99,64 @@ impl Keypair {
         reject_after: u64,
         fill: impl FnOnce(&mut [u8]) -> Option<usize>,
     ) -> Option<Bytes> {
+        debug_assert_eq!(self.arena.len(), 0, "a run was left unsent");
+        let len = self.seal_at_end(max_plaintext, reject_after, ARENA, fill)?;
+        Some(self.take_run(len))
+    }
+
+    /// Whether a packet of up to `max_plaintext` bytes fits behind the run being built
+    /// without moving it (always true for an empty run, which gets fresh room as needed).
+    pub(crate) fn run_has_room(&self, max_plaintext: usize) -> bool {
+        let run = self.arena.len();
+        run == 0 || self.arena.capacity() - run >= packet_len(max_plaintext)
+    }
+
+    /// Bytes sealed into the run being built and not yet taken ([`Self::take_run`]).
+    pub(crate) fn run_len(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Seals like [`Self::seal_with`], but leaves the packet behind the ones sealed before it,
+    /// end to end in one buffer, so that [`Self::take_run`] hands out a run of datagrams
+    /// without copying them together; returns the packet's length. The caller checks
+    /// [`Self::run_has_room`] first and takes the run when there is none.
+    pub(crate) fn seal_onto_run(
+        &mut self,
+        max_plaintext: usize,
+        reject_after: u64,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<usize> {
+        self.seal_at_end(max_plaintext, reject_after, RUN_ARENA, fill)
+    }
+
+    /// Seals a packet behind the arena's contents; a new allocation, when one is needed, holds
+    /// `arena` bytes.
+    fn seal_at_end(
+        &mut self,
+        max_plaintext: usize,
+        reject_after: u64,
+        arena: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<usize> {
         if self.next_counter >= reject_after {
             return None;
         }
-        let max_len = TRANSPORT_HEADER_LEN + max_plaintext + TAG_LEN;
-        self.arena.clear();
-        if self.arena.capacity() < max_len {
+        let start = self.arena.len();
+        let max_len = packet_len(max_plaintext);
+        if self.arena.capacity() - start < max_len {
+            debug_assert_eq!(start, 0, "no room behind the run: take it first");
             // Takes the arena's memory back from the start once every packet split off it has
-            // been dropped; while some are still in flight, allocates room for several more.
-            self.arena.reserve(max_len.max(ARENA));
+            // been dropped; while some are still in flight, allocates room for more. A session
+            // that sends runs (bulk streams) gets room for a whole run.
+            self.arena.reserve(max_len.max(arena));
         }
-        self.arena.resize(max_len, 0);
-        let buf = &mut self.arena[..];
-        let len = fill(&mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + max_plaintext])?;
+        self.arena.resize(start + max_len, 0);
+        let buf = &mut self.arena[start..];
+        let Some(len) = fill(&mut buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + max_plaintext])
+        else {
+            self.arena.truncate(start);
+            return None;
+        };
         let counter = self.next_counter;
         self.next_counter += 1;
         let header = transport_header(self.remote_index, counter);
@@ -112,7 +166,14 @@ impl Keypair {
             .send
             .seal_in_place(counter, &header, &mut buf[TRANSPORT_HEADER_LEN..end]);
         buf[end..end + TAG_LEN].copy_from_slice(&tag);
-        Some(self.arena.split_to(end + TAG_LEN).freeze())
+        self.arena.truncate(start + end + TAG_LEN);
+        Some(end + TAG_LEN)
+    }
+
+    /// Hands out the first `len` bytes of the run being built (whole packets, as
+    /// [`Self::seal_onto_run`] returned their lengths); what follows stays as the next run.
+    pub(crate) fn take_run(&mut self, len: usize) -> Bytes {
+        self.arena.split_to(len).freeze()
     }
 
     /// Checks the counter, decrypts `sealed` (ciphertext and tag) into `scratch` and marks the
@@ -202,5 +263,52 @@ mod tests {
         }
         assert_eq!(held.to_vec(), copy);
         assert_eq!(a.sent(), 64 + 1 + 64);
+    }
+
+    /// Packets sealed onto a run lie end to end in one buffer, each whole: split at their
+    /// lengths, every one opens. A run is taken before the arena runs out of room, and the
+    /// next run starts where the last ended while its memory is still held.
+    #[test]
+    fn a_run_is_packets_end_to_end_and_each_opens() {
+        let (mut a, mut b) = pair(crate::tests::origin());
+        let mut scratch = Vec::new();
+        let mut counter = 0u64;
+        let mut held = Vec::new();
+        for round in 0..3u8 {
+            let mut lens = Vec::new();
+            while a.run_has_room(1200) && lens.len() < 100 {
+                let len = a
+                    .seal_onto_run(1200, u64::MAX, |buf| {
+                        buf.fill(round);
+                        Some(1200 - usize::from(round))
+                    })
+                    .expect("keys not used up");
+                lens.push(len);
+            }
+            assert!(lens.len() > 1, "room for more than one packet");
+            assert!(lens.len() < 100, "the arena's room ends a run");
+            assert_eq!(a.run_len(), lens.iter().sum::<usize>());
+            let mut run = a.take_run(a.run_len());
+            assert_eq!(a.run_len(), 0);
+            for len in lens {
+                let packet = run.split_to(len);
+                let header: &[u8; TRANSPORT_HEADER_LEN] =
+                    packet[..TRANSPORT_HEADER_LEN].try_into().unwrap();
+                b.open(
+                    header,
+                    counter,
+                    &packet[TRANSPORT_HEADER_LEN..],
+                    &mut scratch,
+                    u64::MAX,
+                )
+                .unwrap();
+                assert!(scratch.iter().all(|&x| x == round));
+                counter += 1;
+                held.push(packet);
+            }
+        }
+        // A packet that is never filled takes no counter and leaves the run as it was.
+        assert!(a.seal_onto_run(1200, u64::MAX, |_| None).is_none());
+        assert_eq!((a.run_len(), a.sent()), (0, counter));
     }
 }

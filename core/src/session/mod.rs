@@ -100,9 +100,9 @@ pub(crate) struct Output {
 }
 
 impl Output {
-    /// Queues a datagram and counts it.
+    /// Queues a datagram (or a run of them) and counts it.
     pub(crate) fn send(&mut self, transmit: Transmit) {
-        self.stats.datagrams_out += 1;
+        self.stats.datagrams_out += transmit.datagrams() as u64;
         self.stats.bytes_out += transmit.payload.len() as u64;
         self.transmits.push_back(transmit);
     }

@@ -266,7 +266,12 @@ impl Session {
         payload: Bytes,
     ) {
         self.last_sent = now;
-        ctx.out.send(Transmit { dst, ttl, payload });
+        ctx.out.send(Transmit {
+            segment_size: None,
+            dst,
+            ttl,
+            payload,
+        });
     }
 
     /// Sends a rendezvous message body; false (and nothing sent) while the session has no
@@ -342,18 +347,92 @@ impl Session {
                 .max(ctx.config.max_udp_payload_probe)
                 .saturating_sub(STREAM_OVERHEAD)
         };
+        // On a direct path, packets are sealed end to end into runs that leave as one
+        // transmit each (one segmentation-offload send); the relay wraps packets one by one.
+        let most = if path.is_relay() {
+            1
+        } else {
+            crate::transmit::MAX_RUN_SEGMENTS
+        };
+        let mut run = Run::default();
         while let Some(keypair) = self.keys.current.as_mut() {
+            if run.count > 0
+                && (run.count >= most
+                    || run.bytes + max_plaintext + STREAM_OVERHEAD > crate::transmit::MAX_RUN_BYTES
+                    || !keypair.run_has_room(max_plaintext))
+            {
+                self.send_run(ctx, now, &mut run, None);
+                continue;
+            }
             let mux = &mut self.streams.mux;
-            let packet = keypair.seal_with(max_plaintext, reject_after, |buf| {
+            let sealed = keypair.seal_onto_run(max_plaintext, reject_after, |buf| {
                 buf[0] = PayloadKind::Stream as u8;
                 mux.poll_packet(now, &mut buf[1..]).map(|n| n + 1)
             });
-            let Some(packet) = packet else { break };
+            let Some(len) = sealed else { break };
             let rekey = keypair.sent() >= ctx.config.session.rekey_after_packets;
-            self.transmit(ctx, now, packet);
+            if run.count > 0 && len > run.segment {
+                // Larger than the run's datagrams (a path MTU probe): the run goes first.
+                let before = run.bytes;
+                self.send_run(ctx, now, &mut run, Some(before));
+            }
+            run.push(len);
+            if rekey || len < run.segment {
+                // A short datagram ends a run; so do new keys.
+                self.send_run(ctx, now, &mut run, None);
+            }
             if rekey {
                 self.start_handshake(ctx, now);
             }
         }
+        self.send_run(ctx, now, &mut run, None);
+    }
+
+    /// Takes the run being built off the current keys (its first `len` bytes, or all of it)
+    /// and sends it: one transmit of one or more datagrams.
+    fn send_run(&mut self, ctx: &mut Context<'_>, now: Instant, run: &mut Run, len: Option<usize>) {
+        if run.count == 0 {
+            return;
+        }
+        let Some(keypair) = self.keys.current.as_mut() else {
+            return;
+        };
+        let len = len.unwrap_or(keypair.run_len());
+        let payload = keypair.take_run(len);
+        let segment_size = (run.count > 1).then_some(run.segment);
+        *run = Run::default();
+        match self.punch.path() {
+            Path::Direct(dst) => {
+                self.last_sent = now;
+                ctx.out.send(Transmit {
+                    dst,
+                    ttl: None,
+                    payload,
+                    segment_size,
+                });
+            }
+            Path::Relay(_) => self.transmit_relay(ctx, now, payload),
+        }
+    }
+}
+
+/// A run of packets being sealed end to end ([`Session::send_mux_packets`]).
+#[derive(Default)]
+struct Run {
+    /// Packets in it.
+    count: usize,
+    /// Their bytes.
+    bytes: usize,
+    /// The first packet's length: every packet but the last has it.
+    segment: usize,
+}
+
+impl Run {
+    fn push(&mut self, len: usize) {
+        if self.count == 0 {
+            self.segment = len;
+        }
+        self.count += 1;
+        self.bytes += len;
     }
 }

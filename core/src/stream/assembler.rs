@@ -155,15 +155,22 @@ impl Assembler {
     }
 
     /// Copies up to `out.len()` contiguous bytes into `out` and consumes them.
+    #[cfg(test)]
     pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
-        let n = self.head.len().min(out.len());
+        let mut out = &mut out[..];
+        self.read_into(&mut out)
+    }
+
+    /// Moves up to [`ReadBuf::room`] contiguous bytes into `out` and consumes them.
+    pub(crate) fn read_into(&mut self, out: &mut impl ReadBuf) -> usize {
+        let n = self.head.len().min(out.room());
         if n == 0 {
             return 0;
         }
         let (a, b) = self.head.as_slices();
         let from_a = n.min(a.len());
-        out[..from_a].copy_from_slice(&a[..from_a]);
-        out[from_a..n].copy_from_slice(&b[..n - from_a]);
+        out.put(&a[..from_a]);
+        out.put(&b[..n - from_a]);
         self.head.drain(..n);
         self.read_offset += n as u64;
         n
@@ -186,6 +193,46 @@ impl Assembler {
     /// Heap bytes held.
     pub(crate) fn heap_size(&self) -> usize {
         self.head.capacity() + self.chunk_bytes + self.chunks.len() * CHUNK_OVERHEAD
+    }
+}
+
+/// Where stream data is read to: a caller's slice, or a growing `BytesMut` (which the
+/// forwarder hands on as a write without copying again).
+pub(crate) trait ReadBuf {
+    /// How many more bytes it takes.
+    fn room(&self) -> usize;
+    /// Appends `bytes` (at most [`Self::room`]).
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl ReadBuf for &mut [u8] {
+    fn room(&self) -> usize {
+        self.len()
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let (head, rest) = std::mem::take(self).split_at_mut(bytes.len());
+        head.copy_from_slice(bytes);
+        *self = rest;
+    }
+}
+
+/// A `BytesMut` that takes at most `limit` bytes more.
+pub(crate) struct Limited<'a> {
+    /// The buffer appended to.
+    pub(crate) buf: &'a mut bytes::BytesMut,
+    /// Bytes it may still take.
+    pub(crate) limit: usize,
+}
+
+impl ReadBuf for Limited<'_> {
+    fn room(&self) -> usize {
+        self.limit
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.limit -= bytes.len();
     }
 }
 

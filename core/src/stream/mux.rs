@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::ack::AckState;
+use super::assembler::ReadBuf;
 use super::flow::{RecvCredit, SendCredit};
 use super::pmtu::Pmtu;
 use super::recovery::{Outcome, Recovery, TimeoutAction};
@@ -274,6 +275,16 @@ impl Mux {
 
     /// Reads stream data in order into `buf`.
     pub fn read(&mut self, id: StreamId, buf: &mut [u8]) -> Result<ReadOutcome, ReadError> {
+        let mut buf = &mut buf[..];
+        self.read_into(id, &mut buf)
+    }
+
+    /// Reads stream data in order into `buf` (see [`ReadBuf`]).
+    pub(crate) fn read_into(
+        &mut self,
+        id: StreamId,
+        buf: &mut impl ReadBuf,
+    ) -> Result<ReadOutcome, ReadError> {
         let s = self.streams.get_mut(&id).ok_or(ReadError::UnknownStream)?;
         let r = &mut s.recv;
         match r.state {
@@ -282,7 +293,7 @@ impl Mux {
             RecvState::Finished => return Ok(ReadOutcome::Finished),
             RecvState::Open => {}
         }
-        let n = r.asm.read(buf);
+        let n = r.asm.read_into(buf);
         if n > 0 {
             self.stats.stream_bytes_read += n as u64;
             r.credit.consume(n as u64);

@@ -187,6 +187,7 @@ impl Machine for Side {
         self.polled += 1;
         assert!(self.polled < 100_000, "poll_packet never stops");
         Some(Transmit {
+            segment_size: None,
             dst: self.peer,
             ttl: None,
             payload: Bytes::copy_from_slice(&self.buf[..n]),

@@ -540,3 +540,38 @@ fn regression_simultaneous_open_with_a_lost_confirmation_keeps_one_session() {
 fn regression_simultaneous_open_with_a_delayed_confirmation_keeps_one_session() {
     simultaneous_open_with_a_slow_confirmation(true);
 }
+
+/// A bulk stream leaves as runs of datagrams sealed end to end (one segmentation-offload send
+/// each): every datagram of a run but the last has the run's segment size, the runs are at
+/// most what the runtime asked for, and the datagrams, split as the kernel splits them, carry
+/// the stream intact.
+#[test]
+fn a_bulk_stream_leaves_in_runs_that_split_into_whole_datagrams() {
+    let (mut pair, a_peer, b_peer) = pair();
+    let now = pair.now;
+    let stream = pair.a().open_stream(now, a_peer, &svc()).unwrap();
+    let data = pattern(7, 200_000);
+    let written = pair.a().stream_write(now, a_peer, stream, &data).unwrap();
+    assert_eq!(written, data.len(), "the stream's window takes it all");
+    pair.a().stream_finish(now, a_peer, stream).unwrap();
+    let mut runs = Vec::new();
+    while let Some(t) = pair.a().poll_transmit_run(10) {
+        runs.push(t);
+    }
+    let longest = runs.iter().map(|t| t.datagrams()).max().unwrap();
+    assert!(longest > 1, "no run of more than one datagram");
+    assert!(longest <= 10, "a run of {longest} datagrams, 10 asked for");
+    for t in &runs {
+        if let Some(size) = t.segment_size {
+            assert!(t.ttl.is_none());
+            let last = t.payload.len() - (t.datagrams() - 1) * size;
+            assert!(last > 0 && last <= size, "last datagram {last} of {size}");
+        }
+        for datagram in t.clone().into_datagrams() {
+            pair.put_on_link(Side::A, datagram.payload);
+        }
+    }
+    let mut sink = Sink::default();
+    settle(&mut pair, b_peer, &mut sink, stream);
+    assert!(sink.data[&stream] == data, "bytes differ");
+}

@@ -79,6 +79,7 @@ impl Machine for Party {
             } => {
                 let (to, msg) = server.poll_message()?;
                 Some(Transmit {
+                    segment_size: None,
                     dst: directory[&to],
                     ttl: None,
                     payload: msg.encode().into(),
@@ -95,6 +96,7 @@ impl Machine for Party {
                         let mut payload = key.as_bytes().to_vec();
                         payload.extend_from_slice(&msg.encode());
                         return Some(Transmit {
+                            segment_size: None,
                             dst: *server,
                             ttl: None,
                             payload: payload.into(),

@@ -341,7 +341,7 @@ impl Loop {
         let (node, udp, socket) = (&mut self.node, &mut self.udp, &self.socket);
         while udp
             .recv(socket, |from, d, ttl| {
-                node.handle_input_with_ttl(now, from, d, ttl)
+                node.handle_input_in_place(now, from, d, ttl)
             })
             .is_ok()
         {}

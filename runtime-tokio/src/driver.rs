@@ -383,7 +383,7 @@ impl<R: Runtime> Loop<R> {
         for _ in 0..RECV_ROUNDS {
             let received = R::udp_try_io(socket, Direction::Read, || {
                 udp.recv(socket, |from, d, ttl| {
-                    node.handle_input_with_ttl(now, from, d, ttl)
+                    node.handle_input_in_place(now, from, d, ttl)
                 })
             });
             if received.is_err() {

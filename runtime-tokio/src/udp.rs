@@ -188,18 +188,19 @@ impl Udp {
     /// into their segments). `WouldBlock` when the socket is empty; other errors (ICMP errors
     /// surface here on some systems) are logged: the protocol recovers from the loss.
     ///
-    /// `each` gets the sender, the datagram and its TTL (`None` unless [`Self::report_ttl`]).
+    /// `each` gets the sender, the datagram (in the receive buffer, which it may change: the
+    /// node decrypts in place) and its TTL (`None` unless [`Self::report_ttl`]).
     pub fn recv(
         &mut self,
         socket: &impl AsFd,
-        mut each: impl FnMut(SocketAddr, &[u8], Option<u8>),
+        mut each: impl FnMut(SocketAddr, &mut [u8], Option<u8>),
     ) -> io::Result<()> {
         if self.with_ttl {
             for _ in 0..RX_BATCH {
                 match ttl::recv(socket, &mut self.rx[..MAX_DATAGRAM]) {
                     Ok(r) => {
                         let stride = r.stride.unwrap_or(r.len).max(1);
-                        for datagram in self.rx[..r.len].chunks(stride) {
+                        for datagram in self.rx[..r.len].chunks_mut(stride) {
                             each(r.from, datagram, r.ttl);
                         }
                     }
@@ -218,9 +219,10 @@ impl Udp {
         });
         match self.state.recv(socket.into(), &mut bufs, &mut self.meta) {
             Ok(n) => {
-                for (buf, m) in self.rx.chunks(MAX_DATAGRAM).zip(&self.meta).take(n) {
+                let meta = &self.meta;
+                for (buf, m) in self.rx.chunks_mut(MAX_DATAGRAM).zip(meta).take(n) {
                     let stride = m.stride.max(1);
-                    for datagram in buf[..m.len].chunks(stride) {
+                    for datagram in buf[..m.len].chunks_mut(stride) {
                         each(m.addr, datagram, None);
                     }
                 }
@@ -332,7 +334,7 @@ mod tests {
         let give_up = std::time::Instant::now() + Duration::from_secs(5);
         while got.len() < 2 && std::time::Instant::now() < give_up {
             let _ = rx.recv(&b, |from, d, ttl| {
-                assert_eq!((from, d), (a.local_addr().unwrap(), &b"x"[..]));
+                assert_eq!((from, &*d), (a.local_addr().unwrap(), &b"x"[..]));
                 got.push(ttl);
             });
         }

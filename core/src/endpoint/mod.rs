@@ -39,7 +39,7 @@ use crate::timer::Timer;
 use crate::transmit::Transmit;
 use crate::wire::Packet;
 use crate::wire::control::CloseCode;
-use crate::wire::header::{self, MAC_LEN};
+use crate::wire::header::{self, MAC_LEN, TRANSPORT_HEADER_LEN};
 use crate::wire::stun::{self, StunMessage};
 use load::LoadMeter;
 use sessions::Sessions;
@@ -73,7 +73,7 @@ pub struct Endpoint {
     daemon: Option<rendezvous::Daemon>,
     /// The rendezvous server role.
     server: Option<Server>,
-    /// Reused for decrypting transport packets.
+    /// Where [`Self::handle_input`] copies a datagram to decrypt it in place.
     scratch: Vec<u8>,
     /// The IP TTL of the datagram being handled, when the runtime read it.
     input_ttl: Option<u8>,
@@ -215,6 +215,23 @@ impl Endpoint {
         bytes: &[u8],
         ttl: Option<u8>,
     ) {
+        let mut copy = std::mem::take(&mut self.scratch);
+        copy.clear();
+        copy.extend_from_slice(bytes);
+        self.handle_input_in_place(now, from, &mut copy, ttl);
+        self.scratch = copy;
+    }
+
+    /// [`Self::handle_input_with_ttl`] without a copy: a transport packet is decrypted where
+    /// it lies, so `bytes` holds something else afterwards. What a runtime calls with its
+    /// receive buffer.
+    pub fn handle_input_in_place(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &mut [u8],
+        ttl: Option<u8>,
+    ) {
         self.input_ttl = ttl;
         self.handle_input_inner(now, from, bytes);
         self.input_ttl = None;
@@ -225,7 +242,7 @@ impl Endpoint {
         self.server.is_some()
     }
 
-    fn handle_input_inner(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    fn handle_input_inner(&mut self, now: Instant, from: SocketAddr, bytes: &mut [u8]) {
         self.out.stats.datagrams_in += 1;
         self.out.stats.bytes_in += bytes.len() as u64;
         if stun::is_stun(bytes) {
@@ -250,9 +267,26 @@ impl Endpoint {
 
     /// Acts on one burrow packet that came by `from`: straight from the network, or out of
     /// the relay. Callers reap ended sessions and run [`Self::after`].
-    fn handle_packet(&mut self, now: Instant, from: Path, bytes: &[u8]) {
+    /// A transport packet is decrypted where it lies, so `bytes` may be changed.
+    fn handle_packet(&mut self, now: Instant, from: Path, bytes: &mut [u8]) {
+        let transport = match Packet::parse(bytes) {
+            Ok(Packet::Transport {
+                header,
+                receiver,
+                counter,
+                ..
+            }) => Some((*header, receiver, counter)),
+            Ok(_) => None,
+            Err(_) => {
+                self.out.stats.dropped_malformed += 1;
+                return;
+            }
+        };
+        if let Some((header, receiver, counter)) = transport {
+            let sealed = &mut bytes[TRANSPORT_HEADER_LEN..];
+            return self.on_transport(now, from, &header, receiver, counter, sealed);
+        }
         let Ok(packet) = Packet::parse(bytes) else {
-            self.out.stats.dropped_malformed += 1;
             return;
         };
         match packet {
@@ -312,42 +346,38 @@ impl Endpoint {
                     _ => ctx.out.stats.dropped_unexpected += 1,
                 }
             }
-            Packet::Transport {
-                header,
-                receiver,
-                counter,
-                sealed,
-            } => {
-                let mut scratch = std::mem::take(&mut self.scratch);
-                let (mut ctx, sessions) = self.parts();
-                let touched = match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
-                    Some(s) if !s.punch.path_allowed(from) => {
-                        ctx.out.stats.dropped_route_policy += 1;
-                        None
-                    }
-                    Some(s) => {
-                        s.on_transport(
-                            &mut ctx,
-                            now,
-                            from,
-                            receiver,
-                            header,
-                            counter,
-                            sealed,
-                            &mut scratch,
-                        );
-                        Some(s.key)
-                    }
-                    None => {
-                        ctx.out.stats.dropped_unknown_index += 1;
-                        None
-                    }
-                };
-                self.scratch = scratch;
-                if let Some(key) = touched {
-                    self.catch_up(now, key);
-                }
+            // Decrypted in place, above.
+            Packet::Transport { .. } => {}
+        }
+    }
+
+    /// A transport packet for our session index `receiver`: its session decrypts `sealed`
+    /// where it lies and acts on it.
+    fn on_transport(
+        &mut self,
+        now: Instant,
+        from: Path,
+        header: &[u8; TRANSPORT_HEADER_LEN],
+        receiver: u32,
+        counter: u64,
+        sealed: &mut [u8],
+    ) {
+        let (mut ctx, sessions) = self.parts();
+        let touched = match ctx.indices.get(receiver).and_then(|k| sessions.get_mut(&k)) {
+            Some(s) if !s.punch.path_allowed(from) => {
+                ctx.out.stats.dropped_route_policy += 1;
+                None
             }
+            Some(s) => s
+                .on_transport(&mut ctx, now, from, receiver, header, counter, sealed)
+                .then_some(s.key),
+            None => {
+                ctx.out.stats.dropped_unknown_index += 1;
+                None
+            }
+        };
+        if let Some(key) = touched {
+            self.catch_up(now, key);
         }
     }
 

@@ -33,7 +33,7 @@ impl Endpoint {
         now: Instant,
         via: PublicKey,
         peer: PublicKey,
-        packet: &[u8],
+        packet: &mut [u8],
     ) {
         let server = self
             .daemon

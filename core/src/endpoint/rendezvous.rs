@@ -227,7 +227,11 @@ impl Endpoint {
                 self.on_peer_down(now, key, reason);
             }
             Note::Rendezvous(key, bytes) => self.on_rendezvous_message(now, key, &bytes),
-            Note::Relay { via, peer, packet } => self.on_relay(now, via, peer, &packet),
+            Note::Relay {
+                via,
+                peer,
+                mut packet,
+            } => self.on_relay(now, via, peer, &mut packet),
             Note::LeftDirect(key) => self.reintroduce(now, key),
             Note::RelaySilent(_) => {
                 // The server may have restarted without our noticing (it answers nothing to

@@ -408,6 +408,21 @@ impl Node {
             .handle_input_with_ttl(now, from, bytes, ttl);
     }
 
+    /// [`Self::handle_input_with_ttl`] without a copy: the datagram is decrypted where it
+    /// lies, so `bytes` holds something else afterwards (see
+    /// [`Endpoint::handle_input_in_place`]). What a runtime calls with its receive buffer.
+    pub fn handle_input_in_place(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &mut [u8],
+        ttl: Option<u8>,
+    ) {
+        self.input(now)
+            .1
+            .handle_input_in_place(now, from, bytes, ttl);
+    }
+
     /// Whether the node uses the TTL of received datagrams (it runs a rendezvous server):
     /// worth the runtime's reading it.
     pub fn wants_input_ttl(&self) -> bool {

@@ -176,25 +176,24 @@ impl Keypair {
         self.arena.split_to(len).freeze()
     }
 
-    /// Checks the counter, decrypts `sealed` (ciphertext and tag) into `scratch` and marks the
-    /// counter seen. The plaintext is `scratch[..]` afterwards.
+    /// Checks the counter, decrypts `sealed` (ciphertext and tag) where it lies and marks the
+    /// counter seen; returns the plaintext's length (it is `sealed[..len]` afterwards). On an
+    /// error `sealed` may have been changed.
     pub(crate) fn open(
         &mut self,
         header: &[u8; TRANSPORT_HEADER_LEN],
         counter: u64,
-        sealed: &[u8],
-        scratch: &mut Vec<u8>,
+        sealed: &mut [u8],
         reject_after: u64,
-    ) -> Result<(), OpenError> {
+    ) -> Result<usize, OpenError> {
         if !self.replay.check(counter) {
             return Err(OpenError::Replay);
         }
-        let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-        let tag: &[u8; TAG_LEN] = tag.try_into().expect("split at TAG_LEN from the end");
-        scratch.clear();
-        scratch.extend_from_slice(ciphertext);
+        let len = sealed.len() - TAG_LEN;
+        let (ciphertext, tag) = sealed.split_at_mut(len);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN from the end");
         self.recv
-            .open_in_place(counter, header, scratch, tag)
+            .open_in_place(counter, header, ciphertext, tag)
             .map_err(|_| OpenError::Auth)?;
         // Checked after the tag, so that `Expired` says the peer really is still sending under
         // keys we consider used up (and a rekey is due), not that someone forged a counter.
@@ -205,7 +204,7 @@ impl Keypair {
         if !self.replay.accept(counter) {
             return Err(OpenError::Replay);
         }
-        Ok(())
+        Ok(len)
     }
 
     /// The highest counter received so far, if any.
@@ -236,7 +235,6 @@ mod tests {
     #[test]
     fn sealed_packets_open_and_the_arena_is_reused() {
         let (mut a, mut b) = pair(crate::tests::origin());
-        let mut scratch = Vec::new();
         let mut first = None;
         let mut reused = false;
         for i in 0..64u8 {
@@ -247,11 +245,10 @@ mod tests {
             first.get_or_insert(addr);
             let header: &[u8; TRANSPORT_HEADER_LEN] =
                 packet[..TRANSPORT_HEADER_LEN].try_into().unwrap();
-            let sealed = &packet[TRANSPORT_HEADER_LEN..];
-            b.open(header, u64::from(i), sealed, &mut scratch, u64::MAX)
-                .unwrap();
-            assert_eq!(scratch[0], i);
-            assert_eq!(&scratch[1..], &body[..]);
+            let mut sealed = packet[TRANSPORT_HEADER_LEN..].to_vec();
+            let len = b.open(header, u64::from(i), &mut sealed, u64::MAX).unwrap();
+            assert_eq!(sealed[0], i);
+            assert_eq!(&sealed[1..len], &body[..]);
         }
         assert!(reused, "the arena's first packet slot came round again");
         // Nothing to send uses no counter; a packet still held keeps its bytes.
@@ -271,7 +268,6 @@ mod tests {
     #[test]
     fn a_run_is_packets_end_to_end_and_each_opens() {
         let (mut a, mut b) = pair(crate::tests::origin());
-        let mut scratch = Vec::new();
         let mut counter = 0u64;
         let mut held = Vec::new();
         for round in 0..3u8 {
@@ -294,15 +290,9 @@ mod tests {
                 let packet = run.split_to(len);
                 let header: &[u8; TRANSPORT_HEADER_LEN] =
                     packet[..TRANSPORT_HEADER_LEN].try_into().unwrap();
-                b.open(
-                    header,
-                    counter,
-                    &packet[TRANSPORT_HEADER_LEN..],
-                    &mut scratch,
-                    u64::MAX,
-                )
-                .unwrap();
-                assert!(scratch.iter().all(|&x| x == round));
+                let mut sealed = packet[TRANSPORT_HEADER_LEN..].to_vec();
+                let len = b.open(header, counter, &mut sealed, u64::MAX).unwrap();
+                assert!(sealed[..len].iter().all(|&x| x == round));
                 counter += 1;
                 held.push(packet);
             }

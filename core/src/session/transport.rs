@@ -23,7 +23,9 @@ use crate::wire::payload::{Payload, PayloadKind};
 impl Session {
     // ----- transport --------------------------------------------------------------------
 
-    /// Handles a transport packet for one of this session's indices.
+    /// Handles a transport packet for one of this session's indices, decrypting `sealed`
+    /// where it lies. True when it confirmed keys of ours: made a while ago, they carry an
+    /// old `last_sent`, so a timer may already be due (see `Endpoint::catch_up`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_transport(
         &mut self,
@@ -33,28 +35,35 @@ impl Session {
         local_index: u32,
         header: &[u8; crate::wire::header::TRANSPORT_HEADER_LEN],
         counter: u64,
-        sealed: &[u8],
-        scratch: &mut Vec<u8>,
-    ) {
+        sealed: &mut [u8],
+    ) -> bool {
         let Some(slot) = self.keys.find(local_index) else {
             // Our pending handshake's index: no keys yet.
             ctx.out.stats.dropped_unknown_index += 1;
-            return;
+            return false;
         };
         let keypair = self.keys.get_mut(slot);
         let newest = keypair.highest_received().is_none_or(|h| counter > h);
         let reject_after = ctx.config.session.reject_after_packets;
-        match keypair.open(header, counter, sealed, scratch, reject_after) {
-            Ok(()) => {}
-            Err(OpenError::Replay) => return ctx.out.stats.dropped_replay += 1,
-            Err(OpenError::Auth) => return ctx.out.stats.dropped_auth += 1,
+        let plaintext = match keypair.open(header, counter, sealed, reject_after) {
+            Ok(len) => &sealed[..len],
+            Err(OpenError::Replay) => {
+                ctx.out.stats.dropped_replay += 1;
+                return false;
+            }
+            Err(OpenError::Auth) => {
+                ctx.out.stats.dropped_auth += 1;
+                return false;
+            }
             Err(OpenError::Expired) => {
                 // The peer is still on keys we will no longer take: both need new ones.
                 ctx.out.stats.dropped_expired += 1;
-                return self.start_handshake(ctx, now);
+                self.start_handshake(ctx, now);
+                return true;
             }
-        }
+        };
         self.last_received = now;
+        let path_before = self.punch.path();
         let late = slot == Slot::Next
             && self
                 .keys
@@ -94,7 +103,13 @@ impl Session {
             self.flush_queue(ctx, now);
         }
         // (the stream layer is flushed after the payload below is handled)
-        let payload = Payload::parse(scratch);
+        let payload = Payload::parse(plaintext);
+        // The data path (stream packets, keepalives, datagrams on keys in use, on the same
+        // path) leaves no timer due that the stream layer has not handled with `now`.
+        let data = matches!(
+            payload,
+            Ok(Payload::Stream(_) | Payload::KeepAlive | Payload::Datagram(_))
+        );
         // Path challenges and their answers probe a path without choosing it.
         let probing = matches!(
             payload,
@@ -140,6 +155,7 @@ impl Session {
             Err(_) => ctx.out.stats.dropped_bad_payload += 1,
         }
         self.flush_mux(ctx, now);
+        slot == Slot::Next || !data || self.punch.path() != path_before
     }
 
     /// Whether a packet that came by `from` is one the peer relayed before it learned that

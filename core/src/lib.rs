@@ -74,7 +74,12 @@
 //! - Given the same configuration, seed, inputs and instants, an endpoint produces the same
 //!   outputs byte for byte. The simulator relies on it.
 //! - [`Transmit::ttl`] asks the driver to send that one datagram with a limited IP TTL; the core
-//!   never touches socket options.
+//!   never touches socket options. A driver whose socket has segmentation offload tells the
+//!   node how many datagrams one send carries ([`node::Node::set_max_segments`]) and gets
+//!   bulk data as runs ([`Transmit::segment_size`]) sealed end to end, sent without a copy.
+//! - A driver feeds each datagram from its receive buffer with
+//!   [`node::Node::handle_input_in_place`], which decrypts it where it lies; the copying
+//!   `handle_input` is for tests and simulators.
 //!
 //! The simulator and core's own tests drive a bare [`Endpoint`] the same way, with its three
 //! outputs: [`Endpoint::poll_transmit`] and [`Endpoint::poll_event`] until both are `None`,

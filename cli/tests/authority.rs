@@ -57,12 +57,30 @@ fn tenants_paths_and_tokens_survive_a_server_restart() {
     auth.create("/office/db", true);
     let target = echo().to_string();
     let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
+    let key_line = wait_for(&exposer.stdout, "daemon public key:");
+    let a_key = key_line.rsplit(' ').next().unwrap().to_string();
     wait_for(&exposer.stderr, "registered with the rendezvous server");
+    // The master makes the daemon a client of /office/db: an attachment, stored too.
+    let db_listen = free_port().to_string();
+    let rattach = [
+        "rattach",
+        "/office/db",
+        "--daemon",
+        &a_key,
+        "--listen",
+        &db_listen,
+    ];
+    auth.admin(&rattach).expect("rattach");
     let before = tree_when_exposed(&auth, "/home/ssh");
+    assert!(
+        before.contains(&format!("attached to {a_key} (client, online)")),
+        "{before}"
+    );
 
     auth.restart();
-    // The daemon registers again by itself; the tree is the same.
+    // The daemon registers again by itself; the tree is the same, attachment included.
     let after = tree_when_exposed(&auth, "/home/ssh");
+    eprintln!("burrow admin tree before and after the restart:\n{after}");
     assert_eq!(before, after);
     let client = auth.daemon("b", &["connect", "/home/ssh", "127.0.0.1:0"], &client_token);
     assert_eq!(ask_until_answered(listening(&client), "again"), "again\n");

@@ -159,6 +159,12 @@ impl Access {
         true
     }
 
+    /// Whether `key` holds a grant for named services (the server introduced it to us as a
+    /// source, or its `[[peer]]` entry lists them).
+    pub(crate) fn is_source(&self, key: &PublicKey) -> bool {
+        matches!(self.grants.get(key), Some(Grant::Services(_)))
+    }
+
     /// Withdraws every grant of `key` (its session ended).
     pub(crate) fn revoke(&mut self, key: &PublicKey) {
         self.grants.remove(key);

@@ -166,6 +166,10 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod bench;
 
+#[cfg(any(test, feature = "hostile"))]
+#[doc(hidden)]
+pub mod hostile;
+
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -84,6 +84,28 @@ impl Endpoint {
         self.forward_relayed(now, via, peer, packet);
     }
 
+    /// Starts a session with `key` through our server's relay without any introduction, as a
+    /// modified daemon could (see `crate::hostile`); `None` without a server.
+    #[cfg(any(test, feature = "hostile"))]
+    pub(crate) fn connect_through_relay(
+        &mut self,
+        now: Instant,
+        key: PublicKey,
+    ) -> Option<crate::event::PeerId> {
+        let server = self.daemon.as_ref()?.config.server_addr;
+        let (mut ctx, sessions) = self.parts();
+        let session = sessions.get_or_insert_with(key, || {
+            let id = ctx.ids.assign(key);
+            crate::session::Session::new(&ctx, id, key, Path::Relay(server), now)
+        });
+        session.announced = true;
+        session.start_handshake(&mut ctx, now);
+        let id = session.id;
+        self.send_relayed(now);
+        self.settle();
+        Some(id)
+    }
+
     /// Forwards a relayed packet from daemon `from` on our session with daemon `to`.
     fn forward_relayed(&mut self, now: Instant, from: PublicKey, to: PublicKey, packet: &[u8]) {
         let (mut ctx, sessions) = self.parts();

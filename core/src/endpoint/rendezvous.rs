@@ -218,10 +218,15 @@ impl Endpoint {
                 // life (granting it) before; the key is the same, and a withdrawal by the
                 // server comes as its own message. The same when the peer had dropped the
                 // session and a handshake started a new one (`PeerReset`).
+                // A source's place in the paths' limits goes with its grant.
                 if !matches!(reason, CloseReason::PeerRestarted | CloseReason::PeerReset) {
+                    let source = self.access.is_source(&key);
                     self.access.revoke(&key);
                     if let Some(daemon) = self.daemon.as_mut() {
                         daemon.met.remove(&key);
+                        if source {
+                            daemon.client.source_left(key);
+                        }
                     }
                 }
                 self.on_peer_down(now, key, reason);

@@ -35,6 +35,7 @@ impl LogLine {
             Event::Stun(_) | Event::AdminAnswered { .. } => return None,
             Event::Rendezvous(
                 crate::rendezvous::ServerEvent::RelayLimited { .. }
+                | crate::rendezvous::ServerEvent::RelayRefused { .. }
                 | crate::rendezvous::ServerEvent::DaemonKeyRefused { .. }
                 | crate::rendezvous::ServerEvent::SniDown { .. },
             ) => Level::Warn,
@@ -183,6 +184,15 @@ impl fmt::Display for LogLine {
                     "relay limit: dropped {dropped} packets of this daemon's token since the last report (raise the token's relay limit, or its daemons stay slow when relayed) key={key}"
                 )
             }
+            Event::Rendezvous(crate::rendezvous::ServerEvent::RelayRefused {
+                from,
+                to,
+                reason,
+                refused,
+            }) => write!(
+                f,
+                "relay refused {refused} packets of {from} to {to} since the last report: {reason} (the relay carries only pairs the server introduced; a daemon sending these is misconfigured or modified)"
+            ),
             Event::Rendezvous(crate::rendezvous::ServerEvent::DaemonKeyRefused {
                 key,
                 tenant,

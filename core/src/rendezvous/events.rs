@@ -178,6 +178,20 @@ pub enum ServerEvent {
         /// Packets dropped since the last report for the token.
         dropped: u64,
     },
+    /// The relay refused packets of this sender: it or their destination holds no
+    /// registration, or the server never introduced the two (the relay serves only pairs it
+    /// introduced). Reported at most every `RELAY_LIMIT_REPORT` per sender, with the
+    /// refusals since the last report.
+    RelayRefused {
+        /// The daemon (or unregistered key) that sent them.
+        from: PublicKey,
+        /// The destination of the packet refused last.
+        to: PublicKey,
+        /// Why the last one was refused.
+        reason: &'static str,
+        /// Packets refused since the last report for this sender.
+        refused: u64,
+    },
     /// The directory changed (a master's command, or a fixed path pinned a client key):
     /// store the change.
     Directory(super::directory::DirectoryChange),

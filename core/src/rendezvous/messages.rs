@@ -167,6 +167,17 @@ pub(crate) enum ClientMessage {
         /// The path.
         name: ServiceName,
     },
+    /// Sent by a destination: its session with `source`, which the server introduced to it,
+    /// ended without a new one taking over (the source vanished, restarted or was cut off),
+    /// so what the introductions granted is gone here. The server frees the places `source`
+    /// holds through this destination in paths' limits of connections (a source that still
+    /// wants the path looks it up again). Not answered; concerns only introductions to the
+    /// sender. Appended last: an older server drops it as undecodable.
+    SourceLeft {
+        /// The source's static key.
+        #[serde(with = "key_bytes")]
+        source: PublicKey,
+    },
 }
 
 fn bounded_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -1301,6 +1312,9 @@ mod tests {
                 peer: PublicKey::from_bytes(k)
             }),
             any::<u64>().prop_map(|id| ClientMessage::Ack { id }),
+            any::<[u8; 32]>().prop_map(|k| ClientMessage::SourceLeft {
+                source: PublicKey::from_bytes(k)
+            }),
             (any::<u64>(), "[a-f0-9]{0,64}", admin_command()).prop_map(
                 |(request, master, command)| ClientMessage::Admin {
                     request,

@@ -712,3 +712,43 @@ fn a_daemon_that_stops_connecting_frees_its_place_in_the_paths_limit() {
         "C holds it now: {refused}"
     );
 }
+
+/// A connecting daemon killed without a word that starts again with the same key and does
+/// not connect again: its new life registers and renews, so only the destination can tell
+/// that the old life's session died. When it does (its idle timeout), it tells the server,
+/// which frees the place in the path's limit. (Before, the place stayed taken for as long
+/// as the new life stayed registered.)
+#[test]
+fn a_source_that_vanishes_frees_its_place_in_the_paths_limit() {
+    const C: usize = 3;
+    let mut net = limited_lab();
+    expose(&mut net, A, &["/ssh"]);
+    look_up(&mut net, B, "/ssh");
+    let (now, unix) = (net.now, Duration::from_secs(1_800_000_100));
+    let rendezvous = RendezvousConfig::new(key(9).public_key(), addr(SERVER_ADDR), "C");
+    net.hosts[B].m = Endpoint::new(Config::daemon(key(2), rendezvous), [42; 32], now, unix);
+    net.hosts[B].events.clear();
+    net.run_for(Duration::from_secs(2));
+    assert!(registered(&net, B));
+    net.with(C, |ep, now| ep.connect_service(now, name("/ssh")))
+        .expect("connect_service");
+    net.run_for(Duration::from_secs(3));
+    let refused = failure(&net, C).unwrap_or_default();
+    assert!(refused.contains("limit of 1 connections"), "{refused}");
+
+    // Within A's idle timeout (50 s) its session with B's old life ends, and the place goes.
+    net.run_for(Duration::from_secs(60));
+    let b = public(&net, B);
+    assert!(
+        count(
+            &net,
+            A,
+            |e| matches!(e, Event::SessionClosed { key, .. } if *key == b)
+        ) >= 1
+    );
+    assert!(
+        count(&net, B, |e| matches!(e, Event::RegistrationLost)) == 0,
+        "B's new life stayed registered"
+    );
+    look_up(&mut net, C, "/ssh");
+}

@@ -2,7 +2,8 @@
 //! ([`ClientMessage::AttachOutcome`]) so that its master sees them in `burrow admin tree` and
 //! `burrow admin daemons`: sent at once when registered, and again after every registration
 //! while they stand (the server forgets them with the registration). Also the end of our
-//! last session for a path we looked up ([`ClientMessage::Disconnected`]).
+//! last session for a path we looked up ([`ClientMessage::Disconnected`]), and as a
+//! destination the end of a source's session ([`ClientMessage::SourceLeft`]).
 
 use super::super::directory::{MAX_ATTACH_ERROR_LEN, MAX_FAILED_PER_DAEMON};
 use super::super::messages::{ClientMessage, truncate};
@@ -54,6 +55,16 @@ impl Client {
         if self.is_registered() {
             self.messages
                 .push_back(ClientMessage::Disconnected { name });
+        }
+    }
+
+    /// Our session with `source`, which the server introduced to us, ended for good: the
+    /// server frees the places it held through us in paths' limits (sent once, if
+    /// registered).
+    pub(crate) fn source_left(&mut self, source: crate::crypto::PublicKey) {
+        if self.is_registered() {
+            self.messages
+                .push_back(ClientMessage::SourceLeft { source });
         }
     }
 }

@@ -757,6 +757,7 @@ fn request_of(msg: &ClientMessage) -> u64 {
         ClientMessage::Unregister
         | ClientMessage::Ack { .. }
         | ClientMessage::AttachOutcome { .. }
-        | ClientMessage::Disconnected { .. } => 0,
+        | ClientMessage::Disconnected { .. }
+        | ClientMessage::SourceLeft { .. } => 0,
     }
 }

@@ -74,6 +74,15 @@ impl Connections {
         }
     }
 
+    /// Ends the introductions of `source` to `destination`, on every path (the destination's
+    /// session with it ended). Visits only the paths that have connections.
+    pub(crate) fn remove_pair(&mut self, source: &PublicKey, destination: &PublicKey) {
+        self.by_path.retain(|_, set| {
+            set.remove(&(*source, *destination));
+            !set.is_empty()
+        });
+    }
+
     /// Ends every introduction `key` is part of, on either side.
     pub(crate) fn remove_key(&mut self, key: &PublicKey) {
         self.by_path.retain(|_, set| {
@@ -129,5 +138,16 @@ mod tests {
         assert_eq!(c.sources("d:acme", &ssh), [key(5)]);
         c.remove_source("d:acme", &ssh, &key(5));
         assert!(c.by_path.is_empty());
+        // A destination's report ends only that source's introductions to it.
+        let web = ServiceName::parse("/web").unwrap();
+        c.insert("d:acme", ssh.clone(), key(4), key(9));
+        c.insert("d:acme", web.clone(), key(4), key(9));
+        c.insert("d:acme", web.clone(), key(4), key(8));
+        c.remove_pair(&key(4), &key(7));
+        c.remove_pair(&key(9), &key(4));
+        assert_eq!(c.count("d:acme", &ssh) + c.count("d:acme", &web), 2);
+        c.remove_pair(&key(4), &key(9));
+        assert_eq!(c.count("d:acme", &ssh), 0);
+        assert!(c.holds("d:acme", &web, &key(4)), "still through key 8");
     }
 }

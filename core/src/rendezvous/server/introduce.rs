@@ -127,6 +127,24 @@ impl Server {
         self.wait_for_peer(now, from, request, peer);
     }
 
+    /// The destination `from` says its session with `source` ended (see
+    /// [`ClientMessage::SourceLeft`](super::super::messages::ClientMessage::SourceLeft)): the
+    /// places `source` held through it in paths' limits go. Not while an introduction of
+    /// `source` to it is still unacknowledged: the report is then about an earlier session,
+    /// and the source is connecting again.
+    pub(super) fn on_source_left(&mut self, from: PublicKey, source: PublicKey) {
+        if self.registry.get(&from).is_none() {
+            return;
+        }
+        let reintroduced = self.pushes.values().any(|p| {
+            p.to == from
+                && matches!(&p.msg, ServerMessage::Introduce { peer, .. } if *peer == source)
+        });
+        if !reintroduced {
+            self.connections.remove_pair(&source, &from);
+        }
+    }
+
     /// Records that `from` waits for `peer` (peer mode) and tells it so.
     fn wait_for_peer(&mut self, now: Instant, from: PublicKey, request: u64, peer: PublicKey) {
         if self.waiters.iter().filter(|((k, _), _)| *k == from).count() >= MAX_WAITERS_PER_KEY {

@@ -33,6 +33,10 @@ pub(crate) const MAX_WAITERS_PER_KEY: usize = 16;
 /// How often the relay reports a token's dropped packets at most.
 pub(crate) const RELAY_LIMIT_REPORT: Duration = Duration::from_secs(10);
 
+/// Most senders whose refused relay packets are counted for the log at once (each has a
+/// session with the server, so it is reached only under a flood of sessions).
+pub(crate) const MAX_REFUSALS_TRACKED: usize = 1024;
+
 /// Most unacknowledged introductions queued for one daemon.
 pub(crate) const MAX_PUSHES_PER_KEY: usize = 64;
 
@@ -56,6 +60,9 @@ pub(crate) struct Server {
     initiations: RelayBudget,
     /// Per token: when its relay drops were last reported, and drops since then.
     relay_drops: BTreeMap<String, (Option<Instant>, u64)>,
+    /// Per sender: when the relay's refusals of its packets were last reported, and
+    /// refusals since then (forgotten [`RELAY_LIMIT_REPORT`] after the last report).
+    relay_refusals: BTreeMap<PublicKey, (Option<Instant>, u64)>,
     /// Sessions that must be registered by the instant they are keyed with, else closed.
     unregistered: BTreeSet<(Instant, PublicKey)>,
     /// Sessions to close: no registration came in time.
@@ -100,6 +107,7 @@ impl Server {
             pairs: Pairs::default(),
             initiations: RelayBudget::default(),
             relay_drops: BTreeMap::new(),
+            relay_refusals: BTreeMap::new(),
             unregistered: BTreeSet::new(),
             evictions: VecDeque::new(),
             keys_refused: 0,
@@ -164,9 +172,16 @@ impl Server {
         initiation: bool,
     ) -> Result<bool, RelayRefusal> {
         let (Some(sender), Some(_)) = (self.registry.get(from), self.registry.get(to)) else {
+            let reason = if self.registry.get(from).is_none() {
+                "the sender holds no registration"
+            } else {
+                "the destination holds no registration"
+            };
+            self.relay_refused(now, *from, *to, reason);
             return Err(RelayRefusal::NotRegistered);
         };
         if !self.pairs.contains(from, to) {
+            self.relay_refused(now, *from, *to, "the server never introduced them");
             return Err(RelayRefusal::NotIntroduced);
         }
         if initiation {
@@ -223,6 +238,35 @@ impl Server {
             self.events.push_back(ServerEvent::RelayLimited {
                 key: from,
                 dropped: count,
+            });
+        }
+    }
+
+    /// Counts a packet from `from` to `to` the relay refused (see [`RelayRefusal`]), and
+    /// reports the refusals (at most every [`RELAY_LIMIT_REPORT`] per sender, for at most
+    /// [`MAX_REFUSALS_TRACKED`] senders at once) so they show in the server's log.
+    fn relay_refused(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        to: PublicKey,
+        reason: &'static str,
+    ) {
+        if !self.relay_refusals.contains_key(&from)
+            && self.relay_refusals.len() >= MAX_REFUSALS_TRACKED
+        {
+            return;
+        }
+        let (last, refused) = self.relay_refusals.entry(from).or_insert((None, 0));
+        *refused += 1;
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= RELAY_LIMIT_REPORT) {
+            let count = std::mem::take(refused);
+            *last = Some(now);
+            self.events.push_back(ServerEvent::RelayRefused {
+                from,
+                to,
+                reason,
+                refused: count,
             });
         }
     }
@@ -393,6 +437,7 @@ impl Server {
                     self.connections.remove_source(&tenant, &name, &from);
                 }
             }
+            ClientMessage::SourceLeft { source } => self.on_source_left(from, source),
             ClientMessage::PublishSni { request, name } => {
                 if self.repeat_answer(from, request) {
                     return;
@@ -569,6 +614,9 @@ impl Server {
         self.relay_drops
             .retain(|token, _| registry.has_token(token));
         self.initiations.retain(|token| registry.has_token(token));
+        self.relay_refusals.retain(|_, (last, _)| {
+            last.is_some_and(|at| now.saturating_duration_since(at) < RELAY_LIMIT_REPORT)
+        });
         for ((asker, _), w) in self.waiters.take_due(now) {
             let request = w.request;
             let detail = format!(

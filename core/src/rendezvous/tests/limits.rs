@@ -132,3 +132,45 @@ fn a_limit_of_zero_is_refused_and_a_deleted_path_forgets_its_connections() {
     assert_eq!(lookup(&mut h, client, "/web"), Ok(key(exposer)));
     assert_eq!(shown(&mut h, master, "/web"), (1, Some(1)));
 }
+
+/// A destination's word that its session with a source ended (`SourceLeft`: the source may
+/// have vanished without one of its own) frees that source's place, and only the places held
+/// through that destination; not while an introduction of the source to it is still
+/// unacknowledged, when the word is about an earlier session and the source is back.
+#[test]
+fn a_destinations_word_frees_a_vanished_sources_place_but_not_a_returning_ones() {
+    use crate::rendezvous::messages::ClientMessage;
+    let mut h = Harness::new(server_config(false));
+    let master = daemon(&mut h, "M", &[], &[]);
+    h.run(SECOND);
+    let (server_token, client_token) = create(&mut h, master, "/web", Some(1));
+    let exposer = daemon(&mut h, &server_token, &[], &["/web"]);
+    let first = daemon(&mut h, &client_token, &[], &[]);
+    let second = daemon(&mut h, &client_token, &[], &[]);
+    h.run(SECOND);
+    assert_eq!(lookup(&mut h, first, "/web"), Ok(key(exposer)));
+    assert_eq!(lookup(&mut h, second, "/web"), Err(ErrorCode::TooMany));
+    // Another daemon's word, or the exposer's about a key it was never introduced to, frees
+    // nothing.
+    h.with(second, |c, _| c.source_left(key(first)));
+    h.with(exposer, |c, _| c.source_left(key(second)));
+    h.run(SECOND);
+    assert_eq!(shown(&mut h, master, "/web"), (1, Some(1)));
+    h.with(exposer, |c, _| c.source_left(key(first)));
+    h.run(SECOND);
+    assert_eq!(shown(&mut h, master, "/web"), (0, Some(1)));
+    assert_eq!(lookup(&mut h, second, "/web"), Ok(key(exposer)));
+
+    // The word crosses a new introduction of the same source, still unacknowledged: the
+    // place stays.
+    h.set_online(exposer, false);
+    h.with(second, |c, now| c.lookup(now, name("/web")));
+    h.run(SECOND);
+    let (now, addr) = (h.now, h.addr(exposer));
+    let word = ClientMessage::SourceLeft {
+        source: key(second),
+    };
+    h.server_mut()
+        .handle_message(now, key(exposer), addr, word, None);
+    assert_eq!(shown(&mut h, master, "/web"), (1, Some(1)));
+}

@@ -81,6 +81,9 @@ pub(crate) struct Session {
     pub(super) liveness: Liveness,
     /// Pings awaiting their answer (`ping.rs`).
     pub(super) pings: super::ping::Pings,
+    /// Whether our keepalive holds a direct path (our static key is the smaller one): see
+    /// [`Session::keepalive_at`].
+    pub(super) keeps_path: bool,
     /// The source (see [`source_of`]) of the initiation that made this session, until the
     /// session is up: while set, the session is a half-open handshake held for that source.
     pub(crate) opened_by: Option<IpAddr>,
@@ -134,6 +137,7 @@ impl Session {
             closed: false,
             liveness: Liveness::default(),
             pings: Default::default(),
+            keeps_path: ctx.identity.secret.public_key() < key,
             opened_by: None,
         }
     }
@@ -176,6 +180,33 @@ impl Session {
     /// The keepalive interval in force (configured, or learned from a lost direct path).
     pub(crate) fn keepalive(&self, cfg: &SessionConfig) -> Duration {
         self.liveness.keepalive(cfg, self.last_sent)
+    }
+
+    /// When the next keepalive is due on an otherwise quiet session.
+    ///
+    /// On a direct path with a relay to fall back to, one side holds the path: the smaller key
+    /// keeps the interval and its keepalive asks for an answer (an ack-eliciting ping, see
+    /// [`Self::keepalive_pings`]), the other waits two intervals and a retry, so that the
+    /// ping and its answer reset it first. When both sides sent keepalives at about the same
+    /// time, each reopened the NAT the other's had expired in, so a NAT that forgets faster
+    /// than the interval went unnoticed and the path was closed for part of every interval
+    /// (a send then went unanswered and fell back to the relay). One side's ping reaches the
+    /// other's NAT only while that NAT remembers the mapping: when it forgot, the ping goes
+    /// unanswered, the session falls back, learns a shorter interval (`liveness.rs`) and the
+    /// search after the fallback finds the path again.
+    fn keepalive_at(&self, cfg: &SessionConfig) -> Instant {
+        let interval = self.liveness.keepalive(cfg, self.last_sent);
+        let interval = if self.punch.fallback().is_some() && !self.keeps_path {
+            interval * 2 + cfg.handshake_retry
+        } else {
+            interval
+        };
+        self.last_sent + interval
+    }
+
+    /// Whether the keepalive due now is an ack-eliciting ping (see [`Self::keepalive_at`]).
+    fn keepalive_pings(&self) -> bool {
+        self.keeps_path && self.punch.fallback().is_some()
     }
 
     /// Since when the peer owes us signs of life, if it does: the session is up, and streams
@@ -267,8 +298,7 @@ impl Session {
             .as_ref()
             .is_some_and(|k| k.sent() < cfg.reject_after_packets)
         {
-            let interval = self.liveness.keepalive(cfg, self.last_sent);
-            consider(self.last_sent + interval, Timer::KeepAlive);
+            consider(self.keepalive_at(cfg), Timer::KeepAlive);
         }
         if self.connected {
             consider(self.last_received + cfg.idle_timeout, Timer::Idle);
@@ -346,6 +376,16 @@ impl Session {
             }
         }
         self.path_timeout(ctx, now);
+        let sealable = self
+            .keys
+            .current
+            .as_ref()
+            .is_some_and(|k| k.sent() < cfg.reject_after_packets);
+        let keepalive_due = sealable && now >= self.keepalive_at(&cfg);
+        if keepalive_due && self.keepalive_pings() {
+            // Sent by the flush below.
+            self.streams.mux.ping();
+        }
         if self.keys.current.is_some() {
             if self
                 .streams
@@ -357,13 +397,7 @@ impl Session {
             }
             self.flush_mux(ctx, now);
         }
-        if self
-            .keys
-            .current
-            .as_ref()
-            .is_some_and(|k| k.sent() < cfg.reject_after_packets)
-            && now >= self.last_sent + self.liveness.keepalive(&cfg, self.last_sent)
-        {
+        if keepalive_due && now >= self.keepalive_at(&cfg) {
             self.send_payload(ctx, now, &[]);
         }
     }

@@ -508,16 +508,19 @@ fn relay_first_starts_on_the_relay_and_moves_to_direct() {
 /// consumer NATs are that short), and the tunnel is left idle after a first transfer for
 /// `BURROW_REAL_NAT_IDLE_SECS` (default 45 s, to keep the suite short; the simulator's
 /// `an_idle_tunnel_stays_direct_through_nats_that_forget_after_10_s` covers five simulated
-/// minutes). The 15 s keepalive outlives the mappings, so the path may be lost once; the
-/// keepalive learned from that loss holds it from then on: at most one spell on the relay,
-/// direct at the end, and a second transfer arrives intact.
+/// minutes). The 15 s keepalive outlives the mappings; the side that holds the direct path
+/// (the smaller key) sends it as an ack-eliciting ping, so its first one finds the mapping
+/// gone during the idle: one spell on the relay, a shorter keepalive learned, direct again
+/// within a round, and the learned keepalive holds the path from then on: direct at the end,
+/// and a second transfer arrives intact.
 ///
-/// Ignored in CI: on a fresh clone under CI's load the first send after the idle found the
-/// mapping gone and the transfer ended on the relay (`direct ... before, idle 45s, then relay;
-/// 1 spell(s) on the relay`), while the helper's local run stayed direct. Issue 16 keeps it
-/// open. Run it with `--run-ignored all`.
+/// Before (ignored in CI then): both sides sent keepalives at about the same time, each
+/// reopening the NAT the other's had found expired, so the short timeout went unnoticed and
+/// the NATs had forgotten the path for the last 5 s of each 15 s; a CI run's send after the
+/// idle fell there (`idle 45s, then relay; path: +0.01s direct, +46.05s relay`). The
+/// simulator's `regression_an_idle_tunnel_learns_the_nat_timeout_before_the_next_send` is
+/// the same case.
 #[test]
-#[ignore = "ends on the relay in some runs through real NAT (the first send after the idle loses the path), issue 16"]
 fn an_idle_tunnel_through_nats_that_forget_after_10_s_ends_direct() {
     let Some(lab) = lab() else { return };
     drop(lab);

@@ -135,6 +135,12 @@ pub enum Command {
         /// traffic).
         #[arg(long, requires = "metrics")]
         metrics_public: bool,
+        /// Bytes per second each token's daemons may relay through this server together,
+        /// such as 2MiB, 512KiB or 100000 (default 16MiB). Packets over it wait in a short
+        /// queue; those that find it full are dropped, counted and logged (`relay limit:`).
+        /// A store tenant's own `--relay-rate` (`burrow server limits`) overrides it.
+        #[arg(long, value_name = "RATE", value_parser = crate::admin::parse_rate)]
+        relay_rate: Option<u64>,
     },
     /// Run a daemon from a TOML config file; flags override the file.
     ///

@@ -232,6 +232,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             sni_domain,
             metrics,
             metrics_public,
+            relay_rate,
         } => {
             let netcheck = netcheck::alternate_addr(&netcheck_udp, listen)?;
             let metrics = metrics
@@ -271,6 +272,7 @@ fn dispatch(cli: Cli) -> Result<(), String> {
                 publish,
                 metrics,
                 peer_wait: peer_wait.map(std::time::Duration::from_secs),
+                relay_rate,
             })
         }
         Command::Daemon { config, common } => {

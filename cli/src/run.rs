@@ -53,6 +53,8 @@ pub struct ServerOptions {
     pub metrics: Option<metrics::Listen>,
     /// How long a peer-mode request waits for the other side (`--peer-wait`).
     pub peer_wait: Option<Duration>,
+    /// Bytes per second each token may relay (`--relay-rate`); `None`: the default.
+    pub relay_rate: Option<u64>,
 }
 
 /// `burrow server`.
@@ -69,12 +71,19 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
         publish,
         metrics,
         peer_wait,
+        relay_rate,
     } = options;
     let (key, state_dir) = (key.as_path(), state_dir.as_deref());
     let key = keys::read(key)?;
     let mut config = ServerConfig::default();
     if let Some(wait) = peer_wait {
         config.peer_wait = wait;
+    }
+    if let Some(rate) = relay_rate {
+        config.relay.bytes_per_sec = rate;
+        // A burst of at most a second's worth: a low rate shapes from the first packets.
+        config.relay.burst = config.relay.burst.min(rate.max(64 << 10));
+        tracing::info!("relaying at most {rate} bytes/s per token");
     }
     // Bound first, so that the main socket's STUN answers can name it.
     let alternate = netcheck.map(crate::netcheck::bind_alternate).transpose()?;

@@ -19,6 +19,8 @@ mod moves;
 mod netcheck;
 #[path = "real_nat/portmap.rs"]
 mod portmap;
+#[path = "real_nat/relay.rs"]
+mod relay;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";
@@ -367,6 +369,8 @@ struct Impairment {
     congestion: Option<&'static str>,
     /// `--route` for both daemons.
     route: Option<&'static str>,
+    /// The server's `--relay-rate` (per token).
+    relay_rate: Option<&'static str>,
 }
 
 fn run_pair_impaired(label: &str, sites: &[Site], bytes: u64, impair: &Impairment) -> Outcome {
@@ -430,20 +434,19 @@ impl Pair {
             .trim()
             .to_string();
         let mut procs = Vec::new();
-        let mut server = lab.spawn(
-            SERVER,
+        let mut server_args = vec![
             "server",
-            &burrow,
-            &[
-                "server",
-                "--listen",
-                SERVER_ADDR,
-                "--key",
-                &key_s,
-                "--token",
-                TOKEN,
-            ],
-        )?;
+            "--listen",
+            SERVER_ADDR,
+            "--key",
+            &key_s,
+            "--token",
+            TOKEN,
+        ];
+        if let Some(rate) = impair.relay_rate {
+            server_args.extend(["--relay-rate", rate]);
+        }
+        let mut server = lab.spawn(SERVER, "server", &burrow, &server_args)?;
         server.wait_line(Duration::from_secs(10), |l| l.contains("listening"))?;
         procs.push(server);
         let mut sink = lab.spawn(&exposer, "sink", tool(), &["sink", "127.0.0.1:9000"])?;

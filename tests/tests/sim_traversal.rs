@@ -241,10 +241,10 @@ fn regression_carrier_nat_to_cone_is_direct_in_both_start_orders() {
 /// challenge proves it. Carrier NAT and cone pairs in both start orders, and a Linux pair.
 ///
 /// The first byte needs the lookup (half a relay round trip: the server sits halfway), the
-/// relayed handshake (one) and the byte's way through the relay (half): two relay round trips,
-/// plus half of one more when the tie-break makes the connecting side the handshake's
-/// responder, which sends data only once the initiator's first packet confirmed the keys
-/// (2.0-2.1 relay round trips in the first case here, 2.6 in the second).
+/// relayed handshake (one) and the byte's way through the relay (half): two relay round trips.
+/// When the tie-break makes the connecting side the handshake's responder it sends behind its
+/// answer (0.5-RTT data through the relay), half a round trip sooner; it used to wait for the
+/// initiator's first packet, half a round trip later (2.6). See `sim_first_byte.rs`.
 /// Before, a relayed first byte waited `relay_after` (2.1 s here). The session is direct
 /// within a second of the first byte.
 #[test]

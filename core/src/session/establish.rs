@@ -21,6 +21,18 @@ use crate::punch;
 use crate::punch::agent::TieBreak;
 use crate::wire::header::{COOKIE_NONCE_LEN, SEALED_COOKIE_LEN};
 
+/// Most transport packets kept for a handshake whose response has not come yet.
+pub(super) const EARLY_PACKETS: usize = 4;
+
+/// A transport packet under our pending handshake's index that came before its response.
+pub(crate) struct Early {
+    pub(super) from: Path,
+    pub(super) local_index: u32,
+    pub(super) header: [u8; crate::wire::header::TRANSPORT_HEADER_LEN],
+    pub(super) counter: u64,
+    pub(super) sealed: Vec<u8>,
+}
+
 /// An authenticated initiation we are about to answer.
 pub(crate) struct Answering {
     /// The path it came by.
@@ -53,6 +65,7 @@ impl Session {
         if let Some(old) = self.pending.take() {
             ctx.indices.free(old.local_index);
         }
+        self.early.clear();
         let local_index = ctx.indices.allocate(ctx.rng, self.key);
         let ephemeral = SecretKey::from_bytes(ctx.rng.bytes());
         let resumes = self.session_to_name();
@@ -165,7 +178,9 @@ impl Session {
         true
     }
 
-    /// Answers an accepted initiation; the new keys wait in `next` for confirmation.
+    /// Answers an accepted initiation. An introduced session not up yet, with no handshake
+    /// of ours left in flight, answering through the relay, is up on the new keys at once
+    /// (0.5-RTT data); otherwise they wait in `next` for confirmation.
     ///
     /// `resumes` (in [`Answering`]) is the session number the initiation named: keys for the session we have
     /// if it is that one, else for a new session with a number of our own. Either way the
@@ -218,8 +233,37 @@ impl Session {
             &self.cookies,
         );
         let keypair = Keypair::new(keys, local_index, remote_index, false, now);
-        self.keys.set_next(ctx.indices, keypair, session);
         ctx.out.stats.handshakes_completed += 1;
+        let half_rtt = !self.connected
+            && self.pending.is_none()
+            && from.is_relay()
+            && self.punch.was_introduced();
+        if half_rtt {
+            // 0.5-RTT data (issue 16): a session that is not up yet, answering the only
+            // handshake that can complete (none of ours is in flight, or it was just
+            // abandoned, and the initiator keeps its own), is up on these keys at once, so
+            // what waits for it (a stream's open and first bytes) leaves right behind the
+            // response instead of a round trip later, after the initiator's first packet. Noise IK's responder may send after its
+            // message: the keys are the final ones; only their forward secrecy against a
+            // replayed initiation is weaker until the initiator is heard, as for any
+            // answered initiation. Only through the relay, for a peer the server introduced:
+            // the server relays only between introduced daemons and only what the peer's
+            // own session with it sealed, so the initiation is the peer's and no replay, and
+            // no stranger's initiation gets past the half-open limits this way.
+            if let Some(number) = session {
+                self.number = number;
+            }
+            self.keys.install_current(ctx.indices, keypair);
+            self.streams.mux.peer_reachable();
+            self.move_to(ctx, now, from);
+            self.last_received = now;
+            self.transmit(ctx, now, Bytes::from(packet));
+            self.established(ctx, now);
+            self.flush_queue(ctx, now);
+            self.flush_mux(ctx, now);
+            return;
+        }
+        self.keys.set_next(ctx.indices, keypair, session);
         if self.connected {
             // An initiation proves nothing fresh (it may be a replay that the timestamp check
             // cannot catch): answer where it came from, but only the initiator's first
@@ -280,6 +324,20 @@ impl Session {
         self.established(ctx, now);
         self.flush_queue(ctx, now);
         self.flush_mux(ctx, now);
+        // The responder's packets that overtook its response, now that their keys are here.
+        let mut scratch = Vec::new();
+        for e in std::mem::take(&mut self.early) {
+            self.on_transport(
+                ctx,
+                now,
+                e.from,
+                e.local_index,
+                &e.header,
+                e.counter,
+                &e.sealed,
+                &mut scratch,
+            );
+        }
         if self.keys.current.as_ref().is_some_and(|k| k.sent() == 0) {
             // Confirms the new keys to the responder, which may not send until it hears us.
             self.send_payload(ctx, now, &[]);

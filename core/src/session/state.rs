@@ -49,6 +49,10 @@ pub(crate) struct Session {
     /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
     pub(super) cookies: CookieJar,
     pub(super) pending: Option<Pending>,
+    /// Transport packets under our pending handshake's index that came before its response
+    /// (a responder's 0.5-RTT data overtook it); replayed once the response is in. At most
+    /// [`super::establish::EARLY_PACKETS`].
+    pub(super) early: Vec<super::establish::Early>,
     /// Key generations: current, previous, and next (awaiting confirmation).
     pub(super) keys: Keys,
     /// Creation time, then the time of the last authenticated packet from the peer.
@@ -129,6 +133,7 @@ impl Session {
             sized_for: None,
             last_sent: now,
             last_init_timestamp: 0,
+            early: Vec::new(),
             peer_instance: None,
             number: super::handshake::NEW_SESSION,
             connected: false,

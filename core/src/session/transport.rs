@@ -38,7 +38,19 @@ impl Session {
         sealed: &mut [u8],
     ) -> bool {
         let Some(slot) = self.keys.find(local_index) else {
-            // Our pending handshake's index: no keys yet.
+            // Our pending handshake's index: no keys yet. The responder's first data may
+            // have overtaken its response: kept a moment for it (see `on_response`).
+            if self.owns_pending(local_index) && self.early.len() < super::establish::EARLY_PACKETS
+            {
+                self.early.push(super::establish::Early {
+                    from,
+                    local_index,
+                    header: *header,
+                    counter,
+                    sealed: sealed.to_vec(),
+                });
+                return;
+            }
             ctx.out.stats.dropped_unknown_index += 1;
             return false;
         };

@@ -19,6 +19,8 @@ mod moves;
 mod netcheck;
 #[path = "real_nat/portmap.rs"]
 mod portmap;
+#[path = "real_nat/publish.rs"]
+mod publish;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";

@@ -121,6 +121,7 @@ fn exchange(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
 on_every_runtime!(
     concurrent_udp_flows_are_kept_apart,
     dig_resolves_through_the_tunnel,
+    idle_udp_flows_are_cleaned_up_on_both_sides,
 );
 
 fn concurrent_udp_flows_are_kept_apart(runtime: &str) {
@@ -261,5 +262,77 @@ fn dig_resolves_through_the_tunnel(runtime: &str) {
     let tunneled = qps(tunnel.listen);
     println!(
         "dig qps on {runtime}: direct {direct:.0}, through the tunnel {tunneled:.0} ({N} sequential queries each)"
+    );
+}
+
+/// `burrow status` of the daemon with `state` until it contains `needle`.
+fn status_until(state: &std::path::Path, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let status = run(&["status", "--state-dir", path(state)]).unwrap_or_default();
+        if status.contains(needle) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "status never showed {needle:?}:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Both daemons with `udp_flow_timeout = 1` (config files): a flow that answered once shows
+/// in both daemons' status, then, idle past a second, is forgotten by both (counted as
+/// expired, no flow row left); a new datagram from the same client opens a new flow.
+fn idle_udp_flows_are_cleaned_up_on_both_sides(runtime: &str) {
+    let (echo, seen) = udp_echo();
+    let dir = temp_dir(&format!("udp-idle-{runtime}"));
+    let (_server, addr, public) = server(&dir);
+    let config = |state: &str, entry: String| {
+        let file = dir.join(format!("{state}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "server = \"{addr}\"\nserver_key = \"{public}\"\ntoken = \"tok\"\n\
+                 state_dir = \"{}\"\nudp = \"127.0.0.1:0\"\nudp_flow_timeout = 1\n{entry}",
+                path(&dir.join(state))
+            ),
+        )
+        .expect("config");
+        file
+    };
+    let a = config(
+        "a",
+        format!("[[expose]]\nname = \"/udp/idle\"\ntarget = \"{echo}\"\nprotocol = \"udp\"\n"),
+    );
+    let b = config(
+        "b",
+        "[[connect]]\nname = \"/udp/idle\"\nlisten = \"127.0.0.1:0\"\nprotocol = \"udp\"\n".into(),
+    );
+    let exposer = spawn(&["daemon", "-c", path(&a), "--runtime", runtime]);
+    running_and_registered(&exposer.stderr);
+    let connector = spawn(&["daemon", "-c", path(&b), "--runtime", runtime]);
+    running_and_registered(&connector.stderr);
+    let listen = listening(&connector);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    assert_eq!(exchange(&socket, listen, b"ping"), b"ping");
+    let (state_a, state_b) = (dir.join("a"), dir.join("b"));
+    // Both sides forget it once it is idle past its second: counted, and no row left.
+    let b_status = status_until(&state_b, "1 opened, 1 expired");
+    let a_status = status_until(&state_a, "1 opened, 1 expired");
+    for status in [&a_status, &b_status] {
+        let rows = status
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()) && l.contains("/udp/idle"));
+        assert_eq!(rows.count(), 0, "{runtime}: a flow row is left:\n{status}");
+    }
+    println!("{runtime}: connector after the idle timeout:\n{b_status}\nexposer:\n{a_status}");
+    // The same client again: a new flow (and a new socket toward the service).
+    assert_eq!(exchange(&socket, listen, b"again"), b"again");
+    status_until(&state_b, "2 opened, 1 expired");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "one service-side socket per flow"
     );
 }

@@ -21,6 +21,8 @@ mod netcheck;
 mod portmap;
 #[path = "real_nat/relay.rs"]
 mod relay;
+#[path = "real_nat/publish.rs"]
+mod publish;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";

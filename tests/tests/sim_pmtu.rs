@@ -191,3 +191,53 @@ fn a_path_that_shrinks_under_a_transfer_falls_back_to_the_base_and_is_searched_a
         "seed {seed}: packets of {size} on a path that carries {carried}"
     );
 }
+
+/// Issue 17: datagrams (what UDP forwarding rides) may be as large as the path MTU search
+/// confirmed, not only the base size. Before the search, a 1400-byte datagram is refused as
+/// too large; once a 1500-byte path is found to carry 1452-byte UDP payloads, it is sent and
+/// arrives whole, and the largest datagram accepted is the stream layer's packet size. On a
+/// 1300-byte path it stays under what that path carries.
+#[test]
+fn datagrams_grow_to_what_the_path_mtu_search_confirmed() {
+    for (seed, mtu) in [(21, 1500), (22, 1300)] {
+        let mut w = World::new(seed, mtu);
+        let peer = w.peer;
+        let max_before = w
+            .sim
+            .endpoint(w.daemon)
+            .endpoint()
+            .max_datagram_size_to(peer);
+        assert_eq!(max_before, BASE, "seed {seed}: before the search");
+        let big = vec![0xd7u8; 1400];
+        let refused = w
+            .sim
+            .endpoint_command(w.daemon, |e, now| e.send_datagram(now, peer, &big));
+        assert!(
+            matches!(refused, Err(burrow_core::SendError::TooLarge { .. })),
+            "seed {seed}: {refused:?}"
+        );
+        w.send_for(Duration::from_secs(3));
+        let max = w
+            .sim
+            .endpoint(w.daemon)
+            .endpoint()
+            .max_datagram_size_to(peer);
+        assert_eq!(max, w.packet_size(), "seed {seed}, MTU {mtu}");
+        assert!(max <= packet(mtu - HEADERS), "seed {seed}: {max}");
+        let fits = 1400 <= max;
+        assert_eq!(fits, mtu == 1500, "seed {seed}: max {max}");
+        let size = max.min(1400);
+        let datagram = vec![0xd7u8; size];
+        w.sim
+            .endpoint_command(w.daemon, |e, now| e.send_datagram(now, peer, &datagram))
+            .unwrap_or_else(|e| panic!("seed {seed}: {size} bytes refused: {e}"));
+        w.sim.run_for(Duration::from_millis(200)).expect("run");
+        let got = w
+            .sim
+            .endpoint(w.server)
+            .events()
+            .iter()
+            .any(|l| matches!(&l.event, Event::Datagram { data, .. } if data.len() == size));
+        assert!(got, "seed {seed}: the {size}-byte datagram never arrived");
+    }
+}

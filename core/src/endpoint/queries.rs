@@ -26,6 +26,17 @@ impl Endpoint {
         self.daemon.as_ref().map(|d| d.config.server_key)
     }
 
+    /// The largest datagram [`Self::send_datagram`] accepts for `peer` now: at least
+    /// [`Self::max_datagram_size`], more on a direct path whose packet size path MTU discovery
+    /// confirmed. An unknown handle gets [`Self::max_datagram_size`].
+    pub fn max_datagram_size_to(&self, peer: PeerId) -> usize {
+        let base = self.max_datagram_size();
+        self.ids
+            .key(peer)
+            .and_then(|k| self.sessions.get(&k))
+            .map_or(base, |s| s.max_datagram(&self.config).max(base))
+    }
+
     /// The path packets to `peer` take, if the handle is live.
     pub fn peer_path(&self, peer: PeerId) -> Option<Path> {
         self.ids

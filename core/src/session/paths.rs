@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::state::Session;
-use super::{Context, DATAGRAM_OVERHEAD, Note};
-use crate::config::{DEAD_PATH_PTOS, SessionConfig};
+use super::{Context, DATAGRAM_OVERHEAD, Note, STREAM_OVERHEAD};
+use crate::config::{Config, DEAD_PATH_PTOS, SessionConfig};
 use crate::path::Path;
 use crate::punch::{Outgoing, RELAY_OVERHEAD};
 use crate::timer::Timer;
@@ -146,16 +146,30 @@ impl Session {
         self.drain_punch(ctx, now);
     }
 
-    /// The largest application datagram: room is kept for the relay's wrapping whenever the
-    /// session may be relayed, so a datagram accepted now fits later too.
-    pub(super) fn max_datagram(&self, ctx: &Context<'_>) -> usize {
+    /// The largest application datagram. From the base packet size, room is kept for the
+    /// relay's wrapping whenever the session may be relayed, so a datagram that size fits
+    /// on any path. On a direct path whose size the stream layer's path MTU discovery
+    /// confirmed, datagrams may be as large as its packets (a datagram and a stream packet
+    /// cost the same around them); one sent so after the session moves to a smaller path is
+    /// refused as too large, as a datagram the network drops would be lost.
+    pub(crate) fn max_datagram(&self, config: &Config) -> usize {
         let relay = if self.punch.may_relay() {
             RELAY_OVERHEAD
         } else {
             0
         };
-        ctx.config
+        let base = config
             .max_udp_payload
-            .saturating_sub(DATAGRAM_OVERHEAD + relay)
+            .saturating_sub(DATAGRAM_OVERHEAD + relay);
+        let path = self.punch.path();
+        let found = if !path.is_relay() && self.sized_for == Some(path) {
+            // The stream layer's confirmed packet plus its overhead is the UDP payload the
+            // path carries; the datagram's overhead is the same.
+            const _: () = assert!(STREAM_OVERHEAD == DATAGRAM_OVERHEAD);
+            self.streams.mux.stats().packet_size
+        } else {
+            0
+        };
+        base.max(found)
     }
 }

@@ -196,7 +196,7 @@ impl Session {
         now: Instant,
         data: &[u8],
     ) -> Result<(), SendError> {
-        let max = self.max_datagram(ctx);
+        let max = self.max_datagram(ctx.config);
         if data.len() > max {
             return Err(SendError::TooLarge { max });
         }

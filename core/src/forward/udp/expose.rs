@@ -194,7 +194,7 @@ impl UdpForwarder {
             payload: &[],
         }
         .encode_header();
-        if header.len() + data.len() > ep.max_datagram_size() {
+        if header.len() + data.len() > ep.max_datagram_size_to(f.peer) {
             f.counts.dropped += 1;
             self.stats.dropped_too_large += 1;
             return;

@@ -11,8 +11,9 @@
 //! clock.
 //!
 //! Datagrams are never retransmitted nor queued behind a stream: a datagram larger than a
-//! session datagram can carry with the flow header ([`UdpForwarder::max_payload`]) is dropped
-//! and counted, and so is one the network loses.
+//! session datagram to its peer can carry with the flow header (at least
+//! [`UdpForwarder::max_payload`], up to the path MTU the session confirmed) is dropped and
+//! counted, and so is one the network loses.
 //!
 //! ## Driving it
 //!
@@ -174,8 +175,10 @@ impl UdpForwarder {
         id
     }
 
-    /// The largest datagram a flow carries: what one session datagram takes, less the
-    /// largest DATA header. Larger ones are dropped and counted.
+    /// The largest datagram a flow carries on any path: what one session datagram of the
+    /// base size takes, less the largest DATA header. On a direct path whose larger size the
+    /// session's path MTU discovery confirmed, larger ones fit
+    /// ([`Endpoint::max_datagram_size_to`]); what does not fit is dropped and counted.
     pub fn max_payload(ep: &Endpoint) -> usize {
         ep.max_datagram_size().saturating_sub(MAX_DATA_HEADER)
     }
@@ -337,7 +340,7 @@ impl UdpForwarder {
             }
         };
         let header = msg.encode_header();
-        if header.len() + data.len() > ep.max_datagram_size() {
+        if header.len() + data.len() > ep.max_datagram_size_to(peer) {
             f.counts.dropped += 1;
             self.stats.dropped_too_large += 1;
             return;

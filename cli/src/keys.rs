@@ -1,4 +1,15 @@
-//! Key files: one line of base64, readable by the owner only.
+//! Key files, readable by the owner only: a label line naming what the file is and its public
+//! key, then the secret key in base64.
+//!
+//! ```text
+//! # burrow secret key: keep it to yourself. Its public key is <base64>
+//! <base64 of the 32 secret bytes>
+//! ```
+//!
+//! The bytes of a public and a secret key look alike (32 bytes, 44 base64 characters), so the
+//! label is what tells a secret key file from a public key saved to a file. Files without it
+//! (written by hand, or before burrow labelled its key files) are still read as secret keys;
+//! `burrow pubkey` then warns that it cannot tell.
 
 use std::io::Write;
 use std::path::Path;
@@ -69,13 +80,58 @@ fn write_new(path: &Path, key: &SecretKey) -> std::io::Result<()> {
     // The umask can only clear bits; make it exactly 0600.
     #[cfg(unix)]
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    writeln!(file, "{}", key.to_base64())?;
+    write!(file, "{}", labelled(key))?;
     file.sync_all()
+}
+
+/// The label line's start; the public key follows it.
+const LABEL: &str = "# burrow secret key: keep it to yourself. Its public key is ";
+
+/// A key file's text for `key`: the label with its public key, then the secret.
+fn labelled(key: &SecretKey) -> String {
+    format!("{LABEL}{}\n{}\n", key.public_key(), key.to_base64())
+}
+
+/// A key file's text, read: the secret key, and whether the file carried burrow's label.
+/// Comment lines (`#`) other than the label are skipped; exactly one key line must remain,
+/// and a label's public key must be the secret's.
+fn parse(text: &str) -> Result<(SecretKey, bool), String> {
+    let mut label = None;
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(public) = line.strip_prefix(LABEL.trim_end()) {
+            label = Some(public.trim());
+        } else if !line.starts_with('#') {
+            keys.push(line);
+        }
+    }
+    let [line] = keys.as_slice() else {
+        return Err(format!(
+            "holds {} key lines where a key file has one (the secret key in base64)",
+            keys.len()
+        ));
+    };
+    let key: SecretKey = line.parse().map_err(|e| format!("{e}"))?;
+    if let Some(public) = label {
+        let expected = key.public_key().to_string();
+        if public != expected {
+            return Err(format!(
+                "its label names public key {public}, but its secret key's public key is \
+                 {expected}: the file was edited; restore it from a backup"
+            ));
+        }
+    }
+    Ok((key, label.is_some()))
 }
 
 /// Reads the key at `path`. Refuses a key file that its group or others may read or write
 /// (as ssh does), with the `chmod` that fixes it, and a file that holds a public key.
 pub fn read(path: &Path) -> Result<SecretKey, String> {
+    read_labelled(path).map(|(key, _)| key)
+}
+
+/// [`read`], and whether the file carried burrow's label.
+fn read_labelled(path: &Path) -> Result<(SecretKey, bool), String> {
     if std::fs::symlink_metadata(path).is_err() {
         return Err(format!(
             "key file {} not found: create it with `burrow keygen --out {}`",
@@ -86,17 +142,16 @@ pub fn read(path: &Path) -> Result<SecretKey, String> {
     if let Some(why) = holds_public_key(path) {
         return Err(why);
     }
-    crate::secrets::read_private(path, "key file", 1024)
-        .map_err(|e| shared_key_file(path, e))?
-        .trim()
-        .parse()
-        .map_err(|e| format!("key file {}: {e}", path.display()))
+    let text = crate::secrets::read_private(path, "key file", 1024)
+        .map_err(|e| shared_key_file(path, e))?;
+    parse(&text).map_err(|e| format!("key file {}: {e}", path.display()))
 }
 
 /// The public key of the secret key file at `path` (`burrow pubkey`). A key given in place of
 /// the file is refused with what it is: the bytes of a public and a secret key look alike,
-/// and printing the "public key" of a public key would give a key nobody holds.
-pub fn public_of(path: &Path) -> Result<burrow_core::PublicKey, String> {
+/// and printing the "public key" of a public key would give a key nobody holds. With the key, a
+/// warning when the file has no label (so it might hold a public key: nothing tells).
+pub fn public_of(path: &Path) -> Result<(burrow_core::PublicKey, Option<String>), String> {
     let text = path.to_string_lossy();
     if std::fs::symlink_metadata(path).is_err() && text.parse::<burrow_core::PublicKey>().is_ok() {
         return Err(format!(
@@ -105,7 +160,17 @@ pub fn public_of(path: &Path) -> Result<burrow_core::PublicKey, String> {
              key file"
         ));
     }
-    Ok(read(path)?.public_key())
+    let (key, labelled) = read_labelled(path)?;
+    let warning = (!labelled).then(|| {
+        format!(
+            "{} has no `# burrow secret key` label (written by hand, or before burrow labelled \
+             its key files), and a public key saved to a file looks the same as a secret one: \
+             if it holds a public key, the key printed belongs to nobody. Key files that \
+             `burrow keygen --out` and the daemon write are labelled",
+            path.display()
+        )
+    });
+    Ok((key.public_key(), warning))
 }
 
 /// Largest file looked at for a public key: a key is 44 characters and a newline.

@@ -18,6 +18,7 @@ mod metrics;
 mod netcheck;
 mod node;
 mod notify;
+mod portmap;
 mod run;
 mod secrets;
 mod store;
@@ -66,7 +67,11 @@ fn dispatch(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Pubkey { key } => {
-            println!("{}", keys::public_of(&key)?);
+            let (public, warning) = keys::public_of(&key)?;
+            if let Some(warning) = warning {
+                eprintln!("burrow: warning: {warning}");
+            }
+            println!("{public}");
             Ok(())
         }
         Command::Status { state_dir, json } => {

@@ -9,6 +9,7 @@ use burrow_core::PublicKey;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, Attachment, DirectoryChange};
 use burrow_core::rendezvous::{Grants, ServiceName};
 use burrow_core::status::Status;
+use burrow_core::upnp::{Turn, UpnpEvent};
 
 /// What a node runs: the same type on every runtime.
 pub use burrow_core::node::NodeConfig;
@@ -278,6 +279,18 @@ impl Control {
                 let _ = c.report_attach(service, failed);
             }
         }
+    }
+
+    /// The UPnP-IGD driver's report, and what it does next; [`Turn::Off`] once the node
+    /// stopped.
+    pub fn upnp(&self, report: Option<UpnpEvent>) -> Turn {
+        let turn = match &self.0 {
+            #[cfg(any(feature = "tokio", feature = "smol"))]
+            ControlHandle::Async(rt, c) => block_on(*rt, c.upnp(report)).ok().and_then(Result::ok),
+            #[cfg(feature = "mio")]
+            ControlHandle::Mio(c) => c.upnp(report).ok(),
+        };
+        turn.unwrap_or(Turn::Off)
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

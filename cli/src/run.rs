@@ -314,17 +314,24 @@ pub fn daemon(
     rendezvous.pinned.extend(settings.peer_keys.clone());
     if settings.port_mapping {
         rendezvous.port_mapping = crate::netcheck::gateway_toward(settings.server).map(|gateway| {
-            tracing::debug!(%gateway, "asking the gateway for a port (PCP, else NAT-PMP)");
+            tracing::debug!(%gateway, "asking the gateway for a port (PCP, else NAT-PMP, else UPnP-IGD)");
+            let client = match burrow_tokio::local_ip_toward((gateway, 5351).into()) {
+                Some(std::net::IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            };
             PortMappingConfig {
                 gateway,
-                client: match burrow_tokio::local_ip_toward((gateway, 5351).into()) {
-                    Some(std::net::IpAddr::V4(ip)) => Some(ip),
-                    _ => None,
-                },
+                client,
                 internal_port: 0,
+                // UPnP's mapping names our LAN address: asked only when it is known.
+                upnp: client.is_some(),
             }
         });
     }
+    let rendezvous_upnp = rendezvous
+        .port_mapping
+        .filter(|pm| pm.upnp)
+        .and_then(|pm| pm.client);
     let mut config = Config::daemon(key, rendezvous);
     config.session.relay_first = settings.relay_first;
     config.stream.congestion = settings.congestion;
@@ -451,7 +458,15 @@ pub fn daemon(
     let control = node.control();
     let server = settings.server;
     std::thread::spawn(move || diagnose(control, server));
+    // UPnP-IGD, asked after PCP and NAT-PMP (the node says when).
+    let upnp = rendezvous_upnp.map(|ip| {
+        let internal = std::net::SocketAddrV4::new(ip, node.udp_addr().port());
+        crate::portmap::spawn(node.control(), internal)
+    });
     let result = wait(node, &interrupted);
+    if let Some(upnp) = upnp {
+        upnp.stop();
+    }
     let _ = std::fs::remove_file(control::socket_path(&settings.state_dir));
     result
 }

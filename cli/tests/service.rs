@@ -630,3 +630,75 @@ fn pubkey_given_a_public_key_file_says_it_is_a_public_key() {
         public
     );
 }
+
+/// Issue 19: a public key saved with mode 0600 under a name without `.pub` looks like a
+/// secret key file (both are 32 bytes of base64). The key files burrow writes carry a label
+/// with their public key, so `pubkey` prints theirs silently; an unlabelled file is still read
+/// (key files written by hand or by older versions), with a warning that it may be a public
+/// key. A label that names another public key, or a file of two keys, is refused.
+#[test]
+fn pubkey_tells_a_labelled_secret_key_file_and_warns_on_an_unlabelled_one() {
+    let dir = temp_dir("pubkey-label");
+    let pubkey = |file: &Path| {
+        let out = Command::new(BIN)
+            .args(["pubkey", "--key", path(file)])
+            .output()
+            .expect("pubkey");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let key = dir.join("k");
+    let public = run(&["keygen", "--out", path(&key)]).expect("keygen");
+    let public = public.trim();
+    let text = std::fs::read_to_string(&key).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("# burrow secret key") && lines[0].ends_with(public),
+        "{text}"
+    );
+    let (ok, out, err) = pubkey(&key);
+    assert!(ok && out == public && err.is_empty(), "{out} {err}");
+
+    // The secret line alone (the format before the label): read, with a warning.
+    let bare_secret = dir.join("bare-secret");
+    std::fs::write(&bare_secret, format!("{}\n", lines[1])).unwrap();
+    std::fs::set_permissions(&bare_secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out, err) = pubkey(&bare_secret);
+    assert!(ok && out == public, "{out} {err}");
+    assert!(err.contains("no `# burrow secret key` label"), "{err}");
+
+    // A public key saved 0600 without .pub: the same warning, so the key printed is not
+    // taken on trust.
+    let saved = dir.join("server-key");
+    std::fs::write(&saved, format!("{public}\n")).unwrap();
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, out, err) = pubkey(&saved);
+    assert!(ok && out != public, "{out}");
+    assert!(
+        err.contains("if it holds a public key, the key printed belongs to nobody"),
+        "{err}"
+    );
+
+    // A label naming another key (the secret line swapped), and two key lines: refused.
+    let other = dir.join("other");
+    run(&["keygen", "--out", path(&other)]).expect("keygen");
+    let other_text = std::fs::read_to_string(&other).unwrap();
+    let swapped = dir.join("swapped");
+    std::fs::write(
+        &swapped,
+        format!("{}\n{}\n", lines[0], other_text.lines().nth(1).unwrap()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&swapped, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, _, err) = pubkey(&swapped);
+    assert!(!ok && err.contains("its label names public key"), "{err}");
+    let two = dir.join("two");
+    std::fs::write(&two, format!("{}\n{}\n", lines[1], lines[1])).unwrap();
+    std::fs::set_permissions(&two, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, _, err) = pubkey(&two);
+    assert!(!ok && err.contains("holds 2 key lines"), "{err}");
+}

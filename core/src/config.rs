@@ -231,6 +231,10 @@ pub struct PortMappingConfig {
     pub client: Option<std::net::Ipv4Addr>,
     /// Our UDP port: what the mapping forwards to.
     pub internal_port: u16,
+    /// The runtime asks with UPnP-IGD when PCP and NAT-PMP fail (it drives a
+    /// [`crate::upnp::UpnpClient`] when [`crate::Endpoint::upnp`] says so); their failure is
+    /// then not reported, UPnP's outcome is.
+    pub upnp: bool,
 }
 
 impl RendezvousConfig {

@@ -181,6 +181,7 @@ pub use event::{Event, PeerId};
 pub use path::{Path, RoutePolicy};
 pub use portmap::Failure as PortMappingFailure;
 pub use portmap::Protocol as PortMappingProtocol;
+pub use portmap::upnp;
 pub use punch::schedule::ProbeTtl;
 pub use punch::why::{CandidateOutcome, WhyRelayed};
 pub use stats::{

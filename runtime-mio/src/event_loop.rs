@@ -503,6 +503,9 @@ impl Loop {
                 self.node.report_attach(now, service, failed);
                 let _ = reply.send(());
             }
+            Command::Upnp(report, reply) => {
+                let _ = reply.send(self.node.upnp(now, report));
+            }
             Command::Ping(target, reply) => match self.node.ping(now, &target) {
                 Ok(()) => self.ping = Some(reply),
                 Err(e) => {

@@ -38,6 +38,7 @@ use burrow_core::rendezvous::directory::Attachment;
 pub type MasterAttach = (ServiceName, Option<Attachment>);
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
+use burrow_core::upnp::{Turn, UpnpEvent};
 use burrow_tokio::local_ip_toward;
 use mio::{Poll, Waker};
 
@@ -54,6 +55,7 @@ pub(crate) enum Command {
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
     ReportAttach(ServiceName, Option<String>, Sender<()>),
+    Upnp(Option<UpnpEvent>, Sender<Turn>),
 }
 
 /// Starts nodes.
@@ -293,6 +295,12 @@ impl NodeControl {
         failed: Option<String>,
     ) -> Result<(), Stopped> {
         self.ask(|tx| Command::ReportAttach(service, failed, tx))
+    }
+
+    /// The UPnP-IGD driver's report, and what it does next. See
+    /// [`burrow_core::node::Node::upnp`].
+    pub fn upnp(&self, report: Option<UpnpEvent>) -> Result<Turn, Stopped> {
+        self.ask(|tx| Command::Upnp(report, tx))
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

@@ -245,6 +245,9 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
                 state.node.report_attach(now, service, failed);
                 let _ = reply.try_send(());
             }
+            Wake::Command(Some(Command::Upnp(report, reply))) => {
+                let _ = reply.try_send(state.node.upnp(now, report));
+            }
             Wake::Command(Some(Command::Ping(target, reply))) => {
                 match state.node.ping(now, &target) {
                     Ok(()) => state.ping = Some(reply),

@@ -19,6 +19,7 @@ pub type MasterAttach = (ServiceName, Option<Attachment>);
 use burrow_core::rendezvous::ServiceName;
 use burrow_core::rendezvous::directory::{AdminAnswer, AdminCommand, DirectoryChange};
 use burrow_core::status::Status;
+use burrow_core::upnp::{Turn, UpnpEvent};
 use socket2::SockRef;
 
 use crate::driver::{self, Parts};
@@ -34,6 +35,7 @@ pub(crate) enum Command {
     Reload(Services, Sender<Result<Summary, StartError>>),
     Shutdown,
     ReportAttach(ServiceName, Option<String>, Sender<()>),
+    Upnp(Option<UpnpEvent>, Sender<Turn>),
 }
 
 /// The node's loop, for a runtime's `spawn`.
@@ -278,6 +280,12 @@ impl NodeControl {
     ) -> Result<(), Stopped> {
         self.ask(|tx| Command::ReportAttach(service, failed, tx))
             .await
+    }
+
+    /// The UPnP-IGD driver's report, and what it does next. See
+    /// [`burrow_core::node::Node::upnp`].
+    pub async fn upnp(&self, report: Option<UpnpEvent>) -> Result<Turn, Stopped> {
+        self.ask(|tx| Command::Upnp(report, tx)).await
     }
 
     /// Pings `target` (a connected service or a peer's key): the path that answered and the

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use super::Endpoint;
 use crate::event::Event;
-use crate::portmap::Change;
+use crate::portmap::upnp::{Turn, UpnpEvent};
+use crate::portmap::{Change, Failure, Protocol};
 use crate::transmit::Transmit;
 
 impl Endpoint {
@@ -73,11 +74,17 @@ impl Endpoint {
             }
             Change::Failed(reason) => {
                 daemon.mapped = None;
+                daemon.mapped_by = None;
                 let hosts = daemon.config.host_candidates.clone();
                 daemon.client.set_host_candidates(now, hosts);
-                self.out
-                    .events
-                    .push_back(Event::PortMappingFailed { reason });
+                // With UPnP-IGD to ask next, its outcome is the one reported.
+                let upnp_next = reason == Failure::NoAnswer
+                    && daemon.port_mapper.as_ref().is_some_and(|m| m.upnp);
+                if !upnp_next {
+                    self.out
+                        .events
+                        .push_back(Event::PortMappingFailed { reason });
+                }
             }
         }
     }
@@ -103,6 +110,29 @@ impl Endpoint {
             protocol: daemon.mapped_by.unwrap_or(crate::portmap::Protocol::NatPmp),
             announced,
         });
+    }
+
+    /// The runtime's UPnP-IGD driver (see [`crate::upnp`]) reports what its client learned,
+    /// if anything, and is told what to do: [`Turn::Ask`] once PCP and NAT-PMP failed (a
+    /// mapping it reports is then announced as theirs would be), [`Turn::Wait`] while they
+    /// are asked or hold a mapping, [`Turn::Off`] when port mapping or UPnP is off or the
+    /// daemon stops. A report that comes when it is not UPnP's turn is dropped.
+    pub fn upnp(&mut self, now: Instant, report: Option<UpnpEvent>) -> Turn {
+        let turn = self
+            .daemon
+            .as_ref()
+            .and_then(|d| d.port_mapper.as_ref())
+            .map_or(Turn::Off, crate::portmap::PortMapper::turn);
+        if turn == Turn::Ask {
+            match report {
+                Some(UpnpEvent::Mapped(external)) => {
+                    self.on_port_mapping(now, Change::Mapped(external, Protocol::Upnp));
+                }
+                Some(UpnpEvent::Failed(why)) => self.on_port_mapping(now, Change::Failed(why)),
+                None => {}
+            }
+        }
+        turn
     }
 
     /// The daemon stops: the mapping is removed (its request goes out with the others).

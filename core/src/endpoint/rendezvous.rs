@@ -81,7 +81,15 @@ impl Daemon {
                 let mut seed_bytes = [0x19; 32];
                 seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
                 let nonce = crate::rng::SeededRng::new(seed_bytes).bytes();
-                crate::portmap::PortMapper::new(pm.gateway, pm.client, pm.internal_port, nonce, now)
+                let mut mapper = crate::portmap::PortMapper::new(
+                    pm.gateway,
+                    pm.client,
+                    pm.internal_port,
+                    nonce,
+                    now,
+                );
+                mapper.upnp = pm.upnp;
+                mapper
             }),
             mapped: None,
             mapped_by: None,

@@ -615,6 +615,15 @@ impl Node {
         self.input(now).1.report_attach(now, service, failed);
     }
 
+    /// The runtime's UPnP-IGD driver reports and asks what to do (as [`Endpoint::upnp`]).
+    pub fn upnp(
+        &mut self,
+        now: Instant,
+        report: Option<crate::upnp::UpnpEvent>,
+    ) -> crate::upnp::Turn {
+        self.input(now).1.upnp(now, report)
+    }
+
     /// Pings `target` (a service this daemon connects to, once a connection has used it, or
     /// a peer's public key) on the path its session uses now; the answer comes as an
     /// [`Output::Pong`], within [`PING_WAIT`]. One ping at a time.

@@ -20,6 +20,7 @@ mod natpmp;
 mod pcp;
 #[cfg(test)]
 mod tests;
+pub mod upnp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -41,6 +42,8 @@ pub enum Protocol {
     Pcp,
     /// NAT Port Mapping Protocol (RFC 6886).
     NatPmp,
+    /// UPnP Internet Gateway Device (WANIPConnection's `AddPortMapping`), asked last.
+    Upnp,
 }
 
 impl std::fmt::Display for Protocol {
@@ -48,6 +51,7 @@ impl std::fmt::Display for Protocol {
         f.write_str(match self {
             Self::Pcp => "PCP",
             Self::NatPmp => "NAT-PMP",
+            Self::Upnp => "UPnP-IGD",
         })
     }
 }
@@ -66,6 +70,11 @@ pub(crate) enum Change {
 pub enum Failure {
     /// The gateway never answered: it speaks neither PCP nor NAT-PMP.
     NoAnswer,
+    /// No UPnP Internet gateway answered the SSDP search either.
+    NoGateway,
+    /// A UPnP gateway answered, but its description or answers could not be used (no WAN
+    /// connection service, malformed or oversized answers, its HTTP server unreachable).
+    Unusable,
     /// It answered with this result code of this protocol (see the RFCs' lists; the message
     /// names it).
     Refused(Protocol, u16),
@@ -82,12 +91,23 @@ impl std::fmt::Display for Failure {
                 "no PCP/NAT-PMP answer from the gateway (or the mapping was not renewed); \
                  peers behind symmetric NATs reach this daemon through the relay"
             ),
+            Self::NoGateway => write!(
+                f,
+                "no PCP/NAT-PMP answer from the gateway, and no UPnP-IGD gateway answered the \
+                 search; peers behind symmetric NATs reach this daemon through the relay"
+            ),
+            Self::Unusable => write!(
+                f,
+                "a UPnP-IGD gateway answered, but its description or answers could not be used \
+                 (no WAN connection service, malformed answers, or its HTTP server unreachable)"
+            ),
             Self::Refused(protocol, code) => write!(
                 f,
                 "the gateway refused a port ({protocol} result {code}: {})",
                 match protocol {
                     Protocol::Pcp => pcp::result_name(*code),
                     Protocol::NatPmp => natpmp::result_name(*code),
+                    Protocol::Upnp => upnp::error_name(*code),
                 }
             ),
             Self::NotIpv4 => write!(f, "the gateway mapped an IPv6 address for an IPv4 port"),
@@ -127,6 +147,10 @@ pub(crate) struct PortMapper {
     lifetime: u32,
     /// Datagrams to send to the gateway.
     out: Vec<Vec<u8>>,
+    /// UPnP-IGD is asked (by the runtime) when PCP and NAT-PMP fail.
+    pub(crate) upnp: bool,
+    /// The daemon stops: nothing is asked any more.
+    removed: bool,
 }
 
 impl PortMapper {
@@ -160,6 +184,8 @@ impl PortMapper {
             current: None,
             lifetime: LIFETIME,
             out: Vec::new(),
+            upnp: false,
+            removed: false,
         }
     }
 
@@ -201,6 +227,7 @@ impl PortMapper {
                     natpmp::map_request(self.internal_port, suggested, lifetime),
                 ]
             }
+            Protocol::Upnp => Vec::new(),
         }
     }
 
@@ -279,6 +306,19 @@ impl PortMapper {
         }
     }
 
+    /// What the UPnP-IGD driver does: ask once PCP and NAT-PMP failed (or a mapping of
+    /// theirs lapsed), wait while they are asked or map, nothing when UPnP is off or the
+    /// daemon stops.
+    pub(crate) fn turn(&self) -> upnp::Turn {
+        if !self.upnp || self.removed {
+            upnp::Turn::Off
+        } else if self.state == State::Done && self.current.is_none() {
+            upnp::Turn::Ask
+        } else {
+            upnp::Turn::Wait
+        }
+    }
+
     /// The next datagram for the gateway.
     pub(crate) fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         (!self.out.is_empty()).then(|| (self.gateway, self.out.remove(0)))
@@ -293,6 +333,7 @@ impl PortMapper {
         match protocol {
             Protocol::Pcp => self.on_pcp(now, bytes),
             Protocol::NatPmp => self.on_nat_pmp(now, bytes),
+            Protocol::Upnp => None,
         }
     }
 
@@ -390,8 +431,9 @@ impl PortMapper {
             Some(Protocol::Pcp) => self.out.push(self.pcp_request(0).encode()),
             // RFC 6886 section 3.4: the suggested port is 0 in a deletion.
             Some(Protocol::NatPmp) => self.out.push(natpmp::map_request(self.internal_port, 0, 0)),
-            None => {}
+            Some(Protocol::Upnp) | None => {}
         }
         self.state = State::Done;
+        self.removed = true;
     }
 }

@@ -25,6 +25,7 @@ fn net() -> Net {
                 gateway: GATEWAY,
                 client: Some(Ipv4Addr::new(10, 0, 0, 1)),
                 internal_port: 1000,
+                upnp: false,
             });
         }
     })
@@ -190,4 +191,75 @@ fn a_mapping_behind_a_second_nat_is_not_announced() {
         !candidates.contains(&SocketAddr::V4(external)),
         "{candidates:?}"
     );
+}
+
+/// Issue 19: with UPnP-IGD on, a gateway silent to PCP and NAT-PMP makes it UPnP's turn (the
+/// driver waits before that, and their failure is not reported: UPnP's outcome is); a
+/// mapping UPnP reports is announced like theirs, and a stopping daemon turns it off.
+#[test]
+fn upnp_is_asked_after_pcp_and_nat_pmp_and_its_mapping_is_announced() {
+    use crate::upnp::{Turn, UpnpEvent};
+    let mut net = Net::with(|i, c| {
+        if i == A {
+            c.rendezvous.as_mut().expect("a daemon").port_mapping = Some(PortMappingConfig {
+                gateway: GATEWAY,
+                client: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                internal_port: 1000,
+                upnp: true,
+            });
+        }
+    });
+    net.run_for(Duration::from_millis(100));
+    let now = net.now;
+    assert_eq!(net.eps[A].upnp(now, None), Turn::Wait, "PCP is being asked");
+    // A report before UPnP's turn changes nothing.
+    let external = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 31_000);
+    net.eps[A].upnp(now, Some(UpnpEvent::Mapped(external)));
+    net.run_for(Duration::from_secs(10));
+    assert!(net.registered(A));
+    assert!(
+        !net.events[A].iter().any(|e| matches!(
+            e,
+            Event::PortMappingFailed { .. } | Event::PortMapped { .. }
+        )),
+        "{:?}",
+        net.events[A]
+    );
+    let now = net.now;
+    assert_eq!(net.eps[A].upnp(now, None), Turn::Ask);
+    assert_eq!(
+        net.eps[A].upnp(now, Some(UpnpEvent::Mapped(external))),
+        Turn::Ask
+    );
+    net.run_for(Duration::from_secs(2));
+    assert!(
+        net.events[A].contains(&Event::PortMapped {
+            external,
+            protocol: Protocol::Upnp,
+            announced: true
+        }),
+        "{:?}",
+        net.events[A]
+    );
+    let key = net.eps[A].public_key();
+    let candidates = net.eps[SERVER].registered_candidates(&key);
+    assert!(
+        candidates.contains(&SocketAddr::V4(external)),
+        "{candidates:?}"
+    );
+    // UPnP's failure is reported, and the candidate withdrawn.
+    let now = net.now;
+    net.eps[A].upnp(now, Some(UpnpEvent::Failed(Failure::NoGateway)));
+    net.run_for(Duration::from_secs(2));
+    assert!(net.events[A].contains(&Event::PortMappingFailed {
+        reason: Failure::NoGateway
+    }));
+    let candidates = net.eps[SERVER].registered_candidates(&key);
+    assert!(
+        !candidates.contains(&SocketAddr::V4(external)),
+        "{candidates:?}"
+    );
+    let now = net.now;
+    net.eps[A].shutdown(now);
+    assert_eq!(net.eps[A].upnp(now, None), Turn::Off);
 }

@@ -22,9 +22,24 @@ fn miniupnpd_bin() -> PathBuf {
 
 /// Starts miniupnpd on site `site`'s NAT and waits until it listens for NAT-PMP/PCP.
 pub(super) fn start_miniupnpd(lab: &Lab, topo: &Topology, site: usize) -> Result<Proc, String> {
+    start_miniupnpd_with(lab, topo, site, true)
+}
+
+/// [`start_miniupnpd`], with NAT-PMP and PCP off when `!natpmp` (UPnP-IGD alone then: it
+/// waits until miniupnpd's HTTP server listens).
+fn start_miniupnpd_with(
+    lab: &Lab,
+    topo: &Topology,
+    site: usize,
+    natpmp: bool,
+) -> Result<Proc, String> {
     let conf = lab.dir.join("miniupnpd.conf");
     let lan = format!("10.{}.0.0/24", site + 1);
-    std::fs::write(&conf, netns::miniupnpd_config("br0", &lan)).map_err(|e| e.to_string())?;
+    let mut text = netns::miniupnpd_config("br0", &lan);
+    if !natpmp {
+        text = text.replace("enable_natpmp=yes", "enable_natpmp=no");
+    }
+    std::fs::write(&conf, text).map_err(|e| e.to_string())?;
     let pid = lab.dir.join("miniupnpd.pid");
     let p = lab.spawn(
         &topo.nats[site],
@@ -41,7 +56,12 @@ pub(super) fn start_miniupnpd(lab: &Lab, topo: &Topology, site: usize) -> Result
     )?;
     // With -d it logs to stderr.
     let end = Instant::now() + Duration::from_secs(10);
-    while !p.stderr().contains("Listening for NAT-PMP/PCP traffic") {
+    let ready = if natpmp {
+        "Listening for NAT-PMP/PCP traffic"
+    } else {
+        "HTTP listening on port"
+    };
+    while !p.stderr().contains(ready) {
         if Instant::now() >= end {
             return Err(format!(
                 "miniupnpd did not start: {}",
@@ -87,31 +107,52 @@ struct Run {
     mapped_log: Option<String>,
 }
 
-fn run(with_miniupnpd: bool) -> Result<Run, String> {
+/// Which port mapping site a's router offers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Router {
+    /// No miniupnpd.
+    Plain,
+    /// miniupnpd with NAT-PMP, PCP and UPnP-IGD.
+    Miniupnpd,
+    /// miniupnpd with UPnP-IGD alone.
+    UpnpOnly,
+}
+
+fn run(router: Router) -> Result<Run, String> {
+    let with_miniupnpd = router != Router::Plain;
     let sites = [Site::SYMMETRIC_MAPPING, Site::SYMMETRIC];
-    let label = if with_miniupnpd {
-        "symmetric+miniupnpd : symmetric"
-    } else {
-        "symmetric (no miniupnpd) : symmetric"
+    let label = match router {
+        Router::Plain => "symmetric (no miniupnpd) : symmetric",
+        Router::Miniupnpd => "symmetric+miniupnpd : symmetric",
+        Router::UpnpOnly => "symmetric+miniupnpd(UPnP) : symmetric",
     };
     let mut outcome = Outcome::blank(label);
     let mut upnp = None;
     let pair = Pair::start(&sites, &Impairment::default(), |lab, topo| {
         if with_miniupnpd {
-            upnp = Some(start_miniupnpd(lab, topo, 0)?);
+            upnp = Some(start_miniupnpd_with(
+                lab,
+                topo,
+                0,
+                router == Router::Miniupnpd,
+            )?);
         }
         Ok(())
     })?;
     if with_miniupnpd {
-        // The daemon's log says what it got before anything is sent.
+        // The daemon's log says what it got before anything is sent (UPnP-IGD is asked
+        // after PCP and NAT-PMP went unanswered, about 10 s).
         let log = pair.lab.dir.join("daemon-a.err");
-        let end = Instant::now() + Duration::from_secs(10);
+        let wait = if router == Router::UpnpOnly { 30 } else { 10 };
+        let end = Instant::now() + Duration::from_secs(wait);
         while !std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("port mapping:")
         {
             if Instant::now() >= end {
-                return Err("daemon a logged no port mapping outcome within 10 s".into());
+                return Err(format!(
+                    "daemon a logged no port mapping outcome within {wait} s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -162,8 +203,8 @@ fn a_router_that_maps_ports_turns_symmetric_symmetric_direct_and_the_mapping_goe
     let Some(lab) = lab() else { return };
     drop(lab);
     miniupnpd_bin();
-    let before = run(false).unwrap_or_else(|e| panic!("without miniupnpd: {e}"));
-    let with = run(true).unwrap_or_else(|e| panic!("with miniupnpd: {e}"));
+    let before = run(Router::Plain).unwrap_or_else(|e| panic!("without miniupnpd: {e}"));
+    let with = run(Router::Miniupnpd).unwrap_or_else(|e| panic!("with miniupnpd: {e}"));
     for r in [&before, &with] {
         println!(
             "{:<38} path {:<26} ttfb {:>7}  a's log: {}",
@@ -204,6 +245,53 @@ fn a_router_that_maps_ports_turns_symmetric_symmetric_direct_and_the_mapping_goe
     assert!(
         with.after_stop.is_empty(),
         "the mapping outlived the daemon: {:?}",
+        with.after_stop
+    );
+}
+
+/// Issue 19: the same router with NAT-PMP and PCP off, so only UPnP-IGD can map (asked after
+/// the other two went unanswered): b goes direct to the port mapped over UPnP, and the
+/// mapping is deleted when daemon a stops. (The relayed run without a mapping is the test
+/// above's.)
+#[test]
+fn a_router_that_maps_only_with_upnp_igd_turns_symmetric_symmetric_direct_and_the_mapping_goes_on_stop()
+ {
+    let Some(lab) = lab() else { return };
+    drop(lab);
+    miniupnpd_bin();
+    let with = run(Router::UpnpOnly).unwrap_or_else(|e| panic!("with miniupnpd (UPnP): {e}"));
+    println!(
+        "{:<38} path {:<26} ttfb {:>7}  a's log: {}",
+        with.outcome.pair,
+        with.outcome.path,
+        with.outcome
+            .ttfb_ms
+            .map_or("-".into(), |t| format!("{t:.0} ms")),
+        with.mapped_log.as_deref().unwrap_or("-")
+    );
+    println!(
+        "miniupnpd forwarded {:?} while the pair ran, {:?} after daemon a stopped",
+        with.during, with.after_stop
+    );
+    let [(port, to)] = with.during.as_slice() else {
+        panic!("one forwarding rule expected: {:?}", with.during);
+    };
+    assert!(to.starts_with("10.1.0.11:"), "forwarded to {to}");
+    assert_eq!(
+        with.outcome.path,
+        format!("direct {}.18:{port}", netns::MAPPING_NET),
+        "b goes direct to the port mapped over UPnP-IGD"
+    );
+    assert!(
+        with.mapped_log
+            .as_deref()
+            .is_some_and(|l| l.contains("UPnP-IGD") && l.contains("announced as a candidate")),
+        "{:?}",
+        with.mapped_log
+    );
+    assert!(
+        with.after_stop.is_empty(),
+        "the UPnP mapping outlived the daemon: {:?}",
         with.after_stop
     );
 }

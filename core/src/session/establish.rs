@@ -325,8 +325,7 @@ impl Session {
         self.flush_queue(ctx, now);
         self.flush_mux(ctx, now);
         // The responder's packets that overtook its response, now that their keys are here.
-        let mut scratch = Vec::new();
-        for e in std::mem::take(&mut self.early) {
+        for mut e in std::mem::take(&mut self.early) {
             self.on_transport(
                 ctx,
                 now,
@@ -334,8 +333,7 @@ impl Session {
                 e.local_index,
                 &e.header,
                 e.counter,
-                &e.sealed,
-                &mut scratch,
+                &mut e.sealed,
             );
         }
         if self.keys.current.as_ref().is_some_and(|k| k.sent() == 0) {

@@ -49,7 +49,7 @@ impl Session {
                     counter,
                     sealed: sealed.to_vec(),
                 });
-                return;
+                return false;
             }
             ctx.out.stats.dropped_unknown_index += 1;
             return false;

@@ -19,10 +19,10 @@ mod moves;
 mod netcheck;
 #[path = "real_nat/portmap.rs"]
 mod portmap;
-#[path = "real_nat/relay.rs"]
-mod relay;
 #[path = "real_nat/publish.rs"]
 mod publish;
+#[path = "real_nat/relay.rs"]
+mod relay;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_netns-tool");
 const SERVER: &str = "srv";

@@ -750,13 +750,16 @@ fn an_idle_tunnel_stays_direct_through_nats_that_forget_after_10_s() {
 /// left idle with no stream open for `idle`, then 64 KiB again. Returns B's paths from the
 /// start of the idle, B's path a moment after the second transfer arrived, and the relay
 /// fallbacks of both daemons until the second transfer and during it.
+/// B's paths over time, from [`idle_between_transfers`].
+type PathLog = Vec<(Duration, Option<Path>)>;
+
 fn idle_between_transfers(
     seed: u64,
     a_nat: NatConfig,
     b_nat: NatConfig,
     idle: Duration,
     latency: Duration,
-) -> (Vec<(Duration, Option<Path>)>, Option<Path>, (u64, u64)) {
+) -> (PathLog, Option<Path>, (u64, u64)) {
     let mut w = World::with_site_uplinks(seed, TraceMode::Off, a_nat, b_nat, 0.0, latency);
     let data = noise(64 << 10, 0x1D1E);
     let send = |w: &mut World, n: usize| {

@@ -696,7 +696,14 @@ fn a_ping_on_a_relayed_session_comes_back_through_the_relay() {
     let setup = Setup::new(NatConfig::symmetric(), NatConfig::symmetric());
     let mut w = World::new(1, &setup);
     let peer = w.connect(Duration::from_secs(10)).expect("service ready");
-    assert!(matches!(w.path(w.a), Some(Path::Relay(_))));
+    // B's service is ready once B answered A's handshake (it sends at once through the
+    // relay); A counts itself connected when B's first packet arrives, half a round trip on.
+    w.sim.run_for(Duration::from_secs(1)).expect("sim");
+    assert!(
+        matches!(w.path(w.a), Some(Path::Relay(_))),
+        "{:?}",
+        w.path(w.a)
+    );
     let a = w.a;
     w.sim
         .endpoint_command(a, |ep, now| ep.ping(now, peer))

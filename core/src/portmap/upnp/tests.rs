@@ -64,7 +64,7 @@ fn described(now: Instant) -> UpnpClient {
 
 #[test]
 fn a_gateway_maps_the_next_port_when_ours_is_taken_renews_and_deletes() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let mut c = described(now);
     let add = next_http(&mut c);
     assert!(
@@ -104,7 +104,7 @@ fn a_gateway_maps_the_next_port_when_ours_is_taken_renews_and_deletes() {
 
 #[test]
 fn only_permanent_leases_are_asked_for_once_refused() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let mut c = described(now);
     assert!(next_http(&mut c).contains("<NewLeaseDuration>7200</NewLeaseDuration>"));
     c.handle_http(now, Ok(&fault(725)));
@@ -116,7 +116,7 @@ fn only_permanent_leases_are_asked_for_once_refused() {
 
 #[test]
 fn a_silent_lan_is_given_up_after_three_searches() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let mut c = UpnpClient::new(INTERNAL, now);
     let mut searches = 0;
     let mut t = now;
@@ -136,7 +136,7 @@ fn a_silent_lan_is_given_up_after_three_searches() {
 
 #[test]
 fn broken_and_refusing_gateways_fail_with_why() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     // No WAN connection service in the description.
     let mut c = UpnpClient::new(INTERNAL, now);
     c.handle_timeout(now);
@@ -179,7 +179,7 @@ fn broken_and_refusing_gateways_fail_with_why() {
 
 #[test]
 fn answers_out_of_turn_change_nothing() {
-    let now = Instant::now();
+    let now = crate::tests::origin();
     let mut c = UpnpClient::new(INTERNAL, now);
     c.handle_http(now, Ok(&ok(DESCRIPTION)));
     c.handle_http(now, Err("x".into()));

@@ -24,14 +24,9 @@ pub(super) fn pcp_announce(client: Ipv4Addr) -> Vec<u8> {
     out
 }
 
-/// An SSDP search for Internet gateway devices.
+/// An SSDP search for Internet gateway devices: the port mapper's own.
 pub(super) fn ssdp_search() -> Vec<u8> {
-    b"M-SEARCH * HTTP/1.1\r\n\
-      HOST: 239.255.255.250:1900\r\n\
-      MAN: \"ssdp:discover\"\r\n\
-      MX: 1\r\n\
-      ST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n"
-        .to_vec()
+    crate::portmap::upnp::ssdp_search()
 }
 
 /// What a datagram from port 5351 or 1900 says about the router.

@@ -13,6 +13,8 @@
 mod http;
 mod soap;
 mod ssdp;
+
+pub(crate) use ssdp::search as ssdp_search;
 mod xml;
 
 use std::collections::VecDeque;

@@ -1,14 +1,14 @@
-//! One local connection (TCP or unix socket) on mio: non-blocking connect, one read per
-//! forwarder credit, buffered writes reported as they leave, half-close and close after the
-//! queued writes. It only moves bytes; what they mean is the forwarder's, and it hears of them
-//! as [`Report`]s.
+//! One local connection (TCP or unix socket) on mio: a non-blocking connect, then the byte
+//! moving every runtime shares ([`burrow_tokio::local_conn`]: one read per forwarder credit,
+//! queued writes, half-close and close after them). What the bytes mean is the forwarder's,
+//! which hears of them as [`Report`]s.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
+use burrow_tokio::local_conn::{self, LocalSocket};
+use bytes::{Bytes, BytesMut};
 use mio::event::Event;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -19,10 +19,8 @@ use socket2::SockRef;
 pub(crate) enum Report {
     Connected,
     ConnectFailed(String),
-    Read(Bytes),
-    Eof,
-    Written(usize),
-    Failed(String),
+    /// Bytes moved, or a failure.
+    Io(local_conn::Report),
 }
 
 /// A local socket.
@@ -45,27 +43,6 @@ impl LocalStream {
         }
     }
 
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.read(buf),
-            Self::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.write(buf),
-            Self::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn shutdown_write(&self) -> io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.shutdown(Shutdown::Write),
-            Self::Unix(s) => s.shutdown(Shutdown::Write),
-        }
-    }
-
     /// `Ok(true)` once connected, `Ok(false)` while still connecting.
     fn connect_done(&self) -> io::Result<bool> {
         let (err, peer) = match self {
@@ -83,23 +60,45 @@ impl LocalStream {
     }
 }
 
-/// A local connection and what is queued for it.
+impl LocalSocket for LocalStream {
+    fn read_into(&self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => local_conn::recv_into(SockRef::from(s), buf, max),
+            Self::Unix(s) => local_conn::recv_into(SockRef::from(s), buf, max),
+        }
+    }
+
+    fn write(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => (&*s).write(data),
+            Self::Unix(s) => (&*s).write(data),
+        }
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.shutdown(Shutdown::Write),
+            Self::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+
+    fn set_reset(&self) {
+        if let Self::Tcp(s) = self {
+            let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+/// A local connection: connecting, then moving bytes ([`local_conn::Conn`], shared with
+/// the async runtimes).
 #[derive(Debug)]
 pub(crate) struct Conn {
-    stream: LocalStream,
+    inner: local_conn::Conn<LocalStream>,
     connecting: bool,
-    /// The forwarder asked for one read.
-    read_credit: bool,
-    /// Readiness seen and not yet used up (mio is edge-triggered: cleared on `WouldBlock`).
-    readable: bool,
-    writable: bool,
-    out: VecDeque<Bytes>,
-    /// Shut down the write half once `out` is empty.
-    shutdown: bool,
-    /// Drop the connection once `out` is empty (the forwarder has forgotten it).
-    closing: bool,
-    /// An error was reported; nothing more is.
-    failed: bool,
+    /// A readiness event arrived since the connect was last checked.
+    connect_event: bool,
+    /// What the inner connection reported (kept for its allocation).
+    io: Vec<local_conn::Report>,
 }
 
 impl Conn {
@@ -119,130 +118,67 @@ impl Conn {
             LocalStream::Unix(s) => registry.register(s, token, interest)?,
         }
         Ok(Self {
-            stream,
+            inner: local_conn::Conn::new(stream),
             connecting,
-            read_credit: false,
-            readable: !connecting,
-            writable: !connecting,
-            out: VecDeque::new(),
-            shutdown: false,
-            closing: false,
-            failed: false,
+            connect_event: false,
+            io: Vec::new(),
         })
     }
 
     /// Notes the readiness `event` reports.
     pub(crate) fn ready(&mut self, event: &Event) {
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.readable = true;
-        }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
-            self.writable = true;
-        }
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+        self.connect_event |= readable || writable;
+        self.inner.ready(readable, writable);
     }
 
     pub(crate) fn read(&mut self) {
-        self.read_credit = true;
+        self.inner.read();
     }
 
     pub(crate) fn write(&mut self, data: Bytes) {
-        self.out.push_back(data);
+        self.inner.write(data);
     }
 
     pub(crate) fn shutdown(&mut self) {
-        self.shutdown = true;
+        self.inner.shutdown();
     }
 
     /// Closes after the queued writes (clean), or at once with a TCP reset (`abort`). Returns
     /// whether the connection can be dropped now.
     pub(crate) fn close(&mut self, abort: bool) -> bool {
-        self.closing = true;
-        self.read_credit = false;
-        if abort {
-            if let LocalStream::Tcp(s) = &self.stream {
-                let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
-            }
-            return true;
-        }
-        self.out.is_empty() && !self.shutdown
+        self.inner.close(abort)
     }
 
-    /// Does what readiness and the queues allow; reports into `reports`. Returns whether the
-    /// connection is finished with and can be dropped.
-    pub(crate) fn drive(&mut self, buf: &mut [u8], reports: &mut Vec<Report>) -> bool {
+    /// Does what readiness and the queues allow, reading at most `max` bytes into `buf`;
+    /// reports into `reports`. Returns whether the connection is finished with and can be
+    /// dropped.
+    pub(crate) fn drive(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+        reports: &mut Vec<Report>,
+    ) -> bool {
         if self.connecting {
-            if !(self.readable || self.writable) {
+            if !std::mem::take(&mut self.connect_event) {
                 return false;
             }
-            match self.stream.connect_done() {
-                Ok(false) => {
-                    self.readable = false;
-                    self.writable = false;
-                    return false;
-                }
+            match self.inner.socket().connect_done() {
+                Ok(false) => return false,
                 Ok(true) => {
                     self.connecting = false;
                     reports.push(Report::Connected);
                 }
                 Err(e) => {
-                    self.failed = true;
                     reports.push(Report::ConnectFailed(e.to_string()));
-                    return self.closing;
+                    // Failed: nothing more is reported; it goes once the forwarder closes it.
+                    return self.inner.fail(e, &mut Vec::new());
                 }
             }
         }
-        if self.failed {
-            return self.closing;
-        }
-        while self.writable && !self.out.is_empty() {
-            let front = self.out.front_mut().expect("checked non-empty");
-            match self.stream.write(front) {
-                Ok(n) => {
-                    let _ = front.split_to(n);
-                    if front.is_empty() {
-                        self.out.pop_front();
-                    }
-                    if !self.closing {
-                        reports.push(Report::Written(n));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e, reports),
-            }
-        }
-        if self.out.is_empty() && self.shutdown {
-            self.shutdown = false;
-            if let Err(e) = self.stream.shutdown_write() {
-                return self.fail(e, reports);
-            }
-        }
-        if self.closing {
-            return self.out.is_empty();
-        }
-        if self.read_credit && self.readable {
-            match self.stream.read(buf) {
-                Ok(0) => {
-                    self.read_credit = false;
-                    reports.push(Report::Eof);
-                }
-                Ok(n) => {
-                    self.read_credit = false;
-                    reports.push(Report::Read(Bytes::copy_from_slice(&buf[..n])));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(e, reports),
-            }
-        }
-        false
-    }
-
-    fn fail(&mut self, e: io::Error, reports: &mut Vec<Report>) -> bool {
-        self.failed = true;
-        if !self.closing {
-            reports.push(Report::Failed(e.to_string()));
-        }
-        self.closing
+        let done = self.inner.drive(buf, max, &mut self.io);
+        reports.extend(self.io.drain(..).map(Report::Io));
+        done
     }
 }

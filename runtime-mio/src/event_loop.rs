@@ -23,6 +23,7 @@ use crate::conn::{Conn, LocalStream, Report};
 use crate::udp_flows::{FIRST_FLOW, FIRST_UDP_LISTENER, UdpSockets};
 use burrow_core::forward::Origin;
 use burrow_core::forward::udp::UdpListenerId;
+use burrow_tokio::local_conn::Report as Io;
 
 const UDP: Token = Token(0);
 /// The token of the waker that handles and name lookups use to deliver their messages.
@@ -86,7 +87,9 @@ struct Loop {
     attachments: Sender<MasterAttach>,
     /// Where hook events go, to be run.
     hooks: Sender<burrow_core::node::HookEvent>,
-    read_buf: Vec<u8>,
+    read_buf: bytes::BytesMut,
+    /// The most one read takes (the forwarder's chunk).
+    read_chunk: usize,
     /// UDP listener and flow sockets of forwarded UDP services.
     udp_sockets: UdpSockets,
 }
@@ -133,7 +136,8 @@ pub(crate) fn run(parts: Parts) {
     // Runs of datagrams leave the core as one transmit each, sent with one GSO call.
     node.set_max_segments(udp.max_segments());
     let mut state = Loop {
-        read_buf: vec![0; node.read_chunk()],
+        read_buf: bytes::BytesMut::new(),
+        read_chunk: node.read_chunk(),
         poll,
         waker,
         node,
@@ -306,7 +310,7 @@ impl Loop {
                 let Some(conn) = self.conns.get_mut(&id) else {
                     continue;
                 };
-                if conn.drive(&mut self.read_buf, &mut reports) {
+                if conn.drive(&mut self.read_buf, self.read_chunk, &mut reports) {
                     // Dropping the socket deregisters it from the poll.
                     self.conns.remove(&id);
                 }
@@ -398,10 +402,10 @@ impl Loop {
         match report {
             Report::Connected => node.handle_connected(now, id),
             Report::ConnectFailed(why) => node.handle_connect_failed(now, id, &why),
-            Report::Read(data) => node.handle_read(now, id, &data),
-            Report::Eof => node.handle_eof(now, id),
-            Report::Written(n) => node.handle_written(now, id, n),
-            Report::Failed(why) => node.handle_conn_error(now, id, &why),
+            Report::Io(Io::Read(data)) => node.handle_read(now, id, &data),
+            Report::Io(Io::Eof) => node.handle_eof(now, id),
+            Report::Io(Io::Written(n)) => node.handle_written(now, id, n),
+            Report::Io(Io::Failed(why)) => node.handle_conn_error(now, id, &why),
         }
     }
 

@@ -24,12 +24,14 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
+use burrow_tokio::local_conn::recv_into;
 use burrow_tokio::{Direction, Runtime};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use smol::net::unix::UnixStream;
 use smol::{Async, Timer};
 use socket2::SockRef;
+use std::io::Write;
+use std::sync::Arc;
 
 pub use burrow_tokio::{
     ConnInfo, NodeConfig, NodeControl, NodeHandle, PeerInfo, ServiceInfo, StartError, Status,
@@ -57,21 +59,19 @@ impl Node {
 #[derive(Debug)]
 pub struct Smol;
 
-/// A connected local socket; it is its own reader and writer (clones of one socket).
+/// A connected local socket, registered with async-io.
 #[derive(Clone, Debug)]
 pub enum Stream {
     /// TCP.
-    Tcp(TcpStream),
+    Tcp(Arc<Async<std::net::TcpStream>>),
     /// A unix socket.
-    Unix(UnixStream),
+    Unix(Arc<Async<std::os::unix::net::UnixStream>>),
 }
 
 impl Runtime for Smol {
     type Udp = Async<std::net::UdpSocket>;
     type Listener = Async<std::net::TcpListener>;
     type Stream = Stream;
-    type Reader = Stream;
-    type Writer = Stream;
     type Task = smol::Task<()>;
 
     fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self::Task {
@@ -116,7 +116,7 @@ impl Runtime for Smol {
 
     fn local_addr(stream: &Stream) -> Option<SocketAddr> {
         match stream {
-            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Tcp(s) => s.get_ref().local_addr().ok(),
             Stream::Unix(_) => None,
         }
     }
@@ -127,68 +127,61 @@ impl Runtime for Smol {
 
     async fn accept(listener: &Self::Listener) -> io::Result<(Stream, SocketAddr)> {
         let (stream, from) = listener.accept().await?;
-        let stream = TcpStream::from(stream);
-        let _ = stream.set_nodelay(true);
-        Ok((Stream::Tcp(stream), from))
+        let _ = stream.get_ref().set_nodelay(true);
+        Ok((Stream::Tcp(Arc::new(stream)), from))
     }
 
     async fn connect(target: String) -> io::Result<Stream> {
         match target.strip_prefix("unix:") {
-            Some(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            Some(path) => UnixStream::connect(path)
+                .await
+                .map(|s| Stream::Unix(s.into())),
             None => {
                 // Host names are resolved on smol's blocking pool, not on the loop.
                 let stream = TcpStream::connect(target.as_str()).await?;
                 let _ = stream.set_nodelay(true);
-                Ok(Stream::Tcp(stream))
+                Ok(Stream::Tcp(stream.into()))
             }
         }
     }
 
-    fn split(stream: Stream) -> (Stream, Stream) {
-        (stream.clone(), stream)
-    }
-
-    async fn read(reader: &mut Stream, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
-        let start = buf.len();
-        buf.resize(start + max, 0);
-        let read = match reader {
-            Stream::Tcp(s) => s.read(&mut buf[start..]).await,
-            Stream::Unix(s) => s.read(&mut buf[start..]).await,
-        };
-        buf.truncate(start + *read.as_ref().unwrap_or(&0));
-        read
-    }
-
-    async fn write_all(writer: &mut Stream, data: &[u8]) -> io::Result<()> {
-        match writer {
-            Stream::Tcp(s) => s.write_all(data).await,
-            Stream::Unix(s) => s.write_all(data).await,
+    async fn stream_ready(stream: &Stream, direction: Direction) -> io::Result<()> {
+        match (stream, direction) {
+            (Stream::Tcp(s), Direction::Read) => s.readable().await,
+            (Stream::Tcp(s), Direction::Write) => s.writable().await,
+            (Stream::Unix(s), Direction::Read) => s.readable().await,
+            (Stream::Unix(s), Direction::Write) => s.writable().await,
         }
     }
 
-    async fn shutdown(writer: &mut Stream) -> io::Result<()> {
-        match writer {
-            Stream::Tcp(s) => {
-                s.flush().await?;
-                s.shutdown(Shutdown::Write)
-            }
-            Stream::Unix(s) => {
-                s.flush().await?;
-                s.shutdown(Shutdown::Write)
-            }
-        }
-    }
-
-    fn reset(writer: Stream) {
-        if let Stream::Tcp(s) = &writer {
-            let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
-        }
-    }
-
-    fn reset_handle(stream: &Stream) -> Option<socket2::Socket> {
+    fn stream_try_read(
+        stream: &Stream,
+        buf: &mut bytes::BytesMut,
+        max: usize,
+    ) -> io::Result<usize> {
         match stream {
-            Stream::Tcp(s) => SockRef::from(s).try_clone().ok(),
-            Stream::Unix(_) => None,
+            Stream::Tcp(s) => recv_into(SockRef::from(s.as_ref()), buf, max),
+            Stream::Unix(s) => recv_into(SockRef::from(s.as_ref()), buf, max),
+        }
+    }
+
+    fn stream_try_write(stream: &Stream, data: &[u8]) -> io::Result<usize> {
+        match stream {
+            Stream::Tcp(s) => s.get_ref().write(data),
+            Stream::Unix(s) => s.get_ref().write(data),
+        }
+    }
+
+    fn stream_shutdown(stream: &Stream) -> io::Result<()> {
+        match stream {
+            Stream::Tcp(s) => s.get_ref().shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.get_ref().shutdown(Shutdown::Write),
+        }
+    }
+
+    fn stream_set_reset(stream: &Stream) {
+        if let Stream::Tcp(s) = stream {
+            let _ = SockRef::from(s.as_ref()).set_linger(Some(Duration::ZERO));
         }
     }
 }

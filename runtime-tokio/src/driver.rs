@@ -2,7 +2,7 @@
 //! docs). Drain the node, send the transmits in batches, wait for a datagram, a local socket
 //! report, a command or the deadline, read the clock once, feed the node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use async_channel::{Receiver, Sender};
 use burrow_core::Transmit;
+use bytes::BytesMut;
 use std::sync::Arc;
 
 use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
@@ -23,7 +24,8 @@ use crate::handle::MasterAttach;
 use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 
 use crate::handle::Command;
-use crate::local::{self, ConnTasks, Local};
+use crate::local::{self, Local, OpenConn};
+use crate::local_conn::Report;
 use crate::runtime::{Direction, Runtime};
 use crate::udp::Udp;
 
@@ -61,7 +63,16 @@ struct Loop<R: Runtime> {
     to_loop: Sender<Local<R>>,
     /// Where the readers of forwarded UDP sockets send their datagrams (bounded).
     udp_to_loop: Sender<Local<R>>,
-    conns: BTreeMap<ConnId, ConnTasks>,
+    conns: BTreeMap<ConnId, ConnEntry<R>>,
+    /// Connections with something to do since they were last driven.
+    dirty: BTreeSet<ConnId>,
+    /// Where local sockets are read into; each read's chunk is split off and handed on, and
+    /// once the node has dropped it the memory is found free again.
+    read_buf: BytesMut,
+    /// The most one read takes (the forwarder's chunk).
+    read_chunk: usize,
+    /// Reports of the connection being driven (kept for its allocation).
+    reports: Vec<Report>,
     /// STUN probes asked for by handles, waiting for their answer.
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     /// Master commands asked for by handles, waiting for their answer.
@@ -80,6 +91,13 @@ struct Loop<R: Runtime> {
     /// Each UDP flow's socket toward its target, and its reader task; dropping it closes
     /// the socket.
     flows: BTreeMap<FlowId, FlowSocket<R>>,
+}
+
+/// A local connection of the loop.
+enum ConnEntry<R: Runtime> {
+    /// Being connected by its task; a close before then drops this, and the socket with it.
+    Connecting,
+    Open(OpenConn<R>),
 }
 
 /// A UDP flow's socket, its service's address, and its reader task.
@@ -131,6 +149,10 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         to_loop,
         udp_to_loop,
         conns: BTreeMap::new(),
+        dirty: BTreeSet::new(),
+        read_buf: BytesMut::new(),
+        read_chunk: 0,
+        reports: Vec::new(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         path_tokens: None,
@@ -155,10 +177,11 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         ));
         state.udp_listeners.insert(id, (socket, task));
     }
+    state.read_chunk = state.node.read_chunk();
     let mut turn = 0usize;
+    let mut now = Instant::now();
     loop {
-        let deadline = state.drain();
-        state.send_outbox().await;
+        let deadline = state.flush(now).await;
         turn = turn.wrapping_add(1);
         let wake = {
             let mut datagram = pin!(R::udp_ready(&state.socket, Direction::Read));
@@ -191,7 +214,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
             })
             .await
         };
-        let now = Instant::now();
+        now = Instant::now();
         match wake {
             Wake::Datagram(Err(e)) => {
                 tracing::error!(error = %e, "UDP socket failed");
@@ -262,8 +285,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
             Wake::Command(Some(Command::Shutdown) | None) => {
                 // Peers and the server hear of it now, not by a timeout.
                 state.node.shutdown(now);
-                state.drain();
-                state.send_outbox().await;
+                state.flush(now).await;
                 break;
             }
             Wake::Deadline => state.node.handle_timeout(now),
@@ -304,8 +326,50 @@ impl<R: Runtime> Loop<R> {
         Ok(applied.summary)
     }
 
-    /// Performs everything the node has to say but its transmits, which go to the outbox;
-    /// returns its deadline.
+    /// Performs everything the node has to say, sends its transmits and drives every local
+    /// connection with work, until none has anything more to do; returns the node's deadline.
+    async fn flush(&mut self, now: Instant) -> Instant {
+        loop {
+            let deadline = self.drain();
+            self.send_outbox().await;
+            if !self.drive_conns(now) {
+                return deadline;
+            }
+        }
+    }
+
+    /// Moves the bytes of each connection with something to do, feeding what happened to the
+    /// node; whether anything did.
+    fn drive_conns(&mut self, now: Instant) -> bool {
+        let mut busy = false;
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let done = open
+                .conn
+                .drive(&mut self.read_buf, self.read_chunk, &mut self.reports);
+            if done {
+                self.conns.remove(&id);
+            } else {
+                open.wait();
+            }
+            for report in self.reports.drain(..) {
+                busy = true;
+                let node = &mut self.node;
+                match report {
+                    Report::Read(data) => node.handle_read(now, id, &data),
+                    Report::Eof => node.handle_eof(now, id),
+                    Report::Written(n) => node.handle_written(now, id, n),
+                    Report::Failed(why) => node.handle_conn_error(now, id, &why),
+                }
+            }
+        }
+        busy
+    }
+
+    /// Performs everything the node has to say but its transmits, which go to the outbox,
+    /// and the connections' I/O, which waits for [`Self::drive_conns`]; returns its deadline.
     fn drain(&mut self) -> Instant {
         loop {
             match self.node.poll_output() {
@@ -400,23 +464,39 @@ impl<R: Runtime> Loop<R> {
         match report {
             Local::Accepted(listener, stream, origin) => {
                 if let Some(id) = node.handle_accept_from(now, listener, origin) {
-                    let tasks = local::start(id, stream, &self.to_loop, node.read_chunk());
-                    self.conns.insert(id, tasks);
+                    let open = OpenConn::new(id, stream, &self.to_loop);
+                    self.conns.insert(id, ConnEntry::Open(open));
+                    self.dirty.insert(id);
                 }
             }
             Local::Connected(id, stream) => {
                 if self.conns.contains_key(&id) {
-                    let tasks = local::start(id, stream, &self.to_loop, node.read_chunk());
-                    self.conns.insert(id, tasks);
+                    let open = OpenConn::new(id, stream, &self.to_loop);
+                    self.conns.insert(id, ConnEntry::Open(open));
+                    self.dirty.insert(id);
                     node.handle_connected(now, id);
                 }
                 // Otherwise the stream was reset while connecting: dropping the socket closes it.
             }
             Local::ConnectFailed(id, e) => node.handle_connect_failed(now, id, &e.to_string()),
-            Local::Read(id, data) => node.handle_read(now, id, &data),
-            Local::Eof(id) => node.handle_eof(now, id),
-            Local::Written(id, n) => node.handle_written(now, id, n),
-            Local::Failed(id, e) => node.handle_conn_error(now, id, &e.to_string()),
+            Local::Ready(id, direction) => {
+                if let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) {
+                    open.ready(direction);
+                    self.dirty.insert(id);
+                }
+            }
+            Local::Failed(id, e) => {
+                if let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) {
+                    if open.conn.fail(e, &mut self.reports) {
+                        self.conns.remove(&id);
+                    }
+                    for report in self.reports.drain(..) {
+                        if let Report::Failed(why) = report {
+                            node.handle_conn_error(now, id, &why);
+                        }
+                    }
+                }
+            }
             Local::UdpRecv(listener, from, data) => {
                 node.handle_udp_recv_from(now, listener, from, &data)
             }
@@ -482,27 +562,41 @@ impl<R: Runtime> Loop<R> {
                 tracing::debug!(%conn, %target, "connecting");
                 local::spawn_connect::<R>(conn, target, self.to_loop.clone());
                 // A placeholder until connected, so a Close before then is noticed.
-                self.conns.insert(conn, ConnTasks::placeholder());
+                self.conns.insert(conn, ConnEntry::Connecting);
             }
-            Action::Read { conn } => self.with(conn, ConnTasks::read),
-            Action::Write { conn, data } => self.with(conn, |t| t.write(data)),
-            Action::Shutdown { conn } => self.with(conn, ConnTasks::shutdown),
+            Action::Read { conn } => self.with(conn, |c| c.read()),
+            Action::Write { conn, data } => self.with(conn, |c| c.write(data)),
+            Action::Shutdown { conn } => self.with(conn, |c| c.shutdown()),
             Action::Close {
                 conn,
                 abort,
                 reason,
             } => {
                 crate::log_close(conn, reason.as_deref());
-                if let Some(tasks) = self.conns.remove(&conn) {
-                    tasks.close(abort);
+                let done = match self.conns.get_mut(&conn) {
+                    Some(ConnEntry::Open(open)) => open.conn.close(abort),
+                    Some(ConnEntry::Connecting) => true,
+                    None => false,
+                };
+                if done {
+                    self.conns.remove(&conn);
+                } else {
+                    // Closed after its queued writes, when driven.
+                    self.dirty.insert(conn);
                 }
             }
         }
     }
 
-    fn with(&self, conn: ConnId, f: impl FnOnce(&ConnTasks)) {
-        if let Some(tasks) = self.conns.get(&conn) {
-            f(tasks);
+    /// Has an open connection's state take `f` and marks it to be driven.
+    fn with(
+        &mut self,
+        conn: ConnId,
+        f: impl FnOnce(&mut crate::local_conn::Conn<local::Socket<R>>),
+    ) {
+        if let Some(ConnEntry::Open(open)) = self.conns.get_mut(&conn) {
+            f(&mut open.conn);
+            self.dirty.insert(conn);
         }
     }
 }

@@ -23,6 +23,7 @@
 mod driver;
 mod handle;
 mod local;
+pub mod local_conn;
 #[cfg(feature = "tokio")]
 mod rt_tokio;
 mod runtime;

@@ -1,7 +1,7 @@
 //! Local sockets on an async [`Runtime`]: an accept task per listener, a connect task per
-//! outgoing connection, and one reader and one writer task per connection. The tasks only
-//! move bytes; every decision is the node's, and they report back to the driver as [`Local`]
-//! messages.
+//! outgoing connection, and per connection two tasks that wait for its readiness; the loop
+//! reads and writes the sockets itself ([`crate::local_conn`]). The tasks decide nothing;
+//! they report back to the driver as [`Local`] messages.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -14,7 +14,8 @@ use burrow_core::forward::udp::{FlowId, UdpListenerId};
 use burrow_core::forward::{ConnId, ListenerId, Origin};
 use bytes::{Bytes, BytesMut};
 
-use crate::runtime::Runtime;
+use crate::local_conn::{Conn, LocalSocket};
+use crate::runtime::{Direction, Runtime};
 
 /// How long a listener pauses after a failed accept (too many open files, a connection reset
 /// before accept) before it tries again.
@@ -34,70 +35,121 @@ pub(crate) enum Local<R: Runtime> {
     Listening(ListenerId, io::Result<SocketAddr>),
     Connected(ConnId, R::Stream),
     ConnectFailed(ConnId, io::Error),
-    Read(ConnId, Bytes),
-    Eof(ConnId),
-    Written(ConnId, usize),
+    /// A connection's socket may be ready in this direction.
+    Ready(ConnId, Direction),
+    /// Waiting for a connection's readiness failed.
     Failed(ConnId, io::Error),
 }
 
-/// What the writer task of a connection is told.
-enum WriteCmd {
-    Data(Bytes),
-    Shutdown,
-    Close { abort: bool },
+/// A connection's socket, as [`LocalSocket`] over a [`Runtime`].
+pub(crate) struct Socket<R: Runtime>(Arc<R::Stream>);
+
+impl<R: Runtime> LocalSocket for Socket<R> {
+    fn read_into(&self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+        R::stream_try_read(&self.0, buf, max)
+    }
+    fn write(&self, data: &[u8]) -> io::Result<usize> {
+        R::stream_try_write(&self.0, data)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        R::stream_shutdown(&self.0)
+    }
+    fn set_reset(&self) {
+        R::stream_set_reset(&self.0);
+    }
 }
 
-/// The driver's handle on one connection's tasks. Dropping it ends them (with a reset).
-pub(crate) struct ConnTasks {
-    reads: Sender<()>,
-    writes: Sender<WriteCmd>,
-    /// A TCP connection's second handle ([`Runtime::reset_handle`]): an abort (or dropping
-    /// this) sets SO_LINGER 0 through it at once, so the connection ends in a reset even if
-    /// the process exits before the writer task runs.
-    reset: Option<socket2::Socket>,
+/// One open connection of the loop: its bytes (moved by the loop itself, without waiting)
+/// and two small tasks that wait for its socket's readiness when the loop needs it.
+pub(crate) struct OpenConn<R: Runtime> {
+    pub(crate) conn: Conn<Socket<R>>,
+    wait_read: Sender<()>,
+    wait_write: Sender<()>,
+    waiting_read: bool,
+    waiting_write: bool,
+    _waiters: [R::Task; 2],
 }
 
-impl Drop for ConnTasks {
+impl<R: Runtime> Drop for OpenConn<R> {
     fn drop(&mut self) {
-        if let Some(socket) = self.reset.take() {
-            let _ = socket.set_linger(Some(Duration::ZERO));
+        // A connection the forwarder did not close cleanly ends in a reset, also when the
+        // loop stops with it open (a process that exits must not end it with a clean FIN).
+        if !self.conn.is_clean() {
+            self.conn.socket().set_reset();
         }
     }
 }
 
-impl ConnTasks {
-    /// A handle for a connection still connecting: it has no tasks yet.
-    pub(crate) fn placeholder() -> Self {
-        let (reads, _) = unbounded();
-        let (writes, _) = unbounded();
+impl<R: Runtime> OpenConn<R> {
+    /// Takes a connected socket and starts its waiters.
+    pub(crate) fn new(id: ConnId, stream: R::Stream, to_loop: &Sender<Local<R>>) -> Self {
+        let stream = Arc::new(stream);
+        let (wait_read, read_rx) = unbounded();
+        let (wait_write, write_rx) = unbounded();
+        let waiter = |direction, wants| {
+            R::spawn(wait_ready::<R>(
+                id,
+                stream.clone(),
+                direction,
+                wants,
+                to_loop.clone(),
+            ))
+        };
+        let waiters = [
+            waiter(Direction::Read, read_rx),
+            waiter(Direction::Write, write_rx),
+        ];
         Self {
-            reads,
-            writes,
-            reset: None,
+            conn: Conn::new(Socket(stream)),
+            wait_read,
+            wait_write,
+            waiting_read: false,
+            waiting_write: false,
+            _waiters: waiters,
         }
     }
 
-    /// Lets the reader read once.
-    pub(crate) fn read(&self) {
-        let _ = self.reads.try_send(());
-    }
-
-    pub(crate) fn write(&self, data: Bytes) {
-        let _ = self.writes.try_send(WriteCmd::Data(data));
-    }
-
-    pub(crate) fn shutdown(&self) {
-        let _ = self.writes.try_send(WriteCmd::Shutdown);
-    }
-
-    /// Closes the connection after the queued writes (or at once with a reset if `abort`).
-    pub(crate) fn close(mut self, abort: bool) {
-        if !abort {
-            // A clean close: the writer task ends the connection after the queued writes.
-            self.reset = None;
+    /// The runtime says the socket may be ready in `direction`.
+    pub(crate) fn ready(&mut self, direction: Direction) {
+        match direction {
+            Direction::Read => {
+                self.waiting_read = false;
+                self.conn.ready(true, false);
+            }
+            Direction::Write => {
+                self.waiting_write = false;
+                self.conn.ready(false, true);
+            }
         }
-        let _ = self.writes.try_send(WriteCmd::Close { abort });
-        // Dropping `self` sets SO_LINGER 0 now when aborting.
+    }
+
+    /// Has the waiters wait for what the connection needs and is not yet waiting for.
+    pub(crate) fn wait(&mut self) {
+        if self.conn.wants_readable() && !self.waiting_read {
+            self.waiting_read = self.wait_read.try_send(()).is_ok();
+        }
+        if self.conn.wants_writable() && !self.waiting_write {
+            self.waiting_write = self.wait_write.try_send(()).is_ok();
+        }
+    }
+}
+
+/// Waits for the socket's readiness in `direction` each time the loop asks, and says so.
+async fn wait_ready<R: Runtime>(
+    id: ConnId,
+    stream: Arc<R::Stream>,
+    direction: Direction,
+    wants: Receiver<()>,
+    to_loop: Sender<Local<R>>,
+) {
+    while wants.recv().await.is_ok() {
+        let msg = match R::stream_ready(&stream, direction).await {
+            Ok(()) => Local::Ready(id, direction),
+            Err(e) => Local::Failed(id, e),
+        };
+        if to_loop.send(msg).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -141,93 +193,6 @@ pub(crate) fn spawn_connect<R: Runtime>(conn: ConnId, target: String, to_loop: S
         };
         let _ = to_loop.send(msg).await;
     }));
-}
-
-/// Starts the reader and writer tasks of a connected socket.
-pub(crate) fn start<R: Runtime>(
-    conn: ConnId,
-    stream: R::Stream,
-    to_loop: &Sender<Local<R>>,
-    chunk: usize,
-) -> ConnTasks {
-    let (reads, read_rx) = unbounded();
-    let (writes, write_rx) = unbounded();
-    let reset = R::reset_handle(&stream);
-    let (rd, wr) = R::split(stream);
-    let reader = R::spawn(read_task::<R>(conn, rd, read_rx, to_loop.clone(), chunk));
-    R::detach(R::spawn(write_task::<R>(
-        conn,
-        wr,
-        write_rx,
-        reader,
-        to_loop.clone(),
-    )));
-    ConnTasks {
-        reads,
-        writes,
-        reset,
-    }
-}
-
-/// Reads once per credit; ends at end of file, on an error, or when the credits stop.
-async fn read_task<R: Runtime>(
-    conn: ConnId,
-    mut rd: R::Reader,
-    credits: Receiver<()>,
-    to_loop: Sender<Local<R>>,
-    chunk: usize,
-) {
-    // Each read's chunk is split off and sent on; once the loop has taken its bytes and
-    // dropped it, `reserve` finds the memory free again.
-    let mut buf = BytesMut::new();
-    while credits.recv().await.is_ok() {
-        buf.reserve(chunk);
-        let (msg, end) = match R::read(&mut rd, &mut buf, chunk).await {
-            Ok(0) => (Local::Eof(conn), true),
-            Ok(_) => (Local::Read(conn, buf.split().freeze()), false),
-            Err(e) => (Local::Failed(conn, e), true),
-        };
-        if to_loop.send(msg).await.is_err() || end {
-            return;
-        }
-    }
-}
-
-/// Writes in order; reports each write; shuts down or closes when told. Ends the reader when
-/// the connection closes.
-async fn write_task<R: Runtime>(
-    conn: ConnId,
-    mut wr: R::Writer,
-    cmds: Receiver<WriteCmd>,
-    reader: R::Task,
-    to_loop: Sender<Local<R>>,
-) {
-    let mut abort = true;
-    while let Ok(cmd) = cmds.recv().await {
-        match cmd {
-            WriteCmd::Data(data) => {
-                if let Err(e) = R::write_all(&mut wr, &data).await {
-                    let _ = to_loop.send(Local::Failed(conn, e)).await;
-                    break;
-                }
-                let _ = to_loop.send(Local::Written(conn, data.len())).await;
-            }
-            WriteCmd::Shutdown => {
-                if let Err(e) = R::shutdown(&mut wr).await {
-                    let _ = to_loop.send(Local::Failed(conn, e)).await;
-                    break;
-                }
-            }
-            WriteCmd::Close { abort: a } => {
-                abort = a;
-                break;
-            }
-        }
-    }
-    drop(reader);
-    if abort {
-        R::reset(wr);
-    }
 }
 
 /// The largest UDP datagram.

@@ -2,12 +2,12 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream, tcp, unix};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use tokio::task::JoinHandle;
 
 use crate::runtime::{Direction, Runtime};
@@ -37,24 +37,6 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
-/// The read half of a [`Stream`].
-#[derive(Debug)]
-pub enum Reader {
-    /// TCP.
-    Tcp(tcp::OwnedReadHalf),
-    /// A unix socket.
-    Unix(unix::OwnedReadHalf),
-}
-
-/// The write half of a [`Stream`].
-#[derive(Debug)]
-pub enum Writer {
-    /// TCP.
-    Tcp(tcp::OwnedWriteHalf),
-    /// A unix socket.
-    Unix(unix::OwnedWriteHalf),
-}
-
 fn interest(direction: Direction) -> Interest {
     match direction {
         Direction::Read => Interest::READABLE,
@@ -66,8 +48,6 @@ impl Runtime for Tokio {
     type Udp = UdpSocket;
     type Listener = TcpListener;
     type Stream = Stream;
-    type Reader = Reader;
-    type Writer = Writer;
     type Task = Task;
 
     fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Task {
@@ -136,54 +116,43 @@ impl Runtime for Tokio {
         }
     }
 
-    fn split(stream: Stream) -> (Reader, Writer) {
+    async fn stream_ready(stream: &Stream, direction: Direction) -> io::Result<()> {
         match stream {
-            Stream::Tcp(s) => {
-                let (r, w) = s.into_split();
-                (Reader::Tcp(r), Writer::Tcp(w))
-            }
-            Stream::Unix(s) => {
-                let (r, w) = s.into_split();
-                (Reader::Unix(r), Writer::Unix(w))
-            }
+            Stream::Tcp(s) => s.ready(interest(direction)).await.map(drop),
+            Stream::Unix(s) => s.ready(interest(direction)).await.map(drop),
         }
     }
 
-    async fn read(reader: &mut Reader, buf: &mut bytes::BytesMut, max: usize) -> io::Result<usize> {
+    fn stream_try_read(
+        stream: &Stream,
+        buf: &mut bytes::BytesMut,
+        max: usize,
+    ) -> io::Result<usize> {
         // Into the buffer's spare room, never zeroed first.
         let mut room = bytes::BufMut::limit(buf, max);
-        match reader {
-            Reader::Tcp(r) => r.read_buf(&mut room).await,
-            Reader::Unix(r) => r.read_buf(&mut room).await,
-        }
-    }
-
-    async fn write_all(writer: &mut Writer, data: &[u8]) -> io::Result<()> {
-        match writer {
-            Writer::Tcp(w) => w.write_all(data).await,
-            Writer::Unix(w) => w.write_all(data).await,
-        }
-    }
-
-    async fn shutdown(writer: &mut Writer) -> io::Result<()> {
-        match writer {
-            Writer::Tcp(w) => w.shutdown().await,
-            Writer::Unix(w) => w.shutdown().await,
-        }
-    }
-
-    fn reset(writer: Writer) {
-        if let Writer::Tcp(w) = writer {
-            let _ = SockRef::from(w.as_ref()).set_linger(Some(Duration::ZERO));
-            // Not dropped: dropping a write half sends a FIN first.
-            w.forget();
-        }
-    }
-
-    fn reset_handle(stream: &Stream) -> Option<socket2::Socket> {
         match stream {
-            Stream::Tcp(s) => SockRef::from(s).try_clone().ok(),
-            Stream::Unix(_) => None,
+            Stream::Tcp(s) => s.try_read_buf(&mut room),
+            Stream::Unix(s) => s.try_read_buf(&mut room),
+        }
+    }
+
+    fn stream_try_write(stream: &Stream, data: &[u8]) -> io::Result<usize> {
+        match stream {
+            Stream::Tcp(s) => s.try_write(data),
+            Stream::Unix(s) => s.try_write(data),
+        }
+    }
+
+    fn stream_shutdown(stream: &Stream) -> io::Result<()> {
+        match stream {
+            Stream::Tcp(s) => SockRef::from(s).shutdown(Shutdown::Write),
+            Stream::Unix(s) => SockRef::from(s).shutdown(Shutdown::Write),
+        }
+    }
+
+    fn stream_set_reset(stream: &Stream) {
+        if let Stream::Tcp(s) = stream {
+            let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
         }
     }
 }

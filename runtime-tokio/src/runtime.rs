@@ -24,12 +24,9 @@ pub trait Runtime: Send + Sync + 'static {
     type Udp: AsFd + Send + Sync + 'static;
     /// A listening TCP socket.
     type Listener: AsFd + Send + 'static;
-    /// A connected local socket (TCP or unix).
-    type Stream: Send + 'static;
-    /// The read half of a [`Self::Stream`].
-    type Reader: Send + 'static;
-    /// The write half of a [`Self::Stream`].
-    type Writer: Send + 'static;
+    /// A connected local socket (TCP or unix), shared by the loop, which reads and writes it
+    /// without waiting, and the tasks that wait for its readiness.
+    type Stream: Send + Sync + 'static;
     /// A spawned task; dropping it cancels the task.
     type Task: Send + 'static;
 
@@ -73,28 +70,25 @@ pub trait Runtime: Send + Sync + 'static {
     /// Connects to `target`: `host:port` (resolved without blocking the runtime), or
     /// `unix:PATH` for a unix socket. TCP connections get `TCP_NODELAY`.
     fn connect(target: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
-    /// Splits a connected socket for its reader and writer tasks.
-    fn split(stream: Self::Stream) -> (Self::Reader, Self::Writer);
-    /// Reads once, appending at most `max` bytes to `buf` (which has room for them): the
-    /// chunk is then split off and handed on without another copy.
-    fn read(
-        reader: &mut Self::Reader,
+    /// Completes once the stream may be ready in `direction` (or has failed or closed, which
+    /// the next operation reports).
+    fn stream_ready(
+        stream: &Self::Stream,
+        direction: Direction,
+    ) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads once without waiting, appending at most `max` bytes to `buf` (which has room for
+    /// them): the chunk is then split off and handed on without another copy. `WouldBlock`
+    /// clears the readiness, so the next [`Self::stream_ready`] waits for a new one.
+    fn stream_try_read(
+        stream: &Self::Stream,
         buf: &mut bytes::BytesMut,
         max: usize,
-    ) -> impl Future<Output = io::Result<usize>> + Send;
-    /// Writes all of `data`.
-    fn write_all(
-        writer: &mut Self::Writer,
-        data: &[u8],
-    ) -> impl Future<Output = io::Result<()>> + Send;
+    ) -> io::Result<usize>;
+    /// Writes what the socket takes now; `WouldBlock` as for reads.
+    fn stream_try_write(stream: &Self::Stream, data: &[u8]) -> io::Result<usize>;
     /// Shuts down the write direction (a FIN) after what was written.
-    fn shutdown(writer: &mut Self::Writer) -> impl Future<Output = io::Result<()>> + Send;
-    /// Drops the connection with a TCP reset, which tells the local application it failed (a
-    /// unix socket has no reset: it is just closed once the reader is gone too).
-    fn reset(writer: Self::Writer);
-    /// A second handle on a TCP connection (a duplicated descriptor; `None` for a unix
-    /// socket), through which the driver makes the connection end in a reset (SO_LINGER 0)
-    /// at the moment it decides so, whatever its tasks are doing: a process that exits before
-    /// they run must not end the connection with a clean FIN.
-    fn reset_handle(stream: &Self::Stream) -> Option<socket2::Socket>;
+    fn stream_shutdown(stream: &Self::Stream) -> io::Result<()>;
+    /// Makes a TCP connection end in a reset when it is closed (SO_LINGER 0), which tells
+    /// the local application it failed; a unix socket has no reset.
+    fn stream_set_reset(stream: &Self::Stream);
 }

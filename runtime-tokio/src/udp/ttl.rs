@@ -3,8 +3,9 @@
 //! receive path does not hand it out, so a socket that wants it (a rendezvous server, which
 //! tells each daemon its hop count) receives one datagram per `recvmsg` here instead.
 //!
-//! The only unsafe code of the runtimes: one `setsockopt` and one `recvmsg` with the libc
-//! control-message macros, each with its reason.
+//! With [`crate::local_conn::recv_into`]'s one `set_len`, the only unsafe code of the
+//! runtimes: one `setsockopt` and one `recvmsg` with the libc control-message macros, each
+//! with its reason.
 #![allow(unsafe_code)]
 
 use std::io;

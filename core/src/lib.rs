@@ -43,7 +43,7 @@
 //!         Accepted(listener, s)  => if let Some(conn) = node.handle_accept_from(now, listener, origin) { keep s as conn },
 //!         Connected(conn)        => node.handle_connected(now, conn),
 //!         ConnectFailed(conn, e) => node.handle_connect_failed(now, conn, &e),
-//!         Read(conn, bytes)      => node.handle_read(now, conn, &bytes),
+//!         Read(conn, bytes)      => node.handle_read(now, conn, bytes),
 //!         Eof(conn)              => node.handle_eof(now, conn),
 //!         Written(conn, n)       => node.handle_written(now, conn, n),
 //!         Failed(conn, e)        => node.handle_conn_error(now, conn, &e),

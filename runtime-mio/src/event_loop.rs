@@ -402,7 +402,7 @@ impl Loop {
         match report {
             Report::Connected => node.handle_connected(now, id),
             Report::ConnectFailed(why) => node.handle_connect_failed(now, id, &why),
-            Report::Io(Io::Read(data)) => node.handle_read(now, id, &data),
+            Report::Io(Io::Read(data)) => node.handle_read(now, id, data),
             Report::Io(Io::Eof) => node.handle_eof(now, id),
             Report::Io(Io::Written(n)) => node.handle_written(now, id, n),
             Report::Io(Io::Failed(why)) => node.handle_conn_error(now, id, &why),

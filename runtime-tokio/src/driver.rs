@@ -358,7 +358,7 @@ impl<R: Runtime> Loop<R> {
                 busy = true;
                 let node = &mut self.node;
                 match report {
-                    Report::Read(data) => node.handle_read(now, id, &data),
+                    Report::Read(data) => node.handle_read(now, id, data),
                     Report::Eof => node.handle_eof(now, id),
                     Report::Written(n) => node.handle_written(now, id, n),
                     Report::Failed(why) => node.handle_conn_error(now, id, &why),

@@ -371,7 +371,7 @@ impl LocalSockets {
             c.read_wanted = false;
             c.reads += 1;
             c.taken += n as u64;
-            fwd.handle_read(now, ep, conn, &data);
+            fwd.handle_read(now, ep, conn, data);
         } else if c.write_closed {
             c.read_wanted = false;
             fwd.handle_eof(now, ep, conn);

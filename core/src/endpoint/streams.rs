@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::Endpoint;
 use crate::crypto::PublicKey;
@@ -77,6 +77,20 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<usize, StreamError> {
         self.with_session(now, peer, |s, _| Ok(s.streams.mux.write(stream, data)?))
+    }
+
+    /// [`Self::stream_write`] without copying: the stream keeps (a slice of) `data` until the
+    /// peer acknowledges it.
+    pub fn stream_write_bytes(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        stream: StreamId,
+        data: &Bytes,
+    ) -> Result<usize, StreamError> {
+        self.with_session(now, peer, |s, _| {
+            Ok(s.streams.mux.write_bytes(stream, data)?)
+        })
     }
 
     /// Reads received bytes in order into `buf`. Reading frees flow-control credit, which may

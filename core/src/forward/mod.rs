@@ -27,7 +27,7 @@
 //!         Accepted(l, socket)       => { let c = fwd.handle_accept(now, &mut ep, l); ... }
 //!         Connected(c)              => fwd.handle_connected(now, &mut ep, c),
 //!         ConnectFailed(c, why)     => fwd.handle_connect_failed(now, &mut ep, c, why),
-//!         Read(c, bytes)            => fwd.handle_read(now, &mut ep, c, &bytes),
+//!         Read(c, bytes)            => fwd.handle_read(now, &mut ep, c, bytes),
 //!         Eof(c)                    => fwd.handle_eof(now, &mut ep, c),
 //!         Written(c, n)             => fwd.handle_written(now, &mut ep, c, n),
 //!         Failed(c, why)            => fwd.handle_conn_error(now, &mut ep, c, why),
@@ -81,7 +81,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 pub use action::{Action, ConnId, ListenerId};
 pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
@@ -354,7 +354,7 @@ impl Forwarder {
 
     /// The runtime read `data` from `conn` after an [`Action::Read`]. An empty `data` means
     /// end of file, as [`Self::handle_eof`].
-    pub fn handle_read(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId, data: &[u8]) {
+    pub fn handle_read(&mut self, now: Instant, ep: &mut Endpoint, conn: ConnId, data: Bytes) {
         if data.is_empty() {
             return self.handle_eof(now, ep, conn);
         }
@@ -365,9 +365,10 @@ impl Forwarder {
         c.bytes_read += data.len() as u64;
         let mut rest = data;
         if let (true, Some((peer, stream))) = (c.pending.is_empty(), c.stream) {
-            // Straight into the stream: only what it does not take now is copied and kept.
-            match ep.stream_write(now, peer, stream, data) {
-                Ok(n) => rest = &data[n..],
+            // Straight into the stream, which keeps the chunk itself; what it does not take now
+            // is kept here.
+            match ep.stream_write_bytes(now, peer, stream, &rest) {
+                Ok(n) => rest.advance(n),
                 Err(StreamError::Blocked) => {}
                 Err(e) => {
                     let why = format!("stream write failed: {e}");
@@ -378,10 +379,10 @@ impl Forwarder {
         let c = self.conns.get_mut(&conn).expect("looked up above");
         if !rest.is_empty() {
             c.pending = if c.pending.is_empty() {
-                Bytes::copy_from_slice(rest)
+                rest
             } else {
                 // Only a runtime that read without an `Action::Read` gets here; keep every byte.
-                [&c.pending[..], rest].concat().into()
+                [&c.pending[..], &rest[..]].concat().into()
             };
         }
         self.push_up(now, ep, conn);
@@ -643,10 +644,8 @@ impl Forwarder {
             return;
         };
         while !c.pending.is_empty() {
-            match ep.stream_write(now, peer, stream, &c.pending) {
-                Ok(n) => {
-                    let _ = c.pending.split_to(n);
-                }
+            match ep.stream_write_bytes(now, peer, stream, &c.pending) {
+                Ok(n) => c.pending.advance(n),
                 Err(StreamError::Blocked) => return,
                 Err(e) => {
                     let why = format!("stream write failed: {e}");

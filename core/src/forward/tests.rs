@@ -174,7 +174,9 @@ impl Net {
         let local = self.local(i, conn);
         assert!(local.may_read, "{conn} read without an Action::Read");
         local.may_read = false;
-        self.with(i, |f, ep, now| f.handle_read(now, ep, conn, data));
+        self.with(i, |f, ep, now| {
+            f.handle_read(now, ep, conn, bytes::Bytes::copy_from_slice(data))
+        });
     }
 
     fn eof(&mut self, i: usize, conn: ConnId) {

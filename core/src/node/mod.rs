@@ -532,11 +532,12 @@ impl Node {
         fwd.handle_connect_failed(now, ep, conn, why);
     }
 
-    /// An [`Action::Read`] read `data` (not empty).
-    pub fn handle_read(&mut self, now: Instant, conn: ConnId, data: &[u8]) {
+    /// An [`Action::Read`] read `data` (not empty); the stream keeps the chunk itself, not a
+    /// copy, until the peer acknowledges it.
+    pub fn handle_read(&mut self, now: Instant, conn: ConnId, data: bytes::Bytes) {
         if self.is_sniffing(conn) {
             self.now = now;
-            return self.sni_read(now, conn, data);
+            return self.sni_read(now, conn, &data);
         }
         let (fwd, ep) = self.input(now);
         fwd.handle_read(now, ep, conn, data);

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::ack::AckState;
 use super::assembler::ReadBuf;
 use super::flow::{RecvCredit, SendCredit};
@@ -256,6 +258,22 @@ impl Mux {
     /// Queues as much of `data` as the stream's send buffer takes and returns how much.
     /// `Err(WriteError::Blocked)` means nothing fit: wait for [`StreamEvent::Writable`].
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        self.write_with(id, data.len(), |n| Bytes::copy_from_slice(&data[..n]))
+    }
+
+    /// [`Self::write`] without copying: the stream keeps (a slice of) `data` until the peer
+    /// acknowledges it.
+    pub fn write_bytes(&mut self, id: StreamId, data: &Bytes) -> Result<usize, WriteError> {
+        self.write_with(id, data.len(), |n| data.slice(..n))
+    }
+
+    /// Queues the first bytes of `len` that fit, as `take(n)` hands them over.
+    fn write_with(
+        &mut self,
+        id: StreamId,
+        len: usize,
+        take: impl FnOnce(usize) -> Bytes,
+    ) -> Result<usize, WriteError> {
         let limit = self.config.stream_send_buffer;
         let s = self.streams.get_mut(&id).ok_or(WriteError::UnknownStream)?;
         if let Some(code) = s.stopped_by_peer {
@@ -264,11 +282,12 @@ impl Mux {
         if !s.send.is_open() {
             return Err(WriteError::Closed);
         }
-        let n = s.send.write(data, limit);
-        if n == 0 && !data.is_empty() {
+        let n = s.send.room(len, limit);
+        if n == 0 && len > 0 {
             s.send.want_writable = true;
             return Err(WriteError::Blocked);
         }
+        s.send.append(take(n));
         self.queue(id);
         Ok(n)
     }

@@ -1,7 +1,10 @@
-//! The send half of a stream: a byte ring of unacknowledged data, what is still unsent, what
-//! must be retransmitted, FIN and RESET state.
+//! The send half of a stream: the unacknowledged data (the chunks the application wrote,
+//! shared rather than copied), what is still unsent, what must be retransmitted, FIN and RESET
+//! state.
 
 use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes};
 
 use super::flow::SendCredit;
 use super::ranges::RangeSet;
@@ -19,8 +22,11 @@ pub(crate) struct Chunk {
 /// The send direction of one stream.
 #[derive(Debug)]
 pub(crate) struct SendStream {
-    /// Bytes from `base` (the lowest unacknowledged offset) to the write offset.
-    buf: VecDeque<u8>,
+    /// Bytes from `base` (the lowest unacknowledged offset) to the write offset, as written:
+    /// each chunk with its offset, the first at `base`.
+    buf: VecDeque<(u64, Bytes)>,
+    /// Bytes in `buf`.
+    len: u64,
     base: u64,
     /// The next offset never sent.
     unsent: u64,
@@ -49,6 +55,7 @@ impl SendStream {
     pub(crate) fn new(peer_limit: u64) -> Self {
         Self {
             buf: VecDeque::new(),
+            len: 0,
             base: 0,
             unsent: 0,
             retransmit: RangeSet::default(),
@@ -68,7 +75,7 @@ impl SendStream {
 
     /// The offset after the last byte written.
     pub(crate) fn end(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.base + self.len
     }
 
     /// The highest offset ever sent (the final size a RESET reports).
@@ -81,12 +88,27 @@ impl SendStream {
         !self.fin && self.reset.is_none()
     }
 
-    /// Appends as much of `data` as fits in a buffer of `limit` bytes; returns how much.
+    /// How much of `len` bytes fits in a buffer of `limit` bytes.
+    pub(crate) fn room(&self, len: usize, limit: u64) -> usize {
+        (len as u64).min(limit.saturating_sub(self.len)) as usize
+    }
+
+    /// Appends as much of `data` as fits in a buffer of `limit` bytes (copied); returns how
+    /// much.
+    #[cfg(test)]
     pub(crate) fn write(&mut self, data: &[u8], limit: u64) -> usize {
-        let room = limit.saturating_sub(self.buf.len() as u64);
-        let n = (data.len() as u64).min(room) as usize;
-        self.buf.extend(&data[..n]);
+        let n = self.room(data.len(), limit);
+        self.append(Bytes::copy_from_slice(&data[..n]));
         n
+    }
+
+    /// Appends `data`, which the caller fitted with [`Self::room`], without copying it.
+    pub(crate) fn append(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            let len = data.len() as u64;
+            self.buf.push_back((self.end(), data));
+            self.len += len;
+        }
     }
 
     pub(crate) fn finish(&mut self) {
@@ -100,6 +122,7 @@ impl SendStream {
         }
         self.reset = Some(code);
         self.buf = VecDeque::new();
+        self.len = 0;
         self.base = self.unsent;
         self.retransmit = RangeSet::default();
         self.acked = RangeSet::default();
@@ -178,18 +201,20 @@ impl SendStream {
 
     /// Copies the bytes at `offset..offset + out.len()` (all unacknowledged) into `out`.
     pub(crate) fn copy(&self, offset: u64, out: &mut [u8]) {
-        let start = (offset - self.base) as usize;
-        let (a, b) = self.buf.as_slices();
-        let mut done = 0;
-        if start < a.len() {
-            let n = (a.len() - start).min(out.len());
-            out[..n].copy_from_slice(&a[start..start + n]);
-            done = n;
+        if out.is_empty() {
+            return;
         }
-        if done < out.len() {
-            let from = start + done - a.len();
-            let n = out.len() - done;
-            out[done..].copy_from_slice(&b[from..from + n]);
+        // The chunk holding `offset`: the last one starting at or before it.
+        let mut i = self.buf.partition_point(|(start, _)| *start <= offset) - 1;
+        let mut at = (offset - self.buf[i].0) as usize;
+        let mut done = 0;
+        while done < out.len() {
+            let chunk = &self.buf[i].1[at..];
+            let n = chunk.len().min(out.len() - done);
+            out[done..done + n].copy_from_slice(&chunk[..n]);
+            done += n;
+            i += 1;
+            at = 0;
         }
     }
 
@@ -216,11 +241,27 @@ impl SendStream {
         if first.start > self.base {
             return false;
         }
-        let freed = (first.end - self.base) as usize;
-        self.buf.drain(..freed);
-        self.base = first.end;
+        self.free_to(first.end);
         self.acked.remove(first);
         true
+    }
+
+    /// Drops the data below `end`, which was all acknowledged.
+    fn free_to(&mut self, end: u64) {
+        while let Some((start, chunk)) = self.buf.front_mut() {
+            let chunk_end = *start + chunk.len() as u64;
+            if chunk_end <= end {
+                self.buf.pop_front();
+            } else {
+                if *start < end {
+                    chunk.advance((end - *start) as usize);
+                    *start = end;
+                }
+                break;
+            }
+        }
+        self.len -= end - self.base;
+        self.base = end;
     }
 
     /// `offset..offset + len` (and FIN) may not have arrived: send it again unless acknowledged.
@@ -249,7 +290,7 @@ impl SendStream {
         if self.reset.is_some() {
             return self.reset_acked;
         }
-        self.fin && self.fin_acked && self.buf.is_empty()
+        self.fin && self.fin_acked && self.len == 0
     }
 
     /// All data and the FIN were acknowledged (not a reset).
@@ -260,12 +301,17 @@ impl SendStream {
     /// Bytes buffered (written, not yet acknowledged).
     #[cfg(test)]
     pub(crate) fn buffered(&self) -> u64 {
-        self.buf.len() as u64
+        self.len
     }
 
     /// Heap bytes held.
     pub(crate) fn heap_size(&self) -> usize {
-        self.buf.capacity() + self.retransmit.heap_size() + self.acked.heap_size()
+        // The chunks' bytes (their allocations are the runtime's read buffers, filled in
+        // order and freed as acknowledgements drop the chunks) and the queue itself.
+        self.len as usize
+            + self.buf.capacity() * std::mem::size_of::<(u64, Bytes)>()
+            + self.retransmit.heap_size()
+            + self.acked.heap_size()
     }
 }
 
@@ -350,6 +396,41 @@ mod tests {
         assert!(!s.is_done());
         s.reset_acked = true;
         assert!(s.is_done() && !s.is_finished());
+    }
+
+    #[test]
+    fn chunks_are_kept_as_written_and_read_across_their_edges() {
+        let mut s = SendStream::new(1000);
+        let first = Bytes::from_static(b"abcd");
+        let n = s.room(first.len(), 100);
+        s.append(first.slice(..n));
+        assert_eq!(s.buf[0].1.as_ptr(), first.as_ptr(), "kept, not copied");
+        s.write(b"ef", 100);
+        s.append(Bytes::new());
+        s.write(b"ghij", 100);
+        assert_eq!(s.buffered(), 10);
+        let mut out = [0u8; 7];
+        s.copy(2, &mut out);
+        assert_eq!(&out, b"cdefghi");
+        // An acknowledgement that ends inside a chunk frees up to there and no further.
+        let a = s.next_chunk(3, 1000).unwrap();
+        assert!(s.on_ack(a.offset, a.len as u64, false));
+        assert_eq!(s.buffered(), 7);
+        let mut out = [0u8; 7];
+        s.copy(3, &mut out);
+        assert_eq!(&out, b"defghij");
+        let b = s.next_chunk(4, 1000).unwrap();
+        assert_eq!((b.offset, b.len), (3, 4));
+        assert!(s.on_ack(b.offset, b.len as u64, false));
+        let mut out = [0u8; 3];
+        s.copy(7, &mut out);
+        assert_eq!(&out, b"hij");
+        assert_eq!(
+            s.buf.len(),
+            1,
+            "whole chunks below the acknowledged offset are gone"
+        );
+        s.copy(10, &mut []);
     }
 
     #[test]

@@ -124,7 +124,8 @@ fn a_published_port_carries_public_connections_to_the_daemon_and_nothing_else() 
         .node(0)
         .handle_accept_from(t, listener, Some(origin))
         .expect("a session to the daemon carries it");
-    net.node(0).handle_read(t, conn, b"GET /");
+    net.node(0)
+        .handle_read(t, conn, bytes::Bytes::copy_from_slice(b"GET /"));
     run(&mut net, Duration::from_secs(1));
     let opened = connects(&net, 1);
     assert_eq!(opened.len(), 1, "{opened:?}");

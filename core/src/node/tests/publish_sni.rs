@@ -180,8 +180,10 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
         .node(0)
         .handle_accept_from(t, listener, origin(5555))
         .unwrap();
-    net.node(0).handle_read(t, conn, &tls[..3]);
-    net.node(0).handle_read(t, conn, &tls[3..400]);
+    net.node(0)
+        .handle_read(t, conn, bytes::Bytes::copy_from_slice(&tls[..3]));
+    net.node(0)
+        .handle_read(t, conn, bytes::Bytes::copy_from_slice(&tls[3..400]));
     run(&mut net, Duration::from_secs(1));
     assert!(
         connects(&net, 1).is_empty(),
@@ -193,7 +195,8 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
         "read again while the hello is partial"
     );
     let t = net.now;
-    net.node(0).handle_read(t, conn, &tls[400..]);
+    net.node(0)
+        .handle_read(t, conn, bytes::Bytes::copy_from_slice(&tls[400..]));
     run(&mut net, Duration::from_secs(1));
     let opened = connects(&net, 1);
     assert_eq!(opened.len(), 1, "{opened:?}");
@@ -204,7 +207,11 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
     assert_eq!(written(&net, 1, opened[0].0), tls, "the hello, untouched");
     // The service answers: the bytes come back to the public connection.
     let t = net.now;
-    net.node(1).handle_read(t, opened[0].0, b"server hello");
+    net.node(1).handle_read(
+        t,
+        opened[0].0,
+        bytes::Bytes::copy_from_slice(b"server hello"),
+    );
     run(&mut net, Duration::from_secs(1));
     assert_eq!(written(&net, 0, conn), b"server hello");
 
@@ -215,18 +222,26 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
         .node(0)
         .handle_accept_from(t, listener, origin(6001))
         .unwrap();
-    net.node(0)
-        .handle_read(t, nobody, &hello(Some("nobody.example.test"), 0));
+    net.node(0).handle_read(
+        t,
+        nobody,
+        bytes::Bytes::copy_from_slice(&hello(Some("nobody.example.test"), 0)),
+    );
     let http = net
         .node(0)
         .handle_accept_from(t, listener, origin(6002))
         .unwrap();
-    net.node(0).handle_read(t, http, b"GET / HTTP/1.1\r\n\r\n");
+    net.node(0).handle_read(
+        t,
+        http,
+        bytes::Bytes::copy_from_slice(b"GET / HTTP/1.1\r\n\r\n"),
+    );
     let early = net
         .node(0)
         .handle_accept_from(t, listener, origin(6003))
         .unwrap();
-    net.node(0).handle_read(t, early, &tls[..10]);
+    net.node(0)
+        .handle_read(t, early, bytes::Bytes::copy_from_slice(&tls[..10]));
     net.node(0).handle_eof(t, early);
     run(&mut net, Duration::from_secs(1));
     for c in [nobody, http, early] {
@@ -260,7 +275,8 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
         .node(0)
         .handle_accept_from(t, listener, origin(6004))
         .unwrap();
-    net.node(0).handle_read(t, slow, &tls[..100]);
+    net.node(0)
+        .handle_read(t, slow, bytes::Bytes::copy_from_slice(&tls[..100]));
     let mut endless = vec![1, 0, 0x40, 0];
     endless.extend(std::iter::repeat_n(0, 16 * 1024));
     let endless = records(&endless, 1);
@@ -269,7 +285,8 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
         .handle_accept_from(t, listener, origin(6005))
         .unwrap();
     for chunk in endless[..MAX_HELLO + 100].chunks(1000) {
-        net.node(0).handle_read(t, large, chunk);
+        net.node(0)
+            .handle_read(t, large, bytes::Bytes::copy_from_slice(chunk));
     }
     run(&mut net, SNI_WAIT - Duration::from_secs(1));
     assert!(!reset(&net, 0, slow), "closed before SNI_WAIT");
@@ -293,8 +310,11 @@ fn tls_connections_reach_the_path_their_name_asks_for_and_others_are_closed() {
         .node(0)
         .handle_accept_from(t, listener, origin(6006))
         .unwrap();
-    net.node(0)
-        .handle_read(t, after, &hello(Some("blog.example.test"), 0));
+    net.node(0).handle_read(
+        t,
+        after,
+        bytes::Bytes::copy_from_slice(&hello(Some("blog.example.test"), 0)),
+    );
     run(&mut net, Duration::from_secs(1));
     assert!(reset(&net, 0, after));
 }

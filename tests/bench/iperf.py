@@ -9,7 +9,9 @@ Builds the default release binary (`cargo build --release -p burrow`, RUSTFLAGS 
 in a temporary git worktree with its own target dir. Then, everything on 127.0.0.1:
 
 - one `iperf3 -s`, one TCP echo server (this script, in a child process);
-- socat with 256 KiB buffers (`-b 262144`, rcvbuf and sndbuf 262144) in front of each;
+- socat with 256 KiB buffers (`-b 262144`, rcvbuf and sndbuf 262144) in front of each, and
+  for ping-pong a second socat in front of that one: two relays in a row have the process hops
+  of a tunnel (client, two forwarders, service) without its crypto, a floor for its latency;
 - per build: `burrow server` and two daemons (`burrow daemon -c FILE`, the same as `expose` and
   `connect` but one daemon carries two services): the exposing daemon serves iperf3 and the
   echo server, the connecting daemon listens on local ports for both.
@@ -540,6 +542,9 @@ def bench(args, run_dir):
 
     socat_iperf, socat_iperf_port = socat(iperf_port)
     socat_echo, socat_echo_port = socat(echo_port)
+    # Two relays in a row: the process hops a tunnel has (client, connecting daemon, exposing
+    # daemon, service), with no crypto and no UDP: the floor for a tunnel's ping-pong.
+    socat_echo2, socat_echo2_port = socat(socat_echo_port)
     log(f"socat: {shlex.join(socat_iperf.argv)}")
 
     tunnels = []
@@ -603,7 +608,11 @@ def bench(args, run_dir):
         f"== 64-byte ping-pong, {chunk * args.rounds} round trips per path in {args.rounds} "
         "interleaved runs (200 warm-up each), python3 client and echo server"
     )
-    pp_paths = [("raw TCP", echo_port), ("socat 256K", socat_echo_port)]
+    pp_paths = [
+        ("raw TCP", echo_port),
+        ("socat 256K", socat_echo_port),
+        ("two socats in a row", socat_echo2_port),
+    ]
     pp_paths += [(f"burrow {t.label}", t.echo_port) for t in tunnels]
     samples = {name: [] for name, _ in pp_paths}
     for _ in range(args.rounds):
@@ -668,6 +677,12 @@ def bench(args, run_dir):
         ]
         for what, ok in checks:
             log(f"  {'met    ' if ok else 'NOT met'}  {what}")
+        floor = pp["two socats in a row"]["p50"]
+        log(
+            f"  (two socats in a row, the same process hops without crypto: p50 "
+            f"{floor / pp['raw TCP']['p50']:.2f}x raw; the tunnel is "
+            f"{pp['burrow default']['p50'] / floor:.2f}x that)"
+        )
     log()
     log(f"command: python3 {shlex.join([rel, *sys.argv[1:]])}")
 

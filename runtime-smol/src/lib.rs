@@ -2,7 +2,8 @@
 //!
 //! The async driver of burrow-tokio (built without tokio) over a [`Runtime`] shim for smol: the
 //! node's loop is one future on its own thread (`smol::block_on`); local connections have
-//! small reader and writer tasks on smol's executor; UDP goes through the same batching socket
+//! two small tasks on smol's executor that wait for their readiness (the loop reads and
+//! writes them itself); UDP goes through the same batching socket
 //! (GSO/GRO) with async-io's readiness. There is no protocol logic here. The handle's methods
 //! are futures that run on any executor (or `smol::block_on`).
 //!

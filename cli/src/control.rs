@@ -360,10 +360,19 @@ pub fn render(s: &Status) -> String {
     if let Some(a) = s.udp_addr {
         line(format!("udp         {a}"));
     }
-    match (&s.registered, &s.registration_error) {
-        (Some(r), _) => line(format!("registered  yes, seen as {r}")),
-        (None, Some(e)) => line(format!("registered  no: {e}")),
-        (None, None) => line("registered  not yet".into()),
+    let lost = match (&s.registration_lost, s.registration_lost_secs) {
+        (Some(why), Some(ago)) => Some(format!(
+            "lost since {} ({ago:.0} s ago): {why}; registering again",
+            utc_time_ago(ago)
+        )),
+        _ => None,
+    };
+    match (&s.registered, &s.registration_error, lost) {
+        (Some(r), _, _) => line(format!("registered  yes, seen as {r}")),
+        (None, Some(e), None) => line(format!("registered  no: {e}")),
+        (None, Some(e), Some(lost)) => line(format!("registered  no: {e} ({lost})")),
+        (None, None, Some(lost)) => line(format!("registered  no: {lost}")),
+        (None, None, None) => line("registered  not yet".into()),
     }
     line(String::new());
     line(
@@ -403,11 +412,13 @@ pub fn render(s: &Status) -> String {
     }
     if !s.exposed.is_empty() {
         line(String::new());
-        line("EXPOSED                         ROUTE   TARGET".into());
+        line("EXPOSED                         ROUTE   TARGET                  STATE".into());
         for (name, target) in &s.exposed {
             let route = s.exposed_routes.iter().find(|(n, _)| n == name);
             let route = route.map_or("-", |(_, r)| r.as_str());
-            line(format!("{name:<31} {route:<7} {target}"));
+            let state = s.exposed_state.iter().find(|(n, _)| n == name);
+            let state = state.map_or("-", |(_, r)| r.as_str());
+            line(format!("{name:<31} {route:<7} {target:<23} {state}"));
         }
     }
     if !s.published.is_empty() {
@@ -483,6 +494,17 @@ pub fn render(s: &Status) -> String {
         ));
     }
     out
+}
+
+/// The UTC time of day `ago` seconds before now, as `HH:MM:SS UTC`.
+fn utc_time_ago(ago: f64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ago = std::time::Duration::try_from_secs_f64(ago).unwrap_or_default();
+    let at = now.saturating_sub(ago);
+    let day = at.as_secs() % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
 }
 
 fn bytes(n: u64) -> String {

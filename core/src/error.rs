@@ -49,7 +49,7 @@ impl fmt::Display for CloseReason {
                 f.write_str("the peer broke the stream protocol (e.g. sent beyond its window)")
             }
             Self::PeerUnresponsive => {
-                f.write_str("the peer stopped answering while streams were open")
+                f.write_str("the peer stopped answering (its keepalive or data went unacknowledged)")
             }
         }
     }

@@ -26,10 +26,22 @@ pub struct Status {
     pub registered: Option<SocketAddr>,
     /// The last registration failure, if registration is not up.
     pub registration_error: Option<String>,
+    /// Why the registration was lost (the session to the server ended: it stopped answering
+    /// our keepalives, or closed), until registered again.
+    #[serde(default)]
+    pub registration_lost: Option<String>,
+    /// How many seconds ago the registration was lost.
+    #[serde(default)]
+    pub registration_lost_secs: Option<f64>,
     /// Sessions, with their counters.
     pub peers: Vec<PeerInfo>,
     /// Services we expose: name and local target.
     pub exposed: Vec<(String, String)>,
+    /// Whether the target of each service we expose answers (name, state): `ready`, or
+    /// `target unreachable: REASON (TARGET) N times, last S s ago` until a connection to it
+    /// succeeds.
+    #[serde(default)]
+    pub exposed_state: Vec<(String, String)>,
     /// Services we connect to, with their listeners.
     pub services: Vec<ServiceInfo>,
     /// Live local connections.
@@ -130,7 +142,8 @@ pub struct ServiceInfo {
     pub name: String,
     /// Local listener addresses for it.
     pub listen: Vec<SocketAddr>,
-    /// `idle`, `asking` or `ready`.
+    /// `idle`, `asking`, `ready`, or `unreachable` (ready, but the exposing daemon's target
+    /// refused the last connection and none answered since).
     pub state: String,
     /// The peer serving it when ready.
     pub peer: Option<u64>,
@@ -265,6 +278,7 @@ pub(crate) fn snapshot(
             let (state, peer) = match s.state {
                 ServiceState::Idle => ("idle", None),
                 ServiceState::Asking => ("asking", None),
+                ServiceState::Ready(p) if s.target_down => ("unreachable", Some(p.0)),
                 ServiceState::Ready(p) => ("ready", Some(p.0)),
             };
             ServiceInfo {
@@ -377,6 +391,26 @@ pub(crate) fn add_udp(
             target.push_str(&format!(" (proxy protocol {v})"));
         }
     }
+}
+
+/// Adds to `status` what needs the time (`now`): since when the registration is lost, and
+/// whether the target of each service we expose (`exposed`) answers.
+pub(crate) fn add_standing(
+    status: &mut Status,
+    (ep, fwd, now): (&Endpoint, &Forwarder, std::time::Instant),
+    exposed: &[(ServiceName, String)],
+) {
+    if status.registered.is_none() {
+        if let Some((since, why)) = ep.registration_lost() {
+            status.registration_lost = Some(why.to_string());
+            let ago = now.saturating_duration_since(since).as_secs_f64();
+            status.registration_lost_secs = Some(ago);
+        }
+    }
+    status.exposed_state = exposed
+        .iter()
+        .map(|(name, _)| (name.to_string(), fwd.target_state(now, name)))
+        .collect();
 }
 
 /// Adds to `status` where each exposed service that asked to be published (`options`)

@@ -21,6 +21,13 @@ impl Endpoint {
             .map(|s| s.path().addr())
     }
 
+    /// Since when and why a daemon's registration is lost (the session to the rendezvous
+    /// server ended, or the server forgot it), until it is registered again.
+    pub fn registration_lost(&self) -> Option<(std::time::Instant, &str)> {
+        let lost = self.daemon.as_ref()?.lost.as_ref()?;
+        Some((lost.0, lost.1.as_str()))
+    }
+
     /// The rendezvous server's key, for a daemon.
     pub(super) fn server_key(&self) -> Option<PublicKey> {
         self.daemon.as_ref().map(|d| d.config.server_key)

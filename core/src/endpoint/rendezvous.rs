@@ -51,6 +51,8 @@ pub(super) struct Daemon {
     pub(super) mapped_by: Option<crate::portmap::Protocol>,
     /// Outstanding requests to publish an exposed service on the server's public ports.
     pub(super) publishing: BTreeMap<u64, ServiceName>,
+    /// Since when and why the registration is lost, until registered again.
+    pub(super) lost: Option<(Instant, String)>,
 }
 
 impl Daemon {
@@ -93,6 +95,7 @@ impl Daemon {
             }),
             mapped: None,
             mapped_by: None,
+            lost: None,
             config,
         }
     }
@@ -205,6 +208,10 @@ impl Endpoint {
             Note::Up(key) if Some(key) == server_key => {
                 let daemon = self.daemon.as_mut().expect("server_key came from it");
                 daemon.client.start(now);
+                if let Some(session) = self.sessions.get_mut(&key) {
+                    // A killed server is noticed at the first unanswered keepalive.
+                    session.pings_keepalive = true;
+                }
             }
             Note::Up(key) => {
                 if let Some(server) = self.server.as_mut() {
@@ -212,9 +219,11 @@ impl Endpoint {
                 }
                 self.announce_ready(key);
             }
-            Note::Down(key, _) if Some(key) == server_key => {
+            Note::Down(key, reason) if Some(key) == server_key => {
                 let daemon = self.daemon.as_mut().expect("server_key came from it");
                 if daemon.client.is_registered() {
+                    let why = format!("the session to the rendezvous server ended: {reason}");
+                    daemon.lost = Some((now, why));
                     self.out.events.push_back(Event::RegistrationLost);
                 }
                 daemon.client.session_lost(now);
@@ -345,6 +354,7 @@ impl Endpoint {
         match event {
             ClientEvent::Registered { reflexive, .. } => {
                 daemon.reflexive = Some(reflexive);
+                daemon.lost = None;
                 self.out.events.push_back(Event::Registered { reflexive });
                 self.refresh_introductions(now);
                 self.announce_mapping(now);
@@ -567,7 +577,11 @@ impl Endpoint {
                         .push_back(Event::AdminFailed { request, reason });
                 }
             }
-            ClientEvent::LeaseLost => self.out.events.push_back(Event::RegistrationLost),
+            ClientEvent::LeaseLost => {
+                let why = "the rendezvous server no longer knew our registration";
+                daemon.lost.get_or_insert((now, why.into()));
+                self.out.events.push_back(Event::RegistrationLost);
+            }
             ClientEvent::Revoked { peer } => {
                 self.access.revoke(&peer);
                 if let Some(id) = self.sessions.get(&peer).map(|s| s.id) {

@@ -107,6 +107,8 @@ pub(crate) struct ServiceStatus {
     pub(crate) waiting: usize,
     /// The last failure the rendezvous server (or a closed session) reported, if any.
     pub(crate) last_error: Option<String>,
+    /// The exposing daemon's target refused the last connection, and none answered since.
+    pub(crate) target_down: bool,
 }
 
 /// One live local connection, from [`super::Forwarder::conns`].

@@ -38,6 +38,8 @@ pub(super) struct Conn {
     pub(super) proxy_header: Option<Vec<u8>>,
     /// The [`super::Forwarder::listen_to`] listener it was accepted on.
     pub(super) via: Option<super::ListenerId>,
+    /// The local target of an incoming stream, for the log and the status.
+    pub(super) target: Option<String>,
 }
 
 impl Conn {
@@ -59,6 +61,7 @@ impl Conn {
             origin: None,
             proxy_header: None,
             via: None,
+            target: None,
         }
     }
 

@@ -73,6 +73,7 @@ mod options;
 pub mod proxy;
 mod routed;
 pub mod sni;
+mod targets;
 pub mod udp;
 
 #[cfg(test)]
@@ -130,6 +131,8 @@ struct Wanted {
     /// Accepted connections waiting for a stream, oldest first.
     waiting: VecDeque<ConnId>,
     last_error: Option<String>,
+    /// The exposing daemon's target refused our last connection, and none answered since.
+    target_down: bool,
 }
 
 /// Pipes local connections into streams and back. See the module docs.
@@ -148,6 +151,8 @@ pub struct Forwarder {
     actions: VecDeque<Action>,
     /// Where stream data is read; each write splits its chunk off.
     rx: BytesMut,
+    /// Whether the targets of the services we expose answer.
+    targets: targets::Targets,
 }
 
 impl Forwarder {
@@ -169,6 +174,7 @@ impl Forwarder {
             conns: BTreeMap::new(),
             streams: BTreeMap::new(),
             actions: VecDeque::new(),
+            targets: targets::Targets::default(),
         }
     }
 
@@ -182,6 +188,7 @@ impl Forwarder {
             state: ServiceState::Idle,
             waiting: VecDeque::new(),
             last_error: None,
+            target_down: false,
         });
         self.listeners.insert(id, service);
         id
@@ -237,6 +244,7 @@ impl Forwarder {
     /// longer does ([`Endpoint::unexpose`]): each stream is reset and stopped with
     /// `CONN_FAILED`, each local connection closed with `abort`.
     pub fn reset_incoming(&mut self, now: Instant, ep: &mut Endpoint, service: &ServiceName) {
+        self.targets.forget(service);
         for conn in self.conns_of(service, true) {
             self.fail(now, ep, conn, CONN_FAILED, format!("{service} was removed"));
         }
@@ -266,7 +274,14 @@ impl Forwarder {
             state: w.state,
             waiting: w.waiting.len(),
             last_error: w.last_error.clone(),
+            target_down: w.target_down,
         })
+    }
+
+    /// Whether the target of `service`, which we expose, answers: `ready`, or since when and
+    /// why not (as of `now`).
+    pub(crate) fn target_state(&self, now: Instant, service: &ServiceName) -> String {
+        self.targets.state(now, service)
     }
 
     /// The live local connections.
@@ -323,6 +338,9 @@ impl Forwarder {
         };
         c.connected = true;
         c.reading = true;
+        if c.incoming {
+            self.targets.connected(&c.service);
+        }
         if let Some(header) = c.proxy_header.take() {
             // Ahead of every byte of the stream; counts against the write budget until
             // reported written, like any write.
@@ -335,7 +353,8 @@ impl Forwarder {
     }
 
     /// The runtime could not connect `conn` to its target: the stream is refused with
-    /// [`CONNECT_FAILED`] and the handle closed.
+    /// [`CONNECT_FAILED`] and the handle closed; the service counts as "target unreachable"
+    /// until a connection to its target succeeds.
     pub fn handle_connect_failed(
         &mut self,
         now: Instant,
@@ -343,13 +362,16 @@ impl Forwarder {
         conn: ConnId,
         reason: &str,
     ) {
-        self.fail(
-            now,
-            ep,
-            conn,
-            CONNECT_FAILED,
-            format!("connect failed: {reason}"),
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let target = c.target.clone().unwrap_or_default();
+        self.targets.failed(now, &c.service, &target, reason);
+        let why = format!(
+            "service {}: target {target} unreachable: {reason}",
+            c.service
         );
+        self.fail(now, ep, conn, CONNECT_FAILED, why);
     }
 
     /// The runtime read `data` from `conn` after an [`Action::Read`]. An empty `data` means
@@ -453,6 +475,7 @@ impl Forwarder {
                 let mut c = Conn::new(service.clone(), true, false);
                 c.stream = Some((*peer, *stream));
                 c.proxy_header = proxy.map(|v| proxy::header(v, *origin));
+                c.target = Some(target.clone());
                 self.conns.insert(conn, c);
                 self.streams.insert((*peer, *stream), conn);
                 self.actions.push_back(Action::Connect {
@@ -481,6 +504,8 @@ impl Forwarder {
                             w.last_error = Some(why.to_string());
                         }
                         why.to_string()
+                    } else if *code == CONNECT_FAILED {
+                        self.target_refused(conn)
                     } else {
                         format!("the remote side reset the connection (code {code:#x})")
                     };
@@ -686,6 +711,12 @@ impl Forwarder {
             self.rx.reserve(room);
             match ep.stream_read_into(now, peer, stream, &mut self.rx, room) {
                 Ok(ReadOutcome::Data(n)) => {
+                    if c.bytes_written == 0 && !c.incoming {
+                        // The exposing daemon reached its target.
+                        if let Some(w) = self.wanted.get_mut(&c.service) {
+                            w.target_down = false;
+                        }
+                    }
                     c.unflushed += n;
                     c.bytes_written += n as u64;
                     let data = self.rx.split().freeze();

@@ -684,6 +684,7 @@ impl Node {
             &self.options,
         );
         status::add_published(&mut status, &self.seen, &self.options);
+        status::add_standing(&mut status, (&self.ep, &self.fwd, self.now), &self.exposed);
         status
     }
 

@@ -88,6 +88,10 @@ pub(crate) struct Session {
     /// Whether our keepalive holds a direct path (our static key is the smaller one): see
     /// [`Session::keepalive_at`].
     pub(super) keeps_path: bool,
+    /// Every keepalive is an ack-eliciting ping (the session to the rendezvous server), so a
+    /// peer that vanished is noticed at the first unanswered keepalive (`liveness.rs`), not
+    /// at the idle timeout.
+    pub(crate) pings_keepalive: bool,
     /// The source (see [`source_of`]) of the initiation that made this session, until the
     /// session is up: while set, the session is a half-open handshake held for that source.
     pub(crate) opened_by: Option<IpAddr>,
@@ -143,6 +147,7 @@ impl Session {
             liveness: Liveness::default(),
             pings: Default::default(),
             keeps_path: ctx.identity.secret.public_key() < key,
+            pings_keepalive: false,
             opened_by: None,
         }
     }
@@ -211,7 +216,7 @@ impl Session {
 
     /// Whether the keepalive due now is an ack-eliciting ping (see [`Self::keepalive_at`]).
     fn keepalive_pings(&self) -> bool {
-        self.keeps_path && self.punch.fallback().is_some()
+        self.pings_keepalive || (self.keeps_path && self.punch.fallback().is_some())
     }
 
     /// Since when the peer owes us signs of life, if it does: the session is up, and streams

@@ -20,6 +20,7 @@ use super::retry::{GIVE_UP_AFTER, RETRY_MAX, Retry};
 use crate::crypto::PublicKey;
 
 mod attach;
+mod refusal;
 mod tokens;
 
 /// How long a refused or unanswered registration waits before it is tried again.
@@ -98,6 +99,10 @@ pub(crate) struct Client {
     last_register: Option<u64>,
     /// Our attachments that failed, with why (see `attach.rs`).
     attach_failed: BTreeMap<ServiceName, String>,
+    /// Why the server refused our last registration, until one succeeds (`refusal.rs`).
+    refused: Option<(ErrorCode, String)>,
+    /// How long the next refused registration waits before it is tried again.
+    refused_wait: Duration,
 }
 
 impl Client {
@@ -131,6 +136,8 @@ impl Client {
             token_uses: Vec::new(),
             last_register: None,
             attach_failed: BTreeMap::new(),
+            refused: None,
+            refused_wait: REGISTER_RETRY,
         })
     }
 
@@ -182,9 +189,10 @@ impl Client {
     /// session is asked for again after a delay that doubles from [`RECONNECT_MIN`] to
     /// [`RECONNECT_MAX`] while the server stays unreachable.
     pub(crate) fn session_lost(&mut self, now: Instant) {
+        let refused = self.refused_retry_at();
         self.state = State::Idle;
         self.pause_requests();
-        self.connect_at = Some(now + self.backoff);
+        self.connect_at = Some((now + self.backoff).max(refused.unwrap_or(now)));
         self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
     }
 
@@ -328,6 +336,7 @@ impl Client {
             req.retry = Some(Retry::new(now));
         }
         self.requests.insert(request, req);
+        self.fail_unsent();
         request
     }
 
@@ -407,6 +416,7 @@ impl Client {
                     renew_at: now + self.renew_interval(lease),
                     renewing: None,
                 };
+                self.registration_accepted();
                 self.events
                     .push_back(ClientEvent::Registered { reflexive, lease });
                 if let Some(import) = self.import.as_mut().filter(|i| i.retry.is_due(now)) {
@@ -554,12 +564,7 @@ impl Client {
                     // The new path tokens were refused: the old ones come back at once.
                     return self.end_import(now, Err((code, detail)));
                 }
-                self.events
-                    .push_back(ClientEvent::RegistrationFailed { code, detail });
-                self.state = State::Backoff {
-                    at: now + REGISTER_RETRY,
-                };
-                return;
+                return self.registration_refused(now, code, detail);
             }
             State::Registered {
                 renewing: Some((r, _)),

@@ -1070,3 +1070,4 @@ mod limits;
 mod pins;
 mod publish;
 mod rattach;
+mod refusal;

@@ -98,6 +98,14 @@ pub struct NatConfig {
     pub local_entry_timeout: Duration,
     /// External ports the NAT allocates from, inclusive.
     pub port_range: (u16, u16),
+    /// Linux's source map (`find_appropriate_src` in `nf_nat_core.c`), when set: a new flow
+    /// from an internal endpoint that has no mapping takes the external port of that
+    /// endpoint's newest conntrack entry, including one that expired but that conntrack's
+    /// garbage collector has not reaped yet (the walk does not check expiry). Such an entry is
+    /// reaped this long after it expired, or at once when a packet of its own 5-tuple is
+    /// looked up, even one whose TTL dies at this box (the lookup precedes `ip_forward`'s TTL
+    /// check). `None`: the mapping behaviour alone decides (no copying).
+    pub source_map: Option<Duration>,
 }
 
 impl Default for NatConfig {
@@ -115,6 +123,7 @@ impl Default for NatConfig {
             unsolicited: Unsolicited::Drop,
             local_entry_timeout: Duration::from_secs(30),
             port_range: (1024, 65535),
+            source_map: None,
         }
     }
 }
@@ -192,6 +201,13 @@ impl NatConfig {
         self
     }
 
+    /// Models Linux's source map, with expired entries reaped `gc_lag` after they expire (see
+    /// [`NatConfig::source_map`]).
+    pub fn with_source_map(mut self, gc_lag: Duration) -> Self {
+        self.source_map = Some(gc_lag);
+        self
+    }
+
     /// Sets the treatment of unsolicited inbound packets.
     pub fn with_unsolicited(mut self, u: Unsolicited) -> Self {
         self.unsolicited = u;
@@ -229,6 +245,18 @@ struct Flow {
     last: Duration,
     /// Whether a packet came back on this flow (or it was opened from outside).
     replied: bool,
+    /// When the flow was made (the source map takes the newest).
+    created: Duration,
+}
+
+/// A flow that expired but is not reaped yet (see [`NatConfig::source_map`]).
+#[derive(Clone, Copy, Debug)]
+struct Unreaped {
+    int: SocketAddr,
+    remote: SocketAddr,
+    port: u16,
+    created: Duration,
+    reap_at: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -286,6 +314,7 @@ pub struct NatBox {
     ports: BTreeMap<u16, PortUse>,
     rover: u16,
     next_purge: Duration,
+    unreaped: Vec<Unreaped>,
 }
 
 const ANY_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
@@ -302,6 +331,7 @@ impl NatBox {
             ports: BTreeMap::new(),
             rover,
             next_purge: Duration::MAX,
+            unreaped: Vec::new(),
         }
     }
 
@@ -386,13 +416,23 @@ impl NatBox {
             exp > now
         });
         let mappings = &self.mappings;
-        self.flows.retain(|&(port, _), f| {
+        let unreaped = &mut self.unreaped;
+        unreaped.retain(|u| u.reap_at > now);
+        self.flows.retain(|&(port, remote), f| {
             let exp = f.last + flow_timeout(&cfg, f);
             let alive = exp > now
                 && f.mapping
                     .is_none_or(|k| mappings.get(&k).is_some_and(|m| m.port == port));
             if alive {
                 next = next.min(exp);
+            } else if let (Some(lag), Some(int)) = (cfg.source_map, f.int) {
+                unreaped.push(Unreaped {
+                    int,
+                    remote,
+                    port,
+                    created: f.created,
+                    reap_at: exp.min(now) + lag,
+                });
             }
             alive
         });
@@ -426,6 +466,7 @@ impl NatBox {
             mapping,
             last: now,
             replied,
+            created: now,
         };
         self.expire_at(now + self.flow_timeout(&flow));
         self.flows.insert((port, remote), flow);
@@ -454,6 +495,8 @@ impl NatBox {
             self.expire_at(now + expiry);
             return Some((port, OutKind::Existing));
         }
+        // The lookup of this tuple reaps its own expired entry.
+        self.reap(now, int, remote);
         let key = self.key(int, remote);
         if let Some(m) = self.mappings.get_mut(&key) {
             let port = m.port;
@@ -469,6 +512,12 @@ impl NatBox {
             self.insert_flow(other, remote, int, None, now, false);
             return Some((other, OutKind::Clash { wanted: port }));
         }
+        if let Some(port) = self.source_map_port(int, remote, now) {
+            self.mappings.insert(key, MappingEntry { port, last: now });
+            self.ports.insert(port, PortUse::Mapping(key));
+            self.insert_flow(port, remote, int, Some(key), now, false);
+            return Some((port, OutKind::New));
+        }
         let port = self.allocate(int, remote, rng)?;
         let kind = match self.cfg.port_allocation {
             PortAllocation::Preserving
@@ -482,6 +531,36 @@ impl NatBox {
         self.ports.insert(port, PortUse::Mapping(key));
         self.insert_flow(port, remote, int, Some(key), now, false);
         Some((port, kind))
+    }
+
+    /// A packet `int -> remote` was looked up at `now` (conntrack's lookup runs before the TTL
+    /// check): an expired entry of that tuple is reaped.
+    pub(crate) fn reap(&mut self, now: Duration, int: SocketAddr, remote: SocketAddr) {
+        self.purge(now);
+        self.unreaped
+            .retain(|u| !(u.int == int && u.remote == remote));
+    }
+
+    /// Under the source map (not for fully random allocation, which skips it), the external
+    /// port of `int`'s newest conntrack entry, live or expired and unreaped, if the reply
+    /// tuple toward `remote` is free there.
+    fn source_map_port(&self, int: SocketAddr, remote: SocketAddr, now: Duration) -> Option<u16> {
+        self.cfg.source_map?;
+        if self.cfg.port_allocation == PortAllocation::Random {
+            return None;
+        }
+        let live = self
+            .flows
+            .iter()
+            .filter(|&(&(port, _), f)| f.int == Some(int) && self.flow_alive(port, f, now))
+            .map(|(&(port, _), f)| (f.created, port));
+        let unreaped = self
+            .unreaped
+            .iter()
+            .filter(|u| u.int == int && u.reap_at > now)
+            .map(|u| (u.created, u.port));
+        let (_, port) = live.chain(unreaped).max_by_key(|&(created, _)| created)?;
+        (!self.flows.contains_key(&(port, remote))).then_some(port)
     }
 
     fn port_free(&self, port: u16, remote: SocketAddr) -> bool {
@@ -595,6 +674,7 @@ impl NatBox {
                         mapping: None,
                         last: now,
                         replied: false,
+                        created: now,
                     },
                 );
                 self.expire_at(now + self.cfg.local_entry_timeout);

@@ -329,7 +329,11 @@ impl World {
     fn nat_from_inside(&mut self, n: NatId, mut pkt: Packet) {
         if pkt.ttl <= 1 {
             // Linux decrements the TTL in ip_forward, before the new conntrack entry is
-            // confirmed: the packet dies and leaves no mapping behind.
+            // confirmed: the packet dies and leaves no mapping behind (its lookup did reap an
+            // expired entry of its tuple, though).
+            self.net.nats[n.0 as usize]
+                .state
+                .reap(self.now, pkt.src, pkt.dst);
             return self.ttl_at_nat(n, &pkt);
         }
         pkt.ttl -= 1;

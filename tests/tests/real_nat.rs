@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use burrow_tests::netns::{self, Lab, Proc, Site, Topology};
 
+#[path = "real_nat/agree.rs"]
+mod agree;
 #[path = "real_nat/moves.rs"]
 mod moves;
 #[path = "real_nat/netcheck.rs"]
@@ -398,6 +400,9 @@ struct Pair {
     state_b: PathBuf,
 }
 
+/// Where the server serves its metrics, inside its namespace.
+const SERVER_METRICS: &str = "127.0.0.1:9300";
+
 /// The server's address in every pair.
 const SERVER_ADDR: &str = "192.0.2.10:7000";
 
@@ -448,6 +453,9 @@ impl Pair {
         if let Some(rate) = impair.relay_rate {
             server_args.extend(["--relay-rate", rate]);
         }
+        // Its counters, for the tests that compare them with its log (loopback in its own
+        // namespace).
+        server_args.extend(["--metrics", SERVER_METRICS]);
         let mut server = lab.spawn(SERVER, "server", &burrow, &server_args)?;
         server.wait_line(Duration::from_secs(10), |l| l.contains("listening"))?;
         procs.push(server);
@@ -626,16 +634,18 @@ fn burrow_traverses_real_nats() {
             o.ttfb_ms,
             o.error.as_deref().unwrap_or("ok")
         );
-        rows.push((o, *expect));
+        // Issue 16: the simulator's outcome for the same NATs, side by side.
+        let sim = agree::simulate(sites);
+        rows.push((o, *expect, sim));
     }
     println!();
     println!(
-        "{:<28} {:<8} {:<26} {:>10} {:>16} {:<8}",
+        "{:<28} {:<8} {:<26} {:>10} {:>16} {:<8} SIMULATOR (same NATs, seeds 1-3)",
         "PAIR", "EXPECT", "PATH", "TTFB", "16 MiB", "SHA-256"
     );
-    for (o, expect) in &rows {
+    for (o, expect, (names, _, shown)) in &rows {
         println!(
-            "{:<28} {:<8} {:<26} {:>10} {:>16} {:<8}",
+            "{:<28} {:<8} {:<26} {:>10} {:>16} {:<8} {names}: {shown}",
             o.pair,
             expect.unwrap_or("any"),
             o.path,
@@ -648,7 +658,17 @@ fn burrow_traverses_real_nats() {
         );
     }
     let mut failures = Vec::new();
-    for (o, expect) in &rows {
+    for (o, _, (names, sim_direct, shown)) in &rows {
+        // The simulator and the real NATs agree on how the pair ends: direct or relayed.
+        let real_direct = o.path.starts_with("direct");
+        if o.error.is_none() && *sim_direct != Some(real_direct) {
+            failures.push(format!(
+                "{}: real NATs {} but the simulator ({names}) {shown}",
+                o.pair, o.path
+            ));
+        }
+    }
+    for (o, expect, _) in &rows {
         if let Some(e) = &o.error {
             failures.push(format!("{}: {e}", o.pair));
         } else if let Some(want) = expect {

@@ -395,7 +395,20 @@ impl Agent {
         match self.search.handle_timeout(cfg, now, rng) {
             Step::Probes { ttl } => {
                 let probe = Bytes::copy_from_slice(&crate::wire::header::probe());
-                for dst in self.affordable_targets(probe.len()) {
+                let sweep = schedule::sweep_ttls(cfg, self.first_ttl);
+                let cost = probe.len() * (1 + sweep.len());
+                let targets = self.affordable_targets(cost);
+                // The sweep first, to every target, before any probe makes a new flow.
+                for sweep_ttl in sweep {
+                    for &dst in &targets {
+                        self.out.push_back(Outgoing::Direct {
+                            dst,
+                            ttl: Some(sweep_ttl),
+                            payload: probe.clone(),
+                        });
+                    }
+                }
+                for dst in targets {
                     self.out.push_back(Outgoing::Direct {
                         dst,
                         ttl: Some(ttl),

@@ -14,7 +14,8 @@
 //! (see [`super::Agent`]), every attempt also goes through the relay, at the plain handshake
 //! interval. Attempts stop at `handshake_timeout`, which the session enforces.
 //!
-//! Relayed search rounds ([`Search`]): probes, then `punch_lead` later the path challenges at
+//! Relayed search rounds ([`Search`]): a sweep of packets that die at our own NATs (see
+//! [`sweep_ttls`]), probes, then `punch_lead` later the path challenges at
 //! full TTL; the first round starts `path_probe_min` after the session came up on the relay and
 //! rounds back off to `path_probe_max`.
 
@@ -32,6 +33,23 @@ pub(crate) fn probe_ttl(cfg: &SessionConfig, first: ProbeTtl, step: u32) -> u8 {
         .unwrap_or(u8::MAX)
         .saturating_add(first)
         .min(cfg.punch_ttl_ceiling.max(first))
+}
+
+/// The TTLs of a relayed search round's sweep: one packet per TTL from 1 up to, not
+/// including, the first probes' TTL, to every target, before the round's probes.
+///
+/// Each dies at one of our own NATs (TTL `k` at hop `k`), where a Linux NAT looks its tuple up
+/// before `ip_forward` drops it, and that lookup reaps an expired conntrack entry of the
+/// tuple. Without it such an entry, left by an earlier round and not yet reaped by conntrack's
+/// garbage collector (up to a minute later), lends its port to the round's first new flow:
+/// `find_appropriate_src` gives a new flow from our socket the mapping of its newest entry
+/// without checking expiry, and later flows copy that one. A NAT that turned from symmetric
+/// (fully random ports) to a cone would then map the round's flows to a random port of the
+/// symmetric phase, which the peer never hears of, instead of to the mapping of our flow to
+/// the server, the reflexive address the peer punches toward. The sweep makes no state of
+/// its own: the packet dies before the entry it would make is confirmed.
+pub(crate) fn sweep_ttls(cfg: &SessionConfig, first: ProbeTtl) -> std::ops::Range<u8> {
+    1..first.first(cfg).max(1)
 }
 
 /// The initial TTLs hosts use (Linux and macOS 64, Windows 128, some routers 255).

@@ -321,27 +321,21 @@ fn server_rtt_ms(pair: &Pair, state: &std::path::Path) -> Option<f64> {
 /// switch (relayed) and one after (direct) arrive intact.
 ///
 /// What Linux does here: conntrack keeps the entries made under the old rule, and a new flow
-/// from an inside socket takes the mapping of that socket's newest live entry (its "source
-/// map"), so the daemon's flows to the peer keep a random port while any entry of the failed
-/// rounds lives; the search's rounds every 16 s refreshed them (unreplied entries live 30 s)
-/// and the pair never went direct. The rounds now wait 32 s after the 8 s one: the stale
-/// entries expire, the next round's flows take the mapping of the server's flow (the address
-/// the peer knows), and the pair goes direct about 47 s after the switch (in 4 of 7 runs).
-///
-/// Open (issue 16): about half the runs are still relayed a minute after the switch. The
-/// conntrack tables printed then show the round after the 32 s gap giving the daemon's new
-/// flows to the peer a fresh random port, neither the server's flow's mapping (the reflexive
-/// address the peer sends to) nor the daemon's own port. A likely cause, not verified yet:
-/// `find_appropriate_src` (nf_nat_core.c) walks the NAT's by-source list without checking
-/// expiry, so an entry of an earlier round that has expired but that conntrack's garbage
-/// collector has not reaped yet (its interval adapts, up to 60 s) still lends its random port
-/// to the next new flow, and every later flow copies it; `conntrack -L` reaps expired entries
-/// as it dumps, so its printout cannot show the culprit. The peer only knows the server's
-/// view (the server's flow keeps its old mapping), so the fix in the product is likely to
-/// learn the mapping new flows get now (a binding request to the server's second address
-/// from the daemon's socket) and hand it to the peer. Run it with `--run-ignored all`.
+/// from an inside socket takes the mapping of that socket's newest entry (its "source map",
+/// `find_appropriate_src` in nf_nat_core.c), so the daemon's flows to the peer keep a random
+/// port while any entry of the failed rounds lives; the search's rounds every 16 s refreshed
+/// them (unreplied entries live 30 s), so the rounds wait 32 s after the 8 s one. That was
+/// not enough in about half the runs: the walk of the source map does not check expiry, so
+/// an entry of an earlier round that had expired but that conntrack's garbage collector had
+/// not reaped yet (its interval adapts, up to a minute) lent its random port to the round's
+/// first new flow, and every later flow copied it: a port neither the peer nor the server
+/// knows. Each round now starts with a sweep: one TTL-1 packet to every target, which dies at
+/// the NAT after conntrack's lookup of its tuple has reaped the expired entry, so the round's
+/// new flows take the mapping of the daemon's flow to the server, the reflexive address the
+/// peer punches toward. The simulator's
+/// `regression_under_linux_source_map_a_nat_turned_cone_goes_direct_within_a_minute` is the
+/// same case.
 #[test]
-#[ignore = "flaky through real NAT (about half the runs stay relayed), issue 16"]
 fn a_nat_that_turns_from_symmetric_to_cone_goes_direct_within_a_minute() {
     let Some(lab) = lab() else { return };
     drop(lab);

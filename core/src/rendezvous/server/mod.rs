@@ -58,8 +58,10 @@ pub(crate) struct Server {
     pairs: Pairs,
     /// Relayed handshake initiations per token (a bucket of initiations, not bytes).
     initiations: RelayBudget,
-    /// Per token: when its relay drops were last reported, and drops since then.
-    relay_drops: BTreeMap<String, (Option<Instant>, u64)>,
+    /// Per token: when its relay drops were last reported, drops since then, and the sender
+    /// of the latest (the report names it). Held drops are reported once
+    /// [`RELAY_LIMIT_REPORT`] has passed, so the log's sum is the whole count.
+    relay_drops: BTreeMap<String, (Option<Instant>, u64, PublicKey)>,
     /// Per sender: when the relay's refusals of its packets were last reported, and
     /// refusals since then (forgotten [`RELAY_LIMIT_REPORT`] after the last report).
     relay_refusals: BTreeMap<PublicKey, (Option<Instant>, u64)>,
@@ -230,7 +232,8 @@ impl Server {
         let Some(token) = self.registry.get(&from).map(|r| r.token().to_string()) else {
             return;
         };
-        let (last, dropped) = self.relay_drops.entry(token).or_insert((None, 0));
+        let (last, dropped, sender) = self.relay_drops.entry(token).or_insert((None, 0, from));
+        *sender = from;
         *dropped += 1;
         if last.is_none_or(|at| now.saturating_duration_since(at) >= RELAY_LIMIT_REPORT) {
             let count = std::mem::take(dropped);
@@ -613,6 +616,16 @@ impl Server {
         self.relay.retain(|token| registry.has_token(token));
         self.relay_drops
             .retain(|token, _| registry.has_token(token));
+        for (last, dropped, sender) in self.relay_drops.values_mut() {
+            let due = last.is_none_or(|at| now.saturating_duration_since(at) >= RELAY_LIMIT_REPORT);
+            if *dropped > 0 && due {
+                *last = Some(now);
+                self.events.push_back(ServerEvent::RelayLimited {
+                    key: *sender,
+                    dropped: std::mem::take(dropped),
+                });
+            }
+        }
         self.initiations.retain(|token| registry.has_token(token));
         self.relay_refusals.retain(|_, (last, _)| {
             last.is_some_and(|at| now.saturating_duration_since(at) < RELAY_LIMIT_REPORT)
@@ -664,6 +677,11 @@ impl Server {
             self.unregistered.first().map(|(at, _)| *at),
             self.waiters.next_deadline(),
             self.pushes.next_deadline(),
+            self.relay_drops
+                .values()
+                .filter(|(_, dropped, _)| *dropped > 0)
+                .filter_map(|(last, _, _)| last.map(|at| at + RELAY_LIMIT_REPORT))
+                .min(),
         ]
         .into_iter()
         .flatten()

@@ -168,7 +168,7 @@ pub enum Command {
     ///
     ///   [[expose]]
     ///   name = "/home/dns"
-    ///   target = "127.0.0.1:53"         # IP:PORT for UDP
+    ///   target = "127.0.0.1:53"         # HOST:PORT for UDP
     ///   protocol = "udp"                # tcp (default) or udp
     ///
     ///   [[connect]]
@@ -195,7 +195,7 @@ pub enum Command {
         /// The service name, a path such as `/home/ssh`.
         name: String,
         /// Where connections go locally: a TCP address such as 127.0.0.1:22, or a unix socket
-        /// as unix:/run/app.sock; with `--protocol udp`, a UDP IP:PORT such as 127.0.0.1:53.
+        /// as unix:/run/app.sock; with `--protocol udp`, a UDP HOST:PORT such as 127.0.0.1:53.
         target: String,
         /// Forward TCP connections or UDP datagrams (`--udp` is the daemon's own UDP address).
         #[arg(long, value_name = "tcp|udp", default_value = "tcp")]

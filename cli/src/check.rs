@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn udp_and_proxy_entries_are_checked() {
         let text = "server = \"127.0.0.1:7000\"\nserver_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\ntoken = \"t\"\nudp_max_flows = 0\n\
-            [[expose]]\nname = \"/a\"\ntarget = \"localhost:53\"\nprotocol = \"udp\"\n\
+            [[expose]]\nname = \"/a\"\ntarget = \"unix:/run/dns.sock\"\nprotocol = \"udp\"\n\
             [[connect]]\nname = \"/b\"\nlisten = \"127.0.0.1:53\"\nprotocol = \"udp\"\n\
             [[connect]]\nname = \"/c\"\nlisten = \"127.0.0.1:53\"\n\
             [[connect]]\nname = \"/d\"\nlisten = \"127.0.0.1:54\"\nprotocol = \"quic\"\n\
@@ -435,7 +435,7 @@ mod tests {
         let err = daemon(&path).unwrap_err().join("\n");
         assert!(err.contains("udp_max_flows"), "{err}");
         assert!(
-            err.contains("[[expose]] #1 target") && err.contains("IP:PORT"),
+            err.contains("[[expose]] #1 target") && err.contains("not the unix socket"),
             "{err}"
         );
         assert!(err.contains("[[connect]] #3 protocol"), "{err}");

@@ -210,7 +210,7 @@ pub struct Settings {
     pub expose_options: Vec<(ServiceName, ExposeOptions)>,
     /// TCP services to reach.
     pub connect: Vec<(ServiceName, SocketAddr)>,
-    /// UDP services to reach (set at start; a reload leaves them as they are).
+    /// UDP services to reach (a reload starts and stops them as it does TCP ones).
     pub connect_udp: Vec<(ServiceName, SocketAddr)>,
     /// UDP forwarding tuning.
     pub udp_forward: UdpConfig,
@@ -598,8 +598,9 @@ pub fn protocol(text: Option<&str>) -> Result<Protocol, String> {
     })
 }
 
-/// How an `[[expose]]` entry is forwarded, checked: a UDP target is an IP:PORT (each flow
-/// sends to it, no name lookup), and the PROXY protocol is for TCP only.
+/// How an `[[expose]]` entry is forwarded, checked: a UDP target is HOST:PORT (a host name is
+/// looked up for each flow, as a TCP target is for each connection), and the PROXY protocol
+/// is for TCP only.
 pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
     let protocol = protocol(e.protocol.as_deref())?;
     let proxy_protocol = match e.proxy_protocol.as_deref() {
@@ -617,9 +618,10 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
         if publish.is_some() {
             return Err("publish is for TCP services only".into());
         }
-        if e.target.parse::<SocketAddr>().is_err() {
+        if e.target.starts_with("unix:") {
             return Err(format!(
-                "a UDP target must be IP:PORT, such as 127.0.0.1:53 (not `{}`)",
+                "a UDP target is HOST:PORT, such as 127.0.0.1:53 or localhost:53 (not the unix \
+                 socket `{}`)",
                 e.target
             ));
         }

@@ -255,9 +255,6 @@ impl Reloader {
                 restart.join(", ")
             );
         }
-        if new.connect_udp != running.connect_udp {
-            tracing::warn!("reload: UDP [[connect]] entries changed; that takes a restart");
-        }
         let hooks_changed = new.hooks != *hooks.lock().unwrap_or_else(PoisonError::into_inner);
         *hooks.lock().unwrap_or_else(PoisonError::into_inner) = new.hooks;
         if hooks_changed {
@@ -266,6 +263,7 @@ impl Reloader {
         let services = Services {
             expose: new.expose,
             connect: new.connect,
+            connect_udp: new.connect_udp,
             pins: new.peer_keys.into_iter().collect(),
             options: new.expose_options,
             routing: Some(Routing {
@@ -341,6 +339,7 @@ pub fn daemon(
     let base = Services {
         expose: settings.expose.clone(),
         connect: settings.connect.clone(),
+        connect_udp: settings.connect_udp.clone(),
         pins: settings.peer_keys.clone().into_iter().collect(),
         options: settings.expose_options.clone(),
         // The node starts with the settings' routing; a reload says the new one.

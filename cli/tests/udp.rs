@@ -2,7 +2,7 @@
 //! from distinct source ports each get their own answers from a UDP echo service, the flows
 //! show in `burrow status`; and `dig` resolves a name through the tunnel against dnsmasq
 //! (when dnsmasq and dig are installed: CI installs them, elsewhere the test says why it
-//! skips).
+//! skips); a target given by host name is looked up.
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
@@ -18,7 +18,11 @@ use common::*;
 
 /// A UDP echo service; returns its address and the source addresses it has seen.
 fn udp_echo() -> (SocketAddr, Arc<Mutex<BTreeSet<SocketAddr>>>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp_echo_at(UdpSocket::bind("127.0.0.1:0").expect("bind"))
+}
+
+/// [`udp_echo`] on `socket`.
+fn udp_echo_at(socket: UdpSocket) -> (SocketAddr, Arc<Mutex<BTreeSet<SocketAddr>>>) {
     let addr = socket.local_addr().expect("bound");
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let record = seen.clone();
@@ -47,7 +51,7 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    fn new(test: &str, runtime: &str, target: SocketAddr) -> Self {
+    fn new(test: &str, runtime: &str, target: &str) -> Self {
         let dir = temp_dir(&format!("{test}-{runtime}"));
         let (server, addr, public) = server(&dir);
         let common = |state: &str| {
@@ -122,11 +126,143 @@ on_every_runtime!(
     concurrent_udp_flows_are_kept_apart,
     dig_resolves_through_the_tunnel,
     idle_udp_flows_are_cleaned_up_on_both_sides,
+    a_host_name_target_is_looked_up,
+    reload_starts_and_stops_udp_connects,
 );
+
+/// [`exchange`] until the answer is `msg` itself (a late answer to an earlier resend on the
+/// same socket is skipped), for at most [`WAIT`].
+fn echoed(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let start = Instant::now();
+    loop {
+        let answer = exchange(socket, to, msg);
+        if answer == msg || start.elapsed() > WAIT {
+            return answer;
+        }
+    }
+}
+
+/// `burrow status --json` of the daemon with `state`, once `ok` accepts it.
+fn status_json(
+    state: &std::path::Path,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let text = run(&["status", "--json", "--state-dir", path(state)]).unwrap_or_default();
+        if let Ok(status) = serde_json::from_str(&text) {
+            if ok(&status) {
+                return status;
+            }
+        }
+        assert!(start.elapsed() < WAIT, "status never fit:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The address the UDP `[[connect]]` `name` listens on, from `status`.
+fn udp_listen(status: &serde_json::Value, name: &str) -> Option<SocketAddr> {
+    let services = status["services"].as_array()?;
+    let s = services
+        .iter()
+        .find(|s| s["name"] == format!("{name} (udp)"))?;
+    s["listen"][0].as_str()?.parse().ok()
+}
+
+/// A reload (`burrow reload`) starts an added UDP `[[connect]]` and stops a removed one (its
+/// port is free again, its flows are gone); the one left as it was keeps its flow: the same
+/// client's next datagram opens none.
+fn reload_starts_and_stops_udp_connects(runtime: &str) {
+    let dir = temp_dir(&format!("udp-reload-{runtime}"));
+    let (_server, addr, key) = server(&dir);
+    let (echo, _) = udp_echo();
+    let config = |state: &str, entries: &str| {
+        format!(
+            "server = \"{addr}\"\nserver_key = \"{key}\"\ntoken = \"tok\"\nudp = \"127.0.0.1:0\"\n\
+             runtime = \"{runtime}\"\nstate_dir = \"{}\"\n{entries}",
+            path(&dir.join(state))
+        )
+    };
+    let entry = |kind: &str, name: &str, key: &str, value: &str| {
+        format!("[[{kind}]]\nname = \"{name}\"\n{key} = \"{value}\"\nprotocol = \"udp\"\n")
+    };
+    let exposes: String = ["/u/one", "/u/two", "/u/three"]
+        .iter()
+        .map(|n| entry("expose", n, "target", &echo.to_string()))
+        .collect();
+    std::fs::write(dir.join("a.toml"), config("a", &exposes)).unwrap();
+    let a = spawn(&["daemon", "-c", path(&dir.join("a.toml"))]);
+    running_and_registered(&a.stderr);
+    let connect = |n: &str| entry("connect", n, "listen", "127.0.0.1:0");
+    let b_config = dir.join("b.toml");
+    std::fs::write(
+        &b_config,
+        config("b", &(connect("/u/one") + &connect("/u/three"))),
+    )
+    .unwrap();
+    let mut b = spawn(&["daemon", "-c", path(&b_config)]);
+    running_and_registered(&b.stderr);
+    let state = dir.join("b");
+    let status = status_json(&state, |s| udp_listen(s, "/u/three").is_some());
+    let (one, three) = (
+        udp_listen(&status, "/u/one").unwrap(),
+        udp_listen(&status, "/u/three").unwrap(),
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    assert_eq!(echoed(&client, one, b"one"), b"one");
+    assert_eq!(echoed(&client, three, b"three"), b"three");
+    let opened = |s: &serde_json::Value| s["udp"]["flows_opened"].as_u64().unwrap_or(0);
+    let before = opened(&status_json(&state, |_| true));
+
+    std::fs::write(
+        &b_config,
+        config("b", &(connect("/u/one") + &connect("/u/two"))),
+    )
+    .unwrap();
+    let reloaded = run(&["reload", "--state-dir", path(&state)]).expect("reload");
+    assert_eq!(
+        reloaded.trim(),
+        "reloaded: 1 added (/u/two), 1 removed (/u/three), 1 unchanged"
+    );
+    b.assert_running("the daemon after the reload");
+    UdpSocket::bind(three).expect("the removed service's port is free");
+    assert_eq!(echoed(&client, one, b"one again"), b"one again");
+    let status = status_json(&state, |s| udp_listen(s, "/u/two").is_some());
+    assert_eq!(
+        opened(&status),
+        before,
+        "the kept service's flow carried on"
+    );
+    let flows = status["flows"].as_array().expect("flows");
+    assert!(
+        flows.iter().all(|f| f["service"] != "/u/three"),
+        "the removed service's flow is gone: {flows:?}"
+    );
+    let two = udp_listen(&status, "/u/two").unwrap();
+    assert_eq!(echoed(&client, two, b"two"), b"two");
+    assert_eq!(opened(&status_json(&state, |_| true)), before + 1);
+}
+
+/// A UDP target given as `localhost:PORT` is looked up (off the daemon's loop) for the flow,
+/// which then reaches the service: before, only an IP:PORT was taken.
+fn a_host_name_target_is_looked_up(runtime: &str) {
+    let (echo, seen) = udp_echo();
+    // `localhost` may name ::1 first: the same port there answers too (when it can be had).
+    let v6 = UdpSocket::bind(("::1", echo.port())).ok().map(udp_echo_at);
+    let tunnel = Tunnel::new("named", runtime, &format!("localhost:{}", echo.port()));
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    assert_eq!(exchange(&socket, tunnel.listen, b"by name"), b"by name");
+    let seen_v6 = v6.map_or(0, |(_, s)| s.lock().unwrap().len());
+    assert_eq!(
+        seen.lock().unwrap().len() + seen_v6,
+        1,
+        "one flow, one socket"
+    );
+}
 
 fn concurrent_udp_flows_are_kept_apart(runtime: &str) {
     let (echo, seen) = udp_echo();
-    let tunnel = Tunnel::new("flows", runtime, echo);
+    let tunnel = Tunnel::new("flows", runtime, &echo.to_string());
     const CLIENTS: usize = 32;
     const ROUNDS: usize = 5;
     let clients: Vec<_> = (0..CLIENTS)
@@ -233,7 +369,7 @@ fn dig_resolves_through_the_tunnel(runtime: &str) {
         return;
     }
     let dns = dnsmasq();
-    let tunnel = Tunnel::new("dns", runtime, dns.addr);
+    let tunnel = Tunnel::new("dns", runtime, &dns.addr.to_string());
     let start = Instant::now();
     let answer = loop {
         match dig(tunnel.listen, 1) {

@@ -22,7 +22,7 @@ use crate::Command;
 use crate::conn::{Conn, LocalStream, Report};
 use crate::udp_flows::{FIRST_FLOW, FIRST_UDP_LISTENER, UdpSockets};
 use burrow_core::forward::Origin;
-use burrow_core::forward::udp::UdpListenerId;
+use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_tokio::local_conn::Report as Io;
 
 const UDP: Token = Token(0);
@@ -57,6 +57,8 @@ fn listener_token(id: ListenerId) -> Token {
 
 /// A host name's lookup, from its thread.
 type Resolved = (ConnId, io::Result<SocketAddr>);
+/// A UDP flow target's lookup, from its thread.
+type FlowLookup = (FlowId, Result<SocketAddr, String>);
 
 struct Loop {
     poll: Poll,
@@ -74,6 +76,8 @@ struct Loop {
     /// Connections waiting for their target's name lookup.
     resolving: BTreeSet<ConnId>,
     resolved: (Sender<Resolved>, Receiver<Resolved>),
+    /// Lookups of UDP flows' host-name targets, from their threads.
+    flow_lookups: (Sender<FlowLookup>, Receiver<FlowLookup>),
     probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
     /// Master commands waiting for their answer.
     admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
@@ -149,6 +153,7 @@ pub(crate) fn run(parts: Parts) {
         dirty: BTreeSet::new(),
         resolving: BTreeSet::new(),
         resolved: channel(),
+        flow_lookups: channel(),
         probes: BTreeMap::new(),
         admins: BTreeMap::new(),
         path_tokens: None,
@@ -207,6 +212,9 @@ pub(crate) fn run(parts: Parts) {
                     while let Ok((id, addr)) = state.resolved.1.try_recv() {
                         state.connect_resolved(now, id, addr);
                     }
+                    while let Ok((flow, addr)) = state.flow_lookups.1.try_recv() {
+                        state.node.handle_udp_resolved(now, flow, addr);
+                    }
                 }
                 token @ Token(t)
                     if t >= FIRST_FLOW || (FIRST_UDP_LISTENER..FIRST_CONN).contains(&t) =>
@@ -250,6 +258,17 @@ impl Loop {
                 match self.node.poll_output() {
                     Output::Transmit(t) => self.outbox.push_back(t),
                     Output::Action(action) => self.action(now, action),
+                    Output::Udp(UdpAction::Resolve { flow, target }) => {
+                        let (tx, waker) = (self.flow_lookups.0.clone(), self.waker.clone());
+                        let report = move |addr| {
+                            if tx.send((flow, addr)).is_ok() {
+                                let _ = waker.wake();
+                            }
+                        };
+                        if let Err(e) = burrow_tokio::lookup_flow_target(target, report) {
+                            self.node.handle_udp_resolved(now, flow, Err(e.to_string()));
+                        }
+                    }
                     Output::Udp(action) => {
                         let failed = self.udp_sockets.action(self.poll.registry(), action);
                         if let Some((flow, why)) = failed {
@@ -545,7 +564,27 @@ impl Loop {
         let plan = self.node.plan(services);
         let bound =
             node::bind_listeners(&plan.connect, crate::tcp_listener, TcpListener::local_addr)?;
-        let applied = self.node.apply(now, plan, bound);
+        let bound_udp = crate::bind_udp_listeners(&plan.connect_udp)?;
+        let remove_udp = plan.remove_udp.clone();
+        let mut applied = self.node.apply(now, plan, bound);
+        let udp = self
+            .node
+            .apply_udp(now, &remove_udp, bound_udp, &mut applied.summary);
+        for id in udp.closed {
+            self.udp_sockets.remove_listener(id);
+        }
+        for (id, socket) in udp.started {
+            let token = Token(FIRST_UDP_LISTENER + id.0 as usize);
+            if let Err(e) = self
+                .udp_sockets
+                .add_listener(self.poll.registry(), id, socket)
+            {
+                tracing::error!(%id, error = %e, "cannot poll a new UDP listener");
+                continue;
+            }
+            // Edge-triggered: take what arrived before the registration.
+            self.udp_sockets.readable(now, token, &mut self.node);
+        }
         // Dropping a listener deregisters it from the poll.
         self.listeners.retain(|l| !applied.closed.contains(&l.0));
         for (id, mut listener) in applied.started {

@@ -62,6 +62,21 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub struct Node;
 
+/// Binds a UDP listener socket for each of `connect` (UDP services to reach).
+pub(crate) fn bind_udp_listeners(
+    connect: &[(burrow_core::rendezvous::ServiceName, SocketAddr)],
+) -> Result<Vec<node::Listener<mio::net::UdpSocket>>, StartError> {
+    node::bind_listeners(
+        connect,
+        |addr| {
+            let socket = std::net::UdpSocket::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            Ok(mio::net::UdpSocket::from_std(socket))
+        },
+        mio::net::UdpSocket::local_addr,
+    )
+}
+
 /// A local service's listener, with the deep accept queue every runtime uses.
 pub(crate) fn tcp_listener(addr: SocketAddr) -> std::io::Result<mio::net::TcpListener> {
     burrow_tokio::tcp_listener(addr).map(mio::net::TcpListener::from_std)
@@ -85,15 +100,7 @@ impl Node {
             tcp_listener,
             mio::net::TcpListener::local_addr,
         )?;
-        let udp_listeners = node::bind_listeners(
-            &config.connect_udp,
-            |addr| {
-                let socket = std::net::UdpSocket::bind(addr)?;
-                socket.set_nonblocking(true)?;
-                Ok(mio::net::UdpSocket::from_std(socket))
-            },
-            mio::net::UdpSocket::local_addr,
-        )?;
+        let udp_listeners = bind_udp_listeners(&config.connect_udp)?;
         let poll = Poll::new().map_err(bind_err)?;
         let waker = Arc::new(Waker::new(poll.registry(), event_loop::WAKER).map_err(bind_err)?);
         let seed = node::seed(getrandom::fill)?;

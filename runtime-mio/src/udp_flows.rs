@@ -48,6 +48,11 @@ impl UdpSockets {
         Ok(())
     }
 
+    /// Closes a UDP listener's socket (dropping it deregisters it).
+    pub(crate) fn remove_listener(&mut self, id: UdpListenerId) {
+        self.listeners.remove(&id);
+    }
+
     /// Performs `action`; a flow whose socket cannot be opened is returned with why.
     pub(crate) fn action(
         &mut self,
@@ -75,6 +80,8 @@ impl UdpSockets {
                     Err(e) => return Some((flow, e.to_string())),
                 }
             }
+            // The loop looks host names up (it has the waker).
+            UdpAction::Resolve { .. } => {}
             UdpAction::Send { flow, data } => {
                 if let Some((socket, target)) = self.flows.get(&flow) {
                     send(socket, &data, *target);

@@ -168,14 +168,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         state.accept(id, listener);
     }
     for (id, socket) in udp_listeners {
-        let socket = Arc::new(socket);
-        let role = local::UdpRole::Listener(id);
-        let task = R::spawn(local::udp_recv::<R>(
-            role,
-            socket.clone(),
-            state.udp_to_loop.clone(),
-        ));
-        state.udp_listeners.insert(id, (socket, task));
+        state.read_udp_listener(id, socket);
     }
     state.read_chunk = state.node.read_chunk();
     let mut turn = 0usize;
@@ -316,14 +309,38 @@ impl<R: Runtime> Loop<R> {
     fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
         let plan = self.node.plan(services);
         let bound = crate::handle::bind_listeners::<R>(&plan.connect)?;
-        let applied = self.node.apply(now, plan, bound);
+        let bound_udp = crate::handle::bind_udp_listeners::<R>(&plan.connect_udp)?;
+        let remove_udp = plan.remove_udp.clone();
+        let mut applied = self.node.apply(now, plan, bound);
+        let udp = self
+            .node
+            .apply_udp(now, &remove_udp, bound_udp, &mut applied.summary);
         for id in applied.closed {
             self.accepts.remove(&id);
         }
         for (id, listener) in applied.started {
             self.accept(id, listener);
         }
+        for id in udp.closed {
+            // Dropping its task ends the reads; the socket closes with its last handle.
+            self.udp_listeners.remove(&id);
+        }
+        for (id, socket) in udp.started {
+            self.read_udp_listener(id, socket);
+        }
         Ok(applied.summary)
+    }
+
+    /// Reads a UDP listener socket on a task of its own, reporting to the loop.
+    fn read_udp_listener(&mut self, id: UdpListenerId, socket: R::Udp) {
+        let socket = Arc::new(socket);
+        let role = local::UdpRole::Listener(id);
+        let task = R::spawn(local::udp_recv::<R>(
+            role,
+            socket.clone(),
+            self.udp_to_loop.clone(),
+        ));
+        self.udp_listeners.insert(id, (socket, task));
     }
 
     /// Performs everything the node has to say, sends its transmits and drives every local
@@ -504,6 +521,7 @@ impl<R: Runtime> Loop<R> {
             Local::Listening(listener, bound) => {
                 node.handle_listening(now, listener, bound.map_err(|e| e.to_string()));
             }
+            Local::FlowResolved(flow, addr) => node.handle_udp_resolved(now, flow, addr),
             Local::FlowFailed(flow, e) => {
                 self.flows.remove(&flow);
                 node.handle_udp_error(now, flow, &e.to_string());
@@ -537,6 +555,17 @@ impl<R: Runtime> Loop<R> {
                     Err(e) => {
                         let _ = self.to_loop.try_send(Local::FlowFailed(flow, e));
                     }
+                }
+            }
+            UdpAction::Resolve { flow, target } => {
+                let to_loop = self.to_loop.clone();
+                let report = move |addr| {
+                    let _ = to_loop.try_send(Local::FlowResolved(flow, addr));
+                };
+                if let Err(e) = crate::lookup_flow_target(target, report) {
+                    let _ = self
+                        .to_loop
+                        .try_send(Local::FlowResolved(flow, Err(e.to_string())));
                 }
             }
             UdpAction::Send { flow, data } => {

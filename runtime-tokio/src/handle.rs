@@ -57,19 +57,7 @@ pub fn start<R: Runtime>(
     let shared_socket = socket.try_clone().map_err(bind_err)?;
     let socket = R::wrap_udp(socket).map_err(bind_err)?;
     let listeners = bind_listeners::<R>(&config.connect)?;
-    let udp_listeners = node::bind_listeners(
-        &config.connect_udp,
-        |addr| {
-            let socket = std::net::UdpSocket::bind(addr)?;
-            socket.set_nonblocking(true)?;
-            R::wrap_udp(socket)
-        },
-        |s: &R::Udp| {
-            let addr = SockRef::from(s).local_addr()?;
-            addr.as_socket()
-                .ok_or_else(|| io::Error::other("not an IP socket"))
-        },
-    )?;
+    let udp_listeners = bind_udp_listeners::<R>(&config.connect_udp)?;
     let seed = node::seed(getrandom::fill)?;
     let clock = (Instant::now(), SystemTime::now());
     let started = config.start(udp_addr, listeners, seed, clock, crate::local_ip_toward)?;
@@ -127,6 +115,25 @@ pub(crate) fn bind_listeners<R: Runtime>(
         },
         |l: &R::Listener| {
             let addr = SockRef::from(l).local_addr()?;
+            addr.as_socket()
+                .ok_or_else(|| io::Error::other("not an IP socket"))
+        },
+    )
+}
+
+/// Binds a UDP listener socket on `R` for each of `connect` (UDP services to reach).
+pub(crate) fn bind_udp_listeners<R: Runtime>(
+    connect: &[(ServiceName, SocketAddr)],
+) -> Result<Vec<node::Listener<R::Udp>>, StartError> {
+    node::bind_listeners(
+        connect,
+        |addr| {
+            let socket = std::net::UdpSocket::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            R::wrap_udp(socket)
+        },
+        |s: &R::Udp| {
+            let addr = SockRef::from(s).local_addr()?;
             addr.as_socket()
                 .ok_or_else(|| io::Error::other("not an IP socket"))
         },

@@ -115,6 +115,29 @@ pub fn flow_socket(target: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
+/// Looks `target` (`host:port`) up on a thread of its own, for a UDP flow whose target is a
+/// host name (every runtime does it so, never on its loop), and hands `done` the first
+/// address or why there is none. `Err` when no thread could be started.
+pub fn lookup_flow_target(
+    target: String,
+    done: impl FnOnce(Result<std::net::SocketAddr, String>) + Send + 'static,
+) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let lookup = move || {
+        let addr = match target.to_socket_addrs() {
+            Ok(mut found) => found
+                .next()
+                .ok_or_else(|| format!("`{target}` has no address")),
+            Err(e) => Err(format!("cannot look up `{target}`: {e}")),
+        };
+        done(addr);
+    };
+    std::thread::Builder::new()
+        .name("burrow-lookup".into())
+        .spawn(lookup)
+        .map(drop)
+}
+
 /// The accept queue of local listeners: redis's 511 (the kernel caps it at
 /// `net.core.somaxconn`), where the standard library's 128 overflowed under a burst of 500
 /// connections.

@@ -30,6 +30,8 @@ pub(crate) enum Local<R: Runtime> {
     FlowRecv(FlowId, Bytes),
     /// A flow's socket could not be opened, or failed.
     FlowFailed(FlowId, io::Error),
+    /// The host name of a flow's target was looked up.
+    FlowResolved(FlowId, Result<SocketAddr, String>),
     /// A listener the node asked for ([`burrow_core::node::Output::Listen`]) was bound at
     /// this address, or could not be.
     Listening(ListenerId, io::Result<SocketAddr>),

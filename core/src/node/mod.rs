@@ -15,6 +15,7 @@ mod known;
 mod log;
 mod services;
 mod sni;
+mod udp_reload;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ pub use known::{
 pub use log::{Level, LogLine};
 pub use services::{AddError, Applied, Plan, Removed, Services, Summary};
 pub use sni::{MAX_SNIFFING, SNI_WAIT};
+pub use udp_reload::AppliedUdp;
 
 use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
@@ -518,6 +520,17 @@ impl Node {
     pub fn handle_udp_error(&mut self, now: Instant, flow: FlowId, why: &str) {
         self.now = now;
         self.udp.handle_flow_error(now, &mut self.ep, flow, why);
+    }
+
+    /// The host name of a UDP flow's target was looked up ([`UdpAction::Resolve`]).
+    pub fn handle_udp_resolved(
+        &mut self,
+        now: Instant,
+        flow: FlowId,
+        addr: Result<SocketAddr, String>,
+    ) {
+        self.now = now;
+        self.udp.handle_resolved(now, &mut self.ep, flow, addr);
     }
 
     /// An [`Action::Connect`] succeeded.

@@ -36,6 +36,8 @@ pub struct Services {
     pub expose: Vec<(ServiceName, String)>,
     /// Services to reach: name and the local TCP address to listen on for it.
     pub connect: Vec<(ServiceName, SocketAddr)>,
+    /// UDP services to reach: name and the local UDP address to listen on for it.
+    pub connect_udp: Vec<(ServiceName, SocketAddr)>,
     /// Keys the daemons exposing connected services must have (`peer_key`), by service.
     pub pins: Vec<(ServiceName, PublicKey)>,
     /// How exposed services are forwarded (UDP, PROXY protocol), by name; not listed: plain
@@ -72,6 +74,10 @@ pub struct Plan {
     pub unchanged: Vec<ServiceName>,
     /// New routing (peers met in peer mode, connects' routes), when it changed.
     pub routing: Option<super::Routing>,
+    /// UDP services to stop listening for, by name ([`Node::apply_udp`]).
+    pub remove_udp: Vec<ServiceName>,
+    /// UDP services to listen for; the runtime binds these before [`Node::apply_udp`].
+    pub connect_udp: Vec<(ServiceName, SocketAddr)>,
 }
 
 impl Plan {
@@ -82,6 +88,8 @@ impl Plan {
             && self.connect.is_empty()
             && self.pins.is_empty()
             && self.routing.is_none()
+            && self.remove_udp.is_empty()
+            && self.connect_udp.is_empty()
     }
 }
 
@@ -189,6 +197,7 @@ impl Node {
         Services {
             expose: self.exposed.clone(),
             connect: self.listen_addrs.clone(),
+            connect_udp: self.udp_connects(),
             pins: self.known.iter().map(|(s, k)| (s.clone(), *k)).collect(),
             options: self.options.iter().map(|(s, o)| (s.clone(), *o)).collect(),
             routing: self.ep.routing(),
@@ -363,6 +372,7 @@ impl Node {
             .filter(|r| self.ep.routing().as_ref() != Some(r));
         plan.unchanged = keep.difference(&remove).cloned().collect();
         plan.remove = remove.into_iter().collect();
+        self.plan_udp(wanted, &mut plan);
         plan
     }
 

@@ -487,6 +487,7 @@ fn plan_leaves_unchanged_services_and_replaces_changed_ones() {
             (name("/new"), "unix:/run/new.sock".into()),
         ],
         connect: vec![(name("/far"), addr("127.0.0.1:0"))],
+        connect_udp: Vec::new(),
         pins: vec![(name("/far"), key(5).public_key())],
         options: Vec::new(),
         routing: None,
@@ -533,6 +534,7 @@ fn removing_a_service_resets_its_connections_and_spares_the_others() {
             (name("/keep"), addr("127.0.0.1:5000")),
             (name("/new"), addr("127.0.0.1:5001")),
         ],
+        connect_udp: Vec::new(),
         pins: Vec::new(),
         options: Vec::new(),
         routing: None,
@@ -645,3 +647,80 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
 
 mod publish;
 mod publish_sni;
+
+/// UDP connects across a reload: one kept (not closed), one removed (its socket closed), one
+/// moved to another port (changed), one added; the new running set then plans nothing.
+#[test]
+fn plan_and_apply_udp_connects() {
+    let now = crate::tests::origin();
+    let (mut net, _) = two_daemons(now, &[], &[]);
+    let b = net.node(2);
+    let name = |s: &str| ServiceName::parse(s).unwrap();
+    let start = [
+        ("/keep", "127.0.0.1:5300"),
+        ("/gone", "127.0.0.1:5301"),
+        ("/moved", "127.0.0.1:5302"),
+    ];
+    let bound = start.iter().map(|(n, a)| Listener {
+        service: name(n),
+        socket: (),
+        addr: Some(addr(a)),
+    });
+    let ids = b.listen_udp(bound.collect());
+    let mut wanted = b.services();
+    assert_eq!(wanted.connect_udp.len(), 3);
+    wanted.connect_udp = vec![
+        (name("/keep"), addr("127.0.0.1:5300")),
+        (name("/moved"), addr("127.0.0.1:5312")),
+        (name("/new"), addr("127.0.0.1:0")),
+    ];
+    let plan = b.plan(&wanted);
+    assert_eq!(plan.remove_udp, vec![name("/gone"), name("/moved")]);
+    assert_eq!(
+        plan.connect_udp,
+        vec![
+            (name("/moved"), addr("127.0.0.1:5312")),
+            (name("/new"), addr("127.0.0.1:0"))
+        ]
+    );
+    assert_eq!(plan.unchanged, vec![name("/keep")]);
+    let remove = plan.remove_udp.clone();
+    // The OS gives port 0 the port 5320.
+    let got = |a: &SocketAddr| {
+        Ok(if a.port() == 0 {
+            addr("127.0.0.1:5320")
+        } else {
+            *a
+        })
+    };
+    let udp_bound = bind_listeners(&plan.connect_udp, Ok, got).unwrap();
+    let mut applied = b.apply(now, plan, Vec::<Listener<()>>::new());
+    let udp = b.apply_udp(now, &remove, udp_bound, &mut applied.summary);
+    assert_eq!(udp.closed, vec![ids[1].0, ids[2].0]);
+    assert_eq!(udp.started.len(), 2);
+    assert_eq!(
+        applied.summary.to_string(),
+        "1 added (/new), 1 changed (/moved), 1 removed (/gone), 1 unchanged"
+    );
+    assert!(b.plan(&wanted).is_empty(), "applied: nothing left to do");
+    // A name going from UDP to TCP is changed, not added and removed.
+    let mut tcp = wanted.clone();
+    tcp.connect_udp.retain(|(n, _)| *n != name("/new"));
+    tcp.connect.push((name("/new"), addr("127.0.0.1:5400")));
+    let plan = b.plan(&tcp);
+    let remove = plan.remove_udp.clone();
+    assert_eq!(remove, vec![name("/new")]);
+    let bound = bind_listeners(&plan.connect, Ok, |a: &SocketAddr| Ok(*a)).unwrap();
+    let mut applied = b.apply(now, plan, bound);
+    let udp = b.apply_udp(
+        now,
+        &remove,
+        Vec::<Listener<()>>::new(),
+        &mut applied.summary,
+    );
+    assert_eq!(udp.closed.len(), 1);
+    assert_eq!(
+        applied.summary.to_string(),
+        "0 added, 1 changed (/new), 0 removed, 2 unchanged"
+    );
+}

@@ -85,10 +85,10 @@ impl UdpForwarder {
         service: ServiceName,
         payloads: VecDeque<Bytes>,
     ) {
-        let target = match ep.udp_target(peer, &service).map(str::parse::<SocketAddr>) {
+        // An IP:PORT is opened at once; a host name is looked up by the runtime first.
+        let target = match ep.udp_target(peer, &service) {
             None => return self.refuse(now, ep, peer, remote, CloseWhy::Refused),
-            Some(Err(_)) => return self.refuse(now, ep, peer, remote, CloseWhy::Failed),
-            Some(Ok(target)) => target,
+            Some(text) => text.parse::<SocketAddr>().map_err(|_| text.to_string()),
         };
         if !ep.route_allows(peer, &service) {
             return self.refuse(now, ep, peer, remote, CloseWhy::Route);
@@ -108,19 +108,24 @@ impl UdpForwarder {
         }
         let flow = self.new_flow(now);
         self.stats.flows_opened += 1;
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
         self.incoming.insert(
             flow,
             InFlow {
                 peer,
                 remote,
                 service,
-                target,
+                target: *target.as_ref().unwrap_or(&unknown),
+                resolving: target.is_err().then(VecDeque::new),
                 last_active: now,
                 counts: Counts::default(),
             },
         );
         self.by_remote.insert((peer, remote), flow);
-        self.actions.push_back(UdpAction::Open { flow, target });
+        self.actions.push_back(match target {
+            Ok(target) => UdpAction::Open { flow, target },
+            Err(target) => UdpAction::Resolve { flow, target },
+        });
         self.answer(now, ep, peer, FlowMsg::Accept { flow: remote });
         for payload in payloads {
             self.deliver(now, flow, &payload);
@@ -169,6 +174,16 @@ impl UdpForwarder {
         f.last_active = now;
         f.counts.datagrams_in += 1;
         f.counts.bytes_in += payload.len() as u64;
+        if let Some(waiting) = &mut f.resolving {
+            // Its socket is not open yet: held, a few at most, as while a service is looked up.
+            if waiting.len() >= self.config.max_waiting {
+                f.counts.dropped += 1;
+                self.stats.dropped_unreachable += 1;
+            } else {
+                waiting.push_back(Bytes::copy_from_slice(payload));
+            }
+            return;
+        }
         self.actions.push_back(UdpAction::Send {
             flow,
             data: Bytes::copy_from_slice(payload),
@@ -216,6 +231,46 @@ impl UdpForwarder {
         }
     }
 
+    /// The runtime looked up the host name of `flow`'s target ([`UdpAction::Resolve`]): its
+    /// socket opens toward `addr` and the datagrams held meanwhile go out; or the flow ends
+    /// as when its socket fails. An answer for a flow that is gone is ignored.
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        ep: &mut Endpoint,
+        flow: FlowId,
+        addr: Result<SocketAddr, String>,
+    ) {
+        let Some(f) = self.incoming.get_mut(&flow) else {
+            return;
+        };
+        let Some(waiting) = f.resolving.take() else {
+            return;
+        };
+        match addr {
+            Ok(target) => {
+                f.target = target;
+                self.actions.push_back(UdpAction::Open { flow, target });
+                for data in waiting {
+                    self.actions.push_back(UdpAction::Send { flow, data });
+                }
+            }
+            Err(why) => {
+                // As a failed socket, but there is no socket to close.
+                let _ = why;
+                self.stats.dropped_unreachable += waiting.len() as u64;
+                let (peer, remote) = (f.peer, f.remote);
+                self.incoming.remove(&flow);
+                self.by_remote.remove(&(peer, remote));
+                let close = FlowMsg::Close {
+                    flow: remote,
+                    why: CloseWhy::Failed,
+                };
+                self.answer(now, ep, peer, close);
+            }
+        }
+    }
+
     /// The socket of `flow` could not be opened, or failed: the flow ends, and the opener
     /// hears so.
     pub fn handle_flow_error(&mut self, now: Instant, ep: &mut Endpoint, flow: FlowId, why: &str) {
@@ -246,11 +301,14 @@ impl UdpForwarder {
         }
     }
 
-    /// Forgets an incoming flow and has the runtime close its socket.
+    /// Forgets an incoming flow and has the runtime close its socket (if it opened one).
     pub(super) fn close_incoming(&mut self, flow: FlowId) {
         if let Some(f) = self.incoming.remove(&flow) {
             self.by_remote.remove(&(f.peer, f.remote));
-            self.actions.push_back(UdpAction::Close { flow });
+            // A flow still waiting for its lookup has no socket to close.
+            if f.resolving.is_none() {
+                self.actions.push_back(UdpAction::Close { flow });
+            }
         }
     }
 }

@@ -100,7 +100,10 @@ struct InFlow {
     /// The opener's id for it.
     remote: u64,
     service: ServiceName,
+    /// The service's address; unspecified while its host name is being looked up.
     target: SocketAddr,
+    /// While the target's host name is being looked up: the datagrams waiting for its socket.
+    resolving: Option<VecDeque<Bytes>>,
     last_active: Instant,
     counts: Counts,
 }
@@ -173,6 +176,28 @@ impl UdpForwarder {
         });
         self.listeners.insert(id, service);
         id
+    }
+
+    /// Forgets a listener socket (its `[[connect]]` went away in a reload): its flows end
+    /// (their peers hear END), and its service is forgotten unless another listener sends to
+    /// it. The runtime closes the socket; a [`UdpAction::SendTo`] for it may still come.
+    pub fn unlisten(&mut self, now: Instant, ep: &mut Endpoint, listener: UdpListenerId) {
+        let Some(service) = self.listeners.remove(&listener) else {
+            return;
+        };
+        let flows: Vec<FlowId> = self
+            .out
+            .iter()
+            .filter(|(_, f)| f.listener == listener)
+            .map(|(&id, _)| id)
+            .collect();
+        for flow in flows {
+            self.end_flow(now, ep, flow);
+        }
+        if !self.listeners.values().any(|s| *s == service) {
+            self.drop_waiting(&service);
+            self.wanted.remove(&service);
+        }
     }
 
     /// The largest datagram a flow carries on any path: what one session datagram of the

@@ -35,6 +35,8 @@ struct Node {
     received: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
     /// Exposing side: answer each datagram (an echo service) or not.
     echo: bool,
+    /// Exposing side: the host names asked to be looked up, not answered yet.
+    lookups: Vec<(FlowId, String)>,
 }
 
 impl Node {
@@ -45,6 +47,7 @@ impl Node {
                 UdpAction::Open { flow, target } => {
                     assert!(self.open.insert(flow, target).is_none(), "opened twice");
                 }
+                UdpAction::Resolve { flow, target } => self.lookups.push((flow, target)),
                 UdpAction::Send { flow, data } => {
                     assert!(self.open.contains_key(&flow), "send on a closed flow");
                     if self.echo {
@@ -144,6 +147,7 @@ impl Net {
                 open: BTreeMap::new(),
                 received: BTreeMap::new(),
                 echo: true,
+                lookups: Vec::new(),
             };
             net.add(node, addr(i));
         }
@@ -606,4 +610,122 @@ fn regression_a_held_flow_ended_by_its_opener_is_not_opened() {
         "the first flow and B's new one"
     );
     assert_eq!(net.hosts[A].m.udp.held.next_deadline(), None);
+}
+
+/// A UDP target given by host name is looked up by the runtime for each flow, as a TCP
+/// target is for each connection: the flow's first datagrams wait for the answer and then go
+/// to the address found, in order; a name that does not resolve ends the flow as a failed
+/// socket does (the opener hears why); an answer for a flow that is gone opens nothing.
+#[test]
+fn host_name_targets_are_looked_up_per_flow() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    net.with(A, |n, now| {
+        n.ep.unexpose(now, &name("/t/dns"));
+        n.ep.expose_with(now, name("/t/dns"), "dns.test:53", ExposeOptions::udp())
+    })
+    .unwrap();
+    net.run_for(Duration::from_millis(200));
+    for d in [&b"one"[..], b"two", b"three"] {
+        net.send(7000, d);
+    }
+    net.run_for(Duration::from_millis(200));
+    let a = &mut net.hosts[A].m;
+    assert!(a.open.is_empty(), "no socket before the lookup");
+    let lookups = std::mem::take(&mut a.lookups);
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    let (flow, target) = lookups[0].clone();
+    assert_eq!(target, "dns.test:53");
+    assert!(net.received(7000).is_empty());
+    let found: SocketAddr = "10.9.9.7:53".parse().unwrap();
+    net.with(A, |n, now| {
+        n.udp.handle_resolved(now, &mut n.ep, flow, Ok(found));
+        n.pump(now);
+    });
+    net.run_for(Duration::from_millis(200));
+    assert_eq!(net.hosts[A].m.open.get(&flow), Some(&found));
+    let flows = net.hosts[A].m.udp.flows(net.now);
+    assert_eq!(flows[0].local, found, "status shows the address found");
+    let want: Vec<Vec<u8>> = ["re:one", "re:two", "re:three"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    assert_eq!(net.received(7000), want);
+    // A second answer for the same flow changes nothing.
+    net.with(A, |n, now| {
+        n.udp
+            .handle_resolved(now, &mut n.ep, flow, Ok("10.1.1.1:1".parse().unwrap()))
+    });
+    assert_eq!(net.hosts[A].m.open.get(&flow), Some(&found));
+
+    // A name that does not resolve.
+    net.send(7001, b"lost");
+    net.run_for(Duration::from_millis(200));
+    let (flow, _) = net.hosts[A].m.lookups.pop().expect("looked up");
+    net.with(A, |n, now| {
+        n.udp
+            .handle_resolved(now, &mut n.ep, flow, Err("no such host".into()));
+        n.pump(now);
+    });
+    net.run_for(Duration::from_millis(200));
+    assert!(!net.hosts[A].m.open.contains_key(&flow));
+    assert!(net.received(7001).is_empty());
+    let a = &net.hosts[A].m.udp;
+    assert_eq!(a.flows(net.now).len(), 1, "the failed flow is gone");
+    assert_eq!(a.stats().dropped_unreachable, 1, "its datagram is counted");
+    let b = &net.hosts[B].m.udp;
+    let (_, _, _, error) = b.services().next().expect("the service");
+    let error = error.expect("the refusal");
+    assert!(
+        error.contains("socket toward the service failed"),
+        "{error}"
+    );
+
+    // An answer for a flow that expired meanwhile opens nothing.
+    net.send(7002, b"late");
+    net.run_for(Duration::from_millis(200));
+    let (flow, _) = net.hosts[A].m.lookups.pop().expect("looked up");
+    net.run_for(UdpConfig::default().idle_timeout + Duration::from_secs(1));
+    net.with(A, |n, now| {
+        n.udp.handle_resolved(now, &mut n.ep, flow, Ok(found));
+        n.pump(now);
+    });
+    assert!(!net.hosts[A].m.open.contains_key(&flow));
+}
+
+/// A listener removed by a reload ends its flows (the exposing side closes their sockets on
+/// the END it hears); another listener for the same service keeps its flows.
+#[test]
+fn unlisten_ends_only_that_listeners_flows() {
+    let mut net = Net::new(UdpConfig::default(), UdpConfig::default());
+    let second = net.hosts[B].m.udp.listen(name("/t/dns"));
+    net.send(8000, b"first");
+    net.with(B, |n, now| {
+        n.udp
+            .handle_recv_from(now, &mut n.ep, second, client(8001), b"second")
+    });
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(net.hosts[A].m.open.len(), 2);
+    let first = net.listener;
+    net.with(B, |n, now| n.udp.unlisten(now, &mut n.ep, first));
+    net.run_for(Duration::from_millis(300));
+    let flows = net.hosts[B].m.udp.flows(net.now);
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    assert_eq!(flows[0].local, client(8001));
+    assert_eq!(
+        net.hosts[A].m.open.len(),
+        1,
+        "the exposer closed the ended flow"
+    );
+    // The kept flow still works; the removed listener's clients are not heard any more.
+    net.with(B, |n, now| {
+        n.udp
+            .handle_recv_from(now, &mut n.ep, second, client(8001), b"again")
+    });
+    net.send(8000, b"gone");
+    net.run_for(Duration::from_millis(300));
+    assert_eq!(
+        net.received(8001),
+        vec![b"re:second".to_vec(), b"re:again".to_vec()]
+    );
+    assert_eq!(net.received(8000), vec![b"re:first".to_vec()]);
 }

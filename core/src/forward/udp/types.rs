@@ -69,6 +69,17 @@ pub enum UdpAction {
         /// The service's address.
         target: SocketAddr,
     },
+    /// Exposing side: the flow's target is a host name (`host:port`): look it up off the
+    /// loop (as for a TCP target) and report the first address with
+    /// [`super::UdpForwarder::handle_resolved`] (or why there is none). The forwarder then
+    /// asks for [`UdpAction::Open`] with that address, and holds the flow's first datagrams
+    /// until then. If the flow ends meanwhile, no `Close` follows and the answer is ignored.
+    Resolve {
+        /// The flow.
+        flow: FlowId,
+        /// The service's target as configured, `host:port`.
+        target: String,
+    },
     /// Exposing side: send `data` on the flow's socket.
     Send {
         /// The flow.

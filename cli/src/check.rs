@@ -428,8 +428,7 @@ mod tests {
             [[connect]]\nname = \"/d\"\nlisten = \"127.0.0.1:54\"\nprotocol = \"quic\"\n\
             [[expose]]\nname = \"/e\"\ntarget = \"127.0.0.1:80\"\nroute = \"sideways\"\n\
             [[connect]]\nname = \"/f\"\nlisten = \"127.0.0.1:0\"\nroute = \"relay-first\"\n";
-        let dir = std::env::temp_dir().join(format!("burrow-check-udp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::TestDir::new("check-udp");
         let path = dir.join("d.toml");
         std::fs::write(&path, text).unwrap();
         let err = daemon(&path).unwrap_err().join("\n");
@@ -464,8 +463,7 @@ mod tests {
             connect = [{{ name = \"/b\", listen = \"127.0.0.1:54\" }}, {{ name = \"/c\", listen = \"127.0.0.1:53\" }}]\n\
             [[peer]]\nkey = \"{key}\"\n"
         );
-        let dir = std::env::temp_dir().join(format!("burrow-check-peer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::TestDir::new("check-peer");
         let path = dir.join("p.toml");
         std::fs::write(&path, text).unwrap();
         let err = daemon(&path).unwrap_err().join("\n");

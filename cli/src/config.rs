@@ -688,8 +688,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_key_and_line() {
-        let dir = std::env::temp_dir().join(format!("burrow-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::TestDir::new("cfg");
         let path = dir.join("bad.toml");
         std::fs::write(&path, "server = \"127.0.0.1:7000\"\nsevrer_key = \"x\"\n").unwrap();
         let err = load(&path).unwrap_err();

@@ -22,6 +22,8 @@ mod portmap;
 mod run;
 mod secrets;
 mod store;
+#[cfg(test)]
+mod test_dir;
 
 use clap::{CommandFactory, Parser};
 

@@ -154,10 +154,8 @@ mod tests {
         path
     }
 
-    fn dir() -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("burrow-secrets-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn dir() -> crate::test_dir::TestDir {
+        crate::test_dir::TestDir::new("secrets")
     }
 
     #[test]

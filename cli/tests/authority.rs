@@ -177,7 +177,35 @@ fn a_fixed_path_refuses_a_second_client_until_the_master_reloads_it() {
 #[test]
 fn a_stopped_daemons_path_is_free_at_once_but_only_for_its_server_token() {
     let dir = temp_dir("authority-release");
-    let auth = Authority::start(&dir);
+    let mut auth = Authority::start(&dir);
+    // A second tenant, beta, in the same store (the server loads it when it starts again),
+    // whose master declares the same path name in its own namespace.
+    let beta_master = dir.join("beta-master");
+    let init = [
+        "server",
+        "init",
+        "--state-dir",
+        path(&auth.store),
+        "--tenant",
+        "beta",
+        "--out",
+        path(&beta_master),
+    ];
+    assert!(
+        run(&init)
+            .expect("init beta")
+            .contains("tenant beta created")
+    );
+    auth.restart();
+    let beta_created = auth
+        .admin_with(path(&beta_master), &["create", "/home/ssh"])
+        .expect("beta's create");
+    let beta_server = beta_created
+        .lines()
+        .find_map(|l| l.strip_prefix("server token:"))
+        .unwrap_or_else(|| panic!("{beta_created}"))
+        .trim()
+        .to_string();
     let (server_token, client_token) = auth.create("/home/ssh", false);
     let target = echo().to_string();
     let exposer = auth.daemon("a", &["expose", "/home/ssh", &target], &server_token);
@@ -196,9 +224,56 @@ fn a_stopped_daemons_path_is_free_at_once_but_only_for_its_server_token() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(tree.contains("/home/ssh  not exposed"), "{tree}");
-    // Neither the client token nor a daemon of an open tenant takes it.
+    // Neither the client token takes it nor a daemon of another tenant: beta's server token
+    // exposes beta's /home/ssh, which acme's client never sees (the server answers "unknown
+    // service", not the stranger's key, which the client would refuse as a changed key).
     let thief = auth.daemon("c", &["expose", "/home/ssh", &target], &client_token);
     assert!(wait_for(&thief.stderr, "registration refused").contains("BadToken"));
+    let stranger_target = echo().to_string();
+    let stranger = auth.daemon(
+        "s",
+        &["expose", "/home/ssh", &stranger_target],
+        &beta_server,
+    );
+    let stranger_key = wait_for(&stranger.stdout, "daemon public key:")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    wait_for(&stranger.stderr, "registered with the rendezvous server");
+    let start = Instant::now();
+    let beta_tree = loop {
+        let tree = auth
+            .admin_with(path(&beta_master), &["tree"])
+            .expect("beta's tree");
+        if tree.contains("exposed by") || start.elapsed() > WAIT {
+            break tree;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        beta_tree.contains(&format!("/home/ssh  exposed by {stranger_key}")),
+        "{beta_tree}"
+    );
+    let tree = auth.admin(&["tree"]).unwrap();
+    assert!(tree.contains("/home/ssh  not exposed"), "{tree}");
+    assert_eq!(
+        ask(listen, "stranger"),
+        "",
+        "acme's client reached beta's daemon"
+    );
+    let unknown = wait_for(&client.stderr, "service unavailable");
+    assert!(
+        unknown.contains("UnknownService") && !unknown.contains(&stranger_key),
+        "{unknown}"
+    );
+    let seen: Vec<String> = stranger.stderr.try_iter().collect();
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("session up") && !l.contains(&auth.public)),
+        "beta's daemon met a peer: {seen:#?}"
+    );
     // The server token does, with a new key, and the client that pinned the old key refuses.
     let successor = auth.daemon("d", &["expose", "/home/ssh", &target], &server_token);
     wait_for(&successor.stderr, "registered with the rendezvous server");

@@ -355,10 +355,9 @@ fn dig(server: SocketAddr, n: usize) -> Option<Vec<String>> {
     .repeat(n);
     let file = std::env::temp_dir().join(format!("burrow-dig-{}-{n}", std::process::id()));
     std::fs::write(&file, batch).expect("batch file");
-    let out = Command::new("dig")
-        .args(["-f", path(&file)])
-        .output()
-        .ok()?;
+    let out = Command::new("dig").args(["-f", path(&file)]).output();
+    let _ = std::fs::remove_file(&file);
+    let out = out.ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let answers: Vec<String> = text.lines().map(str::to_string).collect();
     (out.status.success() && !answers.is_empty()).then_some(answers)

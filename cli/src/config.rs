@@ -768,8 +768,8 @@ mod tests {
     fn bad_udp_and_proxy_entries_say_why() {
         for (entry, want) in [
             (
-                "target = \"localhost:53\"\nprotocol = \"udp\"",
-                "must be IP:PORT",
+                "target = \"unix:/run/x.sock\"\nprotocol = \"udp\"",
+                "a UDP target is HOST:PORT",
             ),
             (
                 "target = \"127.0.0.1:53\"\nprotocol = \"sctp\"",

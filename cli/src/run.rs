@@ -502,6 +502,10 @@ fn known_services(state_dir: &Path) -> Result<BTreeMap<ServiceName, PublicKey>, 
     })
 }
 
+/// How long a daemon that is not registered, though the server answers STUN, is given to
+/// register before the key is blamed (a restarted server answers before our next handshake).
+const KEY_RECHECK: Duration = Duration::from_secs(10);
+
 /// Says why the daemon is not registered after a grace period: the server does not answer
 /// at all, or it answers STUN but not our handshake (a wrong pinned key).
 fn diagnose(node: Control, server: SocketAddr) {
@@ -517,10 +521,21 @@ fn diagnose(node: Control, server: SocketAddr) {
             continue;
         }
         match node.stun_probe(server) {
-            Ok(Some(_)) => tracing::error!(
-                "the rendezvous server at {server} answers but our handshake does not complete: \
-                 the server key does not match (use the key `burrow server` printed)"
-            ),
+            Ok(Some(_)) => {
+                // A server that has just come back answers STUN before our next handshake
+                // reaches it: look again before blaming the key.
+                std::thread::sleep(KEY_RECHECK);
+                let still = node
+                    .status()
+                    .is_ok_and(|s| s.registered.is_none() && s.registration_error.is_none());
+                if still {
+                    tracing::error!(
+                        "the rendezvous server at {server} answers but our handshake does not \
+                         complete: the server key does not match (use the key `burrow server` \
+                         printed)"
+                    );
+                }
+            }
             Ok(None) => tracing::error!(
                 "cannot reach the rendezvous server at {server}: no answer over UDP \
                  (is `burrow server` running there, and is the port open?)"

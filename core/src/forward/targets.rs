@@ -82,14 +82,17 @@ impl super::Forwarder {
     /// [`super::CONNECT_FAILED`]): the service shows as unreachable, with why, until a
     /// connection gets an answer. Returns the reason for the connection.
     pub(super) fn target_refused(&mut self, conn: super::ConnId) -> String {
-        let why = "the exposing daemon could not connect to the service's target (refused or \
-                   down there; its `burrow status` says why)";
+        let why = format!(
+            "the exposing daemon could not connect to the service's target (refused or down \
+             there; its `burrow status` says why; code {:#x})",
+            super::CONNECT_FAILED
+        );
         let service = self.conns.get(&conn).map(|c| c.service.clone());
         if let Some(w) = service.and_then(|s| self.wanted.get_mut(&s)) {
             w.target_down = true;
-            w.last_error = Some(why.to_string());
+            w.last_error = Some(why.clone());
         }
-        why.to_string()
+        why
     }
 }
 

@@ -6,7 +6,7 @@
 //! and registered again once it is back.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -214,21 +214,6 @@ fn a_connection_accepted_before_the_daemon_registered_waits_for_the_registration
         .expect("read the echo");
     assert_eq!(reply, "accepted early\n");
     wait_for(&b.stderr, "registered with the rendezvous server");
-}
-
-/// An echo service on `addr` (a port that refused connections before).
-fn echo_on(addr: SocketAddr) {
-    let listener = TcpListener::bind(addr).expect("bind the target port");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut rd = stream.try_clone().expect("clone");
-                let mut wr = stream;
-                let _ = std::io::copy(&mut rd, &mut wr);
-                let _ = wr.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
 }
 
 #[test]

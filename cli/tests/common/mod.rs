@@ -267,6 +267,17 @@ pub fn free_port() -> SocketAddr {
 pub fn echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("bound");
+    serve_echo(listener);
+    addr
+}
+
+/// An echo service on `addr` (e.g. a port that refused connections before).
+pub fn echo_on(addr: SocketAddr) {
+    serve_echo(TcpListener::bind(addr).expect("bind the target port"));
+}
+
+/// Echoes every connection to `listener`, each on a thread of its own.
+fn serve_echo(listener: TcpListener) {
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
             std::thread::spawn(move || {
@@ -277,7 +288,6 @@ pub fn echo() -> SocketAddr {
             });
         }
     });
-    addr
 }
 
 /// The word after `key=` in a log line.

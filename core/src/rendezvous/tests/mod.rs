@@ -983,12 +983,11 @@ fn the_relay_serves_only_introduced_pairs() {
     );
 }
 
-/// Relayed handshake initiations (which cost the receiver a Diffie-Hellman and cannot get a
-/// cookie) are limited per token, apart from the byte budget; other packets still pass.
-#[test]
-fn relayed_initiations_are_limited_per_token() {
+/// A server that relays `initiations_per_sec` handshake initiations per token, a destination
+/// exposing /svc and a source the server introduced to it (a lookup).
+fn introduced_pair(initiations_per_sec: u64) -> (Harness, usize, usize) {
     let mut h = Harness::new(ServerConfig {
-        relay_initiations_per_sec: 5,
+        relay_initiations_per_sec: initiations_per_sec,
         ..ServerConfig::default()
     });
     let dest = h.add(&["/svc"]);
@@ -996,6 +995,14 @@ fn relayed_initiations_are_limited_per_token() {
     h.run(Duration::from_secs(1));
     h.with(src, |c, now| c.lookup(now, name("/svc")));
     h.run(Duration::from_secs(1));
+    (h, dest, src)
+}
+
+/// Relayed handshake initiations (which cost the receiver a Diffie-Hellman and cannot get a
+/// cookie) are limited per token, apart from the byte budget; other packets still pass.
+#[test]
+fn relayed_initiations_are_limited_per_token() {
+    let (mut h, dest, src) = introduced_pair(5);
     let now = h.now;
     let passed = (0..20)
         .filter(|_| {
@@ -1028,15 +1035,7 @@ fn relayed_initiations_are_limited_per_token() {
 /// one per `RELAY_LIMIT_REPORT` per token with the drops since the last one.
 #[test]
 fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
-    let mut h = Harness::new(ServerConfig {
-        relay_initiations_per_sec: 1,
-        ..ServerConfig::default()
-    });
-    let dest = h.add(&["/svc"]);
-    let src = h.add(&[]);
-    h.run(Duration::from_secs(1));
-    h.with(src, |c, now| c.lookup(now, name("/svc")));
-    h.run(Duration::from_secs(1));
+    let (mut h, dest, src) = introduced_pair(1);
     let now = h.now;
     let drops = |h: &mut Harness, at: Instant, n: usize| {
         for _ in 0..n {
@@ -1067,15 +1066,7 @@ fn relay_drops_are_reported_at_most_every_ten_seconds_per_token() {
 /// compares it with the metrics counter).
 #[test]
 fn held_relay_drops_are_reported_when_the_interval_passes() {
-    let mut h = Harness::new(ServerConfig {
-        relay_initiations_per_sec: 1,
-        ..ServerConfig::default()
-    });
-    let dest = h.add(&["/svc"]);
-    let src = h.add(&[]);
-    h.run(Duration::from_secs(1));
-    h.with(src, |c, now| c.lookup(now, name("/svc")));
-    h.run(Duration::from_secs(1));
+    let (mut h, dest, src) = introduced_pair(1);
     let now = h.now;
     for _ in 0..50 {
         let _ = h

@@ -140,18 +140,22 @@ fn run(router: Router) -> Result<Run, String> {
         Ok(())
     })?;
     if with_miniupnpd {
-        // The daemon's log says what it got before anything is sent (UPnP-IGD is asked
-        // after PCP and NAT-PMP went unanswered, about 10 s).
+        // The daemon's log says what it got before anything is sent. UPnP-IGD is asked after
+        // PCP and NAT-PMP went unanswered (about 10 s), so a PCP exchange lost on a loaded
+        // machine still ends in a mapping, only later: wait for that too.
         let log = pair.lab.dir.join("daemon-a.err");
-        let wait = if router == Router::UpnpOnly { 30 } else { 10 };
+        let wait = 30;
         let end = Instant::now() + Duration::from_secs(wait);
         while !std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("port mapping:")
         {
             if Instant::now() >= end {
+                let miniupnpd = upnp.as_ref().map(|p| p.stderr()).unwrap_or_default();
                 return Err(format!(
-                    "daemon a logged no port mapping outcome within {wait} s"
+                    "daemon a logged no port mapping outcome within {wait} s; its log:\n{}\nminiupnpd's:\n{}",
+                    netns::tail(&std::fs::read_to_string(&log).unwrap_or_default(), 15),
+                    netns::tail(&miniupnpd, 15)
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -1,5 +1,6 @@
 //! [`Endpoint`]: the one type a driver talks to.
 
+mod connect;
 mod daemon_commands;
 mod initiation;
 mod load;
@@ -23,11 +24,10 @@ use crate::config::Config;
 use crate::crypto::PublicKey;
 use crate::crypto::cookie::CookieChecker;
 use crate::crypto::noise;
-use crate::error::{ConnectError, SendError, ServiceError};
+use crate::error::{SendError, ServiceError};
 use crate::event::{Event, PeerId};
 use crate::forward::ExposeOptions;
 use crate::path::{Path, RoutePolicy};
-use crate::punch::schedule::ProbeTtl;
 use crate::rendezvous::{Server, ServiceName};
 use crate::rng::SeededRng;
 use crate::service::Exposed;
@@ -536,89 +536,6 @@ impl Endpoint {
     }
 
     // ----- commands ----------------------------------------------------------------------
-
-    /// Starts (or reuses) a session with the peer whose static key is `key`, reached at `addr`.
-    ///
-    /// Returns the peer's handle at once; [`Event::Connected`] follows when the handshake
-    /// completes, or [`Event::SessionClosed`] with
-    /// [`crate::CloseReason::HandshakeTimeout`] if it never does.
-    pub fn connect(
-        &mut self,
-        now: Instant,
-        key: PublicKey,
-        addr: SocketAddr,
-    ) -> Result<PeerId, ConnectError> {
-        if key == self.public_key {
-            return Err(ConnectError::OwnKey);
-        }
-        let (mut ctx, sessions) = self.parts();
-        let session = sessions.get_or_insert_with(key, || {
-            let id = ctx.ids.assign(key);
-            Session::new(&ctx, id, key, Path::Direct(addr), now)
-        });
-        session.announced = true;
-        if !session.is_connected() {
-            session.punch.aim(addr);
-            session.start_handshake(&mut ctx, now);
-        }
-        let id = session.id;
-        self.settle();
-        Ok(id)
-    }
-
-    /// Punches a direct path to the peer whose static key is `key`, toward each of its
-    /// `candidates` (from the rendezvous server: reflexive address first, then host
-    /// addresses). The peer does the same toward us at about the same time; whichever
-    /// handshake gets through first makes the session, on the path it came by. Outcome as for
-    /// [`Self::connect`].
-    pub fn punch(
-        &mut self,
-        now: Instant,
-        key: PublicKey,
-        candidates: Vec<SocketAddr>,
-    ) -> Result<PeerId, ConnectError> {
-        self.punch_with(now, key, candidates, None)
-    }
-
-    /// [`Self::punch`], with `relay` (the rendezvous server's address and our route policy)
-    /// when the relay may carry the session.
-    pub(crate) fn punch_with(
-        &mut self,
-        now: Instant,
-        key: PublicKey,
-        candidates: Vec<SocketAddr>,
-        relay: Option<(SocketAddr, RoutePolicy)>,
-    ) -> Result<PeerId, ConnectError> {
-        if key == self.public_key {
-            return Err(ConnectError::OwnKey);
-        }
-        let first = crate::punch::candidates::first_path(&candidates, relay)?;
-        let observed = self.daemon.as_ref().and_then(|d| d.client.observed_ttl());
-        let first_ttl = ProbeTtl::choose(&self.config.session, observed);
-        let (mut ctx, sessions) = self.parts();
-        let session = sessions.get_or_insert_with(key, || {
-            let id = ctx.ids.assign(key);
-            Session::new(&ctx, id, key, first, now)
-        });
-        session.announced = true;
-        let connected = session.is_connected();
-        let first_introduction = !session.punch.was_introduced();
-        session.punch.set_first_ttl(first_ttl);
-        session
-            .punch
-            .introduce(&ctx.config.session, now, candidates, relay, connected);
-        if connected && first_introduction {
-            // The peer's handshake (through the relay) beat its introduction here.
-            session.note_punch_outcome(&mut ctx, now);
-        }
-        if !connected {
-            session.start_handshake(&mut ctx, now);
-        }
-        let id = session.id;
-        self.send_relayed(now);
-        self.settle();
-        Ok(id)
-    }
 
     /// Sends one unreliable datagram to `peer` (queued while its handshake runs).
     pub fn send_datagram(

@@ -491,7 +491,7 @@ impl Endpoint {
                         .events
                         .push_back(Event::AccessGranted { key: peer });
                 }
-                match self.punch_with(now, peer, candidates, relay) {
+                match self.punch_with(now, peer, candidates, relay, request.is_some()) {
                     Ok(_) if self.sessions.get(&peer).is_some_and(|s| s.is_connected()) => {
                         self.announce_ready(peer);
                     }

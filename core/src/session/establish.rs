@@ -48,10 +48,31 @@ pub(crate) struct Answering {
 impl Session {
     // ----- handshakes -------------------------------------------------------------------
 
-    /// Starts a handshake unless one is already in flight.
+    /// Starts a handshake unless one is already in flight, or our first one waits for the
+    /// peer's until later (see [`Self::yield_first_handshake`]).
     pub(crate) fn start_handshake(&mut self, ctx: &mut Context<'_>, now: Instant) {
+        if self.first_attempt_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.first_attempt_at = None;
         if self.pending.is_none() {
             self.send_initiation(ctx, now, now, 0);
+        }
+    }
+
+    /// Holds our first handshake back until `until`, so that the peer's, already on its way
+    /// through the relay, is the one that makes the session.
+    ///
+    /// For a relay-first session we asked for while our key is the larger: the tie-break
+    /// ([`punch::agent::tie_break`]) would make our handshake win, and we learn the session
+    /// is up only from the peer's response, a relay round trip after the peer had it. As the
+    /// responder we are up as we answer (0.5-RTT data), so the stream we open reaches the
+    /// peer half a relay round trip sooner, and a service that speaks first is heard a whole
+    /// one sooner. While we hold back we have no handshake in flight, so the tie-break
+    /// answers whatever comes; if nothing does by `until`, ours goes as usual.
+    pub(crate) fn yield_first_handshake(&mut self, until: Instant) {
+        if self.pending.is_none() && !self.connected && self.keys.current.is_none() {
+            self.first_attempt_at = Some(until);
         }
     }
 
@@ -204,6 +225,8 @@ impl Session {
             remote_index,
             resumes,
         } = initiation;
+        // Our held-back first handshake is not needed: this one makes the session.
+        self.first_attempt_at = None;
         let keep_ours = punch::agent::keeps_own_handshake(local, &self.key, self.connected);
         if !keep_ours {
             if let Some(pending) = self.pending.take() {

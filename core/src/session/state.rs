@@ -49,6 +49,9 @@ pub(crate) struct Session {
     /// Our cookie from the peer (when it is under load) and the MAC keys for its static key.
     pub(super) cookies: CookieJar,
     pub(super) pending: Option<Pending>,
+    /// While set and not reached, our first handshake waits for the peer's (see
+    /// [`Session::yield_first_handshake`]); `start_handshake` sends nothing before it.
+    pub(super) first_attempt_at: Option<Instant>,
     /// Transport packets under our pending handshake's index that came before its response
     /// (a responder's 0.5-RTT data overtook it); replayed once the response is in. At most
     /// [`super::establish::EARLY_PACKETS`].
@@ -131,6 +134,7 @@ impl Session {
             key,
             cookies: CookieJar::new(&key),
             pending: None,
+            first_attempt_at: None,
             keys: Keys::default(),
             last_received: now,
             direct_received: None,
@@ -293,6 +297,9 @@ impl Session {
                 Timer::Handshake,
             ),
             None => {
+                if let Some(at) = self.first_attempt_at {
+                    consider(at, Timer::Handshake);
+                }
                 if let Some(current) = &self.keys.current {
                     consider(current.created + self.keys.rekey_age(cfg), Timer::Rekey);
                 }
@@ -377,7 +384,12 @@ impl Session {
                 .is_some_and(|k| now >= k.created + self.keys.rekey_age(&cfg));
             let silent = self.connected && now >= self.last_received + silence_limit(&cfg);
             let no_keys = self.keys.current.is_none() && (self.connected || !self.queue.is_empty());
-            if old_keys || silent || no_keys {
+            if let Some(at) = self.first_attempt_at {
+                // Our first handshake waits for the peer's; when the wait is over, ours goes.
+                if now >= at {
+                    self.start_handshake(ctx, now);
+                }
+            } else if old_keys || silent || no_keys {
                 self.start_handshake(ctx, now);
             } else if self.keys.current.is_none() && self.keys.next.is_none() {
                 // Nothing left: an answered initiation that was never confirmed, or a peer

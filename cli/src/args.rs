@@ -108,9 +108,10 @@ pub enum Command {
         /// IP:PORT (a second IP address of this machine tells the most).
         #[arg(long, default_value = "auto", value_name = "ADDR|auto|off")]
         netcheck_udp: String,
-        /// Let daemons publish their paths on public TCP ports of this server, from this
-        /// range (FIRST-LAST, such as 20000-20100): a connection to such a port reaches the
-        /// daemon through its session with the server. Off without it.
+        /// Let daemons publish their paths on public ports of this server, from this range
+        /// (FIRST-LAST, such as 20000-20100): a connection to such a TCP port (a datagram to
+        /// such a UDP port, for a UDP service) reaches the daemon through its session with
+        /// the server. A port holds one path, TCP or UDP. Off without it.
         #[arg(long, value_name = "FIRST-LAST", value_parser = port_range)]
         publish_ports: Option<(u16, u16)>,
         /// Most ports (and --publish-sni host names) one token (tenant) may have published
@@ -170,6 +171,7 @@ pub enum Command {
     ///   name = "/home/dns"
     ///   target = "127.0.0.1:53"         # HOST:PORT for UDP
     ///   protocol = "udp"                # tcp (default) or udp
+    ///   publish = 20053                 # optional: a public UDP port of the server, or "any"
     ///
     ///   [[connect]]
     ///   name = "/office/db"
@@ -203,10 +205,10 @@ pub enum Command {
         /// Send each connection's client address first, with the PROXY protocol (v1 or v2).
         #[arg(long, value_name = "v1|v2")]
         proxy_protocol: Option<ProxyVersion>,
-        /// Ask the rendezvous server to publish the service on this public TCP port of its
-        /// own (`any`: one it picks from its --publish-ports range; `sni`: a TLS service
-        /// on its --publish-sni port, as NAME.DOMAIN for the path's last segment NAME).
-        /// Anyone who reaches that port reaches the service.
+        /// Ask the rendezvous server to publish the service on this public port of its own,
+        /// TCP or UDP as the service (`any`: one it picks from its --publish-ports range;
+        /// `sni`: a TLS service on its --publish-sni port, as NAME.DOMAIN for the path's last
+        /// segment NAME). Anyone who reaches that port reaches the service.
         #[arg(long, value_name = "PORT|any|sni")]
         publish: Option<PublishPort>,
         #[command(flatten)]

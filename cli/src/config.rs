@@ -107,7 +107,8 @@ pub struct Expose {
     /// `any`, `direct` or `relay`: the paths this service may take (default: the daemon's
     /// `route`).
     pub route: Option<String>,
-    /// A port of the rendezvous server to publish the service on (TCP only), or `"any"`.
+    /// A port of the rendezvous server to publish the service on (TCP or UDP, as the
+    /// service), `"any"`, or `"sni"` (TLS services only).
     pub publish: Option<Publish>,
     /// A program to run when a session comes up for it (see `hooks.rs`).
     pub on_up: Option<hooks::Written>,
@@ -599,8 +600,8 @@ pub fn protocol(text: Option<&str>) -> Result<Protocol, String> {
 }
 
 /// How an `[[expose]]` entry is forwarded, checked: a UDP target is HOST:PORT (a host name is
-/// looked up for each flow, as a TCP target is for each connection), and the PROXY protocol
-/// is for TCP only.
+/// looked up for each flow, as a TCP target is for each connection), the PROXY protocol is
+/// for TCP only, and so is publishing on the server's SNI port.
 pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
     let protocol = protocol(e.protocol.as_deref())?;
     let proxy_protocol = match e.proxy_protocol.as_deref() {
@@ -615,8 +616,11 @@ pub fn expose_options_of(e: &Expose) -> Result<ExposeOptions, String> {
         if proxy_protocol.is_some() {
             return Err("proxy_protocol is for TCP services only".into());
         }
-        if publish.is_some() {
-            return Err("publish is for TCP services only".into());
+        if publish == Some(PublishPort::Sni) {
+            return Err(
+                "publish = \"sni\" is for TLS (TCP) services; a UDP service takes a port or \"any\""
+                    .into(),
+            );
         }
         if e.target.starts_with("unix:") {
             return Err(format!(
@@ -792,8 +796,8 @@ mod tests {
                 "neither a port",
             ),
             (
-                "target = \"127.0.0.1:53\"\nprotocol = \"udp\"\npublish = 20001",
-                "TCP services only",
+                "target = \"127.0.0.1:53\"\nprotocol = \"udp\"\npublish = \"sni\"",
+                "is for TLS (TCP) services",
             ),
         ] {
             let text = format!("{HEAD}[[expose]]\nname = \"/a/x\"\n{entry}\n");

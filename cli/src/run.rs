@@ -89,7 +89,7 @@ pub fn server(options: ServerOptions) -> Result<(), String> {
     let alternate = netcheck.map(crate::netcheck::bind_alternate).transpose()?;
     if let Some((first, last)) = publish.ports {
         tracing::info!(
-            "publishing daemons' paths on TCP ports {first}-{last} of {}, at most {} per token",
+            "publishing daemons' paths on TCP and UDP ports {first}-{last} of {}, at most {} per token",
             listen.ip(),
             publish.max_per_token
         );

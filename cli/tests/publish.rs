@@ -100,7 +100,7 @@ fn a_plain_tcp_client_reaches_a_published_echo(runtime: &str) {
         &format!("/pub/echo published on {public_addr}"),
     );
     let line = wait_for(&server.stderr, "published /pub/echo of daemon");
-    assert!(line.contains(&format!("on port {port}")), "{line}");
+    assert!(line.contains(&format!("on TCP port {port}")), "{line}");
     status_until(&state, &[&format!("published on {public_addr}")]);
     for i in 0..3 {
         let reply = ask(public_addr, &format!("hello {i}"));

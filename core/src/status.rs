@@ -424,11 +424,16 @@ pub(crate) fn add_published(
         .iter()
         .filter(|(_, o)| o.publish.is_some())
         .map(|(name, o)| {
+            let udp = if o.protocol == crate::forward::Protocol::Udp {
+                " (UDP)"
+            } else {
+                ""
+            };
             let state = match seen.published.get(name) {
-                Some(Ok(at)) => format!("published on {at}"),
+                Some(Ok(at)) => format!("published on {at}{udp}"),
                 Some(Err(why)) => format!("publish refused: {why}"),
                 None => format!(
-                    "asking the server to publish it on port {}",
+                    "asking the server to publish it on port {}{udp}",
                     o.publish.expect("filtered")
                 ),
             };

@@ -319,6 +319,19 @@ impl Loop {
                         // Dropping a listener deregisters it from the poll.
                         self.listeners.retain(|l| l.0 != listener);
                     }
+                    Output::ListenUdp { listener, addr } => {
+                        let bound = self.listen_udp(listener, addr);
+                        let result = bound.as_ref().map(|a| *a).map_err(|e| e.to_string());
+                        self.node.handle_udp_listening(now, listener, result);
+                        if bound.is_ok() {
+                            // Edge-triggered: take what arrived before the registration.
+                            let token = Token(FIRST_UDP_LISTENER + listener.0 as usize);
+                            self.udp_sockets.readable(now, token, &mut self.node);
+                        }
+                    }
+                    Output::UnlistenUdp { listener } => {
+                        self.udp_sockets.remove_listener(listener);
+                    }
                     Output::Timeout(at) => break at,
                 }
             };
@@ -555,6 +568,22 @@ impl Loop {
             .registry()
             .register(&mut listener, listener_token(id), Interest::READABLE)?;
         self.listeners.push((id, listener, None));
+        Ok(bound)
+    }
+
+    /// Binds the UDP socket of a published port and polls it.
+    fn listen_udp(&mut self, id: UdpListenerId, addr: SocketAddr) -> io::Result<SocketAddr> {
+        if FIRST_UDP_LISTENER + id.0 as usize >= FIRST_CONN {
+            return Err(io::Error::other(
+                "the node has used up its UDP listener ids; restart it",
+            ));
+        }
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let socket = UdpSocket::from_std(socket);
+        let bound = socket.local_addr()?;
+        self.udp_sockets
+            .add_listener(self.poll.registry(), id, socket)?;
         Ok(bound)
     }
 

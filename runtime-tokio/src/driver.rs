@@ -304,6 +304,15 @@ impl<R: Runtime> Loop<R> {
         Ok(bound)
     }
 
+    /// Binds the UDP socket of a published port and reads it on a task of its own.
+    fn listen_udp(&mut self, id: UdpListenerId, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        let bound = socket.local_addr()?;
+        self.read_udp_listener(id, R::wrap_udp(socket)?);
+        Ok(bound)
+    }
+
     /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
     /// has the node stop and start services; closes the removed listeners.
     fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
@@ -432,6 +441,14 @@ impl<R: Runtime> Loop<R> {
                 Output::Unlisten { listener } => {
                     self.accepts.remove(&listener);
                 }
+                Output::ListenUdp { listener, addr } => {
+                    let bound = self.listen_udp(listener, addr);
+                    let _ = self.to_loop.try_send(Local::UdpListening(listener, bound));
+                }
+                Output::UnlistenUdp { listener } => {
+                    // Dropping its task ends the reads; the socket closes with its last handle.
+                    self.udp_listeners.remove(&listener);
+                }
                 Output::Timeout(at) => return at,
             }
         }
@@ -520,6 +537,9 @@ impl<R: Runtime> Loop<R> {
             Local::FlowRecv(flow, data) => node.handle_udp_recv(now, flow, &data),
             Local::Listening(listener, bound) => {
                 node.handle_listening(now, listener, bound.map_err(|e| e.to_string()));
+            }
+            Local::UdpListening(listener, bound) => {
+                node.handle_udp_listening(now, listener, bound.map_err(|e| e.to_string()));
             }
             Local::FlowResolved(flow, addr) => node.handle_udp_resolved(now, flow, addr),
             Local::FlowFailed(flow, e) => {

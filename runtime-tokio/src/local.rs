@@ -35,6 +35,9 @@ pub(crate) enum Local<R: Runtime> {
     /// A listener the node asked for ([`burrow_core::node::Output::Listen`]) was bound at
     /// this address, or could not be.
     Listening(ListenerId, io::Result<SocketAddr>),
+    /// A UDP socket the node asked for ([`burrow_core::node::Output::ListenUdp`]) was bound
+    /// at this address, or could not be.
+    UdpListening(UdpListenerId, io::Result<SocketAddr>),
     Connected(ConnId, R::Stream),
     ConnectFailed(ConnId, io::Error),
     /// A connection's socket may be ready in this direction.

@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 pub mod authority;
+pub mod dns;
 
 /// Makes each named test body (taking the runtime's name) a test on every runtime, named
 /// `body::runtime`. (Test files that use it declare `#[macro_use] mod common;`.)

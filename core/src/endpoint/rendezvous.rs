@@ -633,7 +633,10 @@ impl Endpoint {
             }
             let request = match port {
                 crate::forward::PublishPort::Sni => daemon.client.publish_sni(now, name.clone()),
-                port => daemon.client.publish(now, name.clone(), port.port()),
+                port => {
+                    let udp = self.exposed.udp_target(name).is_some();
+                    daemon.client.publish(now, name.clone(), port.port(), udp)
+                }
             };
             daemon.publishing.insert(request, name.clone());
         }

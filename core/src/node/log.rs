@@ -206,8 +206,17 @@ impl fmt::Display for LogLine {
             Event::PublishRefused { service, reason } => {
                 write!(f, "{service}: publish refused: {reason}")
             }
-            Event::Rendezvous(crate::rendezvous::ServerEvent::Published { port, key, service }) => {
-                write!(f, "published {service} of daemon {key} on port {port}")
+            Event::Rendezvous(crate::rendezvous::ServerEvent::Published {
+                port,
+                key,
+                service,
+                udp,
+            }) => {
+                let proto = if *udp { "UDP" } else { "TCP" };
+                write!(
+                    f,
+                    "published {service} of daemon {key} on {proto} port {port}"
+                )
             }
             Event::Rendezvous(crate::rendezvous::ServerEvent::Unlisten {
                 port,

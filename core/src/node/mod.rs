@@ -13,6 +13,7 @@ mod config;
 mod hooks;
 mod known;
 mod log;
+mod publish_udp;
 mod services;
 mod sni;
 mod udp_reload;
@@ -130,6 +131,21 @@ pub enum Output {
         /// The listener.
         listener: ListenerId,
     },
+    /// A rendezvous server publishes a daemon's UDP service on a public port: bind a UDP
+    /// socket at `addr`, report the outcome with [`Node::handle_udp_listening`], and report
+    /// its datagrams with [`Node::handle_udp_recv_from`] under `listener` (as for a
+    /// `[[connect]] protocol = "udp"` listener; [`UdpAction::SendTo`] answers through it).
+    ListenUdp {
+        /// The id to report under.
+        listener: UdpListenerId,
+        /// Where to listen: the node's IP, the published port.
+        addr: SocketAddr,
+    },
+    /// Close the socket of an earlier [`Output::ListenUdp`] (its flows have ended).
+    UnlistenUdp {
+        /// The listener.
+        listener: UdpListenerId,
+    },
     /// A configured service or peer came up on a session, moved path, or went down: run its
     /// hook, if it has one (see [`HookEvent`]).
     Hook(HookEvent),
@@ -170,6 +186,8 @@ pub struct Node {
     options: BTreeMap<ServiceName, ExposeOptions>,
     /// A rendezvous server's published ports and the forwarder's listener for each.
     published: BTreeMap<u16, ListenerId>,
+    /// A rendezvous server's published UDP ports and the UDP forwarder's listener for each.
+    published_udp: BTreeMap<u16, UdpListenerId>,
     /// Which sessions serve which hook subjects.
     hooks: hooks::Hooks,
     /// A rendezvous server's SNI port, when it has one.
@@ -211,6 +229,7 @@ impl Node {
             udp_listeners: Vec::new(),
             options: BTreeMap::new(),
             published: BTreeMap::new(),
+            published_udp: BTreeMap::new(),
             hooks: hooks::Hooks::default(),
             sni: None,
             max_segments: 1,
@@ -333,7 +352,20 @@ impl Node {
             Event::Rendezvous(ServerEvent::Directory(change)) => {
                 self.queued.push_back(Output::Directory(change.clone()));
             }
-            Event::Rendezvous(ServerEvent::Listen { port, key, service }) => {
+            Event::Rendezvous(ServerEvent::Listen {
+                port,
+                key,
+                service,
+                udp: true,
+            }) => self.listen_published_udp(*port, *key, service.clone()),
+            Event::Rendezvous(ServerEvent::Unlisten { port, .. })
+                if self.published_udp.contains_key(port) =>
+            {
+                self.unlisten_published_udp(*port);
+            }
+            Event::Rendezvous(ServerEvent::Listen {
+                port, key, service, ..
+            }) => {
                 let listener = self.fwd.listen_to(*key, service.clone());
                 if let Some(old) = self.published.insert(*port, listener) {
                     // The server never asks twice for one port; if it did, the new one wins.

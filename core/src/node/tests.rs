@@ -647,6 +647,7 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
 
 mod publish;
 mod publish_sni;
+mod publish_udp;
 
 /// UDP connects across a reload: one kept (not closed), one removed (its socket closed), one
 /// moved to another port (changed), one added; the new running set then plans nothing.

@@ -78,7 +78,7 @@ pub(crate) enum ClientEvent {
         /// What to do with it.
         attach: Option<super::directory::Attachment>,
     },
-    /// The server publishes `name` on its public TCP `port` (the answer to
+    /// The server publishes `name` on its public `port`, TCP or UDP as asked (the answer to
     /// [`super::Client::publish`]).
     Published {
         /// The request id.
@@ -223,6 +223,8 @@ pub enum ServerEvent {
     /// Listen on TCP `port` (at the server's address) for `service` of the daemon `key`:
     /// connections accepted there go to it as streams (see [`crate::node::Node`], which binds
     /// through its runtime and reports back with [`crate::node::Node::handle_listening`]).
+    /// With `udp`, a UDP socket on `port`: each source that sends there is one flow to the
+    /// daemon's UDP service (reported back with [`crate::node::Node::handle_udp_listening`]).
     Listen {
         /// The public port.
         port: u16,
@@ -230,6 +232,8 @@ pub enum ServerEvent {
         key: PublicKey,
         /// The path.
         service: ServiceName,
+        /// A UDP port (else TCP).
+        udp: bool,
     },
     /// Stop listening on `port`: its publication ended (the daemon unregistered, its lease
     /// ended, it no longer exposes the path, or the port could not be bound). Connections
@@ -252,6 +256,8 @@ pub enum ServerEvent {
         key: PublicKey,
         /// The path.
         service: ServiceName,
+        /// A UDP port (else TCP).
+        udp: bool,
     },
     /// A daemon asked to publish `service` and was refused.
     PublishRefused {

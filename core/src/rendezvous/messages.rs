@@ -178,6 +178,18 @@ pub(crate) enum ClientMessage {
         #[serde(with = "key_bytes")]
         source: PublicKey,
     },
+    /// As `Publish`, on a public UDP port: each source address and port that sends there is
+    /// one flow to this daemon's UDP service `name`, carried in the server's session
+    /// datagrams. A port of the range holds one publication, TCP or UDP. Appended last: an
+    /// older server drops it as undecodable, and the daemon gives up with `NoAnswer`.
+    PublishUdp {
+        /// The request id.
+        request: u64,
+        /// The path (a UDP service of this daemon's).
+        name: ServiceName,
+        /// The public port asked for; `None` for any port of the server's range.
+        port: Option<u16>,
+    },
 }
 
 fn bounded_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -1312,6 +1324,27 @@ mod tests {
                 peer: PublicKey::from_bytes(k)
             }),
             any::<u64>().prop_map(|id| ClientMessage::Ack { id }),
+            (
+                any::<u64>(),
+                name(),
+                proptest::option::of(any::<u16>()),
+                any::<bool>()
+            )
+                .prop_map(|(request, name, port, udp)| if udp {
+                    ClientMessage::PublishUdp {
+                        request,
+                        name,
+                        port,
+                    }
+                } else {
+                    ClientMessage::Publish {
+                        request,
+                        name,
+                        port,
+                    }
+                }),
+            (any::<u64>(), name())
+                .prop_map(|(request, name)| ClientMessage::PublishSni { request, name }),
             any::<[u8; 32]>().prop_map(|k| ClientMessage::SourceLeft {
                 source: PublicKey::from_bytes(k)
             }),

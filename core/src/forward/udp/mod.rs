@@ -53,6 +53,7 @@ pub use types::{FlowId, FlowInfo, UdpAction, UdpConfig, UdpListenerId, UdpStats}
 pub use wire::{CloseWhy, FlowMsg, MAX_DATA_HEADER};
 
 use super::ServiceState;
+use crate::crypto::PublicKey;
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
 use crate::event::{Event, PeerId};
@@ -115,6 +116,9 @@ pub struct UdpForwarder {
     next_flow: u64,
     next_listener: u64,
     listeners: BTreeMap<UdpListenerId, ServiceName>,
+    /// Listeners whose flows go to one daemon's session, not to a service looked up (a
+    /// rendezvous server's published UDP ports): the daemon's key.
+    direct: BTreeMap<UdpListenerId, PublicKey>,
     wanted: BTreeMap<ServiceName, Wanted>,
     out: BTreeMap<FlowId, OutFlow>,
     by_client: BTreeMap<(UdpListenerId, SocketAddr), FlowId>,
@@ -152,6 +156,7 @@ impl UdpForwarder {
             next_flow: 0,
             next_listener: 0,
             listeners: BTreeMap::new(),
+            direct: BTreeMap::new(),
             wanted: BTreeMap::new(),
             out: BTreeMap::new(),
             by_client: BTreeMap::new(),
@@ -178,13 +183,26 @@ impl UdpForwarder {
         id
     }
 
-    /// Forgets a listener socket (its `[[connect]]` went away in a reload): its flows end
-    /// (their peers hear END), and its service is forgotten unless another listener sends to
-    /// it. The runtime closes the socket; a [`UdpAction::SendTo`] for it may still come.
+    /// Registers a listener socket whose datagrams go to `service` of the daemon whose key
+    /// is `key`, over our session with it (a rendezvous server's published UDP port): no
+    /// lookup; a datagram that comes while there is no such session is dropped and counted.
+    pub fn listen_to(&mut self, key: PublicKey, service: ServiceName) -> UdpListenerId {
+        let id = UdpListenerId(self.next_listener);
+        self.next_listener += 1;
+        self.listeners.insert(id, service);
+        self.direct.insert(id, key);
+        id
+    }
+
+    /// Forgets a listener socket (its `[[connect]]` went away in a reload, or its
+    /// publication ended): its flows end (their peers hear END), and its service is
+    /// forgotten unless another listener sends to it. The runtime closes the socket; a
+    /// [`UdpAction::SendTo`] for it may still come.
     pub fn unlisten(&mut self, now: Instant, ep: &mut Endpoint, listener: UdpListenerId) {
         let Some(service) = self.listeners.remove(&listener) else {
             return;
         };
+        self.direct.remove(&listener);
         let flows: Vec<FlowId> = self
             .out
             .iter()
@@ -318,6 +336,16 @@ impl UdpForwarder {
             return;
         }
         f.last_active = now;
+        if let Some(key) = self.direct.get(&listener) {
+            match ep.peer_of(key) {
+                Some(peer) => self.send_up(now, ep, flow, peer, data),
+                None => {
+                    f.counts.dropped += 1;
+                    self.stats.dropped_unreachable += 1;
+                }
+            }
+            return;
+        }
         let w = self.wanted.get_mut(&service).expect("listen() made it");
         match w.state {
             ServiceState::Ready(peer) => self.send_up(now, ep, flow, peer, data),
@@ -387,6 +415,10 @@ impl UdpForwarder {
                     w.state = ServiceState::Idle;
                     w.waiting.push_back((flow, Bytes::copy_from_slice(data)));
                     self.ask(now, ep, &service);
+                } else {
+                    // A published port's daemon: nothing to look up.
+                    f.counts.dropped += 1;
+                    self.stats.dropped_unreachable += 1;
                 }
             }
             Err(_) => {
@@ -490,7 +522,9 @@ impl UdpForwarder {
                     self.drop_waiting(service);
                 }
             }
-            Event::AccessGranted { .. } => self.admit_held(now, ep),
+            // A daemon's publication lets the server's flows in, as an introduction lets a
+            // peer's.
+            Event::AccessGranted { .. } | Event::Published { .. } => self.admit_held(now, ep),
             Event::SessionClosed { peer, reason, .. } => {
                 self.held.forget_peer(*peer);
                 for w in self.wanted.values_mut() {

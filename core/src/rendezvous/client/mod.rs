@@ -301,20 +301,32 @@ impl Client {
         self.add_request(now, msg)
     }
 
-    /// Asks the server to publish `name` on its public TCP `port` (`None`: any of its range).
-    /// Returns the request id that [`ClientEvent::Published`] or
+    /// Asks the server to publish `name` on its public TCP port (UDP when `udp`) `port`
+    /// (`None`: any of its range). Returns the request id that [`ClientEvent::Published`] or
     /// [`ClientEvent::RequestFailed`] will carry. A publication lives as long as the
     /// registration: ask again after each [`ClientEvent::Registered`].
-    pub(crate) fn publish(&mut self, now: Instant, name: ServiceName, port: Option<u16>) -> u64 {
+    pub(crate) fn publish(
+        &mut self,
+        now: Instant,
+        name: ServiceName,
+        port: Option<u16>,
+        udp: bool,
+    ) -> u64 {
         let request = self.request_id();
-        self.add_request(
-            now,
+        let msg = if udp {
+            ClientMessage::PublishUdp {
+                request,
+                name,
+                port,
+            }
+        } else {
             ClientMessage::Publish {
                 request,
                 name,
                 port,
-            },
-        )
+            }
+        };
+        self.add_request(now, msg)
     }
 
     /// Asks the server to publish `name` on its SNI port under the host name of its last
@@ -758,6 +770,7 @@ fn request_of(msg: &ClientMessage) -> u64 {
         | ClientMessage::ConnectPeer { request, .. }
         | ClientMessage::Admin { request, .. }
         | ClientMessage::Publish { request, .. }
+        | ClientMessage::PublishUdp { request, .. }
         | ClientMessage::PublishSni { request, .. } => *request,
         ClientMessage::Unregister
         | ClientMessage::Ack { .. }

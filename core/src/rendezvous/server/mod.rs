@@ -430,7 +430,17 @@ impl Server {
                 if self.repeat_answer(from, request) {
                     return;
                 }
-                self.on_publish(from, request, name, port);
+                self.on_publish(from, request, name, port, false);
+            }
+            ClientMessage::PublishUdp {
+                request,
+                name,
+                port,
+            } => {
+                if self.repeat_answer(from, request) {
+                    return;
+                }
+                self.on_publish(from, request, name, port, true);
             }
             ClientMessage::AttachOutcome { name, failed } => {
                 self.on_attach_outcome(from, name, failed);

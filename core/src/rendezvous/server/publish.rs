@@ -1,11 +1,13 @@
-//! Paths published on public TCP ports of the server (`burrow server --publish-ports`).
+//! Paths published on public TCP or UDP ports of the server (`burrow server
+//! --publish-ports`).
 //!
-//! A daemon asks with `Publish` for a path its registration exposes. The server checks the
+//! A daemon asks with `Publish` (`PublishUdp` for a UDP service) for a path its registration
+//! exposes. A port of the range holds one publication, TCP or UDP. The server checks the
 //! port against its range, the ports taken and the token's limit, then asks its owner to
 //! listen ([`ServerEvent::Listen`]); only once the listener is bound
 //! ([`Server::listening`]) does the daemon hear `Published`. Every connection accepted there
-//! becomes a stream from the server to the daemon naming the path (the node's forwarder does
-//! that); the daemon lets the server's key reach exactly the paths it was told are
+//! becomes a stream from the server to the daemon naming the path, every source that sends
+//! to a UDP port a flow of datagrams (the node's forwarders do that); the daemon lets the server's key reach exactly the paths it was told are
 //! published. A publication ends with the registration (unregistered, lease expired, token
 //! withdrawn) or when the path leaves it: [`ServerEvent::Unlisten`].
 
@@ -26,6 +28,8 @@ pub(crate) struct Publication {
     pub(crate) token: String,
     /// The `Publish` waiting for the listener to be bound; `None` once it is.
     pub(crate) binding: Option<u64>,
+    /// A UDP port (else TCP).
+    pub(crate) udp: bool,
 }
 
 /// Publications by port.
@@ -81,13 +85,15 @@ impl Server {
         self.publications.iter()
     }
 
-    /// `from` asks to publish `name` on `port` (`None`: any port of the range).
+    /// `from` asks to publish `name` on `port` (`None`: any port of the range), a UDP port
+    /// when `udp`.
     pub(super) fn on_publish(
         &mut self,
         from: PublicKey,
         request: u64,
         name: ServiceName,
         port: Option<u16>,
+        udp: bool,
     ) {
         let Some(reg) = self.registry.get(&from) else {
             return self.not_registered(from, request);
@@ -103,7 +109,8 @@ impl Server {
             return self.refuse_publish(from, request, name, ErrorCode::PublishRefused, &why);
         }
         if let Some(old) = self.publications.port_of(&from, &name) {
-            if port.is_none_or(|p| p == old) {
+            let same_kind = self.publications.get(old).is_some_and(|p| p.udp == udp);
+            if same_kind && port.is_none_or(|p| p == old) {
                 // Asked again (a retransmission, or after registering again): same answer,
                 // once the listener is bound.
                 if self
@@ -155,12 +162,14 @@ impl Server {
                 name: name.clone(),
                 token,
                 binding: Some(request),
+                udp,
             },
         );
         self.events.push_back(ServerEvent::Listen {
             port,
             key: from,
             service: name,
+            udp,
         });
     }
 
@@ -190,13 +199,14 @@ impl Server {
         let Some(request) = p.binding.take() else {
             return;
         };
-        let (key, name) = (p.key, p.name.clone());
+        let (key, name, udp) = (p.key, p.name.clone(), p.udp);
         match result {
             Ok(()) => {
                 self.events.push_back(ServerEvent::Published {
                     port,
                     key,
                     service: name.clone(),
+                    udp,
                 });
                 let msg = ServerMessage::Published {
                     request,

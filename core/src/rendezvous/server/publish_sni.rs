@@ -86,6 +86,7 @@ impl Server {
                 name: name.clone(),
                 token,
                 binding: None,
+                udp: false,
             },
         );
         self.events.push_back(ServerEvent::PublishedName {

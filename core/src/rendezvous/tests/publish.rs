@@ -20,9 +20,14 @@ fn publishing(max_per_token: usize) -> ServerConfig {
     }
 }
 
-/// Daemon `i` asks to publish `path` on `port`; returns the request id.
+/// Daemon `i` asks to publish `path` on TCP `port`; returns the request id.
 fn publish(h: &mut Harness, i: usize, path: &str, port: Option<u16>) -> u64 {
-    let request = h.with(i, |c, now| c.publish(now, name(path), port));
+    publish_as(h, i, path, port, false)
+}
+
+/// [`publish`], on a UDP port when `udp`.
+fn publish_as(h: &mut Harness, i: usize, path: &str, port: Option<u16>, udp: bool) -> u64 {
+    let request = h.with(i, |c, now| c.publish(now, name(path), port, udp));
     h.run(SECOND);
     request
 }
@@ -55,7 +60,9 @@ fn listens(h: &Harness) -> (Vec<(u16, PublicKey, ServiceName)>, Vec<u16>) {
     let mut unlisten = Vec::new();
     for (_, e) in h.server_events() {
         match e {
-            ServerEvent::Listen { port, key, service } => listen.push((port, key, service)),
+            ServerEvent::Listen {
+                port, key, service, ..
+            } => listen.push((port, key, service)),
             ServerEvent::Unlisten { port, .. } => unlisten.push(port),
             _ => {}
         }
@@ -290,4 +297,32 @@ fn an_unregistered_daemon_publishes_nothing() {
             )),
         "{said:?}"
     );
+}
+
+/// A UDP publication is one of the token's ports like a TCP one: the server is asked for a
+/// UDP socket, and the limit counts both kinds.
+#[test]
+fn udp_ports_count_toward_the_tokens_limit() {
+    let mut h = Harness::new(publishing(1));
+    let a = h.add(&["/dns", "/web"]);
+    h.run(SECOND);
+    let dns = publish_as(&mut h, a, "/dns", None, true);
+    let udp: Vec<bool> = h
+        .server_events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            ServerEvent::Listen { udp, .. } => Some(udp),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(udp, vec![true], "a UDP socket asked for");
+    bound(&mut h, 20000);
+    assert_eq!(published(&h, a, dns), Some(20000));
+    let web = publish(&mut h, a, "/web", None);
+    let (code, why) = refused(&h, a, web).expect("refused");
+    assert_eq!(code, ErrorCode::TooMany);
+    assert!(why.contains("limit of 1 published ports"), "{why}");
+    // Asking again for the same path on the same kind of port is the same answer.
+    let again = publish_as(&mut h, a, "/dns", None, true);
+    assert_eq!(published(&h, a, again), Some(20000));
 }

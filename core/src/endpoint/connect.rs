@@ -16,8 +16,8 @@ use crate::session::Session;
 impl Endpoint {
     /// Starts (or reuses) a session with the peer whose static key is `key`, reached at `addr`.
     ///
-    /// Returns the peer's handle at once; [`Event::Connected`] follows when the handshake
-    /// completes, or [`Event::SessionClosed`] with
+    /// Returns the peer's handle at once; [`crate::Event::Connected`] follows when the handshake
+    /// completes, or [`crate::Event::SessionClosed`] with
     /// [`crate::CloseReason::HandshakeTimeout`] if it never does.
     pub fn connect(
         &mut self,

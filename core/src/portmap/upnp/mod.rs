@@ -4,7 +4,7 @@
 //! An SSDP search (multicast UDP) finds the gateway's description; an HTTP `GET` of it names
 //! the WAN connection service's control URL; SOAP calls over HTTP ask for the external
 //! address and map our UDP port (the same external port if free, else the next ones), for
-//! [`super::LIFETIME`] seconds, renewed at half of it and deleted when the daemon stops.
+//! 7200 seconds (`LIFETIME`), renewed at half of it and deleted when the daemon stops.
 //! The runtime owns the sockets: it sends [`UpnpClient::poll_datagram`]'s datagrams from a
 //! UDP socket of its own, runs each [`UpnpClient::poll_http`] exchange on a new TCP
 //! connection (reading at most [`MAX_RESPONSE`] bytes, with a time limit) and hands the

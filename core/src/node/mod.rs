@@ -510,22 +510,13 @@ impl Node {
         if self.is_sni(listener) {
             return self.sni_listening(now, result);
         }
-        let Some(port) = self
-            .published
-            .iter()
-            .find(|(_, l)| **l == listener)
-            .map(|(p, _)| *p)
+        let Some((port, result)) = publish_udp::port_outcome(&mut self.published, listener, result)
         else {
             return;
         };
-        let result = match result {
-            Ok(_) => Ok(()),
-            Err(why) => {
-                self.published.remove(&port);
-                self.fwd.unlisten(now, &mut self.ep, listener);
-                Err(why)
-            }
-        };
+        if result.is_err() {
+            self.fwd.unlisten(now, &mut self.ep, listener);
+        }
         self.ep.publish_listening(now, port, result);
     }
 

@@ -3,6 +3,7 @@
 //! runtime for a UDP socket on the port ([`Output::ListenUdp`]), and the UDP forwarder makes
 //! each source that sends there one flow to the daemon, over the server's session with it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -41,22 +42,30 @@ impl Node {
         result: Result<SocketAddr, String>,
     ) {
         self.now = now;
-        let Some(port) = self
-            .published_udp
-            .iter()
-            .find(|(_, l)| **l == listener)
-            .map(|(p, _)| *p)
-        else {
+        let Some((port, result)) = port_outcome(&mut self.published_udp, listener, result) else {
             return;
         };
-        let result = match result {
-            Ok(_) => Ok(()),
-            Err(why) => {
-                self.published_udp.remove(&port);
-                self.udp.unlisten(now, &mut self.ep, listener);
-                Err(why)
-            }
-        };
+        if result.is_err() {
+            self.udp.unlisten(now, &mut self.ep, listener);
+        }
         self.ep.publish_listening(now, port, result);
     }
+}
+
+/// The published port whose listener (TCP or UDP) is `listener`, and what to tell the server
+/// of its binding; one that could not be bound is forgotten from `published` (the caller
+/// forgets it in its forwarder). `None` for a listener that is not a published port's.
+pub(super) fn port_outcome<L: PartialEq>(
+    published: &mut BTreeMap<u16, L>,
+    listener: L,
+    result: Result<SocketAddr, String>,
+) -> Option<(u16, Result<(), String>)> {
+    let port = published
+        .iter()
+        .find(|(_, l)| **l == listener)
+        .map(|(p, _)| *p)?;
+    if result.is_err() {
+        published.remove(&port);
+    }
+    Some((port, result.map(|_| ())))
 }

@@ -646,6 +646,7 @@ fn plan_restarts_a_service_whose_forwarding_changed() {
 }
 
 mod publish;
+mod publish_setup;
 mod publish_sni;
 mod publish_udp;
 

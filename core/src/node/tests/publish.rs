@@ -3,6 +3,7 @@
 //! PROXY protocol), the server's key kept to the published path, and the listener closed
 //! when the daemon stops.
 
+use super::publish_setup::{run, server_and_daemon_with};
 use super::*;
 use crate::forward::{ExposeOptions, Origin, ProxyVersion, PublishPort};
 use crate::rendezvous::PublishConfig;
@@ -10,47 +11,24 @@ use crate::rendezvous::PublishConfig;
 /// The server (host 0) publishing ports 20000-20010, and a daemon (host 1) exposing `/web`
 /// (published on 20001, PROXY protocol v1) and `/private` (not published).
 fn server_and_daemon(now: Instant) -> Net {
-    let addrs = [addr("10.0.0.9:7000"), addr("10.0.0.1:1000")];
-    let server_config = ServerConfig {
-        publish: PublishConfig {
-            ports: Some((20000, 20010)),
-            max_per_token: 4,
-            sni: None,
-        },
-        ..ServerConfig::default()
+    let publish = PublishConfig {
+        ports: Some((20000, 20010)),
+        max_per_token: 4,
+        sni: None,
     };
-    let server = start(Config::server(key(9), server_config), addrs[0], 9, now);
-    let daemon = Config::daemon(
-        key(1),
-        RendezvousConfig::new(key(9).public_key(), addrs[0], "t"),
-    );
-    let name = |s: &str| ServiceName::parse(s).unwrap();
-    let mut a = NodeConfig::new(daemon, addrs[1]);
-    a.expose = vec![
-        (name("/web"), "127.0.0.1:7".into()),
-        (name("/private"), "127.0.0.1:8".into()),
-    ];
-    a.expose_options = vec![(
-        name("/web"),
-        ExposeOptions {
-            proxy_protocol: Some(ProxyVersion::V1),
-            publish: Some(PublishPort::Port(20001)),
-            ..ExposeOptions::default()
-        },
-    )];
-    let clock = (
+    let web = ExposeOptions {
+        proxy_protocol: Some(ProxyVersion::V1),
+        publish: Some(PublishPort::Port(20001)),
+        ..ExposeOptions::default()
+    };
+    server_and_daemon_with(
         now,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    );
-    let a = a
-        .start::<()>(addrs[1], Vec::new(), [1; 32], clock, |_| None)
-        .unwrap();
-    Net::new(now, vec![(addrs[0], server), (addrs[1], a.node)])
-}
-
-fn run(net: &mut Net, d: Duration) {
-    let until = net.now + d;
-    net.run_until(until);
+        publish,
+        &[
+            ("/web", "127.0.0.1:7", web),
+            ("/private", "127.0.0.1:8", ExposeOptions::default()),
+        ],
+    )
 }
 
 /// The connections node `i` was told to open, with their targets.

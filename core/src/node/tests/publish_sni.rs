@@ -3,63 +3,39 @@
 //! bytes untouched, and every other connection (a name nobody publishes, not TLS, too slow,
 //! too large) closed with one log line saying why; names over the token's limit refused.
 
+use super::publish_setup::{run, server_and_daemon_with};
 use super::*;
 use crate::forward::sni::MAX_HELLO;
 use crate::forward::sni::sample::{hello, records};
 use crate::forward::{ExposeOptions, Origin, PublishPort};
 use crate::rendezvous::{PublishConfig, SniConfig};
 
-const SERVER: &str = "10.0.0.9:7000";
-
 /// The server (host 0) routing TLS names `*.example.test` on port 443, at most 2
 /// publications per token, and a daemon (host 1) asking to publish `/web/blog`, `/web/shop`
 /// (one too many) and `/web/bad_name` (no host-name label) there.
 fn server_and_daemon(now: Instant) -> Net {
-    let addrs = [addr(SERVER), addr("10.0.0.1:1000")];
-    let server_config = ServerConfig {
-        publish: PublishConfig {
-            ports: None,
-            max_per_token: 2,
-            sni: Some(SniConfig {
-                port: 443,
-                domain: "example.test".into(),
-            }),
-        },
-        ..ServerConfig::default()
+    let publish = PublishConfig {
+        ports: None,
+        max_per_token: 2,
+        sni: Some(SniConfig {
+            port: 443,
+            domain: "example.test".into(),
+        }),
     };
-    let server = start(Config::server(key(9), server_config), addrs[0], 9, now);
-    let daemon = Config::daemon(
-        key(1),
-        RendezvousConfig::new(key(9).public_key(), addrs[0], "t"),
-    );
-    let name = |s: &str| ServiceName::parse(s).unwrap();
-    let mut a = NodeConfig::new(daemon, addrs[1]);
     let sni = ExposeOptions {
         publish: Some(PublishPort::Sni),
         ..ExposeOptions::default()
     };
-    for (path, target) in [
-        ("/web/bad_name", "127.0.0.1:6"),
-        ("/web/blog", "127.0.0.1:7"),
-        ("/web/shop", "127.0.0.1:8"),
-        ("/web/zoo", "127.0.0.1:9"),
-    ] {
-        a.expose.push((name(path), target.into()));
-        a.expose_options.push((name(path), sni));
-    }
-    let clock = (
+    server_and_daemon_with(
         now,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    );
-    let a = a
-        .start::<()>(addrs[1], Vec::new(), [1; 32], clock, |_| None)
-        .unwrap();
-    Net::new(now, vec![(addrs[0], server), (addrs[1], a.node)])
-}
-
-fn run(net: &mut Net, d: Duration) {
-    let until = net.now + d;
-    net.run_until(until);
+        publish,
+        &[
+            ("/web/bad_name", "127.0.0.1:6", sni),
+            ("/web/blog", "127.0.0.1:7", sni),
+            ("/web/shop", "127.0.0.1:8", sni),
+            ("/web/zoo", "127.0.0.1:9", sni),
+        ],
+    )
 }
 
 /// The connections node `i` was told to open, with their targets.

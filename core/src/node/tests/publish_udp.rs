@@ -3,6 +3,7 @@
 //! service's answers back to the source they belong to, and the socket closed when the
 //! daemon stops. A port of the range holds one publication, TCP or UDP.
 
+use super::publish_setup::{run, server_and_daemon_with};
 use super::*;
 use crate::forward::udp::{UdpAction, UdpListenerId};
 use crate::forward::{ExposeOptions, Protocol, PublishPort};
@@ -11,56 +12,25 @@ use crate::rendezvous::PublishConfig;
 /// The server (host 0) publishing ports 20000-20010, and a daemon (host 1) exposing the UDP
 /// service `/dns` (published on `dns_port`) and the TCP service `/web` (on 20001).
 fn server_and_daemon(now: Instant, dns_port: u16) -> Net {
-    let addrs = [addr("10.0.0.9:7000"), addr("10.0.0.1:1000")];
-    let server_config = ServerConfig {
-        publish: PublishConfig {
-            ports: Some((20000, 20010)),
-            max_per_token: 4,
-            sni: None,
-        },
-        ..ServerConfig::default()
+    let publish = PublishConfig {
+        ports: Some((20000, 20010)),
+        max_per_token: 4,
+        sni: None,
     };
-    let server = start(Config::server(key(9), server_config), addrs[0], 9, now);
-    let daemon = Config::daemon(
-        key(1),
-        RendezvousConfig::new(key(9).public_key(), addrs[0], "t"),
-    );
-    let name = |s: &str| ServiceName::parse(s).unwrap();
-    let mut a = NodeConfig::new(daemon, addrs[1]);
-    a.expose = vec![
-        (name("/dns"), "127.0.0.1:53".into()),
-        (name("/web"), "127.0.0.1:80".into()),
-    ];
-    a.expose_options = vec![
-        (
-            name("/dns"),
-            ExposeOptions {
-                protocol: Protocol::Udp,
-                publish: Some(PublishPort::Port(dns_port)),
-                ..ExposeOptions::default()
-            },
-        ),
-        (
-            name("/web"),
-            ExposeOptions {
-                publish: Some(PublishPort::Port(20001)),
-                ..ExposeOptions::default()
-            },
-        ),
-    ];
-    let clock = (
+    let dns = ExposeOptions {
+        protocol: Protocol::Udp,
+        publish: Some(PublishPort::Port(dns_port)),
+        ..ExposeOptions::default()
+    };
+    let web = ExposeOptions {
+        publish: Some(PublishPort::Port(20001)),
+        ..ExposeOptions::default()
+    };
+    server_and_daemon_with(
         now,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-    );
-    let a = a
-        .start::<()>(addrs[1], Vec::new(), [1; 32], clock, |_| None)
-        .unwrap();
-    Net::new(now, vec![(addrs[0], server), (addrs[1], a.node)])
-}
-
-fn run(net: &mut Net, d: Duration) {
-    let until = net.now + d;
-    net.run_until(until);
+        publish,
+        &[("/dns", "127.0.0.1:53", dns), ("/web", "127.0.0.1:80", web)],
+    )
 }
 
 /// The UDP sockets node 0 (the server) was asked to bind.

@@ -479,9 +479,10 @@ pub fn render(s: &Status) -> String {
             ));
         }
         line(format!(
-            "udp flows: {} opened, {} expired, {} held for their introduction, {} refused; dropped: {} too large (max {} B), {} over the flow limit, {} unreachable, {} malformed, {} unknown flow, {} not sent",
+            "udp flows: {} opened, {} expired, {} ended by their opener, {} held for their introduction, {} refused; dropped: {} too large (max {} B), {} over the flow limit, {} unreachable, {} malformed, {} unknown flow, {} not sent",
             u.flows_opened,
             u.flows_expired,
+            u.flows_ended,
             u.flows_held,
             u.flows_refused,
             u.dropped_too_large,

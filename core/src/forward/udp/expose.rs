@@ -65,7 +65,10 @@ impl UdpForwarder {
                 };
                 self.answer(now, ep, peer, close);
             }
-            (FlowMsg::End { .. }, Some(flow)) => self.close_incoming(flow),
+            (FlowMsg::End { .. }, Some(flow)) => {
+                self.stats.flows_ended += 1;
+                self.close_incoming(flow);
+            }
             (FlowMsg::End { .. }, None) => {
                 // Its opener gave up on a flow still waiting for its introduction.
                 self.held.take((peer, remote));

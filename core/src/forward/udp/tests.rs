@@ -716,6 +716,12 @@ fn unlisten_ends_only_that_listeners_flows() {
         1,
         "the exposer closed the ended flow"
     );
+    let stats = net.hosts[A].m.udp.stats();
+    assert_eq!(
+        (stats.flows_ended, stats.flows_expired),
+        (1, 0),
+        "counted as ended by its opener"
+    );
     // The kept flow still works; the removed listener's clients are not heard any more.
     net.with(B, |n, now| {
         n.udp

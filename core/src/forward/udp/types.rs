@@ -111,6 +111,10 @@ pub struct UdpStats {
     pub flows_opened: u64,
     /// Flows forgotten after their idle timeout.
     pub flows_expired: u64,
+    /// Flows that came in and that their opener ended (its END: its own idle timeout came
+    /// first, its listener went away, or it stopped).
+    #[serde(default)]
+    pub flows_ended: u64,
     /// Flows that came in before the server's introduction authorising their peer and waited
     /// for it (then opened, or refused when the wait ended).
     pub flows_held: u64,

@@ -29,6 +29,10 @@
 //!             Output::StunResult{..} => answer whoever asked for that probe,
 //!             Output::Save{path, contents} => replace the file at path (atomically, mode 0600),
 //!             Output::Hook(h)       => hand h to whoever runs the configured hooks,
+//!             Output::Listen{..} | Output::ListenUdp{..} => bind a published port's TCP
+//!                                      listener or UDP socket, report it with
+//!                                      handle_listening / handle_udp_listening,
+//!             Output::Unlisten{..} | Output::UnlistenUdp{..} => close it,
 //!             Output::Timeout(at)   => break at,
 //!         }
 //!     };

@@ -75,26 +75,29 @@ fn published(dir: &Path, runtime: &str, name: &str, target: SocketAddr, port: u1
     (server, daemon)
 }
 
-/// Sends `msg` to `to` until its echo comes back (the first datagrams may be dropped while
-/// the server's flow opens), for at most [`WAIT`].
-fn echoed(socket: &UdpSocket, to: SocketAddr, msg: &[u8]) {
+/// Sends `msg` (`client I round R`) to `to` until its echo comes back (the first datagrams
+/// may be dropped while the server's flow opens), for at most [`WAIT`]. A late echo of this
+/// client's earlier resends is skipped; another client's datagram fails the test.
+fn echoed(socket: &UdpSocket, to: SocketAddr, client: usize, msg: &str) {
     socket
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("timeout");
     let start = Instant::now();
+    let mine = format!("client {client} ");
     let mut buf = [0u8; 2048];
     loop {
-        socket.send_to(msg, to).expect("send");
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            // A late echo of an earlier resend on this socket is the same message.
-            assert_eq!(&buf[..n], msg, "another client's datagram came back");
-            return;
+        socket.send_to(msg.as_bytes(), to).expect("send");
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            let got = String::from_utf8_lossy(&buf[..n]);
+            if got == msg {
+                return;
+            }
+            assert!(
+                got.starts_with(&mine),
+                "another client's datagram came back: {got:?}"
+            );
         }
-        assert!(
-            start.elapsed() < WAIT,
-            "no echo of {:?}",
-            String::from_utf8_lossy(msg)
-        );
+        assert!(start.elapsed() < WAIT, "no echo of {msg:?}");
     }
 }
 
@@ -109,7 +112,7 @@ fn udp_clients_reach_a_published_echo_each_on_its_own_flow(runtime: &str) {
         .collect();
     for round in 0..3 {
         for (i, c) in clients.iter().enumerate() {
-            echoed(c, public, format!("client {i} round {round}").as_bytes());
+            echoed(c, public, i, &format!("client {i} round {round}"));
         }
     }
     let status = run(&["status", "--state-dir", path(&dir.join("a"))]).unwrap_or_default();

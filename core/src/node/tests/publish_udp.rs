@@ -215,3 +215,42 @@ fn a_udp_port_the_server_cannot_bind_is_a_refusal_on_the_daemon() {
         "no flow opened"
     );
 }
+
+/// A datagram the server forwards before the daemon has heard `Published` (the socket was
+/// already reading) reaches the daemon without the grant: its flow is held, as a peer's is
+/// before its introduction, and opened once the answer comes.
+#[test]
+fn a_flow_that_comes_before_published_is_held_then_opened() {
+    let now = crate::tests::origin();
+    let mut net = server_and_daemon(now, 20002);
+    run(&mut net, Duration::from_secs(2));
+    let (listener, public) = udp_listens(&net)[0];
+    let t = net.now;
+    net.node(0)
+        .handle_udp_recv_from(t, listener, addr("198.51.100.7:5555"), b"early");
+    run(&mut net, Duration::from_millis(500));
+    let opened = |net: &Net| {
+        udp_actions(net, 1)
+            .iter()
+            .filter(|a| matches!(a, UdpAction::Open { .. }))
+            .count()
+    };
+    assert_eq!(opened(&net), 0, "no grant yet: held");
+    assert_eq!(net.node(1).status().udp.flows_held, 1);
+    let t = net.now;
+    net.node(0).handle_udp_listening(t, listener, Ok(public));
+    run(&mut net, Duration::from_secs(1));
+    assert_eq!(opened(&net), 1, "opened once published");
+    let sent: Vec<Vec<u8>> = udp_actions(&net, 1)
+        .into_iter()
+        .filter_map(|a| match a {
+            UdpAction::Send { data, .. } => Some(data.to_vec()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![b"early".to_vec()],
+        "the held datagram is delivered"
+    );
+}

@@ -426,22 +426,12 @@ impl Server {
                 request,
                 name,
                 port,
-            } => {
-                if self.repeat_answer(from, request) {
-                    return;
-                }
-                self.on_publish(from, request, name, port, false);
-            }
+            } => self.on_publish(from, request, name, port, false),
             ClientMessage::PublishUdp {
                 request,
                 name,
                 port,
-            } => {
-                if self.repeat_answer(from, request) {
-                    return;
-                }
-                self.on_publish(from, request, name, port, true);
-            }
+            } => self.on_publish(from, request, name, port, true),
             ClientMessage::AttachOutcome { name, failed } => {
                 self.on_attach_outcome(from, name, failed);
             }

@@ -86,7 +86,7 @@ impl Server {
     }
 
     /// `from` asks to publish `name` on `port` (`None`: any port of the range), a UDP port
-    /// when `udp`.
+    /// when `udp`. A request answered before gets the same answer again.
     pub(super) fn on_publish(
         &mut self,
         from: PublicKey,
@@ -95,6 +95,9 @@ impl Server {
         port: Option<u16>,
         udp: bool,
     ) {
+        if self.repeat_answer(from, request) {
+            return;
+        }
         let Some(reg) = self.registry.get(&from) else {
             return self.not_registered(from, request);
         };

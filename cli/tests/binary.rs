@@ -5,7 +5,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 mod common;
 
@@ -338,10 +337,10 @@ fn the_control_socket_is_owner_only_under_umask_000() {
     .spawn()
     .expect("run burrow");
     let stderr = lines(child.stderr.take().expect("piped"));
-    let _stdout = lines(child.stdout.take().expect("piped"));
+    let stdout = lines(child.stdout.take().expect("piped"));
     let daemon = Proc {
         child,
-        stdout: mpsc::channel().1,
+        stdout,
         stderr,
     };
     wait_for(&daemon.stderr, "registered with the rendezvous server");

@@ -1,6 +1,7 @@
 //! DNS for the UDP tests: dnsmasq (the distribution's package) answering `burrow.test` with
 //! 10.1.2.3 on a loopback port, and `dig` to ask it, directly or through burrow.
 
+use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,8 +22,22 @@ impl Drop for Dnsmasq {
     }
 }
 
+/// dnsmasq on a free loopback port. The port is found by binding and letting go, so another
+/// process may take it before dnsmasq binds it: dnsmasq then exits, and it is started again on
+/// another port (at most a few times).
 pub fn dnsmasq() -> Dnsmasq {
-    // A free port: bind, note it, let go (dnsmasq binds it right after).
+    let mut exits = Vec::new();
+    for _ in 0..5 {
+        match start_dnsmasq() {
+            Ok(d) => return d,
+            Err(why) => exits.push(why),
+        }
+    }
+    panic!("dnsmasq never started:\n{}", exits.join("\n"));
+}
+
+/// One try of [`dnsmasq`]: `Err` with why when dnsmasq exited before answering.
+fn start_dnsmasq() -> Result<Dnsmasq, String> {
     let port = UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("a free port")
@@ -41,18 +56,25 @@ pub fn dnsmasq() -> Dnsmasq {
             "--pid-file=",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start dnsmasq");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let d = Dnsmasq { child, addr };
+    let mut d = Dnsmasq { child, addr };
     // Up once it answers.
     let start = Instant::now();
     while dig(addr, 1).is_none() {
+        if let Some(status) = d.child.try_wait().expect("try_wait") {
+            let mut err = String::new();
+            if let Some(mut stderr) = d.child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            return Err(format!("on {addr}: {status}: {}", err.trim()));
+        }
         assert!(start.elapsed() < WAIT, "dnsmasq does not answer on {addr}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    d
+    Ok(d)
 }
 
 /// `dig` for burrow.test at `server`, `n` times in one process; the answers (`None` if dig

@@ -6,11 +6,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 pub mod authority;
 pub mod dns;
+pub mod lines;
+
+pub use lines::Lines;
 
 /// Makes each named test body (taking the runtime's name) a test on every runtime, named
 /// `body::runtime`. (Test files that use it declare `#[macro_use] mod common;`.)
@@ -70,8 +72,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A child process that is killed when dropped, with its output lines on channels.
 pub struct Proc {
     pub child: Child,
-    pub stdout: Receiver<String>,
-    pub stderr: Receiver<String>,
+    pub stdout: Lines,
+    pub stderr: Lines,
 }
 
 impl Proc {
@@ -98,16 +100,8 @@ impl Drop for Proc {
     }
 }
 
-pub fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+pub fn lines(stream: impl Read + Send + 'static) -> Lines {
+    Lines::of(stream)
 }
 
 pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Proc {
@@ -135,7 +129,7 @@ pub fn spawn_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: Option<(&str, &str)
 }
 
 /// The first line on `rx` containing `needle`, or a panic after [`WAIT`].
-pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
+pub fn wait_for(rx: &Lines, needle: &str) -> String {
     let deadline = std::time::Instant::now() + WAIT;
     let mut seen = Vec::new();
     loop {
@@ -153,8 +147,10 @@ pub fn wait_for(rx: &Receiver<String>, needle: &str) -> String {
 
 /// One line for each of `needles`, in whatever order they come (a daemon's "daemon running"
 /// and "registered with the rendezvous server" race: the node registers on its own thread while
-/// the main thread is still setting up), or a panic after [`WAIT`].
-pub fn wait_for_each(rx: &Receiver<String>, needles: &[&str]) -> Vec<String> {
+/// the main thread is still setting up), or a panic after [`WAIT`]. The other lines read on the
+/// way are handed back: a line that came between the two (a service published at once, say) is
+/// still there for the next [`wait_for`].
+pub fn wait_for_each(rx: &Lines, needles: &[&str]) -> Vec<String> {
     let deadline = std::time::Instant::now() + WAIT;
     let mut found: Vec<Option<String>> = vec![None; needles.len()];
     let mut seen = Vec::new();
@@ -177,11 +173,12 @@ pub fn wait_for_each(rx: &Receiver<String>, needles: &[&str]) -> Vec<String> {
             ),
         }
     }
+    rx.unread(seen);
     found.into_iter().flatten().collect()
 }
 
 /// A daemon's "daemon running" line, once it has also registered with the server.
-pub fn running_and_registered(stderr: &Receiver<String>) -> String {
+pub fn running_and_registered(stderr: &Lines) -> String {
     wait_for_each(
         stderr,
         &["daemon running", "registered with the rendezvous server"],

@@ -125,8 +125,11 @@ impl Mux {
                 }
                 s.stopped_by_peer = Some(code);
                 s.send.want_writable = false;
+                let buffered = s.send.buffered();
                 if s.send.reset(code) {
+                    self.send_buffered -= buffered;
                     self.ctrl.push_back(Ctrl::ResetStream(id));
+                    self.wake_conn_writers();
                 }
                 self.events.push_back(StreamEvent::StopSending { id, code });
             }
@@ -254,7 +257,9 @@ impl Mux {
                         continue;
                     };
                     if acked {
-                        if s.send.on_ack(offset, u64::from(len), fin) && s.send.want_writable {
+                        let freed = s.send.on_ack(offset, u64::from(len), fin);
+                        self.send_buffered -= freed;
+                        if freed > 0 && s.send.want_writable {
                             s.send.want_writable = false;
                             self.events.push_back(StreamEvent::Writable(id));
                         }
@@ -311,5 +316,6 @@ impl Mux {
             }
         }
         self.scratch = out;
+        self.wake_conn_writers();
     }
 }

@@ -136,6 +136,12 @@ pub struct Mux {
     /// An `open` failed at the peer's stream limit; tell the application when it rises.
     pub(super) open_blocked: bool,
     pub(super) send_queue: VecDeque<StreamId>,
+    /// Bytes written on all streams and not yet acknowledged: at most
+    /// [`StreamConfig::connection_send_buffer`].
+    pub(super) send_buffered: u64,
+    /// A `write` was refused for lack of room in the connection's send buffer: the streams
+    /// waiting for `Writable` hear once acknowledgements free some.
+    pub(super) conn_write_blocked: bool,
     pub(super) ctrl: VecDeque<Ctrl>,
     pub(super) conn_send: SendCredit,
     pub(super) conn_recv: RecvCredit,
@@ -198,6 +204,8 @@ impl Mux {
             max_streams_pending: local_max_streams > INITIAL_MAX_STREAMS,
             open_blocked: false,
             send_queue: VecDeque::new(),
+            send_buffered: 0,
+            conn_write_blocked: false,
             ctrl: VecDeque::new(),
             conn_send: SendCredit::new(INITIAL_CONNECTION_WINDOW),
             conn_recv,
@@ -255,7 +263,8 @@ impl Mux {
         Ok(id)
     }
 
-    /// Queues as much of `data` as the stream's send buffer takes and returns how much.
+    /// Queues as much of `data` as the stream's send buffer, and the connection's, take and
+    /// returns how much.
     /// `Err(WriteError::Blocked)` means nothing fit: wait for [`StreamEvent::Writable`].
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         self.write_with(id, data.len(), |n| Bytes::copy_from_slice(&data[..n]))
@@ -282,11 +291,17 @@ impl Mux {
         if !s.send.is_open() {
             return Err(WriteError::Closed);
         }
-        let n = s.send.room(len, limit);
+        let conn_room = self
+            .config
+            .connection_send_buffer
+            .saturating_sub(self.send_buffered);
+        let n = s.send.room(len, limit).min(conn_room as usize);
         if n == 0 && len > 0 {
             s.send.want_writable = true;
+            self.conn_write_blocked |= conn_room == 0;
             return Err(WriteError::Blocked);
         }
+        self.send_buffered += n as u64;
         s.send.append(take(n));
         self.queue(id);
         Ok(n)
@@ -361,9 +376,29 @@ impl Mux {
         if s.send.is_finished() {
             return;
         }
+        let buffered = s.send.buffered();
         if s.send.reset(code) {
+            self.send_buffered -= buffered;
             s.send.want_writable = false;
             self.ctrl.push_back(Ctrl::ResetStream(id));
+            self.wake_conn_writers();
+        }
+    }
+
+    /// After writes were refused for lack of room in the connection's send buffer: once an
+    /// eighth of it is free again, every stream waiting to write hears `Writable` (not at each
+    /// freed byte, which would wake them all per acknowledgement to find it full again).
+    pub(super) fn wake_conn_writers(&mut self) {
+        let limit = self.config.connection_send_buffer;
+        if !self.conn_write_blocked || limit.saturating_sub(self.send_buffered) < limit / 8 {
+            return;
+        }
+        self.conn_write_blocked = false;
+        for (&id, s) in &mut self.streams {
+            if s.send.want_writable {
+                s.send.want_writable = false;
+                self.events.push_back(StreamEvent::Writable(id));
+            }
         }
     }
 
@@ -547,7 +582,9 @@ impl Mux {
         if !done {
             return;
         }
-        self.streams.remove(&id);
+        if let Some(s) = self.streams.remove(&id) {
+            debug_assert_eq!(s.send.buffered(), 0, "{id} leaves bytes counted");
+        }
         if id.initiator() != self.role {
             self.remote_closed += 1;
             self.local_max_streams = self.remote_closed + stream_limit(&self.config);

@@ -88,6 +88,11 @@ impl SendStream {
         !self.fin && self.reset.is_none()
     }
 
+    /// Bytes written and not yet acknowledged (or dropped by a reset).
+    pub(crate) fn buffered(&self) -> u64 {
+        self.len
+    }
+
     /// How much of `len` bytes fits in a buffer of `limit` bytes.
     pub(crate) fn room(&self, len: usize, limit: u64) -> usize {
         (len as u64).min(limit.saturating_sub(self.len)) as usize
@@ -218,32 +223,33 @@ impl SendStream {
         }
     }
 
-    /// The peer acknowledged `offset..offset + len` (and FIN); returns true if buffer space was
-    /// freed.
-    pub(crate) fn on_ack(&mut self, offset: u64, len: u64, fin: bool) -> bool {
+    /// The peer acknowledged `offset..offset + len` (and FIN); returns how many bytes of the
+    /// buffer that freed.
+    pub(crate) fn on_ack(&mut self, offset: u64, len: u64, fin: bool) -> u64 {
         if fin {
             self.fin_acked = true;
             self.fin_lost = false;
         }
         if self.reset.is_some() {
-            return false;
+            return 0;
         }
         let start = offset.max(self.base);
         let end = offset + len;
         if start >= end {
-            return false;
+            return 0;
         }
         self.retransmit.remove(start..end);
         self.acked.insert(start..end);
         let Some(first) = self.acked.first() else {
-            return false;
+            return 0;
         };
         if first.start > self.base {
-            return false;
+            return 0;
         }
+        let before = self.len;
         self.free_to(first.end);
         self.acked.remove(first);
-        true
+        before - self.len
     }
 
     /// Drops the data below `end`, which was all acknowledged.
@@ -298,12 +304,6 @@ impl SendStream {
         self.reset.is_none() && self.is_done()
     }
 
-    /// Bytes buffered (written, not yet acknowledged).
-    #[cfg(test)]
-    pub(crate) fn buffered(&self) -> u64 {
-        self.len
-    }
-
     /// Heap bytes held.
     pub(crate) fn heap_size(&self) -> usize {
         // The chunks' bytes (their allocations are the runtime's read buffers, filled in
@@ -353,8 +353,9 @@ mod tests {
         assert!(c.fin && !a.fin && !b.fin);
         assert!(!s.has_pending(1000));
         s.on_lost(a.offset, a.len as u64, false);
-        assert!(
-            !s.on_ack(b.offset, b.len as u64, false),
+        assert_eq!(
+            s.on_ack(b.offset, b.len as u64, false),
+            0,
             "a hole at the front frees nothing"
         );
         s.on_lost(c.offset, c.len as u64, true);
@@ -363,10 +364,10 @@ mod tests {
         let r2 = s.next_chunk(100, 0).unwrap();
         assert_eq!((r2.offset, r2.len, r2.fin), (8, 2, true));
         assert_eq!(s.next_chunk(100, 0), None);
-        assert!(s.on_ack(0, 4, false));
+        assert_eq!(s.on_ack(0, 4, false), 8, "up to the next hole");
         assert_eq!(s.buffered(), 2);
         assert!(!s.is_done());
-        assert!(s.on_ack(8, 2, true));
+        assert_eq!(s.on_ack(8, 2, true), 2);
         assert!(s.is_done() && s.is_finished());
     }
 
@@ -414,14 +415,14 @@ mod tests {
         assert_eq!(&out, b"cdefghi");
         // An acknowledgement that ends inside a chunk frees up to there and no further.
         let a = s.next_chunk(3, 1000).unwrap();
-        assert!(s.on_ack(a.offset, a.len as u64, false));
+        assert_eq!(s.on_ack(a.offset, a.len as u64, false), 3);
         assert_eq!(s.buffered(), 7);
         let mut out = [0u8; 7];
         s.copy(3, &mut out);
         assert_eq!(&out, b"defghij");
         let b = s.next_chunk(4, 1000).unwrap();
         assert_eq!((b.offset, b.len), (3, 4));
-        assert!(s.on_ack(b.offset, b.len as u64, false));
+        assert_eq!(s.on_ack(b.offset, b.len as u64, false), 4);
         let mut out = [0u8; 3];
         s.copy(7, &mut out);
         assert_eq!(&out, b"hij");

@@ -14,6 +14,8 @@ use crate::tests::net::{Link, Machine, Net};
 use crate::timer::Timer;
 use crate::transmit::Transmit;
 
+mod send_budget;
+
 const MS: Duration = Duration::from_millis(1);
 
 /// What one side's application has seen of one stream.
@@ -29,6 +31,8 @@ struct StreamLog {
     stop_seen: bool,
     /// We called `stop_sending` as the reader.
     stopped: bool,
+    /// `Writable` events heard.
+    writable: u32,
 }
 
 /// The byte at `offset` of stream `id` in the test pattern.
@@ -124,7 +128,7 @@ impl Side {
                         self.read_all(id);
                     }
                 }
-                StreamEvent::Writable(_) => {}
+                StreamEvent::Writable(id) => self.streams.entry(id).or_default().writable += 1,
                 StreamEvent::Finished(id) => {
                     let log = self
                         .streams
@@ -372,6 +376,7 @@ fn run_ops(ops: &[Op], link: Link, seed: u64) -> Pair {
     let config = StreamConfig {
         stream_receive_window: 64 * 1024,
         stream_send_buffer: 96 * 1024,
+        connection_send_buffer: 160 * 1024,
         ..Default::default()
     };
     let mut pair = Pair::new(config, link, seed);
@@ -428,6 +433,13 @@ fn run_ops(ops: &[Op], link: Link, seed: u64) -> Pair {
             Op::Advance(ms) => pair.advance(u32::from(ms) * MS),
         }
         pair.flush();
+        for side in pair.sides() {
+            let sum: u64 = side.mux.streams.values().map(|s| s.send.buffered()).sum();
+            assert_eq!(
+                side.mux.send_buffered, sum,
+                "the connection's send buffer count"
+            );
+        }
     }
     pair.settle(Duration::from_secs(600));
     check_delivery(&pair);

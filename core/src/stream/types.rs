@@ -75,6 +75,9 @@ pub struct StreamConfig {
     /// Bytes `write` accepts per stream before the peer acknowledges them; bounds the sender's
     /// memory when the reader is slow. Should be at least the bandwidth-delay product.
     pub stream_send_buffer: u64,
+    /// The same bound summed over all streams: however many streams the application opens,
+    /// the data waiting for the peer's acknowledgement stays below it.
+    pub connection_send_buffer: u64,
     /// Streams the peer may have open at once (at least the protocol's initial 16), or 0: the
     /// peer may open none at all, and a stream frame from it is a protocol violation (a
     /// rendezvous server's sessions carry no streams).
@@ -101,9 +104,10 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
-            stream_receive_window: 1024 * 1024,
+            stream_receive_window: 4 * 1024 * 1024,
             connection_receive_window: 16 * 1024 * 1024,
-            stream_send_buffer: 1024 * 1024,
+            stream_send_buffer: 4 * 1024 * 1024,
+            connection_send_buffer: 16 * 1024 * 1024,
             max_concurrent_streams: 256,
             initial_rtt: Duration::from_millis(333),
             max_ack_delay: Duration::from_millis(25),

@@ -75,6 +75,7 @@ mod routed;
 pub mod sni;
 mod targets;
 pub mod udp;
+mod wanted;
 
 #[cfg(test)]
 mod tests;
@@ -95,6 +96,7 @@ use crate::event::{Event, PeerId};
 use crate::rendezvous::ServiceName;
 use crate::stream::{ReadOutcome, StreamId};
 use conn::Conn;
+use wanted::Wanted;
 
 /// Stream reset / stop code: the local connection failed (reset by the application, or a
 /// read or write error).
@@ -122,17 +124,6 @@ impl Default for ForwardConfig {
             read_chunk: 256 * 1024,
         }
     }
-}
-
-/// A remote service that listeners connect to.
-#[derive(Debug)]
-struct Wanted {
-    state: ServiceState,
-    /// Accepted connections waiting for a stream, oldest first.
-    waiting: VecDeque<ConnId>,
-    last_error: Option<String>,
-    /// The exposing daemon's target refused our last connection, and none answered since.
-    target_down: bool,
 }
 
 /// Pipes local connections into streams and back. See the module docs.
@@ -567,96 +558,6 @@ impl Forwarder {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         conn
-    }
-
-    fn ask(&mut self, now: Instant, ep: &mut Endpoint, service: &ServiceName) {
-        let w = self.wanted.get_mut(service).expect("caller checked");
-        match ep.connect_service(now, service.clone()) {
-            Ok(()) => w.state = ServiceState::Asking,
-            Err(e) => {
-                w.last_error = Some(e.to_string());
-                let waiting = std::mem::take(&mut w.waiting);
-                for conn in waiting {
-                    self.close(conn, Some(format!("service {service}: {e}")));
-                }
-            }
-        }
-    }
-
-    /// Opens streams for the connections waiting on a ready `service`, oldest first, until the
-    /// peer's stream limit stops it.
-    fn open_waiting(&mut self, now: Instant, ep: &mut Endpoint, service: &ServiceName) {
-        loop {
-            let Some(w) = self.wanted.get_mut(service) else {
-                return;
-            };
-            let ServiceState::Ready(peer) = w.state else {
-                return;
-            };
-            let Some(&conn) = w.waiting.front() else {
-                return;
-            };
-            let origin = self.conns.get(&conn).and_then(|c| c.origin);
-            match ep.open_stream_from(now, peer, service, origin) {
-                Ok(stream) => {
-                    w.waiting.pop_front();
-                    let c = self.conns.get_mut(&conn).expect("waiting conns are live");
-                    c.stream = Some((peer, stream));
-                    self.streams.insert((peer, stream), conn);
-                    self.push_up(now, ep, conn);
-                }
-                Err(StreamError::Limit) => return,
-                Err(_) => {
-                    // The session is gone; its close event may still be queued. Ask again.
-                    w.state = ServiceState::Idle;
-                    self.ask(now, ep, service);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn retry_limited(&mut self, now: Instant, ep: &mut Endpoint) {
-        let ready: Vec<ServiceName> = self
-            .wanted
-            .iter()
-            .filter(|(_, w)| matches!(w.state, ServiceState::Ready(_)) && !w.waiting.is_empty())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for service in ready {
-            self.open_waiting(now, ep, &service);
-        }
-    }
-
-    fn session_closed(
-        &mut self,
-        now: Instant,
-        ep: &mut Endpoint,
-        peer: PeerId,
-        reason: &crate::CloseReason,
-    ) {
-        let gone: Vec<ConnId> = self
-            .streams
-            .range((peer, StreamId(0))..=(peer, StreamId(u64::MAX)))
-            .map(|(_, &conn)| conn)
-            .collect();
-        for conn in gone {
-            self.close(conn, Some(format!("session closed: {reason}")));
-        }
-        let lost: Vec<ServiceName> = self
-            .wanted
-            .iter()
-            .filter(|(_, w)| w.state == ServiceState::Ready(peer))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for service in lost {
-            let w = self.wanted.get_mut(&service).expect("just listed");
-            w.state = ServiceState::Idle;
-            w.last_error = Some(format!("session closed: {reason}"));
-            if !w.waiting.is_empty() {
-                self.ask(now, ep, &service);
-            }
-        }
     }
 
     /// Moves held local bytes (and a pending end of file) into the stream; asks for the next

@@ -61,13 +61,15 @@ fn deep_config() -> StreamConfig {
     }
 }
 
-#[test]
-fn a_reset_gives_its_bytes_back_to_the_connection_and_wakes_a_refused_stream() {
-    let mut pair = Pair::new(deep_config(), Link::clean(10 * MS), 2);
+/// With the reader stalled: stream a writes 128 KiB, `settle` passes (the peer's 64 KiB
+/// window of it leaves and is acknowledged), then b takes what is left of the connection's
+/// buffer and is refused more. Returns the pair and the two streams.
+fn a_sent_and_b_refused(seed: u64, settle: Duration) -> (Pair, StreamId, StreamId) {
+    let mut pair = Pair::new(deep_config(), Link::clean(10 * MS), seed);
     pair.side(1).reading = false;
     let (a, b) = two_streams(&mut pair);
     assert_eq!(pair.side(0).write(a, 128 * KIB), 128 * KIB);
-    pair.advance(300 * MS);
+    pair.advance(settle);
     let side = pair.side(0);
     assert_eq!(
         side.mux.send_buffered,
@@ -84,6 +86,13 @@ fn a_reset_gives_its_bytes_back_to_the_connection_and_wakes_a_refused_stream() {
         0,
         "refused: the connection's buffer is full"
     );
+    (pair, a, b)
+}
+
+#[test]
+fn a_reset_gives_its_bytes_back_to_the_connection_and_wakes_a_refused_stream() {
+    let (mut pair, a, b) = a_sent_and_b_refused(2, 300 * MS);
+    let side = pair.side(0);
     while side.mux.poll_event().is_some() {}
     side.mux.reset(a, 9);
     side.streams.get_mut(&a).unwrap().reset_sent = true;
@@ -102,19 +111,8 @@ fn a_reset_gives_its_bytes_back_to_the_connection_and_wakes_a_refused_stream() {
 
 #[test]
 fn a_peers_stop_sending_gives_its_bytes_back_to_the_connection() {
-    let mut pair = Pair::new(deep_config(), Link::clean(10 * MS), 3);
-    pair.side(1).reading = false;
-    let (a, b) = two_streams(&mut pair);
-    assert_eq!(pair.side(0).write(a, 128 * KIB), 128 * KIB);
-    // Stream a reaches the peer, which stops it; half of it never left.
-    pair.advance(100 * MS);
-    let side = pair.side(0);
-    assert_eq!(side.write(b, 128 * KIB), 96 * KIB);
-    assert_eq!(
-        side.write(b, 1),
-        0,
-        "refused: the connection's buffer is full"
-    );
+    let (mut pair, a, b) = a_sent_and_b_refused(3, 100 * MS);
+    // The peer stops stream a; the half of it that never left is dropped.
     pair.side(1).mux.stop_sending(a, 5);
     pair.side(1).streams.get_mut(&a).unwrap().stopped = true;
     pair.advance(100 * MS);

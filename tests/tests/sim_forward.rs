@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use burrow_core::config::RendezvousConfig;
+use burrow_core::config::{RendezvousConfig, StreamConfig};
 use burrow_core::forward::{CONNECT_FAILED, ConnId, ForwardConfig, ListenerId};
 use burrow_core::rendezvous::{ServerConfig, ServiceName};
 use burrow_core::{Config, Event, Path, PeerId};
@@ -94,6 +94,19 @@ impl World {
         loss: f64,
         latency: Duration,
     ) -> Self {
+        let stream = StreamConfig::default();
+        Self::with_streams(seed, trace, (a_nat, b_nat), loss, latency, &stream)
+    }
+
+    /// As [`Self::with_site_uplinks`], the daemons' streams configured as `stream`.
+    fn with_streams(
+        seed: u64,
+        trace: TraceMode,
+        (a_nat, b_nat): (NatConfig, NatConfig),
+        loss: f64,
+        latency: Duration,
+        stream: &StreamConfig,
+    ) -> Self {
         let mut net = Network::new();
         let server_host = net.add_public_host("server", [198, 51, 100, 1]);
         let mut site = |name: &str, ext: [u8; 4], lan_ip: [u8; 4], nat: &NatConfig| {
@@ -119,7 +132,8 @@ impl World {
             let mut rendezvous =
                 RendezvousConfig::new(server_secret.public_key(), server_addr, "fwd-test");
             rendezvous.host_candidates = vec![sim.network().host_addr(host, DAEMON_PORT)];
-            let config = Config::daemon(secret_key(seed, who), rendezvous);
+            let mut config = Config::daemon(secret_key(seed, who), rendezvous);
+            config.stream = stream.clone();
             let fwd = ForwardConfig::default();
             let id = sim.add_forwarding_endpoint(host, DAEMON_PORT, who, config.clone(), fwd);
             (id, config)
@@ -385,7 +399,7 @@ fn an_upgrade_to_direct_is_not_undone_by_packets_relayed_before_it() {
 /// then the echo's end of file; both connections close cleanly. Relay first, direct later.
 #[test]
 fn half_close_passes_through_while_the_echo_still_flows_back() {
-    let total = 4 << 20;
+    let total = 8 << 20;
     let data = noise(total, 0xEC40);
     let sent = sha256(&data);
     for seed in [2, 6] {
@@ -404,7 +418,7 @@ fn half_close_passes_through_while_the_echo_still_flows_back() {
         let echo = w.target().expect("A connected to the echo");
         let client_conn = w.sim.local_conn(w.b, client);
         println!(
-            "seed {seed}: 4 MiB echoed after a half-close: {:?} of virtual time (upgrade to direct at {:?})",
+            "seed {seed}: 8 MiB echoed after a half-close: {:?} of virtual time (upgrade to direct at {:?})",
             run.took,
             run.direct_at.map(|(at, _)| at)
         );
@@ -647,6 +661,44 @@ fn a_nat_rebinding_mid_transfer_loses_nothing_and_goes_direct_again() {
     }
 }
 
+/// The receiving side's NAT is flushed and loses the race (seed 2): the sender's probes time
+/// out, it falls back to the relay, and the relay forwards its first probes to the receiver's
+/// old address, which the receiver's NAT no longer maps. The receiver's own packets then reach
+/// the sender through the relay; they reset the sender's backed-off probe timeout, so its
+/// next probe goes at once. Before, it waited out a doubled timeout: the stream stalled 2.86 s
+/// (8 MiB windows, this setup) instead of 2.19 s.
+#[test]
+fn regression_the_peer_heard_through_the_relay_resets_the_probe_backoff() {
+    let data = noise(8 << 20, 0x4EB3);
+    let mut stream = StreamConfig::default();
+    stream.stream_receive_window = 8 << 20;
+    stream.stream_send_buffer = 8 << 20;
+    let nats = (NatConfig::linux(), NatConfig::linux());
+    let latency = Duration::from_millis(15);
+    let mut w = World::with_streams(2, TraceMode::Off, nats, 0.0, latency, &stream);
+    let f = flush_mid_transfer(&mut w, "a", &data);
+    println!(
+        "a's NAT flushed at {:?}: longest stall {:?}; B's paths {:?}",
+        f.at, f.stall, f.paths
+    );
+    assert!(
+        f.paths
+            .iter()
+            .any(|(_, p)| matches!(p, Some(Path::Relay(_)))),
+        "the flush moved the session to the relay: {:?}",
+        f.paths
+    );
+    assert_eq!(
+        sha256(w.target().expect("A's sink").received()),
+        sha256(&data)
+    );
+    assert!(
+        f.stall <= Duration::from_millis(2500),
+        "the stream stalled {:?} after the flush",
+        f.stall
+    );
+}
+
 /// Issue 16, as the real-NAT suite's `cone(accept) : cone` flush: the flushed NAT's box takes
 /// unsolicited packets into conntrack (the peer's packets get there first and move the
 /// inside daemon's flow to a new port), the other NAT drops them (so the new port's packets
@@ -668,7 +720,15 @@ fn regression_a_flushed_accepting_nat_is_direct_again_within_3_s() {
             } else {
                 (dropping.clone(), accepting.clone())
             };
-            let mut w = World::with_site_nats(seed, TraceMode::Off, a_nat, b_nat, 0.0);
+            // B's sender held to 1 MiB per stream, as when this was found: with a larger
+            // window B's data leaves its NAT continuously, and A's acknowledgements never
+            // reach the flushed NAT first.
+            let mut stream = StreamConfig::default();
+            stream.stream_receive_window = 1 << 20;
+            stream.stream_send_buffer = 1 << 20;
+            let nats = (a_nat, b_nat);
+            let latency = Duration::from_millis(15);
+            let mut w = World::with_streams(seed, TraceMode::Off, nats, 0.0, latency, &stream);
             let f = flush_mid_transfer(&mut w, flushed, &data);
             println!(
                 "seed {seed}, {flushed}'s (accepting) NAT flushed at {:?}: longest stall {:?}, \

@@ -130,6 +130,14 @@ impl Session {
         if newest && !probing && !self.sent_before_upgrade(now, from) {
             self.move_to(ctx, now, from);
         }
+        if from.is_relay() && self.punch.path() == from {
+            // The peer reaches us through the relay we send on. Our probe timeouts may have
+            // backed off while our packets went nowhere (a direct path that died, then probes
+            // the relay forwarded to the peer's old address before the peer's new one reached
+            // the server): like an ACK, this resets the backoff, so an overdue probe goes out
+            // now rather than a doubled timeout later.
+            self.streams.mux.peer_reachable();
+        }
         if !from.is_relay() {
             self.direct_received = Some(now);
         }

@@ -104,9 +104,9 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
-            stream_receive_window: 8 * 1024 * 1024,
+            stream_receive_window: 4 * 1024 * 1024,
             connection_receive_window: 16 * 1024 * 1024,
-            stream_send_buffer: 8 * 1024 * 1024,
+            stream_send_buffer: 4 * 1024 * 1024,
             connection_send_buffer: 16 * 1024 * 1024,
             max_concurrent_streams: 256,
             initial_rtt: Duration::from_millis(333),

@@ -563,6 +563,15 @@ struct Flushed {
     paths: Vec<(Duration, Option<Path>)>,
 }
 
+impl Flushed {
+    /// Whether B's session fell back to the relay at some point.
+    fn went_relay(&self) -> bool {
+        self.paths
+            .iter()
+            .any(|(_, p)| matches!(p, Some(Path::Relay(_))))
+    }
+}
+
 /// Sends `data` from B's client to A's sink and flushes the NAT of `flushed` ("a" or "b") once
 /// 2 MiB arrived; runs until the transfer is done and B is direct again (at most 120 s).
 fn flush_mid_transfer(w: &mut World, flushed: &str, data: &[u8]) -> Flushed {
@@ -682,9 +691,7 @@ fn regression_the_peer_heard_through_the_relay_resets_the_probe_backoff() {
         f.at, f.stall, f.paths
     );
     assert!(
-        f.paths
-            .iter()
-            .any(|(_, p)| matches!(p, Some(Path::Relay(_)))),
+        f.went_relay(),
         "the flush moved the session to the relay: {:?}",
         f.paths
     );
@@ -741,9 +748,7 @@ fn regression_a_flushed_accepting_nat_is_direct_again_within_3_s() {
                 // A's acknowledgements reach B's flushed NAT before B's data leaves it: the
                 // clash this scenario is about.
                 assert!(
-                    f.paths
-                        .iter()
-                        .any(|(_, p)| matches!(p, Some(Path::Relay(_)))),
+                    f.went_relay(),
                     "seed {seed}: the flush did not move B's flow: {:?}",
                     f.paths
                 );

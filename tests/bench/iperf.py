@@ -19,10 +19,8 @@ in a temporary git worktree with its own target dir. Then, everything on 127.0.0
 Each round runs `iperf3 -c` (one stream, client sends) once per path, paths interleaved, and
 reads utime+stime (+ reaped children) of every forwarding process from /proc/PID/stat before and
 after: MB/s and CPU-seconds per GiB moved, per process, then medians and ratios (tunnel/raw,
-tunnel/socat, build/baseline). Then 64-byte round trips from one client holding a connection
-to every path, taking the paths in turn one round trip at a time, so that each path sees the
-same machine (load on these VMs shifts within seconds, and runs taken one path after another
-moved the raw TCP figure, the ratios' denominator, by 20%): p50/p99 per path.
+tunnel/socat, build/baseline). Then 64-byte round trips per path, split into the same number of
+interleaved runs (machine load shifts between paths otherwise): p50/p99 over all of them.
 
 Installs nothing; says what is missing. Every child is ended when the script exits (also on
 Ctrl-C, SIGTERM or its own deadline), and each step has a timeout. Timing never gates CI:
@@ -221,36 +219,30 @@ def echo_server():
         threading.Thread(target=serve, args=(c,), daemon=True).start()
 
 
-def pingpong_client(ports, n, warmup):
-    """n rounds of one 64-byte round trip on each port in turn (after `warmup` unmeasured
-    rounds); prints each port's round trips in us (JSON, one list per port, in order)."""
-    socks = []
-    for port in ports:
-        s = socket.create_connection((HOST, port), timeout=30)
-        s.settimeout(None)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        socks.append(s)
+def pingpong_client(port, n, warmup):
+    """n round trips of 64 bytes (after `warmup` unmeasured ones); prints each in us (JSON)."""
+    s = socket.create_connection((HOST, port), timeout=30)
+    s.settimeout(None)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     msg = b"p" * 64
     buf = bytearray(64)
     view = memoryview(buf)
     clock = time.perf_counter_ns
-    samples = [[] for _ in socks]
+    samples = []
     for i in range(warmup + n):
-        for s, out in zip(socks, samples):
-            t0 = clock()
-            s.sendall(msg)
-            got = 0
-            while got < 64:
-                k = s.recv_into(view[got:])
-                if k == 0:
-                    sys.exit("connection closed during ping-pong")
-                got += k
-            t1 = clock()
-            if i >= warmup:
-                out.append(t1 - t0)
-    for s in socks:
-        s.close()
-    print(json.dumps([[round(x / 1000, 2) for x in out] for out in samples]))
+        t0 = clock()
+        s.sendall(msg)
+        got = 0
+        while got < 64:
+            k = s.recv_into(view[got:])
+            if k == 0:
+                sys.exit("connection closed during ping-pong")
+            got += k
+        t1 = clock()
+        if i >= warmup:
+            samples.append(t1 - t0)
+    s.close()
+    print(json.dumps([round(x / 1000, 2) for x in samples]))
 
 
 def percentile(sorted_us, p):
@@ -415,12 +407,11 @@ def iperf_round(port, seconds, procs):
     return res
 
 
-def pingpong(ports, n, warmup, script):
-    """Round trips per port, taken in turn by one client (see `pingpong_client`)."""
-    argv = [sys.executable, script, "_pingpong", ",".join(map(str, ports)), str(n), str(warmup)]
-    r = run(argv, timeout=120 + n * len(ports) / 100, capture_output=True)
+def pingpong(port, n, warmup, script):
+    argv = [sys.executable, script, "_pingpong", str(port), str(n), str(warmup)]
+    r = run(argv, timeout=120 + n / 100, capture_output=True)
     if r.returncode != 0:
-        die(f"ping-pong on ports {ports} failed: {r.stderr.decode(errors='replace')}")
+        die(f"ping-pong on port {port} failed: {r.stderr.decode(errors='replace')}")
     return json.loads(r.stdout)
 
 
@@ -568,7 +559,7 @@ def bench(args, run_dir):
 
     # ---- warm-up: first connection through each tunnel (lookup, punch), unmeasured
     for t in tunnels:
-        pingpong([t.echo_port], 50, 0, script)
+        pingpong(t.echo_port, 50, 0, script)
         iperf_round(t.iperf_port, 1, {})
     log()
 
@@ -612,9 +603,10 @@ def bench(args, run_dir):
     log()
 
     # ---- ping-pong
+    chunk = max(1, args.pings // args.rounds)
     log(
-        f"== 64-byte ping-pong, {args.pings} round trips per path, the paths taken in turn one "
-        "round trip at a time (200 warm-up rounds), python3 client and echo server"
+        f"== 64-byte ping-pong, {chunk * args.rounds} round trips per path in {args.rounds} "
+        "interleaved runs (200 warm-up each), python3 client and echo server"
     )
     pp_paths = [
         ("raw TCP", echo_port),
@@ -622,8 +614,10 @@ def bench(args, run_dir):
         ("two socats in a row", socat_echo2_port),
     ]
     pp_paths += [(f"burrow {t.label}", t.echo_port) for t in tunnels]
-    per_port = pingpong([port for _, port in pp_paths], args.pings, 200, script)
-    samples = {name: xs for (name, _), xs in zip(pp_paths, per_port)}
+    samples = {name: [] for name, _ in pp_paths}
+    for _ in range(args.rounds):
+        for name, port in pp_paths:
+            samples[name] += pingpong(port, chunk, 200, script)
     pp = {}
     log(f"{'path':<28}{'p50 us':>10}{'p99 us':>10}")
     for name, _ in pp_paths:
@@ -698,7 +692,6 @@ if __name__ == "__main__":
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         echo_server()
     elif len(sys.argv) > 1 and sys.argv[1] == "_pingpong":
-        ports = [int(p) for p in sys.argv[2].split(",")]
-        pingpong_client(ports, int(sys.argv[3]), int(sys.argv[4]))
+        pingpong_client(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()

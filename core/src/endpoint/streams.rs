@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Endpoint;
 use crate::crypto::PublicKey;
@@ -12,7 +12,7 @@ use crate::event::PeerId;
 use crate::forward::Origin;
 use crate::rendezvous::ServiceName;
 use crate::session::{Context, Session};
-use crate::stream::{Chunk, MuxStats, ReadOutcome, StreamId};
+use crate::stream::{Limited, MuxStats, ReadOutcome, StreamId};
 
 impl Endpoint {
     /// Runs `f` on the session of `peer` with its context, then sends whatever its stream layer
@@ -105,24 +105,20 @@ impl Endpoint {
         self.with_session(now, peer, |s, _| Ok(s.streams.mux.read(stream, buf)?))
     }
 
-    /// [`Self::stream_read`] of at most `max` bytes as an owned chunk (empty unless the outcome
-    /// is `Data`): the stream's reassembly memory itself, split off, so a forwarder hands the
-    /// data on without copying it once more.
-    pub fn stream_read_chunk(
+    /// [`Self::stream_read`], appending at most `max` bytes to `buf`: what a forwarder uses to
+    /// hand the data on as an owned chunk without copying it once more.
+    pub fn stream_read_into(
         &mut self,
         now: Instant,
         peer: PeerId,
         stream: StreamId,
+        buf: &mut BytesMut,
         max: usize,
-    ) -> Result<(ReadOutcome, Bytes), StreamError> {
-        let mut sink = Chunk {
-            data: Bytes::new(),
-            limit: max,
-        };
-        let outcome = self.with_session(now, peer, |s, _| {
+    ) -> Result<ReadOutcome, StreamError> {
+        let mut sink = Limited { buf, limit: max };
+        self.with_session(now, peer, |s, _| {
             Ok(s.streams.mux.read_into(stream, &mut sink)?)
-        })?;
-        Ok((outcome, sink.data))
+        })
     }
 
     /// Finishes our sending side (TCP half-close): the peer reads to the end, then `Finished`;

@@ -83,7 +83,7 @@ mod tests;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 pub use action::{Action, ConnId, ListenerId};
 pub(crate) use action::{ConnStatus, ServiceState, ServiceStatus};
@@ -140,6 +140,8 @@ pub struct Forwarder {
     conns: BTreeMap<ConnId, Conn>,
     streams: BTreeMap<(PeerId, StreamId), ConnId>,
     actions: VecDeque<Action>,
+    /// Where stream data is read; each write splits its chunk off.
+    rx: BytesMut,
     /// Whether the targets of the services we expose answer.
     targets: targets::Targets,
 }
@@ -153,6 +155,7 @@ impl Forwarder {
     /// A forwarder with no listeners and no connections.
     pub fn new(config: ForwardConfig) -> Self {
         Self {
+            rx: BytesMut::new(),
             config,
             next_conn: 0,
             next_listener: 0,
@@ -604,9 +607,11 @@ impl Forwarder {
         }
         while !c.remote_done && c.unflushed < self.config.write_budget {
             let room = (self.config.write_budget - c.unflushed).min(self.config.read_chunk.max(1));
-            // The chunk is the stream's reassembly memory: the write hands it on uncopied.
-            match ep.stream_read_chunk(now, peer, stream, room) {
-                Ok((ReadOutcome::Data(n), data)) => {
+            // Read straight into the chunk the write hands on: its memory comes back to
+            // `self.rx` once the runtime has written and dropped it.
+            self.rx.reserve(room);
+            match ep.stream_read_into(now, peer, stream, &mut self.rx, room) {
+                Ok(ReadOutcome::Data(n)) => {
                     if c.bytes_written == 0 && !c.incoming {
                         // The exposing daemon reached its target.
                         if let Some(w) = self.wanted.get_mut(&c.service) {
@@ -615,15 +620,16 @@ impl Forwarder {
                     }
                     c.unflushed += n;
                     c.bytes_written += n as u64;
+                    let data = self.rx.split().freeze();
                     self.actions.push_back(Action::Write { conn, data });
                 }
-                Ok((ReadOutcome::Finished, _)) => {
+                Ok(ReadOutcome::Finished) => {
                     c.remote_done = true;
                     self.actions.push_back(Action::Shutdown { conn });
                     self.close_if_done(conn);
                     return;
                 }
-                Ok((ReadOutcome::Blocked, _)) => return,
+                Ok(ReadOutcome::Blocked) => return,
                 Err(StreamError::Reset(code)) => {
                     let why = format!("the remote side reset the connection (code {code:#x})");
                     return self.fail(now, ep, conn, code, why);

@@ -1,12 +1,6 @@
-//! Receive-side reassembly: stream data that arrives in order is appended to a buffer the
+//! Receive-side reassembly: stream data that arrives in order is appended to a byte ring the
 //! application reads from; data that arrives ahead of a hole waits as a separate chunk keyed by
 //! its offset until the hole is filled.
-//!
-//! A read splits the bytes it takes off the front of that buffer ([`ReadBuf::put_bytes`]): a
-//! reader that keeps chunks (the forwarder, whose writes hand them to the runtime) gets the
-//! buffer's own memory, and a stream's data is copied once on its way from the packet to the
-//! local socket. The buffer grows in blocks (4 KiB doubling to [`MAX_BLOCK`]), so a busy stream
-//! allocates once per block, not per packet, and a quiet one holds little.
 //!
 //! Holes are never materialised: one byte at offset 1 MiB - 1 holds one byte (plus a chunk's
 //! bookkeeping), not 1 MiB of zeros. Memory is bounded by the bytes that actually arrived, which
@@ -14,19 +8,12 @@
 //! Inserting touches the chunk before the new data and the chunks it absorbs (each chunk is
 //! absorbed once), so n inserts cost O(n log n) map operations whatever their order.
 
-use std::collections::BTreeMap;
-
-use bytes::{Buf, Bytes, BytesMut};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Out-of-order chunks one stream may hold. A peer that keeps more holes open than this is
 /// fragmenting on purpose (a sender that fills packets needs over 4 MiB in flight on one stream,
 /// beyond any window we grant); the stream layer treats it as a protocol violation.
 pub(crate) const MAX_CHUNKS: usize = 4096;
-
-/// The largest block the in-order buffer grows by.
-const MAX_BLOCK: usize = 64 * 1024;
-/// The first block.
-const MIN_BLOCK: usize = 4 * 1024;
 
 /// Heap bytes a chunk costs besides its data (map node share, `Vec` header, allocator slack);
 /// an estimate for [`Assembler::heap_size`].
@@ -40,9 +27,7 @@ pub(crate) struct TooFragmented;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Assembler {
     /// Contiguous bytes from `read_offset`: what the application can read now.
-    head: BytesMut,
-    /// The size of the next block `head` grows by.
-    block: usize,
+    head: VecDeque<u8>,
     read_offset: u64,
     /// Disjoint, non-adjacent chunks after a hole, keyed by start offset; every key is above
     /// `read_offset + head.len()`.
@@ -80,7 +65,7 @@ impl Assembler {
         }
         if offset <= head_end {
             // Extends what can be read: append, then absorb the chunks it reaches.
-            self.append(&data[(head_end - offset) as usize..]);
+            self.head.extend(&data[(head_end - offset) as usize..]);
             self.absorb_into_head();
             return Ok(());
         }
@@ -103,18 +88,9 @@ impl Assembler {
             self.chunk_bytes -= chunk.capacity();
             let chunk_end = start + chunk.len() as u64;
             if chunk_end > head_end {
-                self.append(&chunk[(head_end - start) as usize..]);
+                self.head.extend(&chunk[(head_end - start) as usize..]);
             }
         }
-    }
-
-    /// Appends to the in-order buffer, growing it by a block when it is full.
-    fn append(&mut self, data: &[u8]) {
-        if self.head.capacity() - self.head.len() < data.len() {
-            self.block = (self.block * 2).clamp(MIN_BLOCK, MAX_BLOCK);
-            self.head.reserve(data.len().max(self.block));
-        }
-        self.head.extend_from_slice(data);
     }
 
     /// Stores data that starts after a hole, merging it with the chunks it overlaps or touches.
@@ -191,19 +167,18 @@ impl Assembler {
         if n == 0 {
             return 0;
         }
-        if out.keeps_chunks() {
-            out.put_bytes(self.head.split_to(n).freeze());
-        } else {
-            out.put(&self.head[..n]);
-            self.head.advance(n);
-        }
+        let (a, b) = self.head.as_slices();
+        let from_a = n.min(a.len());
+        out.put(&a[..from_a]);
+        out.put(&b[..n - from_a]);
+        self.head.drain(..n);
         self.read_offset += n as u64;
         n
     }
 
     /// Drops everything buffered and moves the read offset to `offset` (reset or stop).
     pub(crate) fn discard_until(&mut self, offset: u64) {
-        self.head = BytesMut::new();
+        self.head = VecDeque::new();
         self.chunks.clear();
         self.chunk_bytes = 0;
         self.read_offset = self.read_offset.max(offset);
@@ -221,21 +196,13 @@ impl Assembler {
     }
 }
 
-/// Where stream data is read to: a caller's slice, or [`Chunk`] (which the forwarder hands on
-/// as a write without copying again).
+/// Where stream data is read to: a caller's slice, or a growing `BytesMut` (which the
+/// forwarder hands on as a write without copying again).
 pub(crate) trait ReadBuf {
     /// How many more bytes it takes.
     fn room(&self) -> usize;
     /// Appends `bytes` (at most [`Self::room`]).
     fn put(&mut self, bytes: &[u8]);
-    /// Whether it would rather take the bytes as they are ([`Self::put_bytes`]) than copied.
-    fn keeps_chunks(&self) -> bool {
-        false
-    }
-    /// Takes `bytes` (at most [`Self::room`]), the reassembly buffer's own memory.
-    fn put_bytes(&mut self, bytes: Bytes) {
-        self.put(&bytes);
-    }
 }
 
 impl ReadBuf for &mut [u8] {
@@ -250,35 +217,22 @@ impl ReadBuf for &mut [u8] {
     }
 }
 
-/// One read's bytes as an owned chunk, at most `limit` of them: the reassembly buffer's own
-/// memory, split off it.
-pub(crate) struct Chunk {
-    /// What was read (empty until a read).
-    pub(crate) data: Bytes,
+/// A `BytesMut` that takes at most `limit` bytes more.
+pub(crate) struct Limited<'a> {
+    /// The buffer appended to.
+    pub(crate) buf: &'a mut bytes::BytesMut,
     /// Bytes it may still take.
     pub(crate) limit: usize,
 }
 
-impl ReadBuf for Chunk {
+impl ReadBuf for Limited<'_> {
     fn room(&self) -> usize {
         self.limit
     }
 
     fn put(&mut self, bytes: &[u8]) {
-        let mut joined = BytesMut::with_capacity(self.data.len() + bytes.len());
-        joined.extend_from_slice(&self.data);
-        joined.extend_from_slice(bytes);
-        self.data = joined.freeze();
+        self.buf.extend_from_slice(bytes);
         self.limit -= bytes.len();
-    }
-
-    fn keeps_chunks(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    fn put_bytes(&mut self, bytes: Bytes) {
-        self.limit -= bytes.len();
-        self.data = bytes;
     }
 }
 
@@ -286,69 +240,6 @@ impl ReadBuf for Chunk {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// Chunk reads hand out the buffer's own memory: two reads from one block are adjacent
-    /// there, and nothing was copied.
-    #[test]
-    fn chunk_reads_split_the_buffer_without_copying() {
-        let mut a = Assembler::default();
-        a.insert(0, &[7u8; 3000]).unwrap();
-        let mut first = Chunk {
-            data: Bytes::new(),
-            limit: 1000,
-        };
-        assert_eq!(a.read_into(&mut first), 1000);
-        let mut second = Chunk {
-            data: Bytes::new(),
-            limit: 5000,
-        };
-        assert_eq!(a.read_into(&mut second), 2000);
-        assert_eq!(
-            second.data.as_ptr(),
-            first.data.as_ptr().wrapping_add(1000),
-            "the second chunk follows the first in the same block"
-        );
-        assert_eq!(a.readable(), 0);
-        assert_eq!(a.read_offset(), 3000);
-    }
-
-    /// The in-order buffer grows by blocks (4 KiB, doubling to 64 KiB): a quiet stream holds
-    /// little, a busy one allocates per block, not per packet, and its memory stays near what
-    /// is unread even while readers keep earlier chunks.
-    #[test]
-    fn the_buffer_grows_in_blocks_and_stays_near_what_is_unread() {
-        let mut a = Assembler::default();
-        a.insert(0, b"hi").unwrap();
-        assert!(
-            a.heap_size() <= MIN_BLOCK,
-            "a quiet stream: {}",
-            a.heap_size()
-        );
-        let mut kept: Vec<Bytes> = Vec::new();
-        let mut offset = 2;
-        // Reads that did not continue where the previous one ended: a new block began.
-        let mut starts = 0;
-        for _ in 0..2000 {
-            a.insert(offset, &[1u8; 1400]).unwrap();
-            offset += 1400;
-            let mut chunk = Chunk {
-                data: Bytes::new(),
-                limit: usize::MAX,
-            };
-            a.read_into(&mut chunk);
-            let follows = kept
-                .last()
-                .is_some_and(|p| p.as_ptr().wrapping_add(p.len()) == chunk.data.as_ptr());
-            starts += usize::from(!follows);
-            kept.push(chunk.data);
-            assert!(a.heap_size() <= 2 * MAX_BLOCK, "held {}", a.heap_size());
-        }
-        let moved = 2000 * 1400 / MAX_BLOCK;
-        assert!(
-            starts <= moved + 8,
-            "{starts} blocks for {moved} blocks' worth of data"
-        );
-    }
 
     #[test]
     fn out_of_order_data_is_read_in_order() {
@@ -475,23 +366,11 @@ mod tests {
                 .collect();
             // Make sure everything is eventually covered.
             chunks.push((0, data.len()));
-            // Odd-sized reads take chunks and keep them (as writes waiting for the runtime
-            // do), so the buffer grows while parts of it are still shared.
-            let mut kept = Vec::new();
             for (s, e) in chunks {
                 a.insert(s as u64, &data[s..e]).unwrap();
-                let size = *reads.next().unwrap();
-                if size % 2 == 1 {
-                    let mut chunk = Chunk { data: Bytes::new(), limit: size };
-                    let n = a.read_into(&mut chunk);
-                    prop_assert_eq!(chunk.data.len(), n);
-                    got.extend_from_slice(&chunk.data);
-                    kept.push(chunk.data);
-                } else {
-                    let mut out = vec![0u8; size];
-                    let n = a.read(&mut out);
-                    got.extend_from_slice(&out[..n]);
-                }
+                let mut out = vec![0u8; *reads.next().unwrap()];
+                let n = a.read(&mut out);
+                got.extend_from_slice(&out[..n]);
             }
             let mut out = vec![0u8; 400];
             loop {

@@ -27,7 +27,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use assembler::Chunk;
+pub(crate) use assembler::Limited;
 pub use mux::Mux;
 pub use types::{CongestionControl, ReadOutcome, Role, StreamConfig, StreamEvent, StreamId};
 pub use types::{MuxStats, OpenError, ReadError, WriteError};

@@ -259,7 +259,9 @@ impl Mux {
                     if acked {
                         let freed = s.send.on_ack(offset, u64::from(len), fin);
                         self.send_buffered -= freed;
-                        if freed > 0 && s.send.want_writable {
+                        // While streams wait for connection room, they are woken together
+                        // (`wake_conn_writers`), not one by one here.
+                        if freed > 0 && s.send.want_writable && !self.conn_write_blocked {
                             s.send.want_writable = false;
                             self.events.push_back(StreamEvent::Writable(id));
                         }

@@ -291,10 +291,13 @@ impl Mux {
         if !s.send.is_open() {
             return Err(WriteError::Closed);
         }
-        let conn_room = self
-            .config
-            .connection_send_buffer
-            .saturating_sub(self.send_buffered);
+        let conn_limit = self.config.connection_send_buffer;
+        let mut conn_room = conn_limit.saturating_sub(self.send_buffered);
+        if self.conn_write_blocked && conn_room < conn_limit / 8 {
+            // Streams wait for room: none may take it piecemeal before they are woken, or
+            // streams refilling on their own acknowledgements would starve them.
+            conn_room = 0;
+        }
         let n = s.send.room(len, limit).min(conn_room as usize);
         if n == 0 && len > 0 {
             s.send.want_writable = true;
@@ -387,19 +390,25 @@ impl Mux {
 
     /// After writes were refused for lack of room in the connection's send buffer: once an
     /// eighth of it is free again, every stream waiting to write hears `Writable` (not at each
-    /// freed byte, which would wake them all per acknowledgement to find it full again).
+    /// freed byte, which would wake them all per acknowledgement to find it full again), the
+    /// ones holding least first, so a stream with nothing buffered is not starved by streams
+    /// that refill on their own acknowledgements.
     pub(super) fn wake_conn_writers(&mut self) {
         let limit = self.config.connection_send_buffer;
         if !self.conn_write_blocked || limit.saturating_sub(self.send_buffered) < limit / 8 {
             return;
         }
         self.conn_write_blocked = false;
+        let mut waiting: Vec<(u64, StreamId)> = Vec::new();
         for (&id, s) in &mut self.streams {
             if s.send.want_writable {
                 s.send.want_writable = false;
-                self.events.push_back(StreamEvent::Writable(id));
+                waiting.push((s.send.buffered(), id));
             }
         }
+        waiting.sort_unstable();
+        self.events
+            .extend(waiting.into_iter().map(|(_, id)| StreamEvent::Writable(id)));
     }
 
     /// Stops reading: buffered data is dropped and the peer is asked (STOP_SENDING with `code`)

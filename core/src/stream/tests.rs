@@ -50,6 +50,9 @@ struct Side {
     streams: BTreeMap<StreamId, StreamLog>,
     /// Read automatically on `Readable` (false models a stalled reader).
     reading: bool,
+    /// On `Writable`, write to that stream in pieces this large until it is refused (a bulk
+    /// sender refilling).
+    refill: usize,
     /// `OpenAvailable` events seen.
     open_available: u32,
     /// `ProtocolViolation` events seen (an honest peer never causes one).
@@ -65,6 +68,7 @@ impl Side {
             polled: 0,
             streams: BTreeMap::new(),
             reading: true,
+            refill: 0,
             open_available: 0,
             violations: 0,
         }
@@ -128,7 +132,11 @@ impl Side {
                         self.read_all(id);
                     }
                 }
-                StreamEvent::Writable(id) => self.streams.entry(id).or_default().writable += 1,
+                StreamEvent::Writable(id) => {
+                    self.streams.entry(id).or_default().writable += 1;
+                    // Until refused, as a forwarder with data waiting writes.
+                    while self.refill > 0 && self.write(id, self.refill) > 0 {}
+                }
                 StreamEvent::Finished(id) => {
                     let log = self
                         .streams

@@ -126,3 +126,42 @@ fn a_peers_stop_sending_gives_its_bytes_back_to_the_connection() {
     assert!(side.streams[&b].writable >= 1, "b hears Writable");
     assert_eq!(side.write(b, 128 * KIB), 96 * KIB, "up to b's own limit");
 }
+
+/// Two bulk streams refill their buffers whenever their own data is acknowledged and keep the
+/// connection's buffer full; a third stream that found it full still gets its turn, and soon.
+#[test]
+fn streams_refilling_the_connection_buffer_do_not_starve_a_refused_one() {
+    let mut pair = Pair::new(config(), Link::clean(10 * MS), 4);
+    let side = pair.side(0);
+    side.refill = 64 * KIB;
+    let (a, c) = two_streams(&mut pair);
+    let side = pair.side(0);
+    let b = side.mux.open().unwrap();
+    side.streams.insert(b, StreamLog::default());
+    assert_eq!(side.write(a, 64 * KIB), 64 * KIB);
+    assert_eq!(side.write(c, 64 * KIB), 32 * KIB);
+    assert_eq!(
+        side.write(b, 64 * KIB),
+        0,
+        "refused: the connection's buffer is full"
+    );
+    // The bulk streams have more waiting too: refused, they wait for Writable.
+    assert_eq!(side.write(a, 1), 0);
+    assert_eq!(side.write(c, 1), 0);
+    // b refills on Writable too (side.refill), as a forwarder with data waiting would.
+    pair.advance(200 * MS);
+    let side = pair.side(0);
+    let (wa, wb, wc) = (
+        side.streams[&a].written,
+        side.streams[&b].written,
+        side.streams[&c].written,
+    );
+    assert!(
+        wa > 64 * KIB as u64 && wc > 32 * KIB as u64,
+        "the bulk streams went on: {wa} {wc}"
+    );
+    assert!(
+        wb > 0,
+        "b wrote nothing in 200 ms beside {wa} and {wc} bytes"
+    );
+}

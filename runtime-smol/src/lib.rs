@@ -23,6 +23,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use burrow_tokio::local_conn::recv_into;
@@ -146,12 +147,16 @@ impl Runtime for Smol {
         }
     }
 
-    async fn stream_ready(stream: &Stream, direction: Direction) -> io::Result<()> {
+    fn poll_stream_ready(
+        stream: &Stream,
+        direction: Direction,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         match (stream, direction) {
-            (Stream::Tcp(s), Direction::Read) => s.readable().await,
-            (Stream::Tcp(s), Direction::Write) => s.writable().await,
-            (Stream::Unix(s), Direction::Read) => s.readable().await,
-            (Stream::Unix(s), Direction::Write) => s.writable().await,
+            (Stream::Tcp(s), Direction::Read) => s.poll_readable(cx),
+            (Stream::Tcp(s), Direction::Write) => s.poll_writable(cx),
+            (Stream::Unix(s), Direction::Read) => s.poll_readable(cx),
+            (Stream::Unix(s), Direction::Write) => s.poll_writable(cx),
         }
     }
 

@@ -26,6 +26,7 @@ use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
 use crate::handle::Command;
 use crate::local::{self, Local, OpenConn};
 use crate::local_conn::Report;
+use crate::ready::Woken;
 use crate::runtime::{Direction, Runtime};
 use crate::udp::Udp;
 
@@ -64,6 +65,8 @@ struct Loop<R: Runtime> {
     /// Where the readers of forwarded UDP sockets send their datagrams (bounded).
     udp_to_loop: Sender<Local<R>>,
     conns: BTreeMap<ConnId, ConnEntry<R>>,
+    /// Where the reactor notes the connections whose sockets may be ready.
+    woken: Arc<Woken>,
     /// Connections with something to do since they were last driven.
     dirty: BTreeSet<ConnId>,
     /// Where local sockets are read into; each read's chunk is split off and handed on, and
@@ -107,6 +110,8 @@ type FlowSocket<R> = (Arc<<R as Runtime>::Udp>, SocketAddr, <R as Runtime>::Task
 enum Wake<R: Runtime> {
     Datagram(io::Result<()>),
     Local(Local<R>),
+    /// Connections' sockets may be ready: they are in the loop's `ready` list.
+    Conns,
     Forwarded(Local<R>),
     Command(Option<Command>),
     Deadline,
@@ -149,6 +154,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         to_loop,
         udp_to_loop,
         conns: BTreeMap::new(),
+        woken: Woken::new(),
         dirty: BTreeSet::new(),
         read_buf: BytesMut::new(),
         read_chunk: 0,
@@ -173,6 +179,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
     state.read_chunk = state.node.read_chunk();
     let mut turn = 0usize;
     let mut now = Instant::now();
+    let mut ready = Vec::new();
     loop {
         let deadline = state.flush(now).await;
         turn = turn.wrapping_add(1);
@@ -182,10 +189,11 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
             let mut udp_report = pin!(forwarded.recv());
             let mut command = pin!(commands.recv());
             let mut timer = pin!(R::sleep_until(deadline));
+            let woken = &state.woken;
             // Round robin, so a busy socket does not starve local sockets or commands.
             poll_fn(|cx| {
-                for i in 0..5 {
-                    let ready = match (turn + i) % 5 {
+                for i in 0..6 {
+                    let wake = match (turn + i) % 6 {
                         0 => datagram.as_mut().poll(cx).map(Wake::Datagram),
                         // `local` and `forwarded` never close: the loop holds senders.
                         1 => report
@@ -197,10 +205,11 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
                             .as_mut()
                             .poll(cx)
                             .map(|r| r.map_or(Wake::Command(None), Wake::Forwarded)),
+                        4 => woken.poll(cx, &mut ready).map(|()| Wake::Conns),
                         _ => timer.as_mut().poll(cx).map(|()| Wake::Deadline),
                     };
-                    if ready.is_ready() {
-                        return ready;
+                    if wake.is_ready() {
+                        return wake;
                     }
                 }
                 Poll::Pending
@@ -220,6 +229,14 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
                     match local.try_recv() {
                         Ok(report) => state.local(now, report),
                         Err(_) => break,
+                    }
+                }
+            }
+            Wake::Conns => {
+                for (id, direction) in ready.drain(..) {
+                    if let Some(ConnEntry::Open(open)) = state.conns.get_mut(&id) {
+                        open.ready(direction);
+                        state.dirty.insert(id);
                     }
                 }
             }
@@ -368,17 +385,23 @@ impl<R: Runtime> Loop<R> {
     /// node; whether anything did.
     fn drive_conns(&mut self, now: Instant) -> bool {
         let mut busy = false;
+        let mut again = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) else {
                 continue;
             };
-            let done = open
+            let mut done = open
                 .conn
                 .drive(&mut self.read_buf, self.read_chunk, &mut self.reports);
+            if !done {
+                match open.wait() {
+                    Ok(false) => {}
+                    Ok(true) => again.push(id),
+                    Err(e) => done = open.conn.fail(e, &mut self.reports),
+                }
+            }
             if done {
                 self.conns.remove(&id);
-            } else {
-                open.wait();
             }
             for report in self.reports.drain(..) {
                 busy = true;
@@ -391,6 +414,9 @@ impl<R: Runtime> Loop<R> {
                 }
             }
         }
+        // Sockets found ready while their connections were set waiting are driven again.
+        busy |= !again.is_empty();
+        self.dirty.extend(again);
         busy
     }
 
@@ -498,14 +524,14 @@ impl<R: Runtime> Loop<R> {
         match report {
             Local::Accepted(listener, stream, origin) => {
                 if let Some(id) = node.handle_accept_from(now, listener, origin) {
-                    let open = OpenConn::new(id, stream, &self.to_loop);
+                    let open = OpenConn::new(id, stream, &self.woken);
                     self.conns.insert(id, ConnEntry::Open(open));
                     self.dirty.insert(id);
                 }
             }
             Local::Connected(id, stream) => {
                 if self.conns.contains_key(&id) {
-                    let open = OpenConn::new(id, stream, &self.to_loop);
+                    let open = OpenConn::new(id, stream, &self.woken);
                     self.conns.insert(id, ConnEntry::Open(open));
                     self.dirty.insert(id);
                     node.handle_connected(now, id);
@@ -513,24 +539,6 @@ impl<R: Runtime> Loop<R> {
                 // Otherwise the stream was reset while connecting: dropping the socket closes it.
             }
             Local::ConnectFailed(id, e) => node.handle_connect_failed(now, id, &e.to_string()),
-            Local::Ready(id, direction) => {
-                if let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) {
-                    open.ready(direction);
-                    self.dirty.insert(id);
-                }
-            }
-            Local::Failed(id, e) => {
-                if let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) {
-                    if open.conn.fail(e, &mut self.reports) {
-                        self.conns.remove(&id);
-                    }
-                    for report in self.reports.drain(..) {
-                        if let Report::Failed(why) = report {
-                            node.handle_conn_error(now, id, &why);
-                        }
-                    }
-                }
-            }
             Local::UdpRecv(listener, from, data) => {
                 node.handle_udp_recv_from(now, listener, from, &data)
             }

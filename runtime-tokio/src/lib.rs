@@ -24,6 +24,7 @@ mod driver;
 mod handle;
 mod local;
 pub mod local_conn;
+mod ready;
 #[cfg(feature = "tokio")]
 mod rt_tokio;
 mod runtime;

@@ -1,20 +1,22 @@
-//! Local sockets on an async [`Runtime`]: an accept task per listener, a connect task per
-//! outgoing connection, and per connection two tasks that wait for its readiness; the loop
-//! reads and writes the sockets itself ([`crate::local_conn`]). The tasks decide nothing;
-//! they report back to the driver as [`Local`] messages.
+//! Local sockets on an async [`Runtime`]: an accept task per listener and a connect task per
+//! outgoing connection, which decide nothing and report back to the driver as [`Local`]
+//! messages; the loop reads and writes connected sockets itself ([`crate::local_conn`]),
+//! told of their readiness through [`crate::ready`].
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use async_channel::{Receiver, Sender, unbounded};
+use async_channel::Sender;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use burrow_core::forward::udp::{FlowId, UdpListenerId};
 use burrow_core::forward::{ConnId, ListenerId, Origin};
 use bytes::{Bytes, BytesMut};
 
 use crate::local_conn::{Conn, LocalSocket};
+use crate::ready::Woken;
 use crate::runtime::{Direction, Runtime};
 
 /// How long a listener pauses after a failed accept (too many open files, a connection reset
@@ -40,10 +42,6 @@ pub(crate) enum Local<R: Runtime> {
     UdpListening(UdpListenerId, io::Result<SocketAddr>),
     Connected(ConnId, R::Stream),
     ConnectFailed(ConnId, io::Error),
-    /// A connection's socket may be ready in this direction.
-    Ready(ConnId, Direction),
-    /// Waiting for a connection's readiness failed.
-    Failed(ConnId, io::Error),
 }
 
 /// A connection's socket, as [`LocalSocket`] over a [`Runtime`].
@@ -64,15 +62,14 @@ impl<R: Runtime> LocalSocket for Socket<R> {
     }
 }
 
-/// One open connection of the loop: its bytes (moved by the loop itself, without waiting)
-/// and two small tasks that wait for its socket's readiness when the loop needs it.
+/// One open connection of the loop: its bytes, moved by the loop itself without waiting,
+/// and a waker per direction that the reactor wakes when the loop waits for the socket.
 pub(crate) struct OpenConn<R: Runtime> {
     pub(crate) conn: Conn<Socket<R>>,
-    wait_read: Sender<()>,
-    wait_write: Sender<()>,
-    waiting_read: bool,
-    waiting_write: bool,
-    _waiters: [R::Task; 2],
+    /// Read, then write.
+    wakers: [Waker; 2],
+    /// The reactor holds that direction's waker.
+    waiting: [bool; 2],
 }
 
 impl<R: Runtime> Drop for OpenConn<R> {
@@ -86,75 +83,49 @@ impl<R: Runtime> Drop for OpenConn<R> {
 }
 
 impl<R: Runtime> OpenConn<R> {
-    /// Takes a connected socket and starts its waiters.
-    pub(crate) fn new(id: ConnId, stream: R::Stream, to_loop: &Sender<Local<R>>) -> Self {
-        let stream = Arc::new(stream);
-        let (wait_read, read_rx) = unbounded();
-        let (wait_write, write_rx) = unbounded();
-        let waiter = |direction, wants| {
-            R::spawn(wait_ready::<R>(
-                id,
-                stream.clone(),
-                direction,
-                wants,
-                to_loop.clone(),
-            ))
-        };
-        let waiters = [
-            waiter(Direction::Read, read_rx),
-            waiter(Direction::Write, write_rx),
-        ];
+    /// Takes a connected socket; its readiness will be reported to `woken`.
+    pub(crate) fn new(id: ConnId, stream: R::Stream, woken: &Arc<Woken>) -> Self {
         Self {
-            conn: Conn::new(Socket(stream)),
-            wait_read,
-            wait_write,
-            waiting_read: false,
-            waiting_write: false,
-            _waiters: waiters,
+            conn: Conn::new(Socket(Arc::new(stream))),
+            wakers: [
+                woken.waker(id, Direction::Read),
+                woken.waker(id, Direction::Write),
+            ],
+            waiting: [false; 2],
         }
     }
 
-    /// The runtime says the socket may be ready in `direction`.
+    /// The reactor says the socket may be ready in `direction`.
     pub(crate) fn ready(&mut self, direction: Direction) {
-        match direction {
-            Direction::Read => {
-                self.waiting_read = false;
-                self.conn.ready(true, false);
-            }
-            Direction::Write => {
-                self.waiting_write = false;
-                self.conn.ready(false, true);
-            }
-        }
+        let read = direction == Direction::Read;
+        self.waiting[usize::from(!read)] = false;
+        self.conn.ready(read, !read);
     }
 
-    /// Has the waiters wait for what the connection needs and is not yet waiting for.
-    pub(crate) fn wait(&mut self) {
-        if self.conn.wants_readable() && !self.waiting_read {
-            self.waiting_read = self.wait_read.try_send(()).is_ok();
+    /// Has the reactor watch for what the connection needs and is not yet watched for.
+    /// Returns whether the socket is ready already (drive the connection again), or the
+    /// error that waiting met.
+    pub(crate) fn wait(&mut self) -> io::Result<bool> {
+        let mut again = false;
+        for (i, direction) in [Direction::Read, Direction::Write].into_iter().enumerate() {
+            let wants = match direction {
+                Direction::Read => self.conn.wants_readable(),
+                Direction::Write => self.conn.wants_writable(),
+            };
+            if !wants || self.waiting[i] {
+                continue;
+            }
+            let mut cx = Context::from_waker(&self.wakers[i]);
+            match R::poll_stream_ready(&self.conn.socket().0, direction, &mut cx) {
+                Poll::Ready(Ok(())) => {
+                    self.ready(direction);
+                    again = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => self.waiting[i] = true,
+            }
         }
-        if self.conn.wants_writable() && !self.waiting_write {
-            self.waiting_write = self.wait_write.try_send(()).is_ok();
-        }
-    }
-}
-
-/// Waits for the socket's readiness in `direction` each time the loop asks, and says so.
-async fn wait_ready<R: Runtime>(
-    id: ConnId,
-    stream: Arc<R::Stream>,
-    direction: Direction,
-    wants: Receiver<()>,
-    to_loop: Sender<Local<R>>,
-) {
-    while wants.recv().await.is_ok() {
-        let msg = match R::stream_ready(&stream, direction).await {
-            Ok(()) => Local::Ready(id, direction),
-            Err(e) => Local::Failed(id, e),
-        };
-        if to_loop.send(msg).await.is_err() {
-            return;
-        }
+        Ok(again)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -116,10 +117,16 @@ impl Runtime for Tokio {
         }
     }
 
-    async fn stream_ready(stream: &Stream, direction: Direction) -> io::Result<()> {
-        match stream {
-            Stream::Tcp(s) => s.ready(interest(direction)).await.map(drop),
-            Stream::Unix(s) => s.ready(interest(direction)).await.map(drop),
+    fn poll_stream_ready(
+        stream: &Stream,
+        direction: Direction,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match (stream, direction) {
+            (Stream::Tcp(s), Direction::Read) => s.poll_read_ready(cx),
+            (Stream::Tcp(s), Direction::Write) => s.poll_write_ready(cx),
+            (Stream::Unix(s), Direction::Read) => s.poll_read_ready(cx),
+            (Stream::Unix(s), Direction::Write) => s.poll_write_ready(cx),
         }
     }
 

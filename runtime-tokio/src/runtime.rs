@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Which readiness of the UDP socket to wait for or to clear.
@@ -24,8 +25,8 @@ pub trait Runtime: Send + Sync + 'static {
     type Udp: AsFd + Send + Sync + 'static;
     /// A listening TCP socket.
     type Listener: AsFd + Send + 'static;
-    /// A connected local socket (TCP or unix), shared by the loop, which reads and writes it
-    /// without waiting, and the tasks that wait for its readiness.
+    /// A connected local socket (TCP or unix), which the loop reads and writes without
+    /// waiting, polling its readiness when it must wait.
     type Stream: Send + Sync + 'static;
     /// A spawned task; dropping it cancels the task.
     type Task: Send + 'static;
@@ -70,15 +71,17 @@ pub trait Runtime: Send + Sync + 'static {
     /// Connects to `target`: `host:port` (resolved without blocking the runtime), or
     /// `unix:PATH` for a unix socket. TCP connections get `TCP_NODELAY`.
     fn connect(target: String) -> impl Future<Output = io::Result<Self::Stream>> + Send;
-    /// Completes once the stream may be ready in `direction` (or has failed or closed, which
-    /// the next operation reports).
-    fn stream_ready(
+    /// Whether the stream may be ready in `direction` (or has failed or closed, which the
+    /// next operation reports). When not, `cx`'s waker is woken once it may be; only the
+    /// waker of the last call in each direction is kept.
+    fn poll_stream_ready(
         stream: &Self::Stream,
         direction: Direction,
-    ) -> impl Future<Output = io::Result<()>> + Send;
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>>;
     /// Reads once without waiting, appending at most `max` bytes to `buf` (which has room for
     /// them): the chunk is then split off and handed on without another copy. `WouldBlock`
-    /// clears the readiness, so the next [`Self::stream_ready`] waits for a new one.
+    /// clears the readiness, so the next [`Self::poll_stream_ready`] waits for a new one.
     fn stream_try_read(
         stream: &Self::Stream,
         buf: &mut bytes::BytesMut,

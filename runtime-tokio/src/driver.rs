@@ -106,15 +106,39 @@ enum ConnEntry<R: Runtime> {
 /// A UDP flow's socket, its service's address, and its reader task.
 type FlowSocket<R> = (Arc<<R as Runtime>::Udp>, SocketAddr, <R as Runtime>::Task);
 
-/// What woke the loop.
-enum Wake<R: Runtime> {
-    Datagram(io::Result<()>),
-    Local(Local<R>),
+/// What woke the loop: every source that was ready when it looked.
+struct Woke<R: Runtime> {
+    /// The UDP socket may be readable (or failed).
+    datagram: Option<io::Result<()>>,
+    /// A local socket task's report.
+    local: Option<Local<R>>,
+    /// A forwarded UDP socket's datagram.
+    forwarded: Option<Local<R>>,
     /// Connections' sockets may be ready: they are in the loop's `ready` list.
-    Conns,
-    Forwarded(Local<R>),
-    Command(Option<Command>),
-    Deadline,
+    conns: bool,
+    /// The node's deadline passed.
+    deadline: bool,
+    /// A handle's command, or `Some(None)` once every handle is gone.
+    command: Option<Option<Command>>,
+}
+
+impl<R: Runtime> Woke<R> {
+    fn is_empty(&self) -> bool {
+        self.datagram.is_none()
+            && self.local.is_none()
+            && self.forwarded.is_none()
+            && !self.conns
+            && !self.deadline
+            && self.command.is_none()
+    }
+}
+
+/// A poll's value, if it has one.
+fn ready_value<T>(poll: Poll<T>) -> Option<T> {
+    match poll {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
 }
 
 /// Runs until shut down (or every handle is dropped).
@@ -177,128 +201,74 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         state.read_udp_listener(id, socket);
     }
     state.read_chunk = state.node.read_chunk();
-    let mut turn = 0usize;
     let mut now = Instant::now();
     let mut ready = Vec::new();
     loop {
         let deadline = state.flush(now).await;
-        turn = turn.wrapping_add(1);
-        let wake = {
+        let woke = {
             let mut datagram = pin!(R::udp_ready(&state.socket, Direction::Read));
             let mut report = pin!(local.recv());
             let mut udp_report = pin!(forwarded.recv());
             let mut command = pin!(commands.recv());
             let mut timer = pin!(R::sleep_until(deadline));
             let woken = &state.woken;
-            // Round robin, so a busy socket does not starve local sockets or commands.
+            // Every source is polled each time, so a busy one starves none, and all that are
+            // ready are handled before the node's output goes out (as one batch).
             poll_fn(|cx| {
-                for i in 0..6 {
-                    let wake = match (turn + i) % 6 {
-                        0 => datagram.as_mut().poll(cx).map(Wake::Datagram),
-                        // `local` and `forwarded` never close: the loop holds senders.
-                        1 => report
-                            .as_mut()
-                            .poll(cx)
-                            .map(|r| r.map_or(Wake::Command(None), Wake::Local)),
-                        2 => command.as_mut().poll(cx).map(|c| Wake::Command(c.ok())),
-                        3 => udp_report
-                            .as_mut()
-                            .poll(cx)
-                            .map(|r| r.map_or(Wake::Command(None), Wake::Forwarded)),
-                        4 => woken.poll(cx, &mut ready).map(|()| Wake::Conns),
-                        _ => timer.as_mut().poll(cx).map(|()| Wake::Deadline),
-                    };
-                    if wake.is_ready() {
-                        return wake;
-                    }
+                let woke = Woke {
+                    datagram: ready_value(datagram.as_mut().poll(cx)),
+                    // `local` and `forwarded` never close: the loop holds senders.
+                    local: ready_value(report.as_mut().poll(cx)).and_then(Result::ok),
+                    forwarded: ready_value(udp_report.as_mut().poll(cx)).and_then(Result::ok),
+                    conns: woken.poll(cx, &mut ready).is_ready(),
+                    deadline: timer.as_mut().poll(cx).is_ready(),
+                    command: ready_value(command.as_mut().poll(cx)).map(Result::ok),
+                };
+                if woke.is_empty() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(woke)
                 }
-                Poll::Pending
             })
             .await
         };
         now = Instant::now();
-        match wake {
-            Wake::Datagram(Err(e)) => {
+        for (id, direction) in ready.drain(..) {
+            if let Some(ConnEntry::Open(open)) = state.conns.get_mut(&id) {
+                open.ready(direction);
+                state.dirty.insert(id);
+            }
+        }
+        match woke.datagram {
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "UDP socket failed");
                 break;
             }
-            Wake::Datagram(Ok(())) => state.receive(now),
-            Wake::Local(report) => {
-                state.local(now, report);
-                for _ in 1..LOCAL_BATCH {
-                    match local.try_recv() {
-                        Ok(report) => state.local(now, report),
-                        Err(_) => break,
-                    }
+            Some(Ok(())) => state.receive(now),
+            None => {}
+        }
+        for (first, queue) in [(woke.local, &local), (woke.forwarded, &forwarded)] {
+            let Some(first) = first else { continue };
+            state.local(now, first);
+            for _ in 1..LOCAL_BATCH {
+                match queue.try_recv() {
+                    Ok(report) => state.local(now, report),
+                    Err(_) => break,
                 }
             }
-            Wake::Conns => {
-                for (id, direction) in ready.drain(..) {
-                    if let Some(ConnEntry::Open(open)) = state.conns.get_mut(&id) {
-                        open.ready(direction);
-                        state.dirty.insert(id);
-                    }
-                }
-            }
-            Wake::Forwarded(report) => {
-                state.local(now, report);
-                for _ in 1..LOCAL_BATCH {
-                    match forwarded.try_recv() {
-                        Ok(report) => state.local(now, report),
-                        Err(_) => break,
-                    }
-                }
-            }
-            Wake::Command(Some(Command::Status(reply))) => {
-                let _ = reply.try_send(state.node.status());
-            }
-            Wake::Command(Some(Command::StunProbe(server, reply))) => {
-                let probe = state.node.stun_probe(now, server);
-                state.probes.insert(probe, reply);
-            }
-            Wake::Command(Some(Command::Admin(master, command, reply))) => {
-                match state.node.admin(now, master, command) {
-                    Ok(request) => {
-                        state.admins.insert(request, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.try_send(Err(e.to_string()));
-                    }
-                }
-            }
-            Wake::Command(Some(Command::SetPathTokens(tokens, reply))) => {
-                match state.node.set_path_tokens(now, tokens) {
-                    Ok(()) => state.path_tokens = Some(reply),
-                    Err(e) => {
-                        let _ = reply.try_send(Err(e.to_string()));
-                    }
-                }
-            }
-            Wake::Command(Some(Command::ReportAttach(service, failed, reply))) => {
-                state.node.report_attach(now, service, failed);
-                let _ = reply.try_send(());
-            }
-            Wake::Command(Some(Command::Upnp(report, reply))) => {
-                let _ = reply.try_send(state.node.upnp(now, report));
-            }
-            Wake::Command(Some(Command::Ping(target, reply))) => {
-                match state.node.ping(now, &target) {
-                    Ok(()) => state.ping = Some(reply),
-                    Err(e) => {
-                        let _ = reply.try_send(Err(e));
-                    }
-                }
-            }
-            Wake::Command(Some(Command::Reload(services, reply))) => {
-                let _ = reply.try_send(state.reload(now, &services));
-            }
-            Wake::Command(Some(Command::Shutdown) | None) => {
+        }
+        if woke.deadline {
+            state.node.handle_timeout(now);
+        }
+        match woke.command {
+            None => {}
+            Some(Some(Command::Shutdown) | None) => {
                 // Peers and the server hear of it now, not by a timeout.
                 state.node.shutdown(now);
                 state.flush(now).await;
                 break;
             }
-            Wake::Deadline => state.node.handle_timeout(now),
+            Some(Some(command)) => state.command(now, command),
         }
     }
     state.accepts.clear();
@@ -307,6 +277,50 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
 }
 
 impl<R: Runtime> Loop<R> {
+    /// Does what a handle asked (all but shutting down, which the loop does).
+    fn command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.try_send(self.node.status());
+            }
+            Command::StunProbe(server, reply) => {
+                let probe = self.node.stun_probe(now, server);
+                self.probes.insert(probe, reply);
+            }
+            Command::Admin(master, command, reply) => match self.node.admin(now, master, command) {
+                Ok(request) => {
+                    self.admins.insert(request, reply);
+                }
+                Err(e) => {
+                    let _ = reply.try_send(Err(e.to_string()));
+                }
+            },
+            Command::SetPathTokens(tokens, reply) => match self.node.set_path_tokens(now, tokens) {
+                Ok(()) => self.path_tokens = Some(reply),
+                Err(e) => {
+                    let _ = reply.try_send(Err(e.to_string()));
+                }
+            },
+            Command::ReportAttach(service, failed, reply) => {
+                self.node.report_attach(now, service, failed);
+                let _ = reply.try_send(());
+            }
+            Command::Upnp(report, reply) => {
+                let _ = reply.try_send(self.node.upnp(now, report));
+            }
+            Command::Ping(target, reply) => match self.node.ping(now, &target) {
+                Ok(()) => self.ping = Some(reply),
+                Err(e) => {
+                    let _ = reply.try_send(Err(e));
+                }
+            },
+            Command::Reload(services, reply) => {
+                let _ = reply.try_send(self.reload(now, &services));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
     fn accept(&mut self, id: ListenerId, listener: R::Listener) {
         let task = R::spawn(local::accept::<R>(id, listener, self.to_loop.clone()));
         self.accepts.insert(id, task);
@@ -385,7 +399,6 @@ impl<R: Runtime> Loop<R> {
     /// node; whether anything did.
     fn drive_conns(&mut self, now: Instant) -> bool {
         let mut busy = false;
-        let mut again = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             let Some(ConnEntry::Open(open)) = self.conns.get_mut(&id) else {
                 continue;
@@ -394,10 +407,8 @@ impl<R: Runtime> Loop<R> {
                 .conn
                 .drive(&mut self.read_buf, self.read_chunk, &mut self.reports);
             if !done {
-                match open.wait() {
-                    Ok(false) => {}
-                    Ok(true) => again.push(id),
-                    Err(e) => done = open.conn.fail(e, &mut self.reports),
+                if let Err(e) = open.wait() {
+                    done = open.conn.fail(e, &mut self.reports);
                 }
             }
             if done {
@@ -414,9 +425,6 @@ impl<R: Runtime> Loop<R> {
                 }
             }
         }
-        // Sockets found ready while their connections were set waiting are driven again.
-        busy |= !again.is_empty();
-        self.dirty.extend(again);
         busy
     }
 

@@ -103,10 +103,10 @@ impl<R: Runtime> OpenConn<R> {
     }
 
     /// Has the reactor watch for what the connection needs and is not yet watched for.
-    /// Returns whether the socket is ready already (drive the connection again), or the
-    /// error that waiting met.
-    pub(crate) fn wait(&mut self) -> io::Result<bool> {
-        let mut again = false;
+    /// A socket that is ready already is noted as woken: the loop takes it up on its next
+    /// turn, after the other sources it polls (reading it again at once made smaller reads
+    /// and cost throughput). Returns the error that waiting met.
+    pub(crate) fn wait(&mut self) -> io::Result<()> {
         for (i, direction) in [Direction::Read, Direction::Write].into_iter().enumerate() {
             let wants = match direction {
                 Direction::Read => self.conn.wants_readable(),
@@ -117,15 +117,13 @@ impl<R: Runtime> OpenConn<R> {
             }
             let mut cx = Context::from_waker(&self.wakers[i]);
             match R::poll_stream_ready(&self.conn.socket().0, direction, &mut cx) {
-                Poll::Ready(Ok(())) => {
-                    self.ready(direction);
-                    again = true;
-                }
+                Poll::Ready(Ok(())) => self.wakers[i].wake_by_ref(),
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => self.waiting[i] = true,
+                Poll::Pending => {}
             }
+            self.waiting[i] = true;
         }
-        Ok(again)
+        Ok(())
     }
 }
 

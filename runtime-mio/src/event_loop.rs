@@ -375,12 +375,11 @@ impl Loop {
     /// Feeds what the socket holds to the node (edge-triggered: until it is empty).
     fn receive(&mut self, now: Instant) {
         let (node, udp, socket) = (&mut self.node, &mut self.udp, &self.socket);
-        while udp
-            .recv(socket, |from, d, ttl| {
-                node.handle_input_in_place(now, from, d, ttl)
-            })
-            .is_ok()
-        {}
+        // Until the socket says `WouldBlock` or a batch finds it drained (mio is
+        // edge-triggered: a datagram that arrives later is a new event).
+        while let Ok(false) = udp.recv(socket, |from, d, ttl| {
+            node.handle_input_in_place(now, from, d, ttl)
+        }) {}
     }
 
     /// Accepts until the listener is empty (mio is edge-triggered), or pauses it after a

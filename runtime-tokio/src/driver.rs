@@ -517,9 +517,15 @@ impl<R: Runtime> Loop<R> {
         } = self;
         for _ in 0..RECV_ROUNDS {
             let received = R::udp_try_io(socket, Direction::Read, || {
-                udp.recv(socket, |from, d, ttl| {
+                let drained = udp.recv(socket, |from, d, ttl| {
                     node.handle_input_in_place(now, from, d, ttl)
-                })
+                })?;
+                // A drained socket's readiness is cleared as a `WouldBlock` would, without
+                // the receive that would only say so.
+                match drained {
+                    true => Err(io::ErrorKind::WouldBlock.into()),
+                    false => Ok(()),
+                }
             });
             if received.is_err() {
                 return;

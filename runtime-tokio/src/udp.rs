@@ -188,13 +188,18 @@ impl Udp {
     /// into their segments). `WouldBlock` when the socket is empty; other errors (ICMP errors
     /// surface here on some systems) are logged: the protocol recovers from the loss.
     ///
+    /// Returns whether the batch found the socket drained: it held fewer datagrams than the
+    /// batch had room for, so another call would only say `WouldBlock` (with epoll, a
+    /// datagram that arrives later is a new event). The receive-TTL path, one datagram per
+    /// call, cannot tell and says not.
+    ///
     /// `each` gets the sender, the datagram (in the receive buffer, which it may change: the
     /// node decrypts in place) and its TTL (`None` unless [`Self::report_ttl`]).
     pub fn recv(
         &mut self,
         socket: &impl AsFd,
         mut each: impl FnMut(SocketAddr, &mut [u8], Option<u8>),
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         if self.with_ttl {
             for _ in 0..RX_BATCH {
                 match ttl::recv(socket, &mut self.rx[..MAX_DATAGRAM]) {
@@ -207,11 +212,11 @@ impl Udp {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
                     Err(e) => {
                         tracing::debug!(error = %e, "receive failed");
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
-            return Ok(());
+            return Ok(false);
         }
         let mut chunks = self.rx.chunks_mut(MAX_DATAGRAM);
         let mut bufs: [IoSliceMut<'_>; RX_BATCH] = std::array::from_fn(|_| {
@@ -226,12 +231,12 @@ impl Udp {
                         each(m.addr, datagram, None);
                     }
                 }
-                Ok(())
+                Ok(n < RX_BATCH)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "receive failed");
-                Ok(())
+                Ok(false)
             }
         }
     }
@@ -308,6 +313,32 @@ mod tests {
             });
         }
         assert_eq!(got, sent);
+    }
+
+    /// A receive says whether it found the socket drained: not after a full batch (more may
+    /// wait), yes after a short one (the next receive would only say `WouldBlock`).
+    #[test]
+    fn a_short_batch_says_the_socket_is_drained() {
+        let (a, b) = (bind(), bind());
+        let mut rx = Udp::new(&b).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let dst = b.local_addr().unwrap();
+        // Sizes all different, so GRO joins none of them.
+        for i in 0..RX_BATCH + 3 {
+            a.send_to(&vec![7; 1000 + i], dst).unwrap();
+        }
+        // Loopback delivers as it sends; the pause covers a delivery left to ksoftirqd.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut sizes = Vec::new();
+        let mut each = |_, d: &mut [u8], _| sizes.push(d.len());
+        assert!(!rx.recv(&b, &mut each).unwrap(), "a full batch");
+        assert!(rx.recv(&b, &mut each).unwrap(), "a short batch");
+        let last = rx.recv(&b, &mut each).unwrap_err();
+        assert_eq!(last.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            sizes,
+            (0..RX_BATCH + 3).map(|i| 1000 + i).collect::<Vec<_>>()
+        );
     }
 
     /// With `report_ttl`, each datagram comes with the TTL it was sent with (loopback: no

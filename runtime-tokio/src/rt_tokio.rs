@@ -11,7 +11,6 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use tokio::task::JoinHandle;
 
-use crate::local_conn::recv_into;
 use crate::runtime::{Direction, Runtime};
 
 /// tokio: the node's loop and its socket tasks on the current tokio runtime.
@@ -136,24 +135,11 @@ impl Runtime for Tokio {
         buf: &mut bytes::BytesMut,
         max: usize,
     ) -> io::Result<usize> {
-        // Into the buffer's spare room, never zeroed first. A short read drained the socket
-        // (tokio's own reads assume so too): its readiness is cleared as by a `WouldBlock`,
-        // so the loop waits for the next event instead of reading again to hear it.
-        let mut got = 0;
-        let mut read = |socket: SockRef<'_>| {
-            got = recv_into(socket, buf, max)?;
-            match got {
-                n if n > 0 && n < max => Err(io::ErrorKind::WouldBlock.into()),
-                n => Ok(n),
-            }
-        };
-        let read = match stream {
-            Stream::Tcp(s) => s.try_io(Interest::READABLE, || read(SockRef::from(s))),
-            Stream::Unix(s) => s.try_io(Interest::READABLE, || read(SockRef::from(s))),
-        };
-        match read {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
-            read => read,
+        // Into the buffer's spare room, never zeroed first.
+        let mut room = bytes::BufMut::limit(buf, max);
+        match stream {
+            Stream::Tcp(s) => s.try_read_buf(&mut room),
+            Stream::Unix(s) => s.try_read_buf(&mut room),
         }
     }
 

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use burrow_core::Transmit;
 use burrow_core::forward::{Action, ConnId, ListenerId};
-use burrow_core::node::{self, Node, Output, ProbeId, Services, StartError, Summary};
-use burrow_core::rendezvous::Grants;
+use burrow_core::node::{self, Node, Output, Services, StartError, Summary};
 
 use crate::MasterAttach;
-use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
+use burrow_core::rendezvous::directory::DirectoryChange;
 use burrow_tokio::udp::Udp;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -24,6 +23,7 @@ use crate::udp_flows::{FIRST_FLOW, FIRST_UDP_LISTENER, UdpSockets};
 use burrow_core::forward::Origin;
 use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_tokio::local_conn::Report as Io;
+use burrow_tokio::requests::{StdChannel, Waiting};
 
 const UDP: Token = Token(0);
 /// The token of the waker that handles and name lookups use to deliver their messages.
@@ -78,13 +78,8 @@ struct Loop {
     resolved: (Sender<Resolved>, Receiver<Resolved>),
     /// Lookups of UDP flows' host-name targets, from their threads.
     flow_lookups: (Sender<FlowLookup>, Receiver<FlowLookup>),
-    probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
-    /// Master commands waiting for their answer.
-    admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
-    /// The handle waiting for the outcome of a change of path tokens (one at a time).
-    path_tokens: Option<Sender<Result<Grants, String>>>,
-    /// The handle waiting for the answer to a ping (one at a time).
-    ping: Option<Sender<node::Pong>>,
+    /// Handles waiting for an answer from the node.
+    waiting: Waiting<StdChannel>,
     /// Where the server's directory changes go, to be stored.
     directory: Sender<DirectoryChange>,
     /// Where the master's attachments go, to be run.
@@ -154,10 +149,7 @@ pub(crate) fn run(parts: Parts) {
         resolving: BTreeSet::new(),
         resolved: channel(),
         flow_lookups: channel(),
-        probes: BTreeMap::new(),
-        admins: BTreeMap::new(),
-        path_tokens: None,
-        ping: None,
+        waiting: Waiting::default(),
         directory,
         attachments,
         hooks,
@@ -255,7 +247,10 @@ impl Loop {
     fn flush(&mut self, now: Instant) -> Instant {
         loop {
             let deadline = loop {
-                match self.node.poll_output() {
+                let Some(output) = self.waiting.answer(self.node.poll_output()) else {
+                    continue;
+                };
+                match output {
                     Output::Transmit(t) => self.outbox.push_back(t),
                     Output::Action(action) => self.action(now, action),
                     Output::Udp(UdpAction::Resolve { flow, target }) => {
@@ -277,18 +272,8 @@ impl Loop {
                     }
                     Output::Log(line) => burrow_tokio::log(&line),
                     Output::Save { path, contents } => burrow_tokio::save(&path, &contents),
-                    Output::StunResult { probe, mapped, .. } => {
-                        if let Some(reply) = self.probes.remove(&probe) {
-                            let _ = reply.send(mapped);
-                        }
-                    }
                     Output::Directory(change) => {
                         let _ = self.directory.send(change);
-                    }
-                    Output::Admin { request, result } => {
-                        if let Some(reply) = self.admins.remove(&request) {
-                            let _ = reply.send(result);
-                        }
                     }
                     Output::MasterAttach { service, attach } => {
                         let _ = self.attachments.send((service, attach));
@@ -296,16 +281,11 @@ impl Loop {
                     Output::Hook(event) => {
                         let _ = self.hooks.send(event);
                     }
-                    Output::PathTokens(result) => {
-                        if let Some(reply) = self.path_tokens.take() {
-                            let _ = reply.send(result);
-                        }
-                    }
-                    Output::Pong(result) => {
-                        if let Some(reply) = self.ping.take() {
-                            let _ = reply.send(result);
-                        }
-                    }
+                    // Answered by `waiting`.
+                    Output::StunResult { .. }
+                    | Output::Admin { .. }
+                    | Output::PathTokens(_)
+                    | Output::Pong(_) => {}
                     Output::Listen { listener, addr } => {
                         let bound = self.listen(listener, addr);
                         let result = bound.as_ref().map(|a| *a).map_err(|e| e.to_string());
@@ -511,46 +491,12 @@ impl Loop {
         }
     }
 
+    /// Does what a handle asked (all but shutting down, which the loop does).
     fn command(&mut self, now: Instant, command: Command) {
-        match command {
-            Command::Status(reply) => {
-                let _ = reply.send(self.node.status());
-            }
-            Command::StunProbe(server, reply) => {
-                let probe = self.node.stun_probe(now, server);
-                self.probes.insert(probe, reply);
-            }
-            Command::Admin(master, command, reply) => match self.node.admin(now, master, command) {
-                Ok(request) => {
-                    self.admins.insert(request, reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
-            Command::SetPathTokens(tokens, reply) => match self.node.set_path_tokens(now, tokens) {
-                Ok(()) => self.path_tokens = Some(reply),
-                Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
-                }
-            },
-            Command::ReportAttach(service, failed, reply) => {
-                self.node.report_attach(now, service, failed);
-                let _ = reply.send(());
-            }
-            Command::Upnp(report, reply) => {
-                let _ = reply.send(self.node.upnp(now, report));
-            }
-            Command::Ping(target, reply) => match self.node.ping(now, &target) {
-                Ok(()) => self.ping = Some(reply),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Command::Reload(services, reply) => {
-                let _ = reply.send(self.reload(now, &services));
-            }
-            Command::Shutdown => {}
+        if let Some(Command::Reload(services, reply)) =
+            self.waiting.request(&mut self.node, now, command)
+        {
+            let _ = reply.send(self.reload(now, &services));
         }
     }
 

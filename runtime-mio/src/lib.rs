@@ -45,18 +45,8 @@ use mio::{Poll, Waker};
 pub use burrow_core::node::{NodeConfig, Services, StartError, Stopped, Summary};
 pub use burrow_core::status::{ConnInfo, PeerInfo, ServiceInfo, Status};
 
-/// Requests from a handle to the node's thread.
-pub(crate) enum Command {
-    Status(Sender<Status>),
-    StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
-    Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
-    SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
-    Ping(String, Sender<node::Pong>),
-    Reload(Services, Sender<Result<Summary, StartError>>),
-    Shutdown,
-    ReportAttach(ServiceName, Option<String>, Sender<()>),
-    Upnp(Option<UpnpEvent>, Sender<Turn>),
-}
+/// Requests from a handle to the node's thread, answered on std channels.
+pub(crate) type Command = burrow_tokio::requests::Request<burrow_tokio::requests::StdChannel>;
 
 /// Starts nodes.
 #[derive(Debug)]

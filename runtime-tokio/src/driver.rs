@@ -17,16 +17,16 @@ use std::sync::Arc;
 
 use burrow_core::forward::udp::{FlowId, UdpAction, UdpListenerId};
 use burrow_core::forward::{Action, ConnId, ListenerId};
-use burrow_core::node::{Node, Output, ProbeId, Services, StartError, Summary};
-use burrow_core::rendezvous::Grants;
+use burrow_core::node::{Node, Output, Services, StartError, Summary};
 
 use crate::handle::MasterAttach;
-use burrow_core::rendezvous::directory::{AdminAnswer, DirectoryChange};
+use burrow_core::rendezvous::directory::DirectoryChange;
 
 use crate::handle::Command;
 use crate::local::{self, Local, OpenConn};
 use crate::local_conn::Report;
 use crate::ready::Woken;
+use crate::requests::{AsyncChannel, Waiting};
 use crate::runtime::{Direction, Runtime};
 use crate::udp::Udp;
 
@@ -76,14 +76,8 @@ struct Loop<R: Runtime> {
     read_chunk: usize,
     /// Reports of the connection being driven (kept for its allocation).
     reports: Vec<Report>,
-    /// STUN probes asked for by handles, waiting for their answer.
-    probes: BTreeMap<ProbeId, Sender<Option<SocketAddr>>>,
-    /// Master commands asked for by handles, waiting for their answer.
-    admins: BTreeMap<u64, Sender<Result<AdminAnswer, String>>>,
-    /// The handle waiting for the outcome of a change of path tokens (one at a time).
-    path_tokens: Option<Sender<Result<Grants, String>>>,
-    /// The handle waiting for the answer to a ping (one at a time).
-    ping: Option<Sender<burrow_core::node::Pong>>,
+    /// Handles waiting for an answer from the node.
+    waiting: Waiting<AsyncChannel>,
     directory: Sender<DirectoryChange>,
     attachments: Sender<MasterAttach>,
     hooks: Sender<burrow_core::node::HookEvent>,
@@ -183,10 +177,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         read_buf: BytesMut::new(),
         read_chunk: 0,
         reports: Vec::new(),
-        probes: BTreeMap::new(),
-        admins: BTreeMap::new(),
-        path_tokens: None,
-        ping: None,
+        waiting: Waiting::default(),
         directory,
         attachments,
         hooks,
@@ -279,45 +270,10 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
 impl<R: Runtime> Loop<R> {
     /// Does what a handle asked (all but shutting down, which the loop does).
     fn command(&mut self, now: Instant, command: Command) {
-        match command {
-            Command::Status(reply) => {
-                let _ = reply.try_send(self.node.status());
-            }
-            Command::StunProbe(server, reply) => {
-                let probe = self.node.stun_probe(now, server);
-                self.probes.insert(probe, reply);
-            }
-            Command::Admin(master, command, reply) => match self.node.admin(now, master, command) {
-                Ok(request) => {
-                    self.admins.insert(request, reply);
-                }
-                Err(e) => {
-                    let _ = reply.try_send(Err(e.to_string()));
-                }
-            },
-            Command::SetPathTokens(tokens, reply) => match self.node.set_path_tokens(now, tokens) {
-                Ok(()) => self.path_tokens = Some(reply),
-                Err(e) => {
-                    let _ = reply.try_send(Err(e.to_string()));
-                }
-            },
-            Command::ReportAttach(service, failed, reply) => {
-                self.node.report_attach(now, service, failed);
-                let _ = reply.try_send(());
-            }
-            Command::Upnp(report, reply) => {
-                let _ = reply.try_send(self.node.upnp(now, report));
-            }
-            Command::Ping(target, reply) => match self.node.ping(now, &target) {
-                Ok(()) => self.ping = Some(reply),
-                Err(e) => {
-                    let _ = reply.try_send(Err(e));
-                }
-            },
-            Command::Reload(services, reply) => {
-                let _ = reply.try_send(self.reload(now, &services));
-            }
-            Command::Shutdown => {}
+        if let Some(Command::Reload(services, reply)) =
+            self.waiting.request(&mut self.node, now, command)
+        {
+            let _ = reply.try_send(self.reload(now, &services));
         }
     }
 
@@ -432,40 +388,28 @@ impl<R: Runtime> Loop<R> {
     /// and the connections' I/O, which waits for [`Self::drive_conns`]; returns its deadline.
     fn drain(&mut self) -> Instant {
         loop {
-            match self.node.poll_output() {
+            let Some(output) = self.waiting.answer(self.node.poll_output()) else {
+                continue;
+            };
+            match output {
                 Output::Transmit(t) => self.outbox.push(t),
                 Output::Action(action) => self.action(action),
                 Output::Udp(action) => self.udp_action(action),
                 Output::Log(line) => crate::log(&line),
                 Output::Save { path, contents } => crate::save(&path, &contents),
-                Output::StunResult { probe, mapped, .. } => {
-                    if let Some(reply) = self.probes.remove(&probe) {
-                        let _ = reply.try_send(mapped);
-                    }
-                }
+                // Answered by `waiting`.
+                Output::StunResult { .. }
+                | Output::Admin { .. }
+                | Output::PathTokens(_)
+                | Output::Pong(_) => {}
                 Output::Directory(change) => {
                     let _ = self.directory.try_send(change);
-                }
-                Output::Admin { request, result } => {
-                    if let Some(reply) = self.admins.remove(&request) {
-                        let _ = reply.try_send(result);
-                    }
                 }
                 Output::MasterAttach { service, attach } => {
                     let _ = self.attachments.try_send((service, attach));
                 }
                 Output::Hook(event) => {
                     let _ = self.hooks.try_send(event);
-                }
-                Output::PathTokens(result) => {
-                    if let Some(reply) = self.path_tokens.take() {
-                        let _ = reply.try_send(result);
-                    }
-                }
-                Output::Pong(result) => {
-                    if let Some(reply) = self.ping.take() {
-                        let _ = reply.try_send(result);
-                    }
                 }
                 Output::Listen { listener, addr } => {
                     let bound = self.listen(listener, addr);

@@ -25,18 +25,8 @@ use socket2::SockRef;
 use crate::driver::{self, Parts};
 use crate::runtime::Runtime;
 
-/// Requests from a handle to the node's loop.
-pub(crate) enum Command {
-    Status(Sender<Status>),
-    StunProbe(SocketAddr, Sender<Option<SocketAddr>>),
-    Admin(String, AdminCommand, Sender<Result<AdminAnswer, String>>),
-    SetPathTokens(Vec<String>, Sender<Result<Grants, String>>),
-    Ping(String, Sender<node::Pong>),
-    Reload(Services, Sender<Result<Summary, StartError>>),
-    Shutdown,
-    ReportAttach(ServiceName, Option<String>, Sender<()>),
-    Upnp(Option<UpnpEvent>, Sender<Turn>),
-}
+/// Requests from a handle to the node's loop, answered on async channels.
+pub(crate) type Command = crate::requests::Request<crate::requests::AsyncChannel>;
 
 /// The node's loop, for a runtime's `spawn`.
 pub type LoopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;

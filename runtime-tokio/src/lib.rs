@@ -25,6 +25,7 @@ mod handle;
 mod local;
 pub mod local_conn;
 mod ready;
+pub mod requests;
 #[cfg(feature = "tokio")]
 mod rt_tokio;
 mod runtime;

@@ -203,9 +203,28 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
             let mut command = pin!(commands.recv());
             let mut timer = pin!(R::sleep_until(deadline));
             let woken = &state.woken;
-            // Every source is polled each time, so a busy one starves none, and all that are
-            // ready are handled before the node's output goes out (as one batch).
+            // Every source is looked at each time, so a busy one starves none, and all that
+            // are ready are handled before the node's output goes out (as one batch).
             poll_fn(|cx| {
+                // First a look that registers nothing with the empty sources: under load
+                // something is ready, and a listener on each empty channel and a timer entry
+                // would be set up only to be thrown away.
+                let first = Woke {
+                    datagram: ready_value(datagram.as_mut().poll(cx)),
+                    local: local.try_recv().ok(),
+                    forwarded: forwarded.try_recv().ok(),
+                    conns: woken.take(&mut ready),
+                    deadline: deadline <= Instant::now(),
+                    command: match commands.try_recv() {
+                        Ok(command) => Some(Some(command)),
+                        Err(e) if e.is_closed() => Some(None),
+                        Err(_) => None,
+                    },
+                };
+                if !first.is_empty() {
+                    return Poll::Ready(first);
+                }
+                // Nothing yet: wait on every source.
                 let woke = Woke {
                     datagram: ready_value(datagram.as_mut().poll(cx)),
                     // `local` and `forwarded` never close: the loop holds senders.

@@ -56,6 +56,14 @@ impl Woken {
         Poll::Ready(())
     }
 
+    /// Moves the woken connections to `into`, without waiting; whether there were any.
+    pub(crate) fn take(&self, into: &mut Vec<(ConnId, Direction)>) -> bool {
+        let mut inner = self.lock();
+        let any = !inner.woken.is_empty();
+        into.append(&mut inner.woken);
+        any
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Nothing panics while holding it; a poisoned list is still a list.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -114,6 +122,11 @@ mod tests {
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "the loop is woken once");
         assert!(woken.poll(&cx, &mut got).is_ready());
         assert_eq!(got, [(a, Direction::Read), (b, Direction::Write)]);
+        got.clear();
+        assert!(!woken.take(&mut got), "none woken since");
+        woken.waker(b, Direction::Read).wake();
+        assert!(woken.take(&mut got));
+        assert_eq!(got, [(b, Direction::Read)]);
         got.clear();
         assert!(woken.poll(&cx, &mut got).is_pending());
         assert!(got.is_empty());

@@ -224,9 +224,9 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
                 if !first.is_empty() {
                     return Poll::Ready(first);
                 }
-                // Nothing yet: wait on every source.
+                // Nothing yet: wait on every source (the datagram's waker is set above).
                 let woke = Woke {
-                    datagram: ready_value(datagram.as_mut().poll(cx)),
+                    datagram: None,
                     // `local` and `forwarded` never close: the loop holds senders.
                     local: ready_value(report.as_mut().poll(cx)).and_then(Result::ok),
                     forwarded: ready_value(udp_report.as_mut().poll(cx)).and_then(Result::ok),

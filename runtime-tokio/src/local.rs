@@ -45,7 +45,7 @@ pub(crate) enum Local<R: Runtime> {
 }
 
 /// A connection's socket, as [`LocalSocket`] over a [`Runtime`].
-pub(crate) struct Socket<R: Runtime>(Arc<R::Stream>);
+pub(crate) struct Socket<R: Runtime>(R::Stream);
 
 impl<R: Runtime> LocalSocket for Socket<R> {
     fn read_into(&self, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
@@ -86,7 +86,7 @@ impl<R: Runtime> OpenConn<R> {
     /// Takes a connected socket; its readiness will be reported to `woken`.
     pub(crate) fn new(id: ConnId, stream: R::Stream, woken: &Arc<Woken>) -> Self {
         Self {
-            conn: Conn::new(Socket(Arc::new(stream))),
+            conn: Conn::new(Socket(stream)),
             wakers: [
                 woken.waker(id, Direction::Read),
                 woken.waker(id, Direction::Write),

@@ -84,6 +84,11 @@ impl Runtime for Smol {
         task.detach();
     }
 
+    async fn cancel(task: Self::Task) {
+        // async-task drops a cancelled task's future before `cancel` completes.
+        task.cancel().await;
+    }
+
     async fn sleep_until(at: Instant) {
         Timer::at(at).await;
     }

@@ -278,7 +278,7 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
                 state.flush(now).await;
                 break;
             }
-            Some(Some(command)) => state.command(now, command),
+            Some(Some(command)) => state.command(now, command).await,
         }
     }
     state.accepts.clear();
@@ -288,11 +288,18 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
 
 impl<R: Runtime> Loop<R> {
     /// Does what a handle asked (all but shutting down, which the loop does).
-    fn command(&mut self, now: Instant, command: Command) {
+    async fn command(&mut self, now: Instant, command: Command) {
         if let Some(Command::Reload(services, reply)) =
             self.waiting.request(&mut self.node, now, command)
         {
-            let _ = reply.try_send(self.reload(now, &services));
+            let mut stopped = Vec::new();
+            let summary = self.reload(now, &services, &mut stopped);
+            // The answer says the removed ports are free: their tasks (and sockets) are gone
+            // first, not whenever the runtime gets round to dropping them.
+            for task in stopped {
+                R::cancel(task).await;
+            }
+            let _ = reply.try_send(summary);
         }
     }
 
@@ -320,8 +327,14 @@ impl<R: Runtime> Loop<R> {
     }
 
     /// Goes over to `services`: binds the new listeners (nothing changes if one fails), then
-    /// has the node stop and start services; closes the removed listeners.
-    fn reload(&mut self, now: Instant, services: &Services) -> Result<Summary, StartError> {
+    /// has the node stop and start services; hands the tasks of the removed listeners to
+    /// `stopped`, to be cancelled.
+    fn reload(
+        &mut self,
+        now: Instant,
+        services: &Services,
+        stopped: &mut Vec<R::Task>,
+    ) -> Result<Summary, StartError> {
         let plan = self.node.plan(services);
         let bound = crate::handle::bind_listeners::<R>(&plan.connect)?;
         let bound_udp = crate::handle::bind_udp_listeners::<R>(&plan.connect_udp)?;
@@ -330,16 +343,20 @@ impl<R: Runtime> Loop<R> {
         let udp = self
             .node
             .apply_udp(now, &remove_udp, bound_udp, &mut applied.summary);
-        for id in applied.closed {
-            self.accepts.remove(&id);
-        }
+        stopped.extend(
+            applied
+                .closed
+                .iter()
+                .filter_map(|id| self.accepts.remove(id)),
+        );
         for (id, listener) in applied.started {
             self.accept(id, listener);
         }
-        for id in udp.closed {
-            // Dropping its task ends the reads; the socket closes with its last handle.
-            self.udp_listeners.remove(&id);
-        }
+        stopped.extend(
+            (udp.closed.iter())
+                .filter_map(|id| self.udp_listeners.remove(id))
+                .map(|(_, task)| task),
+        );
         for (id, socket) in udp.started {
             self.read_udp_listener(id, socket);
         }

@@ -59,6 +59,14 @@ impl Runtime for Tokio {
         task.0 = None;
     }
 
+    async fn cancel(mut task: Task) {
+        if let Some(handle) = task.0.take() {
+            handle.abort();
+            // tokio drops a cancelled task's future before its handle completes.
+            let _ = handle.await;
+        }
+    }
+
     async fn sleep_until(at: Instant) {
         tokio::time::sleep_until(at.into()).await;
     }

@@ -35,6 +35,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn spawn(future: impl Future<Output = ()> + Send + 'static) -> Self::Task;
     /// Lets `task` run to its end on its own.
     fn detach(task: Self::Task);
+    /// Cancels `task`; completes once its future has been dropped, and with it what it held
+    /// (a listener's socket is closed then, where dropping the task only asks for that).
+    fn cancel(task: Self::Task) -> impl Future<Output = ()> + Send;
     /// Completes at `at`.
     fn sleep_until(at: Instant) -> impl Future<Output = ()> + Send;
 

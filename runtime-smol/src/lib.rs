@@ -204,6 +204,34 @@ mod tests {
     use burrow_tokio::udp::Udp;
     use std::net::UdpSocket;
 
+    /// What a cancelled task held is gone once `cancel` returns, though the executor's thread
+    /// drops it, slowly.
+    #[test]
+    fn cancel_returns_once_the_task_has_dropped_what_it_held() {
+        let (held, gone) = std::sync::mpsc::channel::<()>();
+        let held = slow_to_drop(held);
+        let task = Smol::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        smol::block_on(Smol::cancel(task));
+        assert_eq!(
+            gone.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        );
+    }
+
+    /// Holds `sender` and takes 50 ms to let it go.
+    fn slow_to_drop(sender: std::sync::mpsc::Sender<()>) -> impl Drop + Send {
+        struct Slow(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+        impl Drop for Slow {
+            fn drop(&mut self) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Slow(sender)
+    }
+
     /// The node's UDP socket on async-io: batching on (where Linux has it), and a TTL that
     /// applies to one datagram, with the socket's own TTL back afterwards.
     #[test]

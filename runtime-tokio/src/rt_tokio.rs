@@ -212,4 +212,28 @@ mod tests {
             "the test needs a default TTL other than the probe's"
         );
     }
+
+    /// What a cancelled task held is gone once `cancel` returns (a reload answers "removed"
+    /// only then), even when dropping it is slow and happens on another worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_returns_once_the_task_has_dropped_what_it_held() {
+        struct SlowDrop(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+        impl Drop for SlowDrop {
+            fn drop(&mut self) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let (held, gone) = std::sync::mpsc::channel();
+        let held = SlowDrop(held);
+        let task = Tokio::spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        Tokio::cancel(task).await;
+        assert_eq!(
+            gone.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        );
+    }
 }

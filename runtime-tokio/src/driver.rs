@@ -281,9 +281,17 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
             Some(Some(command)) => state.command(now, command).await,
         }
     }
-    state.accepts.clear();
-    state.udp_listeners.clear();
-    state.flows.clear();
+    // `shutdown` returns when the loop ends and says the listeners are closed by then: each
+    // task is cancelled, not only dropped, so its socket is closed before the loop ends.
+    let accepts = std::mem::take(&mut state.accepts).into_values();
+    let udp = std::mem::take(&mut state.udp_listeners).into_values();
+    let flows = std::mem::take(&mut state.flows).into_values();
+    let tasks = accepts
+        .chain(udp.map(|(_, task)| task))
+        .chain(flows.map(|(_, _, task)| task));
+    for task in tasks {
+        R::cancel(task).await;
+    }
 }
 
 impl<R: Runtime> Loop<R> {

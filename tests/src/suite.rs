@@ -29,6 +29,7 @@ macro_rules! loopback_suite {
             restarted_exposing_daemon_is_found_again,
             server_restart_during_direct_transfer_completes,
             tunnel_death_resets_the_local_client,
+            shutdown_frees_the_local_listeners_port,
         );
     };
     (@tests $node:ty; $($test:ident,)*) => {
@@ -163,6 +164,17 @@ pub fn unreachable_target_resets_the_client<N: LoopbackNode>() {
         matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "the client sees a reset, not a clean end: {got:?}"
     );
+    tunnel.shutdown();
+}
+
+/// Once a node's shutdown returns, its local listeners are closed: their port can be bound
+/// again at once (the async runtimes used to drop the accept task and let the runtime close
+/// the socket later).
+pub fn shutdown_frees_the_local_listeners_port<N: LoopbackNode>() {
+    let mut tunnel = Tunnel::<N>::start(&[("/e2e/free", source_service().to_string())]);
+    let addr = tunnel.listen_addr("/e2e/free");
+    tunnel.stop_connector();
+    std::net::TcpListener::bind(addr).expect("the port is free once shutdown returns");
     tunnel.shutdown();
 }
 

@@ -17,7 +17,7 @@ mod windowed;
 pub(crate) use bbr::Bbr;
 pub(crate) use delivery::{DeliveryRate, RateSample, SendSnapshot};
 pub(crate) use new_reno::NewReno;
-pub(crate) use pacing::Pacer;
+pub(crate) use pacing::{Pacer, burst_size, send_quantum};
 pub(crate) use rtt::RttEstimator;
 
 use std::fmt::Debug;

@@ -15,6 +15,27 @@ const MIN_BURST_PACKETS: u64 = 10;
 /// BBR through the binaries on loopback lost about a tenth of its throughput.
 const MAX_BURST_PACKETS: u64 = 256;
 
+/// A send quantum is what the pacing rate sends in this long, as Linux sizes a TCP burst for
+/// segmentation offload (`tcp_tso_autosize`: a millisecond of the rate).
+const QUANTUM_INTERVAL: Duration = Duration::from_millis(1);
+/// The largest send quantum: what one segmentation-offload send carries.
+const MAX_QUANTUM: u64 = crate::transmit::MAX_RUN_BYTES as u64;
+
+/// A millisecond of `rate` bytes per second, at most one segmentation-offload send: the
+/// burst a sender builds at that rate.
+pub(crate) fn burst_size(rate: u64) -> u64 {
+    let bytes = u128::from(rate) * QUANTUM_INTERVAL.as_nanos() / 1_000_000_000;
+    u64::try_from(bytes).unwrap_or(u64::MAX).min(MAX_QUANTUM)
+}
+
+/// The send quantum at `rate` bytes per second for packets of `mss` bytes: the
+/// [`burst_size`], at least two packets. BBR budgets three quanta in its window so that the
+/// sender's bursts (see `Mux::poll_packet`) never starve it, as Linux's
+/// `bbr_quantization_budget` does.
+pub(crate) fn send_quantum(rate: u64, mss: u64) -> u64 {
+    burst_size(rate).max(2 * mss)
+}
+
 /// A token bucket refilled at the pacing rate.
 #[derive(Clone, Debug)]
 pub(crate) struct Pacer {
@@ -85,6 +106,20 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burst_is_a_millisecond_of_the_rate_within_one_run_and_a_quantum_at_least_two_packets() {
+        // 20 MB/s: 20 kB per millisecond.
+        assert_eq!(send_quantum(20_000_000, 1200), 20_000);
+        // 1 MB/s: a millisecond is under two packets.
+        assert_eq!(burst_size(1_000_000), 1000);
+        assert_eq!(send_quantum(1_000_000, 1200), 2400);
+        // 400 MB/s: capped at what one segmentation-offload send carries.
+        assert_eq!(burst_size(400_000_000), 65_000);
+        assert_eq!(send_quantum(400_000_000, 1200), 65_000);
+        assert_eq!(send_quantum(u64::MAX, 1200), 65_000);
+        assert_eq!(send_quantum(0, 1200), 2400);
+    }
 
     #[test]
     fn rate_is_five_quarters_of_window_per_rtt() {

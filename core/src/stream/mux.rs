@@ -164,6 +164,9 @@ pub struct Mux {
     /// When the last STREAM frame arrived: the peer was sending data then.
     pub(super) data_received_at: Option<Instant>,
     pub(super) app_limited: bool,
+    /// A send burst has started ([`Mux::poll_packet`]): its next packets need room for one
+    /// packet each, not for a burst's floor.
+    pub(super) in_burst: bool,
     /// Reused buffer for the outcomes of acknowledged and lost packets.
     pub(super) scratch: Vec<Outcome>,
     pub(super) stats: MuxStats,
@@ -224,6 +227,7 @@ impl Mux {
             ping_pending: false,
             data_received_at: None,
             app_limited: true,
+            in_burst: false,
             scratch: Vec::new(),
             stats: MuxStats::default(),
             violated: false,
@@ -599,6 +603,35 @@ impl Mux {
             self.local_max_streams = self.remote_closed + stream_limit(&self.config);
             self.max_streams_pending = true;
         }
+    }
+
+    /// New stream data waiting to be sent within credit, counted up to `enough`; 0 when
+    /// something waits that should go at once (a control frame, lost data, a FIN).
+    pub(super) fn waiting_data(&self, enough: u64) -> u64 {
+        if self.ping_pending
+            || self.max_data_pending
+            || self.max_streams_pending
+            || self.data_blocked_pending
+            || !self.ctrl.is_empty()
+        {
+            return 0;
+        }
+        let credit = self.conn_send.available();
+        let mut waiting = 0;
+        for id in &self.send_queue {
+            let Some(stream) = self.streams.get(id) else {
+                continue;
+            };
+            let (new, urgent) = stream.send.sendable();
+            if urgent {
+                return 0;
+            }
+            waiting += new;
+            if waiting >= enough || waiting >= credit {
+                break;
+            }
+        }
+        waiting.min(credit).min(enough)
     }
 
     /// Whether anything ack-eliciting waits to be sent.

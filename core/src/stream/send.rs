@@ -149,6 +149,17 @@ impl SendStream {
         !self.retransmit.is_empty() || new_data || fin
     }
 
+    /// New bytes it could send now within its own credit, and whether something else waits
+    /// that should go at once: lost data, or a FIN.
+    pub(crate) fn sendable(&self) -> (u64, bool) {
+        if self.reset.is_some() {
+            return (0, false);
+        }
+        let new = self.end().min(self.credit.max).saturating_sub(self.unsent);
+        let fin = self.fin && (!self.fin_sent || self.fin_lost);
+        (new, !self.retransmit.is_empty() || fin)
+    }
+
     /// Whether new data waits for connection credit.
     pub(crate) fn wants_conn_credit(&self) -> bool {
         self.reset.is_none() && self.unsent < self.end() && self.unsent < self.credit.max

@@ -14,6 +14,7 @@ use crate::tests::net::{Link, Machine, Net};
 use crate::timer::Timer;
 use crate::transmit::Transmit;
 
+mod burst_floor;
 mod send_budget;
 
 const MS: Duration = Duration::from_millis(1);

@@ -8,6 +8,9 @@ use crate::congestion::RateSample;
 const MS: Duration = Duration::from_millis(1);
 const RTT: Duration = Duration::from_millis(50);
 const MSS: u64 = 1000;
+/// The window's room for send bursts on these paths: at about 1 MB/s a millisecond of the
+/// pacing rate is under two packets, so a send quantum is two packets; three of them.
+const BUDGET: u64 = 3 * 2 * MSS;
 /// A little more than the RTT: phases of one min RTT end after it.
 const STEP: Duration = Duration::from_millis(51);
 
@@ -167,10 +170,10 @@ fn random_loss_changes_neither_window_nor_rate() {
         p.round(1_000_000, 50_000);
     }
     let (window, bw) = (p.bbr.window(), p.bbr.bandwidth());
-    // Target window: 2 * BDP + 3 packets, plus the ACK-aggregation allowance: this model
+    // Target window: 2 * BDP + three send quanta, plus the ACK-aggregation allowance: this model
     // acknowledges a whole round trip at once, so one BDP arrives as one burst.
     assert_eq!(p.bbr.aggregation_allowance(), 50_000);
-    assert_eq!(window, 2 * 50_000 + 3 * MSS + 50_000);
+    assert_eq!(window, 2 * 50_000 + BUDGET + 50_000);
     let t = p.now;
     p.bbr.on_congestion_event(t, t - 10 * MS, 40_000, false);
     // A round at 5% loss: the delivery rate is what got through.
@@ -229,7 +232,7 @@ fn probe_rtt_runs_every_ten_seconds_for_200_ms_and_a_round() {
     assert!((50_000..=100_000).contains(&allowance), "{allowance}");
     let window = p.bbr.window();
     assert!(window >= before, "{window} < {before}");
-    assert!(window <= 2 * 55_000 + 3 * MSS + allowance, "{window}");
+    assert!(window <= 2 * 55_000 + BUDGET + allowance, "{window}");
 }
 
 #[test]
@@ -314,7 +317,7 @@ fn smooth_acks_leave_the_window_at_two_bdp_and_bursts_widen_it_by_the_burst() {
     assert!(allowance <= 2 * MSS, "{allowance}");
     assert_eq!(
         p.bbr.window(),
-        2 * 50_000 + 3 * MSS + p.bbr.aggregation_allowance()
+        2 * 50_000 + BUDGET + p.bbr.aggregation_allowance()
     );
     // Then the ACKs come in bursts: nothing for 20 ms, then 20 packets' worth at once, as from
     // a receiver (or a loop) that handles datagrams in batches.
@@ -330,7 +333,7 @@ fn smooth_acks_leave_the_window_at_two_bdp_and_bursts_widen_it_by_the_burst() {
         (19 * MSS..=21 * MSS).contains(&allowance),
         "a burst of 20 packets: {allowance}"
     );
-    assert_eq!(p.bbr.window(), 2 * 50_000 + 3 * MSS + allowance);
+    assert_eq!(p.bbr.window(), 2 * 50_000 + BUDGET + allowance);
 }
 
 #[test]
@@ -346,4 +349,25 @@ fn the_aggregation_allowance_is_at_most_100_ms_at_the_estimated_bandwidth() {
         }
     }
     assert_eq!(p.bbr.aggregation_allowance(), 100_000);
+}
+
+#[test]
+fn the_window_budgets_three_send_quanta_at_the_pacing_rate() {
+    let mut p = Path::new();
+    p.fill_pipe();
+    assert_eq!(p.bbr.quantization_budget(), BUDGET);
+    // A fast path with a tiny propagation RTT, as loopback: 400 MB/s and 30 us, where twice
+    // the bandwidth-delay product is 24 kB and one burst is 65 kB.
+    let mut p = Path::new();
+    p.sample = Duration::from_micros(30);
+    while p.bbr.mode() == Mode::Startup {
+        p.round(400_000_000, 100_000);
+    }
+    p.round(400_000_000, 10_000);
+    assert_eq!(p.bbr.quantization_budget(), 3 * 65_000);
+    assert!(
+        p.bbr.window() >= 2 * 12_000 + 3 * 65_000,
+        "{}",
+        p.bbr.window()
+    );
 }

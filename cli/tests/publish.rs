@@ -196,3 +196,53 @@ fn refusals_and_the_client_address_show_through_a_config_file() {
         "the service hears of the public client"
     );
 }
+
+/// The daemon's config with one published path, `name`, on `port`.
+fn one_published(dir: &Path, addr: &str, public: &str, name: &str, port: u16) -> String {
+    let echo = echo();
+    format!(
+        "server = \"{addr}\"\nserver_key = \"{public}\"\ntoken = \"tok\"\n\
+         state_dir = \"{}\"\nudp = \"127.0.0.1:0\"\n\
+         [[expose]]\nname = \"{name}\"\ntarget = \"{echo}\"\npublish = {port}\n",
+        path(&dir.join("a"))
+    )
+}
+
+/// A reload that swaps a published path for another on the same port: the server closes the
+/// port and binds it again, and the new path is served there (the runtime's loop closes a
+/// listener before it binds the next, not whenever its task happens to be dropped).
+fn a_port_republished_by_a_reload_serves_the_new_path(runtime: &str) {
+    let dir = temp_dir(&format!("republish-{runtime}"));
+    let port = free_ports();
+    let (mut server, addr, public) = publishing_server(&dir, runtime, (port, port), 4);
+    let config = dir.join("a.toml");
+    let write = |name: &str| {
+        std::fs::write(&config, one_published(&dir, &addr, &public, name, port)).expect("config")
+    };
+    write("/pub/one");
+    let state = dir.join("a");
+    let daemon = spawn(&["daemon", "-c", path(&config), "--runtime", runtime]);
+    running_and_registered(&daemon.stderr);
+    let public_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    status_until(&state, &[&format!("published on {public_addr}")]);
+    assert_eq!(ask(public_addr, "one"), "one\n");
+    for round in 0..3 {
+        let name = if round % 2 == 0 {
+            "/pub/two"
+        } else {
+            "/pub/one"
+        };
+        write(name);
+        let out = run(&["reload", "--state-dir", path(&state)]).expect("reload");
+        assert!(out.contains(name), "{out}");
+        let line = wait_for(&server.stderr, &format!("published {name} of daemon"));
+        assert!(line.contains(&format!("on TCP port {port}")), "{line}");
+        status_until(&state, &[name, &format!("published on {public_addr}")]);
+        let status = run(&["status", "--state-dir", path(&state)]).unwrap_or_default();
+        assert!(!status.contains("publish refused"), "{runtime}: {status}");
+        assert_eq!(ask(public_addr, "again"), "again\n", "{runtime}: {name}");
+    }
+    server.assert_running("the server");
+}
+
+on_every_runtime!(a_port_republished_by_a_reload_serves_the_new_path);

@@ -88,6 +88,18 @@ struct Loop<R: Runtime> {
     /// Each UDP flow's socket toward its target, and its reader task; dropping it closes
     /// the socket.
     flows: BTreeMap<FlowId, FlowSocket<R>>,
+    /// Tasks of listeners the node closed, to be cancelled (which closes their sockets)
+    /// before anything else is bound.
+    stopping: Vec<R::Task>,
+    /// Listeners the node asked for while others were stopping: bound once those are closed,
+    /// so a port the node closes and opens again is free when it is bound.
+    deferred: Vec<Bind>,
+}
+
+/// A listener to bind.
+enum Bind {
+    Tcp(ListenerId, SocketAddr),
+    Udp(UdpListenerId, SocketAddr),
 }
 
 /// A local connection of the loop.
@@ -184,6 +196,8 @@ pub(crate) async fn run<R: Runtime>(mut node: Node, parts: Parts<R>) {
         accepts: BTreeMap::new(),
         udp_listeners: BTreeMap::new(),
         flows: BTreeMap::new(),
+        stopping: Vec::new(),
+        deferred: Vec::new(),
     };
     for (id, listener) in listeners {
         state.accept(id, listener);
@@ -388,6 +402,7 @@ impl<R: Runtime> Loop<R> {
     async fn flush(&mut self, now: Instant) -> Instant {
         loop {
             let deadline = self.drain();
+            self.stop_listeners().await;
             self.send_outbox().await;
             if !self.drive_conns(now) {
                 return deadline;
@@ -455,24 +470,49 @@ impl<R: Runtime> Loop<R> {
                 Output::Hook(event) => {
                     let _ = self.hooks.try_send(event);
                 }
-                Output::Listen { listener, addr } => {
-                    let bound = self.listen(listener, addr);
-                    // Reported through the loop, which has the clock.
-                    let _ = self.to_loop.try_send(Local::Listening(listener, bound));
-                }
+                Output::Listen { listener, addr } => self.bind(Bind::Tcp(listener, addr)),
                 Output::Unlisten { listener } => {
-                    self.accepts.remove(&listener);
+                    self.stopping.extend(self.accepts.remove(&listener));
                 }
-                Output::ListenUdp { listener, addr } => {
-                    let bound = self.listen_udp(listener, addr);
-                    let _ = self.to_loop.try_send(Local::UdpListening(listener, bound));
-                }
+                Output::ListenUdp { listener, addr } => self.bind(Bind::Udp(listener, addr)),
                 Output::UnlistenUdp { listener } => {
-                    // Dropping its task ends the reads; the socket closes with its last handle.
-                    self.udp_listeners.remove(&listener);
+                    // Its task holds the socket's other handle: once it is cancelled, the
+                    // socket is closed.
+                    let removed = self.udp_listeners.remove(&listener);
+                    self.stopping.extend(removed.map(|(_, task)| task));
                 }
                 Output::Timeout(at) => return at,
             }
+        }
+    }
+
+    /// Binds a listener the node asked for and reports the outcome (through the loop, which
+    /// has the clock); waits while listeners the node closed are still stopping.
+    fn bind(&mut self, bind: Bind) {
+        if !self.stopping.is_empty() {
+            self.deferred.push(bind);
+            return;
+        }
+        let _ = match bind {
+            Bind::Tcp(id, addr) => {
+                let bound = self.listen(id, addr);
+                self.to_loop.try_send(Local::Listening(id, bound))
+            }
+            Bind::Udp(id, addr) => {
+                let bound = self.listen_udp(id, addr);
+                self.to_loop.try_send(Local::UdpListening(id, bound))
+            }
+        };
+    }
+
+    /// Cancels the tasks of the listeners the node closed, so their sockets are closed (a
+    /// dropped task is only asked to stop), then binds what waited for that.
+    async fn stop_listeners(&mut self) {
+        for task in std::mem::take(&mut self.stopping) {
+            R::cancel(task).await;
+        }
+        for bind in std::mem::take(&mut self.deferred) {
+            self.bind(bind);
         }
     }
 

@@ -17,7 +17,7 @@ const MAX_BURST_PACKETS: u64 = 256;
 
 /// A send quantum is what the pacing rate sends in this long, as Linux sizes a TCP burst for
 /// segmentation offload (`tcp_tso_autosize`: a millisecond of the rate).
-const QUANTUM_INTERVAL: Duration = Duration::from_millis(1);
+pub(crate) const QUANTUM_INTERVAL: Duration = Duration::from_millis(1);
 /// The largest send quantum: what one segmentation-offload send carries.
 const MAX_QUANTUM: u64 = crate::transmit::MAX_RUN_BYTES as u64;
 

@@ -7,8 +7,11 @@
 //! bandwidth-delay product in flight. A loss alone says nothing to this model, so random loss
 //! costs only the lost packets' retransmissions.
 //!
-//! Loss does count where it comes with a queue: a loss while the latest RTT is at least 1.5
-//! times the minimum (half a bandwidth-delay product queued) is congestion, as when a
+//! Loss does count where it comes with a queue: a loss while the smallest RTT of the last
+//! round trip is at least 1.5 times the minimum (half a bandwidth-delay product queued the
+//! whole round), and at least a millisecond over it (a shorter queue is the sender's own
+//! bursts of a millisecond of the rate, on a path whose propagation RTT is tiny), is
+//! congestion, as when a
 //! loss-based flow shares the bottleneck and fills its buffer. Then, once per round trip of
 //! such losses, an upper bound on bytes in flight is set to half of what was in flight (like
 //! BBR version 2's `inflight_hi`, with NewReno's factor); it grows back by one packet per
@@ -81,7 +84,8 @@ const MAX_AGGREGATION: Duration = Duration::from_millis(100);
 /// An ACK epoch restarts after this many bytes acknowledged, so that the allowance follows
 /// the path instead of growing without end.
 const EPOCH_RESET_BYTES: u64 = 1 << 30;
-/// A loss is congestion when the latest RTT is at least this many thousandths of the minimum.
+/// A loss is congestion when the last round trip's smallest RTT is at least this many thousandths
+/// of the minimum.
 const QUEUE_RTT_GAIN: u64 = 1500;
 /// The in-flight bound after congestion, in thousandths of what was in flight: NewReno's
 /// half, so that with the same growth of one packet per round trip the two share evenly.
@@ -129,8 +133,11 @@ pub(crate) struct Bbr {
     inflight_hi: Option<u64>,
     /// When the last congestion cut happened: losses of packets sent before it belong to it.
     last_cut: Option<Instant>,
-    /// The latest RTT sample.
-    latest_rtt: Option<Duration>,
+    /// The smallest RTT sample (net of the peer's ACK delay) of the round trip under way,
+    /// and of the last whole one: a queue that stands shows in every sample of a round, the
+    /// sender's own bursts and a busy host's scheduling delays only in some.
+    round_rtt: Option<Duration>,
+    standing_rtt: Option<Duration>,
     /// After persistent congestion: the window is restored once a packet sent after this is
     /// acknowledged (the path works again).
     restore_after: Option<Instant>,
@@ -174,7 +181,8 @@ impl Bbr {
             has_rtt: false,
             inflight_hi: None,
             last_cut: None,
-            latest_rtt: None,
+            round_rtt: None,
+            standing_rtt: None,
             restore_after: None,
             created: now,
             extra_acked: WindowedMax::new(),
@@ -467,8 +475,12 @@ impl Controller for Bbr {
     fn on_ack_event(&mut self, now: Instant, event: &AckEvent, rtt: &RttEstimator) {
         self.update_round_and_bw(event, rtt);
         self.update_aggregation(now, event);
+        if self.round_start {
+            self.standing_rtt = self.round_rtt.take().or(self.standing_rtt);
+        }
         if let Some(rtt) = event.rtt {
-            self.latest_rtt = Some(rtt.saturating_sub(event.ack_delay));
+            let sample = rtt.saturating_sub(event.ack_delay);
+            self.round_rtt = Some(self.round_rtt.map_or(sample, |r| r.min(sample)));
         }
         self.grow_inflight_hi();
         self.check_cycle_phase(now, event);
@@ -487,9 +499,13 @@ impl Controller for Bbr {
         persistent: bool,
     ) {
         // Loss alone is not a signal; loss with a queue is, once per round trip.
-        let queued = match (self.latest_rtt, self.min_rtt) {
+        // The queue that stood through the last round trip. One shorter than a send
+        // quantum's interval is what the sender's own bursts make on a path whose
+        // propagation RTT is tiny, not a competing flow's.
+        let queued = match (self.standing_rtt.or(self.round_rtt), self.min_rtt) {
             (Some(latest), Some(min)) => {
                 latest.as_nanos() * u128::from(UNIT) >= min.as_nanos() * u128::from(QUEUE_RTT_GAIN)
+                    && latest.saturating_sub(min) >= super::pacing::QUANTUM_INTERVAL
             }
             _ => false,
         };

@@ -257,8 +257,17 @@ fn loss_with_a_queue_halves_the_inflight_bound_once_per_round_then_it_grows_back
     let mut p = Path::new();
     p.fill_pipe();
     p.round(1_000_000, 50_000);
-    // RTT 80 ms against a 50 ms minimum: 30 ms queued, more than half the BDP.
+    // RTT 80 ms against a 50 ms minimum: 30 ms queued, more than half the BDP. A round
+    // trip's samples, not one: the queue stands.
     p.sample = 80 * MS;
+    p.round(1_000_000, 80_000);
+    let t = p.now;
+    p.bbr.on_congestion_event(t, t - 10 * MS, 80_000, false);
+    assert_eq!(
+        p.bbr.inflight_hi(),
+        None,
+        "the queue has stood no round trip yet"
+    );
     p.round(1_000_000, 80_000);
     let t = p.now;
     p.bbr.on_congestion_event(t, t - 10 * MS, 80_000, false);
@@ -370,4 +379,29 @@ fn the_window_budgets_three_send_quanta_at_the_pacing_rate() {
         "{}",
         p.bbr.window()
     );
+}
+
+#[test]
+fn a_queue_under_a_millisecond_is_the_senders_own_bursts_not_congestion() {
+    // Loopback-like: 300 us of propagation, 400 MB/s.
+    let mut p = Path::new();
+    p.sample = Duration::from_micros(300);
+    while p.bbr.mode() == Mode::Startup {
+        p.round(400_000_000, 100_000);
+    }
+    // Twice the minimum for whole round trips, but 0.3 ms over it: what one burst of a
+    // millisecond of the rate queues behind itself.
+    p.sample = Duration::from_micros(600);
+    p.round(400_000_000, 200_000);
+    p.round(400_000_000, 200_000);
+    let t = p.now;
+    p.bbr.on_congestion_event(t, t - MS, 200_000, false);
+    assert_eq!(p.bbr.inflight_hi(), None);
+    // A queue of 1.3 ms through whole round trips is one.
+    p.sample = Duration::from_micros(1600);
+    p.round(400_000_000, 200_000);
+    p.round(400_000_000, 200_000);
+    let t = p.now;
+    p.bbr.on_congestion_event(t, t - MS, 200_000, false);
+    assert!(p.bbr.inflight_hi().is_some());
 }

@@ -608,12 +608,7 @@ impl Mux {
     /// New stream data waiting to be sent within credit, counted up to `enough`; 0 when
     /// something waits that should go at once (a control frame, lost data, a FIN).
     pub(super) fn waiting_data(&self, enough: u64) -> u64 {
-        if self.ping_pending
-            || self.max_data_pending
-            || self.max_streams_pending
-            || self.data_blocked_pending
-            || !self.ctrl.is_empty()
-        {
+        if self.control_pending() {
             return 0;
         }
         let credit = self.conn_send.available();
@@ -634,14 +629,18 @@ impl Mux {
         waiting.min(credit).min(enough)
     }
 
-    /// Whether anything ack-eliciting waits to be sent.
-    pub(super) fn has_pending_eliciting(&self) -> bool {
-        if self.ping_pending
+    /// Whether a control frame (or a PING) waits to be sent.
+    fn control_pending(&self) -> bool {
+        self.ping_pending
             || self.max_data_pending
             || self.max_streams_pending
             || self.data_blocked_pending
             || !self.ctrl.is_empty()
-        {
+    }
+
+    /// Whether anything ack-eliciting waits to be sent.
+    pub(super) fn has_pending_eliciting(&self) -> bool {
+        if self.control_pending() {
             return true;
         }
         let credit = self.conn_send.available();

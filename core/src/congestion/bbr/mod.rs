@@ -503,9 +503,10 @@ impl Controller for Bbr {
         // quantum's interval is what the sender's own bursts make on a path whose
         // propagation RTT is tiny, not a competing flow's.
         let queued = match (self.standing_rtt.or(self.round_rtt), self.min_rtt) {
-            (Some(latest), Some(min)) => {
-                latest.as_nanos() * u128::from(UNIT) >= min.as_nanos() * u128::from(QUEUE_RTT_GAIN)
-                    && latest.saturating_sub(min) >= super::pacing::QUANTUM_INTERVAL
+            (Some(standing), Some(min)) => {
+                standing.as_nanos() * u128::from(UNIT)
+                    >= min.as_nanos() * u128::from(QUEUE_RTT_GAIN)
+                    && standing.saturating_sub(min) >= super::pacing::QUANTUM_INTERVAL
             }
             _ => false,
         };

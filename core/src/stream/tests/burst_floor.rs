@@ -1,6 +1,7 @@
 //! The burst floor (`Mux::poll_packet`): with data in flight, new stream data waits until the
-//! window has room for a send quantum, so that each ACK sends one large burst instead of the
-//! few packets it freed; control frames go at once.
+//! window has room for a burst (a millisecond of the rate, at most a third of the window), so
+//! that each ACK sends one large burst instead of the few packets it freed; control frames go
+//! at once.
 
 use super::*;
 
